@@ -1,0 +1,4 @@
+//! The `shmq` command line.
+fn main() {
+    println!("shmq");
+}

@@ -1,0 +1,163 @@
+//! Options of a queue (fixed at creation) and of single calls.
+
+use std::time::Duration;
+
+/// How a call waits for room or for a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum WaitStrategy {
+    /// Spin (yielding now and then): lowest latency, burns a CPU.
+    Spin = 0,
+    /// Spin briefly, then sleep on a futex in the mapping (the default).
+    #[default]
+    SpinThenSleep = 1,
+    /// Sleep at once.
+    Sleep = 2,
+}
+
+impl WaitStrategy {
+    /// From the stored integer; unknown values give the default.
+    pub fn from_u64(v: u64) -> WaitStrategy {
+        match v {
+            0 => WaitStrategy::Spin,
+            2 => WaitStrategy::Sleep,
+            _ => WaitStrategy::SpinThenSleep,
+        }
+    }
+}
+
+/// The options of a new queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Most messages queued, delayed or in flight at once (number of slots).
+    pub capacity: u64,
+    /// Largest payload in bytes.
+    pub max_message_size: u32,
+    /// Entries of the key table (0 = no keyed messages).
+    pub key_capacity: u64,
+    /// Records of the dead-letter area (0 = same as capacity).
+    pub dlq_capacity: u64,
+    /// Entries of the participant table: most handles attached at once.
+    pub participant_capacity: u32,
+    /// How long a claim is held before it is redelivered.
+    pub lease: Duration,
+    /// Failed deliveries before a message is dead-lettered (0 = unlimited).
+    pub max_deliveries: u32,
+    /// How long a reservation may stay uncommitted before it is abandoned.
+    pub reservation_timeout: Duration,
+    /// Latest-only mode: a newer message of a key replaces the waiting one.
+    pub latest_only: bool,
+    /// File mode bits of the new file (0600 by default: owner only).
+    pub mode: u32,
+    /// How calls wait.
+    pub wait_strategy: WaitStrategy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            capacity: 1024,
+            max_message_size: 256,
+            key_capacity: 0,
+            dlq_capacity: 0,
+            participant_capacity: 64,
+            lease: Duration::from_secs(30),
+            max_deliveries: 10,
+            reservation_timeout: Duration::from_secs(5),
+            latest_only: false,
+            mode: 0o600,
+            wait_strategy: WaitStrategy::SpinThenSleep,
+        }
+    }
+}
+
+/// How long a call may wait: the C API's `timeout_ns` (0 = try once,
+/// negative = forever, positive = up to that many nanoseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// Try once; `Full` or `Empty` if it cannot be done now.
+    TryOnce,
+    /// Wait as long as it takes.
+    Forever,
+    /// Wait up to this long, then `Timeout`.
+    For(Duration),
+}
+
+impl Timeout {
+    /// From the C convention.
+    pub fn from_nanos(ns: i64) -> Timeout {
+        match ns {
+            0 => Timeout::TryOnce,
+            n if n < 0 => Timeout::Forever,
+            n => Timeout::For(Duration::from_nanos(n as u64)),
+        }
+    }
+}
+
+impl From<Duration> for Timeout {
+    fn from(d: Duration) -> Timeout {
+        if d.is_zero() {
+            Timeout::TryOnce
+        } else {
+            Timeout::For(d)
+        }
+    }
+}
+
+impl From<Option<Duration>> for Timeout {
+    /// `None` waits forever.
+    fn from(d: Option<Duration>) -> Timeout {
+        d.map_or(Timeout::Forever, Timeout::from)
+    }
+}
+
+/// Options of one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Key (0 = none).
+    pub key: u64,
+    /// Version (0 on a keyed send = the key's next version).
+    pub version: u64,
+    /// How long to wait for room.
+    pub timeout: Timeout,
+    /// Claimable only after this delay.
+    pub delay: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            key: 0,
+            version: 0,
+            timeout: Timeout::TryOnce,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+impl SendOptions {
+    /// Try once, no key, no delay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// With a key.
+    pub fn key(mut self, key: u64) -> Self {
+        self.key = key;
+        self
+    }
+    /// With a version.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+    /// With a timeout.
+    pub fn timeout(mut self, t: impl Into<Timeout>) -> Self {
+        self.timeout = t.into();
+        self
+    }
+    /// With a delay before the message becomes claimable.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}

@@ -1,0 +1,1802 @@
+//! The public handle: a queue file mapped into this process, attached as one
+//! participant. Owns the file, the mapping and the participant entry; the
+//! protocol itself lives in [`crate::ring`].
+
+use std::cell::Cell;
+use std::fs::{File, OpenOptions};
+use std::marker::PhantomData;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result, Status};
+use crate::layout::{self, dlq, hdr, part, slot, Layout, Params};
+use crate::memory::{Memory, RawMemory};
+use crate::metrics::{Counter, Histogram, HistogramSnapshot, Recorder};
+use crate::options::{Options, SendOptions, Timeout, WaitStrategy};
+use crate::participants::{Liveness, Table, LOCK_BASE};
+use crate::ring::{self, state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
+use crate::sync::Ordering;
+use crate::sys;
+use crate::wait::{OsFutex, WaitPoint};
+
+/// The shared mapping of a queue file.
+pub struct Mapping {
+    _map: memmap2::MmapRaw,
+    mem: RawMemory,
+}
+
+impl Memory for Mapping {
+    #[inline]
+    fn len(&self) -> usize {
+        self.mem.len()
+    }
+    #[inline]
+    fn u64_at(&self, offset: usize) -> &crate::sync::AtomicU64 {
+        self.mem.u64_at(offset)
+    }
+    #[inline]
+    fn u32_at(&self, offset: usize) -> &crate::sync::AtomicU32 {
+        self.mem.u32_at(offset)
+    }
+    #[inline]
+    fn write_bytes(&self, offset: usize, src: &[u8]) {
+        self.mem.write_bytes(offset, src)
+    }
+    #[inline]
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        self.mem.read_bytes(offset, dst)
+    }
+    #[inline]
+    fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        self.mem.byte_ptr(offset, len)
+    }
+}
+
+fn map_file(file: &File, len: usize, path: &Path) -> Result<Mapping> {
+    let map = memmap2::MmapOptions::new()
+        .len(len)
+        .map_raw(file)
+        .map_err(|e| Error::io(format!("{}: mapping {len} bytes", path.display()), e))?;
+    // SAFETY: the mapping is page-aligned, `len` bytes long, and lives in
+    // the same struct as the RawMemory that points into it.
+    let mem = unsafe { RawMemory::new(map.as_mut_ptr(), len) };
+    Ok(Mapping { _map: map, mem })
+}
+
+/// How often (at most) a participant sweeps the table for dead participants.
+const LIVENESS_PERIOD_NS: u64 = 2_000_000;
+/// Longest single sleep, so sleepers also run the liveness sweep.
+const MAX_SLEEP: Duration = Duration::from_millis(4);
+/// How long a waiter spins before it sleeps.
+const SPIN_NS: u64 = 50_000;
+/// Operations between two checks for due maintenance on the fast path.
+const TICK_MASK: u32 = 1023;
+
+/// Role bits of a participant.
+const ROLE_PRODUCER: u64 = 1;
+const ROLE_CONSUMER: u64 = 2;
+
+/// Which way a caller waits.
+#[derive(Clone, Copy)]
+enum Point {
+    NotEmpty,
+    NotFull,
+}
+
+/// A queue file attached as one participant.
+///
+/// A handle is used by one thread at a time (it is `Send`, not `Sync`); open
+/// one handle per thread, each is its own participant with its own metrics.
+/// Dropping the handle detaches it; messages it still holds are redelivered
+/// at once.
+pub struct Queue {
+    engine: Engine<Mapping>,
+    file: File,
+    path: PathBuf,
+    /// Our participant index, or `None` for an inspection handle.
+    me: Option<u64>,
+    pid: u32,
+    latest_only: bool,
+    wait: WaitStrategy,
+    metrics: Cell<bool>,
+    tick: Cell<u32>,
+    roles: Cell<u64>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// What [`Queue::send_with`] sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The ring position.
+    pub position: u64,
+    /// The version the message carries.
+    pub version: u64,
+}
+
+/// A snapshot of a queue's metrics (SPEC section 4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// Monotonic time of the snapshot.
+    pub taken_ns: u64,
+    /// Number of slots.
+    pub capacity: u64,
+    /// Messages claimable now (ready, pending redelivery, due delayed).
+    pub depth: u64,
+    /// Messages delayed (not yet due).
+    pub delayed: u64,
+    /// Messages claimed and not yet settled.
+    pub in_flight: u64,
+    /// Slots reserved by producers and not yet committed.
+    pub reserved: u64,
+    /// Messages waiting for room in the dead-letter area.
+    pub dlq_waiting: u64,
+    /// Records in the dead-letter area.
+    pub dead_letters: u64,
+    /// Age of the oldest claimable message (delayed ones excluded), ns.
+    pub oldest_claimable_age_ns: u64,
+    /// Age of the oldest claim in flight, ns.
+    pub oldest_in_flight_age_ns: u64,
+    /// Live participants that have sent.
+    pub producers: u64,
+    /// Live participants that have claimed.
+    pub consumers: u64,
+    /// Live participants.
+    pub participants: u64,
+    /// Counters, indexed by [`Counter`].
+    pub counters: Vec<u64>,
+    /// Histograms, indexed by [`Histogram`].
+    pub histograms: Vec<HistogramSnapshot>,
+}
+
+impl Stats {
+    /// The value of a counter.
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.counters[c as usize]
+    }
+    /// A histogram.
+    pub fn histogram(&self, h: Histogram) -> &HistogramSnapshot {
+        &self.histograms[h as usize]
+    }
+}
+
+/// A dead letter, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Record index.
+    pub index: u64,
+    /// Unique id within the file.
+    pub id: u64,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// Delivery attempts.
+    pub attempts: u64,
+    /// Monotonic time of first enqueue.
+    pub first_enqueued_ns: u64,
+    /// Monotonic time it was dead-lettered.
+    pub dead_ns: u64,
+    /// Pid of the last consumer (0 if none).
+    pub last_consumer_pid: u64,
+    /// Key.
+    pub key: u64,
+    /// Version.
+    pub version: u64,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Every broken invariant, one line each; empty when the file is sound.
+    pub problems: Vec<String>,
+    /// Things worth knowing that are not wrong (e.g. dead participants not
+    /// yet cleaned up).
+    pub notes: Vec<String>,
+}
+
+struct OfdLiveness<'a> {
+    file: &'a File,
+    stale_boot: bool,
+}
+
+impl Liveness for OfdLiveness<'_> {
+    fn alive(&self, index: u64, pid: u32) -> bool {
+        if self.stale_boot {
+            return false;
+        }
+        match sys::ofd_locked_by_other(self.file.as_fd(), LOCK_BASE + index) {
+            Ok(true) => sys::pid_exists(pid),
+            Ok(false) => false,
+            // Cannot tell: count it alive, a lease will still expire.
+            Err(_) => true,
+        }
+    }
+}
+
+impl Queue {
+    /// Creates a new queue file (it must not exist) and attaches to it.
+    pub fn create(path: impl AsRef<Path>, opts: &Options) -> Result<Queue> {
+        let path = path.as_ref();
+        let ctx = |what: &str| format!("{}: {what}", path.display());
+        let dlq_capacity = if opts.dlq_capacity == 0 {
+            opts.capacity.max(1)
+        } else {
+            opts.dlq_capacity
+        };
+        let layout = Layout::new(Params {
+            capacity: opts.capacity,
+            max_message_size: opts.max_message_size as u64,
+            key_capacity: opts.key_capacity,
+            dlq_capacity,
+            participant_capacity: opts.participant_capacity as u64,
+        })
+        .map_err(|e| {
+            Error::new(
+                e.status(),
+                format!("{}: create: {}", path.display(), e.message()),
+            )
+        })?;
+        if opts.mode & !0o777 != 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                ctx(&format!(
+                    "create: mode {:o} has bits beyond 0777",
+                    opts.mode
+                )),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(opts.mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(ctx("create"), e))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_file(path);
+            e
+        };
+        file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
+            .map_err(|e| cleanup(Error::io(ctx("create: setting the mode"), e)))?;
+        file.set_len(layout.file_size as u64).map_err(|e| {
+            cleanup(Error::io(
+                ctx(&format!("create: sizing to {} bytes", layout.file_size)),
+                e,
+            ))
+        })?;
+        let map = map_file(&file, layout.file_size, path).map_err(cleanup)?;
+        // Relaxed stores: nobody else reads the file until the magic number
+        // is stored with release ordering below.
+        let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
+        for (off, v) in layout.header_words() {
+            put(off, v);
+        }
+        put(
+            hdr::LEASE_NS,
+            opts.lease.as_nanos().min(u64::MAX as u128) as u64,
+        );
+        put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
+        put(
+            hdr::FLAGS,
+            if opts.latest_only {
+                layout::flags::LATEST_ONLY
+            } else {
+                0
+            },
+        );
+        put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
+        put(
+            hdr::RESERVATION_TIMEOUT_NS,
+            opts.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+        );
+        put(hdr::CREATED_UNIX_NS, sys::unix_ns());
+        put(
+            hdr::CHECKSUM,
+            layout::header_checksum(&|off| map.u64_at(off).load(Ordering::Relaxed)),
+        );
+        let boot = sys::boot_id();
+        put(hdr::BOOT_ID, boot[0]);
+        put(hdr::BOOT_ID + 8, boot[1]);
+        let engine = Engine::new(map, layout, opts_config(opts));
+        engine.format();
+        // Release: everything above is visible to whoever sees the magic.
+        engine
+            .mem
+            .u64_at(hdr::MAGIC)
+            .store(layout::MAGIC, Ordering::Release);
+        Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
+    }
+
+    /// Opens an existing queue file and attaches to it as a participant.
+    pub fn open(path: impl AsRef<Path>) -> Result<Queue> {
+        let (engine, file, path) = Self::open_engine(path.as_ref(), true)?;
+        Self::attach(engine, file, path, true)
+    }
+
+    /// Opens a queue file without attaching: for stats, verify, recover and
+    /// dead-letter calls. Read-only when the file is not writable.
+    pub fn inspect(path: impl AsRef<Path>) -> Result<Queue> {
+        let path = path.as_ref();
+        let (engine, file, path) = match Self::open_engine(path, true) {
+            Err(e) if e.status() == Status::Permission => Self::open_engine(path, false)?,
+            r => r?,
+        };
+        Self::attach(engine, file, path, false)
+    }
+
+    fn open_engine(path: &Path, write: bool) -> Result<(Engine<Mapping>, File, PathBuf)> {
+        let ctx = |what: &str| format!("{}: open: {what}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(ctx("opening the file"), e))?;
+        let meta = file.metadata().map_err(|e| Error::io(ctx("stat"), e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::new(Status::Incompatible, ctx("not a regular file")));
+        }
+        let len = meta.len();
+        if len < layout::HEADER_SIZE as u64 || len > layout::limits::MAX_FILE_SIZE {
+            return Err(Error::new(
+                Status::Incompatible,
+                ctx(&format!("{len} bytes is not the size of a queue file")),
+            ));
+        }
+        let _ = meta.mode();
+        let map = map_file(&file, len as usize, path)?;
+        // A creator stores the magic last: wait briefly for one in progress.
+        let mut tries = 0;
+        while map.u64_at(hdr::MAGIC).load(Ordering::Acquire) == 0 && tries < 200 {
+            std::thread::sleep(Duration::from_millis(5));
+            tries += 1;
+        }
+        // Acquire on the magic above orders these relaxed reads.
+        let layout =
+            Layout::from_header(len as usize, |off| map.u64_at(off).load(Ordering::Relaxed))
+                .map_err(|e| Error::new(e.status(), ctx(e.message())))?;
+        let get = |off: usize| map.u64_at(off).load(Ordering::Relaxed);
+        let config = Config {
+            lease_ns: get(hdr::LEASE_NS),
+            max_deliveries: get(hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
+            reservation_timeout_ns: get(hdr::RESERVATION_TIMEOUT_NS),
+        };
+        Ok((Engine::new(map, layout, config), file, path.to_path_buf()))
+    }
+
+    fn attach(engine: Engine<Mapping>, file: File, path: PathBuf, register: bool) -> Result<Queue> {
+        let get = |off: usize| engine.mem.u64_at(off).load(Ordering::Relaxed);
+        let latest_only = get(hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
+        let wait = WaitStrategy::from_u64(get(hdr::WAIT_STRATEGY));
+        let mut q = Queue {
+            engine,
+            file,
+            path,
+            me: None,
+            pid: std::process::id(),
+            latest_only,
+            wait,
+            metrics: Cell::new(true),
+            tick: Cell::new(0),
+            roles: Cell::new(0),
+            _not_sync: PhantomData,
+        };
+        if register {
+            q.register()?;
+        }
+        Ok(q)
+    }
+
+    fn stale_boot(&self) -> bool {
+        let boot = sys::boot_id();
+        let get = |off: usize| self.engine.mem.u64_at(off).load(Ordering::Relaxed);
+        [get(hdr::BOOT_ID), get(hdr::BOOT_ID + 8)] != boot
+    }
+
+    fn register(&mut self) -> Result<()> {
+        let stale_boot = self.stale_boot();
+        let now = sys::monotonic_ns();
+        if stale_boot {
+            // Every participant attached before the reboot is dead.
+            self.recover_with(u64::MAX, now, true)?;
+            let boot = sys::boot_id();
+            self.engine
+                .mem
+                .u64_at(hdr::BOOT_ID)
+                .store(boot[0], Ordering::Relaxed);
+            self.engine
+                .mem
+                .u64_at(hdr::BOOT_ID + 8)
+                .store(boot[1], Ordering::Relaxed);
+        }
+        let start_time = sys::process_start_time(self.pid).unwrap_or(0);
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: false,
+        };
+        for i in 0..table.capacity() {
+            let got = sys::ofd_try_lock(self.file.as_fd(), LOCK_BASE + i).map_err(|e| {
+                Error::io(
+                    format!("{}: open: locking participant byte", self.path.display()),
+                    e,
+                )
+            })?;
+            if !got {
+                continue;
+            }
+            let engine = &self.engine;
+            let mut clean = |dead: u64| {
+                let _ = engine.repair(u64::MAX, now, &|o| o == dead);
+                engine.repair_dlq(&|o| o == dead);
+                clear_sleeper_counts(engine, dead);
+            };
+            if table.take(i, self.pid, start_time, now, &live, &mut clean) {
+                self.me = Some(i);
+                return Ok(());
+            }
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + i);
+        }
+        Err(Error::new(
+            Status::Full,
+            format!(
+                "{}: open: all {} participant entries are in use",
+                self.path.display(),
+                table.capacity()
+            ),
+        ))
+    }
+
+    /// The path the queue was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The layout of the file.
+    pub fn layout(&self) -> &Layout {
+        &self.engine.layout
+    }
+
+    /// Default lease, read from the file.
+    pub fn lease(&self) -> Duration {
+        Duration::from_nanos(self.engine.config.lease_ns)
+    }
+
+    /// Failed deliveries before dead-lettering (0 = unlimited).
+    pub fn max_deliveries(&self) -> u32 {
+        self.engine.config.max_deliveries
+    }
+
+    /// Whether the queue is in latest-only mode.
+    pub fn latest_only(&self) -> bool {
+        self.latest_only
+    }
+
+    /// The wait strategy stored in the file.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Our participant index (`None` for an inspection handle).
+    pub fn participant(&self) -> Option<u64> {
+        self.me
+    }
+
+    /// Turns this handle's metrics recording on or off (on by default).
+    pub fn set_metrics(&self, on: bool) {
+        self.metrics.set(on);
+    }
+
+    /// Detaches: redelivers nothing by itself, but frees the participant
+    /// entry, so survivors treat what it still holds as a dead participant's.
+    pub fn close(self) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+
+    fn me(&self, op: &str) -> Result<u64> {
+        self.me.ok_or_else(|| {
+            Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "{}: {op}: this handle was opened for inspection only",
+                    self.path.display()
+                ),
+            )
+        })
+    }
+
+    fn err(&self, op: &str, e: Error) -> Error {
+        Error::new(
+            e.status(),
+            format!("{}: {op}: {}", self.path.display(), e.message()),
+        )
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        sys::monotonic_ns()
+    }
+
+    #[inline]
+    fn recorder(&self) -> Option<Recorder<'_, Mapping>> {
+        match (self.me, self.metrics.get()) {
+            (Some(me), true) => Some(Recorder::new(
+                &self.engine.mem,
+                self.engine.layout.participant(me),
+            )),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn count(&self, c: Counter, by: u64) {
+        if let Some(r) = self.recorder() {
+            r.add(c, by);
+        }
+    }
+
+    fn note_role(&self, role: u64) {
+        if self.roles.get() & role == 0 {
+            if let Some(me) = self.me {
+                self.roles.set(self.roles.get() | role);
+                let w = self
+                    .engine
+                    .mem
+                    .u64_at(self.engine.layout.participant(me) + part::ROLES);
+                // Relaxed: informative only.
+                w.fetch_or(role, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn wait_point(&self, p: Point) -> WaitPoint<'_> {
+        let (f, s) = match p {
+            Point::NotEmpty => (hdr::NOT_EMPTY_FUTEX, hdr::NOT_EMPTY_SLEEPERS),
+            Point::NotFull => (hdr::NOT_FULL_FUTEX, hdr::NOT_FULL_SLEEPERS),
+        };
+        WaitPoint::new(self.engine.mem.u32_at(f), self.engine.mem.u64_at(s))
+    }
+
+    #[inline]
+    fn notify(&self, p: Point) {
+        self.wait_point(p).notify(&OsFutex);
+    }
+
+    /// Runs whatever maintenance is due: the liveness sweep every couple of
+    /// milliseconds, the slot scan for expired leases and stalled
+    /// reservations at a fraction of the lease. Cheap when nothing is due.
+    fn maintain(&self, now: u64) -> Result<bool> {
+        let Some(me) = self.me else { return Ok(false) };
+        let mut repaired = false;
+        let live_next = self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS);
+        let due = live_next.load(Ordering::Relaxed);
+        if now >= due
+            && live_next
+                .compare_exchange(
+                    due,
+                    now + LIVENESS_PERIOD_NS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            repaired |= self.sweep_dead(me, now, false)? > 0;
+        }
+        let maint_next = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
+        let due = maint_next.load(Ordering::Relaxed);
+        if now >= due {
+            let cfg = &self.engine.config;
+            let period =
+                (cfg.lease_ns.min(cfg.reservation_timeout_ns) / 4).clamp(1_000_000, 100_000_000);
+            if maint_next
+                .compare_exchange(due, now + period, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                let r = self.engine.repair(me, now, &|_| false)?;
+                repaired |= self.account_repairs(&r);
+            }
+        }
+        Ok(repaired)
+    }
+
+    fn account_repairs(&self, r: &Repairs) -> bool {
+        self.count(Counter::Abandoned, r.abandoned);
+        self.count(Counter::Reclaimed, r.redelivered + r.dead_lettered);
+        self.count(Counter::DeadLettered, r.dead_lettered);
+        if r.redelivered > 0 {
+            self.notify(Point::NotEmpty);
+        }
+        if r.abandoned + r.dead_lettered > 0 {
+            self.notify(Point::NotFull);
+        }
+        r.abandoned + r.redelivered + r.dead_lettered > 0
+    }
+
+    /// Finds dead participants, repairs what they left, frees their entries.
+    fn sweep_dead(&self, me: u64, now: u64, stale_boot: bool) -> Result<usize> {
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot,
+        };
+        let dead = table.claim_dead(me, &live);
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
+        self.engine.repair_dlq(&|o| dead.contains(&o));
+        for d in &dead {
+            clear_sleeper_counts(&self.engine, *d);
+            table.finish_cleaning(*d);
+        }
+        self.count(Counter::DeadParticipants, dead.len() as u64);
+        self.account_repairs(&r);
+        Ok(dead.len())
+    }
+
+    fn recover_with(&self, me: u64, now: u64, stale_boot: bool) -> Result<Repairs> {
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot,
+        };
+        let dead = table.claim_dead(me, &live);
+        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
+        self.engine.repair_dlq(&|o| dead.contains(&o));
+        for d in &dead {
+            clear_sleeper_counts(&self.engine, *d);
+            table.finish_cleaning(*d);
+        }
+        Ok(r)
+    }
+
+    /// Cleans up after dead participants and repairs expired leases and
+    /// stalled reservations now (what `shmq recover` runs).
+    pub fn recover(&self) -> Result<Repairs> {
+        let now = self.now();
+        let me = self.me.unwrap_or(u64::MAX);
+        let r = self
+            .recover_with(me, now, false)
+            .map_err(|e| self.err("recover", e))?;
+        self.account_repairs(&r);
+        Ok(r)
+    }
+
+    /// Spins, then sleeps, until `attempt` yields a value or the timeout
+    /// passes. `attempt` gets the current time.
+    fn wait_for<T>(
+        &self,
+        point: Point,
+        timeout: Timeout,
+        op: &str,
+        mut attempt: impl FnMut(u64) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let start = self.now();
+        if let Some(x) = attempt(start)? {
+            return Ok(Some(x));
+        }
+        if self.maintain(start)? {
+            if let Some(x) = attempt(start)? {
+                return Ok(Some(x));
+            }
+        }
+        let deadline = match timeout {
+            Timeout::TryOnce => return Ok(None),
+            Timeout::Forever => u64::MAX,
+            Timeout::For(d) => start.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        let spin_until = match self.wait {
+            WaitStrategy::Sleep => start,
+            WaitStrategy::SpinThenSleep => start + SPIN_NS,
+            WaitStrategy::Spin => u64::MAX,
+        };
+        let mut spins = 0u32;
+        loop {
+            let now = self.now();
+            if now >= deadline {
+                self.count(Counter::Timeouts, 1);
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("{}: {op}: timed out", self.path.display()),
+                ));
+            }
+            if now < spin_until {
+                spins += 1;
+                if spins % 64 == 0 {
+                    self.maintain(now)?;
+                    std::thread::yield_now();
+                } else {
+                    crate::sync::spin_hint();
+                }
+                if let Some(x) = attempt(now)? {
+                    return Ok(Some(x));
+                }
+                continue;
+            }
+            let wp = self.wait_point(point);
+            let bit = match point {
+                Point::NotEmpty => 1,
+                Point::NotFull => 2,
+            };
+            let sleeping = self
+                .engine
+                .mem
+                .u64_at(self.engine.layout.participant(self.me(op)?) + part::SLEEPING);
+            // Relaxed: read only by a cleaner after our death.
+            sleeping.fetch_or(bit, Ordering::Relaxed);
+            let seen = wp.prepare();
+            let got = attempt(now);
+            if !matches!(got, Ok(None)) {
+                wp.done();
+                sleeping.fetch_and(!bit, Ordering::Relaxed);
+                return got;
+            }
+            let left = Duration::from_nanos(deadline - now).min(MAX_SLEEP);
+            wp.sleep(&OsFutex, seen, Some(left));
+            wp.done();
+            sleeping.fetch_and(!bit, Ordering::Relaxed);
+            let now = self.now();
+            self.maintain(now)?;
+            if let Some(x) = attempt(now)? {
+                return Ok(Some(x));
+            }
+        }
+    }
+
+    #[inline]
+    fn tick(&self, now: u64) {
+        let t = self.tick.get().wrapping_add(1);
+        self.tick.set(t);
+        if t & TICK_MASK == 0 {
+            let _ = self.maintain(now);
+        }
+    }
+
+    // ----------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------
+
+    /// Sends one message without a key, waiting for room up to `timeout`.
+    pub fn send(&self, data: &[u8], timeout: impl Into<Timeout>) -> Result<Sent> {
+        self.send_with(data, &SendOptions::new().timeout(timeout))
+    }
+
+    /// Sends one message with a key, version, timeout and delay.
+    pub fn send_with(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
+        let r = self.reserve_inner(data.len(), opts.timeout, "send")?;
+        self.engine.write_payload(&r, data);
+        self.commit_inner(&r, data.len(), opts, "send")
+    }
+
+    fn check_len(&self, len: usize, op: &str) -> Result<()> {
+        let max = self.engine.layout.params.max_message_size;
+        if len as u64 > max {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "{}: {op}: {len} bytes is more than max_message_size {max}",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_key(&self, key: u64, op: &str) -> Result<()> {
+        if key != 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "{}: {op}: keyed messages are not supported by this version of the engine yet",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reserve_inner(&self, len: usize, timeout: Timeout, op: &str) -> Result<Reservation> {
+        let me = self.me(op)?;
+        self.check_len(len, op)?;
+        let got = self.wait_for(Point::NotFull, timeout, op, |now| {
+            match self.engine.reserve(me, now, len) {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.status() == Status::Full => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        match got {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                self.count(Counter::Full, 1);
+                Err(Error::new(
+                    Status::Full,
+                    format!("{}: {op}: the queue is full", self.path.display()),
+                ))
+            }
+            Err(e) => Err(self.err_once(op, e)),
+        }
+    }
+
+    /// Prefixes an error with the file and operation unless it already is.
+    fn err_once(&self, op: &str, e: Error) -> Error {
+        let prefix = format!("{}: ", self.path.display());
+        if e.message().starts_with(&prefix) {
+            e
+        } else {
+            self.err(op, e)
+        }
+    }
+
+    fn commit_inner(
+        &self,
+        r: &Reservation,
+        len: usize,
+        opts: &SendOptions,
+        op: &str,
+    ) -> Result<Sent> {
+        let me = self.me(op)?;
+        if let Err(e) = self.check_key(opts.key, op) {
+            let _ = self.engine.abort(me, r);
+            return Err(e);
+        }
+        let now = self.now();
+        let not_before = if opts.delay.is_zero() {
+            None
+        } else {
+            Some(now.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64))
+        };
+        self.engine
+            .commit(me, r, len, opts.key, opts.version, not_before, now)
+            .map_err(|e| self.err(op, e))?;
+        self.notify(Point::NotEmpty);
+        self.note_role(ROLE_PRODUCER);
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Sent, 1);
+            rec.add(Counter::BytesSent, len as u64);
+        }
+        self.tick(now);
+        Ok(Sent {
+            position: r.position,
+            version: opts.version,
+        })
+    }
+
+    /// Reserves a slot for a payload of up to `len` bytes, to be written in
+    /// place and then committed (zero-copy send).
+    pub fn reserve(&self, len: usize, timeout: impl Into<Timeout>) -> Result<Reserved<'_>> {
+        let r = self.reserve_inner(len, timeout.into(), "reserve")?;
+        Ok(Reserved {
+            q: self,
+            r,
+            len,
+            done: false,
+        })
+    }
+
+    /// Sends several messages; waits up to `timeout` for room for the first,
+    /// then sends as many as fit now. Returns how many were sent.
+    pub fn send_batch<B: AsRef<[u8]>>(
+        &self,
+        messages: &[B],
+        timeout: impl Into<Timeout>,
+    ) -> Result<usize> {
+        let me = self.me("send_batch")?;
+        let mut timeout = timeout.into();
+        let mut sent = 0usize;
+        let mut bytes = 0u64;
+        let mut now = self.now();
+        for m in messages {
+            let data = m.as_ref();
+            self.check_len(data.len(), "send_batch")?;
+            let r = if sent == 0 {
+                match self.reserve_inner(data.len(), timeout, "send_batch") {
+                    Ok(r) => {
+                        now = self.now();
+                        r
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                match self.engine.reserve(me, now, data.len()) {
+                    Ok(r) => r,
+                    Err(e) if e.status() == Status::Full => break,
+                    Err(e) => return Err(self.err("send_batch", e)),
+                }
+            };
+            timeout = Timeout::TryOnce;
+            self.engine.write_payload(&r, data);
+            self.engine
+                .commit(me, &r, data.len(), 0, 0, None, now)
+                .map_err(|e| self.err("send_batch", e))?;
+            sent += 1;
+            bytes += data.len() as u64;
+        }
+        if sent > 0 {
+            self.notify(Point::NotEmpty);
+            self.note_role(ROLE_PRODUCER);
+            if let Some(rec) = self.recorder() {
+                rec.add(Counter::Sent, sent as u64);
+                rec.add(Counter::BytesSent, bytes);
+            }
+            self.tick(now);
+        }
+        Ok(sent)
+    }
+
+    // ----------------------------------------------------------------
+    // Claiming
+    // ----------------------------------------------------------------
+
+    fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
+        self.note_role(ROLE_CONSUMER);
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Claimed, 1);
+            if c.deliveries <= 1 {
+                rec.record(Histogram::LeadTime, now.saturating_sub(c.enqueued_ns));
+            } else {
+                rec.add(Counter::Redelivered, 1);
+            }
+        }
+        Message {
+            q: self,
+            claim: c,
+            claimed_ns: now,
+        }
+    }
+
+    /// Claims the next message, waiting up to `timeout`. `Empty` when
+    /// nothing is claimable and the call may not wait; `Timeout` after
+    /// waiting.
+    pub fn claim(&self, timeout: impl Into<Timeout>) -> Result<Message<'_>> {
+        let me = self.me("claim")?;
+        let mut at = 0;
+        let got = self
+            .wait_for(Point::NotEmpty, timeout.into(), "claim", |now| {
+                at = now;
+                self.engine.claim(me, now)
+            })
+            .map_err(|e| self.err_once("claim", e))?;
+        match got {
+            Some(c) => {
+                self.tick(at);
+                Ok(self.claimed(c, at))
+            }
+            None => Err(Error::new(
+                Status::Empty,
+                format!("{}: claim: nothing to claim", self.path.display()),
+            )),
+        }
+    }
+
+    /// Claims up to `max` messages: waits up to `timeout` for the first, then
+    /// takes what is claimable now.
+    pub fn claim_batch(&self, max: usize, timeout: impl Into<Timeout>) -> Result<Vec<Message<'_>>> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        self.claim_batch_into(max, timeout, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Queue::claim_batch`], appending to `out`; returns how many.
+    pub fn claim_batch_into<'q>(
+        &'q self,
+        max: usize,
+        timeout: impl Into<Timeout>,
+        out: &mut Vec<Message<'q>>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let me = self.me("claim_batch")?;
+        let first = self.claim(timeout)?;
+        let now = first.claimed_ns;
+        out.push(first);
+        let mut n = 1;
+        while n < max {
+            match self
+                .engine
+                .claim(me, now)
+                .map_err(|e| self.err("claim_batch", e))?
+            {
+                Some(c) => {
+                    out.push(self.claimed(c, now));
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    // ----------------------------------------------------------------
+    // Outcomes
+    // ----------------------------------------------------------------
+
+    /// Gives the outcome of the claim named by `token`. `claimed_ns`, when
+    /// known, feeds the processing-time histogram.
+    pub fn settle(
+        &self,
+        token: u64,
+        outcome: &Outcome<'_>,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<Settled> {
+        let op = match outcome {
+            Outcome::Ack => "ack",
+            Outcome::Nack { .. } => "nack",
+            Outcome::Reject { .. } => "reject",
+            Outcome::Extend { .. } => "extend_lease",
+        };
+        let me = self.me(op)?;
+        let now = self.now();
+        let r = match self.engine.settle(me, token, outcome, now) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status() == Status::LeaseLost {
+                    self.count(Counter::LeaseLost, 1);
+                }
+                return Err(self.err(op, e));
+            }
+        };
+        if let Some(rec) = self.recorder() {
+            match r {
+                Settled::Acked => {
+                    rec.add(Counter::Acked, 1);
+                    if let Some(c) = claimed_ns {
+                        rec.record(Histogram::Processing, now.saturating_sub(c));
+                    }
+                    if let Some(e) = enqueued_ns {
+                        rec.record(Histogram::EndToEnd, now.saturating_sub(e));
+                    }
+                }
+                Settled::Requeued => rec.add(Counter::Nacked, 1),
+                Settled::DeadLettered => {
+                    match outcome {
+                        Outcome::Reject { .. } => rec.add(Counter::Rejected, 1),
+                        _ => rec.add(Counter::Nacked, 1),
+                    }
+                    rec.add(Counter::DeadLettered, 1);
+                }
+                Settled::Extended => rec.add(Counter::Extended, 1),
+            }
+        }
+        match r {
+            Settled::Acked | Settled::DeadLettered => self.notify(Point::NotFull),
+            Settled::Requeued => self.notify(Point::NotEmpty),
+            Settled::Extended => {}
+        }
+        self.tick(now);
+        Ok(r)
+    }
+
+    /// Acks several claims; returns how many were acked (a lost lease is
+    /// skipped, not an error, and not counted).
+    pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
+        let me = self.me("ack_batch")?;
+        let now = self.now();
+        let mut acked = 0;
+        for m in messages {
+            match self.engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
+                Ok(_) => {
+                    acked += 1;
+                    if let Some(rec) = self.recorder() {
+                        rec.add(Counter::Acked, 1);
+                        rec.record(Histogram::Processing, now.saturating_sub(m.claimed_ns));
+                        rec.record(Histogram::EndToEnd, now.saturating_sub(m.claim.enqueued_ns));
+                    }
+                }
+                Err(e) if e.status() == Status::LeaseLost => self.count(Counter::LeaseLost, 1),
+                Err(e) => return Err(self.err("ack_batch", e)),
+            }
+        }
+        if acked > 0 {
+            self.notify(Point::NotFull);
+            self.tick(now);
+        }
+        Ok(acked)
+    }
+
+    /// Copies the payload of a claim we hold into `buf` and checks that the
+    /// claim was still held after the copy (so the copy is not torn).
+    /// Returns the payload length; `TooLarge` if `buf` is too small.
+    pub fn read_payload(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
+        let me = self.me("read")?;
+        let (i, seq) = ring::split_token(token);
+        if i >= self.engine.layout.params.capacity {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("{}: read: bad token", self.path.display()),
+            ));
+        }
+        let held =
+            |w: ring::SlotWord| w.state() == state::CLAIMED && w.owner() == me && w.seq() == seq;
+        if !held(self.engine.slot_word(i)) {
+            return Err(self.err(
+                "read",
+                Error::new(Status::LeaseLost, "the claim is no longer held"),
+            ));
+        }
+        let len = (self
+            .engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::LEN)
+            .load(Ordering::Relaxed)
+            & 0xffff_ffff)
+            .min(self.engine.layout.params.max_message_size) as usize;
+        if buf.len() < len {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "{}: read: buffer of {} bytes for a {len}-byte payload",
+                    self.path.display(),
+                    buf.len()
+                ),
+            ));
+        }
+        self.engine
+            .mem
+            .read_bytes(self.engine.payload_offset(i), &mut buf[..len]);
+        if !held(self.engine.slot_word(i)) {
+            return Err(self.err(
+                "read",
+                Error::new(
+                    Status::LeaseLost,
+                    "the claim was lost during the copy; the copy may be torn",
+                ),
+            ));
+        }
+        Ok(len)
+    }
+
+    // ----------------------------------------------------------------
+    // Stats, verify, dead letters
+    // ----------------------------------------------------------------
+
+    /// A snapshot of every metric (a scan of the file: not for a hot loop).
+    pub fn stats(&self) -> Stats {
+        let e = &self.engine;
+        let l = &e.layout;
+        let now = self.now();
+        let mut s = Stats {
+            taken_ns: now,
+            capacity: l.params.capacity,
+            depth: 0,
+            delayed: 0,
+            in_flight: 0,
+            reserved: 0,
+            dlq_waiting: 0,
+            dead_letters: 0,
+            oldest_claimable_age_ns: 0,
+            oldest_in_flight_age_ns: 0,
+            producers: 0,
+            consumers: 0,
+            participants: 0,
+            counters: vec![0; crate::metrics::COUNTERS.len()],
+            histograms: vec![HistogramSnapshot::default(); 3],
+        };
+        let rd = |off: usize| e.mem.u64_at(off).load(Ordering::Relaxed);
+        for i in 0..l.params.capacity {
+            let w = e.slot_word(i);
+            let base = l.slot(i);
+            match w.state() {
+                state::READY | state::PENDING => {
+                    s.depth += 1;
+                    let age = now.saturating_sub(rd(base + slot::ENQUEUED_NS));
+                    s.oldest_claimable_age_ns = s.oldest_claimable_age_ns.max(age);
+                }
+                state::DELAYED => {
+                    let lease = rd(base + slot::LEASE);
+                    let due = (lease & ((1 << 42) - 1)) << 16;
+                    if due <= now {
+                        s.depth += 1;
+                    } else {
+                        s.delayed += 1;
+                    }
+                }
+                state::CLAIMED => {
+                    s.in_flight += 1;
+                    let lease = rd(base + slot::LEASE);
+                    let deadline = (lease & ((1 << 42) - 1)) << 16;
+                    let claimed_at = deadline.saturating_sub(e.config.lease_ns);
+                    s.oldest_in_flight_age_ns = s
+                        .oldest_in_flight_age_ns
+                        .max(now.saturating_sub(claimed_at));
+                }
+                state::RESERVED | state::PASSED => s.reserved += 1,
+                state::DLQ_WAIT => s.dlq_waiting += 1,
+                _ => {}
+            }
+        }
+        for r in 0..l.params.dlq_capacity {
+            if rd(l.dead_letter(r) + dlq::WORD) & 0xf == dlq::FULL {
+                s.dead_letters += 1;
+            }
+        }
+        let table = Table::new(&e.mem, l);
+        for p in 0..l.params.participant_capacity {
+            let base = l.participant(p);
+            let entry = table.entry(p);
+            if entry.state == part::LIVE {
+                s.participants += 1;
+                let roles = rd(base + part::ROLES);
+                s.producers += (roles & ROLE_PRODUCER != 0) as u64;
+                s.consumers += (roles & ROLE_CONSUMER != 0) as u64;
+            }
+            for (c, v) in s.counters.iter_mut().enumerate() {
+                *v = v.wrapping_add(rd(base + part::COUNTERS + c * 8));
+            }
+            for (h, snap) in s.histograms.iter_mut().enumerate() {
+                let which = crate::metrics::HISTOGRAMS[h].0;
+                snap.add_from(&e.mem, base, which);
+            }
+        }
+        s
+    }
+
+    /// Checks every invariant of the file that can be checked while it is in
+    /// use, and reports what is wrong.
+    pub fn verify(&self) -> VerifyReport {
+        let mut rep = VerifyReport::default();
+        let e = &self.engine;
+        let l = &e.layout;
+        let table = Table::new(&e.mem, l);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: self.stale_boot(),
+        };
+        let mut entries = Vec::new();
+        for p in 0..l.params.participant_capacity {
+            let en = table.entry(p);
+            if en.state > part::CLEANING {
+                rep.problems
+                    .push(format!("participant {p}: invalid state {}", en.state));
+            }
+            let alive = en.state == part::LIVE && (Some(p) == self.me || live.alive(p, en.pid));
+            if en.state == part::LIVE && !alive {
+                rep.notes.push(format!(
+                    "participant {p} (pid {}) is dead and not yet cleaned up (run recover)",
+                    en.pid
+                ));
+            }
+            entries.push(en);
+        }
+        let cap = l.params.capacity;
+        let tail = e.mem.u64_at(hdr::TAIL).load(Ordering::Relaxed);
+        let head = e.mem.u64_at(hdr::HEAD).load(Ordering::Relaxed);
+        let tail_lap = (tail / cap) & ((1 << 28) - 1);
+        for i in 0..cap {
+            let w = e.slot_word(i);
+            let base = l.slot(i);
+            if w.state() >= state::COUNT {
+                rep.problems
+                    .push(format!("slot {i}: invalid state {}", w.state()));
+                continue;
+            }
+            let lap_ok = (0..=2).any(|d| (tail_lap + d) & ((1 << 28) - 1) == w.lap());
+            if !lap_ok {
+                rep.problems.push(format!(
+                    "slot {i}: at lap {}, but the tail cursor is at lap {tail_lap}",
+                    w.lap()
+                ));
+            }
+            let owned = matches!(
+                w.state(),
+                state::RESERVED | state::PASSED | state::CLAIMED | state::DLQ_WAIT
+            );
+            if owned {
+                if w.owner() >= l.params.participant_capacity {
+                    rep.problems
+                        .push(format!("slot {i}: owner {} out of range", w.owner()));
+                } else if entries[w.owner() as usize].state == part::FREE {
+                    rep.problems.push(format!(
+                        "slot {i}: {} by participant {}, which is not attached (run recover)",
+                        state::name(w.state()),
+                        w.owner()
+                    ));
+                }
+            }
+            if w.state() != state::FREE {
+                let len = e.mem.u64_at(base + slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff;
+                if len > l.params.max_message_size
+                    && !matches!(w.state(), state::RESERVED | state::PASSED)
+                {
+                    rep.problems
+                        .push(format!("slot {i}: payload length {len} over the maximum"));
+                }
+            }
+        }
+        if head > tail.saturating_add(cap) {
+            rep.problems
+                .push(format!("head cursor {head} is past the tail cursor {tail}"));
+        }
+        for r in 0..l.params.dlq_capacity {
+            let base = l.dead_letter(r);
+            let w = e.mem.u64_at(base + dlq::WORD).load(Ordering::Relaxed);
+            if w & 0xf > dlq::REDRIVING {
+                rep.problems
+                    .push(format!("dead letter {r}: invalid state {}", w & 0xf));
+            }
+            if w & 0xf == dlq::FULL {
+                let len = e.mem.u64_at(base + dlq::LEN).load(Ordering::Relaxed);
+                let rl = e.mem.u64_at(base + dlq::REASON_LEN).load(Ordering::Relaxed);
+                if len > l.params.max_message_size || rl > dlq::REASON_MAX as u64 {
+                    rep.problems.push(format!(
+                        "dead letter {r}: length {len} or reason length {rl} out of range"
+                    ));
+                }
+            }
+        }
+        rep
+    }
+
+    fn dlq_read(&self, r: u64) -> Option<DeadLetter> {
+        let e = &self.engine;
+        let l = &e.layout;
+        let base = l.dead_letter(r);
+        // Acquire: pairs with the release that published the record.
+        let w = e.mem.u64_at(base + dlq::WORD).load(Ordering::Acquire);
+        if w & 0xf != dlq::FULL {
+            return None;
+        }
+        let rd = |f: usize| e.mem.u64_at(base + f).load(Ordering::Relaxed);
+        let len = rd(dlq::LEN).min(l.params.max_message_size) as usize;
+        let rl = rd(dlq::REASON_LEN).min(dlq::REASON_MAX as u64) as usize;
+        let mut reason = vec![0u8; rl];
+        e.mem.read_bytes(base + dlq::REASON, &mut reason);
+        let mut payload = vec![0u8; len];
+        e.mem.read_bytes(base + dlq::PAYLOAD, &mut payload);
+        let d = DeadLetter {
+            index: r,
+            id: rd(dlq::ID),
+            reason: String::from_utf8_lossy(&reason).into_owned(),
+            attempts: rd(dlq::ATTEMPTS),
+            first_enqueued_ns: rd(dlq::FIRST_ENQUEUED_NS),
+            dead_ns: rd(dlq::DEAD_NS),
+            last_consumer_pid: rd(dlq::LAST_CONSUMER),
+            key: rd(dlq::KEY),
+            version: rd(dlq::VERSION),
+            payload,
+        };
+        // A record rewritten during the copy reads as gone.
+        (e.mem.u64_at(base + dlq::WORD).load(Ordering::Acquire) == w).then_some(d)
+    }
+
+    /// Every dead letter, oldest id first.
+    pub fn dlq_list(&self) -> Vec<DeadLetter> {
+        let mut v: Vec<_> = (0..self.engine.layout.params.dlq_capacity)
+            .filter_map(|r| self.dlq_read(r))
+            .collect();
+        v.sort_by_key(|d| d.id);
+        v
+    }
+
+    /// The dead letter with this id.
+    pub fn dlq_get(&self, id: u64) -> Result<DeadLetter> {
+        self.dlq_list()
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::NotFound,
+                    format!("{}: dlq: no dead letter with id {id}", self.path.display()),
+                )
+            })
+    }
+
+    fn dlq_take(&self, r: u64, w: u64, to: u64) -> bool {
+        let me = self.me.unwrap_or(0);
+        let new = (w >> 16) << 16 | me << 4 | to;
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.dead_letter(r) + dlq::WORD)
+            .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn dlq_set(&self, r: u64, state: u64) {
+        let word = self
+            .engine
+            .mem
+            .u64_at(self.engine.layout.dead_letter(r) + dlq::WORD);
+        let w = word.load(Ordering::Relaxed);
+        // Release: a FULL or EMPTY record is complete for its readers.
+        word.store((w >> 16) << 16 | state, Ordering::Release);
+    }
+
+    /// Sends the dead letter `id` (or every one, with `None`) back to the
+    /// queue with its delivery count reset. Returns how many went back; stops
+    /// early when the queue is full.
+    pub fn dlq_redrive(&self, id: Option<u64>) -> Result<usize> {
+        self.me("dlq redrive")?;
+        let mut n = 0;
+        for d in self.dlq_list() {
+            if id.is_some_and(|id| id != d.id) {
+                continue;
+            }
+            let base = self.engine.layout.dead_letter(d.index);
+            let w = self
+                .engine
+                .mem
+                .u64_at(base + dlq::WORD)
+                .load(Ordering::Acquire);
+            if w & 0xf != dlq::FULL || !self.dlq_take(d.index, w, dlq::REDRIVING) {
+                continue;
+            }
+            let opts = SendOptions::new().key(d.key).version(d.version);
+            match self.send_with(&d.payload, &opts) {
+                Ok(_) => {
+                    self.dlq_set(d.index, dlq::EMPTY);
+                    n += 1;
+                }
+                Err(e) => {
+                    self.dlq_set(d.index, dlq::FULL);
+                    if e.status() == Status::Full {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if id.is_some() && n == 0 {
+            self.dlq_get(id.unwrap_or(0))?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes the dead letter `id` (or every one). Returns how many.
+    pub fn dlq_purge(&self, id: Option<u64>) -> Result<usize> {
+        if self.me.is_none()
+            && self
+                .file
+                .metadata()
+                .map(|m| m.permissions().readonly())
+                .unwrap_or(true)
+        {
+            return Err(Error::new(
+                Status::Permission,
+                format!("{}: dlq purge: read-only", self.path.display()),
+            ));
+        }
+        let mut n = 0;
+        for d in self.dlq_list() {
+            if id.is_some_and(|id| id != d.id) {
+                continue;
+            }
+            let base = self.engine.layout.dead_letter(d.index);
+            let w = self
+                .engine
+                .mem
+                .u64_at(base + dlq::WORD)
+                .load(Ordering::Acquire);
+            if w & 0xf == dlq::FULL && self.dlq_take(d.index, w, dlq::EMPTY) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            // Messages waiting for room can move now.
+            let now = self.now();
+            if let Some(me) = self.me {
+                let r = self.engine.repair(me, now, &|_| false)?;
+                self.account_repairs(&r);
+            }
+        } else if let Some(id) = id {
+            self.dlq_get(id)?;
+        }
+        Ok(n)
+    }
+
+    /// Flushes the mapping to the file (for queues on a persistent file
+    /// system; `/dev/shm` needs no flush and does not survive a reboot).
+    pub fn flush(&self) -> Result<()> {
+        self.engine
+            .mem
+            ._map
+            .flush()
+            .map_err(|e| Error::io(format!("{}: flush", self.path.display()), e))
+    }
+
+    /// The engine, for tests and tools in this crate.
+    #[doc(hidden)]
+    pub fn engine(&self) -> &Engine<Mapping> {
+        &self.engine
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("path", &self.path)
+            .field("participant", &self.me)
+            .field("capacity", &self.engine.layout.params.capacity)
+            .finish()
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(me) = self.me {
+            let now = self.now();
+            // What we still hold goes back now rather than after a lease.
+            let _ = self.engine.repair(me, now, &|_| false);
+            let mut r = Repairs::default();
+            for i in 0..self.engine.layout.params.capacity {
+                let w = self.engine.slot_word(i);
+                if w.owner() == me
+                    && matches!(w.state(), state::CLAIMED | state::RESERVED | state::PASSED)
+                {
+                    let _ = self
+                        .engine
+                        .repair_slot(u64::MAX, i, now, &|o| o == me, &mut r);
+                }
+            }
+            if r.redelivered > 0 {
+                self.engine
+                    .mem
+                    .u64_at(hdr::SIDE_DIRTY)
+                    .fetch_add(1, Ordering::SeqCst);
+                self.notify(Point::NotEmpty);
+            }
+            if r.abandoned > 0 {
+                self.notify(Point::NotFull);
+            }
+            Table::new(&self.engine.mem, &self.engine.layout).release(me);
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
+        }
+    }
+}
+
+fn clear_sleeper_counts(engine: &Engine<Mapping>, dead: u64) {
+    let sleeping = engine
+        .mem
+        .u64_at(engine.layout.participant(dead) + part::SLEEPING);
+    let bits = sleeping.swap(0, Ordering::Relaxed);
+    if bits & 1 != 0 {
+        WaitPoint::new(
+            engine.mem.u32_at(hdr::NOT_EMPTY_FUTEX),
+            engine.mem.u64_at(hdr::NOT_EMPTY_SLEEPERS),
+        )
+        .done();
+    }
+    if bits & 2 != 0 {
+        WaitPoint::new(
+            engine.mem.u32_at(hdr::NOT_FULL_FUTEX),
+            engine.mem.u64_at(hdr::NOT_FULL_SLEEPERS),
+        )
+        .done();
+    }
+}
+
+fn opts_config(o: &Options) -> Config {
+    Config {
+        lease_ns: o.lease.as_nanos().min(u64::MAX as u128) as u64,
+        max_deliveries: o.max_deliveries,
+        reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    }
+}
+
+/// A reserved slot being written in place.
+pub struct Reserved<'q> {
+    q: &'q Queue,
+    r: Reservation,
+    len: usize,
+    done: bool,
+}
+
+impl<'q> Reserved<'q> {
+    /// The reserved capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.len
+    }
+
+    /// Copies `data` (at most the reserved length) into the slot.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        if data.len() > self.len {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "{}: write: {} bytes into a {}-byte reservation",
+                    self.q.path.display(),
+                    data.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.q.engine.write_payload(&self.r, data);
+        self.len = data.len();
+        Ok(())
+    }
+
+    /// A pointer to the slot's payload, `capacity()` bytes long, valid until
+    /// commit or abort. Writing through it is the zero-copy path.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.q
+            .engine
+            .mem
+            .byte_ptr(self.q.engine.payload_offset(self.r.slot), self.len)
+            .unwrap_or(std::ptr::null_mut())
+    }
+
+    /// Sets the payload length (after writing through the pointer).
+    pub fn set_len(&mut self, len: usize) -> Result<()> {
+        self.q.check_len(len, "commit")?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// The ring position.
+    pub fn position(&self) -> u64 {
+        self.r.position
+    }
+
+    /// Commits without key.
+    pub fn commit(self) -> Result<Sent> {
+        self.commit_with(&SendOptions::new())
+    }
+
+    /// Commits with key, version and delay (the timeout is ignored).
+    pub fn commit_with(mut self, opts: &SendOptions) -> Result<Sent> {
+        self.done = true;
+        self.q.commit_inner(&self.r, self.len, opts, "commit")
+    }
+
+    /// Gives the slot back without sending.
+    pub fn abort(mut self) -> Result<()> {
+        self.done = true;
+        let me = self.q.me("abort")?;
+        self.q
+            .engine
+            .abort(me, &self.r)
+            .map_err(|e| self.q.err("abort", e))?;
+        self.q.count(Counter::Aborted, 1);
+        self.q.notify(Point::NotFull);
+        Ok(())
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(me) = self.q.me {
+                let _ = self.q.engine.abort(me, &self.r);
+                self.q.notify(Point::NotFull);
+            }
+        }
+    }
+}
+
+/// A claimed message. Give its outcome with [`Message::ack`],
+/// [`Message::nack`], [`Message::reject`] or keep it with
+/// [`Message::extend`]; dropping it without an outcome leaves it claimed
+/// until its lease expires (or this handle closes), then it is redelivered.
+pub struct Message<'q> {
+    q: &'q Queue,
+    claim: Claim,
+    claimed_ns: u64,
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("position", &self.claim.position)
+            .field("len", &self.claim.len)
+            .field("key", &self.claim.key)
+            .field("version", &self.claim.version)
+            .field("deliveries", &self.claim.deliveries)
+            .finish()
+    }
+}
+
+impl<'q> Message<'q> {
+    /// A private copy of the payload, checked for tearing (`LeaseLost` if the
+    /// claim was lost while copying).
+    pub fn data(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.claim.len];
+        let n = self.q.read_payload(self.claim.token(), &mut v)?;
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// Copies the payload into `buf`, checked for tearing; returns its length.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.q.read_payload(self.claim.token(), buf)
+    }
+
+    /// The payload in place, without a copy.
+    ///
+    /// # Safety
+    /// The bytes live in the shared mapping. They stay unchanged only while
+    /// the claim is held: the caller must finish with the slice before the
+    /// lease can expire, and must accept that a misbehaving process with
+    /// write access to the file could change them.
+    pub unsafe fn payload_unchecked(&self) -> &[u8] {
+        let off = self.q.engine.payload_offset(self.claim.slot);
+        match self.q.engine.mem.byte_ptr(off, self.claim.len) {
+            // SAFETY: in bounds of the mapping (checked by byte_ptr); the
+            // caller upholds that nobody writes the bytes meanwhile.
+            Some(p) => unsafe { std::slice::from_raw_parts(p, self.claim.len) },
+            None => &[],
+        }
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.claim.len
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.claim.len == 0
+    }
+    /// Key (0 = none).
+    pub fn key(&self) -> u64 {
+        self.claim.key
+    }
+    /// Version.
+    pub fn version(&self) -> u64 {
+        self.claim.version
+    }
+    /// 1 on the first delivery, counting up with each redelivery.
+    pub fn deliveries(&self) -> u32 {
+        self.claim.deliveries
+    }
+    /// Monotonic time (CLOCK_MONOTONIC, ns) of the first commit.
+    pub fn enqueued_ns(&self) -> u64 {
+        self.claim.enqueued_ns
+    }
+    /// Monotonic time of this claim.
+    pub fn claimed_ns(&self) -> u64 {
+        self.claimed_ns
+    }
+    /// Ring position of the message.
+    pub fn position(&self) -> u64 {
+        self.claim.position
+    }
+    /// The fencing token of this claim.
+    pub fn token(&self) -> u64 {
+        self.claim.token()
+    }
+
+    fn settle(&self, o: &Outcome<'_>) -> Result<Settled> {
+        self.q.settle(
+            self.claim.token(),
+            o,
+            Some(self.claimed_ns),
+            Some(self.claim.enqueued_ns),
+        )
+    }
+
+    /// Done: the message is deleted.
+    pub fn ack(self) -> Result<()> {
+        self.settle(&Outcome::Ack).map(|_| ())
+    }
+
+    /// Try again after `delay` (counts as a failed delivery; dead-lettered
+    /// when it was the last allowed one).
+    pub fn nack(self, delay: Duration) -> Result<()> {
+        let not_before_ns = if delay.is_zero() {
+            0
+        } else {
+            self.q
+                .now()
+                .saturating_add(delay.as_nanos().min(u64::MAX as u128) as u64)
+        };
+        self.settle(&Outcome::Nack { not_before_ns }).map(|_| ())
+    }
+
+    /// Give up: the message goes to the dead letters with `reason`.
+    pub fn reject(self, reason: &str) -> Result<()> {
+        self.settle(&Outcome::Reject { reason }).map(|_| ())
+    }
+
+    /// Still working: the lease now ends `lease` from now.
+    pub fn extend(&self, lease: Duration) -> Result<()> {
+        let deadline_ns = self
+            .q
+            .now()
+            .saturating_add(lease.as_nanos().min(u64::MAX as u128) as u64);
+        self.settle(&Outcome::Extend { deadline_ns }).map(|_| ())
+    }
+}

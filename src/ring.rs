@@ -1,0 +1,1378 @@
+//! The slot state machine: reserve, commit, abort, claim, ack, nack, reject,
+//! extend, and the repairs (abandon, reclaim) that survivors make after a
+//! participant dies or stalls.
+//!
+//! # The algorithm
+//!
+//! The ring is Vyukov's bounded MPMC queue (as in crossbeam's
+//! `ArrayQueue`), changed in three ways:
+//!
+//! 1. **The slot word is the only truth.** Every state change of a slot is
+//!    one compare-and-swap on its [`SlotWord`]; the `tail` and `head` cursors
+//!    are hints that anyone may advance after seeing that a slot word already
+//!    records the step. A process killed between any two instructions leaves
+//!    every slot in a state that a survivor can read and repair.
+//! 2. **Positions are decided, not just taken.** The word's `lap` is the lap
+//!    of the next position at this slot that no producer has decided yet. A
+//!    producer decides position `p` either by reserving the slot (it was
+//!    free) or, when the slot still holds a message of an earlier lap that
+//!    is out of ring order (claimed, delayed, waiting for redelivery), by
+//!    *skipping* it: bumping the lap and leaving the message alone. That is
+//!    how a message held for a long time costs its own slot only (G2):
+//!    producers and consumers pass it every lap.
+//! 3. **Claims leave ring order when they fail.** A message whose claim ends
+//!    without an ack (nack, lease expiry, death of its consumer), or whose
+//!    producer committed after consumers had already passed its position,
+//!    becomes `PENDING` (or `DELAYED` until a time) in place. Consumers find
+//!    such messages by scanning the slots, which they do only when the
+//!    header's side-path epoch says something entered that path (or a delay
+//!    fell due), before taking the next message in ring order.
+//!
+//! Fresh messages are therefore claimed in position order, which is commit
+//! order for each producer (G6); redeliveries come first when present.
+//!
+//! # Fencing
+//!
+//! Every transition except a skip increments the word's 22-bit sequence. A
+//! claim's token is `slot << 32 | sequence`; ack, nack, reject and extend
+//! compare it with the word, so a late call after the claim was reclaimed
+//! gets [`Status::LeaseLost`] and changes nothing (G3). A commit compares its
+//! reservation's sequence the same way, so a commit after the reservation was
+//! abandoned gets [`Status::Abandoned`] (G5).
+//!
+//! # Lazily stamped metadata
+//!
+//! The lease deadline and the delivery count of a claim are written by the
+//! claimer after its CAS. If it dies before, the word still says `CLAIMED`
+//! with a sequence that the metadata's *tag* does not match; whoever reclaims
+//! then stamps the metadata itself, so the lease runs from when it was first
+//! seen and the delivery is still counted.
+
+use crate::error::{Error, Result, Status};
+use crate::layout::{dlq, hdr, part, slot, Layout};
+use crate::memory::Memory;
+use crate::sync::{spin_hint, AtomicU64, Ordering};
+
+/// Slot states (4 bits of the word).
+pub mod state {
+    /// No message; the next undecided position at this slot may take it.
+    pub const FREE: u64 = 0;
+    /// A producer is writing the message (owner = producer).
+    pub const RESERVED: u64 = 1;
+    /// A producer is writing, and consumers have already passed its
+    /// position: its commit makes it `PENDING` instead of `READY`.
+    pub const PASSED: u64 = 2;
+    /// Committed, waiting to be claimed in ring order.
+    pub const READY: u64 = 3;
+    /// Claimable out of ring order (redelivery, late commit).
+    pub const PENDING: u64 = 4;
+    /// Held by a consumer (owner = consumer).
+    pub const CLAIMED: u64 = 5;
+    /// Claimable once its not-before time has passed.
+    pub const DELAYED: u64 = 6;
+    /// On its way to the dead-letter area (owner = mover), or waiting for
+    /// room there.
+    pub const DLQ_WAIT: u64 = 7;
+    /// Number of valid states.
+    pub const COUNT: u64 = 8;
+
+    /// A readable name.
+    pub fn name(s: u64) -> &'static str {
+        match s {
+            FREE => "free",
+            RESERVED => "reserved",
+            PASSED => "reserved-passed",
+            READY => "ready",
+            PENDING => "pending",
+            CLAIMED => "claimed",
+            DELAYED => "delayed",
+            DLQ_WAIT => "dead-lettering",
+            _ => "invalid",
+        }
+    }
+}
+
+const STATE_MASK: u64 = 0xf;
+const OWNER_SHIFT: u32 = 4;
+const OWNER_MASK: u64 = 0x3ff;
+const SEQ_SHIFT: u32 = 14;
+/// Mask of the 22-bit sequence.
+pub const SEQ_MASK: u64 = (1 << 22) - 1;
+const LAP_SHIFT: u32 = 36;
+const LAP_MASK: u64 = (1 << 28) - 1;
+
+/// A slot's state word: `lap:28 | seq:22 | owner:10 | state:4` (high to low).
+///
+/// - `state`: one of [`state`].
+/// - `owner`: the participant index that owns a `RESERVED`, `PASSED`,
+///   `CLAIMED` or `DLQ_WAIT` slot (0 otherwise).
+/// - `seq`: incremented (mod 2^22) by every transition except a skip; tokens
+///   and metadata tags compare with it.
+/// - `lap`: the lap (mod 2^28) of the next position at this slot that no
+///   producer has decided.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct SlotWord(pub u64);
+
+impl SlotWord {
+    /// Packs a word.
+    #[inline]
+    pub fn new(state: u64, owner: u64, seq: u64, lap: u64) -> SlotWord {
+        SlotWord(
+            (state & STATE_MASK)
+                | (owner & OWNER_MASK) << OWNER_SHIFT
+                | (seq & SEQ_MASK) << SEQ_SHIFT
+                | (lap & LAP_MASK) << LAP_SHIFT,
+        )
+    }
+    /// The state.
+    #[inline]
+    pub fn state(self) -> u64 {
+        self.0 & STATE_MASK
+    }
+    /// The owner.
+    #[inline]
+    pub fn owner(self) -> u64 {
+        (self.0 >> OWNER_SHIFT) & OWNER_MASK
+    }
+    /// The sequence.
+    #[inline]
+    pub fn seq(self) -> u64 {
+        (self.0 >> SEQ_SHIFT) & SEQ_MASK
+    }
+    /// The next undecided lap.
+    #[inline]
+    pub fn lap(self) -> u64 {
+        (self.0 >> LAP_SHIFT) & LAP_MASK
+    }
+    /// The word after a transition to `state` owned by `owner`: the sequence
+    /// moves on, the lap stays.
+    #[inline]
+    pub fn transition(self, state: u64, owner: u64) -> SlotWord {
+        SlotWord::new(state, owner, self.seq() + 1, self.lap())
+    }
+    /// The same word with the lap moved on by one (a skip).
+    #[inline]
+    fn skipped(self) -> SlotWord {
+        SlotWord::new(self.state(), self.owner(), self.seq(), self.lap() + 1)
+    }
+}
+
+impl std::fmt::Debug for SlotWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}(owner {}, seq {}, lap {})",
+            state::name(self.state()),
+            self.owner(),
+            self.seq(),
+            self.lap()
+        )
+    }
+}
+
+/// Signed distance `a - b` between two 28-bit laps.
+#[inline]
+fn lap_diff(a: u64, b: u64) -> i64 {
+    (((a.wrapping_sub(b)) << 36) as i64) >> 36
+}
+
+const TAG_SHIFT: u32 = 42;
+const VALUE_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// Deadlines are stored in units of 2^16 ns (65.5 µs).
+const TIME_SHIFT: u32 = 16;
+
+#[inline]
+fn tagged(tag: u64, value: u64) -> u64 {
+    (tag & SEQ_MASK) << TAG_SHIFT | (value & VALUE_MASK)
+}
+#[inline]
+fn tag_of(word: u64) -> u64 {
+    word >> TAG_SHIFT
+}
+#[inline]
+fn to_units(ns: u64) -> u64 {
+    // Rounded up: a delay never ends early, a lease never ends early.
+    (ns.saturating_add((1 << TIME_SHIFT) - 1) >> TIME_SHIFT).min(VALUE_MASK)
+}
+#[inline]
+fn from_units(units: u64) -> u64 {
+    units << TIME_SHIFT
+}
+
+/// The protocol's settings, read once from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Default lease of a claim.
+    pub lease_ns: u64,
+    /// Failed deliveries before dead-lettering (0 = unlimited).
+    pub max_deliveries: u32,
+    /// Age after which an uncommitted reservation is abandoned.
+    pub reservation_timeout_ns: u64,
+}
+
+/// A reservation: the slot a producer is writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Slot index.
+    pub slot: u64,
+    /// Sequence of the reserved word.
+    pub seq: u64,
+    /// Ring position.
+    pub position: u64,
+}
+
+/// A claim: what a consumer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// Slot index.
+    pub slot: u64,
+    /// Sequence of the claimed word.
+    pub seq: u64,
+    /// Ring position the message was reserved at.
+    pub position: u64,
+    /// Payload length (validated against `max_message_size`).
+    pub len: usize,
+    /// Key (0 = none).
+    pub key: u64,
+    /// Version.
+    pub version: u64,
+    /// 1 on the first delivery.
+    pub deliveries: u32,
+    /// Monotonic time of the first commit.
+    pub enqueued_ns: u64,
+}
+
+impl Claim {
+    /// The fencing token: `slot << 32 | seq`.
+    pub fn token(&self) -> u64 {
+        token(self.slot, self.seq)
+    }
+}
+
+/// Builds a token.
+#[inline]
+pub fn token(slot: u64, seq: u64) -> u64 {
+    slot << 32 | (seq & SEQ_MASK)
+}
+
+/// Splits a token into slot and sequence.
+#[inline]
+pub fn split_token(token: u64) -> (u64, u64) {
+    (token >> 32, token & 0xffff_ffff)
+}
+
+/// How a claim ends (or goes on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<'r> {
+    /// Done.
+    Ack,
+    /// Try again, not before this monotonic time (0 = now).
+    Nack {
+        /// Not-before time.
+        not_before_ns: u64,
+    },
+    /// Give up: straight to dead letters.
+    Reject {
+        /// Why, kept with the dead letter.
+        reason: &'r str,
+    },
+    /// Still working: the lease now ends at this monotonic time.
+    Extend {
+        /// New deadline.
+        deadline_ns: u64,
+    },
+}
+
+/// What a settled claim did, for the caller's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Acked and freed.
+    Acked,
+    /// Back for redelivery (now or later).
+    Requeued,
+    /// Moved to the dead-letter area (or waiting for room there).
+    DeadLettered,
+    /// Lease extended.
+    Extended,
+}
+
+/// What a maintenance scan repaired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Repairs {
+    /// Reservations abandoned (owner dead or stalled).
+    pub abandoned: u64,
+    /// Claims made claimable again (lease expired or owner dead).
+    pub redelivered: u64,
+    /// Messages moved to the dead-letter area.
+    pub dead_lettered: u64,
+    /// Messages still waiting for room in the dead-letter area.
+    pub dlq_waiting: u64,
+}
+
+/// The protocol over a region of memory laid out by a [`Layout`].
+pub struct Engine<M: Memory> {
+    /// The memory.
+    pub mem: M,
+    /// Where everything is (validated, private copy).
+    pub layout: Layout,
+    /// Settings.
+    pub config: Config,
+}
+
+/// How many times a consumer re-reads a `RESERVED` slot at the head before
+/// it passes it (the producer is most likely copying its payload).
+const RESERVED_SPINS: u32 = 128;
+
+impl<M: Memory> Engine<M> {
+    /// An engine over memory that already holds a valid queue.
+    pub fn new(mem: M, layout: Layout, config: Config) -> Engine<M> {
+        Engine {
+            mem,
+            layout,
+            config,
+        }
+    }
+
+    /// Writes an empty queue's mutable state into zeroed memory (the header
+    /// parameters are written by the caller). Slot words start `FREE`, lap 0.
+    pub fn format(&self) {
+        // Relaxed: the memory is private to the creator until the magic
+        // number is published with release ordering.
+        self.word(hdr::SIDE_NEXT_DUE)
+            .store(u64::MAX, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        self.mem.u64_at(offset)
+    }
+
+    #[inline]
+    fn slot_field(&self, slot: u64, field: usize) -> &AtomicU64 {
+        self.mem.u64_at(self.layout.slot(slot) + field)
+    }
+
+    /// The state word of `slot`.
+    #[inline]
+    pub fn slot_word(&self, slot: u64) -> SlotWord {
+        // Acquire: pairs with the release of the CAS that wrote it, so the
+        // metadata written before that CAS is visible.
+        SlotWord(self.slot_field(slot, slot::WORD).load(Ordering::Acquire))
+    }
+
+    #[inline]
+    fn cas_slot(&self, slot: u64, old: SlotWord, new: SlotWord) -> bool {
+        // SeqCst: the commit and free transitions are followed by a load of
+        // the sleeper counts (see `wait`), which needs a single total order
+        // with the sleepers' registration; on x86 this costs nothing over
+        // AcqRel since a locked instruction is a full barrier anyway.
+        self.slot_field(slot, slot::WORD)
+            .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok()
+    }
+
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.layout.params.capacity
+    }
+
+    #[inline]
+    fn split(&self, position: u64) -> (u64, u64) {
+        let cap = self.capacity();
+        (position % cap, (position / cap) & LAP_MASK)
+    }
+
+    /// Offset of a slot's payload.
+    #[inline]
+    pub fn payload_offset(&self, slot: u64) -> usize {
+        self.layout.slot(slot) + slot::PAYLOAD
+    }
+
+    // ----------------------------------------------------------------
+    // Producers
+    // ----------------------------------------------------------------
+
+    /// Reserves the next free slot in ring order for a payload of `len`
+    /// bytes. `Err(Full)` when the next slot in ring order still holds a
+    /// message not yet claimed, or every slot is held.
+    pub fn reserve(&self, me: u64, now: u64, len: usize) -> Result<Reservation> {
+        let tail = self.word(hdr::TAIL);
+        let mut skips = 0u64;
+        let mut stalls = 0u32;
+        let mut room = None;
+        loop {
+            // Relaxed: the cursor is a hint; the slot CAS below decides.
+            let p = tail.load(Ordering::Relaxed);
+            let (i, lap) = self.split(p);
+            let w = self.slot_word(i);
+            let d = lap_diff(w.lap(), lap);
+            if d > 0 {
+                // Someone already decided position p: help the cursor along.
+                // Relaxed: a failed or late cursor move only costs a retry.
+                let _ = tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            if d < 0 {
+                // The slot lags the cursor: only a scribbled cursor or slot
+                // can do that. Re-read a few times, then report it.
+                stalls += 1;
+                if stalls > 64 {
+                    return Err(Error::new(
+                        Status::Corrupt,
+                        format!(
+                            "slot {i} is at lap {} behind the tail cursor at lap {lap}",
+                            w.lap()
+                        ),
+                    ));
+                }
+                spin_hint();
+                continue;
+            }
+            match w.state() {
+                state::FREE => {
+                    let mine = SlotWord::new(state::RESERVED, me, w.seq() + 1, lap + 1);
+                    if !self.cas_slot(i, w, mine) {
+                        continue;
+                    }
+                    let _ = tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    self.tally(me, part::TOOK);
+                    // Relaxed stores: we own the slot; the commit CAS publishes.
+                    self.slot_field(i, slot::POSITION)
+                        .store(p, Ordering::Relaxed);
+                    self.slot_field(i, slot::LEASE).store(
+                        tagged(
+                            mine.seq(),
+                            to_units(now + self.config.reservation_timeout_ns),
+                        ),
+                        Ordering::Relaxed,
+                    );
+                    self.slot_field(i, slot::LEN)
+                        .store(len as u64, Ordering::Relaxed);
+                    return Ok(Reservation {
+                        slot: i,
+                        seq: mine.seq(),
+                        position: p,
+                    });
+                }
+                state::RESERVED | state::READY => {
+                    // A message of an earlier lap still waits in ring order:
+                    // the consumers are a whole ring behind. If a slot was
+                    // freed out of order (an abort, a redelivered message
+                    // acked), there is room further on: skip this one like a
+                    // held one (its consumers find it by its position).
+                    if room.is_none() {
+                        room = Some(self.occupied() < self.capacity());
+                    }
+                    if room != Some(true) {
+                        return Err(Error::new(Status::Full, "the queue is full"));
+                    }
+                    if self.cas_slot(i, w, w.skipped()) {
+                        let _ =
+                            tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        skips += 1;
+                        if skips >= self.capacity() {
+                            return Err(Error::new(Status::Full, "the queue is full"));
+                        }
+                    }
+                }
+                _ => {
+                    // Held out of ring order: skip it, it keeps its slot.
+                    if self.cas_slot(i, w, w.skipped()) {
+                        let _ =
+                            tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        skips += 1;
+                        if skips >= self.capacity() {
+                            return Err(Error::new(Status::Full, "the queue is full"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the payload of a reservation.
+    pub fn write_payload(&self, r: &Reservation, data: &[u8]) {
+        debug_assert!(data.len() as u64 <= self.layout.params.max_message_size);
+        self.mem.write_bytes(self.payload_offset(r.slot), data);
+    }
+
+    /// Commits a reservation: the message becomes claimable (at
+    /// `not_before_ns` if given). `Err(Abandoned)` if the reservation was
+    /// abandoned meanwhile: nothing was sent.
+    pub fn commit(
+        &self,
+        me: u64,
+        r: &Reservation,
+        len: usize,
+        key: u64,
+        version: u64,
+        not_before_ns: Option<u64>,
+        now: u64,
+    ) -> Result<()> {
+        let i = r.slot;
+        // Relaxed stores: we own the slot while it is ours; the commit CAS
+        // (release) publishes them. If the reservation was abandoned, these
+        // writes land on a free slot whose next producer overwrites them.
+        self.slot_field(i, slot::KEY).store(key, Ordering::Relaxed);
+        self.slot_field(i, slot::VERSION)
+            .store(version, Ordering::Relaxed);
+        self.slot_field(i, slot::ENQUEUED_NS)
+            .store(now, Ordering::Relaxed);
+        self.slot_field(i, slot::LEN)
+            .store(len as u64, Ordering::Relaxed);
+        self.slot_field(i, slot::ATTEMPTS)
+            .store(tagged(r.seq, 0), Ordering::Relaxed);
+        loop {
+            let w = self.slot_word(i);
+            if !(w.state() == state::RESERVED || w.state() == state::PASSED)
+                || w.owner() != me
+                || w.seq() != r.seq
+            {
+                return Err(Error::new(
+                    Status::Abandoned,
+                    "the reservation was abandoned before its commit (it stalled past the reservation timeout); nothing was sent",
+                ));
+            }
+            let new = match (not_before_ns, w.state()) {
+                (Some(t), _) if t > now => {
+                    self.slot_field(i, slot::LEASE)
+                        .store(tagged(r.seq + 1, to_units(t)), Ordering::Relaxed);
+                    w.transition(state::DELAYED, 0)
+                }
+                (_, state::RESERVED) => w.transition(state::READY, 0),
+                _ => w.transition(state::PENDING, 0),
+            };
+            if self.cas_slot(i, w, new) {
+                if new.state() == state::DELAYED {
+                    self.delay_entered(not_before_ns.unwrap_or(now));
+                } else if new.state() == state::PENDING {
+                    self.side_entered();
+                }
+                return Ok(());
+            }
+            // The lap moved (a skip) or consumers passed us: read again.
+        }
+    }
+
+    /// Gives a reservation back unused.
+    pub fn abort(&self, me: u64, r: &Reservation) -> Result<()> {
+        loop {
+            let w = self.slot_word(r.slot);
+            if !(w.state() == state::RESERVED || w.state() == state::PASSED)
+                || w.owner() != me
+                || w.seq() != r.seq
+            {
+                return Err(Error::new(
+                    Status::Abandoned,
+                    "the reservation was already abandoned",
+                ));
+            }
+            if self.cas_slot(r.slot, w, w.transition(state::FREE, 0)) {
+                self.tally(me, part::FREED);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Counts a slot taken from or returned to `FREE` in `me`'s entry (a
+    /// plain store: only `me` writes it), or in a shared header word for a
+    /// repair that runs outside any entry.
+    #[inline]
+    fn tally(&self, me: u64, field: usize) {
+        if me < self.layout.params.participant_capacity {
+            let w = self.mem.u64_at(self.layout.participant(me) + field);
+            // Relaxed load + store: single writer; read only by `occupied`,
+            // whose answer is a hint.
+            w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        } else if field == part::FREED {
+            self.word(hdr::FREED_UNOWNED)
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Occupied slots, summed from the participants' tallies. A crash
+    /// between a slot CAS and its tally leaves it off by one; it only decides
+    /// whether a producer looks past a fresh message for room.
+    pub fn occupied(&self) -> u64 {
+        let l = &self.layout;
+        let mut took = 0u64;
+        let mut freed = self.word(hdr::FREED_UNOWNED).load(Ordering::Relaxed);
+        for p in 0..l.params.participant_capacity {
+            let base = l.participant(p);
+            took = took.wrapping_add(self.mem.u64_at(base + part::TOOK).load(Ordering::Relaxed));
+            freed = freed.wrapping_add(self.mem.u64_at(base + part::FREED).load(Ordering::Relaxed));
+        }
+        took.saturating_sub(freed)
+    }
+
+    // ----------------------------------------------------------------
+    // Consumers
+    // ----------------------------------------------------------------
+
+    /// Claims the next claimable message: a due redelivery first, else the
+    /// next message in ring order. `None` when nothing is claimable.
+    pub fn claim(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+        if self.side_needed(now) {
+            if let Some(c) = self.claim_side(me, now)? {
+                return Ok(Some(c));
+            }
+        }
+        self.claim_head(me, now)
+    }
+
+    /// Whether the side path may hold something claimable.
+    #[inline]
+    pub fn side_needed(&self, now: u64) -> bool {
+        // Acquire: pairs with the release increment in `side_entered`, which
+        // follows the CAS that put a message on the side path.
+        self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire)
+            != self.word(hdr::SIDE_CLEAN).load(Ordering::Acquire)
+            || now >= self.word(hdr::SIDE_NEXT_DUE).load(Ordering::Relaxed)
+    }
+
+    fn side_entered(&self) {
+        // SeqCst: sleepers re-check after registering; see `wait`.
+        self.word(hdr::SIDE_DIRTY).fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn delay_entered(&self, due: u64) {
+        // Relaxed: the dirty epoch bump after it is what scanners synchronise
+        // with; a scan that misses this minimum runs again because of it.
+        self.word(hdr::SIDE_NEXT_DUE)
+            .fetch_min(due, Ordering::Relaxed);
+        self.side_entered();
+    }
+
+    /// Claims the next message in ring order.
+    pub fn claim_head(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+        let head = self.word(hdr::HEAD);
+        let mut spins = 0u32;
+        let mut stalls = 0u32;
+        loop {
+            // Acquire: not needed for correctness (the slot word decides),
+            // but it keeps a consumer from re-reading positions long passed.
+            let p = head.load(Ordering::Acquire);
+            let (i, lap) = self.split(p);
+            let w = self.slot_word(i);
+            let d = lap_diff(w.lap(), lap + 1);
+            if d < 0 {
+                if d < -1 {
+                    // The slot is more than a lap behind the head: only a
+                    // scribble does that. Re-read, then report it.
+                    stalls += 1;
+                    if stalls > 64 {
+                        return Err(Error::new(
+                            Status::Corrupt,
+                            format!(
+                                "slot {i} is at lap {} behind the head cursor at lap {lap}",
+                                w.lap()
+                            ),
+                        ));
+                    }
+                    spin_hint();
+                    continue;
+                }
+                // Position p is not decided yet: nothing more in ring order.
+                return Ok(None);
+            }
+            match w.state() {
+                state::READY => {
+                    // Relaxed: ordered after the acquire load of the word.
+                    let pos = self.slot_field(i, slot::POSITION).load(Ordering::Relaxed);
+                    if pos > p {
+                        // Position p was skipped; this message is a later one.
+                        let _ =
+                            head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        continue;
+                    }
+                    let mine = w.transition(state::CLAIMED, me);
+                    if !self.cas_slot(i, w, mine) {
+                        continue;
+                    }
+                    let _ = head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    return self.finish_claim(i, mine, now).map(Some);
+                }
+                state::RESERVED => {
+                    // A producer is writing position p (or, after skips, a
+                    // later one). Give it a moment, then pass it: its commit
+                    // will put the message on the side path.
+                    spins += 1;
+                    if spins < RESERVED_SPINS {
+                        spin_hint();
+                        continue;
+                    }
+                    // Same sequence: it is still the producer's reservation.
+                    let passed = SlotWord::new(state::PASSED, w.owner(), w.seq(), w.lap());
+                    if self.cas_slot(i, w, passed) {
+                        let _ =
+                            head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    }
+                    spins = 0;
+                }
+                _ => {
+                    // Position p is decided and holds nothing for the ring
+                    // order: it was claimed, skipped, or completed.
+                    let _ = head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Scans the slots for a pending message or a due delayed one.
+    pub fn claim_side(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+        // Acquire: see `side_needed`.
+        let epoch = self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
+        let cap = self.capacity();
+        let cursor = self.word(hdr::SIDE_CURSOR);
+        // Relaxed: where to start is only a hint.
+        let start = cursor.load(Ordering::Relaxed) % cap;
+        let mut next_due = u64::MAX;
+        for k in 0..cap {
+            let i = (start + k) % cap;
+            loop {
+                let w = self.slot_word(i);
+                let claimable = match w.state() {
+                    state::PENDING => true,
+                    state::DELAYED => {
+                        let lease = self.slot_field(i, slot::LEASE).load(Ordering::Relaxed);
+                        // A not-before time of another sequence was never
+                        // written for this delay: treat it as due.
+                        let due = if tag_of(lease) == w.seq() {
+                            from_units(lease & VALUE_MASK)
+                        } else {
+                            0
+                        };
+                        if due <= now {
+                            true
+                        } else {
+                            next_due = next_due.min(due);
+                            false
+                        }
+                    }
+                    _ => false,
+                };
+                if !claimable {
+                    break;
+                }
+                let mine = w.transition(state::CLAIMED, me);
+                if self.cas_slot(i, w, mine) {
+                    cursor.store(i + 1, Ordering::Relaxed);
+                    return self.finish_claim(i, mine, now).map(Some);
+                }
+                // The word changed (a skip, or another claimer): look again.
+            }
+        }
+        // Nothing claimable: everything that entered the side path before
+        // `epoch` was seen. Relaxed: a stale clean epoch only costs a scan.
+        self.word(hdr::SIDE_CLEAN)
+            .fetch_max(epoch, Ordering::Relaxed);
+        self.word(hdr::SIDE_NEXT_DUE)
+            .store(next_due, Ordering::Relaxed);
+        Ok(None)
+    }
+
+    /// After a successful claim CAS: count the delivery, stamp the lease and
+    /// read the message's metadata.
+    fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Claim> {
+        let seq = w.seq();
+        let deliveries = self.count_attempt(i, seq);
+        self.stamp(i, seq, now + self.config.lease_ns);
+        // Relaxed loads: ordered after the acquire of the word we CASed.
+        let len = self.slot_field(i, slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff;
+        let claim = Claim {
+            slot: i,
+            seq,
+            position: self.slot_field(i, slot::POSITION).load(Ordering::Relaxed),
+            len: len as usize,
+            key: self.slot_field(i, slot::KEY).load(Ordering::Relaxed),
+            version: self.slot_field(i, slot::VERSION).load(Ordering::Relaxed),
+            deliveries,
+            enqueued_ns: self
+                .slot_field(i, slot::ENQUEUED_NS)
+                .load(Ordering::Relaxed),
+        };
+        if len > self.layout.params.max_message_size {
+            // A scribbled length: never hand it out; dead-letter the message.
+            let reason = format!("corrupt length {len} in slot {i}");
+            self.settle(
+                w.owner(),
+                claim.token(),
+                &Outcome::Reject { reason: &reason },
+                now,
+            )?;
+            return Err(Error::new(
+                Status::Corrupt,
+                format!("{reason}: the message was moved to the dead letters"),
+            ));
+        }
+        Ok(claim)
+    }
+
+    /// Counts the delivery of claim `seq` unless someone already did; returns
+    /// the delivery count.
+    fn count_attempt(&self, i: u64, seq: u64) -> u32 {
+        let f = self.slot_field(i, slot::ATTEMPTS);
+        let a = f.load(Ordering::Relaxed);
+        if tag_of(a) == seq {
+            return (a & VALUE_MASK) as u32;
+        }
+        let n = (a & VALUE_MASK) + 1;
+        // A plain store suffices: only the claimer and a reclaimer of this
+        // very claim write this tag, and both write the same count.
+        f.store(tagged(seq, n), Ordering::Relaxed);
+        n as u32
+    }
+
+    /// Stamps the deadline of state `seq` unless someone already did.
+    fn stamp(&self, i: u64, seq: u64, deadline: u64) -> u64 {
+        let f = self.slot_field(i, slot::LEASE);
+        let l = f.load(Ordering::Relaxed);
+        if tag_of(l) == seq {
+            return from_units(l & VALUE_MASK);
+        }
+        f.store(tagged(seq, to_units(deadline)), Ordering::Relaxed);
+        deadline
+    }
+
+    /// Verifies that `token` names a claim `me` holds now.
+    fn held(&self, me: u64, token: u64) -> Result<SlotWord> {
+        let (i, seq) = split_token(token);
+        if i >= self.capacity() || seq > SEQ_MASK {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("token {token:#x} names no slot of this queue"),
+            ));
+        }
+        let w = self.slot_word(i);
+        if w.state() != state::CLAIMED || w.owner() != me || w.seq() != seq {
+            return Err(Error::new(
+                Status::LeaseLost,
+                "the claim is no longer held: its lease expired or its outcome was already given",
+            ));
+        }
+        Ok(w)
+    }
+
+    /// Gives the outcome of a claim.
+    pub fn settle(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
+        let (i, _) = split_token(token);
+        loop {
+            let w = self.held(me, token)?;
+            match *outcome {
+                Outcome::Ack => {
+                    if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+                        self.tally(me, part::FREED);
+                        return Ok(Settled::Acked);
+                    }
+                }
+                Outcome::Extend { deadline_ns } => {
+                    self.slot_field(i, slot::LEASE)
+                        .store(tagged(w.seq(), to_units(deadline_ns)), Ordering::SeqCst);
+                    // SeqCst load: if a reclaimer's CAS came first we see it.
+                    self.held(me, token)?;
+                    return Ok(Settled::Extended);
+                }
+                Outcome::Nack { not_before_ns } => {
+                    let deliveries = self.count_attempt(i, w.seq());
+                    if self.exhausted(deliveries) {
+                        let reason = format!(
+                            "nacked on delivery {deliveries}, the last of max_deliveries {}",
+                            self.config.max_deliveries
+                        );
+                        if let Some(s) = self.dead_letter(me, i, w, &reason, now)? {
+                            return Ok(s);
+                        }
+                        continue;
+                    }
+                    let new = if not_before_ns > now {
+                        self.slot_field(i, slot::LEASE).store(
+                            tagged(w.seq() + 1, to_units(not_before_ns)),
+                            Ordering::Relaxed,
+                        );
+                        w.transition(state::DELAYED, 0)
+                    } else {
+                        w.transition(state::PENDING, 0)
+                    };
+                    if self.cas_slot(i, w, new) {
+                        if new.state() == state::DELAYED {
+                            self.delay_entered(not_before_ns);
+                        } else {
+                            self.side_entered();
+                        }
+                        return Ok(Settled::Requeued);
+                    }
+                }
+                Outcome::Reject { reason } => {
+                    if let Some(s) = self.dead_letter(me, i, w, reason, now)? {
+                        return Ok(s);
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn exhausted(&self, deliveries: u32) -> bool {
+        self.config.max_deliveries != 0 && deliveries >= self.config.max_deliveries
+    }
+
+    /// Moves a held message (word `w`, owned by anyone) to the dead-letter
+    /// area. `None` if the word changed under us.
+    fn dead_letter(
+        &self,
+        me: u64,
+        i: u64,
+        w: SlotWord,
+        reason: &str,
+        now: u64,
+    ) -> Result<Option<Settled>> {
+        let moving = w.transition(state::DLQ_WAIT, me);
+        if !self.cas_slot(i, w, moving) {
+            return Ok(None);
+        }
+        self.finish_dead_letter(me, i, moving, reason, now)?;
+        Ok(Some(Settled::DeadLettered))
+    }
+
+    /// Copies a `DLQ_WAIT` slot owned by `me` into a dead-letter record and
+    /// frees the slot. Returns whether it moved (false: no room, it waits).
+    fn finish_dead_letter(
+        &self,
+        me: u64,
+        i: u64,
+        w: SlotWord,
+        reason: &str,
+        now: u64,
+    ) -> Result<bool> {
+        let source = token(i, w.seq());
+        let Some(rec) = self.dlq_allocate(me)? else {
+            // Relaxed: a hint for maintenance.
+            self.word(hdr::DLQ_WAITING).fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        };
+        let l = &self.layout;
+        let base = l.dead_letter(rec);
+        let len = (self.slot_field(i, slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff)
+            .min(l.params.max_message_size) as usize;
+        let put = |f: usize, v: u64| self.mem.u64_at(base + f).store(v, Ordering::Relaxed);
+        put(dlq::SOURCE, source);
+        put(
+            dlq::KEY,
+            self.slot_field(i, slot::KEY).load(Ordering::Relaxed),
+        );
+        put(
+            dlq::VERSION,
+            self.slot_field(i, slot::VERSION).load(Ordering::Relaxed),
+        );
+        put(
+            dlq::FIRST_ENQUEUED_NS,
+            self.slot_field(i, slot::ENQUEUED_NS)
+                .load(Ordering::Relaxed),
+        );
+        put(dlq::DEAD_NS, now);
+        put(
+            dlq::ATTEMPTS,
+            self.slot_field(i, slot::ATTEMPTS).load(Ordering::Relaxed) & VALUE_MASK,
+        );
+        let last = self
+            .mem
+            .u64_at(l.participant(w.owner().min(l.params.participant_capacity - 1)))
+            .load(Ordering::Relaxed)
+            >> 32;
+        put(dlq::LAST_CONSUMER, last);
+        put(dlq::LEN, len as u64);
+        let reason = &reason.as_bytes()[..reason.len().min(dlq::REASON_MAX)];
+        put(dlq::REASON_LEN, reason.len() as u64);
+        self.mem.write_bytes(base + dlq::REASON, reason);
+        put(
+            dlq::ID,
+            self.word(hdr::DLQ_SEQ).fetch_add(1, Ordering::Relaxed) + 1,
+        );
+        let mut buf = vec![0u8; len];
+        self.mem.read_bytes(self.payload_offset(i), &mut buf);
+        self.mem.write_bytes(base + dlq::PAYLOAD, &buf);
+        self.dlq_publish(rec, me);
+        // The record is complete; the slot is free. A crash between the two
+        // is repaired by `repair_dlq_wait`, which finds the record by source.
+        if !self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+            return Err(Error::new(
+                Status::Corrupt,
+                format!("slot {i} changed while owned by its dead-letter mover"),
+            ));
+        }
+        self.tally(me, part::FREED);
+        Ok(true)
+    }
+
+    fn dlq_word(&self, rec: u64) -> &AtomicU64 {
+        self.mem.u64_at(self.layout.dead_letter(rec) + dlq::WORD)
+    }
+
+    /// Takes an empty dead-letter record for writing.
+    fn dlq_allocate(&self, me: u64) -> Result<Option<u64>> {
+        let cap = self.layout.params.dlq_capacity;
+        let cursor = self.word(hdr::DLQ_CURSOR);
+        // Relaxed: a hint of where to look.
+        let start = cursor.load(Ordering::Relaxed) % cap;
+        for k in 0..cap {
+            let r = (start + k) % cap;
+            let w = self.dlq_word(r).load(Ordering::Acquire);
+            if w & 0xf == dlq::EMPTY {
+                let seq = (w >> 16) + 1;
+                let new = seq << 16 | me << 4 | dlq::WRITING;
+                if self
+                    .dlq_word(r)
+                    .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    cursor.store(r + 1, Ordering::Relaxed);
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn dlq_publish(&self, rec: u64, me: u64) {
+        let w = self.dlq_word(rec).load(Ordering::Relaxed);
+        let new = (w >> 16) << 16 | me << 4 | dlq::FULL;
+        // Release: the record's fields are visible to whoever sees FULL.
+        self.dlq_word(rec).store(new, Ordering::Release);
+    }
+
+    // ----------------------------------------------------------------
+    // Repairs
+    // ----------------------------------------------------------------
+
+    /// Scans every slot and repairs what the dead and the stalled left:
+    /// reservations past their deadline or owned by the dead are abandoned,
+    /// claims past their lease or owned by the dead are made claimable again
+    /// (or dead-lettered when out of deliveries), and messages waiting for the
+    /// dead-letter area are moved when there is room.
+    pub fn repair(&self, me: u64, now: u64, is_dead: &dyn Fn(u64) -> bool) -> Result<Repairs> {
+        let mut r = Repairs::default();
+        for i in 0..self.capacity() {
+            self.repair_slot(me, i, now, is_dead, &mut r)?;
+        }
+        // Relaxed: the hint is recomputed from the scan.
+        self.word(hdr::DLQ_WAITING)
+            .store(r.dlq_waiting, Ordering::Relaxed);
+        if r.redelivered > 0 {
+            self.side_entered();
+        }
+        Ok(r)
+    }
+
+    /// Repairs one slot (see [`Engine::repair`]).
+    pub fn repair_slot(
+        &self,
+        me: u64,
+        i: u64,
+        now: u64,
+        is_dead: &dyn Fn(u64) -> bool,
+        r: &mut Repairs,
+    ) -> Result<()> {
+        for _ in 0..16 {
+            let w = self.slot_word(i);
+            match w.state() {
+                state::RESERVED | state::PASSED => {
+                    let deadline = self.stamp(i, w.seq(), now + self.config.reservation_timeout_ns);
+                    if (w.owner() != me && is_dead(w.owner())) || deadline <= now {
+                        if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+                            self.tally(me, part::FREED);
+                            r.abandoned += 1;
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+                state::CLAIMED => {
+                    let deadline = self.stamp(i, w.seq(), now + self.config.lease_ns);
+                    let dead = w.owner() != me && is_dead(w.owner());
+                    if dead || deadline <= now {
+                        let deliveries = self.count_attempt(i, w.seq());
+                        if self.exhausted(deliveries) {
+                            let why = if dead {
+                                "its consumer died"
+                            } else {
+                                "its lease expired"
+                            };
+                            let reason = format!(
+                                "delivery {deliveries} failed ({why}), the last of max_deliveries {}",
+                                self.config.max_deliveries
+                            );
+                            match self.dead_letter(me, i, w, &reason, now)? {
+                                Some(_) => {
+                                    if self.slot_word(i).state() == state::DLQ_WAIT {
+                                        r.dlq_waiting += 1;
+                                    } else {
+                                        r.dead_lettered += 1;
+                                    }
+                                    return Ok(());
+                                }
+                                None => continue,
+                            }
+                        }
+                        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+                            r.redelivered += 1;
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+                state::DLQ_WAIT => {
+                    if w.owner() == me || is_dead(w.owner()) {
+                        let mine = w.transition(state::DLQ_WAIT, me);
+                        if !self.cas_slot(i, w, mine) {
+                            continue;
+                        }
+                        if self.repair_dlq_wait(me, i, w, mine, now)? {
+                            r.dead_lettered += 1;
+                        } else {
+                            r.dlq_waiting += 1;
+                        }
+                        return Ok(());
+                    }
+                    r.dlq_waiting += 1;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Finishes a dead-letter move taken over from `old` (now `mine`): if the
+    /// record was already written (the mover died after), only free the slot.
+    fn repair_dlq_wait(
+        &self,
+        me: u64,
+        i: u64,
+        old: SlotWord,
+        mine: SlotWord,
+        now: u64,
+    ) -> Result<bool> {
+        let source = token(i, old.seq());
+        for rec in 0..self.layout.params.dlq_capacity {
+            let base = self.layout.dead_letter(rec);
+            let w = self.dlq_word(rec).load(Ordering::Acquire);
+            if w & 0xf == dlq::FULL
+                && self.mem.u64_at(base + dlq::SOURCE).load(Ordering::Relaxed) == source
+            {
+                if self.cas_slot(i, mine, mine.transition(state::FREE, 0)) {
+                    self.tally(me, part::FREED);
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
+        }
+        self.finish_dead_letter(me, i, mine, "moved after its mover died", now)
+    }
+
+    /// Frees dead-letter records that the dead left half written, and puts
+    /// back those they left half redriven.
+    pub fn repair_dlq(&self, is_dead: &dyn Fn(u64) -> bool) {
+        for rec in 0..self.layout.params.dlq_capacity {
+            let w = self.dlq_word(rec).load(Ordering::Acquire);
+            let owner = (w >> 4) & 0xfff;
+            let new = match w & 0xf {
+                dlq::WRITING if is_dead(owner) => (w >> 16) << 16 | dlq::EMPTY,
+                dlq::REDRIVING if is_dead(owner) => (w >> 16) << 16 | dlq::FULL,
+                _ => continue,
+            };
+            let _ =
+                self.dlq_word(rec)
+                    .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::{Layout, Params};
+    use crate::memory::HeapMemory;
+
+    fn engine(capacity: u64) -> Engine<HeapMemory> {
+        let layout = Layout::new(Params {
+            capacity,
+            max_message_size: 32,
+            key_capacity: 0,
+            dlq_capacity: 2,
+            participant_capacity: 4,
+        })
+        .unwrap();
+        let e = Engine::new(
+            HeapMemory::new(layout.file_size),
+            layout,
+            Config {
+                lease_ns: 1_000_000,
+                max_deliveries: 3,
+                reservation_timeout_ns: 1_000_000,
+            },
+        );
+        e.format();
+        e
+    }
+
+    fn send(e: &Engine<HeapMemory>, me: u64, data: &[u8]) -> Result<Reservation> {
+        let r = e.reserve(me, 0, data.len())?;
+        e.write_payload(&r, data);
+        e.commit(me, &r, data.len(), 0, 0, None, 0)?;
+        Ok(r)
+    }
+
+    fn payload(e: &Engine<HeapMemory>, c: &Claim) -> Vec<u8> {
+        let mut v = vec![0; c.len];
+        e.mem.read_bytes(e.payload_offset(c.slot), &mut v);
+        v
+    }
+
+    #[test]
+    fn word_packing_round_trips() {
+        let w = SlotWord::new(state::CLAIMED, 1000, SEQ_MASK, LAP_MASK);
+        assert_eq!(
+            (w.state(), w.owner(), w.seq(), w.lap()),
+            (state::CLAIMED, 1000, SEQ_MASK, LAP_MASK)
+        );
+        let t = w.transition(state::FREE, 0);
+        assert_eq!((t.seq(), t.lap()), (0, LAP_MASK));
+        assert_eq!(w.skipped().lap(), 0);
+        assert_eq!(lap_diff(0, LAP_MASK), 1);
+        assert_eq!(lap_diff(LAP_MASK, 0), -1);
+    }
+
+    #[test]
+    fn fifo_and_full() {
+        let e = engine(4);
+        for n in 0..4u8 {
+            send(&e, 1, &[n]).unwrap();
+        }
+        assert_eq!(send(&e, 1, &[9]).unwrap_err().status(), Status::Full);
+        for n in 0..4u8 {
+            let c = e.claim(2, 0).unwrap().unwrap();
+            assert_eq!(payload(&e, &c), vec![n]);
+            assert_eq!(c.deliveries, 1);
+            e.settle(2, c.token(), &Outcome::Ack, 0).unwrap();
+        }
+        assert!(e.claim(2, 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn held_message_blocks_only_its_slot() {
+        let e = engine(4);
+        send(&e, 1, b"slow").unwrap();
+        let slow = e.claim(2, 0).unwrap().unwrap();
+        // Many laps pass the held slot.
+        for n in 0..100u32 {
+            send(&e, 1, &n.to_le_bytes()).unwrap();
+            let c = e.claim(3, 0).unwrap().unwrap();
+            assert_eq!(payload(&e, &c), n.to_le_bytes());
+            e.settle(3, c.token(), &Outcome::Ack, 0).unwrap();
+        }
+        // Three others fit beside it; the fourth is refused.
+        for n in 0..3u8 {
+            send(&e, 1, &[n]).unwrap();
+        }
+        assert_eq!(send(&e, 1, b"x").unwrap_err().status(), Status::Full);
+        e.settle(2, slow.token(), &Outcome::Ack, 0).unwrap();
+    }
+
+    #[test]
+    fn late_outcome_gets_lease_lost() {
+        let e = engine(2);
+        send(&e, 1, b"a").unwrap();
+        let c = e.claim(2, 0).unwrap().unwrap();
+        // Lease runs out; a repair makes it claimable again.
+        let r = e.repair(0, 2_000_000, &|_| false).unwrap();
+        assert_eq!(r.redelivered, 1);
+        assert_eq!(
+            e.settle(2, c.token(), &Outcome::Ack, 2_000_000)
+                .unwrap_err()
+                .status(),
+            Status::LeaseLost
+        );
+        let again = e.claim(3, 2_000_000).unwrap().unwrap();
+        assert_eq!(again.deliveries, 2);
+        assert_eq!(payload(&e, &again), b"a");
+        e.settle(3, again.token(), &Outcome::Ack, 0).unwrap();
+        assert_eq!(
+            e.settle(3, again.token(), &Outcome::Ack, 0)
+                .unwrap_err()
+                .status(),
+            Status::LeaseLost
+        );
+    }
+
+    #[test]
+    fn dead_consumer_claim_is_redelivered_and_dead_producer_abandoned() {
+        let e = engine(4);
+        let r = e.reserve(1, 0, 1).unwrap();
+        send(&e, 2, b"b").unwrap();
+        let c = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"b");
+        let rep = e.repair(0, 0, &|o| o == 1 || o == 3).unwrap();
+        assert_eq!((rep.abandoned, rep.redelivered), (1, 1));
+        assert_eq!(
+            e.commit(1, &r, 1, 0, 0, None, 0).unwrap_err().status(),
+            Status::Abandoned
+        );
+        let again = e.claim(2, 0).unwrap().unwrap();
+        assert_eq!((payload(&e, &again), again.deliveries), (b"b".to_vec(), 2));
+    }
+
+    #[test]
+    fn nack_delay_and_dead_letters() {
+        let e = engine(4);
+        send(&e, 1, b"m").unwrap();
+        let c = e.claim(2, 0).unwrap().unwrap();
+        e.settle(
+            2,
+            c.token(),
+            &Outcome::Nack {
+                not_before_ns: 500_000,
+            },
+            0,
+        )
+        .unwrap();
+        assert!(e.claim(2, 100_000).unwrap().is_none());
+        let c = e.claim(2, 600_000).unwrap().unwrap();
+        assert_eq!(c.deliveries, 2);
+        e.settle(2, c.token(), &Outcome::Nack { not_before_ns: 0 }, 600)
+            .unwrap();
+        let c = e.claim(2, 600).unwrap().unwrap();
+        assert_eq!(c.deliveries, 3);
+        assert_eq!(
+            e.settle(2, c.token(), &Outcome::Nack { not_before_ns: 0 }, 600)
+                .unwrap(),
+            Settled::DeadLettered
+        );
+        assert!(e.claim(2, 10_000).unwrap().is_none());
+        // Reject goes straight there; the area holds two, the third waits.
+        for _ in 0..2 {
+            send(&e, 1, b"r").unwrap();
+            let c = e.claim(2, 0).unwrap().unwrap();
+            e.settle(2, c.token(), &Outcome::Reject { reason: "bad" }, 0)
+                .unwrap();
+        }
+        assert_eq!(e.slot_word(c.slot).state(), state::FREE);
+        let waiting = (0..4)
+            .filter(|i| e.slot_word(*i).state() == state::DLQ_WAIT)
+            .count();
+        assert_eq!(waiting, 1);
+    }
+
+    #[test]
+    fn passed_reservation_is_delivered_by_the_side_path() {
+        let e = engine(4);
+        let slow = e.reserve(1, 0, 1).unwrap();
+        send(&e, 2, b"2").unwrap();
+        // The consumer passes the slow reservation and takes the next one.
+        let c = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"2");
+        e.write_payload(&slow, b"1");
+        e.commit(1, &slow, 1, 0, 0, None, 0).unwrap();
+        let c = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"1");
+    }
+}

@@ -1,0 +1,206 @@
+//! The Rust API end to end on a real file, in one process.
+
+use shmq::{Counter, Histogram, Options, Queue, SendOptions, Status, Timeout};
+use std::time::Duration;
+
+fn path(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("shmq-api-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn small() -> Options {
+    Options {
+        capacity: 8,
+        max_message_size: 64,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn send_claim_ack_across_two_handles() {
+    let p = path("basic");
+    let producer = Queue::create(&p, &small()).unwrap();
+    let consumer = Queue::open(&p).unwrap();
+    for i in 0..8u8 {
+        producer.send(&[i; 3], Timeout::TryOnce).unwrap();
+    }
+    let e = producer.send(b"x", Timeout::TryOnce).unwrap_err();
+    assert_eq!(e.status(), Status::Full);
+    assert!(e.message().contains(&*p.to_string_lossy()), "{e}");
+    let e = producer.send(b"x", Duration::from_millis(20)).unwrap_err();
+    assert_eq!(e.status(), Status::Timeout);
+    for i in 0..8u8 {
+        let m = consumer.claim(Timeout::TryOnce).unwrap();
+        assert_eq!(m.data().unwrap(), vec![i; 3]);
+        assert_eq!(m.deliveries(), 1);
+        m.ack().unwrap();
+    }
+    assert_eq!(
+        consumer.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
+    assert_eq!(
+        consumer
+            .claim(Duration::from_millis(10))
+            .unwrap_err()
+            .status(),
+        Status::Timeout
+    );
+    let s = consumer.stats();
+    assert_eq!(s.counter(Counter::Sent), 8);
+    assert_eq!(s.counter(Counter::Acked), 8);
+    assert_eq!(s.counter(Counter::Full), 1);
+    assert_eq!(s.counter(Counter::Timeouts), 2);
+    assert_eq!(s.histogram(Histogram::LeadTime).count, 8);
+    assert_eq!(s.histogram(Histogram::Processing).count, 8);
+    assert_eq!(
+        (s.depth, s.in_flight, s.producers, s.consumers),
+        (0, 0, 1, 1)
+    );
+    drop(consumer);
+    drop(producer);
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn create_refuses_existing_and_open_refuses_garbage() {
+    let p = path("exists");
+    let q = Queue::create(&p, &small()).unwrap();
+    assert_eq!(
+        Queue::create(&p, &small()).unwrap_err().status(),
+        Status::Exists
+    );
+    drop(q);
+    let mode = std::fs::metadata(&p).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    std::fs::write(&p, vec![7u8; 8192]).unwrap();
+    assert_eq!(Queue::open(&p).unwrap_err().status(), Status::Incompatible);
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(Queue::open(&p).unwrap_err().status(), Status::NotFound);
+}
+
+#[test]
+fn nack_reject_and_dead_letters() {
+    let p = path("dlq");
+    let q = Queue::create(
+        &p,
+        &Options {
+            max_deliveries: 2,
+            ..small()
+        },
+    )
+    .unwrap();
+    q.send(b"poison", Timeout::TryOnce).unwrap();
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    m.nack(Duration::ZERO).unwrap();
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(m.deliveries(), 2);
+    m.nack(Duration::ZERO).unwrap();
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
+    q.send(b"bad", Timeout::TryOnce).unwrap();
+    q.claim(Timeout::TryOnce)
+        .unwrap()
+        .reject("cannot parse")
+        .unwrap();
+    let dl = q.dlq_list();
+    assert_eq!(dl.len(), 2);
+    assert_eq!(dl[0].payload, b"poison");
+    assert!(dl[0].reason.contains("max_deliveries"), "{}", dl[0].reason);
+    assert_eq!(dl[1].reason, "cannot parse");
+    assert_eq!(q.dlq_redrive(Some(dl[1].id)).unwrap(), 1);
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    assert_eq!((m.data().unwrap(), m.deliveries()), (b"bad".to_vec(), 1));
+    m.ack().unwrap();
+    assert_eq!(q.dlq_purge(None).unwrap(), 1);
+    assert!(q.dlq_list().is_empty());
+    assert!(q.verify().problems.is_empty());
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn delayed_send_and_nack_delay() {
+    let p = path("delay");
+    let q = Queue::create(&p, &small()).unwrap();
+    q.send_with(
+        b"later",
+        &SendOptions::new().delay(Duration::from_millis(30)),
+    )
+    .unwrap();
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
+    assert_eq!(q.stats().delayed, 1);
+    let t = std::time::Instant::now();
+    let m = q.claim(Duration::from_secs(2)).unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    m.nack(Duration::from_millis(20)).unwrap();
+    let m = q.claim(Duration::from_secs(2)).unwrap();
+    assert_eq!(m.deliveries(), 2);
+    m.ack().unwrap();
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn lease_expiry_redelivers_and_late_ack_is_lease_lost() {
+    let p = path("lease");
+    let q = Queue::create(
+        &p,
+        &Options {
+            lease: Duration::from_millis(20),
+            ..small()
+        },
+    )
+    .unwrap();
+    let other = Queue::open(&p).unwrap();
+    q.send(b"slow", Timeout::TryOnce).unwrap();
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    let again = other.claim(Duration::from_secs(2)).unwrap();
+    assert_eq!(again.deliveries(), 2);
+    assert_eq!(m.ack().unwrap_err().status(), Status::LeaseLost);
+    again.ack().unwrap();
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn closing_a_handle_redelivers_what_it_held() {
+    let p = path("close");
+    let q = Queue::create(&p, &small()).unwrap();
+    let c = Queue::open(&p).unwrap();
+    q.send(b"held", Timeout::TryOnce).unwrap();
+    let m = c.claim(Timeout::TryOnce).unwrap();
+    std::mem::forget(m);
+    drop(c);
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(m.deliveries(), 2);
+    m.ack().unwrap();
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn zero_copy_reserve_commit_and_batches() {
+    let p = path("batch");
+    let q = Queue::create(&p, &small()).unwrap();
+    let mut r = q.reserve(5, Timeout::TryOnce).unwrap();
+    r.write(b"hello").unwrap();
+    r.commit().unwrap();
+    let r = q.reserve(5, Timeout::TryOnce).unwrap();
+    r.abort().unwrap();
+    let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
+    assert_eq!(q.send_batch(&msgs, Timeout::TryOnce).unwrap(), 7);
+    let got = q.claim_batch(100, Timeout::TryOnce).unwrap();
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[0].data().unwrap(), b"hello");
+    assert_eq!(got[7].data().unwrap(), vec![6]);
+    assert_eq!(q.ack_batch(&got).unwrap(), 8);
+    assert_eq!(
+        q.send(&[0; 65], Timeout::TryOnce).unwrap_err().status(),
+        Status::TooLarge
+    );
+    std::fs::remove_file(&p).unwrap();
+}
