@@ -227,6 +227,11 @@ pub mod key {
     pub const HOLDER: usize = 32;
     /// Latest-only: the slot of the waiting message + 1 (0 = none).
     pub const WAITING: usize = 40;
+    /// Number of this key's messages that are `PENDING` (waiting off ring
+    /// order for redelivery or for the key); while it is non-zero a fresh
+    /// message of the key is parked behind them, so claims of one key stay
+    /// in commit order.
+    pub const PARKED: usize = 48;
     /// Size of an entry.
     pub const SIZE: usize = 64;
 }

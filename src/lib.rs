@@ -34,9 +34,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+pub mod error;
 #[cfg(not(shmq_loom))]
 pub mod ffi;
-pub mod error;
+pub mod keys;
 pub mod layout;
 pub mod memory;
 pub mod metrics;

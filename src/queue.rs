@@ -144,6 +144,10 @@ pub struct Stats {
     pub consumers: u64,
     /// Live participants.
     pub participants: u64,
+    /// Entries of the key table in use.
+    pub keys_in_use: u64,
+    /// Entries of the key table.
+    pub key_capacity: u64,
     /// Counters, indexed by [`Counter`].
     pub counters: Vec<u64>,
     /// Histograms, indexed by [`Histogram`].
@@ -766,10 +770,93 @@ impl Queue {
     }
 
     /// Sends one message with a key, version, timeout and delay.
+    ///
+    /// With a key (non-zero): the version must be newer than the key's last
+    /// acked version, else `Stale` and nothing is queued; version 0 takes
+    /// the key's next version, returned in [`Sent::version`]. In latest-only
+    /// mode a waiting (unclaimed) message of the key is replaced in place.
     pub fn send_with(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
+        let me = self.me("send")?;
+        self.check_len(data.len(), "send")?;
+        let mut opts = *opts;
+        if opts.key != 0 {
+            opts.version = self.resolve_version(opts.key, opts.version, "send")?;
+            if self.latest_only && opts.delay.is_zero() {
+                let now = self.now();
+                let taken = self
+                    .engine
+                    .take_waiting(me, opts.key, opts.version, now)
+                    .map_err(|e| self.keyed_err("send", e))?;
+                if let Some(r) = taken {
+                    self.engine.write_payload(&r, data);
+                    let sent = self.commit_inner(&r, data.len(), &opts, "send")?;
+                    self.count(Counter::Conflated, 1);
+                    return Ok(sent);
+                }
+            }
+        }
         let r = self.reserve_inner(data.len(), opts.timeout, "send")?;
         self.engine.write_payload(&r, data);
-        self.commit_inner(&r, data.len(), opts, "send")
+        self.commit_inner(&r, data.len(), &opts, "send")
+    }
+
+    fn keyed_err(&self, op: &str, e: Error) -> Error {
+        if e.status() == Status::Stale {
+            self.count(Counter::Stale, 1);
+        }
+        self.err(op, e)
+    }
+
+    /// Finds (or takes) the key's entry and gives the version of a send.
+    fn resolve_version(&self, key: u64, version: u64, op: &str) -> Result<u64> {
+        let keys = self.engine.keys();
+        let e = keys.find_or_insert(key).map_err(|e| self.err(op, e))?;
+        keys.assign_version(e, version).map_err(|e| {
+            self.keyed_err(
+                op,
+                Error::new(e.status(), format!("key {key}: {}", e.message())),
+            )
+        })
+    }
+
+    /// The last acked version of `key` (0 if none), for a consumer that
+    /// guards its own store too.
+    pub fn latest_acked_version(&self, key: u64) -> u64 {
+        let keys = self.engine.keys();
+        keys.find(key).map_or(0, |e| keys.last_acked(e))
+    }
+
+    /// Evicts the key-table entries of keys that no message refers to,
+    /// forgetting their versions. Refused while other participants are
+    /// attached (the table is rebuilt in place). Returns how many.
+    pub fn evict_keys(&self) -> Result<u64> {
+        let e = &self.engine;
+        let table = Table::new(&e.mem, &e.layout);
+        let others = table
+            .live()
+            .into_iter()
+            .filter(|(i, _)| Some(*i) != self.me)
+            .count();
+        if others > 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "{}: evict_keys: {others} other participant(s) attached; eviction needs the queue to itself",
+                    self.path.display()
+                ),
+            ));
+        }
+        let mut used = std::collections::HashSet::new();
+        for i in 0..e.layout.params.capacity {
+            if e.slot_word(i).state() != state::FREE {
+                used.insert(
+                    e.mem
+                        .u64_at(e.layout.slot(i) + slot::KEY)
+                        .load(Ordering::Relaxed),
+                );
+            }
+        }
+        Ok(e.keys().evict_settled(&|k| used.contains(&k)))
     }
 
     fn check_len(&self, len: usize, op: &str) -> Result<()> {
@@ -779,19 +866,6 @@ impl Queue {
                 Status::TooLarge,
                 format!(
                     "{}: {op}: {len} bytes is more than max_message_size {max}",
-                    self.path.display()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_key(&self, key: u64, op: &str) -> Result<()> {
-        if key != 0 {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!(
-                    "{}: {op}: keyed messages are not supported by this version of the engine yet",
                     self.path.display()
                 ),
             ));
@@ -840,19 +914,26 @@ impl Queue {
         op: &str,
     ) -> Result<Sent> {
         let me = self.me(op)?;
-        if let Err(e) = self.check_key(opts.key, op) {
-            let _ = self.engine.abort(me, r);
-            return Err(e);
-        }
         let now = self.now();
         let not_before = if opts.delay.is_zero() {
             None
         } else {
             Some(now.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64))
         };
-        self.engine
+        let seq = self
+            .engine
             .commit(me, r, len, opts.key, opts.version, not_before, now)
             .map_err(|e| self.err(op, e))?;
+        if opts.key != 0 {
+            let keys = self.engine.keys();
+            if let Some(e) = keys.find(opts.key) {
+                keys.field(e, layout::key::LAST_COMMITTED)
+                    .fetch_max(opts.version, Ordering::Relaxed);
+            }
+            if self.latest_only && not_before.is_none() {
+                self.engine.set_waiting(opts.key, r.slot, seq);
+            }
+        }
         self.notify(Point::NotEmpty);
         self.note_role(ROLE_PRODUCER);
         if let Some(rec) = self.recorder() {
@@ -932,6 +1013,17 @@ impl Queue {
     // Claiming
     // ----------------------------------------------------------------
 
+    fn claim_once(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+        let mut tally = ring::Tally::default();
+        let got = self.engine.claim_counted(me, now, &mut tally);
+        if tally.stale > 0 {
+            self.count(Counter::Stale, tally.stale);
+            self.notify(Point::NotFull);
+        }
+        self.count(Counter::KeyWaits, tally.key_waits);
+        got
+    }
+
     fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
         self.note_role(ROLE_CONSUMER);
         if let Some(rec) = self.recorder() {
@@ -958,7 +1050,7 @@ impl Queue {
         let got = self
             .wait_for(Point::NotEmpty, timeout.into(), "claim", |now| {
                 at = now;
-                self.engine.claim(me, now)
+                self.claim_once(me, now)
             })
             .map_err(|e| self.err_once("claim", e))?;
         match got {
@@ -998,8 +1090,7 @@ impl Queue {
         let mut n = 1;
         while n < max {
             match self
-                .engine
-                .claim(me, now)
+                .claim_once(me, now)
                 .map_err(|e| self.err("claim_batch", e))?
             {
                 Some(c) => {
@@ -1175,6 +1266,8 @@ impl Queue {
             producers: 0,
             consumers: 0,
             participants: 0,
+            keys_in_use: e.keys().in_use(),
+            key_capacity: l.params.key_capacity,
             counters: vec![0; crate::metrics::COUNTERS.len()],
             histograms: vec![HistogramSnapshot::default(); 3],
         };
@@ -1639,8 +1732,13 @@ impl<'q> Reserved<'q> {
 
     /// Commits with key, version and delay (the timeout is ignored).
     pub fn commit_with(mut self, opts: &SendOptions) -> Result<Sent> {
+        let mut opts = *opts;
+        if opts.key != 0 {
+            // On error, dropping `self` aborts the reservation.
+            opts.version = self.q.resolve_version(opts.key, opts.version, "commit")?;
+        }
         self.done = true;
-        self.q.commit_inner(&self.r, self.len, opts, "commit")
+        self.q.commit_inner(&self.r, self.len, &opts, "commit")
     }
 
     /// Gives the slot back without sending.

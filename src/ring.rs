@@ -49,7 +49,8 @@
 //! seen and the delivery is still counted.
 
 use crate::error::{Error, Result, Status};
-use crate::layout::{dlq, hdr, part, slot, Layout};
+use crate::keys::KeyTable;
+use crate::layout::{dlq, hdr, key as keyf, part, slot, Layout};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, AtomicU64, Ordering};
 
@@ -296,6 +297,16 @@ pub enum Settled {
     Extended,
 }
 
+/// What a claim skipped on its way, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages completed without delivery because a newer version of
+    /// their key was acked.
+    pub stale: u64,
+    /// Messages skipped because their key was busy.
+    pub key_waits: u64,
+}
+
 /// What a maintenance scan repaired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Repairs {
@@ -508,7 +519,7 @@ impl<M: Memory> Engine<M> {
         version: u64,
         not_before_ns: Option<u64>,
         now: u64,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let i = r.slot;
         // Relaxed stores: we own the slot while it is ours; the commit CAS
         // (release) publishes them. If the reservation was abandoned, these
@@ -542,13 +553,19 @@ impl<M: Memory> Engine<M> {
                 (_, state::RESERVED) => w.transition(state::READY, 0),
                 _ => w.transition(state::PENDING, 0),
             };
+            if new.state() == state::PENDING {
+                self.pending_entered(key);
+            }
             if self.cas_slot(i, w, new) {
                 if new.state() == state::DELAYED {
                     self.delay_entered(not_before_ns.unwrap_or(now));
                 } else if new.state() == state::PENDING {
                     self.side_entered();
                 }
-                return Ok(());
+                return Ok(new.seq());
+            }
+            if new.state() == state::PENDING {
+                self.pending_left(key);
             }
             // The lap moved (a skip) or consumers passed us: read again.
         }
@@ -612,12 +629,263 @@ impl<M: Memory> Engine<M> {
     /// Claims the next claimable message: a due redelivery first, else the
     /// next message in ring order. `None` when nothing is claimable.
     pub fn claim(&self, me: u64, now: u64) -> Result<Option<Claim>> {
-        if self.side_needed(now) {
-            if let Some(c) = self.claim_side(me, now)? {
-                return Ok(Some(c));
+        self.claim_counted(me, now, &mut Tally::default())
+    }
+
+    /// Like [`Engine::claim`], counting what it skipped in `tally`.
+    pub fn claim_counted(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
+        loop {
+            let got = if self.side_needed(now) {
+                match self.claim_side(me, now, tally)? {
+                    Some(c) => Some(c),
+                    None => self.claim_head(me, now, tally)?,
+                }
+            } else {
+                self.claim_head(me, now, tally)?
+            };
+            let Some(c) = got else { return Ok(None) };
+            if c.key != 0 && self.drop_if_stale(me, &c) {
+                tally.stale += 1;
+                continue;
+            }
+            return Ok(Some(c));
+        }
+    }
+
+    /// A claimed keyed message strictly older than its key's last acked
+    /// version is completed without delivery. Returns whether it was.
+    fn drop_if_stale(&self, me: u64, c: &Claim) -> bool {
+        let keys = self.keys();
+        let Some(e) = keys.find(c.key) else {
+            return false;
+        };
+        if c.version >= keys.last_acked(e) {
+            return false;
+        }
+        let i = c.slot;
+        let w = self.slot_word(i);
+        if w.state() != state::CLAIMED || w.owner() != me || w.seq() != c.seq {
+            return false;
+        }
+        if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+            self.tally(me, part::FREED);
+            self.release_key(c.key, i, c.seq);
+            return true;
+        }
+        false
+    }
+
+    /// The key table.
+    #[inline]
+    pub fn keys(&self) -> KeyTable<'_, M> {
+        KeyTable::new(&self.mem, &self.layout)
+    }
+
+    /// Counts a keyed message entering `PENDING`.
+    fn pending_entered(&self, key: u64) {
+        if key == 0 {
+            return;
+        }
+        if let Some(e) = self.keys().find(key) {
+            // AcqRel: a claimer that sees the count parks behind it.
+            self.keys()
+                .field(e, keyf::PARKED)
+                .fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts a keyed message leaving `PENDING` (never below zero: a crash
+    /// can leave the count off by one).
+    fn pending_left(&self, key: u64) {
+        if key == 0 {
+            return;
+        }
+        if let Some(e) = self.keys().find(key) {
+            let _ = self.keys().field(e, keyf::PARKED).fetch_update(
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                |n| n.checked_sub(1),
+            );
+        }
+    }
+
+    /// Takes `key` for the claim `(slot, seq)`. `false` if a live claim
+    /// holds it. A holder whose slot no longer shows its claim is stale and
+    /// is taken over.
+    fn take_key(&self, key: u64, slot: u64, seq: u64) -> bool {
+        let Some(e) = self.keys().find(key) else {
+            return true;
+        };
+        let holder = self.keys().field(e, keyf::HOLDER);
+        let mine = crate::keys::slot_ref(slot, seq);
+        loop {
+            // Acquire: pairs with the AcqRel CAS of whoever took it.
+            let cur = holder.load(Ordering::Acquire);
+            if cur == mine {
+                return true;
+            }
+            if let Some((hs, hq)) = crate::keys::unref(cur) {
+                if hs < self.capacity() {
+                    let hw = self.slot_word(hs);
+                    if hw.state() == state::CLAIMED && hw.seq() == hq {
+                        return false;
+                    }
+                }
+            }
+            if holder
+                .compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return true;
             }
         }
-        self.claim_head(me, now)
+    }
+
+    /// Releases `key` if the claim `(slot, seq)` holds it, and lets parked
+    /// messages of the key be claimed.
+    fn release_key(&self, key: u64, slot: u64, seq: u64) {
+        if key == 0 {
+            return;
+        }
+        let Some(e) = self.keys().find(key) else {
+            return;
+        };
+        let mine = crate::keys::slot_ref(slot, seq);
+        let _ = self.keys().field(e, keyf::HOLDER).compare_exchange(
+            mine,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0 {
+            self.side_entered();
+        }
+    }
+
+    /// Whether `key` has messages parked off ring order.
+    fn has_parked(&self, key: u64) -> bool {
+        self.keys()
+            .find(key)
+            .is_some_and(|e| self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0)
+    }
+
+    /// Whether a live claim holds `key`.
+    fn key_busy(&self, key: u64) -> bool {
+        let Some(e) = self.keys().find(key) else {
+            return false;
+        };
+        let cur = self.keys().field(e, keyf::HOLDER).load(Ordering::Acquire);
+        match crate::keys::unref(cur) {
+            Some((hs, hq)) if hs < self.capacity() => {
+                let hw = self.slot_word(hs);
+                hw.state() == state::CLAIMED && hw.seq() == hq
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves a claimed message back to `PENDING` because its key is busy.
+    fn park_claimed(&self, i: u64, w: SlotWord, key: u64) {
+        // Counted before the CAS, so a claimer never uncounts it first.
+        self.pending_entered(key);
+        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+            self.side_entered();
+        } else {
+            self.pending_left(key);
+        }
+    }
+
+    /// Tries to take the key of a message just claimed as `w`; parks the
+    /// message if the key is busy. Returns whether the claim stands.
+    fn claim_key(&self, i: u64, w: SlotWord, tally: &mut Tally) -> bool {
+        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+        if key == 0 || self.take_key(key, i, w.seq()) {
+            return true;
+        }
+        tally.key_waits += 1;
+        self.park_claimed(i, w, key);
+        false
+    }
+
+    /// Latest-only mode: takes the waiting message of key entry `e` for
+    /// replacement by a send of `version`. `Ok(None)` when there is no
+    /// waiting message (or it was just claimed): queue a new one. `Stale`
+    /// when the waiting one is not older.
+    pub fn take_waiting(
+        &self,
+        me: u64,
+        key: u64,
+        version: u64,
+        now: u64,
+    ) -> Result<Option<Reservation>> {
+        let Some(e) = self.keys().find(key) else {
+            return Ok(None);
+        };
+        let waiting = self.keys().field(e, keyf::WAITING);
+        for _ in 0..1000 {
+            // Acquire: the slot word check below validates the reference.
+            let Some((i, seq)) = crate::keys::unref(waiting.load(Ordering::Acquire)) else {
+                return Ok(None);
+            };
+            if i >= self.capacity() {
+                return Ok(None);
+            }
+            let w = self.slot_word(i);
+            let st = w.state();
+            if self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key {
+                return Ok(None);
+            }
+            if (st == state::RESERVED || st == state::PASSED) && w.seq() == seq + 1 {
+                // Another producer is replacing it right now: let it finish.
+                spin_hint();
+                continue;
+            }
+            if w.seq() != seq || !(st == state::READY || st == state::PENDING) {
+                return Ok(None);
+            }
+            let old = self.slot_field(i, slot::VERSION).load(Ordering::Relaxed);
+            if version <= old {
+                return Err(Error::new(
+                    Status::Stale,
+                    format!("version {version} is not newer than the waiting version {old}"),
+                ));
+            }
+            let st2 = if st == state::READY {
+                state::RESERVED
+            } else {
+                state::PASSED
+            };
+            let mine = SlotWord::new(st2, me, seq + 1, w.lap());
+            if self.cas_slot(i, w, mine) {
+                if st == state::PENDING {
+                    self.pending_left(key);
+                }
+                self.slot_field(i, slot::LEASE).store(
+                    tagged(
+                        mine.seq(),
+                        to_units(now + self.config.reservation_timeout_ns),
+                    ),
+                    Ordering::Relaxed,
+                );
+                return Ok(Some(Reservation {
+                    slot: i,
+                    seq: mine.seq(),
+                    position: self.slot_field(i, slot::POSITION).load(Ordering::Relaxed),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Latest-only mode: records the message committed as `(slot, seq)` as
+    /// the key's waiting one.
+    pub fn set_waiting(&self, key: u64, slot: u64, seq: u64) {
+        if let Some(e) = self.keys().find(key) {
+            // Release: the reference is checked against the slot word anyway.
+            self.keys()
+                .field(e, keyf::WAITING)
+                .store(crate::keys::slot_ref(slot, seq), Ordering::Release);
+        }
     }
 
     /// Whether the side path may hold something claimable.
@@ -644,7 +912,7 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Claims the next message in ring order.
-    pub fn claim_head(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+    pub fn claim_head(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
         let head = self.word(hdr::HEAD);
         let mut spins = 0u32;
         let mut stalls = 0u32;
@@ -685,11 +953,33 @@ impl<M: Memory> Engine<M> {
                             head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
                         continue;
                     }
+                    let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+                    if key != 0 && self.has_parked(key) {
+                        // Older messages of this key wait off ring order:
+                        // this one waits behind them (per-key order).
+                        self.pending_entered(key);
+                        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+                            self.side_entered();
+                            tally.key_waits += 1;
+                            let _ = head.compare_exchange(
+                                p,
+                                p + 1,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                        } else {
+                            self.pending_left(key);
+                        }
+                        continue;
+                    }
                     let mine = w.transition(state::CLAIMED, me);
                     if !self.cas_slot(i, w, mine) {
                         continue;
                     }
                     let _ = head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    if !self.claim_key(i, mine, tally) {
+                        continue;
+                    }
                     return self.finish_claim(i, mine, now).map(Some);
                 }
                 state::RESERVED => {
@@ -718,8 +1008,10 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Scans the slots for a pending message or a due delayed one.
-    pub fn claim_side(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+    /// Scans the slots for a pending message or a due delayed one. A keyless
+    /// one is claimed at once; of keyed ones, the oldest of each key whose
+    /// key is free is claimed, oldest first (per-key order).
+    pub fn claim_side(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
         // Acquire: see `side_needed`.
         let epoch = self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
         let cap = self.capacity();
@@ -727,6 +1019,7 @@ impl<M: Memory> Engine<M> {
         // Relaxed: where to start is only a hint.
         let start = cursor.load(Ordering::Relaxed) % cap;
         let mut next_due = u64::MAX;
+        let mut keyed: Vec<(u64, u64, u64)> = Vec::new();
         for k in 0..cap {
             let i = (start + k) % cap;
             loop {
@@ -734,14 +1027,7 @@ impl<M: Memory> Engine<M> {
                 let claimable = match w.state() {
                     state::PENDING => true,
                     state::DELAYED => {
-                        let lease = self.slot_field(i, slot::LEASE).load(Ordering::Relaxed);
-                        // A not-before time of another sequence was never
-                        // written for this delay: treat it as due.
-                        let due = if tag_of(lease) == w.seq() {
-                            from_units(lease & VALUE_MASK)
-                        } else {
-                            0
-                        };
+                        let due = self.due_of(i, w);
                         if due <= now {
                             true
                         } else {
@@ -754,6 +1040,12 @@ impl<M: Memory> Engine<M> {
                 if !claimable {
                     break;
                 }
+                let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+                if key != 0 {
+                    let pos = self.slot_field(i, slot::POSITION).load(Ordering::Relaxed);
+                    keyed.push((pos, i, key));
+                    break;
+                }
                 let mine = w.transition(state::CLAIMED, me);
                 if self.cas_slot(i, w, mine) {
                     cursor.store(i + 1, Ordering::Relaxed);
@@ -762,6 +1054,42 @@ impl<M: Memory> Engine<M> {
                 // The word changed (a skip, or another claimer): look again.
             }
         }
+        keyed.sort_unstable();
+        let mut tried: Vec<u64> = Vec::new();
+        for (_, i, key) in keyed {
+            if tried.contains(&key) {
+                continue;
+            }
+            tried.push(key);
+            let w = self.slot_word(i);
+            let was_pending = w.state() == state::PENDING;
+            let due = w.state() == state::DELAYED && self.due_of(i, w) <= now;
+            if !(was_pending || due) || self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key
+            {
+                continue;
+            }
+            if self.key_busy(key) {
+                tally.key_waits += 1;
+                if due {
+                    // Not counted as parked: look again at the next claim.
+                    next_due = next_due.min(now);
+                }
+                continue;
+            }
+            let mine = w.transition(state::CLAIMED, me);
+            if !self.cas_slot(i, w, mine) {
+                continue;
+            }
+            if was_pending {
+                self.pending_left(key);
+            }
+            if !self.take_key(key, i, mine.seq()) {
+                tally.key_waits += 1;
+                self.park_claimed(i, mine, key);
+                continue;
+            }
+            return self.finish_claim(i, mine, now).map(Some);
+        }
         // Nothing claimable: everything that entered the side path before
         // `epoch` was seen. Relaxed: a stale clean epoch only costs a scan.
         self.word(hdr::SIDE_CLEAN)
@@ -769,6 +1097,16 @@ impl<M: Memory> Engine<M> {
         self.word(hdr::SIDE_NEXT_DUE)
             .store(next_due, Ordering::Relaxed);
         Ok(None)
+    }
+
+    /// The not-before time of a delayed slot (0 if never stamped: due).
+    fn due_of(&self, i: u64, w: SlotWord) -> u64 {
+        let lease = self.slot_field(i, slot::LEASE).load(Ordering::Relaxed);
+        if tag_of(lease) == w.seq() {
+            from_units(lease & VALUE_MASK)
+        } else {
+            0
+        }
     }
 
     /// After a successful claim CAS: count the delivery, stamp the lease and
@@ -855,6 +1193,40 @@ impl<M: Memory> Engine<M> {
 
     /// Gives the outcome of a claim.
     pub fn settle(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
+        let (i, _) = split_token(token);
+        let first = self.held(me, token)?;
+        // Relaxed: we hold the claim; the metadata was published by the
+        // commit we synchronised with when claiming.
+        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+        if key != 0 && *outcome == Outcome::Ack {
+            // Record the version before the slot is freed, so that a crash
+            // in between never lets an older version through; if the ack
+            // then fails, a redelivery of this same version is not older.
+            let version = self.slot_field(i, slot::VERSION).load(Ordering::Relaxed);
+            if let Some(e) = self.keys().find(key) {
+                self.keys()
+                    .field(e, keyf::LAST_ACKED)
+                    .fetch_max(version, Ordering::AcqRel);
+            }
+        }
+        let to_pending =
+            matches!(*outcome, Outcome::Nack { not_before_ns } if not_before_ns <= now);
+        if to_pending {
+            // Counted before the CAS, so a claimer never uncounts it first.
+            self.pending_entered(key);
+        }
+        let r = self.settle_slot(me, token, outcome, now);
+        if to_pending && !matches!(r, Ok(Settled::Requeued)) {
+            self.pending_left(key);
+        }
+        let r = r?;
+        if r != Settled::Extended {
+            self.release_key(key, i, first.seq());
+        }
+        Ok(r)
+    }
+
+    fn settle_slot(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
         let (i, _) = split_token(token);
         loop {
             let w = self.held(me, token)?;
@@ -1090,6 +1462,8 @@ impl<M: Memory> Engine<M> {
                     let deadline = self.stamp(i, w.seq(), now + self.config.lease_ns);
                     let dead = w.owner() != me && is_dead(w.owner());
                     if dead || deadline <= now {
+                        // Relaxed: ordered after the acquire of the word.
+                        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
                         let deliveries = self.count_attempt(i, w.seq());
                         if self.exhausted(deliveries) {
                             let why = if dead {
@@ -1103,6 +1477,7 @@ impl<M: Memory> Engine<M> {
                             );
                             match self.dead_letter(me, i, w, &reason, now)? {
                                 Some(_) => {
+                                    self.release_key(key, i, w.seq());
                                     if self.slot_word(i).state() == state::DLQ_WAIT {
                                         r.dlq_waiting += 1;
                                     } else {
@@ -1113,10 +1488,13 @@ impl<M: Memory> Engine<M> {
                                 None => continue,
                             }
                         }
+                        self.pending_entered(key);
                         if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+                            self.release_key(key, i, w.seq());
                             r.redelivered += 1;
                             return Ok(());
                         }
+                        self.pending_left(key);
                         continue;
                     }
                 }

@@ -1,0 +1,267 @@
+//! The key table: per-key versions and per-key exclusivity (guarantee G7).
+//!
+//! A fixed table of `key_capacity` entries in the mapping, open addressing
+//! with linear probing. An entry is taken for a key by one CAS of its `KEY`
+//! word from 0; entries are never removed while participants are attached
+//! (see [`KeyTable::evict_settled`]), so a probe chain never breaks.
+//!
+//! Per entry ([`crate::layout::key`]):
+//! - `LAST_ACKED`: the highest version acked. A send whose version is not
+//!   newer is refused (`Stale`); a queued message strictly older than it is
+//!   completed without delivery when a consumer reaches it.
+//! - `NEXT_VERSION`: the highest version given or seen, for automatic
+//!   versions (version 0 on a send).
+//! - `HOLDER`: the claim holding the key, `(slot + 1) << 32 | claim seq`, or
+//!   0. It is taken after the slot's claim CAS and released after the slot's
+//!   outcome CAS; a holder whose slot no longer shows that claim is stale
+//!   (its owner crashed between the two CASes) and is taken over.
+//! - `WAITING`: latest-only mode: the waiting message, `(slot + 1) << 32 |
+//!   seq`, checked against the slot word before use.
+//! - `PARKED`: how many of the key's messages are pending off ring order.
+
+use crate::error::{Error, Result, Status};
+use crate::layout::{key, Layout};
+use crate::memory::Memory;
+use crate::sync::{AtomicU64, Ordering};
+
+/// The key table of a queue.
+pub struct KeyTable<'m, M: Memory> {
+    mem: &'m M,
+    layout: &'m Layout,
+}
+
+/// Mixes a key into a table index (splitmix64's finaliser).
+#[inline]
+fn hash(k: u64) -> u64 {
+    let mut z = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Packs a holder or waiting reference.
+#[inline]
+pub fn slot_ref(slot: u64, seq: u64) -> u64 {
+    (slot + 1) << 32 | seq
+}
+
+/// Unpacks a holder or waiting reference (`None` for 0).
+#[inline]
+pub fn unref(r: u64) -> Option<(u64, u64)> {
+    (r != 0).then(|| ((r >> 32) - 1, r & 0xffff_ffff))
+}
+
+impl<'m, M: Memory> KeyTable<'m, M> {
+    /// The key table in `mem`.
+    pub fn new(mem: &'m M, layout: &'m Layout) -> Self {
+        KeyTable { mem, layout }
+    }
+
+    /// Number of entries.
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        self.layout.params.key_capacity
+    }
+
+    /// A field of entry `e`.
+    #[inline]
+    pub fn field(&self, e: u64, f: usize) -> &'m AtomicU64 {
+        self.mem.u64_at(self.layout.key_entry(e) + f)
+    }
+
+    /// The entry of `k`, if the key has one.
+    pub fn find(&self, k: u64) -> Option<u64> {
+        let cap = self.capacity();
+        if cap == 0 || k == 0 {
+            return None;
+        }
+        let start = hash(k) % cap;
+        for n in 0..cap {
+            let e = (start + n) % cap;
+            // Acquire: an entry's fields were initialised before its key was
+            // published.
+            match self.field(e, key::KEY).load(Ordering::Acquire) {
+                0 => return None,
+                x if x == k => return Some(e),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The entry of `k`, taking a free one if the key has none yet.
+    /// `KeysFull` when every entry belongs to another key.
+    pub fn find_or_insert(&self, k: u64) -> Result<u64> {
+        let cap = self.capacity();
+        if cap == 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "keyed send on a queue created without a key table (key_capacity 0)",
+            ));
+        }
+        let start = hash(k) % cap;
+        for n in 0..cap {
+            let e = (start + n) % cap;
+            let w = self.field(e, key::KEY);
+            let mut cur = w.load(Ordering::Acquire);
+            if cur == 0 {
+                // The fields of a never-used entry are zero: publish the key.
+                match w.compare_exchange(0, k, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => return Ok(e),
+                    Err(now) => cur = now,
+                }
+            }
+            if cur == k {
+                return Ok(e);
+            }
+        }
+        Err(Error::new(
+            Status::KeysFull,
+            format!("all {cap} entries of the key table are taken by other keys"),
+        ))
+    }
+
+    /// The last acked version of entry `e`.
+    #[inline]
+    pub fn last_acked(&self, e: u64) -> u64 {
+        // Acquire: pairs with the AcqRel fetch_max at ack.
+        self.field(e, key::LAST_ACKED).load(Ordering::Acquire)
+    }
+
+    /// Gives the version of a send: `version`, or the next one when it is 0.
+    /// `Stale` when it is not newer than the last acked version.
+    pub fn assign_version(&self, e: u64, version: u64) -> Result<u64> {
+        let next = self.field(e, key::NEXT_VERSION);
+        let v = if version == 0 {
+            // AcqRel: versions given out are unique and increasing.
+            let mut cur = next.load(Ordering::Acquire);
+            loop {
+                let n = cur.max(self.last_acked(e)) + 1;
+                match next.compare_exchange(cur, n, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break n,
+                    Err(x) => cur = x,
+                }
+            }
+        } else {
+            next.fetch_max(version, Ordering::AcqRel);
+            version
+        };
+        let acked = self.last_acked(e);
+        if v <= acked {
+            return Err(Error::new(
+                Status::Stale,
+                format!("version {v} is not newer than the last acked version {acked}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Number of entries in use (a scan).
+    pub fn in_use(&self) -> u64 {
+        (0..self.capacity())
+            .filter(|e| self.field(*e, key::KEY).load(Ordering::Relaxed) != 0)
+            .count() as u64
+    }
+
+    /// Removes the entries that nobody holds and no message refers to
+    /// (`in_use(key)` false), rebuilding the table so probe chains stay
+    /// whole. Only safe when no other participant is attached: the caller
+    /// checks that. Returns how many entries were evicted.
+    pub fn evict_settled(&self, in_use: &dyn Fn(u64) -> bool) -> u64 {
+        let cap = self.capacity();
+        let mut keep = Vec::new();
+        let mut evicted = 0;
+        for e in 0..cap {
+            let k = self.field(e, key::KEY).load(Ordering::Acquire);
+            if k == 0 {
+                continue;
+            }
+            let fields: Vec<u64> = (0..key::SIZE / 8)
+                .map(|i| self.field(e, i * 8).load(Ordering::Relaxed))
+                .collect();
+            if in_use(k) {
+                keep.push(fields);
+            } else {
+                evicted += 1;
+            }
+            for i in 0..key::SIZE / 8 {
+                self.field(e, i * 8).store(0, Ordering::Relaxed);
+            }
+        }
+        for fields in keep {
+            let start = hash(fields[0]) % cap;
+            for n in 0..cap {
+                let e = (start + n) % cap;
+                if self.field(e, key::KEY).load(Ordering::Relaxed) == 0 {
+                    for (i, v) in fields.iter().enumerate().skip(1) {
+                        self.field(e, i * 8).store(*v, Ordering::Relaxed);
+                    }
+                    self.field(e, key::KEY).store(fields[0], Ordering::Release);
+                    break;
+                }
+            }
+        }
+        evicted
+    }
+}
+
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::Params;
+    use crate::memory::HeapMemory;
+
+    fn table(cap: u64) -> (HeapMemory, Layout) {
+        let l = Layout::new(Params {
+            capacity: 1,
+            max_message_size: 8,
+            key_capacity: cap,
+            dlq_capacity: 1,
+            participant_capacity: 1,
+        })
+        .unwrap();
+        (HeapMemory::new(l.file_size), l)
+    }
+
+    #[test]
+    fn insert_find_and_full() {
+        let (m, l) = table(4);
+        let t = KeyTable::new(&m, &l);
+        let es: Vec<u64> = (1..=4).map(|k| t.find_or_insert(k).unwrap()).collect();
+        for (k, e) in (1..=4).zip(&es) {
+            assert_eq!(t.find(k), Some(*e));
+            assert_eq!(t.find_or_insert(k).unwrap(), *e);
+        }
+        assert_eq!(t.find_or_insert(5).unwrap_err().status(), Status::KeysFull);
+        assert_eq!(t.find(5), None);
+        assert_eq!(t.in_use(), 4);
+    }
+
+    #[test]
+    fn versions_auto_explicit_and_stale() {
+        let (m, l) = table(4);
+        let t = KeyTable::new(&m, &l);
+        let e = t.find_or_insert(7).unwrap();
+        assert_eq!(t.assign_version(e, 0).unwrap(), 1);
+        assert_eq!(t.assign_version(e, 5).unwrap(), 5);
+        assert_eq!(t.assign_version(e, 0).unwrap(), 6);
+        t.field(e, key::LAST_ACKED).store(6, Ordering::Relaxed);
+        assert_eq!(t.assign_version(e, 6).unwrap_err().status(), Status::Stale);
+        assert_eq!(t.assign_version(e, 3).unwrap_err().status(), Status::Stale);
+        assert_eq!(t.assign_version(e, 0).unwrap(), 7);
+    }
+
+    #[test]
+    fn eviction_keeps_chains_whole() {
+        let (m, l) = table(8);
+        let t = KeyTable::new(&m, &l);
+        for k in 1..=8 {
+            t.find_or_insert(k).unwrap();
+        }
+        assert_eq!(t.evict_settled(&|k| k % 2 == 0), 4);
+        for k in 1..=8 {
+            assert_eq!(t.find(k).is_some(), k % 2 == 0, "key {k}");
+        }
+        assert_eq!(t.in_use(), 4);
+    }
+}
