@@ -1,0 +1,491 @@
+//! The command line grammar: every subcommand, option and help text of
+//! `shmq`, declared with clap's derive API, plus the parsers of the value
+//! forms the options take (durations such as `250ms`, octal file modes).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmq create /dev/shm/orders --capacity 1024 --max-message-size 512
+  echo 'order 7' | shmq send /dev/shm/orders
+  shmq recv /dev/shm/orders --count 10 --timeout 2s
+  shmq stats /dev/shm/orders --watch
+  shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
+  shmq verify /dev/shm/orders && echo sound
+  shmq demo
+
+Exit codes: 0 success, 1 error (the message names the file and the cause),
+2 usage error, 3 nothing received (recv) or nothing to do.";
+
+/// shmq: a bounded message queue in a memory-mapped file, shared by
+/// processes on one host, with no broker.
+#[derive(Parser, Debug)]
+#[command(name = "shmq", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a new queue file (fails if the file exists).
+    #[command(after_help = "Examples:
+  shmq create /dev/shm/orders
+  shmq create /dev/shm/menu --keys 4096 --latest-only --lease 10s
+  shmq create /var/lib/app/jobs --capacity 65536 --max-message-size 4096 --mode 0640")]
+    Create(CreateArgs),
+
+    /// Show a queue's layout, options and attached participants.
+    #[command(after_help = "Examples:
+  shmq info /dev/shm/orders
+  shmq info /dev/shm/orders --json | jq .participants")]
+    Info(InfoArgs),
+
+    /// Show a queue's metrics: a table, JSON, Prometheus text, or a live view.
+    #[command(after_help = "Examples:
+  shmq stats /dev/shm/orders
+  shmq stats /dev/shm/orders --json
+  shmq stats /dev/shm/orders --prometheus > /var/lib/node_exporter/shmq.prom
+  shmq stats /dev/shm/orders --watch            # refreshes once a second, Ctrl-C to stop")]
+    Stats(StatsArgs),
+
+    /// Serve the metrics of one or more queues to Prometheus over HTTP.
+    #[command(after_help = "Examples:
+  shmq serve-metrics /dev/shm/orders
+  shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
+  curl -s http://127.0.0.1:9464/metrics
+
+Every sample carries the label queue=\"PATH\". The server listens on loopback
+unless told otherwise; it prints the address it listens on to stdout.")]
+    ServeMetrics(ServeArgs),
+
+    /// Send messages: the MESSAGE arguments, or each line of stdin.
+    #[command(after_help = "Examples:
+  shmq send /dev/shm/orders 'order 7' 'order 8'
+  seq 1000 | shmq send /dev/shm/orders
+  shmq send /dev/shm/menu --key 42 --version 7 '{\"price\": 12.5}'
+  shmq send /dev/shm/orders --delay 2s 'remind me'")]
+    Send(SendArgs),
+
+    /// Receive messages: print each one and ack it.
+    #[command(after_help = "Examples:
+  shmq recv /dev/shm/orders
+  shmq recv /dev/shm/orders --count 10 --timeout 2s --json
+  shmq recv /dev/shm/orders --follow
+  shmq recv /dev/shm/orders --no-ack --count 5     # peek: nack instead of ack
+
+Exits with 3 when nothing was received before the timeout.")]
+    Recv(RecvArgs),
+
+    /// Dead letters: list, show, redrive (back to the queue) or purge.
+    #[command(after_help = "Examples:
+  shmq dlq /dev/shm/orders list
+  shmq dlq /dev/shm/orders show 3
+  shmq dlq /dev/shm/orders redrive --all
+  shmq dlq /dev/shm/orders purge 3")]
+    Dlq(DlqArgs),
+
+    /// Check every invariant of a queue file; exit 0 only when all hold.
+    #[command(after_help = "Examples:
+  shmq verify /dev/shm/orders
+  shmq verify /dev/shm/orders --json")]
+    Verify(VerifyArgs),
+
+    /// Clean up after dead participants and expired leases now.
+    #[command(after_help = "Examples:
+  shmq recover /dev/shm/orders")]
+    Recover(RecoverArgs),
+
+    /// The restaurant: waiters, cooks and a menu service in real processes.
+    #[command(after_help = "Examples:
+  shmq demo                       # about 15 seconds
+  shmq demo --rush                # orders come faster than the kitchen cooks
+  shmq demo --orders 20 --cooks 2 --json")]
+    Demo(DemoArgs),
+
+    /// One role of the demo (internal: spawned by `shmq demo`).
+    #[command(hide = true)]
+    DemoRole(RoleArgs),
+}
+
+/// `shmq create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The queue file to create (e.g. /dev/shm/NAME).
+    pub path: PathBuf,
+    /// Number of slots: the most messages queued, delayed or in flight.
+    #[arg(long, default_value_t = 1024)]
+    pub capacity: u64,
+    /// Largest payload, in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub max_message_size: u32,
+    /// Entries of the key table (0 = keyed messages are refused).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+    /// How long a claim is held before it is redelivered (e.g. 30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// Failed deliveries before a message is dead-lettered (0 = unlimited).
+    #[arg(long, default_value_t = 10)]
+    pub max_deliveries: u32,
+    /// Latest-only mode: a newer message of a key replaces the waiting one.
+    #[arg(long)]
+    pub latest_only: bool,
+    /// Records of the dead-letter area (0 = same as the capacity).
+    #[arg(long, default_value_t = 0)]
+    pub dead_letters: u64,
+    /// Most handles attached at once.
+    #[arg(long, default_value_t = 64)]
+    pub participants: u32,
+    /// File mode, in octal.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Print what was created as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output: one JSON object (durations in nanoseconds).
+    #[arg(long, conflicts_with_all = ["prometheus", "watch"])]
+    pub json: bool,
+    /// Prometheus text exposition format (durations in seconds).
+    #[arg(long, conflicts_with = "watch")]
+    pub prometheus: bool,
+    /// A live view refreshing every --interval, with rates between refreshes.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval of --watch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, requires = "watch")]
+    pub interval: Duration,
+    /// Stop --watch after this many refreshes (default: until interrupted).
+    #[arg(long, requires = "watch")]
+    pub count: Option<u64>,
+}
+
+/// `shmq serve-metrics`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The queue files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+}
+
+/// `shmq send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Messages to send; without any, each line of stdin is one message.
+    pub messages: Vec<String>,
+    /// Key of the messages (0 = none; needs a queue created with --keys).
+    #[arg(long, default_value_t = 0)]
+    pub key: u64,
+    /// Version of the first message (then +1 for each next one); 0 = the
+    /// key's next version.
+    #[arg(long, default_value_t = 0, requires = "key")]
+    pub version: u64,
+    /// Claimable only after this delay (e.g. 2s).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// How long to wait for room when the queue is full (0 = do not wait,
+    /// `forever`).
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Wait,
+    /// Print one JSON line per message sent (position and version).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq recv`.
+#[derive(Args, Debug)]
+pub struct RecvArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// How many messages to receive (with --follow: stop after this many).
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub count: u64,
+    /// How long to wait for each message (0 = do not wait, `forever`).
+    #[arg(long, default_value = "1s", value_parser = parse_timeout)]
+    pub timeout: Wait,
+    /// Keep receiving, waiting as long as it takes, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line: data, key, version, deliveries, ages.
+    #[arg(long)]
+    pub json: bool,
+    /// Peek: give every message back with a nack instead of acking it (a
+    /// nack counts as a failed delivery attempt).
+    #[arg(long)]
+    pub no_ack: bool,
+}
+
+/// `shmq dlq`.
+#[derive(Args, Debug)]
+pub struct DlqArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// What to do with the dead letters.
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What `shmq dlq` does.
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List the dead letters, oldest first.
+    List {
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its payload.
+    Show {
+        /// The dead letter's id (from `list`).
+        id: u64,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the queue with their attempts reset.
+    Redrive {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `shmq verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output: {"ok", "problems", "notes"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq recover`.
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Waiter processes (they place orders and serve ready dishes).
+    #[arg(long, default_value_t = 3)]
+    pub waiters: u32,
+    /// Cook processes competing for orders (one of them is killed).
+    #[arg(long, default_value_t = 4)]
+    pub cooks: u32,
+    /// Orders to place in all.
+    #[arg(long, default_value_t = 80)]
+    pub orders: u32,
+    /// Menu items whose versioned price changes the menu service publishes
+    /// (0 = no menu stream).
+    #[arg(long, default_value_t = 12)]
+    pub menu_items: u32,
+    /// Competing consumers applying menu changes to the shared cache.
+    #[arg(long, default_value_t = 2)]
+    pub menu_consumers: u32,
+    /// Slots of the kitchen queue.
+    #[arg(long, default_value_t = 16)]
+    pub kitchen_capacity: u64,
+    /// Orders come as fast as waiters can place them, into a small kitchen:
+    /// shows back-pressure (refused when full, waiting producers).
+    #[arg(long)]
+    pub rush: bool,
+    /// Average cooking time of one order.
+    #[arg(long, default_value = "350ms", value_parser = parse_duration)]
+    pub cook_time: Duration,
+    /// Time between two orders of one waiter (ignored with --rush).
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub order_every: Duration,
+    /// Do not kill a cook.
+    #[arg(long)]
+    pub no_kill: bool,
+    /// Give up (and fail) after this long.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub max_time: Duration,
+    /// Directory for the queue files (default: a new one under /dev/shm or
+    /// the temporary directory, removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the summary as JSON on stdout (the live view goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The roles of the demo's processes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Places orders on the kitchen queue, serves food-ready events.
+    Waiter,
+    /// Claims orders, cooks, publishes food-ready.
+    Cook,
+    /// Publishes versioned menu changes.
+    Menu,
+    /// Applies menu changes to the shared cache.
+    MenuCache,
+}
+
+/// `shmq demo-role` (hidden).
+#[derive(Args, Debug, Clone)]
+pub struct RoleArgs {
+    /// Which role.
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// The demo directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// This process's number within its role.
+    #[arg(long, default_value_t = 0)]
+    pub id: u32,
+    /// Orders (waiter: to place) or menu items (menu, menu-cache).
+    #[arg(long, default_value_t = 0)]
+    pub count: u32,
+    /// Average cooking time (cook) or time between orders (waiter).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub pace: Duration,
+    /// Cook: after this many orders, the next one takes forever (the demo
+    /// kills the cook while it cooks it).
+    #[arg(long)]
+    pub doomed_after: Option<u32>,
+}
+
+/// A wait: up to a duration, or forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Up to this long (zero = try once).
+    For(Duration),
+    /// As long as it takes.
+    Forever,
+}
+
+impl From<Wait> for shmq::Timeout {
+    fn from(w: Wait) -> shmq::Timeout {
+        match w {
+            Wait::For(d) => shmq::Timeout::from(d),
+            Wait::Forever => shmq::Timeout::Forever,
+        }
+    }
+}
+
+/// Parses `30s`, `250ms`, `2m`, `1h`, `10us`, `5ns`, `1.5s`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 30s, 250ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=1e10).contains(&secs) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration, or `forever` / `inf` / `-1`.
+pub fn parse_timeout(s: &str) -> Result<Wait, String> {
+    match s.trim() {
+        "forever" | "inf" | "infinite" | "-1" => Ok(Wait::Forever),
+        _ => parse_duration(s).map(Wait::For),
+    }
+}
+
+/// An octal file mode such as `0600` or `640`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let t = s.trim().trim_start_matches("0o");
+    let m = u32::from_str_radix(t, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
+    if m > 0o777 {
+        return Err(format!(
+            "`{s}`: only permission bits (up to 0777) are allowed"
+        ));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_timeout("forever"), Ok(Wait::Forever));
+        assert_eq!(parse_mode("0640"), Ok(0o640));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("04777").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! The Prometheus text exposition format (version 0.0.4) of queue stats.
+//!
+//! Names follow the Prometheus conventions: everything starts with `shmq_`,
+//! counters end in `_total`, durations are in seconds and bytes in bytes.
+//! Every sample carries `queue="PATH"`. The samples of one metric family are
+//! written together, with one `# HELP` and `# TYPE` line, as the format
+//! requires when several queues are exported at once.
+//!
+//! The engine's histograms have 8 log-linear buckets per power of two; they
+//! are exported with one bucket per power of two of nanoseconds
+//! (`le` = (2^k - 1) ns, from about 1 µs to about 137 s) plus `+Inf`. Those
+//! bounds fall exactly on engine bucket bounds, so the cumulative counts
+//! are exact, not interpolated.
+
+use std::fmt::Write;
+
+use shmq::metrics::{bucket_of, COUNTERS, HISTOGRAMS};
+use shmq::{Counter, Stats};
+
+/// The smallest and largest power of two (in ns) used as a bucket bound.
+const LE_FIRST_POW: u32 = 10;
+const LE_LAST_POW: u32 = 37;
+
+/// A counter's exported name (without the `shmq_` prefix and `_total`).
+pub fn counter_name(c: Counter, name: &str) -> String {
+    match c {
+        Counter::BytesSent => "sent_bytes".to_string(),
+        _ => name.to_string(),
+    }
+}
+
+fn counter_help(c: Counter) -> &'static str {
+    match c {
+        Counter::Sent => "Messages committed.",
+        Counter::Claimed => "Claims handed out (first deliveries and redeliveries).",
+        Counter::Acked => "Claims acked.",
+        Counter::Nacked => "Claims nacked.",
+        Counter::Rejected => "Claims rejected.",
+        Counter::Redelivered => "Claims of a message delivered before.",
+        Counter::Abandoned => "Reservations abandoned by a dead or stalled producer.",
+        Counter::Stale => "Sends refused, or queued messages skipped, for a stale version.",
+        Counter::Conflated => "Waiting messages replaced in place (latest-only mode).",
+        Counter::DeadLettered => "Messages moved to the dead-letter area.",
+        Counter::Full => "Sends refused because the queue was full.",
+        Counter::Timeouts => "Calls that waited their whole timeout.",
+        Counter::KeyWaits => "Claims that skipped a message whose key was busy.",
+        Counter::Reclaimed => "Claims reclaimed after lease expiry or consumer death.",
+        Counter::Extended => "Lease extensions.",
+        Counter::BytesSent => "Payload bytes committed.",
+        Counter::Aborted => "Reservations given back unused.",
+        Counter::LeaseLost => "Outcomes refused because the lease was lost.",
+        Counter::DeadParticipants => "Participants found dead and cleaned up after.",
+    }
+}
+
+/// The gauges: exported name, help, value.
+pub fn gauges(s: &Stats) -> Vec<(&'static str, &'static str, f64)> {
+    vec![
+        ("capacity", "Number of slots.", s.capacity as f64),
+        ("depth", "Messages claimable now.", s.depth as f64),
+        (
+            "delayed",
+            "Messages delayed, not yet due.",
+            s.delayed as f64,
+        ),
+        (
+            "in_flight",
+            "Messages claimed and not settled.",
+            s.in_flight as f64,
+        ),
+        (
+            "reserved",
+            "Slots reserved by producers, not committed.",
+            s.reserved as f64,
+        ),
+        (
+            "dlq_waiting",
+            "Messages waiting for room in the dead-letter area.",
+            s.dlq_waiting as f64,
+        ),
+        (
+            "dead_letters",
+            "Records in the dead-letter area.",
+            s.dead_letters as f64,
+        ),
+        (
+            "oldest_claimable_age_seconds",
+            "Age of the oldest claimable message (delayed ones excluded).",
+            s.oldest_claimable_age_ns as f64 / 1e9,
+        ),
+        (
+            "oldest_in_flight_age_seconds",
+            "Age of the oldest claim in flight.",
+            s.oldest_in_flight_age_ns as f64 / 1e9,
+        ),
+        (
+            "producers",
+            "Live participants that have sent.",
+            s.producers as f64,
+        ),
+        (
+            "consumers",
+            "Live participants that have claimed.",
+            s.consumers as f64,
+        ),
+        ("participants", "Live participants.", s.participants as f64),
+    ]
+}
+
+fn histogram_help(name: &str) -> &'static str {
+    match name {
+        "time_in_queue" => "Time from commit to first claim (lead time).",
+        "processing_time" => "Time from claim to ack.",
+        _ => "Time from commit to ack.",
+    }
+}
+
+/// Escapes a label value.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Renders the stats of several queues, each named by its label.
+pub fn render(queues: &[(String, Stats)]) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let mut w = |s: String| out.push_str(&s);
+    let labels: Vec<String> = queues
+        .iter()
+        .map(|(q, _)| format!("queue=\"{}\"", escape_label(q)))
+        .collect();
+    for (c, name) in COUNTERS {
+        let metric = format!("shmq_{}_total", counter_name(c, name));
+        w(format!(
+            "# HELP {metric} {}\n# TYPE {metric} counter\n",
+            counter_help(c)
+        ));
+        for ((_, s), l) in queues.iter().zip(&labels) {
+            w(format!("{metric}{{{l}}} {}\n", s.counter(c)));
+        }
+    }
+    if let Some((_, first)) = queues.first() {
+        for (i, (name, help, _)) in gauges(first).into_iter().enumerate() {
+            let metric = format!("shmq_{name}");
+            w(format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
+            for ((_, s), l) in queues.iter().zip(&labels) {
+                w(format!("{metric}{{{l}}} {}\n", num(gauges(s)[i].2)));
+            }
+        }
+    }
+    for (h, name) in HISTOGRAMS {
+        let metric = format!("shmq_{name}_seconds");
+        w(format!(
+            "# HELP {metric} {}\n# TYPE {metric} histogram\n",
+            histogram_help(name)
+        ));
+        for ((_, s), l) in queues.iter().zip(&labels) {
+            let snap = s.histogram(h);
+            let mut body = String::new();
+            for k in LE_FIRST_POW..=LE_LAST_POW {
+                let bound_ns = (1u64 << k) - 1;
+                // Every engine bucket up to the one holding 2^k - 1 ends at
+                // or below 2^k - 1 (a power of two starts a new bucket).
+                let last = bucket_of(bound_ns);
+                let cum: u64 = snap.buckets[..=last].iter().sum();
+                let le = bound_ns as f64 / 1e9;
+                let _ = writeln!(body, "{metric}_bucket{{{l},le=\"{le:e}\"}} {cum}");
+            }
+            let _ = writeln!(body, "{metric}_bucket{{{l},le=\"+Inf\"}} {}", snap.count);
+            let _ = writeln!(body, "{metric}_sum{{{l}}} {}", snap.sum as f64 / 1e9);
+            let _ = writeln!(body, "{metric}_count{{{l}}} {}", snap.count);
+            w(body);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmq::metrics::bucket_upper;
+
+    #[test]
+    fn power_of_two_bounds_are_engine_bucket_bounds() {
+        for k in LE_FIRST_POW..=LE_LAST_POW {
+            let bound = (1u64 << k) - 1;
+            assert_eq!(bucket_upper(bucket_of(bound)), bound);
+            assert_eq!(bucket_of(bound) + 1, bucket_of(bound + 1));
+        }
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

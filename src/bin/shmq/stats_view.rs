@@ -1,0 +1,315 @@
+//! `shmq stats`: a queue's metrics as a human table, as JSON, as Prometheus
+//! text, or as a live view (`--watch`) that refreshes every interval and
+//! shows rates and latency percentiles over the last interval, computed by
+//! subtracting two snapshots.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use shmq::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
+use shmq::{Counter, Histogram, Queue, Stats};
+
+use crate::cli::StatsArgs;
+use crate::commands::print_json;
+use crate::util::{human_ns, human_rate, CmdResult};
+
+/// `shmq stats`.
+pub fn stats(a: &StatsArgs) -> CmdResult {
+    let q = Queue::inspect(&a.path)?;
+    let label = a.path.display().to_string();
+    if a.watch {
+        return watch(&q, &label, a);
+    }
+    let s = q.stats();
+    if a.json {
+        print_json(&stats_json(&label, &s));
+    } else if a.prometheus {
+        print!("{}", crate::prometheus::render(&[(label, s)]));
+    } else {
+        print!("{}", table(&label, &s));
+    }
+    Ok(0)
+}
+
+fn histogram_json(h: &HistogramSnapshot) -> Value {
+    let buckets: Vec<Value> = h
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, n)| json!([bucket_upper(b), n]))
+        .collect();
+    json!({
+        "count": h.count, "sum_ns": h.sum, "max_ns": h.max, "mean_ns": h.mean(),
+        "p50_ns": h.quantile(0.5), "p90_ns": h.quantile(0.9),
+        "p99_ns": h.quantile(0.99), "p999_ns": h.quantile(0.999),
+        "buckets": buckets,
+    })
+}
+
+/// The stats as one JSON object: gauges at the top level, `counters` and
+/// `histograms` by name. Durations in nanoseconds.
+pub fn stats_json(label: &str, s: &Stats) -> Value {
+    let mut counters = Map::new();
+    for (c, name) in COUNTERS {
+        counters.insert(name.to_string(), json!(s.counter(c)));
+    }
+    let mut hists = Map::new();
+    for (h, name) in HISTOGRAMS {
+        hists.insert(name.to_string(), histogram_json(s.histogram(h)));
+    }
+    json!({
+        "queue": label,
+        "capacity": s.capacity, "depth": s.depth, "delayed": s.delayed,
+        "in_flight": s.in_flight, "reserved": s.reserved,
+        "dlq_waiting": s.dlq_waiting, "dead_letters": s.dead_letters,
+        "oldest_claimable_age_ns": s.oldest_claimable_age_ns,
+        "oldest_in_flight_age_ns": s.oldest_in_flight_age_ns,
+        "producers": s.producers, "consumers": s.consumers,
+        "participants": s.participants,
+        "counters": counters, "histograms": hists,
+    })
+}
+
+/// The human table.
+pub fn table(label: &str, s: &Stats) -> String {
+    let mut o = String::new();
+    let pct = if s.capacity > 0 {
+        100.0 * (s.depth + s.in_flight + s.delayed + s.reserved) as f64 / s.capacity as f64
+    } else {
+        0.0
+    };
+    o += &format!("{label}\n");
+    o += &format!(
+        "  depth {:<8} in flight {:<6} delayed {:<6} reserved {:<6} capacity {} ({pct:.0}% used)\n",
+        s.depth, s.in_flight, s.delayed, s.reserved, s.capacity
+    );
+    o += &format!(
+        "  oldest claimable {:<10} oldest in flight {}\n",
+        human_ns(s.oldest_claimable_age_ns),
+        human_ns(s.oldest_in_flight_age_ns)
+    );
+    o += &format!(
+        "  participants {} (producers {}, consumers {})   dead letters {} (waiting for room {})\n",
+        s.participants, s.producers, s.consumers, s.dead_letters, s.dlq_waiting
+    );
+    o += "counters\n";
+    let items: Vec<String> = COUNTERS
+        .iter()
+        .map(|(c, name)| format!("{name:>17} {:<10}", s.counter(*c)))
+        .collect();
+    for row in items.chunks(3) {
+        o += &format!(" {}\n", row.join(" ").trim_end());
+    }
+    o += &format!(
+        "{:<17} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "latency", "count", "p50", "p90", "p99", "max", "mean"
+    );
+    for (h, name) in HISTOGRAMS {
+        let x = s.histogram(h);
+        o += &format!(
+            "  {:<15} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            name,
+            x.count,
+            human_ns(x.quantile(0.5)),
+            human_ns(x.quantile(0.9)),
+            human_ns(x.quantile(0.99)),
+            human_ns(x.max),
+            human_ns(x.mean() as u64)
+        );
+    }
+    o
+}
+
+/// What happened between two snapshots.
+pub struct Delta {
+    /// Seconds between the snapshots.
+    pub secs: f64,
+    /// Counter increases.
+    pub counters: Vec<u64>,
+    /// Histograms of the values recorded in between (max: the upper bound
+    /// of the highest non-empty bucket, capped by the all-time max).
+    pub histograms: Vec<HistogramSnapshot>,
+}
+
+impl Delta {
+    /// `now - before`.
+    pub fn between(before: &Stats, now: &Stats) -> Delta {
+        let secs = (now.taken_ns.saturating_sub(before.taken_ns) as f64 / 1e9).max(1e-9);
+        let counters = now
+            .counters
+            .iter()
+            .zip(&before.counters)
+            .map(|(a, b)| a.wrapping_sub(*b))
+            .collect();
+        let histograms = now
+            .histograms
+            .iter()
+            .zip(&before.histograms)
+            .map(|(a, b)| {
+                let buckets: Vec<u64> = a
+                    .buckets
+                    .iter()
+                    .zip(&b.buckets)
+                    .map(|(x, y)| x.saturating_sub(*y))
+                    .collect();
+                let top = buckets.iter().rposition(|n| *n > 0);
+                HistogramSnapshot {
+                    count: buckets.iter().sum(),
+                    sum: a.sum.saturating_sub(b.sum),
+                    max: top.map_or(0, |t| bucket_upper(t).min(a.max)),
+                    buckets,
+                }
+            })
+            .collect();
+        Delta {
+            secs,
+            counters,
+            histograms,
+        }
+    }
+
+    /// Rate of a counter per second.
+    pub fn rate(&self, c: Counter) -> f64 {
+        self.counters[c as usize] as f64 / self.secs
+    }
+
+    /// A histogram of the interval.
+    pub fn histogram(&self, h: Histogram) -> &HistogramSnapshot {
+        &self.histograms[h as usize]
+    }
+}
+
+/// A bar of `width` cells showing `used / cap`.
+pub fn bar(used: u64, cap: u64, width: usize) -> String {
+    let filled = if cap == 0 {
+        0
+    } else {
+        ((used.min(cap) as f64 / cap as f64) * width as f64).round() as usize
+    };
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+fn quantiles(h: &HistogramSnapshot) -> String {
+    if h.count == 0 {
+        return format!("{:>8} {:>8} {:>8} {:>8}", "-", "-", "-", "-");
+    }
+    format!(
+        "{:>8} {:>8} {:>8} {:>8}",
+        human_ns(h.quantile(0.5)),
+        human_ns(h.quantile(0.9)),
+        human_ns(h.quantile(0.99)),
+        human_ns(h.max)
+    )
+}
+
+/// The live panel of one queue: rates and percentiles over the last
+/// interval, gauges now.
+pub fn panel(label: &str, s: &Stats, d: &Delta) -> String {
+    let mut o = String::new();
+    o += &format!(
+        "{label}  {} {}/{}\n",
+        bar(
+            s.depth + s.in_flight + s.delayed + s.reserved,
+            s.capacity,
+            30
+        ),
+        s.depth + s.in_flight + s.delayed + s.reserved,
+        s.capacity
+    );
+    o += &format!(
+        "  produced {:>9}  consumed {:>9}   depth {:<6} in flight {:<5} delayed {:<5}\n",
+        human_rate(d.rate(Counter::Sent)),
+        human_rate(d.rate(Counter::Acked)),
+        s.depth,
+        s.in_flight,
+        s.delayed
+    );
+    o += &format!(
+        "  oldest claimable {:<9} oldest in flight {:<9} producers {} consumers {}\n",
+        human_ns(s.oldest_claimable_age_ns),
+        human_ns(s.oldest_in_flight_age_ns),
+        s.producers,
+        s.consumers
+    );
+    o += &format!(
+        "  {:<16} {:>8} {:>8} {:>8} {:>8}   (last {:.1}s)\n",
+        "", "p50", "p90", "p99", "max", d.secs
+    );
+    o += &format!(
+        "  {:<16} {}\n",
+        "time in queue",
+        quantiles(d.histogram(Histogram::LeadTime))
+    );
+    o += &format!(
+        "  {:<16} {}\n",
+        "processing",
+        quantiles(d.histogram(Histogram::Processing))
+    );
+    o += &format!(
+        "  stale {}  redelivered {}  dead-lettered {}  refused full {}  timeouts {}  (totals)\n",
+        s.counter(Counter::Stale),
+        s.counter(Counter::Redelivered),
+        s.counter(Counter::DeadLettered),
+        s.counter(Counter::Full),
+        s.counter(Counter::Timeouts)
+    );
+    o
+}
+
+/// One line of the live view for a log (when stdout is not a terminal).
+pub fn line(label: &str, s: &Stats, d: &Delta) -> String {
+    let lead = d.histogram(Histogram::LeadTime);
+    let proc_ = d.histogram(Histogram::Processing);
+    format!(
+        "{label}: produced {} consumed {} depth {}/{} in_flight {} oldest {} queue_p50 {} queue_p99 {} proc_p50 {} proc_p99 {} stale {} redelivered {} dead_lettered {} refused_full {}",
+        human_rate(d.rate(Counter::Sent)),
+        human_rate(d.rate(Counter::Acked)),
+        s.depth,
+        s.capacity,
+        s.in_flight,
+        human_ns(s.oldest_claimable_age_ns),
+        human_ns(lead.quantile(0.5)),
+        human_ns(lead.quantile(0.99)),
+        human_ns(proc_.quantile(0.5)),
+        human_ns(proc_.quantile(0.99)),
+        s.counter(Counter::Stale),
+        s.counter(Counter::Redelivered),
+        s.counter(Counter::DeadLettered),
+        s.counter(Counter::Full),
+    )
+}
+
+/// ANSI: cursor home and clear the screen.
+pub const CLEAR: &str = "\x1b[H\x1b[2J";
+
+fn watch(q: &Queue, label: &str, a: &StatsArgs) -> CmdResult {
+    let tty = std::io::stdout().is_terminal();
+    let mut before = q.stats();
+    let mut n = 0u64;
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(a.interval);
+        let now = q.stats();
+        let d = Delta::between(&before, &now);
+        let mut out = std::io::stdout().lock();
+        if tty {
+            write!(
+                out,
+                "{CLEAR}shmq stats --watch   {} elapsed, every {}   Ctrl-C to stop\n\n{}",
+                human_ns(started.elapsed().as_nanos() as u64),
+                human_ns(a.interval.as_nanos() as u64),
+                panel(label, &now, &d)
+            )?;
+        } else {
+            writeln!(out, "{}", line(label, &now, &d))?;
+        }
+        out.flush()?;
+        before = now;
+        n += 1;
+        if a.count.is_some_and(|c| n >= c) {
+            return Ok(0);
+        }
+    }
+}
