@@ -1,1 +1,38 @@
-//! The C ABI (see `include/shmq.h`).
+//! The C ABI (see `include/shmq.h`, generated from this module by
+//! cbindgen).
+//!
+//! Conventions, kept by every function (after rustls-ffi and hyper's ffi):
+//!
+//! - Handles are opaque. What `shmq_create`/`shmq_open`/`shmq_inspect`
+//!   returns is released exactly once by `shmq_close`. A closed handle
+//!   answers `SHMQ_CLOSED` instead of crashing (its 32-byte shell is kept).
+//! - Every fallible function returns a `shmq_status`; out-parameters are
+//!   written only on success; a buffer pointer is always followed by its
+//!   length.
+//! - Structs the caller fills or allocates for output (`shmq_options`,
+//!   `shmq_send_options`, `shmq_stats`, `shmq_info`, `shmq_dead_letter`)
+//!   begin with their `size`, so they can grow without breaking old
+//!   programs. `shmq_message` and `shmq_reservation` are fixed.
+//! - Statuses coming from C are read as integers and converted totally.
+//! - No panic crosses the boundary: a panic becomes `SHMQ_INTERNAL`.
+//! - `shmq_last_error()` holds, per thread, the detail of the last failed
+//!   call: the file, the operation and the cause.
+//! - A handle is used by one thread at a time (two at once get
+//!   `SHMQ_CLOSED` rather than a race); open one handle per thread. A forked
+//!   child opens its own handle.
+//!
+//! One file per concern: [`status`] (codes, last error, panic boundary),
+//! [`options`], [`queue`] (the handle's lifecycle), [`send`], [`claim`]
+//! (claims and outcomes), [`stats`], [`dlq`].
+
+pub mod claim;
+pub mod dlq;
+pub mod options;
+pub mod queue;
+pub mod send;
+pub mod stats;
+pub mod status;
+
+/// The ABI version of this header. `shmq_abi_version()` returns the
+/// library's; a program may refuse to run when they differ.
+pub const SHMQ_ABI_VERSION: u32 = 1;

@@ -1,0 +1,468 @@
+//! `shmq_queue`: the opaque handle, its lifecycle (create, open, inspect,
+//! close), and the guard every call on a handle goes through.
+//!
+//! A handle is a small shell that is never freed: `shmq_close` drops the
+//! queue inside it (unmapping the file) and marks the shell closed, so a
+//! late call through a stale pointer finds `SHMQ_CLOSED` instead of freed
+//! memory. The shell costs 32 bytes per handle ever opened.
+//!
+//! The shell's state word is also a lock that is never waited for: a call
+//! moves it from IDLE to BUSY and back, so two threads using one handle at
+//! once get `SHMQ_CLOSED` ("in use by another thread") rather than a data
+//! race.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, CStr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::options::{read_options, shmq_options, SHMQ_FLAG_LATEST_ONLY};
+use super::status::{call, invalid, shmq_status};
+use crate::error::{Error, Status};
+use crate::queue::{Queue, Reserved};
+
+/// A tag in every shell, to tell a shmq handle from a stray pointer.
+const MAGIC: u32 = 0x5348_4d51; // "SHMQ"
+const IDLE: u32 = 0;
+const BUSY: u32 = 1;
+const CLOSED: u32 = 2;
+
+/// Claim times kept per handle (for the processing-time histogram), at most.
+const CLAIM_TABLE_MAX: u64 = 4096;
+
+/// One attachment to a queue file (opaque). Created by `shmq_create`,
+/// `shmq_open` or `shmq_inspect`, released exactly once by `shmq_close`.
+/// Used by one thread at a time; it may move between threads.
+#[allow(non_camel_case_types)]
+pub struct shmq_queue {
+    magic: u32,
+    state: AtomicU32,
+    inner: UnsafeCell<Option<Box<Inner>>>,
+}
+
+/// A claim this handle handed out: when, for the processing-time histogram.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ClaimTime {
+    pub token: u64,
+    pub claimed_ns: u64,
+    pub enqueued_ns: u64,
+}
+
+/// An open reservation; `gen` tells a reused entry from a stale id.
+pub(crate) struct ReservationEntry {
+    pub gen: u32,
+    pub r: Option<Reserved<'static>>,
+}
+
+/// What a live handle owns.
+pub(crate) struct Inner {
+    /// Open reservations, indexed by the low half of their id. Declared
+    /// before `queue`'s owner so they drop (abort) first; they borrow it.
+    pub reservations: Vec<ReservationEntry>,
+    /// Free entries of `reservations`.
+    pub free: Vec<u32>,
+    /// Recent claims, direct-mapped by slot index.
+    pub claims: Vec<ClaimTime>,
+    /// The queue, from `Box::into_raw`; freed in `Drop` after the
+    /// reservations. A raw pointer because reservations borrow it.
+    queue: *mut Queue,
+    /// The path, for messages.
+    pub path: PathBuf,
+}
+
+impl Inner {
+    fn new(q: Queue) -> Box<Inner> {
+        let cap = q.layout().params.capacity.clamp(1, CLAIM_TABLE_MAX);
+        let slots = cap.next_power_of_two() as usize;
+        let path = q.path().to_path_buf();
+        Box::new(Inner {
+            reservations: Vec::new(),
+            free: Vec::new(),
+            claims: vec![ClaimTime::default(); slots],
+            queue: Box::into_raw(Box::new(q)),
+            path,
+        })
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Queue {
+        // SAFETY: `queue` came from Box::into_raw and is freed only in Drop.
+        unsafe { &*self.queue }
+    }
+
+    /// The queue with an unbounded lifetime, for a reservation stored in
+    /// this Inner (dropped before the queue, see Drop).
+    pub fn queue_static(&self) -> &'static Queue {
+        // SAFETY: the queue lives until Inner's Drop, which drops every
+        // reservation first; nothing else keeps the reference.
+        unsafe { &*self.queue }
+    }
+
+    pub fn note_claim(&mut self, token: u64, claimed_ns: u64, enqueued_ns: u64) {
+        let i = (token >> 32) as usize & (self.claims.len() - 1);
+        self.claims[i] = ClaimTime {
+            token,
+            claimed_ns,
+            enqueued_ns,
+        };
+    }
+
+    /// The claim and enqueue times of `token`, if remembered; forgets them.
+    pub fn take_claim(&mut self, token: u64) -> (Option<u64>, Option<u64>) {
+        let i = (token >> 32) as usize & (self.claims.len() - 1);
+        let c = self.claims[i];
+        if c.token == token && c.claimed_ns != 0 {
+            self.claims[i] = ClaimTime::default();
+            (Some(c.claimed_ns), Some(c.enqueued_ns))
+        } else {
+            (None, None)
+        }
+    }
+
+    /// Prefixes an FFI-level error with the file.
+    pub fn err(&self, e: Error) -> Error {
+        Error::new(
+            e.status(),
+            format!("{}: {}", self.path.display(), e.message()),
+        )
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Reservations first: they borrow the queue.
+        self.reservations.clear();
+        // SAFETY: from Box::into_raw in `new`; nothing borrows it any more.
+        drop(unsafe { Box::from_raw(self.queue) });
+    }
+}
+
+/// Holds a handle BUSY; sets it IDLE again on drop (also on a panic).
+struct Busy<'a>(&'a shmq_queue);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // Release: our writes to the handle happen before the next user's.
+        self.0.state.store(IDLE, Ordering::Release);
+    }
+}
+
+/// Checks the pointer and takes the handle for this call.
+fn enter<'a>(q: *mut shmq_queue, op: &str) -> Result<(&'a shmq_queue, Busy<'a>), Error> {
+    if q.is_null() {
+        return Err(invalid(op, "the queue handle is NULL"));
+    }
+    if !q.is_aligned() {
+        return Err(invalid(
+            op,
+            "the queue handle is misaligned: not a shmq_queue",
+        ));
+    }
+    // SAFETY: non-null and aligned; the caller passes a pointer shmq gave
+    // out, and shells are never freed, so it stays readable after close.
+    let h = unsafe { &*q };
+    if h.magic != MAGIC {
+        return Err(invalid(op, "the queue handle is not a shmq_queue"));
+    }
+    // Acquire: we see the previous user's writes to the handle.
+    match h
+        .state
+        .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+    {
+        Ok(_) => Ok((h, Busy(h))),
+        Err(CLOSED) => Err(Error::new(
+            Status::Closed,
+            format!("{op}: the queue handle was closed (use after close)"),
+        )),
+        Err(_) => Err(Error::new(
+            Status::Closed,
+            format!(
+                "{op}: the queue handle is in use by another thread at this moment; \
+                 a handle is used by one thread at a time (open one per thread)"
+            ),
+        )),
+    }
+}
+
+/// Runs `f` with the live handle `q`, behind the panic boundary.
+pub(crate) fn with_queue(
+    q: *mut shmq_queue,
+    op: &'static str,
+    f: impl FnOnce(&mut Inner) -> Result<(), Error>,
+) -> shmq_status {
+    call(op, || {
+        let (h, _busy) = enter(q, op)?;
+        // SAFETY: BUSY gives this thread exclusive access to `inner` until
+        // `_busy` drops at the end of this closure.
+        let inner = unsafe { &mut *h.inner.get() };
+        match inner.as_deref_mut() {
+            Some(inner) => f(inner),
+            None => Err(Error::new(
+                Status::Internal,
+                format!("{op}: live handle without queue"),
+            )),
+        }
+    })
+}
+
+/// Reads a C path.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn read_path<'a>(path: *const c_char, op: &str) -> Result<&'a Path, Error> {
+    if path.is_null() {
+        return Err(invalid(op, "path is NULL"));
+    }
+    // SAFETY: non-null; the caller passes a NUL-terminated string.
+    let c = unsafe { CStr::from_ptr(path) };
+    use std::os::unix::ffi::OsStrExt;
+    Ok(Path::new(std::ffi::OsStr::from_bytes(c.to_bytes())))
+}
+
+/// Hands a new handle to C.
+///
+/// # Safety
+/// `out` is non-null, aligned and writable.
+unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) {
+    let shell = Box::new(shmq_queue {
+        magic: MAGIC,
+        state: AtomicU32::new(IDLE),
+        inner: UnsafeCell::new(Some(Inner::new(q))),
+    });
+    // SAFETY: forwarded from the caller.
+    unsafe { out.write(Box::into_raw(shell)) };
+}
+
+fn check_out<T>(out: *mut T, op: &str) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(invalid(op, "the out-parameter is NULL"));
+    }
+    if !out.is_aligned() {
+        return Err(invalid(op, "the out-parameter is misaligned"));
+    }
+    Ok(())
+}
+
+/// Creates a new queue file at `path` (it must not exist: `SHMQ_EXISTS`)
+/// with `opts` (NULL = the defaults) and attaches to it. On success `*out`
+/// is the new handle, to be released with `shmq_close`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `opts` is NULL or a `shmq_options`
+/// filled by `shmq_options_init`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_create(
+    path: *const c_char,
+    opts: *const shmq_options,
+    out: *mut *mut shmq_queue,
+) -> shmq_status {
+    const OP: &str = "shmq_create";
+    call(OP, || {
+        check_out(out, OP)?;
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { read_path(path, OP) }?;
+        let o = if opts.is_null() {
+            shmq_options::default().engine_options(OP)?
+        } else {
+            if !opts.is_aligned() {
+                return Err(invalid(OP, "opts is misaligned"));
+            }
+            // SAFETY: non-null, aligned; the caller's struct.
+            unsafe { read_options(opts, OP) }
+                .map_err(|e| Error::new(e.status(), format!("{}: {}", p.display(), e.message())))?
+        };
+        let q = Queue::create(p, &o)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(q, out) };
+        Ok(())
+    })
+}
+
+/// Opens an existing queue file and attaches to it as a participant (a
+/// producer and/or consumer). On success `*out` is the new handle, to be
+/// released with `shmq_close`. A forked child must open its own handle.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open(path: *const c_char, out: *mut *mut shmq_queue) -> shmq_status {
+    const OP: &str = "shmq_open";
+    call(OP, || {
+        check_out(out, OP)?;
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { read_path(path, OP) }?;
+        let q = Queue::open(p)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(q, out) };
+        Ok(())
+    })
+}
+
+/// Opens a queue file without attaching, for stats, verify, recover and
+/// dead-letter calls (read-only when the file is not writable). Sends and
+/// claims through it fail with `SHMQ_INVALID_ARGUMENT`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_inspect(
+    path: *const c_char,
+    out: *mut *mut shmq_queue,
+) -> shmq_status {
+    const OP: &str = "shmq_inspect";
+    call(OP, || {
+        check_out(out, OP)?;
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { read_path(path, OP) }?;
+        let q = Queue::inspect(p)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(q, out) };
+        Ok(())
+    })
+}
+
+/// Detaches and releases the handle: open reservations are aborted, claims
+/// still held are redelivered at once, the file is unmapped (every
+/// `msg->data` of this handle becomes invalid). Call it exactly once per
+/// handle; later calls with it (including a second close) return
+/// `SHMQ_CLOSED`. NULL returns `SHMQ_INVALID_ARGUMENT`.
+///
+/// Thread safety: no other call on `q` may be running (one that is gets
+/// `SHMQ_CLOSED` back from this close).
+///
+/// # Safety
+/// `q` is NULL or a handle from `shmq_create`/`shmq_open`/`shmq_inspect`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_close(q: *mut shmq_queue) -> shmq_status {
+    const OP: &str = "shmq_close";
+    call(OP, || {
+        let (h, busy) = enter(q, OP)?;
+        // SAFETY: BUSY gives exclusive access to `inner`.
+        let inner = unsafe { (*h.inner.get()).take() };
+        // Release: the handle is closed for good; `busy` must not reset it.
+        h.state.store(CLOSED, Ordering::Release);
+        std::mem::forget(busy);
+        drop(inner);
+        Ok(())
+    })
+}
+
+/// What a queue is: fixed at creation.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct shmq_info {
+    /// `sizeof(shmq_info)` of the caller: set it before the call.
+    pub size: u32,
+    /// Number of slots.
+    pub capacity: u64,
+    /// Largest payload in bytes.
+    pub max_message_size: u32,
+    /// Entries of the key table.
+    pub key_capacity: u64,
+    /// Default lease.
+    pub lease_ns: u64,
+    /// Failed deliveries before dead-lettering (0 = unlimited).
+    pub max_deliveries: u32,
+    /// `SHMQ_FLAG_*` bits.
+    pub flags: u32,
+    /// Records of the dead-letter area.
+    pub dlq_capacity: u64,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+}
+
+const INFO_V1: usize = std::mem::size_of::<shmq_info>();
+
+/// Describes the queue: capacity, max_message_size and the other
+/// parameters fixed at creation. Set `out->size = sizeof(shmq_info)` first.
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle; `out` is NULL or a writable `shmq_info`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_get_info(q: *mut shmq_queue, out: *mut shmq_info) -> shmq_status {
+    const OP: &str = "shmq_get_info";
+    with_queue(q, OP, |inner| {
+        check_out(out, OP).map_err(|e| inner.err(e))?;
+        let queue = inner.queue();
+        let l = queue.layout();
+        let info = shmq_info {
+            size: std::mem::size_of::<shmq_info>() as u32,
+            capacity: l.params.capacity,
+            max_message_size: l.params.max_message_size as u32,
+            key_capacity: l.params.key_capacity,
+            lease_ns: queue.lease().as_nanos() as u64,
+            max_deliveries: queue.max_deliveries(),
+            flags: if queue.latest_only() {
+                SHMQ_FLAG_LATEST_ONLY
+            } else {
+                0
+            },
+            dlq_capacity: l.params.dlq_capacity,
+            file_size: l.file_size as u64,
+        };
+        // SAFETY: checked non-null and aligned; the caller's struct.
+        unsafe { super::options::write_sized(out, &info, INFO_V1, OP, "shmq_info") }
+            .map_err(|e| inner.err(e))
+    })
+}
+
+/// Checks every invariant of the file. `SHMQ_OK` when it holds; otherwise
+/// `SHMQ_CORRUPT`, with the problems listed in `shmq_last_error()`.
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_verify(q: *mut shmq_queue) -> shmq_status {
+    with_queue(q, "shmq_verify", |inner| {
+        let r = inner.queue().verify();
+        if r.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Status::Corrupt,
+                format!(
+                    "{}: shmq_verify: {}",
+                    inner.path.display(),
+                    r.problems.join("; ")
+                ),
+            ))
+        }
+    })
+}
+
+/// Cleans up after dead participants now: abandons their reservations and
+/// redelivers their claims (also done by every handle as it goes).
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_recover(q: *mut shmq_queue) -> shmq_status {
+    with_queue(q, "shmq_recover", |inner| {
+        inner.queue().recover().map(|_| ())
+    })
+}
+
+/// Flushes the mapping to the file (for queues on a persistent file system;
+/// a queue in /dev/shm needs none and does not survive a reboot).
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_flush(q: *mut shmq_queue) -> shmq_status {
+    with_queue(q, "shmq_flush", |inner| inner.queue().flush())
+}
