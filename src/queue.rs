@@ -403,19 +403,6 @@ impl Queue {
     fn register(&mut self) -> Result<()> {
         let stale_boot = self.stale_boot();
         let now = sys::monotonic_ns();
-        if stale_boot {
-            // Every participant attached before the reboot is dead.
-            self.recover_with(u64::MAX, now, true)?;
-            let boot = sys::boot_id();
-            self.engine
-                .mem
-                .u64_at(hdr::BOOT_ID)
-                .store(boot[0], Ordering::Relaxed);
-            self.engine
-                .mem
-                .u64_at(hdr::BOOT_ID + 8)
-                .store(boot[1], Ordering::Relaxed);
-        }
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
         let table = Table::new(&self.engine.mem, &self.engine.layout);
         let live = OfdLiveness {
@@ -433,13 +420,32 @@ impl Queue {
                 continue;
             }
             let engine = &self.engine;
+            let mut repairs = Repairs::default();
+            let mut cleaned = 0u64;
+            // We hold entry i's lock, so its previous owner is dead: repair
+            // what it left, acting as entry i (ours once taken).
             let mut clean = |dead: u64| {
-                let _ = engine.repair(u64::MAX, now, &|o| o == dead);
+                if let Ok(r) = engine.repair(dead, now, &|o| o == dead) {
+                    repairs.add(&r);
+                }
                 engine.repair_dlq(&|o| o == dead);
                 clear_sleeper_counts(engine, dead);
+                cleaned += 1;
             };
             if table.take(i, self.pid, start_time, now, &live, &mut clean) {
                 self.me = Some(i);
+                self.count(Counter::DeadParticipants, cleaned);
+                self.account_repairs(&repairs);
+                if stale_boot {
+                    // Every participant attached before the reboot is dead.
+                    let r = self.recover_with(i, now, true)?;
+                    self.account_repairs(&r);
+                    let boot = sys::boot_id();
+                    let mem = &self.engine.mem;
+                    mem.u64_at(hdr::BOOT_ID).store(boot[0], Ordering::Relaxed);
+                    mem.u64_at(hdr::BOOT_ID + 8)
+                        .store(boot[1], Ordering::Relaxed);
+                }
                 return Ok(());
             }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + i);
@@ -655,14 +661,19 @@ impl Queue {
             clear_sleeper_counts(&self.engine, *d);
             table.finish_cleaning(*d);
         }
+        self.count(Counter::DeadParticipants, dead.len() as u64);
         Ok(r)
     }
 
     /// Cleans up after dead participants and repairs expired leases and
-    /// stalled reservations now (what `shmq recover` runs).
+    /// stalled reservations now (what `shmq recover` runs). An inspection
+    /// handle attaches for the time of the call, since repairs act as a
+    /// participant.
     pub fn recover(&self) -> Result<Repairs> {
+        let Some(me) = self.me else {
+            return Queue::open(&self.path)?.recover();
+        };
         let now = self.now();
-        let me = self.me.unwrap_or(u64::MAX);
         let r = self
             .recover_with(me, now, false)
             .map_err(|e| self.err("recover", e))?;
@@ -1299,7 +1310,7 @@ impl Queue {
                         .oldest_in_flight_age_ns
                         .max(now.saturating_sub(claimed_at));
                 }
-                state::RESERVED | state::PASSED => s.reserved += 1,
+                state::RESERVED | state::PASSED | state::ABANDONED => s.reserved += 1,
                 state::DLQ_WAIT => s.dlq_waiting += 1,
                 _ => {}
             }
@@ -1378,7 +1389,11 @@ impl Queue {
             }
             let owned = matches!(
                 w.state(),
-                state::RESERVED | state::PASSED | state::CLAIMED | state::DLQ_WAIT
+                state::RESERVED
+                    | state::PASSED
+                    | state::CLAIMED
+                    | state::DLQ_WAIT
+                    | state::ABANDONED
             );
             if owned {
                 if w.owner() >= l.params.participant_capacity {
@@ -1619,11 +1634,12 @@ impl Drop for Queue {
             for i in 0..self.engine.layout.params.capacity {
                 let w = self.engine.slot_word(i);
                 if w.owner() == me
-                    && matches!(w.state(), state::CLAIMED | state::RESERVED | state::PASSED)
+                    && matches!(
+                        w.state(),
+                        state::CLAIMED | state::RESERVED | state::PASSED | state::ABANDONED
+                    )
                 {
-                    let _ = self
-                        .engine
-                        .repair_slot(u64::MAX, i, now, &|o| o == me, &mut r);
+                    let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
                 }
             }
             if r.redelivered > 0 {

@@ -74,8 +74,14 @@ pub mod state {
     /// On its way to the dead-letter area (owner = mover), or waiting for
     /// room there.
     pub const DLQ_WAIT: u64 = 7;
+    /// A reservation abandoned because its producer stalled past the
+    /// reservation timeout (owner = that producer, still alive). The slot is
+    /// quarantined, not reused, so a late write by the producer can never
+    /// tear another message; the producer frees it when it comes back
+    /// (its commit gets `Abandoned`), or survivors do when it dies.
+    pub const ABANDONED: u64 = 8;
     /// Number of valid states.
-    pub const COUNT: u64 = 8;
+    pub const COUNT: u64 = 9;
 
     /// A readable name.
     pub fn name(s: u64) -> &'static str {
@@ -88,6 +94,7 @@ pub mod state {
             CLAIMED => "claimed",
             DELAYED => "delayed",
             DLQ_WAIT => "dead-lettering",
+            ABANDONED => "abandoned",
             _ => "invalid",
         }
     }
@@ -179,6 +186,8 @@ fn lap_diff(a: u64, b: u64) -> i64 {
 
 const TAG_SHIFT: u32 = 42;
 const VALUE_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// The lease value of a `DLQ_WAIT` slot whose mover found no room.
+const DLQ_WAITING_MARK: u64 = 1;
 /// Deadlines are stored in units of 2^16 ns (65.5 µs).
 const TIME_SHIFT: u32 = 16;
 
@@ -320,6 +329,16 @@ pub struct Repairs {
     pub dlq_waiting: u64,
 }
 
+impl Repairs {
+    /// Adds another scan's repairs.
+    pub fn add(&mut self, o: &Repairs) {
+        self.abandoned += o.abandoned;
+        self.redelivered += o.redelivered;
+        self.dead_lettered += o.dead_lettered;
+        self.dlq_waiting += o.dlq_waiting;
+    }
+}
+
 /// The protocol over a region of memory laid out by a [`Layout`].
 pub struct Engine<M: Memory> {
     /// The memory.
@@ -380,6 +399,35 @@ impl<M: Memory> Engine<M> {
         self.slot_field(slot, slot::WORD)
             .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Moves slot `i` from `from` (matched by state, owner and sequence,
+    /// whatever its lap) to `to_state` owned by `to_owner`, with the next
+    /// sequence and the current lap. Retries while only the lap moves
+    /// (producers skipping the slot). `None` if the slot left `from`.
+    fn transit(&self, i: u64, from: SlotWord, to_state: u64, to_owner: u64) -> Option<SlotWord> {
+        let mut cur = from;
+        loop {
+            let next = cur.transition(to_state, to_owner);
+            match self.slot_field(i, slot::WORD).compare_exchange(
+                cur.0,
+                next.0,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(next),
+                Err(actual) => {
+                    let a = SlotWord(actual);
+                    if a.state() != from.state()
+                        || a.owner() != from.owner()
+                        || a.seq() != from.seq()
+                    {
+                        return None;
+                    }
+                    cur = a;
+                }
+            }
+        }
     }
 
     #[inline]
@@ -539,6 +587,7 @@ impl<M: Memory> Engine<M> {
                 || w.owner() != me
                 || w.seq() != r.seq
             {
+                self.free_abandoned(me, r);
                 return Err(Error::new(
                     Status::Abandoned,
                     "the reservation was abandoned before its commit (it stalled past the reservation timeout); nothing was sent",
@@ -571,6 +620,19 @@ impl<M: Memory> Engine<M> {
         }
     }
 
+    /// Frees our reservation's slot if it was abandoned (quarantined) while
+    /// we stalled: now that we are back, nobody else writes it.
+    fn free_abandoned(&self, me: u64, r: &Reservation) {
+        let w = self.slot_word(r.slot);
+        if w.state() == state::ABANDONED
+            && w.owner() == me
+            && w.seq() == (r.seq + 1) & SEQ_MASK
+            && self.transit(r.slot, w, state::FREE, 0).is_some()
+        {
+            self.tally(me, part::FREED);
+        }
+    }
+
     /// Gives a reservation back unused.
     pub fn abort(&self, me: u64, r: &Reservation) -> Result<()> {
         loop {
@@ -579,6 +641,7 @@ impl<M: Memory> Engine<M> {
                 || w.owner() != me
                 || w.seq() != r.seq
             {
+                self.free_abandoned(me, r);
                 return Err(Error::new(
                     Status::Abandoned,
                     "the reservation was already abandoned",
@@ -667,7 +730,7 @@ impl<M: Memory> Engine<M> {
         if w.state() != state::CLAIMED || w.owner() != me || w.seq() != c.seq {
             return false;
         }
-        if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+        if self.transit(i, w, state::FREE, 0).is_some() {
             self.tally(me, part::FREED);
             self.release_key(c.key, i, c.seq);
             return true;
@@ -788,7 +851,7 @@ impl<M: Memory> Engine<M> {
     fn park_claimed(&self, i: u64, w: SlotWord, key: u64) {
         // Counted before the CAS, so a claimer never uncounts it first.
         self.pending_entered(key);
-        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+        if self.transit(i, w, state::PENDING, 0).is_some() {
             self.side_entered();
         } else {
             self.pending_left(key);
@@ -1076,10 +1139,9 @@ impl<M: Memory> Engine<M> {
                 }
                 continue;
             }
-            let mine = w.transition(state::CLAIMED, me);
-            if !self.cas_slot(i, w, mine) {
+            let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
                 continue;
-            }
+            };
             if was_pending {
                 self.pending_left(key);
             }
@@ -1298,10 +1360,9 @@ impl<M: Memory> Engine<M> {
         reason: &str,
         now: u64,
     ) -> Result<Option<Settled>> {
-        let moving = w.transition(state::DLQ_WAIT, me);
-        if !self.cas_slot(i, w, moving) {
+        let Some(moving) = self.transit(i, w, state::DLQ_WAIT, me) else {
             return Ok(None);
-        }
+        };
         self.finish_dead_letter(me, i, moving, reason, now)?;
         Ok(Some(Settled::DeadLettered))
     }
@@ -1318,6 +1379,10 @@ impl<M: Memory> Engine<M> {
     ) -> Result<bool> {
         let source = token(i, w.seq());
         let Some(rec) = self.dlq_allocate(me)? else {
+            // No room: mark the slot as waiting, so that any participant's
+            // maintenance may take the move over once there is room.
+            self.slot_field(i, slot::LEASE)
+                .store(tagged(w.seq(), DLQ_WAITING_MARK), Ordering::Release);
             // Relaxed: a hint for maintenance.
             self.word(hdr::DLQ_WAITING).fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -1366,7 +1431,7 @@ impl<M: Memory> Engine<M> {
         self.dlq_publish(rec, me);
         // The record is complete; the slot is free. A crash between the two
         // is repaired by `repair_dlq_wait`, which finds the record by source.
-        if !self.cas_slot(i, w, w.transition(state::FREE, 0)) {
+        if self.transit(i, w, state::FREE, 0).is_none() {
             return Err(Error::new(
                 Status::Corrupt,
                 format!("slot {i} changed while owned by its dead-letter mover"),
@@ -1449,10 +1514,29 @@ impl<M: Memory> Engine<M> {
             match w.state() {
                 state::RESERVED | state::PASSED => {
                     let deadline = self.stamp(i, w.seq(), now + self.config.reservation_timeout_ns);
-                    if (w.owner() != me && is_dead(w.owner())) || deadline <= now {
-                        if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
-                            self.tally(me, part::FREED);
+                    let dead = is_dead(w.owner());
+                    if dead || deadline <= now {
+                        // A dead producer writes no more: free the slot. A
+                        // stalled one may still write: quarantine it.
+                        let (to, owner) = if dead {
+                            (state::FREE, 0)
+                        } else {
+                            (state::ABANDONED, w.owner())
+                        };
+                        if self.transit(i, w, to, owner).is_some() {
+                            if dead {
+                                self.tally(me, part::FREED);
+                            }
                             r.abandoned += 1;
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+                state::ABANDONED => {
+                    if is_dead(w.owner()) {
+                        if self.transit(i, w, state::FREE, 0).is_some() {
+                            self.tally(me, part::FREED);
                             return Ok(());
                         }
                         continue;
@@ -1460,7 +1544,7 @@ impl<M: Memory> Engine<M> {
                 }
                 state::CLAIMED => {
                     let deadline = self.stamp(i, w.seq(), now + self.config.lease_ns);
-                    let dead = w.owner() != me && is_dead(w.owner());
+                    let dead = is_dead(w.owner());
                     if dead || deadline <= now {
                         // Relaxed: ordered after the acquire of the word.
                         let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
@@ -1489,7 +1573,7 @@ impl<M: Memory> Engine<M> {
                             }
                         }
                         self.pending_entered(key);
-                        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
+                        if self.transit(i, w, state::PENDING, 0).is_some() {
                             self.release_key(key, i, w.seq());
                             r.redelivered += 1;
                             return Ok(());
@@ -1499,11 +1583,14 @@ impl<M: Memory> Engine<M> {
                     }
                 }
                 state::DLQ_WAIT => {
-                    if w.owner() == me || is_dead(w.owner()) {
-                        let mine = w.transition(state::DLQ_WAIT, me);
-                        if !self.cas_slot(i, w, mine) {
+                    // Take the move over from ourselves, from the dead, or
+                    // from a mover that found no room and left it waiting.
+                    let lease = self.slot_field(i, slot::LEASE).load(Ordering::Acquire);
+                    let waiting = lease == tagged(w.seq(), DLQ_WAITING_MARK);
+                    if w.owner() == me || is_dead(w.owner()) || waiting {
+                        let Some(mine) = self.transit(i, w, state::DLQ_WAIT, me) else {
                             continue;
-                        }
+                        };
                         if self.repair_dlq_wait(me, i, w, mine, now)? {
                             r.dead_lettered += 1;
                         } else {
@@ -1537,7 +1624,7 @@ impl<M: Memory> Engine<M> {
             if w & 0xf == dlq::FULL
                 && self.mem.u64_at(base + dlq::SOURCE).load(Ordering::Relaxed) == source
             {
-                if self.cas_slot(i, mine, mine.transition(state::FREE, 0)) {
+                if self.transit(i, mine, state::FREE, 0).is_some() {
                     self.tally(me, part::FREED);
                     return Ok(true);
                 }
@@ -1697,6 +1784,33 @@ mod tests {
         );
         let again = e.claim(2, 0).unwrap().unwrap();
         assert_eq!((payload(&e, &again), again.deliveries), (b"b".to_vec(), 2));
+    }
+
+        #[test]
+    fn stalled_producer_is_quarantined_until_it_returns() {
+        let e = engine(2);
+        let stalled = e.reserve(1, 0, 1).unwrap();
+        let rep = e.repair(0, 2_000_000, &|_| false).unwrap();
+        assert_eq!(rep.abandoned, 1);
+        assert_eq!(e.slot_word(stalled.slot).state(), state::ABANDONED);
+        // The other slot keeps flowing, lap after lap, past the quarantined one.
+        for n in 0..5u8 {
+            send(&e, 2, &[n]).unwrap();
+            let c = e.claim(3, 0).unwrap().unwrap();
+            assert_eq!(payload(&e, &c), vec![n]);
+            e.settle(3, c.token(), &Outcome::Ack, 0).unwrap();
+        }
+        // Its late writes land in its own quarantined slot; its commit fails
+        // and frees the slot.
+        e.write_payload(&stalled, b"late");
+        assert_eq!(
+            e.commit(1, &stalled, 4, 0, 0, None, 0).unwrap_err().status(),
+            Status::Abandoned
+        );
+        assert_eq!(e.slot_word(stalled.slot).state(), state::FREE);
+        assert_eq!(e.occupied(), 0);
+        send(&e, 2, b"a").unwrap();
+        send(&e, 2, b"b").unwrap();
     }
 
     #[test]
