@@ -635,7 +635,7 @@ shmq_status shmq_claim(shmq_queue *q, shmq_message *msg, int64_t timeout_ns);
  */
 shmq_status shmq_claim_copy(shmq_queue *q,
                             shmq_message *msg,
-                            uint8_t *buf,
+                            void *buf,
                             size_t buf_len,
                             int64_t timeout_ns);
 
@@ -654,7 +654,7 @@ shmq_status shmq_claim_copy(shmq_queue *q,
  */
 shmq_status shmq_read(shmq_queue *q,
                       const shmq_message *msg,
-                      uint8_t *buf,
+                      void *buf,
                       size_t buf_len,
                       size_t *out_len);
 
@@ -690,7 +690,7 @@ shmq_status shmq_claim_batch(shmq_queue *q,
  * writable for `max` entries; `out_count` NULL or writable.
  */
 shmq_status shmq_claim_packed(shmq_queue *q,
-                              uint8_t *buf,
+                              void *buf,
                               size_t buf_len,
                               shmq_message *msgs,
                               size_t max,
@@ -799,7 +799,7 @@ shmq_status shmq_dlq_list(shmq_queue *q, shmq_dead_letter *out, size_t max, size
 shmq_status shmq_dlq_get(shmq_queue *q,
                          uint64_t id,
                          shmq_dead_letter *out,
-                         uint8_t *buf,
+                         void *buf,
                          size_t buf_len,
                          size_t *out_len);
 

@@ -1,7 +1,7 @@
 //! Claiming (borrowed and copying, one and batches) and the four outcomes of
 //! a claim, each naming the claim by its token.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 
 use super::queue::{shmq_queue, with_queue, Inner};
 use super::send::put;
@@ -102,7 +102,11 @@ pub unsafe extern "C" fn shmq_claim(
 ///
 /// # Safety
 /// `buf` is NULL or writable for `len` bytes.
-pub(crate) unsafe fn buffer<'a>(buf: *mut u8, len: usize, op: &str) -> Result<&'a mut [u8], Error> {
+pub(crate) unsafe fn buffer<'a>(
+    buf: *mut c_void,
+    len: usize,
+    op: &str,
+) -> Result<&'a mut [u8], Error> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -113,7 +117,7 @@ pub(crate) unsafe fn buffer<'a>(buf: *mut u8, len: usize, op: &str) -> Result<&'
         return Err(invalid(op, format!("buf has an impossible length {len}")));
     }
     // SAFETY: non-null; the caller guarantees `len` writable bytes.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf, len) })
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) })
 }
 
 fn max_message_size(inner: &Inner) -> usize {
@@ -136,7 +140,7 @@ fn max_message_size(inner: &Inner) -> usize {
 pub unsafe extern "C" fn shmq_claim_copy(
     q: *mut shmq_queue,
     msg: *mut shmq_message,
-    buf: *mut u8,
+    buf: *mut c_void,
     buf_len: usize,
     timeout_ns: i64,
 ) -> shmq_status {
@@ -156,7 +160,7 @@ pub unsafe extern "C" fn shmq_claim_copy(
             .queue_static()
             .claim(Timeout::from_nanos(timeout_ns))?;
         let n = m.read_into(b)?;
-        let mut c = to_c(&m, buf);
+        let mut c = to_c(&m, buf.cast::<u8>());
         c.len = n;
         inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
         // SAFETY: checked non-null and aligned.
@@ -180,7 +184,7 @@ pub unsafe extern "C" fn shmq_claim_copy(
 pub unsafe extern "C" fn shmq_read(
     q: *mut shmq_queue,
     msg: *const shmq_message,
-    buf: *mut u8,
+    buf: *mut c_void,
     buf_len: usize,
     out_len: *mut usize,
 ) -> shmq_status {
@@ -250,7 +254,7 @@ pub unsafe extern "C" fn shmq_claim_batch(
 #[no_mangle]
 pub unsafe extern "C" fn shmq_claim_packed(
     q: *mut shmq_queue,
-    buf: *mut u8,
+    buf: *mut c_void,
     buf_len: usize,
     msgs: *mut shmq_message,
     max: usize,
@@ -280,7 +284,7 @@ pub unsafe extern "C" fn shmq_claim_packed(
             match m.read_into(&mut b[at..]) {
                 Ok(len) => {
                     // SAFETY: `at <= buf_len`, inside the caller's buffer.
-                    let mut c = to_c(m, unsafe { buf.add(at) });
+                    let mut c = to_c(m, unsafe { buf.cast::<u8>().add(at) });
                     c.len = len;
                     inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
                     // SAFETY: n < got.len() <= max entries, from the caller.
@@ -488,11 +492,9 @@ pub unsafe extern "C" fn shmq_latest_acked_version(
         if inner.queue().layout().params.key_capacity == 0 {
             return Err(inner.err(invalid(OP, "this queue has no key table (key_capacity 0)")));
         }
-        // The engine does not expose the key table yet (G7 is in progress):
-        // see the ffi report. Until it does, say so.
-        Err(inner.err(invalid(
-            OP,
-            "per-key versions are not supported by this version of the engine yet",
-        )))
+        let v = inner.queue().latest_acked_version(key);
+        // SAFETY: checked non-null and aligned.
+        unsafe { out.write(v) };
+        Ok(())
     })
 }

@@ -1,6 +1,6 @@
 //! Dead letters: list, get (with the payload), redrive, purge.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::mem::size_of;
 
 use super::claim::buffer;
@@ -154,7 +154,7 @@ pub unsafe extern "C" fn shmq_dlq_get(
     q: *mut shmq_queue,
     id: u64,
     out: *mut shmq_dead_letter,
-    buf: *mut u8,
+    buf: *mut c_void,
     buf_len: usize,
     out_len: *mut usize,
 ) -> shmq_status {
