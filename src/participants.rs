@@ -232,3 +232,90 @@ impl<'m, M: Memory> Table<'m, M> {
             .collect()
     }
 }
+
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::Params;
+    use crate::memory::HeapMemory;
+    use std::cell::RefCell;
+
+    struct Fake(RefCell<Vec<u64>>);
+    impl Liveness for Fake {
+        fn alive(&self, index: u64, _pid: u32) -> bool {
+            !self.0.borrow().contains(&index)
+        }
+    }
+
+    fn table() -> (HeapMemory, Layout) {
+        let l = Layout::new(Params {
+            capacity: 1,
+            max_message_size: 8,
+            key_capacity: 0,
+            dlq_capacity: 1,
+            participant_capacity: 3,
+        })
+        .unwrap();
+        (HeapMemory::new(l.file_size), l)
+    }
+
+    #[test]
+    fn take_sweep_clean_and_reuse() {
+        let (m, l) = table();
+        let t = Table::new(&m, &l);
+        let dead = Fake(RefCell::new(vec![]));
+        let mut cleaned = vec![];
+        assert!(t.take(0, 100, 1, 0, &dead, &mut |i| cleaned.push(i)));
+        assert!(t.take(1, 101, 1, 0, &dead, &mut |i| cleaned.push(i)));
+        assert!(cleaned.is_empty());
+        assert_eq!(t.live().len(), 2);
+        // Participant 1 dies: participant 0 finds it and cleans up.
+        dead.0.borrow_mut().push(1);
+        assert_eq!(t.claim_dead(0, &dead), vec![1]);
+        assert_eq!(t.entry(1).state, part::CLEANING);
+        // Nobody else may claim it while a live cleaner works on it.
+        assert!(t.claim_dead(2, &dead).is_empty());
+        t.finish_cleaning(1);
+        assert_eq!(t.entry(1).state, part::FREE);
+        // A newcomer reuses the entry with a new generation.
+        dead.0.borrow_mut().clear();
+        assert!(t.take(1, 102, 1, 0, &dead, &mut |i| cleaned.push(i)));
+        let e = t.entry(1);
+        assert_eq!((e.state, e.pid, e.generation), (part::LIVE, 102, 2));
+        t.release(1);
+        assert_eq!(t.entry(1).state, part::FREE);
+    }
+
+    #[test]
+    fn a_dead_cleaner_is_taken_over_and_a_stale_entry_is_cleaned_on_take() {
+        let (m, l) = table();
+        let t = Table::new(&m, &l);
+        let dead = Fake(RefCell::new(vec![]));
+        for i in 0..3 {
+            assert!(t.take(i, 100 + i as u32, 1, 0, &dead, &mut |_| {}));
+        }
+        dead.0.borrow_mut().push(2);
+        assert_eq!(t.claim_dead(1, &dead), vec![2]);
+        // The cleaner (1) dies before finishing: 0 takes the work over.
+        dead.0.borrow_mut().push(1);
+        let mut got = t.claim_dead(0, &dead);
+        got.sort();
+        assert_eq!(got, vec![1, 2]);
+        // An entry left LIVE by a dead owner is cleaned by whoever takes it.
+        let mut cleaned = vec![];
+        dead.0.borrow_mut().clear();
+        t.finish_cleaning(1);
+        assert!(t.take(1, 200, 1, 0, &dead, &mut |i| cleaned.push(i)));
+        assert!(cleaned.is_empty());
+        let w = EntryState {
+            state: part::LIVE,
+            generation: 9,
+            pid: 7,
+        };
+        m.u64_at(l.participant(2))
+            .store(w.encode(), Ordering::Relaxed);
+        assert!(t.take(2, 201, 1, 0, &dead, &mut |i| cleaned.push(i)));
+        assert_eq!(cleaned, vec![2]);
+        assert_eq!(EntryState::decode(w.encode()), w);
+    }
+}

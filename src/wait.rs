@@ -95,3 +95,63 @@ impl<'a> WaitPoint<'a> {
         self.sleepers.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[derive(Default)]
+    struct Counting {
+        wakes: Cell<u32>,
+        waits: Cell<u32>,
+    }
+    impl Futex for Counting {
+        fn wait(&self, word: &AtomicU32, expected: u32, _t: Option<Duration>) {
+            if word.load(Ordering::SeqCst) == expected {
+                self.waits.set(self.waits.get() + 1);
+            }
+        }
+        fn wake(&self, _word: &AtomicU32) {
+            self.wakes.set(self.wakes.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_waker_calls_the_kernel_only_when_someone_sleeps() {
+        let (f, s) = (AtomicU32::new(0), AtomicU64::new(0));
+        let wp = WaitPoint::new(&f, &s);
+        let k = Counting::default();
+        wp.notify(&k);
+        assert_eq!(k.wakes.get(), 0);
+        let seen = wp.prepare();
+        wp.notify(&k);
+        assert_eq!(k.wakes.get(), 1);
+        // The wake came after prepare: the sleep returns at once.
+        wp.sleep(&k, seen, None);
+        assert_eq!(k.waits.get(), 0);
+        wp.done();
+        wp.done();
+        assert_eq!(wp.sleepers(), 0, "never below zero");
+    }
+
+    #[test]
+    fn real_futex_wakes_another_thread() {
+        use std::sync::Arc;
+        let words = Arc::new((AtomicU32::new(0), AtomicU64::new(0)));
+        let w2 = words.clone();
+        let t = std::thread::spawn(move || {
+            let wp = WaitPoint::new(&w2.0, &w2.1);
+            let seen = wp.prepare();
+            wp.sleep(&OsFutex, seen, Some(Duration::from_secs(10)));
+            wp.done();
+        });
+        while words.1.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let start = std::time::Instant::now();
+        WaitPoint::new(&words.0, &words.1).notify(&OsFutex);
+        t.join().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
