@@ -319,7 +319,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 4)]
     pub cooks: u32,
     /// Orders to place in all.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 100)]
     pub orders: u32,
     /// Menu items whose versioned price changes the menu service publishes
     /// (0 = no menu stream).

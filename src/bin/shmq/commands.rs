@@ -586,24 +586,36 @@ pub fn verify(a: &VerifyArgs) -> CmdResult {
 }
 
 /// `shmq recover`.
+///
+/// Besides the engine's count of repairs, it reports the slot states before
+/// and after: attaching to the file (which `Queue::recover` does for an
+/// inspection handle) may itself clean up after a dead participant whose
+/// entry it takes, and those repairs are not in the returned count.
 pub fn recover(a: &RecoverArgs) -> CmdResult {
     let q = Queue::inspect(&a.path)?;
     let dead_before = participants(&q)
         .iter()
         .filter(|r| r.alive == Some(false))
         .count();
+    let before = q.stats();
     let r = q.recover()?;
+    let after = q.stats();
     let dead_after = participants(&q)
         .iter()
         .filter(|r| r.alive == Some(false))
         .count();
     let cleaned = dead_before.saturating_sub(dead_after);
+    let slots = |s: &shmq::Stats| {
+        json!({"depth": s.depth, "in_flight": s.in_flight, "reserved": s.reserved,
+               "dlq_waiting": s.dlq_waiting, "dead_letters": s.dead_letters})
+    };
     if a.json {
         print_json(&json!({
             "path": a.path.display().to_string(),
             "dead_participants_cleaned": cleaned,
             "abandoned": r.abandoned, "redelivered": r.redelivered,
             "dead_lettered": r.dead_lettered, "dlq_waiting": r.dlq_waiting,
+            "before": slots(&before), "after": slots(&after),
         }));
     } else {
         println!(
@@ -616,6 +628,10 @@ pub fn recover(a: &RecoverArgs) -> CmdResult {
             if r.redelivered == 1 { "" } else { "s" },
             r.dead_lettered,
             r.dlq_waiting
+        );
+        println!(
+            "  before: {} claimable, {} in flight, {} reserved; after: {} claimable, {} in flight, {} reserved",
+            before.depth, before.in_flight, before.reserved, after.depth, after.in_flight, after.reserved
         );
     }
     Ok(0)

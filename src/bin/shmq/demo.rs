@@ -410,6 +410,8 @@ struct Story {
     menu_done: bool,
     menu_unsupported: Option<String>,
     log: VecDeque<String>,
+    /// Notes not yet printed (line mode).
+    unprinted: usize,
     max_kitchen_used: u64,
 }
 
@@ -425,6 +427,7 @@ struct Killed {
 impl Story {
     fn note(&mut self, line: String) {
         self.log.push_back(line);
+        self.unprinted += 1;
         while self.log.len() > 8 {
             self.log.pop_front();
         }
@@ -719,16 +722,27 @@ pub fn run(a: &DemoArgs) -> CmdResult {
             Ok(Msg::Line(i, line)) => {
                 let who = kids[i].who;
                 if let Some(k) = on_line(&mut st, who, &line, &mut kids[i]) {
-                    let msg = format!(
+                    st.note(format!(
                         "✗ killed {who} (pid {}) with SIGKILL while it cooked order {}",
                         k.pid, k.order
-                    );
-                    if !screen.tty {
-                        let _ = writeln!(screen.out, "{msg}");
-                    }
-                    st.note(msg);
+                    ));
                     st.killed = Some(k);
                 }
+                // Without a terminal, the story is told line by line.
+                if !screen.tty {
+                    for l in st
+                        .log
+                        .iter()
+                        .skip(st.log.len().saturating_sub(st.unprinted))
+                    {
+                        let _ = writeln!(
+                            screen.out,
+                            "[{}] {l}",
+                            human_ns(started.elapsed().as_nanos() as u64)
+                        );
+                    }
+                }
+                st.unprinted = 0;
             }
             Ok(Msg::Eof(i)) => {
                 eofs += 1;
@@ -974,12 +988,13 @@ fn draw(
         let k = &now[0];
         let _ = writeln!(
             screen.out,
-            "[{t}] placed {}/{} served {} | kitchen {}/{} in flight {} produced {} consumed {} | refused full {} redelivered {} | menu stale {}",
+            "[{t}] placed {}/{} served {} | kitchen {}/{} used (waiting {}, cooking {}) produced {} consumed {} | refused full {} redelivered {} | menu stale {}",
             st.placed.len(),
             a.orders,
             st.served.len(),
-            k.depth,
+            k.depth + k.in_flight + k.reserved + k.delayed,
             k.capacity,
+            k.depth,
             k.in_flight,
             crate::util::human_rate(deltas[0].rate(Counter::Sent)),
             crate::util::human_rate(deltas[0].rate(Counter::Acked)),

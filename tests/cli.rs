@@ -1,0 +1,724 @@
+//! The `shmq` command line through the real binary: every subcommand, its
+//! exit codes, human and JSON output, Prometheus output checked against
+//! `stats --json`, the scrape endpoint over loopback, `verify` on a sound
+//! and on a damaged file, dead letters, and `recover` after a SIGKILL.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmq");
+
+/// A fresh directory for one test, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("shmq-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn shmq(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn shmq_stdin(args: &[&str], input: &str) -> Output {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out(&o),
+        err(&o)
+    );
+    out(&o)
+}
+
+fn json(o: Output) -> Value {
+    let s = ok(o);
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn every_subcommand_has_help_with_examples() {
+    let top = ok(shmq(&["--help"]));
+    for sub in [
+        "create",
+        "info",
+        "stats",
+        "serve-metrics",
+        "send",
+        "recv",
+        "dlq",
+        "verify",
+        "recover",
+        "demo",
+    ] {
+        assert!(top.contains(sub), "{sub} missing from --help");
+        let h = ok(shmq(&[sub, "--help"]));
+        assert!(
+            h.contains("Examples:"),
+            "{sub} --help has no examples:\n{h}"
+        );
+    }
+    assert!(!top.contains("demo-role"), "the internal role is hidden");
+    let bad = shmq(&["create"]);
+    assert_eq!(bad.status.code(), Some(2), "usage errors exit 2");
+    let bad = shmq(&["create", "/tmp/x", "--lease", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(err(&bad).contains("not a duration"), "{}", err(&bad));
+}
+
+#[test]
+fn create_and_info() {
+    let d = Dir::new("create");
+    let q = d.path("q");
+    let s = ok(shmq(&[
+        "create",
+        p(&q),
+        "--capacity",
+        "8",
+        "--max-message-size",
+        "100",
+        "--keys",
+        "32",
+        "--lease",
+        "2s",
+        "--max-deliveries",
+        "3",
+        "--latest-only",
+        "--mode",
+        "0640",
+    ]));
+    assert!(s.contains("created") && s.contains(p(&q)), "{s}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&q).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let again = shmq(&["create", p(&q)]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        err(&again).contains("EXISTS") && err(&again).contains(p(&q)),
+        "{}",
+        err(&again)
+    );
+
+    let info = json(shmq(&["info", p(&q), "--json"]));
+    assert_eq!(info["layout"]["capacity"], 8);
+    assert_eq!(info["layout"]["max_message_size"], 100);
+    assert_eq!(info["layout"]["key_capacity"], 32);
+    assert_eq!(info["options"]["lease_ns"], 2_000_000_000u64);
+    assert_eq!(info["options"]["max_deliveries"], 3);
+    assert_eq!(info["options"]["latest_only"], true);
+    assert_eq!(info["participants"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        info["layout"]["file_size"].as_u64().unwrap(),
+        std::fs::metadata(&q).unwrap().len()
+    );
+
+    let human = ok(shmq(&["info", p(&q)]));
+    assert!(human.contains("latest-only") && human.contains("participants: 0 attached"));
+
+    let missing = shmq(&["info", p(&d.path("nope"))]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        err(&missing).contains("NOT_FOUND") && err(&missing).contains("nope"),
+        "{}",
+        err(&missing)
+    );
+}
+
+#[test]
+fn info_shows_live_participants() {
+    let d = Dir::new("participants");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "one"]));
+    // A consumer that holds its claim (`--no-ack`) and waits for more.
+    let mut holder = Command::new(BIN)
+        .args(["recv", p(&q), "--follow", "--no-ack"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "one");
+    let info = json(shmq(&["info", p(&q), "--json"]));
+    let parts = info["participants"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{info}");
+    assert_eq!(parts[0]["pid"], holder.id());
+    assert_eq!(parts[0]["alive"], true);
+    assert_eq!(parts[0]["consumer"], true);
+    assert_eq!(parts[0]["producer"], false);
+
+    // SIGKILL: the participant is dead at once, and `recover` cleans up.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let info = json(shmq(&["info", p(&q), "--json"]));
+    assert_eq!(info["participants"][0]["alive"], false, "{info}");
+    let human = ok(shmq(&["info", p(&q)]));
+    assert!(human.contains("DEAD"), "{human}");
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(st["in_flight"], 1);
+    let verify = ok(shmq(&["verify", p(&q)]));
+    assert!(verify.contains("run recover"), "{verify}");
+
+    let r = json(shmq(&["recover", p(&q), "--json"]));
+    assert_eq!(r["dead_participants_cleaned"], 1, "{r}");
+    assert_eq!(r["before"]["in_flight"], 1, "{r}");
+    assert_eq!(r["after"]["in_flight"], 0, "{r}");
+    assert_eq!(r["after"]["depth"], 1, "{r}");
+    let info = json(shmq(&["info", p(&q), "--json"]));
+    assert_eq!(info["participants"].as_array().unwrap().len(), 0);
+    let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
+    assert_eq!(m[0]["data"], "one");
+    assert_eq!(m[0]["deliveries"], 2);
+}
+
+#[test]
+fn send_and_recv() {
+    let d = Dir::new("sendrecv");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--capacity", "16"]));
+    let s = ok(shmq(&["send", p(&q), "first", "second"]));
+    assert!(s.contains("sent 2 messages"), "{s}");
+    let s = ok(shmq_stdin(&["send", p(&q)], "third\nfourth\r\n\nsixth"));
+    assert!(s.contains("sent 4 messages"), "{s}");
+
+    let got = ok(shmq(&["recv", p(&q), "--count", "2"]));
+    assert_eq!(got, "first\nsecond\n");
+    let got = json_lines(&ok(shmq(&["recv", p(&q), "-n", "10", "--json"])));
+    let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
+    assert_eq!(data, ["third", "fourth", "", "sixth"]);
+    assert!(got.iter().all(|m| m["deliveries"] == 1 && m["key"] == 0));
+
+    // Nothing left: exit 3 after the timeout, with a message.
+    let none = shmq(&["recv", p(&q), "--timeout", "50ms"]);
+    assert_eq!(none.status.code(), Some(3));
+    assert!(err(&none).contains("nothing to receive"));
+
+    // --no-ack peeks: the messages stay, with one more delivery.
+    ok(shmq(&["send", p(&q), "peek-a", "peek-b"]));
+    let peek = ok(shmq(&["recv", p(&q), "-n", "2", "--no-ack"]));
+    assert_eq!(peek, "peek-a\npeek-b\n");
+    let got = json_lines(&ok(shmq(&["recv", p(&q), "-n", "2", "--json"])));
+    assert_eq!(got[0]["data"], "peek-a");
+    assert_eq!(got[0]["deliveries"], 2);
+    assert_eq!(got[1]["deliveries"], 2);
+
+    // Delay: not claimable at once.
+    ok(shmq(&["send", p(&q), "later", "--delay", "300ms"]));
+    assert_eq!(
+        shmq(&["recv", p(&q), "--timeout", "0"]).status.code(),
+        Some(3)
+    );
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(st["delayed"], 1);
+    let got = ok(shmq(&["recv", p(&q), "--timeout", "5s"]));
+    assert_eq!(got, "later\n");
+
+    // Too large: an error naming the file, exit 1.
+    let big = "x".repeat(300);
+    let e = shmq(&["send", p(&q), &big]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(err(&e).contains("TOO_LARGE") && err(&e).contains(p(&q)));
+
+    // Full: with --timeout 0, refused at once.
+    let small = d.path("small");
+    ok(shmq(&["create", p(&small), "--capacity", "2"]));
+    let e = shmq(&["send", p(&small), "a", "b", "c", "--timeout", "0"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(
+        err(&e).contains("FULL") && err(&e).contains("2 sent before"),
+        "{}",
+        err(&e)
+    );
+    let st = json(shmq(&["stats", p(&small), "--json"]));
+    assert_eq!(st["counters"]["refused_full"], 1);
+    assert_eq!(st["depth"], 2);
+}
+
+#[test]
+fn keyed_send_refuses_stale_versions() {
+    let d = Dir::new("keys");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--keys", "16"]));
+    let s = json_lines(&ok(shmq(&[
+        "send",
+        p(&q),
+        "--key",
+        "7",
+        "--version",
+        "5",
+        "price 10",
+        "--json",
+    ])));
+    assert_eq!(s[0]["version"], 5);
+    let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
+    assert_eq!(
+        (m[0]["key"].as_u64(), m[0]["version"].as_u64()),
+        (Some(7), Some(5))
+    );
+    let stale = shmq(&["send", p(&q), "--key", "7", "--version", "4", "price 9"]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        err(&stale).contains("STALE") && err(&stale).contains(p(&q)),
+        "{}",
+        err(&stale)
+    );
+    // Version 0: the key's next version.
+    let s = json_lines(&ok(shmq(&["send", p(&q), "--key", "7", "next", "--json"])));
+    assert!(s[0]["version"].as_u64().unwrap() > 5, "{:?}", s);
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(st["counters"]["stale"], 1);
+
+    // A queue without a key table refuses keys, and says why.
+    let plain = d.path("plain");
+    ok(shmq(&["create", p(&plain)]));
+    let e = shmq(&["send", p(&plain), "--key", "1", "x"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(err(&e).contains(p(&plain)), "{}", err(&e));
+}
+
+/// Parses Prometheus text: `name{labels} value` lines into a map from the
+/// sample (name and labels, as written) to its value; checks that every
+/// family has HELP and TYPE lines before its samples.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let name = it.next().unwrap().to_string();
+            let kind = it.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{line}");
+            }
+            assert!(typed.insert(name), "family declared twice: {line}");
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').unwrap();
+        let name = key.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "sample before its TYPE: {line}");
+        assert!(key.contains("queue=\""), "no queue label: {line}");
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(samples.insert(key.to_string(), v).is_none(), "dup {line}");
+    }
+    samples
+}
+
+fn busy_queue(d: &Dir) -> PathBuf {
+    let q = d.path("busy");
+    ok(shmq(&[
+        "create",
+        p(&q),
+        "--capacity",
+        "64",
+        "--max-deliveries",
+        "2",
+    ]));
+    let lines: String = (0..40).map(|i| format!("msg {i}\n")).collect();
+    ok(shmq_stdin(&["send", p(&q)], &lines));
+    ok(shmq(&["recv", p(&q), "-n", "25"]));
+    ok(shmq(&["recv", p(&q), "-n", "3", "--no-ack"]));
+    q
+}
+
+#[test]
+fn prometheus_output_matches_json() {
+    let d = Dir::new("prom");
+    let q = busy_queue(&d);
+    let j = json(shmq(&["stats", p(&q), "--json"]));
+    let text = ok(shmq(&["stats", p(&q), "--prometheus"]));
+    let m = parse_prometheus(&text);
+    let label = format!("queue=\"{}\"", p(&q));
+    let get = |name: &str| -> f64 {
+        *m.get(&format!("{name}{{{label}}}"))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    for (name, v) in j["counters"].as_object().unwrap() {
+        let metric = if name == "bytes_sent" {
+            "shmq_sent_bytes_total".to_string()
+        } else {
+            format!("shmq_{name}_total")
+        };
+        assert_eq!(get(&metric), v.as_f64().unwrap(), "{metric}");
+    }
+    assert_eq!(get("shmq_sent_total"), 40.0);
+    assert_eq!(get("shmq_acked_total"), 25.0);
+    assert_eq!(get("shmq_nacked_total"), 3.0);
+    for g in [
+        "capacity",
+        "depth",
+        "in_flight",
+        "delayed",
+        "dead_letters",
+        "producers",
+        "consumers",
+    ] {
+        assert_eq!(get(&format!("shmq_{g}")), j[g].as_f64().unwrap(), "{g}");
+    }
+    assert_eq!(get("shmq_depth"), 15.0);
+    // The oldest message's age is in seconds (the JSON has nanoseconds and
+    // was taken a moment earlier).
+    let age = get("shmq_oldest_claimable_age_seconds");
+    let age_json = j["oldest_claimable_age_ns"].as_f64().unwrap() / 1e9;
+    assert!(age >= age_json && age < age_json + 5.0, "{age} {age_json}");
+    for (h, hj) in j["histograms"].as_object().unwrap() {
+        let base = format!("shmq_{h}_seconds");
+        let count = hj["count"].as_f64().unwrap();
+        assert_eq!(get(&format!("{base}_count")), count, "{h}");
+        let sum = get(&format!("{base}_sum"));
+        assert!(
+            (sum - hj["sum_ns"].as_f64().unwrap() / 1e9).abs() < 1e-6,
+            "{h}"
+        );
+        // Buckets: cumulative, ending in +Inf = count.
+        let mut buckets: Vec<(f64, f64)> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{base}_bucket{{")))
+            .map(|(k, v)| {
+                let le = k.split("le=\"").nth(1).unwrap().trim_end_matches("\"}");
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, *v)
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        assert!(buckets.len() > 10);
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{h}");
+        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count));
+        // The bucket holding the max is reached by the max's bound.
+        let max_s = hj["max_ns"].as_f64().unwrap() / 1e9;
+        let first_full = buckets.iter().find(|b| b.1 == count).unwrap().0;
+        assert!(count == 0.0 || first_full >= max_s, "{h}");
+    }
+    assert_eq!(get("shmq_time_in_queue_seconds_count"), 28.0);
+    assert_eq!(get("shmq_processing_time_seconds_count"), 25.0);
+}
+
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn serve_metrics_over_loopback() {
+    let d = Dir::new("serve");
+    let a = busy_queue(&d);
+    let b = d.path("other \"queue\"");
+    ok(shmq(&["create", p(&b)]));
+    ok(shmq(&["send", p(&b), "x"]));
+    let mut server = Command::new(BIN)
+        .args(["serve-metrics", p(&a), p(&b), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"));
+
+    let (head, body) = http_get(&addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let m = parse_prometheus(&body);
+    let la = format!("queue=\"{}\"", p(&a));
+    let lb = format!(
+        "queue=\"{}\"",
+        p(&b).replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    assert_eq!(m[&format!("shmq_sent_total{{{la}}}")], 40.0);
+    assert_eq!(m[&format!("shmq_sent_total{{{lb}}}")], 1.0);
+    assert_eq!(m[&format!("shmq_depth{{{lb}}}")], 1.0);
+
+    // A scrape sees changes.
+    ok(shmq(&["send", p(&b), "y"]));
+    let (_, body) = http_get(&addr, "/metrics");
+    assert_eq!(
+        parse_prometheus(&body)[&format!("shmq_sent_total{{{lb}}}")],
+        2.0
+    );
+
+    let (head, _) = http_get(&addr, "/nope");
+    assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+    let (head, body) = http_get(&addr, "/");
+    assert!(head.starts_with("HTTP/1.0 200") && body.contains("/metrics"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // A missing queue: refused before listening.
+    let e = shmq(&[
+        "serve-metrics",
+        p(&d.path("missing")),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(err(&e).contains("missing"));
+}
+
+#[test]
+fn stats_table_and_watch() {
+    let d = Dir::new("watch");
+    let q = busy_queue(&d);
+    let t = ok(shmq(&["stats", p(&q)]));
+    for word in [
+        "depth 15",
+        "sent 40",
+        "time_in_queue",
+        "p99",
+        "refused_full",
+    ] {
+        assert!(t.contains(word), "{word} not in\n{t}");
+    }
+    let started = Instant::now();
+    let w = ok(shmq(&[
+        "stats",
+        p(&q),
+        "--watch",
+        "--interval",
+        "100ms",
+        "--count",
+        "3",
+    ]));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let lines: Vec<&str> = w.lines().collect();
+    assert_eq!(lines.len(), 3, "{w}");
+    for l in lines {
+        for word in [
+            "produced",
+            "consumed",
+            "depth 15/64",
+            "queue_p99",
+            "stale",
+            "redelivered",
+        ] {
+            assert!(l.contains(word), "{word} not in {l}");
+        }
+    }
+}
+
+/// Flips bytes of the file at `offset`.
+fn damage(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+#[test]
+fn verify_sound_and_damaged_files() {
+    let d = Dir::new("verify");
+    let q = busy_queue(&d);
+    let s = ok(shmq(&["verify", p(&q)]));
+    assert!(s.contains(": ok"), "{s}");
+    let j = json(shmq(&["verify", p(&q), "--json"]));
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["problems"].as_array().unwrap().len(), 0);
+
+    // The capacity field of the header (offset 24): the checksum catches it.
+    damage(&q, 24, &[0xff, 0xff, 0x7f]);
+    let v = shmq(&["verify", p(&q)]);
+    assert_eq!(v.status.code(), Some(1), "{}", out(&v));
+    assert!(out(&v).contains("problem"), "{}", out(&v));
+    let j: Value = serde_json::from_str(&out(&shmq(&["verify", p(&q), "--json"]))).unwrap();
+    assert_eq!(j["ok"], false);
+    assert!(!j["problems"].as_array().unwrap().is_empty());
+    // Every other command refuses it too, naming the file.
+    let e = shmq(&["stats", p(&q)]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(err(&e).contains(p(&q)), "{}", err(&e));
+
+    // The magic number.
+    let d2 = Dir::new("verify3");
+    let q3 = d2.path("q");
+    ok(shmq(&["create", p(&q3)]));
+    damage(&q3, 0, b"NOTAQUEU");
+    let v = shmq(&["verify", p(&q3)]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(out(&v).contains("problem"), "{}", out(&v));
+
+    // A slot word with an impossible state: found by the slot scan.
+    let d4 = Dir::new("verify4");
+    let q4 = d4.path("q");
+    ok(shmq(&["create", p(&q4), "--capacity", "4"]));
+    let info = json(shmq(&["info", p(&q4), "--json"]));
+    let slots = info["layout"]["slots_offset"].as_u64().unwrap();
+    damage(&q4, slots, &[0xff; 8]);
+    let v = shmq(&["verify", p(&q4)]);
+    assert_eq!(v.status.code(), Some(1), "{}", out(&v));
+    assert!(out(&v).contains("slot 0"), "{}", out(&v));
+
+    // Not a file at all: an error, not a finding.
+    let e = shmq(&["verify", p(&d.path("absent"))]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(err(&e).contains("NOT_FOUND"), "{}", err(&e));
+}
+
+#[test]
+fn dead_letters_list_show_redrive_purge() {
+    let d = Dir::new("dlq");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--max-deliveries", "1"]));
+    ok(shmq(&["send", p(&q), "bad one", "bad two", "bad three"]));
+    // One failed attempt each (a nack) dead-letters them.
+    ok(shmq(&["recv", p(&q), "-n", "3", "--no-ack"]));
+    assert_eq!(
+        shmq(&["recv", p(&q), "--timeout", "0"]).status.code(),
+        Some(3)
+    );
+    let list = json(shmq(&["dlq", p(&q), "list", "--json"]));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["data"], "bad one");
+    assert_eq!(list[0]["attempts"], 1);
+    let human = ok(shmq(&["dlq", p(&q), "list"]));
+    assert!(human.contains("bad two") && human.contains("3 dead letter(s)"));
+    let id = list[1]["id"].as_u64().unwrap().to_string();
+    let shown = json(shmq(&["dlq", p(&q), "show", &id, "--json"]));
+    assert_eq!(shown["data"], "bad two");
+    let shown = ok(shmq(&["dlq", p(&q), "show", &id]));
+    assert!(shown.contains("bad two") && shown.contains("attempts"));
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(st["dead_letters"], 3);
+    assert_eq!(st["counters"]["dead_lettered"], 3);
+
+    // Redrive one, then the rest: they come back with attempts reset.
+    let r = ok(shmq(&["dlq", p(&q), "redrive", &id]));
+    assert!(r.contains("redrove 1 dead letter"), "{r}");
+    let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
+    assert_eq!(m[0]["data"], "bad two");
+    assert_eq!(m[0]["deliveries"], 1);
+    let r = ok(shmq(&["dlq", p(&q), "redrive", "--all"]));
+    assert!(r.contains("redrove 2 dead letters"), "{r}");
+    assert_eq!(
+        ok(shmq(&["recv", p(&q), "-n", "5"])),
+        "bad one\nbad three\n"
+    );
+    assert_eq!(
+        json(shmq(&["dlq", p(&q), "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Purge.
+    ok(shmq(&["send", p(&q), "doomed"]));
+    ok(shmq(&["recv", p(&q), "--no-ack"]));
+    let id = json(shmq(&["dlq", p(&q), "list", "--json"]))[0]["id"]
+        .as_u64()
+        .unwrap();
+    let missing = shmq(&["dlq", p(&q), "show", "999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(err(&missing).contains("NOT_FOUND"));
+    let r = ok(shmq(&["dlq", p(&q), "purge", &id.to_string()]));
+    assert!(r.contains("purged 1"), "{r}");
+    assert!(ok(shmq(&["dlq", p(&q), "list"])).contains("no dead letters"));
+    // redrive/purge need an id or --all.
+    assert_eq!(shmq(&["dlq", p(&q), "purge"]).status.code(), Some(2));
+}
+
+/// Engine bug: `Queue::recover` on an inspection handle attaches first, and
+/// the attach itself cleans up after the dead participant whose entry it
+/// takes; those repairs are missing from the returned `Repairs`, so
+/// `shmq recover` reports "0 claims redelivered" for a claim it did
+/// redeliver.
+#[test]
+#[ignore = "engine: Queue::recover on an inspect handle under-reports repairs done while attaching"]
+fn recover_reports_the_claims_it_redelivers() {
+    let d = Dir::new("recover-count");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "one"]));
+    let mut holder = Command::new(BIN)
+        .args(["recv", p(&q), "--follow", "--no-ack"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let r = json(shmq(&["recover", p(&q), "--json"]));
+    assert_eq!(r["redelivered"], 1, "{r}");
+}

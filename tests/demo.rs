@@ -1,0 +1,138 @@
+//! `shmq demo` through the real binary, with small numbers: its JSON
+//! summary must prove the story (every order served exactly once, the
+//! killed cook's order redelivered and served once, the menu cache holding
+//! the newest version of every item, every queue file verifying), and the
+//! rush must show back-pressure.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmq");
+
+fn demo(args: &[&str]) -> Value {
+    let o = Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .arg("--json")
+        .arg("--max-time")
+        .arg("90s")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}\nstdout: {stdout}\nstderr: {stderr}"));
+    assert_eq!(
+        o.status.code(),
+        Some(if v["ok"] == true { 0 } else { 1 }),
+        "{v:#}"
+    );
+    assert!(stderr.contains("killed") || args.contains(&"--no-kill"));
+    v
+}
+
+#[test]
+fn the_restaurant_story_holds() {
+    let v = demo(&[
+        "--orders",
+        "16",
+        "--waiters",
+        "2",
+        "--cooks",
+        "3",
+        "--menu-items",
+        "4",
+        "--cook-time",
+        "40ms",
+        "--order-every",
+        "30ms",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+    let o = &v["orders"];
+    assert_eq!(o["placed"], 16);
+    assert_eq!(o["served"], 16);
+    assert_eq!(o["served_exactly_once"], true);
+
+    let k = &v["killed_cook"];
+    assert!(!k.is_null(), "{v:#}");
+    assert_eq!(k["deliveries"], 2, "{k}");
+    assert_eq!(k["served_times"], 1);
+    assert_eq!(k["cooked_times"], 1);
+    assert_ne!(k["taken_over_by"], k["cook"]);
+    assert!(v["kitchen"]["redelivered"].as_u64().unwrap() >= 1);
+    assert!(v["kitchen"]["dead_participants"].as_u64().unwrap() >= 1);
+
+    let m = &v["menu"];
+    assert_eq!(m["older_applied"], 0);
+    assert_eq!(m["cache_holds_newest"], true, "{m:#}");
+    assert!(m["published"].as_u64().unwrap() >= 4 * 5);
+    // Stale versions were refused at send or skipped in the queue, and
+    // counted by the engine.
+    assert_eq!(
+        m["stale_total"].as_u64().unwrap(),
+        m["refused_stale_at_send"].as_u64().unwrap()
+            + m["skipped_stale_in_queue"].as_u64().unwrap()
+    );
+    for item in m["cache"].as_array().unwrap() {
+        assert_eq!(item["cached_version"], item["newest_published"], "{item}");
+        assert_eq!(
+            item["engine_last_acked"], item["newest_published"],
+            "{item}"
+        );
+    }
+    for (q, problems) in v["verify"].as_object().unwrap() {
+        assert_eq!(problems.as_array().unwrap().len(), 0, "{q}: {problems}");
+    }
+}
+
+#[test]
+fn a_rush_shows_back_pressure() {
+    let v = demo(&[
+        "--rush",
+        "--orders",
+        "30",
+        "--waiters",
+        "3",
+        "--cooks",
+        "2",
+        "--kitchen-capacity",
+        "4",
+        "--menu-items",
+        "0",
+        "--cook-time",
+        "20ms",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    let k = &v["kitchen"];
+    assert_eq!(k["capacity"], 4);
+    assert_eq!(k["max_used"], 4, "{k}");
+    assert!(k["refused_full"].as_u64().unwrap() > 0, "{k}");
+    assert!(k["waiter_waits"].as_u64().unwrap() > 0, "{k}");
+    assert_eq!(v["orders"]["served_exactly_once"], true);
+    assert!(v["menu"].is_null());
+}
+
+#[test]
+fn without_a_kill_nothing_is_redelivered() {
+    let v = demo(&[
+        "--no-kill",
+        "--orders",
+        "6",
+        "--waiters",
+        "1",
+        "--cooks",
+        "2",
+        "--menu-items",
+        "2",
+        "--cook-time",
+        "10ms",
+        "--order-every",
+        "10ms",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(v["killed_cook"].is_null());
+    assert_eq!(v["kitchen"]["redelivered"], 0);
+    assert_eq!(v["orders"]["served"], 6);
+}
