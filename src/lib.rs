@@ -34,6 +34,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+#[cfg(not(shmq_loom))]
+pub mod clock;
 pub mod error;
 #[cfg(not(shmq_loom))]
 pub mod ffi;

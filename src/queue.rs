@@ -10,6 +10,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result, Status};
 use crate::layout::{self, dlq, hdr, part, slot, Layout, Params};
 use crate::memory::{Memory, RawMemory};
@@ -100,6 +101,7 @@ pub struct Queue {
     pid: u32,
     latest_only: bool,
     wait: WaitStrategy,
+    clock: Clock,
     metrics: Cell<bool>,
     tick: Cell<u32>,
     roles: Cell<u64>,
@@ -383,6 +385,7 @@ impl Queue {
             pid: std::process::id(),
             latest_only,
             wait,
+            clock: Clock::new(),
             metrics: Cell::new(true),
             tick: Cell::new(0),
             roles: Cell::new(0),
@@ -528,7 +531,7 @@ impl Queue {
 
     #[inline]
     fn now(&self) -> u64 {
-        sys::monotonic_ns()
+        self.clock.now()
     }
 
     #[inline]
@@ -800,15 +803,15 @@ impl Queue {
                     .map_err(|e| self.keyed_err("send", e))?;
                 if let Some(r) = taken {
                     self.engine.write_payload(&r, data);
-                    let sent = self.commit_inner(&r, data.len(), &opts, "send")?;
+                    let sent = self.commit_inner(&r, data.len(), &opts, "send", Some(now))?;
                     self.count(Counter::Conflated, 1);
                     return Ok(sent);
                 }
             }
         }
-        let r = self.reserve_inner(data.len(), opts.timeout, "send")?;
+        let (r, at) = self.reserve_inner(data.len(), opts.timeout, "send")?;
         self.engine.write_payload(&r, data);
-        self.commit_inner(&r, data.len(), &opts, "send")
+        self.commit_inner(&r, data.len(), &opts, "send", Some(at))
     }
 
     fn keyed_err(&self, op: &str, e: Error) -> Error {
@@ -884,12 +887,14 @@ impl Queue {
         Ok(())
     }
 
-    fn reserve_inner(&self, len: usize, timeout: Timeout, op: &str) -> Result<Reservation> {
+    /// Reserves a slot, waiting as `timeout` allows; returns it with the
+    /// time of the reservation.
+    fn reserve_inner(&self, len: usize, timeout: Timeout, op: &str) -> Result<(Reservation, u64)> {
         let me = self.me(op)?;
         self.check_len(len, op)?;
         let got = self.wait_for(Point::NotFull, timeout, op, |now| {
             match self.engine.reserve(me, now, len) {
-                Ok(r) => Ok(Some(r)),
+                Ok(r) => Ok(Some((r, now))),
                 Err(e) if e.status() == Status::Full => Ok(None),
                 Err(e) => Err(e),
             }
@@ -923,9 +928,12 @@ impl Queue {
         len: usize,
         opts: &SendOptions,
         op: &str,
+        at: Option<u64>,
     ) -> Result<Sent> {
         let me = self.me(op)?;
-        let now = self.now();
+        // One clock read per send: a commit that directly follows its
+        // reservation uses the reservation's time.
+        let now = at.unwrap_or_else(|| self.now());
         let not_before = if opts.delay.is_zero() {
             None
         } else {
@@ -961,7 +969,7 @@ impl Queue {
     /// Reserves a slot for a payload of up to `len` bytes, to be written in
     /// place and then committed (zero-copy send).
     pub fn reserve(&self, len: usize, timeout: impl Into<Timeout>) -> Result<Reserved<'_>> {
-        let r = self.reserve_inner(len, timeout.into(), "reserve")?;
+        let (r, _) = self.reserve_inner(len, timeout.into(), "reserve")?;
         Ok(Reserved {
             q: self,
             r,
@@ -986,13 +994,9 @@ impl Queue {
             let data = m.as_ref();
             self.check_len(data.len(), "send_batch")?;
             let r = if sent == 0 {
-                match self.reserve_inner(data.len(), timeout, "send_batch") {
-                    Ok(r) => {
-                        now = self.now();
-                        r
-                    }
-                    Err(e) => return Err(e),
-                }
+                let (r, at) = self.reserve_inner(data.len(), timeout, "send_batch")?;
+                now = at;
+                r
             } else {
                 match self.engine.reserve(me, now, data.len()) {
                     Ok(r) => r,
@@ -1754,7 +1758,8 @@ impl<'q> Reserved<'q> {
             opts.version = self.q.resolve_version(opts.key, opts.version, "commit")?;
         }
         self.done = true;
-        self.q.commit_inner(&self.r, self.len, &opts, "commit")
+        self.q
+            .commit_inner(&self.r, self.len, &opts, "commit", None)
     }
 
     /// Gives the slot back without sending.
