@@ -168,21 +168,123 @@ impl Memory for HeapMemory {
     }
 }
 
-/// Loom's memory: one loom atomic per 8-byte word; u32 futex words live in
-/// their own table. Byte copies go word by word.
+/// Loom's memory: one loom atomic per modelled 8-byte word; u32 futex words
+/// live in their own table (kept 8-aligned). Byte copies go word by word.
+///
+/// # Only the words a model needs
+///
+/// A queue file is mostly participant metrics (about 12 KB per entry) that
+/// the protocol in [`crate::ring`] never touches. Every loom atomic is an
+/// object that loom creates, tracks and resets in each of the thousands of
+/// executions it explores, so [`LoomMemory::with_regions`] creates atomics
+/// only for the byte ranges a model names; touching any other word panics
+/// with its offset (a model that needs it must name it).
+///
+/// The atomics are created up front, in the thread that builds the memory,
+/// not lazily at first touch: loom records the creation of an atomic as a
+/// non-atomic write by the creating thread, so an atomic created lazily by
+/// one model thread and then read by another thread that has not
+/// synchronised with it is reported as "Causality violation: Concurrent load
+/// and mut accesses", although the real word was there (zero) all along.
+///
+/// # Crashes
+///
+/// [`LoomMemory::set_step_budget`] gives the calling loom thread a number of
+/// memory accesses (every `u64_at`, `u32_at`, and every word of a byte
+/// copy counts one). The access after the last one unwinds with a
+/// [`Crashed`] payload *before* it touches any loom state, so a model that
+/// runs a participant inside `std::panic::catch_unwind` sees its thread stop
+/// for good between two of its accesses, which is what a SIGKILL does to a
+/// process. The unwind uses `resume_unwind`, so no panic hook prints it.
 #[cfg(shmq_loom)]
 pub struct LoomMemory {
-    words: Vec<AtomicU64>,
-    words32: Vec<AtomicU32>,
+    len: usize,
+    words: Vec<Option<AtomicU64>>,
+    words32: Vec<Option<AtomicU32>>,
+}
+
+/// The panic payload of a participant whose step budget ran out (see
+/// [`LoomMemory::set_step_budget`]).
+#[cfg(shmq_loom)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crashed;
+
+#[cfg(shmq_loom)]
+loom::thread_local! {
+    /// Memory accesses the current loom thread may still make (None: no
+    /// limit).
+    static STEP_BUDGET: std::cell::Cell<Option<u64>> = std::cell::Cell::new(None);
 }
 
 #[cfg(shmq_loom)]
 impl LoomMemory {
-    /// `len` zeroed bytes.
+    /// `len` zeroed bytes, every word modelled (u64 and u32). Costly for a
+    /// whole queue file; prefer [`LoomMemory::with_regions`].
     pub fn new(len: usize) -> LoomMemory {
+        LoomMemory::with_regions(len, &[0..len], &[0..len])
+    }
+
+    /// `len` zeroed bytes of which only the 8-byte words overlapping
+    /// `regions` exist as u64 atomics, and only those overlapping `regions32`
+    /// as u32 (futex) atomics. Accessing any other word panics.
+    pub fn with_regions(
+        len: usize,
+        regions: &[std::ops::Range<usize>],
+        regions32: &[std::ops::Range<usize>],
+    ) -> LoomMemory {
+        let n = len.div_ceil(8);
+        let covered = |rs: &[std::ops::Range<usize>], w: usize| {
+            rs.iter().any(|r| r.start < (w + 1) * 8 && w * 8 < r.end)
+        };
         LoomMemory {
-            words: (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
-            words32: (0..len.div_ceil(8)).map(|_| AtomicU32::new(0)).collect(),
+            len: n * 8,
+            words: (0..n)
+                .map(|w| covered(regions, w).then(|| AtomicU64::new(0)))
+                .collect(),
+            words32: (0..n)
+                .map(|w| covered(regions32, w).then(|| AtomicU32::new(0)))
+                .collect(),
+        }
+    }
+
+    /// Limits the memory accesses of the calling loom thread: after `steps`
+    /// more accesses (to any `LoomMemory`), the next one unwinds with
+    /// [`Crashed`]. `None` lifts the limit.
+    pub fn set_step_budget(steps: Option<u64>) {
+        STEP_BUDGET.with(|b| b.set(steps));
+    }
+
+    /// Accesses the calling loom thread may still make (None: no limit).
+    pub fn step_budget() -> Option<u64> {
+        STEP_BUDGET.with(|b| b.get())
+    }
+
+    /// Spends one step of the calling thread's budget, or stops the thread
+    /// (unwinds with [`Crashed`]) when none is left. Touches no loom atomic:
+    /// the thread-local is loom's, but reading it is not a scheduling point.
+    #[inline]
+    fn step() {
+        let left = STEP_BUDGET.with(|b| {
+            let left = b.get();
+            if let Some(n) = left {
+                b.set(Some(n.saturating_sub(1)));
+            }
+            left
+        });
+        if left == Some(0) {
+            std::panic::resume_unwind(Box::new(Crashed));
+        }
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset % 8 == 0 && offset < self.len,
+            "shmq internal error: u64 access at {offset} outside a region of {} (or unaligned)",
+            self.len
+        );
+        match &self.words[offset / 8] {
+            Some(w) => w,
+            None => panic!("loom memory: the u64 word at offset {offset} is not modelled; add it to the model's regions"),
         }
     }
 }
@@ -190,28 +292,49 @@ impl LoomMemory {
 #[cfg(shmq_loom)]
 impl Memory for LoomMemory {
     fn len(&self) -> usize {
-        self.words.len() * 8
+        self.len
     }
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert_eq!(offset % 8, 0);
-        &self.words[offset / 8]
+        LoomMemory::step();
+        self.word(offset)
     }
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        LoomMemory::step();
         assert_eq!(offset % 8, 0, "loom memory keeps u32 words 8-aligned");
-        &self.words32[offset / 8]
+        assert!(
+            offset < self.len,
+            "shmq internal error: u32 access at {offset} outside a region of {}",
+            self.len
+        );
+        match &self.words32[offset / 8] {
+            Some(w) => w,
+            None => panic!("loom memory: the u32 word at offset {offset} is not modelled; add it to the model's regions"),
+        }
     }
     fn write_bytes(&self, offset: usize, src: &[u8]) {
+        assert_eq!(offset % 8, 0, "loom memory copies whole words");
         for (i, chunk) in src.chunks(8).enumerate() {
-            let mut b = [0u8; 8];
+            LoomMemory::step();
+            let w = self.word(offset + i * 8);
+            let mut b = if chunk.len() < 8 {
+                // Keep the bytes past the end of `src` (a partial last word).
+                // Relaxed: we own these bytes.
+                w.load(Ordering::Relaxed).to_le_bytes()
+            } else {
+                [0u8; 8]
+            };
             b[..chunk.len()].copy_from_slice(chunk);
             // Relaxed: payload bytes are published by the commit CAS.
-            self.words[offset / 8 + i].store(u64::from_le_bytes(b), Ordering::Relaxed);
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
     }
     fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        assert_eq!(offset % 8, 0, "loom memory copies whole words");
         for (i, chunk) in dst.chunks_mut(8).enumerate() {
+            LoomMemory::step();
             // Relaxed: ordered by the acquire load of the slot word.
-            let b = self.words[offset / 8 + i]
+            let b = self
+                .word(offset + i * 8)
                 .load(Ordering::Relaxed)
                 .to_le_bytes();
             chunk.copy_from_slice(&b[..chunk.len()]);
