@@ -1,0 +1,671 @@
+"""shmq: a lock-free, crash-safe, bounded message queue in a memory-mapped
+file shared by processes on one host, with no broker.
+
+This package is a thin ctypes layer over the shared library ``libshmq.so.0``
+(standard library only). Set ``SHMQ_LIBRARY`` to the library's path if it is
+not installed where the dynamic loader looks.
+
+Example::
+
+    import shmq
+    with shmq.Queue.create("/dev/shm/orders", capacity=1024) as q:
+        q.send(b"order 7")
+        m = q.claim(timeout=1.0)
+        print(m.data)
+        m.ack()
+
+Timeouts are in seconds: ``0`` tries once (``Full``/``Empty``), ``None``
+waits forever (the default of ``send`` and ``claim``, like ``queue.Queue``),
+a positive number waits up to that long (``Timeout``).
+
+A ``Queue`` is used by one thread at a time; open one per thread. A forked
+child must open its own. The library releases the GIL while it waits.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import os
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+from . import _lib
+from ._lib import lib
+
+__all__ = [
+    "Queue",
+    "Message",
+    "DeadLetter",
+    "Error",
+    "Full",
+    "Empty",
+    "Timeout",
+    "TooLarge",
+    "LeaseLost",
+    "Abandoned",
+    "KeysFull",
+    "Stale",
+    "InvalidArgument",
+    "NotFound",
+    "Exists",
+    "Incompatible",
+    "Corrupt",
+    "PermissionDenied",
+    "IoError",
+    "Internal",
+    "Closed",
+    "ABI_VERSION",
+]
+
+ABI_VERSION: int = _lib.ABI_VERSION
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+# ---------------------------------------------------------------------------
+# Errors: one class per status.
+
+
+class Error(Exception):
+    """A failed shmq call. ``status`` is the C status code, ``name`` its name
+    (``"SHMQ_FULL"``); the message names the file, the operation and the
+    cause."""
+
+    status: int = -1
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    @property
+    def name(self) -> str:
+        return lib.shmq_status_name(self.status).decode()
+
+
+class Full(Error):
+    """The queue is full and the call was not allowed to wait."""
+
+    status = 1
+
+
+class Empty(Error):
+    """Nothing is claimable and the call was not allowed to wait."""
+
+    status = 2
+
+
+class Timeout(Error):
+    """The call waited for its whole timeout."""
+
+    status = 3
+
+
+class TooLarge(Error):
+    """The payload is larger than the queue's max_message_size."""
+
+    status = 4
+
+
+class LeaseLost(Error):
+    """The claim is no longer held (lease expired, or outcome already given)."""
+
+    status = 5
+
+
+class Abandoned(Error):
+    """The reservation was abandoned before its commit: nothing was sent."""
+
+    status = 6
+
+
+class KeysFull(Error):
+    """A keyed send found no free entry in the key table."""
+
+    status = 7
+
+
+class Stale(Error):
+    """A keyed send's version is not newer than the key's last acked one."""
+
+    status = 8
+
+
+class InvalidArgument(Error, ValueError):
+    """An argument is invalid."""
+
+    status = 9
+
+
+class NotFound(Error):
+    """The file or the dead letter does not exist."""
+
+    status = 10
+
+
+class Exists(Error):
+    """The file already exists."""
+
+    status = 11
+
+
+class Incompatible(Error):
+    """The file is a queue of another format version or layout."""
+
+    status = 12
+
+
+class Corrupt(Error):
+    """The file breaks an invariant of the format."""
+
+    status = 13
+
+
+class PermissionDenied(Error):
+    """The operating system refused access."""
+
+    status = 14
+
+
+class IoError(Error):
+    """Another input/output error."""
+
+    status = 15
+
+
+class Internal(Error):
+    """A bug in shmq."""
+
+    status = 16
+
+
+class Closed(Error):
+    """The queue was closed, or is used by two threads at once."""
+
+    status = 17
+
+
+_ERRORS: Dict[int, type] = {
+    cls.status: cls
+    for cls in (
+        Full,
+        Empty,
+        Timeout,
+        TooLarge,
+        LeaseLost,
+        Abandoned,
+        KeysFull,
+        Stale,
+        InvalidArgument,
+        NotFound,
+        Exists,
+        Incompatible,
+        Corrupt,
+        PermissionDenied,
+        IoError,
+        Internal,
+        Closed,
+    )
+}
+
+
+def _raise(status: int) -> None:
+    detail = lib.shmq_last_error().decode(errors="replace")
+    cls = _ERRORS.get(status, Error)
+    raise cls(detail or lib.shmq_status_name(status).decode(), status)
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        _raise(status)
+
+
+def _ns(seconds: Optional[float]) -> int:
+    """Seconds (None = forever) to the C timeout convention."""
+    if seconds is None or seconds < 0:
+        return -1
+    if seconds == 0:
+        return 0
+    return max(1, int(seconds * 1e9))
+
+
+def _duration_ns(seconds: float) -> int:
+    if seconds < 0:
+        raise InvalidArgument(f"a duration cannot be negative: {seconds}", 9)
+    return int(seconds * 1e9)
+
+
+def _pointer(data: Buffer) -> Any:
+    """Something ctypes passes as ``const void *`` for ``data``, kept alive
+    by the caller, and its length in bytes."""
+    if isinstance(data, bytes):
+        return data, len(data)
+    mv = memoryview(data)
+    if not mv.c_contiguous:
+        b = mv.tobytes()
+        return b, len(b)
+    if mv.readonly:
+        b = mv.tobytes()
+        return b, len(b)
+    return (ctypes.c_char * mv.nbytes).from_buffer(mv), mv.nbytes
+
+
+# ---------------------------------------------------------------------------
+# Messages.
+
+
+class Message:
+    """A claimed message: ``data`` (bytes, a private copy checked for
+    tearing), ``key``, ``version``, ``deliveries`` (1 on the first delivery),
+    ``enqueued_ns``, ``position`` and ``token``. Give exactly one outcome:
+    :meth:`ack`, :meth:`nack` or :meth:`reject` (:meth:`extend` any number of
+    times before). As a context manager it acks on normal exit and nacks when
+    an exception leaves the block (unless an outcome was given)."""
+
+    __slots__ = ("_q", "_raw", "data", "key", "version", "deliveries",
+                 "enqueued_ns", "position", "token", "_done")
+
+    def __init__(self, q: "Queue", raw: _lib.Message, data: bytes) -> None:
+        self._q = q
+        self._raw = raw
+        self.data: bytes = data
+        self.key: int = raw.key
+        self.version: int = raw.version
+        self.deliveries: int = raw.deliveries
+        self.enqueued_ns: int = raw.enqueued_ns
+        self.position: int = raw.position
+        self.token: int = raw.token
+        self._done = False
+
+    def __repr__(self) -> str:
+        return (f"<shmq.Message position={self.position} len={len(self.data)} "
+                f"key={self.key} version={self.version} deliveries={self.deliveries}>")
+
+    @property
+    def view(self) -> memoryview:
+        """The payload as a memoryview (of the private copy)."""
+        return memoryview(self.data)
+
+    @property
+    def settled(self) -> bool:
+        """Whether an outcome was given through this object."""
+        return self._done
+
+    def ack(self) -> None:
+        """Done: the message is deleted. Raises LeaseLost if the claim was
+        lost meanwhile (it may be processed again elsewhere)."""
+        self._done = True
+        _check(lib.shmq_ack(self._q._handle(), ctypes.byref(self._raw)))
+
+    def nack(self, delay: float = 0.0) -> None:
+        """Try again after ``delay`` seconds (a failed delivery: dead-lettered
+        on the last of max_deliveries)."""
+        self._done = True
+        _check(lib.shmq_nack(self._q._handle(), ctypes.byref(self._raw), _duration_ns(delay)))
+
+    def reject(self, reason: str = "rejected") -> None:
+        """Give up: the message goes to the dead letters with ``reason``."""
+        self._done = True
+        _check(lib.shmq_reject(self._q._handle(), ctypes.byref(self._raw),
+                               reason.encode("utf-8", "replace")))
+
+    def extend(self, lease: float) -> None:
+        """Still working: the lease now ends ``lease`` seconds from now."""
+        _check(lib.shmq_extend_lease(self._q._handle(), ctypes.byref(self._raw),
+                                     _duration_ns(lease)))
+
+    def __enter__(self) -> "Message":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._done:
+            return
+        if exc_type is None:
+            self.ack()
+        else:
+            try:
+                self.nack()
+            except Error:
+                pass
+
+
+class DeadLetter:
+    """A dead letter: ``id``, ``reason``, ``attempts``, ``first_enqueued_ns``,
+    ``dead_ns``, ``last_consumer_pid``, ``key``, ``version``, ``length`` and,
+    from :meth:`Queue.dead_letter`, ``data``."""
+
+    __slots__ = ("id", "reason", "attempts", "first_enqueued_ns", "dead_ns",
+                 "last_consumer_pid", "key", "version", "length", "data")
+
+    def __init__(self, d: _lib.DeadLetter, data: Optional[bytes] = None) -> None:
+        self.id: int = d.id
+        self.reason: str = d.reason.decode("utf-8", "replace")
+        self.attempts: int = d.attempts
+        self.first_enqueued_ns: int = d.first_enqueued_ns
+        self.dead_ns: int = d.dead_ns
+        self.last_consumer_pid: int = d.last_consumer_pid
+        self.key: int = d.key
+        self.version: int = d.version
+        self.length: int = d.len
+        self.data: Optional[bytes] = data
+
+    def __repr__(self) -> str:
+        return f"<shmq.DeadLetter id={self.id} reason={self.reason!r} attempts={self.attempts}>"
+
+
+# ---------------------------------------------------------------------------
+# The queue.
+
+
+class Queue:
+    """One attachment to a queue file. Create with :meth:`create`,
+    :meth:`open` or :meth:`inspect`; use as a context manager or call
+    :meth:`close`. Claims still held at close are redelivered at once."""
+
+    def __init__(self, handle: ctypes.c_void_p, path: str) -> None:
+        self._q: Optional[ctypes.c_void_p] = handle
+        self.path = path
+        info = _lib.Info()
+        info.size = ctypes.sizeof(info)
+        _check(lib.shmq_get_info(handle, ctypes.byref(info)))
+        self.capacity: int = info.capacity
+        self.max_message_size: int = info.max_message_size
+        self.key_capacity: int = info.key_capacity
+        self.lease: float = info.lease_ns / 1e9
+        self.max_deliveries: int = info.max_deliveries
+        self.latest_only: bool = bool(info.flags & _lib.FLAG_LATEST_ONLY)
+        self._buf: Any = None
+        self._msgs: Any = None
+        self._last_stats: Optional[Dict[str, Any]] = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Union[str, os.PathLike],
+        capacity: int = 1024,
+        max_message_size: int = 256,
+        key_capacity: int = 0,
+        lease: float = 30.0,
+        max_deliveries: int = 10,
+        *,
+        latest_only: bool = False,
+        mode: int = 0o600,
+        dlq_capacity: int = 0,
+        reservation_timeout: float = 5.0,
+        participant_capacity: int = 64,
+        wait: str = "spin-then-sleep",
+    ) -> "Queue":
+        """Creates a new queue file (``Exists`` if there is one) and attaches
+        to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
+        is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``."""
+        o = _lib.Options()
+        lib.shmq_options_init(ctypes.byref(o))
+        o.capacity = capacity
+        o.max_message_size = max_message_size
+        o.key_capacity = key_capacity
+        o.lease_ns = _duration_ns(lease)
+        o.max_deliveries = max_deliveries
+        o.flags = _lib.FLAG_LATEST_ONLY if latest_only else 0
+        o.mode = mode
+        o.dlq_capacity = dlq_capacity
+        o.reservation_timeout_ns = _duration_ns(reservation_timeout)
+        o.participant_capacity = participant_capacity
+        waits = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
+        if wait not in waits:
+            raise InvalidArgument(f"wait must be one of {sorted(waits)}, not {wait!r}", 9)
+        o.wait_strategy = waits[wait]
+        p = os.fspath(path)
+        h = ctypes.c_void_p()
+        _check(lib.shmq_create(os.fsencode(p), ctypes.byref(o), ctypes.byref(h)))
+        return cls(h, p)
+
+    @classmethod
+    def open(cls, path: Union[str, os.PathLike]) -> "Queue":
+        """Opens an existing queue file as a participant."""
+        p = os.fspath(path)
+        h = ctypes.c_void_p()
+        _check(lib.shmq_open(os.fsencode(p), ctypes.byref(h)))
+        return cls(h, p)
+
+    @classmethod
+    def inspect(cls, path: Union[str, os.PathLike]) -> "Queue":
+        """Opens a queue file without attaching: stats, verify, dead letters."""
+        p = os.fspath(path)
+        h = ctypes.c_void_p()
+        _check(lib.shmq_inspect(os.fsencode(p), ctypes.byref(h)))
+        return cls(h, p)
+
+    def close(self) -> None:
+        """Detaches; idempotent."""
+        h, self._q = self._q, None
+        if h is not None:
+            _check(lib.shmq_close(h))
+
+    @property
+    def closed(self) -> bool:
+        return self._q is None
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<shmq.Queue {self.path!r} capacity={self.capacity}{' closed' if self.closed else ''}>"
+
+    def _handle(self) -> ctypes.c_void_p:
+        if self._q is None:
+            raise Closed(f"{self.path}: the queue was closed", 17)
+        return self._q
+
+    # -- sending ----------------------------------------------------------
+
+    def send(self, data: Buffer, key: int = 0, version: int = 0,
+             timeout: Optional[float] = None, *, delay: float = 0.0) -> int:
+        """Sends one message (bytes, bytearray or memoryview). Waits for room
+        up to ``timeout`` seconds (None = forever). ``key`` 0 is no key;
+        ``version`` 0 on a keyed send is the key's next version. Returns the
+        version the message carries."""
+        ptr, n = _pointer(data)
+        if delay == 0.0 and key == 0:
+            _check(lib.shmq_send(self._handle(), ptr, n, 0, version, _ns(timeout)))
+            return version
+        o = _lib.SendOptions()
+        lib.shmq_send_options_init(ctypes.byref(o))
+        o.key, o.version, o.timeout_ns = key, version, _ns(timeout)
+        o.delay_ns = _duration_ns(delay)
+        v = ctypes.c_uint64()
+        _check(lib.shmq_send_ex(self._handle(), ptr, n, ctypes.byref(o), None, ctypes.byref(v)))
+        return v.value
+
+    def send_many(self, messages: Iterable[Buffer], timeout: Optional[float] = None) -> int:
+        """Sends messages without keys, in order, in batches; returns how many
+        were sent. Waits for room up to ``timeout`` seconds in all (None =
+        until every one is sent); with 0, sends what fits now."""
+        msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
+        if not msgs:
+            return 0
+        blob = b"".join(msgs)
+        lens = array.array("Q", [len(m) if isinstance(m, bytes) else memoryview(m).nbytes
+                                 for m in msgs])
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        sent = 0
+        offset = 0
+        out = ctypes.c_size_t()
+        base = ctypes.c_char_p(blob)
+        addr = ctypes.cast(base, ctypes.c_void_p).value or 0
+        lens_addr = lens.buffer_info()[0]
+        itemsize = lens.itemsize
+        h = self._handle()
+        while sent < len(msgs):
+            if deadline is None:
+                t = -1
+            else:
+                left = deadline - time.monotonic()
+                t = 0 if left <= 0 else max(1, int(left * 1e9))
+            st = lib.shmq_send_packed(h, addr + offset, len(blob) - offset,
+                                      lens_addr + sent * itemsize, len(msgs) - sent,
+                                      ctypes.byref(out), t)
+            if st in (Full.status, Timeout.status):
+                break
+            _check(st)
+            n = out.value
+            offset += sum(lens[sent:sent + n])
+            sent += n
+        return sent
+
+    # -- claiming ---------------------------------------------------------
+
+    def _buffers(self, count: int) -> None:
+        if self._msgs is None or len(self._msgs) < count:
+            self._msgs = (_lib.Message * count)()
+            self._buf = ctypes.create_string_buffer(count * max(self.max_message_size, 1))
+
+    def claim(self, timeout: Optional[float] = None) -> Message:
+        """Claims the next message, waiting up to ``timeout`` seconds (None =
+        forever). Raises ``Empty`` (timeout 0) or ``Timeout``."""
+        return self.claim_many(1, timeout)[0]
+
+    def claim_many(self, count: int, timeout: Optional[float] = None) -> List[Message]:
+        """Waits up to ``timeout`` for the first message, then takes what is
+        claimable now, up to ``count``. Raises ``Empty``/``Timeout`` when
+        there is none."""
+        if count <= 0:
+            raise InvalidArgument("claim_many: count must be positive", 9)
+        self._buffers(count)
+        n = ctypes.c_size_t()
+        buf, raws = self._buf, self._msgs
+        _check(lib.shmq_claim_packed(self._handle(), buf, len(buf), raws, count,
+                                     ctypes.byref(n), _ns(timeout)))
+        count = n.value
+        total = 0
+        lens = []
+        for i in range(count):
+            ln = raws[i].len
+            lens.append(ln)
+            total += ln
+        blob = ctypes.string_at(buf, total)
+        out = []
+        at = 0
+        for i in range(count):
+            raw = _lib.Message.from_buffer_copy(raws[i])
+            out.append(Message(self, raw, blob[at:at + lens[i]]))
+            at += lens[i]
+        return out
+
+    def ack_many(self, messages: Sequence[Message]) -> int:
+        """Acks every message not yet settled; returns how many were acked (a
+        message whose lease was lost is skipped)."""
+        todo = [m for m in messages if not m._done]
+        if not todo:
+            return 0
+        arr = (_lib.Message * len(todo))()
+        for i, m in enumerate(todo):
+            arr[i].token = m.token
+            m._done = True
+        n = ctypes.c_size_t()
+        _check(lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n)))
+        return n.value
+
+    def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
+        """Yields messages as they come; stops after ``timeout`` seconds
+        without one (None = never stops). Give each one its outcome."""
+        while True:
+            try:
+                yield self.claim(timeout)
+            except (Empty, Timeout):
+                return
+
+    def __iter__(self) -> Iterator[Message]:
+        """Blocks for the next message, forever."""
+        return self.messages(None)
+
+    # -- keys, stats, dead letters ---------------------------------------
+
+    def latest_acked_version(self, key: int) -> int:
+        """The last acked version of ``key`` (0 if none)."""
+        v = ctypes.c_uint64()
+        _check(lib.shmq_latest_acked_version(self._handle(), key, ctypes.byref(v)))
+        return v.value
+
+    def stats(self) -> Dict[str, Any]:
+        """The metrics: depth, in_flight, ages, live producers and consumers,
+        counters (sent, acked, ...), and the latency histograms
+        (``time_in_queue``, ``processing_time``, ``end_to_end_time``: dicts of
+        count, sum, p50, p90, p99, p999, max in ns). ``sent_per_s`` and
+        ``acked_per_s`` are rates since this handle's previous call (None on
+        the first)."""
+        s = _lib.Stats()
+        s.size = ctypes.sizeof(s)
+        _check(lib.shmq_get_stats(self._handle(), ctypes.byref(s)))
+        d: Dict[str, Any] = {name: getattr(s, name) for name in _lib.STAT_FIELDS}
+        for name in _lib.HISTOGRAM_FIELDS:
+            h = getattr(s, name)
+            d[name] = {f: getattr(h, f) for f, _ in _lib.Histogram._fields_}
+        prev = self._last_stats
+        if prev is not None and d["taken_ns"] > prev["taken_ns"]:
+            dt = (d["taken_ns"] - prev["taken_ns"]) / 1e9
+            d["sent_per_s"] = (d["sent"] - prev["sent"]) / dt
+            d["acked_per_s"] = (d["acked"] - prev["acked"]) / dt
+        else:
+            d["sent_per_s"] = None
+            d["acked_per_s"] = None
+        self._last_stats = d
+        return d
+
+    def dead_letters(self) -> List[DeadLetter]:
+        """Every dead letter, oldest first (without payloads)."""
+        total = ctypes.c_size_t()
+        h = self._handle()
+        _check(lib.shmq_dlq_list(h, None, 0, ctypes.byref(total)))
+        if total.value == 0:
+            return []
+        arr = (_lib.DeadLetter * total.value)()
+        arr[0].size = ctypes.sizeof(_lib.DeadLetter)
+        _check(lib.shmq_dlq_list(h, arr, len(arr), ctypes.byref(total)))
+        return [DeadLetter(arr[i]) for i in range(min(total.value, len(arr)))]
+
+    def dead_letter(self, id: int) -> DeadLetter:
+        """The dead letter ``id`` with its payload in ``data``."""
+        d = _lib.DeadLetter()
+        d.size = ctypes.sizeof(d)
+        buf = ctypes.create_string_buffer(max(self.max_message_size, 1))
+        n = ctypes.c_size_t()
+        _check(lib.shmq_dlq_get(self._handle(), id, ctypes.byref(d), buf, len(buf),
+                                ctypes.byref(n)))
+        return DeadLetter(d, buf.raw[:n.value])
+
+    def redrive(self, id: Optional[int] = None) -> int:
+        """Sends dead letter ``id`` (or all) back to the queue; returns how many."""
+        n = ctypes.c_size_t()
+        _check(lib.shmq_dlq_redrive(self._handle(), id or _lib.DLQ_ALL, ctypes.byref(n)))
+        return n.value
+
+    def purge(self, id: Optional[int] = None) -> int:
+        """Deletes dead letter ``id`` (or all); returns how many."""
+        n = ctypes.c_size_t()
+        _check(lib.shmq_dlq_purge(self._handle(), id or _lib.DLQ_ALL, ctypes.byref(n)))
+        return n.value
+
+    def verify(self) -> None:
+        """Raises ``Corrupt`` (listing the problems) unless every invariant
+        of the file holds."""
+        _check(lib.shmq_verify(self._handle()))
+
+    def recover(self) -> None:
+        """Cleans up after dead participants now."""
+        _check(lib.shmq_recover(self._handle()))
+
+    def flush(self) -> None:
+        """Flushes the mapping to the file (persistent file systems only)."""
+        _check(lib.shmq_flush(self._handle()))

@@ -1,0 +1,213 @@
+"""The C library through ctypes: struct layouts and function signatures,
+mirroring include/shmq.h (ABI version 1)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+
+ABI_VERSION = 1
+FLAG_LATEST_ONLY = 1
+DLQ_ALL = 0
+REASON_MAX = 256
+
+
+class Options(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("capacity", c_uint64),
+        ("max_message_size", c_uint32),
+        ("key_capacity", c_uint64),
+        ("lease_ns", c_uint64),
+        ("max_deliveries", c_uint32),
+        ("flags", c_uint32),
+        ("mode", c_uint32),
+        ("wait_strategy", c_uint32),
+        ("dlq_capacity", c_uint64),
+        ("reservation_timeout_ns", c_uint64),
+        ("participant_capacity", c_uint32),
+    ]
+
+
+class SendOptions(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("key", c_uint64),
+        ("version", c_uint64),
+        ("timeout_ns", c_int64),
+        ("delay_ns", c_uint64),
+    ]
+
+
+class Message(Structure):
+    _fields_ = [
+        ("data", POINTER(c_uint8)),
+        ("len", c_size_t),
+        ("key", c_uint64),
+        ("version", c_uint64),
+        ("deliveries", c_uint32),
+        ("enqueued_ns", c_uint64),
+        ("position", c_uint64),
+        ("token", c_uint64),
+    ]
+
+
+class Histogram(Structure):
+    _fields_ = [
+        (name, c_uint64)
+        for name in ("count", "sum", "p50", "p90", "p99", "p999", "max")
+    ]
+
+
+STAT_FIELDS = (
+    "taken_ns capacity depth delayed in_flight reserved dlq_waiting dead_letters "
+    "oldest_claimable_age_ns oldest_in_flight_age_ns producers consumers participants "
+    "sent claimed acked nacked rejected redelivered abandoned stale conflated "
+    "dead_lettered refused_full timeouts key_waits reclaimed extended bytes_sent "
+    "aborted lease_lost dead_participants"
+).split()
+HISTOGRAM_FIELDS = ("time_in_queue", "processing_time", "end_to_end_time")
+
+
+class Stats(Structure):
+    _fields_ = (
+        [("size", c_uint32)]
+        + [(name, c_uint64) for name in STAT_FIELDS]
+        + [(name, Histogram) for name in HISTOGRAM_FIELDS]
+    )
+
+
+class Info(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("capacity", c_uint64),
+        ("max_message_size", c_uint32),
+        ("key_capacity", c_uint64),
+        ("lease_ns", c_uint64),
+        ("max_deliveries", c_uint32),
+        ("flags", c_uint32),
+        ("dlq_capacity", c_uint64),
+        ("file_size", c_uint64),
+    ]
+
+
+class DeadLetter(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("id", c_uint64),
+        ("attempts", c_uint64),
+        ("first_enqueued_ns", c_uint64),
+        ("dead_ns", c_uint64),
+        ("last_consumer_pid", c_uint64),
+        ("key", c_uint64),
+        ("version", c_uint64),
+        ("len", c_size_t),
+        ("reason", c_char * REASON_MAX),
+    ]
+
+
+class Iovec(Structure):
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+def _candidates() -> list[str]:
+    env = os.environ.get("SHMQ_LIBRARY")
+    if env:
+        return [env]
+    found = ctypes.util.find_library("shmq")
+    names = [found] if found else []
+    return names + ["libshmq.so.0", "libshmq.so"]
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for name in _candidates():
+        try:
+            return ctypes.CDLL(name)
+        except OSError as e:
+            errors.append(f"{name}: {e}")
+    raise ImportError(
+        "shmq: cannot load the shared library libshmq.so.0 "
+        "(install it with bindings/c/install.sh, or set SHMQ_LIBRARY to its path): "
+        + "; ".join(errors)
+    )
+
+
+lib = _load()
+
+_Q = c_void_p  # shmq_queue *
+_S = c_int  # shmq_status
+
+_SIGNATURES = {
+    "shmq_abi_version": (c_uint32, []),
+    "shmq_status_name": (c_char_p, [c_int]),
+    "shmq_last_error": (c_char_p, []),
+    "shmq_options_init": (None, [POINTER(Options)]),
+    "shmq_send_options_init": (None, [POINTER(SendOptions)]),
+    "shmq_create": (_S, [c_char_p, POINTER(Options), POINTER(_Q)]),
+    "shmq_open": (_S, [c_char_p, POINTER(_Q)]),
+    "shmq_inspect": (_S, [c_char_p, POINTER(_Q)]),
+    "shmq_close": (_S, [_Q]),
+    "shmq_get_info": (_S, [_Q, POINTER(Info)]),
+    "shmq_verify": (_S, [_Q]),
+    "shmq_recover": (_S, [_Q]),
+    "shmq_flush": (_S, [_Q]),
+    "shmq_send": (_S, [_Q, c_void_p, c_size_t, c_uint64, c_uint64, c_int64]),
+    "shmq_send_ex": (
+        _S,
+        [_Q, c_void_p, c_size_t, POINTER(SendOptions), POINTER(c_uint64), POINTER(c_uint64)],
+    ),
+    "shmq_send_batch": (_S, [_Q, POINTER(Iovec), c_size_t, POINTER(c_size_t), c_int64]),
+    "shmq_send_packed": (
+        _S,
+        [_Q, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t), c_int64],
+    ),
+    "shmq_claim": (_S, [_Q, POINTER(Message), c_int64]),
+    "shmq_claim_copy": (_S, [_Q, POINTER(Message), c_void_p, c_size_t, c_int64]),
+    "shmq_claim_packed": (
+        _S,
+        [_Q, c_void_p, c_size_t, POINTER(Message), c_size_t, POINTER(c_size_t), c_int64],
+    ),
+    "shmq_read": (_S, [_Q, POINTER(Message), c_void_p, c_size_t, POINTER(c_size_t)]),
+    "shmq_ack": (_S, [_Q, POINTER(Message)]),
+    "shmq_nack": (_S, [_Q, POINTER(Message), c_uint64]),
+    "shmq_reject": (_S, [_Q, POINTER(Message), c_char_p]),
+    "shmq_extend_lease": (_S, [_Q, POINTER(Message), c_uint64]),
+    "shmq_ack_batch": (_S, [_Q, POINTER(Message), c_size_t, POINTER(c_size_t)]),
+    "shmq_latest_acked_version": (_S, [_Q, c_uint64, POINTER(c_uint64)]),
+    "shmq_get_stats": (_S, [_Q, POINTER(Stats)]),
+    "shmq_dlq_list": (_S, [_Q, POINTER(DeadLetter), c_size_t, POINTER(c_size_t)]),
+    "shmq_dlq_get": (
+        _S,
+        [_Q, c_uint64, POINTER(DeadLetter), c_void_p, c_size_t, POINTER(c_size_t)],
+    ),
+    "shmq_dlq_redrive": (_S, [_Q, c_uint64, POINTER(c_size_t)]),
+    "shmq_dlq_purge": (_S, [_Q, c_uint64, POINTER(c_size_t)]),
+}
+
+for _name, (_res, _args) in _SIGNATURES.items():
+    _f = getattr(lib, _name)
+    _f.restype = _res
+    _f.argtypes = _args
+
+if lib.shmq_abi_version() != ABI_VERSION:
+    raise ImportError(
+        f"shmq: the loaded library has ABI version {lib.shmq_abi_version()}, "
+        f"this package needs {ABI_VERSION}"
+    )
+
+__all__ = ["lib", "c_char"]

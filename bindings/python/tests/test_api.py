@@ -1,0 +1,256 @@
+"""The Python API: SPEC section 5's core exactly as written, and the rest."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import shmq
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "q")
+
+
+def test_spec_core_as_written(path):
+    with shmq.Queue.create(path, capacity=1024, max_message_size=256,
+                           key_capacity=0, lease=30.0, max_deliveries=10) as q:
+        q.send(b"order 7", key=0, version=0, timeout=0)
+        assert q.send_many([b"a", b"b"]) == 2
+        m = q.claim(timeout=1.0)
+        assert (m.data, m.key, m.version, m.deliveries) == (b"order 7", 0, 0, 1)
+        assert isinstance(m.data, bytes)
+        m.ack()
+        m = q.claim(timeout=1.0)
+        m.nack(delay=0.05)
+        m = q.claim(timeout=1.0)
+        assert m.data == b"b"
+        m.extend(10.0)
+        m.reject("why")
+        ms = q.claim_many(32, timeout=1.0)
+        assert [x.data for x in ms] == [b"a"] and ms[0].deliveries == 2
+        assert q.ack_many(ms) == 1
+        with pytest.raises(shmq.Empty):
+            q.claim(timeout=0)
+        with pytest.raises(shmq.Timeout):
+            q.claim(timeout=0.01)
+        q.send(b"for iteration")
+        for m in q:
+            assert m.data == b"for iteration"
+            m.ack()
+            break
+        s = q.stats()
+        assert isinstance(s, dict)
+        assert s["sent"] == 4 and s["acked"] == 3 and s["rejected"] == 1 and s["nacked"] == 1
+        assert s["dead_letters"] == 1 and s["depth"] == 0 and s["in_flight"] == 0
+        assert s["processing_time"]["count"] == 3 and s["time_in_queue"]["count"] >= 3
+    with shmq.Queue.open(path) as q:
+        assert q.capacity == 1024 and q.max_message_size == 256 and q.lease == 30.0
+        assert [d.reason for d in q.dead_letters()] == ["why"]
+
+
+def test_every_status_has_its_exception(path):
+    names = ["Full", "Empty", "Timeout", "TooLarge", "LeaseLost", "Abandoned", "KeysFull",
+             "Stale", "NotFound", "Exists", "Incompatible", "Corrupt", "PermissionDenied",
+             "InvalidArgument"]
+    for n in names:
+        cls = getattr(shmq, n)
+        assert issubclass(cls, shmq.Error)
+        assert cls(n).name.startswith("SHMQ_")
+    assert len({getattr(shmq, n).status for n in names}) == len(names)
+
+
+def test_errors_name_file_operation_cause(path):
+    with pytest.raises(shmq.NotFound) as e:
+        shmq.Queue.open(path)
+    assert path in str(e.value) and e.value.name == "SHMQ_NOT_FOUND"
+    with shmq.Queue.create(path, capacity=2, max_message_size=8) as q:
+        with pytest.raises(shmq.Exists):
+            shmq.Queue.create(path)
+        with pytest.raises(shmq.TooLarge) as e:
+            q.send(b"x" * 9, timeout=0)
+        assert path in str(e.value) and "send" in str(e.value)
+        q.send(b"1", timeout=0)
+        q.send(b"2", timeout=0)
+        with pytest.raises(shmq.Full) as e:
+            q.send(b"3", timeout=0)
+        assert "full" in str(e.value)
+        with pytest.raises(shmq.Timeout):
+            q.send(b"3", timeout=0.01)
+        m = q.claim(timeout=0)
+        m.ack()
+        with pytest.raises(shmq.LeaseLost):
+            m.ack()
+        with pytest.raises(shmq.InvalidArgument):
+            q.claim_many(0)
+        with pytest.raises(shmq.InvalidArgument):
+            q.send(b"k", key=1, timeout=0)  # no key table
+        with pytest.raises(shmq.InvalidArgument):
+            shmq.Queue.create(path + "2", capacity=0)
+        with pytest.raises(shmq.PermissionDenied):
+            shmq.Queue.create("/sys/shmq-python-test")
+    with open(path + ".junk", "wb") as f:
+        f.write(b"x" * 8192)
+    with pytest.raises((shmq.Incompatible, shmq.Corrupt)):
+        shmq.Queue.open(path + ".junk")
+
+
+def test_use_after_close(path):
+    q = shmq.Queue.create(path)
+    q.send(b"a", timeout=0)
+    m = q.claim(timeout=0)
+    q.close()
+    q.close()  # idempotent
+    assert q.closed
+    with pytest.raises(shmq.Closed):
+        q.send(b"a")
+    with pytest.raises(shmq.Closed):
+        m.ack()
+    # The claim held at close was redelivered.
+    with shmq.Queue.open(path) as q2:
+        m = q2.claim(timeout=1.0)
+        assert m.deliveries == 2
+
+
+def test_bytes_bytearray_memoryview_payloads(path):
+    with shmq.Queue.create(path, capacity=16, max_message_size=32) as q:
+        q.send(b"bytes")
+        q.send(bytearray(b"bytearray"))
+        q.send(memoryview(b"xxmemoryview")[2:])
+        q.send(memoryview(bytearray(b"writable view")))
+        assert q.send_many([b"a", bytearray(b"bb"), memoryview(b"ccc")], timeout=0) == 3
+        got = [m.data for m in q.claim_many(16, timeout=0)]
+        assert got == [b"bytes", b"bytearray", b"memoryview", b"writable view", b"a", b"bb", b"ccc"]
+        q.send(b"view")
+        m = q.claim(timeout=0)
+        assert m.view.tobytes() == b"view" and isinstance(m.view, memoryview)
+        m.ack()
+
+
+def test_send_many_sends_what_fits_and_waits(path):
+    with shmq.Queue.create(path, capacity=4, max_message_size=8) as q:
+        assert q.send_many([b"%d" % i for i in range(10)], timeout=0) == 4
+        assert q.send_many([b"x"], timeout=0) == 0
+        assert q.send_many([b"x"], timeout=0.01) == 0
+
+        def drain():
+            got = 0
+            with shmq.Queue.open(path) as q2:
+                while got < 12:
+                    for m in q2.claim_many(4, timeout=5.0):
+                        m.ack()
+                        got += 1
+        with shmq.Queue.open(path) as c:
+            for m in c.claim_many(4, timeout=0):
+                m.ack()
+        t = threading.Thread(target=drain)
+        t.start()
+        assert q.send_many([b"%d" % i for i in range(12)]) == 12  # waits for room
+        t.join()
+
+
+def test_message_context_manager(path):
+    with shmq.Queue.create(path) as q:
+        q.send(b"ok")
+        with q.claim(timeout=0) as m:
+            pass
+        assert m.settled
+        q.send(b"fails")
+        with pytest.raises(RuntimeError):
+            with q.claim(timeout=0):
+                raise RuntimeError("processing failed")
+        m = q.claim(timeout=0)
+        assert m.data == b"fails" and m.deliveries == 2
+        m.ack()
+
+
+def test_dead_letters_redrive_purge(path):
+    with shmq.Queue.create(path, capacity=8, max_deliveries=2) as q:
+        q.send(b"poison")
+        q.claim(timeout=0).nack()
+        q.claim(timeout=0).nack()
+        q.send(b"bad")
+        q.claim(timeout=0).reject("cannot parse")
+        dls = q.dead_letters()
+        assert [d.attempts for d in dls] == [2, 1]
+        assert dls[1].reason == "cannot parse" and dls[1].last_consumer_pid == os.getpid()
+        d = q.dead_letter(dls[1].id)
+        assert d.data == b"bad"
+        with pytest.raises(shmq.NotFound):
+            q.dead_letter(987654)
+        assert q.redrive(dls[0].id) == 1
+        m = q.claim(timeout=0)
+        assert m.data == b"poison" and m.deliveries == 1
+        m.ack()
+        assert q.purge() == 1
+        assert q.dead_letters() == []
+        q.verify()
+        q.recover()
+
+
+def test_lease_expiry_and_delay(path):
+    with shmq.Queue.create(path, lease=0.1) as q:
+        q.send(b"slow")
+        m = q.claim(timeout=0)
+        time.sleep(0.2)
+        m2 = q.claim(timeout=1.0)
+        assert m2.deliveries == 2
+        with pytest.raises(shmq.LeaseLost):
+            m.ack()
+        m2.ack()
+        q.send(b"later", delay=0.05)
+        with pytest.raises(shmq.Empty):
+            q.claim(timeout=0)
+        assert q.claim(timeout=2.0).data == b"later"
+
+
+def test_messages_iterator_stops_on_timeout(path):
+    with shmq.Queue.create(path) as q:
+        q.send_many([b"1", b"2", b"3"])
+        got = []
+        for m in q.messages(timeout=0.05):
+            got.append(m.data)
+            m.ack()
+        assert got == [b"1", b"2", b"3"]
+
+
+def test_stats_rates(path):
+    with shmq.Queue.create(path) as q:
+        assert q.stats()["sent_per_s"] is None
+        q.send_many([b"x"] * 10)
+        time.sleep(0.01)
+        s = q.stats()
+        assert s["sent_per_s"] > 0 and s["producers"] == 1
+
+
+def test_keys(path):
+    with shmq.Queue.create(path, key_capacity=4) as q:
+        assert q.send(b"menu v1", key=7, version=1) == 1
+        m = q.claim(timeout=0)
+        assert (m.key, m.version) == (7, 1)
+        m.ack()
+        assert q.latest_acked_version(7) == 1
+        with pytest.raises(shmq.Stale):
+            q.send(b"menu v1 again", key=7, version=1)
+        v = q.send(b"menu next", key=7)
+        assert v >= 2
+
+
+def test_pip_install(tmp_path):
+    """`pip install ./bindings/python` works (into a scratch directory)."""
+    src = os.path.join(os.path.dirname(__file__), "..")
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                        "--target", str(target), src],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    code = "import shmq, sys; print(shmq.__file__); sys.exit(shmq.ABI_VERSION != 1)"
+    env = dict(os.environ, PYTHONPATH=str(target))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(str(target))
