@@ -272,12 +272,10 @@ impl Model {
                         r.abandoned += 1;
                     }
                 }
-                St::Quarantined { owner, res } => {
-                    if self.dead.contains(&owner) {
-                        self.saw("repair: quarantine of the dead freed");
-                        self.free(id);
-                        self.abandoned.push((owner, res, id));
-                    }
+                St::Quarantined { owner, res } if self.dead.contains(&owner) => {
+                    self.saw("repair: quarantine of the dead freed");
+                    self.free(id);
+                    self.abandoned.push((owner, res, id));
                 }
                 St::Claimed {
                     holder,
