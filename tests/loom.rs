@@ -278,6 +278,8 @@ fn sum(a: Repairs, b: Repairs) -> Repairs {
 
 /// Messages the producer sends in model 1.
 const SENDS: u64 = 2;
+/// Sends the producer of model 1 tries on a full queue.
+const SEND_TRIES: usize = 2;
 /// Claims the consumer tries in model 1.
 const CLAIM_TRIES: usize = 3;
 
@@ -376,9 +378,19 @@ fn producer_thread(e: Shared, budget: Option<u64>, sends: u64) -> thread::JoinHa
     thread::spawn(move || {
         let sent = Cell::new(0);
         let done = participant(budget, || {
-            for n in 1..=sends {
-                send(&e, PRODUCER, n).expect("send");
-                sent.set(n);
+            'sends: for n in 1..=sends {
+                // On a full queue, retry a few times, then stop sending.
+                for _ in 0..SEND_TRIES {
+                    match send(&e, PRODUCER, n) {
+                        Ok(()) => {
+                            sent.set(n);
+                            continue 'sends;
+                        }
+                        Err(err) => assert_eq!(err.status(), Status::Full),
+                    }
+                    thread::yield_now();
+                }
+                break;
             }
         });
         let repair = done
@@ -413,7 +425,10 @@ fn consumer_thread(
     })
 }
 
-/// Model 1. Allowed outcomes:
+/// Model 1, with capacity 2 (both messages fit) or 1 (the second send may
+/// find the queue full; the producer retries, then stops, so `sent` may be
+/// less than SENDS, and the slot's second lap is exercised). Allowed
+/// outcomes:
 /// - nobody crashes: the consumer acked a prefix of 1..=SENDS, each on its
 ///   first delivery, and the checker drains the rest, in order;
 /// - the producer crashed after `sent` sends returned: the messages seen
@@ -422,8 +437,8 @@ fn consumer_thread(
 ///   crashed after its commit took effect); at most one reservation was
 ///   abandoned, and only when m = sent;
 /// - the consumer crashed: see [`check_accounted`].
-fn send_claim(budget: Option<u64>, crash_producer: bool) -> bool {
-    let e = engine(2);
+fn send_claim(budget: Option<u64>, crash_producer: bool, capacity: u64) -> bool {
+    let e = engine(capacity);
     let (pb, cb) = if crash_producer {
         (budget, None)
     } else {
@@ -456,7 +471,9 @@ fn send_claim(budget: Option<u64>, crash_producer: bool) -> bool {
         assert_eq!(seen, expect, "consumer {:?}, checker {drained:?}", c.acked);
         assert_eq!(rep.redelivered, 0);
         if p.repair.is_none() {
-            assert_eq!((m, rep.abandoned), (SENDS, 0));
+            assert_eq!((m, rep.abandoned), (p.sent, 0));
+            // Only a full queue stops the producer early.
+            assert!(capacity < SENDS || p.sent == SENDS);
         } else {
             assert!(
                 (m == p.sent && rep.abandoned <= 1) || (m == p.sent + 1 && rep.abandoned == 0),
@@ -465,27 +482,47 @@ fn send_claim(budget: Option<u64>, crash_producer: bool) -> bool {
             );
         }
     } else {
-        // The consumer crashed; the producer finished.
-        assert_eq!(p.sent, SENDS);
+        // The consumer crashed; the producer finished (maybe early, on a
+        // full queue).
+        assert!(capacity < SENDS || p.sent == SENDS);
         assert_eq!(rep.abandoned, 0);
-        check_accounted(SENDS, &[&c], &drained);
+        check_accounted(p.sent, &[&c], &drained);
     }
     p.repair.is_some() || c.repair.is_some()
 }
 
 #[test]
 fn send_claim_no_crash() {
-    check("send_claim_no_crash", |b| send_claim(b, true));
+    check("send_claim_no_crash", |b| send_claim(b, true, 2));
+}
+
+#[test]
+fn send_claim_capacity_1_no_crash() {
+    check("send_claim_capacity_1_no_crash", |b| send_claim(b, true, 1));
+}
+
+#[test]
+fn send_claim_capacity_1_producer_crash() {
+    check_crashes("send_claim_capacity_1_producer_crash", |b| {
+        send_claim(b, true, 1)
+    });
+}
+
+#[test]
+fn send_claim_capacity_1_consumer_crash() {
+    check_crashes("send_claim_capacity_1_consumer_crash", |b| {
+        send_claim(b, false, 1)
+    });
 }
 
 #[test]
 fn send_claim_producer_crash() {
-    check_crashes("send_claim_producer_crash", |b| send_claim(b, true));
+    check_crashes("send_claim_producer_crash", |b| send_claim(b, true, 2));
 }
 
 #[test]
 fn send_claim_consumer_crash() {
-    check_crashes("send_claim_consumer_crash", |b| send_claim(b, false));
+    check_crashes("send_claim_consumer_crash", |b| send_claim(b, false, 2));
 }
 
 // ---------------------------------------------------------------------
