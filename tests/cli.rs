@@ -416,6 +416,8 @@ fn prometheus_output_matches_json() {
         "dead_letters",
         "producers",
         "consumers",
+        "waiting_producers",
+        "waiting_consumers",
     ] {
         assert_eq!(get(&format!("shmq_{g}")), j[g].as_f64().unwrap(), "{g}");
     }

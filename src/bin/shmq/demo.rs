@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shmq::{Counter, Options, Queue, SendOptions, Stats, Status, Timeout};
 
+use crate::stats_view::View;
+
 use crate::cli::{DemoArgs, Role, RoleArgs};
 use crate::stats_view::{self, Delta};
 use crate::util::{human_ns, CliError, CmdResult};
@@ -413,6 +415,7 @@ struct Story {
     /// Notes not yet printed (line mode).
     unprinted: usize,
     max_kitchen_used: u64,
+    max_waiting_producers: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -428,7 +431,7 @@ impl Story {
     fn note(&mut self, line: String) {
         self.log.push_back(line);
         self.unprinted += 1;
-        while self.log.len() > 8 {
+        while self.log.len() > 6 {
             self.log.pop_front();
         }
     }
@@ -542,7 +545,7 @@ pub fn run(a: &DemoArgs) -> CmdResult {
     };
 
     // How long the story should take, to pace the menu stream over it.
-    let per_waiter = a.orders.div_ceil(a.waiters) as u32;
+    let per_waiter = a.orders.div_ceil(a.waiters);
     let place_time = if a.rush {
         Duration::ZERO
     } else {
@@ -670,7 +673,6 @@ pub fn run(a: &DemoArgs) -> CmdResult {
             &[],
         )?;
     }
-    drop(spawn);
     drop(tx);
 
     let mut screen = if a.json {
@@ -694,6 +696,9 @@ pub fn run(a: &DemoArgs) -> CmdResult {
     .into_iter()
     .filter_map(|(n, q)| q.map(|q| (n, q)))
     .collect();
+    let snap = |queues: &[(&str, &Queue)]| -> Vec<View> {
+        queues.iter().map(|(n, q)| View::take(n, q)).collect()
+    };
     let mut before: Vec<Stats> = queues.iter().map(|(_, q)| q.stats()).collect();
     let mut last_draw = Instant::now();
     let draw_every = if screen.tty {
@@ -793,29 +798,30 @@ pub fn run(a: &DemoArgs) -> CmdResult {
                 let _ = k.child.kill();
             }
         }
-        let s0 = kitchen.stats();
+        let k0 = View::take(KITCHEN, &kitchen);
+        let s0 = &k0.stats;
         st.max_kitchen_used = st
             .max_kitchen_used
             .max(s0.depth + s0.in_flight + s0.reserved + s0.delayed);
+        st.max_waiting_producers = st.max_waiting_producers.max(k0.waiting_producers);
         if last_draw.elapsed() >= draw_every {
-            let now: Vec<Stats> = queues.iter().map(|(_, q)| q.stats()).collect();
+            let now = snap(&queues);
             let deltas: Vec<Delta> = before
                 .iter()
                 .zip(&now)
-                .map(|(b, n)| Delta::between(b, n))
+                .map(|(b, n)| Delta::between(b, &n.stats))
                 .collect();
             draw(
                 &mut screen,
                 a,
                 &st,
-                &queues,
                 &now,
                 &deltas,
                 started,
                 &dir,
                 menu_items,
             );
-            before = now;
+            before = now.into_iter().map(|v| v.stats).collect();
             last_draw = Instant::now();
         }
     }
@@ -824,17 +830,16 @@ pub fn run(a: &DemoArgs) -> CmdResult {
     }
     let elapsed = started.elapsed();
     if screen.tty {
-        let now: Vec<Stats> = queues.iter().map(|(_, q)| q.stats()).collect();
+        let now = snap(&queues);
         let deltas: Vec<Delta> = before
             .iter()
             .zip(&now)
-            .map(|(b, n)| Delta::between(b, n))
+            .map(|(b, n)| Delta::between(b, &n.stats))
             .collect();
         draw(
             &mut screen,
             a,
             &st,
-            &queues,
             &now,
             &deltas,
             started,
@@ -971,8 +976,7 @@ fn draw(
     screen: &mut Screen,
     a: &DemoArgs,
     st: &Story,
-    queues: &[(&str, &Queue)],
-    now: &[Stats],
+    now: &[View],
     deltas: &[Delta],
     started: Instant,
     dir: &Path,
@@ -985,10 +989,10 @@ fn draw(
         ""
     };
     if !screen.tty {
-        let k = &now[0];
+        let k = &now[0].stats;
         let _ = writeln!(
             screen.out,
-            "[{t}] placed {}/{} served {} | kitchen {}/{} used (waiting {}, cooking {}) produced {} consumed {} | refused full {} redelivered {} | menu stale {}",
+            "[{t}] placed {}/{} served {} | kitchen {}/{} used (waiting {}, cooking {}) produced {} consumed {} | refused full {} producers asleep {} redelivered {} | menu stale {}",
             st.placed.len(),
             a.orders,
             st.served.len(),
@@ -999,8 +1003,9 @@ fn draw(
             crate::util::human_rate(deltas[0].rate(Counter::Sent)),
             crate::util::human_rate(deltas[0].rate(Counter::Acked)),
             k.counter(Counter::Full),
+            now[0].waiting_producers,
             k.counter(Counter::Redelivered),
-            now.get(2).map_or(0, |m| m.counter(Counter::Stale)),
+            now.get(2).map_or(0, |m| m.stats.counter(Counter::Stale)),
         );
         let _ = screen.out.flush();
         return;
@@ -1014,33 +1019,32 @@ fn draw(
         dir.display()
     );
     o += &format!(
-        "orders placed {}/{}   cooked {}   served {}   kitchen found full {} times\n\n",
+        "orders placed {}/{}   cooked {}   served {}   kitchen found full {} times\n",
         st.placed.len(),
         a.orders,
         st.cooked.len(),
         st.served.len(),
         st.full_events
     );
-    for (i, (name, _)) in queues.iter().enumerate() {
-        o += &stats_view::panel(name, &now[i], &deltas[i]);
-        o += "\n";
+    for (v, d) in now.iter().zip(deltas) {
+        o += &stats_view::compact_panel(v, d);
     }
     if menu_items > 0 {
         let cache = read_cache(dir, menu_items);
+        o += &format!(
+            "\nmenu cache (published {}, refused stale at send {}, applied {}):\n",
+            st.published_count, st.refused, st.applied
+        );
         let row: Vec<String> = cache
             .iter()
             .enumerate()
-            .map(|(i, (v, _))| format!("{} v{v}", dish(i as u64)))
+            .map(|(i, (v, _))| format!("{:>9} v{v:<3}", dish(i as u64)))
             .collect();
-        o += &format!(
-            "menu cache: {}   (published {}, refused stale {}, applied {})\n\n",
-            row.join("  "),
-            st.published_count,
-            st.refused,
-            st.applied
-        );
+        for chunk in row.chunks(6) {
+            o += &format!(" {}\n", chunk.join(""));
+        }
     }
-    o += "story:\n";
+    o += "\nstory:\n";
     for l in &st.log {
         o += &format!("  {l}\n");
     }
@@ -1180,6 +1184,7 @@ fn summarize(
             "max_used": st.max_kitchen_used,
             "refused_full": ks.counter(Counter::Full),
             "waiter_waits": st.full_events,
+            "max_producers_asleep": st.max_waiting_producers,
             "redelivered": ks.counter(Counter::Redelivered),
             "dead_participants": ks.counter(Counter::DeadParticipants),
             "time_in_queue_p50_ns": ks.histogram(shmq::Histogram::LeadTime).quantile(0.5),
@@ -1215,11 +1220,12 @@ fn print_summary(s: &Value) {
     }
     let kit = &s["kitchen"];
     println!(
-        "  kitchen: at most {} of {} slots used; {} sends refused full, waiters waited {} times; {} redelivered; p50 time in queue {}",
+        "  kitchen: at most {} of {} slots used; {} sends refused full, waiters waited {} times (at most {} asleep at once); {} redelivered; p50 time in queue {}",
         kit["max_used"],
         kit["capacity"],
         kit["refused_full"],
         kit["waiter_waits"],
+        kit["max_producers_asleep"],
         kit["redelivered"],
         human_ns(kit["time_in_queue_p50_ns"].as_u64().unwrap_or(0))
     );

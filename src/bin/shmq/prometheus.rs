@@ -17,6 +17,8 @@ use std::fmt::Write;
 use shmq::metrics::{bucket_of, COUNTERS, HISTOGRAMS};
 use shmq::{Counter, Stats};
 
+use crate::stats_view::View;
+
 /// The smallest and largest power of two (in ns) used as a bucket bound.
 const LE_FIRST_POW: u32 = 10;
 const LE_LAST_POW: u32 = 37;
@@ -54,7 +56,8 @@ fn counter_help(c: Counter) -> &'static str {
 }
 
 /// The gauges: exported name, help, value.
-pub fn gauges(s: &Stats) -> Vec<(&'static str, &'static str, f64)> {
+pub fn gauges(v: &View) -> Vec<(&'static str, &'static str, f64)> {
+    let s: &Stats = &v.stats;
     vec![
         ("capacity", "Number of slots.", s.capacity as f64),
         ("depth", "Messages claimable now.", s.depth as f64),
@@ -104,6 +107,16 @@ pub fn gauges(s: &Stats) -> Vec<(&'static str, &'static str, f64)> {
             s.consumers as f64,
         ),
         ("participants", "Live participants.", s.participants as f64),
+        (
+            "waiting_producers",
+            "Producers asleep waiting for room.",
+            v.waiting_producers as f64,
+        ),
+        (
+            "waiting_consumers",
+            "Consumers asleep waiting for a message.",
+            v.waiting_consumers as f64,
+        ),
     ]
 }
 
@@ -138,13 +151,13 @@ fn num(v: f64) -> String {
 }
 
 /// Renders the stats of several queues, each named by its label.
-pub fn render(queues: &[(String, Stats)]) -> String {
+pub fn render(queues: &[View]) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let mut w = |s: String| out.push_str(&s);
     let labels: Vec<String> = queues
         .iter()
-        .map(|(q, _)| format!("queue=\"{}\"", escape_label(q)))
+        .map(|v| format!("queue=\"{}\"", escape_label(&v.label)))
         .collect();
     for (c, name) in COUNTERS {
         let metric = format!("shmq_{}_total", counter_name(c, name));
@@ -152,16 +165,16 @@ pub fn render(queues: &[(String, Stats)]) -> String {
             "# HELP {metric} {}\n# TYPE {metric} counter\n",
             counter_help(c)
         ));
-        for ((_, s), l) in queues.iter().zip(&labels) {
-            w(format!("{metric}{{{l}}} {}\n", s.counter(c)));
+        for (v, l) in queues.iter().zip(&labels) {
+            w(format!("{metric}{{{l}}} {}\n", v.stats.counter(c)));
         }
     }
-    if let Some((_, first)) = queues.first() {
+    if let Some(first) = queues.first() {
         for (i, (name, help, _)) in gauges(first).into_iter().enumerate() {
             let metric = format!("shmq_{name}");
             w(format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
-            for ((_, s), l) in queues.iter().zip(&labels) {
-                w(format!("{metric}{{{l}}} {}\n", num(gauges(s)[i].2)));
+            for (v, l) in queues.iter().zip(&labels) {
+                w(format!("{metric}{{{l}}} {}\n", num(gauges(v)[i].2)));
             }
         }
     }
@@ -171,8 +184,8 @@ pub fn render(queues: &[(String, Stats)]) -> String {
             "# HELP {metric} {}\n# TYPE {metric} histogram\n",
             histogram_help(name)
         ));
-        for ((_, s), l) in queues.iter().zip(&labels) {
-            let snap = s.histogram(h);
+        for (v, l) in queues.iter().zip(&labels) {
+            let snap = v.stats.histogram(h);
             let mut body = String::new();
             for k in LE_FIRST_POW..=LE_LAST_POW {
                 let bound_ns = (1u64 << k) - 1;

@@ -99,9 +99,9 @@ fn handle(mut stream: TcpStream, queues: &[(String, Queue)]) -> std::io::Result<
     }
     match path {
         "/metrics" => {
-            let stats: Vec<(String, shmq::Stats)> = queues
+            let stats: Vec<crate::stats_view::View> = queues
                 .iter()
-                .map(|(label, q)| (label.clone(), q.stats()))
+                .map(|(label, q)| crate::stats_view::View::take(label, q))
                 .collect();
             let body = crate::prometheus::render(&stats);
             respond(

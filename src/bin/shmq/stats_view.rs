@@ -7,12 +7,47 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
+use shmq::layout::hdr;
+use shmq::memory::Memory;
 use shmq::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
 use shmq::{Counter, Histogram, Queue, Stats};
 
 use crate::cli::StatsArgs;
 use crate::commands::print_json;
 use crate::util::{human_ns, human_rate, CmdResult};
+
+/// A queue's stats with its label and the number of callers asleep
+/// waiting for room or for a message (read from the futex sleeper counts
+/// in the header: a racy snapshot, like every gauge).
+pub struct View {
+    /// The queue's name (its path).
+    pub label: String,
+    /// The engine's snapshot.
+    pub stats: Stats,
+    /// Producers asleep waiting for room (back-pressure felt now).
+    pub waiting_producers: u64,
+    /// Consumers asleep waiting for a message.
+    pub waiting_consumers: u64,
+}
+
+impl View {
+    /// Takes a snapshot of `q`.
+    pub fn take(label: &str, q: &Queue) -> View {
+        let mem = &q.engine().mem;
+        // Relaxed: informative counts, read racily.
+        let read = |off: usize| {
+            mem.u64_at(off)
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .min(1 << 20)
+        };
+        View {
+            label: label.to_string(),
+            stats: q.stats(),
+            waiting_producers: read(hdr::NOT_FULL_SLEEPERS),
+            waiting_consumers: read(hdr::NOT_EMPTY_SLEEPERS),
+        }
+    }
+}
 
 /// `shmq stats`.
 pub fn stats(a: &StatsArgs) -> CmdResult {
@@ -21,13 +56,13 @@ pub fn stats(a: &StatsArgs) -> CmdResult {
     if a.watch {
         return watch(&q, &label, a);
     }
-    let s = q.stats();
+    let v = View::take(&label, &q);
     if a.json {
-        print_json(&stats_json(&label, &s));
+        print_json(&stats_json(&v));
     } else if a.prometheus {
-        print!("{}", crate::prometheus::render(&[(label, s)]));
+        print!("{}", crate::prometheus::render(&[v]));
     } else {
-        print!("{}", table(&label, &s));
+        print!("{}", table(&v));
     }
     Ok(0)
 }
@@ -50,7 +85,8 @@ fn histogram_json(h: &HistogramSnapshot) -> Value {
 
 /// The stats as one JSON object: gauges at the top level, `counters` and
 /// `histograms` by name. Durations in nanoseconds.
-pub fn stats_json(label: &str, s: &Stats) -> Value {
+pub fn stats_json(v: &View) -> Value {
+    let s = &v.stats;
     let mut counters = Map::new();
     for (c, name) in COUNTERS {
         counters.insert(name.to_string(), json!(s.counter(c)));
@@ -60,7 +96,7 @@ pub fn stats_json(label: &str, s: &Stats) -> Value {
         hists.insert(name.to_string(), histogram_json(s.histogram(h)));
     }
     json!({
-        "queue": label,
+        "queue": v.label,
         "capacity": s.capacity, "depth": s.depth, "delayed": s.delayed,
         "in_flight": s.in_flight, "reserved": s.reserved,
         "dlq_waiting": s.dlq_waiting, "dead_letters": s.dead_letters,
@@ -68,12 +104,15 @@ pub fn stats_json(label: &str, s: &Stats) -> Value {
         "oldest_in_flight_age_ns": s.oldest_in_flight_age_ns,
         "producers": s.producers, "consumers": s.consumers,
         "participants": s.participants,
+        "waiting_producers": v.waiting_producers,
+        "waiting_consumers": v.waiting_consumers,
         "counters": counters, "histograms": hists,
     })
 }
 
 /// The human table.
-pub fn table(label: &str, s: &Stats) -> String {
+pub fn table(v: &View) -> String {
+    let (label, s) = (&v.label, &v.stats);
     let mut o = String::new();
     let pct = if s.capacity > 0 {
         100.0 * (s.depth + s.in_flight + s.delayed + s.reserved) as f64 / s.capacity as f64
@@ -91,8 +130,12 @@ pub fn table(label: &str, s: &Stats) -> String {
         human_ns(s.oldest_in_flight_age_ns)
     );
     o += &format!(
-        "  participants {} (producers {}, consumers {})   dead letters {} (waiting for room {})\n",
-        s.participants, s.producers, s.consumers, s.dead_letters, s.dlq_waiting
+        "  participants {} (producers {}, consumers {})   asleep waiting: {} producers, {} consumers\n",
+        s.participants, s.producers, s.consumers, v.waiting_producers, v.waiting_consumers
+    );
+    o += &format!(
+        "  dead letters {} (waiting for room {})\n",
+        s.dead_letters, s.dlq_waiting
     );
     o += "counters\n";
     let items: Vec<String> = COUNTERS
@@ -206,7 +249,8 @@ fn quantiles(h: &HistogramSnapshot) -> String {
 
 /// The live panel of one queue: rates and percentiles over the last
 /// interval, gauges now.
-pub fn panel(label: &str, s: &Stats, d: &Delta) -> String {
+pub fn panel(v: &View, d: &Delta) -> String {
+    let (label, s) = (&v.label, &v.stats);
     let mut o = String::new();
     o += &format!(
         "{label}  {} {}/{}\n",
@@ -227,10 +271,11 @@ pub fn panel(label: &str, s: &Stats, d: &Delta) -> String {
         s.delayed
     );
     o += &format!(
-        "  oldest claimable {:<9} oldest in flight {:<9} producers {} consumers {}\n",
+        "  oldest claimable {:<9} oldest in flight {:<9} producers {} ({} waiting for room) consumers {}\n",
         human_ns(s.oldest_claimable_age_ns),
         human_ns(s.oldest_in_flight_age_ns),
         s.producers,
+        v.waiting_producers,
         s.consumers
     );
     o += &format!(
@@ -258,17 +303,75 @@ pub fn panel(label: &str, s: &Stats, d: &Delta) -> String {
     o
 }
 
+/// The live panel of one queue in three lines of at most 100 columns (the
+/// demo shows three queues): `in`/`out` are the production and consumption
+/// rates, `asleep` the producers asleep waiting for room.
+pub fn compact_panel(v: &View, d: &Delta) -> String {
+    let (label, s) = (&v.label, &v.stats);
+    let used = s.depth + s.in_flight + s.delayed + s.reserved;
+    let lead = d.histogram(Histogram::LeadTime);
+    let proc_ = d.histogram(Histogram::Processing);
+    let q = |h: &HistogramSnapshot, p: f64| {
+        if h.count == 0 {
+            "-".to_string()
+        } else {
+            human_ns(h.quantile(p))
+        }
+    };
+    let max = |h: &HistogramSnapshot| {
+        if h.count == 0 {
+            "-".to_string()
+        } else {
+            human_ns(h.max)
+        }
+    };
+    let mut o = format!(
+        "{label:<11}{} {used:>4}/{:<5} waiting {:<4} in flight {:<4} in {:>8} out {:>8} asleep {}\n",
+        bar(used, s.capacity, 16),
+        s.capacity,
+        s.depth,
+        s.in_flight,
+        human_rate(d.rate(Counter::Sent)),
+        human_rate(d.rate(Counter::Acked)),
+        v.waiting_producers,
+    );
+    o += &format!(
+        "{:<11}in queue p50 {:>7} p90 {:>7} p99 {:>7} max {:>7}  oldest {}\n",
+        "",
+        q(lead, 0.5),
+        q(lead, 0.9),
+        q(lead, 0.99),
+        max(lead),
+        human_ns(s.oldest_claimable_age_ns),
+    );
+    o += &format!(
+        "{:<11}working  p50 {:>7} p90 {:>7} p99 {:>7} max {:>7}  stale {} redelivered {} dead {} full {}\n",
+        "",
+        q(proc_, 0.5),
+        q(proc_, 0.9),
+        q(proc_, 0.99),
+        max(proc_),
+        s.counter(Counter::Stale),
+        s.counter(Counter::Redelivered),
+        s.counter(Counter::DeadLettered),
+        s.counter(Counter::Full),
+    );
+    o
+}
+
 /// One line of the live view for a log (when stdout is not a terminal).
-pub fn line(label: &str, s: &Stats, d: &Delta) -> String {
+pub fn line(v: &View, d: &Delta) -> String {
+    let (label, s) = (&v.label, &v.stats);
     let lead = d.histogram(Histogram::LeadTime);
     let proc_ = d.histogram(Histogram::Processing);
     format!(
-        "{label}: produced {} consumed {} depth {}/{} in_flight {} oldest {} queue_p50 {} queue_p99 {} proc_p50 {} proc_p99 {} stale {} redelivered {} dead_lettered {} refused_full {}",
+        "{label}: produced {} consumed {} depth {}/{} in_flight {} waiting_producers {} oldest {} queue_p50 {} queue_p99 {} proc_p50 {} proc_p99 {} stale {} redelivered {} dead_lettered {} refused_full {}",
         human_rate(d.rate(Counter::Sent)),
         human_rate(d.rate(Counter::Acked)),
         s.depth,
         s.capacity,
         s.in_flight,
+        v.waiting_producers,
         human_ns(s.oldest_claimable_age_ns),
         human_ns(lead.quantile(0.5)),
         human_ns(lead.quantile(0.99)),
@@ -291,8 +394,8 @@ fn watch(q: &Queue, label: &str, a: &StatsArgs) -> CmdResult {
     let started = Instant::now();
     loop {
         std::thread::sleep(a.interval);
-        let now = q.stats();
-        let d = Delta::between(&before, &now);
+        let now = View::take(label, q);
+        let d = Delta::between(&before, &now.stats);
         let mut out = std::io::stdout().lock();
         if tty {
             write!(
@@ -300,13 +403,13 @@ fn watch(q: &Queue, label: &str, a: &StatsArgs) -> CmdResult {
                 "{CLEAR}shmq stats --watch   {} elapsed, every {}   Ctrl-C to stop\n\n{}",
                 human_ns(started.elapsed().as_nanos() as u64),
                 human_ns(a.interval.as_nanos() as u64),
-                panel(label, &now, &d)
+                panel(&now, &d)
             )?;
         } else {
-            writeln!(out, "{}", line(label, &now, &d))?;
+            writeln!(out, "{}", line(&now, &d))?;
         }
         out.flush()?;
-        before = now;
+        before = now.stats;
         n += 1;
         if a.count.is_some_and(|c| n >= c) {
             return Ok(0);
