@@ -1,0 +1,803 @@
+//! Damaged and hostile queue files (SPEC G10): every field read from the
+//! mapping is untrusted, so a scribbled file must give `Corrupt` or
+//! `Incompatible` (or keep working), never a panic, an out-of-bounds access
+//! or a hang. Every scenario runs on its own thread under a watchdog, so a
+//! hang fails the test instead of blocking CI.
+//!
+//! The fuzz targets in `fuzz/` explore the same ground at random; this file
+//! also replays their committed seeds and regressions (see the end).
+
+#[path = "../fuzz/src/harness.rs"]
+mod harness;
+
+use shmq::layout::{self, dlq, hdr, part, slot, Layout};
+use shmq::{Options, Queue, Status, Timeout};
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harness::{unique_path, TempFile};
+
+/// How long one scenario may take before it counts as a hang. Generous: the
+/// tests also run in debug builds on a loaded machine.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `f` on its own thread; fails if it panics or outlives the watchdog.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(what.to_string())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .expect("spawn");
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(v) => {
+            let _ = handle.join();
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: still running after {WATCHDOG:?}: a hang")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let e = handle.join().expect_err("no value and no panic");
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{what}: panicked: {msg}")
+        }
+    }
+}
+
+fn small() -> Options {
+    Options {
+        capacity: 8,
+        max_message_size: 32,
+        key_capacity: 4,
+        dlq_capacity: 2,
+        participant_capacity: 3,
+        max_deliveries: 3,
+        ..Options::default()
+    }
+}
+
+fn word(path: &Path, off: usize) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, off as u64).unwrap();
+    u64::from_le_bytes(b)
+}
+
+fn put_word(path: &Path, off: usize, v: u64) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&v.to_le_bytes(), off as u64).unwrap();
+}
+
+fn put_bytes(path: &Path, off: usize, b: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(b, off as u64).unwrap();
+}
+
+/// A fresh, closed queue file with the `small` options.
+fn fresh(tag: &str) -> (TempFile, Layout) {
+    let path = unique_path(tag);
+    let q = Queue::create(&path, &small()).unwrap();
+    let l = *q.layout();
+    drop(q);
+    (TempFile(path), l)
+}
+
+fn open_status(path: &Path) -> std::result::Result<(), Status> {
+    Queue::open(path).map(drop).map_err(|e| e.status())
+}
+
+// ----------------------------------------------------------------------
+// The header
+// ----------------------------------------------------------------------
+
+#[test]
+fn every_immutable_header_word_flipped_is_refused() {
+    let (f, _) = fresh("hdr-flip");
+    let path = f.0.clone();
+    bounded("header flips", move || {
+        for off in (0..=hdr::CHECKSUM).step_by(8) {
+            for bit in [0u32, 7, 31, 63] {
+                let orig = word(&path, off);
+                put_word(&path, off, orig ^ 1 << bit);
+                let got = open_status(&path);
+                let inspected = Queue::inspect(&path).map(drop).map_err(|e| e.status());
+                put_word(&path, off, orig);
+                for (how, r) in [("open", got), ("inspect", inspected)] {
+                    assert!(
+                        matches!(r, Err(Status::Corrupt | Status::Incompatible)),
+                        "{how} with header word {off} bit {bit} flipped gave {r:?}"
+                    );
+                }
+            }
+        }
+        // Restored, it opens again.
+        assert_eq!(open_status(&path), Ok(()));
+    });
+}
+
+#[test]
+fn a_hostile_header_with_a_valid_checksum_is_refused_when_the_layout_is_wrong() {
+    let (f, l) = fresh("hdr-hostile");
+    let path = f.0.clone();
+    bounded("hostile layout", move || {
+        // Each layout word changed, the checksum recomputed: the layout no
+        // longer matches the parameters (or the file), so open refuses.
+        for off in [
+            hdr::FILE_SIZE,
+            hdr::CAPACITY,
+            hdr::MAX_MESSAGE_SIZE,
+            hdr::SLOT_STRIDE,
+            hdr::KEY_CAPACITY,
+            hdr::DLQ_CAPACITY,
+            hdr::DLQ_STRIDE,
+            hdr::PARTICIPANT_CAPACITY,
+            hdr::PARTICIPANTS_OFFSET,
+            hdr::SLOTS_OFFSET,
+            hdr::KEYS_OFFSET,
+            hdr::DLQ_OFFSET,
+        ] {
+            for v in [0, 1, u64::MAX, 1 << 40, word(&path, off) + 64] {
+                let mut img = std::fs::read(&path).unwrap();
+                let orig = img.clone();
+                img[off..off + 8].copy_from_slice(&v.to_le_bytes());
+                harness::fix_checksum(&mut img);
+                std::fs::write(&path, &img).unwrap();
+                let consistent = Layout::from_header(img.len(), |o| {
+                    u64::from_le_bytes(img[o..o + 8].try_into().unwrap())
+                })
+                .is_ok();
+                let got = open_status(&path);
+                if consistent {
+                    // A header that describes another valid layout of the
+                    // same size (fewer dead-letter records, say) is a queue.
+                    exercise(&path);
+                } else {
+                    assert!(
+                        matches!(got, Err(Status::Corrupt | Status::Incompatible)),
+                        "layout word {off} = {v} (checksum fixed) gave {got:?}"
+                    );
+                }
+                std::fs::write(&path, &orig).unwrap();
+            }
+        }
+        assert_eq!(l.file_size as u64, word(&path, hdr::FILE_SIZE));
+    });
+}
+
+#[test]
+fn scribbled_mutable_header_words_never_panic_or_hang() {
+    let (f, _) = fresh("hdr-hot");
+    let path = f.0.clone();
+    bounded("hot header words", move || {
+        let pristine = std::fs::read(&path).unwrap();
+        let mut offs: Vec<usize> = vec![hdr::BOOT_ID, hdr::BOOT_ID + 8];
+        offs.extend((hdr::TAIL..=hdr::FREED_UNOWNED).step_by(8));
+        for off in offs {
+            for v in [1u64, 0x7fff, 1 << 36, u64::MAX / 2] {
+                std::fs::write(&path, &pristine).unwrap();
+                put_word(&path, off, v);
+                exercise(&path);
+            }
+        }
+    });
+}
+
+// ----------------------------------------------------------------------
+// The file itself
+// ----------------------------------------------------------------------
+
+#[test]
+fn truncated_and_grown_files_are_refused() {
+    let (f, l) = fresh("size");
+    let path = f.0.clone();
+    bounded("sizes", move || {
+        let sizes = [
+            0,
+            7,
+            layout::HEADER_SIZE as u64 - 1,
+            layout::HEADER_SIZE as u64,
+            l.file_size as u64 - 4096,
+            l.file_size as u64 - 1,
+            l.file_size as u64 + 1,
+            l.file_size as u64 + 4096,
+            l.file_size as u64 * 2,
+        ];
+        for len in sizes {
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(len).unwrap();
+            let got = open_status(&path);
+            assert!(
+                matches!(got, Err(Status::Corrupt | Status::Incompatible)),
+                "a {len}-byte file (queue is {}) gave {got:?}",
+                l.file_size
+            );
+            let got = Queue::inspect(&path).map(drop).map_err(|e| e.status());
+            assert!(got.is_err(), "inspect of a {len}-byte file gave {got:?}");
+            file.set_len(l.file_size as u64).unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_file_of_zeros_or_noise_is_refused() {
+    bounded("zeros and noise", || {
+        let path = unique_path("noise");
+        let _g = TempFile(path.clone());
+        // All zeros: open waits briefly for a creator to finish, then refuses.
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        assert_eq!(open_status(&path), Err(Status::Incompatible));
+        let mut rng = Rng(0x1234_5678);
+        for _ in 0..20 {
+            let mut b = vec![0u8; 16384];
+            rng.fill(&mut b);
+            std::fs::write(&path, &b).unwrap();
+            assert_eq!(open_status(&path), Err(Status::Incompatible));
+        }
+    });
+}
+
+#[test]
+fn not_a_regular_file_is_refused() {
+    bounded("not a file", || {
+        let dir = unique_path("dir");
+        std::fs::create_dir(&dir).unwrap();
+        let got = open_status(&dir);
+        assert!(got.is_err(), "a directory opened: {got:?}");
+        assert!(Queue::inspect(&dir).is_err());
+        std::fs::remove_dir(&dir).unwrap();
+
+        let fifo = unique_path("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let _g = TempFile(fifo.clone());
+        // O_RDWR on a FIFO does not block on Linux; the type check refuses it.
+        let got = open_status(&fifo);
+        assert!(
+            matches!(got, Err(Status::Incompatible | Status::Io)),
+            "a FIFO gave {got:?}"
+        );
+        assert!(Queue::inspect(&fifo).is_err());
+
+        let got = open_status(Path::new("/dev/null"));
+        assert!(got.is_err(), "/dev/null gave {got:?}");
+
+        // A symlink to a valid queue: O_NOFOLLOW refuses to follow it.
+        let (target, _) = fresh("link-target");
+        let link = unique_path("link");
+        std::os::unix::fs::symlink(&target.0, &link).unwrap();
+        let _gl = TempFile(link.clone());
+        let got = open_status(&link);
+        assert!(got.is_err(), "a symlink was followed: {got:?}");
+        assert!(Queue::inspect(&link).is_err());
+        // Creating over the symlink neither follows it nor clobbers the target.
+        let before = std::fs::read(&target.0).unwrap();
+        let got = Queue::create(&link, &small())
+            .map(drop)
+            .map_err(|e| e.status());
+        assert_eq!(got, Err(Status::Exists));
+        assert_eq!(std::fs::read(&target.0).unwrap(), before);
+        // The target itself is fine.
+        assert_eq!(open_status(&target.0), Ok(()));
+    });
+}
+
+// ----------------------------------------------------------------------
+// Scribbles on a live queue
+// ----------------------------------------------------------------------
+
+/// xorshift64*: deterministic noise.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn fill(&mut self, b: &mut [u8]) {
+        for x in b.iter_mut() {
+            *x = self.next() as u8;
+        }
+    }
+}
+
+/// Every operation once or a few times, each trying once: errors are fine,
+/// panics and hangs are not (the caller runs this under the watchdog).
+fn operate(q: &Queue) {
+    let z = Timeout::TryOnce;
+    for n in 0..4u8 {
+        let _ = q.send(&[n; 9], z);
+    }
+    let _ = q.send(&[1; 33], z); // too large
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        if let Ok(m) = q.claim(z) {
+            let _ = m.data();
+            held.push(m);
+        }
+    }
+    let mut outcome = 0;
+    for m in held {
+        let _ = match outcome % 4 {
+            0 => m.ack(),
+            1 => m.nack(Duration::ZERO),
+            2 => m.reject("damaged test"),
+            _ => m.extend(Duration::from_secs(1)).and_then(|_| m.ack()),
+        };
+        outcome += 1;
+    }
+    let _ = q.claim(Duration::from_millis(1));
+    if let Ok(v) = q.claim_batch(4, z) {
+        let _ = q.ack_batch(&v);
+    }
+    let _ = q.send_batch(&[b"a".as_slice(), b"b"], z);
+    let s = q.stats();
+    for h in &s.histograms {
+        // Percentiles are left out while BUG 2 (regression_quantile_overflow)
+        // stands: scribbled histogram buckets overflow `quantile`. Put
+        // `h.quantile(0.5), h.quantile(1.0)` back here once it is fixed.
+        let _ = (h.count, h.mean());
+    }
+    let _ = q.verify();
+    let _ = q.recover();
+    let _ = q.dlq_list();
+    let _ = q.dlq_redrive(None);
+    let _ = q.dlq_purge(Some(1));
+}
+
+/// Opens (as a participant and for inspection) and operates; errors are fine.
+fn exercise(path: &Path) {
+    if let Ok(i) = Queue::inspect(path) {
+        let _ = i.verify();
+        let _ = i.stats();
+        let _ = i.dlq_list();
+        let _ = i.recover();
+    }
+    if let Ok(q) = Queue::open(path) {
+        operate(&q);
+        let _ = q.verify();
+    }
+}
+
+/// A live queue: messages queued, delayed, claimed (held by the returned
+/// handle), one dead-lettered, one reservation open.
+fn live_queue(path: &Path) -> Queue {
+    let q = Queue::create(path, &small()).unwrap();
+    let z = Timeout::TryOnce;
+    for n in 0..6u8 {
+        q.send(&[n; 12], z).unwrap();
+    }
+    let m = q.claim(z).unwrap();
+    m.reject("set up").unwrap();
+    let m = q.claim(z).unwrap();
+    m.nack(Duration::from_secs(600)).unwrap();
+    // Two claims stay held by this handle until it is dropped.
+    let a = q.claim(z).unwrap();
+    let b = q.claim(z).unwrap();
+    std::mem::forget(a);
+    std::mem::forget(b);
+    q
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Region {
+    Slots,
+    Participants,
+    Keys,
+    DeadLetters,
+}
+
+fn region(l: &Layout, r: Region) -> (usize, usize) {
+    match r {
+        Region::Slots => (l.slots_offset, l.keys_offset),
+        Region::Participants => (l.participants_offset, l.slots_offset),
+        Region::Keys => (l.keys_offset, l.dlq_offset),
+        Region::DeadLetters => (l.dlq_offset, l.file_size),
+    }
+}
+
+/// Scribbles random words (and runs of random bytes) into one region of a
+/// live queue, then operates on it through the live handle and a new one.
+fn scribble_live(r: Region) {
+    for seed in 1..=24u64 {
+        bounded(&format!("scribble {r:?} seed {seed}"), move || {
+            let path = unique_path("scribble");
+            let _g = TempFile(path.clone());
+            let q = live_queue(&path);
+            let (start, end) = region(q.layout(), r);
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            for _ in 0..1 + rng.below(12) {
+                let off = (start + rng.below(end - start)) & !7;
+                let v = match rng.below(4) {
+                    0 => rng.next(),
+                    1 => rng.next() & 0xff,
+                    2 => u64::MAX,
+                    _ => rng.next() | 0xf,
+                };
+                put_word(&path, off, v);
+            }
+            if rng.below(2) == 0 {
+                let mut b = vec![0u8; 1 + rng.below(300)];
+                rng.fill(&mut b);
+                let off = start + rng.below(end - start - b.len().min(end - start));
+                put_bytes(&path, off, &b);
+            }
+            // The live handle keeps going on the damaged file.
+            operate(&q);
+            let _ = q.verify();
+            // A second participant and an inspector open it.
+            exercise(&path);
+            drop(q);
+            exercise(&path);
+        });
+    }
+}
+
+#[test]
+fn random_bytes_in_the_slots_of_a_live_queue() {
+    scribble_live(Region::Slots);
+}
+
+#[test]
+fn random_bytes_in_the_participant_table_of_a_live_queue() {
+    scribble_live(Region::Participants);
+}
+
+#[test]
+fn random_bytes_in_the_key_table_of_a_live_queue() {
+    scribble_live(Region::Keys);
+}
+
+#[test]
+fn random_bytes_in_the_dead_letter_area_of_a_live_queue() {
+    scribble_live(Region::DeadLetters);
+}
+
+// ----------------------------------------------------------------------
+// verify() reports the damage
+// ----------------------------------------------------------------------
+
+/// Applies `damage` to a live queue's file; returns verify's problems from
+/// a fresh inspection handle (and checks the live handle sees them too).
+fn problems_after(damage: impl FnOnce(&Path, &Layout) + Send + 'static) -> Vec<String> {
+    bounded("verify after damage", move || {
+        let path = unique_path("verify");
+        let _g = TempFile(path.clone());
+        let q = live_queue(&path);
+        assert!(
+            q.verify().problems.is_empty(),
+            "sound before the damage: {:?}",
+            q.verify()
+        );
+        let l = *q.layout();
+        damage(&path, &l);
+        let live = q.verify().problems;
+        let i = Queue::inspect(&path).expect("inspect");
+        let fresh = i.verify().problems;
+        assert_eq!(live, fresh, "two handles disagree on the damage");
+        operate(&q);
+        fresh
+    })
+}
+
+fn slot_word_off(l: &Layout, i: u64) -> usize {
+    l.slot(i) + slot::WORD
+}
+
+#[test]
+fn verify_reports_an_invalid_slot_state() {
+    let p = problems_after(|path, l| {
+        let off = slot_word_off(l, 5);
+        put_word(path, off, word(path, off) | 0xf);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("slot 5") && s.contains("invalid state")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_a_slot_owned_by_nobody() {
+    let p = problems_after(|path, l| {
+        // Slot 2 is claimed by participant 0; say participant 2 (free) has it.
+        let off = slot_word_off(l, 2);
+        let w = word(path, off);
+        assert_eq!(w & 0xf, 5, "slot 2 is claimed in the live queue");
+        put_word(path, off, w & !(0x3ff << 4) | 2 << 4);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("slot 2") && s.contains("not attached")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_an_owner_out_of_range() {
+    let p = problems_after(|path, l| {
+        let off = slot_word_off(l, 3);
+        let w = word(path, off);
+        put_word(path, off, w | 0x3ff << 4);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("slot 3") && s.contains("out of range")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_a_payload_length_over_the_maximum() {
+    let p = problems_after(|path, l| {
+        // Slot 4 holds a ready message.
+        put_word(path, l.slot(4) + slot::LEN, 1 << 20);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("slot 4") && s.contains("length")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_a_slot_lap_far_from_the_cursor() {
+    let p = problems_after(|path, l| {
+        let off = slot_word_off(l, 6);
+        let w = word(path, off);
+        put_word(path, off, w ^ 1 << 50);
+    });
+    assert!(
+        p.iter().any(|s| s.contains("slot 6") && s.contains("lap")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_a_scribbled_head_cursor() {
+    let p = problems_after(|path, _| put_word(path, hdr::HEAD, 1 << 40));
+    assert!(p.iter().any(|s| s.contains("head cursor")), "{p:?}");
+}
+
+#[test]
+fn verify_reports_an_invalid_participant_state() {
+    let p = problems_after(|path, l| {
+        let off = l.participant(1) + part::STATE;
+        put_word(path, off, word(path, off) | 3);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("participant 1") && s.contains("invalid state")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn verify_reports_an_invalid_dead_letter() {
+    let p = problems_after(|path, l| {
+        put_word(path, l.dead_letter(1) + dlq::WORD, 0xf);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("dead letter 1") && s.contains("invalid state")),
+        "{p:?}"
+    );
+    let p = problems_after(|path, l| {
+        // Record 0 holds the rejected message; give it an impossible length.
+        assert_eq!(word(path, l.dead_letter(0) + dlq::WORD) & 0xf, dlq::FULL);
+        put_word(path, l.dead_letter(0) + dlq::LEN, u64::MAX);
+    });
+    assert!(
+        p.iter()
+            .any(|s| s.contains("dead letter 0") && s.contains("out of range")),
+        "{p:?}"
+    );
+}
+
+#[test]
+#[ignore = "engine gap: verify() does not check the key table at all (keys are not implemented yet), so a scribbled key entry goes unreported"]
+fn verify_reports_a_scribbled_key_entry() {
+    let p = problems_after(|path, l| {
+        // A holder naming a slot that does not exist.
+        put_word(path, l.key_entry(0) + layout::key::KEY, 42);
+        put_word(path, l.key_entry(0) + layout::key::HOLDER, u64::MAX);
+    });
+    assert!(!p.is_empty(), "{p:?}");
+}
+
+// ----------------------------------------------------------------------
+// The fuzzers' seeds and regressions
+// ----------------------------------------------------------------------
+
+fn files_in(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.is_file() && !p.extension().is_some_and(|e| e == "md"));
+    v.sort();
+    v
+}
+
+/// Replays one fuzz input in a child process (this test binary, running
+/// `replay_child`), so that an abort (a panic while unwinding, say) fails
+/// only this replay, and a hang is killed by the watchdog.
+fn replay_isolated(target: &str, file: &Path) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args(["--exact", "replay_child", "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("SHMQ_REPLAY_TARGET", target)
+        .env("SHMQ_REPLAY_FILE", file)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{target} {}: still running after {WATCHDOG:?}: a hang",
+                file.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success() && stdout.contains("replayed "),
+        "{target} {} failed ({status}):\n{}\n{}",
+        file.display(),
+        stdout,
+        stderr
+            .chars()
+            .rev()
+            .take(6000)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
+    );
+}
+
+/// The child side of [`replay_isolated`]; does nothing when run directly.
+#[test]
+#[ignore = "helper run in a child process by the replay tests"]
+fn replay_child() {
+    let (Ok(target), Ok(file)) = (
+        std::env::var("SHMQ_REPLAY_TARGET"),
+        std::env::var("SHMQ_REPLAY_FILE"),
+    ) else {
+        return;
+    };
+    let data = std::fs::read(&file).unwrap();
+    match target.as_str() {
+        "header" => harness::header(&data),
+        _ => harness::open_and_operate(&data),
+    }
+    println!("replayed {file}");
+}
+
+#[test]
+fn fuzz_seeds_replay_cleanly() {
+    let seeds = files_in("fuzz/seeds/open_and_operate");
+    assert!(!seeds.is_empty(), "no seeds committed");
+    for p in seeds {
+        replay_isolated("open_and_operate", &p);
+    }
+    let seeds = files_in("fuzz/seeds/header");
+    assert!(!seeds.is_empty(), "no header seeds committed");
+    for p in seeds {
+        replay_isolated("header", &p);
+    }
+}
+
+fn regression(name: &str) {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    let target = if name.starts_with("header-") {
+        "header"
+    } else {
+        "open_and_operate"
+    };
+    replay_isolated(target, &p);
+}
+
+/// Every committed regression has a test below (and so a name in the report).
+#[test]
+fn every_regression_has_a_test() {
+    let src = include_str!("damaged.rs");
+    for p in files_in("fuzz/regressions") {
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            src.contains(&format!("regression(\"{name}\")")),
+            "fuzz/regressions/{name} has no test in tests/damaged.rs"
+        );
+    }
+}
+
+// BUG 1: a hostile header (checksum recomputed) with lease_ns near u64::MAX:
+// `now + self.config.lease_ns` overflows in Engine::finish_claim (and the
+// same sum in repair_slot; `now + reservation_timeout_ns` in reserve and
+// repair_slot). Debug builds panic ("attempt to add with overflow"); release
+// builds wrap, so the lease deadline lands in the past and every claim
+// expires at once. Input: template 0, LEASE_NS = u64::MAX, send, claim.
+#[test]
+#[ignore = "engine bug: `now + lease_ns` overflows in ring.rs finish_claim/repair_slot when the header's lease is near u64::MAX"]
+fn regression_lease_overflow() {
+    regression("lease-overflow-claim");
+}
+
+// BUG 2: HistogramSnapshot::quantile sums the buckets with `seen += n`;
+// buckets read from the mapping are saturated into the snapshot but their
+// sum is not, so two scribbled buckets of 2^63 overflow (debug: panic in
+// metrics.rs quantile; release: wraps and returns a wrong percentile).
+// Input: template 0, participant 0's first two lead-time buckets = 2^63,
+// then stats() and quantile(0.5..1.0).
+#[test]
+#[ignore = "engine bug: HistogramSnapshot::quantile overflows `seen += n` on scribbled histogram buckets"]
+fn regression_quantile_overflow() {
+    regression("quantile-overflow-stats");
+}
+
+// BUG 3: a slot word whose lap is far ahead of the head cursor makes
+// Engine::claim_head advance the head one position per iteration (the `_`
+// arm: "position p is decided and holds nothing") until the cursor's lap
+// catches up: up to 2^27 x capacity iterations, minutes with capacity 4,
+// centuries with a large queue. Engine::reserve does the same with the
+// tail (the `d > 0` arm). Input: template 0, all four slot words set to
+// FREE (claim) or CLAIMED (send) at lap 2^27 - 1, then one claim / send.
+#[test]
+#[ignore = "engine bug: claim_head walks the head cursor up to 2^27 x capacity positions when slot laps are scribbled far ahead (a hang)"]
+fn regression_lap_walk_claim() {
+    regression("lap-walk-claim");
+}
+
+#[test]
+#[ignore = "engine bug: reserve walks the tail cursor up to 2^27 x capacity positions when slot laps are scribbled far ahead (a hang)"]
+fn regression_lap_walk_send() {
+    regression("lap-walk-send");
+}
+
+// BUG 4: a scribbled cursor at u64::MAX: `p + 1` overflows where reserve
+// (tail, the `d > 0` arm) and claim_head (head, the `_` arm) move the cursor
+// along (debug: panic "attempt to add with overflow"; release: wraps to 0,
+// which is harmless there). Input: template 0, TAIL (or HEAD) = u64::MAX,
+// then send (or claim).
+#[test]
+#[ignore = "engine bug: `p + 1` overflows in ring.rs reserve when the tail cursor is u64::MAX"]
+fn regression_cursor_overflow_send() {
+    regression("cursor-overflow-send");
+}
+
+#[test]
+#[ignore = "engine bug: `p + 1` overflows in ring.rs claim_head when the head cursor is u64::MAX"]
+fn regression_cursor_overflow_claim() {
+    regression("cursor-overflow-claim");
+}
