@@ -136,3 +136,30 @@ fn without_a_kill_nothing_is_redelivered() {
     assert_eq!(v["kitchen"]["redelivered"], 0);
     assert_eq!(v["orders"]["served"], 6);
 }
+
+#[test]
+fn a_latest_only_menu_conflates_and_stays_newest() {
+    let v = demo(&[
+        "--latest-only",
+        "--orders",
+        "6",
+        "--waiters",
+        "1",
+        "--cooks",
+        "2",
+        "--menu-items",
+        "3",
+        "--menu-consumers",
+        "1",
+        "--cook-time",
+        "30ms",
+        "--order-every",
+        "20ms",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    let m = &v["menu"];
+    assert_eq!(m["latest_only"], true);
+    assert!(m["conflated"].as_u64().unwrap() >= 1, "{m:#}");
+    assert_eq!(m["older_applied"], 0);
+    assert_eq!(m["cache_holds_newest"], true, "{m:#}");
+}

@@ -105,7 +105,8 @@ Exits with 3 when nothing was received before the timeout.")]
     #[command(after_help = "Examples:
   shmq demo                       # about 15 seconds
   shmq demo --rush                # orders come faster than the kitchen cooks
-  shmq demo --orders 20 --cooks 2 --json")]
+  shmq demo --orders 20 --cooks 2 --json
+  shmq demo --latest-only         # menu changes conflate: only the newest waits")]
     Demo(DemoArgs),
 
     /// One role of the demo (internal: spawned by `shmq demo`).
@@ -224,9 +225,9 @@ pub struct SendArgs {
 pub struct RecvArgs {
     /// The queue file.
     pub path: PathBuf,
-    /// How many messages to receive (with --follow: stop after this many).
-    #[arg(long, short = 'n', default_value_t = 1)]
-    pub count: u64,
+    /// How many messages to receive (default 1; with --follow: no limit).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
     /// How long to wait for each message (0 = do not wait, `forever`).
     #[arg(long, default_value = "1s", value_parser = parse_timeout)]
     pub timeout: Wait,
@@ -344,6 +345,10 @@ pub struct DemoArgs {
     /// Do not kill a cook.
     #[arg(long)]
     pub no_kill: bool,
+    /// Make the menu queue latest-only: a newer change of an item replaces
+    /// its waiting one in place (conflation).
+    #[arg(long)]
+    pub latest_only: bool,
     /// Give up (and fail) after this long.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub max_time: Duration,

@@ -358,11 +358,7 @@ fn payload_json(data: &[u8]) -> (Value, Value) {
 /// `shmq recv`.
 pub fn recv(a: &RecvArgs) -> CmdResult {
     let q = Queue::open(&a.path)?;
-    let limit = if a.follow && a.count == 1 {
-        u64::MAX
-    } else {
-        a.count
-    };
+    let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
     let timeout: shmq::Timeout = if a.follow {
         shmq::Timeout::Forever
     } else {

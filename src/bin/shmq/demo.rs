@@ -292,7 +292,18 @@ fn menu_service(a: &RoleArgs) -> Result<(), CliError> {
     for j in 0..items * rounds {
         let item = 1 + (j % items);
         let v = current[item as usize] + 1;
-        match rng.next() % 6 {
+        // Every fifth change is a burst; the others are picked at random.
+        let pattern = if j % 5 == 4 { 3 } else { rng.next() % 6 };
+        match pattern {
+            3 => {
+                // A burst: three changes in a row. The first is taken at
+                // once; while it is worked on the second waits for its key,
+                // and in latest-only mode the third replaces it in place.
+                publish(item, v)?;
+                publish(item, v + 1)?;
+                publish(item, v + 2)?;
+                current[item as usize] = v + 2;
+            }
             0 => {
                 // Out of order: the newer change overtakes the older one.
                 publish(item, v + 1)?;
@@ -537,6 +548,7 @@ pub fn run(a: &DemoArgs) -> CmdResult {
                 capacity: 64,
                 max_message_size: 128,
                 key_capacity: (menu_items as u64 * 2).max(16),
+                latest_only: a.latest_only,
                 ..Options::default()
             },
         )?)
@@ -1159,6 +1171,8 @@ fn summarize(
                 "stale_total": stale,
                 "skipped_stale_in_queue": stale.saturating_sub(st.refused),
                 "key_waits": ms.counter(Counter::KeyWaits),
+                "latest_only": a.latest_only,
+                "conflated": ms.counter(Counter::Conflated),
                 "applied": st.applied,
                 "older_applied": st.older,
                 "cache_holds_newest": newest_everywhere,
@@ -1232,10 +1246,11 @@ fn print_summary(s: &Value) {
     let m = &s["menu"];
     if !m.is_null() {
         println!(
-            "  menu: {} changes published, {} refused at send (STALE), {} stale skipped in the queue, {} applied, {} older over newer{}",
+            "  menu: {} changes published, {} refused at send (STALE), {} stale skipped in the queue, {} replaced while waiting (latest-only), {} applied, {} older over newer{}",
             m["published"],
             m["refused_stale_at_send"],
             m["skipped_stale_in_queue"],
+            m["conflated"],
             m["applied"],
             m["older_applied"],
             if m["cache_holds_newest"].as_bool() == Some(true) {
