@@ -676,6 +676,9 @@ struct Tally {
     dead_letters: usize,
     poison: usize,
     maybe_acked: usize,
+    /// Like `maybe_acked`, over every claimed id (sent records can be lost
+    /// to a producer's kill too), poison and dead letters excepted.
+    maybe_acked_all: usize,
 }
 
 /// Checks the ledgers against each other and against the dead letters.
@@ -780,6 +783,16 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
             }
         }
     }
+    for (id, ds) in &claims {
+        let last = ds.last().copied().unwrap_or(0);
+        if !(poison && is_poison(*id))
+            && !dead_ids.contains(id)
+            && acked.get(id) != Some(&last)
+            && unsettled_at_kill.contains(&(*id, last))
+        {
+            t.maybe_acked_all += 1;
+        }
+    }
     t
 }
 
@@ -861,9 +874,6 @@ fn torture_random_sigkill_of_producers_and_consumers() {
 /// [`POISON_ONE_IN`]) and `max_deliveries` 5: each must end in the dead
 /// letters, exactly once.
 #[test]
-#[ignore = "engine bug: Engine::finish_dead_letter returns Corrupt (\"slot N changed while \
-            owned by its dead-letter mover\") when a producer skips the slot (bumps its lap) \
-            during the move; see engine_bug_dead_lettering_races_a_producer_skip"]
 fn torture_with_poison_and_dead_letters() {
     torture("poison", true, 5);
 }
@@ -1013,10 +1023,21 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
     }
     let ledgers = Ledgers::read(&s.dir, &killed);
     let t = check(&ledgers, &dead, poison, &mut problems);
+    // The engine's own count of acks (summed over every participant entry,
+    // the dead ones' included) lies between the acks the ledgers recorded
+    // and those plus the claims whose consumer died before recording an
+    // outcome. Below: counters were lost; above: an ack nobody made.
+    let engine_acked = st.counter(Counter::Acked) as usize;
+    if engine_acked < t.acked || engine_acked > t.acked + t.maybe_acked_all {
+        problems.push(format!(
+            "the Acked counter says {engine_acked}, the ledgers {} (+ up to {} unrecorded)",
+            t.acked, t.maybe_acked_all
+        ));
+    }
     eprintln!(
         "{name}: {} kills ({producer_kills} producers, {consumer_kills} consumers) in {:.1} s; \
          {} messages sent, {} claims, {} redeliveries, {} acked, {} dead letters ({} poison), \
-         {} maybe acked at a kill; consumers drained in {} ms, the parent then took {parent_drained}; \
+         {} maybe acked at a kill (engine: {} of {} acked); consumers drained in {} ms, the parent then took {parent_drained}; \
          {} dead participants cleaned",
         producer_kills + consumer_kills,
         ran.as_secs_f64(),
@@ -1027,6 +1048,8 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
         t.dead_letters,
         t.poison,
         t.maybe_acked,
+        engine_acked - t.acked.min(engine_acked),
+        t.maybe_acked_all,
         consumers_drained.as_millis(),
         st.counter(Counter::DeadParticipants),
     );
@@ -1331,26 +1354,42 @@ fn survivors_clean_up_after_a_dead_consumer() {
     assert!(q.verify().problems.is_empty(), "{:?}", q.verify().problems);
 }
 
-/// A producer stalls past the reservation timeout (G5): a survivor abandons
-/// its reservation and reuses the slot (capacity 1) for another message; the
-/// stalled producer's late commit gets `Abandoned`, and the survivor's message
-/// is delivered exactly as it was sent.
+/// Options of the stalled-producer tests: two slots, reservations abandoned
+/// after 50 ms.
+fn stall_options() -> Options {
+    Options {
+        capacity: 2,
+        max_message_size: 64,
+        reservation_timeout: Duration::from_millis(50),
+        ..Options::default()
+    }
+}
+
+/// Waits (running maintenance through claims that find nothing) until a
+/// survivor has abandoned the stalled reservation.
+fn await_abandoned(q: &Queue) {
+    let start = Instant::now();
+    while q.stats().counter(Counter::Abandoned) == 0 {
+        match q.claim(Duration::from_millis(20)) {
+            Err(e) => assert_eq!(e.status(), Status::Timeout),
+            Ok(m) => panic!("delivered {:?}", m.data()),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stalled reservation was never abandoned"
+        );
+    }
+}
+
+/// A producer process stalls past the reservation timeout with a whole
+/// payload written (G5). Consumers pass its reservation, a survivor abandons
+/// it, the producer's late commit gets `Abandoned` (nothing sent), and no
+/// message, before or after, is torn by its late writes: the slot is not
+/// reused until the producer came back.
 #[test]
-#[ignore = "engine bug: Engine::commit stores LEN, KEY, VERSION, ENQUEUED_NS and ATTEMPTS \
-            before it checks that the reservation is still its own, so a late commit \
-            overwrites the metadata of the message that reused the slot (delivered torn)"]
 fn stalled_producers_late_commit_is_abandoned_and_harms_nobody() {
     let s = Scratch::new("stall");
-    let q = Queue::create(
-        &s.queue,
-        &Options {
-            capacity: 1,
-            max_message_size: 64,
-            reservation_timeout: Duration::from_millis(50),
-            ..Options::default()
-        },
-    )
-    .expect("create");
+    let q = Queue::create(&s.queue, &stall_options()).expect("create");
     let mut children = Children::default();
     children.0.push(spawn(
         "stall-reservation",
@@ -1360,22 +1399,45 @@ fn stalled_producers_late_commit_is_abandoned_and_harms_nobody() {
         ],
     ));
     await_file(&s.file("reserved"), &mut children.0[0]);
-    // The send waits for room: its maintenance abandons the stalled
-    // reservation once it is 50 ms old, and the send takes the slot.
-    q.send(b"fresh", Duration::from_secs(5))
-        .expect("send after the stalled reservation");
-    assert_eq!(q.stats().counter(Counter::Abandoned), 1);
+    q.send(b"fresh", Timeout::TryOnce)
+        .expect("send past the stall");
+    let m = q
+        .claim(Duration::from_secs(5))
+        .expect("claim past the stall");
+    assert_eq!(
+        (m.data().expect("data"), m.deliveries()),
+        (b"fresh".to_vec(), 1)
+    );
+    m.ack().expect("ack");
+    await_abandoned(&q);
+    assert_eq!(q.stats().reserved, 1, "the abandoned slot is quarantined");
+    q.send(b"m1", Timeout::TryOnce)
+        .expect("send while quarantined");
+
     put_file(&s.file("go"), "go\n");
     let status = await_file(&s.file("committed"), &mut children.0[0]);
     assert_eq!(status.trim(), Status::Abandoned.name());
     let m = q.claim(Timeout::TryOnce).expect("claim");
     assert_eq!(
         m.data().expect("data"),
-        b"fresh",
-        "the late commit touched the new message"
+        b"m1",
+        "the late commit tore a message"
     );
     assert_eq!(m.deliveries(), 1);
     m.ack().expect("ack");
+    // The producer freed its slot: the whole capacity works, lap after lap,
+    // and only what was sent is ever delivered.
+    assert_eq!(q.stats().reserved, 0);
+    for lap in 0..4u8 {
+        for k in 0..2u8 {
+            q.send(&[lap, k], Timeout::TryOnce).expect("send");
+        }
+        for k in 0..2u8 {
+            let m = q.claim(Timeout::TryOnce).expect("claim");
+            assert_eq!(m.data().expect("data"), [lap, k]);
+            m.ack().expect("ack");
+        }
+    }
     assert_eq!(
         q.claim(Timeout::TryOnce).unwrap_err().status(),
         Status::Empty
@@ -1383,17 +1445,60 @@ fn stalled_producers_late_commit_is_abandoned_and_harms_nobody() {
     assert!(q.verify().problems.is_empty(), "{:?}", q.verify().problems);
 }
 
-/// Minimal reproduction of the dead-letter race seen in the poison torture
-/// test, in one process: one thread keeps a 4-slot queue full, the other
-/// claims and rejects. A full queue's producer stands at the slot a consumer
-/// just claimed and skips it (bumping the lap in the slot word), which races
-/// the reject's move to the dead letters: `finish_dead_letter` frees the slot
-/// with a CAS from the word it read before the copy, fails, and returns
-/// `Corrupt` although nothing is corrupt (the record is already published).
+/// A producer stalls past the reservation timeout, is abandoned, and is then
+/// SIGKILLed before it comes back: survivors free its quarantined slot.
 #[test]
-#[ignore = "engine bug: Engine::finish_dead_letter's final CAS uses a stale word; a \
-            concurrent skip (lap bump) makes reject/nack fail with Corrupt"]
-fn engine_bug_dead_lettering_races_a_producer_skip() {
+fn stalled_producer_killed_after_abandonment_frees_its_slot() {
+    let s = Scratch::new("stall-kill");
+    let q = Queue::create(&s.queue, &stall_options()).expect("create");
+    let mut children = Children::default();
+    children.0.push(spawn(
+        "stall-reservation",
+        &[
+            (QUEUE, s.queue.display().to_string()),
+            (DIR, s.dir.display().to_string()),
+        ],
+    ));
+    await_file(&s.file("reserved"), &mut children.0[0]);
+    await_abandoned(&q);
+    assert_eq!(q.stats().reserved, 1, "the abandoned slot is quarantined");
+    assert!(
+        kill(&mut children.0[0]).is_none(),
+        "the producer exited early"
+    );
+    let start = Instant::now();
+    while q.stats().reserved != 0 {
+        match q.claim(Duration::from_millis(20)) {
+            Err(e) => assert_eq!(e.status(), Status::Timeout),
+            Ok(m) => panic!("delivered {:?}", m.data()),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the dead producer's quarantined slot was never freed"
+        );
+    }
+    assert!(q.stats().counter(Counter::DeadParticipants) >= 1);
+    for k in 0..2u8 {
+        q.send(&[k], Timeout::TryOnce)
+            .expect("the whole capacity is free");
+    }
+    for k in 0..2u8 {
+        let m = q.claim(Timeout::TryOnce).expect("claim");
+        assert_eq!(m.data().expect("data"), [k]);
+        m.ack().expect("ack");
+    }
+    assert!(q.verify().problems.is_empty(), "{:?}", q.verify().problems);
+}
+
+/// Dead-lettering while producers skip the slot, in one process: one thread
+/// keeps a 4-slot queue full, the other claims and rejects. A full queue's
+/// producer stands at the slot a consumer just claimed and skips it (bumping
+/// the lap in the slot word) while the reject moves the message to the dead
+/// letters; the move must retry over the lap change, not fail with `Corrupt`.
+/// (Found by the poison torture test; failed within a few hundred rejects
+/// before the engine's transitions retried over skips.)
+#[test]
+fn dead_lettering_survives_producers_skipping_the_slot() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -1421,8 +1526,12 @@ fn engine_bug_dead_lettering_races_a_producer_skip() {
     let start = Instant::now();
     let mut rejected = 0u64;
     let mut failure = None;
-    while start.elapsed() < Duration::from_secs(5) {
-        let m = q.claim(Duration::from_millis(100)).expect("claim");
+    while rejected < 20_000 && start.elapsed() < Duration::from_secs(2) {
+        let m = match q.claim(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(e) if e.status() == Status::Timeout => continue,
+            Err(e) => panic!("claim: {e}"),
+        };
         if let Err(e) = m.reject("poison") {
             failure = Some(e);
             break;
@@ -1440,16 +1549,13 @@ fn engine_bug_dead_lettering_races_a_producer_skip() {
 }
 
 /// `recover()` from an inspection handle, which is what `shmq recover` runs,
-/// after a producer died holding a reservation. `Table::claim_dead` records
-/// the cleaner as `me + 1` with `me == u64::MAX` for a handle that is not a
-/// participant: a debug build panics ("attempt to add with overflow" in
-/// participants.rs), a release build stores 0, which reads as "no cleaner",
-/// so newcomers and other sweepers treat the entry as orphaned while it is
-/// being cleaned.
+/// after a producer died holding a reservation and nobody else is attached:
+/// the dead producer is cleaned up and the counters say so. (It used to
+/// overflow `me + 1` with `me == u64::MAX` in `Table::claim_dead`; now the
+/// call attaches for its duration, and the cleanup may happen as it takes
+/// the dead one's entry, so the returned `Repairs` may be empty.)
 #[test]
-#[ignore = "engine bug: Table::claim_dead stores `me + 1` with me == u64::MAX for an \
-            inspection handle: overflow panic in debug builds, 0 (no cleaner) in release"]
-fn engine_bug_recover_from_an_inspection_handle() {
+fn recover_from_an_inspection_handle_cleans_up_a_dead_producer() {
     let s = Scratch::new("inspect-recover");
     let opts = Options {
         capacity: 4,
@@ -1472,9 +1578,18 @@ fn engine_bug_recover_from_an_inspection_handle() {
         "the producer exited early"
     );
     let tool = Queue::inspect(&s.queue).expect("inspect");
+    let before = tool.verify();
+    assert!(
+        before.notes.iter().any(|n| n.contains("dead")),
+        "verify does not mention the dead producer: {:?}",
+        before.notes
+    );
     let r = tool.recover().expect("recover");
-    assert_eq!(r.abandoned, 1, "{r:?}");
-    assert_eq!(tool.stats().reserved, 0);
+    assert!(r.abandoned <= 1, "{r:?}");
+    let st = tool.stats();
+    assert_eq!(st.reserved, 0);
+    assert_eq!(st.counter(Counter::Abandoned), 1);
+    assert!(st.counter(Counter::DeadParticipants) >= 1);
     let report = tool.verify();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
