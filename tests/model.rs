@@ -6,9 +6,10 @@
 //! messages in ring (position) order, the redeliverable and the delayed ones,
 //! the claims in flight with their holders, leases and tokens, the messages
 //! waiting for room in the dead-letter area, the dead letters, and the
-//! reservations still open or already abandoned. Time is a number the test
-//! moves; participants are indices that the test kills and, after a repair
-//! cleaned up after them, brings back as new processes.
+//! reservations: open, quarantined after their producer stalled, or freed
+//! after it died. Time is a number the test moves; participants are indices
+//! that the test kills and, after a repair cleaned up after them, brings
+//! back as new processes.
 //!
 //! After every step the test compares the two: each slot's state and owner,
 //! the occupied count, the dead-letter records (payload and attempts). Each
@@ -23,6 +24,12 @@
 //!
 //! All times are whole units of 2^16 ns, the engine's resolution, so that the
 //! model's deadlines are exactly the engine's.
+//!
+//! "Fresh messages in order" is position order: the order of `reserve`,
+//! which is commit order for whole sends. A reservation that consumers
+//! passed while it was open goes, once committed, to the side path with the
+//! redeliveries, as the engine documents. One engine bug is tolerated (see
+//! [`TOLERATE_EARLY_PASS`]) and shown on its own by an ignored test.
 //!
 //! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
 
@@ -1261,6 +1268,11 @@ fn small_engine(capacity: u64) -> Engine<HeapMemory> {
 /// order): the reservation becomes `PASSED` although consumers never reached
 /// its position, and its commit goes to the side path, ahead of fresh
 /// messages committed before it.
+///
+/// The model test finds it with `TOLERATE_EARLY_PASS = false`; shrunk:
+/// capacity 2, `Send { delay: 1 }, Advance { by: 1 }, Send, Send (Full),
+/// Claim, Ack, Reserve, Claim`: the reservation lands at position 4 in slot
+/// 0 while the head is still at position 0, and the last claim passes it.
 #[test]
 #[ignore = "engine bug: claim_head passes a RESERVED slot without checking its position (G6)"]
 fn a_reservation_is_not_passed_before_the_head_reaches_it() {
