@@ -3,7 +3,7 @@
 //! default and JSON on request, and returns its exit code.
 
 use std::fs::File;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -299,6 +299,9 @@ pub fn send(a: &SendArgs) -> CmdResult {
     };
     if a.messages.is_empty() {
         let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("reading messages from stdin, one per line; end with Ctrl-D");
+        }
         let mut lock = stdin.lock();
         let mut line = Vec::new();
         loop {
