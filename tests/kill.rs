@@ -785,10 +785,8 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
     }
     for (id, ds) in &claims {
         let last = ds.last().copied().unwrap_or(0);
-        if !(poison && is_poison(*id))
-            && !dead_ids.contains(id)
-            && acked.get(id) != Some(&last)
-            && unsettled_at_kill.contains(&(*id, last))
+        let never_acked = dead_ids.contains(id) || (poison && is_poison(*id));
+        if !never_acked && acked.get(id) != Some(&last) && unsettled_at_kill.contains(&(*id, last))
         {
             t.maybe_acked_all += 1;
         }
