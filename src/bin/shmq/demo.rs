@@ -30,6 +30,7 @@ use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -486,6 +487,25 @@ impl Drop for DirGuard {
     }
 }
 
+/// Set by the SIGINT handler of the orchestrator.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Lets Ctrl-C end the demo cleanly: the orchestrator notices, reaps the
+/// roles and removes the queue files instead of dying at once.
+fn on_interrupt() {
+    let handler: extern "C" fn(libc::c_int) = note_interrupt;
+    // SAFETY: installs a handler that only stores to an atomic, which is
+    // async-signal-safe; the previous disposition is not needed.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    }
+}
+
 /// `shmq demo`.
 pub fn run(a: &DemoArgs) -> CmdResult {
     if a.waiters == 0 || a.cooks == 0 || a.orders == 0 {
@@ -698,6 +718,7 @@ pub fn run(a: &DemoArgs) -> CmdResult {
             out: Box::new(std::io::stdout()),
         }
     };
+    on_interrupt();
     let started = Instant::now();
     let mut st = Story::default();
     let queues: Vec<(&str, &Queue)> = [
@@ -735,6 +756,16 @@ pub fn run(a: &DemoArgs) -> CmdResult {
         );
     }
     loop {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            // Ctrl-C reached the whole process group: the roles are dying
+            // too. Make sure of it, then leave (the guard removes the files).
+            for k in kids.iter_mut() {
+                let _ = k.child.kill();
+                let _ = k.child.wait();
+            }
+            let _ = writeln!(screen.out, "\ninterrupted");
+            return Ok(130);
+        }
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Msg::Line(i, line)) => {
                 let who = kids[i].who;
