@@ -61,6 +61,13 @@ fn the_restaurant_story_holds() {
     assert_eq!(k["served_times"], 1);
     assert_eq!(k["cooked_times"], 1);
     assert_ne!(k["taken_over_by"], k["cook"]);
+    // Claimed twice: by the killed cook (delivery 1), then by another (2).
+    let claims = k["claims"].as_array().unwrap();
+    assert_eq!(claims.len(), 2, "{k}");
+    assert_eq!(claims[0][0], k["cook"]);
+    assert_eq!(claims[0][1], 1);
+    assert_eq!(claims[1][0], k["taken_over_by"]);
+    assert_eq!(claims[1][1], 2);
     assert!(v["kitchen"]["redelivered"].as_u64().unwrap() >= 1);
     assert!(v["kitchen"]["dead_participants"].as_u64().unwrap() >= 1);
 

@@ -1131,6 +1131,8 @@ fn summarize(
             "taken_over_by": k.taken_over_by.map(|(c, _)| c),
             "deliveries": k.taken_over_by.map(|(_, d)| d),
             "cooked_times": cooked.len(), "served_times": served,
+            // Every claim of the order: [cook, delivery number].
+            "claims": st.cooking.get(&k.order).cloned().unwrap_or_default(),
         })
     });
     let kill_expected = !a.no_kill && a.cooks >= 2;
