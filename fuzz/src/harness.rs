@@ -226,7 +226,8 @@ fn steer(img: &mut [u8]) {
     }
 }
 
-/// Steers around BUG 4 (`cursor-overflow`) and BUG 3 (`lap-walk`): a slot word whose lap is far ahead of
+/// Steers around BUG 4 (`cursor-overflow`), BUG 5 (`cleaner-overflow`)
+/// and BUG 3 (`lap-walk`): a slot word whose lap is far ahead of
 /// the cursors (or a head cursor far behind the tail) makes claim and send
 /// advance their cursor one position per iteration, up to 2^27 x capacity
 /// times. Pulls such laps and cursors back near the tail's lap.
@@ -239,6 +240,14 @@ fn steer_laps(img: &mut [u8], l: &Layout) {
         for off in [hdr::TAIL, hdr::HEAD] {
             let v = rd64(img, off);
             wr64(img, off, v & ((1 << 62) - 1));
+        }
+    }
+    if avoid("cleaner-overflow") {
+        // BUG 5: a CLEANER word near u64::MAX reaches `LOCK_BASE + index`.
+        for i in 0..l.params.participant_capacity {
+            let off = l.participant(i) + layout::part::CLEANER;
+            let v = rd64(img, off);
+            wr64(img, off, v & 0xffff);
         }
     }
     const MASK: u64 = (1 << 28) - 1;
