@@ -341,9 +341,6 @@ fn with_count(e: shmq::Error, sent: u64) -> CliError {
     if sent > 0 {
         msg.push_str(&format!(" ({sent} sent before this one)"));
     }
-    if e.status() == Status::InvalidArgument && e.message().contains("key") {
-        msg.push_str(" (was the queue created with --keys N?)");
-    }
     CliError::new(msg)
 }
 
