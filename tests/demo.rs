@@ -170,3 +170,45 @@ fn a_latest_only_menu_conflates_and_stays_newest() {
     assert_eq!(m["older_applied"], 0);
     assert_eq!(m["cache_holds_newest"], true, "{m:#}");
 }
+
+#[test]
+fn with_dir_the_queue_files_stay_and_verify() {
+    let dir = std::env::temp_dir().join(format!("shmq-demo-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let v = demo(&[
+        "--dir",
+        dir.to_str().unwrap(),
+        "--orders",
+        "5",
+        "--waiters",
+        "1",
+        "--cooks",
+        "2",
+        "--menu-items",
+        "0",
+        "--cook-time",
+        "10ms",
+        "--order-every",
+        "5ms",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    for q in ["kitchen", "food-ready"] {
+        let path = dir.join(q);
+        let o = Command::new(BIN).arg("verify").arg(&path).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{q}");
+        let o = Command::new(BIN)
+            .args(["stats", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["counters"]["sent"], 5, "{q}: {s}");
+        assert_eq!(s["counters"]["acked"], 5, "{q}: {s}");
+        assert_eq!(s["depth"], 0);
+        assert_eq!(
+            s["participants"], 0,
+            "every role detached or was cleaned up"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -454,18 +454,28 @@ enum Msg {
     Eof(usize),
 }
 
-fn default_dir() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!(
+/// A new private directory for the demo's files: under /dev/shm when it
+/// can be written (memory, like a real deployment), else the temporary
+/// directory.
+fn make_default_dir() -> Result<PathBuf, CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let name = format!(
         "shmq-demo-{}-{}",
         std::process::id(),
         shmq::sys::monotonic_ns() % 1_000_000
-    ))
+    );
+    let mut last = None;
+    for base in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        let dir = base.join(&name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(format!("{}: {e}", dir.display())),
+        }
+    }
+    Err(CliError::new(format!(
+        "IO: demo: creating a directory for the queue files: {}",
+        last.unwrap_or_default()
+    )))
 }
 
 struct Screen {
@@ -515,15 +525,17 @@ pub fn run(a: &DemoArgs) -> CmdResult {
     }
     let menu_items = a.menu_items.min(DISHES.len() as u32 * 8);
     let (dir, remove) = match &a.dir {
-        Some(d) => (d.clone(), false),
-        None => (default_dir(), true),
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| {
+                CliError::new(format!(
+                    "IO: {}: creating the demo directory: {e}",
+                    d.display()
+                ))
+            })?;
+            (d.clone(), false)
+        }
+        None => (make_default_dir()?, true),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        CliError::new(format!(
-            "IO: {}: creating the demo directory: {e}",
-            dir.display()
-        ))
-    })?;
     let _guard = DirGuard {
         dir: dir.clone(),
         remove,
