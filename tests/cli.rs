@@ -55,6 +55,16 @@ fn shmq_stdin(args: &[&str], input: &str) -> Output {
     c.wait_with_output().unwrap()
 }
 
+/// A child process killed when the test ends, even by a failed assertion.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -480,14 +490,16 @@ fn serve_metrics_over_loopback() {
     let b = d.path("other \"queue\"");
     ok(shmq(&["create", p(&b)]));
     ok(shmq(&["send", p(&b), "x"]));
-    let mut server = Command::new(BIN)
-        .args(["serve-metrics", p(&a), p(&b), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaper(
+        Command::new(BIN)
+            .args(["serve-metrics", p(&a), p(&b), "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut url = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap())
+    BufReader::new(server.0.stdout.as_mut().unwrap())
         .read_line(&mut url)
         .unwrap();
     let addr = url
@@ -523,8 +535,7 @@ fn serve_metrics_over_loopback() {
     assert!(head.starts_with("HTTP/1.0 404"), "{head}");
     let (head, body) = http_get(&addr, "/");
     assert!(head.starts_with("HTTP/1.0 200") && body.contains("/metrics"));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     // A missing queue: refused before listening.
     let e = shmq(&[
