@@ -226,8 +226,8 @@ fn steer(img: &mut [u8]) {
     }
 }
 
-/// Steers around BUG 4 (`cursor-overflow`), BUG 5 (`cleaner-overflow`)
-/// and BUG 3 (`lap-walk`): a slot word whose lap is far ahead of
+/// Steers around BUG 4 (`cursor-overflow`), BUG 5 (`cleaner-overflow`),
+/// BUG 6 (`key-ref-underflow`) and BUG 3 (`lap-walk`): a slot word whose lap is far ahead of
 /// the cursors (or a head cursor far behind the tail) makes claim and send
 /// advance their cursor one position per iteration, up to 2^27 x capacity
 /// times. Pulls such laps and cursors back near the tail's lap.
@@ -248,6 +248,17 @@ fn steer_laps(img: &mut [u8], l: &Layout) {
             let off = l.participant(i) + layout::part::CLEANER;
             let v = rd64(img, off);
             wr64(img, off, v & 0xffff);
+        }
+    }
+    if avoid("key-ref-underflow") {
+        // BUG 6: a holder or waiting reference below 2^32 underflows unref.
+        for e in 0..l.params.key_capacity {
+            for f in [layout::key::HOLDER, layout::key::WAITING] {
+                let off = l.key_entry(e) + f;
+                if rd64(img, off) >> 32 == 0 {
+                    wr64(img, off, 0);
+                }
+            }
         }
     }
     const MASK: u64 = (1 << 28) - 1;
