@@ -174,3 +174,134 @@ fn rust_consumer() {
     text.push('\n');
     std::fs::write(out, text).expect("writing the consumer's output");
 }
+
+/// `pkg-config --cflags --libs shmq` for the installed prefix: through
+/// pkg-config when it is installed, else by reading the .pc file the same way
+/// (variables, then Cflags and Libs), so the test runs on a machine without it.
+fn pkg_config_flags(prefix: &Path) -> Vec<String> {
+    let pc_dir = prefix.join("lib/pkgconfig");
+    if let Ok(out) = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "shmq"])
+        .env("PKG_CONFIG_PATH", &pc_dir)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "pkg-config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+    }
+    let text = std::fs::read_to_string(pc_dir.join("shmq.pc")).expect("shmq.pc");
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let expand = |s: &str, vars: &[(String, String)]| {
+        let mut s = s.to_string();
+        for _ in 0..8 {
+            for (k, v) in vars {
+                s = s.replace(&format!("${{{k}}}"), v);
+            }
+        }
+        s
+    };
+    let mut flags = Vec::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=').filter(|(k, _)| !k.contains(':')) {
+            let v = expand(v.trim(), &vars);
+            vars.push((k.trim().to_string(), v));
+        } else if let Some(v) = line
+            .strip_prefix("Cflags:")
+            .or_else(|| line.strip_prefix("Libs:"))
+        {
+            flags.extend(expand(v, &vars).split_whitespace().map(str::to_string));
+        }
+    }
+    flags
+}
+
+/// The documented install step (bindings/c/install.sh, here from the
+/// libraries of this build), then the C and C++ examples built with
+/// `$(pkg-config --cflags --libs shmq)` and run: a producer and a consumer.
+#[test]
+fn install_pkg_config_and_examples() {
+    let dir = work_dir().join("install");
+    let prefix = dir.join("prefix");
+    run(
+        Command::new("sh")
+            .arg(root().join("bindings/c/install.sh"))
+            .arg(&prefix)
+            .env("SHMQ_LIB_DIR", lib_dir()),
+        "bindings/c/install.sh",
+    );
+    for f in [
+        "lib/libshmq.so.0",
+        "lib/libshmq.so",
+        "lib/libshmq.a",
+        "include/shmq.h",
+        "include/shmq.hpp",
+        "lib/pkgconfig/shmq.pc",
+    ] {
+        assert!(prefix.join(f).exists(), "install.sh did not install {f}");
+    }
+    let flags = pkg_config_flags(&prefix);
+    let libdir = prefix.join("lib");
+    let build = |compiler: &str, std: &str, src: &str, exe: &str| {
+        run(
+            Command::new(compiler)
+                .arg(std)
+                .args(["-Wall", "-Wextra", "-Werror"])
+                .arg(root().join(src))
+                .args(&flags)
+                .arg("-o")
+                .arg(dir.join(exe)),
+            &format!("building {src} with pkg-config's flags {flags:?}"),
+        );
+        dir.join(exe)
+    };
+    let producer = build("cc", "-std=c11", "examples/c/producer.c", "producer");
+    let consumer = build("cc", "-std=c11", "examples/c/consumer.c", "consumer");
+    let orders = build("c++", "-std=c++17", "examples/cpp/orders.cpp", "orders");
+    let queue = dir.join("orders-queue");
+    let _ = std::fs::remove_file(&queue);
+    // As examples/README.md says: create, start the consumer, then produce
+    // more than the queue holds (the producer waits for room).
+    run(
+        Command::new(&producer)
+            .arg(&queue)
+            .args(["0", "0"])
+            .env("LD_LIBRARY_PATH", &libdir),
+        "examples/c/producer (create)",
+    );
+    let consumer = Command::new(&consumer)
+        .arg(&queue)
+        .env("LD_LIBRARY_PATH", &libdir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting examples/c/consumer");
+    run(
+        Command::new(&producer)
+            .arg(&queue)
+            .args(["300", "1"])
+            .env("LD_LIBRARY_PATH", &libdir),
+        "examples/c/producer",
+    );
+    let done = consumer.wait_with_output().expect("examples/c/consumer");
+    assert!(
+        done.status.success(),
+        "examples/c/consumer: {}",
+        done.status
+    );
+    let out = String::from_utf8_lossy(&done.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 300, "{out}");
+    assert_eq!(lines[0], "order 0");
+    let out = run(
+        Command::new(&orders)
+            .arg(dir.join("kitchen"))
+            .env("LD_LIBRARY_PATH", &libdir),
+        "examples/cpp/orders",
+    );
+    assert!(out.contains("cooked steak (delivery 2)"), "{out}");
+}
