@@ -306,11 +306,14 @@ mod tests {
 
     #[test]
     fn a_short_struct_takes_defaults_for_the_rest() {
-        let mut o = shmq_options::default();
-        o.size = OPTIONS_V1 as u32;
-        o.capacity = 7;
-        o.participant_capacity = 3; // past `size`: ignored
-                                    // SAFETY: `o` is a whole, aligned struct.
+        // `participant_capacity` lies past `size`: ignored.
+        let mut o = shmq_options {
+            size: OPTIONS_V1 as u32,
+            capacity: 7,
+            participant_capacity: 3,
+            ..Default::default()
+        };
+        // SAFETY: `o` is a whole, aligned struct.
         let got = unsafe { read_options(&o, "t") }.unwrap();
         assert_eq!(got.capacity, 7);
         assert_eq!(
