@@ -890,7 +890,9 @@ shmq_status shmq_inspect(const char *path, shmq_queue **out);
  * still held are redelivered at once, the file is unmapped (every
  * `msg->data` of this handle becomes invalid). Call it exactly once per
  * handle; later calls with it (including a second close) return
- * `SHMQ_CLOSED`. NULL returns `SHMQ_INVALID_ARGUMENT`.
+ * `SHMQ_CLOSED`. NULL returns `SHMQ_INVALID_ARGUMENT`. In a forked child, a
+ * handle inherited from the parent (which every other call refuses with
+ * `SHMQ_INVALID_ARGUMENT`) is only forgotten: the parent keeps its claims.
  *
  * Thread safety: no other call on `q` may be running (one that is gets
  * `SHMQ_CLOSED` back from this close).

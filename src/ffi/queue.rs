@@ -14,7 +14,8 @@
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
 
 use super::options::{read_options, shmq_options, SHMQ_FLAG_LATEST_ONLY};
 use super::status::{call, invalid, shmq_status};
@@ -37,6 +38,9 @@ const CLAIM_TABLE_MAX: u64 = 4096;
 pub struct shmq_queue {
     magic: u32,
     state: AtomicU32,
+    /// [`FORKS`] when the handle was made: a handle copied into a forked
+    /// child is refused there.
+    forks: u64,
     inner: UnsafeCell<Option<Box<Inner>>>,
 }
 
@@ -137,6 +141,25 @@ impl Drop for Inner {
     }
 }
 
+/// How many times this process is a fork child of the process that made
+/// its older handles: incremented in the child by a `pthread_atfork` hook.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    // Relaxed: the child has one thread now.
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the fork hook once, before the first handle is made.
+fn watch_forks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a hook that only bumps an atomic, which is
+        // async-signal-safe as the child side of fork requires.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+}
+
 /// Holds a handle BUSY; sets it IDLE again on drop (also on a panic).
 struct Busy<'a>(&'a shmq_queue);
 
@@ -147,8 +170,9 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Checks the pointer and takes the handle for this call.
-fn enter<'a>(q: *mut shmq_queue, op: &str) -> Result<(&'a shmq_queue, Busy<'a>), Error> {
+/// Checks that `q` points to a shmq handle (best effort: a stray pointer
+/// into unmapped memory cannot be told apart).
+fn shell<'a>(q: *mut shmq_queue, op: &str) -> Result<&'a shmq_queue, Error> {
     if q.is_null() {
         return Err(invalid(op, "the queue handle is NULL"));
     }
@@ -163,6 +187,26 @@ fn enter<'a>(q: *mut shmq_queue, op: &str) -> Result<(&'a shmq_queue, Busy<'a>),
     let h = unsafe { &*q };
     if h.magic != MAGIC {
         return Err(invalid(op, "the queue handle is not a shmq_queue"));
+    }
+    Ok(h)
+}
+
+/// Whether `h` was copied into this process by fork().
+fn inherited(h: &shmq_queue) -> bool {
+    // Relaxed: a counter of this process only; one load per call.
+    h.forks != FORKS.load(Ordering::Relaxed)
+}
+
+/// Checks the pointer and takes the handle for this call.
+fn enter<'a>(q: *mut shmq_queue, op: &str) -> Result<(&'a shmq_queue, Busy<'a>), Error> {
+    let h = shell(q, op)?;
+    if inherited(h) {
+        return Err(invalid(
+            op,
+            "the queue handle was opened by the parent before fork(): \
+             a forked child must open its own handle (shmq_close on this one \
+             only forgets it)",
+        ));
     }
     // Acquire: we see the previous user's writes to the handle.
     match h
@@ -224,8 +268,10 @@ unsafe fn read_path<'a>(path: *const c_char, op: &str) -> Result<&'a Path, Error
 /// # Safety
 /// `out` is non-null, aligned and writable.
 unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) {
+    watch_forks();
     let shell = Box::new(shmq_queue {
         magic: MAGIC,
+        forks: FORKS.load(Ordering::Relaxed),
         state: AtomicU32::new(IDLE),
         inner: UnsafeCell::new(Some(Inner::new(q))),
     });
@@ -331,7 +377,9 @@ pub unsafe extern "C" fn shmq_inspect(
 /// still held are redelivered at once, the file is unmapped (every
 /// `msg->data` of this handle becomes invalid). Call it exactly once per
 /// handle; later calls with it (including a second close) return
-/// `SHMQ_CLOSED`. NULL returns `SHMQ_INVALID_ARGUMENT`.
+/// `SHMQ_CLOSED`. NULL returns `SHMQ_INVALID_ARGUMENT`. In a forked child, a
+/// handle inherited from the parent (which every other call refuses with
+/// `SHMQ_INVALID_ARGUMENT`) is only forgotten: the parent keeps its claims.
 ///
 /// Thread safety: no other call on `q` may be running (one that is gets
 /// `SHMQ_CLOSED` back from this close).
@@ -342,6 +390,20 @@ pub unsafe extern "C" fn shmq_inspect(
 pub unsafe extern "C" fn shmq_close(q: *mut shmq_queue) -> shmq_status {
     const OP: &str = "shmq_close";
     call(OP, || {
+        let h = shell(q, OP)?;
+        if inherited(h) {
+            // A copy of the parent's handle: dropping its queue would give
+            // up the parent's participant entry and locks. Forget it.
+            if h.state
+                .compare_exchange(IDLE, CLOSED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(Error::new(Status::Closed, format!("{OP}: already closed")));
+            }
+            // SAFETY: CLOSED was set by us from IDLE: nobody else uses `inner`.
+            std::mem::forget(unsafe { (*h.inner.get()).take() });
+            return Ok(());
+        }
         let (h, busy) = enter(q, OP)?;
         // SAFETY: BUSY gives exclusive access to `inner`.
         let inner = unsafe { (*h.inner.get()).take() };
