@@ -598,6 +598,14 @@ typedef struct {
      * Commit to ack.
      */
     shmq_histogram end_to_end_time;
+    /**
+     * Entries of the key table in use.
+     */
+    uint64_t keys_in_use;
+    /**
+     * Entries of the key table.
+     */
+    uint64_t key_capacity;
 } shmq_stats;
 
 #ifdef __cplusplus

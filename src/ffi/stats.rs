@@ -122,10 +122,14 @@ pub struct shmq_stats {
     pub processing_time: shmq_histogram,
     /// Commit to ack.
     pub end_to_end_time: shmq_histogram,
+    /// Entries of the key table in use.
+    pub keys_in_use: u64,
+    /// Entries of the key table.
+    pub key_capacity: u64,
 }
 
 /// The smallest `size` accepted (this first version).
-const STATS_V1: usize = offset_of!(shmq_stats, end_to_end_time) + size_of::<shmq_histogram>();
+const STATS_V1: usize = offset_of!(shmq_stats, key_capacity) + size_of::<u64>();
 
 /// Takes a snapshot of every metric into `*out` (a scan of the file: not
 /// for a hot loop). Set `out->size = sizeof(shmq_stats)` before the call.
@@ -181,6 +185,8 @@ pub unsafe extern "C" fn shmq_get_stats(q: *mut shmq_queue, out: *mut shmq_stats
             time_in_queue: h(Histogram::LeadTime),
             processing_time: h(Histogram::Processing),
             end_to_end_time: h(Histogram::EndToEnd),
+            keys_in_use: s.keys_in_use,
+            key_capacity: s.key_capacity,
         };
         // SAFETY: non-null, aligned; the caller's struct of its `size`.
         unsafe { write_sized(out, &v, STATS_V1, OP, "shmq_stats") }.map_err(|e| inner.err(e))

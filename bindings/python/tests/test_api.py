@@ -238,6 +238,8 @@ def test_keys(path):
             q.send(b"menu v1 again", key=7, version=1)
         v = q.send(b"menu next", key=7)
         assert v >= 2
+        s = q.stats()
+        assert s["key_capacity"] == 4 and s["keys_in_use"] >= 1 and s["stale"] >= 1
 
 
 def test_pip_install(tmp_path):

@@ -608,7 +608,8 @@ class Queue:
         s = _lib.Stats()
         s.size = ctypes.sizeof(s)
         _check(lib.shmq_get_stats(self._handle(), ctypes.byref(s)))
-        d: Dict[str, Any] = {name: getattr(s, name) for name in _lib.STAT_FIELDS}
+        d: Dict[str, Any] = {name: getattr(s, name)
+                             for name in _lib.STAT_FIELDS + list(_lib.STAT_FIELDS_2)}
         for name in _lib.HISTOGRAM_FIELDS:
             h = getattr(s, name)
             d[name] = {f: getattr(h, f) for f, _ in _lib.Histogram._fields_}

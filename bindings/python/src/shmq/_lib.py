@@ -81,6 +81,7 @@ STAT_FIELDS = (
     "aborted lease_lost dead_participants"
 ).split()
 HISTOGRAM_FIELDS = ("time_in_queue", "processing_time", "end_to_end_time")
+STAT_FIELDS_2 = ("keys_in_use", "key_capacity")
 
 
 class Stats(Structure):
@@ -88,6 +89,7 @@ class Stats(Structure):
         [("size", c_uint32)]
         + [(name, c_uint64) for name in STAT_FIELDS]
         + [(name, Histogram) for name in HISTOGRAM_FIELDS]
+        + [(name, c_uint64) for name in STAT_FIELDS_2]
     )
 
 
