@@ -346,6 +346,8 @@ static void test_two_threads_on_one_handle(void) {
     CHECK(last_error_has("another thread"));
     CHECK(pthread_join(t, NULL) == 0);
     CHECK(a.st == SHMQ_TIMEOUT);
+    /* The thread's TIMEOUT detail stayed in its own thread-local slot. */
+    CHECK(last_error_has("another thread") && !last_error_has("timed out"));
     OK(shmq_send(q, "x", 1, 0, 0, 0));
     OK(shmq_close(q));
     unlink(path);
@@ -805,8 +807,16 @@ static void test_competing_consumers_one_killed(void) {
     s.size = sizeof s;
     OK(shmq_get_stats(q, &s));
     CHECK(s.sent == (uint64_t)(total + workers - 1));
-    CHECK(s.acked == s.sent);
-    CHECK(s.depth == 0 && s.in_flight == 0);
+    /* Every message left the queue by an ack: nothing is queued, in flight,
+     * reserved or dead-lettered. The acked counter may miss one ack: the one
+     * the killed worker finished in the file just before SIGKILL, before it
+     * counted it in its own metrics. */
+    if (!(s.acked <= s.sent && s.acked + 1 >= s.sent))
+        fprintf(stderr, "sent %llu acked %llu\n", (unsigned long long)s.sent,
+                (unsigned long long)s.acked);
+    CHECK(s.acked <= s.sent && s.acked + 1 >= s.sent);
+    CHECK(s.depth == 0 && s.in_flight == 0 && s.reserved == 0 && s.delayed == 0);
+    CHECK(s.dead_letters == 0 && s.dlq_waiting == 0);
     OK(shmq_close(q));
     unlink(path);
 }
