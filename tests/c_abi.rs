@@ -29,6 +29,7 @@ fn lib_dir() -> PathBuf {
 fn work_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        remove_stale_work_dirs();
         let dir = std::env::temp_dir().join(format!("shmq-c-abi-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let lib = dir.join("lib");
@@ -43,6 +44,27 @@ fn work_dir() -> &'static Path {
         std::os::unix::fs::symlink("libshmq.so.0", lib.join("libshmq.so")).expect("symlink");
         dir
     })
+}
+
+/// Removes the scratch directories of earlier runs whose process is gone
+/// (each run keeps its own for inspection until then).
+fn remove_stale_work_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shmq-c-abi-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn run(cmd: &mut Command, what: &str) -> String {

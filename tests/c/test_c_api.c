@@ -148,7 +148,18 @@ static void test_lifecycle_statuses(void) {
     OK(shmq_open(path, &q2));
     OK(shmq_close(q2));
     OK(shmq_close(q));
-    EXPECT(shmq_create("/sys/shmq-c-test", &o, &q2), SHMQ_PERMISSION);
+    if (geteuid() != 0) {
+        char ro[512], inside[600];
+        path_for(ro, sizeof ro, "readonly-dir");
+        rmdir(ro);
+        CHECK(mkdir(ro, 0500) == 0);
+        snprintf(inside, sizeof inside, "%s/q", ro);
+        EXPECT(shmq_create(inside, &o, &q2), SHMQ_PERMISSION);
+        rmdir(ro);
+    } else {
+        /* root passes permission bits; sysfs still refuses new files. */
+        EXPECT(shmq_create("/sys/shmq-c-test", &o, &q2), SHMQ_PERMISSION);
+    }
     EXPECT(shmq_create("/etc/passwd/shmq", &o, &q2), SHMQ_IO);
 
     /* A file that is not a queue. */
