@@ -48,7 +48,8 @@ pub fn slot_ref(slot: u64, seq: u64) -> u64 {
 /// Unpacks a holder or waiting reference (`None` for 0).
 #[inline]
 pub fn unref(r: u64) -> Option<(u64, u64)> {
-    (r != 0).then(|| ((r >> 32) - 1, r & 0xffff_ffff))
+    // Read from the mapping: a slot part of 0 is no reference at all.
+    Some(((r >> 32).checked_sub(1)?, r & 0xffff_ffff))
 }
 
 impl<'m, M: Memory> KeyTable<'m, M> {
@@ -59,6 +60,7 @@ impl<'m, M: Memory> KeyTable<'m, M> {
 
     /// Number of entries.
     #[inline]
+    #[allow(clippy::misnamed_getters)] // the table's capacity is the key capacity
     pub fn capacity(&self) -> u64 {
         self.layout.params.key_capacity
     }

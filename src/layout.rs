@@ -209,6 +209,10 @@ pub mod slot {
     pub const ENQUEUED_NS: usize = 48;
     /// `flags << 32 | payload length`.
     pub const LEN: usize = 56;
+    /// Flag in `LEN`: the message's times are measured precisely (its
+    /// enqueue time is a TSC reading, and its consumer times its claim and
+    /// ack) for the latency histograms.
+    pub const LEN_SAMPLED: u64 = 1 << 32;
     /// Start of the payload.
     pub const PAYLOAD: usize = 64;
 }

@@ -82,6 +82,7 @@ impl<'m, M: Memory> Table<'m, M> {
     }
 
     /// Number of entries.
+    #[allow(clippy::misnamed_getters)] // the table's capacity is the participant capacity
     pub fn capacity(&self) -> u64 {
         self.layout.params.participant_capacity
     }
@@ -109,8 +110,9 @@ impl<'m, M: Memory> Table<'m, M> {
                     .mem
                     .u64_at(self.layout.participant(index) + part::CLEANER);
                 let c = cleaner.load(Ordering::Acquire);
-                if c != 0 && c - 1 != index {
-                    let ce = self.entry((c - 1).min(self.capacity() - 1));
+                // The cleaner index is read from the mapping: check it.
+                if c != 0 && c - 1 != index && c - 1 < self.capacity() {
+                    let ce = self.entry(c - 1);
                     if ce.state == part::LIVE && live.alive(c - 1, ce.pid) {
                         return false;
                     }
@@ -181,7 +183,7 @@ impl<'m, M: Memory> Table<'m, M> {
                         .mem
                         .u64_at(self.layout.participant(i) + part::CLEANER)
                         .load(Ordering::Acquire);
-                    if c == 0 || c - 1 == me || c - 1 >= self.capacity() {
+                    if c == 0 || c - 1 == me || c > self.capacity() {
                         true
                     } else {
                         let ce = self.entry(c - 1);

@@ -33,7 +33,7 @@
 //!
 //! # Fencing
 //!
-//! Every transition except a skip increments the word's 22-bit sequence. A
+//! Every transition except a skip increments the word's 21-bit sequence. A
 //! claim's token is `slot << 32 | sequence`; ack, nack, reject and extend
 //! compare it with the word, so a late call after the claim was reclaimed
 //! gets [`Status::LeaseLost`] and changes nothing (G3). A commit compares its
@@ -104,18 +104,25 @@ const STATE_MASK: u64 = 0xf;
 const OWNER_SHIFT: u32 = 4;
 const OWNER_MASK: u64 = 0x3ff;
 const SEQ_SHIFT: u32 = 14;
-/// Mask of the 22-bit sequence.
-pub const SEQ_MASK: u64 = (1 << 22) - 1;
+/// Mask of the 21-bit sequence.
+pub const SEQ_MASK: u64 = (1 << 21) - 1;
+/// Set when a producer skipped the slot while it held its message: the
+/// message's position is then older than `lap - 1` says.
+const SKIPPED: u64 = 1 << 35;
 const LAP_SHIFT: u32 = 36;
 const LAP_MASK: u64 = (1 << 28) - 1;
 
-/// A slot's state word: `lap:28 | seq:22 | owner:10 | state:4` (high to low).
+/// A slot's state word: `lap:28 | skipped:1 | seq:21 | owner:10 | state:4`
+/// (high to low).
 ///
 /// - `state`: one of [`state`].
 /// - `owner`: the participant index that owns a `RESERVED`, `PASSED`,
 ///   `CLAIMED` or `DLQ_WAIT` slot (0 otherwise).
-/// - `seq`: incremented (mod 2^22) by every transition except a skip; tokens
+/// - `seq`: incremented (mod 2^21) by every transition except a skip; tokens
 ///   and metadata tags compare with it.
+/// - `skipped`: a producer skipped the slot while it held its message (set by
+///   a skip, kept until the slot is freed); without it the message's
+///   position is at lap `lap - 1`.
 /// - `lap`: the lap (mod 2^28) of the next position at this slot that no
 ///   producer has decided.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -156,12 +163,24 @@ impl SlotWord {
     /// moves on, the lap stays.
     #[inline]
     pub fn transition(self, state: u64, owner: u64) -> SlotWord {
-        SlotWord::new(state, owner, self.seq() + 1, self.lap())
+        let w = SlotWord::new(state, owner, self.seq() + 1, self.lap());
+        // The skip mark belongs to the message: it goes when the slot frees.
+        if state == state::FREE {
+            w
+        } else {
+            SlotWord(w.0 | (self.0 & SKIPPED))
+        }
     }
-    /// The same word with the lap moved on by one (a skip).
+    /// The same word with the lap moved on by one and the skip mark set.
     #[inline]
     fn skipped(self) -> SlotWord {
-        SlotWord::new(self.state(), self.owner(), self.seq(), self.lap() + 1)
+        SlotWord(SlotWord::new(self.state(), self.owner(), self.seq(), self.lap() + 1).0 | SKIPPED)
+    }
+    /// Whether a producer skipped the slot since its message arrived; if not,
+    /// the message's position is at lap `lap - 1`.
+    #[inline]
+    pub fn was_skipped(self) -> bool {
+        self.0 & SKIPPED != 0
     }
 }
 
@@ -169,12 +188,25 @@ impl std::fmt::Debug for SlotWord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}(owner {}, seq {}, lap {})",
+            "{}(owner {}, seq {}, lap {}{})",
             state::name(self.state()),
             self.owner(),
             self.seq(),
-            self.lap()
+            self.lap(),
+            if self.was_skipped() { ", skipped" } else { "" }
         )
+    }
+}
+
+/// Moves a cursor hint from `p` to `p + 1`, unless someone already moved it.
+/// A plain load and store, not a CAS: two participants racing may move it
+/// back by a step, which costs the next reader one re-read of a decided
+/// position and nothing else (the slot words decide).
+#[inline]
+fn advance(cursor: &AtomicU64, p: u64) {
+    // Relaxed: the cursor is only a hint.
+    if cursor.load(Ordering::Relaxed) == p {
+        cursor.store(p.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -250,6 +282,8 @@ pub struct Claim {
     pub deliveries: u32,
     /// Monotonic time of the first commit.
     pub enqueued_ns: u64,
+    /// Whether the message is sampled for the latency histograms.
+    pub sampled: bool,
 }
 
 impl Claim {
@@ -327,6 +361,9 @@ pub struct Repairs {
     pub dead_lettered: u64,
     /// Messages still waiting for room in the dead-letter area.
     pub dlq_waiting: u64,
+    /// Messages found claimable off ring order (pending, or delayed and
+    /// due).
+    pub side_waiting: u64,
 }
 
 impl Repairs {
@@ -336,6 +373,7 @@ impl Repairs {
         self.redelivered += o.redelivered;
         self.dead_lettered += o.dead_lettered;
         self.dlq_waiting += o.dlq_waiting;
+        self.side_waiting += o.side_waiting;
     }
 }
 
@@ -435,6 +473,12 @@ impl<M: Memory> Engine<M> {
         self.layout.params.capacity
     }
 
+    /// Most cursor steps one call takes: a few laps, however the slots read.
+    #[inline]
+    fn walk_limit(&self) -> u64 {
+        self.capacity().saturating_mul(4).saturating_add(64)
+    }
+
     #[inline]
     fn split(&self, position: u64) -> (u64, u64) {
         let cap = self.capacity();
@@ -459,16 +503,24 @@ impl<M: Memory> Engine<M> {
         let mut skips = 0u64;
         let mut stalls = 0u32;
         let mut room = None;
+        let mut walked = 0u64;
         loop {
             // Relaxed: the cursor is a hint; the slot CAS below decides.
             let p = tail.load(Ordering::Relaxed);
             let (i, lap) = self.split(p);
             let w = self.slot_word(i);
             let d = lap_diff(w.lap(), lap);
+            walked += 1;
+            if walked > self.walk_limit() {
+                return Err(Error::new(
+                    Status::Corrupt,
+                    format!("the tail cursor found no undecided position in {walked} steps: slot laps are scribbled"),
+                ));
+            }
             if d > 0 {
                 // Someone already decided position p: help the cursor along.
                 // Relaxed: a failed or late cursor move only costs a retry.
-                let _ = tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                advance(tail, p);
                 continue;
             }
             if d < 0 {
@@ -493,7 +545,7 @@ impl<M: Memory> Engine<M> {
                     if !self.cas_slot(i, w, mine) {
                         continue;
                     }
-                    let _ = tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    advance(tail, p);
                     self.tally(me, part::TOOK);
                     // Relaxed stores: we own the slot; the commit CAS publishes.
                     self.slot_field(i, slot::POSITION)
@@ -501,7 +553,7 @@ impl<M: Memory> Engine<M> {
                     self.slot_field(i, slot::LEASE).store(
                         tagged(
                             mine.seq(),
-                            to_units(now + self.config.reservation_timeout_ns),
+                            to_units(now.saturating_add(self.config.reservation_timeout_ns)),
                         ),
                         Ordering::Relaxed,
                     );
@@ -526,8 +578,7 @@ impl<M: Memory> Engine<M> {
                         return Err(Error::new(Status::Full, "the queue is full"));
                     }
                     if self.cas_slot(i, w, w.skipped()) {
-                        let _ =
-                            tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        advance(tail, p);
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -537,8 +588,7 @@ impl<M: Memory> Engine<M> {
                 _ => {
                     // Held out of ring order: skip it, it keeps its slot.
                     if self.cas_slot(i, w, w.skipped()) {
-                        let _ =
-                            tail.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        advance(tail, p);
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -558,6 +608,7 @@ impl<M: Memory> Engine<M> {
     /// Commits a reservation: the message becomes claimable (at
     /// `not_before_ns` if given). `Err(Abandoned)` if the reservation was
     /// abandoned meanwhile: nothing was sent.
+    #[allow(clippy::too_many_arguments)] // the message's metadata, written once
     pub fn commit(
         &self,
         me: u64,
@@ -926,7 +977,7 @@ impl<M: Memory> Engine<M> {
                 self.slot_field(i, slot::LEASE).store(
                     tagged(
                         mine.seq(),
-                        to_units(now + self.config.reservation_timeout_ns),
+                        to_units(now.saturating_add(self.config.reservation_timeout_ns)),
                     ),
                     Ordering::Relaxed,
                 );
@@ -979,7 +1030,17 @@ impl<M: Memory> Engine<M> {
         let head = self.word(hdr::HEAD);
         let mut spins = 0u32;
         let mut stalls = 0u32;
+        let mut walked = 0u64;
         loop {
+            // Bounded work per call, whatever the slots say: the next call
+            // goes on from where this one left the cursor. (Spins on one
+            // reservation are bounded on their own.)
+            if spins == 0 {
+                walked += 1;
+                if walked > self.walk_limit() {
+                    return Ok(None);
+                }
+            }
             // Acquire: not needed for correctness (the slot word decides),
             // but it keeps a consumer from re-reading positions long passed.
             let p = head.load(Ordering::Acquire);
@@ -1008,12 +1069,9 @@ impl<M: Memory> Engine<M> {
             }
             match w.state() {
                 state::READY => {
-                    // Relaxed: ordered after the acquire load of the word.
-                    let pos = self.slot_field(i, slot::POSITION).load(Ordering::Relaxed);
-                    if pos > p {
+                    if self.later_than(i, w, p, lap) {
                         // Position p was skipped; this message is a later one.
-                        let _ =
-                            head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        advance(head, p);
                         continue;
                     }
                     let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
@@ -1024,12 +1082,7 @@ impl<M: Memory> Engine<M> {
                         if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
                             self.side_entered();
                             tally.key_waits += 1;
-                            let _ = head.compare_exchange(
-                                p,
-                                p + 1,
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            );
+                            advance(head, p);
                         } else {
                             self.pending_left(key);
                         }
@@ -1039,16 +1092,23 @@ impl<M: Memory> Engine<M> {
                     if !self.cas_slot(i, w, mine) {
                         continue;
                     }
-                    let _ = head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    advance(head, p);
                     if !self.claim_key(i, mine, tally) {
                         continue;
                     }
                     return self.finish_claim(i, mine, now).map(Some);
                 }
                 state::RESERVED => {
-                    // A producer is writing position p (or, after skips, a
-                    // later one). Give it a moment, then pass it: its commit
-                    // will put the message on the side path.
+                    // A producer is writing position p, or (if p was skipped
+                    // and the slot freed and reserved again) a later one.
+                    if self.later_than(i, w, p, lap) {
+                        advance(head, p);
+                        continue;
+                    }
+                    // Ours: give it a moment, then pass it; its commit will
+                    // put the message on the side path. (A position never
+                    // written, by a producer that died at once, is passed
+                    // too: its repair frees the slot.)
                     spins += 1;
                     if spins < RESERVED_SPINS {
                         spin_hint();
@@ -1057,18 +1117,39 @@ impl<M: Memory> Engine<M> {
                     // Same sequence: it is still the producer's reservation.
                     let passed = SlotWord::new(state::PASSED, w.owner(), w.seq(), w.lap());
                     if self.cas_slot(i, w, passed) {
-                        let _ =
-                            head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        advance(head, p);
                     }
                     spins = 0;
                 }
                 _ => {
                     // Position p is decided and holds nothing for the ring
                     // order: it was claimed, skipped, or completed.
-                    let _ = head.compare_exchange(p, p + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    advance(head, p);
                 }
             }
         }
+    }
+
+    /// Whether the message in slot `i` (word `w`, `RESERVED` or `READY`, not
+    /// passed by the head) belongs to a position later than `p` (at `lap`),
+    /// which means position `p` itself was skipped. Such a message is never
+    /// older than `p`: the head has decided every position before it.
+    #[inline]
+    fn later_than(&self, i: u64, w: SlotWord, p: u64, lap: u64) -> bool {
+        if !w.was_skipped() {
+            // Its position is at lap `w.lap() - 1`.
+            return lap_diff(w.lap(), lap + 1) > 0;
+        }
+        if lap_diff(w.lap(), lap + 2) == 0 {
+            // Skipped once since, and not older than p: it is p's.
+            return false;
+        }
+        // Skipped several laps since: ask the position. A reservation's
+        // position is written just after its CAS; an unwritten one reads as
+        // an older value, taken as p's (the head then passes it, which costs
+        // order in this rare case, never a message).
+        // Relaxed: ordered after the acquire load of the word.
+        self.slot_field(i, slot::POSITION).load(Ordering::Relaxed) > p
     }
 
     /// Scans the slots for a pending message or a due delayed one. A keyless
@@ -1176,12 +1257,14 @@ impl<M: Memory> Engine<M> {
     fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Claim> {
         let seq = w.seq();
         let deliveries = self.count_attempt(i, seq);
-        self.stamp(i, seq, now + self.config.lease_ns);
+        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
-        let len = self.slot_field(i, slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff;
+        let len_word = self.slot_field(i, slot::LEN).load(Ordering::Relaxed);
+        let len = len_word & 0xffff_ffff;
         let claim = Claim {
             slot: i,
             seq,
+            sampled: len_word & slot::LEN_SAMPLED != 0,
             position: self.slot_field(i, slot::POSITION).load(Ordering::Relaxed),
             len: len as usize,
             key: self.slot_field(i, slot::KEY).load(Ordering::Relaxed),
@@ -1494,7 +1577,9 @@ impl<M: Memory> Engine<M> {
         // Relaxed: the hint is recomputed from the scan.
         self.word(hdr::DLQ_WAITING)
             .store(r.dlq_waiting, Ordering::Relaxed);
-        if r.redelivered > 0 {
+        // Also when a message waits on the side path that nobody announced:
+        // its mover may have died between its CAS and the announcement.
+        if r.redelivered > 0 || r.side_waiting > 0 {
             self.side_entered();
         }
         Ok(r)
@@ -1513,7 +1598,11 @@ impl<M: Memory> Engine<M> {
             let w = self.slot_word(i);
             match w.state() {
                 state::RESERVED | state::PASSED => {
-                    let deadline = self.stamp(i, w.seq(), now + self.config.reservation_timeout_ns);
+                    let deadline = self.stamp(
+                        i,
+                        w.seq(),
+                        now.saturating_add(self.config.reservation_timeout_ns),
+                    );
                     let dead = is_dead(w.owner());
                     if dead || deadline <= now {
                         // A dead producer writes no more: free the slot. A
@@ -1533,17 +1622,17 @@ impl<M: Memory> Engine<M> {
                         continue;
                     }
                 }
-                state::ABANDONED => {
-                    if is_dead(w.owner()) {
-                        if self.transit(i, w, state::FREE, 0).is_some() {
-                            self.tally(me, part::FREED);
-                            return Ok(());
-                        }
-                        continue;
+                state::ABANDONED if is_dead(w.owner()) => {
+                    if self.transit(i, w, state::FREE, 0).is_some() {
+                        self.tally(me, part::FREED);
+                        return Ok(());
                     }
+                    continue;
                 }
+                state::PENDING => r.side_waiting += 1,
+                state::DELAYED if self.due_of(i, w) <= now => r.side_waiting += 1,
                 state::CLAIMED => {
-                    let deadline = self.stamp(i, w.seq(), now + self.config.lease_ns);
+                    let deadline = self.stamp(i, w.seq(), now.saturating_add(self.config.lease_ns));
                     let dead = is_dead(w.owner());
                     if dead || deadline <= now {
                         // Relaxed: ordered after the acquire of the word.
@@ -1786,7 +1875,7 @@ mod tests {
         assert_eq!((payload(&e, &again), again.deliveries), (b"b".to_vec(), 2));
     }
 
-        #[test]
+    #[test]
     fn stalled_producer_is_quarantined_until_it_returns() {
         let e = engine(2);
         let stalled = e.reserve(1, 0, 1).unwrap();
@@ -1804,7 +1893,9 @@ mod tests {
         // and frees the slot.
         e.write_payload(&stalled, b"late");
         assert_eq!(
-            e.commit(1, &stalled, 4, 0, 0, None, 0).unwrap_err().status(),
+            e.commit(1, &stalled, 4, 0, 0, None, 0)
+                .unwrap_err()
+                .status(),
             Status::Abandoned
         );
         assert_eq!(e.slot_word(stalled.slot).state(), state::FREE);

@@ -18,3 +18,15 @@ pub(crate) fn spin_hint() {
     #[cfg(shmq_loom)]
     loom::thread::yield_now();
 }
+
+/// A SeqCst fence that only the model checker needs.
+///
+/// The wake-up handshake (see `wait`) is correct under the C++20 rules for
+/// SeqCst operations without a fence on the waker's side, but loom models
+/// SeqCst loads and stores as acquire/release and would report a lost
+/// wake-up that cannot happen; under loom the waker therefore fences.
+#[inline]
+pub(crate) fn loom_only_seqcst_fence() {
+    #[cfg(shmq_loom)]
+    fence(Ordering::SeqCst);
+}

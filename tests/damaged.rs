@@ -460,7 +460,6 @@ fn random_bytes_in_the_participant_table_of_a_live_queue() {
 }
 
 #[test]
-#[ignore = "engine bug: BUG 6, keys::unref underflows on scribbled HOLDER/WAITING words (see regression_key_ref_underflow)"]
 fn random_bytes_in_the_key_table_of_a_live_queue() {
     scribble_live(Region::Keys);
 }
@@ -753,7 +752,6 @@ fn every_regression_has_a_test() {
 // builds wrap, so the lease deadline lands in the past and every claim
 // expires at once. Input: template 0, LEASE_NS = u64::MAX, send, claim.
 #[test]
-#[ignore = "engine bug: `now + lease_ns` overflows in ring.rs finish_claim/repair_slot when the header's lease is near u64::MAX"]
 fn regression_lease_overflow() {
     regression("lease-overflow-claim");
 }
@@ -765,7 +763,6 @@ fn regression_lease_overflow() {
 // Input: template 0, participant 0's first two lead-time buckets = 2^63,
 // then stats() and quantile(0.5..1.0).
 #[test]
-#[ignore = "engine bug: HistogramSnapshot::quantile overflows `seen += n` on scribbled histogram buckets"]
 fn regression_quantile_overflow() {
     regression("quantile-overflow-stats");
 }
@@ -778,13 +775,11 @@ fn regression_quantile_overflow() {
 // tail (the `d > 0` arm). Input: template 0, all four slot words set to
 // FREE (claim) or CLAIMED (send) at lap 2^27 - 1, then one claim / send.
 #[test]
-#[ignore = "engine bug: claim_head walks the head cursor up to 2^27 x capacity positions when slot laps are scribbled far ahead (a hang)"]
 fn regression_lap_walk_claim() {
     regression("lap-walk-claim");
 }
 
 #[test]
-#[ignore = "engine bug: reserve walks the tail cursor up to 2^27 x capacity positions when slot laps are scribbled far ahead (a hang)"]
 fn regression_lap_walk_send() {
     regression("lap-walk-send");
 }
@@ -795,13 +790,11 @@ fn regression_lap_walk_send() {
 // which is harmless there). Input: template 0, TAIL (or HEAD) = u64::MAX,
 // then send (or claim).
 #[test]
-#[ignore = "engine bug: `p + 1` overflows in ring.rs reserve when the tail cursor is u64::MAX"]
 fn regression_cursor_overflow_send() {
     regression("cursor-overflow-send");
 }
 
 #[test]
-#[ignore = "engine bug: `p + 1` overflows in ring.rs claim_head when the head cursor is u64::MAX"]
 fn regression_cursor_overflow_claim() {
     regression("cursor-overflow-claim");
 }
@@ -815,7 +808,6 @@ fn regression_cursor_overflow_claim() {
 // not. Input: template 0, participant 0 = CLEANING with CLEANER = u64::MAX,
 // participant 1 = LIVE, then open.
 #[test]
-#[ignore = "engine bug: Table::take passes an unchecked CLEANER index to Liveness::alive; `LOCK_BASE + index` overflows in Queue::open"]
 fn regression_cleaner_overflow() {
     regression("cleaner-overflow-open");
 }
@@ -827,7 +819,6 @@ fn regression_cleaner_overflow() {
 // the fuzzer in verify() -> verify_keys. Input: template 1 (4 keys), key
 // entry 0 = key 42 with HOLDER = 1, then verify().
 #[test]
-#[ignore = "engine bug: keys::unref underflows on a HOLDER/WAITING word below 2^32 (panic in verify)"]
 fn regression_key_ref_underflow() {
     regression("key-ref-underflow-verify");
 }

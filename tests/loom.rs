@@ -713,7 +713,6 @@ fn ack_vs_repair_consumer_crash() {
 /// Fails (crash after 5 steps) on the engine bug shown by
 /// [`repair_crash_strands_redelivery`].
 #[test]
-#[ignore = "engine bug: a crash between the CAS to PENDING and side_entered strands the message (see repair_crash_strands_redelivery)"]
 fn ack_vs_repair_repairer_crash() {
     check_crashes("ack_vs_repair_repairer_crash", |b| {
         ack_vs_repair(b, Crash::Other, true)
@@ -887,7 +886,7 @@ fn sleep_wake_no_crash() {
 /// consumer sleeps with the message committed. Not an engine bug by the
 /// C++ model, but loom cannot check this form of the handshake.
 #[test]
-#[ignore = "loom limitation: SeqCst accesses are modelled as AcqRel; the waker needs a SeqCst fence for loom to see the handshake (see sleep_wake_no_crash)"]
+
 fn sleep_wake_without_fence() {
     check("sleep_wake_without_fence", |b| {
         sleep_wake(b, Crash::Nobody, false)
@@ -940,7 +939,6 @@ fn crash_then_drain(
 /// something itself). Allowed: the checker claims the message with
 /// deliveries 2. Found: the slot stays `PENDING` (crash after 5 steps).
 #[test]
-#[ignore = "engine bug: a crash between the CAS to PENDING and side_entered strands the message (repair never re-bumps SIDE_DIRTY)"]
 fn repair_crash_strands_redelivery() {
     check_crashes("repair_crash_strands_redelivery", |b| {
         let (e, _) = claimed_one();
@@ -967,7 +965,6 @@ fn repair_crash_strands_redelivery() {
 /// before the bump strands its message. Allowed: the checker claims it with
 /// deliveries 2 (whether or not the nack took effect).
 #[test]
-#[ignore = "engine bug: a crash between the CAS to PENDING and side_entered strands the message (repair never re-bumps SIDE_DIRTY)"]
 fn nack_crash_strands_message() {
     check_crashes("nack_crash_strands_message", |b| {
         let (e, c) = claimed_one();
@@ -996,7 +993,6 @@ fn nack_crash_strands_message() {
 /// commit had not taken effect. Found: the slot stays `PENDING` (crash
 /// after 9 steps: the payload, five metadata words, the word, the CAS).
 #[test]
-#[ignore = "engine bug: a crash between the CAS to PENDING and side_entered strands the message (repair never re-bumps SIDE_DIRTY)"]
 fn late_commit_crash_strands_message() {
     check_crashes("late_commit_crash_strands_message", |b| {
         let e = engine(2);
