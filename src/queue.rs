@@ -75,6 +75,11 @@ const SPIN_NS: u64 = 50_000;
 /// Operations between two checks for due maintenance on the fast path.
 const TICK_MASK: u32 = 1023;
 
+/// One message in this many is sampled for the latency histograms (at
+/// high rates; slower traffic is sampled fully). A precise timestamp costs
+/// about as much as a message here.
+const SAMPLE_EVERY: u32 = 16;
+
 /// Role bits of a participant.
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
@@ -105,6 +110,11 @@ pub struct Queue {
     metrics: Cell<bool>,
     tick: Cell<u32>,
     roles: Cell<u64>,
+    sample_count: Cell<u32>,
+    last_sample: Cell<u64>,
+    /// What this handle repaired while attaching (cleaning up after the
+    /// dead participant whose entry it took).
+    attach_repairs: Cell<Repairs>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -146,6 +156,10 @@ pub struct Stats {
     pub consumers: u64,
     /// Live participants.
     pub participants: u64,
+    /// Producers asleep waiting for room (back-pressure felt now).
+    pub producers_waiting: u64,
+    /// Consumers asleep waiting for messages.
+    pub consumers_waiting: u64,
     /// Entries of the key table in use.
     pub keys_in_use: u64,
     /// Entries of the key table.
@@ -165,6 +179,25 @@ impl Stats {
     pub fn histogram(&self, h: Histogram) -> &HistogramSnapshot {
         &self.histograms[h as usize]
     }
+}
+
+/// A participant, as listed by [`Queue::participants`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// Entry index.
+    pub index: u64,
+    /// Registered process.
+    pub pid: u32,
+    /// Whether it is alive (its lock is held and its process exists).
+    pub alive: bool,
+    /// Whether a survivor is cleaning up after it.
+    pub cleaning: bool,
+    /// Whether it has sent.
+    pub producer: bool,
+    /// Whether it has claimed.
+    pub consumer: bool,
+    /// Monotonic time it attached.
+    pub attached_ns: u64,
 }
 
 /// A dead letter, as listed.
@@ -389,6 +422,9 @@ impl Queue {
             metrics: Cell::new(true),
             tick: Cell::new(0),
             roles: Cell::new(0),
+            sample_count: Cell::new(0),
+            last_sample: Cell::new(0),
+            attach_repairs: Cell::new(Repairs::default()),
             _not_sync: PhantomData,
         };
         if register {
@@ -439,6 +475,7 @@ impl Queue {
                 self.me = Some(i);
                 self.count(Counter::DeadParticipants, cleaned);
                 self.account_repairs(&repairs);
+                self.attach_repairs.set(repairs);
                 if stale_boot {
                     // Every participant attached before the reboot is dead.
                     let r = self.recover_with(i, now, true)?;
@@ -461,6 +498,36 @@ impl Queue {
                 table.capacity()
             ),
         ))
+    }
+
+    /// The attached participants: index, pid, whether it is alive, and the
+    /// roles it has had (bit 0 produced, bit 1 consumed).
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: self.stale_boot(),
+        };
+        (0..table.capacity())
+            .filter_map(|i| {
+                let e = table.entry(i);
+                if e.state == part::FREE {
+                    return None;
+                }
+                let base = self.engine.layout.participant(i);
+                let rd = |f: usize| self.engine.mem.u64_at(base + f).load(Ordering::Relaxed);
+                let roles = rd(part::ROLES);
+                Some(ParticipantInfo {
+                    index: i,
+                    pid: e.pid,
+                    alive: e.state == part::LIVE && (Some(i) == self.me || live.alive(i, e.pid)),
+                    cleaning: e.state == part::CLEANING,
+                    producer: roles & ROLE_PRODUCER != 0,
+                    consumer: roles & ROLE_CONSUMER != 0,
+                    attached_ns: rd(part::ATTACHED_NS),
+                })
+            })
+            .collect()
     }
 
     /// The path the queue was opened with.
@@ -529,9 +596,36 @@ impl Queue {
         )
     }
 
+    /// The time for leases, delays and the enqueue time of unsampled
+    /// messages: `CLOCK_MONOTONIC_COARSE` (a few ns to read, a few ms
+    /// behind).
     #[inline]
     fn now(&self) -> u64 {
+        crate::clock::coarse_ns()
+    }
+
+    /// The precise time, for sampled latencies and for timing waits.
+    #[inline]
+    fn precise(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// Whether the next message this handle commits is sampled for the
+    /// latency histograms: one in [`SAMPLE_EVERY`], and every message when
+    /// they are more than a millisecond apart, so that slow queues are
+    /// measured fully and fast ones cheaply.
+    #[inline]
+    fn sample(&self, coarse: u64) -> bool {
+        if !self.metrics.get() {
+            return false;
+        }
+        let n = self.sample_count.get().wrapping_add(1);
+        self.sample_count.set(n);
+        if n % SAMPLE_EVERY == 0 || coarse >= self.last_sample.get().saturating_add(1_000_000) {
+            self.last_sample.set(coarse);
+            return true;
+        }
+        false
     }
 
     #[inline]
@@ -591,7 +685,7 @@ impl Queue {
             && live_next
                 .compare_exchange(
                     due,
-                    now + LIVENESS_PERIOD_NS,
+                    now.saturating_add(LIVENESS_PERIOD_NS),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
@@ -606,7 +700,12 @@ impl Queue {
             let period =
                 (cfg.lease_ns.min(cfg.reservation_timeout_ns) / 4).clamp(1_000_000, 100_000_000);
             if maint_next
-                .compare_exchange(due, now + period, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    due,
+                    now.saturating_add(period),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 let r = self.engine.repair(me, now, &|_| false)?;
@@ -674,7 +773,10 @@ impl Queue {
     /// participant.
     pub fn recover(&self) -> Result<Repairs> {
         let Some(me) = self.me else {
-            return Queue::open(&self.path)?.recover();
+            let q = Queue::open(&self.path)?;
+            let mut r = q.recover()?;
+            r.add(&q.attach_repairs.get());
+            return Ok(r);
         };
         let now = self.now();
         let r = self
@@ -702,6 +804,8 @@ impl Queue {
                 return Ok(Some(x));
             }
         }
+        // From here on the caller waits: time it precisely.
+        let start = self.precise();
         let deadline = match timeout {
             Timeout::TryOnce => return Ok(None),
             Timeout::Forever => u64::MAX,
@@ -714,7 +818,7 @@ impl Queue {
         };
         let mut spins = 0u32;
         loop {
-            let now = self.now();
+            let now = self.precise();
             if now >= deadline {
                 self.count(Counter::Timeouts, 1);
                 return Err(Error::new(
@@ -757,7 +861,7 @@ impl Queue {
             wp.sleep(&OsFutex, seen, Some(left));
             wp.done();
             sleeping.fetch_and(!bit, Ordering::Relaxed);
-            let now = self.now();
+            let now = self.precise();
             self.maintain(now)?;
             if let Some(x) = attempt(now)? {
                 return Ok(Some(x));
@@ -934,6 +1038,13 @@ impl Queue {
         // One clock read per send: a commit that directly follows its
         // reservation uses the reservation's time.
         let now = at.unwrap_or_else(|| self.now());
+        let sampled = self.sample(now);
+        let enqueued = if sampled { self.precise() } else { now };
+        let len_word = if sampled {
+            len | layout::slot::LEN_SAMPLED as usize
+        } else {
+            len
+        };
         let not_before = if opts.delay.is_zero() {
             None
         } else {
@@ -941,7 +1052,15 @@ impl Queue {
         };
         let seq = self
             .engine
-            .commit(me, r, len, opts.key, opts.version, not_before, now)
+            .commit(
+                me,
+                r,
+                len_word,
+                opts.key,
+                opts.version,
+                not_before,
+                enqueued,
+            )
             .map_err(|e| self.err(op, e))?;
         if opts.key != 0 {
             let keys = self.engine.keys();
@@ -1041,18 +1160,27 @@ impl Queue {
 
     fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
         self.note_role(ROLE_CONSUMER);
+        // A sampled message is timed precisely from here to its ack.
+        let claimed_ns = if c.sampled && self.metrics.get() {
+            self.precise()
+        } else {
+            now
+        };
         if let Some(rec) = self.recorder() {
             rec.add(Counter::Claimed, 1);
-            if c.deliveries <= 1 {
-                rec.record(Histogram::LeadTime, now.saturating_sub(c.enqueued_ns));
-            } else {
+            if c.deliveries > 1 {
                 rec.add(Counter::Redelivered, 1);
+            } else if c.sampled {
+                rec.record(
+                    Histogram::LeadTime,
+                    claimed_ns.saturating_sub(c.enqueued_ns),
+                );
             }
         }
         Message {
             q: self,
             claim: c,
-            claimed_ns: now,
+            claimed_ns,
         }
     }
 
@@ -1152,11 +1280,14 @@ impl Queue {
             match r {
                 Settled::Acked => {
                     rec.add(Counter::Acked, 1);
-                    if let Some(c) = claimed_ns {
-                        rec.record(Histogram::Processing, now.saturating_sub(c));
-                    }
-                    if let Some(e) = enqueued_ns {
-                        rec.record(Histogram::EndToEnd, now.saturating_sub(e));
+                    if claimed_ns.is_some() || enqueued_ns.is_some() {
+                        let t = self.precise();
+                        if let Some(c) = claimed_ns {
+                            rec.record(Histogram::Processing, t.saturating_sub(c));
+                        }
+                        if let Some(e) = enqueued_ns {
+                            rec.record(Histogram::EndToEnd, t.saturating_sub(e));
+                        }
                     }
                 }
                 Settled::Requeued => rec.add(Counter::Nacked, 1),
@@ -1184,6 +1315,7 @@ impl Queue {
     pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
         let me = self.me("ack_batch")?;
         let now = self.now();
+        let mut precise = None;
         let mut acked = 0;
         for m in messages {
             match self.engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
@@ -1191,8 +1323,11 @@ impl Queue {
                     acked += 1;
                     if let Some(rec) = self.recorder() {
                         rec.add(Counter::Acked, 1);
-                        rec.record(Histogram::Processing, now.saturating_sub(m.claimed_ns));
-                        rec.record(Histogram::EndToEnd, now.saturating_sub(m.claim.enqueued_ns));
+                        if m.claim.sampled {
+                            let t = *precise.get_or_insert_with(|| self.precise());
+                            rec.record(Histogram::Processing, t.saturating_sub(m.claimed_ns));
+                            rec.record(Histogram::EndToEnd, t.saturating_sub(m.claim.enqueued_ns));
+                        }
                     }
                 }
                 Err(e) if e.status() == Status::LeaseLost => self.count(Counter::LeaseLost, 1),
@@ -1281,6 +1416,11 @@ impl Queue {
             producers: 0,
             consumers: 0,
             participants: 0,
+            producers_waiting: e.mem.u64_at(hdr::NOT_FULL_SLEEPERS).load(Ordering::Relaxed),
+            consumers_waiting: e
+                .mem
+                .u64_at(hdr::NOT_EMPTY_SLEEPERS)
+                .load(Ordering::Relaxed),
             keys_in_use: e.keys().in_use(),
             key_capacity: l.params.key_capacity,
             counters: vec![0; crate::metrics::COUNTERS.len()],
@@ -1421,6 +1561,7 @@ impl Queue {
                 }
             }
         }
+        self.verify_keys(&mut rep);
         if head > tail.saturating_add(cap) {
             rep.problems
                 .push(format!("head cursor {head} is past the tail cursor {tail}"));
@@ -1443,6 +1584,63 @@ impl Queue {
             }
         }
         rep
+    }
+
+    /// The key table's part of [`Queue::verify`].
+    fn verify_keys(&self, rep: &mut VerifyReport) {
+        let e = &self.engine;
+        let l = &e.layout;
+        let keys = e.keys();
+        let cap = l.params.capacity;
+        let mut pending: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for i in 0..cap {
+            if e.slot_word(i).state() == state::PENDING {
+                let k = e.mem.u64_at(l.slot(i) + slot::KEY).load(Ordering::Relaxed);
+                if k != 0 {
+                    *pending.entry(k).or_default() += 1;
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..keys.capacity() {
+            let f = |off: usize| keys.field(n, off).load(Ordering::Relaxed);
+            let k = f(layout::key::KEY);
+            if k == 0 {
+                continue;
+            }
+            if !seen.insert(k) {
+                rep.problems.push(format!(
+                    "key entry {n}: key {k} appears twice in the key table"
+                ));
+            } else if keys.find(k) != Some(n) {
+                rep.problems.push(format!(
+                    "key entry {n}: key {k} cannot be found from its hash (a broken probe chain)"
+                ));
+            }
+            for (what, off) in [
+                ("holder", layout::key::HOLDER),
+                ("waiting", layout::key::WAITING),
+            ] {
+                if let Some((s, _)) = crate::keys::unref(f(off)) {
+                    if s >= cap {
+                        rep.problems.push(format!("key entry {n} (key {k}): {what} names slot {s}, beyond the {cap} slots"));
+                    }
+                }
+            }
+            let (acked, next) = (f(layout::key::LAST_ACKED), f(layout::key::NEXT_VERSION));
+            if acked > next {
+                rep.problems.push(format!(
+                    "key entry {n} (key {k}): last acked version {acked} is above the highest version given, {next}"
+                ));
+            }
+            let parked = f(layout::key::PARKED);
+            let actual = pending.get(&k).copied().unwrap_or(0);
+            if parked != actual {
+                rep.notes.push(format!(
+                    "key {k}: parked count {parked}, but {actual} of its messages are pending (a hint left off by a crash; harmless)"
+                ));
+            }
+        }
     }
 
     fn dlq_read(&self, r: u64) -> Option<DeadLetter> {
@@ -1879,11 +2077,13 @@ impl<'q> Message<'q> {
     }
 
     fn settle(&self, o: &Outcome<'_>) -> Result<Settled> {
+        // Only a sampled message is timed (see `Queue::sample`).
+        let sampled = self.claim.sampled;
         self.q.settle(
             self.claim.token(),
             o,
-            Some(self.claimed_ns),
-            Some(self.claim.enqueued_ns),
+            sampled.then_some(self.claimed_ns),
+            sampled.then_some(self.claim.enqueued_ns),
         )
     }
 

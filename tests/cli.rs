@@ -715,7 +715,6 @@ fn dead_letters_list_show_redrive_purge() {
 /// `shmq recover` reports "0 claims redelivered" for a claim it did
 /// redeliver.
 #[test]
-#[ignore = "engine: Queue::recover on an inspect handle under-reports repairs done while attaching"]
 fn recover_reports_the_claims_it_redelivers() {
     let d = Dir::new("recover-count");
     let q = d.path("q");
