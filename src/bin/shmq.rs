@@ -19,23 +19,39 @@
 // The crate root is src/bin/shmq.rs, so its modules would be looked up in
 // src/bin/; they live in src/bin/shmq/ instead.
 
+#[cfg(not(shmq_loom))]
+#[path = "shmq/bench/mod.rs"]
+mod bench;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/cli.rs"]
 mod cli;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/commands.rs"]
 mod commands;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/demo.rs"]
 mod demo;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/prometheus.rs"]
 mod prometheus;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/serve.rs"]
 mod serve;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/stats_view.rs"]
 mod stats_view;
+#[cfg(not(shmq_loom))]
 #[path = "shmq/util.rs"]
 mod util;
 
+#[cfg(not(shmq_loom))]
 use clap::Parser;
 
+/// Under the loom model checker the library has no files to run on.
+#[cfg(shmq_loom)]
+fn main() {}
+
+#[cfg(not(shmq_loom))]
 fn main() {
     let args = cli::Cli::parse();
     let code = match run(args.cmd) {
@@ -48,6 +64,7 @@ fn main() {
     std::process::exit(code);
 }
 
+#[cfg(not(shmq_loom))]
 fn run(cmd: cli::Cmd) -> util::CmdResult {
     use cli::Cmd;
     match cmd {
@@ -61,6 +78,22 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),
         Cmd::Demo(a) => demo::run(&a),
-        Cmd::DemoRole(a) => demo::role(&a),
+                Cmd::DemoRole(a) => demo::role(&a),
+        Cmd::Bench(a) => {
+            let args = bench::BenchArgs {
+                quick: a.quick,
+                json: a.json,
+                chart: a.chart,
+                only: a.only,
+            };
+            match bench::run(&args) {
+                Ok(_) => Ok(0),
+                Err(e) => {
+                    eprintln!("shmq bench: {e}");
+                    Ok(1)
+                }
+            }
+        }
+        Cmd::BenchPeer(a) => Ok(bench::peer::run(&a.args)),
     }
 }

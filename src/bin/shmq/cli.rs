@@ -109,9 +109,49 @@ Exits with 3 when nothing was received before the timeout.")]
   shmq demo --latest-only         # menu changes conflate: only the newest waits")]
     Demo(DemoArgs),
 
-    /// One role of the demo (internal: spawned by `shmq demo`).
+        /// One role of the demo (internal: spawned by `shmq demo`).
     #[command(hide = true)]
     DemoRole(RoleArgs),
+
+    /// Measure shmq against the reference transports (SPEC section 7).
+    #[command(after_help = "Examples:
+  shmq bench                      # the full run: a few minutes, prints the table with ratios
+  shmq bench --quick              # small counts: checks every scenario runs (CI)
+  shmq bench --json bench.json --chart bench.svg
+  shmq bench --only ping-pong
+
+Pins the producer to CPU 0 and the consumer to CPU 1; busy-polls; checks
+every message. Compare figures only within one run.")]
+    Bench(BenchCmdArgs),
+
+    /// The other side of a bench measurement (internal: spawned by `shmq bench`).
+    #[command(hide = true, name = "__bench-peer")]
+    BenchPeer(BenchPeerArgs),
+}
+
+/// `shmq bench`.
+#[derive(Args, Debug)]
+pub struct BenchCmdArgs {
+    /// Small message counts, one run per figure (for CI: no speed is checked).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every figure as JSON rows to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput and latency per transport as an SVG chart to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+    /// Only the scenarios whose name contains this (e.g. one-to-one, keyed).
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+/// `shmq __bench-peer ROLE ARGS...`.
+#[derive(Args, Debug)]
+pub struct BenchPeerArgs {
+    /// The role and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// `shmq create`.
