@@ -199,15 +199,13 @@ impl std::fmt::Debug for SlotWord {
 }
 
 /// Moves a cursor hint from `p` to `p + 1`, unless someone already moved it.
-/// A plain load and store, not a CAS: two participants racing may move it
-/// back by a step, which costs the next reader one re-read of a decided
-/// position and nothing else (the slot words decide).
+/// A CAS, so that a participant preempted with an old `p` can never move
+/// the cursor back (every reader would then walk the decided positions
+/// again, one by one).
 #[inline]
 fn advance(cursor: &AtomicU64, p: u64) {
-    // Relaxed: the cursor is only a hint.
-    if cursor.load(Ordering::Relaxed) == p {
-        cursor.store(p.wrapping_add(1), Ordering::Relaxed);
-    }
+    // Relaxed: the cursor is only a hint; the slot words decide.
+    let _ = cursor.compare_exchange(p, p.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Signed distance `a - b` between two 28-bit laps.
@@ -348,6 +346,14 @@ pub struct Tally {
     pub stale: u64,
     /// Messages skipped because their key was busy.
     pub key_waits: u64,
+    /// Input: when set, a claim that meets a reservation at the head (a
+    /// producer still writing the next message) returns `None` at once and
+    /// reports it in `blocked`, so that the caller decides when to pass it
+    /// (see [`Engine::pass_reservation`]); when unset, the claim spins a
+    /// little and then passes it.
+    pub patient: bool,
+    /// Output: the reservation that stopped a patient claim.
+    pub blocked: Option<(u64, SlotWord)>,
 }
 
 /// What a maintenance scan repaired.
@@ -386,6 +392,12 @@ pub struct Engine<M: Memory> {
     /// Settings.
     pub config: Config,
 }
+
+/// How far past a fresh message at the tail a producer looks for a slot
+/// freed out of order. Queues of at most this many slots are therefore full
+/// exactly when every slot is taken; larger ones may report `Full` while a
+/// slot further on is free, until consumers catch up.
+const LOOKAHEAD: u64 = 16;
 
 /// How many times a consumer re-reads a `RESERVED` slot at the head before
 /// it passes it (the producer is most likely copying its payload).
@@ -502,7 +514,8 @@ impl<M: Memory> Engine<M> {
         let tail = self.word(hdr::TAIL);
         let mut skips = 0u64;
         let mut stalls = 0u32;
-        let mut room = None;
+        // Fresh messages this call may still skip to reach a free slot.
+        let mut room = 0u64;
         let mut walked = 0u64;
         loop {
             // Relaxed: the cursor is a hint; the slot CAS below decides.
@@ -510,14 +523,16 @@ impl<M: Memory> Engine<M> {
             let (i, lap) = self.split(p);
             let w = self.slot_word(i);
             let d = lap_diff(w.lap(), lap);
-            walked += 1;
-            if walked > self.walk_limit() {
-                return Err(Error::new(
-                    Status::Corrupt,
-                    format!("the tail cursor found no undecided position in {walked} steps: slot laps are scribbled"),
-                ));
-            }
             if d > 0 {
+                // Bounded: the cursor lags the slots by at most the
+                // producers that died or stalled between their two steps.
+                walked += 1;
+                if walked > self.walk_limit() {
+                    return Err(Error::new(
+                        Status::Corrupt,
+                        format!("the tail cursor found no undecided position in {walked} steps: slot laps are scribbled"),
+                    ));
+                }
                 // Someone already decided position p: help the cursor along.
                 // Relaxed: a failed or late cursor move only costs a retry.
                 advance(tail, p);
@@ -567,16 +582,20 @@ impl<M: Memory> Engine<M> {
                 }
                 state::RESERVED | state::READY => {
                     // A message of an earlier lap still waits in ring order:
-                    // the consumers are a whole ring behind. If a slot was
-                    // freed out of order (an abort, a redelivered message
-                    // acked), there is room further on: skip this one like a
-                    // held one (its consumers find it by its position).
-                    if room.is_none() {
-                        room = Some(self.occupied() < self.capacity());
+                    // the consumers are a whole ring behind. If a slot just
+                    // ahead was freed out of order (an abort, a redelivered
+                    // message acked), skip this one like a held one (its
+                    // consumers find it by its position) to reach it. Only
+                    // just ahead: when consumers free slots in order, the
+                    // free ones are a whole lap away, and skipping a lap of
+                    // slots other participants use costs more than waiting.
+                    if room == 0 {
+                        room = self.free_slot_ahead(p);
                     }
-                    if room != Some(true) {
+                    if room == 0 {
                         return Err(Error::new(Status::Full, "the queue is full"));
                     }
+                    room -= 1;
                     if self.cas_slot(i, w, w.skipped()) {
                         advance(tail, p);
                         skips += 1;
@@ -703,6 +722,21 @@ impl<M: Memory> Engine<M> {
                 return Ok(());
             }
         }
+    }
+
+    /// How many positions after `p` the nearest slot free for its position
+    /// lies, looking at most [`LOOKAHEAD`] ahead (0: none). Loads only.
+    fn free_slot_ahead(&self, p: u64) -> u64 {
+        let n = LOOKAHEAD.min(self.capacity() - 1);
+        for k in 1..=n {
+            let q = p.wrapping_add(k);
+            let (i, lap) = self.split(q);
+            let w = self.slot_word(i);
+            if w.state() == state::FREE && w.lap() == lap {
+                return k;
+            }
+        }
+        0
     }
 
     /// Counts a slot taken from or returned to `FREE` in `me`'s entry (a
@@ -1105,6 +1139,10 @@ impl<M: Memory> Engine<M> {
                         advance(head, p);
                         continue;
                     }
+                    if tally.patient {
+                        tally.blocked = Some((i, w));
+                        return Ok(None);
+                    }
                     // Ours: give it a moment, then pass it; its commit will
                     // put the message on the side path. (A position never
                     // written, by a producer that died at once, is passed
@@ -1125,6 +1163,37 @@ impl<M: Memory> Engine<M> {
                     // Position p is decided and holds nothing for the ring
                     // order: it was claimed, skipped, or completed.
                     advance(head, p);
+                }
+            }
+        }
+    }
+
+    /// Passes a reservation that stopped a patient claim for too long (its
+    /// producer is slow or preempted): consumers go on with the next
+    /// messages, and its commit puts it on the side path. Does nothing if the
+    /// reservation moved on meanwhile.
+    pub fn pass_reservation(&self, i: u64, w: SlotWord) {
+        let mut cur = w;
+        loop {
+            // Same sequence and owner: it is still the producer's reservation.
+            let passed = SlotWord(
+                SlotWord::new(state::PASSED, cur.owner(), cur.seq(), cur.lap()).0
+                    | (cur.0 & SKIPPED),
+            );
+            match self.slot_field(i, slot::WORD).compare_exchange(
+                cur.0,
+                passed.0,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => {
+                    let a = SlotWord(actual);
+                    if a.state() != state::RESERVED || a.seq() != w.seq() || a.owner() != w.owner()
+                    {
+                        return;
+                    }
+                    cur = a;
                 }
             }
         }
