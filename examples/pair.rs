@@ -36,9 +36,20 @@ fn main() {
         println!("consumer: {:.2} M msgs/s", n as f64 / e.as_secs_f64() / 1e6);
         return;
     }
-    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let n: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
     let path = format!("/dev/shm/shmq-pair-{}", std::process::id());
-    let q = Queue::create(&path, &Options { capacity: 4096, max_message_size: 64, ..Options::default() }).unwrap();
+    let q = Queue::create(
+        &path,
+        &Options {
+            capacity: 4096,
+            max_message_size: 64,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["consume", &path, &n.to_string()])
         .spawn()
@@ -50,7 +61,10 @@ fn main() {
     for _ in 0..n {
         q.send(&payload, Timeout::Forever).unwrap();
     }
-    println!("producer: {:.2} M msgs/s", n as f64 / t.elapsed().as_secs_f64() / 1e6);
+    println!(
+        "producer: {:.2} M msgs/s",
+        n as f64 / t.elapsed().as_secs_f64() / 1e6
+    );
     child.wait().unwrap();
     drop(q);
     std::fs::remove_file(&path).unwrap();

@@ -80,6 +80,11 @@ const TICK_MASK: u32 = 1023;
 /// about as much as a message here.
 const SAMPLE_EVERY: u32 = 16;
 
+/// How long a claim waits for a producer that is still writing the next
+/// message at the head before it passes that reservation. A copy takes
+/// nanoseconds to microseconds; a preempted producer, milliseconds.
+const PASS_AFTER_NS: u64 = 50_000;
+
 /// Role bits of a participant.
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
@@ -111,6 +116,9 @@ pub struct Queue {
     tick: Cell<u32>,
     roles: Cell<u64>,
     sample_count: Cell<u32>,
+    /// The reservation at the head that stopped our last claim, and since
+    /// when (slot, word, precise time).
+    blocked: Cell<Option<(u64, u64, u64)>>,
     last_sample: Cell<u64>,
     /// What this handle repaired while attaching (cleaning up after the
     /// dead participant whose entry it took).
@@ -423,6 +431,7 @@ impl Queue {
             tick: Cell::new(0),
             roles: Cell::new(0),
             sample_count: Cell::new(0),
+            blocked: Cell::new(None),
             last_sample: Cell::new(0),
             attach_repairs: Cell::new(Repairs::default()),
             _not_sync: PhantomData,
@@ -1148,8 +1157,27 @@ impl Queue {
     // ----------------------------------------------------------------
 
     fn claim_once(&self, me: u64, now: u64) -> Result<Option<Claim>> {
-        let mut tally = ring::Tally::default();
-        let got = self.engine.claim_counted(me, now, &mut tally);
+        let mut tally = ring::Tally {
+            patient: true,
+            ..ring::Tally::default()
+        };
+        let mut got = self.engine.claim_counted(me, now, &mut tally);
+        if let (Ok(None), Some((i, w))) = (&got, tally.blocked) {
+            // A producer is still writing the next message. Wait for it
+            // (the caller retries), but not for long: pass a reservation
+            // that blocks the head for more than PASS_AFTER_NS.
+            let t = self.precise();
+            match self.blocked.get() {
+                Some((bi, bw, since)) if bi == i && bw == w.0 => {
+                    if t.saturating_sub(since) >= PASS_AFTER_NS {
+                        self.engine.pass_reservation(i, w);
+                        self.blocked.set(None);
+                        got = self.engine.claim_counted(me, now, &mut tally);
+                    }
+                }
+                _ => self.blocked.set(Some((i, w.0, t))),
+            }
+        }
         if tally.stale > 0 {
             self.count(Counter::Stale, tally.stale);
             self.notify(Point::NotFull);

@@ -61,7 +61,7 @@ impl<'a> WaitPoint<'a> {
     /// Called by a waker after it made the condition true with a SeqCst
     /// operation. Costs one load when nobody sleeps.
     #[inline]
-        pub fn notify(&self, f: &impl Futex) {
+    pub fn notify(&self, f: &impl Futex) {
         crate::sync::loom_only_seqcst_fence();
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             self.futex.fetch_add(1, Ordering::SeqCst);

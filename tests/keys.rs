@@ -42,7 +42,10 @@ fn versions_stale_and_automatic() {
         assert_eq!(e.status(), Status::Stale, "{e}");
     }
     assert_eq!(q.stats().counter(Counter::Stale), 2);
-    assert_eq!(q.claim(Timeout::TryOnce).unwrap_err().status(), Status::Empty);
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
     std::fs::remove_file(&p).unwrap();
 }
 
@@ -59,7 +62,10 @@ fn one_claim_per_key_and_other_keys_flow() {
     // Key 1 is busy: the other consumer passes 1b and gets 2a.
     let m2 = c2.claim(Timeout::TryOnce).unwrap();
     assert_eq!(m2.data().unwrap(), b"2a");
-    assert_eq!(c2.claim(Timeout::TryOnce).unwrap_err().status(), Status::Empty);
+    assert_eq!(
+        c2.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
     assert!(c2.stats().counter(Counter::KeyWaits) >= 1);
     m1.ack().unwrap();
     let m3 = c2.claim(Timeout::TryOnce).unwrap();
@@ -105,7 +111,10 @@ fn queued_message_made_stale_is_skipped_and_counted() {
     assert_eq!(m.version(), 2);
     m.ack().unwrap();
     std::thread::sleep(Duration::from_millis(40));
-    assert_eq!(q.claim(Timeout::TryOnce).unwrap_err().status(), Status::Empty);
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
     let s = q.stats();
     assert_eq!(s.counter(Counter::Stale), 1);
     assert_eq!((s.depth, s.delayed, s.in_flight), (0, 0, 0));
@@ -119,7 +128,10 @@ fn latest_only_replaces_the_waiting_message_in_place() {
     let a = send(&q, 9, 1, b"price 1").unwrap();
     let b = send(&q, 9, 2, b"price 2").unwrap();
     assert_eq!(a.position, b.position, "replaced in place");
-    assert_eq!(send(&q, 9, 1, b"older").unwrap_err().status(), Status::Stale);
+    assert_eq!(
+        send(&q, 9, 1, b"older").unwrap_err().status(),
+        Status::Stale
+    );
     send(&q, 5, 1, b"other key").unwrap();
     let s = q.stats();
     assert_eq!((s.depth, s.counter(Counter::Conflated)), (2, 1));
@@ -130,7 +142,10 @@ fn latest_only_replaces_the_waiting_message_in_place() {
     assert_ne!(c.position, a.position);
     let other = q.claim(Timeout::TryOnce).unwrap();
     assert_eq!(other.key(), 5);
-    assert_eq!(q.claim(Timeout::TryOnce).unwrap_err().status(), Status::Empty);
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
     m.ack().unwrap();
     let m = q.claim(Timeout::TryOnce).unwrap();
     assert_eq!(m.version(), 3);
@@ -142,7 +157,14 @@ fn latest_only_replaces_the_waiting_message_in_place() {
 #[test]
 fn full_key_table_is_refused_and_eviction_frees_it() {
     let p = path("keysfull");
-    let q = Queue::create(&p, &Options { key_capacity: 2, ..keyed(false) }).unwrap();
+    let q = Queue::create(
+        &p,
+        &Options {
+            key_capacity: 2,
+            ..keyed(false)
+        },
+    )
+    .unwrap();
     send(&q, 1, 1, b"a").unwrap();
     send(&q, 2, 1, b"b").unwrap();
     assert_eq!(send(&q, 3, 1, b"c").unwrap_err().status(), Status::KeysFull);
@@ -151,10 +173,16 @@ fn full_key_table_is_refused_and_eviction_frees_it() {
     assert_eq!(q.evict_keys().unwrap(), 1);
     send(&q, 3, 1, b"c").unwrap();
     let other = Queue::open(&p).unwrap();
-    assert_eq!(q.evict_keys().unwrap_err().status(), Status::InvalidArgument);
+    assert_eq!(
+        q.evict_keys().unwrap_err().status(),
+        Status::InvalidArgument
+    );
     drop(other);
     let keyless = Queue::create(path("nokeys"), &Options::default()).unwrap();
-    assert_eq!(send(&keyless, 1, 1, b"x").unwrap_err().status(), Status::InvalidArgument);
+    assert_eq!(
+        send(&keyless, 1, 1, b"x").unwrap_err().status(),
+        Status::InvalidArgument
+    );
     std::fs::remove_file(keyless.path()).unwrap();
     std::fs::remove_file(&p).unwrap();
 }
@@ -162,7 +190,14 @@ fn full_key_table_is_refused_and_eviction_frees_it() {
 #[test]
 fn lease_lost_claim_releases_the_key() {
     let p = path("leasekey");
-    let q = Queue::create(&p, &Options { lease: Duration::from_millis(20), ..keyed(false) }).unwrap();
+    let q = Queue::create(
+        &p,
+        &Options {
+            lease: Duration::from_millis(20),
+            ..keyed(false)
+        },
+    )
+    .unwrap();
     send(&q, 6, 1, b"x").unwrap();
     let m = q.claim(Timeout::TryOnce).unwrap();
     let again = q.claim(Duration::from_secs(2)).unwrap();

@@ -904,7 +904,7 @@ impl Harness {
 
     fn repair(&mut self, me: usize) -> Check {
         let dead = self.m.dead.clone();
-                let mut got = self
+        let mut got = self
             .e
             .repair(me as u64, self.m.now, &|o| dead.contains(&(o as usize)))
             .map_err(|e| format!("repair: {e}"))?;

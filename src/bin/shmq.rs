@@ -78,7 +78,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),
         Cmd::Demo(a) => demo::run(&a),
-                Cmd::DemoRole(a) => demo::role(&a),
+        Cmd::DemoRole(a) => demo::role(&a),
         Cmd::Bench(a) => {
             let args = bench::BenchArgs {
                 quick: a.quick,

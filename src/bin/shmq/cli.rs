@@ -109,7 +109,7 @@ Exits with 3 when nothing was received before the timeout.")]
   shmq demo --latest-only         # menu changes conflate: only the newest waits")]
     Demo(DemoArgs),
 
-        /// One role of the demo (internal: spawned by `shmq demo`).
+    /// One role of the demo (internal: spawned by `shmq demo`).
     #[command(hide = true)]
     DemoRole(RoleArgs),
 

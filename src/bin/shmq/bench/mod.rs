@@ -82,7 +82,11 @@ impl Row {
     }
     fn rtt(mut self, mut samples: Vec<u64>) -> Row {
         samples.sort_unstable();
-        let q = |p: f64| samples.get(((samples.len() as f64 - 1.0) * p).round() as usize).copied();
+        let q = |p: f64| {
+            samples
+                .get(((samples.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+        };
         self.rtt_p50_ns = q(0.5);
         self.rtt_p99_ns = q(0.99);
         self
@@ -125,7 +129,11 @@ fn set_seq(buf: &mut [u8], seq: u64) {
 }
 
 fn median(mut v: Vec<Row>) -> Row {
-    v.sort_by(|a, b| a.msgs_per_s.partial_cmp(&b.msgs_per_s).unwrap_or(std::cmp::Ordering::Equal));
+    v.sort_by(|a, b| {
+        a.msgs_per_s
+            .partial_cmp(&b.msgs_per_s)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let n = v.len();
     v.swap_remove(n / 2)
 }
@@ -157,7 +165,11 @@ fn shmq_one_to_one(s: &Sizes, r: &ShmqRun, scenario: &'static str) -> Result<Row
     let opts = Options {
         capacity: 4096,
         max_message_size: r.payload.max(8) as u32,
-        key_capacity: if r.keys > 0 { (r.keys * 2).next_power_of_two() } else { 0 },
+        key_capacity: if r.keys > 0 {
+            (r.keys * 2).next_power_of_two()
+        } else {
+            0
+        },
         wait_strategy: shmq::WaitStrategy::Spin,
         ..Options::default()
     };
@@ -198,7 +210,9 @@ fn shmq_one_to_one(s: &Sizes, r: &ShmqRun, scenario: &'static str) -> Result<Row
         for i in 0..s.msgs {
             set_seq(&mut buf, i);
             let o = if r.keys > 0 {
-                SendOptions::new().key(i % r.keys + 1).timeout(Timeout::Forever)
+                SendOptions::new()
+                    .key(i % r.keys + 1)
+                    .timeout(Timeout::Forever)
             } else {
                 SendOptions::new().timeout(Timeout::Forever)
             };
@@ -240,7 +254,8 @@ fn shmq_ping_pong(s: &Sizes, payload: usize) -> Result<Row, String> {
     for i in 0..s.rtts {
         set_seq(&mut buf, i);
         let t0 = clock.now();
-        ping.send(&buf, Timeout::Forever).map_err(|e| e.to_string())?;
+        ping.send(&buf, Timeout::Forever)
+            .map_err(|e| e.to_string())?;
         let m = loop {
             match pong.claim(Timeout::TryOnce) {
                 Ok(m) => break m,
@@ -452,7 +467,11 @@ fn rtrb_one_to_one(s: &Sizes, payload: usize, chunk: usize) -> Result<Row, Strin
 }
 
 fn fd_one_to_one(s: &Sizes, payload: usize, socket: bool) -> Result<Row, String> {
-    let (rd, wr) = if socket { os::socketpair()? } else { os::pipe()? };
+    let (rd, wr) = if socket {
+        os::socketpair()?
+    } else {
+        os::pipe()?
+    };
     let peer = Peer::start(&[
         "fd-consume".into(),
         rd.to_string(),
@@ -477,9 +496,10 @@ fn fd_one_to_one(s: &Sizes, payload: usize, socket: bool) -> Result<Row, String>
 }
 
 fn fd_ping_pong(s: &Sizes, payload: usize, socket: bool) -> Result<Row, String> {
+    // A socket is bidirectional: the peer talks on one end, we on the other.
     let ((a_in, a_out), (b_in, b_out)) = if socket {
         let (x, y) = os::socketpair()?;
-        ((y, x), (x, y))
+        ((x, x), (y, y))
     } else {
         let (r1, w1) = os::pipe()?;
         let (r2, w2) = os::pipe()?;
@@ -507,7 +527,11 @@ fn fd_ping_pong(s: &Sizes, payload: usize, socket: bool) -> Result<Row, String> 
         rtts.push(clock.now() - t0);
     }
     peer.finish()?;
-    for fd in [a_in, a_out, b_in, b_out] {
+    let mut fds = vec![a_in, a_out, b_in, b_out];
+    fds.dedup();
+    fds.sort_unstable();
+    fds.dedup();
+    for fd in fds {
         os::close(fd);
     }
     let t = if socket { "unix-socket" } else { "pipe" };
@@ -530,7 +554,11 @@ fn oversubscribed(s: &Sizes, payload: usize) -> Result<Row, String> {
     let ms = s.millis.to_string();
     let mut peers = Vec::new();
     for _ in 0..8 {
-        peers.push(Peer::start(&["shmq-consume-for".into(), path.clone(), ms.clone()])?);
+        peers.push(Peer::start(&[
+            "shmq-consume-for".into(),
+            path.clone(),
+            ms.clone(),
+        ])?);
         peers.push(Peer::start(&[
             "shmq-produce-for".into(),
             path.clone(),
@@ -553,7 +581,11 @@ fn oversubscribed(s: &Sizes, payload: usize) -> Result<Row, String> {
     drop(q);
     let total: u64 = consumed.iter().sum();
     let mut row = Row::new("oversubscribed", "shmq", payload).rate(total, longest);
-    let stalled = consumed.iter().chain(&produced).filter(|n| **n == 0).count();
+    let stalled = consumed
+        .iter()
+        .chain(&produced)
+        .filter(|n| **n == 0)
+        .count();
     row.note = format!(
         "8 producers + 8 consumers on {} CPUs; every process made progress: {} (min consumer {} msgs, min producer {} msgs)",
         os::cpus(),
@@ -572,8 +604,15 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
     let path = tmp_path("idle");
     let fpath = tmp_path("futex");
     let _c = Cleanup(vec![path.clone(), fpath.clone()]);
-    let q = Queue::create(&path, &Options { capacity: 16, max_message_size: 8, ..Options::default() })
-        .map_err(|e| e.to_string())?;
+    let q = Queue::create(
+        &path,
+        &Options {
+            capacity: 16,
+            max_message_size: 8,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let peer = Peer::start(&["shmq-idle".into(), path.clone(), wakes.to_string()])?;
     // CPU used by the idle waiter over a quiet second (half in quick mode).
     let quiet = Duration::from_millis(if s.runs > 1 { 1000 } else { 300 });
@@ -584,7 +623,8 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
     for _ in 0..wakes {
         std::thread::sleep(Duration::from_millis(5));
         let stamp = shmq::sys::monotonic_ns().to_le_bytes();
-        q.send(&stamp, Timeout::Forever).map_err(|e| e.to_string())?;
+        q.send(&stamp, Timeout::Forever)
+            .map_err(|e| e.to_string())?;
     }
     let (_, _, lat) = peer.finish()?;
     let lat: Vec<u64> = lat.split(',').filter_map(|x| x.parse().ok()).collect();
@@ -600,12 +640,17 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
         .open(&fpath)
         .map_err(|e| e.to_string())?;
     f.set_len(4096).map_err(|e| e.to_string())?;
-    let map = memmap2::MmapOptions::new().len(64).map_raw(&f).map_err(|e| e.to_string())?;
+    let map = memmap2::MmapOptions::new()
+        .len(64)
+        .map_raw(&f)
+        .map_err(|e| e.to_string())?;
     let words = os::SharedWords::new(&map);
     let peer = Peer::start(&["futex-wait".into(), fpath.clone(), wakes.to_string()])?;
     for _ in 0..wakes {
         std::thread::sleep(Duration::from_millis(5));
-        words.stamp().store(shmq::sys::monotonic_ns(), Ordering::Release);
+        words
+            .stamp()
+            .store(shmq::sys::monotonic_ns(), Ordering::Release);
         words.futex().fetch_add(1, Ordering::AcqRel);
         shmq::sys::futex_wake(words.futex(), 1);
     }
@@ -620,65 +665,124 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
 // The run
 // ---------------------------------------------------------------------
 
-type Job<'a> = (&'static str, Box<dyn FnMut() -> Result<Vec<Row>, String> + 'a>);
+type Job<'a> = (
+    &'static str,
+    Box<dyn FnMut() -> Result<Vec<Row>, String> + 'a>,
+);
 
 /// Runs the bench; prints the table; writes JSON and chart on request.
 pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
     let s = if args.quick {
-        Sizes { msgs: 200_000, rtts: 5_000, runs: 1, millis: 300 }
+        Sizes {
+            msgs: 200_000,
+            rtts: 5_000,
+            runs: 1,
+            millis: 300,
+        }
     } else {
-        Sizes { msgs: 5_000_000, rtts: 100_000, runs: 3, millis: 2000 }
+        Sizes {
+            msgs: 5_000_000,
+            rtts: 100_000,
+            runs: 3,
+            millis: 2000,
+        }
     };
     let keys = if args.quick { 100_000 } else { 1_000_000 };
-    let keyed_msgs = Sizes { msgs: if args.quick { 300_000 } else { 3_000_000 }, ..s };
-    let single = |payload, metrics| ShmqRun { payload, batch: 1, metrics, keys: 0 };
+    let keyed_msgs = Sizes {
+        msgs: if args.quick { 300_000 } else { 3_000_000 },
+        ..s
+    };
+    let single = |payload, metrics| ShmqRun {
+        payload,
+        batch: 1,
+        metrics,
+        keys: 0,
+    };
     let mut jobs: Vec<Job> = Vec::new();
     for payload in [8usize, 64, 1024] {
         let s = &s;
-        jobs.push(("one-to-one", Box::new(move || {
-            Ok(vec![
-                repeat(s.runs, || shmq_one_to_one(s, &single(payload, true), "one-to-one"))?,
-                repeat(s.runs, || ring_one_to_one(s, payload, "one-to-one"))?,
-                repeat(s.runs, || arrayqueue_one_to_one(s, payload))?,
-                repeat(s.runs, || rtrb_one_to_one(s, payload, 1))?,
-            ])
-        })));
+        jobs.push((
+            "one-to-one",
+            Box::new(move || {
+                Ok(vec![
+                    repeat(s.runs, || {
+                        shmq_one_to_one(s, &single(payload, true), "one-to-one")
+                    })?,
+                    repeat(s.runs, || ring_one_to_one(s, payload, "one-to-one"))?,
+                    repeat(s.runs, || arrayqueue_one_to_one(s, payload))?,
+                    repeat(s.runs, || rtrb_one_to_one(s, payload, 1))?,
+                ])
+            }),
+        ));
     }
-    jobs.push(("one-to-one", Box::new(|| {
-        Ok(vec![
-            repeat(s.runs, || fd_one_to_one(&s, 64, true))?,
-            repeat(s.runs, || fd_one_to_one(&s, 64, false))?,
-        ])
-    })));
-    jobs.push(("batched", Box::new(|| {
-        let b = ShmqRun { payload: 64, batch: 32, metrics: true, keys: 0 };
-        Ok(vec![
-            repeat(s.runs, || shmq_one_to_one(&s, &b, "batched"))?,
-            repeat(s.runs, || rtrb_one_to_one(&s, 64, 32))?,
-        ])
-    })));
-    jobs.push(("ping-pong", Box::new(|| {
-        Ok(vec![
-            shmq_ping_pong(&s, 64)?,
-            ring_ping_pong(&s, 64)?,
-            fd_ping_pong(&s, 64, true)?,
-            fd_ping_pong(&s, 64, false)?,
-        ])
-    })));
-    jobs.push(("keyed", Box::new(|| {
-        let r = ShmqRun { payload: 64, batch: 1, metrics: true, keys };
-        let mut row = repeat(s.runs, || shmq_one_to_one(&keyed_msgs, &r, "keyed"))?;
-        row.note = format!("{keys} distinct keys, cycled");
-        Ok(vec![row])
-    })));
-    jobs.push(("metrics-off", Box::new(|| {
-        Ok(vec![repeat(s.runs, || shmq_one_to_one(&s, &single(64, false), "metrics-off"))?])
-    })));
-    jobs.push(("oversubscribed", Box::new(|| Ok(vec![oversubscribed(&s, 64)?]))));
-    jobs.push(("idle-wait", Box::new(|| {
-        let (a, b) = idle_wait(&s)?;
-        Ok(vec![a, b])
-    })));
+    jobs.push((
+        "one-to-one",
+        Box::new(|| {
+            Ok(vec![
+                repeat(s.runs, || fd_one_to_one(&s, 64, true))?,
+                repeat(s.runs, || fd_one_to_one(&s, 64, false))?,
+            ])
+        }),
+    ));
+    jobs.push((
+        "batched",
+        Box::new(|| {
+            let b = ShmqRun {
+                payload: 64,
+                batch: 32,
+                metrics: true,
+                keys: 0,
+            };
+            Ok(vec![
+                repeat(s.runs, || shmq_one_to_one(&s, &b, "batched"))?,
+                repeat(s.runs, || rtrb_one_to_one(&s, 64, 32))?,
+            ])
+        }),
+    ));
+    jobs.push((
+        "ping-pong",
+        Box::new(|| {
+            Ok(vec![
+                shmq_ping_pong(&s, 64)?,
+                ring_ping_pong(&s, 64)?,
+                fd_ping_pong(&s, 64, true)?,
+                fd_ping_pong(&s, 64, false)?,
+            ])
+        }),
+    ));
+    jobs.push((
+        "keyed",
+        Box::new(|| {
+            let r = ShmqRun {
+                payload: 64,
+                batch: 1,
+                metrics: true,
+                keys,
+            };
+            let mut row = repeat(s.runs, || shmq_one_to_one(&keyed_msgs, &r, "keyed"))?;
+            row.note = format!("{keys} distinct keys, cycled");
+            Ok(vec![row])
+        }),
+    ));
+    jobs.push((
+        "metrics-off",
+        Box::new(|| {
+            Ok(vec![repeat(s.runs, || {
+                shmq_one_to_one(&s, &single(64, false), "metrics-off")
+            })?])
+        }),
+    ));
+    jobs.push((
+        "oversubscribed",
+        Box::new(|| Ok(vec![oversubscribed(&s, 64)?])),
+    ));
+    jobs.push((
+        "idle-wait",
+        Box::new(|| {
+            let (a, b) = idle_wait(&s)?;
+            Ok(vec![a, b])
+        }),
+    ));
 
     if let Some(only) = &args.only {
         jobs.retain(|(name, _)| name.contains(only.as_str()));
@@ -717,8 +821,10 @@ fn find<'a>(rows: &'a [Row], scenario: &str, transport: &str, payload: usize) ->
 
 /// Fills in the ratios of SPEC section 7.
 fn ratios(rows: &mut [Row]) {
-    let rate = |rows: &[Row], sc: &str, t: &str, p: usize| find(rows, sc, t, p).and_then(|r| r.msgs_per_s);
-    let p50 = |rows: &[Row], sc: &str, t: &str, p: usize| find(rows, sc, t, p).and_then(|r| r.rtt_p50_ns);
+    let rate =
+        |rows: &[Row], sc: &str, t: &str, p: usize| find(rows, sc, t, p).and_then(|r| r.msgs_per_s);
+    let p50 =
+        |rows: &[Row], sc: &str, t: &str, p: usize| find(rows, sc, t, p).and_then(|r| r.rtt_p50_ns);
     let snapshot: Vec<Row> = rows.to_vec();
     let r = &snapshot[..];
     let keyless64 = rate(r, "one-to-one", "shmq", 64);
@@ -737,39 +843,85 @@ fn ratios(rows: &mut [Row]) {
                         if row.payload == 64 {
                             format!(
                                 "; {:.0}x unix socket, {:.0}x pipe (target >= 20x)",
-                                row.msgs_per_s.unwrap_or(0.0) / rate(r, "one-to-one", "unix-socket", 64).unwrap_or(f64::NAN),
-                                row.msgs_per_s.unwrap_or(0.0) / rate(r, "one-to-one", "pipe", 64).unwrap_or(f64::NAN)
+                                row.msgs_per_s.unwrap_or(0.0)
+                                    / rate(r, "one-to-one", "unix-socket", 64).unwrap_or(f64::NAN),
+                                row.msgs_per_s.unwrap_or(0.0)
+                                    / rate(r, "one-to-one", "pipe", 64).unwrap_or(f64::NAN)
                             )
                         } else {
                             String::new()
                         }
                     );
-                    ("bare-ring".into(), ">= 0.9".into(), ratio, ratio.map(|x| x >= 0.9))
+                    (
+                        "bare-ring".into(),
+                        ">= 0.9".into(),
+                        ratio,
+                        ratio.map(|x| x >= 0.9),
+                    )
                 }
                 ("batched", "shmq") => {
-                    let ratio = row.msgs_per_s.zip(rate(r, "batched", "rtrb-chunks", 64)).map(|(a, b)| a / b);
-                    ("rtrb-chunks".into(), ">= 0.75".into(), ratio, ratio.map(|x| x >= 0.75))
+                    let ratio = row
+                        .msgs_per_s
+                        .zip(rate(r, "batched", "rtrb-chunks", 64))
+                        .map(|(a, b)| a / b);
+                    (
+                        "rtrb-chunks".into(),
+                        ">= 0.75".into(),
+                        ratio,
+                        ratio.map(|x| x >= 0.75),
+                    )
                 }
                 ("ping-pong", "shmq") => {
-                    let ratio = row.rtt_p50_ns.zip(p50(r, "ping-pong", "bare-ring", 64)).map(|(a, b)| a as f64 / b as f64);
-                    ("bare-ring p50".into(), "<= 1.2".into(), ratio, ratio.map(|x| x <= 1.2))
+                    let ratio = row
+                        .rtt_p50_ns
+                        .zip(p50(r, "ping-pong", "bare-ring", 64))
+                        .map(|(a, b)| a as f64 / b as f64);
+                    (
+                        "bare-ring p50".into(),
+                        "<= 1.2".into(),
+                        ratio,
+                        ratio.map(|x| x <= 1.2),
+                    )
                 }
                 ("keyed", "shmq") => {
                     let ratio = row.msgs_per_s.zip(keyless64).map(|(a, b)| a / b);
-                    ("one-to-one shmq 64 B".into(), ">= 0.5".into(), ratio, ratio.map(|x| x >= 0.5))
+                    (
+                        "one-to-one shmq 64 B".into(),
+                        ">= 0.5".into(),
+                        ratio,
+                        ratio.map(|x| x >= 0.5),
+                    )
                 }
                 ("metrics-off", "shmq") => {
                     // metrics on / metrics off
                     let ratio = keyless64.zip(row.msgs_per_s).map(|(on, off)| on / off);
-                    ("metrics on / off".into(), ">= 0.9".into(), ratio, ratio.map(|x| x >= 0.9))
+                    (
+                        "metrics on / off".into(),
+                        ">= 0.9".into(),
+                        ratio,
+                        ratio.map(|x| x >= 0.9),
+                    )
                 }
                 ("oversubscribed", "shmq") => {
                     let ratio = row.msgs_per_s.zip(keyless64).map(|(a, b)| a / b);
-                    ("one-to-one shmq 64 B".into(), ">= 0.5".into(), ratio, ratio.map(|x| x >= 0.5))
+                    (
+                        "one-to-one shmq 64 B".into(),
+                        ">= 0.5".into(),
+                        ratio,
+                        ratio.map(|x| x >= 0.5),
+                    )
                 }
                 ("idle-wait", "shmq") => {
-                    let ratio = row.rtt_p50_ns.zip(p50(r, "idle-wait", "bare-ring", 8)).map(|(a, b)| a as f64 / b as f64);
-                    ("bare futex hop p50".into(), "<= 1.2".into(), ratio, ratio.map(|x| x <= 1.2))
+                    let ratio = row
+                        .rtt_p50_ns
+                        .zip(p50(r, "idle-wait", "bare-ring", 8))
+                        .map(|(a, b)| a as f64 / b as f64);
+                    (
+                        "bare futex hop p50".into(),
+                        "<= 1.2".into(),
+                        ratio,
+                        ratio.map(|x| x <= 1.2),
+                    )
                 }
                 _ => continue,
             };
@@ -797,7 +949,16 @@ fn fmt_ns(n: Option<u64>) -> String {
 fn print_table(rows: &[Row]) {
     println!(
         "{:<15} {:<12} {:>6} {:>11} {:>10} {:>10} {:>8} {:<22} {:<7} {}",
-        "scenario", "transport", "bytes", "msgs/s", "rtt p50", "rtt p99", "ratio", "vs", "target", "note"
+        "scenario",
+        "transport",
+        "bytes",
+        "msgs/s",
+        "rtt p50",
+        "rtt p99",
+        "ratio",
+        "vs",
+        "target",
+        "note"
     );
     for r in rows {
         println!(

@@ -45,7 +45,10 @@ impl Peer {
         out.read_line(&mut line).map_err(|e| e.to_string())?;
         if line.trim() != "ready" {
             let _ = child.kill();
-            return Err(format!("bench peer {:?} did not start: {line:?}", args.first()));
+            return Err(format!(
+                "bench peer {:?} did not start: {line:?}",
+                args.first()
+            ));
         }
         Ok(Peer { child, out })
     }
@@ -68,7 +71,10 @@ impl Peer {
             return Err(format!("bench peer said {line:?}"));
         }
         let count = it.next().and_then(|s| s.parse().ok()).ok_or("bad count")?;
-        let ns = it.next().and_then(|s| s.parse().ok()).ok_or("bad elapsed")?;
+        let ns = it
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad elapsed")?;
         Ok((count, ns, it.next().unwrap_or("").to_string()))
     }
 }

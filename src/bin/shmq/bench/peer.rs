@@ -38,7 +38,11 @@ fn seq_of(buf: &[u8]) -> u64 {
 /// its low bytes).
 fn check(buf: &[u8], expect: u64) -> Result<(), String> {
     let n = buf.len().min(8);
-    let mask = if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
+    let mask = if n == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
     if seq_of(buf) != expect & mask {
         return Err(format!("message {expect} arrived as {}", seq_of(buf)));
     }
@@ -151,7 +155,8 @@ fn shmq_pong(a: &[String]) -> Result<(), String> {
         let n = m.read_into(&mut buf).map_err(|e| e.to_string())?;
         check(&buf[..n], i)?;
         m.ack().map_err(|e| e.to_string())?;
-        pong.send(&buf[..n], Timeout::Forever).map_err(|e| e.to_string())?;
+        pong.send(&buf[..n], Timeout::Forever)
+            .map_err(|e| e.to_string())?;
     }
     done(count, start.elapsed(), "");
     Ok(())
@@ -227,8 +232,12 @@ fn shmq_idle(a: &[String]) -> Result<(), String> {
 /// `ring-consume PATH CAPACITY COUNT PAYLOAD CPU`.
 fn ring_consume(a: &[String]) -> Result<(), String> {
     let payload: usize = arg(a, 3, "payload")?;
-    let ring = BareRing::open(&arg::<String>(a, 0, "path")?, arg(a, 1, "capacity")?, payload)
-        .map_err(|e| e.to_string())?;
+    let ring = BareRing::open(
+        &arg::<String>(a, 0, "path")?,
+        arg(a, 1, "capacity")?,
+        payload,
+    )
+    .map_err(|e| e.to_string())?;
     let count: u64 = arg(a, 2, "count")?;
     os::pin(arg(a, 4, "cpu")?);
     let mut buf = vec![0u8; payload];
@@ -249,8 +258,10 @@ fn ring_consume(a: &[String]) -> Result<(), String> {
 fn ring_pong(a: &[String]) -> Result<(), String> {
     let payload: usize = arg(a, 4, "payload")?;
     let cap: u64 = arg(a, 2, "capacity")?;
-    let ping = BareRing::open(&arg::<String>(a, 0, "ping")?, cap, payload).map_err(|e| e.to_string())?;
-    let pong = BareRing::open(&arg::<String>(a, 1, "pong")?, cap, payload).map_err(|e| e.to_string())?;
+    let ping =
+        BareRing::open(&arg::<String>(a, 0, "ping")?, cap, payload).map_err(|e| e.to_string())?;
+    let pong =
+        BareRing::open(&arg::<String>(a, 1, "pong")?, cap, payload).map_err(|e| e.to_string())?;
     let count: u64 = arg(a, 3, "count")?;
     os::pin(arg(a, 5, "cpu")?);
     let mut buf = vec![0u8; payload];

@@ -54,7 +54,12 @@ impl BareRing {
         Self::map(&f, len, capacity, payload)
     }
 
-    fn map(f: &std::fs::File, len: usize, capacity: u64, payload: usize) -> std::io::Result<BareRing> {
+    fn map(
+        f: &std::fs::File,
+        len: usize,
+        capacity: u64,
+        payload: usize,
+    ) -> std::io::Result<BareRing> {
         let map = memmap2::MmapOptions::new().len(len).map_raw(f)?;
         if (map.len() as u64) < len as u64 {
             return Err(std::io::Error::other("short mapping"));

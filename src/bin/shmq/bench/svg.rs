@@ -10,7 +10,9 @@ const BAR: f64 = 16.0;
 const LABEL: f64 = 260.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn color(transport: &str) -> &'static str {
@@ -57,9 +59,14 @@ pub fn chart(rows: &[Row]) -> String {
     y += 30.0;
     out += &format!("<text x=\"10\" y=\"{y}\" font-size=\"15\" font-weight=\"bold\">Round trip / wake latency, µs, log scale (p50 bar, p99 tick; lower is better)</text>\n");
     y += 15.0;
-    let lmax = lat.iter().filter_map(|r| r.rtt_p99_ns).fold(1000.0_f64, |a, b| a.max(b as f64)).log10();
+    let lmax = lat
+        .iter()
+        .filter_map(|r| r.rtt_p99_ns)
+        .fold(1000.0_f64, |a, b| a.max(b as f64))
+        .log10();
     let lmin = 2.0; // 100 ns
-    let scale = |ns: f64| (W - LABEL - 90.0) * ((ns.max(100.0).log10() - lmin) / (lmax - lmin)).max(0.0);
+    let scale =
+        |ns: f64| (W - LABEL - 90.0) * ((ns.max(100.0).log10() - lmin) / (lmax - lmin)).max(0.0);
     for r in &lat {
         let p50 = r.rtt_p50_ns.unwrap_or(0) as f64;
         let p99 = r.rtt_p99_ns.unwrap_or(0) as f64;
