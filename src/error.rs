@@ -107,12 +107,14 @@ impl Status {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     status: Status,
-    message: String,
+    /// Shared, so that the errors of normal flow (`Empty`, `Full`), which a
+    /// polling caller meets at every poll, are built once per handle.
+    message: std::sync::Arc<str>,
 }
 
 impl Error {
     /// A new error with its status and message.
-    pub fn new(status: Status, message: impl Into<String>) -> Error {
+    pub fn new(status: Status, message: impl Into<std::sync::Arc<str>>) -> Error {
         Error {
             status,
             message: message.into(),

@@ -116,6 +116,9 @@ pub struct Queue {
     tick: Cell<u32>,
     roles: Cell<u64>,
     sample_count: Cell<u32>,
+    /// The messages of `Empty` and `Full`, built once.
+    empty_msg: std::sync::Arc<str>,
+    full_msg: std::sync::Arc<str>,
     /// The reservation at the head that stopped our last claim, and since
     /// when (slot, word, precise time).
     blocked: Cell<Option<(u64, u64, u64)>>,
@@ -418,6 +421,8 @@ impl Queue {
         let get = |off: usize| engine.mem.u64_at(off).load(Ordering::Relaxed);
         let latest_only = get(hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
         let wait = WaitStrategy::from_u64(get(hdr::WAIT_STRATEGY));
+        let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
+        let full_msg = format!("{}: send: the queue is full", path.display()).into();
         let mut q = Queue {
             engine,
             file,
@@ -431,6 +436,8 @@ impl Queue {
             tick: Cell::new(0),
             roles: Cell::new(0),
             sample_count: Cell::new(0),
+            empty_msg,
+            full_msg,
             blocked: Cell::new(None),
             last_sample: Cell::new(0),
             attach_repairs: Cell::new(Repairs::default()),
@@ -841,7 +848,12 @@ impl Queue {
                     self.maintain(now)?;
                     std::thread::yield_now();
                 } else {
-                    crate::sync::spin_hint();
+                    // Back off a little more each time (up to 32 pauses), so
+                    // that a waiter does not hammer the lines the other side
+                    // is writing.
+                    for _ in 0..(1u32 << (spins % 64).min(5)) {
+                        crate::sync::spin_hint();
+                    }
                 }
                 if let Some(x) = attempt(now)? {
                     return Ok(Some(x));
@@ -1016,10 +1028,9 @@ impl Queue {
             Ok(Some(r)) => Ok(r),
             Ok(None) => {
                 self.count(Counter::Full, 1);
-                Err(Error::new(
-                    Status::Full,
-                    format!("{}: {op}: the queue is full", self.path.display()),
-                ))
+                // Built once per handle: a producer polling a full queue
+                // meets it at every poll.
+                Err(Error::new(Status::Full, self.full_msg.clone()))
             }
             Err(e) => Err(self.err_once(op, e)),
         }
@@ -1231,7 +1242,9 @@ impl Queue {
             }
             None => Err(Error::new(
                 Status::Empty,
-                format!("{}: claim: nothing to claim", self.path.display()),
+                // Built once per handle: a polling consumer meets it at
+                // every poll.
+                self.empty_msg.clone(),
             )),
         }
     }

@@ -469,8 +469,12 @@ fn prometheus_output_matches_json() {
         let first_full = buckets.iter().find(|b| b.1 == count).unwrap().0;
         assert!(count == 0.0 || first_full >= max_s, "{h}");
     }
-    assert_eq!(get("shmq_time_in_queue_seconds_count"), 28.0);
-    assert_eq!(get("shmq_processing_time_seconds_count"), 25.0);
+    // Latencies are sampled (every message when they are more than 1 ms
+    // apart, one in 16 in a burst): at least one of each was timed.
+    let timed = get("shmq_time_in_queue_seconds_count");
+    assert!((1.0..=28.0).contains(&timed), "{timed}");
+    let processed = get("shmq_processing_time_seconds_count");
+    assert!((1.0..=25.0).contains(&processed), "{processed}");
 }
 
 fn http_get(addr: &str, path: &str) -> (String, String) {
