@@ -264,12 +264,9 @@ fn drain_at(e: &Engine<LoomMemory>, now: u64, dead: &[u64]) -> (Repairs, Vec<Got
 }
 
 fn sum(a: Repairs, b: Repairs) -> Repairs {
-    Repairs {
-        abandoned: a.abandoned + b.abandoned,
-        redelivered: a.redelivered + b.redelivered,
-        dead_lettered: a.dead_lettered + b.dead_lettered,
-        dlq_waiting: a.dlq_waiting + b.dlq_waiting,
-    }
+    let mut s = a;
+    s.add(&b);
+    s
 }
 
 // ---------------------------------------------------------------------
