@@ -551,6 +551,8 @@ fn oversubscribed(s: &Sizes, payload: usize) -> Result<Row, String> {
         ..Options::default()
     };
     let q = Queue::create(&path, &opts).map_err(|e| e.to_string())?;
+    // The peers inherit our affinity: let them use every CPU.
+    os::unpin();
     let ms = s.millis.to_string();
     let mut peers = Vec::new();
     for _ in 0..8 {
@@ -604,6 +606,7 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
     let path = tmp_path("idle");
     let fpath = tmp_path("futex");
     let _c = Cleanup(vec![path.clone(), fpath.clone()]);
+    os::unpin();
     let q = Queue::create(
         &path,
         &Options {

@@ -18,9 +18,28 @@ pub fn pin(cpu: i32) {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
 }
 
-/// Number of CPUs.
+/// Lets the calling thread (and the processes it starts, which inherit its
+/// affinity) run on every CPU again.
+pub fn unpin() {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..cpus() {
+        // SAFETY: CPU_SET writes inside the set for cpu < CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu % libc::CPU_SETSIZE as usize, &mut set) };
+    }
+    // SAFETY: valid set pointer and size; 0 is the calling thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+}
+
+/// Number of CPUs of the machine (not only those this thread may use).
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
 }
 
 /// A started peer process.
