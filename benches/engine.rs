@@ -5,7 +5,7 @@
 //! `cargo bench --bench engine`. The consumer process is this benchmark
 //! binary re-executed with `SHMQ_BENCH_CONSUMER=<path>`.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use shmq::{Options, Queue, Timeout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -147,6 +147,21 @@ impl Clock {
     }
 }
 
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the kernel's tick-time, a few
+/// nanoseconds to read (no TSC read), up to a few milliseconds behind
+/// `CLOCK_MONOTONIC`. Good enough for leases, delays and the enqueue time of
+/// unsampled messages.
+#[inline]
+pub fn coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer; CLOCK_MONOTONIC_COARSE exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,19 +181,4 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_micros(300));
         }
     }
-}
-
-/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the kernel's tick-time, a few
-/// nanoseconds to read (no TSC read), up to a few milliseconds behind
-/// `CLOCK_MONOTONIC`. Good enough for leases, delays and the enqueue time of
-/// unsampled messages.
-#[inline]
-pub fn coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer; CLOCK_MONOTONIC_COARSE exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -951,17 +951,8 @@ fn fmt_ns(n: Option<u64>) -> String {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<15} {:<12} {:>6} {:>11} {:>10} {:>10} {:>8} {:<22} {:<7} {}",
-        "scenario",
-        "transport",
-        "bytes",
-        "msgs/s",
-        "rtt p50",
-        "rtt p99",
-        "ratio",
-        "vs",
-        "target",
-        "note"
+        "{:<15} {:<12} {:>6} {:>11} {:>10} {:>10} {:>8} {:<22} {:<7} note",
+        "scenario", "transport", "bytes", "msgs/s", "rtt p50", "rtt p99", "ratio", "vs", "target",
     );
     for r in rows {
         println!(
