@@ -12,8 +12,10 @@ echo "== cargo test --release =="
 cargo test --release
 
 echo "== loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}) =="
+loom_tests=()
+for t in tests/loom*.rs; do loom_tests+=(--test "$(basename "$t" .rs)"); done
 LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom" \
-  cargo test --release --target-dir target/loom --test loom
+  cargo test --release --target-dir target/loom "${loom_tests[@]}"
 
 echo "== python bindings (pytest) =="
 SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" python3 -m pytest -q bindings/python/tests
