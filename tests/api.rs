@@ -208,3 +208,33 @@ fn zero_copy_reserve_commit_and_batches() {
     );
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn a_new_boot_id_makes_every_old_participant_dead() {
+    use std::sync::atomic::Ordering;
+    let p = path("boot");
+    let q = Queue::create(&p, &small()).unwrap();
+    let old = Queue::open(&p).unwrap();
+    q.send(b"held", Timeout::TryOnce).unwrap();
+    let m = old.claim(Timeout::TryOnce).unwrap();
+    // Simulate a reboot: the file says it was last attached under another
+    // boot id. (The old handle's lock is still held here; after a real
+    // reboot it would be gone too.)
+    let mem = &q.engine().mem;
+    use shmq::memory::Memory;
+    mem.u64_at(shmq::layout::hdr::BOOT_ID)
+        .fetch_xor(1, Ordering::Relaxed);
+    let fresh = Queue::open(&p).unwrap();
+    // Every participant attached before the "reboot" was cleaned up: the
+    // claim is claimable again, and the old holder's ack is refused.
+    let again = fresh.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(
+        (again.data().unwrap(), again.deliveries()),
+        (b"held".to_vec(), 2)
+    );
+    assert_eq!(m.ack().unwrap_err().status(), Status::LeaseLost);
+    again.ack().unwrap();
+    assert!(fresh.stats().counter(Counter::DeadParticipants) >= 2);
+    drop((old, q, fresh));
+    std::fs::remove_file(&p).unwrap();
+}
