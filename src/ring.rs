@@ -354,6 +354,13 @@ pub struct Tally {
     pub patient: bool,
     /// Output: the reservation that stopped a patient claim.
     pub blocked: Option<(u64, SlotWord)>,
+    /// Internal: the side-path epoch seen before this claim looked at the
+    /// side path; a head claim that sees it moved since goes back there
+    /// first (a message committed off ring order before the one at the head
+    /// must be claimed first).
+    pub side_epoch: Option<u64>,
+    /// Internal: the side path moved while the head was being read.
+    pub side_moved: bool,
 }
 
 /// What a maintenance scan repaired.
@@ -782,7 +789,12 @@ impl<M: Memory> Engine<M> {
 
     /// Like [`Engine::claim`], counting what it skipped in `tally`.
     pub fn claim_counted(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
+        let mut rounds = 0;
         loop {
+            // Acquire: a message that went to the side path before the one
+            // we find at the head was announced before that one's commit.
+            tally.side_epoch = Some(self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire));
+            tally.side_moved = false;
             let got = if self.side_needed(now) {
                 match self.claim_side(me, now, tally)? {
                     Some(c) => Some(c),
@@ -791,7 +803,13 @@ impl<M: Memory> Engine<M> {
             } else {
                 self.claim_head(me, now, tally)?
             };
-            let Some(c) = got else { return Ok(None) };
+            let Some(c) = got else {
+                if tally.side_moved && rounds < 8 {
+                    rounds += 1;
+                    continue;
+                }
+                return Ok(None);
+            };
             if c.key != 0 && self.drop_if_stale(me, &c) {
                 tally.stale += 1;
                 continue;
@@ -1121,6 +1139,15 @@ impl<M: Memory> Engine<M> {
                             self.pending_left(key);
                         }
                         continue;
+                    }
+                    // Something entered the side path since this claim
+                    // looked there (a passed reservation committed, say):
+                    // it may be older than this message; look there first.
+                    if let Some(seen) = tally.side_epoch {
+                        if self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire) != seen {
+                            tally.side_moved = true;
+                            return Ok(None);
+                        }
                     }
                     let mine = w.transition(state::CLAIMED, me);
                     if !self.cas_slot(i, w, mine) {
