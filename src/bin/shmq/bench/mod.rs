@@ -822,6 +822,34 @@ fn find<'a>(rows: &'a [Row], scenario: &str, transport: &str, payload: usize) ->
         .find(|r| r.scenario == scenario && r.transport == transport && r.payload == payload)
 }
 
+/// A target "ratio >= bound" against `reference`.
+fn at_least(
+    reference: &str,
+    bound: f64,
+    ratio: Option<f64>,
+) -> (String, String, Option<f64>, Option<bool>) {
+    (
+        reference.into(),
+        format!(">= {bound}"),
+        ratio,
+        ratio.map(|x| x >= bound),
+    )
+}
+
+/// A target "ratio <= bound" against `reference`.
+fn at_most(
+    reference: &str,
+    bound: f64,
+    ratio: Option<f64>,
+) -> (String, String, Option<f64>, Option<bool>) {
+    (
+        reference.into(),
+        format!("<= {bound}"),
+        ratio,
+        ratio.map(|x| x <= bound),
+    )
+}
+
 /// Fills in the ratios of SPEC section 7.
 fn ratios(rows: &mut [Row]) {
     let rate =
@@ -855,76 +883,41 @@ fn ratios(rows: &mut [Row]) {
                             String::new()
                         }
                     );
-                    (
-                        "bare-ring".into(),
-                        ">= 0.9".into(),
-                        ratio,
-                        ratio.map(|x| x >= 0.9),
-                    )
+                    at_least("bare-ring", 0.9, ratio)
                 }
                 ("batched", "shmq") => {
                     let ratio = row
                         .msgs_per_s
                         .zip(rate(r, "batched", "rtrb-chunks", 64))
                         .map(|(a, b)| a / b);
-                    (
-                        "rtrb-chunks".into(),
-                        ">= 0.75".into(),
-                        ratio,
-                        ratio.map(|x| x >= 0.75),
-                    )
+                    at_least("rtrb-chunks", 0.75, ratio)
                 }
                 ("ping-pong", "shmq") => {
                     let ratio = row
                         .rtt_p50_ns
                         .zip(p50(r, "ping-pong", "bare-ring", 64))
                         .map(|(a, b)| a as f64 / b as f64);
-                    (
-                        "bare-ring p50".into(),
-                        "<= 1.2".into(),
-                        ratio,
-                        ratio.map(|x| x <= 1.2),
-                    )
+                    at_most("bare-ring p50", 1.2, ratio)
                 }
                 ("keyed", "shmq") => {
                     let ratio = row.msgs_per_s.zip(keyless64).map(|(a, b)| a / b);
-                    (
-                        "one-to-one shmq 64 B".into(),
-                        ">= 0.5".into(),
-                        ratio,
-                        ratio.map(|x| x >= 0.5),
-                    )
+                    at_least("one-to-one shmq 64 B", 0.5, ratio)
                 }
                 ("metrics-off", "shmq") => {
                     // metrics on / metrics off
                     let ratio = keyless64.zip(row.msgs_per_s).map(|(on, off)| on / off);
-                    (
-                        "metrics on / off".into(),
-                        ">= 0.9".into(),
-                        ratio,
-                        ratio.map(|x| x >= 0.9),
-                    )
+                    at_least("metrics on / off", 0.9, ratio)
                 }
                 ("oversubscribed", "shmq") => {
                     let ratio = row.msgs_per_s.zip(keyless64).map(|(a, b)| a / b);
-                    (
-                        "one-to-one shmq 64 B".into(),
-                        ">= 0.5".into(),
-                        ratio,
-                        ratio.map(|x| x >= 0.5),
-                    )
+                    at_least("one-to-one shmq 64 B", 0.5, ratio)
                 }
                 ("idle-wait", "shmq") => {
                     let ratio = row
                         .rtt_p50_ns
                         .zip(p50(r, "idle-wait", "bare-ring", 8))
                         .map(|(a, b)| a as f64 / b as f64);
-                    (
-                        "bare futex hop p50".into(),
-                        "<= 1.2".into(),
-                        ratio,
-                        ratio.map(|x| x <= 1.2),
-                    )
+                    at_most("bare futex hop p50", 1.2, ratio)
                 }
                 _ => continue,
             };
