@@ -44,14 +44,12 @@
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use shmq::layout::{hdr, part, Layout, Params};
-use shmq::memory::{Crashed, LoomMemory, Memory};
+use shmq::memory::{LoomMemory, Memory};
 use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
 use shmq::wait::{Futex, WaitPoint};
 use shmq::Status;
 use std::cell::{Cell, RefCell};
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Payload size: two words, so that a torn copy can show.
 const MSG: usize = 16;
@@ -111,82 +109,9 @@ fn engine(capacity: u64) -> Shared {
     Arc::new(e)
 }
 
-/// Runs `f` as a participant that stops for good after `budget` memory
-/// accesses (None: never). Returns `None` if it stopped.
-fn participant<R>(budget: Option<u64>, f: impl FnOnce() -> R) -> Option<R> {
-    LoomMemory::set_step_budget(budget);
-    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
-    LoomMemory::set_step_budget(None);
-    match r {
-        Ok(v) => Some(v),
-        Err(p) if p.is::<Crashed>() => None,
-        // A real failure (an assertion, or loom's own report): keep it.
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
-
-fn builder() -> loom::model::Builder {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    // A consumer spins (with `yield_now`) on a reservation before it passes
-    // it; every spin is a branch.
-    b.max_branches = 20_000;
-    b
-}
-
-/// Explores `model` once with nobody crashing.
-fn check(name: &str, model: fn(Option<u64>) -> bool) {
-    let start = Instant::now();
-    let runs = std::sync::Arc::new(StdAtomicU64::new(0));
-    let r = runs.clone();
-    builder().check(move || {
-        r.fetch_add(1, StdOrdering::Relaxed);
-        assert!(!model(None), "crashed without a budget");
-    });
-    eprintln!(
-        "{name}: {} executions, {:.1?}",
-        runs.load(StdOrdering::Relaxed),
-        start.elapsed()
-    );
-}
-
-/// Explores `model(Some(k))` for k = 0, 1, 2, ... until the participant that
-/// has the budget completed in every execution. `model` returns whether it
-/// crashed.
-fn check_crashes(name: &str, model: fn(Option<u64>) -> bool) {
-    let start = Instant::now();
-    let runs = std::sync::Arc::new(StdAtomicU64::new(0));
-    let mut k = 0u64;
-    loop {
-        let crashed = std::sync::Arc::new(AtomicBool::new(false));
-        let c = crashed.clone();
-        let r = runs.clone();
-        let explored = std::panic::catch_unwind(move || {
-            builder().check(move || {
-                r.fetch_add(1, StdOrdering::Relaxed);
-                if model(Some(k)) {
-                    c.store(true, StdOrdering::Relaxed);
-                }
-            })
-        });
-        if let Err(p) = explored {
-            eprintln!("{name}: FAILED with a crash after {k} steps");
-            std::panic::resume_unwind(p);
-        }
-        if !crashed.load(StdOrdering::Relaxed) {
-            break;
-        }
-        k += 1;
-        assert!(k < 1000, "{name}: the participant never completes");
-    }
-    eprintln!(
-        "{name}: crash after each of 0..{k} steps, then no crash: {} executions, {:.1?}",
-        runs.load(StdOrdering::Relaxed),
-        start.elapsed()
-    );
-}
+#[path = "common/loom_harness.rs"]
+mod harness;
+use harness::{check, check_crashes, participant};
 
 // ---------------------------------------------------------------------
 // Participants' operations
