@@ -2042,6 +2042,31 @@ mod tests {
     }
 
     #[test]
+    fn a_head_claim_goes_back_to_the_side_path_when_it_moved_meanwhile() {
+        let e = engine(4);
+        let slow = e.reserve(1, 0, 1).unwrap();
+        // A consumer that looked at the side path before the slow message
+        // was passed and committed...
+        let seen = e.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
+        send(&e, 2, b"2").unwrap();
+        e.pass_reservation(slow.slot, e.slot_word(slow.slot));
+        e.write_payload(&slow, b"1");
+        e.commit(1, &slow, 1, 0, 0, None, 0).unwrap();
+        // ...must not take the later message at the head.
+        let mut t = Tally {
+            side_epoch: Some(seen),
+            ..Tally::default()
+        };
+        assert!(e.claim_head(3, 0, &mut t).unwrap().is_none());
+        assert!(t.side_moved);
+        // A fresh claim takes them in commit order.
+        let c = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"1");
+        let c = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"2");
+    }
+
+    #[test]
     fn passed_reservation_is_delivered_by_the_side_path() {
         let e = engine(4);
         let slow = e.reserve(1, 0, 1).unwrap();
