@@ -11,10 +11,16 @@
 //!   completed without delivery when a consumer reaches it.
 //! - `NEXT_VERSION`: the highest version given or seen, for automatic
 //!   versions (version 0 on a send).
-//! - `HOLDER`: the claim holding the key, `(slot + 1) << 32 | claim seq`, or
-//!   0. It is taken after the slot's claim CAS and released after the slot's
-//!   outcome CAS; a holder whose slot no longer shows that claim is stale
-//!   (its owner crashed between the two CASes) and is taken over.
+//! - `HOLDER`: the claim holding the key, `(slot + 1) << 32 | owner << 21 |
+//!   claim seq`, or 0. It is taken *before* the slot's claim CAS (naming the
+//!   sequence that CAS will give the slot) and released after the slot's
+//!   outcome CAS. While the slot still shows the sequence before it in a
+//!   claimable state, the holder is *in transit* and counts as held: no
+//!   other message of the key can be claimed in between, which keeps claims
+//!   of one key in commit order. A holder whose slot shows neither is stale
+//!   (its claim ended, or its owner crashed) and is taken over; a taker that
+//!   dies in transit is released by whoever cleans up after it (the
+//!   participant's `TAKING_KEY` word names the entry).
 //! - `WAITING`: latest-only mode: the waiting message, `(slot + 1) << 32 |
 //!   seq`, checked against the slot word before use.
 //! - `PARKED`: how many of the key's messages are pending off ring order.
@@ -39,10 +45,25 @@ fn hash(k: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Packs a holder or waiting reference.
+/// Packs a waiting reference.
 #[inline]
 pub fn slot_ref(slot: u64, seq: u64) -> u64 {
     (slot + 1) << 32 | seq
+}
+
+/// Packs a holder: the claim `seq` of `slot` by participant `owner`.
+#[inline]
+pub fn holder_ref(slot: u64, seq: u64, owner: u64) -> u64 {
+    (slot + 1) << 32 | (owner & 0x3ff) << 21 | (seq & 0x1f_ffff)
+}
+
+/// Unpacks a holder into `(slot, seq, owner)` (`None` for 0 or a word
+/// without a slot).
+#[inline]
+pub fn unholder(r: u64) -> Option<(u64, u64, u64)> {
+    // Read from the mapping: a slot part of 0 is no reference at all.
+    let slot = (r >> 32).checked_sub(1)?;
+    Some((slot, r & 0x1f_ffff, (r >> 21) & 0x3ff))
 }
 
 /// Unpacks a holder or waiting reference (`None` for 0).

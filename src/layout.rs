@@ -163,10 +163,15 @@ pub mod part {
     /// Slots this participant returned to `FREE`, ever. The sum over all
     /// entries of `TOOK - FREED` is the number of occupied slots.
     pub const FREED: usize = 56;
+    /// Key table entry + 1 whose holder this participant is taking for a
+    /// claim (0 = none): set before the holder CAS, cleared after the
+    /// slot's claim CAS, so that a cleaner can free a key whose taker died
+    /// between the two (see `Engine::acquire_key`).
+    pub const TAKING_KEY: usize = 64;
     /// First counter; see [`crate::metrics::Counter`].
-    pub const COUNTERS: usize = 64;
+    pub const COUNTERS: usize = 72;
     /// Number of counters.
-    pub const COUNTER_COUNT: usize = 24;
+    pub const COUNTER_COUNT: usize = 23;
     /// First histogram.
     pub const HISTOGRAMS: usize = 256;
     /// Number of histograms (lead time, processing time, end to end).
@@ -227,7 +232,8 @@ pub mod key {
     pub const LAST_COMMITTED: usize = 16;
     /// Counter for automatic versions.
     pub const NEXT_VERSION: usize = 24;
-    /// Who holds the key: `slot + 1 << 32 | claim sequence` (0 = nobody).
+    /// Who holds the key: `slot + 1 << 32 | owner << 21 | claim sequence`
+    /// (0 = nobody), see [`crate::keys::holder_ref`].
     pub const HOLDER: usize = 32;
     /// Latest-only: the slot of the waiting message + 1 (0 = none).
     pub const WAITING: usize = 40;

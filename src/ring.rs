@@ -407,8 +407,34 @@ pub struct Engine<M: Memory> {
 const LOOKAHEAD: u64 = 16;
 
 /// How many times a consumer re-reads a `RESERVED` slot at the head before
-/// it passes it (the producer is most likely copying its payload).
-const RESERVED_SPINS: u32 = 128;
+/// it passes it (the producer is most likely copying its payload), or a
+/// message another consumer is taking the key for before it parks it. (A
+/// few under loom, where each re-read is a scheduling point to explore.)
+const RESERVED_SPINS: u32 = if cfg!(shmq_loom) { 4 } else { 128 };
+
+/// How taking a message's key for a claim went ([`Engine::acquire_key`]).
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum KeyTake {
+    /// The key's holder names the claim about to be made.
+    Taken,
+    /// Another claim holds the key, or is being made on another of its
+    /// messages.
+    Busy,
+    /// Another consumer is taking the key for this very message.
+    Contended,
+}
+
+/// What a key's holder word means now ([`Engine::holder_state`]).
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum HolderState {
+    /// Nobody holds the key (or the holder's claim ended).
+    Free,
+    /// A claim holds the key: its slot shows it.
+    Held,
+    /// A consumer took the key and has not yet made the claim CAS on
+    /// `slot`, which still shows the sequence before `seq`.
+    InTransit { slot: u64, seq: u64 },
+}
 
 impl<M: Memory> Engine<M> {
     /// An engine over memory that already holds a valid queue.
@@ -835,7 +861,7 @@ impl<M: Memory> Engine<M> {
         }
         if self.transit(i, w, state::FREE, 0).is_some() {
             self.tally(me, part::FREED);
-            self.release_key(c.key, i, c.seq);
+            self.release_key(c.key, i, c.seq, me);
             return true;
         }
         false
@@ -875,48 +901,104 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Takes `key` for the claim `(slot, seq)`. `false` if a live claim
-    /// holds it. A holder whose slot no longer shows its claim is stale and
-    /// is taken over.
-    fn take_key(&self, key: u64, slot: u64, seq: u64) -> bool {
-        let Some(e) = self.keys().find(key) else {
-            return true;
+    /// Takes `key` for the claim that slot `i`, now claimable as `w`, gets
+    /// from the next claim CAS: the holder names that claim (its sequence is
+    /// `w`'s next) *before* the CAS, so no other message of the key can be
+    /// claimed between the two, and claims of one key stay in commit order.
+    /// On [`KeyTake::Taken`] the caller makes the claim CAS and then calls
+    /// [`Engine::key_claimed`] with its result.
+    fn acquire_key(&self, me: u64, key: u64, i: u64, w: SlotWord) -> KeyTake {
+        let keys = self.keys();
+        let Some(e) = keys.find(key) else {
+            // A committed key always has an entry; without one (a scribbled
+            // file) there is nothing to hold.
+            return KeyTake::Taken;
         };
-        let holder = self.keys().field(e, keyf::HOLDER);
-        let mine = crate::keys::slot_ref(slot, seq);
+        let holder = keys.field(e, keyf::HOLDER);
+        let claim_seq = (w.seq() + 1) & SEQ_MASK;
+        let mine = crate::keys::holder_ref(i, claim_seq, me);
+        self.set_taking_key(me, e + 1);
         loop {
             // Acquire: pairs with the AcqRel CAS of whoever took it.
             let cur = holder.load(Ordering::Acquire);
             if cur == mine {
-                return true;
+                return KeyTake::Taken;
             }
-            if let Some((hs, hq)) = crate::keys::unref(cur) {
-                if hs < self.capacity() {
-                    let hw = self.slot_word(hs);
-                    if hw.state() == state::CLAIMED && hw.seq() == hq {
-                        return false;
-                    }
+            match self.holder_state(cur) {
+                HolderState::Held => {
+                    self.set_taking_key(me, 0);
+                    return KeyTake::Busy;
                 }
+                HolderState::InTransit { slot, seq } => {
+                    self.set_taking_key(me, 0);
+                    return if slot == i && seq == claim_seq {
+                        KeyTake::Contended
+                    } else {
+                        KeyTake::Busy
+                    };
+                }
+                HolderState::Free => {}
             }
             if holder
                 .compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return true;
+                return KeyTake::Taken;
             }
         }
     }
 
-    /// Releases `key` if the claim `(slot, seq)` holds it, and lets parked
-    /// messages of the key be claimed.
-    fn release_key(&self, key: u64, slot: u64, seq: u64) {
+    /// After the claim CAS that followed a [`KeyTake::Taken`]: keeps the key
+    /// if the CAS succeeded (`claimed`), gives it back if not.
+    fn key_claimed(&self, me: u64, key: u64, i: u64, w: SlotWord, claimed: bool) {
+        if !claimed {
+            self.release_key(key, i, (w.seq() + 1) & SEQ_MASK, me);
+        }
+        self.set_taking_key(me, 0);
+    }
+
+    /// Records (or clears, with 0) the key entry + 1 that `me` is taking.
+    #[inline]
+    fn set_taking_key(&self, me: u64, entry_plus_one: u64) {
+        if me < self.layout.params.participant_capacity {
+            // Relaxed: read only by whoever cleans up after `me`, once `me`
+            // is dead and wrote nothing more.
+            self.mem
+                .u64_at(self.layout.participant(me) + part::TAKING_KEY)
+                .store(entry_plus_one, Ordering::Relaxed);
+        }
+    }
+
+    /// What a holder word read from the key table means now.
+    fn holder_state(&self, h: u64) -> HolderState {
+        let Some((slot, seq, owner)) = crate::keys::unholder(h) else {
+            return HolderState::Free;
+        };
+        if slot >= self.capacity() {
+            // Scribbled: names no slot, holds nothing.
+            return HolderState::Free;
+        }
+        let w = self.slot_word(slot);
+        if w.state() == state::CLAIMED && w.seq() == seq && w.owner() == owner {
+            return HolderState::Held;
+        }
+        let claimable = matches!(w.state(), state::READY | state::PENDING | state::DELAYED);
+        if claimable && (w.seq() + 1) & SEQ_MASK == seq {
+            return HolderState::InTransit { slot, seq };
+        }
+        HolderState::Free
+    }
+
+    /// Releases `key` if the claim `seq` of `slot` by `owner` holds it, and
+    /// lets parked messages of the key be claimed.
+    fn release_key(&self, key: u64, slot: u64, seq: u64, owner: u64) {
         if key == 0 {
             return;
         }
         let Some(e) = self.keys().find(key) else {
             return;
         };
-        let mine = crate::keys::slot_ref(slot, seq);
+        let mine = crate::keys::holder_ref(slot, seq, owner);
         let _ = self.keys().field(e, keyf::HOLDER).compare_exchange(
             mine,
             0,
@@ -928,49 +1010,69 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Whether `key` has messages parked off ring order.
-    fn has_parked(&self, key: u64) -> bool {
-        self.keys()
-            .find(key)
-            .is_some_and(|e| self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0)
-    }
-
-    /// Whether a live claim holds `key`.
-    fn key_busy(&self, key: u64) -> bool {
-        let Some(e) = self.keys().find(key) else {
-            return false;
-        };
-        let cur = self.keys().field(e, keyf::HOLDER).load(Ordering::Acquire);
-        match crate::keys::unref(cur) {
-            Some((hs, hq)) if hs < self.capacity() => {
-                let hw = self.slot_word(hs);
-                hw.state() == state::CLAIMED && hw.seq() == hq
-            }
-            _ => false,
+    /// Frees the key a dead participant was taking when it died, if it died
+    /// between the holder CAS and the slot's claim CAS (a holder it got to
+    /// claim with is freed by the slot's own repair).
+    fn release_taken_key(&self, dead: u64) {
+        if dead >= self.layout.params.participant_capacity {
+            return;
         }
+        let f = self
+            .mem
+            .u64_at(self.layout.participant(dead) + part::TAKING_KEY);
+        // Acquire: the dead wrote it before its holder CAS.
+        let taking = f.load(Ordering::Acquire);
+        if taking == 0 {
+            return;
+        }
+        // Read from the mapping: check the entry index.
+        if let Some(e) = (taking - 1 < self.keys().capacity()).then_some(taking - 1) {
+            let holder = self.keys().field(e, keyf::HOLDER);
+            let h = holder.load(Ordering::Acquire);
+            if let Some((_, _, owner)) = crate::keys::unholder(h) {
+                if owner == dead && self.holder_state(h) != HolderState::Held {
+                    let _ = holder.compare_exchange(h, 0, Ordering::AcqRel, Ordering::Relaxed);
+                    if self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0 {
+                        self.side_entered();
+                    }
+                }
+            }
+        }
+        f.store(0, Ordering::Relaxed);
     }
 
-    /// Moves a claimed message back to `PENDING` because its key is busy.
-    fn park_claimed(&self, i: u64, w: SlotWord, key: u64) {
+    /// Moves the message at the head (position `p`, slot `i`, word `w`,
+    /// `READY`) to `PENDING` because its key is busy or has older messages
+    /// parked, and moves the head on.
+    fn park_ready(
+        &self,
+        i: u64,
+        w: SlotWord,
+        key: u64,
+        head: &AtomicU64,
+        p: u64,
+        tally: &mut Tally,
+    ) {
         // Counted before the CAS, so a claimer never uncounts it first.
         self.pending_entered(key);
-        if self.transit(i, w, state::PENDING, 0).is_some() {
+        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
             self.side_entered();
+            tally.key_waits += 1;
+            // If nothing later is claimable, the claim looks at the side
+            // path again: the message may be claimable there at once (its
+            // key came free, or a crash left the parked count one too high).
+            tally.side_moved = true;
+            advance(head, p);
         } else {
             self.pending_left(key);
         }
     }
 
-    /// Tries to take the key of a message just claimed as `w`; parks the
-    /// message if the key is busy. Returns whether the claim stands.
-    fn claim_key(&self, i: u64, w: SlotWord, tally: &mut Tally) -> bool {
-        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
-        if key == 0 || self.take_key(key, i, w.seq()) {
-            return true;
-        }
-        tally.key_waits += 1;
-        self.park_claimed(i, w, key);
-        false
+    /// Whether `key` has messages parked off ring order.
+    fn has_parked(&self, key: u64) -> bool {
+        self.keys()
+            .find(key)
+            .is_some_and(|e| self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0)
     }
 
     /// Latest-only mode: takes the waiting message of key entry `e` for
@@ -1130,14 +1232,7 @@ impl<M: Memory> Engine<M> {
                     if key != 0 && self.has_parked(key) {
                         // Older messages of this key wait off ring order:
                         // this one waits behind them (per-key order).
-                        self.pending_entered(key);
-                        if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
-                            self.side_entered();
-                            tally.key_waits += 1;
-                            advance(head, p);
-                        } else {
-                            self.pending_left(key);
-                        }
+                        self.park_ready(i, w, key, head, p, tally);
                         continue;
                     }
                     // Something entered the side path since this claim
@@ -1149,14 +1244,39 @@ impl<M: Memory> Engine<M> {
                             return Ok(None);
                         }
                     }
-                    let mine = w.transition(state::CLAIMED, me);
-                    if !self.cas_slot(i, w, mine) {
-                        continue;
+                    if key != 0 {
+                        match self.acquire_key(me, key, i, w) {
+                            KeyTake::Taken => {}
+                            KeyTake::Busy => {
+                                // Another claim holds the key: this message
+                                // waits off ring order for it to end.
+                                self.park_ready(i, w, key, head, p, tally);
+                                continue;
+                            }
+                            KeyTake::Contended => {
+                                // Another consumer is claiming this very
+                                // message: it moves the head on after its
+                                // CAS. Should it stall there, park the
+                                // message rather than stop every consumer.
+                                spins += 1;
+                                if spins < RESERVED_SPINS {
+                                    spin_hint();
+                                } else {
+                                    spins = 0;
+                                    self.park_ready(i, w, key, head, p, tally);
+                                }
+                                continue;
+                            }
+                        }
                     }
+                    let claimed = self.transit(i, w, state::CLAIMED, me);
+                    if key != 0 {
+                        self.key_claimed(me, key, i, w, claimed.is_some());
+                    }
+                    let Some(mine) = claimed else {
+                        continue;
+                    };
                     advance(head, p);
-                    if !self.claim_key(i, mine, tally) {
-                        continue;
-                    }
                     return self.finish_claim(i, mine, now).map(Some);
                 }
                 state::RESERVED => {
@@ -1308,24 +1428,26 @@ impl<M: Memory> Engine<M> {
             {
                 continue;
             }
-            if self.key_busy(key) {
-                tally.key_waits += 1;
-                if due {
-                    // Not counted as parked: look again at the next claim.
-                    next_due = next_due.min(now);
+            match self.acquire_key(me, key, i, w) {
+                KeyTake::Taken => {}
+                KeyTake::Busy => {
+                    tally.key_waits += 1;
+                    if due {
+                        // Not counted as parked: look again at the next claim.
+                        next_due = next_due.min(now);
+                    }
+                    continue;
                 }
-                continue;
+                // Another consumer is claiming this very message.
+                KeyTake::Contended => continue,
             }
-            let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
+            let claimed = self.transit(i, w, state::CLAIMED, me);
+            self.key_claimed(me, key, i, w, claimed.is_some());
+            let Some(mine) = claimed else {
                 continue;
             };
             if was_pending {
                 self.pending_left(key);
-            }
-            if !self.take_key(key, i, mine.seq()) {
-                tally.key_waits += 1;
-                self.park_claimed(i, mine, key);
-                continue;
             }
             return self.finish_claim(i, mine, now).map(Some);
         }
@@ -1462,7 +1584,7 @@ impl<M: Memory> Engine<M> {
         }
         let r = r?;
         if r != Settled::Extended {
-            self.release_key(key, i, first.seq());
+            self.release_key(key, i, first.seq(), me);
         }
         Ok(r)
     }
@@ -1670,6 +1792,11 @@ impl<M: Memory> Engine<M> {
         for i in 0..self.capacity() {
             self.repair_slot(me, i, now, is_dead, &mut r)?;
         }
+        for d in 0..self.layout.params.participant_capacity {
+            if is_dead(d) {
+                self.release_taken_key(d);
+            }
+        }
         // Relaxed: the hint is recomputed from the scan.
         self.word(hdr::DLQ_WAITING)
             .store(r.dlq_waiting, Ordering::Relaxed);
@@ -1746,7 +1873,7 @@ impl<M: Memory> Engine<M> {
                             );
                             match self.dead_letter(me, i, w, &reason, now)? {
                                 Some(_) => {
-                                    self.release_key(key, i, w.seq());
+                                    self.release_key(key, i, w.seq(), w.owner());
                                     if self.slot_word(i).state() == state::DLQ_WAIT {
                                         r.dlq_waiting += 1;
                                     } else {
@@ -1759,7 +1886,7 @@ impl<M: Memory> Engine<M> {
                         }
                         self.pending_entered(key);
                         if self.transit(i, w, state::PENDING, 0).is_some() {
-                            self.release_key(key, i, w.seq());
+                            self.release_key(key, i, w.seq(), w.owner());
                             r.redelivered += 1;
                             return Ok(());
                         }

@@ -190,17 +190,29 @@ fn drain(e: &Engine<LoomMemory>, dead: &[u64]) -> (Repairs, Vec<Got>, u64) {
     // The holder may still name a claim that ended (its owner crashed
     // between the slot's outcome CAS and the release, or it was stale):
     // that is a free key. A live claim holding it is not.
-    if let Some((hs, hq)) = shmq::keys::unref(holder(e)) {
+    if let Some((hs, hq, ho)) = shmq::keys::unholder(holder(e)) {
         let hw = e.slot_word(hs);
         assert!(
-            !(hw.state() == state::CLAIMED && hw.seq() == hq),
+            !(hw.state() == state::CLAIMED && hw.seq() == hq && hw.owner() == ho),
             "key still held by slot {hs} ({hw:?}) after the drain {out:?}"
         );
     }
     let acked = last_acked(e);
     // The key is not wedged: a newer version is claimable at once.
     send_keyed(e, CHECKER, 50, false).expect("a keyed send after repair");
-    let c = e.claim(CHECKER, 0).unwrap().expect("and its claim");
+    let Some(c) = e.claim(CHECKER, 0).unwrap() else {
+        let keys = e.keys();
+        let ent = keys.find(K).unwrap();
+        let f = |o| keys.field(ent, o).load(Ordering::Relaxed);
+        let slots: Vec<_> = (0..e.layout.params.capacity)
+            .map(|i| e.slot_word(i))
+            .collect();
+        panic!(
+            "the newer keyed message is not claimable: holder {:x}, parked {}, slots {slots:?}, drained {out:?}",
+            f(key::HOLDER),
+            f(key::PARKED)
+        );
+    };
     assert_eq!(read(e, &c).v, 50);
     e.settle(CHECKER, c.token(), &Outcome::Ack, 0).unwrap();
     send_plain(e, CHECKER, 99);
@@ -320,23 +332,21 @@ fn two_consumers(strict_order: bool) -> bool {
 }
 
 /// The exclusivity half of model 1 (at most one claim of the key at a
-/// time, each version delivered at most once, 2 delivered, key free), which
-/// holds; version order is not checked (see `keyed_two_consumers_in_order`).
+/// time, each version delivered at most once, 2 delivered, key free);
+/// version order is checked by `keyed_two_consumers_in_order`.
 #[test]
 fn keyed_two_consumers_exclusive() {
     check("keyed_two_consumers_exclusive", |_| two_consumers(false));
 }
 
-/// Model 1 in full. Fails: consumer A's claim CAS on slot 0 (version 1)
-/// succeeds and A advances the head, but before A's `claim_key` takes the
-/// key, consumer B claims slot 1 (version 2: `has_parked` is still 0) and
-/// takes the free key. A's `take_key` then sees B's live claim and parks
-/// version 1 (PENDING). B's claim of 2 returns first (G6: claims of one key
-/// in commit order, broken); once B acks 2 (LAST_ACKED = 2), the next claim
-/// of 1 completes it as stale (`drop_if_stale`): version 1, committed
-/// before 2, is never delivered.
+/// Model 1 in full: claims of the key come in version order. This model
+/// found a bug in the first design, which took the key *after* the slot's
+/// claim CAS: consumer A claimed slot 0 (version 1) and moved the head on,
+/// consumer B claimed slot 1 (version 2) and took the free key before A
+/// could, A parked version 1, B acked 2, and 1 was then completed as stale,
+/// never delivered. The key is now taken first, naming the claim to come
+/// (an "in transit" holder that counts as held).
 #[test]
-#[ignore = "engine bug: a consumer can claim version 2 of a key between another's claim CAS of version 1 and its take_key; 1 is parked, then dropped as stale"]
 fn keyed_two_consumers_in_order() {
     check("keyed_two_consumers_in_order", |_| two_consumers(true));
 }
@@ -401,7 +411,9 @@ fn keyed_latest_only_ack_vs_send() {
 // ---------------------------------------------------------------------
 
 /// Versions 1 and 2 of K are committed; a consumer that stops after its
-/// k-th memory access claims and acks (two tries), for every k; when it
+/// k-th memory access claims and acks (two tries), for every k (among them
+/// a stop after taking the key and before the slot's claim CAS, which
+/// must not leave the key held by nobody's claim); when it
 /// stopped, a survivor repairs with it declared dead. Then the checker
 /// drains. Allowed outcomes: the key comes free (no claim hangs on a dead
 /// holder: the drain delivers every version not acked and frees every
