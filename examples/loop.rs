@@ -1,17 +1,23 @@
 //! A tight single-handle loop of send → claim → ack, for profiling:
-//! `cargo run --release --example loop -- 5000000`.
-use shmq::{Options, Queue, Timeout};
+//! `cargo run --release --example loop -- 5000000 [KEYS]`. With KEYS, every
+//! message carries key `i % KEYS + 1` and the next version of its key, so
+//! the cost of the key table (hot with few keys, cache- and TLB-cold with a
+//! million) shows beside the keyless loop.
+use shmq::{Options, Queue, SendOptions, Timeout};
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args
+        .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let keys: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let path = format!("/dev/shm/shmq-loop-{}", std::process::id());
     let q = Queue::create(
         &path,
         &Options {
             capacity: 4096,
             max_message_size: 64,
+            key_capacity: (keys * 2).next_power_of_two().max(16),
             ..Options::default()
         },
     )
@@ -19,16 +25,28 @@ fn main() {
     let payload = [7u8; 64];
     let mut buf = [0u8; 64];
     let t = std::time::Instant::now();
-    for _ in 0..n {
-        q.send(&payload, Timeout::TryOnce).unwrap();
+    for i in 0..n {
+        if keys == 0 {
+            q.send(&payload, Timeout::TryOnce).unwrap();
+        } else {
+            let o = SendOptions::new()
+                .key(i % keys + 1)
+                .timeout(Timeout::TryOnce);
+            q.send_with(&payload, &o).unwrap();
+        }
         let m = q.claim(Timeout::TryOnce).unwrap();
         m.read_into(&mut buf).unwrap();
         m.ack().unwrap();
     }
     let e = t.elapsed();
     println!(
-        "{:.1} ns per send+claim+ack",
-        e.as_nanos() as f64 / n as f64
+        "{:.1} ns per send+claim+ack ({})",
+        e.as_nanos() as f64 / n as f64,
+        if keys == 0 {
+            "keyless".to_string()
+        } else {
+            format!("{keys} keys")
+        }
     );
     drop(q);
     std::fs::remove_file(&path).unwrap();

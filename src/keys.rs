@@ -34,6 +34,8 @@ use crate::sync::{AtomicU64, Ordering};
 pub struct KeyTable<'m, M: Memory> {
     mem: &'m M,
     layout: &'m Layout,
+    /// The entry + 1 found last by this handle (see [`KeyTable::with_hint`]).
+    hint: Option<&'m std::sync::atomic::AtomicU64>,
 }
 
 /// Mixes a key into a table index (splitmix64's finaliser).
@@ -76,7 +78,47 @@ pub fn unref(r: u64) -> Option<(u64, u64)> {
 impl<'m, M: Memory> KeyTable<'m, M> {
     /// The key table in `mem`.
     pub fn new(mem: &'m M, layout: &'m Layout) -> Self {
-        KeyTable { mem, layout }
+        KeyTable {
+            mem,
+            layout,
+            hint: None,
+        }
+    }
+
+    /// The key table in `mem`, remembering the entry found last in `hint`
+    /// (process memory, one per handle): the lookups of one keyed operation
+    /// (version, holder, parked count, last acked) then hash and probe once.
+    /// A hint is only used after its entry's key word is checked, so any
+    /// value in it is safe.
+    pub fn with_hint(
+        mem: &'m M,
+        layout: &'m Layout,
+        hint: &'m std::sync::atomic::AtomicU64,
+    ) -> Self {
+        KeyTable {
+            mem,
+            layout,
+            hint: Some(hint),
+        }
+    }
+
+    /// The hinted entry, if it holds `k`.
+    #[inline]
+    fn hinted(&self, k: u64) -> Option<u64> {
+        // Relaxed: the hint is private to this handle and checked below.
+        let h = self.hint?.load(std::sync::atomic::Ordering::Relaxed);
+        let e = h.checked_sub(1)?;
+        // Acquire: as in `find`, the entry's fields were initialised before
+        // its key was published.
+        (e < self.capacity() && k != 0 && self.field(e, key::KEY).load(Ordering::Acquire) == k)
+            .then_some(e)
+    }
+
+    #[inline]
+    fn remember(&self, e: u64) {
+        if let Some(h) = self.hint {
+            h.store(e + 1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Number of entries.
@@ -98,6 +140,9 @@ impl<'m, M: Memory> KeyTable<'m, M> {
         if cap == 0 || k == 0 {
             return None;
         }
+        if let Some(e) = self.hinted(k) {
+            return Some(e);
+        }
         let start = hash(k) % cap;
         for n in 0..cap {
             let e = (start + n) % cap;
@@ -105,7 +150,10 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             // published.
             match self.field(e, key::KEY).load(Ordering::Acquire) {
                 0 => return None,
-                x if x == k => return Some(e),
+                x if x == k => {
+                    self.remember(e);
+                    return Some(e);
+                }
                 _ => {}
             }
         }
@@ -122,6 +170,9 @@ impl<'m, M: Memory> KeyTable<'m, M> {
                 "keyed send on a queue created without a key table (key_capacity 0)",
             ));
         }
+        if let Some(e) = self.hinted(k) {
+            return Ok(e);
+        }
         let start = hash(k) % cap;
         for n in 0..cap {
             let e = (start + n) % cap;
@@ -130,11 +181,15 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             if cur == 0 {
                 // The fields of a never-used entry are zero: publish the key.
                 match w.compare_exchange(0, k, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return Ok(e),
+                    Ok(_) => {
+                        self.remember(e);
+                        return Ok(e);
+                    }
                     Err(now) => cur = now,
                 }
             }
             if cur == k {
+                self.remember(e);
                 return Ok(e);
             }
         }

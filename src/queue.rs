@@ -1085,8 +1085,14 @@ impl Queue {
         if opts.key != 0 {
             let keys = self.engine.keys();
             if let Some(e) = keys.find(opts.key) {
-                keys.field(e, layout::key::LAST_COMMITTED)
-                    .fetch_max(opts.version, Ordering::Relaxed);
+                // A racy maximum, not an atomic one: the field is
+                // informative (no decision reads it), and a locked RMW on
+                // the key's line costs more than the rest of the commit's
+                // bookkeeping.
+                let committed = keys.field(e, layout::key::LAST_COMMITTED);
+                if committed.load(Ordering::Relaxed) < opts.version {
+                    committed.store(opts.version, Ordering::Relaxed);
+                }
             }
             if self.latest_only && not_before.is_none() {
                 self.engine.set_waiting(opts.key, r.slot, seq);

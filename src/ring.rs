@@ -398,6 +398,10 @@ pub struct Engine<M: Memory> {
     pub layout: Layout,
     /// Settings.
     pub config: Config,
+    /// The key-table entry + 1 this handle looked up last (0: none), so the
+    /// several lookups of one keyed operation hash and probe once. A hint in
+    /// process memory, checked against the entry's key word at every use.
+    key_hint: std::sync::atomic::AtomicU64,
 }
 
 /// How far past a fresh message at the tail a producer looks for a slot
@@ -443,6 +447,7 @@ impl<M: Memory> Engine<M> {
             mem,
             layout,
             config,
+            key_hint: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -870,7 +875,7 @@ impl<M: Memory> Engine<M> {
     /// The key table.
     #[inline]
     pub fn keys(&self) -> KeyTable<'_, M> {
-        KeyTable::new(&self.mem, &self.layout)
+        KeyTable::with_hint(&self.mem, &self.layout, &self.key_hint)
     }
 
     /// Counts a keyed message entering `PENDING`.
