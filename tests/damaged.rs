@@ -347,10 +347,8 @@ fn operate(q: &Queue) {
     let _ = q.send_batch(&[b"a".as_slice(), b"b"], z);
     let s = q.stats();
     for h in &s.histograms {
-        // Percentiles are left out while BUG 2 (regression_quantile_overflow)
-        // stands: scribbled histogram buckets overflow `quantile`. Put
-        // `h.quantile(0.5), h.quantile(1.0)` back here once it is fixed.
-        let _ = (h.count, h.mean());
+        // Scribbled buckets once overflowed `quantile` (BUG 2, fixed).
+        let _ = (h.count, h.mean(), h.quantile(0.5), h.quantile(1.0));
     }
     let _ = q.verify();
     let _ = q.recover();
