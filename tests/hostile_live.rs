@@ -11,7 +11,6 @@
 //! keyless, in separate processes.
 
 #[path = "../fuzz/src/harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use harness::{unique_path, TempFile};
