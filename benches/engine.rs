@@ -165,6 +165,28 @@ fn building_blocks(c: &mut Criterion) {
         })
     });
     h.finish();
+    // What the engine's floor is made of: one locked read-modify-write on a
+    // line this core owns (the engine makes six per message: a CAS each for
+    // reserve, commit, claim and ack on the slot word, and one per cursor),
+    // and the clock read for leases.
+    let mut p = c.benchmark_group("primitives");
+    let word = std::sync::atomic::AtomicU64::new(0);
+    p.bench_function("CAS on an owned line (SeqCst)", |b| {
+        b.iter(|| {
+            let v = word.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = word.compare_exchange(
+                v,
+                v + 1,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        })
+    });
+    p.bench_function("plain release store", |b| {
+        b.iter(|| word.store(std::hint::black_box(7), std::sync::atomic::Ordering::Release))
+    });
+    p.bench_function("CLOCK_MONOTONIC_COARSE", |b| b.iter(shmq::clock::coarse_ns));
+    p.finish();
     drop(q);
     let _ = std::fs::remove_file(&path);
 }
