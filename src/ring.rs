@@ -198,16 +198,6 @@ impl std::fmt::Debug for SlotWord {
     }
 }
 
-/// Moves a cursor hint from `p` to `p + 1`, unless someone already moved it.
-/// A CAS, so that a participant preempted with an old `p` can never move
-/// the cursor back (every reader would then walk the decided positions
-/// again, one by one).
-#[inline]
-fn advance(cursor: &AtomicU64, p: u64) {
-    // Relaxed: the cursor is only a hint; the slot words decide.
-    let _ = cursor.compare_exchange(p, p.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
-}
-
 /// Signed distance `a - b` between two 28-bit laps.
 #[inline]
 fn lap_diff(a: u64, b: u64) -> i64 {
@@ -402,6 +392,75 @@ pub struct Engine<M: Memory> {
     /// several lookups of one keyed operation hash and probe once. A hint in
     /// process memory, checked against the entry's key word at every use.
     key_hint: std::sync::atomic::AtomicU64,
+    /// This handle's view of the tail cursor (see [`LazyCursor`]).
+    tail_view: LazyCursor,
+    /// This handle's view of the head cursor (see [`LazyCursor`]).
+    head_view: LazyCursor,
+}
+
+/// A handle's private view of a shared cursor (`TAIL` or `HEAD`), so that a
+/// lone producer or consumer does not pay a locked CAS on the shared cursor
+/// line for every message.
+///
+/// Every position below a cursor is decided; the shared cursor is only a
+/// lower bound of the true one (readers walk on from it, slot by slot, over
+/// decided positions: that is how a crash between a slot CAS and the cursor
+/// move is tolerated already). The position after the last one this handle
+/// decided is a lower bound too, so a walk starts at the larger of the two.
+/// The shared cursor is moved on (never back: one CAS from the value read,
+/// only forward) after every decision while others move it too, and every
+/// [`LAZY_CURSOR_EVERY`] positions while this handle is alone on it, so
+/// that it lags the truth by less than that and readers that come and go
+/// walk only a few decided slots.
+///
+/// Process memory, one per handle; std atomics only because `Engine` is
+/// shared between the threads of the loom models.
+#[derive(Default)]
+struct LazyCursor {
+    /// The next position after the last one this handle decided.
+    next: std::sync::atomic::AtomicU64,
+    /// The value this handle last stored into the shared cursor.
+    published: std::sync::atomic::AtomicU64,
+}
+
+/// How many positions a lone handle decides between two moves of the
+/// shared cursor (fewer for tiny rings, where `verify` expects the cursor
+/// within a lap of the slots).
+const LAZY_CURSOR_EVERY: u64 = 16;
+
+impl LazyCursor {
+    /// Where a walk starts: the shared cursor or this handle's next
+    /// position, whichever is further.
+    #[inline]
+    fn start(&self, shared: &AtomicU64) -> u64 {
+        // Relaxed (both): lower bounds; the slot words decide.
+        let mine = self.next.load(std::sync::atomic::Ordering::Relaxed);
+        shared.load(Ordering::Relaxed).max(mine)
+    }
+
+    /// Records that every position below `p` is decided and moves the
+    /// shared cursor on when due.
+    #[inline]
+    fn leave(&self, shared: &AtomicU64, p: u64, every: u64) {
+        use std::sync::atomic::Ordering as O;
+        // Relaxed: private to this handle.
+        self.next.store(p, O::Relaxed);
+        // Relaxed: the shared cursor is a hint (see above).
+        let cur = shared.load(Ordering::Relaxed);
+        if cur >= p {
+            return;
+        }
+        let alone = cur == self.published.load(O::Relaxed);
+        if !alone || p - cur >= every {
+            // One try: if it fails, someone else moved the cursor on.
+            if shared
+                .compare_exchange(cur, p, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.published.store(p, O::Relaxed);
+            }
+        }
+    }
 }
 
 /// How far past a fresh message at the tail a producer looks for a slot
@@ -448,6 +507,8 @@ impl<M: Memory> Engine<M> {
             layout,
             config,
             key_hint: std::sync::atomic::AtomicU64::new(0),
+            tail_view: LazyCursor::default(),
+            head_view: LazyCursor::default(),
         }
     }
 
@@ -550,6 +611,23 @@ impl<M: Memory> Engine<M> {
     /// message not yet claimed, or every slot is held.
     pub fn reserve(&self, me: u64, now: u64, len: usize) -> Result<Reservation> {
         let tail = self.word(hdr::TAIL);
+        let mut p = self.tail_view.start(tail);
+        let r = self.reserve_from(me, now, len, &mut p);
+        self.tail_view.leave(tail, p, self.lazy_every());
+        r
+    }
+
+    /// How many positions a lone handle decides between two moves of a
+    /// shared cursor.
+    #[inline]
+    fn lazy_every(&self) -> u64 {
+        LAZY_CURSOR_EVERY.min(self.capacity() / 2).max(1)
+    }
+
+    /// [`Engine::reserve`] from position `p`, leaving `p` after the last
+    /// position decided.
+    fn reserve_from(&self, me: u64, now: u64, len: usize, p: &mut u64) -> Result<Reservation> {
+        let tail = self.word(hdr::TAIL);
         let mut skips = 0u64;
         let mut stalls = 0u32;
         // Fresh messages this call may still skip to reach a free slot.
@@ -557,8 +635,8 @@ impl<M: Memory> Engine<M> {
         let mut walked = 0u64;
         loop {
             // Relaxed: the cursor is a hint; the slot CAS below decides.
-            let p = tail.load(Ordering::Relaxed);
-            let (i, lap) = self.split(p);
+            *p = (*p).max(tail.load(Ordering::Relaxed));
+            let (i, lap) = self.split(*p);
             let w = self.slot_word(i);
             let d = lap_diff(w.lap(), lap);
             if d > 0 {
@@ -571,9 +649,8 @@ impl<M: Memory> Engine<M> {
                         format!("the tail cursor found no undecided position in {walked} steps: slot laps are scribbled"),
                     ));
                 }
-                // Someone already decided position p: help the cursor along.
-                // Relaxed: a failed or late cursor move only costs a retry.
-                advance(tail, p);
+                // Someone already decided position p: walk on.
+                *p += 1;
                 continue;
             }
             if d < 0 {
@@ -598,11 +675,12 @@ impl<M: Memory> Engine<M> {
                     if !self.cas_slot(i, w, mine) {
                         continue;
                     }
-                    advance(tail, p);
+                    let position = *p;
+                    *p += 1;
                     self.tally(me, part::TOOK);
                     // Relaxed stores: we own the slot; the commit CAS publishes.
                     self.slot_field(i, slot::POSITION)
-                        .store(p, Ordering::Relaxed);
+                        .store(position, Ordering::Relaxed);
                     self.slot_field(i, slot::LEASE).store(
                         tagged(
                             mine.seq(),
@@ -615,7 +693,7 @@ impl<M: Memory> Engine<M> {
                     return Ok(Reservation {
                         slot: i,
                         seq: mine.seq(),
-                        position: p,
+                        position,
                     });
                 }
                 state::RESERVED | state::READY => {
@@ -628,14 +706,14 @@ impl<M: Memory> Engine<M> {
                     // free ones are a whole lap away, and skipping a lap of
                     // slots other participants use costs more than waiting.
                     if room == 0 {
-                        room = self.free_slot_ahead(p);
+                        room = self.free_slot_ahead(*p);
                     }
                     if room == 0 {
                         return Err(Error::new(Status::Full, "the queue is full"));
                     }
                     room -= 1;
                     if self.cas_slot(i, w, w.skipped()) {
-                        advance(tail, p);
+                        *p += 1;
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -645,7 +723,7 @@ impl<M: Memory> Engine<M> {
                 _ => {
                     // Held out of ring order: skip it, it keeps its slot.
                     if self.cas_slot(i, w, w.skipped()) {
-                        advance(tail, p);
+                        *p += 1;
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -1046,18 +1124,10 @@ impl<M: Memory> Engine<M> {
         f.store(0, Ordering::Relaxed);
     }
 
-    /// Moves the message at the head (position `p`, slot `i`, word `w`,
+    /// Moves the message at the head (position `*p`, slot `i`, word `w`,
     /// `READY`) to `PENDING` because its key is busy or has older messages
-    /// parked, and moves the head on.
-    fn park_ready(
-        &self,
-        i: u64,
-        w: SlotWord,
-        key: u64,
-        head: &AtomicU64,
-        p: u64,
-        tally: &mut Tally,
-    ) {
+    /// parked, and walks on.
+    fn park_ready(&self, i: u64, w: SlotWord, key: u64, p: &mut u64, tally: &mut Tally) {
         // Counted before the CAS, so a claimer never uncounts it first.
         self.pending_entered(key);
         if self.cas_slot(i, w, w.transition(state::PENDING, 0)) {
@@ -1067,7 +1137,7 @@ impl<M: Memory> Engine<M> {
             // path again: the message may be claimable there at once (its
             // key came free, or a crash left the parked count one too high).
             tally.side_moved = true;
-            advance(head, p);
+            *p += 1;
         } else {
             self.pending_left(key);
         }
@@ -1187,6 +1257,22 @@ impl<M: Memory> Engine<M> {
     /// Claims the next message in ring order.
     pub fn claim_head(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
         let head = self.word(hdr::HEAD);
+        let mut p = self.head_view.start(head);
+        let r = self.claim_head_from(me, now, tally, &mut p);
+        self.head_view.leave(head, p, self.lazy_every());
+        r
+    }
+
+    /// [`Engine::claim_head`] from position `p`, leaving `p` after the last
+    /// position decided for the ring order.
+    fn claim_head_from(
+        &self,
+        me: u64,
+        now: u64,
+        tally: &mut Tally,
+        p: &mut u64,
+    ) -> Result<Option<Claim>> {
+        let head = self.word(hdr::HEAD);
         let mut spins = 0u32;
         let mut stalls = 0u32;
         let mut walked = 0u64;
@@ -1200,10 +1286,9 @@ impl<M: Memory> Engine<M> {
                     return Ok(None);
                 }
             }
-            // Acquire: not needed for correctness (the slot word decides),
-            // but it keeps a consumer from re-reading positions long passed.
-            let p = head.load(Ordering::Acquire);
-            let (i, lap) = self.split(p);
+            // Relaxed: the cursor is a hint; the slot word decides.
+            *p = (*p).max(head.load(Ordering::Relaxed));
+            let (i, lap) = self.split(*p);
             let w = self.slot_word(i);
             let d = lap_diff(w.lap(), lap + 1);
             if d < 0 {
@@ -1228,16 +1313,16 @@ impl<M: Memory> Engine<M> {
             }
             match w.state() {
                 state::READY => {
-                    if self.later_than(i, w, p, lap) {
+                    if self.later_than(i, w, *p, lap) {
                         // Position p was skipped; this message is a later one.
-                        advance(head, p);
+                        *p += 1;
                         continue;
                     }
                     let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
                     if key != 0 && self.has_parked(key) {
                         // Older messages of this key wait off ring order:
                         // this one waits behind them (per-key order).
-                        self.park_ready(i, w, key, head, p, tally);
+                        self.park_ready(i, w, key, p, tally);
                         continue;
                     }
                     // Something entered the side path since this claim
@@ -1255,7 +1340,7 @@ impl<M: Memory> Engine<M> {
                             KeyTake::Busy => {
                                 // Another claim holds the key: this message
                                 // waits off ring order for it to end.
-                                self.park_ready(i, w, key, head, p, tally);
+                                self.park_ready(i, w, key, p, tally);
                                 continue;
                             }
                             KeyTake::Contended => {
@@ -1268,7 +1353,7 @@ impl<M: Memory> Engine<M> {
                                     spin_hint();
                                 } else {
                                     spins = 0;
-                                    self.park_ready(i, w, key, head, p, tally);
+                                    self.park_ready(i, w, key, p, tally);
                                 }
                                 continue;
                             }
@@ -1281,14 +1366,14 @@ impl<M: Memory> Engine<M> {
                     let Some(mine) = claimed else {
                         continue;
                     };
-                    advance(head, p);
+                    *p += 1;
                     return self.finish_claim(i, mine, now).map(Some);
                 }
                 state::RESERVED => {
                     // A producer is writing position p, or (if p was skipped
                     // and the slot freed and reserved again) a later one.
-                    if self.later_than(i, w, p, lap) {
-                        advance(head, p);
+                    if self.later_than(i, w, *p, lap) {
+                        *p += 1;
                         continue;
                     }
                     if tally.patient {
@@ -1307,14 +1392,14 @@ impl<M: Memory> Engine<M> {
                     // Same sequence: it is still the producer's reservation.
                     let passed = SlotWord::new(state::PASSED, w.owner(), w.seq(), w.lap());
                     if self.cas_slot(i, w, passed) {
-                        advance(head, p);
+                        *p += 1;
                     }
                     spins = 0;
                 }
                 _ => {
                     // Position p is decided and holds nothing for the ring
                     // order: it was claimed, skipped, or completed.
-                    advance(head, p);
+                    *p += 1;
                 }
             }
         }
