@@ -151,9 +151,9 @@ impl Config {
         self.poison_one_in > 0 && payload::id_hash(id) % self.poison_one_in == 0
     }
 
-    /// Whether the injected fault `f` hits message `id` (one in 97).
+    /// Whether the injected fault `f` hits message `id` (one in 16).
     pub fn faulty(&self, id: u64, f: Fault) -> bool {
-        self.fault == Some(f) && payload::id_hash(id).rotate_left(29) % 97 == 3
+        self.fault == Some(f) && payload::id_hash(id).rotate_left(29) % 16 == 3
     }
 }
 
