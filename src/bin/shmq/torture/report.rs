@@ -63,6 +63,29 @@ pub struct QueueReport {
     pub engine_dead_participants: u64,
 }
 
+/// The settings of a run that shape its figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settings {
+    /// The queues, by kind.
+    pub queues: Vec<&'static str>,
+    /// Keys per keyed queue.
+    pub keys: u64,
+    /// Slots per queue.
+    pub capacity: u64,
+    /// Failed deliveries before dead-lettering.
+    pub max_deliveries: u32,
+    /// One id in this many is poison.
+    pub poison_one_in: u64,
+    /// Messages per second per producer (0 = unpaced).
+    pub rate: u64,
+    /// Shortest pause between kills, ns.
+    pub min_interval_ns: u64,
+    /// Longest pause between kills, ns.
+    pub max_interval_ns: u64,
+    /// Pause between a kill and the restart, ns.
+    pub restart_delay_ns: u64,
+}
+
 /// Everything a run found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
@@ -74,6 +97,8 @@ pub struct Report {
     pub seed: u64,
     /// From the first start to the end of the drain.
     pub duration_s: f64,
+    /// What the run was asked for.
+    pub settings: Settings,
     /// Producer processes.
     pub producers: u32,
     /// Consumer processes.
