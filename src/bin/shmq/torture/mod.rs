@@ -434,11 +434,16 @@ pub fn run(a: &TortureArgs) -> CmdResult {
             engine_redelivered: st.counter(Counter::Redelivered),
             engine_reclaimed: st.counter(Counter::Reclaimed),
             engine_stale: st.counter(Counter::Stale),
+            stale_skipped: st
+                .counter(Counter::Stale)
+                .saturating_sub(outcomes[qi].refused_stale),
             engine_conflated: st.counter(Counter::Conflated),
             engine_abandoned: st.counter(Counter::Abandoned),
             engine_dead_participants: st.counter(Counter::DeadParticipants),
         });
     }
+    let stale_skipped = per_queue.iter().map(|q| q.stale_skipped).sum();
+    let conflated = per_queue.iter().map(|q| q.engine_conflated).sum();
     let r = Report {
         passed: found.is_empty(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -461,6 +466,8 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         kills_total: sup.kills.producers + sup.kills.consumers,
         messages: total,
         queues: per_queue,
+        stale_skipped,
+        conflated,
         duplicates_by_redelivery: events[Event::RedeliveredAfterDeath as usize],
         redelivered_after_nack: events[Event::RedeliveredAfterNack as usize],
         keys_taken_from_killed: events[Event::KeyFromKilled as usize],

@@ -55,6 +55,9 @@ pub struct QueueReport {
     pub engine_reclaimed: u64,
     /// Sends refused and queued messages skipped for a stale version.
     pub engine_stale: u64,
+    /// Queued messages skipped for a stale version: the engine's count of
+    /// stale minus the sends the ledger saw refused.
+    pub stale_skipped: u64,
     /// Waiting messages replaced in place (latest-only).
     pub engine_conflated: u64,
     /// Reservations abandoned by their producer's death.
@@ -111,6 +114,10 @@ pub struct Report {
     pub messages: Outcomes,
     /// Per queue.
     pub queues: Vec<QueueReport>,
+    /// Queued messages skipped for a stale version (all queues).
+    pub stale_skipped: u64,
+    /// Waiting messages replaced in place by a newer version (all queues).
+    pub conflated: u64,
     /// Claims of a message whose previous holder was killed holding it.
     pub duplicates_by_redelivery: u64,
     /// Claims of a message nacked before (poison).
@@ -208,7 +215,9 @@ pub fn print(r: &Report) {
         count(m.superseded)
     );
     println!(
-        "                 refused as stale {}, unknown (producer killed mid-send, never delivered) {}{}",
+        "                 superseded = stale skipped {} + conflated {}; refused as stale {}; unknown (producer killed mid-send, never delivered) {}{}",
+        count(r.stale_skipped),
+        count(r.conflated),
         count(m.refused_stale),
         count(m.unknown),
         if r.ledger_full {
