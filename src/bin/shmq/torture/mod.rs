@@ -226,8 +226,12 @@ fn default_base() -> PathBuf {
 /// `shmq torture`.
 pub fn run(a: &TortureArgs) -> CmdResult {
     validate(a).map_err(|e| CliError::new(format!("torture: {e}")))?;
-    let mut queues_asked = a.queues.clone();
-    queues_asked.dedup();
+    let mut queues_asked: Vec<QueueKind> = Vec::new();
+    for k in &a.queues {
+        if !queues_asked.contains(k) {
+            queues_asked.push(*k);
+        }
+    }
     let seed = a
         .seed
         .unwrap_or_else(|| shmq::sys::unix_ns() ^ (std::process::id() as u64) << 32);
