@@ -11,6 +11,7 @@
 //! - `prometheus`: the text exposition format;
 //! - `serve`: the HTTP/1.0 scrape endpoint of `serve-metrics`;
 //! - `demo`: the restaurant, its roles and its summary;
+//! - `torture`: SIGKILLed producers and consumers checked against a ledger;
 //! - `util`: errors with exit codes, human durations, delayed progress.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -40,6 +41,9 @@ mod serve;
 #[cfg(not(shmq_loom))]
 #[path = "shmq/stats_view.rs"]
 mod stats_view;
+#[cfg(not(shmq_loom))]
+#[path = "shmq/torture/mod.rs"]
+mod torture;
 #[cfg(not(shmq_loom))]
 #[path = "shmq/util.rs"]
 mod util;
@@ -95,5 +99,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
             }
         }
         Cmd::BenchPeer(a) => Ok(bench::peer::run(&a.args)),
+        Cmd::Torture(a) => torture::run(&a),
+        Cmd::TortureWorker(a) => Ok(torture::worker(&a)),
     }
 }
