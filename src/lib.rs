@@ -41,6 +41,8 @@ pub mod error;
 pub mod ffi;
 pub mod keys;
 pub mod layout;
+#[cfg(not(shmq_loom))]
+pub mod mapping;
 pub mod memory;
 pub mod metrics;
 pub mod options;
@@ -51,6 +53,8 @@ pub mod wait;
 
 #[cfg(not(shmq_loom))]
 pub mod queue;
+#[cfg(not(shmq_loom))]
+pub mod sigbus;
 #[cfg(not(shmq_loom))]
 pub mod sys;
 
