@@ -47,6 +47,8 @@ pub mod memory;
 pub mod metrics;
 pub mod options;
 pub mod participants;
+#[cfg(not(shmq_loom))]
+pub mod permissions;
 pub mod ring;
 pub(crate) mod sync;
 pub mod wait;
@@ -60,6 +62,6 @@ pub mod sys;
 
 pub use error::{Error, Result, Status};
 pub use metrics::{Counter, Histogram};
-pub use options::{Options, SendOptions, Timeout, WaitStrategy};
+pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
 pub use queue::{DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport};

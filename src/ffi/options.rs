@@ -190,6 +190,7 @@ impl shmq_options {
             reservation_timeout: Duration::from_nanos(self.reservation_timeout_ns),
             latest_only: self.flags & SHMQ_FLAG_LATEST_ONLY != 0,
             mode: if self.mode == 0 { 0o600 } else { self.mode },
+            group: None,
             wait_strategy,
         })
     }
