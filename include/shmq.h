@@ -61,7 +61,8 @@
 
 /**
  * `shmq_options.mode` of a queue shared with a group: owner and group read
- * and write. Members of the group open it with `SHMQ_OPEN_GROUP_SHARED`.
+ * and write (0660). Members of the group open it with
+ * `SHMQ_OPEN_GROUP_SHARED`.
  */
 #define SHMQ_MODE_GROUP_SHARED 432
 
@@ -177,11 +178,14 @@ typedef enum {
      */
     SHMQ_INCOMPATIBLE = 12,
     /**
-     * The file breaks an invariant of the format.
+     * The file breaks an invariant of the format, or was truncated while
+     * mapped.
      */
     SHMQ_CORRUPT = 13,
     /**
-     * The operating system refused access.
+     * Access refused: by the operating system, by the checks on the file
+     * (not a regular file, another owner, writable by others), or because
+     * the handle is read-only.
      */
     SHMQ_PERMISSION = 14,
     /**
