@@ -53,6 +53,20 @@
 #define SHMQ_FLAG_LATEST_ONLY 1
 
 /**
+ * `shmq_options.flags`: give the new file to the group `group` (`fchown`;
+ * the creator must belong to it unless it is root). Without this flag
+ * `group` is ignored and the file keeps the creator's group.
+ */
+#define SHMQ_FLAG_SET_GROUP 2
+
+/**
+ * `shmq_options.mode` of a queue shared with a group: owner and group read
+ * and write (0660). Members of the group open it with
+ * `SHMQ_OPEN_GROUP_SHARED`.
+ */
+#define SHMQ_MODE_GROUP_SHARED 432
+
+/**
  * `shmq_options.wait_strategy`: spin (lowest latency, burns a CPU).
  */
 #define SHMQ_WAIT_SPIN 0
@@ -66,6 +80,41 @@
  * `shmq_options.wait_strategy`: sleep at once.
  */
 #define SHMQ_WAIT_SLEEP 2
+
+/**
+ * `shmq_open_options.access`: attach as a participant that sends, claims
+ * and settles (the default, what `shmq_open` does).
+ */
+#define SHMQ_ACCESS_PARTICIPANT 0
+
+/**
+ * `shmq_open_options.access`: do not attach (what `shmq_inspect` does):
+ * mapped read-write when this process may write the file, read-only
+ * otherwise.
+ */
+#define SHMQ_ACCESS_INSPECT 1
+
+/**
+ * `shmq_open_options.access`: do not attach, map the file read-only.
+ * Stats, info, verify and dead-letter listing work; every call that would
+ * change the queue returns `SHMQ_PERMISSION`; nothing is written to the
+ * file.
+ */
+#define SHMQ_ACCESS_READ_ONLY 2
+
+/**
+ * `shmq_open_options.flags`: accept a file its group may write (a queue
+ * created with `SHMQ_MODE_GROUP_SHARED`), and one owned by another user
+ * when the file's group is one of this process's groups.
+ */
+#define SHMQ_OPEN_GROUP_SHARED 1
+
+/**
+ * `shmq_open_options.flags`: accept a file whatever its owner and mode (it
+ * must still be a regular file). Only for files in a directory that no
+ * untrusted user can write.
+ */
+#define SHMQ_OPEN_TRUST_ANY_OWNER 2
 
 /**
  * The outcome of a call. The values are stable; new ones are only appended.
@@ -129,11 +178,14 @@ typedef enum {
      */
     SHMQ_INCOMPATIBLE = 12,
     /**
-     * The file breaks an invariant of the format.
+     * The file breaks an invariant of the format, or was truncated while
+     * mapped.
      */
     SHMQ_CORRUPT = 13,
     /**
-     * The operating system refused access.
+     * Access refused: by the operating system, by the checks on the file
+     * (not a regular file, another owner, writable by others), or because
+     * the handle is read-only.
      */
     SHMQ_PERMISSION = 14,
     /**
@@ -283,7 +335,9 @@ typedef struct {
      */
     uint32_t flags;
     /**
-     * File mode bits of the new file (default 0600; 0 means 0600).
+     * File mode bits of the new file (default 0600; 0 means 0600;
+     * `SHMQ_MODE_GROUP_SHARED` for a queue shared with a group). Set on the
+     * new descriptor, so the umask does not change it.
      */
     uint32_t mode;
     /**
@@ -303,7 +357,35 @@ typedef struct {
      * Most handles attached at once (default 64).
      */
     uint32_t participant_capacity;
+    /**
+     * The group id the new file is given when `flags` has
+     * `SHMQ_FLAG_SET_GROUP` (default: none).
+     */
+    uint32_t group;
 } shmq_options;
+
+/**
+ * How `shmq_open_ex` opens a file. Fill with `shmq_open_options_init`.
+ *
+ * By default a file is opened only when it is a regular file (not a
+ * symbolic link, directory, FIFO or device), owned by the effective user
+ * and writable by nobody else; otherwise `SHMQ_PERMISSION`, with the cause
+ * in `shmq_last_error()`. The checks use `fstat` on the opened descriptor.
+ */
+typedef struct {
+    /**
+     * `sizeof(shmq_open_options)` of the caller, for evolution.
+     */
+    uint32_t size;
+    /**
+     * `SHMQ_ACCESS_*` (default `SHMQ_ACCESS_PARTICIPANT`).
+     */
+    uint32_t access;
+    /**
+     * `SHMQ_OPEN_*` bits (default 0).
+     */
+    uint32_t flags;
+} shmq_open_options;
 
 /**
  * The options of one send (`shmq_send_ex`, `shmq_commit_ex`). Fill with
@@ -373,6 +455,12 @@ typedef struct {
      * Size of the file in bytes.
      */
     uint64_t file_size;
+    /**
+     * How this handle is attached: `SHMQ_ACCESS_PARTICIPANT`,
+     * `SHMQ_ACCESS_INSPECT` (not attached, mapped read-write) or
+     * `SHMQ_ACCESS_READ_ONLY`.
+     */
+    uint32_t access;
 } shmq_info;
 
 /**
@@ -846,6 +934,17 @@ shmq_status shmq_dlq_purge(shmq_queue *q, uint64_t id, size_t *out_count);
 void shmq_options_init(shmq_options *opts);
 
 /**
+ * Fills `opts` with the defaults (a participant, default checks) and sets
+ * `opts->size`. NULL is ignored.
+ *
+ * Thread safety: any thread; `opts` is the caller's.
+ *
+ * # Safety
+ * `opts` is NULL or points to a writable `shmq_open_options`.
+ */
+void shmq_open_options_init(shmq_open_options *opts);
+
+/**
  * Fills `opts` with the defaults (no key, try once, no delay) and sets
  * `opts->size`. NULL is ignored.
  *
@@ -882,9 +981,27 @@ shmq_status shmq_create(const char *path, const shmq_options *opts, shmq_queue *
 shmq_status shmq_open(const char *path, shmq_queue **out);
 
 /**
+ * Opens an existing queue file as `opts` says (NULL = the defaults, as
+ * `shmq_open`): as a participant, for inspection, or read-only
+ * (`SHMQ_ACCESS_*`), accepting a group-shared file or any owner
+ * (`SHMQ_OPEN_*`). A file that fails the checks gives `SHMQ_PERMISSION`
+ * with the cause in `shmq_last_error()`. On success `*out` is the new
+ * handle, to be released with `shmq_close`.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `path` is NULL or NUL-terminated; `opts` is NULL or a
+ * `shmq_open_options` filled by `shmq_open_options_init`; `out` is NULL or
+ * writable.
+ */
+shmq_status shmq_open_ex(const char *path, const shmq_open_options *opts, shmq_queue **out);
+
+/**
  * Opens a queue file without attaching, for stats, verify, recover and
  * dead-letter calls (read-only when the file is not writable). Sends and
- * claims through it fail with `SHMQ_INVALID_ARGUMENT`.
+ * claims through it fail with `SHMQ_INVALID_ARGUMENT`, or `SHMQ_PERMISSION`
+ * when it is read-only.
  *
  * Thread safety: any thread.
  *

@@ -37,15 +37,18 @@ pub enum Status {
     Exists = 11,
     /// The file is a queue of another format version or layout.
     Incompatible = 12,
-    /// The file's contents break an invariant of the format.
+    /// The file's contents break an invariant of the format, or the file
+    /// was truncated while mapped.
     Corrupt = 13,
-    /// The operating system refused access.
+    /// Access refused: by the operating system, by the checks on the file
+    /// (not a regular file, another owner, writable by others; see
+    /// [`crate::permissions`]), or because the handle is read-only.
     Permission = 14,
     /// Another input/output error.
     Io = 15,
     /// A bug in shmq (for example a panic caught at the C boundary).
     Internal = 16,
-    /// The handle was closed, or is read-only and cannot change the queue.
+    /// The handle was closed, or is used by two threads at once (C ABI).
     Closed = 17,
 }
 

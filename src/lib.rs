@@ -41,10 +41,14 @@ pub mod error;
 pub mod ffi;
 pub mod keys;
 pub mod layout;
+#[cfg(not(shmq_loom))]
+pub mod mapping;
 pub mod memory;
 pub mod metrics;
 pub mod options;
 pub mod participants;
+#[cfg(not(shmq_loom))]
+pub mod permissions;
 pub mod ring;
 pub(crate) mod sync;
 pub mod wait;
@@ -52,10 +56,12 @@ pub mod wait;
 #[cfg(not(shmq_loom))]
 pub mod queue;
 #[cfg(not(shmq_loom))]
+pub mod sigbus;
+#[cfg(not(shmq_loom))]
 pub mod sys;
 
 pub use error::{Error, Result, Status};
 pub use metrics::{Counter, Histogram};
-pub use options::{Options, SendOptions, Timeout, WaitStrategy};
+pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
 pub use queue::{DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport};

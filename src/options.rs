@@ -47,8 +47,18 @@ pub struct Options {
     pub reservation_timeout: Duration,
     /// Latest-only mode: a newer message of a key replaces the waiting one.
     pub latest_only: bool,
-    /// File mode bits of the new file (0600 by default: owner only).
+    /// File mode bits of the new file (0600 by default: owner only; 0660
+    /// for a queue shared with a group, see [`Options::group_shared`]). Set
+    /// with `fchmod` on the new descriptor, so the umask does not change it.
+    /// Other handles refuse to open a file writable by its group unless
+    /// they ask for [`OpenOptions::group_shared`], and one writable by
+    /// others unless they ask for [`OpenOptions::trust_any_owner`].
     pub mode: u32,
+    /// The group the new file is given (`fchown` on the new descriptor), or
+    /// `None` to keep the creator's (or the directory's, when it is
+    /// set-group-id). The creator must belong to the group unless it is
+    /// root; see [`crate::permissions::group_id`] to look up a name.
+    pub group: Option<u32>,
     /// How calls wait.
     pub wait_strategy: WaitStrategy,
 }
@@ -66,8 +76,90 @@ impl Default for Options {
             reservation_timeout: Duration::from_secs(5),
             latest_only: false,
             mode: 0o600,
+            group: None,
             wait_strategy: WaitStrategy::SpinThenSleep,
         }
+    }
+}
+
+impl Options {
+    /// A queue shared with a group: mode 0660, and the file given to
+    /// `group` (`None`: the creator's group). Members of the group open it
+    /// with [`OpenOptions::group_shared`].
+    pub fn group_shared(mut self, group: Option<u32>) -> Options {
+        self.mode = 0o660;
+        self.group = group;
+        self
+    }
+}
+
+/// What an opened handle may do: [`OpenOptions::access`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Access {
+    /// Attach as a participant that sends, claims and settles (the
+    /// default; what [`crate::Queue::open`] does). Needs write access.
+    #[default]
+    Participant = 0,
+    /// Do not attach: stats, verify, recover and dead letters (what
+    /// [`crate::Queue::inspect`] does). The file is mapped read-write when
+    /// this process may write it, read-only otherwise.
+    Inspect = 1,
+    /// Do not attach and map the file `PROT_READ`: stats, info, verify and
+    /// listing dead letters work; every operation that would change the
+    /// queue returns `Permission`, and nothing is ever written to the file
+    /// (no participant entry, no lock).
+    ReadOnly = 2,
+}
+
+/// How an existing queue file is opened: [`crate::Queue::open_with`].
+///
+/// By default a file is opened only when it is a regular file (not a
+/// symbolic link, directory, FIFO or device), owned by this process's
+/// effective user, and writable by nobody else. The checks use `fstat` on
+/// the opened descriptor, never the path, so the file cannot be swapped
+/// between the check and the use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Participant, inspection or read-only handle.
+    pub access: Access,
+    /// Accept a file its group may write (mode 0660: a queue created with
+    /// [`Options::group_shared`]), and one owned by another user when the
+    /// file's group is one of this process's groups.
+    pub group_shared: bool,
+    /// Accept a file whatever its owner and mode (it must still be a
+    /// regular file): the caller vouches for it, for example because it
+    /// sits in a directory only trusted users can write. A file writable by
+    /// others can be changed by any local user.
+    pub trust_any_owner: bool,
+}
+
+impl OpenOptions {
+    /// A participant with the default checks.
+    pub fn new() -> OpenOptions {
+        OpenOptions::default()
+    }
+    /// A read-only handle with the default checks.
+    pub fn read_only() -> OpenOptions {
+        OpenOptions {
+            access: Access::ReadOnly,
+            ..OpenOptions::default()
+        }
+    }
+    /// With this access.
+    pub fn access(mut self, access: Access) -> OpenOptions {
+        self.access = access;
+        self
+    }
+    /// Accepting a group-shared file.
+    pub fn group_shared(mut self, yes: bool) -> OpenOptions {
+        self.group_shared = yes;
+        self
+    }
+    /// Accepting any owner and mode.
+    pub fn trust_any_owner(mut self, yes: bool) -> OpenOptions {
+        self.trust_any_owner = yes;
+        self
     }
 }
 

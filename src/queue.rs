@@ -3,68 +3,30 @@
 //! protocol itself lives in [`crate::ring`].
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result, Status};
 use crate::layout::{self, dlq, hdr, part, slot, Layout, Params};
-use crate::memory::{Memory, RawMemory};
+pub use crate::mapping::Mapping;
+use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot, Recorder};
-use crate::options::{Options, SendOptions, Timeout, WaitStrategy};
+use crate::options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 use crate::participants::{Liveness, Table, LOCK_BASE};
+use crate::permissions;
 use crate::ring::{self, state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
 use crate::sync::Ordering;
 use crate::sys;
 use crate::wait::{OsFutex, WaitPoint};
 
-/// The shared mapping of a queue file.
-pub struct Mapping {
-    _map: memmap2::MmapRaw,
-    mem: RawMemory,
-}
-
-impl Memory for Mapping {
-    #[inline]
-    fn len(&self) -> usize {
-        self.mem.len()
-    }
-    #[inline]
-    fn u64_at(&self, offset: usize) -> &crate::sync::AtomicU64 {
-        self.mem.u64_at(offset)
-    }
-    #[inline]
-    fn u32_at(&self, offset: usize) -> &crate::sync::AtomicU32 {
-        self.mem.u32_at(offset)
-    }
-    #[inline]
-    fn write_bytes(&self, offset: usize, src: &[u8]) {
-        self.mem.write_bytes(offset, src)
-    }
-    #[inline]
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
-        self.mem.read_bytes(offset, dst)
-    }
-    #[inline]
-    fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
-        self.mem.byte_ptr(offset, len)
-    }
-}
-
-fn map_file(file: &File, len: usize, path: &Path) -> Result<Mapping> {
-    let map = memmap2::MmapOptions::new()
-        .len(len)
-        .map_raw(file)
-        .map_err(|e| Error::io(format!("{}: mapping {len} bytes", path.display()), e))?;
-    // SAFETY: the mapping is page-aligned, `len` bytes long, and lives in
-    // the same struct as the RawMemory that points into it.
-    let mem = unsafe { RawMemory::new(map.as_mut_ptr(), len) };
-    Ok(Mapping { _map: map, mem })
-}
+/// The cause given by every operation on a queue whose file shrank under
+/// its mapping (see [`crate::sigbus`]).
+const TRUNCATED: &str = "file was truncated while mapped (pages past its new end read as zeros); \
+                         the queue cannot be trusted any more: recreate it";
 
 /// How often (at most) a participant sweeps the table for dead participants.
 const LIVENESS_PERIOD_NS: u64 = 2_000_000;
@@ -112,6 +74,11 @@ pub struct Queue {
     path: PathBuf,
     /// Our participant index, or `None` for an inspection handle.
     me: Option<u64>,
+    /// Mapped `PROT_READ`: every operation that changes the queue is
+    /// refused with `Permission` before it touches the mapping.
+    read_only: bool,
+    /// The checks this handle was opened with, for a later attach.
+    open_opts: OpenOptions,
     pid: u32,
     latest_only: bool,
     wait: WaitStrategy,
@@ -292,36 +259,19 @@ impl Queue {
                 format!("{}: create: {}", path.display(), e.message()),
             )
         })?;
-        if opts.mode & !0o777 != 0 {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                ctx(&format!(
-                    "create: mode {:o} has bits beyond 0777",
-                    opts.mode
-                )),
-            ));
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(opts.mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::io(ctx("create"), e))?;
+        // O_CREAT | O_EXCL | O_NOFOLLOW, then fchmod and fchown.
+        let file = permissions::create_file(path, opts)?;
         let cleanup = |e: Error| {
             let _ = std::fs::remove_file(path);
             e
         };
-        file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
-            .map_err(|e| cleanup(Error::io(ctx("create: setting the mode"), e)))?;
         file.set_len(layout.file_size as u64).map_err(|e| {
             cleanup(Error::io(
                 ctx(&format!("create: sizing to {} bytes", layout.file_size)),
                 e,
             ))
         })?;
-        let map = map_file(&file, layout.file_size, path).map_err(cleanup)?;
+        let map = Mapping::new(&file, layout.file_size, path, true).map_err(cleanup)?;
         // Relaxed stores: nobody else reads the file until the magic number
         // is stored with release ordering below.
         let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
@@ -364,35 +314,34 @@ impl Queue {
         Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
     }
 
-    /// Opens an existing queue file and attaches to it as a participant.
+    /// Opens an existing queue file and attaches to it as a participant,
+    /// with the default checks of [`OpenOptions`] (a regular file of ours
+    /// that nobody else may write).
     pub fn open(path: impl AsRef<Path>) -> Result<Queue> {
-        let (engine, file, path) = Self::open_engine(path.as_ref(), true)?;
-        Self::attach(engine, file, path, true)
+        Self::open_with(path, &OpenOptions::new())
     }
 
     /// Opens a queue file without attaching: for stats, verify, recover and
     /// dead-letter calls. Read-only when the file is not writable.
     pub fn inspect(path: impl AsRef<Path>) -> Result<Queue> {
-        let path = path.as_ref();
-        let (engine, file, path) = match Self::open_engine(path, true) {
-            Err(e) if e.status() == Status::Permission => Self::open_engine(path, false)?,
-            r => r?,
-        };
-        Self::attach(engine, file, path, false)
+        Self::open_with(path, &OpenOptions::new().access(Access::Inspect))
     }
 
-    fn open_engine(path: &Path, write: bool) -> Result<(Engine<Mapping>, File, PathBuf)> {
+    /// Opens an existing queue file as `opts` says: as a participant, for
+    /// inspection, or read-only, and accepting which owners and modes.
+    pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Queue> {
+        let (engine, file, path) = Self::open_engine(path.as_ref(), opts)?;
+        let register = opts.access == Access::Participant;
+        let mut q = Self::attach(engine, file, path, register)?;
+        q.open_opts = *opts;
+        Ok(q)
+    }
+
+    fn open_engine(path: &Path, opts: &OpenOptions) -> Result<(Engine<Mapping>, File, PathBuf)> {
         let ctx = |what: &str| format!("{}: open: {what}", path.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::io(ctx("opening the file"), e))?;
-        let meta = file.metadata().map_err(|e| Error::io(ctx("stat"), e))?;
-        if !meta.file_type().is_file() {
-            return Err(Error::new(Status::Incompatible, ctx("not a regular file")));
-        }
+        let (file, writable) = permissions::open_file(path, opts.access)?;
+        // fstat on the descriptor: type, owner and mode of what we opened.
+        let meta = permissions::check_file(&file, path, opts)?;
         let len = meta.len();
         if len < layout::HEADER_SIZE as u64 || len > layout::limits::MAX_FILE_SIZE {
             return Err(Error::new(
@@ -400,18 +349,21 @@ impl Queue {
                 ctx(&format!("{len} bytes is not the size of a queue file")),
             ));
         }
-        let _ = meta.mode();
-        let map = map_file(&file, len as usize, path)?;
+        let map = Mapping::new(&file, len as usize, path, writable)?;
         // A creator stores the magic last: wait briefly for one in progress.
         let mut tries = 0;
-        while map.u64_at(hdr::MAGIC).load(Ordering::Acquire) == 0 && tries < 200 {
+        while map.u64_at(hdr::MAGIC).load(Ordering::Acquire) == 0 && tries < 200 && !map.broken() {
             std::thread::sleep(Duration::from_millis(5));
             tries += 1;
         }
         // Acquire on the magic above orders these relaxed reads.
         let layout =
-            Layout::from_header(len as usize, |off| map.u64_at(off).load(Ordering::Relaxed))
-                .map_err(|e| Error::new(e.status(), ctx(e.message())))?;
+            Layout::from_header(len as usize, |off| map.u64_at(off).load(Ordering::Relaxed));
+        if map.broken() {
+            // Shrunk between the fstat above and reading the header.
+            return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
+        }
+        let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
         let get = |off: usize| map.u64_at(off).load(Ordering::Relaxed);
         let config = Config {
             lease_ns: get(hdr::LEASE_NS),
@@ -427,11 +379,14 @@ impl Queue {
         let wait = WaitStrategy::from_u64(get(hdr::WAIT_STRATEGY));
         let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
         let full_msg = format!("{}: send: the queue is full", path.display()).into();
+        let read_only = !engine.mem.writable();
         let mut q = Queue {
             engine,
             file,
             path,
             me: None,
+            read_only,
+            open_opts: OpenOptions::new(),
             pid: std::process::id(),
             latest_only,
             wait,
@@ -598,6 +553,7 @@ impl Queue {
     }
 
     fn me(&self, op: &str) -> Result<u64> {
+        self.writable(op)?;
         self.me.ok_or_else(|| {
             Error::new(
                 Status::InvalidArgument,
@@ -607,6 +563,68 @@ impl Queue {
                 ),
             )
         })
+    }
+
+    /// `Permission` on a read-only handle, `Corrupt` on a broken one: the
+    /// check of every operation that changes the queue, before it touches
+    /// the mapping.
+    fn writable(&self, op: &str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::new(
+                Status::Permission,
+                format!(
+                    "{}: {op}: this handle is read-only (opened read-only, or this process \
+                     may not write the file): it cannot change the queue",
+                    self.path.display()
+                ),
+            ));
+        }
+        self.intact(op)
+    }
+
+    /// `Corrupt` once the file shrank under the mapping. One relaxed load
+    /// of process memory: checked when an operation starts and again before
+    /// it reports success, since the fault may hit in between.
+    #[inline]
+    fn intact(&self, op: &str) -> Result<()> {
+        if self.engine.mem.broken() {
+            return Err(Error::new(
+                Status::Corrupt,
+                format!("{}: {op}: {TRUNCATED}", self.path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this handle is read-only: mapped `PROT_READ`, not attached,
+    /// refusing every change with `Permission`.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether the file was truncated while mapped; every operation then
+    /// returns `Corrupt`. [`Queue::stats`] and the listings cannot return an
+    /// error: check this after them when it matters.
+    pub fn is_broken(&self) -> bool {
+        self.engine.mem.broken()
+    }
+
+    /// `r`, or `Corrupt` if the file shrank under the mapping while the
+    /// operation ran: whatever it read or wrote may have been zero pages,
+    /// so neither its success nor its error (`Full`, `Empty`, `LeaseLost`,
+    /// ...) can be trusted.
+    #[inline]
+    fn checked<T>(&self, op: &str, r: Result<T>) -> Result<T> {
+        match self.intact(op) {
+            Ok(()) => r,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Corrupt` when the file was truncated while mapped, naming the file
+    /// and `op`; for callers of the calls that cannot fail.
+    pub fn check_intact(&self, op: &str) -> Result<()> {
+        self.intact(op)
     }
 
     fn err(&self, op: &str, e: Error) -> Error {
@@ -801,8 +819,10 @@ impl Queue {
     /// handle attaches for the time of the call, since repairs act as a
     /// participant.
     pub fn recover(&self) -> Result<Repairs> {
+        self.writable("recover")?;
         let Some(me) = self.me else {
-            let q = Queue::open(&self.path)?;
+            let opts = self.open_opts.access(Access::Participant);
+            let q = Queue::open_with(&self.path, &opts)?;
             let mut r = q.recover()?;
             r.add(&q.attach_repairs.get());
             return Ok(r);
@@ -847,6 +867,9 @@ impl Queue {
         };
         let mut spins = 0u32;
         loop {
+            // A waiter on a broken queue returns instead of waiting on
+            // words that are now zeros.
+            self.intact(op)?;
             let now = self.precise();
             if now >= deadline {
                 self.count(Counter::Timeouts, 1);
@@ -928,6 +951,10 @@ impl Queue {
     /// the key's next version, returned in [`Sent::version`]. In latest-only
     /// mode a waiting (unclaimed) message of the key is replaced in place.
     pub fn send_with(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
+        self.checked("send", self.send_with_unchecked(data, opts))
+    }
+
+    fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
         let me = self.me("send")?;
         self.check_len(data.len(), "send")?;
         let mut opts = *opts;
@@ -982,6 +1009,7 @@ impl Queue {
     /// forgetting their versions. Refused while other participants are
     /// attached (the table is rebuilt in place). Returns how many.
     pub fn evict_keys(&self) -> Result<u64> {
+        self.writable("evict_keys")?;
         let e = &self.engine;
         let table = Table::new(&e.mem, &e.layout);
         let others = table
@@ -1127,7 +1155,8 @@ impl Queue {
     /// Reserves a slot for a payload of up to `len` bytes, to be written in
     /// place and then committed (zero-copy send).
     pub fn reserve(&self, len: usize, timeout: impl Into<Timeout>) -> Result<Reserved<'_>> {
-        let (r, _) = self.reserve_inner(len, timeout.into(), "reserve")?;
+        let r = self.reserve_inner(len, timeout.into(), "reserve");
+        let (r, _) = self.checked("reserve", r)?;
         Ok(Reserved {
             q: self,
             r,
@@ -1148,8 +1177,19 @@ impl Queue {
         messages: &[B],
         timeout: impl Into<Timeout>,
     ) -> Result<usize> {
+        self.checked(
+            "send_batch",
+            self.send_batch_unchecked(messages, timeout.into()),
+        )
+    }
+
+    fn send_batch_unchecked<B: AsRef<[u8]>>(
+        &self,
+        messages: &[B],
+        timeout: Timeout,
+    ) -> Result<usize> {
         let me = self.me("send_batch")?;
-        let mut timeout = timeout.into();
+        let mut timeout = timeout;
         let mut sent = 0usize;
         let mut bytes = 0u64;
         let mut now = self.now();
@@ -1270,10 +1310,14 @@ impl Queue {
     /// nothing is claimable and the call may not wait; `Timeout` after
     /// waiting.
     pub fn claim(&self, timeout: impl Into<Timeout>) -> Result<Message<'_>> {
+        self.checked("claim", self.claim_unchecked(timeout.into()))
+    }
+
+    fn claim_unchecked(&self, timeout: Timeout) -> Result<Message<'_>> {
         let me = self.me("claim")?;
         let mut at = 0;
         let got = self
-            .wait_for(Point::NotEmpty, timeout.into(), "claim", |now| {
+            .wait_for(Point::NotEmpty, timeout, "claim", |now| {
                 at = now;
                 self.claim_once(me, now)
             })
@@ -1310,6 +1354,21 @@ impl Queue {
         if max == 0 {
             return Ok(0);
         }
+        let before = out.len();
+        let r = self.claim_batch_unchecked(max, timeout.into(), out);
+        if r.is_ok() && self.engine.mem.broken() {
+            // Claims made from zero pages are no claims.
+            out.truncate(before);
+        }
+        self.checked("claim_batch", r)
+    }
+
+    fn claim_batch_unchecked<'q>(
+        &'q self,
+        max: usize,
+        timeout: Timeout,
+        out: &mut Vec<Message<'q>>,
+    ) -> Result<usize> {
         let me = self.me("claim_batch")?;
         let first = self.claim(timeout)?;
         let now = first.claimed_ns;
@@ -1349,6 +1408,18 @@ impl Queue {
             Outcome::Reject { .. } => "reject",
             Outcome::Extend { .. } => "extend_lease",
         };
+        let r = self.settle_unchecked(op, token, outcome, claimed_ns, enqueued_ns);
+        self.checked(op, r)
+    }
+
+    fn settle_unchecked(
+        &self,
+        op: &str,
+        token: u64,
+        outcome: &Outcome<'_>,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<Settled> {
         let me = self.me(op)?;
         let now = self.now();
         let r = match self.engine.settle(me, token, outcome, now) {
@@ -1397,6 +1468,10 @@ impl Queue {
     /// Acks several claims; returns how many were acked (a lost lease is
     /// skipped, not an error, and not counted).
     pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
+        self.checked("ack_batch", self.ack_batch_unchecked(messages))
+    }
+
+    fn ack_batch_unchecked(&self, messages: &[Message<'_>]) -> Result<usize> {
         let me = self.me("ack_batch")?;
         let now = self.now();
         let mut precise = None;
@@ -1429,6 +1504,10 @@ impl Queue {
     /// claim was still held after the copy (so the copy is not torn).
     /// Returns the payload length; `TooLarge` if `buf` is too small.
     pub fn read_payload(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
+        self.checked("read", self.read_payload_unchecked(token, buf))
+    }
+
+    fn read_payload_unchecked(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
         let me = self.me("read")?;
         let (i, seq) = ring::split_token(token);
         if i >= self.engine.layout.params.capacity {
@@ -1573,6 +1652,9 @@ impl Queue {
     /// use, and reports what is wrong.
     pub fn verify(&self) -> VerifyReport {
         let mut rep = VerifyReport::default();
+        if self.engine.mem.broken() {
+            rep.problems.push(TRUNCATED.to_string());
+        }
         let e = &self.engine;
         let l = &e.layout;
         let table = Table::new(&e.mem, l);
@@ -1843,18 +1925,7 @@ impl Queue {
 
     /// Deletes the dead letter `id` (or every one). Returns how many.
     pub fn dlq_purge(&self, id: Option<u64>) -> Result<usize> {
-        if self.me.is_none()
-            && self
-                .file
-                .metadata()
-                .map(|m| m.permissions().readonly())
-                .unwrap_or(true)
-        {
-            return Err(Error::new(
-                Status::Permission,
-                format!("{}: dlq purge: read-only", self.path.display()),
-            ));
-        }
+        self.writable("dlq purge")?;
         let mut n = 0;
         for d in self.dlq_list() {
             if id.is_some_and(|id| id != d.id) {
@@ -1886,9 +1957,9 @@ impl Queue {
     /// Flushes the mapping to the file (for queues on a persistent file
     /// system; `/dev/shm` needs no flush and does not survive a reboot).
     pub fn flush(&self) -> Result<()> {
+        self.intact("flush")?;
         self.engine
             .mem
-            ._map
             .flush()
             .map_err(|e| Error::io(format!("{}: flush", self.path.display()), e))
     }
@@ -1912,6 +1983,12 @@ impl std::fmt::Debug for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
+            // The mapping is partly zero pages: repairs would act on what
+            // they read there. Only give up the lock; survivors see us dead.
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
+            return;
+        }
         if let Some(me) = self.me {
             let now = self.now();
             // What we still hold goes back now rather than after a lease.
@@ -2040,8 +2117,10 @@ impl<'q> Reserved<'q> {
             opts.version = self.q.resolve_version(opts.key, opts.version, "commit")?;
         }
         self.done = true;
-        self.q
-            .commit_inner(&self.r, self.len, &opts, "commit", None)
+        let r = self
+            .q
+            .commit_inner(&self.r, self.len, &opts, "commit", None);
+        self.q.checked("commit", r)
     }
 
     /// Gives the slot back without sending.

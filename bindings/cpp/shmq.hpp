@@ -156,8 +156,35 @@ struct Options {
         return *this;
     }
     Options &mode(uint32_t m) { c.mode = m; return *this; }
+    /// A queue shared with a group: mode 0660, given to `gid`.
+    Options &group_shared(uint32_t gid) {
+        c.mode = SHMQ_MODE_GROUP_SHARED;
+        c.flags |= SHMQ_FLAG_SET_GROUP;
+        c.group = gid;
+        return *this;
+    }
     Options &reservation_timeout(std::chrono::nanoseconds d) {
         c.reservation_timeout_ns = static_cast<uint64_t>(d.count());
+        return *this;
+    }
+};
+
+/// How an existing file is opened (shmq_open_options): as a participant,
+/// for inspection or read-only, and which owners and modes are accepted.
+struct OpenOptions {
+    shmq_open_options c;
+    OpenOptions() { shmq_open_options_init(&c); }
+    /// Maps the file read-only; every change returns Status::Permission.
+    OpenOptions &read_only() { c.access = SHMQ_ACCESS_READ_ONLY; return *this; }
+    OpenOptions &inspect() { c.access = SHMQ_ACCESS_INSPECT; return *this; }
+    /// Accept a file its group may write (mode 0660).
+    OpenOptions &group_shared(bool on = true) { return flag(SHMQ_OPEN_GROUP_SHARED, on); }
+    /// Accept any owner and mode (still a regular file).
+    OpenOptions &trust_any_owner(bool on = true) { return flag(SHMQ_OPEN_TRUST_ANY_OWNER, on); }
+
+  private:
+    OpenOptions &flag(uint32_t f, bool on) {
+        c.flags = on ? (c.flags | f) : (c.flags & ~f);
         return *this;
     }
 };
@@ -363,6 +390,14 @@ class Queue {
     static Result<Queue> open(const std::string &path) {
         shmq_queue *q = nullptr;
         shmq_status r = shmq_open(path.c_str(), &q);
+        if (r != SHMQ_OK)
+            return Error::last(detail::st(r));
+        return Queue(q);
+    }
+    /// Opens an existing queue file as `opts` says.
+    static Result<Queue> open(const std::string &path, const OpenOptions &opts) {
+        shmq_queue *q = nullptr;
+        shmq_status r = shmq_open_ex(path.c_str(), &opts.c, &q);
         if (r != SHMQ_OK)
             return Error::last(detail::st(r));
         return Queue(q);

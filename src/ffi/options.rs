@@ -8,13 +8,22 @@ use std::time::Duration;
 
 use super::status::invalid;
 use crate::error::Error;
-use crate::options::{Options, SendOptions, Timeout, WaitStrategy};
+use crate::options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 
 /// `shmq_options.flags`: latest-only mode (a newer message of a key replaces
 /// the waiting one in place).
 pub const SHMQ_FLAG_LATEST_ONLY: u32 = 1;
+/// `shmq_options.flags`: give the new file to the group `group` (`fchown`;
+/// the creator must belong to it unless it is root). Without this flag
+/// `group` is ignored and the file keeps the creator's group.
+pub const SHMQ_FLAG_SET_GROUP: u32 = 2;
 /// Every flag this version knows.
-const KNOWN_FLAGS: u32 = SHMQ_FLAG_LATEST_ONLY;
+const KNOWN_FLAGS: u32 = SHMQ_FLAG_LATEST_ONLY | SHMQ_FLAG_SET_GROUP;
+
+/// `shmq_options.mode` of a queue shared with a group: owner and group read
+/// and write (0660). Members of the group open it with
+/// `SHMQ_OPEN_GROUP_SHARED`.
+pub const SHMQ_MODE_GROUP_SHARED: u32 = 0o660;
 
 /// `shmq_options.wait_strategy`: spin (lowest latency, burns a CPU).
 pub const SHMQ_WAIT_SPIN: u32 = 0;
@@ -43,7 +52,9 @@ pub struct shmq_options {
     pub max_deliveries: u32,
     /// `SHMQ_FLAG_*` bits (default 0).
     pub flags: u32,
-    /// File mode bits of the new file (default 0600; 0 means 0600).
+    /// File mode bits of the new file (default 0600; 0 means 0600;
+    /// `SHMQ_MODE_GROUP_SHARED` for a queue shared with a group). Set on the
+    /// new descriptor, so the umask does not change it.
     pub mode: u32,
     /// `SHMQ_WAIT_*` (default `SHMQ_WAIT_SPIN_THEN_SLEEP`).
     pub wait_strategy: u32,
@@ -54,6 +65,9 @@ pub struct shmq_options {
     pub reservation_timeout_ns: u64,
     /// Most handles attached at once (default 64).
     pub participant_capacity: u32,
+    /// The group id the new file is given when `flags` has
+    /// `SHMQ_FLAG_SET_GROUP` (default: none).
+    pub group: u32,
 }
 
 /// The size of the first published `shmq_options` (up to `mode`): the
@@ -84,6 +98,7 @@ impl Default for shmq_options {
             dlq_capacity: o.dlq_capacity,
             reservation_timeout_ns: nanos(o.reservation_timeout),
             participant_capacity: o.participant_capacity,
+            group: 0,
         }
     }
 }
@@ -190,6 +205,7 @@ impl shmq_options {
             reservation_timeout: Duration::from_nanos(self.reservation_timeout_ns),
             latest_only: self.flags & SHMQ_FLAG_LATEST_ONLY != 0,
             mode: if self.mode == 0 { 0o600 } else { self.mode },
+            group: (self.flags & SHMQ_FLAG_SET_GROUP != 0).then_some(self.group),
             wait_strategy,
         })
     }
@@ -218,6 +234,115 @@ pub unsafe extern "C" fn shmq_options_init(opts: *mut shmq_options) {
     }
     // SAFETY: non-null and aligned; the caller provides a whole struct.
     unsafe { opts.write(shmq_options::default()) };
+}
+
+/// `shmq_open_options.access`: attach as a participant that sends, claims
+/// and settles (the default, what `shmq_open` does).
+pub const SHMQ_ACCESS_PARTICIPANT: u32 = 0;
+/// `shmq_open_options.access`: do not attach (what `shmq_inspect` does):
+/// mapped read-write when this process may write the file, read-only
+/// otherwise.
+pub const SHMQ_ACCESS_INSPECT: u32 = 1;
+/// `shmq_open_options.access`: do not attach, map the file read-only.
+/// Stats, info, verify and dead-letter listing work; every call that would
+/// change the queue returns `SHMQ_PERMISSION`; nothing is written to the
+/// file.
+pub const SHMQ_ACCESS_READ_ONLY: u32 = 2;
+
+/// `shmq_open_options.flags`: accept a file its group may write (a queue
+/// created with `SHMQ_MODE_GROUP_SHARED`), and one owned by another user
+/// when the file's group is one of this process's groups.
+pub const SHMQ_OPEN_GROUP_SHARED: u32 = 1;
+/// `shmq_open_options.flags`: accept a file whatever its owner and mode (it
+/// must still be a regular file). Only for files in a directory that no
+/// untrusted user can write.
+pub const SHMQ_OPEN_TRUST_ANY_OWNER: u32 = 2;
+/// Every open flag this version knows.
+const KNOWN_OPEN_FLAGS: u32 = SHMQ_OPEN_GROUP_SHARED | SHMQ_OPEN_TRUST_ANY_OWNER;
+
+/// How `shmq_open_ex` opens a file. Fill with `shmq_open_options_init`.
+///
+/// By default a file is opened only when it is a regular file (not a
+/// symbolic link, directory, FIFO or device), owned by the effective user
+/// and writable by nobody else; otherwise `SHMQ_PERMISSION`, with the cause
+/// in `shmq_last_error()`. The checks use `fstat` on the opened descriptor.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmq_open_options {
+    /// `sizeof(shmq_open_options)` of the caller, for evolution.
+    pub size: u32,
+    /// `SHMQ_ACCESS_*` (default `SHMQ_ACCESS_PARTICIPANT`).
+    pub access: u32,
+    /// `SHMQ_OPEN_*` bits (default 0).
+    pub flags: u32,
+}
+
+const OPEN_OPTIONS_V1: usize = size_of::<shmq_open_options>();
+
+impl Default for shmq_open_options {
+    fn default() -> Self {
+        shmq_open_options {
+            size: size_of::<shmq_open_options>() as u32,
+            access: SHMQ_ACCESS_PARTICIPANT,
+            flags: 0,
+        }
+    }
+}
+
+/// Reads `shmq_open_options` from C (NULL = the defaults).
+///
+/// # Safety
+/// `p` is NULL or aligned and readable for its `size`.
+pub(crate) unsafe fn read_open_options(
+    p: *const shmq_open_options,
+    op: &str,
+) -> Result<OpenOptions, Error> {
+    let o = if p.is_null() {
+        shmq_open_options::default()
+    } else {
+        if !p.is_aligned() {
+            return Err(invalid(op, "opts is misaligned"));
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { read_sized(p, OPEN_OPTIONS_V1, op, "shmq_open_options") }?
+    };
+    let access = match o.access {
+        SHMQ_ACCESS_PARTICIPANT => Access::Participant,
+        SHMQ_ACCESS_INSPECT => Access::Inspect,
+        SHMQ_ACCESS_READ_ONLY => Access::ReadOnly,
+        a => return Err(invalid(op, format!("opts->access {a} is unknown"))),
+    };
+    if o.flags & !KNOWN_OPEN_FLAGS != 0 {
+        return Err(invalid(
+            op,
+            format!(
+                "opts->flags has unknown bits {:#x}",
+                o.flags & !KNOWN_OPEN_FLAGS
+            ),
+        ));
+    }
+    Ok(OpenOptions {
+        access,
+        group_shared: o.flags & SHMQ_OPEN_GROUP_SHARED != 0,
+        trust_any_owner: o.flags & SHMQ_OPEN_TRUST_ANY_OWNER != 0,
+    })
+}
+
+/// Fills `opts` with the defaults (a participant, default checks) and sets
+/// `opts->size`. NULL is ignored.
+///
+/// Thread safety: any thread; `opts` is the caller's.
+///
+/// # Safety
+/// `opts` is NULL or points to a writable `shmq_open_options`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open_options_init(opts: *mut shmq_open_options) {
+    if opts.is_null() || !opts.is_aligned() {
+        return;
+    }
+    // SAFETY: non-null and aligned; the caller provides a whole struct.
+    unsafe { opts.write(shmq_open_options::default()) };
 }
 
 /// The options of one send (`shmq_send_ex`, `shmq_commit_ex`). Fill with
@@ -323,5 +448,39 @@ mod tests {
         o.size = 3;
         // SAFETY: as above.
         assert!(unsafe { read_options(&o, "t") }.is_err());
+    }
+
+    #[test]
+    fn the_group_is_used_only_with_its_flag() {
+        let mut o = shmq_options {
+            group: 42,
+            ..Default::default()
+        };
+        assert_eq!(o.engine_options("t").unwrap().group, None);
+        o.flags |= SHMQ_FLAG_SET_GROUP;
+        assert_eq!(o.engine_options("t").unwrap().group, Some(42));
+    }
+
+    #[test]
+    fn open_options_are_read_totally() {
+        // SAFETY: NULL means the defaults.
+        let d = unsafe { read_open_options(std::ptr::null(), "t") }.unwrap();
+        assert_eq!(d, OpenOptions::default());
+        let mut o = shmq_open_options {
+            access: SHMQ_ACCESS_READ_ONLY,
+            flags: SHMQ_OPEN_GROUP_SHARED | SHMQ_OPEN_TRUST_ANY_OWNER,
+            ..Default::default()
+        };
+        // SAFETY: a whole, aligned struct.
+        let got = unsafe { read_open_options(&o, "t") }.unwrap();
+        assert_eq!(got.access, Access::ReadOnly);
+        assert!(got.group_shared && got.trust_any_owner);
+        o.access = 7;
+        // SAFETY: as above.
+        assert!(unsafe { read_open_options(&o, "t") }.is_err());
+        o.access = SHMQ_ACCESS_INSPECT;
+        o.flags = 0x10;
+        // SAFETY: as above.
+        assert!(unsafe { read_open_options(&o, "t") }.is_err());
     }
 }

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
-use super::options::{read_options, shmq_options, SHMQ_FLAG_LATEST_ONLY};
+use super::options::SHMQ_FLAG_LATEST_ONLY;
+use super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
+use super::options::{SHMQ_ACCESS_INSPECT, SHMQ_ACCESS_PARTICIPANT, SHMQ_ACCESS_READ_ONLY};
 use super::status::{call, invalid, shmq_status};
 use crate::error::{Error, Status};
 use crate::queue::{Queue, Reserved};
@@ -240,7 +242,12 @@ pub(crate) fn with_queue(
         // `_busy` drops at the end of this closure.
         let inner = unsafe { &mut *h.inner.get() };
         match inner.as_deref_mut() {
-            Some(inner) => f(inner),
+            // A queue whose file shrank under its mapping answers CORRUPT
+            // to every call but close (the engine checks again inside).
+            Some(inner) => {
+                inner.queue().check_intact(op)?;
+                f(inner)
+            }
             None => Err(Error::new(
                 Status::Internal,
                 format!("{op}: live handle without queue"),
@@ -348,9 +355,44 @@ pub unsafe extern "C" fn shmq_open(path: *const c_char, out: *mut *mut shmq_queu
     })
 }
 
+/// Opens an existing queue file as `opts` says (NULL = the defaults, as
+/// `shmq_open`): as a participant, for inspection, or read-only
+/// (`SHMQ_ACCESS_*`), accepting a group-shared file or any owner
+/// (`SHMQ_OPEN_*`). A file that fails the checks gives `SHMQ_PERMISSION`
+/// with the cause in `shmq_last_error()`. On success `*out` is the new
+/// handle, to be released with `shmq_close`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `opts` is NULL or a
+/// `shmq_open_options` filled by `shmq_open_options_init`; `out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_open_ex(
+    path: *const c_char,
+    opts: *const shmq_open_options,
+    out: *mut *mut shmq_queue,
+) -> shmq_status {
+    const OP: &str = "shmq_open_ex";
+    call(OP, || {
+        check_out(out, OP)?;
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { read_path(path, OP) }?;
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { read_open_options(opts, OP) }
+            .map_err(|e| Error::new(e.status(), format!("{}: {}", p.display(), e.message())))?;
+        let q = Queue::open_with(p, &o)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(q, out) };
+        Ok(())
+    })
+}
+
 /// Opens a queue file without attaching, for stats, verify, recover and
 /// dead-letter calls (read-only when the file is not writable). Sends and
-/// claims through it fail with `SHMQ_INVALID_ARGUMENT`.
+/// claims through it fail with `SHMQ_INVALID_ARGUMENT`, or `SHMQ_PERMISSION`
+/// when it is read-only.
 ///
 /// Thread safety: any thread.
 ///
@@ -438,9 +480,15 @@ pub struct shmq_info {
     pub dlq_capacity: u64,
     /// Size of the file in bytes.
     pub file_size: u64,
+    /// How this handle is attached: `SHMQ_ACCESS_PARTICIPANT`,
+    /// `SHMQ_ACCESS_INSPECT` (not attached, mapped read-write) or
+    /// `SHMQ_ACCESS_READ_ONLY`.
+    pub access: u32,
 }
 
-const INFO_V1: usize = std::mem::size_of::<shmq_info>();
+/// The size of the first published `shmq_info` (up to `file_size`): the
+/// smallest `size` accepted.
+const INFO_V1: usize = std::mem::offset_of!(shmq_info, file_size) + std::mem::size_of::<u64>();
 
 /// Describes the queue: capacity, max_message_size and the other
 /// parameters fixed at creation. Set `out->size = sizeof(shmq_info)` first.
@@ -470,6 +518,13 @@ pub unsafe extern "C" fn shmq_get_info(q: *mut shmq_queue, out: *mut shmq_info) 
             },
             dlq_capacity: l.params.dlq_capacity,
             file_size: l.file_size as u64,
+            access: if queue.read_only() {
+                SHMQ_ACCESS_READ_ONLY
+            } else if queue.participant().is_some() {
+                SHMQ_ACCESS_PARTICIPANT
+            } else {
+                SHMQ_ACCESS_INSPECT
+            },
         };
         // SAFETY: checked non-null and aligned; the caller's struct.
         unsafe { super::options::write_sized(out, &info, INFO_V1, OP, "shmq_info") }

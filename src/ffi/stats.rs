@@ -146,6 +146,8 @@ pub unsafe extern "C" fn shmq_get_stats(q: *mut shmq_queue, out: *mut shmq_stats
             return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
         }
         let s = inner.queue().stats();
+        // The scan may have met a truncated file: do not report zeros.
+        inner.queue().check_intact(OP)?;
         let c = |c: Counter| s.counter(c);
         let h = |h: Histogram| shmq_histogram::from(s.histogram(h));
         let v = shmq_stats {

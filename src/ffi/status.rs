@@ -47,9 +47,12 @@ pub enum shmq_status {
     SHMQ_EXISTS = 11,
     /// The file is a queue of another format version or layout.
     SHMQ_INCOMPATIBLE = 12,
-    /// The file breaks an invariant of the format.
+    /// The file breaks an invariant of the format, or was truncated while
+    /// mapped.
     SHMQ_CORRUPT = 13,
-    /// The operating system refused access.
+    /// Access refused: by the operating system, by the checks on the file
+    /// (not a regular file, another owner, writable by others), or because
+    /// the handle is read-only.
     SHMQ_PERMISSION = 14,
     /// Another input/output error.
     SHMQ_IO = 15,

@@ -877,6 +877,152 @@ static void test_fork_inherited_handle(void) {
     unlink(path);
 }
 
+/* Reads a whole file into a new buffer; *len is its size. */
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    CHECK(n > 0);
+    rewind(f);
+    unsigned char *b = (unsigned char *)malloc((size_t)n);
+    CHECK(b != NULL);
+    CHECK(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void test_permissions_and_read_only(void) {
+    char path[512], link[512], shared[512];
+    path_for(path, sizeof path, "perm");
+    path_for(link, sizeof link, "perm-link");
+    path_for(shared, sizeof shared, "perm-shared");
+    shmq_queue *q = create_small(path);
+    OK(shmq_send(q, "one", 3, 0, 0, 0));
+    shmq_message held;
+    OK(shmq_claim(q, &held, 0));
+    OK(shmq_send(q, "two", 3, 0, 0, 0));
+
+    /* Open options: defaults, and every bad value refused. */
+    shmq_open_options oo;
+    memset(&oo, 0x55, sizeof oo);
+    shmq_open_options_init(&oo);
+    CHECK(oo.size == sizeof oo && oo.access == SHMQ_ACCESS_PARTICIPANT && oo.flags == 0);
+    shmq_open_options_init(NULL); /* ignored */
+    shmq_queue *h = NULL;
+    shmq_open_options bad = oo;
+    bad.access = 9;
+    EXPECT(shmq_open_ex(path, &bad, &h), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("access"));
+    bad = oo;
+    bad.flags = 0x40;
+    EXPECT(shmq_open_ex(path, &bad, &h), SHMQ_INVALID_ARGUMENT);
+    bad = oo;
+    bad.size = 2;
+    EXPECT(shmq_open_ex(path, &bad, &h), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_open_ex(path, &oo, NULL), SHMQ_INVALID_ARGUMENT);
+    CHECK(h == NULL);
+    OK(shmq_open_ex(path, NULL, &h)); /* NULL: as shmq_open */
+    shmq_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    OK(shmq_get_info(h, &info));
+    CHECK(info.access == SHMQ_ACCESS_PARTICIPANT);
+    OK(shmq_close(h));
+
+    /* A read-only handle reads, refuses every change, writes nothing. */
+    size_t len_before = 0, len_after = 0;
+    unsigned char *before = slurp(path, &len_before);
+    oo.access = SHMQ_ACCESS_READ_ONLY;
+    shmq_queue *ro = NULL;
+    OK(shmq_open_ex(path, &oo, &ro));
+    OK(shmq_get_info(ro, &info));
+    CHECK(info.access == SHMQ_ACCESS_READ_ONLY && info.capacity == 4);
+    shmq_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = sizeof s;
+    OK(shmq_get_stats(ro, &s));
+    CHECK(s.depth == 1 && s.in_flight == 1 && s.sent == 2);
+    OK(shmq_verify(ro));
+    OK(shmq_flush(ro));
+    EXPECT(shmq_send(ro, "x", 1, 0, 0, 0), SHMQ_PERMISSION);
+    CHECK(last_error_has(path) && last_error_has("read-only"));
+    shmq_message m;
+    EXPECT(shmq_claim(ro, &m, 0), SHMQ_PERMISSION);
+    EXPECT(shmq_claim(ro, &m, -1), SHMQ_PERMISSION); /* refused, never waits */
+    EXPECT(shmq_ack(ro, &held), SHMQ_PERMISSION);
+    EXPECT(shmq_nack(ro, &held, 0), SHMQ_PERMISSION);
+    EXPECT(shmq_recover(ro), SHMQ_PERMISSION);
+    size_t purged = 7;
+    EXPECT(shmq_dlq_purge(ro, SHMQ_DLQ_ALL, &purged), SHMQ_PERMISSION);
+    CHECK(purged == 7);
+    OK(shmq_close(ro));
+    unsigned char *after = slurp(path, &len_after);
+    CHECK(len_before == len_after && memcmp(before, after, len_before) == 0);
+    free(before);
+    free(after);
+    /* An inspection handle of a writable file is mapped read-write. */
+    OK(shmq_inspect(path, &h));
+    OK(shmq_get_info(h, &info));
+    CHECK(info.access == SHMQ_ACCESS_INSPECT);
+    OK(shmq_close(h));
+    OK(shmq_ack(q, &held));
+    OK(shmq_close(q));
+
+    /* Files others may write: refused unless accepted. */
+    shmq_open_options_init(&oo);
+    CHECK(chmod(path, 0606) == 0);
+    EXPECT(shmq_open(path, &h), SHMQ_PERMISSION);
+    CHECK(last_error_has(path) && last_error_has("every user"));
+    oo.flags = SHMQ_OPEN_GROUP_SHARED;
+    EXPECT(shmq_open_ex(path, &oo, &h), SHMQ_PERMISSION);
+    oo.flags = SHMQ_OPEN_TRUST_ANY_OWNER;
+    OK(shmq_open_ex(path, &oo, &h));
+    OK(shmq_close(h));
+    CHECK(chmod(path, 0660) == 0);
+    EXPECT(shmq_open(path, &h), SHMQ_PERMISSION);
+    CHECK(last_error_has("group"));
+    EXPECT(shmq_inspect(path, &h), SHMQ_PERMISSION);
+    oo.flags = SHMQ_OPEN_GROUP_SHARED;
+    OK(shmq_open_ex(path, &oo, &h));
+    OK(shmq_close(h));
+    CHECK(chmod(path, 0600) == 0);
+
+    /* Not regular files. */
+    h = NULL;
+    CHECK(symlink(path, link) == 0);
+    EXPECT(shmq_open(link, &h), SHMQ_PERMISSION);
+    CHECK(last_error_has(link) && last_error_has("symbolic link"));
+    oo.access = SHMQ_ACCESS_READ_ONLY;
+    oo.flags = SHMQ_OPEN_TRUST_ANY_OWNER;
+    EXPECT(shmq_open_ex(link, &oo, &h), SHMQ_PERMISSION);
+    EXPECT(shmq_open_ex("/dev/null", &oo, &h), SHMQ_PERMISSION);
+    CHECK(last_error_has("character device"));
+    EXPECT(shmq_open_ex(g_dir, &oo, &h), SHMQ_PERMISSION);
+    CHECK(last_error_has("directory"));
+    CHECK(h == NULL);
+    unlink(link);
+
+    /* A group-shared queue: mode 0660 whatever the umask, given a group. */
+    shmq_options o = small_opts();
+    o.mode = SHMQ_MODE_GROUP_SHARED;
+    o.flags |= SHMQ_FLAG_SET_GROUP;
+    o.group = (uint32_t)getegid();
+    mode_t old_umask = umask(077);
+    OK(shmq_create(shared, &o, &q));
+    umask(old_umask);
+    struct stat sb;
+    CHECK(stat(shared, &sb) == 0 && (sb.st_mode & 07777) == 0660 && sb.st_gid == getegid());
+    OK(shmq_close(q));
+    shmq_open_options_init(&oo);
+    oo.flags = SHMQ_OPEN_GROUP_SHARED;
+    OK(shmq_open_ex(shared, &oo, &q));
+    OK(shmq_close(q));
+    unlink(shared);
+    unlink(path);
+}
+
 typedef void (*test_fn)(void);
 
 static void run(const char *name, test_fn f) {
@@ -901,6 +1047,7 @@ int main(int argc, char **argv) {
         run("lifecycle_statuses", test_lifecycle_statuses);
         run("send_claim_statuses", test_send_claim_statuses);
         run("misuse", test_misuse);
+        run("permissions_and_read_only", test_permissions_and_read_only);
         run("two_threads_on_one_handle", test_two_threads_on_one_handle);
         run("outcomes_and_dead_letters", test_outcomes_and_dead_letters);
         run("reserve_commit", test_reserve_commit);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shmq.hpp"
@@ -167,6 +168,28 @@ static void test_exceptions() {
 }
 #endif
 
+static void test_read_only_and_group_shared() {
+    std::string p = path_for("ro");
+    {
+        auto q = shmq::Queue::create(p, shmq::Options().capacity(4).group_shared(getegid()));
+        CHECK(q.ok());
+        CHECK(q->send("kept") == shmq::Status::Ok);
+    }
+    struct stat sb;
+    CHECK(stat(p.c_str(), &sb) == 0 && (sb.st_mode & 0777) == 0660);
+    CHECK(shmq::Queue::open(p).status() == shmq::Status::Permission);
+    auto ro = shmq::Queue::open(p, shmq::OpenOptions().read_only().group_shared());
+    CHECK(ro.ok());
+    CHECK(ro->send("no") == shmq::Status::Permission);
+    CHECK(ro->claim(shmq::try_once).status() == shmq::Status::Permission);
+    auto q = shmq::Queue::open(p, shmq::OpenOptions().group_shared());
+    CHECK(q.ok());
+    auto m = q->claim(shmq::try_once);
+    CHECK(m.ok() && m->data() == "kept");
+    CHECK(m->ack() == shmq::Status::Ok);
+    unlink(p.c_str());
+}
+
 static void run(const char *name, void (*f)()) {
     std::printf("test %s ... ", name);
     std::fflush(stdout);
@@ -187,6 +210,7 @@ int main(int argc, char **argv) {
 #if __cplusplus >= 202002L
     run("span", test_span);
 #endif
+    run("read_only_and_group_shared", test_read_only_and_group_shared);
 #ifdef SHMQ_CPP_EXCEPTIONS
     run("exceptions", test_exceptions);
 #endif

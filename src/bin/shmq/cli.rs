@@ -307,12 +307,53 @@ pub struct CreateArgs {
     /// Most handles attached at once.
     #[arg(long, default_value_t = 64)]
     pub participants: u32,
-    /// File mode, in octal.
+    /// File mode, in octal (0660 for a queue shared with a group; others
+    /// then open it with --group-shared).
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
+    /// Give the file to this group (a name or a number; the creator must
+    /// belong to it unless root).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Print what was created as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which queue files a command accepts. By default only a regular file
+/// owned by this user and writable by nobody else is opened.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct TrustArgs {
+    /// Accept a queue its group may write (created with --mode 0660), and
+    /// one owned by another user when the file's group is one of ours.
+    #[arg(long)]
+    pub group_shared: bool,
+    /// Accept a file whatever its owner and mode (it must still be a
+    /// regular file): only for files in a directory no untrusted user can
+    /// write.
+    #[arg(long)]
+    pub trust_any_owner: bool,
+}
+
+impl TrustArgs {
+    /// The open options for `access`.
+    pub fn options(&self, access: shmq::Access) -> shmq::OpenOptions {
+        shmq::OpenOptions {
+            access,
+            group_shared: self.group_shared,
+            trust_any_owner: self.trust_any_owner,
+        }
+    }
+
+    /// Options of a command that only reads: read-only when asked (and
+    /// automatically when the file is not writable), else inspection.
+    pub fn reading(&self, read_only: bool) -> shmq::OpenOptions {
+        self.options(if read_only {
+            shmq::Access::ReadOnly
+        } else {
+            shmq::Access::Inspect
+        })
+    }
 }
 
 /// `shmq info`.
@@ -320,6 +361,12 @@ pub struct CreateArgs {
 pub struct InfoArgs {
     /// The queue file.
     pub path: PathBuf,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Machine output.
     #[arg(long)]
     pub json: bool,
@@ -330,6 +377,12 @@ pub struct InfoArgs {
 pub struct StatsArgs {
     /// The queue file.
     pub path: PathBuf,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Machine output: one JSON object (durations in nanoseconds).
     #[arg(long, conflicts_with_all = ["prometheus", "watch"])]
     pub json: bool,
@@ -356,6 +409,12 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: String,
+    /// Map the files read-only and write nothing to them (automatic for a
+    /// file that is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `shmq send`.
@@ -382,6 +441,8 @@ pub struct SendArgs {
     /// Print one JSON line per message sent (position and version).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `shmq recv`.
@@ -405,6 +466,8 @@ pub struct RecvArgs {
     /// nack counts as a failed delivery attempt).
     #[arg(long)]
     pub no_ack: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `shmq dlq`.
@@ -412,6 +475,12 @@ pub struct RecvArgs {
 pub struct DlqArgs {
     /// The queue file.
     pub path: PathBuf,
+    /// Map the file read-only for list and show (automatic when the file
+    /// is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// What to do with the dead letters.
     #[command(subcommand)]
     pub action: DlqAction,
@@ -462,6 +531,12 @@ pub struct VerifyArgs {
     /// Machine output: {"ok", "problems", "notes"}.
     #[arg(long)]
     pub json: bool,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `shmq recover`.
@@ -472,6 +547,8 @@ pub struct RecoverArgs {
     /// Machine output.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `shmq demo`.

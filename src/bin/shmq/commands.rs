@@ -2,9 +2,9 @@
 //! `recv`, `dlq`, `verify` and `recover`. Each prints human output by
 //! default and JSON on request, and returns its exit code.
 
-use std::fs::File;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -35,6 +35,12 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         max_deliveries: a.max_deliveries,
         latest_only: a.latest_only,
         mode: a.mode,
+        group: a
+            .group
+            .as_deref()
+            .map(shmq::permissions::group_id)
+            .transpose()
+            .map_err(|e| CliError::new(format!("{}: create: {e}", a.path.display())))?,
         ..Options::default()
     };
     if a.latest_only && a.keys == 0 {
@@ -101,7 +107,13 @@ pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
     let mem = &q.engine().mem;
     let layout = q.layout();
     let table = Table::new(mem, layout);
-    let probe = File::open(q.path()).ok();
+    // Only to probe locks: never through a link, never blocking on a FIFO
+    // swapped in since the queue was opened.
+    let probe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(q.path())
+        .ok();
     let stored_boot = [
         mem.u64_at(hdr::BOOT_ID).load(Ordering::Relaxed),
         mem.u64_at(hdr::BOOT_ID + 8).load(Ordering::Relaxed),
@@ -164,12 +176,13 @@ fn layout_json(l: &Layout) -> Value {
 
 /// `shmq info`.
 pub fn info(a: &InfoArgs) -> CmdResult {
-    let q = Queue::inspect(&a.path)?;
+    let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
     let l = *q.layout();
     let mem = &q.engine().mem;
     let created_unix_ns = mem.u64_at(hdr::CREATED_UNIX_NS).load(Ordering::Relaxed);
     let format = mem.u64_at(hdr::FORMAT_VERSION).load(Ordering::Relaxed);
     let rows = participants(&q);
+    q.check_intact("info")?;
     let age_ns = sys::unix_ns().saturating_sub(created_unix_ns);
     if a.json {
         let parts: Vec<Value> = rows
@@ -278,7 +291,7 @@ pub fn info(a: &InfoArgs) -> CmdResult {
 
 /// `shmq send`.
 pub fn send(a: &SendArgs) -> CmdResult {
-    let q = Queue::open(&a.path)?;
+    let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
     let base = SendOptions::new()
         .key(a.key)
         .timeout(a.timeout)
@@ -357,7 +370,7 @@ fn payload_json(data: &[u8]) -> (Value, Value) {
 
 /// `shmq recv`.
 pub fn recv(a: &RecvArgs) -> CmdResult {
-    let q = Queue::open(&a.path)?;
+    let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
     let timeout: shmq::Timeout = if a.follow {
         shmq::Timeout::Forever
@@ -443,7 +456,7 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
     let now = sys::monotonic_ns();
     match &a.action {
         DlqAction::List { json } => {
-            let q = Queue::inspect(&a.path)?;
+            let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
             let list = q.dlq_list();
             if *json {
                 print_json(&Value::Array(
@@ -473,7 +486,7 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
             Ok(0)
         }
         DlqAction::Show { id, json } => {
-            let q = Queue::inspect(&a.path)?;
+            let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
             let d = q.dlq_get(*id)?;
             if *json {
                 print_json(&dead_letter_json(&d, now));
@@ -499,7 +512,7 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
             Ok(0)
         }
         DlqAction::Redrive { id, all } => {
-            let q = Queue::open(&a.path)?;
+            let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
             let before = q.dlq_list().len();
             let n = q.dlq_redrive(if *all { None } else { *id })?;
             let left = q.dlq_list().len();
@@ -516,7 +529,7 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
             Ok(if before == 0 { EXIT_NOTHING } else { 0 })
         }
         DlqAction::Purge { id, all } => {
-            let q = Queue::open(&a.path)?;
+            let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
             let n = q.dlq_purge(if *all { None } else { *id })?;
             println!(
                 "purged {n} dead letter{} from {}",
@@ -530,7 +543,8 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
 
 /// `shmq verify`: exit 0 only when every invariant holds.
 pub fn verify(a: &VerifyArgs) -> CmdResult {
-    let (problems, notes, checked) = match Queue::inspect(&a.path) {
+    let (problems, notes, checked) = match Queue::open_with(&a.path, &a.trust.reading(a.read_only))
+    {
         Ok(q) => {
             let r = q.verify();
             let l = q.layout().params;
@@ -588,7 +602,7 @@ pub fn verify(a: &VerifyArgs) -> CmdResult {
 /// inspection handle) may itself clean up after a dead participant whose
 /// entry it takes, and those repairs are not in the returned count.
 pub fn recover(a: &RecoverArgs) -> CmdResult {
-    let q = Queue::inspect(&a.path)?;
+    let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Inspect))?;
     let dead_before = participants(&q)
         .iter()
         .filter(|r| r.alive == Some(false))

@@ -26,7 +26,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 pub fn serve(a: &ServeArgs) -> CmdResult {
     let mut queues = Vec::new();
     for p in &a.paths {
-        queues.push((p.display().to_string(), Queue::inspect(p)?));
+        queues.push((
+            p.display().to_string(),
+            Queue::open_with(p, &a.trust.reading(a.read_only))?,
+        ));
     }
     let listener = TcpListener::bind(&a.listen)
         .map_err(|e| CliError::new(format!("IO: serve-metrics: listening on {}: {e}", a.listen)))?;

@@ -51,12 +51,14 @@ impl View {
 
 /// `shmq stats`.
 pub fn stats(a: &StatsArgs) -> CmdResult {
-    let q = Queue::inspect(&a.path)?;
+    let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
     let label = a.path.display().to_string();
     if a.watch {
         return watch(&q, &label, a);
     }
     let v = View::take(&label, &q);
+    // Figures read from a file truncated under the mapping are zeros.
+    q.check_intact("stats")?;
     if a.json {
         print_json(&stats_json(&v));
     } else if a.prometheus {

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import grp
 import os
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -375,6 +376,9 @@ class Queue:
         self.lease: float = info.lease_ns / 1e9
         self.max_deliveries: int = info.max_deliveries
         self.latest_only: bool = bool(info.flags & _lib.FLAG_LATEST_ONLY)
+        #: True for a read-only handle: mapped read-only, never writes the
+        #: file; every change raises PermissionDenied.
+        self.read_only: bool = info.access == _lib.ACCESS_READ_ONLY
         self._buf: Any = None
         self._msgs: Any = None
         self._last_stats: Optional[Dict[str, Any]] = None
@@ -393,6 +397,7 @@ class Queue:
         *,
         latest_only: bool = False,
         mode: int = 0o600,
+        group: Union[int, str, None] = None,
         dlq_capacity: int = 0,
         reservation_timeout: float = 5.0,
         participant_capacity: int = 64,
@@ -400,7 +405,10 @@ class Queue:
     ) -> "Queue":
         """Creates a new queue file (``Exists`` if there is one) and attaches
         to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
-        is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``."""
+        is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``. ``mode`` is set
+        on the new file whatever the umask (0o660 for a queue shared with a
+        group, opened by the others with ``group_shared=True``); ``group``
+        (a gid or a group name) is the group the file is given."""
         o = _lib.Options()
         lib.shmq_options_init(ctypes.byref(o))
         o.capacity = capacity
@@ -410,6 +418,14 @@ class Queue:
         o.max_deliveries = max_deliveries
         o.flags = _lib.FLAG_LATEST_ONLY if latest_only else 0
         o.mode = mode
+        if group is not None:
+            if isinstance(group, str):
+                try:
+                    group = grp.getgrnam(group).gr_gid
+                except KeyError:
+                    raise NotFound(f"{os.fspath(path)}: create: no group named {group!r}", 10)
+            o.flags |= _lib.FLAG_SET_GROUP
+            o.group = group
         o.dlq_capacity = dlq_capacity
         o.reservation_timeout_ns = _duration_ns(reservation_timeout)
         o.participant_capacity = participant_capacity
@@ -423,20 +439,38 @@ class Queue:
         return cls(h, p)
 
     @classmethod
-    def open(cls, path: Union[str, os.PathLike]) -> "Queue":
-        """Opens an existing queue file as a participant."""
+    def _open(cls, path: Union[str, os.PathLike], access: int, group_shared: bool,
+              trust_any_owner: bool) -> "Queue":
+        o = _lib.OpenOptions()
+        lib.shmq_open_options_init(ctypes.byref(o))
+        o.access = access
+        o.flags = ((_lib.OPEN_GROUP_SHARED if group_shared else 0)
+                   | (_lib.OPEN_TRUST_ANY_OWNER if trust_any_owner else 0))
         p = os.fspath(path)
         h = ctypes.c_void_p()
-        _check(lib.shmq_open(os.fsencode(p), ctypes.byref(h)))
+        _check(lib.shmq_open_ex(os.fsencode(p), ctypes.byref(o), ctypes.byref(h)))
         return cls(h, p)
 
     @classmethod
-    def inspect(cls, path: Union[str, os.PathLike]) -> "Queue":
-        """Opens a queue file without attaching: stats, verify, dead letters."""
-        p = os.fspath(path)
-        h = ctypes.c_void_p()
-        _check(lib.shmq_inspect(os.fsencode(p), ctypes.byref(h)))
-        return cls(h, p)
+    def open(cls, path: Union[str, os.PathLike], *, read_only: bool = False,
+             group_shared: bool = False, trust_any_owner: bool = False) -> "Queue":
+        """Opens an existing queue file as a participant; with
+        ``read_only=True``, as a read-only handle that maps the file read-only,
+        reads stats, verify and dead letters, and raises PermissionDenied on
+        every change.
+
+        The file must be a regular file of this user that nobody else may
+        write (else PermissionDenied); ``group_shared`` accepts one its group
+        may write, ``trust_any_owner`` any owner and mode."""
+        access = _lib.ACCESS_READ_ONLY if read_only else _lib.ACCESS_PARTICIPANT
+        return cls._open(path, access, group_shared, trust_any_owner)
+
+    @classmethod
+    def inspect(cls, path: Union[str, os.PathLike], *, group_shared: bool = False,
+                trust_any_owner: bool = False) -> "Queue":
+        """Opens a queue file without attaching: stats, verify, dead letters.
+        Read-only when this process may not write the file."""
+        return cls._open(path, _lib.ACCESS_INSPECT, group_shared, trust_any_owner)
 
     def close(self) -> None:
         """Detaches; idempotent."""

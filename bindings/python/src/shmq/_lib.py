@@ -22,6 +22,12 @@ from ctypes import (
 
 ABI_VERSION = 1
 FLAG_LATEST_ONLY = 1
+FLAG_SET_GROUP = 2
+ACCESS_PARTICIPANT = 0
+ACCESS_INSPECT = 1
+ACCESS_READ_ONLY = 2
+OPEN_GROUP_SHARED = 1
+OPEN_TRUST_ANY_OWNER = 2
 DLQ_ALL = 0
 REASON_MAX = 256
 
@@ -40,6 +46,15 @@ class Options(Structure):
         ("dlq_capacity", c_uint64),
         ("reservation_timeout_ns", c_uint64),
         ("participant_capacity", c_uint32),
+        ("group", c_uint32),
+    ]
+
+
+class OpenOptions(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("access", c_uint32),
+        ("flags", c_uint32),
     ]
 
 
@@ -104,6 +119,7 @@ class Info(Structure):
         ("flags", c_uint32),
         ("dlq_capacity", c_uint64),
         ("file_size", c_uint64),
+        ("access", c_uint32),
     ]
 
 
@@ -162,6 +178,8 @@ _SIGNATURES = {
     "shmq_send_options_init": (None, [POINTER(SendOptions)]),
     "shmq_create": (_S, [c_char_p, POINTER(Options), POINTER(_Q)]),
     "shmq_open": (_S, [c_char_p, POINTER(_Q)]),
+    "shmq_open_options_init": (None, [POINTER(OpenOptions)]),
+    "shmq_open_ex": (_S, [c_char_p, POINTER(OpenOptions), POINTER(_Q)]),
     "shmq_inspect": (_S, [c_char_p, POINTER(_Q)]),
     "shmq_close": (_S, [_Q]),
     "shmq_get_info": (_S, [_Q, POINTER(Info)]),
