@@ -116,8 +116,25 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// Whether `text` is already `"NAME: MESSAGE"`, compared in place.
+fn same_text(text: &[u8], name: &str, message: &str) -> bool {
+    text.len() == name.len() + 2 + message.len()
+        && text.starts_with(name.as_bytes())
+        && text[name.len()..].starts_with(b": ")
+        && text.ends_with(message.as_bytes())
+}
+
 /// Stores `e` as this thread's last error.
 pub(crate) fn set_last_error(e: &Error) {
+    // A consumer polling an empty queue (or a producer a full one) fails
+    // the same way call after call: the text is already there, so the
+    // polling path neither formats nor allocates.
+    let unchanged = LAST_ERROR
+        .try_with(|slot| same_text(slot.borrow().as_bytes(), e.status().name(), e.message()))
+        .unwrap_or(false);
+    if unchanged {
+        return;
+    }
     let text = format!("{}: {}", e.status().name(), e.message());
     // An interior NUL cannot come from shmq's messages, but a path can hold
     // anything: cut there rather than lose the whole message.
@@ -221,5 +238,26 @@ mod tests {
         let msg = unsafe { CStr::from_ptr(shmq_last_error()) };
         assert!(msg.to_str().unwrap().contains("shmq_test"));
         assert!(msg.to_str().unwrap().contains("boom"));
+    }
+
+    #[test]
+    fn a_repeated_error_keeps_its_text_in_place() {
+        let empty = Error::new(Status::Empty, "/dev/shm/q: claim: nothing is claimable");
+        assert_eq!(call("t", || Err(empty.clone())), shmq_status::SHMQ_EMPTY);
+        let first = shmq_last_error();
+        assert_eq!(call("t", || Err(empty.clone())), shmq_status::SHMQ_EMPTY);
+        // The same text, not built again: the same allocation.
+        assert_eq!(shmq_last_error(), first);
+        // SAFETY: shmq_last_error returns a valid NUL-terminated string.
+        let msg = unsafe { CStr::from_ptr(first) };
+        assert_eq!(
+            msg.to_str().unwrap(),
+            "EMPTY: /dev/shm/q: claim: nothing is claimable"
+        );
+        let full = Error::new(Status::Full, "/dev/shm/q: claim: nothing is claimable");
+        assert_eq!(call("t", || Err(full)), shmq_status::SHMQ_FULL);
+        // SAFETY: as above.
+        let msg = unsafe { CStr::from_ptr(shmq_last_error()) };
+        assert!(msg.to_str().unwrap().starts_with("FULL: "));
     }
 }
