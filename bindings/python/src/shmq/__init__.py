@@ -29,7 +29,7 @@ import ctypes
 import grp
 import os
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._lib import lib
@@ -331,6 +331,22 @@ class Message:
                 pass
 
 
+class _Take:
+    """The buffers of :meth:`Queue.take_packed`, made once per queue: room
+    for ``count`` payloads and ``count`` shmq_message entries (as 64-bit
+    words, so that their lengths are read by slicing)."""
+
+    __slots__ = ("count", "size", "buf", "buf_at", "raws", "raws_at")
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count = count
+        self.size = size
+        self.buf = ctypes.create_string_buffer(count * size)
+        self.buf_at = ctypes.addressof(self.buf)
+        self.raws = array.array("Q", bytes(8 * _lib.MESSAGE_WORDS * count))
+        self.raws_at = self.raws.buffer_info()[0]
+
+
 class DeadLetter:
     """A dead letter: ``id``, ``reason``, ``attempts``, ``first_enqueued_ns``,
     ``dead_ns``, ``last_consumer_pid``, ``key``, ``version``, ``length`` and,
@@ -381,6 +397,10 @@ class Queue:
         self.read_only: bool = info.access == _lib.ACCESS_READ_ONLY
         self._buf: Any = None
         self._msgs: Any = None
+        self._take: Optional[_Take] = None
+        self._fixed_lens: Tuple[int, int, Any] = (0, 0, None)
+        self._out = ctypes.c_size_t()
+        self._out_at = ctypes.addressof(self._out)
         self._last_stats: Optional[Dict[str, Any]] = None
 
     # -- lifecycle --------------------------------------------------------
@@ -558,6 +578,67 @@ class Queue:
             sent += n
         return sent
 
+    def send_packed(self, data: Buffer, size: Union[int, Sequence[int]],
+                    timeout: Optional[float] = None) -> int:
+        """Sends the messages packed one after another in ``data`` (bytes,
+        bytearray, memoryview, array...): each ``size`` bytes long when
+        ``size`` is an int (``data`` is then a whole number of them), else
+        message ``i`` is ``size[i]`` bytes. Without keys, in order; returns
+        how many were sent, waiting for room like :meth:`send_many`. The
+        fastest way to send from Python: one C call per batch that fits and
+        no Python object per message."""
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise InvalidArgument("send_packed: data must be contiguous", 9)
+        nbytes = mv.nbytes
+        if isinstance(size, int):
+            if size <= 0 or nbytes % size:
+                raise InvalidArgument(
+                    f"send_packed: {nbytes} bytes are not a whole number of {size}-byte messages", 9)
+            count = nbytes // size
+            s, c, lens = self._fixed_lens
+            if (s, c) != (size, count):
+                lens = array.array("Q", [size]) * count
+                self._fixed_lens = (size, count, lens)
+        else:
+            lens = array.array("Q", size)
+            count = len(lens)
+            if sum(lens) != nbytes:
+                raise InvalidArgument(
+                    f"send_packed: the sizes add up to {sum(lens)}, data has {nbytes} bytes", 9)
+        if count == 0:
+            return 0
+        if isinstance(data, bytes):
+            keep: Any = data
+            addr = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+        elif mv.readonly:
+            keep = mv.tobytes()
+            addr = ctypes.cast(ctypes.c_char_p(keep), ctypes.c_void_p).value or 0
+        else:
+            keep = (ctypes.c_char * nbytes).from_buffer(mv.cast("B"))
+            addr = ctypes.addressof(keep)
+        lens_addr = lens.buffer_info()[0]
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        h = self._handle()
+        sent = 0
+        offset = 0
+        while sent < count:
+            if deadline is None:
+                t = -1
+            else:
+                left = deadline - time.monotonic()
+                t = 0 if left <= 0 else max(1, int(left * 1e9))
+            st = _lib.send_packed_at(h, addr + offset, nbytes - offset, lens_addr + sent * 8,
+                                     count - sent, self._out_at, t)
+            if st in (Full.status, Timeout.status):
+                break
+            _check(st)
+            n = self._out.value
+            offset += size * n if isinstance(size, int) else sum(lens[sent:sent + n])
+            sent += n
+        del keep
+        return sent
+
     # -- claiming ---------------------------------------------------------
 
     def _buffers(self, count: int) -> None:
@@ -610,6 +691,42 @@ class Queue:
         n = ctypes.c_size_t()
         _check(lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n)))
         return n.value
+
+    def take_packed(self, count: int, timeout: Optional[float] = None) -> Tuple[bytes, List[int]]:
+        """Claims up to ``count`` messages (waiting up to ``timeout`` for the
+        first, like :meth:`claim_many`), copies their payloads one after
+        another and acks them all: two C calls, no Python object per
+        message. Returns ``(data, lengths)``: the payloads packed in
+        ``data``, message ``i`` being ``lengths[i]`` bytes. Raises
+        ``Empty``/``Timeout`` when there is none.
+
+        The messages are acked before they are returned, so a consumer that
+        dies with them in hand loses them (use :meth:`claim_many` and
+        :meth:`ack_many` to ack after processing). A claim whose lease ran
+        out before the ack is redelivered as well (at least once)."""
+        if count <= 0:
+            raise InvalidArgument("take_packed: count must be positive", 9)
+        t = self._take
+        if t is None or t.count < count:
+            t = self._take = _Take(count, max(self.max_message_size, 1))
+        h = self._handle()
+        _check(_lib.claim_packed_at(h, t.buf_at, count * t.size, t.raws_at, count,
+                                    self._out_at, _ns(timeout)))
+        n = self._out.value
+        lens = t.raws[_lib.MESSAGE_LEN_WORD:n * _lib.MESSAGE_WORDS:_lib.MESSAGE_WORDS]
+        data = ctypes.string_at(t.buf_at, sum(lens))
+        _check(_lib.ack_batch_at(h, t.raws_at, n, self._out_at))
+        return data, lens.tolist()
+
+    def take_many(self, count: int, timeout: Optional[float] = None) -> List[bytes]:
+        """:meth:`take_packed` as a list of payloads (acked already)."""
+        data, lens = self.take_packed(count, timeout)
+        out = []
+        at = 0
+        for n in lens:
+            out.append(data[at:at + n])
+            at += n
+        return out
 
     def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
         """Yields messages as they come; stops after ``timeout`` seconds

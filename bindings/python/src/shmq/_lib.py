@@ -224,6 +224,31 @@ for _name, (_res, _args) in _SIGNATURES.items():
     _f.restype = _res
     _f.argtypes = _args
 
+# The batch calls once more, as separate function objects (``lib[name]``
+# makes a new one) that take plain addresses: converting an int to a
+# ``void *`` is the cheapest argument ctypes has, so the packed batch calls
+# of the package cost one conversion per argument and nothing per message.
+def _by_address(name: str, argtypes: list) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    f = lib[name]
+    f.restype = _S
+    f.argtypes = argtypes
+    return f
+
+
+send_packed_at = _by_address(
+    "shmq_send_packed", [_Q, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_int64]
+)
+claim_packed_at = _by_address(
+    "shmq_claim_packed", [_Q, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_int64]
+)
+ack_batch_at = _by_address("shmq_ack_batch", [_Q, c_void_p, c_size_t, c_void_p])
+
+# Where a message's length sits in an array of shmq_message read as 64-bit
+# words (the packed calls read lengths from there without a Message object).
+MESSAGE_WORDS = ctypes.sizeof(Message) // 8
+MESSAGE_LEN_WORD = Message.len.offset // 8
+assert ctypes.sizeof(Message) % 8 == 0 and ctypes.sizeof(c_size_t) == 8
+
 if lib.shmq_abi_version() != ABI_VERSION:
     raise ImportError(
         f"shmq: the loaded library has ABI version {lib.shmq_abi_version()}, "
