@@ -52,22 +52,27 @@ impl Peer {
     /// Starts `shmq __bench-peer ARGS...` and waits for its `ready`.
     pub fn start(args: &[String]) -> Result<Peer, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .arg("__bench-peer")
-            .args(args)
+        let mut cmd = Command::new(exe);
+        cmd.arg("__bench-peer").args(args);
+        Peer::spawn(cmd, args.first().map_or("", String::as_str))
+    }
+
+    /// Starts `cmd`, a peer of another language that speaks the same
+    /// protocol (`ready`, then `done COUNT ELAPSED_NS EXTRA`), and waits for
+    /// its `ready`. `what` names it in errors.
+    pub fn spawn(mut cmd: Command, what: &str) -> Result<Peer, String> {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("starting a bench peer: {e}"))?;
+            .map_err(|e| format!("starting bench peer {what:?}: {e}"))?;
         let mut out = BufReader::new(child.stdout.take().ok_or("no peer stdout")?);
         let mut line = String::new();
         out.read_line(&mut line).map_err(|e| e.to_string())?;
         if line.trim() != "ready" {
             let _ = child.kill();
-            return Err(format!(
-                "bench peer {:?} did not start: {line:?}",
-                args.first()
-            ));
+            let _ = child.wait();
+            return Err(format!("bench peer {what:?} did not start: {line:?}"));
         }
         Ok(Peer { child, out })
     }

@@ -1,0 +1,84 @@
+"""The Python side of `shmq bench`'s python scenario: a producer or a
+consumer of one queue through the Python binding's batch calls
+(``Queue.send_packed`` and ``Queue.take_packed``). `shmq bench` embeds this
+file and runs it with python3, the binding on PYTHONPATH and SHMQ_LIBRARY
+naming the libshmq.so beside the shmq binary.
+
+The producer stamps each 64-byte payload with its sequence number (the
+first 8 bytes, little-endian) and sends BATCH of them per call; the
+consumer takes up to BATCH per call (claimed, copied and acked in two C
+calls) and checks every sequence number. Each pins itself to CPU.
+
+The protocol is that of the bench's Rust peers: print "ready" once
+attached, then "done COUNT ELAPSED_NS" (the consumer's time runs from its
+first message); exit non-zero on a failed check.
+
+    python3 py_peer.py produce|consume PATH COUNT PAYLOAD CPU BATCH
+"""
+
+import array
+import os
+import sys
+import time
+
+import shmq
+
+
+def produce(q, count, payload, batch):
+    words = payload // 8
+    buf = array.array("Q", [0xA5A5A5A5A5A5A5A5]) * (words * batch)
+    print("ready", flush=True)
+    t0 = time.perf_counter_ns()
+    i = 0
+    while i < count:
+        n = min(batch, count - i)
+        if n < batch:
+            buf = buf[: words * n]
+        buf[0::words] = array.array("Q", range(i, i + n))
+        sent = q.send_packed(buf, payload)
+        if sent != n:
+            raise SystemExit(f"py_peer: sent {sent} of {n}")
+        i += n
+    print(f"done {count} {time.perf_counter_ns() - t0}", flush=True)
+
+
+def consume(q, count, payload, batch):
+    words = payload // 8
+    print("ready", flush=True)
+    got = 0
+    t0 = None
+    while got < count:
+        try:
+            data, lens = q.take_packed(batch, timeout=0)
+        except shmq.Empty:
+            continue
+        if t0 is None:
+            t0 = time.perf_counter_ns()
+        n = len(lens)
+        seqs = array.array("Q", data)[0::words]
+        if len(data) != n * payload or seqs != array.array("Q", range(got, got + n)):
+            raise SystemExit(f"py_peer: messages {got}..{got + n} arrived out of order or torn")
+        got += n
+    print(f"done {got} {time.perf_counter_ns() - t0}", flush=True)
+
+
+def main():
+    role, path, count, payload, cpu, batch = sys.argv[1:7]
+    count, payload, cpu, batch = int(count), int(payload), int(cpu), int(batch)
+    if payload % 8:
+        raise SystemExit("py_peer: the payload must be a multiple of 8 bytes")
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        pass  # no such CPU: run anywhere
+    with shmq.Queue.open(path) as q:
+        if role == "produce":
+            produce(q, count, payload, batch)
+        elif role == "consume":
+            consume(q, count, payload, batch)
+        else:
+            raise SystemExit(f"py_peer: unknown role {role}")
+
+
+if __name__ == "__main__":
+    main()
