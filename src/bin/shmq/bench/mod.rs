@@ -10,9 +10,11 @@
 //!
 //! Modules: [`peer`] (the other side of each measurement), [`os`],
 //! [`ring`] (the bare ring), [`foreign`] (C and Python peers, built at run
-//! time), `svg` (the chart).
+//! time), [`memory`] (resident memory over 10^8 messages), `svg` (the
+//! chart).
 
 mod foreign;
+pub mod memory;
 pub mod os;
 pub mod peer;
 pub mod ring;
@@ -63,6 +65,9 @@ pub struct Row {
     pub meets_target: Option<bool>,
     /// Anything else measured (CPU use, per-process progress).
     pub note: String,
+    /// The memory row's figures (resident memory, file size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<memory::MemoryFigures>,
 }
 
 impl Row {
@@ -79,6 +84,7 @@ impl Row {
             target: None,
             meets_target: None,
             note: String::new(),
+            memory: None,
         }
     }
     fn rate(mut self, count: u64, ns: u64) -> Row {
@@ -801,6 +807,16 @@ pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
         Box::new(|| Ok(vec![repeat(s.runs, || foreign::python(&s, &foreign))?])),
     ));
     jobs.push((
+        "memory",
+        Box::new(|| {
+            Ok(vec![memory::memory(if args.quick {
+                1_000_000
+            } else {
+                100_000_000
+            })?])
+        }),
+    ));
+    jobs.push((
         "oversubscribed",
         Box::new(|| Ok(vec![oversubscribed(&s, 64)?])),
     ));
@@ -951,6 +967,17 @@ fn ratios(rows: &mut [Row]) {
                         "2 M msgs/s (absolute)",
                         1.0,
                         row.msgs_per_s.map(|x| x / 2e6),
+                    )
+                }
+                ("memory", "shmq") => {
+                    let Some(m) = &row.memory else { continue };
+                    let growth = m.growth();
+                    let fixed = m.file_bytes_end == m.file_bytes;
+                    (
+                        "anon RSS end / after 1%".into(),
+                        "<= 1.05, file size fixed".into(),
+                        Some(growth),
+                        Some(growth <= 1.05 && fixed),
                     )
                 }
                 ("idle-wait", "shmq") => {

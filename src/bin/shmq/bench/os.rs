@@ -121,6 +121,17 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// A memory figure of the calling process in KiB: a field of
+/// `/proc/self/status` such as `VmRSS` (resident) or `RssAnon` (resident,
+/// not backed by a file: the heap and the stacks).
+pub fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
 /// Clock ticks per second.
 pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.

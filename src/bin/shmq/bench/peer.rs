@@ -56,6 +56,7 @@ pub fn run(args: &[String]) -> i32 {
     let r = match role {
         "shmq-consume" => shmq_consume(rest),
         "shmq-pong" => shmq_pong(rest),
+        "shmq-produce" => shmq_produce(rest),
         "shmq-produce-for" => shmq_produce_for(rest),
         "shmq-consume-for" => shmq_consume_for(rest),
         "shmq-idle" => shmq_idle(rest),
@@ -75,9 +76,23 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-/// `shmq-consume PATH COUNT PAYLOAD METRICS BATCH CPU`: claims and acks
-/// COUNT messages, checking each sequence number (keyed messages may be
-/// reordered across keys, so only their count is checked).
+/// The resident memory of this process in KiB, as `RSS/ANON/FILE/SHMEM`
+/// (`VmRSS` and its three parts), for the memory row.
+fn memory_now() -> String {
+    format!(
+        "{}/{}/{}/{}",
+        os::status_kib("VmRSS").unwrap_or(0),
+        os::status_kib("RssAnon").unwrap_or(0),
+        os::status_kib("RssFile").unwrap_or(0),
+        os::status_kib("RssShmem").unwrap_or(0)
+    )
+}
+
+/// `shmq-consume PATH COUNT PAYLOAD METRICS BATCH CPU ORDERED [SAMPLE]`:
+/// claims and acks COUNT messages, checking each sequence number (keyed
+/// messages may be reordered across keys, so only their count is checked).
+/// With SAMPLE, reports its resident memory after SAMPLE messages and at
+/// the end (`RSS/ANON/FILE/SHMEM,RSS/ANON/FILE/SHMEM` as the extra field).
 fn shmq_consume(a: &[String]) -> Result<(), String> {
     let path: String = arg(a, 0, "path")?;
     let count: u64 = arg(a, 1, "count")?;
@@ -86,6 +101,12 @@ fn shmq_consume(a: &[String]) -> Result<(), String> {
     let batch: usize = arg(a, 4, "batch")?;
     let cpu: i32 = arg(a, 5, "cpu")?;
     let ordered: u8 = arg(a, 6, "ordered")?;
+    let sample: u64 = if a.len() > 7 {
+        arg(a, 7, "sample")?
+    } else {
+        u64::MAX
+    };
+    let mut sampled = String::new();
     os::pin(cpu);
     let q = Queue::open(&path).map_err(|e| e.to_string())?;
     q.set_metrics(metrics != 0);
@@ -114,6 +135,9 @@ fn shmq_consume(a: &[String]) -> Result<(), String> {
                 got += 1;
             }
             q.ack_batch(&batch_v).map_err(|e| e.to_string())?;
+            if got >= sample && sampled.is_empty() {
+                sampled = memory_now();
+            }
         } else {
             match q.claim(Timeout::TryOnce) {
                 Ok(m) => {
@@ -124,13 +148,50 @@ fn shmq_consume(a: &[String]) -> Result<(), String> {
                     }
                     m.ack().map_err(|e| e.to_string())?;
                     got += 1;
+                    if got == sample {
+                        sampled = memory_now();
+                    }
                 }
                 Err(e) if e.status() == shmq::Status::Empty => std::hint::spin_loop(),
                 Err(e) => return Err(e.to_string()),
             }
         }
     }
-    done(got, start.map_or(Duration::ZERO, |s| s.elapsed()), "");
+    let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+    let extra = if sample == u64::MAX {
+        String::new()
+    } else {
+        format!("{sampled},{}", memory_now())
+    };
+    done(got, elapsed, &extra);
+    Ok(())
+}
+
+/// `shmq-produce PATH COUNT PAYLOAD CPU SAMPLE`: sends COUNT messages
+/// carrying their sequence numbers, waiting for room, as the bench's own
+/// producer does; reports its resident memory after SAMPLE messages and at
+/// the end (`RSS/ANON/FILE/SHMEM,RSS/ANON/FILE/SHMEM`).
+fn shmq_produce(a: &[String]) -> Result<(), String> {
+    let q = Queue::open(arg::<String>(a, 0, "path")?).map_err(|e| e.to_string())?;
+    let count: u64 = arg(a, 1, "count")?;
+    let payload: usize = arg(a, 2, "payload")?;
+    os::pin(arg(a, 3, "cpu")?);
+    let sample: u64 = arg(a, 4, "sample")?;
+    let mut buf = vec![0xa5u8; payload];
+    let n = payload.min(8);
+    let opts = shmq::SendOptions::new().timeout(Timeout::Forever);
+    let mut sampled = String::new();
+    ready();
+    let start = Instant::now();
+    for i in 0..count {
+        buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+        q.send_with(&buf, &opts).map_err(|e| e.to_string())?;
+        if i + 1 == sample {
+            sampled = memory_now();
+        }
+    }
+    let elapsed = start.elapsed();
+    done(count, elapsed, &format!("{sampled},{}", memory_now()));
     Ok(())
 }
 
