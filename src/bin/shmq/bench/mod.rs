@@ -10,10 +10,11 @@
 //!
 //! Modules: [`peer`] (the other side of each measurement), [`os`],
 //! [`ring`] (the bare ring), [`foreign`] (C and Python peers, built at run
-//! time), [`memory`] (resident memory over 10^8 messages), `svg` (the
-//! chart).
+//! time), [`memory`] (resident memory over 10^8 messages), [`iceoryx2`]
+//! (the separate comparison crate's rows), `svg` (the chart).
 
 mod foreign;
+mod iceoryx2;
 pub mod memory;
 pub mod os;
 pub mod peer;
@@ -816,6 +817,9 @@ pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
             })?])
         }),
     ));
+    if !args.quick {
+        jobs.push(("iceoryx2", Box::new(|| iceoryx2::rows(&s))));
+    }
     jobs.push((
         "oversubscribed",
         Box::new(|| Ok(vec![oversubscribed(&s, 64)?])),
@@ -913,15 +917,18 @@ fn ratios(rows: &mut [Row]) {
                         "{:.2}x arrayqueue (target >= 1.2x){}",
                         aq.unwrap_or(f64::NAN),
                         if row.payload == 64 {
-                            let x = |t| {
-                                row.msgs_per_s.unwrap_or(0.0)
-                                    / rate(r, "one-to-one", t, 64).unwrap_or(f64::NAN)
-                            };
-                            format!(
-                                "; {:.0}x unix socket, {:.0}x pipe (target >= 20x)",
-                                x("unix-socket"),
-                                x("pipe")
-                            )
+                            let vs: Vec<String> = ["unix-socket", "pipe", "iceoryx2"]
+                                .into_iter()
+                                .filter_map(|t| {
+                                    let x = row.msgs_per_s? / rate(r, "one-to-one", t, 64)?;
+                                    Some(format!("{x:.0}x {t}"))
+                                })
+                                .collect();
+                            if vs.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {} (target >= 20x)", vs.join(", "))
+                            }
                         } else {
                             String::new()
                         }
@@ -979,6 +986,10 @@ fn ratios(rows: &mut [Row]) {
                         Some(growth),
                         Some(growth <= 1.05 && fixed),
                     )
+                }
+                ("one-to-one", "unix-socket" | "pipe" | "iceoryx2") => {
+                    let ratio = keyless64.zip(row.msgs_per_s).map(|(a, b)| a / b);
+                    at_least("shmq one-to-one 64 B / this", 20.0, ratio)
                 }
                 ("idle-wait", "shmq") => {
                     let ratio = row

@@ -23,6 +23,7 @@ fn color(transport: &str) -> &'static str {
         "rtrb" | "rtrb-chunks" => "#9467bd",
         "unix-socket" => "#d62728",
         "pipe" => "#ff7f0e",
+        "iceoryx2" => "#17becf",
         _ => "#8c564b",
     }
 }
