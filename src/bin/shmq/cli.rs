@@ -120,6 +120,7 @@ Exits with 3 when nothing was received before the timeout.")]
   shmq bench --quick              # small counts: checks every scenario runs (CI)
   shmq bench --json bench.json --chart bench.svg
   shmq bench --only ping-pong
+  shmq bench --only one-to-one,batched,c-abi,python
 
 Pins the producer to CPU 0 and the consumer to CPU 1; busy-polls; checks
 every message. Compare figures only within one run.")]
@@ -265,7 +266,8 @@ pub struct BenchCmdArgs {
     /// Draw throughput and latency per transport as an SVG chart to FILE.
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
-    /// Only the scenarios whose name contains this (e.g. one-to-one, keyed).
+    /// Only the scenarios whose name contains one of these, comma-separated
+    /// (e.g. keyed, or one-to-one,c-abi to keep a row's reference).
     #[arg(long)]
     pub only: Option<String>,
 }

@@ -37,7 +37,7 @@ pub struct BenchArgs {
     pub json: Option<std::path::PathBuf>,
     /// Where to write the SVG chart.
     pub chart: Option<std::path::PathBuf>,
-    /// Only scenarios whose name contains this.
+    /// Only scenarios whose name contains one of these (comma-separated).
     pub only: Option<String>,
 }
 
@@ -833,7 +833,9 @@ pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
     ));
 
     if let Some(only) = &args.only {
-        jobs.retain(|(name, _)| name.contains(only.as_str()));
+        // A comma-separated list, so that a partial run can keep a row and
+        // its reference (`--only one-to-one,c-abi`).
+        jobs.retain(|(name, _)| only.split(',').any(|o| name.contains(o.trim())));
     }
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(jobs.len() as u64),
