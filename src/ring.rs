@@ -632,6 +632,8 @@ impl<M: Memory> Engine<M> {
         let mut stalls = 0u32;
         // Fresh messages this call may still skip to reach a free slot.
         let mut room = 0u64;
+        // Held messages this call may still skip to reach a free slot.
+        let mut held_room = 0u64;
         let mut walked = 0u64;
         loop {
             // Relaxed: the cursor is a hint; the slot CAS below decides.
@@ -721,7 +723,20 @@ impl<M: Memory> Engine<M> {
                     }
                 }
                 _ => {
-                    // Held out of ring order: skip it, it keeps its slot.
+                    // Held out of ring order: skip it, it keeps its slot
+                    // (G2) -- but only towards a free slot within the lap.
+                    // When every slot is held, skipping them all would burn
+                    // a lap of positions per try (a producer polling a full
+                    // queue moved the tail a lap per poll, and the head then
+                    // had that many positions to walk: found by the
+                    // model_ops fuzz target).
+                    if held_room == 0 {
+                        held_room = self.free_slot_within(*p, self.capacity());
+                    }
+                    if held_room == 0 {
+                        return Err(Error::new(Status::Full, "the queue is full"));
+                    }
+                    held_room -= 1;
                     if self.cas_slot(i, w, w.skipped()) {
                         *p += 1;
                         skips += 1;
@@ -843,7 +858,14 @@ impl<M: Memory> Engine<M> {
     /// How many positions after `p` the nearest slot free for its position
     /// lies, looking at most [`LOOKAHEAD`] ahead (0: none). Loads only.
     fn free_slot_ahead(&self, p: u64) -> u64 {
-        let n = LOOKAHEAD.min(self.capacity() - 1);
+        self.free_slot_within(p, LOOKAHEAD)
+    }
+
+    /// How many positions after `p` the nearest slot free for its position
+    /// lies, looking at most `n` (and less than a lap) ahead (0: none).
+    /// Loads only.
+    fn free_slot_within(&self, p: u64, n: u64) -> u64 {
+        let n = n.min(self.capacity() - 1);
         for k in 1..=n {
             let q = p.wrapping_add(k);
             let (i, lap) = self.split(q);
@@ -1178,12 +1200,18 @@ impl<M: Memory> Engine<M> {
             if self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key {
                 return Ok(None);
             }
-            if (st == state::RESERVED || st == state::PASSED) && w.seq() == seq + 1 {
+            // The waiting message as committed (`seq`), or parked since
+            // behind a busy key (`PENDING` at the next sequence: a parked
+            // message was never delivered, so it is still the one waiting).
+            let parked = st == state::PENDING && w.seq() == (seq + 1) & SEQ_MASK;
+            let replacing = (st == state::RESERVED || st == state::PASSED)
+                && (w.seq() == (seq + 1) & SEQ_MASK || w.seq() == (seq + 2) & SEQ_MASK);
+            if replacing {
                 // Another producer is replacing it right now: let it finish.
                 spin_hint();
                 continue;
             }
-            if w.seq() != seq || !(st == state::READY || st == state::PENDING) {
+            if !parked && (w.seq() != seq || !(st == state::READY || st == state::PENDING)) {
                 return Ok(None);
             }
             let old = self.slot_field(i, slot::VERSION).load(Ordering::Relaxed);
@@ -1198,7 +1226,9 @@ impl<M: Memory> Engine<M> {
             } else {
                 state::PASSED
             };
-            let mine = SlotWord::new(st2, me, seq + 1, w.lap());
+            // The skip mark stays: it belongs to the position, which the
+            // replacement keeps.
+            let mine = SlotWord(SlotWord::new(st2, me, w.seq() + 1, w.lap()).0 | (w.0 & SKIPPED));
             if self.cas_slot(i, w, mine) {
                 if st == state::PENDING {
                     self.pending_left(key);
