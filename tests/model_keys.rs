@@ -1,0 +1,1807 @@
+//! Per-key versions (G7) and per-key order (G6) through the public API,
+//! against a reference model, as a proptest state machine.
+//!
+//! Random sequences of operations drive a real queue file through several
+//! [`Queue`] handles opened on it in this process (each a participant of its
+//! own, so they act as competing consumers), and beside it a model with no
+//! concurrency in it. The model tracks every message (key, version, ring
+//! position, deliveries, and where it is: waiting, redeliverable, delayed,
+//! claimed by which handle, waiting for room in the dead-letter area), and
+//! per key what the engine's key table holds: the last acked version, the
+//! highest version given (for version 0), the latest-only waiting message.
+//!
+//! Operations: keyed sends over a small key space (so keys collide and the
+//! key table fills: `KeysFull`) with version 0 (the next one) or an explicit
+//! version older than, equal to or newer than the key's last acked or last
+//! given one; keyless sends; sends with a delay; claims by any handle, kept
+//! (a dropped [`shmq::Message`] without an outcome stays claimed) or settled
+//! at once through the `Message` API; ack, nack (at once or with a delay),
+//! reject and extend by token through [`Queue::settle`]; an outcome with a
+//! token that names no claim of its caller (`LeaseLost`); closing a handle
+//! (its claims are redelivered, or dead-lettered on their last delivery) and
+//! opening a new one; `evict_keys` (refused while other handles are
+//! attached); purging the dead letters; `recover`; and letting time pass.
+//! Both FIFO and latest-only queues.
+//!
+//! Each step checks its own answer against the model:
+//! - a keyed send whose version is not newer than the key's last acked one
+//!   is `Stale` and queues nothing; version 0 gives `max(last given, last
+//!   acked) + 1` (see `KeyTable::assign_version`); a new key on a full table
+//!   is `KeysFull`, never a silent eviction; `Full` exactly when every slot
+//!   is held (G1);
+//! - latest-only: a newer send while the key's last message waits unclaimed
+//!   replaces it in place (same position; the old one is never delivered,
+//!   and counted as conflated), a send not newer than it is `Stale`, and once
+//!   the waiting one was claimed the newer one is queued behind it;
+//! - a claim never returns a message whose key another live claim holds
+//!   (G3/G7); never one older than its key's last acked version; messages of
+//!   one key come in ring-position order (commit order) except redeliveries
+//!   and delayed messages, and fresh keyless messages in commit order (G6);
+//!   `Empty` only when nothing is claimable under a free key; a message the
+//!   claim skipped (completed without delivery) must have been older than
+//!   its key's last acked version (G7) and is counted as stale;
+//! - a delayed message (sent with a delay, or nacked with one) never holds
+//!   its key and is claimable only once due;
+//! - acks of one key are in non-decreasing version order, and
+//!   `latest_acked_version` follows them.
+//!
+//! Where the engine may choose (which key a claim serves when several are
+//! claimable, a delayed message that is due during the claim call), the
+//! model accepts any allowed choice and learns the choice from the answer.
+//!
+//! After every step the model and the file are compared: the state and owner
+//! of every slot and its key and version, the dead letters (payload, key,
+//! version), `stats()` (depth, delayed, in flight, waiting for the dead
+//! letters, dead letters, keys in use, the stale and conflated counters),
+//! `latest_acked_version` of every key, and `verify()` reports no problem.
+//! At the end every delay runs out, every claim is acked, the dead letters
+//! are purged and everything is drained: every message sent `Ok` was acked,
+//! dead-lettered, replaced (latest-only) or skipped as stale, exactly once.
+//!
+//! Time is real (the queue reads `CLOCK_MONOTONIC_COARSE`): leases are an
+//! hour so that none expires, and delays are a few milliseconds in the cases
+//! that use them (a fifth), with the model bracketing every call between
+//! two readings of the same clock; a delayed message is certainly due, maybe
+//! due, or certainly not due. No assertion depends on how long anything
+//! takes.
+//!
+//! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
+//! One engine bug is tolerated (see [`TOLERATE_PARKED_WAITING`]) and shown
+//! on its own by an ignored test.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError};
+use shmq::clock::coarse_ns;
+use shmq::layout::slot;
+use shmq::memory::Memory;
+use shmq::ring::{state, Outcome, SlotWord};
+use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Keys 1..=KEYS (0 = a keyless message).
+const KEYS: u64 = 4;
+/// Largest payload.
+const MAX_MESSAGE: usize = 32;
+/// Most handles open on one file at once.
+const MAX_HANDLES: usize = 3;
+/// The unit of delays and of the time a step lets pass.
+const UNIT: u64 = 2_000_000;
+/// The engine keeps times in units of 2^16 ns, rounded up.
+const TIME_SHIFT: u32 = 16;
+/// Cases run when `PROPTEST_CASES` is not set: about 10 s in release mode on
+/// a loaded machine, most of it waiting for delays in the timed cases (a
+/// case takes some 1.3 ms of CPU in release mode, 15 ms in debug mode).
+const DEFAULT_CASES: u32 = if cfg!(debug_assertions) { 300 } else { 2500 };
+/// Tolerates the engine bug shown by
+/// `latest_only_replaces_a_waiting_message_parked_behind_its_busy_key`: in
+/// latest-only mode, a waiting message that a claim parked (moved off ring
+/// order because its key was busy) is no longer found as the key's waiting
+/// message, so a newer send queues a second message behind it instead of
+/// replacing it, and the older version is delivered. The model then takes
+/// the engine's word for it (the newer message is queued as in FIFO mode).
+/// Set to `false` once the engine is fixed.
+const TOLERATE_PARKED_WAITING: bool = true;
+/// Tolerates the engine bug shown by
+/// `a_short_delay_is_not_dropped_on_a_sampled_message`: a send with a delay
+/// shorter than the coarse clock's lag (up to its 4 ms resolution) may be
+/// claimable at once, because `Queue::commit_inner` computes the not-before
+/// time from the coarse clock but, for a message sampled for the latency
+/// histograms, hands the engine the precise clock as `now`, which is ahead.
+/// The model then takes the message as sent without delay. Set to `false`
+/// once the engine is fixed.
+const TOLERATE_UNDELAYED_SEND: bool = true;
+
+type Id = u64;
+type Check = std::result::Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+/// The version of a keyed send.
+#[derive(Clone, Copy, Debug)]
+enum Ver {
+    /// Version 0: the key's next version.
+    Next,
+    /// The key's last acked version plus this (clamped to at least 1).
+    Acked(i8),
+    /// The highest version the key was given plus this (at least 1).
+    Given(i8),
+}
+
+/// What a claim does with the message at once, through [`Message`].
+#[derive(Clone, Copy, Debug)]
+enum Then {
+    /// Keep it (the `Message` is dropped without an outcome).
+    Hold,
+    Ack,
+    /// Nack, with a delay of that many units (0: none).
+    Nack(u8),
+    Reject,
+    Extend,
+}
+
+/// One step of a case. `h` chooses a handle and `pick` a claim, modulo
+/// their number; a step without a candidate does nothing.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A send through handle `h`: keyless when `key` is 0; claimable after
+    /// `delay` units when not 0 (only in timed cases).
+    Send { h: u8, key: u8, ver: Ver, delay: u8 },
+    /// A claim by handle `h`.
+    Claim { h: u8, then: Then },
+    /// Ack a claim by its token.
+    Ack { pick: u8 },
+    /// Nack a claim, with a delay when not 0 (timed cases only).
+    Nack { pick: u8, delay: u8 },
+    /// Reject a claim.
+    Reject { pick: u8 },
+    /// Extend a claim's lease.
+    Extend { pick: u8 },
+    /// An outcome through handle `h` with a token naming no claim of it.
+    Late { h: u8, pick: u8 },
+    /// Close handle `h` (its claims end) and open a new one in its place.
+    Close { h: u8 },
+    /// `evict_keys` through handle 0; with `alone`, the other handles are
+    /// closed first (and opened again after).
+    Evict { alone: bool },
+    /// Delete every dead letter.
+    Purge,
+    /// `recover` through handle `h`.
+    Recover { h: u8 },
+    /// Let `by` units of time pass (timed cases only).
+    Advance { by: u8 },
+}
+
+/// The parameters of one case.
+#[derive(Clone, Debug)]
+struct Case {
+    latest_only: bool,
+    capacity: u64,
+    key_capacity: u64,
+    dlq_capacity: u64,
+    max_deliveries: u32,
+    handles: usize,
+    /// Whether delays and time steps are used.
+    timed: bool,
+    ops: Vec<Op>,
+}
+
+/// Where a message is.
+#[derive(Clone, Debug, PartialEq)]
+enum St {
+    /// Committed and never claimed: waiting in ring order (or parked off it
+    /// behind its key).
+    Fresh,
+    /// Redeliverable (nacked, or its handle closed).
+    Redeliver,
+    /// Claimable from `due` on (engine time, ns).
+    Delayed { due: u64 },
+    /// Held by handle `h` with this token.
+    Claimed { h: usize, token: u64 },
+    /// Out of deliveries or rejected, waiting for room in the dead letters.
+    DlqWait,
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    key: u64,
+    version: u64,
+    position: u64,
+    slot: u64,
+    deliveries: u32,
+    st: St,
+}
+
+/// What the key table holds for a key.
+#[derive(Clone, Debug, Default)]
+struct KeyState {
+    last_acked: u64,
+    /// The highest version given or seen (`NEXT_VERSION`).
+    next: u64,
+    /// Latest-only: the key's last message committed without delay; it is
+    /// replaceable while it is `Fresh`.
+    waiting: Option<Id>,
+}
+
+/// How a message ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Acked,
+    DeadLettered,
+    /// Completed without delivery: older than its key's last acked version.
+    Stale,
+    /// Replaced in place by a newer version (latest-only).
+    Conflated,
+}
+
+/// Whether a message can be claimed now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Can {
+    No,
+    /// A delay that may or may not have run out during the call.
+    Maybe,
+    Yes,
+}
+
+/// The reference model.
+struct Model {
+    latest_only: bool,
+    capacity: u64,
+    key_capacity: u64,
+    dlq_capacity: usize,
+    max_deliveries: u32,
+    next_id: Id,
+    msgs: BTreeMap<Id, Msg>,
+    /// The key table.
+    keys: BTreeMap<u64, KeyState>,
+    /// The dead-letter area: id -> (key, version).
+    dlq: BTreeMap<Id, (u64, u64)>,
+    /// Every message a send returned `Ok` for.
+    sent_ok: BTreeSet<Id>,
+    ended: BTreeMap<Id, End>,
+    /// Tokens of claims that ended.
+    ended_tokens: Vec<u64>,
+    /// Expected counters.
+    sent: u64,
+    acked: u64,
+    stale: u64,
+    conflated: u64,
+    /// The last position a new reservation got.
+    last_position: Option<u64>,
+    /// How often each interesting path was taken.
+    seen: BTreeMap<&'static str, u64>,
+}
+
+/// A unique payload per message id: the id, then a pattern; 8..=32 bytes.
+fn payload(id: Id) -> Vec<u8> {
+    let len = 8 + (id as usize * 7) % (MAX_MESSAGE - 7);
+    let mut v = id.to_le_bytes().to_vec();
+    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
+    v
+}
+
+fn id_of(data: &[u8]) -> Id {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// A time as the engine stores it (rounded up to its unit).
+fn engine_time(ns: u64) -> u64 {
+    ((ns + (1 << TIME_SHIFT) - 1) >> TIME_SHIFT) << TIME_SHIFT
+}
+
+fn word(q: &Queue, i: u64) -> SlotWord {
+    q.engine().slot_word(i)
+}
+
+fn field(q: &Queue, i: u64, f: usize) -> u64 {
+    let e = q.engine();
+    e.mem.u64_at(e.layout.slot(i) + f).load(Ordering::Relaxed)
+}
+
+/// The not-before time stored in a delayed slot.
+fn due_of(q: &Queue, i: u64) -> u64 {
+    (field(q, i, slot::LEASE) & ((1 << 42) - 1)) << TIME_SHIFT
+}
+
+/// Waits until the coarse clock reads at least `t`.
+fn wait_until(t: u64) {
+    while coarse_ns() < t {
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn status<T>(r: &shmq::Result<T>) -> Status {
+    r.as_ref().map_or_else(|e| e.status(), |_| Status::Ok)
+}
+
+impl Model {
+    fn saw(&mut self, what: &'static str) {
+        *self.seen.entry(what).or_default() += 1;
+    }
+
+    fn exhausted(&self, deliveries: u32) -> bool {
+        self.max_deliveries != 0 && deliveries >= self.max_deliveries
+    }
+
+    fn last_acked(&self, key: u64) -> u64 {
+        self.keys.get(&key).map_or(0, |k| k.last_acked)
+    }
+
+    /// Keys held by a claim, with the message holding each.
+    fn held(&self) -> BTreeMap<u64, Id> {
+        self.msgs
+            .iter()
+            .filter(|(_, m)| m.key != 0 && matches!(m.st, St::Claimed { .. }))
+            .map(|(id, m)| (m.key, *id))
+            .collect()
+    }
+
+    /// Whether `m` can be claimed by a call that read the clock somewhere in
+    /// `[c0, c1]`.
+    fn can(m: &Msg, c0: u64, c1: u64) -> Can {
+        match m.st {
+            St::Fresh | St::Redeliver => Can::Yes,
+            St::Delayed { due } if due <= c0 => Can::Yes,
+            St::Delayed { due } if due <= c1 => Can::Maybe,
+            _ => Can::No,
+        }
+    }
+
+    fn end(&mut self, id: Id, how: End) -> Msg {
+        let m = self
+            .msgs
+            .remove(&id)
+            .expect("model: ending an unknown message");
+        if let Some(k) = self.keys.get_mut(&m.key) {
+            if k.waiting == Some(id) {
+                k.waiting = None;
+            }
+        }
+        let prev = self.ended.insert(id, how);
+        assert!(prev.is_none(), "model: message {id} ended twice");
+        m
+    }
+
+    /// A held message goes to the dead letters, or waits for room there.
+    fn dead_letter(&mut self, id: Id) {
+        if self.dlq.len() < self.dlq_capacity {
+            self.saw("dead-lettered");
+            let m = self.end(id, End::DeadLettered);
+            self.dlq.insert(id, (m.key, m.version));
+        } else {
+            self.saw("waits for room in the dead letters");
+            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
+        }
+    }
+
+    /// Messages waiting for room move while there is room, in slot order
+    /// (a repair scan).
+    fn move_waiting(&mut self) -> u64 {
+        let mut waiting: Vec<(u64, Id)> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| m.st == St::DlqWait)
+            .map(|(id, m)| (m.slot, *id))
+            .collect();
+        waiting.sort_unstable();
+        let mut moved = 0;
+        for (_, id) in waiting {
+            if self.dlq.len() < self.dlq_capacity {
+                self.saw("waiting dead letter moved");
+                let m = self.end(id, End::DeadLettered);
+                self.dlq.insert(id, (m.key, m.version));
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// Claims held by live handles, in id order: (id, handle, token).
+    fn claims(&self) -> Vec<(Id, usize, u64)> {
+        self.msgs
+            .iter()
+            .filter_map(|(id, m)| match m.st {
+                St::Claimed { h, token } => Some((*id, h, token)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What claiming `x` (of key `k`) at this moment breaks in per-key and
+    /// commit order, messages in `gone` aside (those the same claim call
+    /// completed without delivery).
+    fn order_violation(&self, x: Id, gone: &BTreeSet<Id>, c0: u64, c1: u64) -> Option<String> {
+        let mx = &self.msgs[&x];
+        let fresh = mx.st == St::Fresh;
+        for (y, my) in &self.msgs {
+            if *y == x || gone.contains(y) || my.position >= mx.position {
+                continue;
+            }
+            if Self::can(my, c0, c1) != Can::Yes {
+                continue;
+            }
+            let side = matches!(my.st, St::Redeliver | St::Delayed { .. });
+            if mx.key != 0 && my.key == mx.key && (fresh || side) {
+                // Per key: the oldest claimable first. A fresh message
+                // waits behind every older claimable one of its key; a
+                // redelivery or a due delayed one behind older ones off ring
+                // order (an older fresh one may still wait in ring order).
+                return Some(format!(
+                    "message {x} {mx:?} of key {} handed out while the older {y} {my:?} of the same \
+                     key was claimable (G6 per-key order)",
+                    mx.key
+                ));
+            }
+            if fresh && my.key == 0 && my.st == St::Fresh {
+                // A keyless fresh message is never skipped: fresh messages
+                // after it come after it.
+                return Some(format!(
+                    "fresh message {x} {mx:?} handed out before the older keyless fresh {y} {my:?} \
+                     (G6 commit order)"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The queue file, its handles, and the model.
+struct Harness {
+    path: PathBuf,
+    hs: Vec<Option<Queue>>,
+    m: Model,
+    timed: bool,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.hs.clear();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn queue_path() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!(
+        "shmq-model-keys-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+impl Harness {
+    fn new(case: &Case) -> Harness {
+        let path = queue_path();
+        let _ = std::fs::remove_file(&path);
+        let first = Queue::create(
+            &path,
+            &Options {
+                capacity: case.capacity,
+                max_message_size: MAX_MESSAGE as u32,
+                key_capacity: case.key_capacity,
+                dlq_capacity: case.dlq_capacity,
+                participant_capacity: MAX_HANDLES as u32 + 1,
+                lease: Duration::from_secs(3600),
+                max_deliveries: case.max_deliveries,
+                latest_only: case.latest_only,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut hs = vec![Some(first)];
+        for _ in 1..case.handles {
+            hs.push(Some(Queue::open(&path).unwrap()));
+        }
+        Harness {
+            path,
+            hs,
+            m: Model {
+                latest_only: case.latest_only,
+                capacity: case.capacity,
+                key_capacity: case.key_capacity,
+                dlq_capacity: case.dlq_capacity as usize,
+                max_deliveries: case.max_deliveries,
+                next_id: 1,
+                msgs: BTreeMap::new(),
+                keys: BTreeMap::new(),
+                dlq: BTreeMap::new(),
+                sent_ok: BTreeSet::new(),
+                ended: BTreeMap::new(),
+                ended_tokens: Vec::new(),
+                sent: 0,
+                acked: 0,
+                stale: 0,
+                conflated: 0,
+                last_position: None,
+                seen: BTreeMap::new(),
+            },
+            timed: case.timed,
+        }
+    }
+
+    fn q(&self, h: usize) -> &Queue {
+        self.hs[h].as_ref().expect("handle open")
+    }
+
+    fn handle(&self, h: u8) -> usize {
+        h as usize % self.hs.len()
+    }
+
+    fn delay(&self, units: u8) -> u64 {
+        if self.timed {
+            units as u64 * UNIT
+        } else {
+            0
+        }
+    }
+
+    /// The file agrees with the model.
+    fn check(&mut self) -> Check {
+        let q = self.hs[0].as_ref().unwrap();
+        let m = &mut self.m;
+        // A maintenance pass inside any call may have moved messages that
+        // waited for room in the dead letters.
+        let waiting: Vec<Id> = m
+            .msgs
+            .iter()
+            .filter(|(_, x)| x.st == St::DlqWait)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if word(q, m.msgs[&id].slot).state() == state::FREE {
+                ensure!(
+                    m.dlq.len() < m.dlq_capacity,
+                    "message {id} left DLQ_WAIT although the dead letters are full"
+                );
+                m.saw("waiting dead letter moved");
+                let x = m.end(id, End::DeadLettered);
+                m.dlq.insert(id, (x.key, x.version));
+            }
+        }
+        let mut by_slot: Vec<Option<Id>> = vec![None; m.capacity as usize];
+        for (id, x) in &m.msgs {
+            ensure!(
+                by_slot[x.slot as usize].replace(*id).is_none(),
+                "model: two messages in slot {}",
+                x.slot
+            );
+        }
+        for i in 0..m.capacity {
+            let w = word(q, i);
+            let Some(id) = by_slot[i as usize] else {
+                ensure!(
+                    w.state() == state::FREE,
+                    "slot {i} is {w:?}, the model has it free"
+                );
+                continue;
+            };
+            let x = &m.msgs[&id];
+            let ok = match x.st {
+                St::Fresh => matches!(w.state(), state::READY | state::PENDING),
+                St::Redeliver => w.state() == state::PENDING,
+                St::Delayed { due } => w.state() == state::DELAYED && due_of(q, i) == due,
+                St::Claimed { h, token } => {
+                    let part = self.hs[h].as_ref().unwrap().participant().unwrap();
+                    w.state() == state::CLAIMED
+                        && w.owner() == part
+                        && shmq::ring::token(i, w.seq()) == token
+                }
+                St::DlqWait => w.state() == state::DLQ_WAIT,
+            };
+            ensure!(
+                ok && field(q, i, slot::KEY) == x.key && field(q, i, slot::VERSION) == x.version,
+                "slot {i} is {w:?} with key {} version {}, the model has message {id} {x:?}",
+                field(q, i, slot::KEY),
+                field(q, i, slot::VERSION)
+            );
+        }
+        let mut found = BTreeMap::new();
+        for d in q.dlq_list() {
+            let id = id_of(&d.payload);
+            ensure!(
+                d.payload == payload(id),
+                "dead letter {} holds a payload never sent: {:?}",
+                d.id,
+                d.payload
+            );
+            found.insert(id, (d.key, d.version));
+        }
+        ensure!(
+            found == m.dlq,
+            "dead letters (id -> key, version) {found:?}, the model says {:?}",
+            m.dlq
+        );
+        let s = q.stats();
+        let count = |f: &dyn Fn(&St) -> bool| m.msgs.values().filter(|x| f(&x.st)).count() as u64;
+        let queued = count(&|st| matches!(st, St::Fresh | St::Redeliver | St::Delayed { .. }));
+        let got = (
+            s.depth + s.delayed,
+            s.in_flight,
+            s.dlq_waiting,
+            s.dead_letters,
+            s.keys_in_use,
+        );
+        let want = (
+            queued,
+            count(&|st| matches!(st, St::Claimed { .. })),
+            count(&|st| *st == St::DlqWait),
+            m.dlq.len() as u64,
+            m.keys.len() as u64,
+        );
+        ensure!(
+            got == want,
+            "stats (queued, in flight, waiting for the dead letters, dead letters, keys in use) \
+             {got:?}, the model says {want:?}"
+        );
+        let got = (
+            s.counter(Counter::Sent),
+            s.counter(Counter::Acked),
+            s.counter(Counter::Stale),
+            s.counter(Counter::Conflated),
+        );
+        let want = (m.sent, m.acked, m.stale, m.conflated);
+        ensure!(
+            got == want,
+            "counters (sent, acked, stale, conflated) {got:?}, the model says {want:?}"
+        );
+        for k in 1..=KEYS {
+            let got = q.latest_acked_version(k);
+            ensure!(
+                got == m.last_acked(k),
+                "latest_acked_version({k}) = {got}, the model says {}",
+                m.last_acked(k)
+            );
+        }
+        let rep = q.verify();
+        ensure!(
+            rep.problems.is_empty() && rep.notes.is_empty(),
+            "verify: problems {:?}, notes {:?}",
+            rep.problems,
+            rep.notes
+        );
+        Ok(())
+    }
+
+    fn send(&mut self, h: usize, key: u64, ver: Ver, delay_ns: u64) -> Check {
+        let q = self.hs[h].as_ref().unwrap();
+        let m = &mut self.m;
+        let id = m.next_id;
+        m.next_id += 1;
+        let data = payload(id);
+        let mut opts = SendOptions::new();
+        if delay_ns > 0 {
+            opts = opts.delay(Duration::from_nanos(delay_ns));
+        }
+        let full = m.msgs.len() as u64 == m.capacity;
+        if key == 0 {
+            let t0 = coarse_ns();
+            let got = q.send_with(&data, &opts);
+            let t1 = coarse_ns();
+            if full {
+                ensure!(
+                    status(&got) == Status::Full,
+                    "keyless send on a full queue: {got:?} (G1)"
+                );
+                m.saw("send: Full");
+                return Ok(());
+            }
+            let sent = got.map_err(|e| format!("keyless send: {e:?}"))?;
+            ensure!(
+                sent.version == 0,
+                "keyless send got version {}",
+                sent.version
+            );
+            return Self::queued(m, q, id, 0, 0, sent.position, delay_ns, t0, t1);
+        }
+        let (acked, given) = m.keys.get(&key).map_or((0, 0), |k| (k.last_acked, k.next));
+        let version = match ver {
+            Ver::Next => 0,
+            Ver::Acked(d) => (acked as i64 + d as i64).max(1) as u64,
+            Ver::Given(d) => (given as i64 + d as i64).max(1) as u64,
+        };
+        opts = opts.key(key).version(version);
+        // What the engine must do, decided before the call (the parked
+        // state of a waiting message is read from the file, for the
+        // tolerated bug).
+        if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
+            let got = q.send_with(&data, &opts);
+            ensure!(
+                status(&got) == Status::KeysFull,
+                "send of new key {key} with all {} entries taken: {got:?}, expected KeysFull",
+                m.key_capacity
+            );
+            m.saw("send: KeysFull");
+            return Ok(());
+        }
+        let k = m.keys.entry(key).or_default();
+        let v = if version == 0 {
+            let n = k.next.max(k.last_acked) + 1;
+            k.next = n;
+            n
+        } else {
+            k.next = k.next.max(version);
+            version
+        };
+        let last_acked = k.last_acked;
+        let waiting = k.waiting;
+        if v <= last_acked {
+            let got = q.send_with(&data, &opts);
+            ensure!(
+                status(&got) == Status::Stale,
+                "send of key {key} version {v} (asked {version}) with last acked {last_acked}: \
+                 {got:?}, expected Stale (G7)"
+            );
+            m.stale += 1;
+            m.saw(if v == last_acked {
+                "send: Stale, equal to the last acked"
+            } else {
+                "send: Stale, older than the last acked"
+            });
+            return Ok(());
+        }
+        if m.latest_only && delay_ns == 0 {
+            let replaceable = waiting.filter(|w| m.msgs[w].st == St::Fresh);
+            if let Some(w) = replaceable {
+                let old = m.msgs[&w].clone();
+                let parked = word(q, old.slot).state() == state::PENDING;
+                if !(TOLERATE_PARKED_WAITING && parked) {
+                    let got = q.send_with(&data, &opts);
+                    if v <= old.version {
+                        ensure!(
+                            status(&got) == Status::Stale,
+                            "latest-only send of key {key} version {v} while version {} waits: \
+                             {got:?}, expected Stale (G7)",
+                            old.version
+                        );
+                        m.stale += 1;
+                        m.saw("latest-only: Stale, not newer than the waiting one");
+                        return Ok(());
+                    }
+                    let sent = got.map_err(|e| {
+                        format!(
+                            "latest-only send of key {key} version {v} while {w} (version {}) \
+                             waits: {e:?}, expected it replaced (G7)",
+                            old.version
+                        )
+                    })?;
+                    ensure!(
+                        sent.position == old.position && sent.version == v,
+                        "latest-only send of key {key} version {v} while {w} {old:?} waits \
+                         unclaimed: sent {sent:?}, expected it replaced in place at position {} \
+                         (G7)",
+                        old.position
+                    );
+                    m.saw(if full {
+                        "latest-only: replaced in place on a full queue"
+                    } else {
+                        "latest-only: replaced in place"
+                    });
+                    m.end(w, End::Conflated);
+                    m.conflated += 1;
+                    m.sent += 1;
+                    m.sent_ok.insert(id);
+                    m.msgs.insert(
+                        id,
+                        Msg {
+                            key,
+                            version: v,
+                            position: old.position,
+                            slot: old.slot,
+                            deliveries: 0,
+                            st: St::Fresh,
+                        },
+                    );
+                    m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                    return Ok(());
+                }
+                m.saw("latest-only: parked waiting message not replaced (engine bug)");
+            } else if m
+                .msgs
+                .values()
+                .any(|x| x.key == key && matches!(x.st, St::Claimed { .. }))
+            {
+                m.saw("latest-only: queued behind a claimed one");
+            }
+        }
+        let t0 = coarse_ns();
+        let got = q.send_with(&data, &opts);
+        let t1 = coarse_ns();
+        if full {
+            ensure!(
+                status(&got) == Status::Full,
+                "send of key {key} version {v} on a full queue: {got:?} (G1)"
+            );
+            m.saw("send: Full");
+            return Ok(());
+        }
+        let sent = got.map_err(|e| format!("send of key {key} version {v}: {e:?}"))?;
+        ensure!(
+            sent.version == v,
+            "send of key {key} asking version {version} got version {}, expected {v} (last \
+             acked {last_acked}, highest given before {given})",
+            sent.version
+        );
+        let what = match ver {
+            Ver::Next => "send: next version",
+            _ if v == given => "send: a version given before (equal)",
+            _ if v < given => "send: older than the highest given, newer than the last acked",
+            _ => "send: newer version",
+        };
+        m.saw(what);
+        Self::queued(m, q, id, key, v, sent.position, delay_ns, t0, t1)?;
+        if m.latest_only && delay_ns == 0 {
+            m.keys.get_mut(&key).unwrap().waiting = Some(id);
+        }
+        Ok(())
+    }
+
+    /// A send queued a new message at `position`.
+    #[allow(clippy::too_many_arguments)]
+    fn queued(
+        m: &mut Model,
+        q: &Queue,
+        id: Id,
+        key: u64,
+        version: u64,
+        position: u64,
+        delay_ns: u64,
+        t0: u64,
+        t1: u64,
+    ) -> Check {
+        ensure!(
+            m.last_position.map_or(true, |p| position > p),
+            "send got position {position}, not after the last one {:?}",
+            m.last_position
+        );
+        m.last_position = Some(position);
+        let slot = position % m.capacity;
+        ensure!(
+            !m.msgs.values().any(|x| x.slot == slot),
+            "send took slot {slot}, which holds a message (G2)"
+        );
+        let undelayed = delay_ns > 0
+            && TOLERATE_UNDELAYED_SEND
+            && word(q, slot).state() == state::READY
+            && delay_ns < 10_000_000;
+        if undelayed {
+            m.saw("send: a short delay dropped (engine bug)");
+        }
+        let st = if delay_ns > 0 && !undelayed {
+            let due = due_of(q, slot);
+            ensure!(
+                word(q, slot).state() == state::DELAYED
+                    && due >= engine_time(t0 + delay_ns)
+                    && due <= engine_time(t1 + delay_ns),
+                "send with a delay of {delay_ns} ns between {t0} and {t1}: slot {slot} is {:?} \
+                 due at {due}",
+                word(q, slot)
+            );
+            m.saw("send: delayed");
+            St::Delayed { due }
+        } else {
+            St::Fresh
+        };
+        m.sent += 1;
+        m.sent_ok.insert(id);
+        m.msgs.insert(
+            id,
+            Msg {
+                key,
+                version,
+                position,
+                slot,
+                deliveries: 0,
+                st,
+            },
+        );
+        Ok(())
+    }
+
+    /// Claims through handle `h` and checks the answer.
+    fn claim<'q>(
+        m: &mut Model,
+        q: &'q Queue,
+        h: usize,
+    ) -> std::result::Result<Option<(Id, Message<'q>)>, String> {
+        let held = m.held();
+        let waits_before = q.stats().counter(Counter::KeyWaits);
+        let c0 = coarse_ns();
+        let got = q.claim(Timeout::TryOnce);
+        let c1 = coarse_ns();
+        // Messages the claim completed without delivery: their slot is free.
+        let gone: BTreeSet<Id> = m
+            .msgs
+            .iter()
+            .filter(|(_, x)| {
+                matches!(x.st, St::Fresh | St::Redeliver | St::Delayed { .. })
+                    && word(q, x.slot).state() == state::FREE
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for d in &gone {
+            let x = &m.msgs[d];
+            ensure!(
+                x.key != 0 && x.version < m.last_acked(x.key),
+                "claim completed message {d} {x:?} without delivery, but it is not older than \
+                 its key's last acked version {} (G4/G7)",
+                m.last_acked(x.key)
+            );
+            ensure!(
+                Model::can(x, c0, c1) != Can::No && !held.contains_key(&x.key),
+                "claim skipped message {d} {x:?} as stale, but it was not claimable then (held \
+                 keys {held:?})"
+            );
+            if let Some(e) = m.order_violation(*d, &gone, c0, c1) {
+                return Err(format!("claim skipped a stale message out of order: {e}"));
+            }
+        }
+        let free_claimable = |m: &Model, can: Can| -> Vec<Id> {
+            m.msgs
+                .iter()
+                .filter(|(id, x)| {
+                    !gone.contains(id)
+                        && Model::can(x, c0, c1) == can
+                        && (x.key == 0 || !held.contains_key(&x.key))
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let busy_waiting = m
+            .msgs
+            .values()
+            .any(|x| Model::can(x, c0, c1) != Can::No && held.contains_key(&x.key) && x.key != 0);
+        let out = match got {
+            Err(e) if e.status() == Status::Empty => {
+                let left = free_claimable(m, Can::Yes);
+                ensure!(
+                    left.is_empty(),
+                    "claim: Empty, but {:?} are claimable under free keys (held {held:?})",
+                    left.iter().map(|id| (id, &m.msgs[id])).collect::<Vec<_>>()
+                );
+                m.saw(if busy_waiting {
+                    "claim: Empty, every claimable key busy"
+                } else {
+                    "claim: Empty"
+                });
+                None
+            }
+            Err(e) => return Err(format!("claim: {e:?}")),
+            Ok(msg) => {
+                let data = msg.data().map_err(|e| format!("claim: data: {e:?}"))?;
+                let id = id_of(&data);
+                ensure!(
+                    data == payload(id),
+                    "claim: payload {data:?} was never sent"
+                );
+                let Some(x) = m.msgs.get(&id) else {
+                    return Err(format!(
+                        "claim: message {id} ({:?}) is not in the queue: {}",
+                        msg,
+                        m.ended
+                            .get(&id)
+                            .map_or("never sent".to_string(), |e| format!("it ended {e:?}"))
+                    ));
+                };
+                let x = x.clone();
+                ensure!(
+                    (msg.key(), msg.version(), msg.position()) == (x.key, x.version, x.position),
+                    "claim: message {id} reads key {} version {} position {}, sent as {x:?}",
+                    msg.key(),
+                    msg.version(),
+                    msg.position()
+                );
+                ensure!(
+                    msg.deliveries() == x.deliveries + 1,
+                    "claim: message {id} delivery {}, expected {}",
+                    msg.deliveries(),
+                    x.deliveries + 1
+                );
+                ensure!(
+                    Model::can(&x, c0, c1) != Can::No,
+                    "claim: message {id} {x:?} is not claimable (G3, or a delay not run out; \
+                     clock read {c0}..{c1})"
+                );
+                if x.key != 0 {
+                    if let Some(other) = held.get(&x.key) {
+                        return Err(format!(
+                            "claim: message {id} {x:?} while message {other} {:?} of the same key \
+                             is claimed (G7: one claim per key)",
+                            m.msgs[other]
+                        ));
+                    }
+                    let acked = m.last_acked(x.key);
+                    ensure!(
+                        x.version >= acked,
+                        "claim: message {id} {x:?} is older than its key's last acked version \
+                         {acked}: it must be skipped, never delivered (G7)"
+                    );
+                }
+                if let Some(e) = m.order_violation(id, &gone, c0, c1) {
+                    return Err(format!("claim: {e}"));
+                }
+                let path = match x.st {
+                    St::Delayed { .. } if x.deliveries == 0 => "claim: a delayed send, due",
+                    St::Delayed { .. } => "claim: a delayed nack, due",
+                    St::Redeliver => "claim: a redelivery",
+                    _ if x.key == 0 => "claim: fresh keyless",
+                    _ => "claim: fresh keyed",
+                };
+                m.saw(path);
+                if busy_waiting {
+                    m.saw("claim: served while another key was busy");
+                }
+                if x.key != 0 && x.version == m.last_acked(x.key) {
+                    m.saw("claim: a version equal to the last acked (delivered again)");
+                }
+                if m.exhausted(x.deliveries + 1) {
+                    m.saw("claim: the last allowed delivery");
+                }
+                let token = msg.token();
+                let e = m.msgs.get_mut(&id).unwrap();
+                e.deliveries += 1;
+                e.st = St::Claimed { h, token };
+                if let Some(k) = m.keys.get_mut(&x.key) {
+                    if k.waiting == Some(id) {
+                        k.waiting = None;
+                    }
+                }
+                Some((id, msg))
+            }
+        };
+        for d in gone {
+            m.saw("claim: skipped a stale message");
+            m.end(d, End::Stale);
+            m.stale += 1;
+        }
+        let waits = q.stats().counter(Counter::KeyWaits) - waits_before;
+        ensure!(
+            waits == 0 || busy_waiting,
+            "claim counted {waits} key waits, but no claimable message had a busy key"
+        );
+        if waits > 0 {
+            m.saw("claim: counted a key wait");
+        }
+        Ok(out)
+    }
+
+    /// Gives the outcome of the claim of `id`: through `msg` when given, else
+    /// by token through its handle.
+    fn settle<'q>(
+        m: &mut Model,
+        q: &'q Queue,
+        id: Id,
+        how: Then,
+        delay_ns: u64,
+        msg: Option<Message<'q>>,
+    ) -> Check {
+        let St::Claimed { token, .. } = m.msgs[&id].st else {
+            return Err(format!("model: {id} is not claimed"));
+        };
+        let x = m.msgs[&id].clone();
+        let t0 = coarse_ns();
+        let got: shmq::Result<()> = match (how, msg) {
+            (Then::Hold, _) => return Ok(()),
+            (Then::Ack, Some(msg)) => msg.ack(),
+            (Then::Nack(_), Some(msg)) => msg.nack(Duration::from_nanos(delay_ns)),
+            (Then::Reject, Some(msg)) => msg.reject("model"),
+            (Then::Extend, Some(msg)) => msg.extend(Duration::from_secs(3600)),
+            (how, None) => {
+                let o = match how {
+                    Then::Ack => Outcome::Ack,
+                    Then::Nack(_) => Outcome::Nack {
+                        not_before_ns: if delay_ns == 0 { 0 } else { t0 + delay_ns },
+                    },
+                    Then::Reject => Outcome::Reject { reason: "model" },
+                    _ => Outcome::Extend {
+                        deadline_ns: t0 + 3_600_000_000_000,
+                    },
+                };
+                q.settle(token, &o, None, None).map(|_| ())
+            }
+        };
+        let t1 = coarse_ns();
+        got.map_err(|e| format!("{how:?} of {id} {x:?}: {e:?}"))?;
+        match how {
+            Then::Hold => {}
+            Then::Ack => {
+                let acked = m.last_acked(x.key);
+                ensure!(
+                    x.version >= acked || x.key == 0,
+                    "acked version {} of key {} after version {acked} (G7)",
+                    x.version,
+                    x.key
+                );
+                if let Some(k) = m.keys.get_mut(&x.key) {
+                    k.last_acked = k.last_acked.max(x.version);
+                }
+                m.end(id, End::Acked);
+                m.acked += 1;
+                m.saw("settle: acked");
+            }
+            Then::Nack(_) if m.exhausted(x.deliveries) => {
+                m.saw("settle: nacked on the last delivery");
+                m.dead_letter(id);
+            }
+            Then::Nack(_) if delay_ns == 0 => {
+                m.saw("settle: nacked");
+                m.msgs.get_mut(&id).unwrap().st = St::Redeliver;
+            }
+            Then::Nack(_) => {
+                let w = word(q, x.slot);
+                let due = due_of(q, x.slot);
+                let st = if w.state() == state::DELAYED {
+                    ensure!(
+                        due >= engine_time(t0 + delay_ns) && due <= engine_time(t1 + delay_ns),
+                        "nack of {id} with a delay of {delay_ns} ns between {t0} and {t1}: due \
+                         at {due}"
+                    );
+                    St::Delayed { due }
+                } else {
+                    // Only if the delay ran out during the call.
+                    ensure!(
+                        w.state() == state::PENDING && t0 + delay_ns <= t1,
+                        "nack of {id} with a delay of {delay_ns} ns: slot is {w:?}"
+                    );
+                    St::Redeliver
+                };
+                m.saw("settle: nacked with a delay");
+                m.msgs.get_mut(&id).unwrap().st = st;
+            }
+            Then::Reject => {
+                m.saw("settle: rejected");
+                m.dead_letter(id);
+            }
+            Then::Extend => {
+                m.saw("settle: extended");
+                return Ok(());
+            }
+        }
+        m.ended_tokens.push(token);
+        Ok(())
+    }
+
+    /// Closes handle `h`: what it holds is redelivered (or dead-lettered
+    /// on its last delivery). The caller opens a new one or not.
+    fn close(&mut self, h: usize) {
+        let m = &mut self.m;
+        // The closing handle's repair scan moves waiting dead letters first,
+        // then its own claims end, in slot order.
+        m.move_waiting();
+        let mut mine: Vec<(u64, Id, u64)> = m
+            .msgs
+            .iter()
+            .filter_map(|(id, x)| match x.st {
+                St::Claimed { h: c, token } if c == h => Some((x.slot, *id, token)),
+                _ => None,
+            })
+            .collect();
+        mine.sort_unstable();
+        for (_, id, token) in mine {
+            m.ended_tokens.push(token);
+            if m.exhausted(m.msgs[&id].deliveries) {
+                m.saw("close: last delivery dead-lettered");
+                m.dead_letter(id);
+            } else {
+                m.saw("close: claim redelivered");
+                m.msgs.get_mut(&id).unwrap().st = St::Redeliver;
+            }
+        }
+        self.hs[h] = None;
+    }
+
+    fn reopen(&mut self, h: usize) {
+        self.hs[h] = Some(Queue::open(&self.path).unwrap());
+    }
+
+    fn evict(&mut self, alone: bool) -> Check {
+        let n = self.hs.len();
+        if n > 1 && !alone {
+            let got = self.q(0).evict_keys();
+            ensure!(
+                status(&got) == Status::InvalidArgument,
+                "evict_keys with {} other handles attached: {got:?}, expected InvalidArgument",
+                n - 1
+            );
+            self.m.saw("evict: refused while others are attached");
+            return Ok(());
+        }
+        for h in 1..n {
+            self.close(h);
+        }
+        let got = self.q(0).evict_keys();
+        let m = &mut self.m;
+        let used: BTreeSet<u64> = m.msgs.values().map(|x| x.key).collect();
+        let gone: Vec<u64> = m
+            .keys
+            .keys()
+            .copied()
+            .filter(|k| !used.contains(k))
+            .collect();
+        let got = got.map_err(|e| format!("evict_keys alone: {e:?}"))?;
+        ensure!(
+            got == gone.len() as u64,
+            "evict_keys evicted {got}, the model expects keys {gone:?} (keys in use {used:?})"
+        );
+        if !gone.is_empty() {
+            m.saw("evict: keys evicted");
+        }
+        for k in gone {
+            m.keys.remove(&k);
+        }
+        for h in 1..n {
+            self.reopen(h);
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self) -> Check {
+        let got = self
+            .q(0)
+            .dlq_purge(None)
+            .map_err(|e| format!("dlq_purge: {e:?}"))?;
+        let m = &mut self.m;
+        ensure!(
+            got == m.dlq.len(),
+            "dlq_purge removed {got}, the model holds {}",
+            m.dlq.len()
+        );
+        if got > 0 {
+            m.saw("purge");
+            m.dlq.clear();
+            // The purge runs a repair: waiting messages move.
+            m.move_waiting();
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, h: usize) -> Check {
+        let r = self.q(h).recover().map_err(|e| format!("recover: {e:?}"))?;
+        let moved = self.m.move_waiting();
+        let left = self.m.msgs.values().filter(|x| x.st == St::DlqWait).count() as u64;
+        ensure!(
+            (r.abandoned, r.redelivered, r.dead_lettered, r.dlq_waiting) == (0, 0, moved, left),
+            "recover: {r:?}, the model expects {moved} dead-lettered and {left} waiting"
+        );
+        if moved > 0 {
+            self.m.saw("recover: moved waiting dead letters");
+        }
+        Ok(())
+    }
+
+    /// An outcome through handle `h` with a token that names no claim of
+    /// `h`: an ended claim's, or another handle's live one.
+    fn late(&mut self, h: usize, pick: u8) -> Check {
+        let mut tokens: Vec<(u64, &'static str)> = self
+            .m
+            .ended_tokens
+            .iter()
+            .map(|t| (*t, "late outcome: LeaseLost"))
+            .collect();
+        tokens.extend(
+            self.m
+                .claims()
+                .into_iter()
+                .filter(|(_, c, _)| *c != h)
+                .map(|(_, _, t)| (t, "another handle's token: LeaseLost")),
+        );
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let (token, what) = tokens[pick as usize % tokens.len()];
+        let outcome = match pick % 4 {
+            0 => Outcome::Ack,
+            1 => Outcome::Nack { not_before_ns: 0 },
+            2 => Outcome::Reject { reason: "late" },
+            _ => Outcome::Extend {
+                deadline_ns: coarse_ns() + 3_600_000_000_000,
+            },
+        };
+        let got = self.q(h).settle(token, &outcome, None, None);
+        ensure!(
+            status(&got) == Status::LeaseLost,
+            "{outcome:?} with token {token:#x} naming no claim of handle {h}: {got:?}, \
+             expected LeaseLost (G3)"
+        );
+        self.m.saw(what);
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Check {
+        match *op {
+            Op::Send { h, key, ver, delay } => {
+                let h = self.handle(h);
+                let key = key as u64 % (KEYS + 1);
+                let delay = self.delay(delay);
+                self.send(h, key, ver, delay)?;
+            }
+            Op::Claim { h, then } => {
+                let h = self.handle(h);
+                let delay = match then {
+                    Then::Nack(d) => self.delay(d),
+                    _ => 0,
+                };
+                let q = self.hs[h].as_ref().unwrap();
+                if let Some((id, msg)) = Self::claim(&mut self.m, q, h)? {
+                    Self::settle(&mut self.m, q, id, then, delay, Some(msg))?;
+                }
+            }
+            Op::Ack { pick }
+            | Op::Nack { pick, .. }
+            | Op::Reject { pick }
+            | Op::Extend { pick } => {
+                let claims = self.m.claims();
+                if claims.is_empty() {
+                    return Ok(());
+                }
+                let (id, h, _) = claims[pick as usize % claims.len()];
+                let (how, delay) = match *op {
+                    Op::Ack { .. } => (Then::Ack, 0),
+                    Op::Nack { delay, .. } => (Then::Nack(delay), self.delay(delay)),
+                    Op::Reject { .. } => (Then::Reject, 0),
+                    _ => (Then::Extend, 0),
+                };
+                let q = self.hs[h].as_ref().unwrap();
+                Self::settle(&mut self.m, q, id, how, delay, None)?;
+            }
+            Op::Late { h, pick } => {
+                let h = self.handle(h);
+                self.late(h, pick)?;
+            }
+            Op::Close { h } => {
+                let h = self.handle(h);
+                self.close(h);
+                self.reopen(h);
+            }
+            Op::Evict { alone } => self.evict(alone)?,
+            Op::Purge => self.purge()?,
+            Op::Recover { h } => {
+                let h = self.handle(h);
+                self.recover(h)?;
+            }
+            Op::Advance { by } => {
+                if self.timed {
+                    wait_until(coarse_ns() + by as u64 * UNIT);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Acks every claim, lets every delay run out, empties the dead letters,
+    /// and claims and acks everything left; then every message sent `Ok`
+    /// ended exactly once.
+    fn drain(&mut self) -> Check {
+        for (id, h, _) in self.m.claims() {
+            let q = self.hs[h].as_ref().unwrap();
+            Self::settle(&mut self.m, q, id, Then::Ack, 0, None)?;
+            self.check()?;
+        }
+        for _round in 0..4 * self.m.capacity + 4 {
+            let last_due = self
+                .m
+                .msgs
+                .values()
+                .filter_map(|x| match x.st {
+                    St::Delayed { due } => Some(due),
+                    _ => None,
+                })
+                .max();
+            if let Some(due) = last_due {
+                wait_until(due + (1 << TIME_SHIFT));
+            }
+            self.purge()?;
+            self.recover(0)?;
+            self.check()?;
+            loop {
+                let q = self.hs[0].as_ref().unwrap();
+                let Some((id, msg)) = Self::claim(&mut self.m, q, 0)? else {
+                    break;
+                };
+                Self::settle(&mut self.m, q, id, Then::Ack, 0, Some(msg))?;
+                self.check()?;
+            }
+            self.check()?;
+            if self.m.msgs.is_empty() {
+                break;
+            }
+        }
+        let m = &self.m;
+        ensure!(
+            m.msgs.is_empty(),
+            "still queued after draining: {:?}",
+            m.msgs
+        );
+        let ended: BTreeSet<Id> = m.ended.keys().copied().collect();
+        ensure!(
+            ended == m.sent_ok,
+            "sent Ok but never acked, dead-lettered, replaced nor skipped as stale (G4): {:?}; \
+             ended but never sent Ok: {:?}",
+            m.sent_ok.difference(&ended).collect::<Vec<_>>(),
+            ended.difference(&m.sent_ok).collect::<Vec<_>>()
+        );
+        let s = self.q(0).stats();
+        ensure!(
+            (s.depth, s.delayed, s.in_flight, s.dlq_waiting) == (0, 0, 0, 0),
+            "stats after draining: depth {}, delayed {}, in flight {}, waiting for the dead \
+             letters {}",
+            s.depth,
+            s.delayed,
+            s.in_flight,
+            s.dlq_waiting
+        );
+        Ok(())
+    }
+}
+
+/// Runs a case; the error names the step that disagreed.
+fn run(case: &Case) -> Check {
+    run_on(&mut Harness::new(case), case)
+}
+
+fn run_on(h: &mut Harness, case: &Case) -> Check {
+    h.check().map_err(|e| format!("new queue: {e}"))?;
+    for (n, op) in case.ops.iter().enumerate() {
+        h.apply(op)
+            .and_then(|_| h.check())
+            .map_err(|e| format!("step {n} {op:?}: {e}"))?;
+    }
+    h.drain().map_err(|e| format!("drain: {e}"))
+}
+
+fn ver() -> impl Strategy<Value = Ver> {
+    prop_oneof![
+        2 => Just(Ver::Next),
+        3 => (-1i8..=2).prop_map(Ver::Acked),
+        3 => (-1i8..=1).prop_map(Ver::Given),
+    ]
+}
+
+fn delay() -> impl Strategy<Value = u8> {
+    prop_oneof![3 => Just(0u8), 1 => 1..=3u8]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let h = 0..MAX_HANDLES as u8;
+    let key = prop_oneof![1 => Just(0u8), 5 => 1..=KEYS as u8];
+    let then = prop_oneof![
+        4 => Just(Then::Hold),
+        2 => Just(Then::Ack),
+        1 => delay().prop_map(Then::Nack),
+        1 => Just(Then::Reject),
+        1 => Just(Then::Extend),
+    ];
+    prop_oneof![
+        10 => (h.clone(), key, ver(), delay())
+            .prop_map(|(h, key, ver, delay)| Op::Send { h, key, ver, delay }),
+        8 => (h.clone(), then).prop_map(|(h, then)| Op::Claim { h, then }),
+        4 => any::<u8>().prop_map(|pick| Op::Ack { pick }),
+        2 => (any::<u8>(), delay()).prop_map(|(pick, delay)| Op::Nack { pick, delay }),
+        1 => any::<u8>().prop_map(|pick| Op::Reject { pick }),
+        1 => any::<u8>().prop_map(|pick| Op::Extend { pick }),
+        1 => (h.clone(), any::<u8>()).prop_map(|(h, pick)| Op::Late { h, pick }),
+        1 => h.clone().prop_map(|h| Op::Close { h }),
+        1 => any::<bool>().prop_map(|alone| Op::Evict { alone }),
+        1 => Just(Op::Purge),
+        1 => h.prop_map(|h| Op::Recover { h }),
+        2 => (1..=3u8).prop_map(|by| Op::Advance { by }),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        (
+            any::<bool>(),
+            1..=6u64,
+            1..=KEYS,
+            1..=3u64,
+            0..=3u32,
+            1..=MAX_HANDLES,
+            prop_oneof![4 => Just(false), 1 => Just(true)],
+        ),
+        proptest::collection::vec(op(), 1..=50),
+    )
+        .prop_map(
+            |(
+                (latest_only, capacity, key_capacity, dlq_capacity, max_deliveries, handles, timed),
+                ops,
+            )| Case {
+                latest_only,
+                capacity,
+                key_capacity,
+                dlq_capacity,
+                max_deliveries,
+                handles,
+                timed,
+                ops,
+            },
+        )
+}
+
+fn runner_config() -> RunnerConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    RunnerConfig {
+        cases,
+        // Shrunk failures are kept below as plain tests instead of in a
+        // regressions file.
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(runner_config())]
+
+    #[test]
+    fn keyed_engine_matches_the_model(case in case()) {
+        run(&case).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// The generator is worth something only if it reaches the interesting
+/// paths: a deterministic sample of cases must take every one of them.
+#[test]
+fn the_generator_reaches_every_path() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for _ in 0..400 {
+        let case = case().new_tree(&mut runner).unwrap().current();
+        let mut h = Harness::new(&case);
+        run_on(&mut h, &case).unwrap();
+        for (what, n) in std::mem::take(&mut h.m.seen) {
+            *seen.entry(what).or_default() += n;
+        }
+    }
+    let want = [
+        "send: Full",
+        "send: KeysFull",
+        "send: Stale, equal to the last acked",
+        "send: Stale, older than the last acked",
+        "send: next version",
+        "send: newer version",
+        "send: a version given before (equal)",
+        "send: older than the highest given, newer than the last acked",
+        "send: delayed",
+        "latest-only: replaced in place",
+        "latest-only: replaced in place on a full queue",
+        "latest-only: Stale, not newer than the waiting one",
+        "latest-only: queued behind a claimed one",
+        "claim: Empty",
+        "claim: Empty, every claimable key busy",
+        "claim: fresh keyed",
+        "claim: fresh keyless",
+        "claim: a redelivery",
+        "claim: a delayed send, due",
+        "claim: a delayed nack, due",
+        "claim: served while another key was busy",
+        "claim: counted a key wait",
+        "claim: skipped a stale message",
+        "claim: a version equal to the last acked (delivered again)",
+        "claim: the last allowed delivery",
+        "settle: acked",
+        "settle: nacked",
+        "settle: nacked with a delay",
+        "settle: nacked on the last delivery",
+        "settle: rejected",
+        "settle: extended",
+        "late outcome: LeaseLost",
+        "another handle's token: LeaseLost",
+        "close: claim redelivered",
+        "close: last delivery dead-lettered",
+        "evict: refused while others are attached",
+        "evict: keys evicted",
+        "dead-lettered",
+        "waits for room in the dead letters",
+        "waiting dead letter moved",
+        "purge",
+    ];
+    let missing: Vec<_> = want.iter().filter(|w| !seen.contains_key(*w)).collect();
+    assert!(
+        missing.is_empty(),
+        "never taken: {missing:?}; taken: {seen:#?}"
+    );
+    println!("{seen:#?}");
+}
+
+fn small_queue(latest_only: bool) -> (Queue, PathBuf) {
+    let p = queue_path();
+    let q = Queue::create(
+        &p,
+        &Options {
+            capacity: 4,
+            max_message_size: MAX_MESSAGE as u32,
+            key_capacity: 2,
+            latest_only,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    (q, p)
+}
+
+/// Latest-only mode: the key's last message waits unclaimed, but a claim
+/// that met it while the key was busy parked it (moved it off ring order,
+/// which moves its slot's sequence on). The key's waiting reference still
+/// names the old sequence, so a newer send no longer finds it: it queues a
+/// second message behind it instead of replacing it, and the older version
+/// is delivered after all (G7: "a key has at most one waiting message: a
+/// newer send replaces the waiting one in place").
+///
+/// The model test finds it with `TOLERATE_PARKED_WAITING = false`; shrunk:
+/// latest-only, `Send v1, Claim (hold), Send v2, Claim (Empty: key busy),
+/// Send v3`.
+#[test]
+#[ignore = "engine bug: latest-only: a waiting message parked behind its busy key is not \
+            replaced by a newer send (queued behind it; the older version is delivered)"]
+fn latest_only_replaces_a_waiting_message_parked_behind_its_busy_key() {
+    let (q, p) = small_queue(true);
+    let send = |v: u64, data: &[u8]| {
+        q.send_with(data, &SendOptions::new().key(1).version(v))
+            .unwrap()
+    };
+    send(1, b"v1");
+    let first = q.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(first.version(), 1);
+    // The waiting one: queued behind the claimed v1.
+    let v2 = send(2, b"v2");
+    // Key 1 is busy: this claim parks v2 and finds nothing else.
+    assert_eq!(
+        q.claim(Timeout::TryOnce).unwrap_err().status(),
+        Status::Empty
+    );
+    // v2 still waits unclaimed: v3 must replace it in place.
+    let v3 = send(3, b"v3");
+    first.ack().unwrap();
+    let mut delivered = Vec::new();
+    while let Ok(m) = q.claim(Timeout::TryOnce) {
+        delivered.push(m.version());
+        m.ack().unwrap();
+    }
+    let conflated = q.stats().counter(Counter::Conflated);
+    std::fs::remove_file(&p).unwrap();
+    assert!(
+        v3.position == v2.position && conflated == 1 && delivered == [3],
+        "v2 waited unclaimed at position {} when v3 was sent; v3 went to position {}, \
+         conflated {conflated}, then delivered versions {delivered:?} (expected v3 in place of v2, \
+         conflated 1, delivered [3])",
+        v2.position,
+        v3.position
+    );
+}
+
+/// A send with a delay shorter than the coarse clock's lag is claimable at
+/// once when the message is sampled for the latency histograms (the first
+/// message of a handle always is): `Queue::commit_inner` computes the
+/// not-before time from the coarse clock (up to 4 ms behind) but passes the
+/// precise clock to `Engine::commit` as `now`, and the engine makes the
+/// message `READY` when not-before is not after `now`.
+///
+/// The model test finds it with `TOLERATE_UNDELAYED_SEND = false` on its
+/// first delayed send. Here: a fresh handle sends with a 1 ms delay and
+/// claims at once; the claim must not return it before the coarse clock
+/// (which the engine reads for delays) reached the send's time plus 1 ms.
+/// Each try fails with the bug unless the clock's tick came less than 1 ms
+/// before the send; with 20 tries the bug shows every time.
+#[test]
+#[ignore = "engine bug: a short delay (under the coarse clock's lag, up to 4 ms) is dropped \
+            for a sampled message: it is claimable at once"]
+fn a_short_delay_is_not_dropped_on_a_sampled_message() {
+    let (q, p) = small_queue(false);
+    let delay = Duration::from_millis(1);
+    let mut early = Vec::new();
+    for _ in 0..20 {
+        // A new handle: its first send is sampled.
+        let h = Queue::open(&p).unwrap();
+        let t0 = coarse_ns();
+        h.send_with(b"later", &SendOptions::new().delay(delay))
+            .unwrap();
+        let got = h.claim(Timeout::TryOnce);
+        let t1 = coarse_ns();
+        match got {
+            Ok(m) => {
+                if t1 < t0 + delay.as_nanos() as u64 {
+                    early.push((t0, t1));
+                }
+                m.ack().unwrap();
+            }
+            Err(e) => {
+                assert_eq!(e.status(), Status::Empty);
+                wait_until(t1 + 2 * delay.as_nanos() as u64 + (1 << TIME_SHIFT));
+                h.claim(Timeout::TryOnce).unwrap().ack().unwrap();
+            }
+        }
+    }
+    drop(q);
+    std::fs::remove_file(&p).unwrap();
+    assert!(
+        early.is_empty(),
+        "{} of 20 messages sent with a 1 ms delay were claimed before the delay ran out \
+         (coarse clock at the send, at the claim): {early:?}",
+        early.len()
+    );
+}
+
+/// A fixed case through the same harness: latest-only replacement, a stale
+/// send, a stale message skipped at claim, KeysFull and eviction.
+#[test]
+fn scripted_case_covers_the_paths() {
+    use Op::*;
+    let send = |key: u8, ver: Ver| Send {
+        h: 0,
+        key,
+        ver,
+        delay: 0,
+    };
+    let case = Case {
+        latest_only: true,
+        capacity: 3,
+        key_capacity: 2,
+        dlq_capacity: 1,
+        max_deliveries: 2,
+        handles: 2,
+        timed: false,
+        ops: vec![
+            // Key 1: v1 claimed by handle 0; v3 queued behind it.
+            send(1, Ver::Next),
+            Claim {
+                h: 0,
+                then: Then::Hold,
+            },
+            send(1, Ver::Acked(3)),
+            // v5 replaces the waiting v3 in place; v4 is then Stale.
+            send(1, Ver::Acked(5)),
+            send(1, Ver::Acked(4)),
+            // Key 2 takes the second entry; key 3 finds the table full.
+            send(2, Ver::Next),
+            send(3, Ver::Next),
+            // Handle 1 gets key 2 (key 1 is busy), and acks it.
+            Claim {
+                h: 1,
+                then: Then::Ack,
+            },
+            // v1 acked, then v5.
+            Ack { pick: 0 },
+            Claim {
+                h: 1,
+                then: Then::Ack,
+            },
+            // Version 5 is acked: an explicit 5 is Stale, version 0 gives 6.
+            send(1, Ver::Acked(0)),
+            send(1, Ver::Next),
+            Evict { alone: false },
+            // Key 2 has no message left: evicted (key 1 keeps its entry for
+            // its v6), so key 3 fits.
+            Evict { alone: true },
+            send(3, Ver::Next),
+        ],
+    };
+    let mut h = Harness::new(&case);
+    run_on(&mut h, &case).unwrap();
+    let m = &h.m;
+    let ends = |e: End| m.ended.values().filter(|x| **x == e).count();
+    assert_eq!(
+        (m.conflated, m.stale, ends(End::Acked), m.keys.len()),
+        (1, 2, 5, 2),
+        "seen: {:#?}",
+        m.seen
+    );
+}
