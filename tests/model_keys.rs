@@ -69,8 +69,12 @@
 //! One engine bug is tolerated (see [`TOLERATE_PARKED_WAITING`]) and shown
 //! on its own by an ignored test.
 
+#[macro_use]
+#[path = "common/model_support.rs"]
+mod support;
+
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError};
+use proptest::test_runner::TestCaseError;
 use shmq::clock::coarse_ns;
 use shmq::layout::slot;
 use shmq::memory::Memory;
@@ -80,11 +84,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use support::{id_of, payload, runner_config, MAX_MESSAGE};
 
 /// Keys 1..=KEYS (0 = a keyless message).
 const KEYS: u64 = 4;
-/// Largest payload.
-const MAX_MESSAGE: usize = 32;
 /// Most handles open on one file at once.
 const MAX_HANDLES: usize = 3;
 /// The unit of delays and of the time a step lets pass.
@@ -116,14 +119,6 @@ const TOLERATE_UNDELAYED_SEND: bool = true;
 
 type Id = u64;
 type Check = std::result::Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
 
 /// The version of a keyed send.
 #[derive(Clone, Copy, Debug)]
@@ -278,21 +273,6 @@ struct Model {
     last_position: Option<u64>,
     /// How often each interesting path was taken.
     seen: BTreeMap<&'static str, u64>,
-}
-
-/// A unique payload per message id: the id, then a pattern; 8..=32 bytes.
-fn payload(id: Id) -> Vec<u8> {
-    let len = 8 + (id as usize * 7) % (MAX_MESSAGE - 7);
-    let mut v = id.to_le_bytes().to_vec();
-    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
-    v
-}
-
-fn id_of(data: &[u8]) -> Id {
-    let mut b = [0u8; 8];
-    let n = data.len().min(8);
-    b[..n].copy_from_slice(&data[..n]);
-    u64::from_le_bytes(b)
 }
 
 /// A time as the engine stores it (rounded up to its unit).
@@ -1533,22 +1513,8 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-fn runner_config() -> RunnerConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    RunnerConfig {
-        cases,
-        // Shrunk failures are kept below as plain tests instead of in a
-        // regressions file.
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(runner_config())]
+    #![proptest_config(runner_config(DEFAULT_CASES))]
 
     #[test]
     fn keyed_engine_matches_the_model(case in case()) {
@@ -1647,8 +1613,10 @@ fn small_queue(latest_only: bool) -> (Queue, PathBuf) {
 /// newer send replaces the waiting one in place").
 ///
 /// The model test finds it with `TOLERATE_PARKED_WAITING = false`; shrunk:
-/// latest-only, `Send v1, Claim (hold), Send v2, Claim (Empty: key busy),
-/// Send v3`.
+/// latest-only, capacity 2, one handle, one key: `Send (v1), Claim (hold),
+/// Send (v2), Claim (Empty: the key is busy, v2 is parked), Send (v3)`: the
+/// last send is even refused with `Full`, since it looks for a new slot
+/// instead of replacing v2.
 #[test]
 #[ignore = "engine bug: latest-only: a waiting message parked behind its busy key is not \
             replaced by a newer send (queued behind it; the older version is delivered)"]
@@ -1695,8 +1663,9 @@ fn latest_only_replaces_a_waiting_message_parked_behind_its_busy_key() {
 /// precise clock to `Engine::commit` as `now`, and the engine makes the
 /// message `READY` when not-before is not after `now`.
 ///
-/// The model test finds it with `TOLERATE_UNDELAYED_SEND = false` on its
-/// first delayed send. Here: a fresh handle sends with a 1 ms delay and
+/// The model test finds it with `TOLERATE_UNDELAYED_SEND = false` at the
+/// first delayed send of a sampled message (the slot is `READY` right after
+/// the send). Here: a fresh handle sends with a 1 ms delay and
 /// claims at once; the claim must not return it before the coarse clock
 /// (which the engine reads for delays) reached the send's time plus 1 ms.
 /// Each try fails with the bug unless the clock's tick came less than 1 ms
