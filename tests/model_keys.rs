@@ -17,7 +17,9 @@
 //! (a dropped [`shmq::Message`] without an outcome stays claimed) or settled
 //! at once through the `Message` API; ack, nack (at once or with a delay),
 //! reject and extend by token through [`Queue::settle`]; an outcome with a
-//! token that names no claim of its caller (`LeaseLost`); closing a handle
+//! token that names no claim of its caller (`LeaseLost`); redriving a dead
+//! letter (a send of its key and version: `Stale` once a newer version was
+//! acked, and the dead letter stays); closing a handle
 //! (its claims are redelivered, or dead-lettered on their last delivery) and
 //! opening a new one; `evict_keys` (refused while other handles are
 //! attached); purging the dead letters; `recover`; and letting time pass.
@@ -169,6 +171,8 @@ enum Op {
     Evict { alone: bool },
     /// Delete every dead letter.
     Purge,
+    /// Send a dead letter back to the queue through handle `h`.
+    Redrive { h: u8, pick: u8 },
     /// `recover` through handle `h`.
     Recover { h: u8 },
     /// Let `by` units of time pass (timed cases only).
@@ -303,6 +307,49 @@ fn wait_until(t: u64) {
 
 fn status<T>(r: &shmq::Result<T>) -> Status {
     r.as_ref().map_or_else(|e| e.status(), |_| Status::Ok)
+}
+
+/// What a send did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    KeysFull,
+    /// Not newer than the key's last acked version.
+    StaleEqual,
+    StaleOlder,
+    /// Latest-only: not newer than the waiting message.
+    StaleWaiting,
+    Full,
+    /// Latest-only: replaced the waiting message.
+    Replaced,
+    ReplacedWhenFull,
+    /// Queued as a new message with this version.
+    Queued(u64),
+}
+
+/// Where the message with this payload sits now, as a [`shmq::Sent`]
+/// (a redrive does not say).
+fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
+    let e = q.engine();
+    let want = payload(id);
+    for i in 0..e.layout.params.capacity {
+        let len = (field(q, i, slot::LEN) & 0xffff_ffff) as usize;
+        if word(q, i).state() == state::FREE || len != want.len() {
+            continue;
+        }
+        let mut data = vec![0; len];
+        e.mem.read_bytes(e.payload_offset(i), &mut data);
+        if data == want {
+            return shmq::Sent {
+                position: field(q, i, slot::POSITION),
+                version: field(q, i, slot::VERSION),
+            };
+        }
+    }
+    // Not found: a position no check accepts.
+    shmq::Sent {
+        position: u64::MAX,
+        version: u64::MAX,
+    }
 }
 
 impl Model {
@@ -658,177 +705,238 @@ impl Harness {
         Ok(())
     }
 
+    /// A send through handle `h` of a new message.
     fn send(&mut self, h: usize, key: u64, ver: Ver, delay_ns: u64) -> Check {
-        let q = self.hs[h].as_ref().unwrap();
-        let m = &mut self.m;
-        let id = m.next_id;
-        m.next_id += 1;
-        let data = payload(id);
-        let mut opts = SendOptions::new();
-        if delay_ns > 0 {
-            opts = opts.delay(Duration::from_nanos(delay_ns));
-        }
-        let full = m.msgs.len() as u64 == m.capacity;
-        if key == 0 {
-            let t0 = coarse_ns();
-            let got = q.send_with(&data, &opts);
-            let t1 = coarse_ns();
-            if full {
-                ensure!(
-                    status(&got) == Status::Full,
-                    "keyless send on a full queue: {got:?} (G1)"
-                );
-                m.saw("send: Full");
-                return Ok(());
-            }
-            let sent = got.map_err(|e| format!("keyless send: {e:?}"))?;
-            ensure!(
-                sent.version == 0,
-                "keyless send got version {}",
-                sent.version
-            );
-            return Self::queued(m, q, id, 0, 0, sent.position, delay_ns, t0, t1);
-        }
-        let (acked, given) = m.keys.get(&key).map_or((0, 0), |k| (k.last_acked, k.next));
+        let id = self.m.next_id;
+        self.m.next_id += 1;
+        let (acked, given) = self
+            .m
+            .keys
+            .get(&key)
+            .map_or((0, 0), |k| (k.last_acked, k.next));
         let version = match ver {
+            _ if key == 0 => 0,
             Ver::Next => 0,
             Ver::Acked(d) => (acked as i64 + d as i64).max(1) as u64,
             Ver::Given(d) => (given as i64 + d as i64).max(1) as u64,
         };
-        opts = opts.key(key).version(version);
-        // What the engine must do, decided before the call (the parked
+        let got = self.send_as(h, id, key, version, delay_ns, None)?;
+        let what = match (got, ver) {
+            (Sent::Queued(_), _) if key == 0 => "send: keyless",
+            (Sent::Queued(_), Ver::Next) => "send: next version",
+            (Sent::Queued(v), _) if v == given => "send: a version given before (equal)",
+            (Sent::Queued(v), _) if v < given => {
+                "send: older than the highest given, newer than the last acked"
+            }
+            (Sent::Queued(_), _) => "send: newer version",
+            (Sent::KeysFull, _) => "send: KeysFull",
+            (Sent::StaleEqual, _) => "send: Stale, equal to the last acked",
+            (Sent::StaleOlder, _) => "send: Stale, older than the last acked",
+            (Sent::StaleWaiting, _) => "latest-only: Stale, not newer than the waiting one",
+            (Sent::Full, _) => "send: Full",
+            (Sent::Replaced, _) => "latest-only: replaced in place",
+            (Sent::ReplacedWhenFull, _) => "latest-only: replaced in place on a full queue",
+        };
+        self.m.saw(what);
+        Ok(())
+    }
+
+    /// Redrives a dead letter through handle `h`: a send of its message
+    /// with its key and version, checked like any send; the record stays
+    /// when nothing went back.
+    fn redrive(&mut self, h: usize, pick: u8) -> Check {
+        let letters: Vec<(Id, (u64, u64))> = self.m.dlq.iter().map(|(id, kv)| (*id, *kv)).collect();
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let (id, (key, version)) = letters[pick as usize % letters.len()];
+        let rec = self
+            .q(h)
+            .dlq_list()
+            .into_iter()
+            .find(|d| id_of(&d.payload) == id)
+            .ok_or_else(|| format!("dead letter of message {id} not listed"))?
+            .id;
+        let got = self.send_as(h, id, key, version, 0, Some(rec))?;
+        let m = &mut self.m;
+        if matches!(
+            got,
+            Sent::Queued(_) | Sent::Replaced | Sent::ReplacedWhenFull
+        ) {
+            // Back in the queue: it ends once more.
+            m.dlq.remove(&id);
+            m.ended.remove(&id);
+        }
+        m.saw(match got {
+            Sent::Queued(_) => "redrive: queued again",
+            Sent::Replaced | Sent::ReplacedWhenFull => "redrive: replaced the waiting one",
+            Sent::KeysFull => "redrive: KeysFull, the dead letter stays",
+            Sent::StaleEqual | Sent::StaleOlder => "redrive: Stale, the dead letter stays",
+            Sent::StaleWaiting => "redrive: Stale (waiting one newer), the dead letter stays",
+            Sent::Full => "redrive: Full, the dead letter stays",
+        });
+        Ok(())
+    }
+
+    /// A send of message `id` with `key` and `version` (0: the next one)
+    /// through handle `h`, or, with `redrive`, the redrive of dead-letter
+    /// record `redrive` holding that message. Checks the answer against the
+    /// model and tells what happened.
+    fn send_as(
+        &mut self,
+        h: usize,
+        id: Id,
+        key: u64,
+        version: u64,
+        delay_ns: u64,
+        redrive: Option<u64>,
+    ) -> std::result::Result<Sent, String> {
+        let q = self.hs[h].as_ref().unwrap();
+        let m = &mut self.m;
+        let data = payload(id);
+        let mut opts = SendOptions::new().key(key).version(version);
+        if delay_ns > 0 {
+            opts = opts.delay(Duration::from_nanos(delay_ns));
+        }
+        let call = || -> shmq::Result<shmq::Sent> {
+            let Some(rec) = redrive else {
+                return q.send_with(&data, &opts);
+            };
+            match q.dlq_redrive(Some(rec))? {
+                1 => Ok(find_sent(q, id)),
+                0 => Err(shmq::Error::new(Status::Full, "redrive: nothing went back")),
+                n => Err(shmq::Error::new(
+                    Status::Internal,
+                    format!("redrive of one dead letter sent {n}"),
+                )),
+            }
+        };
+        let full = m.msgs.len() as u64 == m.capacity;
+        // What the engine must do is decided before the call (the parked
         // state of a waiting message is read from the file, for the
         // tolerated bug).
-        if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
-            let got = q.send_with(&data, &opts);
-            ensure!(
-                status(&got) == Status::KeysFull,
-                "send of new key {key} with all {} entries taken: {got:?}, expected KeysFull",
-                m.key_capacity
-            );
-            m.saw("send: KeysFull");
-            return Ok(());
-        }
-        let k = m.keys.entry(key).or_default();
-        let v = if version == 0 {
-            let n = k.next.max(k.last_acked) + 1;
-            k.next = n;
-            n
-        } else {
-            k.next = k.next.max(version);
-            version
-        };
-        let last_acked = k.last_acked;
-        let waiting = k.waiting;
-        if v <= last_acked {
-            let got = q.send_with(&data, &opts);
-            ensure!(
-                status(&got) == Status::Stale,
-                "send of key {key} version {v} (asked {version}) with last acked {last_acked}: \
-                 {got:?}, expected Stale (G7)"
-            );
-            m.stale += 1;
-            m.saw(if v == last_acked {
-                "send: Stale, equal to the last acked"
+        let mut v = 0;
+        let mut last_acked = 0;
+        if key != 0 {
+            if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
+                let got = call();
+                ensure!(
+                    status(&got) == Status::KeysFull,
+                    "send of new key {key} with all {} entries taken: {got:?}, expected KeysFull",
+                    m.key_capacity
+                );
+                return Ok(Sent::KeysFull);
+            }
+            let k = m.keys.entry(key).or_default();
+            v = if version == 0 {
+                let n = k.next.max(k.last_acked) + 1;
+                k.next = n;
+                n
             } else {
-                "send: Stale, older than the last acked"
-            });
-            return Ok(());
-        }
-        if m.latest_only && delay_ns == 0 {
-            let replaceable = waiting.filter(|w| m.msgs[w].st == St::Fresh);
-            if let Some(w) = replaceable {
-                let old = m.msgs[&w].clone();
-                let parked = word(q, old.slot).state() == state::PENDING;
-                if !(TOLERATE_PARKED_WAITING && parked) {
-                    let got = q.send_with(&data, &opts);
-                    if v <= old.version {
+                k.next = k.next.max(version);
+                version
+            };
+            last_acked = k.last_acked;
+            let waiting = k.waiting;
+            if v <= last_acked {
+                let got = call();
+                ensure!(
+                    status(&got) == Status::Stale,
+                    "send of key {key} version {v} (asked {version}) with last acked \
+                     {last_acked}: {got:?}, expected Stale (G7)"
+                );
+                m.stale += 1;
+                return Ok(if v == last_acked {
+                    Sent::StaleEqual
+                } else {
+                    Sent::StaleOlder
+                });
+            }
+            if m.latest_only && delay_ns == 0 {
+                let replaceable = waiting.filter(|w| m.msgs[w].st == St::Fresh);
+                if let Some(w) = replaceable {
+                    let old = m.msgs[&w].clone();
+                    let parked = word(q, old.slot).state() == state::PENDING;
+                    if !(TOLERATE_PARKED_WAITING && parked) {
+                        let got = call();
+                        if v <= old.version {
+                            ensure!(
+                                status(&got) == Status::Stale,
+                                "latest-only send of key {key} version {v} while version {} \
+                                 waits: {got:?}, expected Stale (G7)",
+                                old.version
+                            );
+                            m.stale += 1;
+                            return Ok(Sent::StaleWaiting);
+                        }
+                        let sent = got.map_err(|e| {
+                            format!(
+                                "latest-only send of key {key} version {v} while {w} (version \
+                                 {}) waits: {e:?}, expected it replaced (G7)",
+                                old.version
+                            )
+                        })?;
                         ensure!(
-                            status(&got) == Status::Stale,
-                            "latest-only send of key {key} version {v} while version {} waits: \
-                             {got:?}, expected Stale (G7)",
-                            old.version
+                            sent.position == old.position && sent.version == v,
+                            "latest-only send of key {key} version {v} while {w} {old:?} waits \
+                             unclaimed: sent {sent:?}, expected it replaced in place at \
+                             position {} (G7)",
+                            old.position
                         );
-                        m.stale += 1;
-                        m.saw("latest-only: Stale, not newer than the waiting one");
-                        return Ok(());
+                        m.end(w, End::Conflated);
+                        m.conflated += 1;
+                        m.sent += 1;
+                        m.sent_ok.insert(id);
+                        m.msgs.insert(
+                            id,
+                            Msg {
+                                key,
+                                version: v,
+                                position: old.position,
+                                slot: old.slot,
+                                deliveries: 0,
+                                st: St::Fresh,
+                            },
+                        );
+                        m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                        return Ok(if full {
+                            Sent::ReplacedWhenFull
+                        } else {
+                            Sent::Replaced
+                        });
                     }
-                    let sent = got.map_err(|e| {
-                        format!(
-                            "latest-only send of key {key} version {v} while {w} (version {}) \
-                             waits: {e:?}, expected it replaced (G7)",
-                            old.version
-                        )
-                    })?;
-                    ensure!(
-                        sent.position == old.position && sent.version == v,
-                        "latest-only send of key {key} version {v} while {w} {old:?} waits \
-                         unclaimed: sent {sent:?}, expected it replaced in place at position {} \
-                         (G7)",
-                        old.position
-                    );
-                    m.saw(if full {
-                        "latest-only: replaced in place on a full queue"
-                    } else {
-                        "latest-only: replaced in place"
-                    });
-                    m.end(w, End::Conflated);
-                    m.conflated += 1;
-                    m.sent += 1;
-                    m.sent_ok.insert(id);
-                    m.msgs.insert(
-                        id,
-                        Msg {
-                            key,
-                            version: v,
-                            position: old.position,
-                            slot: old.slot,
-                            deliveries: 0,
-                            st: St::Fresh,
-                        },
-                    );
-                    m.keys.get_mut(&key).unwrap().waiting = Some(id);
-                    return Ok(());
+                    m.saw("latest-only: parked waiting message not replaced (engine bug)");
+                } else if m
+                    .msgs
+                    .values()
+                    .any(|x| x.key == key && matches!(x.st, St::Claimed { .. }))
+                {
+                    m.saw("latest-only: queued behind a claimed one");
                 }
-                m.saw("latest-only: parked waiting message not replaced (engine bug)");
-            } else if m
-                .msgs
-                .values()
-                .any(|x| x.key == key && matches!(x.st, St::Claimed { .. }))
-            {
-                m.saw("latest-only: queued behind a claimed one");
             }
         }
         let t0 = coarse_ns();
-        let got = q.send_with(&data, &opts);
+        let got = call();
         let t1 = coarse_ns();
         if full {
             ensure!(
                 status(&got) == Status::Full,
                 "send of key {key} version {v} on a full queue: {got:?} (G1)"
             );
-            m.saw("send: Full");
-            return Ok(());
+            return Ok(Sent::Full);
         }
         let sent = got.map_err(|e| format!("send of key {key} version {v}: {e:?}"))?;
         ensure!(
             sent.version == v,
             "send of key {key} asking version {version} got version {}, expected {v} (last \
-             acked {last_acked}, highest given before {given})",
+             acked {last_acked})",
             sent.version
         );
-        let what = match ver {
-            Ver::Next => "send: next version",
-            _ if v == given => "send: a version given before (equal)",
-            _ if v < given => "send: older than the highest given, newer than the last acked",
-            _ => "send: newer version",
-        };
-        m.saw(what);
         Self::queued(m, q, id, key, v, sent.position, delay_ns, t0, t1)?;
-        if m.latest_only && delay_ns == 0 {
+        if key != 0 && m.latest_only && delay_ns == 0 {
             m.keys.get_mut(&key).unwrap().waiting = Some(id);
         }
-        Ok(())
+        Ok(Sent::Queued(v))
     }
 
     /// A send queued a new message at `position`.
@@ -1350,6 +1458,10 @@ impl Harness {
             }
             Op::Evict { alone } => self.evict(alone)?,
             Op::Purge => self.purge()?,
+            Op::Redrive { h, pick } => {
+                let h = self.handle(h);
+                self.redrive(h, pick)?;
+            }
             Op::Recover { h } => {
                 let h = self.handle(h);
                 self.recover(h)?;
@@ -1478,6 +1590,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => h.clone().prop_map(|h| Op::Close { h }),
         1 => any::<bool>().prop_map(|alone| Op::Evict { alone }),
         1 => Just(Op::Purge),
+        2 => (h.clone(), any::<u8>()).prop_map(|(h, pick)| Op::Redrive { h, pick }),
         1 => h.prop_map(|h| Op::Recover { h }),
         2 => (1..=3u8).prop_map(|by| Op::Advance { by }),
     ]
@@ -1579,6 +1692,9 @@ fn the_generator_reaches_every_path() {
         "waits for room in the dead letters",
         "waiting dead letter moved",
         "purge",
+        "redrive: queued again",
+        "redrive: Stale, the dead letter stays",
+        "redrive: Full, the dead letter stays",
     ];
     let missing: Vec<_> = want.iter().filter(|w| !seen.contains_key(*w)).collect();
     assert!(
