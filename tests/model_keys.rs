@@ -582,25 +582,7 @@ impl Harness {
     fn check(&mut self) -> Check {
         let q = self.hs[0].as_ref().unwrap();
         let m = &mut self.m;
-        // A maintenance pass inside any call may have moved messages that
-        // waited for room in the dead letters.
-        let waiting: Vec<Id> = m
-            .msgs
-            .iter()
-            .filter(|(_, x)| x.st == St::DlqWait)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if word(q, m.msgs[&id].slot).state() == state::FREE {
-                ensure!(
-                    m.dlq.len() < m.dlq_capacity,
-                    "message {id} left DLQ_WAIT although the dead letters are full"
-                );
-                m.saw("waiting dead letter moved");
-                let x = m.end(id, End::DeadLettered);
-                m.dlq.insert(id, (x.key, x.version));
-            }
-        }
+        Self::moved_to_dead_letters(m, q)?;
         let mut by_slot: Vec<Option<Id>> = vec![None; m.capacity as usize];
         for (id, x) in &m.msgs {
             ensure!(
@@ -703,6 +685,32 @@ impl Harness {
             rep.notes
         );
         Ok(())
+    }
+
+    /// A maintenance pass inside any call may move messages that waited
+    /// for room in the dead letters, once there is room: the model learns
+    /// it from the dead-letter area. Returns how many moved.
+    fn moved_to_dead_letters(m: &mut Model, q: &Queue) -> std::result::Result<u64, String> {
+        if !m.msgs.values().any(|x| x.st == St::DlqWait) {
+            return Ok(0);
+        }
+        let listed: BTreeSet<Id> = q.dlq_list().iter().map(|d| id_of(&d.payload)).collect();
+        let moved: Vec<Id> = m
+            .msgs
+            .iter()
+            .filter(|(id, x)| x.st == St::DlqWait && listed.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &moved {
+            ensure!(
+                m.dlq.len() < m.dlq_capacity,
+                "message {id} left DLQ_WAIT although the dead letters are full"
+            );
+            m.saw("waiting dead letter moved");
+            let x = m.end(*id, End::DeadLettered);
+            m.dlq.insert(*id, (x.key, x.version));
+        }
+        Ok(moved.len() as u64)
     }
 
     /// A send through handle `h` of a new message.
@@ -918,6 +926,16 @@ impl Harness {
         let t0 = coarse_ns();
         let got = call();
         let t1 = coarse_ns();
+        if full && got.is_ok() {
+            // A send that finds the queue full runs a maintenance pass,
+            // which may move messages that waited for room in the dead
+            // letters (room a redrive made): their slots come free.
+            let moved = Self::moved_to_dead_letters(m, q)?;
+            if moved > 0 {
+                m.saw("send: Full, then room from a waiting dead letter moved");
+            }
+        }
+        let full = m.msgs.len() as u64 == m.capacity;
         if full {
             ensure!(
                 status(&got) == Status::Full,
