@@ -1908,3 +1908,64 @@ fn scripted_case_covers_the_paths() {
         m.seen
     );
 }
+
+/// The `dead_lettered` counter counts each message moved to the dead-letter
+/// area once. It does not: a message rejected while the area is full is
+/// counted at the reject (`Queue::settle` counts `Settled::DeadLettered`
+/// although the message only waits) and again when a repair moves it
+/// (`account_repairs` counts `Repairs::dead_lettered`, and counts the move
+/// as `reclaimed` too); and a message dead-lettered by a closing handle
+/// (`Drop for Queue`, on its last delivery) is not counted at all, since the
+/// closing handle's repairs are never accounted. Found while writing the
+/// keyed model (its dead-letter paths); not checked by the model.
+#[test]
+#[ignore = "engine bug: dead_lettered counts a message that waited for room twice (and as \
+            reclaimed), and misses one dead-lettered by a closing handle"]
+fn dead_lettered_counts_each_message_once() {
+    let p = queue_path();
+    let q = Queue::create(
+        &p,
+        &Options {
+            capacity: 4,
+            max_message_size: MAX_MESSAGE as u32,
+            dlq_capacity: 1,
+            max_deliveries: 1,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let counted = |q: &Queue| {
+        let s = q.stats();
+        (
+            s.counter(Counter::DeadLettered),
+            s.counter(Counter::Reclaimed),
+        )
+    };
+    for data in [b"a", b"b", b"c"] {
+        q.send(data, Timeout::TryOnce).unwrap();
+    }
+    // "a" moves to the area; "b" waits for room, and moves at the purge.
+    q.claim(Timeout::TryOnce).unwrap().reject("no").unwrap();
+    q.claim(Timeout::TryOnce).unwrap().reject("no").unwrap();
+    assert_eq!(q.stats().dlq_waiting, 1);
+    q.dlq_purge(None).unwrap();
+    assert_eq!((q.stats().dlq_waiting, q.stats().dead_letters), (0, 1));
+    let after_two = counted(&q);
+    q.dlq_purge(None).unwrap();
+    // "c": claimed on its last delivery by a handle that closes: its close
+    // moves it to the (empty) area.
+    let other = Queue::open(&p).unwrap();
+    let m = other.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(m.deliveries(), 1);
+    drop(m);
+    drop(other);
+    assert_eq!(q.stats().dead_letters, 1);
+    let after_three = counted(&q);
+    std::fs::remove_file(&p).unwrap();
+    assert!(
+        after_two == (2, 0) && after_three == (3, 0),
+        "(dead_lettered, reclaimed) after two messages moved to the dead letters (one after \
+         waiting for room): {after_two:?}, expected (2, 0); after a third moved by a closing \
+         handle: {after_three:?}, expected (3, 0)"
+    );
+}
