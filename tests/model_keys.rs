@@ -122,8 +122,12 @@ const TOLERATE_PARKED_WAITING: bool = true;
 /// after the first). A send with a shorter delay is then claimable at once,
 /// and a batch may take a delayed message up to that much early. The model
 /// then takes such a send as sent without delay, and lets a batch see
-/// [`PRECISE_AHEAD`] into the future. Set to `false` once the engine is
-/// fixed.
+/// [`PRECISE_AHEAD`] into the future. A batch whose later claim finds a due
+/// delayed message under a busy key (one the batch holds) also stores that
+/// precise time as the side path's next due time, so that the claims after
+/// it skip the side path, and due delayed messages, until the coarse clock
+/// catches up: for [`PRECISE_AHEAD`] after a batch the model only takes
+/// delayed messages as maybe due. Set to `false` once the engine is fixed.
 const TOLERATE_PRECISE_NOW: bool = true;
 /// How far the precise clock may be ahead of the coarse one, for
 /// [`TOLERATE_PRECISE_NOW`].
@@ -303,6 +307,9 @@ struct Model {
     conflated: u64,
     /// The last position a new reservation got.
     last_position: Option<u64>,
+    /// Until this coarse time delayed messages are only maybe due to a
+    /// claim (see [`TOLERATE_PRECISE_NOW`]).
+    blind_until: u64,
     /// How often each interesting path was taken.
     seen: BTreeMap<&'static str, u64>,
 }
@@ -595,6 +602,7 @@ impl Harness {
                 stale: 0,
                 conflated: 0,
                 last_position: None,
+                blind_until: 0,
                 seen: BTreeMap::new(),
             },
             timed: case.timed,
@@ -1130,6 +1138,12 @@ impl Harness {
             q.claim_batch(max, Timeout::TryOnce)
         };
         let c1 = coarse_ns();
+        // Shortly after a batch, a due delayed message may be skipped (the
+        // tolerated bug): no delayed message is certainly due then.
+        let c0 = if c0 < m.blind_until { 0 } else { c0 };
+        if max > 1 && TOLERATE_PRECISE_NOW {
+            m.blind_until = c1 + PRECISE_AHEAD;
+        }
         // The claims of a batch after the first read the time of the first
         // claim, which is the precise clock for a sampled message (the
         // tolerated bug): a delay may run out for them that much earlier.
@@ -2162,6 +2176,52 @@ fn scripted_batch_skips_a_stale_message_after_an_older_one() {
         m.seen
     );
     h.drain().unwrap();
+}
+
+/// The same clock mix in `claim_batch`, second symptom: a later claim of
+/// the batch that meets a due delayed message whose key is busy stores its
+/// (precise) time as the side path's next due time. The claims after it read
+/// the coarse clock, which is behind: they skip the side path, and return
+/// `Empty` although the delayed message is due and its key came free.
+///
+/// The model test found it (timed case, `TOLERATE_PRECISE_NOW = false`): a
+/// single claim right after a batch returned `Empty` with a due delayed
+/// message under a free key. Here: v2 of key 1 is due while another handle
+/// holds key 1; a batch takes a sampled keyless message and meets v2 under
+/// the busy key; the holder acks; the next claim must return v2.
+#[test]
+#[ignore = "engine bug: after a claim_batch, a due delayed message is not claimable until the \
+            coarse clock catches up with the batch's precise clock (up to 4 ms)"]
+fn a_due_delayed_message_is_claimable_after_a_batch() {
+    let (q, p) = small_queue(false);
+    let holder = Queue::open(&p).unwrap();
+    let keyed = |v: u64| SendOptions::new().key(1).version(v);
+    q.send_with(b"v1", &keyed(1)).unwrap();
+    let held = holder.claim(Timeout::TryOnce).unwrap();
+    assert_eq!(held.version(), 1);
+    let delay = Duration::from_millis(1);
+    let t = coarse_ns();
+    q.send_with(b"v2", &keyed(2).delay(delay)).unwrap();
+    wait_until(t + 2 * delay.as_nanos() as u64 + (1 << TIME_SHIFT));
+    // A new handle's first send is sampled: its claim reads the precise
+    // clock.
+    let other = Queue::open(&p).unwrap();
+    other.send(b"keyless", Timeout::TryOnce).unwrap();
+    let batch = q.claim_batch(2, Timeout::TryOnce).unwrap();
+    let got: Vec<Vec<u8>> = batch.iter().map(|m| m.data().unwrap()).collect();
+    assert_eq!(got, [b"keyless".to_vec()], "v2's key is busy");
+    held.ack().unwrap();
+    let next = q.claim(Timeout::TryOnce);
+    let answer = next.as_ref().map(|m| m.version()).map_err(|e| e.status());
+    drop(next);
+    drop(batch);
+    drop((q, holder, other));
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(
+        answer,
+        Ok(2),
+        "v2 was due and its key free, but the claim after the batch did not return it"
+    );
 }
 
 /// A fixed case through the same harness: latest-only replacement, a stale
