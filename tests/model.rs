@@ -33,8 +33,12 @@
 //!
 //! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
 
+#[macro_use]
+#[path = "common/model_support.rs"]
+mod support;
+
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError};
+use proptest::test_runner::TestCaseError;
 use shmq::layout::{dlq, slot, Layout, Params};
 use shmq::memory::{HeapMemory, Memory};
 use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
@@ -42,6 +46,7 @@ use shmq::Status;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
+use support::{id_of, payload, runner_config, MAX_MESSAGE};
 
 /// The engine's time resolution; every time in the test is a multiple.
 const U: u64 = 1 << 16;
@@ -51,8 +56,6 @@ const LEASE: u64 = 4 * U;
 const RESERVATION_TIMEOUT: u64 = 6 * U;
 /// Participant indices 0..PARTICIPANTS act as producers and consumers.
 const PARTICIPANTS: usize = 4;
-/// Largest payload.
-const MAX_MESSAGE: usize = 32;
 /// Cases run when `PROPTEST_CASES` is not set: about 10 s either way (a
 /// case takes some 0.5 ms in release mode, 7 ms in debug mode).
 const DEFAULT_CASES: u32 = if cfg!(debug_assertions) { 1500 } else { 20_000 };
@@ -344,29 +347,6 @@ fn purge_dead_letters(e: &Engine<HeapMemory>) {
             );
         }
     }
-}
-
-/// A unique payload per message id: the id, then a pattern; 8..=32 bytes.
-fn payload(id: u64) -> Vec<u8> {
-    let len = 8 + (id as usize * 7) % (MAX_MESSAGE - 7);
-    let mut v = id.to_le_bytes().to_vec();
-    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
-    v
-}
-
-fn id_of(data: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = data.len().min(8);
-    b[..n].copy_from_slice(&data[..n]);
-    u64::from_le_bytes(b)
-}
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
 }
 
 /// The engine and the model side by side.
@@ -1176,22 +1156,8 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-fn runner_config() -> RunnerConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    RunnerConfig {
-        cases,
-        // Shrunk failures are kept below as plain tests instead of in a
-        // regressions file.
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(runner_config())]
+    #![proptest_config(runner_config(DEFAULT_CASES))]
 
     #[test]
     fn engine_matches_the_model(case in case()) {
