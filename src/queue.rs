@@ -1106,23 +1106,24 @@ impl Queue {
         } else {
             len
         };
-        // From the time the engine compares it with (the precise one for a
-        // sampled message): from the coarse time, a sampled message's short
-        // delay looked over at once (found by tests/model_keys.rs).
         let not_before = if opts.delay.is_zero() {
             None
         } else {
-            Some(enqueued.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64))
+            Some(now.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64))
         };
+        // The delay is compared with the coarse time it was computed from;
+        // a sampled message's precise enqueue time (up to a tick ahead) made
+        // short delays look over at once (found by tests/model_keys.rs).
         let seq = self
             .engine
-            .commit(
+            .commit_at(
                 me,
                 r,
                 len_word,
                 opts.key,
                 opts.version,
                 not_before,
+                now,
                 enqueued,
             )
             .map_err(|e| self.err(op, e))?;

@@ -769,6 +769,25 @@ impl<M: Memory> Engine<M> {
         not_before_ns: Option<u64>,
         now: u64,
     ) -> Result<u64> {
+        self.commit_at(me, r, len, key, version, not_before_ns, now, now)
+    }
+
+    /// [`Engine::commit`] with an enqueue time of its own: `now` (the clock
+    /// delays are stamped on) decides whether `not_before_ns` is still
+    /// ahead; `enqueued_ns` (a precise time for a sampled message) is what
+    /// the lead-time histogram measures from.
+    #[allow(clippy::too_many_arguments)] // the message's metadata, written once
+    pub fn commit_at(
+        &self,
+        me: u64,
+        r: &Reservation,
+        len: usize,
+        key: u64,
+        version: u64,
+        not_before_ns: Option<u64>,
+        now: u64,
+        enqueued_ns: u64,
+    ) -> Result<u64> {
         let i = r.slot;
         // Relaxed stores: we own the slot while it is ours; the commit CAS
         // (release) publishes them. If the reservation was abandoned, these
@@ -777,7 +796,7 @@ impl<M: Memory> Engine<M> {
         self.slot_field(i, slot::VERSION)
             .store(version, Ordering::Relaxed);
         self.slot_field(i, slot::ENQUEUED_NS)
-            .store(now, Ordering::Relaxed);
+            .store(enqueued_ns, Ordering::Relaxed);
         self.slot_field(i, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
         self.slot_field(i, slot::ATTEMPTS)
