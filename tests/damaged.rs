@@ -9,6 +9,10 @@
 
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
+#[path = "../fuzz/src/c_abi.rs"]
+mod c_abi;
+#[path = "../fuzz/src/model_ops.rs"]
+mod model_ops;
 
 use shmq::layout::{self, dlq, hdr, part, slot, Layout};
 use shmq::{Options, Queue, Status, Timeout};
@@ -696,6 +700,8 @@ fn replay_child() {
     let data = std::fs::read(&file).unwrap();
     match target.as_str() {
         "header" => harness::header(&data),
+        "model_ops" => model_ops::model_ops(&data),
+        "c_abi" => c_abi::c_abi(&data),
         _ => harness::open_and_operate(&data),
     }
     println!("replayed {file}");
@@ -708,10 +714,12 @@ fn fuzz_seeds_replay_cleanly() {
     for p in seeds {
         replay_isolated("open_and_operate", &p);
     }
-    let seeds = files_in("fuzz/seeds/header");
-    assert!(!seeds.is_empty(), "no header seeds committed");
-    for p in seeds {
-        replay_isolated("header", &p);
+    for target in ["header", "model_ops", "c_abi"] {
+        let seeds = files_in(&format!("fuzz/seeds/{target}"));
+        assert!(!seeds.is_empty(), "no {target} seeds committed");
+        for p in seeds {
+            replay_isolated(target, &p);
+        }
     }
 }
 
@@ -720,11 +728,12 @@ fn regression(name: &str) {
         .join("fuzz/regressions")
         .join(name);
     assert!(p.is_file(), "{} is missing", p.display());
-    let target = if name.starts_with("header-") {
-        "header"
-    } else {
-        "open_and_operate"
-    };
+    // The target is the name's prefix: `header-`, `model_ops-`, `c_abi-`;
+    // any other name is an `open_and_operate` input.
+    let target = ["header", "model_ops", "c_abi"]
+        .into_iter()
+        .find(|t| name.starts_with(&format!("{t}-")))
+        .unwrap_or("open_and_operate");
     replay_isolated(target, &p);
 }
 
@@ -817,4 +826,17 @@ fn regression_cleaner_overflow() {
 #[test]
 fn regression_key_ref_underflow() {
     regression("key-ref-underflow-verify");
+}
+
+// c_abi: a byte-for-byte copy of a live handle (in the caller's memory)
+// passed as a handle after the real one was closed: `shell()` found the
+// magic, the state IDLE and the old `Inner` pointer, and the call used the
+// freed `Inner` (ASan: heap-use-after-free in src/ffi). Fixed in
+// src/ffi/queue.rs: a pointer is a handle only when it is the address of a
+// shell in the registry of shells handed out; nothing else is read.
+// Input: create, copy the handle's bytes into the pool, close the handle,
+// then calls through the copy.
+#[test]
+fn regression_c_abi_copied_handle_after_close() {
+    regression("c_abi-copied-handle-after-close");
 }
