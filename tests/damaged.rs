@@ -840,3 +840,36 @@ fn regression_key_ref_underflow() {
 fn regression_c_abi_copied_handle_after_close() {
     regression("c_abi-copied-handle-after-close");
 }
+
+// model_ops: inputs on which the reference model was wrong (the engine was
+// right); each fixed in the model, kept so the model stays right.
+// - Closing a handle redelivers or dead-letters its claims slot by slot
+//   (the model went by message id), so which one finds room in the dead
+//   letters depends on slot order.
+// - A producer that finds the queue full runs a maintenance pass, which
+//   moves a message waiting for room in the dead letters; the send then
+//   succeeds in its slot.
+// - A repair pass (here, the one run as of a later time) also moves
+//   messages waiting for room in the dead letters, slot by slot.
+// - Latest-only: a redriven dead letter whose key has a waiting message of
+//   the same version gets STALE (the model had marked the waiting message
+//   as possibly parked by a claim that did not reach it).
+#[test]
+fn regression_model_ops_close_dead_letters_in_slot_order() {
+    regression("model_ops-close-dead-letters-in-slot-order");
+}
+
+#[test]
+fn regression_model_ops_producer_moves_waiting_dead_letter() {
+    regression("model_ops-producer-moves-waiting-dead-letter");
+}
+
+#[test]
+fn regression_model_ops_repair_moves_waiting_dead_letter() {
+    regression("model_ops-repair-moves-waiting-dead-letter");
+}
+
+#[test]
+fn regression_model_ops_latest_only_redrive_stale() {
+    regression("model_ops-latest-only-redrive-stale");
+}

@@ -420,7 +420,12 @@ impl<'q> Run<'q> {
             (Expect::Fail(s), g) => {
                 panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}")
             }
-            (Expect::Replace { maybe: true, .. }, Err(Status::Stale)) => return,
+            // Still waiting (not parked after all) and not older.
+            (Expect::Replace { old, maybe: true }, Err(Status::Stale))
+                if v <= self.m.msgs[&old].version =>
+            {
+                return
+            }
             (Expect::Replace { maybe: true, .. } | Expect::Queue, Err(Status::Full)) => {
                 ensure!(
                     full_ok,
@@ -1001,6 +1006,14 @@ impl<'q> Run<'q> {
                 want_err = Some(s);
                 ensure!(left.contains(&rec), "redrive sent {id} despite {s:?}");
                 break;
+            }
+            if let Expect::Replace { old, maybe: true } = expect {
+                if v <= self.m.msgs[&old].version && status(&got) == Some(Status::Stale) {
+                    // The waiting message was not parked after all: not newer.
+                    ensure!(left.contains(&rec), "redrive sent {id} despite STALE");
+                    want_err = Some(Status::Stale);
+                    break;
+                }
             }
             if left.contains(&rec) {
                 ensure!(
