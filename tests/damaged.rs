@@ -873,3 +873,14 @@ fn regression_model_ops_repair_moves_waiting_dead_letter() {
 fn regression_model_ops_latest_only_redrive_stale() {
     regression("model_ops-latest-only-redrive-stale");
 }
+
+// c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
+// messages, returned SHMQ_OK and silently did not write the count (`put`
+// skips a misaligned pointer), so the caller could not know what it held.
+// Fixed in src/ffi: every optional out-parameter is checked before the call
+// acts; a misaligned one is SHMQ_INVALID_ARGUMENT. Input: claims through
+// claim_batch with the count pointer one byte into the pool.
+#[test]
+fn regression_c_abi_misaligned_out_count() {
+    regression("c_abi-misaligned-out-count");
+}
