@@ -183,7 +183,12 @@ fn building_blocks(c: &mut Criterion) {
         })
     });
     p.bench_function("plain release store", |b| {
-        b.iter(|| word.store(std::hint::black_box(7), std::sync::atomic::Ordering::Release))
+        b.iter(|| {
+            word.store(
+                std::hint::black_box(7),
+                std::sync::atomic::Ordering::Release,
+            )
+        })
     });
     p.bench_function("CLOCK_MONOTONIC_COARSE", |b| b.iter(shmq::clock::coarse_ns));
     p.finish();

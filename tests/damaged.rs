@@ -7,10 +7,10 @@
 //! The fuzz targets in `fuzz/` explore the same ground at random; this file
 //! also replays their committed seeds and regressions (see the end).
 
-#[path = "../fuzz/src/harness.rs"]
-mod harness;
 #[path = "../fuzz/src/c_abi.rs"]
 mod c_abi;
+#[path = "../fuzz/src/harness.rs"]
+mod harness;
 #[path = "../fuzz/src/model_ops.rs"]
 mod model_ops;
 

@@ -76,7 +76,9 @@ impl Bytes<'_> {
         match self.byte() {
             0..=199 => self.byte() as usize,
             200..=239 => self.u16() as usize,
-            240..=249 => (1usize << (self.byte() % 64)).wrapping_add(self.byte() as usize % 3).wrapping_sub(1),
+            240..=249 => (1usize << (self.byte() % 64))
+                .wrapping_add(self.byte() as usize % 3)
+                .wrapping_sub(1),
             _ => usize::MAX - self.byte() as usize,
         }
     }
@@ -324,10 +326,7 @@ impl State {
 /// Checks what every call must give; returns whether it succeeded.
 fn check(op: &str, st: shmq_status, pool_before: &[u8], pool: &Pool) -> bool {
     let code = st as i32;
-    assert!(
-        (0..=KNOWN).contains(&code),
-        "{op}: unknown status {code}"
-    );
+    assert!((0..=KNOWN).contains(&code), "{op}: unknown status {code}");
     assert!(
         st != shmq_status::SHMQ_INTERNAL,
         "{op}: SHMQ_INTERNAL (a panic inside shmq): {}",
@@ -336,7 +335,10 @@ fn check(op: &str, st: shmq_status, pool_before: &[u8], pool: &Pool) -> bool {
     if st == shmq_status::SHMQ_OK {
         return true;
     }
-    assert!(!last_error().is_empty(), "{op}: {st:?} without a last error");
+    assert!(
+        !last_error().is_empty(),
+        "{op}: {st:?} without a last error"
+    );
     assert!(
         pool.bytes() == pool_before,
         "{op}: failed with {st:?} but wrote to the caller's memory"
@@ -348,7 +350,10 @@ fn check(op: &str, st: shmq_status, pool_before: &[u8], pool: &Pool) -> bool {
 pub fn c_abi(data: &[u8]) {
     let scratch_dir = std::env::temp_dir();
     let junk = TempFile(unique_path("cabi-junk"));
-    let _ = std::fs::write(&junk.0, b"not a queue, just some bytes that are not a header");
+    let _ = std::fs::write(
+        &junk.0,
+        b"not a queue, just some bytes that are not a header",
+    );
     let mut seed = data.iter().take(64).copied().cycle();
     let bufs = (0..POOL_BUFS)
         .map(|_| {
@@ -453,11 +458,14 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     &mut h
                 };
                 let p = path.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-                if call!("shmq_open", if inspect {
-                    shmq_inspect(p, out)
-                } else {
-                    shmq_open(p, out)
-                }) {
+                if call!(
+                    "shmq_open",
+                    if inspect {
+                        shmq_inspect(p, out)
+                    } else {
+                        shmq_open(p, out)
+                    }
+                ) {
                     s.remember(out.read_unaligned());
                 }
             }
@@ -480,7 +488,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let (key, version) = (ops.byte() as u64 % 6, ops.byte() as u64 % 5);
                 let t = ops.timeout();
-                call!("shmq_send", shmq_send(q, data.p.cast(), len, key, version, t));
+                call!(
+                    "shmq_send",
+                    shmq_send(q, data.p.cast(), len, key, version, t)
+                );
             }
             7 => {
                 let q = s.live(ops);
@@ -506,7 +517,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let outp = s.ptr(ops, 8).cast::<u64>();
                 let outv = s.ptr(ops, 8).cast::<u64>();
-                call!("shmq_send_ex", shmq_send_ex(q, data.p.cast(), len, opts, outp, outv));
+                call!(
+                    "shmq_send_ex",
+                    shmq_send_ex(q, data.p.cast(), len, opts, outp, outv)
+                );
             }
             8 => {
                 // An array of iovecs in the pool, each pointing into the pool.
@@ -536,7 +550,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 }
                 let sent = s.ptr(ops, 8);
                 let t = ops.timeout();
-                call!("shmq_send_batch", shmq_send_batch(q, arr.p.cast(), count, sent.cast(), t));
+                call!(
+                    "shmq_send_batch",
+                    shmq_send_batch(q, arr.p.cast(), count, sent.cast(), t)
+                );
             }
             9 => {
                 let q = s.live(ops);
@@ -554,7 +571,18 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let t = ops.timeout();
                 let sent = s.ptr(ops, 8);
-                call!("shmq_send_packed", shmq_send_packed(q, data.p.cast(), data_len, lens.cast(), count, sent.cast(), t));
+                call!(
+                    "shmq_send_packed",
+                    shmq_send_packed(
+                        q,
+                        data.p.cast(),
+                        data_len,
+                        lens.cast(),
+                        count,
+                        sent.cast(),
+                        t
+                    )
+                );
             }
             10 | 11 => {
                 let q = s.live(ops);
@@ -582,7 +610,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 let q = s.live(ops);
                 let r = s.reservation(ops);
                 let len = ops.len();
-                call!("shmq_commit", shmq_commit(q, r, len, ops.byte() as u64 % 6, ops.byte() as u64 % 5));
+                call!(
+                    "shmq_commit",
+                    shmq_commit(q, r, len, ops.byte() as u64 % 6, ops.byte() as u64 % 5)
+                );
             }
             13 => {
                 let q = s.live(ops);
@@ -596,7 +627,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 }
                 let opts = s.place(ops, Some(so));
                 let outp = s.ptr(ops, 8).cast::<u64>();
-                call!("shmq_commit_ex", shmq_commit_ex(q, r, len, opts, outp, std::ptr::null_mut()));
+                call!(
+                    "shmq_commit_ex",
+                    shmq_commit_ex(q, r, len, opts, outp, std::ptr::null_mut())
+                );
             }
             14 => {
                 let q = s.live(ops);
@@ -635,7 +669,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let out = s.ptr(ops, size_of::<shmq_message>()).cast::<shmq_message>();
                 let t = ops.timeout();
-                if call!("shmq_claim_copy", shmq_claim_copy(q, out, buf.p.cast(), len, t)) {
+                if call!(
+                    "shmq_claim_copy",
+                    shmq_claim_copy(q, out, buf.p.cast(), len, t)
+                ) {
                     s.msgs.push(out.read_unaligned());
                 }
             }
@@ -649,7 +686,12 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let count = s.ptr(ops, 8);
                 let t = ops.timeout();
-                if call!("shmq_claim_batch", shmq_claim_batch(q, msgs.cast(), max, count.cast(), t)) && !count.p.is_null() && msgs.p as usize % 8 == 0 {
+                if call!(
+                    "shmq_claim_batch",
+                    shmq_claim_batch(q, msgs.cast(), max, count.cast(), t)
+                ) && !count.p.is_null()
+                    && msgs.p as usize % 8 == 0
+                {
                     let n = count.cast::<usize>().read_unaligned();
                     assert!(n >= 1 && n <= max, "claim_batch: {n} of {max}");
                     for i in 0..n {
@@ -673,7 +715,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let count = s.ptr(ops, 8);
                 let t = ops.timeout();
-                call!("shmq_claim_packed", shmq_claim_packed(q, buf.p.cast(), len, msgs.cast(), max, count.cast(), t));
+                call!(
+                    "shmq_claim_packed",
+                    shmq_claim_packed(q, buf.p.cast(), len, msgs.cast(), max, count.cast(), t)
+                );
             }
             21 => {
                 let q = s.live(ops);
@@ -685,7 +730,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     ops.u16() as usize % (buf.avail + 1)
                 };
                 let out_len = s.ptr(ops, 8);
-                call!("shmq_read", shmq_read(q, m, buf.p.cast(), len, out_len.cast()));
+                call!(
+                    "shmq_read",
+                    shmq_read(q, m, buf.p.cast(), len, out_len.cast())
+                );
             }
             22..=24 => {
                 let q = s.live(ops);
@@ -734,12 +782,18 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     }
                 }
                 let acked = s.ptr(ops, 8);
-                call!("shmq_ack_batch", shmq_ack_batch(q, arr.cast(), count, acked.cast()));
+                call!(
+                    "shmq_ack_batch",
+                    shmq_ack_batch(q, arr.cast(), count, acked.cast())
+                );
             }
             29 => {
                 let q = s.live(ops);
                 let out = s.ptr(ops, 8);
-                call!("shmq_latest_acked_version", shmq_latest_acked_version(q, ops.byte() as u64 % 6, out.cast()));
+                call!(
+                    "shmq_latest_acked_version",
+                    shmq_latest_acked_version(q, ops.byte() as u64 % 6, out.cast())
+                );
             }
             30 => {
                 let q = s.live(ops);
@@ -762,7 +816,10 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     }
                 };
                 let total = s.ptr(ops, 8);
-                call!("shmq_dlq_list", shmq_dlq_list(q, out.cast(), max, total.cast()));
+                call!(
+                    "shmq_dlq_list",
+                    shmq_dlq_list(q, out.cast(), max, total.cast())
+                );
             }
             31 => {
                 let q = s.live(ops);
@@ -772,7 +829,8 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 };
                 let out = s.ptr(ops, size_of::<shmq_dead_letter>());
                 if !out.p.is_null() {
-                    out.cast::<u32>().write_unaligned(ops.u32() >> (ops.byte() % 32));
+                    out.cast::<u32>()
+                        .write_unaligned(ops.u32() >> (ops.byte() % 32));
                 }
                 let buf = s.ptr(ops, 1);
                 let len = if buf.p.is_null() {
@@ -781,18 +839,24 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     ops.u16() as usize % (buf.avail + 1)
                 };
                 let out_len = s.ptr(ops, 8);
-                call!("shmq_dlq_get", shmq_dlq_get(q, id, out.cast(), buf.p.cast(), len, out_len.cast()));
+                call!(
+                    "shmq_dlq_get",
+                    shmq_dlq_get(q, id, out.cast(), buf.p.cast(), len, out_len.cast())
+                );
             }
             32 => {
                 let q = s.live(ops);
                 let id = ops.byte() as u64 % 5;
                 let out = s.ptr(ops, 8);
                 let purge = ops.byte() & 1 != 0;
-                call!("shmq_dlq_redrive/purge", if purge {
-                    shmq_dlq_purge(q, id, out.cast())
-                } else {
-                    shmq_dlq_redrive(q, id, out.cast())
-                });
+                call!(
+                    "shmq_dlq_redrive/purge",
+                    if purge {
+                        shmq_dlq_purge(q, id, out.cast())
+                    } else {
+                        shmq_dlq_redrive(q, id, out.cast())
+                    }
+                );
             }
             33 => {
                 let q = s.live(ops);
@@ -811,17 +875,21 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 let q = s.live(ops);
                 let out = s.ptr(ops, size_of::<shmq_info>());
                 if !out.p.is_null() {
-                    out.cast::<u32>().write_unaligned(ops.u32() >> (ops.byte() % 32));
+                    out.cast::<u32>()
+                        .write_unaligned(ops.u32() >> (ops.byte() % 32));
                 }
                 call!("shmq_get_info", shmq_get_info(q, out.cast()));
             }
             35 => {
                 let q = s.handle(ops);
-                call!("shmq_verify/recover/flush", match ops.byte() % 3 {
-                    0 => shmq_verify(q),
-                    1 => shmq_recover(q),
-                    _ => shmq_flush(q),
-                });
+                call!(
+                    "shmq_verify/recover/flush",
+                    match ops.byte() % 3 {
+                        0 => shmq_verify(q),
+                        1 => shmq_recover(q),
+                        _ => shmq_flush(q),
+                    }
+                );
             }
             36 => {
                 // Any integer as a status.
@@ -873,12 +941,15 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 // A message through the other handle, or after close.
                 let q = s.handle(ops);
                 let m = s.message(ops);
-                call!("outcome", match ops.byte() % 4 {
-                    0 => shmq_ack(q, m),
-                    1 => shmq_nack(q, m, 0),
-                    2 => shmq_reject(q, m, std::ptr::null()),
-                    _ => shmq_extend_lease(q, m, 1),
-                });
+                call!(
+                    "outcome",
+                    match ops.byte() % 4 {
+                        0 => shmq_ack(q, m),
+                        1 => shmq_nack(q, m, 0),
+                        2 => shmq_reject(q, m, std::ptr::null()),
+                        _ => shmq_extend_lease(q, m, 1),
+                    }
+                );
             }
         }
     }

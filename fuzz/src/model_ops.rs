@@ -284,7 +284,16 @@ impl Model {
 
     /// Records a new committed (or reserved) message in `slot`.
     #[allow(clippy::too_many_arguments)]
-    fn place(&mut self, id: u64, slot: u64, position: u64, len: usize, key: u64, version: u64, st: St) {
+    fn place(
+        &mut self,
+        id: u64,
+        slot: u64,
+        position: u64,
+        len: usize,
+        key: u64,
+        version: u64,
+        st: St,
+    ) {
         ensure!(
             self.occupied() < self.cap,
             "a producer got slot {slot} with every slot held (G1)"
@@ -314,7 +323,10 @@ impl Model {
 enum Expect {
     Fail(Status),
     /// Latest-only: replace the waiting message (`maybe`: or queue anew).
-    Replace { old: u64, maybe: bool },
+    Replace {
+        old: u64,
+        maybe: bool,
+    },
     Queue,
 }
 
@@ -335,7 +347,16 @@ impl<'q> Run<'q> {
     /// messages waiting for room in the dead letters: take the file's word
     /// for those first.
     #[allow(clippy::too_many_arguments)]
-    fn place(&mut self, id: u64, slot: u64, position: u64, len: usize, key: u64, version: u64, st: St) {
+    fn place(
+        &mut self,
+        id: u64,
+        slot: u64,
+        position: u64,
+        len: usize,
+        key: u64,
+        version: u64,
+        st: St,
+    ) {
         self.dlq_moves();
         self.m.place(id, slot, position, len, key, version, st);
     }
@@ -353,7 +374,11 @@ impl<'q> Run<'q> {
         if waiting.is_empty() {
             return;
         }
-        let listed: BTreeSet<u64> = self.qs[0].dlq_list().iter().map(|d| id_of(&d.payload)).collect();
+        let listed: BTreeSet<u64> = self.qs[0]
+            .dlq_list()
+            .iter()
+            .map(|d| id_of(&d.payload))
+            .collect();
         for id in waiting {
             ensure!(
                 listed.contains(&id),
@@ -537,7 +562,11 @@ impl<'q> Run<'q> {
 
     fn send_batch(&mut self, h: usize, lens: &[usize]) {
         let ids: Vec<u64> = lens.iter().map(|_| self.m.new_id()).collect();
-        let msgs: Vec<Vec<u8>> = ids.iter().zip(lens).map(|(id, l)| payload(*id, *l)).collect();
+        let msgs: Vec<Vec<u8>> = ids
+            .iter()
+            .zip(lens)
+            .map(|(id, l)| payload(*id, *l))
+            .collect();
         let got = self.qs[h].send_batch(&msgs, Timeout::TryOnce);
         let n = match got {
             Ok(n) => n,
@@ -561,7 +590,10 @@ impl<'q> Run<'q> {
             }
             let (slot, pos) = self.find(*id, None);
             if let Some(l) = last {
-                ensure!(pos > l, "send_batch: message {id} at position {pos} after {l} (G6)");
+                ensure!(
+                    pos > l,
+                    "send_batch: message {id} at position {pos} after {l} (G6)"
+                );
             }
             last = Some(pos);
             self.place(*id, slot, pos, lens[k], 0, 0, St::Ready);
@@ -589,7 +621,11 @@ impl<'q> Run<'q> {
                 self.res.push((h, id, r));
             }
             Err(e) if e.status() == Status::Full => {
-                ensure!(self.m.full_ok(), "reserve: FULL with room: {:?}", self.m.msgs)
+                ensure!(
+                    self.m.full_ok(),
+                    "reserve: FULL with room: {:?}",
+                    self.m.msgs
+                )
             }
             Err(e) => panic!("model_ops: reserve: {e}"),
         }
@@ -633,7 +669,10 @@ impl<'q> Run<'q> {
         let m = self.m.msgs.remove(&id).unwrap();
         let v = match resolved {
             Err(s) => {
-                ensure!(status(&got) == Some(s), "commit of {id} key {key}: {got:?}, expected {s:?}");
+                ensure!(
+                    status(&got) == Some(s),
+                    "commit of {id} key {key}: {got:?}, expected {s:?}"
+                );
                 return;
             }
             Ok(v) => v,
@@ -818,11 +857,8 @@ impl<'q> Run<'q> {
                 if self.m.exhausted(m.deliveries) {
                     self.m.dead_letter(id);
                 } else {
-                    self.m.msgs.get_mut(&id).unwrap().st = if delayed {
-                        St::Delayed
-                    } else {
-                        St::Ready
-                    };
+                    self.m.msgs.get_mut(&id).unwrap().st =
+                        if delayed { St::Delayed } else { St::Ready };
                 }
             }
             Out::Reject => {
@@ -978,9 +1014,11 @@ impl<'q> Run<'q> {
         let order = self.dlq_order();
         match pick % 4 {
             0 => None,
-            1 | 2 if !order.is_empty() => {
-                Some(self.m.dlq[&order[pick as usize / 4 % order.len()]].1.unwrap())
-            }
+            1 | 2 if !order.is_empty() => Some(
+                self.m.dlq[&order[pick as usize / 4 % order.len()]]
+                    .1
+                    .unwrap(),
+            ),
             _ => Some(1_000_000 + pick as u64),
         }
     }
@@ -1046,7 +1084,9 @@ impl<'q> Run<'q> {
         let which = self.record_id(pick);
         let got = self.qs[h].dlq_purge(which);
         let before = self.m.dlq.len();
-        self.m.dlq.retain(|_, (_, rec)| which.is_some_and(|w| Some(w) != *rec));
+        self.m
+            .dlq
+            .retain(|_, (_, rec)| which.is_some_and(|w| Some(w) != *rec));
         let n = before - self.m.dlq.len();
         if which.is_some() && n == 0 {
             ensure!(
@@ -1054,7 +1094,10 @@ impl<'q> Run<'q> {
                 "purge of an unknown record: {got:?}"
             );
         } else {
-            ensure!(got.as_ref().ok() == Some(&n), "purge: {got:?}, expected {n}");
+            ensure!(
+                got.as_ref().ok() == Some(&n),
+                "purge: {got:?}, expected {n}"
+            );
         }
     }
 
@@ -1097,9 +1140,7 @@ impl<'q> Run<'q> {
                 St::Reserved {
                     h,
                     quarantined: false,
-                } => {
-                    matches!(w.state(), state::RESERVED | state::PASSED) && w.owner() == owner(h)
-                }
+                } => matches!(w.state(), state::RESERVED | state::PASSED) && w.owner() == owner(h),
                 St::Reserved {
                     h,
                     quarantined: true,
@@ -1221,7 +1262,11 @@ impl Bytes<'_> {
         let b = self.byte();
         let key = 1 + (b & 7) as u64;
         // Version 0 (automatic) half of the time, else 1..=8.
-        let version = if b & 0x80 != 0 { 0 } else { 1 + (b >> 4 & 7) as u64 };
+        let version = if b & 0x80 != 0 {
+            0
+        } else {
+            1 + (b >> 4 & 7) as u64
+        };
         (key, version)
     }
 }
@@ -1452,7 +1497,9 @@ pub fn model_ops(data: &[u8]) {
         let ids: Vec<u64> = model
             .by_slot()
             .into_iter()
-            .filter(|id| matches!(model.msgs[id].st, St::Claimed { h: x, .. } if model.me[x] == me_h))
+            .filter(
+                |id| matches!(model.msgs[id].st, St::Claimed { h: x, .. } if model.me[x] == me_h),
+            )
             .collect();
         // First a repair pass as of now (it moves what waits for room in
         // the dead letters), then the handle's own claims, slot by slot.

@@ -19,8 +19,8 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
-use std::path::{Path, PathBuf};
 use std::mem::{size_of, MaybeUninit};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
