@@ -384,12 +384,14 @@ pub fn c_abi(data: &[u8]) {
         let p = unique_path("cabi");
         s.files.push(TempFile(p.clone()));
         let c = CString::new(p.to_str().unwrap()).unwrap();
-        let mut o = shmq_options::default();
-        o.capacity = 4;
-        o.max_message_size = 64;
-        o.key_capacity = 4;
-        o.dlq_capacity = 2;
-        o.max_deliveries = 2;
+        let o = shmq_options {
+            capacity: 4,
+            max_message_size: 64,
+            key_capacity: 4,
+            dlq_capacity: 2,
+            max_deliveries: 2,
+            ..Default::default()
+        };
         let mut h = std::ptr::null_mut();
         // SAFETY: valid path, options and out-pointer.
         let st = unsafe { shmq_create(c.as_ptr(), &o, &mut h) };
@@ -619,9 +621,11 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 let q = s.live(ops);
                 let r = s.reservation(ops);
                 let len = ops.len();
-                let mut so = shmq_send_options::default();
-                so.key = ops.byte() as u64 % 6;
-                so.delay_ns = ops.byte() as u64;
+                let mut so = shmq_send_options {
+                    key: ops.byte() as u64 % 6,
+                    delay_ns: ops.byte() as u64,
+                    ..Default::default()
+                };
                 if ops.byte() & 1 != 0 {
                     so.size = ops.byte() as u32;
                 }

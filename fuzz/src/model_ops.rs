@@ -517,7 +517,7 @@ impl<'q> Run<'q> {
             let mut b = [0u8; 8];
             e.mem.read_bytes(e.payload_offset(i), &mut b);
             let occupant = self.m.slot_of(i);
-            if u64::from_le_bytes(b) == id && occupant.is_none_or(|o| o != id) {
+            if u64::from_le_bytes(b) == id && occupant != Some(id) {
                 // A replaced message's slot is occupied in the model.
                 let pos = e
                     .mem
@@ -1187,7 +1187,7 @@ impl<'q> Run<'q> {
                 "after {what}: dead letter of {id} is {d:?}, the model says {want:?}"
             );
             ensure!(
-                rec.is_none_or(|r| r == d.id),
+                rec.map_or(true, |r| r == d.id),
                 "after {what}: dead letter of {id} changed its id"
             );
             *rec = Some(d.id);
