@@ -767,6 +767,48 @@ impl<'q> Run<'q> {
         }
     }
 
+    /// The slot words and cursors, for failure messages.
+    fn dump(&self) -> String {
+        use shmq::layout::hdr;
+        let e = self.qs[0].engine();
+        let rd = |off: usize| {
+            e.mem
+                .u64_at(off)
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let words: Vec<String> = (0..self.m.cap)
+            .map(|i| format!("{i}: {:?}", e.slot_word(i)))
+            .collect();
+        format!(
+            "tail {} head {} side dirty {} clean {} slots [{}]",
+            rd(hdr::TAIL),
+            rd(hdr::HEAD),
+            rd(hdr::SIDE_DIRTY),
+            rd(hdr::SIDE_CLEAN),
+            words.join(", ")
+        )
+    }
+
+    /// The head cursor.
+    fn head(&self) -> u64 {
+        let e = self.qs[0].engine();
+        e.mem
+            .u64_at(shmq::layout::hdr::HEAD)
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// KNOWN ENGINE BUG `head-lag` (fuzz/README.md): a producer that finds
+    /// every slot held skips each of them, moving the tail a lap per try,
+    /// while the head stays; once a slot frees and a message is sent there,
+    /// a claim walks at most `4 * capacity + 64` positions per attempt
+    /// towards it and answers EMPTY when it has not reached it. Tolerated
+    /// only with `SHMQ_FUZZ_AVOID=head-lag`, and only when the failed claim
+    /// did move the head that far.
+    fn head_lagged(&self, head_before: u64) -> bool {
+        let walk = self.m.cap * 4 + 64;
+        crate::harness::avoid("head-lag") && self.head().wrapping_sub(head_before) >= walk
+    }
+
     fn empty_ok(&self) -> bool {
         self.m.claimable().is_empty()
             || self.m.msgs.values().any(|m| {
@@ -781,16 +823,18 @@ impl<'q> Run<'q> {
     }
 
     fn claim(&mut self, h: usize) {
+        let head = self.head();
         match self.qs[h].claim(Timeout::TryOnce) {
             Ok(msg) => {
                 let id = self.claimed(h, &msg);
                 self.held.push((h, id, msg));
             }
             Err(e) if e.status() == Status::Empty => ensure!(
-                self.empty_ok(),
-                "claim: EMPTY, but the model has {:?} claimable: {:?}",
+                self.empty_ok() || self.head_lagged(head),
+                "claim: EMPTY, but the model has {:?} claimable: {:?}; {}",
                 self.m.claimable(),
-                self.m.msgs
+                self.m.msgs,
+                self.dump()
             ),
             Err(e) => panic!("model_ops: claim: {e}"),
         }
@@ -798,6 +842,7 @@ impl<'q> Run<'q> {
     }
 
     fn claim_batch(&mut self, h: usize, max: usize) {
+        let head = self.head();
         match self.qs[h].claim_batch(max, Timeout::TryOnce) {
             Ok(v) => {
                 ensure!(
@@ -814,9 +859,10 @@ impl<'q> Run<'q> {
                 }
             }
             Err(e) if e.status() == Status::Empty => ensure!(
-                max > 0 && self.empty_ok(),
-                "claim_batch: EMPTY, but the model has {:?} claimable",
-                self.m.claimable()
+                max > 0 && (self.empty_ok() || self.head_lagged(head)),
+                "claim_batch: EMPTY, but the model has {:?} claimable; {}",
+                self.m.claimable(),
+                self.dump()
             ),
             Err(e) => panic!("model_ops: claim_batch: {e}"),
         }
@@ -1420,7 +1466,7 @@ fn epoch(run: &mut Run<'_>, ops: &mut Bytes<'_>, budget: &mut usize) -> Option<u
             }
         };
         if trace() {
-            eprintln!("op {op:#04x} {name} (handle {h})");
+            eprintln!("op {op:#04x} {name} (handle {h}): {}", run.dump());
             for (id, m) in &run.m.msgs {
                 eprintln!("    {id}: {m:?}");
             }
