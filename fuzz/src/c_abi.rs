@@ -17,7 +17,7 @@
 //! queue's file, a file that is no queue, a directory, a missing directory,
 //! the empty string, or NULL. Timeouts are 0 or at most 200 us, never
 //! "forever". Option values are small, or too large to be accepted (so that
-//! no call maps a huge file).
+//! no call maps a huge file; an options struct is never the pool's bytes).
 //!
 //! What must hold: no crash (ASan watches every access), every call returns
 //! a known status and never `SHMQ_INTERNAL` (a panic caught at the
@@ -303,7 +303,15 @@ impl State {
             o.wait_strategy = ops.byte() as u32 % 5;
             o.mode = 0o600 | (ops.u16() as u32 & 0o77);
         }
-        self.place(ops, Some(o))
+        // Always these values (never the pool's bytes or a forgery): a
+        // capacity and message size that are valid but huge would make a
+        // file of many gigabytes in /dev/shm.
+        let p = self.ptr(ops, size_of::<shmq_options>());
+        if !p.p.is_null() {
+            // SAFETY: `size_of::<shmq_options>()` bytes of the pool.
+            unsafe { p.cast::<shmq_options>().write_unaligned(o) };
+        }
+        p.cast()
     }
 
     fn remember(&mut self, h: *mut shmq_queue) {
