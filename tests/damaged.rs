@@ -7,8 +7,12 @@
 //! The fuzz targets in `fuzz/` explore the same ground at random; this file
 //! also replays their committed seeds and regressions (see the end).
 
+#[path = "../fuzz/src/c_abi.rs"]
+mod c_abi;
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
+#[path = "../fuzz/src/model_ops.rs"]
+mod model_ops;
 
 use shmq::layout::{self, dlq, hdr, part, slot, Layout};
 use shmq::{Options, Queue, Status, Timeout};
@@ -694,6 +698,8 @@ fn replay_child() {
     let data = std::fs::read(&file).unwrap();
     match target.as_str() {
         "header" => harness::header(&data),
+        "model_ops" => model_ops::model_ops(&data),
+        "c_abi" => c_abi::c_abi(&data),
         _ => harness::open_and_operate(&data),
     }
     println!("replayed {file}");
@@ -706,10 +712,12 @@ fn fuzz_seeds_replay_cleanly() {
     for p in seeds {
         replay_isolated("open_and_operate", &p);
     }
-    let seeds = files_in("fuzz/seeds/header");
-    assert!(!seeds.is_empty(), "no header seeds committed");
-    for p in seeds {
-        replay_isolated("header", &p);
+    for target in ["header", "model_ops", "c_abi"] {
+        let seeds = files_in(&format!("fuzz/seeds/{target}"));
+        assert!(!seeds.is_empty(), "no {target} seeds committed");
+        for p in seeds {
+            replay_isolated(target, &p);
+        }
     }
 }
 
@@ -718,11 +726,12 @@ fn regression(name: &str) {
         .join("fuzz/regressions")
         .join(name);
     assert!(p.is_file(), "{} is missing", p.display());
-    let target = if name.starts_with("header-") {
-        "header"
-    } else {
-        "open_and_operate"
-    };
+    // The target is the name's prefix: `header-`, `model_ops-`, `c_abi-`;
+    // any other name is an `open_and_operate` input.
+    let target = ["header", "model_ops", "c_abi"]
+        .into_iter()
+        .find(|t| name.starts_with(&format!("{t}-")))
+        .unwrap_or("open_and_operate");
     replay_isolated(target, &p);
 }
 
@@ -815,4 +824,89 @@ fn regression_cleaner_overflow() {
 #[test]
 fn regression_key_ref_underflow() {
     regression("key-ref-underflow-verify");
+}
+
+// c_abi: a byte-for-byte copy of a live handle (in the caller's memory)
+// passed as a handle after the real one was closed: `shell()` found the
+// magic, the state IDLE and the old `Inner` pointer, and the call used the
+// freed `Inner` (ASan: heap-use-after-free in src/ffi). Fixed in
+// src/ffi/queue.rs: a pointer is a handle only when it is the address of a
+// shell in the registry of shells handed out; nothing else is read.
+// Input: create, copy the handle's bytes into the pool, close the handle,
+// then calls through the copy.
+#[test]
+fn regression_c_abi_copied_handle_after_close() {
+    regression("c_abi-copied-handle-after-close");
+}
+
+// model_ops: inputs on which the reference model was wrong (the engine was
+// right); each fixed in the model, kept so the model stays right.
+// - Closing a handle redelivers or dead-letters its claims slot by slot
+//   (the model went by message id), so which one finds room in the dead
+//   letters depends on slot order.
+// - A producer that finds the queue full runs a maintenance pass, which
+//   moves a message waiting for room in the dead letters; the send then
+//   succeeds in its slot.
+// - A repair pass (here, the one run as of a later time) also moves
+//   messages waiting for room in the dead letters, slot by slot.
+// - Latest-only: a redriven dead letter whose key has a waiting message of
+//   the same version gets STALE (the model had marked the waiting message
+//   as possibly parked by a claim that did not reach it).
+#[test]
+fn regression_model_ops_close_dead_letters_in_slot_order() {
+    regression("model_ops-close-dead-letters-in-slot-order");
+}
+
+#[test]
+fn regression_model_ops_producer_moves_waiting_dead_letter() {
+    regression("model_ops-producer-moves-waiting-dead-letter");
+}
+
+#[test]
+fn regression_model_ops_repair_moves_waiting_dead_letter() {
+    regression("model_ops-repair-moves-waiting-dead-letter");
+}
+
+#[test]
+fn regression_model_ops_latest_only_redrive_stale() {
+    regression("model_ops-latest-only-redrive-stale");
+}
+
+// c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
+// messages, returned SHMQ_OK and silently did not write the count (`put`
+// skips a misaligned pointer), so the caller could not know what it held.
+// Fixed in src/ffi: every optional out-parameter is checked before the call
+// acts; a misaligned one is SHMQ_INVALID_ARGUMENT. Input: claims through
+// claim_batch with the count pointer one byte into the pool.
+#[test]
+fn regression_c_abi_misaligned_out_count() {
+    regression("c_abi-misaligned-out-count");
+}
+
+// KNOWN ENGINE BUG `head-lag` (found by model_ops on the rebased engine,
+// ring.rs, not fixed here): with every slot held (claimed), a producer's
+// try-once send skips each held slot (`Engine::reserve`, the `_` arm, up to
+// `capacity` skips, then FULL), so each failed send moves the tail one lap
+// while the head stays. Input: capacity 4, four messages claimed, 48 sends
+// that get FULL (tail 6 -> 194, head 6), one ack, one send (position 204),
+// then claim_batch(try once) answers EMPTY with that message READY: a claim
+// walks at most 4 * capacity + 64 positions per attempt (`claim_head`'s
+// walk limit) and gives up; a later claim goes on from there. The lag grows
+// without bound while producers poll a full queue (left long enough, the
+// 28-bit lap difference would wrap; not reproduced here).
+// `SHMQ_FUZZ_AVOID=head-lag` makes model_ops tolerate it.
+#[test]
+#[ignore = "known engine bug head-lag (ring.rs): EMPTY with a message ready after producers polled a full queue"]
+fn regression_model_ops_head_lag_empty() {
+    regression("model_ops-head-lag-empty");
+}
+
+// c_abi: the harness let the pool's bytes serve as `shmq_options`; they
+// asked for a valid queue of 25 million slots, and shmq_create made (and
+// formatted) a 104 GiB file in /dev/shm until the run ran out of memory.
+// Not an shmq bug (the options were valid): the harness now always writes
+// its own bounded options. Kept so the input stays harmless.
+#[test]
+fn regression_c_abi_huge_options_from_pool() {
+    regression("c_abi-huge-options-from-pool");
 }

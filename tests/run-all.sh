@@ -25,12 +25,20 @@ cargo build --release --bin shmq
 target/release/shmq bench --quick
 
 if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 2>&1; then
-  echo "== fuzzing, bounded (nightly, AddressSanitizer) =="
-  mkdir -p target/fuzz-corpus/header target/fuzz-corpus/open_and_operate
-  cargo +nightly fuzz run header target/fuzz-corpus/header fuzz/seeds/header -- \
-    -max_total_time="${SHMQ_FUZZ_SECS:-60}" -timeout=10 -max_len=8192
-  cargo +nightly fuzz run open_and_operate target/fuzz-corpus/open_and_operate fuzz/seeds/open_and_operate -- \
-    -max_total_time="${SHMQ_FUZZ_SECS:-60}" -timeout=10 -max_len=65536 -rss_limit_mb=4096
+  # Every target for SHMQ_FUZZ_SECS seconds (45 by default: about 3 minutes
+  # of fuzzing in all), one process at a time, under AddressSanitizer, from
+  # the committed seeds (fuzz/README.md).
+  secs=${SHMQ_FUZZ_SECS:-45}
+  echo "== fuzzing, bounded: ${secs} s per target (nightly, AddressSanitizer) =="
+  cargo +nightly fuzz build
+  for spec in header:8192 open_and_operate:65536 model_ops:4096 c_abi:2048; do
+    target=${spec%%:*}
+    mkdir -p "target/fuzz-corpus/$target"
+    # head-lag: a known engine bug (fuzz/README.md), tolerated by model_ops
+    # until ring.rs is fixed.
+    SHMQ_FUZZ_AVOID=head-lag cargo +nightly fuzz run "$target" "target/fuzz-corpus/$target" "fuzz/seeds/$target" -- \
+      -max_total_time="$secs" -timeout=10 -max_len="${spec##*:}" -rss_limit_mb=4096
+  done
 else
   echo "== fuzzing skipped: needs a nightly toolchain and cargo-fuzz =="
 fi

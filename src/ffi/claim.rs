@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use super::queue::{shmq_queue, with_queue, Inner};
-use super::send::put;
+use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
 use crate::error::{Error, Status};
 use crate::options::Timeout;
@@ -190,6 +190,7 @@ pub unsafe extern "C" fn shmq_read(
 ) -> shmq_status {
     const OP: &str = "shmq_read";
     with_queue(q, OP, |inner| {
+        opt_out(out_len, OP, "out_len").map_err(|e| inner.err(e))?;
         // SAFETY: forwarded from the caller.
         let m = unsafe { read_msg(inner, msg, OP) }?;
         // SAFETY: forwarded from the caller.
@@ -220,6 +221,7 @@ pub unsafe extern "C" fn shmq_claim_batch(
 ) -> shmq_status {
     const OP: &str = "shmq_claim_batch";
     with_queue(q, OP, |inner| {
+        opt_out(out_count, OP, "out_count").map_err(|e| inner.err(e))?;
         if max == 0 {
             return Err(inner.err(invalid(OP, "max is 0")));
         }
@@ -263,6 +265,7 @@ pub unsafe extern "C" fn shmq_claim_packed(
 ) -> shmq_status {
     const OP: &str = "shmq_claim_packed";
     with_queue(q, OP, |inner| {
+        opt_out(out_count, OP, "out_count").map_err(|e| inner.err(e))?;
         check_msg_out(inner, msgs, OP)?;
         // SAFETY: forwarded from the caller.
         let b = unsafe { buffer(buf, buf_len, OP) }.map_err(|e| inner.err(e))?;
@@ -449,6 +452,7 @@ pub unsafe extern "C" fn shmq_ack_batch(
 ) -> shmq_status {
     const OP: &str = "shmq_ack_batch";
     with_queue(q, OP, |inner| {
+        opt_out(out_acked, OP, "out_acked").map_err(|e| inner.err(e))?;
         if count > 0 && (msgs.is_null() || !msgs.is_aligned()) {
             return Err(inner.err(invalid(OP, "msgs is NULL or misaligned")));
         }

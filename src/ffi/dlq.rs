@@ -6,7 +6,7 @@ use std::mem::size_of;
 use super::claim::buffer;
 use super::options::write_sized;
 use super::queue::{shmq_queue, with_queue};
-use super::send::put;
+use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
 use crate::error::{Error, Status};
 use crate::queue::DeadLetter;
@@ -106,6 +106,7 @@ pub unsafe extern "C" fn shmq_dlq_list(
 ) -> shmq_status {
     const OP: &str = "shmq_dlq_list";
     with_queue(q, OP, |inner| {
+        opt_out(out_total, OP, "out_total").map_err(|e| inner.err(e))?;
         if max > 0 && (out.is_null() || !out.is_aligned()) {
             return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
         }
@@ -160,6 +161,7 @@ pub unsafe extern "C" fn shmq_dlq_get(
 ) -> shmq_status {
     const OP: &str = "shmq_dlq_get";
     with_queue(q, OP, |inner| {
+        opt_out(out_len, OP, "out_len").map_err(|e| inner.err(e))?;
         if out.is_null() || !out.is_aligned() {
             return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
         }
@@ -201,7 +203,9 @@ pub unsafe extern "C" fn shmq_dlq_redrive(
     id: u64,
     out_count: *mut usize,
 ) -> shmq_status {
-    with_queue(q, "shmq_dlq_redrive", |inner| {
+    const OP: &str = "shmq_dlq_redrive";
+    with_queue(q, OP, |inner| {
+        opt_out(out_count, OP, "out_count").map_err(|e| inner.err(e))?;
         let n = inner
             .queue()
             .dlq_redrive((id != SHMQ_DLQ_ALL).then_some(id))?;
@@ -224,7 +228,9 @@ pub unsafe extern "C" fn shmq_dlq_purge(
     id: u64,
     out_count: *mut usize,
 ) -> shmq_status {
-    with_queue(q, "shmq_dlq_purge", |inner| {
+    const OP: &str = "shmq_dlq_purge";
+    with_queue(q, OP, |inner| {
+        opt_out(out_count, OP, "out_count").map_err(|e| inner.err(e))?;
         let n = inner
             .queue()
             .dlq_purge((id != SHMQ_DLQ_ALL).then_some(id))?;

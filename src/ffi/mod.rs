@@ -6,6 +6,9 @@
 //! - Handles are opaque. What `shmq_create`/`shmq_open`/`shmq_inspect`
 //!   returns is released exactly once by `shmq_close`. A closed handle
 //!   answers `SHMQ_CLOSED` instead of crashing (its 32-byte shell is kept).
+//!   A pointer that is not a handle shmq gave out (a stray pointer, a copy
+//!   of a handle's bytes) is refused with `SHMQ_INVALID_ARGUMENT` without
+//!   being read.
 //! - Every fallible function returns a `shmq_status`; out-parameters are
 //!   written only on success; a buffer pointer is always followed by its
 //!   length.

@@ -6,6 +6,12 @@
 //! late call through a stale pointer finds `SHMQ_CLOSED` instead of freed
 //! memory. The shell costs 32 bytes per handle ever opened.
 //!
+//! Shells live in a registry of chunks that are never freed either, and a
+//! pointer is taken for a handle only when it is the address of a shell in
+//! the registry: any other pointer (into the caller's memory, a copy of a
+//! handle's bytes, a misaligned or unmapped address) is refused with
+//! `SHMQ_INVALID_ARGUMENT` before anything behind it is read.
+//!
 //! The shell's state word is also a lock that is never waited for: a call
 //! moves it from IDLE to BUSY and back, so two threads using one handle at
 //! once get `SHMQ_CLOSED` ("in use by another thread") rather than a data
@@ -13,9 +19,10 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
+use std::mem::{size_of, MaybeUninit};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
 
 use super::options::SHMQ_FLAG_LATEST_ONLY;
 use super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
@@ -172,20 +179,92 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Checks that `q` points to a shmq handle (best effort: a stray pointer
-/// into unmapped memory cannot be told apart).
+/// Shells in the first chunk of the registry; chunk `k` holds
+/// `FIRST_CHUNK << k`.
+const FIRST_CHUNK: usize = 16;
+/// Chunks of the registry (room for 16 * (2^40 - 1) handles).
+const CHUNKS: usize = 40;
+
+/// The registry of every shell handed out: chunks allocated on demand and
+/// never freed. A chunk pointer, once set, never changes.
+static CHUNK: [AtomicPtr<shmq_queue>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+/// Shells initialised so far (global indices `0..HANDED`).
+static HANDED: AtomicUsize = AtomicUsize::new(0);
+/// Serialises the making of shells (not on any hot path).
+static MAKING: Mutex<()> = Mutex::new(());
+
+/// The chunk of global shell index `n`, and the first index in that chunk.
+fn chunk_of(n: usize) -> (usize, usize) {
+    let k = (n / FIRST_CHUNK + 1).ilog2() as usize;
+    (k, FIRST_CHUNK * ((1 << k) - 1))
+}
+
+/// Stores a new shell in the registry and returns its address.
+fn register(shell: shmq_queue) -> Result<*mut shmq_queue, Error> {
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    // Relaxed: only shell makers store it, and they hold MAKING.
+    let n = HANDED.load(Ordering::Relaxed);
+    let (k, start) = chunk_of(n);
+    if k >= CHUNKS {
+        return Err(Error::new(Status::Internal, "out of queue handles"));
+    }
+    // Relaxed: written under MAKING, which we hold.
+    let mut base = CHUNK[k].load(Ordering::Relaxed);
+    if base.is_null() {
+        let chunk: Box<[MaybeUninit<shmq_queue>]> = (0..FIRST_CHUNK << k)
+            .map(|_| MaybeUninit::uninit())
+            .collect();
+        base = Box::into_raw(chunk).cast::<shmq_queue>();
+        // Release: the chunk is allocated before anyone sees its address.
+        CHUNK[k].store(base, Ordering::Release);
+    }
+    // SAFETY: index n - start < FIRST_CHUNK << k, inside the chunk; the
+    // slot was never written (indices are handed out once).
+    let p = unsafe { base.add(n - start) };
+    // SAFETY: as above; an uninitialised slot of the right type.
+    unsafe { p.write(shell) };
+    // Release: the shell is written before its index counts as handed out.
+    HANDED.store(n + 1, Ordering::Release);
+    Ok(p)
+}
+
+/// Whether `q` is the address of a shell in the registry. Reads only the
+/// registry, never what `q` points to.
+fn registered(q: *const shmq_queue) -> bool {
+    // Acquire: pairs with the Release store in `register`.
+    let handed = HANDED.load(Ordering::Acquire);
+    let addr = q as usize;
+    let size = size_of::<shmq_queue>();
+    for (k, chunk) in CHUNK.iter().enumerate() {
+        let start = FIRST_CHUNK * ((1 << k) - 1);
+        if start >= handed {
+            return false;
+        }
+        // Acquire: pairs with the Release store of the chunk pointer.
+        let base = chunk.load(Ordering::Acquire) as usize;
+        let len = (FIRST_CHUNK << k) * size;
+        if base != 0 && addr >= base && addr - base < len {
+            let off = addr - base;
+            return off % size == 0 && start + off / size < handed;
+        }
+    }
+    false
+}
+
+/// Checks that `q` is a handle shmq gave out (live or closed).
 fn shell<'a>(q: *mut shmq_queue, op: &str) -> Result<&'a shmq_queue, Error> {
     if q.is_null() {
         return Err(invalid(op, "the queue handle is NULL"));
     }
-    if !q.is_aligned() {
+    if !registered(q) {
         return Err(invalid(
             op,
-            "the queue handle is misaligned: not a shmq_queue",
+            "the queue handle is not one shmq gave out (a stray, forged or copied pointer)",
         ));
     }
-    // SAFETY: non-null and aligned; the caller passes a pointer shmq gave
-    // out, and shells are never freed, so it stays readable after close.
+    // SAFETY: the address of an initialised shell in the registry, which
+    // is never freed, so it stays readable after close.
     let h = unsafe { &*q };
     if h.magic != MAGIC {
         return Err(invalid(op, "the queue handle is not a shmq_queue"));
@@ -274,16 +353,17 @@ unsafe fn read_path<'a>(path: *const c_char, op: &str) -> Result<&'a Path, Error
 ///
 /// # Safety
 /// `out` is non-null, aligned and writable.
-unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) {
+unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) -> Result<(), Error> {
     watch_forks();
-    let shell = Box::new(shmq_queue {
+    let p = register(shmq_queue {
         magic: MAGIC,
         forks: FORKS.load(Ordering::Relaxed),
         state: AtomicU32::new(IDLE),
         inner: UnsafeCell::new(Some(Inner::new(q))),
-    });
+    })?;
     // SAFETY: forwarded from the caller.
-    unsafe { out.write(Box::into_raw(shell)) };
+    unsafe { out.write(p) };
+    Ok(())
 }
 
 fn check_out<T>(out: *mut T, op: &str) -> Result<(), Error> {
@@ -328,8 +408,7 @@ pub unsafe extern "C" fn shmq_create(
         };
         let q = Queue::create(p, &o)?;
         // SAFETY: checked above.
-        unsafe { hand_out(q, out) };
-        Ok(())
+        unsafe { hand_out(q, out) }
     })
 }
 
@@ -350,8 +429,7 @@ pub unsafe extern "C" fn shmq_open(path: *const c_char, out: *mut *mut shmq_queu
         let p = unsafe { read_path(path, OP) }?;
         let q = Queue::open(p)?;
         // SAFETY: checked above.
-        unsafe { hand_out(q, out) };
-        Ok(())
+        unsafe { hand_out(q, out) }
     })
 }
 
@@ -410,8 +488,7 @@ pub unsafe extern "C" fn shmq_inspect(
         let p = unsafe { read_path(path, OP) }?;
         let q = Queue::inspect(p)?;
         // SAFETY: checked above.
-        unsafe { hand_out(q, out) };
-        Ok(())
+        unsafe { hand_out(q, out) }
     })
 }
 

@@ -31,7 +31,17 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
-/// Writes an optional out-parameter.
+/// Checks an optional out-parameter before the call acts: NULL (not
+/// wanted) or aligned. A misaligned one is refused rather than silently not
+/// written (the caller would not learn, say, how many messages it claimed).
+pub(crate) fn opt_out<T>(p: *mut T, op: &str, what: &str) -> Result<(), Error> {
+    if !p.is_null() && !p.is_aligned() {
+        return Err(invalid(op, format!("{what} is misaligned")));
+    }
+    Ok(())
+}
+
+/// Writes an optional out-parameter (checked by [`opt_out`] first).
 ///
 /// # Safety
 /// `p` is NULL or writable.
@@ -99,6 +109,8 @@ pub unsafe extern "C" fn shmq_send_ex(
 ) -> shmq_status {
     const OP: &str = "shmq_send_ex";
     with_queue(q, OP, |inner| {
+        opt_out(out_position, OP, "out_position").map_err(|e| inner.err(e))?;
+        opt_out(out_version, OP, "out_version").map_err(|e| inner.err(e))?;
         // SAFETY: forwarded from the caller.
         let d = unsafe { bytes(data, len, "data") }.map_err(|c| inner.err(invalid(OP, c)))?;
         // SAFETY: forwarded from the caller.
@@ -144,6 +156,7 @@ pub unsafe extern "C" fn shmq_send_batch(
 ) -> shmq_status {
     const OP: &str = "shmq_send_batch";
     with_queue(q, OP, |inner| {
+        opt_out(out_sent, OP, "out_sent").map_err(|e| inner.err(e))?;
         let v = {
             let total = count
                 .checked_mul(size_of_iovec())
@@ -205,6 +218,7 @@ pub unsafe extern "C" fn shmq_send_packed(
 ) -> shmq_status {
     const OP: &str = "shmq_send_packed";
     with_queue(q, OP, |inner| {
+        opt_out(out_sent, OP, "out_sent").map_err(|e| inner.err(e))?;
         // SAFETY: forwarded from the caller.
         let all =
             unsafe { bytes(data, data_len, "data") }.map_err(|c| inner.err(invalid(OP, c)))?;
@@ -422,6 +436,8 @@ pub unsafe extern "C" fn shmq_commit_ex(
 ) -> shmq_status {
     const OP: &str = "shmq_commit_ex";
     with_queue(q, OP, |inner| {
+        opt_out(out_position, OP, "out_position").map_err(|e| inner.err(e))?;
+        opt_out(out_version, OP, "out_version").map_err(|e| inner.err(e))?;
         // SAFETY: forwarded from the caller.
         let o = unsafe { read_send_options(opts, OP) }.map_err(|e| inner.err(e))?;
         // SAFETY: forwarded from the caller.

@@ -1,0 +1,1572 @@
+//! The `model_ops` target: random operation sequences on a real queue file,
+//! through the public `Queue` API, against a plain reference model.
+//!
+//! Where `tests/model.rs` drives the keyless slot protocol (`ring::Engine`
+//! over heap memory), this drives everything above it: two handles on one
+//! file (each a participant), keyed sends with explicit and automatic
+//! versions, latest-only mode, reservations committed with a key or aborted,
+//! claims one at a time and in batches, the four outcomes through `Message`
+//! and through raw tokens (also foreign and ended ones), `ack_batch`,
+//! `send_batch`, the dead-letter calls (list, get, redrive, purge),
+//! `recover`, reopening a handle, and the passage of time.
+//!
+//! Time: the queue runs on the real clock, and a case lasts milliseconds.
+//! Leases are 30 s, reservations time out after 5 s, a delay is an hour, and
+//! an extension is 10 s or 100 s. The `Warp` operation runs the engine's
+//! repair pass as of 6 s, 61 s or 1000 s from now
+//! (`Engine::repair(me, now + w, ..)`, the controllable clock of the engine
+//! API): every deadline below `w` has passed for that pass, so leases expire
+//! (redelivery or dead letter) and stalled reservations are abandoned
+//! (quarantined; their commit gets `ABANDONED`), exactly as the model says.
+//! All deadlines are kept in the model as seconds from the start.
+//!
+//! After every operation the model is compared with the file: each slot's
+//! state and owner (and payload, for committed messages), the dead letters
+//! (payload, attempts, key, version), and `Queue::verify` must find nothing
+//! wrong. What the model cannot know in advance it takes from the file and
+//! checks: a stale keyed message (older than its key's last acked version)
+//! may be dropped by any claim that reaches it; a message waiting for room
+//! in the dead-letter area may move there at any repair; and a claim that
+//! meets a message whose key is busy parks it, after which latest-only mode
+//! no longer replaces it in place.
+//!
+//! Each operation checks its answer: a send or reservation `FULL` only when
+//! every slot is held or a message still waits in ring order (producers look
+//! only a few slots ahead, G1), never a success with every slot held; `STALE`
+//! exactly when the version is not newer than the last acked one (or the
+//! waiting one, latest-only); `KEYS_FULL` exactly when the table is full of
+//! other keys; a claim returns a committed message nobody holds, whose key
+//! no other claim holds, not stale, with its payload, key, version, position
+//! and delivery count (G3, G7); `EMPTY` only when nothing is claimable (or a
+//! reservation blocks the head); an outcome on an ended or foreign claim is
+//! `LEASE_LOST` and changes nothing; a commit after the reservation was
+//! abandoned is `ABANDONED` (G5); nack and lease expiry dead-letter on the
+//! last allowed delivery (max_deliveries); redrive sends dead letters back
+//! with their key and version and the delivery count reset.
+//!
+//! # Input format
+//!
+//! ```text
+//! byte 0   capacity = 1 + b % 8; bit 7: latest-only
+//! byte 1   key_capacity = b % 5; max_deliveries = (b >> 3) % 4;
+//!          dlq_capacity = 1 + (b >> 5) % 3
+//! rest     operations: one byte (op = b % 24) and its argument bytes
+//! ```
+
+use shmq::memory::Memory;
+use shmq::ring::{state, Outcome};
+
+use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::time::Duration;
+
+use crate::harness::{unique_path, TempFile};
+
+/// Largest payload: an 8-byte id and up to 16 bytes of pattern.
+const MMS: usize = 24;
+/// Lease, reservation timeout, delay and extensions, in seconds.
+const LEASE_S: u64 = 30;
+const RESERVATION_S: u64 = 5;
+const DELAY_S: u64 = 3600;
+const EXTENDS_S: [u64; 2] = [10, 100];
+/// How far the `Warp` operation looks ahead, in seconds.
+const WARPS_S: [u64; 3] = [6, 61, 1000];
+/// Operations per case, at most.
+const BUDGET: usize = 160;
+
+/// The payload of message `id`: the id, then a pattern, `len` bytes in all.
+fn payload(id: u64, len: usize) -> Vec<u8> {
+    let mut v = id.to_le_bytes().to_vec();
+    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
+    v
+}
+
+fn id_of(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// Where a message is, in the model.
+#[derive(Clone, Debug, PartialEq)]
+enum St {
+    /// Reserved by handle `h`; `quarantined` once abandoned by a warp.
+    Reserved { h: usize, quarantined: bool },
+    /// Committed, claimable (ring order or side path).
+    Ready,
+    /// Committed with a delay (never due within a case).
+    Delayed,
+    /// Held by handle `h` with `token` until `deadline` (s from start).
+    Claimed { h: usize, token: u64, deadline: u64 },
+    /// Out of deliveries, waiting for room in the dead-letter area.
+    DlqWait,
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    slot: u64,
+    position: u64,
+    len: usize,
+    key: u64,
+    version: u64,
+    deliveries: u32,
+    st: St,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyM {
+    last_acked: u64,
+    next: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Dead {
+    attempts: u64,
+    key: u64,
+    version: u64,
+    len: usize,
+}
+
+struct Model {
+    cap: u64,
+    key_cap: usize,
+    max_deliveries: u32,
+    dlq_cap: usize,
+    latest_only: bool,
+    /// Participant index of each handle.
+    me: [u64; 2],
+    next_id: u64,
+    msgs: BTreeMap<u64, Msg>,
+    /// Dead letters by message id, with the record's id once seen.
+    dlq: BTreeMap<u64, (Dead, Option<u64>)>,
+    keys: BTreeMap<u64, KeyM>,
+    /// Latest-only: the waiting message of a key (replaced in place by a
+    /// newer send), and whether a claim may have parked it meanwhile.
+    waiting: BTreeMap<u64, (u64, bool)>,
+    /// Tokens of ended claims.
+    ended: Vec<u64>,
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            panic!("model_ops: {}", format!($($fmt)+));
+        }
+    };
+}
+
+fn status<T>(r: &shmq::Result<T>) -> Option<Status> {
+    r.as_ref().err().map(|e| e.status())
+}
+
+impl Model {
+    fn occupied(&self) -> u64 {
+        self.msgs.len() as u64
+    }
+
+    /// The messages in slot order (the order of a repair pass).
+    fn by_slot(&self) -> Vec<u64> {
+        let mut v: Vec<(u64, u64)> = self.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn exhausted(&self, deliveries: u32) -> bool {
+        self.max_deliveries != 0 && deliveries >= self.max_deliveries
+    }
+
+    fn new_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A `FULL` from a producer is right: every slot held, or a message
+    /// still waits in ring order (producers look a few slots ahead only).
+    fn full_ok(&self) -> bool {
+        self.occupied() == self.cap
+            || self
+                .msgs
+                .values()
+                .any(|m| matches!(m.st, St::Ready | St::Reserved { .. }))
+    }
+
+    fn slot_of(&self, slot: u64) -> Option<u64> {
+        self.msgs
+            .iter()
+            .find(|(_, m)| m.slot == slot)
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether a live claim holds `key`.
+    fn key_busy(&self, key: u64) -> bool {
+        key != 0
+            && self
+                .msgs
+                .values()
+                .any(|m| m.key == key && matches!(m.st, St::Claimed { .. }))
+    }
+
+    /// A committed keyed message older than its key's last acked version:
+    /// completed without delivery when a claim reaches it.
+    fn doomed(&self, m: &Msg) -> bool {
+        m.key != 0 && m.version < self.keys.get(&m.key).map_or(0, |k| k.last_acked)
+    }
+
+    fn claimable(&self) -> Vec<u64> {
+        self.msgs
+            .iter()
+            .filter(|(_, m)| m.st == St::Ready && !self.doomed(m) && !self.key_busy(m.key))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A held message goes to the dead letters, or waits for room there.
+    fn dead_letter(&mut self, id: u64) {
+        if self.dlq.len() < self.dlq_cap {
+            let m = self.msgs.remove(&id).unwrap();
+            self.dlq.insert(
+                id,
+                (
+                    Dead {
+                        attempts: m.deliveries as u64,
+                        key: m.key,
+                        version: m.version,
+                        len: m.len,
+                    },
+                    None,
+                ),
+            );
+        } else {
+            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
+        }
+    }
+
+    /// A claim ended without an outcome (lease expiry, handle closed).
+    fn claim_ended(&mut self, id: u64) {
+        let m = &self.msgs[&id];
+        if let St::Claimed { token, .. } = m.st {
+            self.ended.push(token);
+        }
+        if self.exhausted(m.deliveries) {
+            self.dead_letter(id);
+        } else {
+            self.msgs.get_mut(&id).unwrap().st = St::Ready;
+        }
+    }
+
+    /// The key part of a send: the entry and the version. `Err` is the
+    /// status the send must fail with.
+    fn resolve(&mut self, key: u64, version: u64) -> Result<u64, Status> {
+        if self.key_cap == 0 {
+            return Err(Status::InvalidArgument);
+        }
+        if !self.keys.contains_key(&key) {
+            if self.keys.len() >= self.key_cap {
+                return Err(Status::KeysFull);
+            }
+            self.keys.insert(key, KeyM::default());
+        }
+        let k = self.keys.get_mut(&key).unwrap();
+        let v = if version == 0 {
+            k.next.max(k.last_acked) + 1
+        } else {
+            version
+        };
+        k.next = k.next.max(v);
+        if v <= k.last_acked {
+            return Err(Status::Stale);
+        }
+        Ok(v)
+    }
+
+    /// Records a new committed (or reserved) message in `slot`.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        id: u64,
+        slot: u64,
+        position: u64,
+        len: usize,
+        key: u64,
+        version: u64,
+        st: St,
+    ) {
+        ensure!(
+            self.occupied() < self.cap,
+            "a producer got slot {slot} with every slot held (G1)"
+        );
+        if let Some(other) = self.slot_of(slot) {
+            panic!(
+                "model_ops: message {id} got slot {slot}, which holds {other}: {:?} (G2)",
+                self.msgs[&other]
+            );
+        }
+        self.msgs.insert(
+            id,
+            Msg {
+                slot,
+                position,
+                len,
+                key,
+                version,
+                deliveries: 0,
+                st,
+            },
+        );
+    }
+}
+
+/// What a send (or a redrive's send) must do, decided before the call.
+enum Expect {
+    Fail(Status),
+    /// Latest-only: replace the waiting message (`maybe`: or queue anew).
+    Replace {
+        old: u64,
+        maybe: bool,
+    },
+    Queue,
+}
+
+struct Run<'q> {
+    qs: [&'q Queue; 2],
+    m: Model,
+    held: Vec<(usize, u64, Message<'q>)>,
+    res: Vec<(usize, u64, Reserved<'q>)>,
+}
+
+impl<'q> Run<'q> {
+    fn me(&self, h: usize) -> u64 {
+        self.m.me[h]
+    }
+
+    /// Records a new message in `slot`. A producer that found the queue
+    /// full runs the maintenance pass before it tries again, which moves
+    /// messages waiting for room in the dead letters: take the file's word
+    /// for those first.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        id: u64,
+        slot: u64,
+        position: u64,
+        len: usize,
+        key: u64,
+        version: u64,
+        st: St,
+    ) {
+        self.dlq_moves();
+        self.m.place(id, slot, position, len, key, version, st);
+    }
+
+    /// Messages waiting for room in the dead letters that have moved there.
+    fn dlq_moves(&mut self) {
+        let e = self.qs[0].engine();
+        let waiting: Vec<u64> = self
+            .m
+            .msgs
+            .iter()
+            .filter(|(_, m)| m.st == St::DlqWait && e.slot_word(m.slot).state() != state::DLQ_WAIT)
+            .map(|(id, _)| *id)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let listed: BTreeSet<u64> = self.qs[0]
+            .dlq_list()
+            .iter()
+            .map(|d| id_of(&d.payload))
+            .collect();
+        for id in waiting {
+            ensure!(
+                listed.contains(&id),
+                "message {id} left dead-letter waiting but is no dead letter"
+            );
+            let m = self.m.msgs.remove(&id).unwrap();
+            self.m.dlq.insert(
+                id,
+                (
+                    Dead {
+                        attempts: m.deliveries as u64,
+                        key: m.key,
+                        version: m.version,
+                        len: m.len,
+                    },
+                    None,
+                ),
+            );
+        }
+    }
+
+    /// Decides what a send of `key`/`version` must do and updates the key
+    /// table of the model. Returns the expectation and the version.
+    fn expect_send(&mut self, key: u64, version: u64, delayed: bool) -> (Expect, u64) {
+        if key == 0 {
+            return (Expect::Queue, 0);
+        }
+        let v = match self.m.resolve(key, version) {
+            Ok(v) => v,
+            Err(s) => return (Expect::Fail(s), version),
+        };
+        if self.m.latest_only && !delayed {
+            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
+                if let Some(wm) = self.m.msgs.get(&w) {
+                    if wm.st == St::Ready && wm.key == key {
+                        if v <= wm.version && !maybe {
+                            return (Expect::Fail(Status::Stale), v);
+                        }
+                        return (Expect::Replace { old: w, maybe }, v);
+                    }
+                }
+            }
+        }
+        (Expect::Queue, v)
+    }
+
+    /// Applies the result of a send of message `id` (`position` from
+    /// `Sent`, or `None` to find it in the file).
+    #[allow(clippy::too_many_arguments)]
+    fn sent(
+        &mut self,
+        what: &str,
+        id: u64,
+        len: usize,
+        key: u64,
+        v: u64,
+        delayed: bool,
+        expect: Expect,
+        got: Result<Option<u64>, Status>,
+    ) {
+        let full_ok = self.m.full_ok();
+        let position = match (expect, got) {
+            (Expect::Fail(s), Err(g)) if s == g => return,
+            (Expect::Fail(s), g) => {
+                panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}")
+            }
+            // Still waiting (not parked after all) and not older.
+            (Expect::Replace { old, maybe: true }, Err(Status::Stale))
+                if v <= self.m.msgs[&old].version =>
+            {
+                return
+            }
+            (Expect::Replace { maybe: true, .. } | Expect::Queue, Err(Status::Full)) => {
+                ensure!(
+                    full_ok,
+                    "{what} of {id}: FULL with {} of {} slots held, none in ring order: {:?}",
+                    self.m.occupied(),
+                    self.m.cap,
+                    self.m.msgs
+                );
+                return;
+            }
+            (Expect::Replace { old, maybe }, Ok(p)) => {
+                let o = self.m.msgs[&old].clone();
+                let here = self.find(id, p);
+                if here.0 == o.slot {
+                    // Replaced in place, keeping the position.
+                    ensure!(
+                        here.1 == o.position,
+                        "{what} of {id}: replaced {old} at position {} but took {} (G7)",
+                        o.position,
+                        here.1
+                    );
+                    ensure!(
+                        v > o.version,
+                        "{what} of {id}: version {v} replaced the waiting version {} (G7)",
+                        o.version
+                    );
+                    self.m.msgs.remove(&old);
+                    self.place(id, o.slot, o.position, len, key, v, St::Ready);
+                    self.m.waiting.insert(key, (id, false));
+                    return;
+                }
+                ensure!(
+                    maybe,
+                    "{what} of {id} (key {key} version {v}): queued anew at slot {} instead of \
+                     replacing the waiting {old} {o:?} (G7, latest-only)",
+                    here.0
+                );
+                // It was parked meanwhile: queued anew.
+                here
+            }
+            (Expect::Queue, Ok(p)) => self.find(id, p),
+            (_, Err(s)) => {
+                panic!("model_ops: {what} of {id} (key {key} version {v}): {s:?}, expected OK")
+            }
+        };
+        let st = if delayed { St::Delayed } else { St::Ready };
+        self.place(id, position.0, position.1, len, key, v, st);
+        if key != 0 && self.m.latest_only && !delayed {
+            self.m.waiting.insert(key, (id, false));
+        }
+    }
+
+    /// The slot and position of message `id`: from its position when given,
+    /// else by reading the slots the model has free.
+    fn find(&self, id: u64, position: Option<u64>) -> (u64, u64) {
+        if let Some(p) = position {
+            return (p % self.m.cap, p);
+        }
+        let e = self.qs[0].engine();
+        for i in 0..self.m.cap {
+            if e.slot_word(i).state() == state::FREE {
+                continue;
+            }
+            let mut b = [0u8; 8];
+            e.mem.read_bytes(e.payload_offset(i), &mut b);
+            let occupant = self.m.slot_of(i);
+            if u64::from_le_bytes(b) == id && occupant != Some(id) {
+                // A replaced message's slot is occupied in the model.
+                let pos = e
+                    .mem
+                    .u64_at(e.layout.slot(i) + shmq::layout::slot::POSITION)
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                return (i, pos);
+            }
+        }
+        panic!("model_ops: message {id} was sent but is in no slot");
+    }
+
+    fn send(&mut self, h: usize, key: u64, version: u64, delayed: bool, len: usize) {
+        let id = self.m.new_id();
+        let (expect, v) = self.expect_send(key, version, delayed);
+        let opts = SendOptions {
+            key,
+            version,
+            timeout: Timeout::TryOnce,
+            delay: if delayed {
+                Duration::from_secs(DELAY_S)
+            } else {
+                Duration::ZERO
+            },
+        };
+        let got = if key == 0 && !delayed && version == 0 {
+            self.qs[h].send(&payload(id, len), Timeout::TryOnce)
+        } else {
+            self.qs[h].send_with(&payload(id, len), &opts)
+        };
+        if let Ok(s) = &got {
+            if key != 0 {
+                ensure!(
+                    s.version == v,
+                    "send of {id}: version {}, the model says {v}",
+                    s.version
+                );
+            }
+        }
+        let got = got.map(|s| Some(s.position)).map_err(|e| e.status());
+        self.sent("send", id, len, key, v, delayed, expect, got);
+    }
+
+    fn send_batch(&mut self, h: usize, lens: &[usize]) {
+        let ids: Vec<u64> = lens.iter().map(|_| self.m.new_id()).collect();
+        let msgs: Vec<Vec<u8>> = ids
+            .iter()
+            .zip(lens)
+            .map(|(id, l)| payload(*id, *l))
+            .collect();
+        let got = self.qs[h].send_batch(&msgs, Timeout::TryOnce);
+        let n = match got {
+            Ok(n) => n,
+            Err(e) if e.status() == Status::Full && !ids.is_empty() => 0,
+            Err(e) => panic!("model_ops: send_batch: {e}"),
+        };
+        if ids.is_empty() {
+            ensure!(n == 0, "send_batch of nothing sent {n}");
+            return;
+        }
+        let mut last = None;
+        for (k, id) in ids.iter().enumerate() {
+            if k >= n {
+                ensure!(
+                    self.m.full_ok(),
+                    "send_batch stopped after {n} of {} with room: {:?}",
+                    ids.len(),
+                    self.m.msgs
+                );
+                break;
+            }
+            let (slot, pos) = self.find(*id, None);
+            if let Some(l) = last {
+                ensure!(
+                    pos > l,
+                    "send_batch: message {id} at position {pos} after {l} (G6)"
+                );
+            }
+            last = Some(pos);
+            self.place(*id, slot, pos, lens[k], 0, 0, St::Ready);
+        }
+    }
+
+    fn reserve(&mut self, h: usize, len: usize) {
+        let id = self.m.new_id();
+        match self.qs[h].reserve(len, Timeout::TryOnce) {
+            Ok(mut r) => {
+                r.write(&payload(id, len)).expect("write");
+                let p = r.position();
+                self.place(
+                    id,
+                    p % self.m.cap,
+                    p,
+                    len,
+                    0,
+                    0,
+                    St::Reserved {
+                        h,
+                        quarantined: false,
+                    },
+                );
+                self.res.push((h, id, r));
+            }
+            Err(e) if e.status() == Status::Full => {
+                ensure!(
+                    self.m.full_ok(),
+                    "reserve: FULL with room: {:?}",
+                    self.m.msgs
+                )
+            }
+            Err(e) => panic!("model_ops: reserve: {e}"),
+        }
+    }
+
+    fn finish_reservation(&mut self, pick: u8, commit: Option<(u64, u64, bool)>) {
+        if self.res.is_empty() {
+            return;
+        }
+        let (h, id, r) = self.res.swap_remove(pick as usize % self.res.len());
+        let St::Reserved { quarantined, .. } = self.m.msgs[&id].st else {
+            panic!("model_ops: reservation {id} is {:?}", self.m.msgs[&id]);
+        };
+        let _ = h;
+        let Some((key, version, delayed)) = commit else {
+            let got = r.abort();
+            self.m.msgs.remove(&id);
+            ensure!(
+                status(&got) == quarantined.then_some(Status::Abandoned),
+                "abort of {id} (quarantined {quarantined}): {got:?}"
+            );
+            return;
+        };
+        let opts = SendOptions {
+            key,
+            version,
+            timeout: Timeout::TryOnce,
+            delay: if delayed {
+                Duration::from_secs(DELAY_S)
+            } else {
+                Duration::ZERO
+            },
+        };
+        let position = r.position();
+        let resolved = if key == 0 {
+            Ok(0)
+        } else {
+            self.m.resolve(key, version)
+        };
+        let got = r.commit_with(&opts);
+        let m = self.m.msgs.remove(&id).unwrap();
+        let v = match resolved {
+            Err(s) => {
+                ensure!(
+                    status(&got) == Some(s),
+                    "commit of {id} key {key}: {got:?}, expected {s:?}"
+                );
+                return;
+            }
+            Ok(v) => v,
+        };
+        if quarantined {
+            ensure!(
+                status(&got) == Some(Status::Abandoned),
+                "commit of {id} after its reservation was abandoned: {got:?} (G5)"
+            );
+            return;
+        }
+        let sent = got.unwrap_or_else(|e| panic!("model_ops: commit of {id}: {e}"));
+        ensure!(
+            sent.position == position && (key == 0 || sent.version == v),
+            "commit of {id}: {sent:?}, reserved at {position}, version {v}"
+        );
+        let st = if delayed { St::Delayed } else { St::Ready };
+        self.place(id, m.slot, m.position, m.len, key, v, st);
+        if key != 0 && self.m.latest_only && !delayed {
+            self.m.waiting.insert(key, (id, false));
+        }
+    }
+
+    /// Checks a message a claim returned and records it as held by `h`.
+    fn claimed(&mut self, h: usize, msg: &Message<'q>) -> u64 {
+        let data = msg.data().expect("data of a fresh claim");
+        let id = id_of(&data);
+        let Some(m) = self.m.msgs.get(&id).cloned() else {
+            panic!("model_ops: claim got message {id}, which the model does not have ({msg:?})");
+        };
+        ensure!(
+            data == payload(id, m.len),
+            "claim of {id}: payload {data:?} is not the one sent"
+        );
+        ensure!(
+            m.st == St::Ready,
+            "claim got {id}, which is {:?} (G3)",
+            m.st
+        );
+        ensure!(
+            !self.m.key_busy(m.key),
+            "claim got {id} of key {} while another claim holds the key (G7)",
+            m.key
+        );
+        ensure!(
+            !self.m.doomed(&m),
+            "claim got {id}, version {} of key {}, older than the last acked {} (G7)",
+            m.version,
+            m.key,
+            self.m.keys[&m.key].last_acked
+        );
+        ensure!(
+            msg.key() == m.key && msg.version() == m.version && msg.position() == m.position,
+            "claim of {id}: key {} version {} position {}, the model says {m:?}",
+            msg.key(),
+            msg.version(),
+            msg.position()
+        );
+        ensure!(
+            msg.deliveries() == m.deliveries + 1,
+            "claim of {id}: delivery {}, the model says {} ({m:?})",
+            msg.deliveries(),
+            m.deliveries + 1
+        );
+        let mm = self.m.msgs.get_mut(&id).unwrap();
+        mm.deliveries += 1;
+        mm.st = St::Claimed {
+            h,
+            token: msg.token(),
+            deadline: LEASE_S,
+        };
+        if self.m.waiting.get(&m.key).is_some_and(|w| w.0 == id) {
+            self.m.waiting.remove(&m.key);
+        }
+        id
+    }
+
+    /// After a claim: a waiting message whose key is busy may have been
+    /// parked (claimed and put back), and is no longer replaced in place.
+    fn maybe_parked(&mut self) {
+        let busy: Vec<u64> = self
+            .m
+            .waiting
+            .keys()
+            .copied()
+            .filter(|k| self.m.key_busy(*k))
+            .collect();
+        for k in busy {
+            if let Some(w) = self.m.waiting.get_mut(&k) {
+                w.1 = true;
+            }
+        }
+    }
+
+    /// The slot words and cursors, for failure messages.
+    fn dump(&self) -> String {
+        use shmq::layout::hdr;
+        let e = self.qs[0].engine();
+        let rd = |off: usize| {
+            e.mem
+                .u64_at(off)
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let words: Vec<String> = (0..self.m.cap)
+            .map(|i| format!("{i}: {:?}", e.slot_word(i)))
+            .collect();
+        format!(
+            "tail {} head {} side dirty {} clean {} slots [{}]",
+            rd(hdr::TAIL),
+            rd(hdr::HEAD),
+            rd(hdr::SIDE_DIRTY),
+            rd(hdr::SIDE_CLEAN),
+            words.join(", ")
+        )
+    }
+
+    /// The head cursor.
+    fn head(&self) -> u64 {
+        let e = self.qs[0].engine();
+        e.mem
+            .u64_at(shmq::layout::hdr::HEAD)
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// KNOWN ENGINE BUG `head-lag` (fuzz/README.md): a producer that finds
+    /// every slot held skips each of them, moving the tail a lap per try,
+    /// while the head stays; once a slot frees and a message is sent there,
+    /// a claim walks at most `4 * capacity + 64` positions per attempt
+    /// towards it and answers EMPTY when it has not reached it. Tolerated
+    /// only with `SHMQ_FUZZ_AVOID=head-lag`, and only when the failed claim
+    /// did move the head that far.
+    fn head_lagged(&self, head_before: u64) -> bool {
+        let walk = self.m.cap * 4 + 64;
+        crate::harness::avoid("head-lag") && self.head().wrapping_sub(head_before) >= walk
+    }
+
+    fn empty_ok(&self) -> bool {
+        self.m.claimable().is_empty()
+            || self.m.msgs.values().any(|m| {
+                matches!(
+                    m.st,
+                    St::Reserved {
+                        quarantined: false,
+                        ..
+                    }
+                )
+            })
+    }
+
+    fn claim(&mut self, h: usize) {
+        let head = self.head();
+        match self.qs[h].claim(Timeout::TryOnce) {
+            Ok(msg) => {
+                let id = self.claimed(h, &msg);
+                self.held.push((h, id, msg));
+            }
+            Err(e) if e.status() == Status::Empty => ensure!(
+                self.empty_ok() || self.head_lagged(head),
+                "claim: EMPTY, but the model has {:?} claimable: {:?}; {}",
+                self.m.claimable(),
+                self.m.msgs,
+                self.dump()
+            ),
+            Err(e) => panic!("model_ops: claim: {e}"),
+        }
+        self.maybe_parked();
+    }
+
+    fn claim_batch(&mut self, h: usize, max: usize) {
+        let head = self.head();
+        match self.qs[h].claim_batch(max, Timeout::TryOnce) {
+            Ok(v) => {
+                ensure!(
+                    v.len() <= max && (max == 0 || !v.is_empty()),
+                    "claim_batch({max}) gave {}",
+                    v.len()
+                );
+                for msg in v {
+                    let id = self.claimed(h, &msg);
+                    self.held.push((h, id, msg));
+                }
+                if max > 0 {
+                    // Fewer than asked: nothing else was claimable.
+                }
+            }
+            Err(e) if e.status() == Status::Empty => ensure!(
+                max > 0 && (self.empty_ok() || self.head_lagged(head)),
+                "claim_batch: EMPTY, but the model has {:?} claimable; {}",
+                self.m.claimable(),
+                self.dump()
+            ),
+            Err(e) => panic!("model_ops: claim_batch: {e}"),
+        }
+        self.maybe_parked();
+    }
+
+    /// The model's side of an outcome on `token` through handle `h`;
+    /// returns the status the engine must give (None = OK).
+    fn outcome(&mut self, h: usize, token: u64, o: Out) -> Option<Status> {
+        let (slot, seq) = shmq::ring::split_token(token);
+        if slot >= self.m.cap || seq > shmq::ring::SEQ_MASK {
+            return Some(Status::InvalidArgument);
+        }
+        let me = self.me(h);
+        let found = self.m.msgs.iter().find_map(|(id, m)| match m.st {
+            St::Claimed {
+                h: holder,
+                token: t,
+                ..
+            } if t == token && self.m.me[holder] == me => Some(*id),
+            _ => None,
+        });
+        let Some(id) = found else {
+            return Some(Status::LeaseLost);
+        };
+        let m = self.m.msgs[&id].clone();
+        match o {
+            Out::Ack => {
+                self.m.msgs.remove(&id);
+                self.m.ended.push(token);
+                if m.key != 0 {
+                    let k = self.m.keys.get_mut(&m.key).unwrap();
+                    k.last_acked = k.last_acked.max(m.version);
+                }
+            }
+            Out::Nack(delayed) => {
+                self.m.ended.push(token);
+                if self.m.exhausted(m.deliveries) {
+                    self.m.dead_letter(id);
+                } else {
+                    self.m.msgs.get_mut(&id).unwrap().st =
+                        if delayed { St::Delayed } else { St::Ready };
+                }
+            }
+            Out::Reject => {
+                self.m.ended.push(token);
+                self.m.dead_letter(id);
+            }
+            Out::Extend(s) => {
+                if let St::Claimed { deadline, .. } = &mut self.m.msgs.get_mut(&id).unwrap().st {
+                    *deadline = s;
+                }
+            }
+        }
+        None
+    }
+
+    /// An outcome through a `Message` this run holds.
+    fn settle_held(&mut self, pick: u8, kind: u8, arg: u8) {
+        if self.held.is_empty() {
+            return;
+        }
+        let i = pick as usize % self.held.len();
+        let (h, id, token) = (self.held[i].0, self.held[i].1, self.held[i].2.token());
+        let o = Out::from(kind, arg);
+        let want = self.outcome(h, token, o);
+        let got = match o {
+            Out::Extend(s) => self.held[i].2.extend(Duration::from_secs(s)),
+            _ => {
+                let (_, _, msg) = self.held.swap_remove(i);
+                match o {
+                    Out::Ack => msg.ack(),
+                    Out::Nack(d) => msg.nack(if d {
+                        Duration::from_secs(DELAY_S)
+                    } else {
+                        Duration::ZERO
+                    }),
+                    _ => msg.reject("fuzz"),
+                }
+            }
+        };
+        ensure!(
+            status(&got) == want,
+            "{o:?} of message {id} (token {token:#x}) through handle {h}: {got:?}, expected {want:?}"
+        );
+    }
+
+    /// An outcome by raw token through handle `h`: a live claim of either
+    /// handle (foreign ones must be refused), an ended one, or a forgery.
+    fn settle_raw(&mut self, h: usize, pick: u8, kind: u8, arg: u8, forged: u64) {
+        let live: Vec<u64> = self
+            .m
+            .msgs
+            .values()
+            .filter_map(|m| match m.st {
+                St::Claimed { token, .. } => Some(token),
+                _ => None,
+            })
+            .collect();
+        let token = match pick % 4 {
+            0 | 1 if !live.is_empty() => live[pick as usize / 4 % live.len()],
+            2 if !self.m.ended.is_empty() => self.m.ended[pick as usize / 4 % self.m.ended.len()],
+            _ => match pick / 4 % 3 {
+                0 => forged,
+                1 => shmq::ring::token(forged % self.m.cap, forged >> 40),
+                _ => forged | 1 << 63,
+            },
+        };
+        let o = Out::from(kind, arg);
+        let want = self.outcome(h, token, o);
+        let now = shmq::clock::coarse_ns();
+        let secs = |s: u64| now + s * 1_000_000_000;
+        let eo = match o {
+            Out::Ack => Outcome::Ack,
+            Out::Nack(d) => Outcome::Nack {
+                not_before_ns: if d { secs(DELAY_S) } else { 0 },
+            },
+            Out::Reject => Outcome::Reject { reason: "raw" },
+            Out::Extend(s) => Outcome::Extend {
+                deadline_ns: secs(s),
+            },
+        };
+        let got = self.qs[h].settle(token, &eo, None, None);
+        ensure!(
+            status(&got) == want,
+            "raw {o:?} of token {token:#x} through handle {h}: {got:?}, expected {want:?}"
+        );
+    }
+
+    fn ack_batch(&mut self, h: usize, mask: u8) {
+        let mut batch = Vec::new();
+        let mut k = 0;
+        while k < self.held.len() {
+            if mask >> (k % 8) & 1 != 0 {
+                batch.push(self.held.swap_remove(k));
+            } else {
+                k += 1;
+            }
+        }
+        let mut want = 0;
+        for (_, _, msg) in &batch {
+            if self.outcome(h, msg.token(), Out::Ack).is_none() {
+                want += 1;
+            }
+        }
+        let msgs: Vec<Message<'q>> = batch.into_iter().map(|(_, _, m)| m).collect();
+        let got = self.qs[h].ack_batch(&msgs);
+        ensure!(
+            got.as_ref().ok() == Some(&want),
+            "ack_batch of {} through handle {h}: {got:?}, expected {want}",
+            msgs.len()
+        );
+    }
+
+    /// The engine's repair pass as of `w` seconds from now.
+    fn warp(&mut self, h: usize, w: u64) {
+        let now = shmq::clock::coarse_ns() + w * 1_000_000_000;
+        self.qs[h]
+            .engine()
+            .repair(self.me(h), now, &|_| false)
+            .expect("repair");
+        // The repair pass goes slot by slot.
+        let ids: Vec<u64> = self.m.by_slot();
+        for id in ids {
+            match self.m.msgs[&id].st {
+                St::Claimed { deadline, .. } if deadline < w => self.m.claim_ended(id),
+                St::DlqWait => self.m.dead_letter(id),
+                St::Reserved {
+                    h,
+                    quarantined: false,
+                } if RESERVATION_S < w => {
+                    self.m.msgs.get_mut(&id).unwrap().st = St::Reserved {
+                        h,
+                        quarantined: true,
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The dead letters in the order a redrive takes them.
+    fn dlq_order(&self) -> Vec<u64> {
+        let mut v: Vec<(u64, u64)> = self
+            .m
+            .dlq
+            .iter()
+            .map(|(id, (_, rec))| (rec.expect("record id seen"), *id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn record_id(&self, pick: u8) -> Option<u64> {
+        let order = self.dlq_order();
+        match pick % 4 {
+            0 => None,
+            1 | 2 if !order.is_empty() => Some(
+                self.m.dlq[&order[pick as usize / 4 % order.len()]]
+                    .1
+                    .unwrap(),
+            ),
+            _ => Some(1_000_000 + pick as u64),
+        }
+    }
+
+    fn redrive(&mut self, h: usize, pick: u8) {
+        let which = self.record_id(pick);
+        let got = self.qs[h].dlq_redrive(which);
+        // What is left in the dead letters tells which records went back.
+        let left: BTreeSet<u64> = self.qs[h].dlq_list().iter().map(|d| d.id).collect();
+        let mut n = 0;
+        let mut want_err = None;
+        let mut found = false;
+        for id in self.dlq_order() {
+            let (d, rec) = self.m.dlq[&id].clone();
+            let rec = rec.unwrap();
+            if which.is_some_and(|w| w != rec) {
+                continue;
+            }
+            found = true;
+            // The record goes back as a send of its payload, key and version.
+            let (expect, v) = self.expect_send(d.key, d.version, false);
+            if let Expect::Fail(s) = expect {
+                want_err = Some(s);
+                ensure!(left.contains(&rec), "redrive sent {id} despite {s:?}");
+                break;
+            }
+            if let Expect::Replace { old, maybe: true } = expect {
+                if v <= self.m.msgs[&old].version && status(&got) == Some(Status::Stale) {
+                    // The waiting message was not parked after all: not newer.
+                    ensure!(left.contains(&rec), "redrive sent {id} despite STALE");
+                    want_err = Some(Status::Stale);
+                    break;
+                }
+            }
+            if left.contains(&rec) {
+                ensure!(
+                    self.m.full_ok(),
+                    "redrive of {id} was refused with room: {:?}",
+                    self.m.msgs
+                );
+                break;
+            }
+            self.m.dlq.remove(&id);
+            self.sent("redrive", id, d.len, d.key, v, false, expect, Ok(None));
+            n += 1;
+        }
+        if let Some(s) = want_err {
+            ensure!(status(&got) == Some(s), "redrive: {got:?}, expected {s:?}");
+        } else if which.is_some() && !found {
+            ensure!(
+                status(&got) == Some(Status::NotFound),
+                "redrive of an unknown record: {got:?}"
+            );
+        } else {
+            ensure!(
+                got.as_ref().ok() == Some(&n),
+                "redrive: {got:?}, the model sent {n}"
+            );
+        }
+    }
+
+    fn purge(&mut self, h: usize, pick: u8) {
+        let which = self.record_id(pick);
+        let got = self.qs[h].dlq_purge(which);
+        let before = self.m.dlq.len();
+        self.m
+            .dlq
+            .retain(|_, (_, rec)| which.is_some_and(|w| Some(w) != *rec));
+        let n = before - self.m.dlq.len();
+        if which.is_some() && n == 0 {
+            ensure!(
+                status(&got) == Some(Status::NotFound),
+                "purge of an unknown record: {got:?}"
+            );
+        } else {
+            ensure!(
+                got.as_ref().ok() == Some(&n),
+                "purge: {got:?}, expected {n}"
+            );
+        }
+    }
+
+    /// Drops the reservations (aborting them) and the held messages (their
+    /// claims stay).
+    fn end(&mut self) {
+        for (_, id, r) in std::mem::take(&mut self.res) {
+            drop(r);
+            self.m.msgs.remove(&id);
+        }
+        self.held.clear();
+    }
+
+    /// Compares the model with the file; takes the file's word for what the
+    /// model cannot know in advance (see the module comment).
+    fn check(&mut self, what: &str) {
+        self.dlq_moves();
+        let e = self.qs[0].engine();
+        let by_slot: BTreeMap<u64, u64> = self.m.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
+        ensure!(
+            by_slot.len() == self.m.msgs.len(),
+            "after {what}: two messages share a slot in the model"
+        );
+        let list = self.qs[0].dlq_list();
+        let listed: BTreeMap<u64, &shmq::DeadLetter> =
+            list.iter().map(|d| (id_of(&d.payload), d)).collect();
+        for i in 0..self.m.cap {
+            let w = e.slot_word(i);
+            let Some(&id) = by_slot.get(&i) else {
+                ensure!(
+                    w.state() == state::FREE,
+                    "after {what}: slot {i} is {w:?}, the model has it free ({:?})",
+                    self.m.msgs
+                );
+                continue;
+            };
+            let m = self.m.msgs[&id].clone();
+            let owner = |h: usize| self.m.me[h];
+            let ok = match m.st {
+                St::Reserved {
+                    h,
+                    quarantined: false,
+                } => matches!(w.state(), state::RESERVED | state::PASSED) && w.owner() == owner(h),
+                St::Reserved {
+                    h,
+                    quarantined: true,
+                } => w.state() == state::ABANDONED && w.owner() == owner(h),
+                St::Ready if self.m.doomed(&m) && w.state() == state::FREE => {
+                    // A claim reached it: completed without delivery.
+                    self.m.msgs.remove(&id);
+                    continue;
+                }
+                St::Ready => matches!(w.state(), state::READY | state::PENDING),
+                St::Delayed => w.state() == state::DELAYED,
+                St::Claimed { h, .. } => w.state() == state::CLAIMED && w.owner() == owner(h),
+                St::DlqWait => w.state() == state::DLQ_WAIT,
+            };
+            ensure!(
+                ok,
+                "after {what}: slot {i} is {w:?}, the model has message {id} {m:?}"
+            );
+            if !matches!(m.st, St::Reserved { .. }) {
+                let mut data = vec![0u8; m.len];
+                e.mem.read_bytes(e.payload_offset(i), &mut data);
+                ensure!(
+                    data == payload(id, m.len),
+                    "after {what}: slot {i} holds {data:?}, not message {id}"
+                );
+            }
+        }
+        ensure!(
+            listed.len() == list.len(),
+            "after {what}: two dead letters with one payload: {list:?}"
+        );
+        for (id, d) in &listed {
+            let Some((want, rec)) = self.m.dlq.get_mut(id) else {
+                panic!("model_ops: after {what}: dead letter {d:?} (message {id}) is not in the model {:?}", self.m.dlq);
+            };
+            let got = Dead {
+                attempts: d.attempts,
+                key: d.key,
+                version: d.version,
+                len: d.payload.len(),
+            };
+            ensure!(
+                got == *want && d.payload == payload(*id, want.len),
+                "after {what}: dead letter of {id} is {d:?}, the model says {want:?}"
+            );
+            ensure!(
+                rec.map_or(true, |r| r == d.id),
+                "after {what}: dead letter of {id} changed its id"
+            );
+            *rec = Some(d.id);
+        }
+        ensure!(
+            listed.len() == self.m.dlq.len(),
+            "after {what}: dead letters {:?}, the model has {:?}",
+            listed.keys().collect::<Vec<_>>(),
+            self.m.dlq.keys().collect::<Vec<_>>()
+        );
+        for (k, km) in &self.m.keys {
+            let got = self.qs[0].latest_acked_version(*k);
+            ensure!(
+                got == km.last_acked,
+                "after {what}: key {k} last acked {got}, the model says {}",
+                km.last_acked
+            );
+        }
+        let r = self.qs[1].verify();
+        ensure!(
+            r.problems.is_empty(),
+            "after {what}: verify found {:?}",
+            r.problems
+        );
+    }
+}
+
+/// An outcome, in the model's terms.
+#[derive(Clone, Copy, Debug)]
+enum Out {
+    Ack,
+    /// Nack, delayed by an hour when true.
+    Nack(bool),
+    Reject,
+    /// Extend to this many seconds from now.
+    Extend(u64),
+}
+
+impl Out {
+    fn from(kind: u8, arg: u8) -> Out {
+        match kind % 4 {
+            0 => Out::Ack,
+            1 => Out::Nack(arg & 1 != 0),
+            2 => Out::Reject,
+            _ => Out::Extend(EXTENDS_S[arg as usize % 2]),
+        }
+    }
+}
+
+/// Input bytes, then zeros.
+struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+    fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |v, _| v << 8 | self.byte() as u64)
+    }
+    fn len(&mut self) -> usize {
+        8 + self.byte() as usize % (MMS - 7)
+    }
+    fn key(&mut self) -> (u64, u64) {
+        let b = self.byte();
+        let key = 1 + (b & 7) as u64;
+        // Version 0 (automatic) half of the time, else 1..=8.
+        let version = if b & 0x80 != 0 {
+            0
+        } else {
+            1 + (b >> 4 & 7) as u64
+        };
+        (key, version)
+    }
+}
+
+/// `SHMQ_MODEL_TRACE=1` prints each operation and the model after it.
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("SHMQ_MODEL_TRACE").is_some())
+}
+
+/// Runs operations until they end (`None`) or one reopens handle `h`.
+fn epoch(run: &mut Run<'_>, ops: &mut Bytes<'_>, budget: &mut usize) -> Option<usize> {
+    while !ops.done() && *budget > 0 {
+        *budget -= 1;
+        let op = ops.byte();
+        let h = (op >> 7) as usize;
+        let name = match op % 24 {
+            0 => {
+                let len = ops.len();
+                run.send(h, 0, 0, false, len);
+                "send"
+            }
+            1 | 2 => {
+                let (key, version) = ops.key();
+                let delayed = ops.byte() & 0x40 != 0;
+                let len = ops.len();
+                run.send(h, key, version, delayed, len);
+                "send_with"
+            }
+            3 => {
+                let len = ops.len();
+                run.reserve(h, len);
+                "reserve"
+            }
+            4 => {
+                let pick = ops.byte();
+                let c = ops.byte();
+                let (key, version) = ops.key();
+                let commit = match c % 3 {
+                    0 => (0, 0, false),
+                    1 => (key, version, false),
+                    _ => (key, version, true),
+                };
+                run.finish_reservation(pick, Some(commit));
+                "commit"
+            }
+            5 => {
+                let pick = ops.byte();
+                run.finish_reservation(pick, None);
+                "abort"
+            }
+            6 | 7 => {
+                run.claim(h);
+                "claim"
+            }
+            8 => {
+                let n = ops.byte() as usize % 5;
+                run.claim_batch(h, n);
+                "claim_batch"
+            }
+            9..=11 => {
+                let (pick, kind, arg) = (ops.byte(), ops.byte(), ops.byte());
+                run.settle_held(pick, kind, arg);
+                "outcome"
+            }
+            12 => {
+                let (pick, kind, arg) = (ops.byte(), ops.byte(), ops.byte());
+                let forged = ops.u64();
+                run.settle_raw(h, pick, kind, arg, forged);
+                "raw outcome"
+            }
+            13 => {
+                let mask = ops.byte();
+                run.ack_batch(h, mask);
+                "ack_batch"
+            }
+            14 => {
+                let w = WARPS_S[ops.byte() as usize % WARPS_S.len()];
+                run.warp(h, w);
+                "warp"
+            }
+            15 => {
+                let n = ops.byte() as usize % 5;
+                let lens: Vec<usize> = (0..n).map(|_| ops.len()).collect();
+                run.send_batch(h, &lens);
+                "send_batch"
+            }
+            16 => {
+                let pick = ops.byte();
+                run.redrive(h, pick);
+                "dlq_redrive"
+            }
+            17 => {
+                let pick = ops.byte();
+                run.purge(h, pick);
+                "dlq_purge"
+            }
+            18 => {
+                let pick = ops.byte();
+                if let Some(id) = run.record_id(pick) {
+                    let got = run.qs[h].dlq_get(id);
+                    let known = run.m.dlq.values().any(|(_, r)| *r == Some(id));
+                    ensure!(
+                        got.as_ref().map(|d| d.id).ok() == known.then_some(id),
+                        "dlq_get({id}): {got:?}"
+                    );
+                }
+                "dlq_get"
+            }
+            19 => {
+                // No time passes: nothing is expired or dead.
+                let r = run.qs[h].recover().expect("recover");
+                ensure!(
+                    r.redelivered == 0 && r.abandoned == 0,
+                    "recover repaired {r:?} with nothing expired"
+                );
+                "recover"
+            }
+            20 => {
+                if !run.held.is_empty() {
+                    let i = ops.byte() as usize % run.held.len();
+                    let (hh, id, token) = (run.held[i].0, run.held[i].1, run.held[i].2.token());
+                    let mut buf = [0u8; MMS];
+                    let got = run.qs[hh].read_payload(token, &mut buf);
+                    let live = run.m.msgs.get(&id).is_some_and(
+                        |m| matches!(m.st, St::Claimed { token: t, .. } if t == token),
+                    );
+                    match got {
+                        Ok(n) => ensure!(
+                            live && buf[..n] == payload(id, run.m.msgs[&id].len),
+                            "read of {id}: {n} bytes, live {live}"
+                        ),
+                        Err(e) => ensure!(
+                            !live && e.status() == Status::LeaseLost,
+                            "read of {id}: {e}, live {live}"
+                        ),
+                    }
+                }
+                "read"
+            }
+            21 => {
+                let s = run.qs[h].stats();
+                std::hint::black_box(s);
+                "stats"
+            }
+            _ => {
+                if ops.byte() & 1 == 0 {
+                    return Some(h);
+                }
+                "nothing"
+            }
+        };
+        if trace() {
+            eprintln!("op {op:#04x} {name} (handle {h}): {}", run.dump());
+            for (id, m) in &run.m.msgs {
+                eprintln!("    {id}: {m:?}");
+            }
+            eprintln!("    dlq {:?} keys {:?}", run.m.dlq, run.m.keys);
+        }
+        run.check(name);
+    }
+    None
+}
+
+/// The `model_ops` target.
+pub fn model_ops(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let (b0, b1) = (data[0], data[1]);
+    let o = Options {
+        capacity: 1 + (b0 % 8) as u64,
+        max_message_size: MMS as u32,
+        key_capacity: (b1 % 5) as u64,
+        dlq_capacity: 1 + (b1 >> 5) as u64 % 3,
+        participant_capacity: 4,
+        lease: Duration::from_secs(LEASE_S),
+        max_deliveries: (b1 >> 3) as u32 % 4,
+        reservation_timeout: Duration::from_secs(RESERVATION_S),
+        latest_only: b0 & 0x80 != 0,
+        ..Options::default()
+    };
+    let path = unique_path("model");
+    let _guard = TempFile(path.clone());
+    let mut qs = [
+        Some(Queue::create(&path, &o).expect("create")),
+        Some(Queue::open(&path).expect("open")),
+    ];
+    let me = |q: &Option<Queue>| q.as_ref().unwrap().participant().unwrap();
+    let mut model = Model {
+        cap: o.capacity,
+        key_cap: o.key_capacity as usize,
+        max_deliveries: o.max_deliveries,
+        dlq_cap: o.dlq_capacity as usize,
+        latest_only: o.latest_only,
+        me: [me(&qs[0]), me(&qs[1])],
+        next_id: 1,
+        msgs: BTreeMap::new(),
+        dlq: BTreeMap::new(),
+        keys: BTreeMap::new(),
+        waiting: BTreeMap::new(),
+        ended: Vec::new(),
+    };
+    let mut ops = Bytes {
+        data: &data[2..],
+        pos: 0,
+    };
+    let mut budget = BUDGET;
+    loop {
+        let reopen = {
+            let mut run = Run {
+                qs: [qs[0].as_ref().unwrap(), qs[1].as_ref().unwrap()],
+                m: model,
+                held: Vec::new(),
+                res: Vec::new(),
+            };
+            let r = epoch(&mut run, &mut ops, &mut budget);
+            run.end();
+            run.check("the end of the handles' run");
+            model = run.m;
+            r
+        };
+        let Some(h) = reopen else { break };
+        // Closing redelivers what the handle holds (dead-letters what is out
+        // of deliveries).
+        qs[h] = None;
+        let me_h = model.me[h];
+        let ids: Vec<u64> = model
+            .by_slot()
+            .into_iter()
+            .filter(
+                |id| matches!(model.msgs[id].st, St::Claimed { h: x, .. } if model.me[x] == me_h),
+            )
+            .collect();
+        // First a repair pass as of now (it moves what waits for room in
+        // the dead letters), then the handle's own claims, slot by slot.
+        for id in model.by_slot() {
+            if model.msgs[&id].st == St::DlqWait {
+                model.dead_letter(id);
+            }
+        }
+        for id in ids {
+            model.claim_ended(id);
+        }
+        qs[h] = Some(Queue::open(&path).expect("reopen"));
+        model.me[h] = me(&qs[h]);
+        let run = Run {
+            qs: [qs[0].as_ref().unwrap(), qs[1].as_ref().unwrap()],
+            m: model,
+            held: Vec::new(),
+            res: Vec::new(),
+        };
+        let mut run = run;
+        run.check("reopen");
+        model = run.m;
+    }
+}
