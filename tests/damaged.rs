@@ -883,20 +883,15 @@ fn regression_c_abi_misaligned_out_count() {
     regression("c_abi-misaligned-out-count");
 }
 
-// KNOWN ENGINE BUG `head-lag` (found by model_ops on the rebased engine,
-// ring.rs, not fixed here): with every slot held (claimed), a producer's
-// try-once send skips each held slot (`Engine::reserve`, the `_` arm, up to
-// `capacity` skips, then FULL), so each failed send moves the tail one lap
-// while the head stays. Input: capacity 4, four messages claimed, 48 sends
-// that get FULL (tail 6 -> 194, head 6), one ack, one send (position 204),
-// then claim_batch(try once) answers EMPTY with that message READY: a claim
-// walks at most 4 * capacity + 64 positions per attempt (`claim_head`'s
-// walk limit) and gives up; a later claim goes on from there. The lag grows
-// without bound while producers poll a full queue (left long enough, the
-// 28-bit lap difference would wrap; not reproduced here).
-// `SHMQ_FUZZ_AVOID=head-lag` makes model_ops tolerate it.
+// BUG `head-lag` (found by model_ops, fixed in ring.rs): with every slot
+// held (claimed), a producer's try-once send skipped each held slot
+// (`Engine::reserve`, up to `capacity` skips, then FULL), so each failed
+// send moved the tail one lap while the head stayed. Input: capacity 4, four
+// messages claimed, 48 sends that get FULL, one ack, one send, then
+// claim_batch(try once) answered EMPTY with that message READY (a claim
+// walks at most 4 * capacity + 64 positions per attempt). A held slot is now
+// skipped only towards a free slot within the lap.
 #[test]
-#[ignore = "known engine bug head-lag (ring.rs): EMPTY with a message ready after producers polled a full queue"]
 fn regression_model_ops_head_lag_empty() {
     regression("model_ops-head-lag-empty");
 }
