@@ -462,8 +462,7 @@ pub unsafe extern "C" fn shmq_open_ex(
             .map_err(|e| Error::new(e.status(), format!("{}: {}", p.display(), e.message())))?;
         let q = Queue::open_with(p, &o)?;
         // SAFETY: checked above.
-        unsafe { hand_out(q, out) };
-        Ok(())
+        unsafe { hand_out(q, out) }
     })
 }
 
