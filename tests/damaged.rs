@@ -912,3 +912,17 @@ fn regression_model_ops_head_lag_empty() {
 fn regression_c_abi_huge_options_from_pool() {
     regression("c_abi-huge-options-from-pool");
 }
+
+// KNOWN ENGINE BUG `version-overflow` (found by open_and_operate, keys.rs,
+// not fixed here): `KeyTable::assign_version` gives a send with version 0
+// `cur.max(last_acked) + 1`, read from the key entry's NEXT_VERSION and
+// LAST_ACKED words; a scribbled entry at u64::MAX overflows (debug: panic
+// "attempt to add with overflow" in send_with -> resolve_version; release:
+// wraps to version 0, and every keyed send of that key is STALE). Input:
+// template 3 (keys, latest-only) with key-table words patched, then keyed
+// sends. `SHMQ_FUZZ_AVOID=version-overflow` steers the harness around it.
+#[test]
+#[ignore = "known engine bug version-overflow (keys.rs): assign_version overflows on a scribbled key entry"]
+fn regression_version_overflow_send() {
+    regression("version-overflow-send");
+}
