@@ -874,6 +874,13 @@ fn regression_model_ops_latest_only_redrive_stale() {
     regression("model_ops-latest-only-redrive-stale");
 }
 
+// - Latest-only: one redrive sends back two dead letters of one key; the
+//   later (newer) one replaces the earlier in place, within the same call.
+#[test]
+fn regression_model_ops_latest_only_redrive_replaces_its_own() {
+    regression("model_ops-latest-only-redrive-replaces-its-own");
+}
+
 // c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
 // messages, returned SHMQ_OK and silently did not write the count (`put`
 // skips a misaligned pointer), so the caller could not know what it held.
