@@ -783,11 +783,7 @@ impl<'q> Run<'q> {
     fn dump(&self) -> String {
         use shmq::layout::hdr;
         let e = self.qs[0].engine();
-        let rd = |off: usize| {
-            e.mem
-                .u64_at(off)
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
+        let rd = |off: usize| e.mem.u64_at(off).load(std::sync::atomic::Ordering::Relaxed);
         let words: Vec<String> = (0..self.m.cap)
             .map(|i| format!("{i}: {:?}", e.slot_word(i)))
             .collect();
