@@ -214,7 +214,14 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             // AcqRel: versions given out are unique and increasing.
             let mut cur = next.load(Ordering::Acquire);
             loop {
-                let n = cur.max(self.last_acked(e)) + 1;
+                // Read from the mapping: a version counter at the end of
+                // the range is a scribble (2^64 versions are never given).
+                let Some(n) = cur.max(self.last_acked(e)).checked_add(1) else {
+                    return Err(Error::new(
+                        Status::Corrupt,
+                        "the key's version counter is at its maximum (a damaged key table)",
+                    ));
+                };
                 match next.compare_exchange(cur, n, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => break n,
                     Err(x) => cur = x,

@@ -872,6 +872,13 @@ fn regression_model_ops_latest_only_redrive_stale() {
     regression("model_ops-latest-only-redrive-stale");
 }
 
+// - Latest-only: one redrive sends back two dead letters of one key; the
+//   later (newer) one replaces the earlier in place, within the same call.
+#[test]
+fn regression_model_ops_latest_only_redrive_replaces_its_own() {
+    regression("model_ops-latest-only-redrive-replaces-its-own");
+}
+
 // c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
 // messages, returned SHMQ_OK and silently did not write the count (`put`
 // skips a misaligned pointer), so the caller could not know what it held.
@@ -904,4 +911,16 @@ fn regression_model_ops_head_lag_empty() {
 #[test]
 fn regression_c_abi_huge_options_from_pool() {
     regression("c_abi-huge-options-from-pool");
+}
+
+// BUG `version-overflow` (found by open_and_operate, fixed in keys.rs):
+// `KeyTable::assign_version` gave a send with version 0
+// `cur.max(last_acked) + 1`, read from the key entry's NEXT_VERSION and
+// LAST_ACKED words; a scribbled entry at u64::MAX overflowed (debug: panic
+// in send_with -> resolve_version; release: version 0, every keyed send of
+// that key STALE). Now it is `Corrupt`. Input: template 3 (keys,
+// latest-only) with key-table words patched, then keyed sends.
+#[test]
+fn regression_version_overflow_send() {
+    regression("version-overflow-send");
 }

@@ -529,6 +529,18 @@ impl<'q> Run<'q> {
         panic!("model_ops: message {id} was sent but is in no slot");
     }
 
+    /// Whether message `id` is in a slot the model does not give it.
+    fn in_some_slot(&self, id: u64) -> bool {
+        let e = self.qs[0].engine();
+        (0..self.m.cap).any(|i| {
+            let mut b = [0u8; 8];
+            e.mem.read_bytes(e.payload_offset(i), &mut b);
+            e.slot_word(i).state() != state::FREE
+                && u64::from_le_bytes(b) == id
+                && self.m.slot_of(i) != Some(id)
+        })
+    }
+
     fn send(&mut self, h: usize, key: u64, version: u64, delayed: bool, len: usize) {
         let id = self.m.new_id();
         let (expect, v) = self.expect_send(key, version, delayed);
@@ -1073,7 +1085,8 @@ impl<'q> Run<'q> {
         let mut n = 0;
         let mut want_err = None;
         let mut found = false;
-        for id in self.dlq_order() {
+        let order = self.dlq_order();
+        for (k, &id) in order.iter().enumerate() {
             let (d, rec) = self.m.dlq[&id].clone();
             let rec = rec.unwrap();
             if which.is_some_and(|w| w != rec) {
@@ -1104,8 +1117,18 @@ impl<'q> Run<'q> {
                 break;
             }
             self.m.dlq.remove(&id);
-            self.sent("redrive", id, d.len, d.key, v, false, expect, Ok(None));
             n += 1;
+            if self.m.latest_only && d.key != 0 && !self.in_some_slot(id) {
+                // Latest-only: a later record of the same key, sent back by
+                // this same redrive, replaced it in place.
+                let later = order[k + 1..].iter().any(|l| {
+                    let (ld, lrec) = &self.m.dlq[l];
+                    ld.key == d.key && lrec.is_some_and(|r| !left.contains(&r))
+                });
+                ensure!(later, "redrive sent {id} but it is in no slot");
+                continue;
+            }
+            self.sent("redrive", id, d.len, d.key, v, false, expect, Ok(None));
         }
         if let Some(s) = want_err {
             ensure!(status(&got) == Some(s), "redrive: {got:?}, expected {s:?}");
