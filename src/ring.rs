@@ -652,7 +652,7 @@ impl<M: Memory> Engine<M> {
                     ));
                 }
                 // Someone already decided position p: walk on.
-                *p += 1;
+                *p = p.wrapping_add(1);
                 continue;
             }
             if d < 0 {
@@ -678,7 +678,7 @@ impl<M: Memory> Engine<M> {
                         continue;
                     }
                     let position = *p;
-                    *p += 1;
+                    *p = p.wrapping_add(1);
                     self.tally(me, part::TOOK);
                     // Relaxed stores: we own the slot; the commit CAS publishes.
                     self.slot_field(i, slot::POSITION)
@@ -715,7 +715,7 @@ impl<M: Memory> Engine<M> {
                     }
                     room -= 1;
                     if self.cas_slot(i, w, w.skipped()) {
-                        *p += 1;
+                        *p = p.wrapping_add(1);
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -738,7 +738,7 @@ impl<M: Memory> Engine<M> {
                     }
                     held_room -= 1;
                     if self.cas_slot(i, w, w.skipped()) {
-                        *p += 1;
+                        *p = p.wrapping_add(1);
                         skips += 1;
                         if skips >= self.capacity() {
                             return Err(Error::new(Status::Full, "the queue is full"));
@@ -1178,7 +1178,7 @@ impl<M: Memory> Engine<M> {
             // path again: the message may be claimable there at once (its
             // key came free, or a crash left the parked count one too high).
             tally.side_moved = true;
-            *p += 1;
+            *p = p.wrapping_add(1);
         } else {
             self.pending_left(key);
         }
@@ -1364,7 +1364,7 @@ impl<M: Memory> Engine<M> {
                 state::READY => {
                     if self.later_than(i, w, *p, lap) {
                         // Position p was skipped; this message is a later one.
-                        *p += 1;
+                        *p = p.wrapping_add(1);
                         continue;
                     }
                     let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
@@ -1415,14 +1415,14 @@ impl<M: Memory> Engine<M> {
                     let Some(mine) = claimed else {
                         continue;
                     };
-                    *p += 1;
+                    *p = p.wrapping_add(1);
                     return self.finish_claim(i, mine, now).map(Some);
                 }
                 state::RESERVED => {
                     // A producer is writing position p, or (if p was skipped
                     // and the slot freed and reserved again) a later one.
                     if self.later_than(i, w, *p, lap) {
-                        *p += 1;
+                        *p = p.wrapping_add(1);
                         continue;
                     }
                     if tally.patient {
@@ -1441,14 +1441,14 @@ impl<M: Memory> Engine<M> {
                     // Same sequence: it is still the producer's reservation.
                     let passed = SlotWord::new(state::PASSED, w.owner(), w.seq(), w.lap());
                     if self.cas_slot(i, w, passed) {
-                        *p += 1;
+                        *p = p.wrapping_add(1);
                     }
                     spins = 0;
                 }
                 _ => {
                     // Position p is decided and holds nothing for the ring
                     // order: it was claimed, skipped, or completed.
-                    *p += 1;
+                    *p = p.wrapping_add(1);
                 }
             }
         }

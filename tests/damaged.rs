@@ -924,3 +924,13 @@ fn regression_c_abi_huge_options_from_pool() {
 fn regression_version_overflow_send() {
     regression("version-overflow-send");
 }
+
+// BUG `lazy-cursor-overflow` (found by open_and_operate in CI's bounded run,
+// fixed in ring.rs): a handle's private walk position (the lazy cursors of
+// `Engine::reserve`/`claim_head`) was stepped with `+= 1`; from a head
+// cursor scribbled near u64::MAX it overflowed (debug: panic). Positions
+// now step with `wrapping_add`, as the shared cursor always did.
+#[test]
+fn regression_lazy_cursor_overflow_claim() {
+    regression("lazy-cursor-overflow-claim");
+}
