@@ -2146,6 +2146,16 @@ impl<'q> Reserved<'q> {
         let q = self.q;
         let me = q.me("commit")?;
         let now = q.now();
+        // A reservation abandoned meanwhile (it stalled past the
+        // reservation timeout) sends nothing: `commit_inner` answers
+        // `Abandoned` (G5). Found by the model_ops fuzz target.
+        let mine = q.engine.slot_word(self.r.slot);
+        let held = matches!(mine.state(), state::RESERVED | state::PASSED)
+            && mine.owner() == me
+            && mine.seq() == self.r.seq;
+        if !held {
+            return Ok(None);
+        }
         let Some(w) = q
             .engine
             .take_waiting(me, opts.key, opts.version, now)
