@@ -879,6 +879,14 @@ fn regression_model_ops_latest_only_redrive_replaces_its_own() {
     regression("model_ops-latest-only-redrive-replaces-its-own");
 }
 
+// - Latest-only: since main's e70499a a reservation's commit replaces the
+//   key's waiting message in place (or is STALE against it), as a send
+//   does; the model expected a commit to queue anew.
+#[test]
+fn regression_model_ops_latest_only_commit_replaces() {
+    regression("model_ops-latest-only-commit-replaces");
+}
+
 // c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
 // messages, returned SHMQ_OK and silently did not write the count (`put`
 // skips a misaligned pointer), so the caller could not know what it held.

@@ -696,6 +696,37 @@ impl<'q> Run<'q> {
             );
             return;
         }
+        // Latest-only: a commit replaces the key's waiting message in place
+        // (or is STALE against it), as a send does; the reserved slot is
+        // given back.
+        if key != 0 && self.m.latest_only && !delayed {
+            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
+                if let Some(wm) = self.m.msgs.get(&w).cloned() {
+                    if wm.st == St::Ready && wm.key == key {
+                        if status(&got) == Some(Status::Stale) && v <= wm.version {
+                            return;
+                        }
+                        ensure!(
+                            maybe || v > wm.version,
+                            "commit of {id} (version {v}): {got:?}, expected STALE against the waiting {w} {wm:?}"
+                        );
+                        let sent = got
+                            .as_ref()
+                            .unwrap_or_else(|e| panic!("model_ops: commit of {id}: {e}"));
+                        if sent.position == wm.position && sent.position != position {
+                            self.m.msgs.remove(&w);
+                            self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
+                            self.m.waiting.insert(key, (id, false));
+                            return;
+                        }
+                        ensure!(
+                            maybe,
+                            "commit of {id}: {sent:?} did not replace the waiting {w} {wm:?}"
+                        );
+                    }
+                }
+            }
+        }
         let sent = got.unwrap_or_else(|e| panic!("model_ops: commit of {id}: {e}"));
         ensure!(
             sent.position == position && (key == 0 || sent.version == v),
