@@ -692,7 +692,16 @@ impl<'q> Run<'q> {
         if quarantined && crate::harness::avoid("late-commit-replaces") {
             // KNOWN ENGINE BUG `late-commit-replaces` (fuzz/README.md): a
             // latest-only commit of an abandoned reservation replaces the
-            // key's waiting message instead of getting ABANDONED.
+            // key's waiting message (or is STALE against it) instead of
+            // getting ABANDONED.
+            if let (Err(e), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
+                // Or STALE against the waiting message.
+                if e.status() == Status::Stale
+                    && self.m.msgs.get(&w).is_some_and(|wm| v <= wm.version)
+                {
+                    return;
+                }
+            }
             if let (Ok(sent), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
                     if sent.position == wm.position {
