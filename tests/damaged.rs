@@ -943,29 +943,24 @@ fn regression_lazy_cursor_overflow_claim() {
     regression("lazy-cursor-overflow-claim");
 }
 
-// KNOWN ENGINE BUG `late-commit-replaces` (found by model_ops on main at
-// e70499a, src/queue.rs, not fixed here): in latest-only mode
-// `Reserved::commit_with` calls `replace_waiting` before anything checks
-// that the reservation is still the producer's, so a stalled producer whose
-// reservation was abandoned (quarantined) commits successfully: its payload
-// replaces the key's waiting message and the call returns OK, where G5 says
-// ABANDONED and nothing sent. Input: latest-only, a keyed message waiting,
-// a reservation, the repair pass as of 6 s later (the reservation is
-// abandoned), then commit with the same key and a newer version. The
-// replay is not deterministic (0 of 30 replays failed afterwards): whether
-// the key still has a READY waiting message at the commit depends on the
-// claims' 50 us pass of a blocking reservation (real time).
+// BUG `late-commit-replaces` (found by model_ops, fixed in queue.rs): in
+// latest-only mode `Reserved::commit_with` replaced the key's waiting
+// message before checking that the reservation was still the producer's,
+// so the late commit of an abandoned (quarantined) reservation returned OK
+// (its payload replaced the waiting message) where G5 says ABANDONED and
+// nothing sent. Input: latest-only, a keyed message waiting, a reservation,
+// the repair pass as of 6 s later (the reservation is abandoned), then a
+// commit with the same key and a newer version. (Its replay depends on the
+// claims' 50 us pass of a blocking reservation, real time.)
 #[test]
-#[ignore = "known engine bug late-commit-replaces (queue.rs): a late latest-only commit replaces the waiting message instead of ABANDONED"]
 fn regression_model_ops_late_commit_replaces_waiting() {
     regression("model_ops-late-commit-replaces-waiting");
 }
 
 // The same bug, the other way: the late commit of an abandoned reservation
-// whose version is not newer than the waiting message's gets STALE from
+// whose version is not newer than the waiting message's got STALE from
 // `take_waiting` instead of ABANDONED.
 #[test]
-#[ignore = "known engine bug late-commit-replaces (queue.rs): a late latest-only commit gets STALE instead of ABANDONED"]
 fn regression_model_ops_late_commit_stale() {
     regression("model_ops-late-commit-stale");
 }

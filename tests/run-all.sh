@@ -34,10 +34,7 @@ if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 
   for spec in header:8192 open_and_operate:65536 model_ops:4096 c_abi:2048; do
     target=${spec%%:*}
     mkdir -p "target/fuzz-corpus/$target"
-    # late-commit-replaces: a known engine bug (fuzz/README.md) that
-    # model_ops steers around until queue.rs is fixed.
-    SHMQ_FUZZ_AVOID=late-commit-replaces \
-      cargo +nightly fuzz run "$target" "target/fuzz-corpus/$target" "fuzz/seeds/$target" -- \
+    cargo +nightly fuzz run "$target" "target/fuzz-corpus/$target" "fuzz/seeds/$target" -- \
       -max_total_time="$secs" -timeout=10 -max_len="${spec##*:}" -rss_limit_mb=4096
   done
 else
