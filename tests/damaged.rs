@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use harness::{unique_path, TempFile};
+use harness::{unique_path, Rng, TempFile};
 
 /// How long one scenario may take before it counts as a hang. Generous: the
 /// tests also run in debug builds on a loaded machine.
@@ -296,28 +296,6 @@ fn not_a_regular_file_is_refused() {
 // ----------------------------------------------------------------------
 // Scribbles on a live queue
 // ----------------------------------------------------------------------
-
-/// xorshift64*: deterministic noise.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn fill(&mut self, b: &mut [u8]) {
-        for x in b.iter_mut() {
-            *x = self.next() as u8;
-        }
-    }
-}
 
 /// Every operation once or a few times, each trying once: errors are fine,
 /// panics and hangs are not (the caller runs this under the watchdog).

@@ -13,7 +13,7 @@
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 
-use harness::{unique_path, TempFile};
+use harness::{unique_path, Rng, TempFile};
 use shmq::layout::Layout;
 use shmq::{Options, Queue, SendOptions, Status, Timeout};
 use std::collections::BTreeMap;
@@ -33,22 +33,6 @@ const RUN: Duration = Duration::from_millis(1500);
 /// How long after its deadline a worker may take to end before it counts as
 /// hung. Generous: the machine may be loaded.
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn options() -> Options {
     Options {

@@ -751,3 +751,30 @@ pub fn header(data: &[u8]) {
         }
     }
 }
+
+/// A small xorshift generator for the tests that damage files at random
+/// (`tests/damaged.rs`, `tests/hostile_live.rs`): reproducible from a seed,
+/// no dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// Fills `b` with random bytes.
+    pub fn fill(&mut self, b: &mut [u8]) {
+        for x in b.iter_mut() {
+            *x = self.next() as u8;
+        }
+    }
+}
