@@ -55,6 +55,11 @@ const PASS_AFTER_NS: u64 = 50_000;
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
 
+/// How many slots past its tail a producer waiting on a full queue asks to
+/// be free before it tries again (a quarter of the ring at most): it then
+/// sends a run of messages while the consumers work further on.
+const ROOM_RUN: u64 = 32;
+
 /// Which way a caller waits.
 #[derive(Clone, Copy)]
 enum Point {
@@ -889,6 +894,18 @@ impl Queue {
                     // is writing.
                     for _ in 0..(1u32 << (spins % 64).min(5)) {
                         crate::sync::spin_hint();
+                    }
+                    // A producer waits for a run of room, polling a slot
+                    // ahead (see `Engine::room_ahead`); it tries its own
+                    // slot every few polls all the same, for a queue that
+                    // frees out of order.
+                    if matches!(point, Point::NotFull)
+                        && spins % 16 != 0
+                        && !self
+                            .engine
+                            .room_ahead(ROOM_RUN.min(self.engine.capacity() / 4))
+                    {
+                        continue;
                     }
                 }
                 if let Some(x) = attempt(now)? {
