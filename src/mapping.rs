@@ -102,6 +102,11 @@ impl Memory for Mapping {
         self.mem.u64_at(offset)
     }
     #[inline]
+    unsafe fn u64_at_unchecked(&self, offset: usize) -> &crate::sync::AtomicU64 {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.mem.u64_at_unchecked(offset) }
+    }
+    #[inline]
     fn u32_at(&self, offset: usize) -> &crate::sync::AtomicU32 {
         self.mem.u32_at(offset)
     }

@@ -21,6 +21,16 @@ pub trait Memory {
     }
     /// The 8-byte word at `offset` (8-aligned).
     fn u64_at(&self, offset: usize) -> &AtomicU64;
+    /// The 8-byte word at `offset`, for a caller that proved the bounds once
+    /// for many accesses (the engine's slot words: see `Engine::new`).
+    /// Implementations may skip the check; the default keeps it.
+    ///
+    /// # Safety
+    /// `offset` is 8-aligned and `offset + 8 <= self.len()`.
+    #[inline]
+    unsafe fn u64_at_unchecked(&self, offset: usize) -> &AtomicU64 {
+        self.u64_at(offset)
+    }
     /// The 4-byte word at `offset` (4-aligned), used for futexes.
     fn u32_at(&self, offset: usize) -> &AtomicU32;
     /// Copies `src` to `offset`. The caller owns those bytes (a reserved slot).
@@ -77,6 +87,14 @@ impl Memory for RawMemory {
         // SAFETY: in bounds and 8-aligned (checked above, base is 8-aligned);
         // every access to shared words goes through atomics, so the aliasing
         // rules of `AtomicU64::from_ptr` hold.
+        unsafe { AtomicU64::from_ptr(self.base.add(offset).cast::<u64>()) }
+    }
+
+    #[inline]
+    unsafe fn u64_at_unchecked(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset <= self.len && 8 <= self.len - offset);
+        // SAFETY: the caller guarantees bounds and alignment (the contract of
+        // this method); atomics only, as for `u64_at`.
         unsafe { AtomicU64::from_ptr(self.base.add(offset).cast::<u64>()) }
     }
 
@@ -153,6 +171,10 @@ impl Memory for HeapMemory {
     }
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         self.raw.u64_at(offset)
+    }
+    unsafe fn u64_at_unchecked(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.raw.u64_at_unchecked(offset) }
     }
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         self.raw.u32_at(offset)

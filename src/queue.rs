@@ -557,48 +557,74 @@ impl Queue {
         Ok(())
     }
 
+    /// Our participant index, after the checks of every operation that
+    /// changes the queue ([`Queue::writable`]). The checks are three loads
+    /// of handle memory; the errors are built out of line.
+    #[inline(always)]
     fn me(&self, op: &str) -> Result<u64> {
-        self.writable(op)?;
-        self.me.ok_or_else(|| {
-            Error::new(
-                Status::InvalidArgument,
-                format!(
-                    "{}: {op}: this handle was opened for inspection only",
-                    self.path.display()
-                ),
-            )
-        })
+        match self.me {
+            Some(me) if !self.read_only && !self.engine.mem.broken() => Ok(me),
+            _ => Err(self.not_me(op)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_me(&self, op: &str) -> Error {
+        if let Err(e) = self.writable(op) {
+            return e;
+        }
+        Error::new(
+            Status::InvalidArgument,
+            format!(
+                "{}: {op}: this handle was opened for inspection only",
+                self.path.display()
+            ),
+        )
     }
 
     /// `Permission` on a read-only handle, `Corrupt` on a broken one: the
     /// check of every operation that changes the queue, before it touches
     /// the mapping.
+    #[inline(always)]
     fn writable(&self, op: &str) -> Result<()> {
         if self.read_only {
-            return Err(Error::new(
-                Status::Permission,
-                format!(
-                    "{}: {op}: this handle is read-only (opened read-only, or this process \
-                     may not write the file): it cannot change the queue",
-                    self.path.display()
-                ),
-            ));
+            return Err(self.read_only_err(op));
         }
         self.intact(op)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_only_err(&self, op: &str) -> Error {
+        Error::new(
+            Status::Permission,
+            format!(
+                "{}: {op}: this handle is read-only (opened read-only, or this process \
+                 may not write the file): it cannot change the queue",
+                self.path.display()
+            ),
+        )
     }
 
     /// `Corrupt` once the file shrank under the mapping. One relaxed load
     /// of process memory: checked when an operation starts and again before
     /// it reports success, since the fault may hit in between.
-    #[inline]
+    #[inline(always)]
     fn intact(&self, op: &str) -> Result<()> {
         if self.engine.mem.broken() {
-            return Err(Error::new(
-                Status::Corrupt,
-                format!("{}: {op}: {TRUNCATED}", self.path.display()),
-            ));
+            return Err(self.truncated_err(op));
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn truncated_err(&self, op: &str) -> Error {
+        Error::new(
+            Status::Corrupt,
+            format!("{}: {op}: {TRUNCATED}", self.path.display()),
+        )
     }
 
     /// Whether this handle is read-only: mapped `PROT_READ`, not attached,
@@ -1056,18 +1082,25 @@ impl Queue {
         Ok(e.keys().evict_settled(&|k| used.contains(&k)))
     }
 
+    #[inline(always)]
     fn check_len(&self, len: usize, op: &str) -> Result<()> {
-        let max = self.engine.layout.params.max_message_size;
-        if len as u64 > max {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "{}: {op}: {len} bytes is more than max_message_size {max}",
-                    self.path.display()
-                ),
-            ));
+        if len as u64 > self.engine.layout.params.max_message_size {
+            return Err(self.too_large(len, op));
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self, len: usize, op: &str) -> Error {
+        let max = self.engine.layout.params.max_message_size;
+        Error::new(
+            Status::TooLarge,
+            format!(
+                "{}: {op}: {len} bytes is more than max_message_size {max}",
+                self.path.display()
+            ),
+        )
     }
 
     /// Reserves a slot, waiting as `timeout` allows; returns it with the
