@@ -24,6 +24,21 @@ fn main() {
     .unwrap();
     let payload = [7u8; 64];
     let mut buf = [0u8; 64];
+    if std::env::var_os("SHMQ_LOOP_EMPTY").is_some() {
+        // The cost of a poll that finds nothing (what a busy-polling
+        // consumer pays between messages).
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(q.claim(Timeout::TryOnce).is_err());
+        }
+        println!(
+            "{:.1} ns per empty claim poll",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+        drop(q);
+        std::fs::remove_file(&path).unwrap();
+        return;
+    }
     let t = std::time::Instant::now();
     for i in 0..n {
         if keys == 0 {

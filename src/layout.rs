@@ -135,6 +135,12 @@ pub mod hdr {
     pub const DLQ_SEQ: usize = 928;
     /// Slots freed by a repair that ran outside any participant entry.
     pub const FREED_UNOWNED: usize = 936;
+    /// One more than the highest participant entry ever taken (0: unknown,
+    /// as in files made before it existed). Attaching raises it before the
+    /// entry is taken; sweeps and tallies look at entries below it only,
+    /// instead of the whole table, at every liveness sweep (read from the
+    /// mapping: a value above the table's capacity means the capacity).
+    pub const PARTICIPANTS_HIGH: usize = 944;
 }
 
 /// Queue flags stored in the header.
@@ -288,7 +294,7 @@ pub mod dlq {
 }
 
 const _: () = assert!(hdr::CHECKSUM < hdr::BOOT_ID);
-const _: () = assert!(hdr::FREED_UNOWNED + 8 <= HEADER_SIZE);
+const _: () = assert!(hdr::PARTICIPANTS_HIGH + 8 <= HEADER_SIZE);
 const _: () = assert!(hdr::TAIL % HOT_ALIGN == 0 && hdr::HEAD % HOT_ALIGN == 0);
 const _: () =
     assert!(hdr::NOT_EMPTY_FUTEX % HOT_ALIGN == 0 && hdr::NOT_FULL_FUTEX % HOT_ALIGN == 0);

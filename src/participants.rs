@@ -17,7 +17,7 @@
 //! taken over. An entry is never reused while it is being cleaned, so a
 //! cleaner never mistakes a newcomer's slots for the dead one's.
 
-use crate::layout::{part, Layout};
+use crate::layout::{hdr, part, Layout};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 
@@ -85,6 +85,32 @@ impl<'m, M: Memory> Table<'m, M> {
     #[allow(clippy::misnamed_getters)] // the table's capacity is the participant capacity
     pub fn capacity(&self) -> u64 {
         self.layout.params.participant_capacity
+    }
+
+    /// How many entries can be in use: entries at or above this were never
+    /// taken (see [`hdr::PARTICIPANTS_HIGH`]). The whole table when unknown
+    /// or when the word says more than the table holds.
+    pub fn in_use_bound(&self) -> u64 {
+        // Acquire: pairs with the release of `raise_bound`, which comes
+        // before the entry is taken. A sweep that misses an entry taken
+        // after this load sees it at the next sweep.
+        let high = self
+            .mem
+            .u64_at(hdr::PARTICIPANTS_HIGH)
+            .load(Ordering::Acquire);
+        if high == 0 || high > self.capacity() {
+            self.capacity()
+        } else {
+            high
+        }
+    }
+
+    /// Records that entry `index` may be taken, before it is.
+    pub fn raise_bound(&self, index: u64) {
+        // Release: see `in_use_bound`.
+        self.mem
+            .u64_at(hdr::PARTICIPANTS_HIGH)
+            .fetch_max(index + 1, Ordering::Release);
     }
 
     /// Takes entry `index` for `pid`, whose lock byte the caller already
@@ -169,7 +195,7 @@ impl<'m, M: Memory> Table<'m, M> {
     /// and then calls [`Table::finish_cleaning`].
     pub fn claim_dead(&self, me: u64, live: &dyn Liveness) -> Vec<u64> {
         let mut dead = Vec::new();
-        for i in 0..self.capacity() {
+        for i in 0..self.in_use_bound() {
             if i == me {
                 continue;
             }

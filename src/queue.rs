@@ -438,6 +438,7 @@ impl Queue {
             if !got {
                 continue;
             }
+            table.raise_bound(i);
             let engine = &self.engine;
             let mut repairs = Repairs::default();
             let mut cleaned = 0u64;

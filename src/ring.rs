@@ -1010,7 +1010,9 @@ impl<M: Memory> Engine<M> {
         let l = &self.layout;
         let mut took = 0u64;
         let mut freed = self.word(hdr::FREED_UNOWNED).load(Ordering::Relaxed);
-        for p in 0..l.params.participant_capacity {
+        // Entries above the bound were never taken: their tallies are 0.
+        let bound = crate::participants::Table::new(&self.mem, l).in_use_bound();
+        for p in 0..bound {
             let base = l.participant(p);
             took = took.wrapping_add(self.mem.u64_at(base + part::TOOK).load(Ordering::Relaxed));
             freed = freed.wrapping_add(self.mem.u64_at(base + part::FREED).load(Ordering::Relaxed));

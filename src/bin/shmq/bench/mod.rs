@@ -640,12 +640,23 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
     )
     .map_err(|e| e.to_string())?;
     let peer = Peer::start(&["shmq-idle".into(), path.clone(), wakes.to_string()])?;
-    // CPU used by the idle waiter over a quiet second (half in quick mode).
-    let quiet = Duration::from_millis(if s.runs > 1 { 1000 } else { 300 });
-    let t0 = os::cpu_ticks(peer.pid()).unwrap_or(0);
-    std::thread::sleep(quiet);
-    let t1 = os::cpu_ticks(peer.pid()).unwrap_or(0);
-    let cpu_pct = (t1 - t0) as f64 * 100.0 / (os::ticks_per_second() as f64 * quiet.as_secs_f64());
+    // CPU used by the idle waiter over two quiet seconds (less in quick
+    // mode), in nanoseconds on a CPU.
+    let quiet = Duration::from_millis(if s.runs > 1 { 2000 } else { 300 });
+    let cpu_pct = match os::cpu_ns(peer.pid()) {
+        Some(n0) => {
+            std::thread::sleep(quiet);
+            let n1 = os::cpu_ns(peer.pid()).unwrap_or(n0);
+            (n1 - n0) as f64 * 100.0 / quiet.as_nanos() as f64
+        }
+        None => {
+            // No schedstat (a kernel without it): clock ticks, coarse.
+            let t0 = os::cpu_ticks(peer.pid()).unwrap_or(0);
+            std::thread::sleep(quiet);
+            let t1 = os::cpu_ticks(peer.pid()).unwrap_or(0);
+            (t1 - t0) as f64 * 100.0 / (os::ticks_per_second() as f64 * quiet.as_secs_f64())
+        }
+    };
     for _ in 0..wakes {
         std::thread::sleep(Duration::from_millis(5));
         let stamp = shmq::sys::monotonic_ns().to_le_bytes();

@@ -113,6 +113,23 @@ impl Drop for Peer {
 }
 
 /// CPU time (user + system) of a process, in clock ticks.
+/// CPU time of every thread of process `pid` in nanoseconds, from the
+/// scheduler's own account (`/proc/PID/task/*/schedstat`, first field:
+/// nanoseconds on a CPU). Exact, unlike the clock ticks of `/proc/PID/stat`
+/// (10 ms each: over a quiet second they can only say 0%, 1%, 2%...).
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    let mut any = false;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let s = std::fs::read_to_string(path).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        any = true;
+    }
+    any.then_some(total)
+}
+
+/// CPU time (user + system) of process `pid` in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
