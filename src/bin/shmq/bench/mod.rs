@@ -220,13 +220,11 @@ fn shmq_one_to_one(s: &Sizes, r: &ShmqRun, scenario: &'static str) -> Result<Row
             for (k, m) in msgs.iter_mut().take(n).enumerate() {
                 set_seq(m, i + k as u64);
             }
-            let sent = loop {
-                match q.send_batch(&msgs[..n], Timeout::TryOnce) {
-                    Ok(k) => break k,
-                    Err(e) if e.status() == shmq::Status::Full => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            };
+            // Waits for room for the first message (busy: the queue's wait
+            // strategy is Spin), then sends as many as fit.
+            let sent = q
+                .send_batch(&msgs[..n], Timeout::Forever)
+                .map_err(|e| e.to_string())?;
             i += sent as u64;
         }
     } else {
