@@ -885,6 +885,9 @@ impl Queue {
                 return Ok(Some(x));
             }
         }
+        if matches!(timeout, Timeout::TryOnce) {
+            return Ok(None);
+        }
         // From here on the caller waits: time it precisely.
         let start = self.precise();
         let deadline = match timeout {
@@ -1331,7 +1334,9 @@ impl Queue {
             self.count(Counter::Stale, tally.stale);
             self.notify(Point::NotFull);
         }
-        self.count(Counter::KeyWaits, tally.key_waits);
+        if tally.key_waits > 0 {
+            self.count(Counter::KeyWaits, tally.key_waits);
+        }
         got
     }
 
