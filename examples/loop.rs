@@ -39,6 +39,34 @@ fn main() {
         std::fs::remove_file(&path).unwrap();
         return;
     }
+    if let Some(b) = std::env::var("SHMQ_LOOP_BATCH")
+        .ok()
+        .and_then(|b| b.parse::<usize>().ok())
+    {
+        // Batches of `b`: send_batch, claim_batch_into, read, ack_batch.
+        let msgs = vec![payload; b];
+        let mut got = Vec::with_capacity(b);
+        let t = std::time::Instant::now();
+        let mut done = 0u64;
+        while done < n {
+            let sent = q.send_batch(&msgs, Timeout::TryOnce).unwrap();
+            got.clear();
+            q.claim_batch_into(sent, Timeout::TryOnce, &mut got).unwrap();
+            for m in &got {
+                m.read_into(&mut buf).unwrap();
+            }
+            q.ack_batch(&got).unwrap();
+            done += got.len() as u64;
+        }
+        drop(got);
+        println!(
+            "{:.1} ns per message in batches of {b}",
+            t.elapsed().as_nanos() as f64 / done as f64
+        );
+        drop(q);
+        std::fs::remove_file(&path).unwrap();
+        return;
+    }
     let t = std::time::Instant::now();
     for i in 0..n {
         if keys == 0 {
