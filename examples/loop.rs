@@ -51,7 +51,8 @@ fn main() {
         while done < n {
             let sent = q.send_batch(&msgs, Timeout::TryOnce).unwrap();
             got.clear();
-            q.claim_batch_into(sent, Timeout::TryOnce, &mut got).unwrap();
+            q.claim_batch_into(sent, Timeout::TryOnce, &mut got)
+                .unwrap();
             for m in &got {
                 m.read_into(&mut buf).unwrap();
             }

@@ -398,10 +398,11 @@ pub struct Engine<M: Memory> {
     head_view: LazyCursor,
     /// How often this handle searched a full queue (see [`FullMemo`]).
     full_memo: FullMemo,
-    /// Whether every slot's header words were found inside the memory when
-    /// the engine was built, so that [`Engine::slot_field`] checks only the
-    /// slot index (the layout is a private copy: it cannot change after).
-    slots_in_bounds: bool,
+    /// The number of slots whose header words were found inside the memory
+    /// when the engine was built: the capacity, or 0 if the layout and the
+    /// memory disagree. [`Engine::slot_field`] checks only that the slot
+    /// index is below it (the layout is a private copy: it cannot change).
+    slots_in_bounds: u64,
 }
 
 /// How often a producer polling a full queue searches it anyway.
@@ -533,11 +534,16 @@ impl<M: Memory> Engine<M> {
         let slots_end = (layout.params.capacity as usize)
             .checked_mul(layout.slot_stride)
             .and_then(|n| n.checked_add(layout.slots_offset));
-        let slots_in_bounds = layout.slots_offset % 8 == 0
+        let slots_in_bounds = if layout.slots_offset % 8 == 0
             && layout.slots_offset >= crate::layout::HEADER_SIZE
             && layout.slot_stride % 8 == 0
             && layout.slot_stride >= slot::PAYLOAD
-            && slots_end.is_some_and(|end| end <= mem.len());
+            && slots_end.is_some_and(|end| end <= mem.len())
+        {
+            layout.params.capacity
+        } else {
+            0
+        };
         Engine {
             slots_in_bounds,
             mem,
@@ -562,7 +568,7 @@ impl<M: Memory> Engine<M> {
     /// Header word `offset` (one of [`hdr`]'s offsets).
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
-        if self.slots_in_bounds && offset % 8 == 0 && offset + 8 <= crate::layout::HEADER_SIZE {
+        if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::layout::HEADER_SIZE {
             // SAFETY: `slots_in_bounds` says the slots, which start after
             // the header, lie inside the memory, so the whole header does;
             // the offset is 8-aligned and inside the header (checked above:
@@ -580,7 +586,7 @@ impl<M: Memory> Engine<M> {
     fn slot_field(&self, slot: u64, field: usize) -> &AtomicU64 {
         debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
         let offset = self.layout.slot(slot) + field;
-        if self.slots_in_bounds && slot < self.layout.params.capacity {
+        if slot < self.slots_in_bounds {
             // SAFETY: `slots_in_bounds` says every slot `0..capacity` lies
             // inside the memory, 8-aligned, with its header words below
             // `PAYLOAD <= slot_stride`; `field` is such a word (a constant
