@@ -796,7 +796,7 @@ impl Queue {
 
     fn account_repairs(&self, r: &Repairs) -> bool {
         self.count(Counter::Abandoned, r.abandoned);
-        self.count(Counter::Reclaimed, r.redelivered + r.dead_lettered);
+        self.count(Counter::Reclaimed, r.reclaimed);
         self.count(Counter::DeadLettered, r.dead_lettered);
         if r.redelivered > 0 {
             self.notify(Point::NotEmpty);
@@ -1509,12 +1509,16 @@ impl Queue {
                     }
                 }
                 Settled::Requeued => rec.add(Counter::Nacked, 1),
-                Settled::DeadLettered => {
+                Settled::DeadLettered | Settled::DlqWaiting => {
                     match outcome {
                         Outcome::Reject { .. } => rec.add(Counter::Rejected, 1),
                         _ => rec.add(Counter::Nacked, 1),
                     }
-                    rec.add(Counter::DeadLettered, 1);
+                    // A message waiting for room is counted by the repair
+                    // that moves it (`Repairs::dead_lettered`), not here.
+                    if r == Settled::DeadLettered {
+                        rec.add(Counter::DeadLettered, 1);
+                    }
                 }
                 Settled::Extended => rec.add(Counter::Extended, 1),
             }
@@ -1522,7 +1526,7 @@ impl Queue {
         match r {
             Settled::Acked | Settled::DeadLettered => self.notify(Point::NotFull),
             Settled::Requeued => self.notify(Point::NotEmpty),
-            Settled::Extended => {}
+            Settled::Extended | Settled::DlqWaiting => {}
         }
         self.tick();
         Ok(r)
@@ -2055,7 +2059,9 @@ impl Drop for Queue {
         if let Some(me) = self.me {
             let now = self.now();
             // What we still hold goes back now rather than after a lease.
-            let _ = self.engine.repair(me, now, &|_| false);
+            if let Ok(r) = self.engine.repair(me, now, &|_| false) {
+                self.account_repairs(&r);
+            }
             let mut r = Repairs::default();
             for i in 0..self.engine.layout.params.capacity {
                 let w = self.engine.slot_word(i);
@@ -2075,7 +2081,12 @@ impl Drop for Queue {
                     .fetch_add(1, Ordering::SeqCst);
                 self.notify(Point::NotEmpty);
             }
-            if r.abandoned > 0 {
+            // Our own claims given back do not count as reclaimed (no lease
+            // expired, no consumer died); a last delivery moved to the dead
+            // letters counts as dead-lettered (one left waiting for room is
+            // counted by the repair that moves it).
+            self.count(Counter::DeadLettered, r.dead_lettered);
+            if r.abandoned + r.dead_lettered > 0 {
                 self.notify(Point::NotFull);
             }
             Table::new(&self.engine.mem, &self.engine.layout).release(me);

@@ -322,8 +322,12 @@ pub enum Settled {
     Acked,
     /// Back for redelivery (now or later).
     Requeued,
-    /// Moved to the dead-letter area (or waiting for room there).
+    /// Moved to the dead-letter area.
     DeadLettered,
+    /// Out of deliveries or rejected, but the dead-letter area is full: the
+    /// message waits in its slot (`DLQ_WAIT`) and a later repair moves it
+    /// (and counts it in [`Repairs::dead_lettered`]).
+    DlqWaiting,
     /// Lease extended.
     Extended,
 }
@@ -360,7 +364,12 @@ pub struct Repairs {
     pub abandoned: u64,
     /// Claims made claimable again (lease expired or owner dead).
     pub redelivered: u64,
-    /// Messages moved to the dead-letter area.
+    /// Claims taken back (lease expired or owner dead): those redelivered,
+    /// and those out of deliveries, dead-lettered or left waiting for room
+    /// (also counted in `dead_lettered` or `dlq_waiting`).
+    pub reclaimed: u64,
+    /// Messages moved to the dead-letter area, each once: by this scan's
+    /// own dead-lettering, or after they waited for room.
     pub dead_lettered: u64,
     /// Messages still waiting for room in the dead-letter area.
     pub dlq_waiting: u64,
@@ -374,6 +383,7 @@ impl Repairs {
     pub fn add(&mut self, o: &Repairs) {
         self.abandoned += o.abandoned;
         self.redelivered += o.redelivered;
+        self.reclaimed += o.reclaimed;
         self.dead_lettered += o.dead_lettered;
         self.dlq_waiting += o.dlq_waiting;
         self.side_waiting += o.side_waiting;
@@ -1890,7 +1900,8 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Moves a held message (word `w`, owned by anyone) to the dead-letter
-    /// area. `None` if the word changed under us.
+    /// area: `DeadLettered` when it moved, `DlqWaiting` when it found no
+    /// room and waits. `None` if the word changed under us.
     fn dead_letter(
         &self,
         me: u64,
@@ -1902,8 +1913,15 @@ impl<M: Memory> Engine<M> {
         let Some(moving) = self.transit(i, w, state::DLQ_WAIT, me) else {
             return Ok(None);
         };
-        self.finish_dead_letter(me, i, moving, reason, now)?;
-        Ok(Some(Settled::DeadLettered))
+        // Told by the move itself, not by the slot read afterwards: once it
+        // waits, another participant's repair may move it (and count it).
+        Ok(Some(
+            if self.finish_dead_letter(me, i, moving, reason, now)? {
+                Settled::DeadLettered
+            } else {
+                Settled::DlqWaiting
+            },
+        ))
     }
 
     /// Copies a `DLQ_WAIT` slot owned by `me` into a dead-letter record and
@@ -2110,9 +2128,10 @@ impl<M: Memory> Engine<M> {
                                 self.config.max_deliveries
                             );
                             match self.dead_letter(me, i, w, &reason, now)? {
-                                Some(_) => {
+                                Some(s) => {
                                     self.release_key(key, i, w.seq(), w.owner());
-                                    if self.slot_word(i).state() == state::DLQ_WAIT {
+                                    r.reclaimed += 1;
+                                    if s == Settled::DlqWaiting {
                                         r.dlq_waiting += 1;
                                     } else {
                                         r.dead_lettered += 1;
@@ -2126,6 +2145,7 @@ impl<M: Memory> Engine<M> {
                         if self.transit(i, w, state::PENDING, 0).is_some() {
                             self.release_key(key, i, w.seq(), w.owner());
                             r.redelivered += 1;
+                            r.reclaimed += 1;
                             return Ok(());
                         }
                         self.pending_left(key);
@@ -2393,11 +2413,14 @@ mod tests {
         );
         assert!(e.claim(2, 10_000).unwrap().is_none());
         // Reject goes straight there; the area holds two, the third waits.
-        for _ in 0..2 {
+        for want in [Settled::DeadLettered, Settled::DlqWaiting] {
             send(&e, 1, b"r").unwrap();
             let c = e.claim(2, 0).unwrap().unwrap();
-            e.settle(2, c.token(), &Outcome::Reject { reason: "bad" }, 0)
-                .unwrap();
+            assert_eq!(
+                e.settle(2, c.token(), &Outcome::Reject { reason: "bad" }, 0)
+                    .unwrap(),
+                want
+            );
         }
         assert_eq!(e.slot_word(c.slot).state(), state::FREE);
         let waiting = (0..4)

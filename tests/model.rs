@@ -300,6 +300,7 @@ impl Model {
                             "repair: lease expired"
                         });
                         self.stale.push((holder, token));
+                        r.reclaimed += 1;
                         if self.exhausted(m.deliveries) {
                             if self.dead_letter(id, me) {
                                 r.dead_lettered += 1;
@@ -852,8 +853,11 @@ impl Harness {
                 Settled::Requeued
             }
             Outcome::Nack { .. } | Outcome::Reject { .. } => {
-                self.m.dead_letter(id, holder);
-                Settled::DeadLettered
+                if self.m.dead_letter(id, holder) {
+                    Settled::DeadLettered
+                } else {
+                    Settled::DlqWaiting
+                }
             }
             Outcome::Extend { deadline_ns } => {
                 self.m.msgs.get_mut(&id).unwrap().st = St::Claimed {
@@ -868,8 +872,12 @@ impl Harness {
             (Settled::Acked, _) => "settle: acked",
             (Settled::Requeued, Outcome::Nack { not_before_ns: 0 }) => "settle: nacked",
             (Settled::Requeued, _) => "settle: nacked with a delay",
-            (Settled::DeadLettered, Outcome::Reject { .. }) => "settle: rejected",
-            (Settled::DeadLettered, _) => "settle: nacked on the last delivery",
+            (Settled::DeadLettered | Settled::DlqWaiting, Outcome::Reject { .. }) => {
+                "settle: rejected"
+            }
+            (Settled::DeadLettered | Settled::DlqWaiting, _) => {
+                "settle: nacked on the last delivery"
+            }
             (Settled::Extended, _) => "settle: extended",
         });
         if want != Settled::Extended {
