@@ -82,7 +82,7 @@ fn layout(capacity: u64) -> Layout {
 /// loom memory that models only the words the protocol touches.
 fn engine(capacity: u64) -> Shared {
     let l = layout(capacity);
-    let mut regions = vec![hdr::TAIL..hdr::FREED_UNOWNED + 8];
+    let mut regions = vec![hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8];
     for p in 0..PARTICIPANTS {
         // The state word (read for a dead letter's last consumer) and the
         // TOOK/FREED tallies; not the metrics.

@@ -57,7 +57,7 @@ fn layout(capacity: u64) -> Layout {
 /// only the words the protocol touches.
 fn engine(capacity: u64) -> Shared {
     let l = layout(capacity);
-    let mut regions = vec![hdr::TAIL..hdr::FREED_UNOWNED + 8];
+    let mut regions = vec![hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8];
     for p in 0..PARTICIPANTS {
         let base = l.participant(p);
         regions.push(base..base + part::COUNTERS);
