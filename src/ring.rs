@@ -406,8 +406,8 @@ pub struct Engine<M: Memory> {
     tail_view: LazyCursor,
     /// This handle's view of the head cursor (see [`LazyCursor`]).
     head_view: LazyCursor,
-    /// How often this handle searched a full queue (see [`FullMemo`]).
-    full_memo: FullMemo,
+    /// How often this handle searched a full queue (see [`FullSearch`]).
+    full_search: FullSearch,
     /// The number of slots whose header words were found inside the memory
     /// when the engine was built: the capacity, or 0 if the layout and the
     /// memory disagree. [`Engine::slot_field`] checks only that the slot
@@ -429,13 +429,13 @@ pub struct Engine<M: Memory> {
 /// high; so every this many answers from the tallies, the producer searches
 /// the slots themselves.
 #[derive(Default)]
-struct FullMemo {
+struct FullSearch {
     /// Answers given from the tallies since the last search.
     uses: std::sync::atomic::AtomicU64,
 }
 
 /// How many polls the tallies answer before the search runs again.
-const FULL_MEMO_POLLS: u64 = 256;
+const FULL_SEARCH_EVERY: u64 = 256;
 
 /// A handle's private view of a shared cursor (`TAIL` or `HEAD`), so that a
 /// lone producer or consumer does not pay a locked CAS on the shared cursor
@@ -562,7 +562,7 @@ impl<M: Memory> Engine<M> {
             key_hint: std::sync::atomic::AtomicU64::new(0),
             tail_view: LazyCursor::default(),
             head_view: LazyCursor::default(),
-            full_memo: FullMemo::default(),
+            full_search: FullSearch::default(),
         }
     }
 
@@ -972,13 +972,13 @@ impl<M: Memory> Engine<M> {
 
     /// [`Engine::free_slot_within`] for a producer blocked at position
     /// `p`, answered from the tallies when they say every slot is taken
-    /// (see [`FullMemo`]).
+    /// (see [`FullSearch`]).
     fn room_past(&self, p: u64, n: u64) -> u64 {
         use std::sync::atomic::Ordering as O;
-        let uses = &self.full_memo.uses;
+        let uses = &self.full_search.uses;
         // Relaxed: a handle-private count; two threads of one handle at worst
         // search a little more often.
-        if self.occupied() >= self.capacity() && uses.load(O::Relaxed) < FULL_MEMO_POLLS {
+        if self.occupied() >= self.capacity() && uses.load(O::Relaxed) < FULL_SEARCH_EVERY {
             uses.fetch_add(1, O::Relaxed);
             return 0;
         }
@@ -1021,7 +1021,7 @@ impl<M: Memory> Engine<M> {
     /// Occupied slots, summed from the participants' tallies. A crash
     /// between a slot CAS and its tally leaves it off by one; it only decides
     /// whether a producer blocked by a held or earlier message searches the
-    /// ring for a slot freed out of order (see [`FullMemo`]).
+    /// ring for a slot freed out of order (see [`FullSearch`]).
     pub fn occupied(&self) -> u64 {
         let l = &self.layout;
         let mut took = 0u64;
