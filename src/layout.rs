@@ -28,11 +28,11 @@
 //! A slot:
 //!
 //! ```text
-//!  0        8          16          24           32    40       48          56      64
-//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+----------
-//!  | word   | position | lease     | attempts   | key | version| enqueued  | len   | payload
-//!  | (CAS)  | (u64)    | tag|time  | tag|count  |     |        | ns        | flags | max_message_size
-//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+----------
+//!  0        8          16          24           32    40       48          56      64        72
+//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------
+//!  | word   | position | lease     | attempts   | key | version| enqueued  | len   | claim   | payload
+//!  | (CAS)  | (u64)    | tag|time  | tag|count  |     |        | ns        | flags | gen|tag | max_message_size
+//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------
 //! ```
 //!
 //! Every field is a little-endian word accessed only through atomics (or by
@@ -45,7 +45,7 @@ use crate::error::{Error, Result, Status};
 /// "SHMQUEUE" in ASCII, little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQUEUE");
 /// The version of this file format. Any change of layout or protocol bumps it.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 /// Size of the header region.
 pub const HEADER_SIZE: usize = 4096;
 /// Alignment of every region and of the hot words.
@@ -224,8 +224,14 @@ pub mod slot {
     /// enqueue time is a TSC reading, and its consumer times its claim and
     /// ack) for the latency histograms.
     pub const LEN_SAMPLED: u64 = 1 << 32;
+    /// `generation:56 | tag:8`: the generation of the slot's current (or
+    /// last) claim, counted up once per claim for the life of the file, and
+    /// the low bits of the sequence of the claim it was stamped for (see
+    /// `ring::ClaimWord`). A claim's fencing token is made from it, so a
+    /// token never names another claim however many transitions pass.
+    pub const CLAIM: usize = 64;
     /// Start of the payload.
-    pub const PAYLOAD: usize = 64;
+    pub const PAYLOAD: usize = 72;
 }
 
 /// A key table entry (issue: per-key versions). 64 bytes.
@@ -248,6 +254,10 @@ pub mod key {
     /// message of the key is parked behind them, so claims of one key stay
     /// in commit order.
     pub const PARKED: usize = 48;
+    /// Coarse monotonic time at which the holder was last taken: a holder
+    /// still *in transit* (taken, its claim CAS not made) a lease after it
+    /// is a stalled taker's, and is taken over like an expired claim.
+    pub const HOLDER_SINCE: usize = 56;
     /// Size of an entry.
     pub const SIZE: usize = 64;
 }
@@ -300,7 +310,7 @@ const _: () =
     assert!(hdr::NOT_EMPTY_FUTEX % HOT_ALIGN == 0 && hdr::NOT_FULL_FUTEX % HOT_ALIGN == 0);
 const _: () = assert!(part::COUNTERS + part::COUNTER_COUNT * 8 <= part::HISTOGRAMS);
 const _: () = assert!(dlq::REASON + dlq::REASON_MAX <= dlq::PAYLOAD);
-const _: () = assert!(slot::LEN + 8 == slot::PAYLOAD);
+const _: () = assert!(slot::CLAIM + 8 == slot::PAYLOAD);
 
 /// Rounds `n` up to a multiple of `to` (a power of two).
 pub const fn align_up(n: usize, to: usize) -> usize {
@@ -603,7 +613,7 @@ mod tests {
     #[test]
     fn regions_do_not_overlap_and_are_aligned() {
         let l = Layout::new(params()).unwrap();
-        assert_eq!(l.slot_stride, 128);
+        assert_eq!(l.slot_stride, 192);
         assert!(l.participants_offset >= HEADER_SIZE);
         assert!(l.slots_offset >= l.participants_offset + 4 * part::STRIDE);
         assert!(l.keys_offset >= l.slots_offset + 16 * l.slot_stride);

@@ -83,6 +83,26 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Refuses settings no queue can run with: a zero lease (every claim
+    /// would be taken back at the next repair) or a zero reservation
+    /// timeout (every reservation abandoned before its commit).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        use crate::error::{Error, Status};
+        if self.lease.is_zero() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "lease is 0: every claim would be taken back at once",
+            ));
+        }
+        if self.reservation_timeout.is_zero() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "reservation_timeout is 0: every reservation would be abandoned",
+            ));
+        }
+        Ok(())
+    }
+
     /// A queue shared with a group: mode 0660, and the file given to
     /// `group` (`None`: the creator's group). Members of the group open it
     /// with [`OpenOptions::group_shared`].

@@ -246,6 +246,8 @@ impl Queue {
     pub fn create(path: impl AsRef<Path>, opts: &Options) -> Result<Queue> {
         let path = path.as_ref();
         let ctx = |what: &str| format!("{}: {what}", path.display());
+        opts.validate()
+            .map_err(|e| Error::new(e.status(), ctx(&format!("create: {}", e.message()))))?;
         let dlq_capacity = if opts.dlq_capacity == 0 {
             opts.capacity.max(1)
         } else {
@@ -1576,51 +1578,9 @@ impl Queue {
 
     fn read_payload_unchecked(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
         let me = self.me("read")?;
-        let (i, seq) = ring::split_token(token);
-        if i >= self.engine.layout.params.capacity {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("{}: read: bad token", self.path.display()),
-            ));
-        }
-        let held =
-            |w: ring::SlotWord| w.state() == state::CLAIMED && w.owner() == me && w.seq() == seq;
-        if !held(self.engine.slot_word(i)) {
-            return Err(self.err(
-                "read",
-                Error::new(Status::LeaseLost, "the claim is no longer held"),
-            ));
-        }
-        let len = (self
-            .engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::LEN)
-            .load(Ordering::Relaxed)
-            & 0xffff_ffff)
-            .min(self.engine.layout.params.max_message_size) as usize;
-        if buf.len() < len {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "{}: read: buffer of {} bytes for a {len}-byte payload",
-                    self.path.display(),
-                    buf.len()
-                ),
-            ));
-        }
         self.engine
-            .mem
-            .read_bytes(self.engine.payload_offset(i), &mut buf[..len]);
-        if !held(self.engine.slot_word(i)) {
-            return Err(self.err(
-                "read",
-                Error::new(
-                    Status::LeaseLost,
-                    "the claim was lost during the copy; the copy may be torn",
-                ),
-            ));
-        }
-        Ok(len)
+            .read_claimed(me, token, buf)
+            .map_err(|e| self.err("read", e))
     }
 
     // ----------------------------------------------------------------

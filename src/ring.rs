@@ -104,16 +104,35 @@ const STATE_MASK: u64 = 0xf;
 const OWNER_SHIFT: u32 = 4;
 const OWNER_MASK: u64 = 0x3ff;
 const SEQ_SHIFT: u32 = 14;
-/// Mask of the 21-bit sequence.
-pub const SEQ_MASK: u64 = (1 << 21) - 1;
+
+/// Width of the word's sequence. Built with `--cfg shmq_narrow`, the tests
+/// shrink it (and the lap) so that wrap-around happens within a few dozen
+/// operations: nothing may rely on a sequence or lap being unique, only on
+/// it differing from the last few.
+#[cfg(not(shmq_narrow))]
+pub const SEQ_BITS: u32 = 21;
+/// Width of the word's sequence (narrow test build).
+#[cfg(shmq_narrow)]
+pub const SEQ_BITS: u32 = 4;
+/// Width of the word's lap.
+#[cfg(not(shmq_narrow))]
+pub const LAP_BITS: u32 = 28;
+/// Width of the word's lap (narrow test build).
+#[cfg(shmq_narrow)]
+pub const LAP_BITS: u32 = 4;
+
+/// Mask of the sequence.
+pub const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 /// Set when a producer skipped the slot while it held its message: the
 /// message's position is then older than `lap - 1` says.
-const SKIPPED: u64 = 1 << 35;
-const LAP_SHIFT: u32 = 36;
-const LAP_MASK: u64 = (1 << 28) - 1;
+const SKIPPED: u64 = 1 << (SEQ_SHIFT + SEQ_BITS);
+const LAP_SHIFT: u32 = SEQ_SHIFT + SEQ_BITS + 1;
+const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
+const _: () = assert!(LAP_SHIFT + LAP_BITS <= 64);
 
 /// A slot's state word: `lap:28 | skipped:1 | seq:21 | owner:10 | state:4`
-/// (high to low).
+/// (high to low; [`LAP_BITS`] and [`SEQ_BITS`] are narrower in the
+/// `shmq_narrow` test build).
 ///
 /// - `state`: one of [`state`].
 /// - `owner`: the participant index that owns a `RESERVED`, `PASSED`,
@@ -198,10 +217,10 @@ impl std::fmt::Debug for SlotWord {
     }
 }
 
-/// Signed distance `a - b` between two 28-bit laps.
+/// Signed distance `a - b` between two laps (mod 2^[`LAP_BITS`]).
 #[inline]
 fn lap_diff(a: u64, b: u64) -> i64 {
-    (((a.wrapping_sub(b)) << 36) as i64) >> 36
+    (((a.wrapping_sub(b)) << (64 - LAP_BITS)) as i64) >> (64 - LAP_BITS)
 }
 
 const TAG_SHIFT: u32 = 42;
@@ -227,6 +246,52 @@ fn to_units(ns: u64) -> u64 {
 #[inline]
 fn from_units(units: u64) -> u64 {
     units << TIME_SHIFT
+}
+
+/// Bits of a [`ClaimWord`] that tag it with the claim it was stamped for.
+const CLAIM_TAG_BITS: u32 = if SEQ_BITS < 8 { SEQ_BITS } else { 8 };
+const CLAIM_TAG_MASK: u64 = (1 << CLAIM_TAG_BITS) - 1;
+
+/// A slot's claim word ([`slot::CLAIM`]): `generation:56 | tag:8`.
+///
+/// - `generation`: counted up by one for every claim of the slot, for the
+///   life of the file (2^56 claims of one slot before it wraps). A claim's
+///   fencing token is made from it ([`Engine::token_of`]), so a late
+///   outcome can never name a later claim, however many transitions the
+///   slot went through in between (the word's sequence wraps; this does
+///   not).
+/// - `tag`: the low bits of the slot word's sequence of the claim the
+///   generation was stamped for. The stamp is lazy, like the lease: the
+///   claimer stamps right after its claim CAS, and whoever takes a claim out
+///   of `CLAIMED` without being its owner (a reclaimer, a dead-letter mover)
+///   stamps it first if the claimer did not. Every commit re-tags the word
+///   with its reservation's sequence, and every claim stamps it, so the tag
+///   is never more than a few transitions old and cannot be mistaken for a
+///   later claim's, whatever the width of the sequence.
+///
+/// A claimer that stalls between its claim CAS and its stamp cannot stamp
+/// a claim it lost: it stamps with one CAS from the value it read while the
+/// claim was still its own, and whoever ended the claim stamped (changed
+/// the word) before that.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct ClaimWord(pub u64);
+
+impl ClaimWord {
+    /// Packs a claim word.
+    #[inline]
+    pub fn new(generation: u64, seq: u64) -> ClaimWord {
+        ClaimWord(generation << CLAIM_TAG_BITS | (seq & CLAIM_TAG_MASK))
+    }
+    /// The generation.
+    #[inline]
+    pub fn generation(self) -> u64 {
+        self.0 >> CLAIM_TAG_BITS
+    }
+    /// Whether the word was stamped for the claim with sequence `seq`.
+    #[inline]
+    pub fn stamped_for(self, seq: u64) -> bool {
+        self.0 & CLAIM_TAG_MASK == seq & CLAIM_TAG_MASK
+    }
 }
 
 /// The protocol's settings, read once from the header.
@@ -272,25 +337,16 @@ pub struct Claim {
     pub enqueued_ns: u64,
     /// Whether the message is sampled for the latency histograms.
     pub sampled: bool,
+    /// The fencing token (see [`Engine::token_of`]).
+    pub token: u64,
 }
 
 impl Claim {
-    /// The fencing token: `slot << 32 | seq`.
+    /// The fencing token: the claim's generation and its slot, unique for
+    /// the life of the file.
     pub fn token(&self) -> u64 {
-        token(self.slot, self.seq)
+        self.token
     }
-}
-
-/// Builds a token.
-#[inline]
-pub fn token(slot: u64, seq: u64) -> u64 {
-    slot << 32 | (seq & SEQ_MASK)
-}
-
-/// Splits a token into slot and sequence.
-#[inline]
-pub fn split_token(token: u64) -> (u64, u64) {
-    (token >> 32, token & 0xffff_ffff)
 }
 
 /// How a claim ends (or goes on).
@@ -413,6 +469,8 @@ pub struct Engine<M: Memory> {
     /// memory disagree. [`Engine::slot_field`] checks only that the slot
     /// index is below it (the layout is a private copy: it cannot change).
     slots_in_bounds: u64,
+    /// Bits of a token that name the slot: enough for `capacity - 1`.
+    slot_bits: u32,
 }
 
 /// How often a producer polling a full queue searches it anyway.
@@ -432,6 +490,11 @@ pub struct Engine<M: Memory> {
 struct FullSearch {
     /// Answers given from the tallies since the last search.
     uses: std::sync::atomic::AtomicU64,
+    /// The last search found a free slot while the tallies said every slot
+    /// was taken (a crash left them one too high): search every time until
+    /// a search agrees with them again, instead of answering `Full` from
+    /// them with a slot free.
+    tallies_wrong: std::sync::atomic::AtomicBool,
 }
 
 /// How many polls the tallies answer before the search runs again.
@@ -554,8 +617,10 @@ impl<M: Memory> Engine<M> {
         } else {
             0
         };
+        let slot_bits = 64 - (layout.params.capacity.max(1) - 1).leading_zeros();
         Engine {
             slots_in_bounds,
+            slot_bits,
             mem,
             layout,
             config,
@@ -660,6 +725,77 @@ impl<M: Memory> Engine<M> {
     #[inline]
     pub fn capacity(&self) -> u64 {
         self.layout.params.capacity
+    }
+
+    /// The fencing token of the claim of `slot` with generation
+    /// `generation`: `generation << slot_bits | slot`, where `slot_bits`
+    /// is just enough for the capacity. Unique for the life of the file
+    /// until one slot has been claimed 2^(64 - slot_bits) times (2^56 for
+    /// up to 256 slots; 2^34 for the largest capacity, whose slots each see
+    /// 2^-30 of the traffic).
+    #[inline]
+    pub fn token_of(&self, slot: u64, generation: u64) -> u64 {
+        generation << self.slot_bits | slot
+    }
+
+    /// Splits a token into slot and generation (truncated to the bits a
+    /// token has). `None` if it names no slot.
+    #[inline]
+    pub fn split_token(&self, token: u64) -> Option<(u64, u64)> {
+        let slot = if self.slot_bits == 0 {
+            0
+        } else {
+            token & (u64::MAX >> (64 - self.slot_bits))
+        };
+        let generation = if self.slot_bits == 0 {
+            token
+        } else {
+            token >> self.slot_bits
+        };
+        (slot < self.capacity() && generation != 0).then_some((slot, generation))
+    }
+
+    /// The token of slot `slot`'s current (or last) claim, as its claim word
+    /// says: for `verify`, models and tests.
+    pub fn claim_token(&self, slot: u64) -> u64 {
+        // Acquire: pairs with the stamper's CAS.
+        let c = ClaimWord(self.slot_field(slot, slot::CLAIM).load(Ordering::Acquire));
+        self.token_of(slot, c.generation())
+    }
+
+    /// Whether generation `stored` (56 bits, from a claim word) is the one a
+    /// token carries (`64 - slot_bits` bits).
+    #[inline]
+    fn same_generation(&self, stored: u64, from_token: u64) -> bool {
+        (stored << self.slot_bits) >> self.slot_bits == from_token
+    }
+
+    /// Stamps the claim generation of claim `seq` of slot `i` unless it is
+    /// stamped already, and returns it; `None` if the slot no longer holds
+    /// that claim and it was never stamped (a stalled claimer that lost its
+    /// claim before stamping it).
+    fn stamp_claim(&self, i: u64, seq: u64, owner: u64) -> Option<u64> {
+        let f = self.slot_field(i, slot::CLAIM);
+        loop {
+            // Acquire: pairs with the AcqRel of another stamper's CAS.
+            let c = ClaimWord(f.load(Ordering::Acquire));
+            if c.stamped_for(seq) {
+                return Some(c.generation());
+            }
+            // Stamp only while the claim is still current: whoever ends a
+            // claim stamps it before its transition, so once it has ended
+            // the word differs from `c` and the CAS below fails.
+            let w = self.slot_word(i);
+            if w.state() != state::CLAIMED || w.seq() != seq || w.owner() != owner {
+                return None;
+            }
+            let next = ClaimWord::new(c.generation() + 1, seq);
+            if f.compare_exchange(c.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Some(next.generation());
+            }
+        }
     }
 
     /// Most cursor steps one call takes: a few laps, however the slots read.
@@ -796,15 +932,34 @@ impl<M: Memory> Engine<M> {
                 }
                 state::RESERVED | state::READY => {
                     // A message of an earlier lap still waits in ring order:
-                    // the consumers are a whole ring behind. If a slot just
-                    // ahead was freed out of order (an abort, a redelivered
-                    // message acked), skip this one like a held one (its
-                    // consumers find it by its position) to reach it. Only
-                    // just ahead: when consumers free slots in order, the
-                    // free ones are a whole lap away, and skipping a lap of
-                    // slots other participants use costs more than waiting.
+                    // the consumers are a whole ring behind.
+                    if w.was_skipped() {
+                        // Passed once already: it is two laps behind. Passing
+                        // it again would let the tail run laps ahead of the
+                        // head, and laps compare modulo their width: wait for
+                        // the consumers to claim it.
+                        return Err(Error::new(Status::Full, "the queue is full"));
+                    }
+                    // If a slot ahead was freed out of order (an abort, a
+                    // redelivered message acked), skip this one like a held
+                    // one (its consumers find it by its position) to reach
+                    // it. First just ahead: when consumers free slots in
+                    // order, the free ones are a whole lap away, and the
+                    // tallies say so without a search.
                     if room == 0 {
                         room = self.room_past(*p, LOOKAHEAD);
+                        if room == 0
+                            && (self.occupied() < self.capacity()
+                                || self
+                                    .full_search
+                                    .tallies_wrong
+                                    .load(std::sync::atomic::Ordering::Relaxed))
+                        {
+                            // The tallies say a slot is free, further on
+                            // than the lookahead (G1: `Full` only when every
+                            // slot is taken): the slow path searches the lap.
+                            room = self.free_slot_within(*p, self.capacity());
+                        }
                     }
                     if room == 0 {
                         return Err(Error::new(Status::Full, "the queue is full"));
@@ -897,6 +1052,13 @@ impl<M: Memory> Engine<M> {
             .store(len as u64, Ordering::Relaxed);
         self.slot_field(i, slot::ATTEMPTS)
             .store(tagged(r.seq, 0), Ordering::Relaxed);
+        // Re-tag the claim word with this reservation's sequence (keeping
+        // its generation), so that its tag is never many transitions old.
+        // A load and a store: we own the slot, and a stalled claimer of an
+        // earlier claim cannot stamp it any more (see `ClaimWord`).
+        let claim = self.slot_field(i, slot::CLAIM);
+        let generation = ClaimWord(claim.load(Ordering::Relaxed)).generation();
+        claim.store(ClaimWord::new(generation, r.seq).0, Ordering::Relaxed);
         loop {
             let w = self.slot_word(i);
             if !(w.state() == state::RESERVED || w.state() == state::PASSED)
@@ -978,12 +1140,18 @@ impl<M: Memory> Engine<M> {
         let uses = &self.full_search.uses;
         // Relaxed: a handle-private count; two threads of one handle at worst
         // search a little more often.
-        if self.occupied() >= self.capacity() && uses.load(O::Relaxed) < FULL_SEARCH_EVERY {
+        let said_full = self.occupied() >= self.capacity();
+        let wrong = &self.full_search.tallies_wrong;
+        if said_full && !wrong.load(O::Relaxed) && uses.load(O::Relaxed) < FULL_SEARCH_EVERY {
             uses.fetch_add(1, O::Relaxed);
             return 0;
         }
         uses.store(0, O::Relaxed);
-        self.free_slot_within(p, n)
+        let found = self.free_slot_within(p, n);
+        if said_full {
+            wrong.store(found != 0, O::Relaxed);
+        }
+        found
     }
 
     /// How many positions after `p` the nearest slot free for its position
@@ -1140,7 +1308,13 @@ impl<M: Memory> Engine<M> {
     /// claimed between the two, and claims of one key stay in commit order.
     /// On [`KeyTake::Taken`] the caller makes the claim CAS and then calls
     /// [`Engine::key_claimed`] with its result.
-    fn acquire_key(&self, me: u64, key: u64, i: u64, w: SlotWord) -> KeyTake {
+    ///
+    /// A holder in transit (taken, its claim CAS not made yet) for longer
+    /// than a lease belongs to a taker that stalled between the two steps
+    /// (G2, G7: a stalled taker must not wedge its key): its slot's
+    /// sequence is moved on (same state), so that its claim CAS can never
+    /// succeed, and the key is taken over.
+    fn acquire_key(&self, me: u64, key: u64, i: u64, w: SlotWord, now: u64) -> KeyTake {
         let keys = self.keys();
         let Some(e) = keys.find(key) else {
             // A committed key always has an entry; without one (a scribbled
@@ -1163,6 +1337,20 @@ impl<M: Memory> Engine<M> {
                     return KeyTake::Busy;
                 }
                 HolderState::InTransit { slot, seq } => {
+                    // Acquire: written before the holder CAS it dates.
+                    let since = keys.field(e, keyf::HOLDER_SINCE).load(Ordering::Acquire);
+                    if now >= since.saturating_add(self.config.lease_ns) {
+                        let sw = self.slot_word(slot);
+                        if matches!(sw.state(), state::READY | state::PENDING | state::DELAYED)
+                            && (sw.seq() + 1) & SEQ_MASK == seq
+                        {
+                            // Same state, next sequence: the stalled taker's
+                            // CAS (from the sequence before) fails for good.
+                            let _ = self.transit(slot, sw, sw.state(), sw.owner());
+                        }
+                        // The holder now names no claim: take it over.
+                        continue;
+                    }
                     self.set_taking_key(me, 0);
                     return if slot == i && seq == claim_seq {
                         KeyTake::Contended
@@ -1172,6 +1360,10 @@ impl<M: Memory> Engine<M> {
                 }
                 HolderState::Free => {}
             }
+            // Relaxed: dated before the CAS that publishes the holder
+            // (AcqRel); a loser's date is as recent.
+            keys.field(e, keyf::HOLDER_SINCE)
+                .store(now, Ordering::Relaxed);
             if holder
                 .compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
@@ -1493,7 +1685,7 @@ impl<M: Memory> Engine<M> {
                         }
                     }
                     if key != 0 {
-                        match self.acquire_key(me, key, i, w) {
+                        match self.acquire_key(me, key, i, w, now) {
                             KeyTake::Taken => {}
                             KeyTake::Busy => {
                                 // Another claim holds the key: this message
@@ -1525,7 +1717,10 @@ impl<M: Memory> Engine<M> {
                         continue;
                     };
                     *p = p.wrapping_add(1);
-                    return self.finish_claim(i, mine, now).map(Some);
+                    match self.finish_claim(i, mine, now)? {
+                        Some(c) => return Ok(Some(c)),
+                        None => continue,
+                    }
                 }
                 state::RESERVED => {
                     // A producer is writing position p, or (if p was skipped
@@ -1657,7 +1852,10 @@ impl<M: Memory> Engine<M> {
                 let mine = w.transition(state::CLAIMED, me);
                 if self.cas_slot(i, w, mine) {
                     cursor.store(i + 1, Ordering::Relaxed);
-                    return self.finish_claim(i, mine, now).map(Some);
+                    match self.finish_claim(i, mine, now)? {
+                        Some(c) => return Ok(Some(c)),
+                        None => break,
+                    }
                 }
                 // The word changed (a skip, or another claimer): look again.
             }
@@ -1676,28 +1874,43 @@ impl<M: Memory> Engine<M> {
             {
                 continue;
             }
-            match self.acquire_key(me, key, i, w) {
+            match self.acquire_key(me, key, i, w, now) {
                 KeyTake::Taken => {}
                 KeyTake::Busy => {
                     tally.key_waits += 1;
                     if due {
                         // Not counted as parked: look again at the next claim.
                         next_due = next_due.min(now);
+                    } else {
+                        // Its holder's release announces it; should the
+                        // holder be a taker that stalled in transit, look
+                        // again once its lease is over.
+                        next_due = next_due.min(now.saturating_add(self.config.lease_ns));
                     }
                     continue;
                 }
-                // Another consumer is claiming this very message.
-                KeyTake::Contended => continue,
+                // Another consumer is claiming this very message: it is
+                // gone in a moment, unless that consumer stalled; then look
+                // again once its lease is over.
+                KeyTake::Contended => {
+                    next_due = next_due.min(now.saturating_add(self.config.lease_ns));
+                    continue;
+                }
             }
             let claimed = self.transit(i, w, state::CLAIMED, me);
             self.key_claimed(me, key, i, w, claimed.is_some());
             let Some(mine) = claimed else {
+                // The slot moved while we took its key (another claimer,
+                // or a stalled taker's transit ended): look again.
+                tally.side_moved = true;
                 continue;
             };
             if was_pending {
                 self.pending_left(key);
             }
-            return self.finish_claim(i, mine, now).map(Some);
+            if let Some(c) = self.finish_claim(i, mine, now)? {
+                return Ok(Some(c));
+            }
         }
         // Nothing claimable: everything that entered the side path before
         // `epoch` was seen. Relaxed: a stale clean epoch only costs a scan.
@@ -1718,10 +1931,15 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// After a successful claim CAS: count the delivery, stamp the lease and
-    /// read the message's metadata.
-    fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Claim> {
+    /// After a successful claim CAS: stamp the claim's generation, count
+    /// the delivery, stamp the lease and read the message's metadata.
+    /// `None` if the claim was lost before its generation was stamped (this
+    /// claimer stalled past its lease right after its CAS): claim another.
+    fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Option<Claim>> {
         let seq = w.seq();
+        let Some(generation) = self.stamp_claim(i, seq, w.owner()) else {
+            return Ok(None);
+        };
         let deliveries = self.count_attempt(i, seq);
         self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
@@ -1739,6 +1957,7 @@ impl<M: Memory> Engine<M> {
             enqueued_ns: self
                 .slot_field(i, slot::ENQUEUED_NS)
                 .load(Ordering::Relaxed),
+            token: self.token_of(i, generation),
         };
         if len > self.layout.params.max_message_size {
             // A scribbled length: never hand it out; dead-letter the message.
@@ -1754,7 +1973,7 @@ impl<M: Memory> Engine<M> {
                 format!("{reason}: the message was moved to the dead letters"),
             ));
         }
-        Ok(claim)
+        Ok(Some(claim))
     }
 
     /// Counts the delivery of claim `seq` unless someone already did; returns
@@ -1783,29 +2002,75 @@ impl<M: Memory> Engine<M> {
         deadline
     }
 
-    /// Verifies that `token` names a claim `me` holds now.
-    fn held(&self, me: u64, token: u64) -> Result<SlotWord> {
-        let (i, seq) = split_token(token);
-        if i >= self.capacity() || seq > SEQ_MASK {
+    /// Verifies that `token` names a claim `me` holds now; returns its slot
+    /// and word. The slot word says `me` holds *a* claim of the slot; the
+    /// claim word says which one (its generation never repeats), so a token
+    /// of an earlier claim of `me`'s is refused however many transitions
+    /// passed. `me` makes no other claim meanwhile (a handle is used by one
+    /// thread at a time), so the word cannot become another claim of `me`'s
+    /// between this check and the caller's CAS.
+    fn held(&self, me: u64, token: u64) -> Result<(u64, SlotWord)> {
+        let Some((i, generation)) = self.split_token(token) else {
             return Err(Error::new(
                 Status::InvalidArgument,
-                format!("token {token:#x} names no slot of this queue"),
+                format!("token {token:#x} names no claim of this queue"),
             ));
-        }
+        };
         let w = self.slot_word(i);
-        if w.state() != state::CLAIMED || w.owner() != me || w.seq() != seq {
+        // Acquire: ordered after the word's acquire load anyway.
+        let c = ClaimWord(self.slot_field(i, slot::CLAIM).load(Ordering::Acquire));
+        if w.state() != state::CLAIMED
+            || w.owner() != me
+            || !c.stamped_for(w.seq())
+            || !self.same_generation(c.generation(), generation)
+        {
             return Err(Error::new(
                 Status::LeaseLost,
                 "the claim is no longer held: its lease expired or its outcome was already given",
             ));
         }
-        Ok(w)
+        Ok((i, w))
+    }
+
+    /// Copies the payload of the claim `token`, which `me` holds, into
+    /// `buf`, and checks that the claim was still held after the copy (so
+    /// the copy is not torn). Returns the payload length; `TooLarge` if
+    /// `buf` is too small.
+    pub fn read_claimed(&self, me: u64, token: u64, buf: &mut [u8]) -> Result<usize> {
+        let (i, _) = self.held(me, token)?;
+        // Relaxed: ordered after the acquire load of the word in `held`.
+        let len = (self.slot_field(i, slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff)
+            .min(self.layout.params.max_message_size) as usize;
+        if buf.len() < len {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "read: buffer of {} bytes for a {len}-byte payload",
+                    buf.len()
+                ),
+            ));
+        }
+        self.mem.read_bytes(self.payload_offset(i), &mut buf[..len]);
+        // Acquire fence: the copy above is ordered before the check below
+        // (the seqlock reader's rule), so a claim lost during the copy is
+        // seen.
+        crate::sync::fence(Ordering::Acquire);
+        self.held(me, token).map_err(|e| {
+            if e.status() == Status::LeaseLost {
+                Error::new(
+                    Status::LeaseLost,
+                    "the claim was lost during the copy; the copy may be torn",
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(len)
     }
 
     /// Gives the outcome of a claim.
     pub fn settle(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
-        let (i, _) = split_token(token);
-        let first = self.held(me, token)?;
+        let (i, first) = self.held(me, token)?;
         // Relaxed: we hold the claim; the metadata was published by the
         // commit we synchronised with when claiming.
         let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
@@ -1838,9 +2103,8 @@ impl<M: Memory> Engine<M> {
     }
 
     fn settle_slot(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
-        let (i, _) = split_token(token);
         loop {
-            let w = self.held(me, token)?;
+            let (i, w) = self.held(me, token)?;
             match *outcome {
                 Outcome::Ack => {
                     if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
@@ -1934,7 +2198,7 @@ impl<M: Memory> Engine<M> {
         reason: &str,
         now: u64,
     ) -> Result<bool> {
-        let source = token(i, w.seq());
+        let source = self.dlq_source(i);
         let Some(rec) = self.dlq_allocate(me)? else {
             // No room: mark the slot as waiting, so that any participant's
             // maintenance may take the move over once there is room.
@@ -1996,6 +2260,16 @@ impl<M: Memory> Engine<M> {
         }
         self.tally(me, part::FREED);
         Ok(true)
+    }
+
+    /// What a dead-letter record moved from slot `i` names as its source:
+    /// the token of the claim the message was taken from. Stable while the
+    /// slot is `DLQ_WAIT` (no claim re-stamps it), whoever takes the move
+    /// over, so a taker finds a record its predecessor wrote.
+    fn dlq_source(&self, i: u64) -> u64 {
+        // The claim was stamped before the move to `DLQ_WAIT`, which we
+        // synchronised with through the word.
+        self.claim_token(i)
     }
 
     fn dlq_word(&self, rec: u64) -> &AtomicU64 {
@@ -2114,6 +2388,13 @@ impl<M: Memory> Engine<M> {
                     let deadline = self.stamp(i, w.seq(), now.saturating_add(self.config.lease_ns));
                     let dead = is_dead(w.owner());
                     if dead || deadline <= now {
+                        // The claim's generation is stamped before it ends
+                        // (its claimer may have died or stalled first), so
+                        // that its token and its dead letter's source are
+                        // fixed and a stalled claimer cannot stamp it late.
+                        if self.stamp_claim(i, w.seq(), w.owner()).is_none() {
+                            continue;
+                        }
                         // Relaxed: ordered after the acquire of the word.
                         let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
                         let deliveries = self.count_attempt(i, w.seq());
@@ -2187,7 +2468,8 @@ impl<M: Memory> Engine<M> {
         mine: SlotWord,
         now: u64,
     ) -> Result<bool> {
-        let source = token(i, old.seq());
+        let _ = old;
+        let source = self.dlq_source(i);
         for rec in 0..self.layout.params.dlq_capacity {
             let base = self.layout.dead_letter(rec);
             let w = self.dlq_word(rec).load(Ordering::Acquire);
@@ -2466,5 +2748,208 @@ mod tests {
         e.commit(1, &slow, 1, 0, 0, None, 0).unwrap();
         let c = e.claim(3, 0).unwrap().unwrap();
         assert_eq!(payload(&e, &c), b"1");
+    }
+
+    fn keyed_engine(capacity: u64, dlq_capacity: u64) -> Engine<HeapMemory> {
+        let layout = Layout::new(Params {
+            capacity,
+            max_message_size: 32,
+            key_capacity: 8,
+            dlq_capacity,
+            participant_capacity: 4,
+        })
+        .unwrap();
+        let e = Engine::new(
+            HeapMemory::new(layout.file_size),
+            layout,
+            Config {
+                lease_ns: 1_000_000,
+                max_deliveries: 3,
+                reservation_timeout_ns: 1_000_000,
+            },
+        );
+        e.format();
+        e
+    }
+
+    fn send_keyed(e: &Engine<HeapMemory>, me: u64, key: u64, version: u64, data: &[u8]) {
+        e.keys().find_or_insert(key).unwrap();
+        let r = e.reserve(me, 0, data.len()).unwrap();
+        e.write_payload(&r, data);
+        e.commit(me, &r, data.len(), key, version, None, 0).unwrap();
+    }
+
+    /// G3 (hole: tokens wrapped with the word's sequence): a consumer whose
+    /// claim was lost keeps its token; when the same consumer later holds
+    /// another claim of the slot at the same word sequence, the old token
+    /// must still be refused.
+    #[test]
+    fn g3_a_late_outcome_never_settles_a_later_claim_after_the_sequence_wraps() {
+        let e = engine(1);
+        send(&e, 1, b"old").unwrap();
+        let stale = e.claim(2, 0).unwrap().unwrap();
+        // Its lease runs out: redelivered to another consumer, acked.
+        e.repair(0, 2_000_000, &|_| false).unwrap();
+        let other = e.claim(3, 2_000_000).unwrap().unwrap();
+        e.settle(3, other.token(), &Outcome::Ack, 2_000_000)
+            .unwrap();
+        // Messages flow until consumer 2 holds a claim of the slot whose
+        // word has the stale claim's sequence again (2^SEQ_BITS
+        // transitions; an abort now and then shifts the sequence so that
+        // every value comes round).
+        let mut rounds = 0u64;
+        let fresh = loop {
+            rounds += 1;
+            assert!(rounds < 4 << SEQ_BITS, "the sequence never came round");
+            if rounds % 7 == 0 {
+                let r = e.reserve(1, 0, 1).unwrap();
+                e.abort(1, &r).unwrap();
+            }
+            send(&e, 1, b"new").unwrap();
+            let c = e.claim(2, 0).unwrap().unwrap();
+            if c.seq == stale.seq {
+                break c;
+            }
+            e.settle(2, c.token(), &Outcome::Ack, 0).unwrap();
+        };
+        assert_ne!(fresh.token(), stale.token());
+        assert_eq!(
+            e.settle(2, stale.token(), &Outcome::Ack, 0)
+                .unwrap_err()
+                .status(),
+            Status::LeaseLost
+        );
+        let mut buf = [0u8; 32];
+        assert_eq!(
+            e.read_claimed(2, stale.token(), &mut buf)
+                .unwrap_err()
+                .status(),
+            Status::LeaseLost
+        );
+        // The fresh claim is untouched and still held.
+        assert_eq!(e.slot_word(0).state(), state::CLAIMED);
+        assert_eq!(e.read_claimed(2, fresh.token(), &mut buf).unwrap(), 3);
+        e.settle(2, fresh.token(), &Outcome::Ack, 0).unwrap();
+    }
+
+    /// G3, G4: a claimer that stalls between its claim CAS and stamping its
+    /// claim, while its lease runs out and the message is claimed again,
+    /// cannot take the new claim's token or disturb it when it resumes.
+    #[test]
+    fn g3_a_claimer_stalled_before_its_stamp_cannot_stamp_a_lost_claim() {
+        let e = engine(2);
+        send(&e, 1, b"m").unwrap();
+        // Claimer 2 makes its claim CAS by hand and stalls before stamping.
+        let w = e.slot_word(0);
+        let mine = e.transit(0, w, state::CLAIMED, 2).unwrap();
+        // Its lease expires (stamped lazily by the repair), the message is
+        // claimed by 3.
+        e.repair(0, 0, &|_| false).unwrap();
+        e.repair(0, 2_000_000, &|_| false).unwrap();
+        let c3 = e.claim(3, 2_000_000).unwrap().unwrap();
+        assert_eq!(c3.deliveries, 2);
+        // 2 resumes: its claim is gone.
+        assert!(e.finish_claim(0, mine, 2_000_000).unwrap().is_none());
+        // 3's claim still settles.
+        e.settle(3, c3.token(), &Outcome::Ack, 2_000_000).unwrap();
+    }
+
+    /// G4 (hole: two crashes in one dead-letter move wrote it twice): the
+    /// mover dies after publishing the record and before freeing the slot,
+    /// a second mover takes the move over and dies at once; the third
+    /// finds the record and only frees the slot.
+    #[test]
+    fn g4_two_crashes_in_one_dead_letter_move_write_it_once() {
+        let e = engine(2);
+        send(&e, 1, b"poison").unwrap();
+        let c = e.claim(2, 0).unwrap().unwrap();
+        let w = e.slot_word(c.slot);
+        // Mover 2: to DLQ_WAIT, record written and published...
+        let moving = e.transit(c.slot, w, state::DLQ_WAIT, 2).unwrap();
+        assert!(e.finish_dead_letter(2, c.slot, moving, "bad", 0).unwrap());
+        // ...but (as if it died before its free CAS) the slot still shows it.
+        let freed = e.slot_word(c.slot);
+        let before_free = SlotWord::new(state::DLQ_WAIT, 2, moving.seq(), freed.lap());
+        e.slot_field(c.slot, slot::WORD)
+            .store(before_free.0, Ordering::SeqCst);
+        // Mover 3 takes the move over and dies right after its CAS.
+        e.transit(c.slot, before_free, state::DLQ_WAIT, 3).unwrap();
+        // Participant 1 repairs after both.
+        let r = e.repair(1, 0, &|o| o == 2 || o == 3).unwrap();
+        assert_eq!(r.dead_lettered, 1);
+        assert_eq!(e.slot_word(c.slot).state(), state::FREE);
+        let full = (0..e.layout.params.dlq_capacity)
+            .filter(|&rec| e.dlq_word(rec).load(Ordering::Acquire) & 0xf == dlq::FULL)
+            .count();
+        assert_eq!(full, 1, "the dead letter was written twice");
+    }
+
+    /// G1 (hole: room fell to the lookahead): with most slots freed out of
+    /// ring order and a run of unclaimed messages at the tail longer than
+    /// the lookahead, a send still finds room.
+    #[test]
+    fn g1_full_only_when_every_slot_is_taken() {
+        let cap = 64;
+        let e = engine(cap);
+        // 24 messages, then 40 slots reserved and given back.
+        for _ in 0..24 {
+            send(&e, 1, b"x").unwrap();
+        }
+        let rs: Vec<_> = (0..40).map(|_| e.reserve(1, 0, 1).unwrap()).collect();
+        for r in &rs {
+            e.abort(1, r).unwrap();
+        }
+        // The tail is now at the 24 unclaimed messages (a lap on): 40 more
+        // sends must succeed, and only the 41st is `Full`.
+        for n in 0..40 {
+            assert!(send(&e, 1, b"y").is_ok(), "send {n} refused with room");
+        }
+        assert_eq!(send(&e, 1, b"z").unwrap_err().status(), Status::Full);
+        // Nothing was lost or reordered: 24 x then 40 y.
+        let mut got = Vec::new();
+        while let Some(c) = e.claim(2, 0).unwrap() {
+            got.push(payload(&e, &c)[0]);
+            e.settle(2, c.token(), &Outcome::Ack, 0).unwrap();
+        }
+        let mut want = vec![b'x'; 24];
+        want.extend(vec![b'y'; 40]);
+        assert_eq!(got, want);
+    }
+
+    /// G2, G7 (hole: a stalled key taker wedged its key): a consumer that
+    /// took a key and stopped before its claim CAS holds it for a lease at
+    /// most; then another consumer gets the message, and the staller's
+    /// late CAS fails.
+    #[test]
+    fn g7_a_stalled_key_taker_holds_its_key_for_a_lease_at_most() {
+        let e = keyed_engine(4, 2);
+        send_keyed(&e, 1, 7, 1, b"v1");
+        // A first delivery fails: the message waits on the side path.
+        let c = e.claim(2, 0).unwrap().unwrap();
+        e.settle(2, c.token(), &Outcome::Nack { not_before_ns: 0 }, 0)
+            .unwrap();
+        let (i, w) = (c.slot, e.slot_word(c.slot));
+        assert_eq!(w.state(), state::PENDING);
+        // Consumer 2 takes the key for it and stalls before its claim CAS.
+        assert_eq!(e.acquire_key(2, 7, i, w, 0), KeyTake::Taken);
+        // Within its lease the key is in transit: nobody else claims.
+        assert!(e.claim(3, 500_000).unwrap().is_none());
+        // After it, 3 takes the key over and the message.
+        let c = e
+            .claim(3, 2_000_000)
+            .unwrap()
+            .expect("the stalled taker wedged its key");
+        assert_eq!((payload(&e, &c), c.deliveries), (b"v1".to_vec(), 2));
+        // 2 resumes: its claim CAS fails, and giving the key back does not
+        // release 3's hold.
+        let held = e.slot_word(c.slot);
+        assert!(e.transit(i, w, state::CLAIMED, 2).is_none());
+        e.key_claimed(2, 7, i, w, false);
+        assert_eq!(e.slot_word(c.slot), held);
+        send_keyed(&e, 1, 7, 2, b"v2");
+        assert!(e.claim(2, 2_000_000).unwrap().is_none(), "key held by 3");
+        e.settle(3, c.token(), &Outcome::Ack, 2_000_000).unwrap();
+        let c = e.claim(2, 2_000_000).unwrap().unwrap();
+        assert_eq!(payload(&e, &c), b"v2");
     }
 }

@@ -667,7 +667,7 @@ impl Harness {
                     let part = self.hs[h].as_ref().unwrap().participant().unwrap();
                     w.state() == state::CLAIMED
                         && w.owner() == part
-                        && shmq::ring::token(i, w.seq()) == token
+                        && q.engine().claim_token(i) == token
                 }
                 St::DlqWait => w.state() == state::DLQ_WAIT,
             };

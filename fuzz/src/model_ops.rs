@@ -935,8 +935,7 @@ impl<'q> Run<'q> {
     /// The model's side of an outcome on `token` through handle `h`;
     /// returns the status the engine must give (None = OK).
     fn outcome(&mut self, h: usize, token: u64, o: Out) -> Option<Status> {
-        let (slot, seq) = shmq::ring::split_token(token);
-        if slot >= self.m.cap || seq > shmq::ring::SEQ_MASK {
+        if self.qs[0].engine().split_token(token).is_none() {
             return Some(Status::InvalidArgument);
         }
         let me = self.me(h);
@@ -1030,7 +1029,9 @@ impl<'q> Run<'q> {
             2 if !self.m.ended.is_empty() => self.m.ended[pick as usize / 4 % self.m.ended.len()],
             _ => match pick / 4 % 3 {
                 0 => forged,
-                1 => shmq::ring::token(forged % self.m.cap, forged >> 40),
+                1 => self.qs[0]
+                    .engine()
+                    .token_of(forged % self.m.cap, forged >> 40),
                 _ => forged | 1 << 63,
             },
         };
