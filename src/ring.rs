@@ -932,15 +932,7 @@ impl<M: Memory> Engine<M> {
                 }
                 state::RESERVED | state::READY => {
                     // A message of an earlier lap still waits in ring order:
-                    // the consumers are a whole ring behind.
-                    if w.was_skipped() {
-                        // Passed once already: it is two laps behind. Passing
-                        // it again would let the tail run laps ahead of the
-                        // head, and laps compare modulo their width: wait for
-                        // the consumers to claim it.
-                        return Err(Error::new(Status::Full, "the queue is full"));
-                    }
-                    // If a slot ahead was freed out of order (an abort, a
+                    // the consumers are a whole ring behind. If a slot ahead was freed out of order (an abort, a
                     // redelivered message acked), skip this one like a held
                     // one (its consumers find it by its position) to reach
                     // it. First just ahead: when consumers free slots in
@@ -1640,7 +1632,15 @@ impl<M: Memory> Engine<M> {
             *p = (*p).max(head.load(Ordering::Relaxed));
             let (i, lap) = self.split(*p);
             let w = self.slot_word(i);
-            let d = lap_diff(w.lap(), lap + 1);
+            let mut d = lap_diff(w.lap(), lap + 1);
+            if d < 0 && self.below_tail(*p) {
+                // Decided (every position below the tail cursor is), though
+                // the lap says otherwise: producers passed this slot lap
+                // after lap while no consumer came, until its lap ran more
+                // than half the lap space ahead of the head's and reads as
+                // behind (laps compare modulo their width).
+                d = 0;
+            }
             if d < 0 {
                 if d < -1 {
                     // The slot is more than a lap behind the head: only a
@@ -1758,6 +1758,14 @@ impl<M: Memory> Engine<M> {
         }
     }
 
+    /// Whether position `p` lies below the tail: decided for certain (the
+    /// shared tail cursor and this handle's own view of it are lower bounds
+    /// of the positions producers decided).
+    #[inline]
+    fn below_tail(&self, p: u64) -> bool {
+        p < self.tail_view.start(self.word(hdr::TAIL))
+    }
+
     /// Passes a reservation that stopped a patient claim for too long (its
     /// producer is slow or preempted): consumers go on with the next
     /// messages, and its commit puts it on the side path. Does nothing if the
@@ -1795,6 +1803,14 @@ impl<M: Memory> Engine<M> {
     /// older than `p`: the head has decided every position before it.
     #[inline]
     fn later_than(&self, i: u64, w: SlotWord, p: u64, lap: u64) -> bool {
+        if w.state() == state::READY {
+            // A committed message's position is exact (written before its
+            // commit CAS, which the word's acquire load synchronised with):
+            // no lap arithmetic, which aliases once producers passed the
+            // slot half the lap space of times.
+            // Relaxed: ordered after the acquire load of the word.
+            return self.slot_field(i, slot::POSITION).load(Ordering::Relaxed) > p;
+        }
         if !w.was_skipped() {
             // Its position is at lap `w.lap() - 1`.
             return lap_diff(w.lap(), lap + 1) > 0;
@@ -2009,7 +2025,11 @@ impl<M: Memory> Engine<M> {
     /// passed. `me` makes no other claim meanwhile (a handle is used by one
     /// thread at a time), so the word cannot become another claim of `me`'s
     /// between this check and the caller's CAS.
-    fn held(&self, me: u64, token: u64) -> Result<(u64, SlotWord)> {
+    ///
+    /// With `now`, a claim whose lease ran out by then is no longer held
+    /// either, even if no repair has taken it back yet: its outcome comes
+    /// after the claim ended (G3), and the message will be redelivered.
+    fn held(&self, me: u64, token: u64, now: Option<u64>) -> Result<(u64, SlotWord)> {
         let Some((i, generation)) = self.split_token(token) else {
             return Err(Error::new(
                 Status::InvalidArgument,
@@ -2029,6 +2049,17 @@ impl<M: Memory> Engine<M> {
                 "the claim is no longer held: its lease expired or its outcome was already given",
             ));
         }
+        if let Some(now) = now {
+            // Relaxed: the claimer stamped it before handing out the claim
+            // (program order for `me`); a reclaimer's stamp has the same tag.
+            let lease = self.slot_field(i, slot::LEASE).load(Ordering::Relaxed);
+            if tag_of(lease) == w.seq() && from_units(lease & VALUE_MASK) <= now {
+                return Err(Error::new(
+                    Status::LeaseLost,
+                    "the claim is no longer held: its lease expired (the message will be redelivered)",
+                ));
+            }
+        }
         Ok((i, w))
     }
 
@@ -2037,7 +2068,7 @@ impl<M: Memory> Engine<M> {
     /// the copy is not torn). Returns the payload length; `TooLarge` if
     /// `buf` is too small.
     pub fn read_claimed(&self, me: u64, token: u64, buf: &mut [u8]) -> Result<usize> {
-        let (i, _) = self.held(me, token)?;
+        let (i, _) = self.held(me, token, None)?;
         // Relaxed: ordered after the acquire load of the word in `held`.
         let len = (self.slot_field(i, slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff)
             .min(self.layout.params.max_message_size) as usize;
@@ -2055,7 +2086,7 @@ impl<M: Memory> Engine<M> {
         // (the seqlock reader's rule), so a claim lost during the copy is
         // seen.
         crate::sync::fence(Ordering::Acquire);
-        self.held(me, token).map_err(|e| {
+        self.held(me, token, None).map_err(|e| {
             if e.status() == Status::LeaseLost {
                 Error::new(
                     Status::LeaseLost,
@@ -2070,7 +2101,7 @@ impl<M: Memory> Engine<M> {
 
     /// Gives the outcome of a claim.
     pub fn settle(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
-        let (i, first) = self.held(me, token)?;
+        let (i, first) = self.held(me, token, Some(now))?;
         // Relaxed: we hold the claim; the metadata was published by the
         // commit we synchronised with when claiming.
         let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
@@ -2104,7 +2135,7 @@ impl<M: Memory> Engine<M> {
 
     fn settle_slot(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
         loop {
-            let (i, w) = self.held(me, token)?;
+            let (i, w) = self.held(me, token, Some(now))?;
             match *outcome {
                 Outcome::Ack => {
                     if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
@@ -2116,7 +2147,7 @@ impl<M: Memory> Engine<M> {
                     self.slot_field(i, slot::LEASE)
                         .store(tagged(w.seq(), to_units(deadline_ns)), Ordering::SeqCst);
                     // SeqCst load: if a reclaimer's CAS came first we see it.
-                    self.held(me, token)?;
+                    self.held(me, token, None)?;
                     return Ok(Settled::Extended);
                 }
                 Outcome::Nack { not_before_ns } => {
