@@ -53,6 +53,29 @@ pub struct Consumer<'a> {
     /// Whether the injected fault of the configuration applies (workers
     /// only, never the parent's drain).
     pub inject: bool,
+    /// What the engine's slot said before a very late outcome (for the
+    /// report of a late outcome accepted).
+    pub diag: std::cell::RefCell<String>,
+}
+
+/// The slot word and the stamped lease of the claim `token`, read before a
+/// very late outcome: the lease deadline against the coarse clock now.
+fn lease_view(q: &Queue, token: u64) -> String {
+    use shmq::memory::Memory;
+    let e = q.engine();
+    let (i, seq) = shmq::ring::split_token(token);
+    let w = e.slot_word(i);
+    let lease = e
+        .mem
+        .u64_at(e.layout.slot(i) + shmq::layout::slot::LEASE)
+        .load(Ordering::Relaxed);
+    let deadline = (lease & ((1 << 42) - 1)) << 16;
+    let now = shmq::clock::coarse_ns();
+    format!(
+        "before the call: slot {i} word {w:?}, claim seq {seq}, lease tag {} deadline {} ms from now",
+        lease >> 42,
+        (deadline as i64 - now as i64) / 1_000_000
+    )
 }
 
 /// One claimed message, checked.
@@ -126,6 +149,9 @@ impl Consumer<'_> {
                     .ledger
                     .record_phase(id, self.me, it.recorded, phase::NACKING);
                 let at = shmq::sys::monotonic_ns();
+                if at.saturating_sub(called_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+                    self.diag.replace(lease_view(q, m.token()));
+                }
                 let r = m.nack(Duration::ZERO);
                 self.settled(q, qi, id, it.recorded, (called_ns, at), false, r)?;
                 continue;
@@ -183,6 +209,9 @@ impl Consumer<'_> {
         }
         for (m, ids) in to_ack.into_iter().zip(ack_ids) {
             let at = shmq::sys::monotonic_ns();
+            if at.saturating_sub(called_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+                self.diag.replace(lease_view(q, m.token()));
+            }
             let r = m.ack();
             match ids {
                 Some((id, d)) => self.settled(q, qi, id, d, (called_ns, at), true, r)?,
@@ -275,13 +304,15 @@ impl Consumer<'_> {
                         self.ledger.violation(
                             kind::LATE_ACCEPTED,
                             &format!(
-                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {} returned Ok {} ms after the claim call, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants)",
+                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {} returned Ok {} ms after the claim call, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants; {}; stalled {} times)",
                                 self.me,
                                 elapsed / 1_000_000,
                                 lease / 1_000_000,
                                 st.in_flight,
                                 st.oldest_in_flight_age_ns / 1_000_000,
-                                st.participants
+                                st.participants,
+                                self.diag.take(),
+                                self.ledger.stalls_of(self.me)
                             ),
                         );
                     }

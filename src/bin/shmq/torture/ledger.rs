@@ -6,7 +6,7 @@
 //! ```text
 //!  header (4 KiB)   magic, sizes, next id, next sample, event counters
 //!  instances        6 words per worker process: role|index|pid, killed at, started at, reaped at,
-//!                   busy (what the worker holds now), stalls
+//!                   busy (what the worker holds now), how it was killed, stalls
 //!  key cache        2 words per (keyed queue, key): applied version, holder (instance | claim ms)
 //!  samples          2 words each: (killed instance, claim time) of a redelivery after a death
 //!  records          7 words per message id: send, key, version, claim, claim call time,
@@ -70,7 +70,7 @@ const H_VIOLATIONS: u64 = 10;
 const H_EVENTS: u64 = 16;
 
 /// Words per instance, key cache entry and record.
-const INSTANCE_WORDS: u64 = 6;
+const INSTANCE_WORDS: u64 = 7;
 const KEY_WORDS: u64 = 2;
 const RECORD_WORDS: u64 = 7;
 
@@ -670,6 +670,16 @@ impl Ledger {
     /// What `instance` holds now (see [`busy`]).
     pub fn busy(&self, instance: u32) -> u64 {
         self.inst(instance, 4).load(Ordering::SeqCst)
+    }
+
+    /// Counts a stall of `instance` (before its SIGSTOP).
+    pub fn add_stall(&self, instance: u32) {
+        self.inst(instance, 6).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times `instance` was stalled.
+    pub fn stalls_of(&self, instance: u32) -> u64 {
+        self.inst(instance, 6).load(Ordering::SeqCst)
     }
 
     /// Notes how `instance` was killed (see [`kill_how`]).

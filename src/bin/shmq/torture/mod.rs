@@ -327,6 +327,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         ledger: &ledger,
         me: DRAINER,
         inject: false,
+        diag: Default::default(),
     };
 
     // The workers, and the events.

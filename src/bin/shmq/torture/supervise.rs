@@ -320,6 +320,7 @@ impl<'a> Supervisor<'a> {
         while self.ledger.busy(instance) != busy::PAUSED && aim.elapsed() < STALL_AIM {
             std::thread::sleep(Duration::from_micros(50));
         }
+        self.ledger.add_stall(instance);
         // SAFETY: kill(2) on our own child, which we have not reaped (so
         // the pid is not reused).
         if unsafe { libc::kill(pid as i32, libc::SIGSTOP) } != 0 {

@@ -418,6 +418,7 @@ fn consume_forever(
         ledger,
         me: spec.instance,
         inject: true,
+        diag: Default::default(),
     };
     let mut empty_in_a_row = 0usize;
     for round in 0usize.. {
