@@ -15,9 +15,17 @@
 //!   number below `hi`, and `S seq n` after a send of `seq..seq+n` returned
 //!   `Ok`;
 //! - a consumer writes `C id deliveries` for every claim *before* it gives an
-//!   outcome, then `A id deliveries` after an ack returned `Ok` and
+//!   outcome, `I id deliveries` (the intent to ack that claim) before it
+//!   calls ack, then `A id deliveries` after an ack returned `Ok` and
 //!   `N id deliveries` after a nack did; `X what` records a failure (a torn
 //!   payload, an unexpected error) that the parent turns into a test failure.
+//!
+//! A claim of a killed consumer with an intent and no result is "maybe
+//! acked" only if the engine agrees: it is the message's last claim (never
+//! redelivered), the queue drained empty and the message is no dead letter;
+//! and the engine's ack counter must lie between the recorded acks and those
+//! plus the maybe-acked ones. A claim a killed consumer held without an
+//! intent must have been redelivered (or dead-lettered).
 //!
 //! Message ids pack the producer's index, its restart generation and a
 //! sequence number (see [`msg_id`]); each payload carries its id, its length
@@ -488,6 +496,7 @@ fn settle(
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut outcomes = String::new();
+    let mut intents = String::new();
     let mut to_ack = Vec::with_capacity(msgs.len());
     let mut acked_ids = Vec::with_capacity(msgs.len());
     for (m, id) in msgs.into_iter().zip(ids) {
@@ -497,10 +506,13 @@ fn settle(
                 .map_err(|e| format!("nack {id}: {e}"))?;
             outcomes.push_str(&format!("N {id} {d}\n"));
         } else {
+            intents.push_str(&format!("I {id} {d}\n"));
             acked_ids.push((id, d));
             to_ack.push(m);
         }
     }
+    // The intents to ack, before any ack is called.
+    ledger.put(&intents);
     match to_ack.len() {
         0 => {}
         1 => {
@@ -592,6 +604,8 @@ fn stall_reservation(env: &Env) {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Rec {
     Claimed(u64, u32),
+    /// The intent to ack a claim, written before the ack call.
+    Intent(u64, u32),
     Acked(u64, u32),
     Nacked(u64, u32),
 }
@@ -652,6 +666,7 @@ impl Ledgers {
                         }
                     }
                     "C" => recs.push(Rec::Claimed(num(1), num(2) as u32)),
+                    "I" => recs.push(Rec::Intent(num(1), num(2) as u32)),
                     "A" => recs.push(Rec::Acked(num(1), num(2) as u32)),
                     "N" => recs.push(Rec::Nacked(num(1), num(2) as u32)),
                     _ => panic!("{name}: bad record {line:?}"),
@@ -679,6 +694,10 @@ struct Tally {
     /// Like `maybe_acked`, over every claimed id (sent records can be lost
     /// to a producer's kill too), poison and dead letters excepted.
     maybe_acked_all: usize,
+    /// Claims a killed consumer held without an intent to ack.
+    held_at_kill: usize,
+    /// Of those, claimed again with a higher delivery number.
+    redelivered_after_kill: usize,
 }
 
 /// Checks the ledgers against each other and against the dead letters.
@@ -693,12 +712,14 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
     // Every claim and outcome, by id.
     let mut claims: HashMap<u64, Vec<u32>> = HashMap::new();
     let mut acked: HashMap<u64, u32> = HashMap::new();
-    // Claims whose writer was killed before it recorded an outcome: their
-    // ack may have happened.
-    let mut unsettled_at_kill: HashSet<(u64, u32)> = HashSet::new();
+    // Claims whose writer was killed after its intent to ack and before
+    // the result: their ack may have landed.
+    let mut intent_at_kill: HashSet<(u64, u32)> = HashSet::new();
+    // Claims whose writer was killed holding them (no intent, no outcome).
+    let mut held_at_kill: Vec<(String, u64, u32)> = Vec::new();
     for (name, killed, recs) in &l.consumers {
-        let last_outcome = recs.iter().rposition(|r| !matches!(r, Rec::Claimed(..)));
-        for (i, r) in recs.iter().enumerate() {
+        let mut open: HashMap<(u64, u32), bool> = HashMap::new();
+        for r in recs {
             match *r {
                 Rec::Claimed(id, d) => {
                     t.claims += 1;
@@ -706,17 +727,39 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
                         t.redeliveries += 1;
                     }
                     claims.entry(id).or_default().push(d);
-                    if *killed && last_outcome.map_or(true, |k| i > k) {
-                        unsettled_at_kill.insert((id, d));
-                    }
+                    open.insert((id, d), false);
                 }
+                Rec::Intent(id, d) => match open.get_mut(&(id, d)) {
+                    Some(i) => *i = true,
+                    None => problems.push(format!(
+                        "{name}: intent to ack id {id:#x} delivery {d} without its claim"
+                    )),
+                },
                 Rec::Acked(id, d) => {
                     t.acked += 1;
                     if let Some(prev) = acked.insert(id, d) {
                         problems.push(format!("{name}: id {id:#x} acked twice ({prev}, {d})"));
                     }
+                    if open.remove(&(id, d)) != Some(true) {
+                        problems.push(format!(
+                            "{name}: id {id:#x} delivery {d} acked without an intent"
+                        ));
+                    }
                 }
-                Rec::Nacked(..) => {}
+                Rec::Nacked(id, d) => {
+                    open.remove(&(id, d));
+                }
+            }
+        }
+        for ((id, d), intent) in open {
+            if !*killed {
+                problems.push(format!(
+                    "{name}: live consumer left id {id:#x} delivery {d} without an outcome"
+                ));
+            } else if intent {
+                intent_at_kill.insert((id, d));
+            } else {
+                held_at_kill.push((name.clone(), id, d));
             }
         }
     }
@@ -774,11 +817,14 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
             continue;
         };
         if acked.get(id) != Some(&last) {
-            if unsettled_at_kill.contains(&(*id, last)) {
+            // Maybe acked only with an intent, as the message's last claim
+            // (never redelivered), not dead-lettered (checked above), in a
+            // queue that drained empty (checked by the caller).
+            if intent_at_kill.contains(&(*id, last)) {
                 t.maybe_acked += 1;
             } else {
                 problems.push(format!(
-                    "id {id:#x}: last claim (delivery {last}) neither acked nor redelivered"
+                    "id {id:#x}: last claim (delivery {last}) neither acked nor redelivered, and no ack was under way at a kill"
                 ));
             }
         }
@@ -786,9 +832,21 @@ fn check(l: &Ledgers, dead: &[(u64, String)], poison: bool, problems: &mut Vec<S
     for (id, ds) in &claims {
         let last = ds.last().copied().unwrap_or(0);
         let never_acked = dead_ids.contains(id) || (poison && is_poison(*id));
-        if !never_acked && acked.get(id) != Some(&last) && unsettled_at_kill.contains(&(*id, last))
-        {
+        if !never_acked && acked.get(id) != Some(&last) && intent_at_kill.contains(&(*id, last)) {
             t.maybe_acked_all += 1;
+        }
+    }
+    // A claim a killed consumer held without an intent comes back: claimed
+    // again with a higher delivery number, or dead-lettered.
+    t.held_at_kill = held_at_kill.len();
+    for (name, id, d) in &held_at_kill {
+        let again = claims.get(id).is_some_and(|ds| ds.iter().any(|&x| x > *d));
+        if again {
+            t.redelivered_after_kill += 1;
+        } else if !dead_ids.contains(id) {
+            problems.push(format!(
+                "id {id:#x}: {name} was killed holding delivery {d}, and it was never claimed again nor dead-lettered"
+            ));
         }
     }
     t
@@ -1028,14 +1086,23 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
     let engine_acked = st.counter(Counter::Acked) as usize;
     if engine_acked < t.acked || engine_acked > t.acked + t.maybe_acked_all {
         problems.push(format!(
-            "the Acked counter says {engine_acked}, the ledgers {} (+ up to {} unrecorded)",
-            t.acked, t.maybe_acked_all
+            "the Acked counter says {engine_acked}; the ledgers recorded {} acks and {} more were under way at a kill: {}..={}",
+            t.acked,
+            t.maybe_acked_all,
+            t.acked,
+            t.acked + t.maybe_acked_all
+        ));
+    }
+    if consumer_kills > 0 && t.held_at_kill > 0 && t.redelivered_after_kill == 0 {
+        problems.push(format!(
+            "{consumer_kills} consumer kills, {} claims held at a kill, and not one redelivered",
+            t.held_at_kill
         ));
     }
     eprintln!(
         "{name}: {} kills ({producer_kills} producers, {consumer_kills} consumers) in {:.1} s; \
          {} messages sent, {} claims, {} redeliveries, {} acked, {} dead letters ({} poison), \
-         {} maybe acked at a kill (engine: {} of {} acked); consumers drained in {} ms, the parent then took {parent_drained}; \
+         {} held at a kill ({} redelivered), {} maybe acked at a kill (engine: {} of {} acked); consumers drained in {} ms, the parent then took {parent_drained}; \
          {} dead participants cleaned",
         producer_kills + consumer_kills,
         ran.as_secs_f64(),
@@ -1045,6 +1112,8 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
         t.acked,
         t.dead_letters,
         t.poison,
+        t.held_at_kill,
+        t.redelivered_after_kill,
         t.maybe_acked,
         engine_acked - t.acked.min(engine_acked),
         t.maybe_acked_all,

@@ -7,9 +7,12 @@
 //! The outcome of an id whose send returned `Ok` (or that was delivered,
 //! though its producer was killed before it could record the `Ok`):
 //!
-//! - acked: the ack returned (`ACKED`), or it was under way when its
-//!   consumer was killed (`ACKING`): with the queues drained, a message
-//!   whose ack did not land would have been claimed again;
+//! - acked: an ack of it returned `Ok` (the ledger counts them: more than
+//!   one is a violation), or its last claim's ack was under way when its
+//!   consumer was killed (`ACKING`, the intent without a result) and the
+//!   engine agrees: the message was never claimed again, its queue drained
+//!   empty, and it is not a dead letter. The engine's ack counter must then
+//!   lie between the acks recorded and those plus these maybe-acked ones;
 //! - dead-lettered: its id came out of the dead letters;
 //! - superseded (keyed queues): skipped as stale, or replaced in place in
 //!   latest-only mode. In FIFO mode only an id older than the key's last
@@ -20,9 +23,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use shmq::{Counter, Queue};
+use shmq::{Counter, Queue, Status, Timeout};
 
-use super::ledger::{kind, phase, send_state, Ledger};
+use super::ledger::{kind, phase, send_state, Event, Ledger, EVENTS};
+use super::report::{CapacityProbe, LateReport, Latency};
+use super::supervise::{Kills, Stalls};
 use super::{Config, QueueKind};
 
 /// What became of the messages of one queue.
@@ -33,7 +38,8 @@ pub struct Outcomes {
     pub sent: u64,
     /// Acked (including `acked_at_kill`).
     pub acked: u64,
-    /// Acks under way when their consumer was killed, proven by the drain.
+    /// Maybe acked: the ack was under way when its consumer was killed
+    /// (an intent without a result), and the engine agrees it landed.
     pub acked_at_kill: u64,
     /// Dead-lettered (poison, or too many deaths of its consumers).
     pub dead_lettered: u64,
@@ -78,7 +84,8 @@ struct KeyFacts {
     applied_by_killed: HashSet<u64>,
 }
 
-fn phase_name(p: u8) -> &'static str {
+/// A readable name of a claim phase.
+pub fn phase_name(p: u8) -> &'static str {
     match p {
         phase::NONE => "never claimed",
         phase::CLAIMED => "claimed",
@@ -86,12 +93,14 @@ fn phase_name(p: u8) -> &'static str {
         phase::ACKED => "acked",
         phase::NACKING => "nacking",
         phase::NACKED => "nacked",
+        phase::LEASE_LOST => "late outcome refused",
         _ => "?",
     }
 }
 
-/// Checks every id and key; returns the outcomes per queue.
-pub fn check(cfg: &Config, ledger: &Ledger, queues: &[Queue]) -> Vec<Outcomes> {
+/// Checks every id and key; returns the outcomes per queue. `drained`
+/// says which queues the final drain emptied.
+pub fn check(cfg: &Config, ledger: &Ledger, queues: &[Queue], drained: &[bool]) -> Vec<Outcomes> {
     let n = ledger.next_id();
     let mut out = vec![Outcomes::default(); queues.len()];
     let mut keys: HashMap<(usize, u64), KeyFacts> = HashMap::new();
@@ -176,12 +185,25 @@ pub fn check(cfg: &Config, ledger: &Ledger, queues: &[Queue]) -> Vec<Outcomes> {
             );
         }
         let holder_killed = ledger.killed_at(c.instance).is_some();
-        let acked = c.phase == phase::ACKED || (c.phase == phase::ACKING && holder_killed);
+        let counts = ledger.outcomes_of(id);
+        if counts.acks > 1 {
+            ledger.violation(
+                kind::DOUBLE_CLAIM,
+                &format!(
+                    "queue {name}: id {id} was acked {} times with Ok",
+                    counts.acks
+                ),
+            );
+        }
+        // An intent without a result: maybe acked, if the engine agrees.
+        let maybe =
+            counts.acks == 0 && c.phase == phase::ACKING && holder_killed && drained[qi] && !dead;
+        let acked = counts.acks > 0 || maybe;
         let (key, version) = ledger.key_version_of(id);
         let keyed = cfg.queues[qi].kind.keyed();
         if acked {
             o.acked += 1;
-            if c.phase == phase::ACKING {
+            if maybe {
                 o.acked_at_kill += 1;
             }
             if dead {
@@ -278,18 +300,21 @@ pub fn check(cfg: &Config, ledger: &Ledger, queues: &[Queue]) -> Vec<Outcomes> {
 }
 
 /// The engine's counters against the ledger, per queue: every ack the
-/// ledger recorded was counted, and at most the acks under way at a kill
-/// (and the acks of torn messages) more; every recorded `Ok` send was
-/// counted, and at most the sends whose outcome is unknown more.
+/// ledger recorded was counted, and at most the maybe-acked ones (intents
+/// without a result that the engine's state agrees with) and the acks of
+/// torn messages more: `ledger acks <= engine acked <= ledger acks +
+/// maybe acked + torn`; every recorded `Ok` send was counted, and at most
+/// the sends whose outcome is unknown more. Returns (ledger acks, maybe
+/// acked) per queue.
 pub fn check_counters(
     cfg: &Config,
     ledger: &Ledger,
     queues: &[Queue],
     outcomes: &[Outcomes],
     torn: u64,
-) {
+) -> Vec<(u64, u64)> {
     let n = ledger.next_id();
-    let mut acked_recorded = vec![0u64; queues.len()];
+    let mut acks_recorded = vec![0u64; queues.len()];
     let mut sent_recorded = vec![0u64; queues.len()];
     let mut intent = vec![0u64; queues.len()];
     for id in 0..n {
@@ -302,22 +327,21 @@ pub fn check_counters(
             send_state::INTENT => intent[qi] += 1,
             _ => {}
         }
-        if ledger.claim_of(id).phase == phase::ACKED {
-            acked_recorded[qi] += 1;
-        }
+        acks_recorded[qi] += ledger.outcomes_of(id).acks;
     }
+    let mut out = Vec::new();
     for (qi, q) in queues.iter().enumerate() {
         let name = cfg.queues[qi].kind.name();
         let st = q.stats();
         let acked = st.counter(Counter::Acked);
-        let (lo, hi) = (
-            acked_recorded[qi],
-            acked_recorded[qi] + outcomes[qi].acked_at_kill + torn,
-        );
+        let maybe = outcomes[qi].acked_at_kill;
+        let (lo, hi) = (acks_recorded[qi], acks_recorded[qi] + maybe + torn);
         if acked < lo || acked > hi {
             ledger.violation(
                 kind::COUNTERS,
-                &format!("queue {name}: the engine counted {acked} acks, the ledger {lo}..={hi}"),
+                &format!(
+                    "queue {name}: the engine counted {acked} acks; the ledger recorded {lo} and {maybe} more were under way at a kill (+ {torn} torn): {lo}..={hi}"
+                ),
             );
         }
         let sent = st.counter(Counter::Sent);
@@ -328,7 +352,143 @@ pub fn check_counters(
                 &format!("queue {name}: the engine counted {sent} sends, the ledger {lo}..={hi}"),
             );
         }
+        out.push((acks_recorded[qi], maybe));
     }
+    out
+}
+
+/// The time from a consumer's SIGKILL to the next claim of a message it
+/// held, against the limits (p50, p99, ns): deaths are detected by the
+/// liveness sweep within milliseconds, not waited out for a lease. Returns
+/// whether a limit was passed (a violation).
+pub fn check_latency(ledger: &Ledger, l: &Latency, limits: (u64, u64), slowest: &[String]) -> bool {
+    let over = l.samples > 0 && (l.p50_ns > limits.0 || l.p99_ns > limits.1);
+    if over {
+        ledger.violation(
+            kind::LATENCY,
+            &format!(
+                "death to claimed again: p50 {:.1} ms (limit {:.1}), p99 {:.1} ms (limit {:.1}), max {:.1} ms over {} samples; slowest: {}",
+                l.p50_ns as f64 / 1e6,
+                limits.0 as f64 / 1e6,
+                l.p99_ns as f64 / 1e6,
+                limits.1 as f64 / 1e6,
+                l.max_ns as f64 / 1e6,
+                l.samples,
+                slowest.join(", ")
+            ),
+        );
+    }
+    over
+}
+
+/// Events that must show an effect, given enough of them (so that one
+/// victim's luck cannot fail a run): consumers killed holding claims must
+/// bring redeliveries after a death, consumers stalled holding claims late
+/// outcomes refused, producers stalled holding reservations late commits
+/// abandoned.
+pub fn check_exercised(
+    ledger: &Ledger,
+    kills: &Kills,
+    stalls: &Stalls,
+    events: &[u64; EVENTS],
+    late: &LateReport,
+    total: &Outcomes,
+) {
+    const ENOUGH: u64 = 5;
+    let redelivered = events[Event::RedeliveredAfterDeath as usize];
+    if kills.consumers_holding >= ENOUGH
+        && redelivered == 0
+        && total.acked_at_kill < kills.consumers_holding
+    {
+        ledger.violation(
+            kind::UNEXERCISED,
+            &format!(
+                "{} consumers were killed holding claims, {} acks were under way, yet no message was redelivered after a death",
+                kills.consumers_holding, total.acked_at_kill
+            ),
+        );
+    }
+    if stalls.consumers_holding >= ENOUGH && late.outcomes_refused == 0 {
+        ledger.violation(
+            kind::UNEXERCISED,
+            &format!(
+                "{} consumers were stalled holding claims past twice the lease, yet no late outcome was refused",
+                stalls.consumers_holding
+            ),
+        );
+    }
+    if stalls.producers_holding >= ENOUGH && late.commits_abandoned == 0 {
+        ledger.violation(
+            kind::UNEXERCISED,
+            &format!(
+                "{} producers were stalled holding reservations past twice the timeout, yet no late commit got Abandoned",
+                stalls.producers_holding
+            ),
+        );
+    }
+}
+
+/// A drained queue, with nobody else attached, takes exactly `capacity`
+/// sends and refuses the next with `Full` (G1: a send succeeds whenever
+/// fewer are queued); then every one is claimed and acked back.
+pub fn probe_capacity(
+    cfg: &Config,
+    ledger: &Ledger,
+    qi: usize,
+    q: &Queue,
+    capacity: u64,
+) -> CapacityProbe {
+    let name = cfg.queues[qi].kind.name();
+    let mut p = CapacityProbe {
+        queue: name,
+        ..CapacityProbe::default()
+    };
+    let bad = |what: String| ledger.violation(kind::CAPACITY, &format!("queue {name}: {what}"));
+    loop {
+        match q.send(b"capacity probe", Timeout::TryOnce) {
+            Ok(_) => p.sent += 1,
+            Err(e) if e.status() == Status::Full => break,
+            Err(e) => {
+                bad(format!("send {} of the capacity probe: {e}", p.sent + 1));
+                break;
+            }
+        }
+        if p.sent > capacity {
+            break;
+        }
+    }
+    if p.sent != capacity {
+        bad(format!(
+            "the drained queue took {} sends before Full, its capacity is {capacity}",
+            p.sent
+        ));
+    }
+    loop {
+        match q.claim(Timeout::TryOnce) {
+            Ok(m) => {
+                if let Err(e) = m.ack() {
+                    bad(format!("ack of a capacity probe: {e}"));
+                    break;
+                }
+                p.claimed += 1;
+            }
+            Err(e) if e.status() == Status::Empty => break,
+            Err(e) => {
+                bad(format!("claim of a capacity probe: {e}"));
+                break;
+            }
+        }
+        if p.claimed > p.sent {
+            break;
+        }
+    }
+    if p.claimed != p.sent {
+        bad(format!(
+            "{} capacity probes sent, {} claimed back",
+            p.sent, p.claimed
+        ));
+    }
+    p
 }
 
 /// `verify` on every queue, and `recover`, which must find nothing left

@@ -5,10 +5,12 @@
 //!
 //! ```text
 //!  header (4 KiB)   magic, sizes, next id, next sample, event counters
-//!  instances        4 words per worker process: role|index|pid, killed at, started at, reaped at
-//!  key cache        2 words per (keyed queue, key): applied version, holder instance
+//!  instances        6 words per worker process: role|index|pid, killed at, started at, reaped at,
+//!                   busy (what the worker holds now), how it was killed, stalls
+//!  key cache        2 words per (keyed queue, key): applied version, holder (instance | claim ms)
 //!  samples          2 words each: (killed instance, claim time) of a redelivery after a death
-//!  records          4 words per message id: send, key, version, claim
+//!  records          7 words per message id: send, key, version, claim, claim call time,
+//!                   outcomes, claim return time
 //! ```
 //!
 //! Every word is a `u64` touched only through atomics, by any number of
@@ -23,11 +25,17 @@
 //!   returned `Ok`; `REFUSED` after `Stale`, `NOT_SENT` when it knows
 //!   nothing went out. A producer killed between `Ok` and `SENT` leaves
 //!   `INTENT`: the message may or may not be in the queue.
-//! - a consumer writes `CLAIMED` (delivery, instance) right after a claim,
-//!   `ACKING` before the ack call and `ACKED` after it returned, `NACKING`
-//!   and `NACKED` around a nack. Only a killed consumer can leave `ACKING`
-//!   behind; once the queues are drained, that ack must have landed, or
-//!   the message would have been claimed again (and the word overwritten).
+//! - a consumer writes `CLAIMED` (delivery, instance) and the time it
+//!   called claim right after a claim; `ACKING` (the intent: this claim,
+//!   named by instance and delivery, is about to be acked) before the ack
+//!   call, then the result after it returned: `ACKED` (and the id's count of
+//!   successful acks goes up) or `LEASE_LOST` (the engine refused a late
+//!   outcome); `NACKING` and `NACKED` around a nack. Only a killed consumer
+//!   leaves `ACKING` behind: an intent without a result. Such an ack is
+//!   "maybe acked" only if the engine agrees (the message was never claimed
+//!   again, its queue drained empty, it is not a dead letter), and the
+//!   engine's ack counter must lie between the recorded acks and those plus
+//!   the intents without a result.
 //!
 //! The parent marks a worker killed ([`Ledger::mark_killed`]) *before* it
 //! sends the SIGKILL, so a consumer that finds a message or a key still
@@ -62,9 +70,9 @@ const H_VIOLATIONS: u64 = 10;
 const H_EVENTS: u64 = 16;
 
 /// Words per instance, key cache entry and record.
-const INSTANCE_WORDS: u64 = 4;
+const INSTANCE_WORDS: u64 = 7;
 const KEY_WORDS: u64 = 2;
-const RECORD_WORDS: u64 = 4;
+const RECORD_WORDS: u64 = 7;
 
 /// The instance number of the parent's own consumer (the final drain);
 /// workers are numbered from `DRAINER + 1`. 0 means "nobody".
@@ -103,6 +111,66 @@ pub mod phase {
     pub const NACKING: u8 = 4;
     /// The nack returned `Ok`.
     pub const NACKED: u8 = 5;
+    /// The ack or nack returned `LeaseLost`: a late outcome, refused.
+    pub const LEASE_LOST: u8 = 6;
+}
+
+/// What a worker holds now (its instance's busy word), for the supervisor,
+/// which stalls workers that hold something.
+pub mod busy {
+    /// Nothing.
+    pub const IDLE: u64 = 0;
+    /// A consumer holds claims, or a producer a reservation.
+    pub const HOLDING: u64 = 1;
+    /// Holding, and pausing on purpose (the moment to stall it).
+    pub const PAUSED: u64 = 2;
+}
+
+/// How a worker was killed (its instance's kill word).
+pub mod kill_how {
+    /// A single kill.
+    pub const SINGLE: u64 = 1;
+    /// The first victim of a double kill.
+    pub const FIRST_OF_TWO: u64 = 2;
+    /// The second victim of a double kill (killed while the survivors,
+    /// maybe itself, repaired after the first).
+    pub const SECOND_OF_TWO: u64 = 3;
+    /// Killed when the run stopped.
+    pub const AT_STOP: u64 = 4;
+
+    /// A readable name.
+    pub fn name(h: u64) -> &'static str {
+        match h {
+            SINGLE => "single kill",
+            FIRST_OF_TWO => "first of a double kill",
+            SECOND_OF_TWO => "second of a double kill",
+            AT_STOP => "killed at the stop",
+            _ => "?",
+        }
+    }
+}
+
+/// The counts of a record's outcome word: successful acks, successful
+/// nacks, late outcomes refused (16 bits each, bits 0, 16, 32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Acks that returned `Ok`.
+    pub acks: u64,
+    /// Nacks that returned `Ok`.
+    pub nacks: u64,
+    /// Outcomes that returned `LeaseLost`.
+    pub lease_lost: u64,
+}
+
+/// Which count of the outcome word to add to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// An ack returned `Ok`.
+    Acked = 0,
+    /// A nack returned `Ok`.
+    Nacked = 16,
+    /// An outcome returned `LeaseLost`.
+    LeaseLost = 32,
 }
 
 /// A record's claim word: delivery number (bits 0..16), phase (16..20),
@@ -152,10 +220,27 @@ pub enum Event {
     /// A version applied again: its first consumer was killed after
     /// applying it and before its ack.
     Reapplied,
+    /// A claim of a message whose previous holder is alive (stalled) and
+    /// whose lease had run out.
+    RedeliveredAfterExpiry,
+    /// A key found held by a live consumer whose lease had run out.
+    KeyFromExpired,
+    /// A late ack or nack (after the lease) refused with `LeaseLost`.
+    LateOutcomeRefused,
+    /// A late ack or nack accepted though nobody had taken the message over
+    /// (no repair had run yet: allowed).
+    LateOutcomeUnraced,
+    /// A late commit (after the reservation timeout) refused with
+    /// `Abandoned`.
+    LateCommitAbandoned,
+    /// A late commit accepted before any repair abandoned it (allowed).
+    LateCommitUnraced,
+    /// `recover()` calls made by consumers (kills can land inside them).
+    Recovers,
 }
 
 /// Number of [`Event`] counters.
-pub const EVENTS: usize = 4;
+pub const EVENTS: usize = 11;
 
 /// The kinds of violation, as named in reports and in `violations.log`.
 pub mod kind {
@@ -191,6 +276,39 @@ pub mod kind {
     pub const VERIFY: &str = "verify";
     /// The engine's counters disagree with the ledger.
     pub const COUNTERS: &str = "counters";
+    /// A late outcome (ack or nack after the lease, commit after the
+    /// reservation timeout) accepted although the message had been taken
+    /// over, or so long after the deadline that a repair must have run.
+    pub const LATE_ACCEPTED: &str = "late-accepted";
+    /// A live worker's claim or reservation taken back before its lease or
+    /// reservation timeout ran out.
+    pub const EARLY_REPAIR: &str = "early-repair";
+    /// More messages or reservations than slots, or a send refused while
+    /// there was room.
+    pub const CAPACITY: &str = "capacity";
+    /// Death to claimed again too slow: liveness detection did not work.
+    pub const LATENCY: &str = "latency";
+    /// An event that must show an effect showed none: consumers killed
+    /// holding claims and no redelivery after a death, consumers stalled
+    /// holding claims and no late outcome refused, producers stalled
+    /// holding reservations and no late commit abandoned.
+    pub const UNEXERCISED: &str = "unexercised";
+}
+
+/// A key's holder word: the instance (low 32 bits) and when its claim call
+/// started, in ms of CLOCK_MONOTONIC (high 32 bits, wrapping).
+pub fn holder_word(instance: u32, called_ns: u64) -> u64 {
+    instance as u64 | ((called_ns / 1_000_000) & 0xffff_ffff) << 32
+}
+
+/// (instance, claim call ms) of a holder word.
+pub fn split_holder(w: u64) -> (u32, u32) {
+    (w as u32, (w >> 32) as u32)
+}
+
+/// Milliseconds from a holder word's claim time (`then_ms`) to `now_ns`.
+pub fn ms_since(then_ms: u32, now_ns: u64) -> u64 {
+    ((now_ns / 1_000_000) as u32).wrapping_sub(then_ms) as u64
 }
 
 /// Sizes of a ledger.
@@ -408,11 +526,25 @@ impl Ledger {
         ClaimWord::decode(self.rec(id, 3).load(Ordering::SeqCst))
     }
 
-    /// Records a claim of `id` and returns the word it replaced.
-    pub fn record_claim(&self, id: u64, delivery: u32, instance: u32) -> ClaimWord {
+    /// Records a claim of `id` (made by a claim call that started at
+    /// `called_ns` and returned at `claimed_ns`) and returns the word it
+    /// replaced with the call time of that older claim.
+    pub fn record_claim(
+        &self,
+        id: u64,
+        delivery: u32,
+        instance: u32,
+        called_ns: u64,
+        claimed_ns: u64,
+    ) -> (ClaimWord, u64) {
         let w = self.rec(id, 3);
+        let t = self.rec(id, 4);
         let mut cur = w.load(Ordering::SeqCst);
         loop {
+            // The time of the claim we replace: written before its claim
+            // word, so it is the one of `cur` (two claimers of one message
+            // at once are a violation in themselves).
+            let old_t = t.load(Ordering::SeqCst);
             let old = ClaimWord::decode(cur);
             let new = ClaimWord {
                 delivery,
@@ -420,22 +552,46 @@ impl Ledger {
                 fresh: old.fresh + (delivery == 1) as u32,
                 instance,
             };
+            t.store(called_ns, Ordering::SeqCst);
             match w.compare_exchange(cur, new.encode(), Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return old,
-                Err(x) => cur = x,
+                Ok(_) => {
+                    self.rec(id, 6).store(claimed_ns, Ordering::SeqCst);
+                    return (old, old_t);
+                }
+                Err(x) => {
+                    t.store(old_t, Ordering::SeqCst);
+                    cur = x;
+                }
             }
         }
     }
 
-    /// Moves the claim of `id` recorded by `instance` to phase `to`; leaves
-    /// the word alone (and returns it) when somebody else's claim replaced
-    /// ours meanwhile.
-    pub fn record_phase(&self, id: u64, instance: u32, to: u8) -> Result<(), ClaimWord> {
+    /// When the claim call of the latest recorded claim of `id` started.
+    pub fn claim_time_of(&self, id: u64) -> u64 {
+        self.rec(id, 4).load(Ordering::SeqCst)
+    }
+
+    /// When the claim call of the latest recorded claim of `id` returned
+    /// (0 while its claimer has not written it yet).
+    pub fn claim_return_of(&self, id: u64) -> u64 {
+        self.rec(id, 6).load(Ordering::SeqCst)
+    }
+
+    /// Moves the claim of `id` recorded by `instance` with `delivery` to
+    /// phase `to`; leaves the word alone (and returns it) when somebody
+    /// else's claim replaced ours meanwhile.
+    pub fn record_phase(
+        &self,
+        id: u64,
+        instance: u32,
+        delivery: u32,
+        to: u8,
+    ) -> Result<(), ClaimWord> {
         let w = self.rec(id, 3);
         let mut cur = w.load(Ordering::SeqCst);
         loop {
             let old = ClaimWord::decode(cur);
-            if old.instance != instance {
+            if old.instance != instance || old.delivery != delivery.min(0xffff) {
                 return Err(old);
             }
             let new = ClaimWord { phase: to, ..old };
@@ -443,6 +599,25 @@ impl Ledger {
                 Ok(_) => return Ok(()),
                 Err(x) => cur = x,
             }
+        }
+    }
+
+    /// Counts an outcome of `id` (saturating at 0xffff).
+    pub fn add_outcome(&self, id: u64, k: OutcomeKind) {
+        let shift = k as u64;
+        let w = self.rec(id, 5);
+        let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            ((v >> shift) & 0xffff < 0xffff).then_some(v + (1 << shift))
+        });
+    }
+
+    /// The outcome counts of `id`.
+    pub fn outcomes_of(&self, id: u64) -> OutcomeCounts {
+        let v = self.rec(id, 5).load(Ordering::SeqCst);
+        OutcomeCounts {
+            acks: v & 0xffff,
+            nacks: (v >> 16) & 0xffff,
+            lease_lost: (v >> 32) & 0xffff,
         }
     }
 
@@ -483,6 +658,38 @@ impl Ledger {
     pub fn mark_reaped(&self, instance: u32, now_ns: u64) {
         self.inst(instance, 3)
             .store(now_ns.max(1), Ordering::SeqCst);
+    }
+
+    /// Sets what `instance` holds now (see [`busy`]).
+    pub fn set_busy(&self, instance: u32, what: u64) {
+        // Relaxed: a hint for the supervisor, which checks again after the
+        // worker stopped.
+        self.inst(instance, 4).store(what, Ordering::Relaxed);
+    }
+
+    /// What `instance` holds now (see [`busy`]).
+    pub fn busy(&self, instance: u32) -> u64 {
+        self.inst(instance, 4).load(Ordering::SeqCst)
+    }
+
+    /// Counts a stall of `instance` (before its SIGSTOP).
+    pub fn add_stall(&self, instance: u32) {
+        self.inst(instance, 6).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times `instance` was stalled.
+    pub fn stalls_of(&self, instance: u32) -> u64 {
+        self.inst(instance, 6).load(Ordering::SeqCst)
+    }
+
+    /// Notes how `instance` was killed (see [`kill_how`]).
+    pub fn set_kill_how(&self, instance: u32, how: u64) {
+        self.inst(instance, 5).store(how, Ordering::SeqCst);
+    }
+
+    /// How `instance` was killed (see [`kill_how`]).
+    pub fn kill_how(&self, instance: u32) -> u64 {
+        self.inst(instance, 5).load(Ordering::SeqCst)
     }
 
     /// (killed at, reaped at) of every killed instance that was reaped.
@@ -534,7 +741,7 @@ impl Ledger {
         self.key_word(queue, key, 0)
     }
 
-    /// The instance holding `key` now (0 = nobody).
+    /// The holder of `key` now: 0 = nobody, else [`holder_word`].
     pub fn key_holder(&self, queue: usize, key: u64) -> &AtomicU64 {
         self.key_word(queue, key, 1)
     }
@@ -661,12 +868,38 @@ mod tests {
         assert_eq!(l.key_version_of(1), (2, 9));
         assert!(l.mark_dead_lettered(1));
         assert!(!l.mark_dead_lettered(1));
-        assert_eq!(l.record_claim(1, 1, 6), ClaimWord::default());
-        assert_eq!(l.record_claim(1, 1, 7).fresh, 1);
+        assert_eq!(l.record_claim(1, 1, 6, 100, 101), (ClaimWord::default(), 0));
+        let (old, t) = l.record_claim(1, 1, 7, 200, 201);
+        assert_eq!(l.claim_return_of(1), 201);
+        assert_eq!((old.fresh, old.instance, t), (1, 6, 100));
         assert_eq!(l.claim_of(1).fresh, 2);
-        assert_eq!(l.record_phase(1, 6, phase::ACKED).unwrap_err().instance, 7);
-        l.record_phase(1, 7, phase::ACKED).unwrap();
+        assert_eq!(l.claim_time_of(1), 200);
+        assert_eq!(
+            l.record_phase(1, 6, 1, phase::ACKED).unwrap_err().instance,
+            7
+        );
+        assert!(
+            l.record_phase(1, 7, 2, phase::ACKED).is_err(),
+            "other delivery"
+        );
+        l.record_phase(1, 7, 1, phase::ACKED).unwrap();
         assert_eq!(l.claim_of(1).phase, phase::ACKED);
+        l.add_outcome(1, OutcomeKind::Acked);
+        l.add_outcome(1, OutcomeKind::LeaseLost);
+        l.add_outcome(1, OutcomeKind::LeaseLost);
+        assert_eq!(
+            l.outcomes_of(1),
+            OutcomeCounts {
+                acks: 1,
+                nacks: 0,
+                lease_lost: 2
+            }
+        );
+        l.set_busy(6, busy::PAUSED);
+        assert_eq!(l.busy(6), busy::PAUSED);
+        let h = holder_word(9, 5_000_000_000);
+        assert_eq!(split_holder(h), (9, 5000));
+        assert_eq!(ms_since(5000, 5_250_000_000), 250);
         l.mark_killed(6, 123);
         assert_eq!((l.killed_at(6), l.killed_at(7)), (Some(123), None));
         l.cached_version(1, 3).store(4, Ordering::SeqCst);

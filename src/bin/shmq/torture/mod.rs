@@ -11,18 +11,22 @@
 //!    configuration the workers read (`config.json`);
 //! 2. `--producers` and `--consumers` worker processes ([`worker`]), each
 //!    attached to every queue;
-//! 3. until `--secs` passed or `--kills` were made: a pause between
-//!    `--min-interval` and `--max-interval`, then one random worker is
-//!    marked killed in the ledger, SIGKILLed, reaped and started again
-//!    ([`supervise`]); every quarter second the dead letters are taken out
-//!    and their ids marked in the ledger;
-//! 4. every worker is SIGKILLed; the parent drains every queue itself, as
-//!    one more consumer that is never killed ([`consume`]), then takes out
-//!    the last dead letters;
-//! 5. the checks ([`check`]) and the report ([`report`]).
-//!
-//! Timing is never asserted: the death-to-claim latency is measured and
-//! reported, not checked.
+//! 3. until `--secs` passed, `--kills` were made or `--events` happened: a
+//!    pause between `--min-interval` and `--max-interval`, then an event
+//!    ([`supervise`]): one random worker is marked killed in the ledger,
+//!    SIGKILLed, reaped and started again (sometimes a second one a few ms
+//!    later, while the survivors repair after the first), or it is stalled
+//!    (SIGSTOP past the lease or the reservation timeout, SIGCONT later);
+//!    after every event the occupancy of every queue is compared with its
+//!    capacity, and every quarter second the dead letters are taken out and
+//!    their ids marked in the ledger;
+//! 4. the stalled workers run again, then every worker is SIGKILLed; the
+//!    parent drains every queue itself, as one more consumer that is never
+//!    killed ([`consume`]), then takes out the last dead letters;
+//! 5. the checks ([`check`]): every message, the engine's counters, the
+//!    files, the capacity of the drained queues, the death-to-claim latency
+//!    against `--max-death-p50` and `--max-death-p99`; and the report
+//!    ([`report`]).
 
 pub mod check;
 pub mod consume;
@@ -42,7 +46,7 @@ use crate::cli::TortureArgs;
 use crate::util::{CliError, CmdResult, Progress};
 use consume::Consumer;
 use ledger::{kind, Event, Ledger, Sizes, DRAINER};
-use report::{Latency, QueueReport, Report};
+use report::{Bad, CapacityReport, LateReport, Latency, QueueReport, Report};
 use supervise::Supervisor;
 
 /// Largest payload of the torture queues.
@@ -95,6 +99,15 @@ pub enum Fault {
     DoubleFresh,
     /// Producers flip a byte of some payloads after the checksum: torn.
     Tear,
+    /// The supervisor hides deaths from the engine for a lease: a victim is
+    /// marked killed and SIGSTOPped, and SIGKILLed only a lease later, as if
+    /// liveness detection were off (death to claimed again is then a lease).
+    HideDeath,
+    /// Consumers record a late outcome refused with `LeaseLost` as if the
+    /// engine had accepted it.
+    LateAccept,
+    /// The queues are built with one slot more than the run checks for.
+    ExtraSlot,
 }
 
 /// One queue of the run.
@@ -125,6 +138,10 @@ pub struct Config {
     pub rate: u64,
     /// The injected fault, if any.
     pub fault: Option<Fault>,
+    /// The queues' lease, ns.
+    pub lease_ns: u64,
+    /// The queues' reservation timeout, ns.
+    pub reservation_timeout_ns: u64,
 }
 
 impl Config {
@@ -212,6 +229,9 @@ fn validate(a: &TortureArgs) -> Result<(), String> {
     if a.capacity < 2 || a.max_messages == 0 {
         return Err("--capacity must be at least 2 and --max-messages at least 1".into());
     }
+    if a.lease < Duration::from_millis(20) || a.reservation_timeout < Duration::from_millis(20) {
+        return Err("--lease and --reservation-timeout must be at least 20ms".into());
+    }
     Ok(())
 }
 
@@ -254,12 +274,13 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     for k in &queues_asked {
         let path = dir.join(format!("{}.q", k.name()));
         let opts = Options {
-            capacity: a.capacity,
+            capacity: a.capacity + (a.inject == Some(Fault::ExtraSlot)) as u64,
             max_message_size: MAX_MESSAGE as u32,
             key_capacity: if k.keyed() { (2 * a.keys).max(16) } else { 0 },
             dlq_capacity: 4096,
             participant_capacity: 64,
-            lease: Duration::from_secs(30),
+            lease: a.lease,
+            reservation_timeout: a.reservation_timeout,
             max_deliveries: a.max_deliveries,
             latest_only: *k == QueueKind::LatestOnly,
             ..Options::default()
@@ -268,9 +289,9 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         specs.push(QueueSpec { kind: *k, path });
     }
     let interval_ms = a.min_interval.as_millis().max(1) as u64;
-    let expected_starts = match (a.kills, a.secs) {
-        (Some(k), _) => k,
-        (None, s) => s.unwrap_or(DEFAULT_RUN).as_millis() as u64 / interval_ms,
+    let expected_starts = match (a.kills.or(a.events), a.secs) {
+        (Some(k), _) => 2 * k,
+        (None, s) => 2 * s.unwrap_or(DEFAULT_RUN).as_millis() as u64 / interval_ms,
     };
     let sizes = Sizes {
         records: a.max_messages,
@@ -291,6 +312,8 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         poison_one_in: a.poison_one_in,
         rate: a.rate,
         fault: a.inject,
+        lease_ns: a.lease.as_nanos() as u64,
+        reservation_timeout_ns: a.reservation_timeout.as_nanos() as u64,
     };
     cfg.write(&dir).map_err(err)?;
     // The parent's own handles: dead letters during the run, the final
@@ -304,41 +327,71 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         ledger: &ledger,
         me: DRAINER,
         inject: false,
+        diag: Default::default(),
     };
 
-    // The workers, and the kills.
+    // The workers, and the events.
     let started = Instant::now();
-    let mut sup = Supervisor::new(&dir, &ledger, seed).map_err(err)?;
+    let stall_for = (
+        2 * a.lease + Duration::from_millis(150),
+        2 * a.reservation_timeout + Duration::from_millis(150),
+    );
+    let mut sup = Supervisor::new(&dir, &ledger, seed, stall_for).map_err(err)?;
+    if a.inject == Some(Fault::HideDeath) {
+        sup.hide_death = Some(a.lease + Duration::from_millis(50));
+    }
     for i in 0..a.producers {
         sup.start(true, i).map_err(err)?;
     }
     for i in 0..a.consumers {
         sup.start(false, i).map_err(err)?;
     }
-    let mut progress = Progress::new(a.kills, "torture: kills");
+    let mut progress = match (a.events, a.kills) {
+        (Some(e), _) => Progress::new(Some(e), "torture: events"),
+        (None, k) => Progress::new(k, "torture: kills"),
+    };
+    let mut cap = CapacityReport {
+        capacity: a.capacity,
+        ..CapacityReport::default()
+    };
     let mut last_sweep = Instant::now();
     let mut last_acked = (Instant::now(), 0u64);
     let mut note = None;
     loop {
         let kills = sup.kills.producers + sup.kills.consumers;
+        let events = kills + sup.stalls.producers + sup.stalls.consumers;
         let elapsed = started.elapsed();
-        let time_up = match (a.kills, a.secs) {
+        let time_up = match (a.kills.or(a.events), a.secs) {
             (_, Some(s)) => elapsed >= s,
             (None, None) => elapsed >= DEFAULT_RUN,
             (Some(_), None) => false,
         };
-        if time_up || a.kills.is_some_and(|k| kills >= k) {
+        if time_up || a.kills.is_some_and(|k| kills >= k) || a.events.is_some_and(|e| events >= e) {
             break;
         }
         sup.pause(a.min_interval, a.max_interval);
-        if let Err(e) = sup
-            .reap_exited()
-            .and_then(|_| sup.kill_random(a.restart_delay))
-        {
-            note = Some(e);
-            break;
+        let stall = a.stall_one_in > 0 && sup.below(a.stall_one_in) == 0;
+        let double = a.double_kill_one_in > 0 && sup.below(a.double_kill_one_in) == 0;
+        let r = sup.reap_exited().and_then(|_| {
+            // A stall when one is due and a worker can be stalled, else a
+            // kill.
+            if stall && sup.stall_random()? {
+                return Ok((1, true));
+            }
+            sup.kill_random(a.restart_delay, double).map(|n| (n, false))
+        });
+        match r {
+            // The bar counts events, or kills when only --kills is given.
+            Ok((n, stalled)) if a.events.is_some() || !stalled => progress.inc(n),
+            Ok(_) => {}
+            Err(e) => {
+                note = Some(e);
+                break;
+            }
         }
-        progress.inc(1);
+        for (qi, q) in queues.iter().enumerate() {
+            sample_capacity(&cfg, &ledger, qi, q, &mut cap);
+        }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let mut acked = 0;
@@ -365,16 +418,24 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     }
     progress.finish();
     let ran_for = started.elapsed();
+    // The stalled workers run again and give their late outcomes before
+    // the end.
+    sup.resume_due(true);
+    std::thread::sleep(Duration::from_millis(100));
+    sup.hide_death = None;
     sup.stop_all();
 
     // The drain: the parent is the only participant left alive; its
     // claims clean up after the dead.
+    let mut drained = vec![false; queues.len()];
     for (qi, q) in queues.iter().enumerate() {
         let t0 = Instant::now();
         loop {
+            let called = shmq::sys::monotonic_ns();
             match q.claim_batch(32, Duration::from_millis(100)) {
                 Ok(msgs) => {
-                    if let Err(e) = drainer.handle(q, qi, msgs, shmq::sys::monotonic_ns(), false) {
+                    let got = shmq::sys::monotonic_ns();
+                    if let Err(e) = drainer.handle(q, qi, msgs, called, got, false) {
                         ledger.violation(kind::WORKER, &format!("the final drain: {e}"));
                         break;
                     }
@@ -383,6 +444,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
                     drainer.take_dead_letters(q, qi).map_err(err)?;
                     let st = q.stats();
                     if st.depth + st.delayed + st.in_flight + st.reserved + st.dlq_waiting == 0 {
+                        drained[qi] = true;
                         break;
                     }
                 }
@@ -412,20 +474,38 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     }
 
     // The checks.
-    let torn_before = ledger
-        .violations()
-        .iter()
-        .filter(|(k, _)| k == kind::TORN)
-        .count() as u64;
-    let outcomes = check::check(&cfg, &ledger, &queues);
-    check::check_counters(&cfg, &ledger, &queues, &outcomes, torn_before);
+    let count_kind = |k: &str| ledger.violations().iter().filter(|(v, _)| v == k).count() as u64;
+    let torn_before = count_kind(kind::TORN);
+    let outcomes = check::check(&cfg, &ledger, &queues, &drained);
+    let acks = check::check_counters(&cfg, &ledger, &queues, &outcomes, torn_before);
     check::check_files(&cfg, &ledger, &queues);
-    let duration = started.elapsed();
-
-    let found = ledger.violations();
-    let (violations, problems) = report::tally(&found, 50);
     let events = ledger.events();
     let samples = ledger.samples();
+    // Consumers killed at the stop are left out: the drain takes the
+    // queues one after the other, so their claims wait for it.
+    let mut deaths: Vec<(u64, u32)> = samples
+        .iter()
+        .filter(|(i, _)| ledger.kill_how(*i) != ledger::kill_how::AT_STOP)
+        .filter_map(|(i, t)| ledger.killed_at(*i).map(|k| (t.saturating_sub(k), *i)))
+        .collect();
+    let death_to_claim = Latency::of(deaths.iter().map(|d| d.0).collect());
+    deaths.sort_unstable_by(|x, y| y.cmp(x));
+    let slowest_deaths: Vec<String> = deaths
+        .iter()
+        .take(5)
+        .map(|(ns, i)| {
+            format!(
+                "{:.1} ms (instance {i}, {})",
+                *ns as f64 / 1e6,
+                ledger::kill_how::name(ledger.kill_how(*i))
+            )
+        })
+        .collect();
+    let limits = (
+        a.max_death_p50.as_nanos() as u64,
+        a.max_death_p99.as_nanos() as u64,
+    );
+    let latency_over = check::check_latency(&ledger, &death_to_claim, limits, &slowest_deaths);
     let mut total = check::Outcomes::default();
     let mut per_queue = Vec::new();
     for (qi, q) in queues.iter().enumerate() {
@@ -434,6 +514,8 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         per_queue.push(QueueReport {
             queue: cfg.queues[qi].kind.name(),
             outcomes: outcomes[qi],
+            engine_acked: st.counter(Counter::Acked),
+            ledger_acks: acks[qi].0,
             engine_claimed: st.counter(Counter::Claimed),
             engine_redelivered: st.counter(Counter::Redelivered),
             engine_reclaimed: st.counter(Counter::Reclaimed),
@@ -443,11 +525,35 @@ pub fn run(a: &TortureArgs) -> CmdResult {
                 .saturating_sub(outcomes[qi].refused_stale),
             engine_conflated: st.counter(Counter::Conflated),
             engine_abandoned: st.counter(Counter::Abandoned),
+            engine_lease_lost: st.counter(Counter::LeaseLost),
             engine_dead_participants: st.counter(Counter::DeadParticipants),
         });
     }
+    // After the report's figures were read: the drained queues hold
+    // exactly their capacity (this sends and acks messages of its own).
+    for (qi, q) in queues.iter().enumerate() {
+        if drained[qi] {
+            cap.probes
+                .push(check::probe_capacity(&cfg, &ledger, qi, q, a.capacity));
+        }
+    }
+    let late = LateReport {
+        outcomes_refused: events[Event::LateOutcomeRefused as usize],
+        outcomes_unraced: events[Event::LateOutcomeUnraced as usize],
+        commits_abandoned: events[Event::LateCommitAbandoned as usize],
+        commits_unraced: events[Event::LateCommitUnraced as usize],
+        accepted: count_kind(kind::LATE_ACCEPTED),
+    };
+    check::check_exercised(&ledger, &sup.kills, &sup.stalls, &events, &late, &total);
+    cap.violations = count_kind(kind::CAPACITY);
+    let duration = started.elapsed();
+
+    let found = ledger.violations();
+    let (violations, problems) = report::tally(&found, 50);
     let stale_skipped = per_queue.iter().map(|q| q.stale_skipped).sum();
     let conflated = per_queue.iter().map(|q| q.engine_conflated).sum();
+    let kills_total = sup.kills.producers + sup.kills.consumers;
+    let stalls_total = sup.stalls.producers + sup.stalls.consumers;
     let r = Report {
         passed: found.is_empty(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -463,25 +569,43 @@ pub fn run(a: &TortureArgs) -> CmdResult {
             min_interval_ns: a.min_interval.as_nanos() as u64,
             max_interval_ns: a.max_interval.as_nanos() as u64,
             restart_delay_ns: a.restart_delay.as_nanos() as u64,
+            lease_ns: cfg.lease_ns,
+            reservation_timeout_ns: cfg.reservation_timeout_ns,
+            stall_one_in: a.stall_one_in,
+            double_kill_one_in: a.double_kill_one_in,
+            max_death_p50_ns: limits.0,
+            max_death_p99_ns: limits.1,
         },
         producers: a.producers,
         consumers: a.consumers,
+        events_total: kills_total + stalls_total,
         kills: sup.kills,
-        kills_total: sup.kills.producers + sup.kills.consumers,
+        kills_total,
+        stalls: sup.stalls,
+        stalls_total,
+        bad: Bad {
+            lost: total.lost,
+            torn: count_kind(kind::TORN),
+            double_fresh: total.double_fresh,
+            late_accepted: late.accepted,
+            capacity_violations: cap.violations,
+            death_to_claim_over_limit: latency_over,
+        },
         messages: total,
         queues: per_queue,
         stale_skipped,
         conflated,
         duplicates_by_redelivery: events[Event::RedeliveredAfterDeath as usize],
         redelivered_after_nack: events[Event::RedeliveredAfterNack as usize],
+        redelivered_after_expiry: events[Event::RedeliveredAfterExpiry as usize],
         keys_taken_from_killed: events[Event::KeyFromKilled as usize],
+        keys_taken_from_expired: events[Event::KeyFromExpired as usize],
         reapplied_after_death: events[Event::Reapplied as usize],
-        death_to_claim: Latency::of(
-            samples
-                .iter()
-                .filter_map(|(i, t)| ledger.killed_at(*i).map(|k| t.saturating_sub(k)))
-                .collect(),
-        ),
+        recovers: events[Event::Recovers as usize],
+        late,
+        capacity: cap,
+        death_to_claim,
+        death_to_claim_slowest: slowest_deaths,
         reaped_to_claim: Latency::of(
             samples
                 .iter()
@@ -504,7 +628,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         println!("  note: the run stopped early: {n}");
     }
     println!(
-        "  (killing ran for {}; the drain and the checks took the rest)",
+        "  (the events ran for {}; the drain and the checks took the rest)",
         crate::util::human_ns(ran_for.as_nanos() as u64)
     );
     if let Some(path) = &a.json {
@@ -529,6 +653,34 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         kinds.join(", "),
         dir.display()
     )))
+}
+
+/// Compares the occupancy of queue `qi` now (queued, delayed, in flight,
+/// reserved, waiting for dead-letter room) with the capacity the run asked
+/// for (G1); a violation when it is larger, or when the queue says it has
+/// another capacity.
+fn sample_capacity(cfg: &Config, ledger: &Ledger, qi: usize, q: &Queue, cap: &mut CapacityReport) {
+    let st = q.stats();
+    let used = st.depth + st.delayed + st.in_flight + st.reserved + st.dlq_waiting;
+    cap.samples += 1;
+    cap.max_seen = cap.max_seen.max(used);
+    cap.full_seen += (used == cap.capacity) as u64;
+    if used > cap.capacity || st.capacity != cap.capacity {
+        ledger.violation(
+            kind::CAPACITY,
+            &format!(
+                "queue {}: {} queued + {} delayed + {} in flight + {} reserved + {} waiting for dead-letter room = {used} in a queue of capacity {} (stats say {})",
+                cfg.queues[qi].kind.name(),
+                st.depth,
+                st.delayed,
+                st.in_flight,
+                st.reserved,
+                st.dlq_waiting,
+                cap.capacity,
+                st.capacity
+            ),
+        );
+    }
 }
 
 /// How long a run lasts when neither `--secs` nor `--kills` is given.

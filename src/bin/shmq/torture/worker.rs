@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use shmq::{Queue, SendOptions, Status};
 
-use super::consume::Consumer;
-use super::ledger::{kind, send_state, Ledger};
+use super::consume::{Consumer, CLOCK_SLACK_NS, REPAIR_MARGIN_NS};
+use super::ledger::{busy, kind, send_state, Event, Ledger};
 use super::{payload, Config, Fault, QueueKind, Rng};
 
 /// How long a send waits for room before it tries again.
@@ -221,7 +221,8 @@ impl Producer<'_> {
                 }
             },
             6 | 7 => loop {
-                match reserve_and_commit(q, &payloads[0]) {
+                let pause = self.rng.below(2) == 0;
+                match self.reserve_and_commit(qi, &payloads[0], pause) {
                     Ok(()) => break,
                     Err(e) if retryable(e.status()) => check_parent(parent),
                     Err(e) => return Err(failed("reserve and commit", e)),
@@ -323,36 +324,85 @@ impl Producer<'_> {
             }
         }
     }
-}
-
-/// A zero-copy send written in two halves with a yield between them, so that
-/// a kill can land on a half-written reservation.
-fn reserve_and_commit(q: &Queue, data: &[u8]) -> shmq::Result<()> {
-    let mut r = q.reserve(data.len(), SEND_WAIT)?;
-    let half = data.len() / 2;
-    let dst = r.as_mut_ptr();
-    if dst.is_null() || r.capacity() < data.len() {
-        return Err(shmq::Error::new(
-            Status::Internal,
-            format!(
-                "reserve gave {} bytes for {} (null: {})",
-                r.capacity(),
-                data.len(),
-                dst.is_null()
-            ),
-        ));
+    /// A zero-copy send written in two halves with a yield between them, so
+    /// that a kill can land on a half-written reservation; with `pause`, a
+    /// millisecond between them with the busy word saying so (the
+    /// supervisor stalls producers then, past the reservation timeout). A
+    /// late commit must get `Abandoned` once a repair could have run.
+    fn reserve_and_commit(&self, qi: usize, data: &[u8], pause: bool) -> shmq::Result<()> {
+        let q = &self.queues[qi];
+        let called = shmq::sys::monotonic_ns();
+        let mut r = q.reserve(data.len(), SEND_WAIT)?;
+        let reserved = shmq::sys::monotonic_ns();
+        self.ledger.set_busy(self.me, busy::HOLDING);
+        let half = data.len() / 2;
+        let dst = r.as_mut_ptr();
+        if dst.is_null() || r.capacity() < data.len() {
+            return Err(shmq::Error::new(
+                Status::Internal,
+                format!(
+                    "reserve gave {} bytes for {} (null: {})",
+                    r.capacity(),
+                    data.len(),
+                    dst.is_null()
+                ),
+            ));
+        }
+        // SAFETY: `dst` points to the reservation's payload area of
+        // `r.capacity() >= data.len()` bytes, which this process owns until
+        // it commits; the first half is in bounds of both buffers.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, half) };
+        if pause {
+            self.ledger.set_busy(self.me, busy::PAUSED);
+            std::thread::sleep(Duration::from_millis(1));
+            self.ledger.set_busy(self.me, busy::HOLDING);
+        } else {
+            std::thread::yield_now();
+        }
+        // SAFETY: as above, for the second half.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr().add(half), dst.add(half), data.len() - half)
+        };
+        r.set_len(data.len())?;
+        let res = r.commit().map(|_| ());
+        self.ledger.set_busy(self.me, busy::IDLE);
+        let now = shmq::sys::monotonic_ns();
+        let timeout = self.cfg.reservation_timeout_ns;
+        let name = self.cfg.queues[qi].kind.name();
+        match &res {
+            Err(e) if e.status() == Status::Abandoned => {
+                if now.saturating_sub(called) + CLOCK_SLACK_NS < timeout {
+                    self.ledger.violation(
+                        kind::EARLY_REPAIR,
+                        &format!(
+                            "queue {name}: the commit of live instance {} got Abandoned {} ms after its reserve call, within the reservation timeout of {} ms",
+                            self.me,
+                            now.saturating_sub(called) / 1_000_000,
+                            timeout / 1_000_000
+                        ),
+                    );
+                } else {
+                    self.ledger.event(Event::LateCommitAbandoned);
+                }
+            }
+            Ok(()) if now.saturating_sub(reserved) > 2 * timeout + REPAIR_MARGIN_NS => {
+                self.ledger.violation(
+                    kind::LATE_ACCEPTED,
+                    &format!(
+                        "queue {name}: the commit of instance {} returned Ok {} ms after its reservation, with a reservation timeout of {} ms",
+                        self.me,
+                        now.saturating_sub(reserved) / 1_000_000,
+                        timeout / 1_000_000
+                    ),
+                );
+            }
+            Ok(()) if now.saturating_sub(reserved) > timeout => {
+                self.ledger.event(Event::LateCommitUnraced)
+            }
+            _ => {}
+        }
+        res
     }
-    // SAFETY: `dst` points to the reservation's payload area of
-    // `r.capacity() >= data.len()` bytes, which this process owns until it
-    // commits; the first half is in bounds of both buffers.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, half) };
-    std::thread::yield_now();
-    // SAFETY: as above, for the second half.
-    unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr().add(half), dst.add(half), data.len() - half)
-    };
-    r.set_len(data.len())?;
-    r.commit().map(|_| ())
 }
 
 /// Claims from the queues in turn until killed.
@@ -368,6 +418,7 @@ fn consume_forever(
         ledger,
         me: spec.instance,
         inject: true,
+        diag: Default::default(),
     };
     let mut empty_in_a_row = 0usize;
     for round in 0usize.. {
@@ -382,6 +433,14 @@ fn consume_forever(
         } else {
             Duration::ZERO
         };
+        if round % 256 == 255 {
+            // A repair pass of our own now and then, so that kills land
+            // inside one too.
+            q.recover()
+                .map_err(|e| format!("recover of {}: {e}", cfg.queues[qi].kind.name()))?;
+            ledger.event(Event::Recovers);
+        }
+        let called_ns = shmq::sys::monotonic_ns();
         let got = if rng.below(10) < 3 {
             q.claim_batch(1 + rng.below(8) as usize, wait)
         } else {
@@ -397,8 +456,10 @@ fn consume_forever(
         };
         empty_in_a_row = 0;
         let claim_ns = shmq::sys::monotonic_ns();
+        ledger.set_busy(spec.instance, busy::HOLDING);
         let hold = rng.below(8) == 0;
-        c.handle(q, qi, msgs, claim_ns, hold)?;
+        c.handle(q, qi, msgs, called_ns, claim_ns, hold)?;
+        ledger.set_busy(spec.instance, busy::IDLE);
     }
     Ok(())
 }
