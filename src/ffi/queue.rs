@@ -43,6 +43,14 @@ const CLAIM_TABLE_MAX: u64 = 8192;
 /// Entries of the claim-time table a token may be kept in (from its hash on).
 const CLAIM_PROBES: usize = 4;
 
+/// The id of the next handle: every handle this process makes gets its own,
+/// never reused (not even after close), so a message names the handle that
+/// claimed it even when another handle is later made at the same address.
+/// A forked child counts on from the parent's value at the fork, so its new
+/// handles never take the id of a handle (or message) it inherited. 0 is
+/// never handed out.
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One attachment to a queue file (opaque). Created by `shmq_create`,
 /// `shmq_open` or `shmq_inspect`, released exactly once by `shmq_close`.
 /// Used by one thread at a time; it may move between threads.
@@ -151,6 +159,9 @@ pub(crate) struct Inner {
     pub free: Vec<u32>,
     /// When recent claims were made, by token.
     pub claims: ClaimTable,
+    /// This handle's id ([`NEXT_HANDLE_ID`]), carried by every message it
+    /// claims as `shmq_message.handle_id`.
+    pub id: u64,
     /// The queue, from `Box::into_raw`; freed in `Drop` after the
     /// reservations. A raw pointer because reservations borrow it.
     queue: *mut Queue,
@@ -166,6 +177,8 @@ impl Inner {
             reservations: Vec::new(),
             free: Vec::new(),
             claims,
+            // Relaxed: a unique number is all that is needed.
+            id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
             queue: Box::into_raw(Box::new(q)),
             path,
         })

@@ -743,16 +743,20 @@ class Queue:
 
     def ack_many(self, messages: Sequence[Message]) -> int:
         """Acks every message not yet settled; returns how many were acked (a
-        message whose lease was lost is skipped)."""
+        message whose lease was lost is skipped). Messages claimed through
+        another Queue raise InvalidArgument, and none is acked."""
         todo = [m for m in messages if not m._done]
         if not todo:
             return 0
         arr = (_lib.Message * len(todo))()
         for i, m in enumerate(todo):
-            arr[i].token = m.token
-            m._done = True
+            arr[i] = m._raw  # whole: the library checks size and handle_id too
         n = ctypes.c_size_t()
-        _check(lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n)))
+        st = lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n))
+        if st != InvalidArgument.status:  # refused before any ack otherwise
+            for m in todo:
+                m._done = True
+        _check(st)
         return n.value
 
     def take_packed(self, count: int, timeout: Optional[float] = None) -> Tuple[bytes, List[int]]:
