@@ -10,6 +10,9 @@
  *    written only on success. A buffer pointer is followed by its length.
  *  - Structs that the caller fills or provides for output begin with their
  *    size: set it with the *_init function or to sizeof(the struct).
+ *    shmq_message begins with its size too, but the claim calls fill it:
+ *    copy a message whole, never build one, and give it back through the
+ *    handle that claimed it (another handle's message is refused).
  *  - shmq_last_error() names the file, the operation and the cause of the
  *    last failure on the calling thread.
  *  - Thread safety: a handle is used by one thread at a time (a second
@@ -33,8 +36,11 @@
 /**
  * The ABI version of this header. `shmq_abi_version()` returns the
  * library's; a program may refuse to run when they differ.
+ *
+ * 2: `shmq_message` begins with `size` and carries `handle_id` and
+ * `reserved` words (its fields were reordered).
  */
-#define SHMQ_ABI_VERSION 1
+#define SHMQ_ABI_VERSION 2
 
 /**
  * `id` for `shmq_dlq_redrive` and `shmq_dlq_purge`: every dead letter.
@@ -211,12 +217,31 @@ typedef enum {
 typedef struct shmq_queue shmq_queue;
 
 /**
- * A claimed message. Filled by the claim calls; give it back to exactly one
- * outcome call (`shmq_ack`, `shmq_nack`, `shmq_reject`), with any number of
- * `shmq_extend_lease` before. Only `token` names the claim: the other fields
- * are for the reader.
+ * A claimed message. Filled by the claim calls; give it back, through the
+ * handle that claimed it, to exactly one outcome call (`shmq_ack`,
+ * `shmq_nack`, `shmq_reject`), with any number of `shmq_extend_lease` and
+ * `shmq_read` before. `token` and `handle_id` name the claim; the other
+ * fields are for the reader.
+ *
+ * Every call that takes a message first checks `size`, `handle_id` and
+ * `reserved`: a message claimed through another handle (of another queue,
+ * or another or closed handle of the same one), or not filled by a claim,
+ * is refused with `SHMQ_INVALID_ARGUMENT` (`SHMQ_PERMISSION` on a read-only
+ * handle) and nothing changes. Copy a message whole (e.g. into the array
+ * for `shmq_ack_batch`); never build one field by field.
  */
 typedef struct {
+    /**
+     * `sizeof(shmq_message)`, written by the claim calls (the caller need
+     * not set it). The calls that take a message read it alone first and
+     * refuse any other value without reading further. New fields go into
+     * `reserved`, so the size is not expected to change.
+     */
+    uint32_t size;
+    /**
+     * 1 on the first delivery, counting up with each redelivery.
+     */
+    uint32_t deliveries;
     /**
      * The payload. From `shmq_claim`/`shmq_claim_batch`: in the shared
      * mapping, unchanged while the claim is held (use `shmq_read` for a copy
@@ -236,10 +261,6 @@ typedef struct {
      */
     uint64_t version;
     /**
-     * 1 on the first delivery, counting up with each redelivery.
-     */
-    uint32_t deliveries;
-    /**
      * CLOCK_MONOTONIC time of the first commit, ns.
      */
     uint64_t enqueued_ns;
@@ -248,9 +269,21 @@ typedef struct {
      */
     uint64_t position;
     /**
-     * The fencing token of this claim.
+     * The fencing token of this claim (opaque: compare it, never decode
+     * it).
      */
     uint64_t token;
+    /**
+     * The handle that claimed the message: an id of its own among every
+     * handle this process has made, never reused, not even after close.
+     * Never 0.
+     */
+    uint64_t handle_id;
+    /**
+     * Zero (room for future fields). A message whose reserved words are
+     * not all zero is refused.
+     */
+    uint64_t reserved[3];
 } shmq_message;
 
 /**
@@ -841,9 +874,12 @@ shmq_status shmq_reject(shmq_queue *q, const shmq_message *msg, const char *reas
 shmq_status shmq_extend_lease(shmq_queue *q, const shmq_message *msg, uint64_t lease_ns);
 
 /**
- * Acks `count` claims; `*out_acked` is how many were acked. A claim whose
- * lease was lost is skipped (not an error, not counted); any other error
- * stops the batch and is returned (`*out_acked` is not written then).
+ * Acks `count` claims; `*out_acked` is how many were acked. Every message
+ * is checked first (as every call taking a message does): one that this
+ * handle did not claim fails the whole batch with `SHMQ_INVALID_ARGUMENT`
+ * before anything is acked. A claim whose lease was lost is skipped (not
+ * an error, not counted); any other error stops the batch and is returned
+ * (`*out_acked` is not written then).
  *
  * Thread safety: one thread at a time per handle; the handle that claimed.
  *

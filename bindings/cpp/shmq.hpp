@@ -264,6 +264,10 @@ class Message {
     uint64_t enqueued_ns() const noexcept { return m_.enqueued_ns; }
     uint64_t position() const noexcept { return m_.position; }
     uint64_t token() const noexcept { return m_.token; }
+    /// The id of the handle (Queue) that claimed it; another Queue refuses it.
+    uint64_t handle_id() const noexcept { return m_.handle_id; }
+    /// The C message, whole (copy it whole: its size, handle_id and reserved
+    /// words are checked by every call that takes it).
     const shmq_message &raw() const noexcept { return m_; }
     /// Whether an outcome was given.
     bool settled() const noexcept { return done_; }
@@ -489,6 +493,8 @@ class Queue {
         return out;
     }
     /// Acks every message of `msgs` that is not settled; returns how many.
+    /// Messages claimed through another Queue are refused
+    /// (Status::InvalidArgument): none is acked or marked settled then.
     Result<size_t> ack_batch(std::vector<Message> &msgs) {
         std::vector<shmq_message> raw;
         raw.reserve(msgs.size());

@@ -22,7 +22,9 @@
 //! What must hold: no crash (ASan watches every access), every call returns
 //! a known status and never `SHMQ_INTERNAL` (a panic caught at the
 //! boundary), a failed call leaves a message in `shmq_last_error()` and
-//! writes nothing to the pool (out-parameters are written only on success).
+//! writes nothing to the pool (out-parameters are written only on success),
+//! and a message claimed through one handle is never accepted by another
+//! (of the same queue or another one, live or made later).
 //!
 //! Input: operations, one byte each (op = b % 41) and their argument bytes;
 //! the first 64 bytes also seed the pool.
@@ -138,6 +140,8 @@ struct State {
     junk: TempFile,
     /// Claims handed out (possibly ended since).
     msgs: Vec<shmq_message>,
+    /// The `handle_id` that each handle's claims carry, once it claimed.
+    ids: Vec<(*mut shmq_queue, u64)>,
     /// Reservations handed out (possibly finished since).
     res: Vec<shmq_reservation>,
     /// A directory (a path that is no file).
@@ -201,9 +205,14 @@ impl State {
     /// Writes `v` to the pool (or nowhere) and returns a pointer to it:
     /// a real struct, a copy with changed bytes, or the pool's bytes.
     fn place<T: Copy>(&mut self, ops: &mut Bytes<'_>, v: Option<T>) -> *mut T {
+        self.place_telling(ops, v).0
+    }
+
+    /// [`State::place`], and whether the pointer is to `v` as it was.
+    fn place_telling<T: Copy>(&mut self, ops: &mut Bytes<'_>, v: Option<T>) -> (*mut T, bool) {
         let p = self.ptr(ops, size_of::<T>());
         if p.p.is_null() {
-            return std::ptr::null_mut();
+            return (std::ptr::null_mut(), false);
         }
         let how = ops.byte();
         if let Some(v) = v {
@@ -225,13 +234,38 @@ impl State {
                 }
             }
         }
-        p.cast()
+        (p.cast(), v.is_some() && how % 4 > 1)
     }
 
-    fn message(&mut self, ops: &mut Bytes<'_>) -> *mut shmq_message {
+    /// A message, and the real one it is an unchanged copy of, if it is.
+    fn message(&mut self, ops: &mut Bytes<'_>) -> (*mut shmq_message, Option<shmq_message>) {
         let sel = ops.byte() as usize;
         let m = (!self.msgs.is_empty()).then(|| self.msgs[sel % self.msgs.len()]);
-        self.place(ops, m)
+        let (p, intact) = self.place_telling(ops, m);
+        (p, m.filter(|_| intact))
+    }
+
+    /// Remembers a message `q` handed out, and the id its claims carry.
+    fn claimed(&mut self, q: *mut shmq_queue, m: shmq_message) {
+        if !self.ids.iter().any(|(h, _)| *h == q) {
+            self.ids.push((q, m.handle_id));
+        }
+        self.msgs.push(m);
+        if self.msgs.len() > 16 {
+            self.msgs.remove(0);
+        }
+    }
+
+    /// Checks that `q` did not accept `m` (an unchanged copy of a real
+    /// message) when another handle claimed it.
+    fn never_foreign(&self, op: &str, q: *mut shmq_queue, m: Option<shmq_message>, ok: bool) {
+        let (Some(m), true) = (m, ok) else { return };
+        if let Some((_, id)) = self.ids.iter().find(|(h, _)| *h == q) {
+            assert_eq!(
+                *id, m.handle_id,
+                "{op}: accepted a message claimed through another handle"
+            );
+        }
     }
 
     fn reservation(&mut self, ops: &mut Bytes<'_>) -> *mut shmq_reservation {
@@ -382,6 +416,7 @@ pub fn c_abi(data: &[u8]) {
         files: Vec::new(),
         junk,
         msgs: Vec::new(),
+        ids: Vec::new(),
         res: Vec::new(),
         scratch_dir,
         copy: None,
@@ -665,10 +700,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                         let d = std::slice::from_raw_parts(m.data, m.len);
                         std::hint::black_box(d.iter().map(|b| *b as u64).sum::<u64>());
                     }
-                    s.msgs.push(m);
-                    if s.msgs.len() > 16 {
-                        s.msgs.remove(0);
-                    }
+                    s.claimed(q, m);
                 }
             }
             18 => {
@@ -685,7 +717,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     "shmq_claim_copy",
                     shmq_claim_copy(q, out, buf.p.cast(), len, t)
                 ) {
-                    s.msgs.push(out.read_unaligned());
+                    s.claimed(q, out.read_unaligned());
                 }
             }
             19 => {
@@ -707,7 +739,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     let n = count.cast::<usize>().read_unaligned();
                     assert!(n >= 1 && n <= max, "claim_batch: {n} of {max}");
                     for i in 0..n {
-                        s.msgs.push(msgs.cast::<shmq_message>().add(i).read());
+                        s.claimed(q, msgs.cast::<shmq_message>().add(i).read());
                     }
                 }
             }
@@ -734,7 +766,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
             }
             21 => {
                 let q = s.live(ops);
-                let m = s.message(ops);
+                let (m, real) = s.message(ops);
                 let buf = s.ptr(ops, 1);
                 let len = if buf.p.is_null() {
                     ops.len()
@@ -742,37 +774,42 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     ops.u16() as usize % (buf.avail + 1)
                 };
                 let out_len = s.ptr(ops, 8);
-                call!(
+                let ok = call!(
                     "shmq_read",
                     shmq_read(q, m, buf.p.cast(), len, out_len.cast())
                 );
+                s.never_foreign("shmq_read", q, real, ok);
             }
             22..=24 => {
                 let q = s.live(ops);
-                let m = s.message(ops);
-                call!("shmq_ack", shmq_ack(q, m));
+                let (m, real) = s.message(ops);
+                let ok = call!("shmq_ack", shmq_ack(q, m));
+                s.never_foreign("shmq_ack", q, real, ok);
             }
             25 => {
                 let q = s.live(ops);
-                let m = s.message(ops);
+                let (m, real) = s.message(ops);
                 let delay = [0, 1, 1_000_000, u64::MAX][ops.byte() as usize % 4];
-                call!("shmq_nack", shmq_nack(q, m, delay));
+                let ok = call!("shmq_nack", shmq_nack(q, m, delay));
+                s.never_foreign("shmq_nack", q, real, ok);
             }
             26 => {
                 let q = s.live(ops);
-                let m = s.message(ops);
+                let (m, real) = s.message(ops);
                 // A reason: NULL, or a NUL-terminated string in the pool.
                 let r = s.ptr(ops, 1);
                 if !r.p.is_null() {
                     *r.p.add(r.avail - 1) = 0;
                 }
-                call!("shmq_reject", shmq_reject(q, m, r.p.cast::<c_char>()));
+                let ok = call!("shmq_reject", shmq_reject(q, m, r.p.cast::<c_char>()));
+                s.never_foreign("shmq_reject", q, real, ok);
             }
             27 => {
                 let q = s.live(ops);
-                let m = s.message(ops);
+                let (m, real) = s.message(ops);
                 let lease = [0, 1, 1_000_000_000, u64::MAX][ops.byte() as usize % 4];
-                call!("shmq_extend_lease", shmq_extend_lease(q, m, lease));
+                let ok = call!("shmq_extend_lease", shmq_extend_lease(q, m, lease));
+                s.never_foreign("shmq_extend_lease", q, real, ok);
             }
             28 => {
                 // An array of messages in the pool: real ones and forged.
@@ -952,8 +989,8 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
             _ => {
                 // A message through the other handle, or after close.
                 let q = s.handle(ops);
-                let m = s.message(ops);
-                call!(
+                let (m, real) = s.message(ops);
+                let ok = call!(
                     "outcome",
                     match ops.byte() % 4 {
                         0 => shmq_ack(q, m),
@@ -962,6 +999,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                         _ => shmq_extend_lease(q, m, 1),
                     }
                 );
+                s.never_foreign("outcome", q, real, ok);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Claiming (borrowed and copying, one and batches) and the four outcomes of
-//! a claim, each naming the claim by its token.
+//! a claim, each naming the claim by its token and the handle that made it.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::mem::size_of;
 
 use super::queue::{shmq_queue, with_queue, Inner};
 use super::send::{opt_out, put};
@@ -12,14 +13,29 @@ use crate::queue::Message;
 use crate::ring::Outcome;
 use crate::sys::monotonic_ns;
 
-/// A claimed message. Filled by the claim calls; give it back to exactly one
-/// outcome call (`shmq_ack`, `shmq_nack`, `shmq_reject`), with any number of
-/// `shmq_extend_lease` before. Only `token` names the claim: the other fields
-/// are for the reader.
+/// A claimed message. Filled by the claim calls; give it back, through the
+/// handle that claimed it, to exactly one outcome call (`shmq_ack`,
+/// `shmq_nack`, `shmq_reject`), with any number of `shmq_extend_lease` and
+/// `shmq_read` before. `token` and `handle_id` name the claim; the other
+/// fields are for the reader.
+///
+/// Every call that takes a message first checks `size`, `handle_id` and
+/// `reserved`: a message claimed through another handle (of another queue,
+/// or another or closed handle of the same one), or not filled by a claim,
+/// is refused with `SHMQ_INVALID_ARGUMENT` (`SHMQ_PERMISSION` on a read-only
+/// handle) and nothing changes. Copy a message whole (e.g. into the array
+/// for `shmq_ack_batch`); never build one field by field.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmq_message {
+    /// `sizeof(shmq_message)`, written by the claim calls (the caller need
+    /// not set it). The calls that take a message read it alone first and
+    /// refuse any other value without reading further. New fields go into
+    /// `reserved`, so the size is not expected to change.
+    pub size: u32,
+    /// 1 on the first delivery, counting up with each redelivery.
+    pub deliveries: u32,
     /// The payload. From `shmq_claim`/`shmq_claim_batch`: in the shared
     /// mapping, unchanged while the claim is held (use `shmq_read` for a copy
     /// checked for tearing); from the copying claims: in the caller's buffer.
@@ -30,26 +46,38 @@ pub struct shmq_message {
     pub key: u64,
     /// Version.
     pub version: u64,
-    /// 1 on the first delivery, counting up with each redelivery.
-    pub deliveries: u32,
     /// CLOCK_MONOTONIC time of the first commit, ns.
     pub enqueued_ns: u64,
     /// Ring position.
     pub position: u64,
-    /// The fencing token of this claim.
+    /// The fencing token of this claim (opaque: compare it, never decode
+    /// it).
     pub token: u64,
+    /// The handle that claimed the message: an id of its own among every
+    /// handle this process has made, never reused, not even after close.
+    /// Never 0.
+    pub handle_id: u64,
+    /// Zero (room for future fields). A message whose reserved words are
+    /// not all zero is refused.
+    pub reserved: [u64; 3],
 }
 
-fn to_c(m: &Message<'_>, data: *const u8) -> shmq_message {
+/// The only `shmq_message.size` this version accepts.
+const MESSAGE_SIZE: u32 = size_of::<shmq_message>() as u32;
+
+fn to_c(inner: &Inner, m: &Message<'_>, data: *const u8) -> shmq_message {
     shmq_message {
+        size: MESSAGE_SIZE,
+        deliveries: m.deliveries(),
         data,
         len: m.len(),
         key: m.key(),
         version: m.version(),
-        deliveries: m.deliveries(),
         enqueued_ns: m.enqueued_ns(),
         position: m.position(),
         token: m.token(),
+        handle_id: inner.id,
+        reserved: [0; 3],
     }
 }
 
@@ -90,7 +118,7 @@ pub unsafe extern "C" fn shmq_claim(
         let m = inner
             .queue_static()
             .claim(Timeout::from_nanos(timeout_ns))?;
-        let c = to_c(&m, borrowed(&m));
+        let c = to_c(inner, &m, borrowed(&m));
         inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
         // SAFETY: checked non-null and aligned.
         unsafe { msg.write(c) };
@@ -160,7 +188,7 @@ pub unsafe extern "C" fn shmq_claim_copy(
             .queue_static()
             .claim(Timeout::from_nanos(timeout_ns))?;
         let n = m.read_into(b)?;
-        let mut c = to_c(&m, buf.cast::<u8>());
+        let mut c = to_c(inner, &m, buf.cast::<u8>());
         c.len = n;
         inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
         // SAFETY: checked non-null and aligned.
@@ -230,7 +258,7 @@ pub unsafe extern "C" fn shmq_claim_batch(
             .queue_static()
             .claim_batch(max, Timeout::from_nanos(timeout_ns))?;
         for (i, m) in got.iter().enumerate() {
-            let c = to_c(m, borrowed(m));
+            let c = to_c(inner, m, borrowed(m));
             inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
             // SAFETY: i < got.len() <= max entries, from the caller.
             unsafe { msgs.add(i).write(c) };
@@ -287,7 +315,7 @@ pub unsafe extern "C" fn shmq_claim_packed(
             match m.read_into(&mut b[at..]) {
                 Ok(len) => {
                     // SAFETY: `at <= buf_len`, inside the caller's buffer.
-                    let mut c = to_c(m, unsafe { buf.cast::<u8>().add(at) });
+                    let mut c = to_c(inner, m, unsafe { buf.cast::<u8>().add(at) });
                     c.len = len;
                     inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
                     // SAFETY: n < got.len() <= max entries, from the caller.
@@ -309,10 +337,81 @@ pub unsafe extern "C" fn shmq_claim_packed(
     })
 }
 
-/// Reads the caller's message.
+/// Reads the caller's message `what` (`msg`, `msgs[i]`) and checks that it
+/// is one this handle claimed: its size first (read alone, so nothing past
+/// a shorter struct is read), then `reserved` and `handle_id`.
 ///
 /// # Safety
-/// `msg` is NULL or readable.
+/// `msg` is non-null, aligned, and readable for its `size` (at least 4
+/// bytes).
+unsafe fn read_own(
+    inner: &Inner,
+    msg: *const shmq_message,
+    op: &str,
+    what: &dyn std::fmt::Display,
+) -> Result<shmq_message, Error> {
+    // SAFETY: every shmq_message begins with its u32 size; the caller
+    // guarantees those 4 bytes.
+    let size = unsafe { msg.cast::<u32>().read() };
+    if size != MESSAGE_SIZE {
+        return Err(inner.err(invalid(
+            op,
+            format!(
+                "{what}->size is {size}, not sizeof(shmq_message) = {MESSAGE_SIZE}: \
+                 not a message filled by a claim call of this library \
+                 (ABI version {}); copy messages whole",
+                super::SHMQ_ABI_VERSION
+            ),
+        )));
+    }
+    // SAFETY: the caller's struct is `size` = sizeof(shmq_message) bytes.
+    let m = unsafe { msg.read() };
+    if m.reserved != [0; 3] {
+        return Err(inner.err(invalid(
+            op,
+            format!(
+                "{what}->reserved is not zero: not a message filled by a claim call; \
+                 copy messages whole"
+            ),
+        )));
+    }
+    if m.handle_id != inner.id {
+        return Err(foreign(inner, &m, op, what));
+    }
+    Ok(m)
+}
+
+/// The error for a message this handle did not claim.
+#[cold]
+fn foreign(inner: &Inner, m: &shmq_message, op: &str, what: &dyn std::fmt::Display) -> Error {
+    if inner.queue().read_only() {
+        // A read-only handle holds no claim and refuses every change.
+        return Error::new(
+            Status::Permission,
+            format!(
+                "{}: {op}: this handle is read-only: it holds no claim and cannot change \
+                 the queue",
+                inner.path.display()
+            ),
+        );
+    }
+    let cause = if m.handle_id == 0 {
+        format!("{what}->handle_id is 0: not a message filled by a claim call")
+    } else {
+        format!(
+            "{what} was claimed through another handle (handle_id {}; this handle is {}): \
+             a handle of another queue, or another or closed handle of this one; give a \
+             message's outcome through the handle that claimed it",
+            m.handle_id, inner.id
+        )
+    };
+    inner.err(invalid(op, cause))
+}
+
+/// Reads the caller's message, checked by [`read_own`].
+///
+/// # Safety
+/// `msg` is NULL or readable for its `size`.
 unsafe fn read_msg(
     inner: &Inner,
     msg: *const shmq_message,
@@ -321,8 +420,8 @@ unsafe fn read_msg(
     if msg.is_null() || !msg.is_aligned() {
         return Err(inner.err(invalid(op, "msg is NULL or misaligned")));
     }
-    // SAFETY: non-null, aligned; the caller's struct.
-    Ok(unsafe { msg.read() })
+    // SAFETY: non-null and aligned; readable as the caller guarantees.
+    unsafe { read_own(inner, msg, op, &"msg") }
 }
 
 fn settle(inner: &mut Inner, token: u64, outcome: &Outcome<'_>) -> Result<(), Error> {
@@ -434,9 +533,12 @@ pub unsafe extern "C" fn shmq_extend_lease(
     })
 }
 
-/// Acks `count` claims; `*out_acked` is how many were acked. A claim whose
-/// lease was lost is skipped (not an error, not counted); any other error
-/// stops the batch and is returned (`*out_acked` is not written then).
+/// Acks `count` claims; `*out_acked` is how many were acked. Every message
+/// is checked first (as every call taking a message does): one that this
+/// handle did not claim fails the whole batch with `SHMQ_INVALID_ARGUMENT`
+/// before anything is acked. A claim whose lease was lost is skipped (not
+/// an error, not counted); any other error stops the batch and is returned
+/// (`*out_acked` is not written then).
 ///
 /// Thread safety: one thread at a time per handle; the handle that claimed.
 ///
@@ -456,9 +558,13 @@ pub unsafe extern "C" fn shmq_ack_batch(
         if count > 0 && (msgs.is_null() || !msgs.is_aligned()) {
             return Err(inner.err(invalid(OP, "msgs is NULL or misaligned")));
         }
+        for i in 0..count {
+            // SAFETY: i < count entries, from the caller; aligned as `msgs`.
+            unsafe { read_own(inner, msgs.add(i), OP, &format_args!("msgs[{i}]")) }?;
+        }
         let mut acked = 0;
         for i in 0..count {
-            // SAFETY: i < count entries, from the caller.
+            // SAFETY: i < count entries, from the caller, checked above.
             let m = unsafe { msgs.add(i).read() };
             match settle(inner, m.token, &Outcome::Ack) {
                 Ok(()) => acked += 1,

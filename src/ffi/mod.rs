@@ -15,7 +15,11 @@
 //! - Structs the caller fills or allocates for output (`shmq_options`,
 //!   `shmq_send_options`, `shmq_stats`, `shmq_info`, `shmq_dead_letter`)
 //!   begin with their `size`, so they can grow without breaking old
-//!   programs. `shmq_message` and `shmq_reservation` are fixed.
+//!   programs. `shmq_message` begins with its `size` too, but the claim
+//!   calls write it; it keeps reserved words for new fields, and carries
+//!   the id of the handle that claimed it, so that a message given to
+//!   another handle (of another queue) is refused. `shmq_reservation` is
+//!   fixed.
 //! - Statuses coming from C are read as integers and converted totally.
 //! - No panic crosses the boundary: a panic becomes `SHMQ_INTERNAL`.
 //! - `shmq_last_error()` holds, per thread, the detail of the last failed
@@ -38,4 +42,7 @@ pub mod status;
 
 /// The ABI version of this header. `shmq_abi_version()` returns the
 /// library's; a program may refuse to run when they differ.
-pub const SHMQ_ABI_VERSION: u32 = 1;
+///
+/// 2: `shmq_message` begins with `size` and carries `handle_id` and
+/// `reserved` words (its fields were reordered).
+pub const SHMQ_ABI_VERSION: u32 = 2;

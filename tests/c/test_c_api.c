@@ -273,16 +273,25 @@ static void test_misuse(void) {
     EXPECT(shmq_get_stats(q, NULL), SHMQ_INVALID_ARGUMENT);
 
     /* Forged tokens: one that names no claim at all (generation 0), and
-       one of another claim generation. */
+       others of no claim this handle holds (the token is opaque: whatever
+       its encoding, such a token is INVALID_ARGUMENT or LEASE_LOST, never
+       acted on). */
     forged = m;
     forged.token = 0;
     EXPECT(shmq_ack(q, &forged), SHMQ_INVALID_ARGUMENT);
     CHECK(last_error_has("token"));
-    forged.token = m.token ^ 0x5555;
-    EXPECT(shmq_ack(q, &forged), SHMQ_LEASE_LOST);
-    EXPECT(shmq_nack(q, &forged, 0), SHMQ_LEASE_LOST);
-    EXPECT(shmq_reject(q, &forged, "x"), SHMQ_LEASE_LOST);
-    EXPECT(shmq_extend_lease(q, &forged, 1000), SHMQ_LEASE_LOST);
+    static const uint64_t flips[] = {0x5555, (uint64_t)0x5555 << 32, 1, (uint64_t)1 << 63};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        forged.token = m.token ^ flips[i];
+        shmq_status st = shmq_ack(q, &forged);
+        CHECK(st == SHMQ_INVALID_ARGUMENT || st == SHMQ_LEASE_LOST);
+        st = shmq_nack(q, &forged, 0);
+        CHECK(st == SHMQ_INVALID_ARGUMENT || st == SHMQ_LEASE_LOST);
+        st = shmq_reject(q, &forged, "x");
+        CHECK(st == SHMQ_INVALID_ARGUMENT || st == SHMQ_LEASE_LOST);
+        st = shmq_extend_lease(q, &forged, 1000);
+        CHECK(st == SHMQ_INVALID_ARGUMENT || st == SHMQ_LEASE_LOST);
+    }
     EXPECT(shmq_extend_lease(q, &m, 0), SHMQ_INVALID_ARGUMENT);
 
     /* Double outcomes. */
@@ -297,7 +306,8 @@ static void test_misuse(void) {
     OK(shmq_open(path, &other));
     OK(shmq_send(q, "b", 1, 0, 0, 0));
     OK(shmq_claim(q, &m, 0));
-    EXPECT(shmq_ack(other, &m), SHMQ_LEASE_LOST);
+    EXPECT(shmq_ack(other, &m), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("another handle"));
     OK(shmq_ack(q, &m));
 
     /* A pointer that is no handle. */
@@ -330,6 +340,90 @@ static void test_misuse(void) {
 
     OK(shmq_close(q));
     unlink(path);
+}
+
+/* Two queues used alike hand out equal tokens: each refuses the other's
+ * messages (and messages not filled by a claim), changing nothing. */
+static void test_foreign_messages(void) {
+    char px[512], py[512];
+    path_for(px, sizeof px, "foreign-x");
+    path_for(py, sizeof py, "foreign-y");
+    shmq_queue *x = create_small(px);
+    shmq_queue *y = create_small(py);
+    shmq_message mx, my, bad;
+    OK(shmq_send(x, "x", 1, 0, 0, 0));
+    OK(shmq_send(y, "y", 1, 0, 0, 0));
+    OK(shmq_claim(x, &mx, 0));
+    OK(shmq_claim(y, &my, 0));
+    CHECK(mx.size == sizeof(shmq_message) && my.size == sizeof(shmq_message));
+    CHECK(mx.handle_id != 0 && my.handle_id != 0 && mx.handle_id != my.handle_id);
+    CHECK(mx.reserved[0] == 0 && mx.reserved[1] == 0 && mx.reserved[2] == 0);
+
+    /* Every call that takes a message refuses the other queue's. */
+    EXPECT(shmq_ack(y, &mx), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has(py) && last_error_has("shmq_ack") && last_error_has("another handle"));
+    EXPECT(shmq_nack(y, &mx, 0), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_reject(y, &mx, "no"), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_extend_lease(y, &mx, 1000), SHMQ_INVALID_ARGUMENT);
+    char buf[64];
+    size_t n = 77;
+    EXPECT(shmq_read(y, &mx, buf, sizeof buf, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK(n == 77);
+    shmq_message both[2];
+    both[0] = my;
+    both[1] = mx;
+    size_t acked = 77;
+    EXPECT(shmq_ack_batch(y, both, 2, &acked), SHMQ_INVALID_ARGUMENT);
+    CHECK(acked == 77 && last_error_has("msgs[1]"));
+
+    /* Not filled by a claim: a size that is not this version's (read alone,
+     * nothing past it), reserved words, handle id 0. */
+    bad = my;
+    bad.size = 0;
+    EXPECT(shmq_ack(y, &bad), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("size"));
+    bad.size = (uint32_t)sizeof(shmq_message) - 8;
+    EXPECT(shmq_nack(y, &bad, 0), SHMQ_INVALID_ARGUMENT);
+    bad.size = (uint32_t)sizeof(shmq_message) + 8;
+    EXPECT(shmq_reject(y, &bad, "x"), SHMQ_INVALID_ARGUMENT);
+    uint64_t just_a_size = 8; /* 8 readable bytes: never read past the size */
+    EXPECT(shmq_ack(y, (const shmq_message *)(const void *)&just_a_size), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("size is 8"));
+    bad = my;
+    bad.reserved[2] = 1;
+    EXPECT(shmq_extend_lease(y, &bad, 1000), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("reserved"));
+    bad = my;
+    bad.handle_id = 0;
+    EXPECT(shmq_read(y, &bad, buf, sizeof buf, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("handle_id"));
+    memset(&bad, 0, sizeof bad);
+    EXPECT(shmq_ack(y, &bad), SHMQ_INVALID_ARGUMENT);
+
+    /* Nothing changed on either queue. */
+    shmq_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = sizeof s;
+    OK(shmq_get_stats(y, &s));
+    CHECK(s.in_flight == 1 && s.acked == 0 && s.nacked == 0 && s.dead_letters == 0);
+    OK(shmq_read(y, &my, buf, sizeof buf, &n));
+    CHECK(n == 1 && buf[0] == 'y');
+    OK(shmq_ack(y, &my));
+    OK(shmq_ack(x, &mx));
+
+    /* A closed handle's message, given to a newer handle of the same file. */
+    OK(shmq_send(x, "again", 5, 0, 0, 0));
+    OK(shmq_claim(x, &mx, 0));
+    OK(shmq_close(x));
+    OK(shmq_open(px, &x));
+    OK(shmq_claim(x, &my, 0)); /* redelivered at the close */
+    CHECK(my.deliveries == 2 && my.handle_id != mx.handle_id);
+    EXPECT(shmq_ack(x, &mx), SHMQ_INVALID_ARGUMENT);
+    OK(shmq_ack(x, &my));
+    OK(shmq_close(x));
+    OK(shmq_close(y));
+    unlink(px);
+    unlink(py);
 }
 
 struct busy_arg {
@@ -1048,6 +1142,7 @@ int main(int argc, char **argv) {
         run("lifecycle_statuses", test_lifecycle_statuses);
         run("send_claim_statuses", test_send_claim_statuses);
         run("misuse", test_misuse);
+        run("foreign_messages", test_foreign_messages);
         run("permissions_and_read_only", test_permissions_and_read_only);
         run("two_threads_on_one_handle", test_two_threads_on_one_handle);
         run("outcomes_and_dead_letters", test_outcomes_and_dead_letters);

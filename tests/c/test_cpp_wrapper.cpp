@@ -98,8 +98,21 @@ static void test_batches_reserve_dlq() {
     CHECK(n.ok() && *n == 3);
     auto ms = q->claim_batch(8, shmq::try_once);
     CHECK(ms.ok() && ms->size() == 3 && (*ms)[2].data() == "three");
+    // Another queue used alike gives equal tokens: it refuses these.
+    std::string p2 = path_for("batch-other");
+    auto other = shmq::Queue::create(p2, shmq::Options().capacity(8).max_message_size(16));
+    CHECK(other.ok() && other->send("mine") == shmq::Status::Ok);
+    auto mine = other->claim(shmq::try_once, shmq::OnExit::Ack);
+    CHECK(mine.ok() && mine->handle_id() != (*ms)[0].handle_id());
+    CHECK(mine->raw().size == sizeof(shmq_message));
+    auto refused = other->ack_batch(*ms);
+    CHECK(refused.status() == shmq::Status::InvalidArgument);
+    CHECK(refused.error().message.find("another handle") != std::string::npos);
+    CHECK(!(*ms)[0].settled());
     auto acked = q->ack_batch(*ms);
     CHECK(acked.ok() && *acked == 3);
+    CHECK(mine->ack() == shmq::Status::Ok);
+    unlink(p2.c_str());
 
     {
         auto r = q->reserve(8);

@@ -250,9 +250,28 @@ def test_pip_install(tmp_path):
                         "--target", str(target), src],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    code = "import shmq, sys; print(shmq.__file__); sys.exit(shmq.ABI_VERSION != 1)"
+    code = "import shmq, sys; print(shmq.__file__); sys.exit(shmq.ABI_VERSION != 2)"
     env = dict(os.environ, PYTHONPATH=str(target))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(str(target))
+
+
+def test_a_message_of_another_queue_is_refused(tmp_path):
+    """Two queues used alike give equal tokens: a message claimed from one
+    is refused by the other (nothing acked on either)."""
+    with shmq.Queue.create(str(tmp_path / "x")) as x, \
+            shmq.Queue.create(str(tmp_path / "y")) as y:
+        x.send(b"from x")
+        y.send(b"from y")
+        mx = x.claim(timeout=0)
+        my = y.claim(timeout=0)
+        with pytest.raises(shmq.InvalidArgument, match="another handle"):
+            y.ack_many([mx])
+        with pytest.raises(shmq.InvalidArgument, match="another handle"):
+            y.ack_many([my, mx])
+        assert not mx.settled and not my.settled
+        assert y.stats()["acked"] == 0 and x.stats()["acked"] == 0
+        assert y.ack_many([my]) == 1
+        assert x.ack_many([mx]) == 1

@@ -15,8 +15,12 @@ Example::
         m.ack()
 
 Timeouts are in seconds: ``0`` tries once (``Full``/``Empty``), ``None``
-waits forever (the default of ``send`` and ``claim``, like ``queue.Queue``),
-a positive number waits up to that long (``Timeout``).
+waits forever (the default of ``send`` and ``claim``, like ``queue.Queue``;
+so do ``math.inf`` and any timeout too long to count in nanoseconds), a
+positive number waits up to that long (``Timeout``). Durations (delays,
+leases) are 0 or positive seconds. A negative or NaN timeout, and a
+negative, NaN, infinite or too long duration, raise ``InvalidArgument`` (a
+``ValueError``) before the call.
 
 A ``Queue`` is used by one thread at a time; open one per thread. A forked
 child must open its own. The library releases the GIL while it waits.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import array
 import ctypes
 import grp
+import math
 import os
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -222,19 +227,71 @@ def _check(status: int) -> None:
         _raise(status)
 
 
-def _ns(seconds: Optional[float]) -> int:
-    """Seconds (None = forever) to the C timeout convention."""
-    if seconds is None or seconds < 0:
+# The largest values the C integers hold: a timeout is an int64_t, a
+# duration (delay, lease) a uint64_t, both in nanoseconds.
+_I64_MAX = 2**63 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _seconds(value: Any, what: str) -> float:
+    """``value`` as a float number of seconds, or InvalidArgument (a
+    ValueError) naming ``what``: not a number, NaN, or too large for a
+    float."""
+    try:
+        s = float(value)
+    except OverflowError:
+        raise InvalidArgument(f"{what} is too large: {value!r} seconds", 9) from None
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what} must be a number of seconds, not {value!r}", 9) from None
+    if math.isnan(s):
+        raise InvalidArgument(f"{what} is NaN", 9)
+    return s
+
+
+def _ns(seconds: Optional[float], what: str = "timeout") -> int:
+    """A timeout in seconds to the C convention (int64_t nanoseconds, 0 =
+    try once, -1 = forever). None, infinity and any timeout too long to
+    count in an int64_t (292 years) wait forever; a negative or NaN timeout
+    raises InvalidArgument (a ValueError); a positive one waits at least
+    1 ns."""
+    if seconds is None:
         return -1
-    if seconds == 0:
+    s = _seconds(seconds, what)
+    if s < 0:
+        raise InvalidArgument(
+            f"{what} cannot be negative: {seconds!r} (None waits forever, 0 tries once)", 9)
+    if s == 0:
         return 0
-    return max(1, int(seconds * 1e9))
+    ns = s * 1e9
+    if ns > _I64_MAX:  # infinity too
+        return -1
+    return max(1, int(ns))
 
 
-def _duration_ns(seconds: float) -> int:
-    if seconds < 0:
-        raise InvalidArgument(f"a duration cannot be negative: {seconds}", 9)
-    return int(seconds * 1e9)
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    """The time.monotonic() at which a timeout ends (None: never), checked
+    like :func:`_ns`."""
+    ns = _ns(timeout)
+    return None if ns < 0 else time.monotonic() + ns / 1e9
+
+
+def _duration_ns(seconds: float, what: str = "duration") -> int:
+    """A duration in seconds (a delay, a lease) as uint64_t nanoseconds.
+    Negative, NaN, infinite or too long for a uint64_t (584 years) raises
+    InvalidArgument (a ValueError) naming ``what``; a positive one is at
+    least 1 ns (never rounded down to 0, which means "none")."""
+    s = _seconds(seconds, what)
+    if s < 0:
+        raise InvalidArgument(f"{what} cannot be negative: {seconds!r} seconds", 9)
+    if math.isinf(s):
+        raise InvalidArgument(f"{what} cannot be infinite", 9)
+    if s == 0:
+        return 0
+    ns = s * 1e9
+    if ns > _U64_MAX:
+        raise InvalidArgument(
+            f"{what} is too large: {seconds!r} seconds (at most {_U64_MAX / 1e9:.0f})", 9)
+    return max(1, int(ns))
 
 
 def _pointer(data: Buffer) -> Any:
@@ -302,8 +359,9 @@ class Message:
     def nack(self, delay: float = 0.0) -> None:
         """Try again after ``delay`` seconds (a failed delivery: dead-lettered
         on the last of max_deliveries)."""
+        delay_ns = _duration_ns(delay, "nack: delay")
         self._done = True
-        _check(lib.shmq_nack(self._q._handle(), ctypes.byref(self._raw), _duration_ns(delay)))
+        _check(lib.shmq_nack(self._q._handle(), ctypes.byref(self._raw), delay_ns))
 
     def reject(self, reason: str = "rejected") -> None:
         """Give up: the message goes to the dead letters with ``reason``."""
@@ -314,7 +372,7 @@ class Message:
     def extend(self, lease: float) -> None:
         """Still working: the lease now ends ``lease`` seconds from now."""
         _check(lib.shmq_extend_lease(self._q._handle(), ctypes.byref(self._raw),
-                                     _duration_ns(lease)))
+                                     _duration_ns(lease, "extend: lease")))
 
     def __enter__(self) -> "Message":
         return self
@@ -434,7 +492,7 @@ class Queue:
         o.capacity = capacity
         o.max_message_size = max_message_size
         o.key_capacity = key_capacity
-        o.lease_ns = _duration_ns(lease)
+        o.lease_ns = _duration_ns(lease, "create: lease")
         o.max_deliveries = max_deliveries
         o.flags = _lib.FLAG_LATEST_ONLY if latest_only else 0
         o.mode = mode
@@ -447,7 +505,7 @@ class Queue:
             o.flags |= _lib.FLAG_SET_GROUP
             o.group = group
         o.dlq_capacity = dlq_capacity
-        o.reservation_timeout_ns = _duration_ns(reservation_timeout)
+        o.reservation_timeout_ns = _duration_ns(reservation_timeout, "create: reservation_timeout")
         o.participant_capacity = participant_capacity
         waits = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
         if wait not in waits:
@@ -530,14 +588,16 @@ class Queue:
         up to ``timeout`` seconds (None = forever). ``key`` 0 is no key;
         ``version`` 0 on a keyed send is the key's next version. Returns the
         version the message carries."""
+        timeout_ns = _ns(timeout, "send: timeout")
+        delay_ns = _duration_ns(delay, "send: delay")
         ptr, n = _pointer(data)
-        if delay == 0.0 and key == 0:
-            _check(lib.shmq_send(self._handle(), ptr, n, 0, version, _ns(timeout)))
+        if delay_ns == 0 and key == 0:
+            _check(lib.shmq_send(self._handle(), ptr, n, 0, version, timeout_ns))
             return version
         o = _lib.SendOptions()
         lib.shmq_send_options_init(ctypes.byref(o))
-        o.key, o.version, o.timeout_ns = key, version, _ns(timeout)
-        o.delay_ns = _duration_ns(delay)
+        o.key, o.version, o.timeout_ns = key, version, timeout_ns
+        o.delay_ns = delay_ns
         v = ctypes.c_uint64()
         _check(lib.shmq_send_ex(self._handle(), ptr, n, ctypes.byref(o), None, ctypes.byref(v)))
         return v.value
@@ -546,13 +606,14 @@ class Queue:
         """Sends messages without keys, in order, in batches; returns how many
         were sent. Waits for room up to ``timeout`` seconds in all (None =
         until every one is sent); with 0, sends what fits now."""
+        _ns(timeout, "send_many: timeout")
         msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
         if not msgs:
             return 0
         blob = b"".join(msgs)
         lens = array.array("Q", [len(m) if isinstance(m, bytes) else memoryview(m).nbytes
                                  for m in msgs])
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        deadline = _deadline(timeout)
         sent = 0
         offset = 0
         out = ctypes.c_size_t()
@@ -587,6 +648,7 @@ class Queue:
         how many were sent, waiting for room like :meth:`send_many`. The
         fastest way to send from Python: one C call per batch that fits and
         no Python object per message."""
+        _ns(timeout, "send_packed: timeout")
         mv = memoryview(data)
         if not mv.c_contiguous:
             raise InvalidArgument("send_packed: data must be contiguous", 9)
@@ -618,7 +680,7 @@ class Queue:
             keep = (ctypes.c_char * nbytes).from_buffer(mv.cast("B"))
             addr = ctypes.addressof(keep)
         lens_addr = lens.buffer_info()[0]
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        deadline = _deadline(timeout)
         h = self._handle()
         sent = 0
         offset = 0
@@ -657,11 +719,12 @@ class Queue:
         there is none."""
         if count <= 0:
             raise InvalidArgument("claim_many: count must be positive", 9)
+        timeout_ns = _ns(timeout, "claim: timeout")
         self._buffers(count)
         n = ctypes.c_size_t()
         buf, raws = self._buf, self._msgs
         _check(lib.shmq_claim_packed(self._handle(), buf, len(buf), raws, count,
-                                     ctypes.byref(n), _ns(timeout)))
+                                     ctypes.byref(n), timeout_ns))
         count = n.value
         total = 0
         lens = []
@@ -680,16 +743,20 @@ class Queue:
 
     def ack_many(self, messages: Sequence[Message]) -> int:
         """Acks every message not yet settled; returns how many were acked (a
-        message whose lease was lost is skipped)."""
+        message whose lease was lost is skipped). Messages claimed through
+        another Queue raise InvalidArgument, and none is acked."""
         todo = [m for m in messages if not m._done]
         if not todo:
             return 0
         arr = (_lib.Message * len(todo))()
         for i, m in enumerate(todo):
-            arr[i].token = m.token
-            m._done = True
+            arr[i] = m._raw  # whole: the library checks size and handle_id too
         n = ctypes.c_size_t()
-        _check(lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n)))
+        st = lib.shmq_ack_batch(self._handle(), arr, len(todo), ctypes.byref(n))
+        if st != InvalidArgument.status:  # refused before any ack otherwise
+            for m in todo:
+                m._done = True
+        _check(st)
         return n.value
 
     def take_packed(self, count: int, timeout: Optional[float] = None) -> Tuple[bytes, List[int]]:
@@ -706,12 +773,13 @@ class Queue:
         out before the ack is redelivered as well (at least once)."""
         if count <= 0:
             raise InvalidArgument("take_packed: count must be positive", 9)
+        timeout_ns = _ns(timeout, "take_packed: timeout")
         t = self._take
         if t is None or t.count < count:
             t = self._take = _Take(count, max(self.max_message_size, 1))
         h = self._handle()
         _check(_lib.claim_packed_at(h, t.buf_at, count * t.size, t.raws_at, count,
-                                    self._out_at, _ns(timeout)))
+                                    self._out_at, timeout_ns))
         n = self._out.value
         lens = t.raws[_lib.MESSAGE_LEN_WORD:n * _lib.MESSAGE_WORDS:_lib.MESSAGE_WORDS]
         data = ctypes.string_at(t.buf_at, sum(lens))
@@ -731,6 +799,7 @@ class Queue:
     def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
         """Yields messages as they come; stops after ``timeout`` seconds
         without one (None = never stops). Give each one its outcome."""
+        _ns(timeout, "messages: timeout")
         while True:
             try:
                 yield self.claim(timeout)

@@ -1,5 +1,5 @@
 """The C library through ctypes: struct layouts and function signatures,
-mirroring include/shmq.h (ABI version 1)."""
+mirroring include/shmq.h (ABI version 2)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ctypes import (
     c_void_p,
 )
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 FLAG_LATEST_ONLY = 1
 FLAG_SET_GROUP = 2
 ACCESS_PARTICIPANT = 0
@@ -69,15 +69,21 @@ class SendOptions(Structure):
 
 
 class Message(Structure):
+    """shmq_message: filled by the claim calls, copied whole (never built
+    field by field: its size, handle_id and reserved words are checked)."""
+
     _fields_ = [
+        ("size", c_uint32),
+        ("deliveries", c_uint32),
         ("data", POINTER(c_uint8)),
         ("len", c_size_t),
         ("key", c_uint64),
         ("version", c_uint64),
-        ("deliveries", c_uint32),
         ("enqueued_ns", c_uint64),
         ("position", c_uint64),
         ("token", c_uint64),
+        ("handle_id", c_uint64),
+        ("reserved", c_uint64 * 3),
     ]
 
 

@@ -63,7 +63,9 @@ pub struct Consumer<'a> {
 fn lease_view(q: &Queue, token: u64) -> String {
     use shmq::memory::Memory;
     let e = q.engine();
-    let (i, seq) = shmq::ring::split_token(token);
+    let Some((i, generation)) = e.split_token(token) else {
+        return format!("token {token:#x} names no claim");
+    };
     let w = e.slot_word(i);
     let lease = e
         .mem
@@ -72,7 +74,8 @@ fn lease_view(q: &Queue, token: u64) -> String {
     let deadline = (lease & ((1 << 42) - 1)) << 16;
     let now = shmq::clock::coarse_ns();
     format!(
-        "before the call: slot {i} word {w:?}, claim seq {seq}, lease tag {} deadline {} ms from now",
+        "before the call: slot {i} word {w:?}, claim generation {generation} (slot's now {}), lease tag {} deadline {} ms from now",
+        e.split_token(e.claim_token(i)).map_or(0, |(_, g)| g),
         lease >> 42,
         (deadline as i64 - now as i64) / 1_000_000
     )
