@@ -830,9 +830,28 @@ impl Harness {
     }
 
     fn settle(&mut self, id: u64, outcome: &Outcome<'_>) -> Check {
-        let St::Claimed { holder, token, .. } = self.m.msgs[&id].st else {
+        let St::Claimed {
+            holder,
+            token,
+            deadline,
+        } = self.m.msgs[&id].st
+        else {
             return Err(format!("model: {id} is not claimed"));
         };
+        if deadline <= self.m.now {
+            // The lease ran out, and no repair has taken the claim back
+            // yet: the claim is over all the same (G3). Nothing changes; the
+            // next repair redelivers the message.
+            let before = self.snapshot();
+            let got = self.e.settle(holder as u64, token, outcome, self.m.now);
+            ensure!(
+                got.as_ref().map_err(|e| e.status()) == Err(Status::LeaseLost),
+                "{outcome:?} of {id} after its lease ran out: {got:?}, expected LeaseLost (G3)"
+            );
+            self.unchanged(&before, "an outcome after the lease ran out", &[])?;
+            self.m.saw("settle: lease ran out, LeaseLost");
+            return Ok(());
+        }
         let got = self
             .e
             .settle(holder as u64, token, outcome, self.m.now)
@@ -1361,6 +1380,7 @@ fn the_generator_reaches_every_path() {
         "settle: extended",
         "stale token: LeaseLost",
         "another's token: LeaseLost",
+        "settle: lease ran out, LeaseLost",
         "kill",
         "repair: reservation of the dead abandoned",
         "repair: stalled reservation quarantined",

@@ -152,11 +152,11 @@ impl Consumer<'_> {
                     .ledger
                     .record_phase(id, self.me, it.recorded, phase::NACKING);
                 let at = shmq::sys::monotonic_ns();
-                if at.saturating_sub(called_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+                if at.saturating_sub(claim_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
                     self.diag.replace(lease_view(q, m.token()));
                 }
                 let r = m.nack(Duration::ZERO);
-                self.settled(q, qi, id, it.recorded, (called_ns, at), false, r)?;
+                self.settled(q, qi, id, it.recorded, (claim_ns, at), false, r)?;
                 continue;
             }
             if self.cfg.queues[qi].kind.keyed() && !it.superseded && self.holds_key(qi, &it) {
@@ -206,18 +206,18 @@ impl Consumer<'_> {
                 return Ok(());
             }
             for (id, d) in ack_ids.into_iter().flatten() {
-                self.settled(q, qi, id, d, (called_ns, at), true, Ok(()))?;
+                self.settled(q, qi, id, d, (claim_ns, at), true, Ok(()))?;
             }
             return Ok(());
         }
         for (m, ids) in to_ack.into_iter().zip(ack_ids) {
             let at = shmq::sys::monotonic_ns();
-            if at.saturating_sub(called_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+            if at.saturating_sub(claim_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
                 self.diag.replace(lease_view(q, m.token()));
             }
             let r = m.ack();
             match ids {
-                Some((id, d)) => self.settled(q, qi, id, d, (called_ns, at), true, r)?,
+                Some((id, d)) => self.settled(q, qi, id, d, (claim_ns, at), true, r)?,
                 None => match r {
                     Ok(()) => {}
                     Err(e) if e.status() == shmq::Status::LeaseLost => {}
@@ -229,8 +229,11 @@ impl Consumer<'_> {
     }
 
     /// Records the result of the ack or nack (`acked`) of claim `delivery`
-    /// of `id`, whose claim call started at `times.0` and outcome call at
-    /// `times.1`, and checks a late one.
+    /// of `id`, whose claim call returned at `times.0` and outcome call
+    /// started at `times.1`, and checks a late one. The lease is measured
+    /// from the claim's return: a claimer stalled inside its claim call,
+    /// before the claim was stamped, had not received the message yet (the
+    /// engine starts a lease when the claim is first seen).
     #[allow(clippy::too_many_arguments)]
     fn settled(
         &self,
@@ -242,7 +245,7 @@ impl Consumer<'_> {
         acked: bool,
         r: shmq::Result<()>,
     ) -> Result<(), String> {
-        let (called_ns, outcome_ns) = times;
+        let (claimed_ns, outcome_ns) = times;
         let name = self.queue_name(qi);
         let what = if acked { "ack" } else { "nack" };
         // The injected fault: a refused late outcome passes for accepted.
@@ -256,7 +259,7 @@ impl Consumer<'_> {
             }
             r => r,
         };
-        let elapsed = shmq::sys::monotonic_ns().saturating_sub(called_ns);
+        let elapsed = shmq::sys::monotonic_ns().saturating_sub(claimed_ns);
         let lease = self.cfg.lease_ns;
         match r {
             Ok(()) => {
@@ -270,7 +273,7 @@ impl Consumer<'_> {
                 );
                 let to = if acked { phase::ACKED } else { phase::NACKED };
                 // Late at the call: our lease had run out when we called.
-                let late_call = outcome_ns.saturating_sub(called_ns) + CLOCK_SLACK_NS >= lease;
+                let late_call = outcome_ns.saturating_sub(claimed_ns) + CLOCK_SLACK_NS >= lease;
                 match self.ledger.record_phase(id, self.me, delivery, to) {
                     Err(other) => {
                         // Another claim was recorded since ours. After an
@@ -288,14 +291,14 @@ impl Consumer<'_> {
                                     kind::DOUBLE_CLAIM
                                 },
                                 &format!(
-                                    "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {}, called {} ms after its claim call (lease {} ms), returned Ok, yet instance {} had claimed it (delivery {}, {}, its claim call {} ms after ours; {} first deliveries recorded)",
+                                    "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {}, called {} ms after its claim returned (lease {} ms), returned Ok, yet instance {} had claimed it (delivery {}, {}, its claim call {} ms after ours; {} first deliveries recorded)",
                                     self.me,
-                                    outcome_ns.saturating_sub(called_ns) / 1_000_000,
+                                    outcome_ns.saturating_sub(claimed_ns) / 1_000_000,
                                     lease / 1_000_000,
                                     other.instance,
                                     other.delivery,
                                     super::check::phase_name(other.phase),
-                                    (self.ledger.claim_time_of(id) as i64 - called_ns as i64)
+                                    (self.ledger.claim_time_of(id) as i64 - claimed_ns as i64)
                                         / 1_000_000,
                                     other.fresh
                                 ),
@@ -307,7 +310,7 @@ impl Consumer<'_> {
                         self.ledger.violation(
                             kind::LATE_ACCEPTED,
                             &format!(
-                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {} returned Ok {} ms after the claim call, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants; {}; stalled {} times)",
+                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {} returned Ok {} ms after its claim returned, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants; {}; stalled {} times)",
                                 self.me,
                                 elapsed / 1_000_000,
                                 lease / 1_000_000,
