@@ -16,7 +16,7 @@ pub use crate::mapping::Mapping;
 use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot, Recorder};
 use crate::options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
-use crate::participants::{Liveness, Table, LOCK_BASE};
+use crate::participants::{hooks, EntryState, Liveness, Table, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{self, state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
 use crate::sync::Ordering;
@@ -79,6 +79,9 @@ pub struct Queue {
     path: PathBuf,
     /// Our participant index, or `None` for an inspection handle.
     me: Option<u64>,
+    /// The state word we stored when we took our entry: released at close
+    /// only if the entry still holds it.
+    registration: Option<EntryState>,
     /// Mapped `PROT_READ`: every operation that changes the queue is
     /// refused with `Permission` before it touches the mapping.
     read_only: bool,
@@ -390,6 +393,7 @@ impl Queue {
             file,
             path,
             me: None,
+            registration: None,
             read_only,
             open_opts: OpenOptions::new(),
             pid: std::process::id(),
@@ -419,8 +423,47 @@ impl Queue {
         [get(hdr::BOOT_ID), get(hdr::BOOT_ID + 8)] != boot
     }
 
+    /// Decides, before we take an entry, whether the participants in the
+    /// table belong to a previous boot, and publishes the new boot id at
+    /// once. Exactly one attacher wins the compare-and-swap on the boot id's
+    /// first word; it gets the table's words as they were before the new
+    /// boot id was published, that is, the old boot's entries only: every
+    /// attacher takes its entry after it saw the new boot id (it returns
+    /// from here only then), so no entry taken under the new boot is in
+    /// the winner's snapshot.
+    fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
+        let boot = sys::boot_id();
+        let lo = self.engine.mem.u64_at(hdr::BOOT_ID);
+        let hi = self.engine.mem.u64_at(hdr::BOOT_ID + 8);
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        loop {
+            // Acquire: pairs with the winner's release below, so our entry
+            // is taken after the winner's snapshot was read.
+            let seen = lo.load(Ordering::Acquire);
+            if seen == boot[0] {
+                // Relaxed: every writer stores the same value; this heals a
+                // winner that died between its CAS and its store.
+                if hi.load(Ordering::Relaxed) != boot[1] {
+                    hi.store(boot[1], Ordering::Relaxed);
+                }
+                return None;
+            }
+            let snapshot = table.snapshot();
+            // AcqRel: the snapshot's loads come before the publication
+            // (release), which the others acquire above.
+            if lo
+                .compare_exchange(seen, boot[0], Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Relaxed: informative (`stale_boot`), healed above.
+                hi.store(boot[1], Ordering::Relaxed);
+                return Some(snapshot);
+            }
+        }
+    }
+
     fn register(&mut self) -> Result<()> {
-        let stale_boot = self.stale_boot();
+        let old_boot = self.elect_boot();
         let now = sys::monotonic_ns();
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
         let table = Table::new(&self.engine.mem, &self.engine.layout);
@@ -452,21 +495,27 @@ impl Queue {
                 clear_sleeper_counts(engine, dead);
                 cleaned += 1;
             };
-            if table.take(i, self.pid, start_time, now, &live, &mut clean) {
+            if let Some(mine) = table.take(i, self.pid, start_time, now, &live, &mut clean) {
                 self.me = Some(i);
+                self.registration = Some(mine);
                 self.count(Counter::DeadParticipants, cleaned);
+                if let Some(snapshot) = old_boot {
+                    hooks::fire(hooks::Point::BeforeBootRecovery, i);
+                    // Every participant of the previous boot is dead, its
+                    // lock held or not (a lock cannot outlive a reboot; a
+                    // file copied from elsewhere may say so all the same).
+                    let dead = table.claim_unchanged(i, &snapshot);
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
+                // Then the dead of this boot, and any cleanup a previous
+                // holder of our entry left unfinished (it names our index
+                // as its cleaner: nobody else would take it over).
+                let dead = table.claim_dead(i, &live);
+                if !dead.is_empty() {
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
                 self.account_repairs(&repairs);
                 self.attach_repairs.set(repairs);
-                if stale_boot {
-                    // Every participant attached before the reboot is dead.
-                    let r = self.recover_with(i, now, true)?;
-                    self.account_repairs(&r);
-                    let boot = sys::boot_id();
-                    let mem = &self.engine.mem;
-                    mem.u64_at(hdr::BOOT_ID).store(boot[0], Ordering::Relaxed);
-                    mem.u64_at(hdr::BOOT_ID + 8)
-                        .store(boot[1], Ordering::Relaxed);
-                }
                 return Ok(());
             }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + i);
@@ -770,7 +819,7 @@ impl Queue {
                 )
                 .is_ok()
         {
-            repaired |= self.sweep_dead(me, now, false)? > 0;
+            repaired |= self.sweep_dead(me, now)? > 0;
         }
         let maint_next = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
         let due = maint_next.load(Ordering::Relaxed);
@@ -808,39 +857,32 @@ impl Queue {
     }
 
     /// Finds dead participants, repairs what they left, frees their entries.
-    fn sweep_dead(&self, me: u64, now: u64, stale_boot: bool) -> Result<usize> {
+    fn sweep_dead(&self, me: u64, now: u64) -> Result<usize> {
         let table = Table::new(&self.engine.mem, &self.engine.layout);
         let live = OfdLiveness {
             file: &self.file,
-            stale_boot,
+            stale_boot: false,
         };
         let dead = table.claim_dead(me, &live);
         if dead.is_empty() {
             return Ok(0);
         }
-        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
-        self.engine.repair_dlq(&|o| dead.contains(&o));
-        for d in &dead {
-            clear_sleeper_counts(&self.engine, *d);
-            table.finish_cleaning(*d);
-        }
-        self.count(Counter::DeadParticipants, dead.len() as u64);
+        let r = self.clean_up(me, now, &dead)?;
         self.account_repairs(&r);
         Ok(dead.len())
     }
 
-    fn recover_with(&self, me: u64, now: u64, stale_boot: bool) -> Result<Repairs> {
+    /// Repairs every slot (expired leases, stalled reservations) and what
+    /// the participants in `dead` left; then frees their entries, which
+    /// `me` marked as being cleaned by it. Entries of a repair that fails
+    /// stay marked, and the next sweep of `me` takes them up again.
+    fn clean_up(&self, me: u64, now: u64, dead: &[u64]) -> Result<Repairs> {
         let table = Table::new(&self.engine.mem, &self.engine.layout);
-        let live = OfdLiveness {
-            file: &self.file,
-            stale_boot,
-        };
-        let dead = table.claim_dead(me, &live);
         let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
         self.engine.repair_dlq(&|o| dead.contains(&o));
-        for d in &dead {
-            clear_sleeper_counts(&self.engine, *d);
-            table.finish_cleaning(*d);
+        for &d in dead {
+            clear_sleeper_counts(&self.engine, d);
+            table.finish_cleaning(d, me);
         }
         self.count(Counter::DeadParticipants, dead.len() as u64);
         Ok(r)
@@ -860,8 +902,13 @@ impl Queue {
             return Ok(r);
         };
         let now = self.now();
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: false,
+        };
+        let dead = Table::new(&self.engine.mem, &self.engine.layout).claim_dead(me, &live);
         let r = self
-            .recover_with(me, now, false)
+            .clean_up(me, now, &dead)
             .map_err(|e| self.err("recover", e))?;
         self.account_repairs(&r);
         Ok(r)
@@ -2089,7 +2136,9 @@ impl Drop for Queue {
             if r.abandoned + r.dead_lettered > 0 {
                 self.notify(Point::NotFull);
             }
-            Table::new(&self.engine.mem, &self.engine.layout).release(me);
+            if let Some(mine) = self.registration {
+                Table::new(&self.engine.mem, &self.engine.layout).release(me, mine);
+            }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
         }
     }
