@@ -72,7 +72,9 @@ enum Point {
 /// A handle is used by one thread at a time (it is `Send`, not `Sync`); open
 /// one handle per thread, each is its own participant with its own metrics.
 /// Dropping the handle detaches it; messages it still holds are redelivered
-/// at once.
+/// at once. A handle copied into a child by `fork()` stays its parent's: in
+/// the child every operation through it fails (naming the cause) and
+/// dropping it does nothing; the child opens its own handle.
 pub struct Queue {
     engine: Engine<Mapping>,
     file: File,
@@ -396,7 +398,7 @@ impl Queue {
             registration: None,
             read_only,
             open_opts: OpenOptions::new(),
-            pid: std::process::id(),
+            pid: sys::watch_forks(),
             latest_only,
             wait,
             clock: Clock::new(),
@@ -613,9 +615,33 @@ impl Queue {
     #[inline(always)]
     fn me(&self, op: &str) -> Result<u64> {
         match self.me {
-            Some(me) if !self.read_only && !self.engine.mem.broken() => Ok(me),
+            Some(me) if !self.read_only && !self.engine.mem.broken() && !self.inherited() => Ok(me),
             _ => Err(self.not_me(op)),
         }
+    }
+
+    /// Whether this handle was copied into this process by `fork()` (one
+    /// load of a process-wide word; see [`sys::current_pid`]). Such a handle
+    /// is its parent's participant: it refuses every operation, and
+    /// dropping it leaves the file alone.
+    #[inline(always)]
+    fn inherited(&self) -> bool {
+        self.pid != sys::current_pid()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forked_err(&self, op: &str) -> Error {
+        Error::new(
+            Status::InvalidArgument,
+            format!(
+                "{}: {op}: the queue handle was opened by process {} before fork(): a forked \
+                 child must open its own handle (dropping this one in the child leaves the \
+                 queue alone)",
+                self.path.display(),
+                self.pid
+            ),
+        )
     }
 
     #[cold]
@@ -662,6 +688,9 @@ impl Queue {
     /// it reports success, since the fault may hit in between.
     #[inline(always)]
     fn intact(&self, op: &str) -> Result<()> {
+        if self.inherited() {
+            return Err(self.forked_err(op));
+        }
         if self.engine.mem.broken() {
             return Err(self.truncated_err(op));
         }
@@ -2097,6 +2126,13 @@ impl std::fmt::Debug for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // A copy inherited through fork() is the parent's participant: the
+        // parent still holds our entry, our claims, our reservations and
+        // (through the shared open file description) our lock. Touch
+        // nothing. The real pid here, not the cached one: this is rare.
+        if std::process::id() != self.pid {
+            return;
+        }
         if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
             // The mapping is partly zero pages: repairs would act on what
             // they read there. Only give up the lock; survivors see us dead.
@@ -2313,7 +2349,8 @@ impl<'q> Reserved<'q> {
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        // In a forked child the reservation is the parent's: leave it.
+        if !self.done && std::process::id() == self.q.pid {
             if let Some(me) = self.q.me {
                 let _ = self.q.engine.abort(me, &self.r);
                 self.q.notify(Point::NotFull);
