@@ -1852,7 +1852,12 @@ impl Queue {
                 if w.owner() >= l.params.participant_capacity {
                     rep.problems
                         .push(format!("slot {i}: owner {} out of range", w.owner()));
-                } else if entries[w.owner() as usize].state == part::FREE {
+                } else if entries[w.owner() as usize].state == part::FREE
+                    && !(w.state() == state::DLQ_WAIT && self.dlq_parked(i, w))
+                {
+                    // A message left waiting for room in the dead letters is
+                    // sound whoever moved it there: any participant's repair
+                    // takes the move over once there is room.
                     rep.problems.push(format!(
                         "slot {i}: {} by participant {}, which is not attached (run recover)",
                         state::name(w.state()),
@@ -1893,6 +1898,21 @@ impl Queue {
             }
         }
         rep
+    }
+
+    /// Whether `DLQ_WAIT` slot `i` (word `w`) is marked as waiting for room
+    /// in the dead letters: its lease word is `seq << 42 | 1`, as
+    /// `Engine::finish_dead_letter` marks it (ring.rs's private `tagged`
+    /// and `DLQ_WAITING_MARK`; keep in step).
+    fn dlq_parked(&self, i: u64, w: ring::SlotWord) -> bool {
+        const TAG_SHIFT: u32 = 42;
+        const WAITING_MARK: u64 = 1;
+        let lease = self
+            .engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::LEASE)
+            .load(Ordering::Acquire);
+        lease == (w.seq() & ring::SEQ_MASK) << TAG_SHIFT | WAITING_MARK
     }
 
     /// The key table's part of [`Queue::verify`].
