@@ -35,11 +35,6 @@ const LIVENESS_PERIOD_NS: u64 = 2_000_000;
 const MAX_SLEEP: Duration = Duration::from_millis(2);
 /// How long a waiter spins before it sleeps.
 const SPIN_NS: u64 = 50_000;
-/// Operations between two checks for due maintenance on the fast path
-/// (a check is a precise clock read and two loads: about 1 ns per
-/// operation at this spacing). A consumer that never runs dry notices a
-/// dead peer only here: at 1024 it took over 100 ms at 100 µs per message.
-const TICK_MASK: u32 = 31;
 
 /// One message in this many is sampled for the latency histograms (at
 /// high rates; slower traffic is sampled fully). A precise timestamp costs
@@ -94,7 +89,10 @@ pub struct Queue {
     wait: WaitStrategy,
     clock: Clock,
     metrics: Cell<bool>,
-    tick: Cell<u32>,
+    /// Coarse time before which no maintenance is due, as last read from
+    /// the header (see [`Queue::tick`]): until then an operation checks
+    /// for maintenance with one compare of the time it already read.
+    next_check: Cell<u64>,
     roles: Cell<u64>,
     sample_count: Cell<u32>,
     /// The messages of `Empty` and `Full`, built once.
@@ -403,7 +401,7 @@ impl Queue {
             wait,
             clock: Clock::new(),
             metrics: Cell::new(true),
-            tick: Cell::new(0),
+            next_check: Cell::new(0),
             roles: Cell::new(0),
             sample_count: Cell::new(0),
             empty_msg,
@@ -1049,13 +1047,100 @@ impl Queue {
         }
     }
 
+    /// Runs whatever maintenance is due, from every operation whatever its
+    /// rate: a consumer busy for hundreds of milliseconds per message
+    /// still sweeps for the dead at its next call when the last sweep (by
+    /// anyone) is over [`LIVENESS_PERIOD_NS`] old. `now` is the time the
+    /// operation already read (coarse, up to a kernel tick behind: a sweep
+    /// can come that much late); until the due time remembered from the
+    /// header this is one compare.
     #[inline]
-    fn tick(&self) {
-        let t = self.tick.get().wrapping_add(1);
-        self.tick.set(t);
-        if t & TICK_MASK == 0 {
+    fn tick(&self, now: u64) {
+        if now >= self.next_check.get() {
+            self.tick_due(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tick_due(&self, now: u64) {
+        let live = self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS);
+        let maint = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
+        // Relaxed: due times, hints; `maintain` elects one runner of each
+        // job with a CAS on the word itself.
+        if now >= live.load(Ordering::Relaxed) || now >= maint.load(Ordering::Relaxed) {
             let _ = self.maintain();
         }
+        let next = live
+            .load(Ordering::Relaxed)
+            .min(maint.load(Ordering::Relaxed));
+        self.next_check.set(next);
+    }
+
+    /// Starts a thread that sweeps for dead participants every `period`
+    /// (clamped to 100 µs ..= 1 s; 1 to 2 ms is the intent), and runs the
+    /// other maintenance when due, so that a dead participant's claims
+    /// come back within a few milliseconds even while every survivor is
+    /// busy in its own code and none calls into shmq. The thread attaches
+    /// its own handle to the same file (a participant entry of its own: a
+    /// handle is not `Sync`); dropping the returned guard stops and joins
+    /// it, and detaches that handle.
+    pub fn start_watchdog(&self, period: Duration) -> Result<Watchdog> {
+        self.writable("start_watchdog")?;
+        let opts = self.open_opts.access(Access::Participant);
+        let q =
+            Queue::open_with(&self.path, &opts).map_err(|e| self.err_once("start_watchdog", e))?;
+        if !q.same_file(&self.file) {
+            return Err(Error::new(
+                Status::NotFound,
+                format!(
+                    "{}: start_watchdog: the path names another file than this handle's \
+                     (replaced since it was opened)",
+                    self.path.display()
+                ),
+            ));
+        }
+        let period = period.clamp(Duration::from_micros(100), Duration::from_secs(1));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("shmq-watchdog".into())
+            .spawn(move || {
+                // Acquire: pairs with the release of `Watchdog::drop`.
+                while !stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    q.watch();
+                    std::thread::park_timeout(period);
+                }
+            })
+            .map_err(|e| Error::io(format!("{}: start_watchdog", self.path.display()), e))?;
+        Ok(Watchdog {
+            stop,
+            thread: Some(thread),
+            pid: self.pid,
+        })
+    }
+
+    /// Whether this handle's file is `other` (same device and inode).
+    fn same_file(&self, other: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), other.metadata()) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+
+    /// One pass of a watchdog: a liveness sweep now, then what else is due.
+    fn watch(&self) {
+        let Ok(me) = self.me("watchdog") else { return };
+        let now = self.now();
+        let _ = self.sweep_dead(me, now);
+        // The table was just swept: others need not for a period. Relaxed:
+        // a due time (see `maintain`).
+        self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS).fetch_max(
+            self.precise().saturating_add(LIVENESS_PERIOD_NS),
+            Ordering::Relaxed,
+        );
+        let _ = self.maintain();
     }
 
     // ----------------------------------------------------------------
@@ -1279,7 +1364,7 @@ impl Queue {
             rec.add(Counter::Sent, 1);
             rec.add(Counter::BytesSent, len as u64);
         }
-        self.tick();
+        self.tick(now);
         Ok(Sent {
             position: r.position,
             version: opts.version,
@@ -1376,7 +1461,7 @@ impl Queue {
             rec.add(Counter::Sent, sent as u64);
             rec.add(Counter::BytesSent, bytes);
         }
-        self.tick();
+        self.tick(now);
         Ok(sent)
     }
 
@@ -1460,7 +1545,7 @@ impl Queue {
             .map_err(|e| self.err_once("claim", e))?;
         match got {
             Some(c) => {
-                self.tick();
+                self.tick(at);
                 Ok(self.claimed(c, at))
             }
             None => Err(Error::new(
@@ -1604,7 +1689,7 @@ impl Queue {
             Settled::Requeued => self.notify(Point::NotEmpty),
             Settled::Extended | Settled::DlqWaiting => {}
         }
-        self.tick();
+        self.tick(now);
         Ok(r)
     }
 
@@ -1638,8 +1723,8 @@ impl Queue {
         }
         if acked > 0 {
             self.notify(Point::NotFull);
-            self.tick();
         }
+        self.tick(now);
         Ok(acked)
     }
 
@@ -2226,6 +2311,39 @@ fn opts_config(o: &Options) -> Config {
         lease_ns: o.lease.as_nanos().min(u64::MAX as u128) as u64,
         max_deliveries: o.max_deliveries,
         reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    }
+}
+
+/// A thread sweeping a queue for dead participants, started by
+/// [`Queue::start_watchdog`]. Dropping it stops and joins the thread.
+pub struct Watchdog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The process that started it.
+    pid: u32,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog").field("pid", &self.pid).finish()
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if std::process::id() != self.pid {
+            // A forked child has no copy of the thread: nothing to stop or
+            // join (and its handle, inherited, is the parent's).
+            std::mem::forget(thread);
+            return;
+        }
+        // Release: see the thread's loop.
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        thread.thread().unpark();
+        let _ = thread.join();
     }
 }
 
