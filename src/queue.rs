@@ -16,7 +16,7 @@ pub use crate::mapping::Mapping;
 use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot, Recorder};
 use crate::options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
-use crate::participants::{Liveness, Table, LOCK_BASE};
+use crate::participants::{hooks, EntryState, Liveness, Table, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{self, state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
 use crate::sync::Ordering;
@@ -35,11 +35,6 @@ const LIVENESS_PERIOD_NS: u64 = 2_000_000;
 const MAX_SLEEP: Duration = Duration::from_millis(2);
 /// How long a waiter spins before it sleeps.
 const SPIN_NS: u64 = 50_000;
-/// Operations between two checks for due maintenance on the fast path
-/// (a check is a precise clock read and two loads: about 1 ns per
-/// operation at this spacing). A consumer that never runs dry notices a
-/// dead peer only here: at 1024 it took over 100 ms at 100 µs per message.
-const TICK_MASK: u32 = 31;
 
 /// One message in this many is sampled for the latency histograms (at
 /// high rates; slower traffic is sampled fully). A precise timestamp costs
@@ -72,13 +67,18 @@ enum Point {
 /// A handle is used by one thread at a time (it is `Send`, not `Sync`); open
 /// one handle per thread, each is its own participant with its own metrics.
 /// Dropping the handle detaches it; messages it still holds are redelivered
-/// at once.
+/// at once. A handle copied into a child by `fork()` stays its parent's: in
+/// the child every operation through it fails (naming the cause) and
+/// dropping it does nothing; the child opens its own handle.
 pub struct Queue {
     engine: Engine<Mapping>,
     file: File,
     path: PathBuf,
     /// Our participant index, or `None` for an inspection handle.
     me: Option<u64>,
+    /// The state word we stored when we took our entry: released at close
+    /// only if the entry still holds it.
+    registration: Option<EntryState>,
     /// Mapped `PROT_READ`: every operation that changes the queue is
     /// refused with `Permission` before it touches the mapping.
     read_only: bool,
@@ -89,7 +89,10 @@ pub struct Queue {
     wait: WaitStrategy,
     clock: Clock,
     metrics: Cell<bool>,
-    tick: Cell<u32>,
+    /// Coarse time before which no maintenance is due, as last read from
+    /// the header (see [`Queue::tick`]): until then an operation checks
+    /// for maintenance with one compare of the time it already read.
+    next_check: Cell<u64>,
     roles: Cell<u64>,
     sample_count: Cell<u32>,
     /// The messages of `Empty` and `Full`, built once.
@@ -392,14 +395,15 @@ impl Queue {
             file,
             path,
             me: None,
+            registration: None,
             read_only,
             open_opts: OpenOptions::new(),
-            pid: std::process::id(),
+            pid: sys::watch_forks(),
             latest_only,
             wait,
             clock: Clock::new(),
             metrics: Cell::new(true),
-            tick: Cell::new(0),
+            next_check: Cell::new(0),
             roles: Cell::new(0),
             sample_count: Cell::new(0),
             empty_msg,
@@ -421,8 +425,47 @@ impl Queue {
         [get(hdr::BOOT_ID), get(hdr::BOOT_ID + 8)] != boot
     }
 
+    /// Decides, before we take an entry, whether the participants in the
+    /// table belong to a previous boot, and publishes the new boot id at
+    /// once. Exactly one attacher wins the compare-and-swap on the boot id's
+    /// first word; it gets the table's words as they were before the new
+    /// boot id was published, that is, the old boot's entries only: every
+    /// attacher takes its entry after it saw the new boot id (it returns
+    /// from here only then), so no entry taken under the new boot is in
+    /// the winner's snapshot.
+    fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
+        let boot = sys::boot_id();
+        let lo = self.engine.mem.u64_at(hdr::BOOT_ID);
+        let hi = self.engine.mem.u64_at(hdr::BOOT_ID + 8);
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        loop {
+            // Acquire: pairs with the winner's release below, so our entry
+            // is taken after the winner's snapshot was read.
+            let seen = lo.load(Ordering::Acquire);
+            if seen == boot[0] {
+                // Relaxed: every writer stores the same value; this heals a
+                // winner that died between its CAS and its store.
+                if hi.load(Ordering::Relaxed) != boot[1] {
+                    hi.store(boot[1], Ordering::Relaxed);
+                }
+                return None;
+            }
+            let snapshot = table.snapshot();
+            // AcqRel: the snapshot's loads come before the publication
+            // (release), which the others acquire above.
+            if lo
+                .compare_exchange(seen, boot[0], Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Relaxed: informative (`stale_boot`), healed above.
+                hi.store(boot[1], Ordering::Relaxed);
+                return Some(snapshot);
+            }
+        }
+    }
+
     fn register(&mut self) -> Result<()> {
-        let stale_boot = self.stale_boot();
+        let old_boot = self.elect_boot();
         let now = sys::monotonic_ns();
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
         let table = Table::new(&self.engine.mem, &self.engine.layout);
@@ -454,21 +497,27 @@ impl Queue {
                 clear_sleeper_counts(engine, dead);
                 cleaned += 1;
             };
-            if table.take(i, self.pid, start_time, now, &live, &mut clean) {
+            if let Some(mine) = table.take(i, self.pid, start_time, now, &live, &mut clean) {
                 self.me = Some(i);
+                self.registration = Some(mine);
                 self.count(Counter::DeadParticipants, cleaned);
+                if let Some(snapshot) = old_boot {
+                    hooks::fire(hooks::Point::BeforeBootRecovery, i);
+                    // Every participant of the previous boot is dead, its
+                    // lock held or not (a lock cannot outlive a reboot; a
+                    // file copied from elsewhere may say so all the same).
+                    let dead = table.claim_unchanged(i, &snapshot);
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
+                // Then the dead of this boot, and any cleanup a previous
+                // holder of our entry left unfinished (it names our index
+                // as its cleaner: nobody else would take it over).
+                let dead = table.claim_dead(i, &live);
+                if !dead.is_empty() {
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
                 self.account_repairs(&repairs);
                 self.attach_repairs.set(repairs);
-                if stale_boot {
-                    // Every participant attached before the reboot is dead.
-                    let r = self.recover_with(i, now, true)?;
-                    self.account_repairs(&r);
-                    let boot = sys::boot_id();
-                    let mem = &self.engine.mem;
-                    mem.u64_at(hdr::BOOT_ID).store(boot[0], Ordering::Relaxed);
-                    mem.u64_at(hdr::BOOT_ID + 8)
-                        .store(boot[1], Ordering::Relaxed);
-                }
                 return Ok(());
             }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + i);
@@ -566,9 +615,33 @@ impl Queue {
     #[inline(always)]
     fn me(&self, op: &str) -> Result<u64> {
         match self.me {
-            Some(me) if !self.read_only && !self.engine.mem.broken() => Ok(me),
+            Some(me) if !self.read_only && !self.engine.mem.broken() && !self.inherited() => Ok(me),
             _ => Err(self.not_me(op)),
         }
+    }
+
+    /// Whether this handle was copied into this process by `fork()` (one
+    /// load of a process-wide word; see [`sys::current_pid`]). Such a handle
+    /// is its parent's participant: it refuses every operation, and
+    /// dropping it leaves the file alone.
+    #[inline(always)]
+    fn inherited(&self) -> bool {
+        self.pid != sys::current_pid()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forked_err(&self, op: &str) -> Error {
+        Error::new(
+            Status::InvalidArgument,
+            format!(
+                "{}: {op}: the queue handle was opened by process {} before fork(): a forked \
+                 child must open its own handle (dropping this one in the child leaves the \
+                 queue alone)",
+                self.path.display(),
+                self.pid
+            ),
+        )
     }
 
     #[cold]
@@ -615,6 +688,9 @@ impl Queue {
     /// it reports success, since the fault may hit in between.
     #[inline(always)]
     fn intact(&self, op: &str) -> Result<()> {
+        if self.inherited() {
+            return Err(self.forked_err(op));
+        }
         if self.engine.mem.broken() {
             return Err(self.truncated_err(op));
         }
@@ -772,7 +848,7 @@ impl Queue {
                 )
                 .is_ok()
         {
-            repaired |= self.sweep_dead(me, now, false)? > 0;
+            repaired |= self.sweep_dead(me, now)? > 0;
         }
         let maint_next = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
         let due = maint_next.load(Ordering::Relaxed);
@@ -810,39 +886,32 @@ impl Queue {
     }
 
     /// Finds dead participants, repairs what they left, frees their entries.
-    fn sweep_dead(&self, me: u64, now: u64, stale_boot: bool) -> Result<usize> {
+    fn sweep_dead(&self, me: u64, now: u64) -> Result<usize> {
         let table = Table::new(&self.engine.mem, &self.engine.layout);
         let live = OfdLiveness {
             file: &self.file,
-            stale_boot,
+            stale_boot: false,
         };
         let dead = table.claim_dead(me, &live);
         if dead.is_empty() {
             return Ok(0);
         }
-        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
-        self.engine.repair_dlq(&|o| dead.contains(&o));
-        for d in &dead {
-            clear_sleeper_counts(&self.engine, *d);
-            table.finish_cleaning(*d);
-        }
-        self.count(Counter::DeadParticipants, dead.len() as u64);
+        let r = self.clean_up(me, now, &dead)?;
         self.account_repairs(&r);
         Ok(dead.len())
     }
 
-    fn recover_with(&self, me: u64, now: u64, stale_boot: bool) -> Result<Repairs> {
+    /// Repairs every slot (expired leases, stalled reservations) and what
+    /// the participants in `dead` left; then frees their entries, which
+    /// `me` marked as being cleaned by it. Entries of a repair that fails
+    /// stay marked, and the next sweep of `me` takes them up again.
+    fn clean_up(&self, me: u64, now: u64, dead: &[u64]) -> Result<Repairs> {
         let table = Table::new(&self.engine.mem, &self.engine.layout);
-        let live = OfdLiveness {
-            file: &self.file,
-            stale_boot,
-        };
-        let dead = table.claim_dead(me, &live);
         let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
         self.engine.repair_dlq(&|o| dead.contains(&o));
-        for d in &dead {
-            clear_sleeper_counts(&self.engine, *d);
-            table.finish_cleaning(*d);
+        for &d in dead {
+            clear_sleeper_counts(&self.engine, d);
+            table.finish_cleaning(d, me);
         }
         self.count(Counter::DeadParticipants, dead.len() as u64);
         Ok(r)
@@ -862,8 +931,13 @@ impl Queue {
             return Ok(r);
         };
         let now = self.now();
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: false,
+        };
+        let dead = Table::new(&self.engine.mem, &self.engine.layout).claim_dead(me, &live);
         let r = self
-            .recover_with(me, now, false)
+            .clean_up(me, now, &dead)
             .map_err(|e| self.err("recover", e))?;
         self.account_repairs(&r);
         Ok(r)
@@ -975,13 +1049,100 @@ impl Queue {
         }
     }
 
+    /// Runs whatever maintenance is due, from every operation whatever its
+    /// rate: a consumer busy for hundreds of milliseconds per message
+    /// still sweeps for the dead at its next call when the last sweep (by
+    /// anyone) is over [`LIVENESS_PERIOD_NS`] old. `now` is the time the
+    /// operation already read (coarse, up to a kernel tick behind: a sweep
+    /// can come that much late); until the due time remembered from the
+    /// header this is one compare.
     #[inline]
-    fn tick(&self) {
-        let t = self.tick.get().wrapping_add(1);
-        self.tick.set(t);
-        if t & TICK_MASK == 0 {
+    fn tick(&self, now: u64) {
+        if now >= self.next_check.get() {
+            self.tick_due(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tick_due(&self, now: u64) {
+        let live = self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS);
+        let maint = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
+        // Relaxed: due times, hints; `maintain` elects one runner of each
+        // job with a CAS on the word itself.
+        if now >= live.load(Ordering::Relaxed) || now >= maint.load(Ordering::Relaxed) {
             let _ = self.maintain();
         }
+        let next = live
+            .load(Ordering::Relaxed)
+            .min(maint.load(Ordering::Relaxed));
+        self.next_check.set(next);
+    }
+
+    /// Starts a thread that sweeps for dead participants every `period`
+    /// (clamped to 100 µs ..= 1 s; 1 to 2 ms is the intent), and runs the
+    /// other maintenance when due, so that a dead participant's claims
+    /// come back within a few milliseconds even while every survivor is
+    /// busy in its own code and none calls into shmq. The thread attaches
+    /// its own handle to the same file (a participant entry of its own: a
+    /// handle is not `Sync`); dropping the returned guard stops and joins
+    /// it, and detaches that handle.
+    pub fn start_watchdog(&self, period: Duration) -> Result<Watchdog> {
+        self.writable("start_watchdog")?;
+        let opts = self.open_opts.access(Access::Participant);
+        let q =
+            Queue::open_with(&self.path, &opts).map_err(|e| self.err_once("start_watchdog", e))?;
+        if !q.same_file(&self.file) {
+            return Err(Error::new(
+                Status::NotFound,
+                format!(
+                    "{}: start_watchdog: the path names another file than this handle's \
+                     (replaced since it was opened)",
+                    self.path.display()
+                ),
+            ));
+        }
+        let period = period.clamp(Duration::from_micros(100), Duration::from_secs(1));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("shmq-watchdog".into())
+            .spawn(move || {
+                // Acquire: pairs with the release of `Watchdog::drop`.
+                while !stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    q.watch();
+                    std::thread::park_timeout(period);
+                }
+            })
+            .map_err(|e| Error::io(format!("{}: start_watchdog", self.path.display()), e))?;
+        Ok(Watchdog {
+            stop,
+            thread: Some(thread),
+            pid: self.pid,
+        })
+    }
+
+    /// Whether this handle's file is `other` (same device and inode).
+    fn same_file(&self, other: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), other.metadata()) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+
+    /// One pass of a watchdog: a liveness sweep now, then what else is due.
+    fn watch(&self) {
+        let Ok(me) = self.me("watchdog") else { return };
+        let now = self.now();
+        let _ = self.sweep_dead(me, now);
+        // The table was just swept: others need not for a period. Relaxed:
+        // a due time (see `maintain`).
+        self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS).fetch_max(
+            self.precise().saturating_add(LIVENESS_PERIOD_NS),
+            Ordering::Relaxed,
+        );
+        let _ = self.maintain();
     }
 
     // ----------------------------------------------------------------
@@ -1205,7 +1366,7 @@ impl Queue {
             rec.add(Counter::Sent, 1);
             rec.add(Counter::BytesSent, len as u64);
         }
-        self.tick();
+        self.tick(now);
         Ok(Sent {
             position: r.position,
             version: opts.version,
@@ -1302,7 +1463,7 @@ impl Queue {
             rec.add(Counter::Sent, sent as u64);
             rec.add(Counter::BytesSent, bytes);
         }
-        self.tick();
+        self.tick(now);
         Ok(sent)
     }
 
@@ -1386,7 +1547,7 @@ impl Queue {
             .map_err(|e| self.err_once("claim", e))?;
         match got {
             Some(c) => {
-                self.tick();
+                self.tick(at);
                 Ok(self.claimed(c, at))
             }
             None => Err(Error::new(
@@ -1530,7 +1691,7 @@ impl Queue {
             Settled::Requeued => self.notify(Point::NotEmpty),
             Settled::Extended | Settled::DlqWaiting => {}
         }
-        self.tick();
+        self.tick(now);
         Ok(r)
     }
 
@@ -1564,8 +1725,8 @@ impl Queue {
         }
         if acked > 0 {
             self.notify(Point::NotFull);
-            self.tick();
         }
+        self.tick(now);
         Ok(acked)
     }
 
@@ -1736,7 +1897,12 @@ impl Queue {
                 if w.owner() >= l.params.participant_capacity {
                     rep.problems
                         .push(format!("slot {i}: owner {} out of range", w.owner()));
-                } else if entries[w.owner() as usize].state == part::FREE {
+                } else if entries[w.owner() as usize].state == part::FREE
+                    && !(w.state() == state::DLQ_WAIT && self.dlq_parked(i, w))
+                {
+                    // A message left waiting for room in the dead letters is
+                    // sound whoever moved it there: any participant's repair
+                    // takes the move over once there is room.
                     rep.problems.push(format!(
                         "slot {i}: {} by participant {}, which is not attached (run recover)",
                         state::name(w.state()),
@@ -1777,6 +1943,21 @@ impl Queue {
             }
         }
         rep
+    }
+
+    /// Whether `DLQ_WAIT` slot `i` (word `w`) is marked as waiting for room
+    /// in the dead letters: its lease word is `seq << 42 | 1`, as
+    /// `Engine::finish_dead_letter` marks it (ring.rs's private `tagged`
+    /// and `DLQ_WAITING_MARK`; keep in step).
+    fn dlq_parked(&self, i: u64, w: ring::SlotWord) -> bool {
+        const TAG_SHIFT: u32 = 42;
+        const WAITING_MARK: u64 = 1;
+        let lease = self
+            .engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::LEASE)
+            .load(Ordering::Acquire);
+        lease == (w.seq() & ring::SEQ_MASK) << TAG_SHIFT | WAITING_MARK
     }
 
     /// The key table's part of [`Queue::verify`].
@@ -2010,6 +2191,13 @@ impl std::fmt::Debug for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // A copy inherited through fork() is the parent's participant: the
+        // parent still holds our entry, our claims, our reservations and
+        // (through the shared open file description) our lock. Touch
+        // nothing. The real pid here, not the cached one: this is rare.
+        if std::process::id() != self.pid {
+            return;
+        }
         if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
             // The mapping is partly zero pages: repairs would act on what
             // they read there. Only give up the lock; survivors see us dead.
@@ -2049,7 +2237,9 @@ impl Drop for Queue {
             if r.abandoned + r.dead_lettered > 0 {
                 self.notify(Point::NotFull);
             }
-            Table::new(&self.engine.mem, &self.engine.layout).release(me);
+            if let Some(mine) = self.registration {
+                Table::new(&self.engine.mem, &self.engine.layout).release(me, mine);
+            }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
         }
     }
@@ -2081,6 +2271,39 @@ fn opts_config(o: &Options) -> Config {
         lease_ns: o.lease.as_nanos().min(u64::MAX as u128) as u64,
         max_deliveries: o.max_deliveries,
         reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    }
+}
+
+/// A thread sweeping a queue for dead participants, started by
+/// [`Queue::start_watchdog`]. Dropping it stops and joins the thread.
+pub struct Watchdog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The process that started it.
+    pid: u32,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog").field("pid", &self.pid).finish()
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if std::process::id() != self.pid {
+            // A forked child has no copy of the thread: nothing to stop or
+            // join (and its handle, inherited, is the parent's).
+            std::mem::forget(thread);
+            return;
+        }
+        // Release: see the thread's loop.
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        thread.thread().unpark();
+        let _ = thread.join();
     }
 }
 
@@ -2224,7 +2447,8 @@ impl<'q> Reserved<'q> {
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        // In a forked child the reservation is the parent's: leave it.
+        if !self.done && std::process::id() == self.q.pid {
             if let Some(me) = self.q.me {
                 let _ = self.q.engine.abort(me, &self.r);
                 self.q.notify(Point::NotFull);

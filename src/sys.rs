@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Sleeps while `*word == expected`, at most `timeout` (None = forever).
@@ -134,6 +134,43 @@ pub fn pid_exists(pid: u32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// This process's id as of its last `fork()`: set by [`watch_forks`] and,
+/// in a forked child, by the `pthread_atfork` hook it installs.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forked_child() {
+    // SAFETY: getpid is async-signal-safe, as the child side of fork
+    // requires, and has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    // Relaxed: the child has one thread now; later threads are started
+    // after this store (thread creation synchronizes).
+    PID.store(pid, Ordering::Relaxed);
+}
+
+/// Starts keeping [`current_pid`] right across `fork()` (once per process,
+/// before the first handle is made). Returns this process's id.
+pub fn watch_forks() -> u32 {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Relaxed: `Once` publishes it to every caller after us.
+        PID.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: registers a hook that only calls getpid and stores an
+        // atomic, both async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+    current_pid()
+}
+
+/// This process's id, without a system call (0 before [`watch_forks`]).
+/// A child made by `fork()` reads its own id here; one made by a raw
+/// `clone` system call, which skips the fork hooks, reads its parent's.
+#[inline]
+pub fn current_pid() -> u32 {
+    // Relaxed: written once per process and once per fork, before any
+    // handle of this process can be used (see `forked_child`).
+    PID.load(Ordering::Relaxed)
+}
+
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call, no system call).
 #[inline]
 pub fn monotonic_ns() -> u64 {
@@ -191,6 +228,31 @@ mod tests {
         assert_ne!(boot_id(), [0, 0]);
         let t = monotonic_ns();
         assert!(monotonic_ns() >= t);
+    }
+
+    #[test]
+    fn the_pid_is_kept_right_in_a_forked_child() {
+        let me = watch_forks();
+        assert_eq!(me, std::process::id());
+        // SAFETY: the child only reads atomics, calls getpid and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: getpid has no preconditions.
+            let real = unsafe { libc::getpid() } as u32;
+            let code = if current_pid() == real && real != me {
+                0
+            } else {
+                1
+            };
+            // SAFETY: leaves the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(current_pid(), me);
     }
 
     #[test]

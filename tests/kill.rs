@@ -360,6 +360,7 @@ fn worker() {
         "hold-claims" => hold_claims(&env),
         "hold-reservation" => hold_reservation(&env),
         "stall-reservation" => stall_reservation(&env),
+        "clean-and-stall" => clean_and_stall(&env),
         other => panic!("unknown worker role {other}"),
     }
 }
@@ -557,6 +558,37 @@ fn hold_claims(env: &Env) {
         held.push(m);
     }
     put_file(&env.dir.join("held"), &report);
+    env.idle();
+}
+
+/// Attaches and reports its participant index in `ready`; after the
+/// parent's `go`, sweeps for the dead and stops in the middle of the first
+/// cleanup (right after marking the dead entry as being cleaned by it,
+/// before any repair): reports the entry in `cleaning` and waits to be
+/// killed there.
+fn clean_and_stall(env: &Env) {
+    let q = env.open();
+    let me = q.participant().expect("clean-and-stall: attached");
+    put_file(&env.dir.join("ready"), &format!("{me}\n"));
+    while !env.dir.join("go").exists() {
+        env.check_parent();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (dir, parent, born) = (env.dir.clone(), env.parent, env.born);
+    shmq::participants::hooks::set(
+        shmq::participants::hooks::Point::AfterClaim,
+        Some(Box::new(move |i| {
+            put_file(&dir.join("cleaning"), &format!("{i}\n"));
+            loop {
+                if std::os::unix::process::parent_id() != parent || born.elapsed() > CHILD_LIFETIME
+                {
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })),
+    );
+    let _ = q.recover();
     env.idle();
 }
 
@@ -1658,6 +1690,301 @@ fn recover_from_an_inspection_handle_cleans_up_a_dead_producer() {
     assert_eq!(st.counter(Counter::Abandoned), 1);
     assert!(st.counter(Counter::DeadParticipants) >= 1);
     let report = tool.verify();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+}
+
+// ---------------------------------------------------------------------------
+// G8/G3: liveness sweeps never take the living for dead, and notice the dead
+// soon enough.
+// ---------------------------------------------------------------------------
+
+/// A queue for the liveness tests: a 60 s lease, so a claim comes back only
+/// by death detection.
+fn liveness_options() -> Options {
+    Options {
+        capacity: 16,
+        max_message_size: 64,
+        lease: Duration::from_secs(60),
+        participant_capacity: 8,
+        ..Options::default()
+    }
+}
+
+/// Starts a `hold-claims` child that claims `count` messages and waits in a
+/// directory of its own; returns once it holds them.
+fn holder(s: &Scratch, name: &str, count: u64, children: &mut Children) -> String {
+    let dir = s.file(name);
+    std::fs::create_dir(&dir).expect("a directory for the child");
+    children.0.push(spawn(
+        "hold-claims",
+        &[
+            (QUEUE, s.queue.display().to_string()),
+            (DIR, dir.display().to_string()),
+            (COUNT, count.to_string()),
+        ],
+    ));
+    let last = children.0.len() - 1;
+    await_file(&dir.join("held"), &mut children.0[last])
+}
+
+/// A sweep marks a dead participant's entry as being cleaned and then
+/// repairs every slot the dead one owned. While it does, a newcomer attaches
+/// (and another attaches and detaches): none of them may be given that
+/// entry, or the repair would take the newcomer's claim and reservation for
+/// the dead one's. The sweeper is stopped at that point by a test hook.
+#[test]
+fn g8_a_sweep_never_takes_a_live_newcomer_for_dead() {
+    use std::sync::mpsc;
+    let s = Scratch::new("sweep-newcomer");
+    let q = Queue::create(&s.queue, &liveness_options()).expect("create");
+    q.send(b"x", Timeout::TryOnce).expect("send");
+    let mut children = Children::default();
+    assert_eq!(holder(&s, "d", 1, &mut children), "x 1\n");
+    assert!(
+        kill(&mut children.0[0]).is_none(),
+        "the holder exited early"
+    );
+    q.send(b"y", Timeout::TryOnce).expect("send");
+
+    let (claimed_tx, claimed_rx) = mpsc::channel::<u64>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let sweeper = std::thread::spawn(move || {
+        shmq::participants::hooks::set(
+            shmq::participants::hooks::Point::AfterClaim,
+            Some(Box::new(move |i| {
+                let _ = claimed_tx.send(i);
+                let _ = go_rx.recv_timeout(Duration::from_secs(30));
+            })),
+        );
+        let r = q.recover();
+        shmq::participants::hooks::set(shmq::participants::hooks::Point::AfterClaim, None);
+        (q, r)
+    });
+    let dead = claimed_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the sweeper found the dead holder");
+
+    // The sweeper is between marking entry `dead` and repairing its slots.
+    let n = Queue::open(&s.queue).expect("a newcomer attaches");
+    assert_ne!(
+        n.participant(),
+        Some(dead),
+        "the newcomer was given the entry being cleaned"
+    );
+    let m = n.claim(Timeout::TryOnce).expect("the newcomer claims");
+    assert_eq!(m.data().expect("data"), b"y");
+    let mut r = n
+        .reserve(16, Timeout::TryOnce)
+        .expect("the newcomer reserves");
+    r.write(b"z").expect("write");
+    let passer = Queue::open(&s.queue).expect("another newcomer attaches");
+    assert_ne!(passer.participant(), Some(dead));
+    drop(passer);
+    go_tx.send(()).expect("let the sweeper go on");
+    let (q, swept) = sweeper.join().expect("the sweeper");
+    swept.expect("recover");
+
+    // The repair acted only on what the dead holder left.
+    assert_eq!(m.data().expect("the claim is still held"), b"y");
+    m.ack().expect("the newcomer's claim survived the sweep");
+    r.commit()
+        .expect("the newcomer's reservation survived the sweep");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = q.claim(Timeout::TryOnce).expect("claim");
+        got.push((m.data().expect("data"), m.deliveries()));
+        m.ack().expect("ack");
+    }
+    got.sort();
+    assert_eq!(got, [(b"x".to_vec(), 2), (b"z".to_vec(), 1)]);
+    // Once the repair is over, the entry is free for the next newcomer.
+    let later = Queue::open(&s.queue).expect("attach");
+    assert_eq!(later.participant(), Some(dead));
+    let report = q.verify();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    drop(n);
+}
+
+/// A cleaner dies in the middle of cleaning up after a dead consumer. While
+/// it lives nobody else cleans that entry or reuses it; once it is dead, a
+/// survivor takes the work over and the dead consumer's claim comes back.
+#[test]
+fn g8_a_cleaner_that_dies_mid_clean_is_taken_over_only_once_dead() {
+    let s = Scratch::new("cleaner-dies");
+    let q = Queue::create(&s.queue, &liveness_options()).expect("create");
+    q.send(b"x", Timeout::TryOnce).expect("send");
+    let mut children = Children::default();
+    assert_eq!(holder(&s, "d", 1, &mut children), "x 1\n");
+    let cdir = s.file("c");
+    std::fs::create_dir(&cdir).expect("a directory for the cleaner");
+    children.0.push(spawn(
+        "clean-and-stall",
+        &[
+            (QUEUE, s.queue.display().to_string()),
+            (DIR, cdir.display().to_string()),
+        ],
+    ));
+    let cleaner: u64 = await_file(&cdir.join("ready"), &mut children.0[1])
+        .trim()
+        .parse()
+        .expect("the cleaner's index");
+    assert!(
+        kill(&mut children.0[0]).is_none(),
+        "the holder exited early"
+    );
+    put_file(&cdir.join("go"), "go\n");
+    let dead: u64 = await_file(&cdir.join("cleaning"), &mut children.0[1])
+        .trim()
+        .parse()
+        .expect("the entry being cleaned");
+    assert_ne!(dead, cleaner);
+
+    // The cleaner is alive, stopped before its repairs.
+    let n = Queue::open(&s.queue).expect("a newcomer attaches");
+    assert_ne!(
+        n.participant(),
+        Some(dead),
+        "the entry being cleaned was given to a newcomer"
+    );
+    drop(n);
+    q.recover().expect("recover");
+    let st = q.stats();
+    assert_eq!(
+        (st.in_flight, st.depth),
+        (1, 0),
+        "a survivor took over the work of a live cleaner"
+    );
+
+    // The cleaner dies: its work is taken over.
+    assert!(
+        kill(&mut children.0[1]).is_none(),
+        "the cleaner exited early"
+    );
+    q.recover().expect("recover");
+    let m = q
+        .claim(Timeout::TryOnce)
+        .expect("the dead consumer's claim is back");
+    assert_eq!(
+        (m.data().expect("data"), m.deliveries()),
+        (b"x".to_vec(), 2)
+    );
+    m.ack().expect("ack");
+    let live: Vec<u64> = q.participants().iter().map(|p| p.index).collect();
+    assert_eq!(live, [q.participant().unwrap()]);
+    let report = q.verify();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+}
+
+/// How long a dead consumer's claim may take to come back once a survivor
+/// calls into shmq (or, with a watchdog, once the consumer is dead).
+const BACK_WITHIN: Duration = Duration::from_millis(10);
+
+/// Polls `probe` (an inspection handle: it repairs nothing itself) until
+/// `in_flight` claims are left, for at most `limit`; returns how long it took.
+fn until_in_flight(probe: &Queue, in_flight: u64, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    loop {
+        if probe.stats().in_flight == in_flight {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// A consumer is SIGKILLed holding a claim while the survivor is busy in its
+/// own code (200 ms, as a cook with an order). The survivor's next call into
+/// shmq, a claim that finds another message at once, sweeps: the dead one's
+/// message is claimable again within 10 ms of that call, not 32 operations
+/// later.
+#[test]
+fn g8_a_busy_survivors_next_call_returns_a_dead_consumers_claim() {
+    let s = Scratch::new("busy-survivor");
+    let q = Queue::create(&s.queue, &liveness_options()).expect("create");
+    q.send(b"order-1", Timeout::TryOnce).expect("send");
+    let mut children = Children::default();
+    assert_eq!(holder(&s, "d", 1, &mut children), "order-1 1\n");
+    for i in 2..6 {
+        q.send(format!("order-{i}").as_bytes(), Timeout::TryOnce)
+            .expect("send");
+    }
+    let probe = Queue::inspect(&s.queue).expect("inspect");
+    assert!(
+        kill(&mut children.0[0]).is_none(),
+        "the holder exited early"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(probe.stats().in_flight, 1, "nobody called, nobody swept");
+
+    let t0 = Instant::now();
+    let m = q.claim(Duration::from_secs(1)).expect("claim");
+    // Ours is in flight; the dead one's is not any more.
+    let back = until_in_flight(&probe, 1, Duration::from_secs(1)).map(|_| t0.elapsed());
+    eprintln!("a dead consumer's claim back {back:?} after a busy survivor's call");
+    let back = back.expect("the dead consumer's claim is still held after the survivor's call");
+    assert!(
+        back < BACK_WITHIN,
+        "the claim came back {back:?} after the call"
+    );
+    m.ack().expect("ack");
+    let mut seen = Vec::new();
+    while let Ok(m) = q.claim(Timeout::TryOnce) {
+        seen.push((
+            String::from_utf8(m.data().expect("data")).unwrap(),
+            m.deliveries(),
+        ));
+        m.ack().expect("ack");
+    }
+    assert!(seen.contains(&("order-1".to_string(), 2)), "{seen:?}");
+}
+
+/// With a watchdog started (period 1 ms), a consumer SIGKILLed holding a
+/// claim has it back within 10 ms although nobody calls into shmq at all.
+/// Timed from the reaping of the child (its lock is gone by then); on a
+/// loaded machine a scheduling delay can exceed the budget, so the best of
+/// three deaths is judged.
+#[test]
+fn g8_a_watchdog_returns_a_dead_consumers_claim_without_any_call() {
+    let s = Scratch::new("watchdog");
+    let q = Queue::create(&s.queue, &liveness_options()).expect("create");
+    let dog = q
+        .start_watchdog(Duration::from_millis(1))
+        .expect("start the watchdog");
+    let probe = Queue::inspect(&s.queue).expect("inspect");
+    let mut children = Children::default();
+    let mut times = Vec::new();
+    for round in 0..3 {
+        q.send(format!("order-{round}").as_bytes(), Timeout::TryOnce)
+            .expect("send");
+        let held = holder(&s, &format!("d{round}"), 1, &mut children);
+        assert_eq!(held, format!("order-{round} 1\n"));
+        assert_eq!(probe.stats().in_flight, 1);
+        assert!(
+            kill(&mut children.0[round]).is_none(),
+            "the holder exited early"
+        );
+        let back = until_in_flight(&probe, 0, Duration::from_secs(2));
+        eprintln!("a dead consumer's claim back {back:?} after its death, with a watchdog");
+        times.push(back.expect("the watchdog did not return the dead consumer's claim"));
+        let m = q.claim(Timeout::TryOnce).expect("claim");
+        assert_eq!(m.deliveries(), 2);
+        m.ack().expect("ack");
+        if back.is_some_and(|t| t < BACK_WITHIN) {
+            break;
+        }
+    }
+    let best = times.iter().min().copied().unwrap();
+    assert!(best < BACK_WITHIN, "claims back after {times:?}");
+    // Dropping the guard stops the thread and detaches its handle.
+    drop(dog);
+    let attached: Vec<u64> = probe.participants().iter().map(|p| p.index).collect();
+    assert_eq!(attached, [q.participant().unwrap()]);
+    let report = probe.verify();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
 }
