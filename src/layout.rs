@@ -151,7 +151,9 @@ pub mod flags {
 
 /// A participant entry.
 pub mod part {
-    /// State word: `pid << 32 | generation << 2 | state`.
+    /// State word: `pid << 32 | generation << 12 | cleaner << 2 | state`
+    /// (see `participants`: the cleaner is named in the same CAS that marks
+    /// the entry `CLEANING`).
     pub const STATE: usize = 0;
     /// Process start time (clock ticks since boot, /proc/PID/stat field 22).
     pub const START_TIME: usize = 8;

@@ -1950,14 +1950,7 @@ impl Queue {
     /// `Engine::finish_dead_letter` marks it (ring.rs's private `tagged`
     /// and `DLQ_WAITING_MARK`; keep in step).
     fn dlq_parked(&self, i: u64, w: ring::SlotWord) -> bool {
-        const TAG_SHIFT: u32 = 42;
-        const WAITING_MARK: u64 = 1;
-        let lease = self
-            .engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::LEASE)
-            .load(Ordering::Acquire);
-        lease == (w.seq() & ring::SEQ_MASK) << TAG_SHIFT | WAITING_MARK
+        self.engine.dlq_waiting(i, w)
     }
 
     /// The key table's part of [`Queue::verify`].

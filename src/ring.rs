@@ -2293,6 +2293,14 @@ impl<M: Memory> Engine<M> {
         Ok(true)
     }
 
+    /// Whether slot `i`, a `DLQ_WAIT` slot with word `w`, waits for room
+    /// in the dead-letter area (its mover found none and marked it, so any
+    /// participant may take the move over), rather than being moved now.
+    pub fn dlq_waiting(&self, i: u64, w: SlotWord) -> bool {
+        // Acquire: pairs with the release store of the mark.
+        self.slot_field(i, slot::LEASE).load(Ordering::Acquire) == tagged(w.seq(), DLQ_WAITING_MARK)
+    }
+
     /// What a dead-letter record moved from slot `i` names as its source:
     /// the token of the claim the message was taken from. Stable while the
     /// slot is `DLQ_WAIT` (no claim re-stamps it), whoever takes the move
@@ -2467,8 +2475,7 @@ impl<M: Memory> Engine<M> {
                 state::DLQ_WAIT => {
                     // Take the move over from ourselves, from the dead, or
                     // from a mover that found no room and left it waiting.
-                    let lease = self.slot_field(i, slot::LEASE).load(Ordering::Acquire);
-                    let waiting = lease == tagged(w.seq(), DLQ_WAITING_MARK);
+                    let waiting = self.dlq_waiting(i, w);
                     if w.owner() == me || is_dead(w.owner()) || waiting {
                         let Some(mine) = self.transit(i, w, state::DLQ_WAIT, me) else {
                             continue;
