@@ -236,6 +236,10 @@ loom::thread_local! {
     /// Memory accesses the current loom thread may still make (None: no
     /// limit).
     static STEP_BUDGET: std::cell::Cell<Option<u64>> = std::cell::Cell::new(None);
+    /// When set, a spent budget stalls the thread (until the gate opens)
+    /// instead of stopping it for good: see [`LoomMemory::set_stall`].
+    static STALL_GATE: std::cell::RefCell<Option<loom::sync::Arc<loom::sync::atomic::AtomicBool>>> =
+        std::cell::RefCell::new(None);
 }
 
 #[cfg(shmq_loom)]
@@ -274,11 +278,30 @@ impl LoomMemory {
     /// [`Crashed`]. `None` lifts the limit.
     pub fn set_step_budget(steps: Option<u64>) {
         STEP_BUDGET.with(|b| b.set(steps));
+        STALL_GATE.with(|g| *g.borrow_mut() = None);
+    }
+
+    /// Whether the calling thread still has a stall ahead of it (set by
+    /// [`LoomMemory::set_stall`] and not reached); clears it.
+    pub fn take_pending_stall() -> bool {
+        STEP_BUDGET.with(|b| b.set(None));
+        STALL_GATE.with(|g| g.borrow_mut().take().is_some())
     }
 
     /// Accesses the calling loom thread may still make (None: no limit).
     pub fn step_budget() -> Option<u64> {
         STEP_BUDGET.with(|b| b.get())
+    }
+
+    /// Makes the calling loom thread *stall* after `steps` more accesses
+    /// instead of crashing: the access after the last one waits (yielding
+    /// to the other loom threads) until `gate` is set, then the thread goes
+    /// on with no budget. This models a participant stopped (SIGSTOP, a
+    /// debugger, a long preemption) between two of its steps while its
+    /// lease or reservation runs out, and that comes back afterwards.
+    pub fn set_stall(steps: u64, gate: loom::sync::Arc<loom::sync::atomic::AtomicBool>) {
+        STEP_BUDGET.with(|b| b.set(Some(steps)));
+        STALL_GATE.with(|g| *g.borrow_mut() = Some(gate));
     }
 
     /// Spends one step of the calling thread's budget, or stops the thread
@@ -294,6 +317,13 @@ impl LoomMemory {
             left
         });
         if left == Some(0) {
+            if let Some(gate) = STALL_GATE.with(|g| g.borrow_mut().take()) {
+                STEP_BUDGET.with(|b| b.set(None));
+                while !gate.load(loom::sync::atomic::Ordering::SeqCst) {
+                    loom::thread::yield_now();
+                }
+                return;
+            }
             std::panic::resume_unwind(Box::new(Crashed));
         }
     }

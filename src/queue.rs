@@ -1483,7 +1483,16 @@ impl Queue {
             // that blocks the head for more than PASS_AFTER_NS.
             let t = self.precise();
             match self.blocked.get() {
-                Some((bi, bw, since)) if bi == i && bw == w.0 => {
+                // The same reservation (slot, sequence and owner): a skip
+                // by producers lapping the ring moves only its lap, and must
+                // not restart the timer (found by review: with producers
+                // lapping a small ring faster than the pass, the head waited
+                // for the reservation timeout instead).
+                Some((bi, bw, since))
+                    if bi == i
+                        && ring::SlotWord(bw).seq() == w.seq()
+                        && ring::SlotWord(bw).owner() == w.owner() =>
+                {
                     if t.saturating_sub(since) >= PASS_AFTER_NS {
                         self.engine.pass_reservation(i, w);
                         self.blocked.set(None);

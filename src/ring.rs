@@ -482,10 +482,11 @@ pub struct Engine<M: Memory> {
 /// and the consumer a cache-line invalidation for every slot it then wrote
 /// (`perf`: 20% of a one-to-one run in that search). So the producer first
 /// sums the participants' tallies ([`Engine::occupied`]): when every slot
-/// is taken, there is nothing to find. The tallies are exact but for a
-/// crash between a slot CAS and its tally, which can leave them one too
-/// high; so every this many answers from the tallies, the producer searches
-/// the slots themselves.
+/// is taken, there is nothing to find. A crash between a slot CAS and its
+/// tally can only leave the tallies too low (see [`Engine::transit_free`]),
+/// which costs a search; should they ever read too high (a scribbled
+/// entry), every this many answers from the tallies the producer searches
+/// the slots themselves, and searches every time while that finds room.
 #[derive(Default)]
 struct FullSearch {
     /// Answers given from the tallies since the last search.
@@ -1094,12 +1095,8 @@ impl<M: Memory> Engine<M> {
     /// we stalled: now that we are back, nobody else writes it.
     fn free_abandoned(&self, me: u64, r: &Reservation) {
         let w = self.slot_word(r.slot);
-        if w.state() == state::ABANDONED
-            && w.owner() == me
-            && w.seq() == (r.seq + 1) & SEQ_MASK
-            && self.transit(r.slot, w, state::FREE, 0).is_some()
-        {
-            self.tally(me, part::FREED);
+        if w.state() == state::ABANDONED && w.owner() == me && w.seq() == (r.seq + 1) & SEQ_MASK {
+            self.transit_free(me, r.slot, w);
         }
     }
 
@@ -1117,8 +1114,7 @@ impl<M: Memory> Engine<M> {
                     "the reservation was already abandoned",
                 ));
             }
-            if self.cas_slot(r.slot, w, w.transition(state::FREE, 0)) {
-                self.tally(me, part::FREED);
+            if self.transit_free(me, r.slot, w) {
                 return Ok(());
             }
         }
@@ -1167,19 +1163,44 @@ impl<M: Memory> Engine<M> {
     /// repair that runs outside any entry.
     #[inline]
     fn tally(&self, me: u64, field: usize) {
+        self.tally_by(me, field, 1);
+    }
+
+    /// [`Engine::tally`] by `delta` (wrapping: -1 takes one back).
+    #[inline]
+    fn tally_by(&self, me: u64, field: usize, delta: u64) {
         if me < self.layout.params.participant_capacity {
             let w = self.mem.u64_at(self.layout.participant(me) + field);
             // Relaxed load + store: single writer; read only by `occupied`,
             // whose answer is a hint.
-            w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            w.store(
+                w.load(Ordering::Relaxed).wrapping_add(delta),
+                Ordering::Relaxed,
+            );
         } else if field == part::FREED {
             self.word(hdr::FREED_UNOWNED)
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(delta, Ordering::Relaxed);
         }
     }
 
+    /// Frees slot `i` from `from` (matched as [`Engine::transit`] does),
+    /// counting it in `me`'s tally *before* the CAS and taking the count
+    /// back if the CAS fails. A crash between the two then leaves the
+    /// tallies one slot too *low*, which only makes a producer search a
+    /// full ring once more; counted after the CAS, a crash left them one too
+    /// high for ever, and a small queue answered `Full` with a slot free.
+    fn transit_free(&self, me: u64, i: u64, from: SlotWord) -> bool {
+        self.tally(me, part::FREED);
+        if self.transit(i, from, state::FREE, 0).is_some() {
+            return true;
+        }
+        self.tally_by(me, part::FREED, u64::MAX);
+        false
+    }
+
     /// Occupied slots, summed from the participants' tallies. A crash
-    /// between a slot CAS and its tally leaves it off by one; it only decides
+    /// between a slot CAS and its tally leaves it one too low (a slot is
+    /// counted taken after its CAS and freed before it); it only decides
     /// whether a producer blocked by a held or earlier message searches the
     /// ring for a slot freed out of order (see [`FullSearch`]).
     pub fn occupied(&self) -> u64 {
@@ -1252,8 +1273,7 @@ impl<M: Memory> Engine<M> {
         if w.state() != state::CLAIMED || w.owner() != me || w.seq() != c.seq {
             return false;
         }
-        if self.transit(i, w, state::FREE, 0).is_some() {
-            self.tally(me, part::FREED);
+        if self.transit_free(me, i, w) {
             self.release_key(c.key, i, c.seq, me);
             return true;
         }
@@ -2138,8 +2158,7 @@ impl<M: Memory> Engine<M> {
             let (i, w) = self.held(me, token, Some(now))?;
             match *outcome {
                 Outcome::Ack => {
-                    if self.cas_slot(i, w, w.transition(state::FREE, 0)) {
-                        self.tally(me, part::FREED);
+                    if self.transit_free(me, i, w) {
                         return Ok(Settled::Acked);
                     }
                 }
@@ -2283,13 +2302,12 @@ impl<M: Memory> Engine<M> {
         self.dlq_publish(rec, me);
         // The record is complete; the slot is free. A crash between the two
         // is repaired by `repair_dlq_wait`, which finds the record by source.
-        if self.transit(i, w, state::FREE, 0).is_none() {
+        if !self.transit_free(me, i, w) {
             return Err(Error::new(
                 Status::Corrupt,
                 format!("slot {i} changed while owned by its dead-letter mover"),
             ));
         }
-        self.tally(me, part::FREED);
         Ok(true)
     }
 
@@ -2404,10 +2422,12 @@ impl<M: Memory> Engine<M> {
                         } else {
                             (state::ABANDONED, w.owner())
                         };
-                        if self.transit(i, w, to, owner).is_some() {
-                            if dead {
-                                self.tally(me, part::FREED);
-                            }
+                        let moved = if dead {
+                            self.transit_free(me, i, w)
+                        } else {
+                            self.transit(i, w, to, owner).is_some()
+                        };
+                        if moved {
                             r.abandoned += 1;
                             return Ok(());
                         }
@@ -2415,8 +2435,7 @@ impl<M: Memory> Engine<M> {
                     }
                 }
                 state::ABANDONED if is_dead(w.owner()) => {
-                    if self.transit(i, w, state::FREE, 0).is_some() {
-                        self.tally(me, part::FREED);
+                    if self.transit_free(me, i, w) {
                         return Ok(());
                     }
                     continue;
@@ -2514,8 +2533,7 @@ impl<M: Memory> Engine<M> {
             if w & 0xf == dlq::FULL
                 && self.mem.u64_at(base + dlq::SOURCE).load(Ordering::Relaxed) == source
             {
-                if self.transit(i, mine, state::FREE, 0).is_some() {
-                    self.tally(me, part::FREED);
+                if self.transit_free(me, i, mine) {
                     return Ok(true);
                 }
                 return Ok(false);

@@ -111,7 +111,7 @@ fn engine(capacity: u64) -> Shared {
 
 #[path = "common/loom_harness.rs"]
 mod harness;
-use harness::{check, check_crashes, participant};
+use harness::{check, check_crashes, check_stalls, participant, stalling};
 
 // ---------------------------------------------------------------------
 // Participants' operations
@@ -939,4 +939,174 @@ fn late_commit_crash_strands_message() {
             },
         )
     });
+}
+
+// ---------------------------------------------------------------------
+// Stalls: a participant stopped between two of its steps past its lease
+// or reservation timeout, that comes back afterwards
+// ---------------------------------------------------------------------
+
+/// A consumer stalls after each of its steps (claim, read, ack) for longer
+/// than its lease, its clock still reading the time before the stall;
+/// meanwhile another participant repairs with the lease run out, then
+/// claims and acks whatever it can. Allowed: message 1 acked exactly once
+/// in all (by the staller, the other consumer or the final drain), never
+/// torn; the staller's late ack never lands once another consumer claimed
+/// the message (G3: its token names a claim that ended).
+#[test]
+fn stalled_consumer_against_expiry() {
+    check_stalls("stalled_consumer_against_expiry", |k| {
+        let e = engine(2);
+        send(&e, PRODUCER, 1).unwrap();
+        let gate = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let t = {
+            let (e, gate) = (e.clone(), gate.clone());
+            thread::spawn(move || {
+                stalling(k, gate, || {
+                    let c = e.claim(CONSUMER, 0).unwrap()?;
+                    let got = read(&e, &c);
+                    Some((got, e.settle(CONSUMER, c.token(), &Outcome::Ack, 0)))
+                })
+            })
+        };
+        let late = 2 * LEASE_NS;
+        e.repair(OTHER, late, &|_| false).unwrap();
+        let other = e.claim(OTHER, late).unwrap().map(|c| {
+            let got = read(&e, &c);
+            (got, e.settle(OTHER, c.token(), &Outcome::Ack, late))
+        });
+        gate.store(true, loom::sync::atomic::Ordering::SeqCst);
+        let (mine, stalled) = t.join().unwrap();
+        let (_, drained) = drain_at(&e, 3 * late, &[]);
+        let acked =
+            |x: &Option<(Got, shmq::Result<Settled>)>| matches!(x, Some((_, Ok(Settled::Acked))));
+        let acks = acked(&mine) as usize + acked(&other) as usize + drained.len();
+        assert_eq!(
+            acks, 1,
+            "message 1 acked {acks} times: staller {mine:?}, other {other:?}, drained {drained:?}"
+        );
+        assert!(
+            !(acked(&mine) && other.is_some()),
+            "the staller's late ack landed after another consumer claimed the message: {mine:?} {other:?}"
+        );
+        stalled
+    });
+}
+
+/// A producer stalls after each of its steps (reserve, write, commit) past
+/// the reservation timeout; meanwhile another participant repairs (the
+/// reservation is quarantined, not freed: the producer may still write)
+/// and claims what it can. Allowed (G5): the commit succeeded and message 1
+/// is delivered once, whole; or the commit got `Abandoned` and nothing is
+/// delivered; and every slot is free at the end (the producer frees its
+/// quarantined slot when it learns of the abandonment).
+#[test]
+fn stalled_producer_against_abandonment() {
+    check_stalls("stalled_producer_against_abandonment", |k| {
+        let e = engine(2);
+        let gate = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let t = {
+            let (e, gate) = (e.clone(), gate.clone());
+            thread::spawn(move || stalling(k, gate, || send(&e, PRODUCER, 1)))
+        };
+        let late = 2 * LEASE_NS;
+        e.repair(OTHER, late, &|_| false).unwrap();
+        let other = e.claim(OTHER, late).unwrap().map(|c| {
+            let got = read(&e, &c);
+            e.settle(OTHER, c.token(), &Outcome::Ack, late).unwrap();
+            got
+        });
+        gate.store(true, loom::sync::atomic::Ordering::SeqCst);
+        let (sent, stalled) = t.join().unwrap();
+        let (_, drained) = drain_at(&e, 3 * late, &[]);
+        let delivered: Vec<Got> = other.into_iter().chain(drained).collect();
+        match sent {
+            Ok(()) => assert_eq!(
+                delivered,
+                [Got {
+                    n: 1,
+                    deliveries: 1
+                }],
+                "a committed message delivered other than once"
+            ),
+            Err(e) => {
+                assert_eq!(e.status(), Status::Abandoned, "{e}");
+                assert!(
+                    delivered.is_empty(),
+                    "an abandoned message was delivered: {delivered:?}"
+                );
+            }
+        }
+        stalled
+    });
+}
+
+/// Two deaths during one dead-letter move: a consumer rejects its message
+/// and dies after `k1` steps of the move; a repairer takes the move over and
+/// dies after `k2` steps; a third participant repairs after both. For every
+/// `k1` and `k2`. Allowed: exactly one dead letter, whole, and the slot free
+/// (the area holds one record: a second write would leave the message
+/// waiting for room, and the drain would find the slot taken).
+#[test]
+fn two_deaths_in_one_dead_letter_move() {
+    let mut models = 0u64;
+    let mut k1 = 0u64;
+    loop {
+        let mut k2 = 0u64;
+        let first_died = loop {
+            let (died1, died2) = two_deaths_model(k1, k2);
+            models += 1;
+            if !(died1 && died2) {
+                break died1;
+            }
+            k2 += 1;
+            assert!(k2 < 1000, "the second repairer never completes");
+        };
+        if !first_died {
+            break;
+        }
+        k1 += 1;
+        assert!(k1 < 1000, "the first mover never completes");
+    }
+    eprintln!("two_deaths_in_one_dead_letter_move: {models} models, k1 up to {k1}");
+}
+
+/// One model of [`two_deaths_in_one_dead_letter_move`]: whether the mover
+/// and the repairer died.
+fn two_deaths_model(k1: u64, k2: u64) -> (bool, bool) {
+    let flags = std::sync::Arc::new(std::sync::Mutex::new((false, false)));
+    let f = flags.clone();
+    loom::model(move || {
+        let e = engine(2);
+        send(&e, PRODUCER, 1).unwrap();
+        let c = e.claim(CONSUMER, 0).unwrap().unwrap();
+        let died1 = participant(Some(k1), || {
+            e.settle(CONSUMER, c.token(), &Outcome::Reject { reason: "bad" }, 0)
+                .unwrap();
+        })
+        .is_none();
+        let died2 = died1
+            && participant(Some(k2), || {
+                e.repair(OTHER, 0, &|o| o == CONSUMER).unwrap();
+            })
+            .is_none();
+        e.repair(CHECKER, 0, &|o| o == CONSUMER || (died2 && o == OTHER))
+            .unwrap();
+        let at = format!("mover dead after {k1} steps, taker after {k2}");
+        assert_eq!(e.slot_word(c.slot).state(), state::FREE, "{at}");
+        let rec = e.layout.dead_letter(0);
+        let w = e
+            .mem
+            .u64_at(rec + shmq::layout::dlq::WORD)
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(w & 0xf, shmq::layout::dlq::FULL, "{at}: no dead letter");
+        let mut b = [0u8; MSG];
+        e.mem.read_bytes(rec + shmq::layout::dlq::PAYLOAD, &mut b);
+        assert_eq!(b, body(1), "{at}: the dead letter is not the message");
+        let (_, drained) = drain(&e, &[CONSUMER, OTHER]);
+        assert!(drained.is_empty(), "{at}: {drained:?}");
+        *f.lock().unwrap() = (died1, died2);
+    });
+    let r = *flags.lock().unwrap();
+    r
 }

@@ -85,7 +85,7 @@ fn engine(capacity: u64) -> Shared {
 
 #[path = "common/loom_harness.rs"]
 mod harness;
-use harness::{check, check_crashes, participant};
+use harness::{check, check_crashes, check_stalls, participant, stalling};
 
 // ---------------------------------------------------------------------
 // Participants' operations
@@ -502,4 +502,92 @@ fn consumer_crash_live(budget: Option<u64>) -> bool {
 #[test]
 fn keyed_consumer_crash_live_peer() {
     check_crashes("keyed_consumer_crash_live_peer", consumer_crash_live);
+}
+
+/// Message 1 of key K failed a first delivery and waits on the side path.
+fn nacked_once() -> Shared {
+    let e = engine(2);
+    send_keyed(&e, PRODUCER, 1, false).unwrap();
+    let c = e.claim(OTHER, 0).unwrap().unwrap();
+    e.settle(OTHER, c.token(), &Outcome::Nack { not_before_ns: 0 }, 0)
+        .unwrap();
+    e
+}
+
+/// Model 5: a consumer claims a keyed message from the side path (it was
+/// nacked once) and acks it, crashing after each of its steps, including
+/// between taking the key and its claim CAS. Allowed: version 1 acked once
+/// (by it or the checker, or its ack was under way), never twice, and the
+/// key free afterwards (the checker's drain claims a newer version at once):
+/// a taker that dies in transit on the side path must not strand the key.
+fn consumer_crash_side_path(budget: Option<u64>) -> bool {
+    let e = nacked_once();
+    let mut acking = false;
+    let mine = participant(budget, || {
+        let c = e.claim(CONSUMER, 0).unwrap()?;
+        let g = read(&e, &c);
+        acking = true;
+        e.settle(CONSUMER, c.token(), &Outcome::Ack, 0).unwrap();
+        Some(g)
+    });
+    let crashed = mine.is_none();
+    let dead: &[u64] = if crashed { &[CONSUMER] } else { &[] };
+    let (_, drained, _) = drain(&e, dead);
+    let acked = usize::from(matches!(mine, Some(Some(_)))) + drained.len();
+    assert!(
+        acked == 1 || (acked == 0 && crashed && acking),
+        "version 1 acked {acked} times (consumer {mine:?}, crashed {crashed}, acking {acking}), drained {drained:?}"
+    );
+    crashed
+}
+
+#[test]
+fn keyed_consumer_crash_side_path() {
+    check_crashes("keyed_consumer_crash_side_path", consumer_crash_side_path);
+}
+
+/// Model 6: a consumer claiming the nacked keyed message stalls after each
+/// of its steps (the holder taken and its claim CAS not made, among them)
+/// for longer than a lease; another consumer, whose clock says the lease is
+/// over, claims meanwhile. Allowed: version 1 acked exactly once in all;
+/// the staller's ack never lands once the other consumer claimed it; the
+/// key is never wedged (G2, G7: a holder in transit is bounded by the lease).
+fn stalled_key_taker(k: u64) -> bool {
+    let e = nacked_once();
+    let gate = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+    let t = {
+        let (e, gate) = (e.clone(), gate.clone());
+        thread::spawn(move || {
+            stalling(k, gate, || {
+                let c = e.claim(CONSUMER, 0).unwrap()?;
+                let g = read(&e, &c);
+                Some((g, e.settle(CONSUMER, c.token(), &Outcome::Ack, 0)))
+            })
+        })
+    };
+    let late = 2 * LEASE_NS;
+    let other = e.claim(OTHER, late).unwrap().map(|c| {
+        let g = read(&e, &c);
+        (g, e.settle(OTHER, c.token(), &Outcome::Ack, late))
+    });
+    gate.store(true, Ordering::SeqCst);
+    let (mine, stalled) = t.join().unwrap();
+    let (_, drained, _) = drain(&e, &[]);
+    let acked =
+        |x: &Option<(Got, shmq::Result<Settled>)>| matches!(x, Some((_, Ok(Settled::Acked))));
+    let n = usize::from(acked(&mine)) + usize::from(acked(&other)) + drained.len();
+    assert_eq!(
+        n, 1,
+        "acked {n} times: staller {mine:?}, other {other:?}, drained {drained:?}"
+    );
+    assert!(
+        !(acked(&mine) && other.is_some()),
+        "the staller's ack landed after the other consumer claimed: {mine:?} {other:?}"
+    );
+    stalled
+}
+
+#[test]
+fn keyed_stalled_key_taker() {
+    check_stalls("keyed_stalled_key_taker", stalled_key_taker);
 }

@@ -17,6 +17,21 @@ for t in tests/loom*.rs; do loom_tests+=(--test "$(basename "$t" .rs)"); done
 LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom" \
   cargo test --release --target-dir target/loom "${loom_tests[@]}"
 
+# The rare regime made common: with --cfg shmq_narrow the slot word's
+# sequence and lap are 4 bits wide, so they wrap within a few dozen
+# operations; the engine's unit tests, the property models, the rare-path
+# tests and the loom models run again in that build.
+echo "== narrow widths (--cfg shmq_narrow): unit, property, rare-path tests =="
+RUSTFLAGS="--cfg shmq_narrow" cargo test --release --target-dir target/narrow \
+  --lib --test model --test model_keys --test guarantees_rare_paths --test api --test keys
+echo "== loom models, narrow widths =="
+LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom --cfg shmq_narrow" \
+  cargo test --release --target-dir target/loom-narrow "${loom_tests[@]}"
+
+# Overflow checks and debug assertions run only in a debug build.
+echo "== cargo test (debug build) =="
+cargo test --target-dir target/debug-suite
+
 echo "== python bindings (pytest) =="
 SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" python3 -m pytest -q bindings/python/tests
 

@@ -84,3 +84,53 @@ pub fn check_crashes(name: &str, model: fn(Option<u64>) -> bool) {
         start.elapsed()
     );
 }
+
+/// Runs `f` as a participant that stalls after `steps` memory accesses
+/// until `gate` is set (see `LoomMemory::set_stall`), then goes on. Returns
+/// `f`'s result and whether the participant reached its stall.
+pub fn stalling<R>(
+    steps: u64,
+    gate: loom::sync::Arc<loom::sync::atomic::AtomicBool>,
+    f: impl FnOnce() -> R,
+) -> (R, bool) {
+    LoomMemory::set_stall(steps, gate);
+    let r = f();
+    let stalled = !LoomMemory::take_pending_stall();
+    (r, stalled)
+}
+
+/// Explores `model(k)` for k = 0, 1, 2, ... until the participant that
+/// stalls after k steps completed before its stall in every execution.
+/// `model` returns whether the participant stalled.
+pub fn check_stalls(name: &str, model: fn(u64) -> bool) {
+    let start = Instant::now();
+    let runs = std::sync::Arc::new(StdAtomicU64::new(0));
+    let mut k = 0u64;
+    loop {
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let s = stalled.clone();
+        let r = runs.clone();
+        let explored = std::panic::catch_unwind(move || {
+            builder().check(move || {
+                r.fetch_add(1, StdOrdering::Relaxed);
+                if model(k) {
+                    s.store(true, StdOrdering::Relaxed);
+                }
+            })
+        });
+        if let Err(p) = explored {
+            eprintln!("{name}: FAILED with a stall after {k} steps");
+            std::panic::resume_unwind(p);
+        }
+        if !stalled.load(StdOrdering::Relaxed) {
+            break;
+        }
+        k += 1;
+        assert!(k < 1000, "{name}: the participant never completes");
+    }
+    eprintln!(
+        "{name}: a stall after each of 0..{k} steps, then none: {} executions, {:.1?}",
+        runs.load(StdOrdering::Relaxed),
+        start.elapsed()
+    );
+}
