@@ -556,8 +556,10 @@ impl LazyCursor {
         let alone = cur == self.published.load(O::Relaxed);
         if !alone || p - cur >= every {
             // One try: if it fails, someone else moved the cursor on.
+            // Release: a reader that sees the cursor past a position and
+            // then reads its slot sees the decision (see `below_tail`).
             if shared
-                .compare_exchange(cur, p, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(cur, p, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
                 self.published.store(p, O::Relaxed);
@@ -1651,15 +1653,20 @@ impl<M: Memory> Engine<M> {
             // Relaxed: the cursor is a hint; the slot word decides.
             *p = (*p).max(head.load(Ordering::Relaxed));
             let (i, lap) = self.split(*p);
-            let w = self.slot_word(i);
+            let mut w = self.slot_word(i);
             let mut d = lap_diff(w.lap(), lap + 1);
             if d < 0 && self.below_tail(*p) {
-                // Decided (every position below the tail cursor is), though
-                // the lap says otherwise: producers passed this slot lap
-                // after lap while no consumer came, until its lap ran more
-                // than half the lap space ahead of the head's and reads as
-                // behind (laps compare modulo their width).
-                d = 0;
+                // Position p is decided (every position below the tail
+                // cursor is), though the word we read says otherwise. Read
+                // it again: the tail's acquire load synchronised with the
+                // producer that decided p and then moved the tail on, so
+                // this read sees its decision. If the lap still says
+                // undecided, it is not the lap of p but one that ran half
+                // the lap space ahead (producers passed this slot lap after
+                // lap while no consumer came) and aliases (laps compare
+                // modulo their width): decided all the same.
+                w = self.slot_word(i);
+                d = lap_diff(w.lap(), lap + 1).max(0);
             }
             if d < 0 {
                 if d < -1 {
@@ -1783,7 +1790,20 @@ impl<M: Memory> Engine<M> {
     /// of the positions producers decided).
     #[inline]
     fn below_tail(&self, p: u64) -> bool {
-        p < self.tail_view.start(self.word(hdr::TAIL))
+        // Acquire: pairs with the release of the tail's move (`leave`), so
+        // that a slot read after this sees the decisions below the tail.
+        let shared = self.word(hdr::TAIL).load(Ordering::Acquire);
+        // Relaxed: this handle's own decisions (program order). Not under
+        // loom, whose models share one engine between participants: there
+        // this view is another thread's, and loom does not see std atomics.
+        let mine = if cfg!(shmq_loom) {
+            0
+        } else {
+            self.tail_view
+                .next
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        p < shared.max(mine)
     }
 
     /// Passes a reservation that stopped a patient claim for too long (its
