@@ -490,10 +490,13 @@ impl Queue {
             // We hold entry i's lock, so its previous owner is dead: repair
             // what it left, acting as entry i (ours once taken).
             let mut clean = |dead: u64| {
+                // Dead-letter records first: a record the dead left half
+                // written is freed, so that a move it left half done finds
+                // room when the slots are repaired.
+                engine.repair_dlq(&|o| o == dead);
                 if let Ok(r) = engine.repair(dead, now, &|o| o == dead) {
                     repairs.add(&r);
                 }
-                engine.repair_dlq(&|o| o == dead);
                 clear_sleeper_counts(engine, dead);
                 cleaned += 1;
             };
@@ -907,8 +910,10 @@ impl Queue {
     /// stay marked, and the next sweep of `me` takes them up again.
     fn clean_up(&self, me: u64, now: u64, dead: &[u64]) -> Result<Repairs> {
         let table = Table::new(&self.engine.mem, &self.engine.layout);
-        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
+        // Dead-letter records first: a record the dead left half written is
+        // freed, so that a move they left half done finds room below.
         self.engine.repair_dlq(&|o| dead.contains(&o));
+        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
         for &d in dead {
             clear_sleeper_counts(&self.engine, d);
             table.finish_cleaning(d, me);
