@@ -40,8 +40,14 @@
 //! to obey that. The alternative of re-checking the file size with `fstat`
 //! before every access would put a system call on the fast path (G11).
 //!
+//! An embedding program that owns `SIGBUS` calls
+//! [`leave_sigbus_to_the_program`] before its first queue, and from its own
+//! handler calls [`handle_sigbus`] with the fault address first: shmq's
+//! faults are handled there, every other one is the program's.
+//!
 //! Limits, written down: a handler installed by someone else *after* ours
-//! sees shmq's faults first (it must chain to ours); a mapping grown by the
+//! sees shmq's faults first (it must chain to ours, or call
+//! [`handle_sigbus`]); a mapping grown by the
 //! other process is not affected (the mapping's size is fixed at open, the
 //! pages past it are simply not mapped); atomics here are `std`'s, not
 //! [`crate::sync`]'s, because a signal handler runs outside any loom model
@@ -171,8 +177,40 @@ static PREVIOUS: Previous = Previous(UnsafeCell::new(MaybeUninit::uninit()));
 static PREVIOUS_SET: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 
+/// Set by [`leave_sigbus_to_the_program`]: never install the handler.
+static LEFT_TO_PROGRAM: AtomicBool = AtomicBool::new(false);
+
+/// Tells shmq not to install its `SIGBUS` handler in this process: the
+/// embedding program installs its own and calls [`handle_sigbus`] from it
+/// first. Call it before the first queue is created or opened; a handler
+/// already installed stays. Without a handler, a queue file truncated by
+/// another process while mapped kills this process at the next access (the
+/// default action of `SIGBUS`) instead of giving `Corrupt`, unless the
+/// program's handler calls [`handle_sigbus`].
+pub fn leave_sigbus_to_the_program() {
+    // Relaxed: read by `install` in this thread or after a later
+    // synchronising call (opening a queue).
+    LEFT_TO_PROGRAM.store(true, Ordering::Relaxed);
+}
+
+/// For an embedding program's own `SIGBUS` handler (see
+/// [`leave_sigbus_to_the_program`]): if the fault at `fault_addr` (the
+/// handler's `siginfo_t::si_addr`, for a fault with `si_code > 0`) lies in a
+/// mapping of a queue file, replaces the pages from there to the end of the
+/// mapping with zero pages, marks the queue broken (its calls then answer
+/// `Corrupt`) and returns true: the handler should return, and the faulting
+/// access runs again and reads zeros. False for any other fault, which is
+/// the program's to handle. Async-signal-safe: only atomics and `mmap`.
+pub fn handle_sigbus(fault_addr: *const libc::c_void) -> bool {
+    let addr = fault_addr as usize;
+    addr != 0 && zero_tail(addr)
+}
+
 /// Installs the handler once per process.
 fn install() {
+    if LEFT_TO_PROGRAM.load(Ordering::Relaxed) {
+        return;
+    }
     INSTALL.call_once(|| {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
