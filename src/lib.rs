@@ -64,4 +64,6 @@ pub use error::{Error, Result, Status};
 pub use metrics::{Counter, Histogram};
 pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
-pub use queue::{DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport};
+pub use queue::{
+    DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,
+};

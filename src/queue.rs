@@ -2128,6 +2128,12 @@ impl Queue {
                     if e.status() == Status::Full {
                         break;
                     }
+                    // Redriving them all: a letter older than its key's last
+                    // acked version stays a dead letter (it would be refused
+                    // for ever), and the others go on.
+                    if id.is_none() && e.status() == Status::Stale {
+                        continue;
+                    }
                     return Err(e);
                 }
             }

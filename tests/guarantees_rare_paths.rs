@@ -129,3 +129,38 @@ fn g3_a_zero_lease_is_refused() {
     assert!(e.message().contains("lease"), "{e}");
     assert!(!p.exists());
 }
+
+/// G7: redriving every dead letter sends back all it can: a letter of a key
+/// whose newer version was acked since stays a dead letter (it would be
+/// refused as stale for ever) and does not stop the others.
+#[test]
+fn g7_redriving_all_dead_letters_passes_over_stale_ones() {
+    let p = path("g7-redrive");
+    let opts = Options {
+        capacity: 8,
+        max_message_size: 16,
+        key_capacity: 8,
+        ..Options::default()
+    };
+    let q = Queue::create(&p, &opts).unwrap();
+    let send = |key: u64, version: u64, data: &[u8]| {
+        q.send_with(data, &shmq::SendOptions::new().key(key).version(version))
+            .unwrap();
+    };
+    send(1, 1, b"k1 v1");
+    q.claim(Timeout::TryOnce).unwrap().reject("bad").unwrap();
+    send(2, 1, b"k2 v1");
+    q.claim(Timeout::TryOnce).unwrap().reject("bad").unwrap();
+    send(1, 2, b"k1 v2");
+    q.claim(Timeout::TryOnce).unwrap().ack().unwrap();
+    assert_eq!(q.dlq_list().len(), 2);
+    assert_eq!(q.dlq_redrive(None).unwrap(), 1);
+    let left = q.dlq_list();
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].key, left[0].version), (1, 1));
+    let m = q.claim(Timeout::TryOnce).unwrap();
+    assert_eq!((m.key(), m.data().unwrap()), (2, b"k2 v1".to_vec()));
+    m.ack().unwrap();
+    drop(q);
+    let _ = std::fs::remove_file(&p);
+}

@@ -561,6 +561,12 @@ pub fn run(a: &DemoArgs) -> CmdResult {
             ..Options::default()
         },
     )?;
+    // A cook takes hundreds of milliseconds an order, so the survivors call
+    // into shmq only now and then; the kitchen's watchdog thread (a handle
+    // of this process) sweeps for dead cooks every 2 ms, so a killed cook's
+    // order is claimable again within milliseconds, not when the next cook
+    // finishes its dish.
+    let _watchdog = kitchen.start_watchdog(Duration::from_millis(2))?;
     let ready = mk(
         FOOD_READY,
         Options {
