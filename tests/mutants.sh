@@ -11,7 +11,9 @@
 # file, and the suites (cargo test arguments) expected to catch it. The copy
 # lives under target/mutants (the repository is never touched); builds share
 # one target directory there, so each plant rebuilds the engine and the
-# suites only. Slow (minutes per plant): not part of the CI run.
+# suites only (debug builds: quicker to build, and overflow checks on).
+# Slow (a minute or more per plant): not part of the CI run. Each plant's
+# output is kept in target/mutants/NAME.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -43,8 +45,8 @@ while IFS='|' read -r name file subst suites; do
   if [ ${#want[@]} -gt 0 ] && ! printf '%s\n' "${want[@]}" | grep -qx "$name"; then
     continue
   fi
-  src=$work/src-$name
-  rm -rf "$src"
+  src=$work/src
+  rm -rf "$src" "$work/$name.log"
   mkdir -p "$src"
   git ls-files -z | xargs -0 -I{} cp --parents {} "$src"/
   perl -0pi -e "$subst" "$src/$file"
@@ -58,7 +60,7 @@ while IFS='|' read -r name file subst suites; do
   for set in "${sets[@]}"; do
     # shellcheck disable=SC2086
     if ! (cd "$src" && CARGO_TARGET_DIR=$work/target timeout 1200 \
-          cargo test --release -q $set >"$work/$name.log" 2>&1); then
+          cargo test -q $set >>"$work/$name.log" 2>&1); then
       caught+=("$set")
       [ -z "${SHMQ_MUTANTS_ALL:-}" ] && break
     fi
