@@ -253,13 +253,21 @@ impl Queue {
         } else {
             opts.dlq_capacity
         };
-        let layout = Layout::new(Params {
-            capacity: opts.capacity,
-            max_message_size: opts.max_message_size as u64,
-            key_capacity: opts.key_capacity,
-            dlq_capacity,
-            participant_capacity: opts.participant_capacity as u64,
-        })
+        let flags = if opts.latest_only {
+            layout::flags::LATEST_ONLY
+        } else {
+            0
+        };
+        let layout = Layout::with_flags(
+            Params {
+                capacity: opts.capacity,
+                max_message_size: opts.max_message_size as u64,
+                key_capacity: opts.key_capacity,
+                dlq_capacity,
+                participant_capacity: opts.participant_capacity as u64,
+            },
+            flags,
+        )
         .map_err(|e| {
             Error::new(
                 e.status(),
@@ -290,14 +298,7 @@ impl Queue {
             opts.lease.as_nanos().min(u64::MAX as u128) as u64,
         );
         put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
-        put(
-            hdr::FLAGS,
-            if opts.latest_only {
-                layout::flags::LATEST_ONLY
-            } else {
-                0
-            },
-        );
+        put(hdr::FLAGS, flags);
         put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
         put(
             hdr::RESERVATION_TIMEOUT_NS,
