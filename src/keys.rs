@@ -22,7 +22,7 @@
 //!   dies in transit is released by whoever cleans up after it (the
 //!   participant's `TAKING_KEY` word names the entry).
 //! - `WAITING`: latest-only mode: the waiting message, `(slot + 1) << 32 |
-//!   seq`, checked against the slot word before use.
+//!   position` (its low 32 bits), checked against the slot before use.
 //! - `PARKED`: how many of the key's messages are pending off ring order.
 
 use crate::error::{Error, Result, Status};

@@ -22,6 +22,9 @@
 //!  | key entry 0 | ... key_capacity-1          |  KEY_ENTRY_SIZE each
 //!  +------------------------------------------+ dlq_offset
 //!  | dead letter 0 | ... dlq_capacity-1        |  dlq_stride each
+//!  +------------------------------------------+ replace_offset
+//!  | latest-only queues only: one replacement  |  replace_stride each
+//!  | record per participant                    |  (see [`replace`])
 //!  +------------------------------------------+ file_size
 //! ```
 //!
@@ -249,7 +252,8 @@ pub mod key {
     /// Who holds the key: `slot + 1 << 32 | owner << 21 | claim sequence`
     /// (0 = nobody), see [`crate::keys::holder_ref`].
     pub const HOLDER: usize = 32;
-    /// Latest-only: the slot of the waiting message + 1 (0 = none).
+    /// Latest-only: the waiting message, `(slot + 1) << 32 | position`
+    /// (its low 32 bits; 0 = none).
     pub const WAITING: usize = 40;
     /// Number of this key's messages that are `PENDING` (waiting off ring
     /// order for redelivery or for the key); while it is non-zero a fresh
@@ -262,6 +266,44 @@ pub mod key {
     pub const HOLDER_SINCE: usize = 56;
     /// Size of an entry.
     pub const SIZE: usize = 64;
+}
+
+/// A participant's replacement record (latest-only queues only; see
+/// `ring::Engine::take_waiting`): the new message of the replacement in
+/// place that the participant is making, written here before it touches the
+/// waiting message's slot, so that whoever repairs after it can finish the
+/// replacement (or undo it) instead of losing both messages. The payload
+/// follows at [`replace::PAYLOAD`].
+pub mod replace {
+    /// `(slot + 1) << 32 | phase << 28 | reservation sequence` of the
+    /// replacement in progress (0 = none); phases below. Written by its
+    /// participant; moved from `INTENT` to `ABORTED` by a repair that undoes
+    /// a stalled replacement, and cleared by whoever cleans up after a dead
+    /// one.
+    pub const WORD: usize = 0;
+    /// Monotonic deadline of the replacement's reservation (the slot's own
+    /// lease word is not written by a replacer: see `ring`).
+    pub const DEADLINE: usize = 8;
+    /// The new message's key.
+    pub const KEY: usize = 16;
+    /// The new message's version.
+    pub const VERSION: usize = 24;
+    /// The new message's `flags << 32 | length` (as [`super::slot::LEN`]).
+    pub const LEN: usize = 32;
+    /// The new message's enqueue time.
+    pub const ENQUEUED_NS: usize = 40;
+    /// Start of the new message's payload.
+    pub const PAYLOAD: usize = 64;
+
+    /// Phase: the slot is (or is about to be) taken; its old message is
+    /// still whole in it, the record may not be complete yet.
+    pub const INTENT: u64 = 1;
+    /// Phase: the record is complete; the slot's payload is being
+    /// overwritten with it.
+    pub const COPY: u64 = 2;
+    /// Phase: a repair undid the replacement (the old message is back, or
+    /// goes back); its participant must not write the slot.
+    pub const ABORTED: u64 = 3;
 }
 
 /// A dead-letter record; the payload follows at [`dlq::PAYLOAD`].
@@ -312,6 +354,7 @@ const _: () =
     assert!(hdr::NOT_EMPTY_FUTEX % HOT_ALIGN == 0 && hdr::NOT_FULL_FUTEX % HOT_ALIGN == 0);
 const _: () = assert!(part::COUNTERS + part::COUNTER_COUNT * 8 <= part::HISTOGRAMS);
 const _: () = assert!(dlq::REASON + dlq::REASON_MAX <= dlq::PAYLOAD);
+const _: () = assert!(replace::ENQUEUED_NS + 8 <= replace::PAYLOAD);
 const _: () = assert!(slot::CLAIM + 8 == slot::PAYLOAD);
 
 /// Rounds `n` up to a multiple of `to` (a power of two).
@@ -368,6 +411,10 @@ pub struct Layout {
     pub keys_offset: usize,
     /// Offset of the dead-letter area.
     pub dlq_offset: usize,
+    /// Offset of the replacement records (latest-only queues; 0 = none).
+    pub replace_offset: usize,
+    /// Bytes from one replacement record to the next (0 = none).
+    pub replace_stride: usize,
     /// Total size.
     pub file_size: usize,
 }
@@ -377,8 +424,16 @@ fn invalid(what: &str) -> Error {
 }
 
 impl Layout {
-    /// Computes the layout for new parameters, refusing ones out of range.
+    /// Computes the layout for new parameters, refusing ones out of range:
+    /// the layout of a queue without flags (no replacement records).
     pub fn new(p: Params) -> Result<Layout> {
+        Layout::with_flags(p, 0)
+    }
+
+    /// Computes the layout of a queue with header flags `flags` (see
+    /// [`flags`]): a latest-only queue has a replacement record per
+    /// participant after the dead letters.
+    pub fn with_flags(p: Params, flags: u64) -> Result<Layout> {
         if p.capacity == 0 || p.capacity > limits::MAX_CAPACITY {
             return Err(invalid(&format!(
                 "capacity must be 1..={}, got {}",
@@ -424,7 +479,15 @@ impl Layout {
         );
         let keys_offset = align_up(slots_offset + p.capacity as usize * slot_stride, HOT_ALIGN);
         let dlq_offset = align_up(keys_offset + p.key_capacity as usize * key::SIZE, HOT_ALIGN);
-        let file_size = align_up(dlq_offset + p.dlq_capacity as usize * dlq_stride, 4096);
+        let dlq_end = dlq_offset + p.dlq_capacity as usize * dlq_stride;
+        let (replace_offset, replace_stride, end) = if flags & flags::LATEST_ONLY != 0 {
+            let stride = align_up(replace::PAYLOAD + mms, 64);
+            let off = align_up(dlq_end, HOT_ALIGN);
+            (off, stride, off + p.participant_capacity as usize * stride)
+        } else {
+            (0, 0, dlq_end)
+        };
+        let file_size = align_up(end, 4096);
         if file_size as u64 > limits::MAX_FILE_SIZE {
             return Err(invalid(&format!(
                 "the file would be {file_size} bytes, more than the limit of {}",
@@ -439,6 +502,8 @@ impl Layout {
             slots_offset,
             keys_offset,
             dlq_offset,
+            replace_offset,
+            replace_stride,
             file_size,
         })
     }
@@ -481,8 +546,8 @@ impl Layout {
             dlq_capacity: field(hdr::DLQ_CAPACITY),
             participant_capacity: field(hdr::PARTICIPANT_CAPACITY),
         };
-        let layout =
-            Layout::new(params).map_err(|e| corrupt(format!("header: {}", e.message())))?;
+        let layout = Layout::with_flags(params, field(hdr::FLAGS))
+            .map_err(|e| corrupt(format!("header: {}", e.message())))?;
         let stored = [
             (hdr::FILE_SIZE, layout.file_size, "file size"),
             (hdr::SLOT_STRIDE, layout.slot_stride, "slot stride"),
@@ -560,6 +625,14 @@ impl Layout {
         debug_assert!(index < self.params.dlq_capacity);
         self.dlq_offset + index as usize * self.dlq_stride
     }
+
+    /// Offset of participant `index`'s replacement record, if the queue has
+    /// them (latest-only) and the index is in the table.
+    #[inline]
+    pub fn replacement(&self, index: u64) -> Option<usize> {
+        (self.replace_stride != 0 && index < self.params.participant_capacity)
+            .then(|| self.replace_offset + index as usize * self.replace_stride)
+    }
 }
 
 /// The checksum of the immutable header fields (all but the magic).
@@ -630,6 +703,37 @@ mod tests {
             assert_eq!(off % HOT_ALIGN, 0);
         }
         assert_eq!(part::STRIDE % HOT_ALIGN, 0);
+    }
+
+    #[test]
+    fn latest_only_queues_have_a_replacement_record_per_participant() {
+        let plain = Layout::new(params()).unwrap();
+        assert_eq!(plain.replacement(0), None);
+        let l = Layout::with_flags(params(), flags::LATEST_ONLY).unwrap();
+        assert_eq!(
+            (l.slots_offset, l.keys_offset, l.dlq_offset),
+            (plain.slots_offset, plain.keys_offset, plain.dlq_offset)
+        );
+        assert!(l.replace_offset >= l.dlq_offset + 4 * l.dlq_stride);
+        assert_eq!(l.replace_offset % HOT_ALIGN, 0);
+        assert!(l.replace_stride >= replace::PAYLOAD + 64);
+        assert_eq!(l.replacement(1), Some(l.replace_offset + l.replace_stride));
+        assert_eq!(l.replacement(4), None);
+        assert!(l.file_size >= l.replacement(3).unwrap() + l.replace_stride);
+        let mut words = header_of(&l);
+        words[hdr::FLAGS / 8] = flags::LATEST_ONLY;
+        words[hdr::CHECKSUM / 8] = header_checksum(&|o| words[o / 8]);
+        assert_eq!(
+            Layout::from_header(l.file_size, |o| words[o / 8]).unwrap(),
+            l
+        );
+        // The flags are part of the checksummed header: a file sized for
+        // one layout is refused under the other.
+        words[hdr::FLAGS / 8] = 0;
+        words[hdr::CHECKSUM / 8] = header_checksum(&|o| words[o / 8]);
+        if plain.file_size != l.file_size {
+            assert!(Layout::from_header(l.file_size, |o| words[o / 8]).is_err());
+        }
     }
 
     #[test]

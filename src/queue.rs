@@ -256,13 +256,21 @@ impl Queue {
         } else {
             opts.dlq_capacity
         };
-        let layout = Layout::new(Params {
-            capacity: opts.capacity,
-            max_message_size: opts.max_message_size as u64,
-            key_capacity: opts.key_capacity,
-            dlq_capacity,
-            participant_capacity: opts.participant_capacity as u64,
-        })
+        let flags = if opts.latest_only {
+            layout::flags::LATEST_ONLY
+        } else {
+            0
+        };
+        let layout = Layout::with_flags(
+            Params {
+                capacity: opts.capacity,
+                max_message_size: opts.max_message_size as u64,
+                key_capacity: opts.key_capacity,
+                dlq_capacity,
+                participant_capacity: opts.participant_capacity as u64,
+            },
+            flags,
+        )
         .map_err(|e| {
             Error::new(
                 e.status(),
@@ -293,14 +301,7 @@ impl Queue {
             opts.lease.as_nanos().min(u64::MAX as u128) as u64,
         );
         put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
-        put(
-            hdr::FLAGS,
-            if opts.latest_only {
-                layout::flags::LATEST_ONLY
-            } else {
-                0
-            },
-        );
+        put(hdr::FLAGS, flags);
         put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
         put(
             hdr::RESERVATION_TIMEOUT_NS,
@@ -879,13 +880,15 @@ impl Queue {
         self.count(Counter::Abandoned, r.abandoned);
         self.count(Counter::Reclaimed, r.reclaimed);
         self.count(Counter::DeadLettered, r.dead_lettered);
-        if r.redelivered > 0 {
+        // A replacement finished or undone for its producer made a message
+        // claimable again.
+        if r.redelivered + r.replacements > 0 {
             self.notify(Point::NotEmpty);
         }
         if r.abandoned + r.dead_lettered > 0 {
             self.notify(Point::NotFull);
         }
-        r.abandoned + r.redelivered + r.dead_lettered > 0
+        r.abandoned + r.redelivered + r.dead_lettered + r.replacements > 0
     }
 
     /// Finds dead participants, repairs what they left, frees their entries.
@@ -1170,28 +1173,87 @@ impl Queue {
     }
 
     fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
-        let me = self.me("send")?;
+        self.me("send")?;
         self.check_len(data.len(), "send")?;
         let mut opts = *opts;
+        // Version 0 ("the key's next version") is assigned once the send
+        // has a place: a send refused `Full` uses no version.
+        let auto = opts.key != 0 && opts.version == 0;
         if opts.key != 0 {
-            opts.version = self.resolve_version(opts.key, opts.version, "send")?;
+            if auto {
+                self.engine
+                    .keys()
+                    .find_or_insert(opts.key)
+                    .map_err(|e| self.err("send", e))?;
+            } else {
+                opts.version = self.resolve_version(opts.key, opts.version, "send")?;
+            }
             if self.latest_only && opts.delay.is_zero() {
-                let now = self.now();
-                let taken = self
-                    .engine
-                    .take_waiting(me, opts.key, opts.version, now)
-                    .map_err(|e| self.keyed_err("send", e))?;
-                if let Some(r) = taken {
-                    self.engine.write_payload(&r, data);
-                    let sent = self.commit_inner(&r, data.len(), &opts, "send", Some(now))?;
-                    self.count(Counter::Conflated, 1);
+                if let Some(sent) = self.replace_waiting(data, &opts, "send")? {
                     return Ok(sent);
                 }
             }
         }
         let (r, at) = self.reserve_inner(data.len(), opts.timeout, "send")?;
+        if auto {
+            match self.resolve_version(opts.key, 0, "send") {
+                Ok(v) => opts.version = v,
+                Err(e) => {
+                    let _ = self.engine.abort(self.me("send")?, &r);
+                    self.notify(Point::NotFull);
+                    return Err(e);
+                }
+            }
+        }
         self.engine.write_payload(&r, data);
         self.commit_inner(&r, data.len(), &opts, "send", Some(at))
+    }
+
+    /// Latest-only: replaces the waiting message of `opts.key` in place with
+    /// `data` (see `ring`'s module doc: the new message goes into this
+    /// participant's replacement record first, so that a death or a stall
+    /// at any point leaves the old message or the new one). `Ok(None)` when
+    /// there is nothing to replace, or the replacement stalled past the
+    /// reservation timeout before its copy and a repair undid it: send a
+    /// new message instead. Version 0 is assigned after the take.
+    fn replace_waiting(&self, data: &[u8], opts: &SendOptions, op: &str) -> Result<Option<Sent>> {
+        let me = self.me(op)?;
+        let now = self.now();
+        let taken = self
+            .engine
+            .take_waiting(me, opts.key, opts.version, now, Some(data))
+            .map_err(|e| self.keyed_err(op, e))?;
+        let Some(r) = taken else {
+            return Ok(None);
+        };
+        let mut opts = *opts;
+        if opts.version == 0 {
+            match self.resolve_version(opts.key, 0, op) {
+                Ok(v) => opts.version = v,
+                Err(e) => {
+                    self.engine.abort_replacement(me, &r);
+                    return Err(e);
+                }
+            }
+        }
+        let (len_word, enqueued) = self.enqueue_stamp(data.len(), now);
+        if !self.engine.stage_replacement(
+            me,
+            &r,
+            opts.key,
+            opts.version,
+            len_word as u64,
+            enqueued,
+            None,
+        ) {
+            return Ok(None);
+        }
+        self.engine
+            .commit_replacement(me, &r, now)
+            .map_err(|e| self.err(op, e))?;
+        let sent = self.committed(&r, data.len(), &opts, None, now);
+        self.count(Counter::Conflated, 1);
+        Ok(Some(sent))
     }
 
     fn keyed_err(&self, op: &str, e: Error) -> Error {
@@ -1321,13 +1383,7 @@ impl Queue {
         // One clock read per send: a commit that directly follows its
         // reservation uses the reservation's time.
         let now = at.unwrap_or_else(|| self.now());
-        let sampled = self.sample(now);
-        let enqueued = if sampled { self.precise() } else { now };
-        let len_word = if sampled {
-            len | layout::slot::LEN_SAMPLED as usize
-        } else {
-            len
-        };
+        let (len_word, enqueued) = self.enqueue_stamp(len, now);
         let not_before = if opts.delay.is_zero() {
             None
         } else {
@@ -1336,8 +1392,7 @@ impl Queue {
         // The delay is compared with the coarse time it was computed from;
         // a sampled message's precise enqueue time (up to a tick ahead) made
         // short delays look over at once (found by tests/model_keys.rs).
-        let seq = self
-            .engine
+        self.engine
             .commit_at(
                 me,
                 r,
@@ -1349,6 +1404,31 @@ impl Queue {
                 enqueued,
             )
             .map_err(|e| self.err(op, e))?;
+        Ok(self.committed(r, len, opts, not_before, now))
+    }
+
+    /// The length word (with the sampling flag) and enqueue time of a
+    /// message committed at `now`.
+    fn enqueue_stamp(&self, len: usize, now: u64) -> (usize, u64) {
+        let sampled = self.sample(now);
+        let enqueued = if sampled { self.precise() } else { now };
+        let len_word = if sampled {
+            len | layout::slot::LEN_SAMPLED as usize
+        } else {
+            len
+        };
+        (len_word, enqueued)
+    }
+
+    /// The bookkeeping after the commit of reservation `r`.
+    fn committed(
+        &self,
+        r: &Reservation,
+        len: usize,
+        opts: &SendOptions,
+        not_before: Option<u64>,
+        now: u64,
+    ) -> Sent {
         if opts.key != 0 {
             let keys = self.engine.keys();
             if let Some(e) = keys.find(opts.key) {
@@ -1362,7 +1442,7 @@ impl Queue {
                 }
             }
             if self.latest_only && not_before.is_none() {
-                self.engine.set_waiting(opts.key, r.slot, seq);
+                self.engine.set_waiting(opts.key, r.slot, r.position);
             }
         }
         self.notify(Point::NotEmpty);
@@ -1372,10 +1452,10 @@ impl Queue {
             rec.add(Counter::BytesSent, len as u64);
         }
         self.tick(now);
-        Ok(Sent {
+        Sent {
             position: r.position,
             version: opts.version,
-        })
+        }
     }
 
     /// Reserves a slot for a payload of up to `len` bytes, to be written in
@@ -2235,7 +2315,7 @@ impl Drop for Queue {
                     let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
                 }
             }
-            if r.redelivered > 0 {
+            if r.redelivered + r.replacements > 0 {
                 self.engine
                     .mem
                     .u64_at(hdr::SIDE_DIRTY)
@@ -2404,11 +2484,12 @@ impl<'q> Reserved<'q> {
     }
 
     /// Latest-only: moves this reservation's payload into the key's waiting
-    /// message, if there is one to replace (`Ok(None)`: there is not).
+    /// message, if there is one to replace (`Ok(None)`: there is not, or
+    /// the replacement was undone; commit this reservation instead). The
+    /// payload goes through the replacement record like a `send_with`'s.
     fn replace_waiting(&self, opts: &SendOptions) -> Result<Option<Sent>> {
         let q = self.q;
         let me = q.me("commit")?;
-        let now = q.now();
         // A reservation abandoned meanwhile (it stalled past the
         // reservation timeout) sends nothing: `commit_inner` answers
         // `Abandoned` (G5). Found by the model_ops fuzz target.
@@ -2419,29 +2500,21 @@ impl<'q> Reserved<'q> {
         if !held {
             return Ok(None);
         }
-        let Some(w) = q
-            .engine
-            .take_waiting(me, opts.key, opts.version, now)
-            .map_err(|e| {
-                // Stale: nothing is sent; give the reservation back.
-                let _ = q.engine.abort(me, &self.r);
-                q.notify(Point::NotFull);
-                q.keyed_err("commit", e)
-            })?
-        else {
-            return Ok(None);
-        };
         let mut data = vec![0u8; self.len];
         q.engine
             .mem
             .read_bytes(q.engine.payload_offset(self.r.slot), &mut data);
-        q.engine.write_payload(&w, &data);
-        let sent = q.commit_inner(&w, self.len, opts, "commit", Some(now));
-        let _ = q.engine.abort(me, &self.r);
-        q.notify(Point::NotFull);
-        let sent = sent?;
-        q.count(Counter::Conflated, 1);
-        Ok(Some(sent))
+        let sent = q.replace_waiting(&data, opts, "commit").inspect_err(|_| {
+            // Stale (or a damaged key table): nothing is sent; give the
+            // reservation back.
+            let _ = q.engine.abort(me, &self.r);
+            q.notify(Point::NotFull);
+        })?;
+        if sent.is_some() {
+            let _ = q.engine.abort(me, &self.r);
+            q.notify(Point::NotFull);
+        }
+        Ok(sent)
     }
 
     /// Gives the slot back without sending.

@@ -40,6 +40,43 @@
 //! reservation's sequence the same way, so a commit after the reservation was
 //! abandoned gets [`Status::Abandoned`] (G5).
 //!
+//! # Latest-only replacement in place
+//!
+//! In latest-only mode a newer send of a key rewrites the key's waiting
+//! (unclaimed) message in its slot, keeping its position, so that a key
+//! updated faster than consumers reach it is not starved at the tail. The
+//! old message's send returned `OK`, so a replacer that dies or stalls at
+//! any instruction must leave the old or the new message deliverable (G4),
+//! never neither and never a torn mix. Each participant of a latest-only
+//! queue has a *replacement record* ([`crate::layout::replace`]): a word
+//! naming the slot and the sequence its take gives it, with a phase, and
+//! room for one message. A replacement is:
+//!
+//! 1. [`Engine::take_waiting`]: the record says `INTENT` (slot, sequence)
+//!    and then the slot moves from `READY`/`PENDING` to `RESERVED`/`PASSED`
+//!    owned by the replacer. The old message is still whole in the slot.
+//! 2. [`Engine::stage_replacement`]: the new message goes into the record,
+//!    which then moves from `INTENT` to `COPY` (one CAS): the record is
+//!    complete.
+//! 3. [`Engine::commit_replacement`]: the record is copied into the slot,
+//!    which is committed as a fresh commit would be; the record is cleared.
+//!
+//! Whoever repairs a reservation looks at its owner's record first. If it
+//! names this reservation in `INTENT` (the owner died, or stalled past the
+//! reservation timeout, before its record was complete), the repair moves
+//! the record to `ABORTED` and puts the old message back in place (its
+//! bytes were never touched): a stalled replacer's move to `COPY` then
+//! fails, and it sends its message as a new one instead of writing the
+//! slot. If it says `COPY` and the owner is dead, the repair finishes the
+//! replacement from the record. If it says `COPY` and the owner only
+//! stalled, the slot is quarantined (`ABANDONED`, see G5), because the
+//! owner may still be copying into it; when it comes back, its commit
+//! finds its quarantined slot and commits it `PENDING` (it reports
+//! success), and if it dies first, its cleaner finishes from the record.
+//! A stalled replacer's message is therefore not delivered before it comes
+//! back or dies when it stalled in the copy itself (finishing for a live
+//! copier could let its late stores tear a later message of the slot).
+//!
 //! # Lazily stamped metadata
 //!
 //! The lease deadline and the delivery count of a claim are written by the
@@ -50,7 +87,7 @@
 
 use crate::error::{Error, Result, Status};
 use crate::keys::KeyTable;
-use crate::layout::{dlq, hdr, key as keyf, part, slot, Layout};
+use crate::layout::{dlq, hdr, key as keyf, part, replace, slot, Layout};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, AtomicU64, Ordering};
 
@@ -221,6 +258,26 @@ impl std::fmt::Debug for SlotWord {
 #[inline]
 fn lap_diff(a: u64, b: u64) -> i64 {
     (((a.wrapping_sub(b)) << (64 - LAP_BITS)) as i64) >> (64 - LAP_BITS)
+}
+
+/// A replacement record's word ([`replace::WORD`]): the slot, the sequence
+/// of the replacement's reservation, and the phase.
+#[inline]
+fn replacing_word(slot: u64, seq: u64, phase: u64) -> u64 {
+    (slot + 1) << 32 | phase << 28 | (seq & SEQ_MASK)
+}
+
+/// Unpacks a replacement record's word into `(slot, seq, phase)` (`None`
+/// for 0 or a word that is no replacement: it is read from the mapping).
+#[inline]
+fn unpack_replacing(w: u64) -> Option<(u64, u64, u64)> {
+    let slot = (w >> 32).checked_sub(1)?;
+    let phase = (w >> 28) & 0xf;
+    matches!(phase, replace::INTENT | replace::COPY | replace::ABORTED).then_some((
+        slot,
+        w & SEQ_MASK,
+        phase,
+    ))
 }
 
 const TAG_SHIFT: u32 = 42;
@@ -432,6 +489,10 @@ pub struct Repairs {
     /// Messages found claimable off ring order (pending, or delayed and
     /// due).
     pub side_waiting: u64,
+    /// Latest-only replacements whose producer died or stalled midway:
+    /// finished from its replacement record, or undone (the old message
+    /// put back in place).
+    pub replacements: u64,
 }
 
 impl Repairs {
@@ -443,6 +504,7 @@ impl Repairs {
         self.dead_lettered += o.dead_lettered;
         self.dlq_waiting += o.dlq_waiting;
         self.side_waiting += o.side_waiting;
+        self.replacements += o.replacements;
     }
 }
 
@@ -1034,6 +1096,36 @@ impl<M: Memory> Engine<M> {
         now: u64,
         enqueued_ns: u64,
     ) -> Result<u64> {
+        self.commit_from(
+            me,
+            r,
+            len,
+            key,
+            version,
+            not_before_ns,
+            now,
+            enqueued_ns,
+            false,
+        )
+    }
+
+    /// [`Engine::commit_at`]; for a replacement (`replacing`), a slot
+    /// quarantined while `me` stalled in its copy is committed `PENDING`
+    /// (the replacement keeps its position), and a slot whose replacement a
+    /// repair finished meanwhile is reported committed.
+    #[allow(clippy::too_many_arguments)] // the message's metadata, written once
+    fn commit_from(
+        &self,
+        me: u64,
+        r: &Reservation,
+        len: usize,
+        key: u64,
+        version: u64,
+        not_before_ns: Option<u64>,
+        now: u64,
+        enqueued_ns: u64,
+        replacing: bool,
+    ) -> Result<u64> {
         let i = r.slot;
         // Relaxed stores: we own the slot while it is ours; the commit CAS
         // (release) publishes them. If the reservation was abandoned, these
@@ -1056,10 +1148,21 @@ impl<M: Memory> Engine<M> {
         claim.store(ClaimWord::new(generation, r.seq).0, Ordering::Relaxed);
         loop {
             let w = self.slot_word(i);
-            if !(w.state() == state::RESERVED || w.state() == state::PASSED)
-                || w.owner() != me
-                || w.seq() != r.seq
+            let quarantined = replacing
+                && w.state() == state::ABANDONED
+                && w.owner() == me
+                && w.seq() == (r.seq + 1) & SEQ_MASK;
+            if !quarantined
+                && (!(w.state() == state::RESERVED || w.state() == state::PASSED)
+                    || w.owner() != me
+                    || w.seq() != r.seq)
             {
+                if replacing {
+                    // Taken from us in the copy phase: only a repair that
+                    // found us dead does that, and it finished the
+                    // replacement from our record (a scribble aside).
+                    return Ok(w.seq());
+                }
                 self.free_abandoned(me, r);
                 return Err(Error::new(
                     Status::Abandoned,
@@ -1067,6 +1170,7 @@ impl<M: Memory> Engine<M> {
                 ));
             }
             let new = match (not_before_ns, w.state()) {
+                (_, state::ABANDONED) => w.transition(state::PENDING, 0),
                 (Some(t), _) if t > now => {
                     self.slot_field(i, slot::LEASE)
                         .store(tagged(r.seq + 1, to_units(t)), Ordering::Relaxed);
@@ -1506,24 +1610,63 @@ impl<M: Memory> Engine<M> {
             .is_some_and(|e| self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0)
     }
 
-    /// Latest-only mode: takes the waiting message of key entry `e` for
-    /// replacement by a send of `version`. `Ok(None)` when there is no
-    /// waiting message (or it was just claimed): queue a new one. `Stale`
-    /// when the waiting one is not older.
+    /// Latest-only mode, step 1 of a replacement in place (see the module
+    /// doc): takes the waiting message of `key` for replacement by a send of
+    /// `version` (0: the key's next version, which the caller assigns after
+    /// the take and which is newer than any waiting one). `Ok(None)` when
+    /// there is nothing to replace (no waiting message, or it is claimed,
+    /// delayed, or being replaced by a producer that stalled): queue a new
+    /// one. `Stale` when the waiting one is not older.
+    ///
+    /// The waiting message is the one the key's waiting reference names
+    /// (slot and position), if it is unclaimed: `READY` or `PENDING` (never
+    /// delivered, parked behind a busy key, or back from a failed delivery:
+    /// the replacement's delivery count starts again, and its claim tokens
+    /// stay unique, since the slot's claim generation never goes back).
+    ///
+    /// `data`, if given, goes into `me`'s replacement record once there is
+    /// a message to replace and before it is taken, so the slot is taken
+    /// for less time. Needs the layout's replacement records (latest-only
+    /// queues): without them, `Ok(None)`.
     pub fn take_waiting(
         &self,
         me: u64,
         key: u64,
         version: u64,
         now: u64,
+        data: Option<&[u8]>,
     ) -> Result<Option<Reservation>> {
+        let Some(rec) = self.layout.replacement(me) else {
+            return Ok(None);
+        };
         let Some(e) = self.keys().find(key) else {
             return Ok(None);
         };
+        let got = self.take_waiting_at(me, rec, e, key, version, now, data);
+        if !matches!(got, Ok(Some(_))) {
+            // Release: a repair that reads it reads a complete record.
+            self.mem
+                .u64_at(rec + replace::WORD)
+                .store(0, Ordering::Release);
+        }
+        got
+    }
+
+    #[allow(clippy::too_many_arguments)] // take_waiting's, with its record
+    fn take_waiting_at(
+        &self,
+        me: u64,
+        rec: usize,
+        e: u64,
+        key: u64,
+        version: u64,
+        now: u64,
+        mut data: Option<&[u8]>,
+    ) -> Result<Option<Reservation>> {
         let waiting = self.keys().field(e, keyf::WAITING);
         for _ in 0..1000 {
             // Acquire: the slot word check below validates the reference.
-            let Some((i, seq)) = crate::keys::unref(waiting.load(Ordering::Acquire)) else {
+            let Some((i, pos)) = crate::keys::unref(waiting.load(Ordering::Acquire)) else {
                 return Ok(None);
             };
             if i >= self.capacity() {
@@ -1531,29 +1674,39 @@ impl<M: Memory> Engine<M> {
             }
             let w = self.slot_word(i);
             let st = w.state();
-            if self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key {
+            // Relaxed: written before the commit whose word we acquired;
+            // the CAS below fails if the slot changed since. The position
+            // tells the waiting message from a later one in its slot.
+            if self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key
+                || self.slot_field(i, slot::POSITION).load(Ordering::Relaxed) & 0xffff_ffff != pos
+            {
                 return Ok(None);
             }
-            // The waiting message as committed (`seq`), or parked since
-            // behind a busy key (`PENDING` at the next sequence: a parked
-            // message was never delivered, so it is still the one waiting).
-            let parked = st == state::PENDING && w.seq() == (seq + 1) & SEQ_MASK;
-            let replacing = (st == state::RESERVED || st == state::PASSED)
-                && (w.seq() == (seq + 1) & SEQ_MASK || w.seq() == (seq + 2) & SEQ_MASK);
-            if replacing {
-                // Another producer is replacing it right now: let it finish.
-                spin_hint();
-                continue;
-            }
-            if !parked && (w.seq() != seq || !(st == state::READY || st == state::PENDING)) {
-                return Ok(None);
+            match st {
+                state::READY | state::PENDING => {}
+                state::RESERVED | state::PASSED
+                    if matches!(
+                        self.replacement_phase(w.owner(), i, w.seq()),
+                        Some(replace::INTENT | replace::COPY)
+                    ) =>
+                {
+                    // Another producer is replacing it right now: let it
+                    // finish (bounded: after the loop, queue a new one).
+                    spin_hint();
+                    continue;
+                }
+                _ => return Ok(None),
             }
             let old = self.slot_field(i, slot::VERSION).load(Ordering::Relaxed);
-            if version <= old {
+            if version != 0 && version <= old {
                 return Err(Error::new(
                     Status::Stale,
                     format!("version {version} is not newer than the waiting version {old}"),
                 ));
+            }
+            if let Some(d) = data.take() {
+                let n = d.len().min(self.layout.params.max_message_size as usize);
+                self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]);
             }
             let st2 = if st == state::READY {
                 state::RESERVED
@@ -1563,17 +1716,25 @@ impl<M: Memory> Engine<M> {
             // The skip mark stays: it belongs to the position, which the
             // replacement keeps.
             let mine = SlotWord(SlotWord::new(st2, me, w.seq() + 1, w.lap()).0 | (w.0 & SKIPPED));
+            // The reservation's deadline is kept in the record, not in the
+            // slot's lease word: a replacer stalled here must not write
+            // into a slot that a repair may give back meanwhile. Relaxed:
+            // published by the release store of the word below.
+            self.mem.u64_at(rec + replace::DEADLINE).store(
+                now.saturating_add(self.config.reservation_timeout_ns),
+                Ordering::Relaxed,
+            );
+            // Release, and before the CAS (whose release publishes it to
+            // whoever sees the slot taken): a repair after our death at any
+            // point from here on finds what to do in the record.
+            self.mem.u64_at(rec + replace::WORD).store(
+                replacing_word(i, mine.seq(), replace::INTENT),
+                Ordering::Release,
+            );
             if self.cas_slot(i, w, mine) {
                 if st == state::PENDING {
                     self.pending_left(key);
                 }
-                self.slot_field(i, slot::LEASE).store(
-                    tagged(
-                        mine.seq(),
-                        to_units(now.saturating_add(self.config.reservation_timeout_ns)),
-                    ),
-                    Ordering::Relaxed,
-                );
                 return Ok(Some(Reservation {
                     slot: i,
                     seq: mine.seq(),
@@ -1584,14 +1745,287 @@ impl<M: Memory> Engine<M> {
         Ok(None)
     }
 
-    /// Latest-only mode: records the message committed as `(slot, seq)` as
-    /// the key's waiting one.
-    pub fn set_waiting(&self, key: u64, slot: u64, seq: u64) {
+    /// Latest-only mode, step 2 of a replacement (see the module doc):
+    /// writes the new message into `me`'s replacement record (`data`,
+    /// unless [`Engine::take_waiting`] wrote it already) with its metadata
+    /// (`len` as in [`slot::LEN`]), then marks the record complete. From
+    /// then on a repair after `me`'s death finishes the replacement from the
+    /// record. Returns false if a repair undid the take meanwhile (`me`
+    /// stalled past the reservation timeout): the old message is back in
+    /// place, untouched, and `me` must send its message as a new one.
+    #[allow(clippy::too_many_arguments)] // the message's metadata, written once
+    pub fn stage_replacement(
+        &self,
+        me: u64,
+        r: &Reservation,
+        key: u64,
+        version: u64,
+        len: u64,
+        enqueued_ns: u64,
+        data: Option<&[u8]>,
+    ) -> bool {
+        let Some(rec) = self.layout.replacement(me) else {
+            return false;
+        };
+        // Relaxed: published by the CAS to COPY below.
+        let put = |f: usize, v: u64| self.mem.u64_at(rec + f).store(v, Ordering::Relaxed);
+        put(replace::KEY, key);
+        put(replace::VERSION, version);
+        put(replace::LEN, len);
+        put(replace::ENQUEUED_NS, enqueued_ns);
+        if let Some(d) = data {
+            let n = d.len().min(self.layout.params.max_message_size as usize);
+            self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]);
+        }
+        // AcqRel: whoever sees COPY sees the record complete; a repair that
+        // moved it to ABORTED first wins, and we then leave the slot alone.
+        if self
+            .mem
+            .u64_at(rec + replace::WORD)
+            .compare_exchange(
+                replacing_word(r.slot, r.seq, replace::INTENT),
+                replacing_word(r.slot, r.seq, replace::COPY),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return true;
+        }
+        self.abort_replacement(me, r);
+        false
+    }
+
+    /// Latest-only mode, step 3 of a replacement (see the module doc):
+    /// copies `me`'s complete replacement record into the taken slot and
+    /// commits it in place (`READY`, or `PENDING` if consumers passed it or
+    /// it was quarantined while `me` stalled), then clears the record.
+    /// Returns the committed sequence. Never `Abandoned`: a replacement
+    /// that got this far is delivered, by this call or by a repair after
+    /// `me`'s death.
+    pub fn commit_replacement(&self, me: u64, r: &Reservation, now: u64) -> Result<u64> {
+        let Some(rec) = self.layout.replacement(me) else {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "a replacement in place needs a latest-only queue",
+            ));
+        };
+        let (key, version, len, enqueued) = self.copy_record(rec, r.slot);
+        let res = self.commit_from(me, r, len as usize, key, version, None, now, enqueued, true);
+        // Release: see `take_waiting`.
+        self.mem
+            .u64_at(rec + replace::WORD)
+            .store(0, Ordering::Release);
+        res
+    }
+
+    /// Copies the message of replacement record `rec` into slot `i`'s
+    /// payload; returns its key, version, length word (flags kept, length
+    /// clamped: it is read from the mapping) and enqueue time.
+    fn copy_record(&self, rec: usize, i: u64) -> (u64, u64, u64, u64) {
+        // Relaxed: ordered after the acquire that saw the record complete
+        // (or written by this very participant).
+        let get = |f: usize| self.mem.u64_at(rec + f).load(Ordering::Relaxed);
+        let len_word = get(replace::LEN);
+        let len = (len_word & 0xffff_ffff).min(self.layout.params.max_message_size);
+        let mut buf = vec![0u8; len as usize];
+        self.mem.read_bytes(rec + replace::PAYLOAD, &mut buf);
+        self.mem.write_bytes(self.payload_offset(i), &buf);
+        (
+            get(replace::KEY),
+            get(replace::VERSION),
+            len | (len_word & slot::LEN_SAMPLED),
+            get(replace::ENQUEUED_NS),
+        )
+    }
+
+    /// Gives up a replacement that `me` took and has not started copying
+    /// (its record never reached `COPY`): the old message goes back in
+    /// place, as it was, unless a repair already put it back. Clears the
+    /// record.
+    pub fn abort_replacement(&self, me: u64, r: &Reservation) {
+        for _ in 0..64 {
+            let w = self.slot_word(r.slot);
+            let ours = w.owner() == me
+                && match w.state() {
+                    state::RESERVED | state::PASSED => w.seq() == r.seq,
+                    state::ABANDONED => w.seq() == (r.seq + 1) & SEQ_MASK,
+                    _ => false,
+                };
+            if !ours || self.restore_waiting(r.slot, w) {
+                break;
+            }
+        }
+        if let Some(rec) = self.layout.replacement(me) {
+            // Release: see `take_waiting`.
+            self.mem
+                .u64_at(rec + replace::WORD)
+                .store(0, Ordering::Release);
+        }
+    }
+
+    /// Puts the old message of an undone replacement back in slot `i`
+    /// (word `w`: taken, `RESERVED` or `PASSED`, or quarantined,
+    /// `ABANDONED`), with its metadata, which nobody touched: `READY` if
+    /// consumers have not passed it, else `PENDING`. False if the word
+    /// moved.
+    fn restore_waiting(&self, i: u64, w: SlotWord) -> bool {
+        // Relaxed: ordered after the acquire of the word.
+        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+        let to = if w.state() == state::RESERVED {
+            state::READY
+        } else {
+            state::PENDING
+        };
+        self.enter(i, w, to, key)
+    }
+
+    /// Moves taken slot `i` (word `w`) to `to` (`READY` or `PENDING`),
+    /// keeping the counts of a keyed pending message. False if the word
+    /// moved.
+    fn enter(&self, i: u64, w: SlotWord, to: u64, key: u64) -> bool {
+        if to == state::PENDING {
+            // Counted before the CAS, so a claimer never uncounts it first.
+            self.pending_entered(key);
+        }
+        if self.transit(i, w, to, 0).is_some() {
+            if to == state::PENDING {
+                self.side_entered();
+            }
+            return true;
+        }
+        if to == state::PENDING {
+            self.pending_left(key);
+        }
+        false
+    }
+
+    /// The phase of `owner`'s replacement record if it names its
+    /// reservation `seq` of slot `i`.
+    fn replacement_phase(&self, owner: u64, i: u64, seq: u64) -> Option<u64> {
+        let rec = self.layout.replacement(owner)?;
+        // Acquire: pairs with the owner's release stores and CASes.
+        let (s, q, phase) =
+            unpack_replacing(self.mem.u64_at(rec + replace::WORD).load(Ordering::Acquire))?;
+        (s == i && q == seq & SEQ_MASK).then_some(phase)
+    }
+
+    /// A repair of slot `i` (word `w`, `owner`'s reservation `seq`, taken
+    /// for a replacement whose record is not complete), after `owner` died
+    /// or stalled past the reservation timeout: the old message is whole in
+    /// the slot; put it back. The record moves to `ABORTED` first, so that
+    /// a stalled owner learns it (its `stage_replacement` fails) and never
+    /// writes the slot. False if the word or the record moved (look again).
+    fn undo_replacement(&self, i: u64, w: SlotWord, owner: u64, seq: u64, dead: bool) -> bool {
+        let Some(rec) = self.layout.replacement(owner) else {
+            return false;
+        };
+        let word = self.mem.u64_at(rec + replace::WORD);
+        let intent = replacing_word(i, seq, replace::INTENT);
+        let aborted = replacing_word(i, seq, replace::ABORTED);
+        // Acquire: pairs with the owner's release store.
+        let cur = word.load(Ordering::Acquire);
+        if cur == intent {
+            if word
+                .compare_exchange(intent, aborted, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return false;
+            }
+        } else if cur != aborted {
+            return false;
+        }
+        if !self.restore_waiting(i, w) {
+            return false;
+        }
+        if dead {
+            let _ = word.compare_exchange(aborted, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// A repair of slot `i` (word `w`, `owner`'s reservation `seq`, taken
+    /// for a replacement whose record is complete) after `owner` died:
+    /// copies the record into the slot and commits it as `owner`'s
+    /// `commit_replacement` would, keeping the position, and clears the
+    /// record. Only for a dead owner: a live one may still be copying into
+    /// the slot (a stalled one is quarantined instead). False if the word
+    /// moved (look again).
+    fn finish_replacement(&self, i: u64, w: SlotWord, owner: u64, seq: u64) -> bool {
+        let Some(rec) = self.layout.replacement(owner) else {
+            return false;
+        };
+        let (key, version, len, enqueued) = self.copy_record(rec, i);
+        // Relaxed stores: the owner is dead and wrote its last; the CAS
+        // below publishes them (as `commit_at`'s).
+        self.slot_field(i, slot::KEY).store(key, Ordering::Relaxed);
+        self.slot_field(i, slot::VERSION)
+            .store(version, Ordering::Relaxed);
+        self.slot_field(i, slot::ENQUEUED_NS)
+            .store(enqueued, Ordering::Relaxed);
+        self.slot_field(i, slot::LEN).store(len, Ordering::Relaxed);
+        self.slot_field(i, slot::ATTEMPTS)
+            .store(tagged(seq, 0), Ordering::Relaxed);
+        let claim = self.slot_field(i, slot::CLAIM);
+        let generation = ClaimWord(claim.load(Ordering::Relaxed)).generation();
+        claim.store(ClaimWord::new(generation, seq).0, Ordering::Relaxed);
+        let to = if w.state() == state::RESERVED {
+            state::READY
+        } else {
+            state::PENDING
+        };
+        if !self.enter(i, w, to, key) {
+            return false;
+        }
+        let _ = self.mem.u64_at(rec + replace::WORD).compare_exchange(
+            replacing_word(i, seq, replace::COPY),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        true
+    }
+
+    /// Clears a dead participant's replacement record once it names no
+    /// reservation of it any more (finished, undone, or never taken).
+    fn clear_replacement(&self, dead: u64) {
+        let Some(rec) = self.layout.replacement(dead) else {
+            return;
+        };
+        let word = self.mem.u64_at(rec + replace::WORD);
+        let cur = word.load(Ordering::Acquire);
+        if cur == 0 {
+            return;
+        }
+        if let Some((i, seq, _)) = unpack_replacing(cur) {
+            if i < self.capacity() {
+                let w = self.slot_word(i);
+                let held = w.owner() == dead
+                    && match w.state() {
+                        state::RESERVED | state::PASSED => w.seq() == seq,
+                        state::ABANDONED => w.seq() == (seq + 1) & SEQ_MASK,
+                        _ => false,
+                    };
+                if held {
+                    return;
+                }
+            }
+        }
+        let _ = word.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Latest-only mode: records the message committed in `slot` at ring
+    /// `position` as the key's waiting one. The position (its low 32 bits)
+    /// names the message for as long as it lives: it stays through claims
+    /// that fail and through replacements in place, and the next message of
+    /// the slot has another.
+    pub fn set_waiting(&self, key: u64, slot: u64, position: u64) {
         if let Some(e) = self.keys().find(key) {
-            // Release: the reference is checked against the slot word anyway.
-            self.keys()
-                .field(e, keyf::WAITING)
-                .store(crate::keys::slot_ref(slot, seq), Ordering::Release);
+            // Release: the reference is checked against the slot anyway.
+            self.keys().field(e, keyf::WAITING).store(
+                crate::keys::slot_ref(slot, position & 0xffff_ffff),
+                Ordering::Release,
+            );
         }
     }
 
@@ -2402,6 +2836,7 @@ impl<M: Memory> Engine<M> {
         for d in 0..self.layout.params.participant_capacity {
             if is_dead(d) {
                 self.release_taken_key(d);
+                self.clear_replacement(d);
             }
         }
         // Relaxed: the hint is recomputed from the scan.
@@ -2428,13 +2863,44 @@ impl<M: Memory> Engine<M> {
             let w = self.slot_word(i);
             match w.state() {
                 state::RESERVED | state::PASSED => {
-                    let deadline = self.stamp(
-                        i,
-                        w.seq(),
-                        now.saturating_add(self.config.reservation_timeout_ns),
-                    );
+                    // A replacement in place keeps its deadline in its
+                    // record (see `take_waiting`).
+                    let phase = self.replacement_phase(w.owner(), i, w.seq());
+                    let deadline = match (phase, self.layout.replacement(w.owner())) {
+                        (Some(_), Some(rec)) => self
+                            .mem
+                            .u64_at(rec + replace::DEADLINE)
+                            .load(Ordering::Relaxed),
+                        _ => self.stamp(
+                            i,
+                            w.seq(),
+                            now.saturating_add(self.config.reservation_timeout_ns),
+                        ),
+                    };
                     let dead = is_dead(w.owner());
                     if dead || deadline <= now {
+                        match phase {
+                            // Its old message is whole: put it back.
+                            Some(replace::INTENT | replace::ABORTED) => {
+                                if self.undo_replacement(i, w, w.owner(), w.seq(), dead) {
+                                    r.replacements += 1;
+                                    return Ok(());
+                                }
+                                continue;
+                            }
+                            // Its new message is whole in its record, and
+                            // its producer writes no more: finish it.
+                            Some(replace::COPY) if dead => {
+                                if self.finish_replacement(i, w, w.owner(), w.seq()) {
+                                    r.replacements += 1;
+                                    return Ok(());
+                                }
+                                continue;
+                            }
+                            // An ordinary reservation, or a stalled copy
+                            // (quarantined below).
+                            _ => {}
+                        }
                         // A dead producer writes no more: free the slot. A
                         // stalled one may still write: quarantine it.
                         let (to, owner) = if dead {
@@ -2455,6 +2921,24 @@ impl<M: Memory> Engine<M> {
                     }
                 }
                 state::ABANDONED if is_dead(w.owner()) => {
+                    // A quarantined replacement keeps a message: the old
+                    // one (record not complete) or the new one.
+                    let seq = w.seq().wrapping_sub(1) & SEQ_MASK;
+                    let done = match self.replacement_phase(w.owner(), i, seq) {
+                        Some(replace::INTENT | replace::ABORTED) => {
+                            Some(self.undo_replacement(i, w, w.owner(), seq, true))
+                        }
+                        Some(replace::COPY) => Some(self.finish_replacement(i, w, w.owner(), seq)),
+                        _ => None,
+                    };
+                    match done {
+                        Some(true) => {
+                            r.replacements += 1;
+                            return Ok(());
+                        }
+                        Some(false) => continue,
+                        None => {}
+                    }
                     if self.transit_free(me, i, w) {
                         return Ok(());
                     }
@@ -3027,5 +3511,284 @@ mod tests {
         e.settle(3, c.token(), &Outcome::Ack, 2_000_000).unwrap();
         let c = e.claim(2, 2_000_000).unwrap().unwrap();
         assert_eq!(payload(&e, &c), b"v2");
+    }
+
+    // ----------------------------------------------------------------
+    // Latest-only replacement in place, stopped at every step
+    // ----------------------------------------------------------------
+
+    fn latest_engine(capacity: u64) -> Engine<HeapMemory> {
+        let layout = Layout::with_flags(
+            Params {
+                capacity,
+                max_message_size: 32,
+                key_capacity: 8,
+                dlq_capacity: 2,
+                participant_capacity: 4,
+            },
+            crate::layout::flags::LATEST_ONLY,
+        )
+        .unwrap();
+        let e = Engine::new(
+            HeapMemory::new(layout.file_size),
+            layout,
+            Config {
+                lease_ns: 1_000_000,
+                max_deliveries: 3,
+                reservation_timeout_ns: 1_000_000,
+            },
+        );
+        e.format();
+        e
+    }
+
+    /// The payload of version `v`: two different words, so a torn copy
+    /// shows.
+    fn body(v: u64) -> Vec<u8> {
+        let mut b = v.to_le_bytes().to_vec();
+        b.extend_from_slice(&(!v).to_le_bytes());
+        b
+    }
+
+    /// A latest-only keyed send as `Queue::send_with` makes it: replace the
+    /// waiting message in place, else queue a new one. Whether it replaced.
+    fn send_latest(e: &Engine<HeapMemory>, me: u64, key: u64, v: u64) -> bool {
+        let data = body(v);
+        e.keys().find_or_insert(key).unwrap();
+        if let Some(r) = e.take_waiting(me, key, v, 0, Some(&data)).unwrap() {
+            if e.stage_replacement(me, &r, key, v, data.len() as u64, 0, None) {
+                e.commit_replacement(me, &r, 0).unwrap();
+                return true;
+            }
+        }
+        let r = e.reserve(me, 0, data.len()).unwrap();
+        e.write_payload(&r, &data);
+        e.commit(me, &r, data.len(), key, v, None, 0).unwrap();
+        e.set_waiting(key, r.slot, r.position);
+        false
+    }
+
+    fn record_word(e: &Engine<HeapMemory>, p: u64) -> u64 {
+        let rec = e.layout.replacement(p).unwrap();
+        e.mem.u64_at(rec + replace::WORD).load(Ordering::SeqCst)
+    }
+
+    /// The steps of a replacement at which the replacer is stopped.
+    const STOPS: [&str; 8] = [
+        "record says INTENT, slot not taken yet",
+        "slot taken",
+        "record written, not yet marked complete",
+        "record complete (COPY), slot untouched",
+        "half the new payload copied into the slot",
+        "payload and metadata copied, no commit CAS",
+        "committed, record not cleared",
+        "done",
+    ];
+
+    /// Participant `P` replaces version 1 of key `K` (waiting in its slot)
+    /// by version 2, doing the steps of `send_latest` by hand up to
+    /// `STOPS[stop]`. Returns its reservation once it has one.
+    fn replace_until(e: &Engine<HeapMemory>, stop: usize) -> Option<Reservation> {
+        const P: u64 = 1;
+        const K: u64 = 7;
+        let data = body(2);
+        let rec = e.layout.replacement(P).unwrap();
+        if stop == 0 {
+            let ent = e.keys().find(K).unwrap();
+            let (i, _) =
+                crate::keys::unref(e.keys().field(ent, keyf::WAITING).load(Ordering::SeqCst))
+                    .unwrap();
+            let w = e.slot_word(i);
+            e.mem.u64_at(rec + replace::WORD).store(
+                replacing_word(i, w.seq() + 1, replace::INTENT),
+                Ordering::SeqCst,
+            );
+            return None;
+        }
+        let r = e.take_waiting(P, K, 2, 0, None).unwrap().unwrap();
+        if stop == 1 {
+            return Some(r);
+        }
+        if stop == 2 {
+            let put = |f: usize, v: u64| e.mem.u64_at(rec + f).store(v, Ordering::SeqCst);
+            put(replace::KEY, K);
+            put(replace::VERSION, 2);
+            put(replace::LEN, data.len() as u64);
+            e.mem.write_bytes(rec + replace::PAYLOAD, &data);
+            return Some(r);
+        }
+        assert!(e.stage_replacement(P, &r, K, 2, data.len() as u64, 0, Some(&data)));
+        match stop {
+            3 => {}
+            4 => e.mem.write_bytes(e.payload_offset(r.slot), &data[..8]),
+            5 => {
+                e.copy_record(rec, r.slot);
+                e.slot_field(r.slot, slot::VERSION)
+                    .store(2, Ordering::SeqCst);
+            }
+            6 => {
+                e.commit_replacement(P, &r, 0).unwrap();
+                e.mem.u64_at(rec + replace::WORD).store(
+                    replacing_word(r.slot, r.seq, replace::COPY),
+                    Ordering::SeqCst,
+                );
+            }
+            _ => {
+                e.commit_replacement(P, &r, 0).unwrap();
+            }
+        }
+        Some(r)
+    }
+
+    /// Claims and acks everything; checks each payload whole and of its
+    /// version. Returns `(version, position, deliveries)` in claim order.
+    fn drain_checked(e: &Engine<HeapMemory>, now: u64) -> Vec<(u64, u64, u32)> {
+        let mut got = Vec::new();
+        while let Some(c) = e.claim(3, now).unwrap() {
+            assert_eq!(payload(e, &c), body(c.version), "torn or foreign: {c:?}");
+            got.push((c.version, c.position, c.deliveries));
+            e.settle(3, c.token(), &Outcome::Ack, now).unwrap();
+            assert!(got.len() <= 4, "{got:?}");
+        }
+        for i in 0..e.capacity() {
+            assert_eq!(
+                e.slot_word(i).state(),
+                state::FREE,
+                "slot {i} after {got:?}"
+            );
+        }
+        got
+    }
+
+    /// G4, G7 (hole: a latest-only replacement killed midway lost the
+    /// waiting message): the replacer dies after each step of a replacement
+    /// in place; its cleaner leaves the old message (before the record was
+    /// complete) or the new one (after), whole, at the old one's position,
+    /// never neither.
+    #[test]
+    fn g4_latest_only_replacement_killed_midway_keeps_a_message() {
+        for (stop, what) in STOPS.iter().enumerate() {
+            let e = latest_engine(4);
+            send_keyed(&e, 2, 9, 1, &body(1)); // another key, first in line
+            assert!(!send_latest(&e, 2, 7, 1));
+            let pos = e.claim(3, 0).unwrap().map(|c| {
+                e.settle(3, c.token(), &Outcome::Ack, 0).unwrap();
+                c.position + 1
+            });
+            replace_until(&e, stop);
+            let rep = e.repair(0, 0, &|o| o == 1).unwrap();
+            assert_eq!(record_word(&e, 1), 0, "{what}: record left");
+            let got = drain_checked(&e, 0);
+            let want = if stop < 3 { 1 } else { 2 };
+            assert_eq!(got, vec![(want, pos.unwrap(), 1)], "{what}: {rep:?}");
+            // The key works on: a newer send replaces, once.
+            assert!(!send_latest(&e, 2, 7, 3));
+            assert!(send_latest(&e, 2, 7, 4));
+            assert_eq!(drain_checked(&e, 0).len(), 1, "{what}");
+        }
+    }
+
+    /// G4, G5, G7 (hole: a replacer that stalled past the reservation
+    /// timeout had its slot quarantined and its late commit freed it, old
+    /// message and all): the replacer stalls after each step, a repair runs
+    /// past its deadline, then the replacer comes back and finishes its
+    /// send (as a new message if the repair undid its take). Both its
+    /// message and, if it was not replaced, the old one are delivered,
+    /// whole, each once; a stall before the record was complete gives the
+    /// old message back at once. Then the same with the replacer dying
+    /// instead of coming back.
+    #[test]
+    fn g4_latest_only_replacement_stalled_midway_keeps_a_message() {
+        for (stop, what) in STOPS.iter().enumerate() {
+            for comes_back in [true, false] {
+                let e = latest_engine(4);
+                assert!(!send_latest(&e, 2, 7, 1));
+                let pos = e.slot_field(0, slot::POSITION).load(Ordering::SeqCst);
+                let r = replace_until(&e, stop);
+                e.repair(0, 2_000_000, &|_| false).unwrap();
+                if (1..3).contains(&stop) {
+                    // Undone at once: the old message is claimable now.
+                    assert_eq!(e.slot_word(0).state(), state::READY, "{what}");
+                } else if (3..6).contains(&stop) {
+                    // Stalled in the copy: quarantined for the replacer.
+                    assert_eq!(e.slot_word(0).state(), state::ABANDONED, "{what}");
+                }
+                let got = if comes_back {
+                    // The replacer resumes where it stopped.
+                    let data = body(2);
+                    match (stop, r) {
+                        (0, _) => {
+                            assert!(send_latest(&e, 1, 7, 2), "{what}");
+                        }
+                        (1 | 2, Some(r)) => {
+                            assert!(!e.stage_replacement(1, &r, 7, 2, 16, 0, Some(&data)));
+                            let n = e.reserve(1, 0, 16).unwrap();
+                            e.write_payload(&n, &data);
+                            e.commit(1, &n, 16, 7, 2, None, 0).unwrap();
+                        }
+                        (3..=5, Some(r)) => {
+                            e.commit_replacement(1, &r, 0).unwrap();
+                        }
+                        (6, Some(_)) => {
+                            let rec = e.layout.replacement(1).unwrap();
+                            e.mem.u64_at(rec + replace::WORD).store(0, Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
+                    assert_eq!(record_word(&e, 1), 0, "{what}");
+                    drain_checked(&e, 2_000_000)
+                } else {
+                    e.repair(0, 2_000_000, &|o| o == 1).unwrap();
+                    assert_eq!(record_word(&e, 1), 0, "{what}: record left");
+                    drain_checked(&e, 2_000_000)
+                };
+                let versions: Vec<u64> = got.iter().map(|g| g.0).collect();
+                let why = format!("{what}, comes back {comes_back}: {got:?}");
+                match (comes_back, stop) {
+                    (true, 1 | 2) => assert_eq!(versions, vec![1, 2], "{why}"),
+                    (true, _) | (false, 3..) => {
+                        assert_eq!(got, vec![(2, pos, 1)], "{why}")
+                    }
+                    (false, _) => assert_eq!(got, vec![(1, pos, 1)], "{why}"),
+                }
+            }
+        }
+    }
+
+    /// G7 (hole: a nacked message could not be replaced in latest-only
+    /// mode): a waiting message back from a failed delivery is replaced in
+    /// place like a fresh one; the replacement's deliveries count from 1,
+    /// and the old claim's token stays dead.
+    #[test]
+    fn g7_latest_only_replaces_a_nacked_waiting_message() {
+        let e = latest_engine(4);
+        assert!(!send_latest(&e, 2, 7, 1));
+        let c = e.claim(3, 0).unwrap().unwrap();
+        e.settle(3, c.token(), &Outcome::Nack { not_before_ns: 0 }, 0)
+            .unwrap();
+        assert!(
+            send_latest(&e, 2, 7, 2),
+            "the nacked message was not replaced"
+        );
+        let again = e.claim(3, 0).unwrap().unwrap();
+        assert_eq!(
+            (payload(&e, &again), again.position, again.deliveries),
+            (body(2), c.position, 1)
+        );
+        assert_ne!(again.token(), c.token());
+        assert_eq!(
+            e.settle(3, c.token(), &Outcome::Ack, 0)
+                .unwrap_err()
+                .status(),
+            Status::LeaseLost
+        );
+        e.settle(3, again.token(), &Outcome::Ack, 0).unwrap();
+        assert!(e.claim(3, 0).unwrap().is_none());
+        // A nack with a delay keeps it delayed: a newer send queues.
+        assert!(!send_latest(&e, 2, 7, 3));
+        let c = e.claim(3, 0).unwrap().unwrap();
+        e.settle(3, c.token(), &Outcome::Nack { not_before_ns: 10 }, 0)
+            .unwrap();
+        assert!(!send_latest(&e, 2, 7, 4));
     }
 }

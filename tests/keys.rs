@@ -207,3 +207,36 @@ fn lease_lost_claim_releases_the_key() {
     assert_eq!(q.latest_acked_version(6), 1);
     std::fs::remove_file(&p).unwrap();
 }
+
+/// G7 (hole: a keyed send refused `Full` used up a version): version 0
+/// ("the key's next version") is assigned once the send has a place, so a
+/// send refused `Full` gives no version away, in FIFO and latest-only mode.
+#[test]
+fn g7_a_keyed_send_refused_full_uses_no_version() {
+    for latest_only in [false, true] {
+        let p = path(&format!("full-version-{latest_only}"));
+        let q = Queue::create(
+            &p,
+            &Options {
+                capacity: 1,
+                ..keyed(latest_only)
+            },
+        )
+        .unwrap();
+        let try_once =
+            |key: u64| q.send_with(b"x", &SendOptions::new().key(key).timeout(Timeout::TryOnce));
+        assert_eq!(try_once(7).unwrap().version, 1);
+        // Held by a consumer: nothing to replace, and no room.
+        let m = q.claim(Timeout::TryOnce).unwrap();
+        for key in [7, 8] {
+            let e = try_once(key).unwrap_err();
+            assert_eq!(e.status(), Status::Full, "{e}");
+        }
+        m.ack().unwrap();
+        assert_eq!(try_once(7).unwrap().version, 2, "latest_only {latest_only}");
+        q.claim(Timeout::TryOnce).unwrap().ack().unwrap();
+        assert_eq!(try_once(8).unwrap().version, 1, "latest_only {latest_only}");
+        drop(q);
+        std::fs::remove_file(&p).unwrap();
+    }
+}

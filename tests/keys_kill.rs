@@ -37,7 +37,8 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shmq::{Counter, Options, Queue, SendOptions, Status};
@@ -279,6 +280,7 @@ fn worker() {
     match role.as_str() {
         "producer" => producer(&env),
         "consumer" => consumer(&env),
+        "replacer" => replacer(&env),
         other => panic!("unknown worker role {other}"),
     }
 }
@@ -673,4 +675,240 @@ fn versions_survive_killed_producers_and_consumers() {
 #[test]
 fn latest_only_versions_survive_killed_producers_and_consumers() {
     run("latest", true);
+}
+
+// ---------------------------------------------------------------------
+// Latest-only replacements in place under SIGKILL (G4, G7)
+// ---------------------------------------------------------------------
+
+/// The key the replacer updates.
+const RKEY: u64 = 7;
+/// Replacers killed (one after the other) in
+/// `g4_latest_only_replacements_survive_sigkill`.
+const REPLACER_KILLS: u64 = 220;
+
+/// Sends newer and newer versions of `RKEY` as fast as it can (each
+/// replaces the waiting one in place, unless the consumer holds it), one in
+/// four through `reserve` and `commit_with`:
+/// `T version` before a send, `S version` after it returned `Ok`.
+fn replacer(env: &Env) {
+    let q = Queue::open(&env.queue).unwrap_or_else(|e| panic!("replacer: open: {e}"));
+    let mut ledger = Ledger::create(&env.dir.join(format!("repl-{}.log", env.gen)));
+    let mut rng = Rng::from_clock();
+    let mut last = 0u64;
+    for round in 0u64.. {
+        if round % 64 == 0 {
+            env.check_parent();
+        }
+        let v = now_ns().max(last + 1);
+        last = v;
+        ledger.put(&format!("T {v}\n"));
+        let opts = SendOptions::new()
+            .key(RKEY)
+            .version(v)
+            .timeout(Duration::from_secs(5));
+        // One send in four is zero-copy: its reservation's payload goes
+        // into the replacement record and then into the waiting slot.
+        let sent = if rng.below(4) == 0 {
+            q.reserve(PAYLOAD_LEN, Duration::from_secs(5))
+                .and_then(|mut r| {
+                    r.write(&payload(RKEY, v))?;
+                    r.commit_with(&opts)
+                })
+        } else {
+            q.send_with(&payload(RKEY, v), &opts)
+        };
+        match sent {
+            Ok(s) if s.version == v => ledger.put(&format!("S {v}\n")),
+            Ok(s) => ledger.fail(&format!("sent {v} as version {}", s.version)),
+            Err(e) => ledger.fail(&format!("send {v}: {e}")),
+        }
+    }
+}
+
+/// The newest version a replacer's ledger says was sent `Ok`, the last one
+/// it began, and a failure it recorded.
+fn replacer_ledger(path: &Path) -> (u64, u64, Option<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+    let (mut ok, mut began, mut failed) = (0, 0, None);
+    for line in complete.lines() {
+        let (what, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match what {
+            "T" => began = rest.parse().unwrap_or(0),
+            "S" => ok = ok.max(rest.parse().unwrap_or(0)),
+            _ => failed = Some(line.to_string()),
+        }
+    }
+    (ok, began, failed)
+}
+
+/// G4, G7 (hole: a latest-only replacement killed midway lost the waiting
+/// message): a replacer process sends newer and newer versions of one key
+/// while a consumer (a thread here) claims them, holding each a little, so
+/// that most sends replace the waiting message in place; the replacer is
+/// SIGKILLed at a random point of its send loop, `REPLACER_KILLS` times,
+/// one process after the other. After each kill, before the next replacer
+/// starts, the consumer must reach the newest version whose send returned
+/// `Ok` (the survivors' repair finishes or undoes the dead one's
+/// replacement): nothing is ever missing. The versions the consumer acks
+/// never go back, every payload is whole, and the file verifies at the end.
+#[test]
+fn g4_latest_only_replacements_survive_sigkill() {
+    let s = Scratch::new("replace");
+    let q = Queue::create(
+        &s.queue,
+        &Options {
+            capacity: 8,
+            max_message_size: 64,
+            key_capacity: 4,
+            max_deliveries: 0,
+            latest_only: true,
+            ..Options::default()
+        },
+    )
+    .expect("create");
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_acked = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let consumer = {
+        let (path, stop, last_acked, acked) = (
+            s.queue.clone(),
+            stop.clone(),
+            last_acked.clone(),
+            acked.clone(),
+        );
+        std::thread::spawn(move || -> Result<(), String> {
+            let q = Queue::open(&path).map_err(|e| format!("consumer: open: {e}"))?;
+            let mut rng = Rng::from_clock();
+            while !stop.load(Ordering::SeqCst) {
+                let m = match q.claim(Duration::from_millis(20)) {
+                    Ok(m) => m,
+                    Err(e) if matches!(e.status(), Status::Timeout | Status::Empty) => continue,
+                    Err(e) => return Err(format!("claim: {e}")),
+                };
+                let data = m.data().map_err(|e| format!("data: {e}"))?;
+                let got = decode(&data);
+                if got != Some((m.key(), m.version())) || m.key() != RKEY {
+                    return Err(format!(
+                        "torn or foreign payload {data:?} in key {} version {}",
+                        m.key(),
+                        m.version()
+                    ));
+                }
+                let v = m.version();
+                let before = last_acked.load(Ordering::SeqCst);
+                if v <= before {
+                    return Err(format!("version {v} delivered after {before} was acked"));
+                }
+                // Hold it a little: meanwhile the replacer queues one
+                // newer message and replaces it in place, again and again.
+                std::thread::sleep(Duration::from_micros(100 + rng.below(400)));
+                m.ack().map_err(|e| format!("ack {v}: {e}"))?;
+                acked.lock().unwrap().push(v);
+                last_acked.store(v, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    };
+    let mut rng = Rng::from_clock();
+    let mut missing = Vec::new();
+    let mut kills = 0u64;
+    for gen in 0..REPLACER_KILLS {
+        let ledger = s.dir.join(format!("repl-{gen}.log"));
+        let mut child = spawn(
+            "replacer",
+            &[
+                (QUEUE, s.queue.display().to_string()),
+                (DIR, s.dir.display().to_string()),
+                (GEN, gen.to_string()),
+            ],
+        );
+        // Kill it in its send loop: once it has begun sending, after a
+        // random pause.
+        let started = Instant::now();
+        while std::fs::metadata(&ledger).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "replacer {gen} never began"
+            );
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("replacer {gen} exited by itself: {status}");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(3000)));
+        if let Some(status) = kill(&mut child) {
+            panic!("replacer {gen} exited by itself: {status}");
+        }
+        kills += 1;
+        let (ok, began, failed) = replacer_ledger(&ledger);
+        if let Some(f) = failed {
+            panic!("replacer {gen}: {f}");
+        }
+        // Nobody sends now: the newest version sent Ok must come (or the
+        // one begun after it, whose send may have returned unrecorded).
+        let waited = Instant::now();
+        while last_acked.load(Ordering::SeqCst) < ok {
+            if consumer.is_finished() || waited.elapsed() > Duration::from_secs(3) {
+                let st = q.stats();
+                missing.push(format!(
+                    "kill {gen}: version {ok} was sent Ok (then {began} begun), the consumer \
+                     is at {} and nothing more comes (depth {}, in flight {}, reserved {})",
+                    last_acked.load(Ordering::SeqCst),
+                    st.depth,
+                    st.in_flight,
+                    st.reserved
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if consumer.is_finished() {
+            break;
+        }
+    }
+    // The last replacer's last send may have gone through unrecorded: let
+    // the consumer drain what is left.
+    let drain = Instant::now();
+    loop {
+        let st = q.stats();
+        if st.depth + st.delayed + st.in_flight == 0 || consumer.is_finished() {
+            break;
+        }
+        assert!(
+            drain.elapsed() < Duration::from_secs(10),
+            "the drain did not finish: {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let consumed = consumer.join().expect("the consumer thread");
+    let acked = acked.lock().unwrap().clone();
+    let report = q.verify();
+    let st = q.stats();
+    println!(
+        "latest-only replacements under SIGKILL: {kills} replacers killed, {} versions acked, \
+         {} replaced in place, {} dead participants cleaned up, {} messages missing",
+        acked.len(),
+        st.counter(Counter::Conflated),
+        st.counter(Counter::DeadParticipants),
+        missing.len()
+    );
+    assert_eq!(consumed, Ok(()), "the consumer failed");
+    assert!(
+        missing.is_empty(),
+        "{} of {kills} kills lost the key's message:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+    assert!(report.problems.is_empty(), "verify: {:?}", report.problems);
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "acked versions went back"
+    );
+    assert!(
+        st.counter(Counter::Conflated) > 0,
+        "nothing was replaced in place"
+    );
 }

@@ -11,13 +11,15 @@
 //! ```
 //!
 //! A keyed send is, as in `Queue::send_with`: `find_or_insert` and
-//! `assign_version`; in latest-only mode `take_waiting` first (replace in
-//! place) and `set_waiting` after the commit of a fresh message.
+//! `assign_version`; in latest-only mode `take_waiting`, `stage_replacement`
+//! and `commit_replacement` first (replace in place, through the producer's
+//! replacement record) and `set_waiting` after the commit of a fresh
+//! message.
 #![cfg(shmq_loom)]
 
 use loom::sync::atomic::Ordering;
 use loom::thread;
-use shmq::layout::{hdr, key, part, Layout, Params};
+use shmq::layout::{flags, hdr, key, part, replace, Layout, Params};
 use shmq::memory::{LoomMemory, Memory};
 use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
 use std::cell::{Cell, RefCell};
@@ -42,14 +44,19 @@ type Shared = loom::sync::Arc<Engine<LoomMemory>>;
 // Harness (from tests/loom.rs, with a key table of one entry)
 // ---------------------------------------------------------------------
 
+/// A latest-only layout (with replacement records); the FIFO models use it
+/// too, they never replace.
 fn layout(capacity: u64) -> Layout {
-    Layout::new(Params {
-        capacity,
-        max_message_size: MSG as u64,
-        key_capacity: 1,
-        dlq_capacity: 1,
-        participant_capacity: PARTICIPANTS,
-    })
+    Layout::with_flags(
+        Params {
+            capacity,
+            max_message_size: MSG as u64,
+            key_capacity: 1,
+            dlq_capacity: 1,
+            participant_capacity: PARTICIPANTS,
+        },
+        flags::LATEST_ONLY,
+    )
     .unwrap()
 }
 
@@ -65,6 +72,11 @@ fn engine(capacity: u64) -> Shared {
     regions.push(l.slot(0)..l.slot(capacity - 1) + l.slot_stride);
     regions.push(l.dead_letter(0)..l.dead_letter(0) + l.dlq_stride);
     regions.push(l.key_entry(0)..l.key_entry(0) + key::SIZE);
+    // The replacement records: word, deadline, metadata and payload.
+    for p in 0..PARTICIPANTS {
+        let rec = l.replacement(p).unwrap();
+        regions.push(rec..rec + replace::PAYLOAD + MSG);
+    }
     let futexes = [
         hdr::NOT_EMPTY_FUTEX..hdr::NOT_EMPTY_FUTEX + 4,
         hdr::NOT_FULL_FUTEX..hdr::NOT_FULL_FUTEX + 4,
@@ -105,17 +117,19 @@ fn send_keyed(e: &Engine<LoomMemory>, me: u64, v: u64, latest_only: bool) -> shm
     let ent = keys.find_or_insert(K)?;
     let v = keys.assign_version(ent, v)?;
     if latest_only {
-        if let Some(r) = e.take_waiting(me, K, v, 0)? {
-            e.write_payload(&r, &body(v));
-            e.commit(me, &r, MSG, K, v, None, 0)?;
-            return Ok(Sent::Replaced);
+        if let Some(r) = e.take_waiting(me, K, v, 0, Some(&body(v)))? {
+            if e.stage_replacement(me, &r, K, v, MSG as u64, 0, None) {
+                e.commit_replacement(me, &r, 0)?;
+                return Ok(Sent::Replaced);
+            }
+            // Undone by a repair (a stall): send it as a new message.
         }
     }
     let r = e.reserve(me, 0, MSG)?;
     e.write_payload(&r, &body(v));
-    let seq = e.commit(me, &r, MSG, K, v, None, 0)?;
+    e.commit(me, &r, MSG, K, v, None, 0)?;
     if latest_only {
-        e.set_waiting(K, r.slot, seq);
+        e.set_waiting(K, r.slot, r.position);
     }
     Ok(Sent::Queued)
 }
@@ -590,4 +604,65 @@ fn stalled_key_taker(k: u64) -> bool {
 #[test]
 fn keyed_stalled_key_taker() {
     check_stalls("keyed_stalled_key_taker", stalled_key_taker);
+}
+
+// ---------------------------------------------------------------------
+// Model 4: latest-only, a replacement crashed at every step, racing a claim
+// ---------------------------------------------------------------------
+
+/// Latest-only mode. Version 1 of K is queued (and recorded as waiting);
+/// then a consumer claims and acks (one try) while a producer that stops
+/// after its k-th memory access sends version 2, for every k (among them a
+/// stop after taking the waiting message and before its record is
+/// complete, and one in the middle of copying the record into the slot);
+/// when it stopped, a survivor repairs with it declared dead, racing the
+/// consumer. Then the checker drains. Allowed outcomes: the send returned
+/// `Replaced`: version 2 is delivered, 1 never; it returned `Queued`: 1
+/// then 2; it crashed: 1, 2, or 1 then 2 -- never nothing (G4: version 1's
+/// send returned OK), never a torn payload (`read` checks each one), each
+/// at most once and on its first delivery, and the producer's replacement
+/// record is left clear.
+fn replacement_crash(budget: Option<u64>) -> bool {
+    let e = engine(2);
+    assert_eq!(send_keyed(&e, OTHER, 1, true).unwrap(), Sent::Queued);
+    let w = std::sync::Arc::new(Watch::default());
+    let c = consumer_thread(e.clone(), w.clone(), CONSUMER, None, 1);
+    let pe = e.clone();
+    let p = thread::spawn(move || {
+        let sent = participant(budget, || send_keyed(&pe, PRODUCER, 2, true));
+        if sent.is_none() {
+            pe.repair(CHECKER, 0, &|o| o == PRODUCER).unwrap();
+        }
+        sent
+    });
+    let sent = p.join().unwrap();
+    let c = c.join().unwrap();
+    let crashed = sent.is_none();
+    let dead: &[u64] = if crashed { &[PRODUCER] } else { &[] };
+    let (_rep, drained, _) = drain(&e, dead);
+    let delivered: Vec<Got> = c.acked.iter().chain(&drained).copied().collect();
+    let versions: Vec<u64> = delivered.iter().map(|g| g.v).collect();
+    let why = format!("sent {sent:?}, consumer {c:?}, checker {drained:?}");
+    assert!(delivered.iter().all(|g| g.deliveries == 1), "{why}");
+    match sent {
+        Some(Ok(Sent::Replaced)) => assert_eq!(versions, vec![2], "{why}"),
+        Some(Ok(Sent::Queued)) => assert_eq!(versions, vec![1, 2], "{why}"),
+        Some(Err(err)) => panic!("the send failed: {err}; {why}"),
+        None => assert!(
+            versions == [1] || versions == [2] || versions == [1, 2],
+            "lost, repeated or out of order: {why}"
+        ),
+    }
+    let rec = e.layout.replacement(PRODUCER).unwrap();
+    assert_eq!(
+        e.mem.u64_at(rec + replace::WORD).load(Ordering::Acquire),
+        0,
+        "replacement record left set: {why}"
+    );
+    crashed
+}
+
+#[test]
+fn keyed_latest_only_replacement_crash() {
+    check_crashes("keyed_latest_only_replacement_crash", replacement_crash);
 }

@@ -262,7 +262,7 @@ struct KeyState {
     /// The highest version given or seen (`NEXT_VERSION`).
     next: u64,
     /// Latest-only: the key's last message committed without delay; it is
-    /// replaceable while it is `Fresh`.
+    /// replaceable while it is `Fresh` or `Redeliver`.
     waiting: Option<Id>,
 }
 
@@ -917,6 +917,10 @@ impl Harness {
         // tolerated bug).
         let mut v = 0;
         let mut last_acked = 0;
+        // The highest version given before this send: a send refused `Full`
+        // with version 0 gives none (it is assigned once the send has a
+        // place).
+        let mut next_before = None;
         if key != 0 {
             if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
                 let got = call();
@@ -928,6 +932,7 @@ impl Harness {
                 return Ok(Sent::KeysFull);
             }
             let k = m.keys.entry(key).or_default();
+            next_before = Some(k.next);
             v = if version == 0 {
                 let n = k.next.max(k.last_acked) + 1;
                 k.next = n;
@@ -953,7 +958,11 @@ impl Harness {
                 });
             }
             if m.latest_only && delay_ns == 0 {
-                let replaceable = waiting.filter(|w| m.msgs[w].st == St::Fresh);
+                // The waiting message, unclaimed: never delivered (maybe
+                // parked behind its busy key), or back from a failed
+                // delivery without a delay.
+                let replaceable =
+                    waiting.filter(|w| matches!(m.msgs[w].st, St::Fresh | St::Redeliver));
                 if let Some(w) = replaceable {
                     let old = m.msgs[&w].clone();
                     let parked = word(q, old.slot).state() == state::PENDING;
@@ -995,6 +1004,9 @@ impl Harness {
                              position {} (G7)",
                             old.position
                         );
+                        if old.st == St::Redeliver {
+                            m.saw("latest-only: replaced a redelivery in place");
+                        }
                         m.end(w, End::Conflated);
                         m.conflated += 1;
                         m.sent += 1;
@@ -1032,9 +1044,9 @@ impl Harness {
                     .any(|x| x.key == key && x.st == St::Redeliver)
                 {
                     // A redelivery waits unclaimed, but it is not the key's
-                    // waiting message any more (its claim moved its slot's
-                    // sequence on): the newer one is queued behind it, and
-                    // the key has two waiting messages.
+                    // waiting message (a newer one was queued behind it
+                    // while it was claimed, or it was sent with a delay):
+                    // the newer one is queued behind it.
                     m.saw("latest-only: queued behind a redelivery (not replaced)");
                 }
             }
@@ -1057,6 +1069,11 @@ impl Harness {
                 status(&got) == Status::Full,
                 "send of key {key} version {v} on a full queue: {got:?} (G1)"
             );
+            if version == 0 {
+                if let (Some(n), Some(k)) = (next_before, m.keys.get_mut(&key)) {
+                    k.next = n;
+                }
+            }
             return Ok(Sent::Full);
         }
         let sent = got.map_err(|e| format!("send of key {key} version {v}: {e:?}"))?;
@@ -1269,12 +1286,10 @@ impl Harness {
             let token = msg.token();
             let e = m.msgs.get_mut(&id).unwrap();
             e.deliveries += 1;
+            // A claimed message stays the key's waiting one: while it is
+            // claimed it is not replaceable, but if it comes back (a nack, its
+            // handle closed) it is again, unless a newer one was queued.
             e.st = St::Claimed { h, token };
-            if let Some(k) = m.keys.get_mut(&x.key) {
-                if k.waiting == Some(id) {
-                    k.waiting = None;
-                }
-            }
             if x.key != 0 {
                 held.insert(x.key, id);
             }
@@ -1883,6 +1898,7 @@ fn the_generator_reaches_every_path() {
         "latest-only: replaced in place on a full queue",
         "latest-only: Stale, not newer than the waiting one",
         "latest-only: queued behind a claimed one",
+        "latest-only: replaced a redelivery in place",
         "claim: Empty",
         "claim: Empty, every claimable key busy",
         "claim: fresh keyed",

@@ -734,10 +734,17 @@ pub fn header(data: &[u8]) {
             assert!(l.keys_offset + p.key_capacity as usize * layout::key::SIZE <= l.dlq_offset);
             assert!(l.dlq_stride >= layout::dlq::PAYLOAD + p.max_message_size as usize);
             assert!(l.dlq_offset + p.dlq_capacity as usize * l.dlq_stride <= l.file_size);
+            if l.replace_stride != 0 {
+                let end = l.dlq_offset + p.dlq_capacity as usize * l.dlq_stride;
+                assert!(l.replace_offset >= end);
+                assert!(l.replace_stride >= layout::replace::PAYLOAD + p.max_message_size as usize);
+                let recs = p.participant_capacity as usize * l.replace_stride;
+                assert!(l.replace_offset + recs <= l.file_size);
+            }
             assert!(p.capacity >= 1 && p.participant_capacity >= 1 && p.dlq_capacity >= 1);
             assert!(p.participant_capacity <= layout::limits::MAX_PARTICIPANTS);
             assert!((l.file_size as u64) <= layout::limits::MAX_FILE_SIZE);
-            assert_eq!(Layout::new(p).ok(), Some(l));
+            assert_eq!(Layout::with_flags(p, field(hdr::FLAGS)).ok(), Some(l));
         }
         Err(e) => {
             assert!(

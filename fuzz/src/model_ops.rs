@@ -27,8 +27,8 @@
 //! checks: a stale keyed message (older than its key's last acked version)
 //! may be dropped by any claim that reaches it; a message waiting for room
 //! in the dead-letter area may move there at any repair; and a claim that
-//! meets a message whose key is busy parks it, after which latest-only mode
-//! no longer replaces it in place.
+//! meets a message whose key is busy parks it (a later latest-only send may
+//! then replace it in place or queue anew: the model takes either).
 //!
 //! Each operation checks its answer: a send or reservation `FULL` only when
 //! every slot is held or a message still waits in ring order (producers look
@@ -543,6 +543,7 @@ impl<'q> Run<'q> {
 
     fn send(&mut self, h: usize, key: u64, version: u64, delayed: bool, len: usize) {
         let id = self.m.new_id();
+        let next_before = self.m.keys.get(&key).map(|k| k.next);
         let (expect, v) = self.expect_send(key, version, delayed);
         let opts = SendOptions {
             key,
@@ -569,6 +570,13 @@ impl<'q> Run<'q> {
             }
         }
         let got = got.map(|s| Some(s.position)).map_err(|e| e.status());
+        if key != 0 && version == 0 && got == Err(Status::Full) {
+            // Version 0 is assigned once the send has a place: a send
+            // refused FULL gives none away.
+            if let Some(k) = self.m.keys.get_mut(&key) {
+                k.next = next_before.unwrap_or(0);
+            }
+        }
         self.sent("send", id, len, key, v, delayed, expect, got);
     }
 
@@ -811,9 +819,9 @@ impl<'q> Run<'q> {
             token: msg.token(),
             deadline: LEASE_S,
         };
-        if self.m.waiting.get(&m.key).is_some_and(|w| w.0 == id) {
-            self.m.waiting.remove(&m.key);
-        }
+        // A claimed message stays its key's waiting one: not replaceable
+        // while claimed, but again once back (nacked, its lease run out),
+        // unless a newer one was queued meanwhile.
         id
     }
 
