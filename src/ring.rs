@@ -3791,4 +3791,31 @@ mod tests {
             .unwrap();
         assert!(!send_latest(&e, 2, 7, 4));
     }
+
+    /// G6, G10 (laps alias): producers passing an unclaimed message lap
+    /// after lap (a reserve/abort loop while no consumer comes) run its
+    /// slot's lap more than half the lap space ahead of the head, where it
+    /// reads as behind: the head must still find the message. Only the
+    /// narrow build (`--cfg shmq_narrow`, 4-bit laps) gets there in a test's
+    /// time; with 28-bit laps it takes 2^27 laps.
+    #[test]
+    fn g6_laps_that_alias_do_not_hide_a_message() {
+        if LAP_BITS > 8 {
+            return;
+        }
+        for laps in (1u64 << (LAP_BITS - 1))..(1 << LAP_BITS) {
+            let e = engine(2);
+            send(&e, 1, b"old").unwrap();
+            for _ in 0..laps {
+                let r = e.reserve(1, 0, 1).unwrap();
+                e.abort(1, &r).unwrap();
+            }
+            let c = e
+                .claim(2, 0)
+                .unwrap_or_else(|err| panic!("after {laps} laps: {err}"))
+                .unwrap_or_else(|| panic!("after {laps} laps the message is hidden"));
+            assert_eq!(payload(&e, &c), b"old");
+            e.settle(2, c.token(), &Outcome::Ack, 0).unwrap();
+        }
+    }
 }

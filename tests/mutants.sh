@@ -25,12 +25,12 @@ plants=$(cat <<'EOF'
 held-fence%src/ring.rs%s/\|\| !self\.same_generation\(c\.generation\(\), generation\)//%--lib ring::;--test guarantees_rare_paths;--test model
 lease-at-settle%src/ring.rs%s/if tag_of\(lease\) == w\.seq\(\) && from_units\(lease & VALUE_MASK\) <= now \{/if false {/%--test model;--test torture
 claim-freed-not-redelivered%src/ring.rs%s/if self\.transit\(i, w, state::PENDING, 0\)\.is_some\(\) \{\n(\s*)self\.release_key/if self.transit(i, w, state::FREE, 0).is_some() {\n$1self.release_key/%--test kill;--test model;--test torture
-taker-key-not-released%src/ring.rs%s/fn release_taken_key\(&self, dead: u64\) \{/fn release_taken_key(&self, dead: u64) {\n        if dead < u64::MAX { return; }/%--test keys_kill;--test model_keys
+taker-key-not-released%src/ring.rs%s/fn release_taken_key\(&self, dead: u64\) \{/fn release_taken_key(&self, dead: u64) {\n        if dead < u64::MAX { return; }/%--test keys_kill;--test model_keys;loom:--test loom_keys keyed_consumer_crash
 transit-not-bounded%src/ring.rs%s/if now >= since\.saturating_add\(self\.config\.lease_ns\) \{/if false {/%--lib ring::;--test model_keys
 room-only-lookahead%src/ring.rs%s/room = self\.free_slot_within\(\*p, self\.capacity\(\)\);/room = 0;/%--lib ring::;--test guarantees_rare_paths
 equal-version-stale%src/ring.rs%s/if c\.version >= keys\.last_acked\(e\) \{/if c.version > keys.last_acked(e) {/%--test keys;--test model_keys
 dlq-source-by-seq%src/ring.rs%s/self\.token_of\(slot, c\.generation\(\)\)\n/self.token_of(slot, c.generation() ^ (self.slot_word(slot).seq() << 1))\n/%--lib ring::;--test model
-head-ignores-tail%src/ring.rs%s/if d < 0 && self\.below_tail\(\*p\) \{/if false {/%--test model
+head-ignores-tail%src/ring.rs%s/if d < 0 && self\.below_tail\(\*p\) \{/if false {/%--test model;narrow:--lib ring::
 liveness-off%src/queue.rs%s/fn alive\(&self, index: u64, pid: u32\) -> bool \{/fn alive(&self, index: u64, pid: u32) -> bool {\n        if index < u64::MAX { return true; }/%--test kill;--test torture
 capacity-plus-one%src/queue.rs%s/capacity: opts\.capacity,/capacity: opts.capacity + 1,/%--test api;--test torture;--test model
 fork-not-refused%src/queue.rs%s/fn me\(&self, op: &str\) -> Result<u64> \{/fn me(&self, op: &str) -> Result<u64> {\n        if let Some(m) = self.me { return Ok(m); }/%--test g3_fork
@@ -58,9 +58,16 @@ while IFS='%' read -r name file subst suites; do
   caught=()
   IFS=';' read -ra sets <<<"$suites"
   for set in "${sets[@]}"; do
+    # A set may name a build: "loom:ARGS" (--cfg shmq_loom) or
+    # "narrow:ARGS" (--cfg shmq_narrow, 4-bit sequences and laps).
+    flags="" dir=target args=$set
+    case $set in
+      loom:*) flags="--cfg shmq_loom" dir=target-loom args=${set#loom:} ;;
+      narrow:*) flags="--cfg shmq_narrow" dir=target-narrow args=${set#narrow:} ;;
+    esac
     # shellcheck disable=SC2086
-    if ! (cd "$src" && CARGO_TARGET_DIR=$work/target timeout 1200 \
-          cargo test -q $set >>"$work/$name.log" 2>&1); then
+    if ! (cd "$src" && RUSTFLAGS="$flags" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=$work/$dir \
+          timeout 1200 cargo test -q $args >>"$work/$name.log" 2>&1); then
       caught+=("$set")
       [ -z "${SHMQ_MUTANTS_ALL:-}" ] && break
     fi
