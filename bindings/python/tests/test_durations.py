@@ -156,7 +156,7 @@ def test_a_huge_send_timeout_waits_forever(path, how, timeout):
 def test_good_durations_still_work(path):
     with shmq.Queue.create(path, lease=1e-12, reservation_timeout=0.5) as q:
         assert q.lease == 1e-9  # rounded up to 1 ns, not to the refused 0
-    with shmq.Queue.create(path + "2", lease=2, reservation_timeout=0) as q:
+    with shmq.Queue.create(path + "2", lease=2, reservation_timeout=1e-12) as q:
         assert q.lease == 2.0
         q.send(b"a", delay=0)
         q.send(b"b", delay=1e-12)
@@ -165,3 +165,11 @@ def test_good_durations_still_work(path):
         m.nack(delay=0.0)
         got = sorted(m.data for m in q.claim_many(4, timeout=5.0))
         assert got in ([b"a", b"b"], [b"a"], [b"b"])
+
+
+def test_a_zero_lease_or_reservation_timeout_is_refused(path):
+    # Every claim would be taken back at once, every reservation abandoned.
+    with pytest.raises(shmq.InvalidArgument):
+        shmq.Queue.create(path, lease=0)
+    with pytest.raises(shmq.InvalidArgument):
+        shmq.Queue.create(path + "2", reservation_timeout=0)
