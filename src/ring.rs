@@ -3071,11 +3071,17 @@ mod tests {
     use crate::memory::HeapMemory;
 
     fn engine(capacity: u64) -> Engine<HeapMemory> {
+        engine_with(capacity, 0, 2)
+    }
+
+    /// An empty queue in heap memory with `key_capacity` key entries and
+    /// `dlq_capacity` dead-letter records.
+    fn engine_with(capacity: u64, key_capacity: u64, dlq_capacity: u64) -> Engine<HeapMemory> {
         let layout = Layout::new(Params {
             capacity,
             max_message_size: 32,
-            key_capacity: 0,
-            dlq_capacity: 2,
+            key_capacity,
+            dlq_capacity,
             participant_capacity: 4,
         })
         .unwrap();
@@ -3311,25 +3317,7 @@ mod tests {
     }
 
     fn keyed_engine(capacity: u64, dlq_capacity: u64) -> Engine<HeapMemory> {
-        let layout = Layout::new(Params {
-            capacity,
-            max_message_size: 32,
-            key_capacity: 8,
-            dlq_capacity,
-            participant_capacity: 4,
-        })
-        .unwrap();
-        let e = Engine::new(
-            HeapMemory::new(layout.file_size),
-            layout,
-            Config {
-                lease_ns: 1_000_000,
-                max_deliveries: 3,
-                reservation_timeout_ns: 1_000_000,
-            },
-        );
-        e.format();
-        e
+        engine_with(capacity, 8, dlq_capacity)
     }
 
     fn send_keyed(e: &Engine<HeapMemory>, me: u64, key: u64, version: u64, data: &[u8]) {
