@@ -52,6 +52,12 @@ if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 
     cargo +nightly fuzz run "$target" "target/fuzz-corpus/$target" "fuzz/seeds/$target" -- \
       -max_total_time="$secs" -timeout=10 -max_len="${spec##*:}" -rss_limit_mb=4096
   done
+  # model_ops again in the narrow build (4-bit sequences and laps), so that
+  # every input wraps them within a few operations.
+  echo "== fuzzing model_ops with narrow widths (--cfg shmq_narrow): ${secs} s =="
+  RUSTFLAGS="--cfg shmq_narrow" cargo +nightly fuzz run model_ops --target-dir target/fuzz-narrow \
+    target/fuzz-corpus/model_ops fuzz/seeds/model_ops -- \
+    -max_total_time="$secs" -timeout=10 -max_len=4096 -rss_limit_mb=4096
 else
   echo "== fuzzing skipped: needs a nightly toolchain and cargo-fuzz =="
 fi
