@@ -156,7 +156,7 @@ impl Consumer<'_> {
                     self.diag.replace(lease_view(q, m.token()));
                 }
                 let r = m.nack(Duration::ZERO);
-                self.settled(q, qi, id, it.recorded, (claim_ns, at), false, r)?;
+                self.settled(q, qi, id, it.recorded, (called_ns, claim_ns, at), false, r)?;
                 continue;
             }
             if self.cfg.queues[qi].kind.keyed() && !it.superseded && self.holds_key(qi, &it) {
@@ -206,7 +206,7 @@ impl Consumer<'_> {
                 return Ok(());
             }
             for (id, d) in ack_ids.into_iter().flatten() {
-                self.settled(q, qi, id, d, (claim_ns, at), true, Ok(()))?;
+                self.settled(q, qi, id, d, (called_ns, claim_ns, at), true, Ok(()))?;
             }
             return Ok(());
         }
@@ -217,7 +217,7 @@ impl Consumer<'_> {
             }
             let r = m.ack();
             match ids {
-                Some((id, d)) => self.settled(q, qi, id, d, (claim_ns, at), true, r)?,
+                Some((id, d)) => self.settled(q, qi, id, d, (called_ns, claim_ns, at), true, r)?,
                 None => match r {
                     Ok(()) => {}
                     Err(e) if e.status() == shmq::Status::LeaseLost => {}
@@ -229,11 +229,16 @@ impl Consumer<'_> {
     }
 
     /// Records the result of the ack or nack (`acked`) of claim `delivery`
-    /// of `id`, whose claim call returned at `times.0` and outcome call
-    /// started at `times.1`, and checks a late one. The lease is measured
-    /// from the claim's return: a claimer stalled inside its claim call,
-    /// before the claim was stamped, had not received the message yet (the
-    /// engine starts a lease when the claim is first seen).
+    /// of `id`, and checks a late or early one. `times` are when the claim
+    /// call started and returned and when the outcome call started. The
+    /// engine stamps a lease between the first two (a claimer stalled
+    /// inside its claim call, in a batch say, may get its claims back
+    /// before the call even returns), and decides an outcome when its call
+    /// starts (a stall inside the call, after that check, makes it return
+    /// late): so a `LeaseLost` is early only if it came back within the
+    /// lease counted from the claim call's *start*, and an accepted
+    /// outcome is late only if its call *started* more than the lease
+    /// after the claim call *returned*.
     #[allow(clippy::too_many_arguments)]
     fn settled(
         &self,
@@ -241,11 +246,11 @@ impl Consumer<'_> {
         qi: usize,
         id: u64,
         delivery: u32,
-        times: (u64, u64),
+        times: (u64, u64, u64),
         acked: bool,
         r: shmq::Result<()>,
     ) -> Result<(), String> {
-        let (claimed_ns, outcome_ns) = times;
+        let (called_ns, claimed_ns, outcome_ns) = times;
         let name = self.queue_name(qi);
         let what = if acked { "ack" } else { "nack" };
         // The injected fault: a refused late outcome passes for accepted.
@@ -305,14 +310,16 @@ impl Consumer<'_> {
                             );
                         }
                     }
-                    Ok(()) if elapsed > 2 * lease + REPAIR_MARGIN_NS => {
+                    Ok(())
+                        if outcome_ns.saturating_sub(claimed_ns) > 2 * lease + REPAIR_MARGIN_NS =>
+                    {
                         let st = q.stats();
                         self.ledger.violation(
                             kind::LATE_ACCEPTED,
                             &format!(
-                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {} returned Ok {} ms after its claim returned, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants; {}; stalled {} times)",
+                                "queue {name}: the {what} of id {id} (delivery {delivery}) by instance {}, called {} ms after its claim returned, returned Ok, with a lease of {} ms: no repair took the claim back (now {} in flight, the oldest for {} ms; {} participants; {}; stalled {} times)",
                                 self.me,
-                                elapsed / 1_000_000,
+                                outcome_ns.saturating_sub(claimed_ns) / 1_000_000,
                                 lease / 1_000_000,
                                 st.in_flight,
                                 st.oldest_in_flight_age_ns / 1_000_000,
@@ -332,15 +339,16 @@ impl Consumer<'_> {
                 let _ = self
                     .ledger
                     .record_phase(id, self.me, delivery, phase::LEASE_LOST);
-                if elapsed + CLOCK_SLACK_NS >= lease {
+                let since_call = shmq::sys::monotonic_ns().saturating_sub(called_ns);
+                if since_call + CLOCK_SLACK_NS >= lease {
                     self.ledger.event(Event::LateOutcomeRefused);
                 } else {
                     self.ledger.violation(
                         kind::EARLY_REPAIR,
                         &format!(
-                            "queue {name}: the {what} of id {id} (delivery {delivery}) by live instance {} got LeaseLost {} ms after the claim call, within its lease of {} ms",
+                            "queue {name}: the {what} of id {id} (delivery {delivery}) by live instance {} got LeaseLost {} ms after the claim call started, within its lease of {} ms",
                             self.me,
-                            elapsed / 1_000_000,
+                            since_call / 1_000_000,
                             lease / 1_000_000
                         ),
                     );
