@@ -33,12 +33,18 @@
 //!
 //! # Fencing
 //!
-//! Every transition except a skip increments the word's 21-bit sequence. A
-//! claim's token is `slot << 32 | sequence`; ack, nack, reject and extend
-//! compare it with the word, so a late call after the claim was reclaimed
-//! gets [`Status::LeaseLost`] and changes nothing (G3). A commit compares its
-//! reservation's sequence the same way, so a commit after the reservation was
-//! abandoned gets [`Status::Abandoned`] (G5).
+//! Every transition except a skip increments the word's sequence (21 bits;
+//! 4 in the narrow test build), which keeps each CAS from acting on a word
+//! that moved on. A sequence wraps, so it names nothing for long: a claim's
+//! token is made from the slot's claim generation instead ([`ClaimWord`],
+//! counted once per claim for the life of the file), and ack, nack, reject
+//! and extend compare it, the word's owner and state, and the claim's lease
+//! deadline, so a late call after the claim ended gets
+//! [`Status::LeaseLost`] and changes nothing (G3), however many transitions
+//! passed. A commit compares its reservation's sequence with the word (the
+//! reservation is the committer's own, and a stalled one is quarantined, not
+//! reused), so a commit after the reservation was abandoned gets
+//! [`Status::Abandoned`] (G5).
 //!
 //! # Latest-only replacement in place
 //!
@@ -174,12 +180,13 @@ const _: () = assert!(LAP_SHIFT + LAP_BITS <= 64);
 /// - `state`: one of [`state`].
 /// - `owner`: the participant index that owns a `RESERVED`, `PASSED`,
 ///   `CLAIMED` or `DLQ_WAIT` slot (0 otherwise).
-/// - `seq`: incremented (mod 2^21) by every transition except a skip; tokens
-///   and metadata tags compare with it.
+/// - `seq`: incremented (mod 2^[`SEQ_BITS`]) by every transition except a
+///   skip; CASes and metadata tags compare with it (tokens use the claim
+///   generation, see [`ClaimWord`]).
 /// - `skipped`: a producer skipped the slot while it held its message (set by
 ///   a skip, kept until the slot is freed); without it the message's
 ///   position is at lap `lap - 1`.
-/// - `lap`: the lap (mod 2^28) of the next position at this slot that no
+/// - `lap`: the lap (mod 2^[`LAP_BITS`]) of the next position at this slot that no
 ///   producer has decided.
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub struct SlotWord(pub u64);
