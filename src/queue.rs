@@ -117,7 +117,7 @@ pub struct Sent {
     pub version: u64,
 }
 
-/// A snapshot of a queue's metrics (SPEC section 4).
+/// A snapshot of a queue's metrics (the README lists them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     /// Monotonic time of the snapshot.

@@ -1,4 +1,4 @@
-//! `shmq_get_stats`: the metrics of SPEC section 4 as one struct.
+//! `shmq_get_stats`: the metrics of a queue (see `Queue::stats`) as one struct.
 
 use std::mem::{offset_of, size_of};
 

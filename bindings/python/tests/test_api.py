@@ -1,4 +1,4 @@
-"""The Python API: SPEC section 5's core exactly as written, and the rest."""
+"""The Python API: the documented core (README, bindings/python/README.md) exactly as written, and the rest."""
 
 import os
 import subprocess

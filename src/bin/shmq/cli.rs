@@ -117,7 +117,7 @@ Exits with 3 when nothing was received before the timeout.")]
     #[command(hide = true)]
     DemoRole(RoleArgs),
 
-    /// Measure shmq against the reference transports (SPEC section 7).
+    /// Measure shmq against the reference transports (the targets of docs/PERFORMANCE.md).
     #[command(after_help = "Examples:
   shmq bench                      # the full run: a few minutes, prints the table with ratios
   shmq bench --quick              # small counts: checks every scenario runs (CI)

@@ -1,4 +1,4 @@
-//! `shmq bench`: the figures of SPEC section 7, measured side by side in one
+//! `shmq bench`: the figures of docs/PERFORMANCE.md, measured side by side in one
 //! run with the reference transports, and reported as a table with the
 //! ratios, as JSON (`--json FILE`) and as an SVG chart (`--chart FILE`).
 //!
@@ -44,7 +44,7 @@ pub struct BenchArgs {
 /// One measured figure.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Row {
-    /// Scenario name (SPEC section 7).
+    /// Scenario name (docs/PERFORMANCE.md).
     pub scenario: &'static str,
     /// Transport name.
     pub transport: &'static str,
@@ -60,7 +60,7 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// What the ratio compares with.
     pub reference: Option<String>,
-    /// The target of SPEC section 7 for this ratio.
+    /// The target of docs/PERFORMANCE.md for this ratio.
     pub target: Option<String>,
     /// Whether the target is met.
     pub meets_target: Option<bool>,
@@ -906,7 +906,7 @@ fn at_most(
     )
 }
 
-/// Fills in the ratios of SPEC section 7.
+/// Fills in the ratios of docs/PERFORMANCE.md.
 fn ratios(rows: &mut [Row]) {
     let rate =
         |rows: &[Row], sc: &str, t: &str, p: usize| find(rows, sc, t, p).and_then(|r| r.msgs_per_s);
