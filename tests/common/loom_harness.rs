@@ -53,33 +53,44 @@ pub fn check(name: &str, model: fn(Option<u64>) -> bool) {
 /// has the budget completed in every execution. `model` returns whether it
 /// crashed.
 pub fn check_crashes(name: &str, model: fn(Option<u64>) -> bool) {
+    every_step(name, "crash", move |k| model(Some(k)));
+}
+
+/// Explores `model(k)` for k = 0, 1, 2, ... until it returns false (the
+/// participant whose budget is k steps went through without its `what`, a
+/// crash or a stall, taking effect) in every execution loom explored.
+fn every_step(
+    name: &str,
+    what: &str,
+    model: impl Fn(u64) -> bool + Copy + Send + Sync + std::panic::UnwindSafe + 'static,
+) {
     let start = Instant::now();
     let runs = std::sync::Arc::new(StdAtomicU64::new(0));
     let mut k = 0u64;
     loop {
-        let crashed = std::sync::Arc::new(AtomicBool::new(false));
-        let c = crashed.clone();
+        let hit = std::sync::Arc::new(AtomicBool::new(false));
+        let h = hit.clone();
         let r = runs.clone();
         let explored = std::panic::catch_unwind(move || {
             builder().check(move || {
                 r.fetch_add(1, StdOrdering::Relaxed);
-                if model(Some(k)) {
-                    c.store(true, StdOrdering::Relaxed);
+                if model(k) {
+                    h.store(true, StdOrdering::Relaxed);
                 }
             })
         });
         if let Err(p) = explored {
-            eprintln!("{name}: FAILED with a crash after {k} steps");
+            eprintln!("{name}: FAILED with a {what} after {k} steps");
             std::panic::resume_unwind(p);
         }
-        if !crashed.load(StdOrdering::Relaxed) {
+        if !hit.load(StdOrdering::Relaxed) {
             break;
         }
         k += 1;
         assert!(k < 1000, "{name}: the participant never completes");
     }
     eprintln!(
-        "{name}: crash after each of 0..{k} steps, then no crash: {} executions, {:.1?}",
+        "{name}: a {what} after each of 0..{k} steps, then none: {} executions, {:.1?}",
         runs.load(StdOrdering::Relaxed),
         start.elapsed()
     );
@@ -103,34 +114,5 @@ pub fn stalling<R>(
 /// stalls after k steps completed before its stall in every execution.
 /// `model` returns whether the participant stalled.
 pub fn check_stalls(name: &str, model: fn(u64) -> bool) {
-    let start = Instant::now();
-    let runs = std::sync::Arc::new(StdAtomicU64::new(0));
-    let mut k = 0u64;
-    loop {
-        let stalled = std::sync::Arc::new(AtomicBool::new(false));
-        let s = stalled.clone();
-        let r = runs.clone();
-        let explored = std::panic::catch_unwind(move || {
-            builder().check(move || {
-                r.fetch_add(1, StdOrdering::Relaxed);
-                if model(k) {
-                    s.store(true, StdOrdering::Relaxed);
-                }
-            })
-        });
-        if let Err(p) = explored {
-            eprintln!("{name}: FAILED with a stall after {k} steps");
-            std::panic::resume_unwind(p);
-        }
-        if !stalled.load(StdOrdering::Relaxed) {
-            break;
-        }
-        k += 1;
-        assert!(k < 1000, "{name}: the participant never completes");
-    }
-    eprintln!(
-        "{name}: a stall after each of 0..{k} steps, then none: {} executions, {:.1?}",
-        runs.load(StdOrdering::Relaxed),
-        start.elapsed()
-    );
+    every_step(name, "stall", model);
 }
