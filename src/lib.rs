@@ -17,7 +17,8 @@
 //!
 //! The file: a header (parameters, cursors, futex words), a participant table
 //! (liveness and per-participant metrics), the slots, the key table and the
-//! dead-letter area; see [`layout`].
+//! dead-letter area; see [`format`], which owns every offset and every
+//! packed word. The protocol over it is the [`engine`].
 //!
 //! ```no_run
 //! use shmq::{Options, Queue};
@@ -36,11 +37,12 @@
 
 #[cfg(not(shmq_loom))]
 pub mod clock;
+pub mod engine;
 pub mod error;
 #[cfg(not(shmq_loom))]
 pub mod ffi;
+pub mod format;
 pub mod keys;
-pub mod layout;
 #[cfg(not(shmq_loom))]
 pub mod mapping;
 pub mod memory;
@@ -49,9 +51,13 @@ pub mod options;
 pub mod participants;
 #[cfg(not(shmq_loom))]
 pub mod permissions;
-pub mod ring;
 pub(crate) mod sync;
 pub mod wait;
+
+/// The file format under its former name (see [`format`]).
+pub use format as layout;
+/// The engine under its former name (see [`engine`]).
+pub use engine as ring;
 
 #[cfg(not(shmq_loom))]
 pub mod queue;

@@ -9,7 +9,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Memory holding a queue: 8-byte words addressed by byte offset.
 ///
-/// Callers pass offsets computed from a validated [`crate::layout::Layout`];
+/// Callers pass offsets computed from a validated [`crate::format::Layout`];
 /// implementations still check bounds, so a bug can fail loudly but never
 /// reads outside the region.
 pub trait Memory {
