@@ -54,10 +54,10 @@ pub mod permissions;
 pub(crate) mod sync;
 pub mod wait;
 
-/// The file format under its former name (see [`format`]).
-pub use format as layout;
 /// The engine under its former name (see [`engine`]).
 pub use engine as ring;
+/// The file format under its former name (see [`format`]).
+pub use format as layout;
 
 #[cfg(not(shmq_loom))]
 pub mod queue;

@@ -3,10 +3,8 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
-use crate::format::slot::{
-    self, lap_diff, AttemptsWord, LeaseWord, LenWord,
-};
 use crate::format::hdr;
+use crate::format::slot::{self, lap_diff, AttemptsWord, LeaseWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, Ordering};
 
@@ -364,14 +362,14 @@ impl<M: Memory> Engine<M> {
     /// claimer stalled past its lease right after its CAS): claim another.
     pub(super) fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Option<Claim>> {
         let seq = w.seq();
-        let Some(generation) = self.stamp_claim(i, seq, w.owner()) else {
+        let Some(generation) = self.stamp_claim(i, w) else {
             return Ok(None);
         };
         let deliveries = self.count_attempt(i, seq);
         self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
         let len_word = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed));
-        let len = len_word.len();
+        let len = len_word.length();
         let claim = Claim {
             slot: i,
             seq,

@@ -4,11 +4,10 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
-use crate::format::slot::{
-    self, AttemptsWord, LeaseWord, LenWord,
-};
 use crate::format::dlq::{self, DeadLetterWord};
 use crate::format::hdr;
+use crate::format::part::{self, EntryState};
+use crate::format::slot::{self, AttemptsWord, LeaseWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -61,7 +60,7 @@ impl<M: Memory> Engine<M> {
         let l = &self.layout;
         let base = l.dead_letter(rec);
         let len = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed))
-            .len_within(l.params.max_message_size) as usize;
+            .length_within(l.params.max_message_size) as usize;
         let put = |f: usize, v: u64| self.mem.u64_at(base + f).store(v, Ordering::Relaxed);
         put(dlq::SOURCE, source);
         put(
@@ -82,12 +81,15 @@ impl<M: Memory> Engine<M> {
             dlq::ATTEMPTS,
             AttemptsWord(self.slot_field(i, slot::ATTEMPTS).load(Ordering::Relaxed)).count(),
         );
-        let last = self
+        // Relaxed: the pid is a report (the slot's owner wrote it at attach).
+        let owner_entry = self
             .mem
-            .u64_at(l.participant(w.owner().min(l.params.participant_capacity - 1)))
-            .load(Ordering::Relaxed)
-            >> 32;
-        put(dlq::LAST_CONSUMER, last);
+            .u64_at(l.participant(w.owner().min(l.params.participant_capacity - 1)) + part::STATE)
+            .load(Ordering::Relaxed);
+        put(
+            dlq::LAST_CONSUMER,
+            EntryState::decode(owner_entry).pid as u64,
+        );
         put(dlq::LEN, len as u64);
         let reason = &reason.as_bytes()[..reason.len().min(dlq::REASON_MAX)];
         put(dlq::REASON_LEN, reason.len() as u64);
@@ -179,8 +181,7 @@ impl<M: Memory> Engine<M> {
         for rec in 0..self.layout.params.dlq_capacity {
             let base = self.layout.dead_letter(rec);
             let w = DeadLetterWord(self.dlq_word(rec).load(Ordering::Acquire));
-            if w.is_full()
-                && self.mem.u64_at(base + dlq::SOURCE).load(Ordering::Relaxed) == source
+            if w.is_full() && self.mem.u64_at(base + dlq::SOURCE).load(Ordering::Relaxed) == source
             {
                 if self.transit_free(me, i, mine) {
                     return Ok(true);

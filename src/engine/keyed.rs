@@ -3,7 +3,7 @@
 //! the latest-only waiting reference.
 
 use super::*;
-use crate::format::key::{self as keyf, WaitingRef};
+use crate::format::key::{self as keyf, KeyHolder, WaitingRef};
 use crate::format::part;
 use crate::keys::KeyTable;
 use crate::memory::Memory;
@@ -50,7 +50,14 @@ impl<M: Memory> Engine<M> {
             return false;
         }
         if self.transit_free(me, i, w) {
-            self.release_key(c.key, i, c.seq, me);
+            self.release_key(
+                c.key,
+                KeyHolder {
+                    slot: i,
+                    seq: c.seq,
+                    owner: me,
+                },
+            );
             return true;
         }
         false
@@ -111,7 +118,12 @@ impl<M: Memory> Engine<M> {
         };
         let holder = keys.field(e, keyf::HOLDER);
         let claim_seq = w.next_seq();
-        let mine = crate::keys::holder_ref(i, claim_seq, me);
+        let mine = KeyHolder {
+            slot: i,
+            seq: claim_seq,
+            owner: me,
+        }
+        .encode();
         self.set_taking_key(me, e + 1);
         loop {
             // Acquire: pairs with the AcqRel CAS of whoever took it.
@@ -165,7 +177,14 @@ impl<M: Memory> Engine<M> {
     /// if the CAS succeeded (`claimed`), gives it back if not.
     pub(super) fn key_claimed(&self, me: u64, key: u64, i: u64, w: SlotWord, claimed: bool) {
         if !claimed {
-            self.release_key(key, i, w.next_seq(), me);
+            self.release_key(
+                key,
+                KeyHolder {
+                    slot: i,
+                    seq: w.next_seq(),
+                    owner: me,
+                },
+            );
         }
         self.set_taking_key(me, 0);
     }
@@ -184,7 +203,7 @@ impl<M: Memory> Engine<M> {
 
     /// What a holder word read from the key table means now.
     pub(super) fn holder_state(&self, h: u64) -> HolderState {
-        let Some((slot, seq, owner)) = crate::keys::unholder(h) else {
+        let Some(KeyHolder { slot, seq, owner }) = KeyHolder::decode(h) else {
             return HolderState::Free;
         };
         if slot >= self.capacity() {
@@ -202,18 +221,17 @@ impl<M: Memory> Engine<M> {
         HolderState::Free
     }
 
-    /// Releases `key` if the claim `seq` of `slot` by `owner` holds it, and
+    /// Releases `key` if `holder` (a claim) holds it, and
     /// lets parked messages of the key be claimed.
-    pub(super) fn release_key(&self, key: u64, slot: u64, seq: u64, owner: u64) {
+    pub(super) fn release_key(&self, key: u64, holder: KeyHolder) {
         if key == 0 {
             return;
         }
         let Some(e) = self.keys().find(key) else {
             return;
         };
-        let mine = crate::keys::holder_ref(slot, seq, owner);
         let _ = self.keys().field(e, keyf::HOLDER).compare_exchange(
-            mine,
+            holder.encode(),
             0,
             Ordering::AcqRel,
             Ordering::Relaxed,
@@ -242,8 +260,8 @@ impl<M: Memory> Engine<M> {
         if let Some(e) = (taking - 1 < self.keys().capacity()).then_some(taking - 1) {
             let holder = self.keys().field(e, keyf::HOLDER);
             let h = holder.load(Ordering::Acquire);
-            if let Some((_, _, owner)) = crate::keys::unholder(h) {
-                if owner == dead && self.holder_state(h) != HolderState::Held {
+            if let Some(taker) = KeyHolder::decode(h) {
+                if taker.owner == dead && self.holder_state(h) != HolderState::Held {
                     let _ = holder.compare_exchange(h, 0, Ordering::AcqRel, Ordering::Relaxed);
                     if self.keys().field(e, keyf::PARKED).load(Ordering::Acquire) > 0 {
                         self.side_entered();
@@ -288,10 +306,9 @@ impl<M: Memory> Engine<M> {
     pub fn set_waiting(&self, key: u64, slot: u64, position: u64) {
         if let Some(e) = self.keys().find(key) {
             // Release: the reference is checked against the slot anyway.
-            self.keys().field(e, keyf::WAITING).store(
-                WaitingRef::new(slot, position).encode(),
-                Ordering::Release,
-            );
+            self.keys()
+                .field(e, keyf::WAITING)
+                .store(WaitingRef::new(slot, position).encode(), Ordering::Release);
         }
     }
 }

@@ -91,7 +91,6 @@
 //! then stamps the metadata itself, so the lease runs from when it was first
 //! seen and the delivery is still counted.
 
-
 use crate::format::slot::{self, wrap_lap, ClaimWord, TokenCodec};
 use crate::format::{hdr, Layout};
 use crate::memory::Memory;
@@ -112,12 +111,22 @@ mod tests;
 
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally};
+use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
 pub use inspect::{DeadLetterRecord, HeaderCounters, ParticipantSnapshot, SlotSnapshot};
+use keyed::KeyTake;
 pub use produce::Reservation;
 pub use repair::Repairs;
 pub use settle::{Outcome, Settled};
-use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
-use keyed::KeyTake;
+
+/// A slot at one sequence of its word: one state of the slot (a
+/// reservation, a claim), named for as long as the word has not moved on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotRef {
+    /// Slot index.
+    pub slot: u64,
+    /// Sequence of the word.
+    pub seq: u64,
+}
 
 /// The protocol's settings, read once from the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,11 +326,12 @@ impl<M: Memory> Engine<M> {
         self.tokens.same_generation(stored, from_token)
     }
 
-    /// Stamps the claim generation of claim `seq` of slot `i` unless it is
-    /// stamped already, and returns it; `None` if the slot no longer holds
-    /// that claim and it was never stamped (a stalled claimer that lost its
-    /// claim before stamping it).
-    fn stamp_claim(&self, i: u64, seq: u64, owner: u64) -> Option<u64> {
+    /// Stamps the claim generation of the claim of slot `i` whose word is
+    /// `claim` unless it is stamped already, and returns it; `None` if the
+    /// slot no longer holds that claim and it was never stamped (a stalled
+    /// claimer that lost its claim before stamping it).
+    fn stamp_claim(&self, i: u64, claim: SlotWord) -> Option<u64> {
+        let seq = claim.seq();
         let f = self.slot_field(i, slot::CLAIM);
         loop {
             // Acquire: pairs with the AcqRel of another stamper's CAS.
@@ -332,8 +342,10 @@ impl<M: Memory> Engine<M> {
             // Stamp only while the claim is still current: whoever ends a
             // claim stamps it before its transition, so once it has ended
             // the word differs from `c` and the CAS below fails.
-            let w = self.slot_word(i);
-            if w.state() != state::CLAIMED || w.seq() != seq || w.owner() != owner {
+            if !self
+                .slot_word(i)
+                .is(state::CLAIMED, claim.owner(), claim.seq())
+            {
                 return None;
             }
             let next = c.next_claim(seq);

@@ -3,9 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
-use crate::format::slot::{
-    self, lap_diff, next_seq, AttemptsWord, ClaimWord, LeaseWord, LenWord,
-};
+use crate::format::slot::{self, lap_diff, next_seq, AttemptsWord, ClaimWord, LeaseWord, LenWord};
 use crate::format::{hdr, part};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, Ordering};
@@ -66,7 +64,13 @@ impl<M: Memory> Engine<M> {
 
     /// [`Engine::reserve`] from position `p`, leaving `p` after the last
     /// position decided.
-    pub(super) fn reserve_from(&self, me: u64, now: u64, len: usize, p: &mut u64) -> Result<Reservation> {
+    pub(super) fn reserve_from(
+        &self,
+        me: u64,
+        now: u64,
+        len: usize,
+        p: &mut u64,
+    ) -> Result<Reservation> {
         let tail = self.word(hdr::TAIL);
         let mut skips = 0u64;
         let mut stalls = 0u32;

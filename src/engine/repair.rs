@@ -3,11 +3,10 @@
 
 use super::*;
 use crate::error::Result;
-use crate::format::replace::{self};
-use crate::format::slot::{
-    self, prev_seq,
-};
 use crate::format::hdr;
+use crate::format::key::KeyHolder;
+use crate::format::replace::{self};
+use crate::format::slot::{self, prev_seq};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 
@@ -92,7 +91,13 @@ impl<M: Memory> Engine<M> {
                 state::RESERVED | state::PASSED => {
                     // A replacement in place keeps its deadline in its
                     // record (see `take_waiting`).
-                    let phase = self.replacement_phase(w.owner(), i, w.seq());
+                    let phase = self.replacement_phase(
+                        w.owner(),
+                        SlotRef {
+                            slot: i,
+                            seq: w.seq(),
+                        },
+                    );
                     let deadline = match (phase, self.layout.replacement(w.owner())) {
                         (Some(_), Some(rec)) => self
                             .mem
@@ -109,7 +114,14 @@ impl<M: Memory> Engine<M> {
                         match phase {
                             // Its old message is whole: put it back.
                             Some(replace::INTENT | replace::ABORTED) => {
-                                if self.undo_replacement(i, w, w.owner(), w.seq(), dead) {
+                                if self.undo_replacement(
+                                    w,
+                                    SlotRef {
+                                        slot: i,
+                                        seq: w.seq(),
+                                    },
+                                    dead,
+                                ) {
                                     r.replacements += 1;
                                     return Ok(());
                                 }
@@ -118,7 +130,13 @@ impl<M: Memory> Engine<M> {
                             // Its new message is whole in its record, and
                             // its producer writes no more: finish it.
                             Some(replace::COPY) if dead => {
-                                if self.finish_replacement(i, w, w.owner(), w.seq()) {
+                                if self.finish_replacement(
+                                    w,
+                                    SlotRef {
+                                        slot: i,
+                                        seq: w.seq(),
+                                    },
+                                ) {
                                     r.replacements += 1;
                                     return Ok(());
                                 }
@@ -150,12 +168,17 @@ impl<M: Memory> Engine<M> {
                 state::ABANDONED if is_dead(w.owner()) => {
                     // A quarantined replacement keeps a message: the old
                     // one (record not complete) or the new one.
-                    let seq = prev_seq(w.seq());
-                    let done = match self.replacement_phase(w.owner(), i, seq) {
+                    // Its reservation's sequence is the one before the
+                    // quarantine's.
+                    let taken = SlotRef {
+                        slot: i,
+                        seq: prev_seq(w.seq()),
+                    };
+                    let done = match self.replacement_phase(w.owner(), taken) {
                         Some(replace::INTENT | replace::ABORTED) => {
-                            Some(self.undo_replacement(i, w, w.owner(), seq, true))
+                            Some(self.undo_replacement(w, taken, true))
                         }
-                        Some(replace::COPY) => Some(self.finish_replacement(i, w, w.owner(), seq)),
+                        Some(replace::COPY) => Some(self.finish_replacement(w, taken)),
                         _ => None,
                     };
                     match done {
@@ -181,7 +204,7 @@ impl<M: Memory> Engine<M> {
                         // (its claimer may have died or stalled first), so
                         // that its token and its dead letter's source are
                         // fixed and a stalled claimer cannot stamp it late.
-                        if self.stamp_claim(i, w.seq(), w.owner()).is_none() {
+                        if self.stamp_claim(i, w).is_none() {
                             continue;
                         }
                         // Relaxed: ordered after the acquire of the word.
@@ -199,7 +222,7 @@ impl<M: Memory> Engine<M> {
                             );
                             match self.dead_letter(me, i, w, &reason, now)? {
                                 Some(s) => {
-                                    self.release_key(key, i, w.seq(), w.owner());
+                                    self.release_key(key, KeyHolder::of_claim(i, w));
                                     r.reclaimed += 1;
                                     if s == Settled::DlqWaiting {
                                         r.dlq_waiting += 1;
@@ -213,7 +236,7 @@ impl<M: Memory> Engine<M> {
                         }
                         self.pending_entered(key);
                         if self.transit(i, w, state::PENDING, 0).is_some() {
-                            self.release_key(key, i, w.seq(), w.owner());
+                            self.release_key(key, KeyHolder::of_claim(i, w));
                             r.redelivered += 1;
                             r.reclaimed += 1;
                             return Ok(());

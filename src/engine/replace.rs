@@ -7,9 +7,7 @@ use super::*;
 use crate::error::{Error, Result, Status};
 use crate::format::key::{self as keyf, WaitingRef};
 use crate::format::replace::{self, ReplaceWord};
-use crate::format::slot::{
-    self, next_seq, AttemptsWord, ClaimWord, LenWord,
-};
+use crate::format::slot::{self, next_seq, AttemptsWord, ClaimWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, Ordering};
 
@@ -83,7 +81,8 @@ impl<M: Memory> Engine<M> {
             // the CAS below fails if the slot changed since. The position
             // tells the waiting message from a later one in its slot.
             if self.slot_field(i, slot::KEY).load(Ordering::Relaxed) != key
-                || !waiting_ref.names_position(self.slot_field(i, slot::POSITION).load(Ordering::Relaxed))
+                || !waiting_ref
+                    .names_position(self.slot_field(i, slot::POSITION).load(Ordering::Relaxed))
             {
                 return Ok(None);
             }
@@ -91,7 +90,13 @@ impl<M: Memory> Engine<M> {
                 state::READY | state::PENDING => {}
                 state::RESERVED | state::PASSED
                     if matches!(
-                        self.replacement_phase(w.owner(), i, w.seq()),
+                        self.replacement_phase(
+                            w.owner(),
+                            SlotRef {
+                                slot: i,
+                                seq: w.seq()
+                            }
+                        ),
                         Some(replace::INTENT | replace::COPY)
                     ) =>
                 {
@@ -232,7 +237,7 @@ impl<M: Memory> Engine<M> {
         // (or written by this very participant).
         let get = |f: usize| self.mem.u64_at(rec + f).load(Ordering::Relaxed);
         let len_word = LenWord(get(replace::LEN)).clamped(self.layout.params.max_message_size);
-        let mut buf = vec![0u8; len_word.len() as usize];
+        let mut buf = vec![0u8; len_word.length() as usize];
         self.mem.read_bytes(rec + replace::PAYLOAD, &mut buf);
         self.mem.write_bytes(self.payload_offset(i), &buf);
         (
@@ -305,21 +310,23 @@ impl<M: Memory> Engine<M> {
     }
 
     /// The phase of `owner`'s replacement record if it names its
-    /// reservation `seq` of slot `i`.
-    pub(super) fn replacement_phase(&self, owner: u64, i: u64, seq: u64) -> Option<u64> {
+    /// reservation `taken`.
+    pub(super) fn replacement_phase(&self, owner: u64, taken: SlotRef) -> Option<u64> {
         let rec = self.layout.replacement(owner)?;
         // Acquire: pairs with the owner's release stores and CASes.
         let r = ReplaceWord::decode(self.mem.u64_at(rec + replace::WORD).load(Ordering::Acquire))?;
-        (r == ReplaceWord::new(i, seq, r.phase)).then_some(r.phase)
+        (r == ReplaceWord::new(taken.slot, taken.seq, r.phase)).then_some(r.phase)
     }
 
-    /// A repair of slot `i` (word `w`, `owner`'s reservation `seq`, taken
-    /// for a replacement whose record is not complete), after `owner` died
+    /// A repair of slot `taken.slot` (word `w`, its owner's reservation
+    /// `taken`, for a replacement whose record is not complete), after the
+    /// owner died
     /// or stalled past the reservation timeout: the old message is whole in
     /// the slot; put it back. The record moves to `ABORTED` first, so that
     /// a stalled owner learns it (its `stage_replacement` fails) and never
     /// writes the slot. False if the word or the record moved (look again).
-    pub(super) fn undo_replacement(&self, i: u64, w: SlotWord, owner: u64, seq: u64, dead: bool) -> bool {
+    pub(super) fn undo_replacement(&self, w: SlotWord, taken: SlotRef, dead: bool) -> bool {
+        let (i, seq, owner) = (taken.slot, taken.seq, w.owner());
         let Some(rec) = self.layout.replacement(owner) else {
             return false;
         };
@@ -347,14 +354,15 @@ impl<M: Memory> Engine<M> {
         true
     }
 
-    /// A repair of slot `i` (word `w`, `owner`'s reservation `seq`, taken
-    /// for a replacement whose record is complete) after `owner` died:
-    /// copies the record into the slot and commits it as `owner`'s
+    /// A repair of slot `taken.slot` (word `w`, its owner's reservation
+    /// `taken`, for a replacement whose record is complete) after the owner
+    /// died: copies the record into the slot and commits it as the owner's
     /// `commit_replacement` would, keeping the position, and clears the
     /// record. Only for a dead owner: a live one may still be copying into
     /// the slot (a stalled one is quarantined instead). False if the word
     /// moved (look again).
-    pub(super) fn finish_replacement(&self, i: u64, w: SlotWord, owner: u64, seq: u64) -> bool {
+    pub(super) fn finish_replacement(&self, w: SlotWord, taken: SlotRef) -> bool {
+        let (i, seq, owner) = (taken.slot, taken.seq, w.owner());
         let Some(rec) = self.layout.replacement(owner) else {
             return false;
         };

@@ -3,10 +3,9 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
+use crate::format::key::KeyHolder;
 use crate::format::key::{self as keyf};
-use crate::format::slot::{
-    self, ClaimWord, LeaseWord, LenWord,
-};
+use crate::format::slot::{self, ClaimWord, LeaseWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 
@@ -85,7 +84,10 @@ impl<M: Memory> Engine<M> {
             // Relaxed: the claimer stamped it before handing out the claim
             // (program order for `me`); a reclaimer's stamp has the same tag.
             let lease = LeaseWord(self.slot_field(i, slot::LEASE).load(Ordering::Relaxed));
-            if lease.time_for(w.seq()).is_some_and(|deadline| deadline <= now) {
+            if lease
+                .time_for(w.seq())
+                .is_some_and(|deadline| deadline <= now)
+            {
                 return Err(Error::new(
                     Status::LeaseLost,
                     "the claim is no longer held: its lease expired (the message will be redelivered)",
@@ -103,7 +105,7 @@ impl<M: Memory> Engine<M> {
         let (i, _) = self.held(me, token, None)?;
         // Relaxed: ordered after the acquire load of the word in `held`.
         let len = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed))
-            .len_within(self.layout.params.max_message_size) as usize;
+            .length_within(self.layout.params.max_message_size) as usize;
         if buf.len() < len {
             return Err(Error::new(
                 Status::TooLarge,
@@ -160,12 +162,25 @@ impl<M: Memory> Engine<M> {
         }
         let r = r?;
         if r != Settled::Extended {
-            self.release_key(key, i, first.seq(), me);
+            self.release_key(
+                key,
+                KeyHolder {
+                    slot: i,
+                    seq: first.seq(),
+                    owner: me,
+                },
+            );
         }
         Ok(r)
     }
 
-    pub(super) fn settle_slot(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
+    pub(super) fn settle_slot(
+        &self,
+        me: u64,
+        token: u64,
+        outcome: &Outcome<'_>,
+        now: u64,
+    ) -> Result<Settled> {
         loop {
             let (i, w) = self.held(me, token, Some(now))?;
             match *outcome {

@@ -3,10 +3,8 @@
 
 use super::*;
 use crate::error::Result;
-use crate::format::slot::{
-    self, LeaseWord,
-};
 use crate::format::hdr;
+use crate::format::slot::{self, LeaseWord};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 

@@ -60,7 +60,9 @@ impl DeadLetterWord {
     /// Packs a word.
     #[inline]
     pub fn new(seq: u64, owner: u64, state: u64) -> DeadLetterWord {
-        DeadLetterWord(seq << SEQ_SHIFT | (owner & OWNER_MASK) << OWNER_SHIFT | (state & STATE_MASK))
+        DeadLetterWord(
+            seq << SEQ_SHIFT | (owner & OWNER_MASK) << OWNER_SHIFT | (state & STATE_MASK),
+        )
     }
     /// The state.
     #[inline]

@@ -56,6 +56,15 @@ pub struct KeyHolder {
 }
 
 impl KeyHolder {
+    /// The holder of the claim of `slot` whose word is `claim`.
+    #[inline]
+    pub fn of_claim(slot: u64, claim: super::slot::SlotWord) -> KeyHolder {
+        KeyHolder {
+            slot,
+            seq: claim.seq(),
+            owner: claim.owner(),
+        }
+    }
     /// Packs the holder.
     #[inline]
     pub fn encode(self) -> u64 {

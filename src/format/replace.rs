@@ -95,6 +95,9 @@ mod tests {
         let w = ReplaceWord::new(4, 3, COPY);
         assert_eq!(ReplaceWord::decode(w.encode()), Some(w));
         assert_eq!(ReplaceWord::decode(0), None);
-        assert_eq!(ReplaceWord::decode(ReplaceWord::new(4, 3, 9).encode()), None);
+        assert_eq!(
+            ReplaceWord::decode(ReplaceWord::new(4, 3, 9).encode()),
+            None
+        );
     }
 }

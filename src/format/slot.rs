@@ -38,9 +38,9 @@ pub const CLAIM: usize = 64;
 /// Start of the payload.
 pub const PAYLOAD: usize = 72;
 
+mod claim_word;
 mod state_word;
 mod tagged;
-mod claim_word;
 
 pub use claim_word::{ClaimWord, TokenCodec};
 pub use state_word::{

@@ -6,8 +6,8 @@ use crate::error::{Result, Status};
 use crate::format::key::{self as keyf, WaitingRef};
 use crate::format::replace::{self, ReplaceWord};
 use crate::format::{hdr, slot, Layout, Params};
-use crate::sync::Ordering;
 use crate::memory::HeapMemory;
+use crate::sync::Ordering;
 
 mod basics;
 mod guarantees;
@@ -19,7 +19,11 @@ pub(super) fn engine(capacity: u64) -> Engine<HeapMemory> {
 
 /// An empty queue in heap memory with `key_capacity` key entries and
 /// `dlq_capacity` dead-letter records.
-pub(super) fn engine_with(capacity: u64, key_capacity: u64, dlq_capacity: u64) -> Engine<HeapMemory> {
+pub(super) fn engine_with(
+    capacity: u64,
+    key_capacity: u64,
+    dlq_capacity: u64,
+) -> Engine<HeapMemory> {
     let layout = Layout::new(Params {
         capacity,
         max_message_size: 32,

@@ -104,13 +104,13 @@ impl LenWord {
     }
     /// The length as stored (unchecked: clamp it before use).
     #[inline]
-    pub fn len(self) -> u64 {
+    pub fn length(self) -> u64 {
         self.0 & Self::LEN_MASK
     }
     /// The length, clamped to `max`.
     #[inline]
-    pub fn len_within(self, max: u64) -> u64 {
-        self.len().min(max)
+    pub fn length_within(self, max: u64) -> u64 {
+        self.length().min(max)
     }
     /// Whether the message is sampled.
     #[inline]
@@ -121,7 +121,7 @@ impl LenWord {
     /// mapping, passed on).
     #[inline]
     pub fn clamped(self, max: u64) -> LenWord {
-        LenWord((self.0 & !Self::LEN_MASK) | self.len_within(max))
+        LenWord((self.0 & !Self::LEN_MASK) | self.length_within(max))
     }
 }
 
@@ -136,10 +136,19 @@ mod tests {
         assert_eq!(l.time_ns(), 1 << TIME_SHIFT);
         assert_eq!(l.time_for(2), Some(1 << TIME_SHIFT));
         assert_eq!(l.time_for(3), None);
-        assert_eq!(LeaseWord::at(0, u64::MAX).time_ns(), VALUE_MASK << TIME_SHIFT);
+        assert_eq!(
+            LeaseWord::at(0, u64::MAX).time_ns(),
+            VALUE_MASK << TIME_SHIFT
+        );
         let a = AttemptsWord::new(5, 7);
-        assert_eq!((a.count_for(5), a.count_for(4), a.count()), (Some(7), None, 7));
+        assert_eq!(
+            (a.count_for(5), a.count_for(4), a.count()),
+            (Some(7), None, 7)
+        );
         let n = LenWord::new(300, true);
-        assert_eq!((n.len(), n.sampled(), n.clamped(10)), (300, true, LenWord::new(10, true)));
+        assert_eq!(
+            (n.length(), n.sampled(), n.clamped(10)),
+            (300, true, LenWord::new(10, true))
+        );
     }
 }
