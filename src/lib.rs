@@ -17,7 +17,7 @@
 //!
 //! The file: a header (parameters, cursors, futex words), a participant table
 //! (liveness and per-participant metrics), the slots, the key table and the
-//! dead-letter area; see [`format`], which owns every offset and every
+//! dead-letter area; see [`format`](mod@format), which owns every offset and every
 //! packed word. The protocol over it is the [`engine`].
 //!
 //! ```no_run
@@ -56,7 +56,7 @@ pub mod wait;
 
 /// The engine under its former name (see [`engine`]).
 pub use engine as ring;
-/// The file format under its former name (see [`format`]).
+/// The file format under its former name (see [`format`](mod@format)).
 pub use format as layout;
 
 #[cfg(not(shmq_loom))]

@@ -40,11 +40,11 @@
 //! counted once per claim for the life of the file), and ack, nack, reject
 //! and extend compare it, the word's owner and state, and the claim's lease
 //! deadline, so a late call after the claim ended gets
-//! [`Status::LeaseLost`] and changes nothing (G3), however many transitions
+//! [`Status::LeaseLost`](crate::Status::LeaseLost) and changes nothing (G3), however many transitions
 //! passed. A commit compares its reservation's sequence with the word (the
 //! reservation is the committer's own, and a stalled one is quarantined, not
 //! reused), so a commit after the reservation was abandoned gets
-//! [`Status::Abandoned`] (G5).
+//! [`Status::Abandoned`](crate::Status::Abandoned) (G5).
 //!
 //! # Latest-only replacement in place
 //!
@@ -230,7 +230,7 @@ impl<M: Memory> Engine<M> {
             // SAFETY: `slots_in_bounds` says every slot `0..capacity` lies
             // inside the memory, 8-aligned, with its header words below
             // `PAYLOAD <= slot_stride`; `field` is such a word (a constant
-            // of `layout::slot`); the layout never changes after `new`.
+            // of `format::slot`); the layout never changes after `new`.
             unsafe { self.mem.u64_at_unchecked(offset) }
         } else {
             // A bad index (a bug) fails loudly here.

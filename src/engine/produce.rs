@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
-use crate::format::slot::{self, lap_diff, next_seq, AttemptsWord, ClaimWord, LeaseWord, LenWord};
+use crate::format::slot::{self, lap_diff, next_seq, AttemptsWord, ClaimWord, LeaseWord};
 use crate::format::{hdr, part};
 use crate::memory::Memory;
 use crate::sync::{spin_hint, Ordering};
@@ -136,7 +136,7 @@ impl<M: Memory> Engine<M> {
                         Ordering::Relaxed,
                     );
                     self.slot_field(i, slot::LEN)
-                        .store(LenWord::new(len as u64, false).0, Ordering::Relaxed);
+                        .store(len as u64, Ordering::Relaxed);
                     return Ok(Reservation {
                         slot: i,
                         seq: mine.seq(),
@@ -456,7 +456,7 @@ impl<M: Memory> Engine<M> {
     /// between a slot CAS and its tally leaves it one too low (a slot is
     /// counted taken after its CAS and freed before it); it only decides
     /// whether a producer blocked by a held or earlier message searches the
-    /// ring for a slot freed out of order (see [`FullSearch`]).
+    /// ring for a slot freed out of order (see `FullSearch`).
     pub fn occupied(&self) -> u64 {
         let l = &self.layout;
         let mut took = 0u64;

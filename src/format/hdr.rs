@@ -1,5 +1,5 @@
 //! Offsets of the header fields. The immutable part ends at
-//! [`hdr::CHECKSUM`], which holds an FNV-1a hash of the bytes before it.
+//! [`CHECKSUM`], which holds an FNV-1a hash of the bytes before it.
 
 /// [`super::MAGIC`]; written last at creation, so a reader that sees it
 /// sees a complete header.

@@ -1,5 +1,14 @@
-//! The layout of a queue file: every offset of the mapping is defined here and
-//! nowhere else.
+//! The file format of a queue: every offset of the mapping, and every packed
+//! word in it with its encoding, is defined here and nowhere else.
+//!
+//! One module per region: [`hdr`] (the header), [`part`] (a participant
+//! entry and its state word, [`part::EntryState`]), [`slot`] (a slot, its
+//! state word [`slot::SlotWord`] / [`slot::SlotState`] and its tagged
+//! metadata words), [`key`] (a key entry, its holder and waiting words),
+//! [`replace`] (a replacement record and its word) and [`dlq`] (a
+//! dead-letter record and its word). [`Layout`] places the regions. Code
+//! outside this module reads and writes words through these types and
+//! never shifts or masks a word itself.
 //!
 //! ```text
 //!  offset 0                                   HEADER_SIZE (4 KiB)
