@@ -5,7 +5,7 @@ use super::*;
 use crate::error::Result;
 use crate::format::hdr;
 use crate::format::key::KeyHolder;
-use crate::format::replace::{self};
+use crate::format::replace;
 use crate::format::slot::{self, prev_seq};
 use crate::memory::Memory;
 use crate::sync::Ordering;

@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result, Status};
-use crate::format::key::KeyHolder;
-use crate::format::key::{self as keyf};
+use crate::format::key::{self as keyf, KeyHolder};
 use crate::format::slot::{self, ClaimWord, LeaseWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::Ordering;
