@@ -37,8 +37,6 @@
 #[cfg(not(shmq_loom))]
 pub mod clock;
 pub mod error;
-#[cfg(not(shmq_loom))]
-pub mod ffi;
 pub mod keys;
 pub mod layout;
 #[cfg(not(shmq_loom))]

@@ -1,6 +1,6 @@
 // Tests of bindings/cpp/shmq.hpp: RAII handles, scope-exit outcomes, results
 // without exceptions (and with SHMQ_CPP_EXCEPTIONS), string_view/span
-// payloads. Compiled by tests/c_abi.rs with g++ -Werror as C++17 and C++20.
+// payloads. Compiled by bindings/c/tests/c_abi.rs with g++ -Werror as C++17 and C++20.
 //
 // Usage: test_cpp_wrapper DIR
 #include <cstdio>

@@ -8,8 +8,8 @@ use super::options::write_sized;
 use super::queue::{shmq_queue, with_queue};
 use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
-use crate::error::{Error, Status};
-use crate::queue::DeadLetter;
+use engine::error::{Error, Status};
+use engine::queue::DeadLetter;
 
 /// `id` for `shmq_dlq_redrive` and `shmq_dlq_purge`: every dead letter.
 pub const SHMQ_DLQ_ALL: u64 = 0;

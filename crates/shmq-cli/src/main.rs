@@ -2,8 +2,8 @@
 //! exports their metrics (table, JSON, Prometheus, a live view and a scrape
 //! endpoint), checks and repairs them, and runs the restaurant demo.
 //!
-//! This file only dispatches; each concern lives in a module under
-//! `src/bin/shmq/`:
+//! This file only dispatches; each concern lives in a module of
+//! this crate:
 //!
 //! - `cli`: the grammar (clap) and the parsers of durations and modes;
 //! - `commands`: create, info, send, recv, dlq, verify, recover;
@@ -17,45 +17,17 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-// The crate root is src/bin/shmq.rs, so its modules would be looked up in
-// src/bin/; they live in src/bin/shmq/ instead.
-
-#[cfg(not(shmq_loom))]
-#[path = "shmq/bench/mod.rs"]
-mod bench;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/cli.rs"]
 mod cli;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/commands.rs"]
 mod commands;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/demo.rs"]
 mod demo;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/prometheus.rs"]
 mod prometheus;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/serve.rs"]
 mod serve;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/stats_view.rs"]
 mod stats_view;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/torture/mod.rs"]
 mod torture;
-#[cfg(not(shmq_loom))]
-#[path = "shmq/util.rs"]
 mod util;
 
-#[cfg(not(shmq_loom))]
 use clap::Parser;
 
-/// Under the loom model checker the library has no files to run on.
-#[cfg(shmq_loom)]
-fn main() {}
-
-#[cfg(not(shmq_loom))]
 fn main() {
     let args = cli::Cli::parse();
     let code = match run(args.cmd) {
@@ -68,7 +40,6 @@ fn main() {
     std::process::exit(code);
 }
 
-#[cfg(not(shmq_loom))]
 fn run(cmd: cli::Cmd) -> util::CmdResult {
     use cli::Cmd;
     match cmd {
@@ -84,13 +55,13 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Demo(a) => demo::run(&a),
         Cmd::DemoRole(a) => demo::role(&a),
         Cmd::Bench(a) => {
-            let args = bench::BenchArgs {
+            let args = shmq_bench::BenchArgs {
                 quick: a.quick,
                 json: a.json,
                 chart: a.chart,
                 only: a.only,
             };
-            match bench::run(&args) {
+            match shmq_bench::run(&args) {
                 Ok(_) => Ok(0),
                 Err(e) => {
                     eprintln!("shmq bench: {e}");
@@ -98,7 +69,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
                 }
             }
         }
-        Cmd::BenchPeer(a) => Ok(bench::peer::run(&a.args)),
+        Cmd::BenchPeer(a) => Ok(shmq_bench::peer::run(&a.args)),
         Cmd::Torture(a) => torture::run(&a),
         Cmd::TortureWorker(a) => Ok(torture::worker(&a)),
     }

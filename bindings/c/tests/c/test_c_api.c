@@ -3,7 +3,7 @@
  * (NULLs, double outcomes, forged tokens and handles, use after close, two
  * threads on one handle), batches, dead letters, stats, and processes
  * killed with SIGKILL. Compiled as C11 and as C++17 with -Wall -Wextra
- * -Werror by tests/c_abi.rs.
+ * -Werror by bindings/c/tests/c_abi.rs.
  *
  * Usage: test_c_api DIR [--keys]   (DIR: where queue files go)
  */

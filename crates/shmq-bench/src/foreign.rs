@@ -19,16 +19,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const C_PEER: &str = include_str!("c_peer.c");
-const HEADER: &str = include_str!("../../../../include/shmq.h");
+const HEADER: &str = include_str!("../../../include/shmq.h");
 const PY_PEER: &str = include_str!("py_peer.py");
 const PY_BINDING: [(&str, &str); 2] = [
     (
         "__init__.py",
-        include_str!("../../../../bindings/python/src/shmq/__init__.py"),
+        include_str!("../../../bindings/python/src/shmq/__init__.py"),
     ),
     (
         "_lib.py",
-        include_str!("../../../../bindings/python/src/shmq/_lib.py"),
+        include_str!("../../../bindings/python/src/shmq/_lib.py"),
     ),
 ];
 

@@ -1,5 +1,5 @@
 //! The iceoryx2 rows: measured by `shmq-bench-iceoryx2`, a binary of the
-//! separate comparison crate `bench/iceoryx2` (kept out of shmq's
+//! separate comparison crate `crates/iceoryx2-bench` (kept out of shmq's
 //! dependency tree), which prints its rows as JSON in this bench's format.
 //! `shmq bench` runs it in a full run when it finds it; `--quick` skips it.
 //!
@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 const NAME: &str = "shmq-bench-iceoryx2";
 
 /// How to build the comparison binary (also in docs/PERFORMANCE.md).
-pub const BUILD: &str = "cargo build --release --manifest-path bench/iceoryx2/Cargo.toml";
+pub const BUILD: &str = "cargo build --release --manifest-path crates/iceoryx2-bench/Cargo.toml";
 
 /// A row as the comparison binary prints it.
 #[derive(serde::Deserialize)]
@@ -42,7 +42,7 @@ fn find() -> Option<PathBuf> {
     }
     places.push(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("bench/iceoryx2/target/release")
+            .join("../iceoryx2-bench/target/release")
             .join(NAME),
     );
     places.into_iter().find(|p| p.is_file())

@@ -7,11 +7,11 @@ use std::mem::size_of;
 use super::queue::{shmq_queue, with_queue, Inner};
 use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
-use crate::error::{Error, Status};
-use crate::options::Timeout;
-use crate::queue::Message;
-use crate::ring::Outcome;
-use crate::sys::monotonic_ns;
+use engine::error::{Error, Status};
+use engine::options::Timeout;
+use engine::queue::Message;
+use engine::ring::Outcome;
+use engine::sys::monotonic_ns;
 
 /// A claimed message. Filled by the claim calls; give it back, through the
 /// handle that claimed it, to exactly one outcome call (`shmq_ack`,

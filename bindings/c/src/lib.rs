@@ -1,5 +1,6 @@
-//! The C ABI (see `include/shmq.h`, generated from this module by
-//! cbindgen).
+//! The C ABI of shmq: `libshmq.so.0` and `libshmq.a`, described by
+//! `include/shmq.h` (generated from this crate by cbindgen, checked in, and
+//! compared with a fresh one by `bindings/c/tests/header.rs`).
 //!
 //! Conventions, kept by every function (after rustls-ffi and hyper's ffi):
 //!
@@ -32,6 +33,10 @@
 //! [`options`], [`queue`] (the handle's lifecycle), [`send`], [`claim`]
 //! (claims and outcomes), [`stats`], [`dlq`].
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
 pub mod claim;
 pub mod dlq;
 pub mod options;
@@ -39,6 +44,8 @@ pub mod queue;
 pub mod send;
 pub mod stats;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 /// The ABI version of this header. `shmq_abi_version()` returns the
 /// library's; a program may refuse to run when they differ.

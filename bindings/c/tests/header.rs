@@ -10,12 +10,12 @@ fn header_is_up_to_date() {
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("src/ffi/mod.rs"))
+        .with_src(root.join("src/lib.rs"))
         .generate()
-        .expect("cbindgen failed on src/ffi")
+        .expect("cbindgen failed on bindings/c/src")
         .write(&mut out);
     let fresh = String::from_utf8(out).expect("utf-8 header");
-    let path = root.join("include/shmq.h");
+    let path = root.join("../../include/shmq.h");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     if std::env::var_os("SHMQ_BLESS").is_some_and(|v| v == "1") {
         if old != fresh {
