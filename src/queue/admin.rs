@@ -8,7 +8,7 @@ use super::maintenance::OfdLiveness;
 use super::maintenance::LIVENESS_PERIOD_NS;
 use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
-use crate::layout::{hdr, part, slot};
+use crate::layout::part;
 use crate::memory::Memory;
 use crate::options::Access;
 use crate::participants::{Liveness, Table};
@@ -49,9 +49,8 @@ impl Queue {
                 if e.state == part::FREE {
                     return None;
                 }
-                let base = self.engine.layout.participant(i);
-                let rd = |f: usize| self.engine.mem.u64_at(base + f).load(Ordering::Relaxed);
-                let roles = rd(part::ROLES);
+                // Relaxed: informative, like the listing itself.
+                let roles = self.roles_word(i).load(Ordering::Relaxed);
                 Some(ParticipantInfo {
                     index: i,
                     pid: e.pid,
@@ -59,10 +58,20 @@ impl Queue {
                     cleaning: e.state == part::CLEANING,
                     producer: roles & ROLE_PRODUCER != 0,
                     consumer: roles & ROLE_CONSUMER != 0,
-                    attached_ns: rd(part::ATTACHED_NS),
+                    attached_ns: self.attached_ns(i),
                 })
             })
             .collect()
+    }
+
+    /// When participant `p` attached (monotonic ns).
+    // raw read: to move into the engine's typed snapshot
+    fn attached_ns(&self, p: u64) -> u64 {
+        // Relaxed: informative.
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.participant(p) + part::ATTACHED_NS)
+            .load(Ordering::Relaxed)
     }
 
     /// Cleans up after dead participants and repairs expired leases and
@@ -150,7 +159,7 @@ impl Queue {
         let _ = self.sweep_dead(me, now);
         // The table was just swept: others need not for a period. Relaxed:
         // a due time (see `maintain`).
-        self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS).fetch_max(
+        self.liveness_due().fetch_max(
             self.precise().saturating_add(LIVENESS_PERIOD_NS),
             Ordering::Relaxed,
         );
@@ -181,11 +190,7 @@ impl Queue {
         let mut used = std::collections::HashSet::new();
         for i in 0..e.layout.params.capacity {
             if e.slot_word(i).state() != state::FREE {
-                used.insert(
-                    e.mem
-                        .u64_at(e.layout.slot(i) + slot::KEY)
-                        .load(Ordering::Relaxed),
-                );
+                used.insert(self.slot_key(i));
             }
         }
         Ok(e.keys().evict_settled(&|k| used.contains(&k)))

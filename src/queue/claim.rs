@@ -228,6 +228,7 @@ impl<'q> Message<'q> {
     /// lease can expire, and must accept that a misbehaving process with
     /// write access to the file could change them.
     pub unsafe fn payload_unchecked(&self) -> &[u8] {
+        // raw read: to move into the engine's typed snapshot (a payload view)
         let off = self.q.engine.payload_offset(self.claim.slot);
         match self.q.engine.mem.byte_ptr(off, self.claim.len) {
             // SAFETY: in bounds of the mapping (checked by byte_ptr); the

@@ -3,6 +3,7 @@
 
 use super::checks::TRUNCATED;
 use super::maintenance::OfdLiveness;
+use super::wait::Point;
 use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::layout::{self, dlq, hdr, part, slot};
 use crate::memory::Memory;
@@ -95,29 +96,23 @@ impl Queue {
             producers: 0,
             consumers: 0,
             participants: 0,
-            producers_waiting: e.mem.u64_at(hdr::NOT_FULL_SLEEPERS).load(Ordering::Relaxed),
-            consumers_waiting: e
-                .mem
-                .u64_at(hdr::NOT_EMPTY_SLEEPERS)
-                .load(Ordering::Relaxed),
+            producers_waiting: self.sleepers(Point::NotFull),
+            consumers_waiting: self.sleepers(Point::NotEmpty),
             keys_in_use: e.keys().in_use(),
             key_capacity: l.params.key_capacity,
             counters: vec![0; crate::metrics::COUNTERS.len()],
             histograms: vec![HistogramSnapshot::default(); 3],
         };
-        let rd = |off: usize| e.mem.u64_at(off).load(Ordering::Relaxed);
         for i in 0..l.params.capacity {
             let w = e.slot_word(i);
-            let base = l.slot(i);
             match w.state() {
                 state::READY | state::PENDING => {
                     s.depth += 1;
-                    let age = now.saturating_sub(rd(base + slot::ENQUEUED_NS));
+                    let age = now.saturating_sub(self.slot_enqueued_ns(i));
                     s.oldest_claimable_age_ns = s.oldest_claimable_age_ns.max(age);
                 }
                 state::DELAYED => {
-                    let lease = rd(base + slot::LEASE);
-                    let due = (lease & ((1 << 42) - 1)) << 16;
+                    let due = self.slot_lease_time(i);
                     if due <= now {
                         s.depth += 1;
                     } else {
@@ -126,8 +121,7 @@ impl Queue {
                 }
                 state::CLAIMED => {
                     s.in_flight += 1;
-                    let lease = rd(base + slot::LEASE);
-                    let deadline = (lease & ((1 << 42) - 1)) << 16;
+                    let deadline = self.slot_lease_time(i);
                     let claimed_at = deadline.saturating_sub(e.config.lease_ns);
                     s.oldest_in_flight_age_ns = s
                         .oldest_in_flight_age_ns
@@ -138,30 +132,85 @@ impl Queue {
                 _ => {}
             }
         }
-        for r in 0..l.params.dlq_capacity {
-            if rd(l.dead_letter(r) + dlq::WORD) & 0xf == dlq::FULL {
-                s.dead_letters += 1;
-            }
-        }
+        s.dead_letters = self.dead_letter_count();
         let table = Table::new(&e.mem, l);
         for p in 0..l.params.participant_capacity {
-            let base = l.participant(p);
             let entry = table.entry(p);
             if entry.state == part::LIVE {
                 s.participants += 1;
-                let roles = rd(base + part::ROLES);
+                // Relaxed: informative, like the whole snapshot.
+                let roles = self.roles_word(p).load(Ordering::Relaxed);
                 s.producers += (roles & ROLE_PRODUCER != 0) as u64;
                 s.consumers += (roles & ROLE_CONSUMER != 0) as u64;
             }
-            for (c, v) in s.counters.iter_mut().enumerate() {
-                *v = v.wrapping_add(rd(base + part::COUNTERS + c * 8));
-            }
-            for (h, snap) in s.histograms.iter_mut().enumerate() {
-                let which = crate::metrics::HISTOGRAMS[h].0;
-                snap.add_from(&e.mem, base, which);
-            }
+            self.add_participant_metrics(p, &mut s);
         }
         s
+    }
+
+    /// When the message in slot `i` was first enqueued (monotonic ns).
+    // raw read: to move into the engine's typed snapshot
+    fn slot_enqueued_ns(&self, i: u64) -> u64 {
+        // Relaxed: a snapshot for stats; nothing is decided on it.
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::ENQUEUED_NS)
+            .load(Ordering::Relaxed)
+    }
+
+    /// The time in slot `i`'s lease word: the lease's end for a claimed
+    /// message, the due time for a delayed one (`seq << 42 | time >> 16`).
+    // raw read: to move into the engine's typed snapshot
+    fn slot_lease_time(&self, i: u64) -> u64 {
+        // Relaxed: as `slot_enqueued_ns`.
+        let lease = self
+            .engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::LEASE)
+            .load(Ordering::Relaxed);
+        (lease & ((1 << 42) - 1)) << 16
+    }
+
+    /// The payload length in slot `i`'s length word (without its flags).
+    // raw read: to move into the engine's typed snapshot
+    fn slot_len(&self, i: u64) -> u64 {
+        // Relaxed: verify reports what it sees.
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::LEN)
+            .load(Ordering::Relaxed)
+            & 0xffff_ffff
+    }
+
+    /// Adds participant `p`'s counters and histograms to `s`.
+    // raw read: to move into the engine's typed snapshot
+    fn add_participant_metrics(&self, p: u64, s: &mut Stats) {
+        let e = &self.engine;
+        let base = e.layout.participant(p);
+        for (c, v) in s.counters.iter_mut().enumerate() {
+            // Relaxed: counters are informative sums.
+            let n = e
+                .mem
+                .u64_at(base + part::COUNTERS + c * 8)
+                .load(Ordering::Relaxed);
+            *v = v.wrapping_add(n);
+        }
+        for (h, snap) in s.histograms.iter_mut().enumerate() {
+            let which = crate::metrics::HISTOGRAMS[h].0;
+            snap.add_from(&e.mem, base, which);
+        }
+    }
+
+    /// The tail and head cursors, as verify compares them.
+    // raw read: to move into the engine's typed snapshot
+    fn cursors(&self) -> (u64, u64) {
+        let mem = &self.engine.mem;
+        // Relaxed: verify reports what it sees; cursors that move under it
+        // are checked again at the next run.
+        (
+            mem.u64_at(hdr::TAIL).load(Ordering::Relaxed),
+            mem.u64_at(hdr::HEAD).load(Ordering::Relaxed),
+        )
     }
 
     /// Checks every invariant of the file that can be checked while it is in
@@ -195,18 +244,16 @@ impl Queue {
             entries.push(en);
         }
         let cap = l.params.capacity;
-        let tail = e.mem.u64_at(hdr::TAIL).load(Ordering::Relaxed);
-        let head = e.mem.u64_at(hdr::HEAD).load(Ordering::Relaxed);
-        let tail_lap = (tail / cap) & ((1 << 28) - 1);
+        let (tail, head) = self.cursors();
+        let tail_lap = lap_field(tail / cap);
         for i in 0..cap {
             let w = e.slot_word(i);
-            let base = l.slot(i);
             if w.state() >= state::COUNT {
                 rep.problems
                     .push(format!("slot {i}: invalid state {}", w.state()));
                 continue;
             }
-            let lap_ok = (0..=2).any(|d| (tail_lap + d) & ((1 << 28) - 1) == w.lap());
+            let lap_ok = (0..=2).any(|d| lap_field(tail_lap + d) == w.lap());
             if !lap_ok {
                 rep.problems.push(format!(
                     "slot {i}: at lap {}, but the tail cursor is at lap {tail_lap}",
@@ -239,7 +286,7 @@ impl Queue {
                 }
             }
             if w.state() != state::FREE {
-                let len = e.mem.u64_at(base + slot::LEN).load(Ordering::Relaxed) & 0xffff_ffff;
+                let len = self.slot_len(i);
                 if len > l.params.max_message_size
                     && !matches!(w.state(), state::RESERVED | state::PASSED)
                 {
@@ -254,15 +301,12 @@ impl Queue {
                 .push(format!("head cursor {head} is past the tail cursor {tail}"));
         }
         for r in 0..l.params.dlq_capacity {
-            let base = l.dead_letter(r);
-            let w = e.mem.u64_at(base + dlq::WORD).load(Ordering::Relaxed);
-            if w & 0xf > dlq::REDRIVING {
+            let (state, lengths) = self.dead_letter_shape(r);
+            if state > dlq::REDRIVING {
                 rep.problems
-                    .push(format!("dead letter {r}: invalid state {}", w & 0xf));
+                    .push(format!("dead letter {r}: invalid state {state}"));
             }
-            if w & 0xf == dlq::FULL {
-                let len = e.mem.u64_at(base + dlq::LEN).load(Ordering::Relaxed);
-                let rl = e.mem.u64_at(base + dlq::REASON_LEN).load(Ordering::Relaxed);
+            if let Some((len, rl)) = lengths {
                 if len > l.params.max_message_size || rl > dlq::REASON_MAX as u64 {
                     rep.problems.push(format!(
                         "dead letter {r}: length {len} or reason length {rl} out of range"
@@ -274,9 +318,7 @@ impl Queue {
     }
 
     /// Whether `DLQ_WAIT` slot `i` (word `w`) is marked as waiting for room
-    /// in the dead letters: its lease word is `seq << 42 | 1`, as
-    /// `Engine::finish_dead_letter` marks it (ring.rs's private `tagged`
-    /// and `DLQ_WAITING_MARK`; keep in step).
+    /// in the dead letters (see `Engine::dlq_waiting`).
     fn dlq_parked(&self, i: u64, w: ring::SlotWord) -> bool {
         self.engine.dlq_waiting(i, w)
     }
@@ -290,7 +332,7 @@ impl Queue {
         let mut pending: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         for i in 0..cap {
             if e.slot_word(i).state() == state::PENDING {
-                let k = e.mem.u64_at(l.slot(i) + slot::KEY).load(Ordering::Relaxed);
+                let k = self.slot_key(i);
                 if k != 0 {
                     *pending.entry(k).or_default() += 1;
                 }
@@ -298,11 +340,10 @@ impl Queue {
         }
         let mut seen = std::collections::HashSet::new();
         for n in 0..keys.capacity() {
-            let f = |off: usize| keys.field(n, off).load(Ordering::Relaxed);
-            let k = f(layout::key::KEY);
-            if k == 0 {
+            let Some(entry) = self.key_entry(n) else {
                 continue;
-            }
+            };
+            let k = entry.key;
             if !seen.insert(k) {
                 rep.problems.push(format!(
                     "key entry {n}: key {k} appears twice in the key table"
@@ -312,23 +353,20 @@ impl Queue {
                     "key entry {n}: key {k} cannot be found from its hash (a broken probe chain)"
                 ));
             }
-            for (what, off) in [
-                ("holder", layout::key::HOLDER),
-                ("waiting", layout::key::WAITING),
-            ] {
-                if let Some((s, _)) = crate::keys::unref(f(off)) {
+            for (what, r) in [("holder", entry.holder), ("waiting", entry.waiting)] {
+                if let Some((s, _)) = crate::keys::unref(r) {
                     if s >= cap {
                         rep.problems.push(format!("key entry {n} (key {k}): {what} names slot {s}, beyond the {cap} slots"));
                     }
                 }
             }
-            let (acked, next) = (f(layout::key::LAST_ACKED), f(layout::key::NEXT_VERSION));
+            let (acked, next) = (entry.last_acked, entry.next_version);
             if acked > next {
                 rep.problems.push(format!(
                     "key entry {n} (key {k}): last acked version {acked} is above the highest version given, {next}"
                 ));
             }
-            let parked = f(layout::key::PARKED);
+            let parked = entry.parked;
             let actual = pending.get(&k).copied().unwrap_or(0);
             if parked != actual {
                 rep.notes.push(format!(
@@ -337,4 +375,44 @@ impl Queue {
             }
         }
     }
+
+    /// The words of key-table entry `n` that verify checks, or `None` for
+    /// an unused entry.
+    // raw read: to move into the engine's typed snapshot
+    fn key_entry(&self, n: u64) -> Option<KeyEntryWords> {
+        let keys = self.engine.keys();
+        // Relaxed: verify reports what it sees.
+        let f = |off: usize| keys.field(n, off).load(Ordering::Relaxed);
+        let key = f(layout::key::KEY);
+        if key == 0 {
+            return None;
+        }
+        Some(KeyEntryWords {
+            key,
+            holder: f(layout::key::HOLDER),
+            waiting: f(layout::key::WAITING),
+            last_acked: f(layout::key::LAST_ACKED),
+            next_version: f(layout::key::NEXT_VERSION),
+            parked: f(layout::key::PARKED),
+        })
+    }
+}
+
+/// A key-table entry as verify reads it (raw words).
+struct KeyEntryWords {
+    key: u64,
+    /// Slot reference of the message holding the key (see `keys::unref`).
+    holder: u64,
+    /// Slot reference of the key's waiting message (latest-only).
+    waiting: u64,
+    last_acked: u64,
+    next_version: u64,
+    /// How many of the key's messages are pending (a hint).
+    parked: u64,
+}
+
+/// The lap field of a slot word (28 bits) for a lap count.
+// raw read: to move into the engine's typed snapshot
+fn lap_field(lap: u64) -> u64 {
+    lap & ((1 << 28) - 1)
 }

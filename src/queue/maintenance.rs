@@ -15,12 +15,16 @@ use crate::memory::Memory;
 use crate::metrics::Counter;
 use crate::participants::{Liveness, Table, LOCK_BASE};
 use crate::ring::Repairs;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
 
 /// How often (at most) a participant sweeps the table for dead participants.
 pub(super) const LIVENESS_PERIOD_NS: u64 = 2_000_000;
 
+/// Whether a participant is alive, by its lock byte in the file (an open
+/// file description lock, which the kernel drops when its process dies)
+/// and its pid; everyone counts as dead when the table is from a previous
+/// boot.
 pub(super) struct OfdLiveness<'a> {
     pub(super) file: &'a File,
     pub(super) stale_boot: bool,
@@ -54,7 +58,7 @@ impl Queue {
         let Some(me) = self.me else { return Ok(false) };
         let mut repaired = false;
         let now = self.now();
-        let live_next = self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS);
+        let live_next = self.liveness_due();
         // Relaxed: a due time; the CAS below elects one sweeper.
         let due = live_next.load(Ordering::Relaxed);
         let precise = self.precise();
@@ -70,7 +74,7 @@ impl Queue {
         {
             repaired |= self.sweep_dead(me, now)? > 0;
         }
-        let maint_next = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
+        let maint_next = self.repairs_due();
         let due = maint_next.load(Ordering::Relaxed);
         if now >= due {
             let cfg = &self.engine.config;
@@ -158,8 +162,8 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn tick_due(&self, now: u64) {
-        let live = self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS);
-        let maint = self.engine.mem.u64_at(hdr::MAINT_NEXT_NS);
+        let live = self.liveness_due();
+        let maint = self.repairs_due();
         // Relaxed: due times, hints; `maintain` elects one runner of each
         // job with a CAS on the word itself.
         if now >= live.load(Ordering::Relaxed) || now >= maint.load(Ordering::Relaxed) {
@@ -169,5 +173,18 @@ impl Queue {
             .load(Ordering::Relaxed)
             .min(maint.load(Ordering::Relaxed));
         self.next_check.set(next);
+    }
+
+    /// When the next liveness sweep is due (precise clock), in the header.
+    // raw read: to move into the engine's typed snapshot
+    pub(super) fn liveness_due(&self) -> &AtomicU64 {
+        self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS)
+    }
+
+    /// When the next slot scan for expired leases and stalled reservations
+    /// is due (coarse clock), in the header.
+    // raw read: to move into the engine's typed snapshot
+    fn repairs_due(&self) -> &AtomicU64 {
+        self.engine.mem.u64_at(hdr::MAINT_NEXT_NS)
     }
 }

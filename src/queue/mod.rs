@@ -35,13 +35,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::layout::{part, Layout};
+use crate::layout::{part, slot, Layout};
 use crate::memory::Memory;
 use crate::metrics::{Counter, Recorder};
 use crate::options::{OpenOptions, WaitStrategy};
 use crate::participants::EntryState;
 use crate::ring::{Engine, Repairs};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 pub use crate::mapping::Mapping;
 
@@ -214,14 +214,30 @@ impl Queue {
         if self.roles.get() & role == 0 {
             if let Some(me) = self.me {
                 self.roles.set(self.roles.get() | role);
-                let w = self
-                    .engine
-                    .mem
-                    .u64_at(self.engine.layout.participant(me) + part::ROLES);
                 // Relaxed: informative only.
-                w.fetch_or(role, Ordering::Relaxed);
+                self.roles_word(me).fetch_or(role, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Participant `p`'s role bits ([`ROLE_PRODUCER`], [`ROLE_CONSUMER`]).
+    // raw read: to move into the engine's typed snapshot
+    fn roles_word(&self, p: u64) -> &AtomicU64 {
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.participant(p) + part::ROLES)
+    }
+
+    /// The key of the message in slot `i` (meaningful while the slot is
+    /// not free).
+    // raw read: to move into the engine's typed snapshot
+    fn slot_key(&self, i: u64) -> u64 {
+        // Relaxed: for listings and checks that decide nothing in the
+        // protocol; a slot that changes meanwhile reads as either message.
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::KEY)
+            .load(Ordering::Relaxed)
     }
 }
 

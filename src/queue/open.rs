@@ -23,7 +23,7 @@ use crate::options::{Access, OpenOptions, Options, WaitStrategy};
 use crate::participants::{hooks, Table, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{state, Config, Engine, Repairs};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
 
 impl Queue {
@@ -72,38 +72,10 @@ impl Queue {
             ))
         })?;
         let map = Mapping::new(&file, layout.file_size, path, true).map_err(cleanup)?;
-        // Relaxed stores: nobody else reads the file until the magic number
-        // is stored with release ordering below.
-        let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
-        for (off, v) in layout.header_words() {
-            put(off, v);
-        }
-        put(
-            hdr::LEASE_NS,
-            opts.lease.as_nanos().min(u64::MAX as u128) as u64,
-        );
-        put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
-        put(hdr::FLAGS, flags);
-        put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
-        put(
-            hdr::RESERVATION_TIMEOUT_NS,
-            opts.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
-        );
-        put(hdr::CREATED_UNIX_NS, sys::unix_ns());
-        put(
-            hdr::CHECKSUM,
-            layout::header_checksum(&|off| map.u64_at(off).load(Ordering::Relaxed)),
-        );
-        let boot = sys::boot_id();
-        put(hdr::BOOT_ID, boot[0]);
-        put(hdr::BOOT_ID + 8, boot[1]);
+        write_header(&map, &layout, opts, flags);
         let engine = Engine::new(map, layout, opts_config(opts));
         engine.format();
-        // Release: everything above is visible to whoever sees the magic.
-        engine
-            .mem
-            .u64_at(hdr::MAGIC)
-            .store(layout::MAGIC, Ordering::Release);
+        publish_magic(&engine.mem);
         Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
     }
 
@@ -145,31 +117,23 @@ impl Queue {
         let map = Mapping::new(&file, len as usize, path, writable)?;
         // A creator stores the magic last: wait briefly for one in progress.
         let mut tries = 0;
-        while map.u64_at(hdr::MAGIC).load(Ordering::Acquire) == 0 && tries < 200 && !map.broken() {
+        while !magic_published(&map) && tries < 200 && !map.broken() {
             std::thread::sleep(Duration::from_millis(5));
             tries += 1;
         }
         // Acquire on the magic above orders these relaxed reads.
-        let layout =
-            Layout::from_header(len as usize, |off| map.u64_at(off).load(Ordering::Relaxed));
+        let layout = Layout::from_header(len as usize, |off| header_word(&map, off));
         if map.broken() {
             // Shrunk between the fstat above and reading the header.
             return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
         }
         let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
-        let get = |off: usize| map.u64_at(off).load(Ordering::Relaxed);
-        let config = Config {
-            lease_ns: get(hdr::LEASE_NS),
-            max_deliveries: get(hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
-            reservation_timeout_ns: get(hdr::RESERVATION_TIMEOUT_NS),
-        };
+        let config = stored_config(&map);
         Ok((Engine::new(map, layout, config), file, path.to_path_buf()))
     }
 
     fn attach(engine: Engine<Mapping>, file: File, path: PathBuf, register: bool) -> Result<Queue> {
-        let get = |off: usize| engine.mem.u64_at(off).load(Ordering::Relaxed);
-        let latest_only = get(hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
-        let wait = WaitStrategy::from_u64(get(hdr::WAIT_STRATEGY));
+        let (latest_only, wait) = stored_modes(&engine.mem);
         let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
         let full_msg = format!("{}: send: the queue is full", path.display()).into();
         let read_only = !engine.mem.writable();
@@ -202,10 +166,20 @@ impl Queue {
         Ok(q)
     }
 
+    /// Whether the file's participants belong to a previous boot (its boot
+    /// id is not this boot's).
     pub(super) fn stale_boot(&self) -> bool {
         let boot = sys::boot_id();
-        let get = |off: usize| self.engine.mem.u64_at(off).load(Ordering::Relaxed);
-        [get(hdr::BOOT_ID), get(hdr::BOOT_ID + 8)] != boot
+        let (lo, hi) = self.boot_id_words();
+        // Relaxed: informative; `elect_boot` decides with a CAS.
+        [lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)] != boot
+    }
+
+    /// The two words of the boot id in the header.
+    // raw read: to move into the engine's typed snapshot
+    fn boot_id_words(&self) -> (&AtomicU64, &AtomicU64) {
+        let mem = &self.engine.mem;
+        (mem.u64_at(hdr::BOOT_ID), mem.u64_at(hdr::BOOT_ID + 8))
     }
 
     /// Decides, before we take an entry, whether the participants in the
@@ -218,8 +192,7 @@ impl Queue {
     /// the winner's snapshot.
     fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
         let boot = sys::boot_id();
-        let lo = self.engine.mem.u64_at(hdr::BOOT_ID);
-        let hi = self.engine.mem.u64_at(hdr::BOOT_ID + 8);
+        let (lo, hi) = self.boot_id_words();
         let table = Table::new(&self.engine.mem, &self.engine.layout);
         loop {
             // Acquire: pairs with the winner's release below, so our entry
@@ -324,6 +297,17 @@ impl Queue {
         drop(self);
         Ok(())
     }
+
+    /// Tells the consumers that messages went back to the side path
+    /// (claims given back at detach), so that they look beyond the head.
+    // raw write: to move into the engine (it is `Engine::side_entered`,
+    // private there)
+    fn mark_side_dirty(&self) {
+        self.engine
+            .mem
+            .u64_at(hdr::SIDE_DIRTY)
+            .fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Queue {
@@ -360,10 +344,7 @@ impl Drop for Queue {
                 }
             }
             if r.redelivered + r.replacements > 0 {
-                self.engine
-                    .mem
-                    .u64_at(hdr::SIDE_DIRTY)
-                    .fetch_add(1, Ordering::SeqCst);
+                self.mark_side_dirty();
                 self.notify(Point::NotEmpty);
             }
             // Our own claims given back do not count as reclaimed (no lease
@@ -380,6 +361,84 @@ impl Drop for Queue {
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
         }
     }
+}
+
+/// Writes the header of a new file: the layout's words, then the options,
+/// the creation time, the checksum and the boot id. The magic number comes
+/// later ([`publish_magic`]), once the rest of the file is formatted.
+// raw write: to move into the engine's format step
+fn write_header(map: &Mapping, layout: &Layout, opts: &Options, flags: u64) {
+    // Relaxed stores: nobody else reads the file until the magic number
+    // is stored with release ordering (`publish_magic`).
+    let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
+    for (off, v) in layout.header_words() {
+        put(off, v);
+    }
+    put(
+        hdr::LEASE_NS,
+        opts.lease.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
+    put(hdr::FLAGS, flags);
+    put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
+    put(
+        hdr::RESERVATION_TIMEOUT_NS,
+        opts.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    put(hdr::CREATED_UNIX_NS, sys::unix_ns());
+    put(
+        hdr::CHECKSUM,
+        layout::header_checksum(&|off| header_word(map, off)),
+    );
+    let boot = sys::boot_id();
+    put(hdr::BOOT_ID, boot[0]);
+    put(hdr::BOOT_ID + 8, boot[1]);
+}
+
+/// Stores the magic number: the file is ready for others.
+// raw write: to move into the engine's format step
+fn publish_magic(map: &Mapping) {
+    // Release: the header and the formatting before it are visible to
+    // whoever sees the magic.
+    map.u64_at(hdr::MAGIC)
+        .store(layout::MAGIC, Ordering::Release);
+}
+
+/// Whether a creator has finished the file (its magic number is stored).
+// raw read: to move into the engine's typed snapshot
+fn magic_published(map: &Mapping) -> bool {
+    // Acquire: pairs with the release of `publish_magic`, so the header
+    // read after this is the creator's.
+    map.u64_at(hdr::MAGIC).load(Ordering::Acquire) != 0
+}
+
+/// One word of the header.
+// raw read: to move into the engine's typed snapshot
+fn header_word(map: &Mapping, off: usize) -> u64 {
+    // Relaxed: read after the acquire of `magic_published` (or by the
+    // creator itself), and checked by the layout or clamped by the caller.
+    map.u64_at(off).load(Ordering::Relaxed)
+}
+
+/// The lease, delivery limit and reservation timeout stored in the header.
+// raw read: to move into the engine's typed snapshot
+fn stored_config(map: &Mapping) -> Config {
+    Config {
+        lease_ns: header_word(map, hdr::LEASE_NS),
+        max_deliveries: header_word(map, hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
+        reservation_timeout_ns: header_word(map, hdr::RESERVATION_TIMEOUT_NS),
+    }
+}
+
+/// Whether the queue is latest-only, and its wait strategy, as stored in
+/// the header.
+// raw read: to move into the engine's typed snapshot
+fn stored_modes(map: &Mapping) -> (bool, WaitStrategy) {
+    let latest_only = header_word(map, hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
+    (
+        latest_only,
+        WaitStrategy::from_u64(header_word(map, hdr::WAIT_STRATEGY)),
+    )
 }
 
 fn opts_config(o: &Options) -> Config {

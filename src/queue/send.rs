@@ -204,6 +204,7 @@ impl Queue {
     fn enqueue_stamp(&self, len: usize, now: u64) -> (usize, u64) {
         let sampled = self.sample(now);
         let enqueued = if sampled { self.precise() } else { now };
+        // raw write: the length word's sampled flag, to move into the engine
         let len_word = if sampled {
             len | layout::slot::LEN_SAMPLED as usize
         } else {
@@ -222,17 +223,7 @@ impl Queue {
         now: u64,
     ) -> Sent {
         if opts.key != 0 {
-            let keys = self.engine.keys();
-            if let Some(e) = keys.find(opts.key) {
-                // A racy maximum, not an atomic one: the field is
-                // informative (no decision reads it), and a locked RMW on
-                // the key's line costs more than the rest of the commit's
-                // bookkeeping.
-                let committed = keys.field(e, layout::key::LAST_COMMITTED);
-                if committed.load(Ordering::Relaxed) < opts.version {
-                    committed.store(opts.version, Ordering::Relaxed);
-                }
-            }
+            self.raise_last_committed(opts.key, opts.version);
             if self.latest_only && not_before.is_none() {
                 self.engine.set_waiting(opts.key, r.slot, r.position);
             }
@@ -247,6 +238,22 @@ impl Queue {
         Sent {
             position: r.position,
             version: opts.version,
+        }
+    }
+
+    /// Raises the key's last committed version to `version`.
+    // raw read: to move into the engine's typed snapshot
+    fn raise_last_committed(&self, key: u64, version: u64) {
+        let keys = self.engine.keys();
+        if let Some(e) = keys.find(key) {
+            // A racy maximum, not an atomic one: the field is
+            // informative (no decision reads it), and a locked RMW on
+            // the key's line costs more than the rest of the commit's
+            // bookkeeping.
+            let committed = keys.field(e, layout::key::LAST_COMMITTED);
+            if committed.load(Ordering::Relaxed) < version {
+                committed.store(version, Ordering::Relaxed);
+            }
         }
     }
 
@@ -380,6 +387,7 @@ impl<'q> Reserved<'q> {
     /// A pointer to the slot's payload, `capacity()` bytes long, valid until
     /// commit or abort. Writing through it is the zero-copy path.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        // raw read: to move into the engine's typed snapshot (a payload view)
         self.q
             .engine
             .mem
@@ -445,10 +453,7 @@ impl<'q> Reserved<'q> {
         if !held {
             return Ok(None);
         }
-        let mut data = vec![0u8; self.len];
-        q.engine
-            .mem
-            .read_bytes(q.engine.payload_offset(self.r.slot), &mut data);
+        let data = self.written_payload();
         let sent = q.replace_waiting(&data, opts, "commit").inspect_err(|_| {
             // Stale (or a damaged key table): nothing is sent; give the
             // reservation back.
@@ -460,6 +465,17 @@ impl<'q> Reserved<'q> {
             q.notify(Point::NotFull);
         }
         Ok(sent)
+    }
+
+    /// A copy of what was written into the reservation so far.
+    // raw read: to move into the engine's typed snapshot (a payload view)
+    fn written_payload(&self) -> Vec<u8> {
+        let mut data = vec![0u8; self.len];
+        self.q
+            .engine
+            .mem
+            .read_bytes(self.q.engine.payload_offset(self.r.slot), &mut data);
+        data
     }
 
     /// Gives the slot back without sending.

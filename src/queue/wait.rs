@@ -11,7 +11,7 @@ use crate::memory::Memory;
 use crate::metrics::Counter;
 use crate::options::{Timeout, WaitStrategy};
 use crate::ring::Engine;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{OsFutex, WaitPoint};
 
 /// Longest single sleep, so sleepers also run the liveness sweep (its
@@ -32,13 +32,45 @@ pub(super) enum Point {
     NotFull,
 }
 
+impl Point {
+    /// The bit a sleeper sets in its participant's sleeping word while it
+    /// counts as a sleeper here, so that a cleaner can take it off after
+    /// its death.
+    fn sleeping_bit(self) -> u64 {
+        match self {
+            Point::NotEmpty => 1,
+            Point::NotFull => 2,
+        }
+    }
+}
+
+/// The futex word and sleeper count of `p` in the header.
+// raw read: to move into the engine's typed snapshot
+fn wait_point_of(engine: &Engine<Mapping>, p: Point) -> WaitPoint<'_> {
+    let (f, s) = match p {
+        Point::NotEmpty => (hdr::NOT_EMPTY_FUTEX, hdr::NOT_EMPTY_SLEEPERS),
+        Point::NotFull => (hdr::NOT_FULL_FUTEX, hdr::NOT_FULL_SLEEPERS),
+    };
+    WaitPoint::new(engine.mem.u32_at(f), engine.mem.u64_at(s))
+}
+
+/// Participant `p`'s sleeping word: which wait points it counts as a
+/// sleeper on ([`Point::sleeping_bit`]).
+// raw read: to move into the engine's typed snapshot
+fn sleeping_word(engine: &Engine<Mapping>, p: u64) -> &AtomicU64 {
+    engine
+        .mem
+        .u64_at(engine.layout.participant(p) + part::SLEEPING)
+}
+
 impl Queue {
     fn wait_point(&self, p: Point) -> WaitPoint<'_> {
-        let (f, s) = match p {
-            Point::NotEmpty => (hdr::NOT_EMPTY_FUTEX, hdr::NOT_EMPTY_SLEEPERS),
-            Point::NotFull => (hdr::NOT_FULL_FUTEX, hdr::NOT_FULL_SLEEPERS),
-        };
-        WaitPoint::new(self.engine.mem.u32_at(f), self.engine.mem.u64_at(s))
+        wait_point_of(&self.engine, p)
+    }
+
+    /// How many sleep at `p` now (racy: for stats).
+    pub(super) fn sleepers(&self, p: Point) -> u64 {
+        self.wait_point(p).sleepers()
     }
 
     #[inline]
@@ -123,14 +155,8 @@ impl Queue {
                 continue;
             }
             let wp = self.wait_point(point);
-            let bit = match point {
-                Point::NotEmpty => 1,
-                Point::NotFull => 2,
-            };
-            let sleeping = self
-                .engine
-                .mem
-                .u64_at(self.engine.layout.participant(self.me(op)?) + part::SLEEPING);
+            let bit = point.sleeping_bit();
+            let sleeping = sleeping_word(&self.engine, self.me(op)?);
             // Relaxed: read only by a cleaner after our death.
             sleeping.fetch_or(bit, Ordering::Relaxed);
             let seen = wp.prepare();
@@ -153,23 +179,15 @@ impl Queue {
     }
 }
 
+/// Takes the dead participant `dead` off the sleeper counts it was on when
+/// it died (a sleeper count left too high costs wake-up system calls).
 pub(super) fn clear_sleeper_counts(engine: &Engine<Mapping>, dead: u64) {
-    let sleeping = engine
-        .mem
-        .u64_at(engine.layout.participant(dead) + part::SLEEPING);
-    let bits = sleeping.swap(0, Ordering::Relaxed);
-    if bits & 1 != 0 {
-        WaitPoint::new(
-            engine.mem.u32_at(hdr::NOT_EMPTY_FUTEX),
-            engine.mem.u64_at(hdr::NOT_EMPTY_SLEEPERS),
-        )
-        .done();
-    }
-    if bits & 2 != 0 {
-        WaitPoint::new(
-            engine.mem.u32_at(hdr::NOT_FULL_FUTEX),
-            engine.mem.u64_at(hdr::NOT_FULL_SLEEPERS),
-        )
-        .done();
+    // Relaxed: the word is the dead participant's, and the counts it
+    // names are changed by SeqCst read-modify-writes in `done`.
+    let bits = sleeping_word(engine, dead).swap(0, Ordering::Relaxed);
+    for p in [Point::NotEmpty, Point::NotFull] {
+        if bits & p.sleeping_bit() != 0 {
+            wait_point_of(engine, p).done();
+        }
     }
 }
