@@ -4,8 +4,7 @@
 use std::fs::File;
 use std::time::Duration;
 
-use super::maintenance::OfdLiveness;
-use super::maintenance::LIVENESS_PERIOD_NS;
+use super::maintenance::{OfdLiveness, LIVENESS_PERIOD_NS};
 use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
 use crate::layout::part;

@@ -6,8 +6,7 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 
-use super::wait::clear_sleeper_counts;
-use super::wait::Point;
+use super::wait::{clear_sleeper_counts, Point};
 use super::Queue;
 use crate::error::Result;
 use crate::layout::hdr;

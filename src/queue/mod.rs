@@ -28,6 +28,8 @@ pub use dead_letters::DeadLetter;
 pub use inspect::{Stats, VerifyReport};
 pub use send::{Reserved, Sent};
 
+pub use crate::mapping::Mapping;
+
 use std::cell::Cell;
 use std::fs::File;
 use std::marker::PhantomData;
@@ -42,8 +44,6 @@ use crate::options::{OpenOptions, WaitStrategy};
 use crate::participants::EntryState;
 use crate::ring::{Engine, Repairs};
 use crate::sync::{AtomicU64, Ordering};
-
-pub use crate::mapping::Mapping;
 
 /// One message in this many is sampled for the latency histograms (at
 /// high rates; slower traffic is sampled fully). A precise timestamp costs

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use super::checks::TRUNCATED;
 use super::maintenance::OfdLiveness;
-use super::wait::clear_sleeper_counts;
-use super::wait::Point;
+use super::wait::{clear_sleeper_counts, Point};
 use super::{Mapping, Queue};
 use crate::clock::Clock;
 use crate::error::{Error, Result, Status};

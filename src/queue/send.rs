@@ -4,7 +4,7 @@
 use super::wait::Point;
 use super::{Queue, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
-use crate::layout::{self};
+use crate::layout;
 use crate::memory::Memory;
 use crate::metrics::Counter;
 use crate::options::{SendOptions, Timeout};
