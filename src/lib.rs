@@ -39,8 +39,6 @@
 pub mod clock;
 pub mod engine;
 pub mod error;
-#[cfg(not(shmq_loom))]
-pub mod ffi;
 pub mod format;
 pub mod keys;
 #[cfg(not(shmq_loom))]

@@ -9,6 +9,13 @@
 
 #[path = "../fuzz/src/c_abi.rs"]
 mod c_abi;
+// The C ABI crate (bindings/c) builds only a cdylib and a staticlib (its
+// library is named `shmq` too), so its Rust functions are compiled in here
+// from its sources; they call the engine as `engine`.
+extern crate shmq as engine;
+#[allow(dead_code)]
+#[path = "../bindings/c/src/lib.rs"]
+mod ffi;
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 #[path = "../fuzz/src/model_ops.rs"]
@@ -807,8 +814,8 @@ fn regression_key_ref_underflow() {
 // c_abi: a byte-for-byte copy of a live handle (in the caller's memory)
 // passed as a handle after the real one was closed: `shell()` found the
 // magic, the state IDLE and the old `Inner` pointer, and the call used the
-// freed `Inner` (ASan: heap-use-after-free in src/ffi). Fixed in
-// src/ffi/queue.rs: a pointer is a handle only when it is the address of a
+// freed `Inner` (ASan: heap-use-after-free in bindings/c/src). Fixed in
+// bindings/c/src/queue.rs: a pointer is a handle only when it is the address of a
 // shell in the registry of shells handed out; nothing else is read.
 // Input: create, copy the handle's bytes into the pool, close the handle,
 // then calls through the copy.
@@ -868,7 +875,7 @@ fn regression_model_ops_latest_only_commit_replaces() {
 // c_abi: shmq_claim_batch with a misaligned `out_count` claimed the
 // messages, returned SHMQ_OK and silently did not write the count (`put`
 // skips a misaligned pointer), so the caller could not know what it held.
-// Fixed in src/ffi: every optional out-parameter is checked before the call
+// Fixed in bindings/c/src: every optional out-parameter is checked before the call
 // acts; a misaligned one is SHMQ_INVALID_ARGUMENT. Input: claims through
 // claim_batch with the count pointer one byte into the pool.
 #[test]

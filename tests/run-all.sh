@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-echo "== cargo test --release =="
-cargo test --release
+echo "== cargo test --release --workspace =="
+cargo test --release --workspace
 
 echo "== loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}) =="
 loom_tests=()
@@ -29,8 +29,8 @@ LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom --cfg
   cargo test --release --target-dir target/loom-narrow "${loom_tests[@]}"
 
 # Overflow checks and debug assertions run only in a debug build.
-echo "== cargo test (debug build) =="
-cargo test --target-dir target/debug-suite
+echo "== cargo test --workspace (debug build) =="
+cargo test --workspace --target-dir target/debug-suite
 
 echo "== python bindings (pytest) =="
 SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" python3 -m pytest -q bindings/python/tests

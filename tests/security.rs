@@ -13,9 +13,8 @@
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -525,92 +524,6 @@ fn an_inspection_handle_is_read_only_exactly_when_the_file_is_not_writable() {
     }
 }
 
-/// Runs the `shmq` command line, as `nobody` when `as_nobody`.
-fn shmq_cli(args: &[&str], as_nobody: bool) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmq"));
-    cmd.args(args);
-    if as_nobody {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let groups = [NOBODY];
-                if libc::setgroups(1, groups.as_ptr()) != 0
-                    || libc::setgid(NOBODY) != 0
-                    || libc::setuid(NOBODY) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    cmd.output().expect("running shmq")
-}
-
-#[test]
-fn the_command_line_reads_a_queue_it_may_only_read() {
-    let (f, _) = fresh("cli-ro");
-    let path = f.0.to_str().unwrap();
-    {
-        let q = Queue::open(&f.0).unwrap();
-        q.send(b"waiting", Timeout::TryOnce).unwrap();
-    }
-    // As root, the file is given to nobody and the commands run as nobody:
-    // the owner matches, the mode forbids writing.
-    let as_nobody = is_root();
-    if as_nobody {
-        chown(&f.0, NOBODY, NOBODY);
-    }
-    for mode in [0o400, 0o440] {
-        chmod(&f.0, mode);
-        let before = std::fs::read(&f.0).unwrap();
-        for cmd in [
-            &["stats", path, "--json"][..],
-            &["info", path],
-            &["verify", path],
-        ] {
-            let out = shmq_cli(cmd, as_nobody);
-            assert!(
-                out.status.success(),
-                "shmq {cmd:?} on a mode {mode:o} file: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let out = shmq_cli(&["stats", path, "--json"], as_nobody);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["depth"], 1, "{v}");
-        // Changing the queue is refused with the cause.
-        let out = shmq_cli(&["send", path, "no"], as_nobody);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
-        assert!(err.contains("PERMISSION") && err.contains(path), "{err}");
-        assert_eq!(
-            std::fs::read(&f.0).unwrap(),
-            before,
-            "a reader changed the file"
-        );
-    }
-    if !as_nobody {
-        eprintln!("note: ran as the file's owner; the owner check needs root to test");
-    } else {
-        // nobody may read root's queue (mode 0444) but does not open it
-        // without saying it trusts the owner.
-        chown(&f.0, 0, 0);
-        chmod(&f.0, 0o444);
-        let out = shmq_cli(&["stats", path], true);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("owned by uid 0"), "{err}");
-        let out = shmq_cli(&["stats", path, "--trust-any-owner"], true);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 // ----------------------------------------------------------------------
 // Truncation and growth by another process while mapped
 // ----------------------------------------------------------------------
@@ -895,64 +808,4 @@ fn a_sigbus_outside_shmq_mappings_still_kills_the_process() {
     );
     // SAFETY: unmapping what we mapped.
     unsafe { libc::munmap(p, 8192) };
-}
-
-#[test]
-fn the_command_line_creates_and_opens_group_shared_queues() {
-    let q = Cleanup(scratch("cli-group"));
-    let path = q.0.to_str().unwrap();
-    // SAFETY: getegid cannot fail.
-    let gid = unsafe { libc::getegid() }.to_string();
-    let out = shmq_cli(&["create", path, "--mode", "0660", "--group", &gid], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = std::fs::metadata(&q.0).unwrap();
-    assert_eq!((m.mode() & 0o7777, m.gid().to_string()), (0o660, gid));
-    // Without --group-shared a group-writable queue is refused, with the
-    // way out named.
-    let out = shmq_cli(&["send", path, "hello"], false);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("PERMISSION") && err.contains("group_shared"),
-        "{err}"
-    );
-    let out = shmq_cli(&["send", path, "hello", "--group-shared"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = shmq_cli(
-        &["stats", path, "--json", "--read-only", "--group-shared"],
-        false,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["depth"], 1, "{v}");
-    let out = shmq_cli(&["recv", path, "--group-shared"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("hello"));
-    // An unknown group is an error naming the file and the group.
-    let r = scratch("cli-nogroup");
-    let rp = r.to_str().unwrap();
-    let out = shmq_cli(&["create", rp, "--group", "no-such-group-shmq"], false);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(rp) && err.contains("no-such-group-shmq"),
-        "{err}"
-    );
-    assert!(!r.exists());
 }

@@ -25,8 +25,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -n "${SHMQ_LIB_DIR:-}" ]; then
     SRC=$SHMQ_LIB_DIR
 else
-    echo "building the release library (cargo build --release --lib)..." >&2
-    (cd "$ROOT" && cargo build --release --lib)
+    echo "building the release library (cargo build --release -p shmq-c)..." >&2
+    (cd "$ROOT" && cargo build --release -p shmq-c)
     SRC=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 for f in libshmq.so libshmq.a; do

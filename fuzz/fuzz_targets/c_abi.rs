@@ -4,6 +4,13 @@
 
 #[path = "../src/c_abi.rs"]
 mod c_abi;
+// The C ABI crate (bindings/c) builds only a cdylib and a staticlib (its
+// library is named `shmq` too), so its Rust functions are compiled in here
+// from its sources; they call the engine as `engine`.
+extern crate shmq as engine;
+#[allow(dead_code)]
+#[path = "../../bindings/c/src/lib.rs"]
+mod ffi;
 #[path = "../src/harness.rs"]
 mod harness;
 

@@ -1,4 +1,4 @@
-//! The `c_abi` target: the C ABI (`shmq::ffi`, `extern "C"`) called with
+//! The `c_abi` target: the C ABI (bindings/c, `extern "C"`) called with
 //! arbitrary arguments, as a careless or hostile C program would (SPEC G12).
 //!
 //! Every pointer passed is NULL or points to memory that is really there:
@@ -29,13 +29,13 @@
 //! Input: operations, one byte each (op = b % 41) and their argument bytes;
 //! the first 64 bytes also seed the pool.
 
-use shmq::ffi::claim::*;
-use shmq::ffi::dlq::*;
-use shmq::ffi::options::*;
-use shmq::ffi::queue::*;
-use shmq::ffi::send::*;
-use shmq::ffi::stats::*;
-use shmq::ffi::status::*;
+use crate::ffi::claim::*;
+use crate::ffi::dlq::*;
+use crate::ffi::options::*;
+use crate::ffi::queue::*;
+use crate::ffi::send::*;
+use crate::ffi::stats::*;
+use crate::ffi::status::*;
 use std::ffi::{c_char, CStr, CString};
 use std::mem::size_of;
 use std::path::PathBuf;
@@ -950,7 +950,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                     !(0..=KNOWN).contains(&code),
                     "status {code} is {name}"
                 );
-                assert_eq!(shmq_abi_version(), shmq::ffi::SHMQ_ABI_VERSION);
+                assert_eq!(shmq_abi_version(), crate::ffi::SHMQ_ABI_VERSION);
             }
             37 => {
                 let p = s.ptr(ops, size_of::<shmq_options>());

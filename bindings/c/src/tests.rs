@@ -1,0 +1,97 @@
+//! Tests of the ABI called from Rust, where the C tests (bindings/c/tests/c_abi.rs)
+//! cannot reach: two handles handing out equal tokens.
+
+/// Two queues used alike hand out equal tokens: a message claimed from one
+/// must be refused by every call of the other (guarantee G12), with nothing
+/// changed on either, and so must a message of a closed handle given to a
+/// newer handle of the same file.
+#[test]
+fn a_message_of_another_queue_or_handle_is_refused() {
+    use super::claim::*;
+    use super::options::shmq_options;
+    use super::queue::*;
+    use super::send::*;
+    use super::status::{shmq_last_error, shmq_status::*};
+    use std::ffi::{CStr, CString};
+
+    fn last_error() -> String {
+        // SAFETY: shmq_last_error returns a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(shmq_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+    let dir = std::env::temp_dir().join(format!("shmq-c-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let px = CString::new(dir.join("x").to_str().unwrap()).unwrap();
+    let py = CString::new(dir.join("y").to_str().unwrap()).unwrap();
+    let _ = std::fs::remove_file(px.to_str().unwrap());
+    let _ = std::fs::remove_file(py.to_str().unwrap());
+    let o = shmq_options {
+        capacity: 4,
+        max_message_size: 16,
+        ..Default::default()
+    };
+    let (mut x, mut y) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: every pointer below is valid for the call; handles are
+    // shmq's, messages are filled by claims before use.
+    unsafe {
+        assert_eq!(shmq_create(px.as_ptr(), &o, &mut x), SHMQ_OK);
+        assert_eq!(shmq_create(py.as_ptr(), &o, &mut y), SHMQ_OK);
+        for (q, b) in [(x, b"from x"), (y, b"from y")] {
+            let st = shmq_send(q, b.as_ptr().cast(), b.len(), 0, 0, 0);
+            assert_eq!(st, SHMQ_OK);
+        }
+        let mut mx: shmq_message = std::mem::zeroed();
+        let mut my: shmq_message = std::mem::zeroed();
+        assert_eq!(shmq_claim(x, &mut mx, 0), SHMQ_OK);
+        assert_eq!(shmq_claim(y, &mut my, 0), SHMQ_OK);
+        let refused = |st, op: &str| {
+            assert_eq!(st, SHMQ_INVALID_ARGUMENT, "{op}: {}", last_error());
+            let e = last_error();
+            assert!(
+                e.contains(op) && e.contains(py.to_str().unwrap()) && e.contains("another"),
+                "{op}: {e}"
+            );
+        };
+        refused(shmq_ack(y, &mx), "shmq_ack");
+        refused(shmq_nack(y, &mx, 0), "shmq_nack");
+        refused(shmq_reject(y, &mx, c"no".as_ptr()), "shmq_reject");
+        refused(shmq_extend_lease(y, &mx, 1_000_000), "shmq_extend_lease");
+        let mut buf = [0u8; 16];
+        let mut n = 99usize;
+        refused(
+            shmq_read(y, &mx, buf.as_mut_ptr().cast(), buf.len(), &mut n),
+            "shmq_read",
+        );
+        assert_eq!(n, 99, "out_len written on failure");
+        // A batch with one foreign message acks nothing, not even y's own.
+        let batch = [my, mx];
+        let mut acked = 99usize;
+        refused(
+            shmq_ack_batch(y, batch.as_ptr(), 2, &mut acked),
+            "shmq_ack_batch",
+        );
+        assert_eq!(acked, 99);
+        // Nothing changed: both claims are still held by their handles.
+        assert_eq!(
+            shmq_read(y, &my, buf.as_mut_ptr().cast(), buf.len(), &mut n),
+            SHMQ_OK
+        );
+        assert_eq!(&buf[..n], b"from y");
+        assert_eq!(shmq_extend_lease(x, &mx, 1_000_000_000), SHMQ_OK);
+        assert_eq!(shmq_ack(y, &my), SHMQ_OK);
+        assert_eq!(shmq_claim(y, &mut my, 0), SHMQ_EMPTY);
+        // A message of a closed handle, to a newer handle of the same file.
+        assert_eq!(shmq_close(x), SHMQ_OK);
+        let mut x2 = std::ptr::null_mut();
+        assert_eq!(shmq_open(px.as_ptr(), &mut x2), SHMQ_OK);
+        let mut again: shmq_message = std::mem::zeroed();
+        assert_eq!(shmq_claim(x2, &mut again, 0), SHMQ_OK);
+        assert_eq!(again.deliveries, 2);
+        assert_eq!(shmq_ack(x2, &mx), SHMQ_INVALID_ARGUMENT, "{}", last_error());
+        assert_eq!(shmq_ack(x2, &again), SHMQ_OK);
+        assert_eq!(shmq_close(x2), SHMQ_OK);
+        assert_eq!(shmq_close(y), SHMQ_OK);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

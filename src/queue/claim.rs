@@ -1,0 +1,285 @@
+//! Claiming: one message or a batch, each a [`Message`] holding the claim
+//! until its outcome is given (see `settle`).
+
+use super::wait::Point;
+use super::{Queue, ROLE_CONSUMER};
+use crate::error::{Error, Result, Status};
+use crate::memory::Memory;
+use crate::metrics::{Counter, Histogram};
+use crate::options::Timeout;
+use crate::ring::{self, Claim};
+
+/// How long a claim waits for a producer that is still writing the next
+/// message at the head before it passes that reservation. A copy takes
+/// nanoseconds to microseconds; a preempted producer, milliseconds.
+const PASS_AFTER_NS: u64 = 50_000;
+
+impl Queue {
+    fn claim_once(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+        let mut tally = ring::Tally {
+            patient: true,
+            ..ring::Tally::default()
+        };
+        let mut got = self.engine.claim_counted(me, now, &mut tally);
+        if let (Ok(None), Some((i, w))) = (&got, tally.blocked) {
+            // A producer is still writing the next message. Wait for it
+            // (the caller retries), but not for long: pass a reservation
+            // that blocks the head for more than PASS_AFTER_NS.
+            let t = self.precise();
+            match self.blocked.get() {
+                // The same reservation (slot, sequence and owner): a skip
+                // by producers lapping the ring moves only its lap, and must
+                // not restart the timer (found by review: with producers
+                // lapping a small ring faster than the pass, the head waited
+                // for the reservation timeout instead).
+                Some((bi, bw, since))
+                    if bi == i
+                        && ring::SlotWord(bw).seq() == w.seq()
+                        && ring::SlotWord(bw).owner() == w.owner() =>
+                {
+                    if t.saturating_sub(since) >= PASS_AFTER_NS {
+                        self.engine.pass_reservation(i, w);
+                        self.blocked.set(None);
+                        got = self.engine.claim_counted(me, now, &mut tally);
+                    }
+                }
+                _ => self.blocked.set(Some((i, w.0, t))),
+            }
+        }
+        if tally.stale > 0 {
+            self.count(Counter::Stale, tally.stale);
+            self.notify(Point::NotFull);
+        }
+        if tally.key_waits > 0 {
+            self.count(Counter::KeyWaits, tally.key_waits);
+        }
+        got
+    }
+
+    fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
+        self.note_role(ROLE_CONSUMER);
+        // A sampled message is timed precisely from here to its ack.
+        let claimed_ns = if c.sampled && self.metrics.get() {
+            self.precise()
+        } else {
+            now
+        };
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Claimed, 1);
+            if c.deliveries > 1 {
+                rec.add(Counter::Redelivered, 1);
+            } else if c.sampled {
+                rec.record(
+                    Histogram::LeadTime,
+                    claimed_ns.saturating_sub(c.enqueued_ns),
+                );
+            }
+        }
+        Message {
+            q: self,
+            claim: c,
+            claimed_ns,
+        }
+    }
+
+    /// Claims the next message, waiting up to `timeout`. `Empty` when
+    /// nothing is claimable and the call may not wait; `Timeout` after
+    /// waiting.
+    pub fn claim(&self, timeout: impl Into<Timeout>) -> Result<Message<'_>> {
+        self.checked("claim", self.claim_unchecked(timeout.into()))
+    }
+
+    fn claim_unchecked(&self, timeout: Timeout) -> Result<Message<'_>> {
+        let me = self.me("claim")?;
+        let mut at = 0;
+        let got = self
+            .wait_for(Point::NotEmpty, timeout, "claim", |now| {
+                at = now;
+                self.claim_once(me, now)
+            })
+            .map_err(|e| self.err_once("claim", e))?;
+        match got {
+            Some(c) => {
+                self.tick(at);
+                Ok(self.claimed(c, at))
+            }
+            None => Err(Error::new(
+                Status::Empty,
+                // Built once per handle: a polling consumer meets it at
+                // every poll.
+                self.empty_msg.clone(),
+            )),
+        }
+    }
+
+    /// Claims up to `max` messages: waits up to `timeout` for the first, then
+    /// takes what is claimable now.
+    pub fn claim_batch(&self, max: usize, timeout: impl Into<Timeout>) -> Result<Vec<Message<'_>>> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        self.claim_batch_into(max, timeout, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Queue::claim_batch`], appending to `out`; returns how many.
+    pub fn claim_batch_into<'q>(
+        &'q self,
+        max: usize,
+        timeout: impl Into<Timeout>,
+        out: &mut Vec<Message<'q>>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let before = out.len();
+        let r = self.claim_batch_unchecked(max, timeout.into(), out);
+        if r.is_ok() && self.engine.mem.broken() {
+            // Claims made from zero pages are no claims.
+            out.truncate(before);
+        }
+        self.checked("claim_batch", r)
+    }
+
+    fn claim_batch_unchecked<'q>(
+        &'q self,
+        max: usize,
+        timeout: Timeout,
+        out: &mut Vec<Message<'q>>,
+    ) -> Result<usize> {
+        let me = self.me("claim_batch")?;
+        let first = self.claim(timeout)?;
+        // The coarse clock, on which leases and delays are stamped (the
+        // first claim's time may be the precise one, up to a tick ahead,
+        // which took delayed messages early).
+        let now = self.now();
+        out.push(first);
+        let mut n = 1;
+        while n < max {
+            match self
+                .claim_once(me, now)
+                .map_err(|e| self.err("claim_batch", e))?
+            {
+                Some(c) => {
+                    out.push(self.claimed(c, now));
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Copies the payload of a claim we hold into `buf` and checks that the
+    /// claim was still held after the copy (so the copy is not torn).
+    /// Returns the payload length; `TooLarge` if `buf` is too small.
+    pub fn read_payload(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
+        self.checked("read", self.read_payload_unchecked(token, buf))
+    }
+
+    fn read_payload_unchecked(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
+        let me = self.me("read")?;
+        self.engine
+            .read_claimed(me, token, buf)
+            .map_err(|e| self.err("read", e))
+    }
+}
+
+/// A claimed message. Give its outcome with [`Message::ack`],
+/// [`Message::nack`], [`Message::reject`] or keep it with
+/// [`Message::extend`]; dropping it without an outcome leaves it claimed
+/// until its lease expires (or this handle closes), then it is redelivered.
+pub struct Message<'q> {
+    pub(super) q: &'q Queue,
+    pub(super) claim: Claim,
+    pub(super) claimed_ns: u64,
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("position", &self.claim.position)
+            .field("len", &self.claim.len)
+            .field("key", &self.claim.key)
+            .field("version", &self.claim.version)
+            .field("deliveries", &self.claim.deliveries)
+            .finish()
+    }
+}
+
+impl<'q> Message<'q> {
+    /// A private copy of the payload, checked for tearing (`LeaseLost` if the
+    /// claim was lost while copying).
+    pub fn data(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.claim.len];
+        let n = self.q.read_payload(self.claim.token(), &mut v)?;
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// Copies the payload into `buf`, checked for tearing; returns its length.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.q.read_payload(self.claim.token(), buf)
+    }
+
+    /// The payload in place, without a copy.
+    ///
+    /// # Safety
+    /// The bytes live in the shared mapping. They stay unchanged only while
+    /// the claim is held: the caller must finish with the slice before the
+    /// lease can expire, and must accept that a misbehaving process with
+    /// write access to the file could change them.
+    pub unsafe fn payload_unchecked(&self) -> &[u8] {
+        // raw read: to move into the engine's typed snapshot (a payload view)
+        let off = self.q.engine.payload_offset(self.claim.slot);
+        match self.q.engine.mem.byte_ptr(off, self.claim.len) {
+            // SAFETY: in bounds of the mapping (checked by byte_ptr); the
+            // caller upholds that nobody writes the bytes meanwhile.
+            Some(p) => unsafe { std::slice::from_raw_parts(p, self.claim.len) },
+            None => &[],
+        }
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.claim.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.claim.len == 0
+    }
+
+    /// Key (0 = none).
+    pub fn key(&self) -> u64 {
+        self.claim.key
+    }
+
+    /// Version.
+    pub fn version(&self) -> u64 {
+        self.claim.version
+    }
+
+    /// 1 on the first delivery, counting up with each redelivery.
+    pub fn deliveries(&self) -> u32 {
+        self.claim.deliveries
+    }
+
+    /// Monotonic time (CLOCK_MONOTONIC, ns) of the first commit.
+    pub fn enqueued_ns(&self) -> u64 {
+        self.claim.enqueued_ns
+    }
+
+    /// Monotonic time of this claim.
+    pub fn claimed_ns(&self) -> u64 {
+        self.claimed_ns
+    }
+
+    /// Ring position of the message.
+    pub fn position(&self) -> u64 {
+        self.claim.position
+    }
+
+    /// The fencing token of this claim.
+    pub fn token(&self) -> u64 {
+        self.claim.token()
+    }
+}

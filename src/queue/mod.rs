@@ -1,0 +1,252 @@
+//! The public handle: a queue file mapped into this process, attached as one
+//! participant. Owns the file, the mapping and the participant entry; the
+//! protocol itself lives in [`crate::ring`].
+//!
+//! One concern per file: `open` (creating, opening, attaching, detaching),
+//! `checks` (what every operation checks first, and its errors), `send`
+//! (sending and reserving), `claim` (claiming), `settle` (the outcome of a
+//! claim), `wait` (waiting for room or for messages), `maintenance` (the
+//! liveness sweep and the repairs it starts), `admin` (recover, watchdog,
+//! key eviction, flush, the participant list), `dead_letters` and
+//! `inspect` (stats and verify). This file holds the handle itself and its
+//! small accessors.
+
+mod admin;
+mod checks;
+mod claim;
+mod dead_letters;
+mod inspect;
+mod maintenance;
+mod open;
+mod send;
+mod settle;
+mod wait;
+
+pub use admin::{ParticipantInfo, Watchdog};
+pub use claim::Message;
+pub use dead_letters::DeadLetter;
+pub use inspect::{Stats, VerifyReport};
+pub use send::{Reserved, Sent};
+
+pub use crate::mapping::Mapping;
+
+use std::cell::Cell;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::layout::{part, slot, Layout};
+use crate::memory::Memory;
+use crate::metrics::{Counter, Recorder};
+use crate::options::{OpenOptions, WaitStrategy};
+use crate::participants::EntryState;
+use crate::ring::{Engine, Repairs};
+use crate::sync::{AtomicU64, Ordering};
+
+/// One message in this many is sampled for the latency histograms (at
+/// high rates; slower traffic is sampled fully). A precise timestamp costs
+/// about as much as a message here.
+const SAMPLE_EVERY: u32 = 16;
+
+/// Role bits of a participant.
+const ROLE_PRODUCER: u64 = 1;
+const ROLE_CONSUMER: u64 = 2;
+
+/// A queue file attached as one participant.
+///
+/// A handle is used by one thread at a time (it is `Send`, not `Sync`); open
+/// one handle per thread, each is its own participant with its own metrics.
+/// Dropping the handle detaches it; messages it still holds are redelivered
+/// at once. A handle copied into a child by `fork()` stays its parent's: in
+/// the child every operation through it fails (naming the cause) and
+/// dropping it does nothing; the child opens its own handle.
+pub struct Queue {
+    engine: Engine<Mapping>,
+    file: File,
+    path: PathBuf,
+    /// Our participant index, or `None` for an inspection handle.
+    me: Option<u64>,
+    /// The state word we stored when we took our entry: released at close
+    /// only if the entry still holds it.
+    registration: Option<EntryState>,
+    /// Mapped `PROT_READ`: every operation that changes the queue is
+    /// refused with `Permission` before it touches the mapping.
+    read_only: bool,
+    /// The checks this handle was opened with, for a later attach.
+    open_opts: OpenOptions,
+    pid: u32,
+    latest_only: bool,
+    wait: WaitStrategy,
+    clock: Clock,
+    metrics: Cell<bool>,
+    /// Coarse time before which no maintenance is due, as last read from
+    /// the header (see [`Queue::tick`]): until then an operation checks
+    /// for maintenance with one compare of the time it already read.
+    next_check: Cell<u64>,
+    roles: Cell<u64>,
+    sample_count: Cell<u32>,
+    /// The messages of `Empty` and `Full`, built once.
+    empty_msg: std::sync::Arc<str>,
+    full_msg: std::sync::Arc<str>,
+    /// The reservation at the head that stopped our last claim, and since
+    /// when (slot, word, precise time).
+    blocked: Cell<Option<(u64, u64, u64)>>,
+    last_sample: Cell<u64>,
+    /// What this handle repaired while attaching (cleaning up after the
+    /// dead participant whose entry it took).
+    attach_repairs: Cell<Repairs>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Queue {
+    /// The path the queue was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The layout of the file.
+    pub fn layout(&self) -> &Layout {
+        &self.engine.layout
+    }
+
+    /// Default lease, read from the file.
+    pub fn lease(&self) -> Duration {
+        Duration::from_nanos(self.engine.config.lease_ns)
+    }
+
+    /// Failed deliveries before dead-lettering (0 = unlimited).
+    pub fn max_deliveries(&self) -> u32 {
+        self.engine.config.max_deliveries
+    }
+
+    /// Whether the queue is in latest-only mode.
+    pub fn latest_only(&self) -> bool {
+        self.latest_only
+    }
+
+    /// The wait strategy stored in the file.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Our participant index (`None` for an inspection handle).
+    pub fn participant(&self) -> Option<u64> {
+        self.me
+    }
+
+    /// Turns this handle's metrics recording on or off (on by default).
+    pub fn set_metrics(&self, on: bool) {
+        self.metrics.set(on);
+    }
+
+    /// Whether this handle is read-only: mapped `PROT_READ`, not attached,
+    /// refusing every change with `Permission`.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether the file was truncated while mapped; every operation then
+    /// returns `Corrupt`. [`Queue::stats`] and the listings cannot return an
+    /// error: check this after them when it matters.
+    pub fn is_broken(&self) -> bool {
+        self.engine.mem.broken()
+    }
+
+    /// The engine, for tests and tools in this crate.
+    #[doc(hidden)]
+    pub fn engine(&self) -> &Engine<Mapping> {
+        &self.engine
+    }
+
+    /// The time for leases, delays and the enqueue time of unsampled
+    /// messages: `CLOCK_MONOTONIC_COARSE` (a few ns to read, a few ms
+    /// behind).
+    #[inline]
+    fn now(&self) -> u64 {
+        crate::clock::coarse_ns()
+    }
+
+    /// The precise time, for sampled latencies and for timing waits.
+    #[inline]
+    fn precise(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Whether the next message this handle commits is sampled for the
+    /// latency histograms: one in [`SAMPLE_EVERY`], and every message when
+    /// they are more than a millisecond apart, so that slow queues are
+    /// measured fully and fast ones cheaply.
+    #[inline]
+    fn sample(&self, coarse: u64) -> bool {
+        if !self.metrics.get() {
+            return false;
+        }
+        let n = self.sample_count.get().wrapping_add(1);
+        self.sample_count.set(n);
+        if n % SAMPLE_EVERY == 0 || coarse >= self.last_sample.get().saturating_add(1_000_000) {
+            self.last_sample.set(coarse);
+            return true;
+        }
+        false
+    }
+
+    #[inline]
+    fn recorder(&self) -> Option<Recorder<'_, Mapping>> {
+        match (self.me, self.metrics.get()) {
+            (Some(me), true) => Some(Recorder::new(
+                &self.engine.mem,
+                self.engine.layout.participant(me),
+            )),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn count(&self, c: Counter, by: u64) {
+        if let Some(r) = self.recorder() {
+            r.add(c, by);
+        }
+    }
+
+    fn note_role(&self, role: u64) {
+        if self.roles.get() & role == 0 {
+            if let Some(me) = self.me {
+                self.roles.set(self.roles.get() | role);
+                // Relaxed: informative only.
+                self.roles_word(me).fetch_or(role, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Participant `p`'s role bits ([`ROLE_PRODUCER`], [`ROLE_CONSUMER`]).
+    // raw read: to move into the engine's typed snapshot
+    fn roles_word(&self, p: u64) -> &AtomicU64 {
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.participant(p) + part::ROLES)
+    }
+
+    /// The key of the message in slot `i` (meaningful while the slot is
+    /// not free).
+    // raw read: to move into the engine's typed snapshot
+    fn slot_key(&self, i: u64) -> u64 {
+        // Relaxed: for listings and checks that decide nothing in the
+        // protocol; a slot that changes meanwhile reads as either message.
+        self.engine
+            .mem
+            .u64_at(self.engine.layout.slot(i) + slot::KEY)
+            .load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("path", &self.path)
+            .field("participant", &self.me)
+            .field("capacity", &self.engine.layout.params.capacity)
+            .finish()
+    }
+}

@@ -1,0 +1,449 @@
+//! Creating, opening and inspecting a queue file; attaching to it as a
+//! participant (taking an entry in the participant table and cleaning up
+//! after its dead previous owner) and detaching at drop.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::checks::TRUNCATED;
+use super::maintenance::OfdLiveness;
+use super::wait::{clear_sleeper_counts, Point};
+use super::{Mapping, Queue};
+use crate::clock::Clock;
+use crate::error::{Error, Result, Status};
+use crate::layout::{self, hdr, Layout, Params};
+use crate::memory::Memory;
+use crate::metrics::Counter;
+use crate::options::{Access, OpenOptions, Options, WaitStrategy};
+use crate::participants::{hooks, Table, LOCK_BASE};
+use crate::permissions;
+use crate::ring::{state, Config, Engine, Repairs};
+use crate::sync::{AtomicU64, Ordering};
+use crate::sys;
+
+impl Queue {
+    /// Creates a new queue file (it must not exist) and attaches to it.
+    pub fn create(path: impl AsRef<Path>, opts: &Options) -> Result<Queue> {
+        let path = path.as_ref();
+        let ctx = |what: &str| format!("{}: {what}", path.display());
+        opts.validate()
+            .map_err(|e| Error::new(e.status(), ctx(&format!("create: {}", e.message()))))?;
+        let dlq_capacity = if opts.dlq_capacity == 0 {
+            opts.capacity.max(1)
+        } else {
+            opts.dlq_capacity
+        };
+        let flags = if opts.latest_only {
+            layout::flags::LATEST_ONLY
+        } else {
+            0
+        };
+        let layout = Layout::with_flags(
+            Params {
+                capacity: opts.capacity,
+                max_message_size: opts.max_message_size as u64,
+                key_capacity: opts.key_capacity,
+                dlq_capacity,
+                participant_capacity: opts.participant_capacity as u64,
+            },
+            flags,
+        )
+        .map_err(|e| {
+            Error::new(
+                e.status(),
+                format!("{}: create: {}", path.display(), e.message()),
+            )
+        })?;
+        // O_CREAT | O_EXCL | O_NOFOLLOW, then fchmod and fchown.
+        let file = permissions::create_file(path, opts)?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_file(path);
+            e
+        };
+        file.set_len(layout.file_size as u64).map_err(|e| {
+            cleanup(Error::io(
+                ctx(&format!("create: sizing to {} bytes", layout.file_size)),
+                e,
+            ))
+        })?;
+        let map = Mapping::new(&file, layout.file_size, path, true).map_err(cleanup)?;
+        write_header(&map, &layout, opts, flags);
+        let engine = Engine::new(map, layout, opts_config(opts));
+        engine.format();
+        publish_magic(&engine.mem);
+        Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
+    }
+
+    /// Opens an existing queue file and attaches to it as a participant,
+    /// with the default checks of [`OpenOptions`] (a regular file of ours
+    /// that nobody else may write).
+    pub fn open(path: impl AsRef<Path>) -> Result<Queue> {
+        Self::open_with(path, &OpenOptions::new())
+    }
+
+    /// Opens a queue file without attaching: for stats, verify, recover and
+    /// dead-letter calls. Read-only when the file is not writable.
+    pub fn inspect(path: impl AsRef<Path>) -> Result<Queue> {
+        Self::open_with(path, &OpenOptions::new().access(Access::Inspect))
+    }
+
+    /// Opens an existing queue file as `opts` says: as a participant, for
+    /// inspection, or read-only, and accepting which owners and modes.
+    pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Queue> {
+        let (engine, file, path) = Self::open_engine(path.as_ref(), opts)?;
+        let register = opts.access == Access::Participant;
+        let mut q = Self::attach(engine, file, path, register)?;
+        q.open_opts = *opts;
+        Ok(q)
+    }
+
+    fn open_engine(path: &Path, opts: &OpenOptions) -> Result<(Engine<Mapping>, File, PathBuf)> {
+        let ctx = |what: &str| format!("{}: open: {what}", path.display());
+        let (file, writable) = permissions::open_file(path, opts.access)?;
+        // fstat on the descriptor: type, owner and mode of what we opened.
+        let meta = permissions::check_file(&file, path, opts)?;
+        let len = meta.len();
+        if len < layout::HEADER_SIZE as u64 || len > layout::limits::MAX_FILE_SIZE {
+            return Err(Error::new(
+                Status::Incompatible,
+                ctx(&format!("{len} bytes is not the size of a queue file")),
+            ));
+        }
+        let map = Mapping::new(&file, len as usize, path, writable)?;
+        // A creator stores the magic last: wait briefly for one in progress.
+        let mut tries = 0;
+        while !magic_published(&map) && tries < 200 && !map.broken() {
+            std::thread::sleep(Duration::from_millis(5));
+            tries += 1;
+        }
+        // Acquire on the magic above orders these relaxed reads.
+        let layout = Layout::from_header(len as usize, |off| header_word(&map, off));
+        if map.broken() {
+            // Shrunk between the fstat above and reading the header.
+            return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
+        }
+        let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
+        let config = stored_config(&map);
+        Ok((Engine::new(map, layout, config), file, path.to_path_buf()))
+    }
+
+    fn attach(engine: Engine<Mapping>, file: File, path: PathBuf, register: bool) -> Result<Queue> {
+        let (latest_only, wait) = stored_modes(&engine.mem);
+        let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
+        let full_msg = format!("{}: send: the queue is full", path.display()).into();
+        let read_only = !engine.mem.writable();
+        let mut q = Queue {
+            engine,
+            file,
+            path,
+            me: None,
+            registration: None,
+            read_only,
+            open_opts: OpenOptions::new(),
+            pid: sys::watch_forks(),
+            latest_only,
+            wait,
+            clock: Clock::new(),
+            metrics: Cell::new(true),
+            next_check: Cell::new(0),
+            roles: Cell::new(0),
+            sample_count: Cell::new(0),
+            empty_msg,
+            full_msg,
+            blocked: Cell::new(None),
+            last_sample: Cell::new(0),
+            attach_repairs: Cell::new(Repairs::default()),
+            _not_sync: PhantomData,
+        };
+        if register {
+            q.register()?;
+        }
+        Ok(q)
+    }
+
+    /// Whether the file's participants belong to a previous boot (its boot
+    /// id is not this boot's).
+    pub(super) fn stale_boot(&self) -> bool {
+        let boot = sys::boot_id();
+        let (lo, hi) = self.boot_id_words();
+        // Relaxed: informative; `elect_boot` decides with a CAS.
+        [lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)] != boot
+    }
+
+    /// The two words of the boot id in the header.
+    // raw read: to move into the engine's typed snapshot
+    fn boot_id_words(&self) -> (&AtomicU64, &AtomicU64) {
+        let mem = &self.engine.mem;
+        (mem.u64_at(hdr::BOOT_ID), mem.u64_at(hdr::BOOT_ID + 8))
+    }
+
+    /// Decides, before we take an entry, whether the participants in the
+    /// table belong to a previous boot, and publishes the new boot id at
+    /// once. Exactly one attacher wins the compare-and-swap on the boot id's
+    /// first word; it gets the table's words as they were before the new
+    /// boot id was published, that is, the old boot's entries only: every
+    /// attacher takes its entry after it saw the new boot id (it returns
+    /// from here only then), so no entry taken under the new boot is in
+    /// the winner's snapshot.
+    fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
+        let boot = sys::boot_id();
+        let (lo, hi) = self.boot_id_words();
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        loop {
+            // Acquire: pairs with the winner's release below, so our entry
+            // is taken after the winner's snapshot was read.
+            let seen = lo.load(Ordering::Acquire);
+            if seen == boot[0] {
+                // Relaxed: every writer stores the same value; this heals a
+                // winner that died between its CAS and its store.
+                if hi.load(Ordering::Relaxed) != boot[1] {
+                    hi.store(boot[1], Ordering::Relaxed);
+                }
+                return None;
+            }
+            let snapshot = table.snapshot();
+            // AcqRel: the snapshot's loads come before the publication
+            // (release), which the others acquire above.
+            if lo
+                .compare_exchange(seen, boot[0], Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Relaxed: informative (`stale_boot`), healed above.
+                hi.store(boot[1], Ordering::Relaxed);
+                return Some(snapshot);
+            }
+        }
+    }
+
+    fn register(&mut self) -> Result<()> {
+        let old_boot = self.elect_boot();
+        let now = sys::monotonic_ns();
+        let start_time = sys::process_start_time(self.pid).unwrap_or(0);
+        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let live = OfdLiveness {
+            file: &self.file,
+            stale_boot: false,
+        };
+        for i in 0..table.capacity() {
+            let got = sys::ofd_try_lock(self.file.as_fd(), LOCK_BASE + i).map_err(|e| {
+                Error::io(
+                    format!("{}: open: locking participant byte", self.path.display()),
+                    e,
+                )
+            })?;
+            if !got {
+                continue;
+            }
+            table.raise_bound(i);
+            let engine = &self.engine;
+            let mut repairs = Repairs::default();
+            let mut cleaned = 0u64;
+            // We hold entry i's lock, so its previous owner is dead: repair
+            // what it left, acting as entry i (ours once taken).
+            let mut clean = |dead: u64| {
+                // Dead-letter records first: a record the dead left half
+                // written is freed, so that a move it left half done finds
+                // room when the slots are repaired.
+                engine.repair_dlq(&|o| o == dead);
+                if let Ok(r) = engine.repair(dead, now, &|o| o == dead) {
+                    repairs.add(&r);
+                }
+                clear_sleeper_counts(engine, dead);
+                cleaned += 1;
+            };
+            if let Some(mine) = table.take(i, self.pid, start_time, now, &live, &mut clean) {
+                self.me = Some(i);
+                self.registration = Some(mine);
+                self.count(Counter::DeadParticipants, cleaned);
+                if let Some(snapshot) = old_boot {
+                    hooks::fire(hooks::Point::BeforeBootRecovery, i);
+                    // Every participant of the previous boot is dead, its
+                    // lock held or not (a lock cannot outlive a reboot; a
+                    // file copied from elsewhere may say so all the same).
+                    let dead = table.claim_unchanged(i, &snapshot);
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
+                // Then the dead of this boot, and any cleanup a previous
+                // holder of our entry left unfinished (it names our index
+                // as its cleaner: nobody else would take it over).
+                let dead = table.claim_dead(i, &live);
+                if !dead.is_empty() {
+                    repairs.add(&self.clean_up(i, now, &dead)?);
+                }
+                self.account_repairs(&repairs);
+                self.attach_repairs.set(repairs);
+                return Ok(());
+            }
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + i);
+        }
+        Err(Error::new(
+            Status::Full,
+            format!(
+                "{}: open: all {} participant entries are in use",
+                self.path.display(),
+                table.capacity()
+            ),
+        ))
+    }
+
+    /// Detaches: redelivers nothing by itself, but frees the participant
+    /// entry, so survivors treat what it still holds as a dead participant's.
+    pub fn close(self) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+
+    /// Tells the consumers that messages went back to the side path
+    /// (claims given back at detach), so that they look beyond the head.
+    // raw write: to move into the engine (it is `Engine::side_entered`,
+    // private there)
+    fn mark_side_dirty(&self) {
+        self.engine
+            .mem
+            .u64_at(hdr::SIDE_DIRTY)
+            .fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // A copy inherited through fork() is the parent's participant: the
+        // parent still holds our entry, our claims, our reservations and
+        // (through the shared open file description) our lock. Touch
+        // nothing. The real pid here, not the cached one: this is rare.
+        if std::process::id() != self.pid {
+            return;
+        }
+        if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
+            // The mapping is partly zero pages: repairs would act on what
+            // they read there. Only give up the lock; survivors see us dead.
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
+            return;
+        }
+        if let Some(me) = self.me {
+            let now = self.now();
+            // What we still hold goes back now rather than after a lease.
+            if let Ok(r) = self.engine.repair(me, now, &|_| false) {
+                self.account_repairs(&r);
+            }
+            let mut r = Repairs::default();
+            for i in 0..self.engine.layout.params.capacity {
+                let w = self.engine.slot_word(i);
+                if w.owner() == me
+                    && matches!(
+                        w.state(),
+                        state::CLAIMED | state::RESERVED | state::PASSED | state::ABANDONED
+                    )
+                {
+                    let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
+                }
+            }
+            if r.redelivered + r.replacements > 0 {
+                self.mark_side_dirty();
+                self.notify(Point::NotEmpty);
+            }
+            // Our own claims given back do not count as reclaimed (no lease
+            // expired, no consumer died); a last delivery moved to the dead
+            // letters counts as dead-lettered (one left waiting for room is
+            // counted by the repair that moves it).
+            self.count(Counter::DeadLettered, r.dead_lettered);
+            if r.abandoned + r.dead_lettered > 0 {
+                self.notify(Point::NotFull);
+            }
+            if let Some(mine) = self.registration {
+                Table::new(&self.engine.mem, &self.engine.layout).release(me, mine);
+            }
+            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
+        }
+    }
+}
+
+/// Writes the header of a new file: the layout's words, then the options,
+/// the creation time, the checksum and the boot id. The magic number comes
+/// later ([`publish_magic`]), once the rest of the file is formatted.
+// raw write: to move into the engine's format step
+fn write_header(map: &Mapping, layout: &Layout, opts: &Options, flags: u64) {
+    // Relaxed stores: nobody else reads the file until the magic number
+    // is stored with release ordering (`publish_magic`).
+    let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
+    for (off, v) in layout.header_words() {
+        put(off, v);
+    }
+    put(
+        hdr::LEASE_NS,
+        opts.lease.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
+    put(hdr::FLAGS, flags);
+    put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
+    put(
+        hdr::RESERVATION_TIMEOUT_NS,
+        opts.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    put(hdr::CREATED_UNIX_NS, sys::unix_ns());
+    put(
+        hdr::CHECKSUM,
+        layout::header_checksum(&|off| header_word(map, off)),
+    );
+    let boot = sys::boot_id();
+    put(hdr::BOOT_ID, boot[0]);
+    put(hdr::BOOT_ID + 8, boot[1]);
+}
+
+/// Stores the magic number: the file is ready for others.
+// raw write: to move into the engine's format step
+fn publish_magic(map: &Mapping) {
+    // Release: the header and the formatting before it are visible to
+    // whoever sees the magic.
+    map.u64_at(hdr::MAGIC)
+        .store(layout::MAGIC, Ordering::Release);
+}
+
+/// Whether a creator has finished the file (its magic number is stored).
+// raw read: to move into the engine's typed snapshot
+fn magic_published(map: &Mapping) -> bool {
+    // Acquire: pairs with the release of `publish_magic`, so the header
+    // read after this is the creator's.
+    map.u64_at(hdr::MAGIC).load(Ordering::Acquire) != 0
+}
+
+/// One word of the header.
+// raw read: to move into the engine's typed snapshot
+fn header_word(map: &Mapping, off: usize) -> u64 {
+    // Relaxed: read after the acquire of `magic_published` (or by the
+    // creator itself), and checked by the layout or clamped by the caller.
+    map.u64_at(off).load(Ordering::Relaxed)
+}
+
+/// The lease, delivery limit and reservation timeout stored in the header.
+// raw read: to move into the engine's typed snapshot
+fn stored_config(map: &Mapping) -> Config {
+    Config {
+        lease_ns: header_word(map, hdr::LEASE_NS),
+        max_deliveries: header_word(map, hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
+        reservation_timeout_ns: header_word(map, hdr::RESERVATION_TIMEOUT_NS),
+    }
+}
+
+/// Whether the queue is latest-only, and its wait strategy, as stored in
+/// the header.
+// raw read: to move into the engine's typed snapshot
+fn stored_modes(map: &Mapping) -> (bool, WaitStrategy) {
+    let latest_only = header_word(map, hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
+    (
+        latest_only,
+        WaitStrategy::from_u64(header_word(map, hdr::WAIT_STRATEGY)),
+    )
+}
+
+fn opts_config(o: &Options) -> Config {
+    Config {
+        lease_ns: o.lease.as_nanos().min(u64::MAX as u128) as u64,
+        max_deliveries: o.max_deliveries,
+        reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    }
+}

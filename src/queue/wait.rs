@@ -1,0 +1,193 @@
+//! Waiting for room (producers) or for messages (consumers): spin, then
+//! sleep on the header's futex words (the handshake is in [`crate::wait`]),
+//! running due maintenance meanwhile.
+
+use std::time::Duration;
+
+use super::{Mapping, Queue};
+use crate::error::{Error, Result, Status};
+use crate::layout::{hdr, part};
+use crate::memory::Memory;
+use crate::metrics::Counter;
+use crate::options::{Timeout, WaitStrategy};
+use crate::ring::Engine;
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{OsFutex, WaitPoint};
+
+/// Longest single sleep, so sleepers also run the liveness sweep (its
+/// period: an idle queue notices a dead consumer within about that).
+const MAX_SLEEP: Duration = Duration::from_millis(2);
+/// How long a waiter spins before it sleeps.
+const SPIN_NS: u64 = 50_000;
+
+/// How many slots past its tail a producer waiting on a full queue asks to
+/// be free before it tries again (a quarter of the ring at most): it then
+/// sends a run of messages while the consumers work further on.
+const ROOM_RUN: u64 = 32;
+
+/// Which way a caller waits.
+#[derive(Clone, Copy)]
+pub(super) enum Point {
+    NotEmpty,
+    NotFull,
+}
+
+impl Point {
+    /// The bit a sleeper sets in its participant's sleeping word while it
+    /// counts as a sleeper here, so that a cleaner can take it off after
+    /// its death.
+    fn sleeping_bit(self) -> u64 {
+        match self {
+            Point::NotEmpty => 1,
+            Point::NotFull => 2,
+        }
+    }
+}
+
+/// The futex word and sleeper count of `p` in the header.
+// raw read: to move into the engine's typed snapshot
+fn wait_point_of(engine: &Engine<Mapping>, p: Point) -> WaitPoint<'_> {
+    let (f, s) = match p {
+        Point::NotEmpty => (hdr::NOT_EMPTY_FUTEX, hdr::NOT_EMPTY_SLEEPERS),
+        Point::NotFull => (hdr::NOT_FULL_FUTEX, hdr::NOT_FULL_SLEEPERS),
+    };
+    WaitPoint::new(engine.mem.u32_at(f), engine.mem.u64_at(s))
+}
+
+/// Participant `p`'s sleeping word: which wait points it counts as a
+/// sleeper on ([`Point::sleeping_bit`]).
+// raw read: to move into the engine's typed snapshot
+fn sleeping_word(engine: &Engine<Mapping>, p: u64) -> &AtomicU64 {
+    engine
+        .mem
+        .u64_at(engine.layout.participant(p) + part::SLEEPING)
+}
+
+impl Queue {
+    fn wait_point(&self, p: Point) -> WaitPoint<'_> {
+        wait_point_of(&self.engine, p)
+    }
+
+    /// How many sleep at `p` now (racy: for stats).
+    pub(super) fn sleepers(&self, p: Point) -> u64 {
+        self.wait_point(p).sleepers()
+    }
+
+    #[inline]
+    pub(super) fn notify(&self, p: Point) {
+        self.wait_point(p).notify(&OsFutex);
+    }
+
+    /// Spins, then sleeps, until `attempt` yields a value or the timeout
+    /// passes. `attempt` gets the current time.
+    pub(super) fn wait_for<T>(
+        &self,
+        point: Point,
+        timeout: Timeout,
+        op: &str,
+        mut attempt: impl FnMut(u64) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let start = self.now();
+        if let Some(x) = attempt(start)? {
+            return Ok(Some(x));
+        }
+        if self.maintain()? {
+            if let Some(x) = attempt(start)? {
+                return Ok(Some(x));
+            }
+        }
+        if matches!(timeout, Timeout::TryOnce) {
+            return Ok(None);
+        }
+        // From here on the caller waits: time it precisely.
+        let start = self.precise();
+        let deadline = match timeout {
+            Timeout::TryOnce => return Ok(None),
+            Timeout::Forever => u64::MAX,
+            Timeout::For(d) => start.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        let spin_until = match self.wait {
+            WaitStrategy::Sleep => start,
+            WaitStrategy::SpinThenSleep => start + SPIN_NS,
+            WaitStrategy::Spin => u64::MAX,
+        };
+        let mut spins = 0u32;
+        loop {
+            // A waiter on a broken queue returns instead of waiting on
+            // words that are now zeros.
+            self.intact(op)?;
+            let now = self.precise();
+            if now >= deadline {
+                self.count(Counter::Timeouts, 1);
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("{}: {op}: timed out", self.path.display()),
+                ));
+            }
+            if now < spin_until {
+                spins += 1;
+                if spins % 64 == 0 {
+                    self.maintain()?;
+                    std::thread::yield_now();
+                } else {
+                    // Back off a little more each time (up to 32 pauses), so
+                    // that a waiter does not hammer the lines the other side
+                    // is writing.
+                    for _ in 0..(1u32 << (spins % 64).min(5)) {
+                        crate::sync::spin_hint();
+                    }
+                    // A producer waits for a run of room, polling a slot
+                    // ahead (see `Engine::room_ahead`); it tries its own
+                    // slot every few polls all the same, for a queue that
+                    // frees out of order.
+                    if matches!(point, Point::NotFull)
+                        && spins % 16 != 0
+                        && !self
+                            .engine
+                            .room_ahead(ROOM_RUN.min(self.engine.capacity() / 4))
+                    {
+                        continue;
+                    }
+                }
+                if let Some(x) = attempt(now)? {
+                    return Ok(Some(x));
+                }
+                continue;
+            }
+            let wp = self.wait_point(point);
+            let bit = point.sleeping_bit();
+            let sleeping = sleeping_word(&self.engine, self.me(op)?);
+            // Relaxed: read only by a cleaner after our death.
+            sleeping.fetch_or(bit, Ordering::Relaxed);
+            let seen = wp.prepare();
+            let got = attempt(now);
+            if !matches!(got, Ok(None)) {
+                wp.done();
+                sleeping.fetch_and(!bit, Ordering::Relaxed);
+                return got;
+            }
+            let left = Duration::from_nanos(deadline - now).min(MAX_SLEEP);
+            wp.sleep(&OsFutex, seen, Some(left));
+            wp.done();
+            sleeping.fetch_and(!bit, Ordering::Relaxed);
+            let now = self.precise();
+            self.maintain()?;
+            if let Some(x) = attempt(now)? {
+                return Ok(Some(x));
+            }
+        }
+    }
+}
+
+/// Takes the dead participant `dead` off the sleeper counts it was on when
+/// it died (a sleeper count left too high costs wake-up system calls).
+pub(super) fn clear_sleeper_counts(engine: &Engine<Mapping>, dead: u64) {
+    // Relaxed: the word is the dead participant's, and the counts it
+    // names are changed by SeqCst read-modify-writes in `done`.
+    let bits = sleeping_word(engine, dead).swap(0, Ordering::Relaxed);
+    for p in [Point::NotEmpty, Point::NotFull] {
+        if bits & p.sleeping_bit() != 0 {
+            wait_point_of(engine, p).done();
+        }
+    }
+}
