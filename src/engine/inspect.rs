@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::format::dlq::{self, DeadLetterWord};
+use crate::format::key::{self as keyf, KeyHolder, WaitingRef};
 use crate::format::part::{self, EntryState};
 use crate::format::slot::{AttemptsWord, LeaseWord, LenWord};
 
@@ -116,6 +117,40 @@ impl HeaderCounters {
     pub fn lap_near_tail(&self, lap: u64, capacity: u64) -> bool {
         let tail_lap = self.tail_lap(capacity);
         (0..=2).any(|d| wrap_lap(tail_lap + d) == lap)
+    }
+}
+
+/// A key-table entry in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyEntrySnapshot {
+    /// The entry index.
+    pub index: u64,
+    /// The key.
+    pub key: u64,
+    /// Last acked version.
+    pub last_acked: u64,
+    /// Last committed version.
+    pub last_committed: u64,
+    /// Highest version given or seen.
+    pub next_version: u64,
+    /// The holder word as stored (see [`KeyHolder`]; 0 = nobody).
+    pub holder: u64,
+    /// The waiting word as stored (see [`WaitingRef`]; 0 = none).
+    pub waiting: u64,
+    /// How many of the key's messages are pending (a hint).
+    pub parked: u64,
+    /// When the holder was last taken.
+    pub holder_since: u64,
+}
+
+impl KeyEntrySnapshot {
+    /// The holder, if any (its slot unchecked: read from the mapping).
+    pub fn holder(&self) -> Option<KeyHolder> {
+        KeyHolder::decode(self.holder)
+    }
+    /// The waiting reference, if any (its slot unchecked).
+    pub fn waiting(&self) -> Option<WaitingRef> {
+        WaitingRef::decode(self.waiting)
     }
 }
 
@@ -244,6 +279,25 @@ impl<M: Memory> Engine<M> {
             dlq_seq: rd(hdr::DLQ_SEQ),
             freed_unowned: rd(hdr::FREED_UNOWNED),
         }
+    }
+
+    /// Key-table entry `n`, or `None` if it holds no key.
+    pub fn key_entry_snapshot(&self, n: u64) -> Option<KeyEntrySnapshot> {
+        let keys = self.keys();
+        // Relaxed: a report.
+        let rd = |f: usize| keys.field(n, f).load(Ordering::Relaxed);
+        let key = rd(keyf::KEY);
+        (key != 0).then(|| KeyEntrySnapshot {
+            index: n,
+            key,
+            last_acked: rd(keyf::LAST_ACKED),
+            last_committed: rd(keyf::LAST_COMMITTED),
+            next_version: rd(keyf::NEXT_VERSION),
+            holder: rd(keyf::HOLDER),
+            waiting: rd(keyf::WAITING),
+            parked: rd(keyf::PARKED),
+            holder_since: rd(keyf::HOLDER_SINCE),
+        })
     }
 
     /// Participant entry `p`'s bookkeeping words.

@@ -112,7 +112,9 @@ mod tests;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally};
 use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
-pub use inspect::{DeadLetterRecord, HeaderCounters, ParticipantSnapshot, SlotSnapshot};
+pub use inspect::{
+    DeadLetterRecord, HeaderCounters, KeyEntrySnapshot, ParticipantSnapshot, SlotSnapshot,
+};
 use keyed::KeyTake;
 pub use produce::Reservation;
 pub use repair::Repairs;

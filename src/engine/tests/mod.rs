@@ -5,12 +5,13 @@ use super::*;
 use crate::error::{Result, Status};
 use crate::format::key::{self as keyf, WaitingRef};
 use crate::format::replace::{self, ReplaceWord};
-use crate::format::{hdr, slot, Layout, Params};
+use crate::format::{dlq, hdr, slot, Layout, Params};
 use crate::memory::HeapMemory;
 use crate::sync::Ordering;
 
 mod basics;
 mod guarantees;
+mod inspect;
 mod latest_only;
 
 pub(super) fn engine(capacity: u64) -> Engine<HeapMemory> {
