@@ -246,6 +246,7 @@ loom::thread_local! {
 impl LoomMemory {
     /// `len` zeroed bytes, every word modelled (u64 and u32). Costly for a
     /// whole queue file; prefer [`LoomMemory::with_regions`].
+    #[allow(clippy::single_range_in_vec_init)] // one region: the whole file
     pub fn new(len: usize) -> LoomMemory {
         LoomMemory::with_regions(len, &[0..len], &[0..len])
     }
