@@ -388,7 +388,14 @@ impl std::fmt::Debug for Registration {
 
 /// Registers the mapping at `start` (page-aligned), `len` bytes long, and
 /// installs the handler if this is the first registration.
-pub fn register(start: *const u8, len: usize, writable: bool) -> Registration {
+///
+/// # Safety
+/// `start..start + len` is a mapping that the caller owns and keeps mapped
+/// for as long as the returned [`Registration`] lives, and that nothing
+/// reads through a reference (only atomics, byte copies or volatile
+/// accesses): a `SIGBUS` in the range makes the handler map zero pages over
+/// the rest of it, under whatever reads it.
+pub(crate) unsafe fn register(start: *const u8, len: usize, writable: bool) -> Registration {
     install();
     let page = PAGE.load(Ordering::Relaxed);
     let start = start as usize;
@@ -495,7 +502,8 @@ mod tests {
         };
         assert_ne!(p, libc::MAP_FAILED);
         let base = p.cast::<u8>();
-        let reg = register(base, len, true);
+        // SAFETY: our mapping, unmapped only after `reg` is dropped.
+        let reg = unsafe { register(base, len, true) };
         // SAFETY: in bounds of the mapping.
         unsafe { base.add(3 * 4096).write_volatile(7) };
         assert!(!reg.broken());
@@ -537,11 +545,14 @@ mod tests {
         assert_ne!(p, libc::MAP_FAILED);
         let base = p.cast::<u8>();
         let regs: Vec<_> = (0..n)
-            .map(|i| register(base.wrapping_add(i * 4096), 4096, false))
+            // SAFETY: pages of our mapping, unmapped only after the
+            // registrations are dropped; nothing touches them.
+            .map(|i| unsafe { register(base.wrapping_add(i * 4096), 4096, false) })
             .collect();
         assert!(regs.iter().all(|r| !r.broken()));
         drop(regs);
-        let again = register(base, 4096, true);
+        // SAFETY: as above.
+        let again = unsafe { register(base, 4096, true) };
         assert!(!again.broken());
         drop(again);
         // SAFETY: unmapping what we mapped, after unregistering it.

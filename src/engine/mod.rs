@@ -93,7 +93,7 @@
 
 use crate::format::slot::{self, wrap_lap, ClaimWord, TokenCodec};
 use crate::format::{hdr, Layout};
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::sync::{AtomicU64, Ordering};
 
 mod claim;
@@ -142,7 +142,7 @@ pub struct Config {
 }
 
 /// The protocol over a region of memory laid out by a [`Layout`].
-pub struct Engine<M: Memory> {
+pub struct Engine<M: Loads> {
     /// The memory.
     pub mem: M,
     /// Where everything is (validated, private copy).
@@ -168,7 +168,7 @@ pub struct Engine<M: Memory> {
     tokens: TokenCodec,
 }
 
-impl<M: Memory> Engine<M> {
+impl<M: Loads> Engine<M> {
     /// An engine over memory that already holds a valid queue.
     pub fn new(mem: M, layout: Layout, config: Config) -> Engine<M> {
         let slots_end = (layout.params.capacity as usize)
@@ -198,6 +198,97 @@ impl<M: Memory> Engine<M> {
         }
     }
 
+    /// Loads header word `offset` (one of [`hdr`]'s offsets) with `order`.
+    #[inline]
+    fn load_word(&self, offset: usize, order: Ordering) -> u64 {
+        if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::format::HEADER_SIZE {
+            // SAFETY: as in `Engine::word`.
+            unsafe { self.mem.load_u64_unchecked(offset, order) }
+        } else {
+            self.mem.load_u64(offset, order)
+        }
+    }
+
+    /// Loads header word `field` of slot `slot` with `order` (see
+    /// [`Engine::slot_field`]).
+    #[inline]
+    fn load_slot_field(&self, slot: u64, field: usize, order: Ordering) -> u64 {
+        debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
+        let offset = self.layout.slot(slot) + field;
+        if slot < self.slots_in_bounds {
+            // SAFETY: as in `Engine::slot_field`.
+            unsafe { self.mem.load_u64_unchecked(offset, order) }
+        } else {
+            // A bad index (a bug) fails loudly here.
+            self.mem.load_u64(offset, order)
+        }
+    }
+
+    /// The state word of `slot`.
+    #[inline]
+    pub fn slot_word(&self, slot: u64) -> SlotWord {
+        // Acquire: pairs with the release of the CAS that wrote it, so the
+        // metadata written before that CAS is visible.
+        SlotWord(self.load_slot_field(slot, slot::WORD, Ordering::Acquire))
+    }
+
+    /// Number of slots.
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        self.layout.params.capacity
+    }
+
+    /// The fencing token of the claim of `slot` with generation
+    /// `generation` (see [`TokenCodec`]): unique for the life of the file
+    /// until one slot has been claimed 2^(64 - slot bits) times.
+    #[inline]
+    pub fn token_of(&self, slot: u64, generation: u64) -> u64 {
+        self.tokens.token(slot, generation)
+    }
+
+    /// Splits a token into slot and generation (truncated to the bits a
+    /// token has). `None` if it names no slot.
+    #[inline]
+    pub fn split_token(&self, token: u64) -> Option<(u64, u64)> {
+        let (slot, generation) = self.tokens.split(token);
+        (slot < self.capacity() && generation != 0).then_some((slot, generation))
+    }
+
+    /// The token of slot `slot`'s current (or last) claim, as its claim word
+    /// says: for `verify`, models and tests.
+    pub fn claim_token(&self, slot: u64) -> u64 {
+        // Acquire: pairs with the stamper's CAS.
+        let c = ClaimWord(self.load_slot_field(slot, slot::CLAIM, Ordering::Acquire));
+        self.token_of(slot, c.generation())
+    }
+
+    /// Whether generation `stored` (56 bits, from a claim word) is the one a
+    /// token carries (`64 - slot_bits` bits).
+    #[inline]
+    fn same_generation(&self, stored: u64, from_token: u64) -> bool {
+        self.tokens.same_generation(stored, from_token)
+    }
+
+    /// Most cursor steps one call takes: a few laps, however the slots read.
+    #[inline]
+    fn walk_limit(&self) -> u64 {
+        self.capacity().saturating_mul(4).saturating_add(64)
+    }
+
+    #[inline]
+    fn split(&self, position: u64) -> (u64, u64) {
+        let cap = self.capacity();
+        (position % cap, wrap_lap(position / cap))
+    }
+
+    /// Offset of a slot's payload.
+    #[inline]
+    pub fn payload_offset(&self, slot: u64) -> usize {
+        self.layout.slot(slot) + slot::PAYLOAD
+    }
+}
+
+impl<M: Memory> Engine<M> {
     /// Writes an empty queue's mutable state into zeroed memory (the header
     /// parameters are written by the caller). Slot words start `FREE`, lap 0.
     pub fn format(&self) {
@@ -238,14 +329,6 @@ impl<M: Memory> Engine<M> {
             // A bad index (a bug) fails loudly here.
             self.mem.u64_at(offset)
         }
-    }
-
-    /// The state word of `slot`.
-    #[inline]
-    pub fn slot_word(&self, slot: u64) -> SlotWord {
-        // Acquire: pairs with the release of the CAS that wrote it, so the
-        // metadata written before that CAS is visible.
-        SlotWord(self.slot_field(slot, slot::WORD).load(Ordering::Acquire))
     }
 
     #[inline]
@@ -291,43 +374,6 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Number of slots.
-    #[inline]
-    pub fn capacity(&self) -> u64 {
-        self.layout.params.capacity
-    }
-
-    /// The fencing token of the claim of `slot` with generation
-    /// `generation` (see [`TokenCodec`]): unique for the life of the file
-    /// until one slot has been claimed 2^(64 - slot bits) times.
-    #[inline]
-    pub fn token_of(&self, slot: u64, generation: u64) -> u64 {
-        self.tokens.token(slot, generation)
-    }
-
-    /// Splits a token into slot and generation (truncated to the bits a
-    /// token has). `None` if it names no slot.
-    #[inline]
-    pub fn split_token(&self, token: u64) -> Option<(u64, u64)> {
-        let (slot, generation) = self.tokens.split(token);
-        (slot < self.capacity() && generation != 0).then_some((slot, generation))
-    }
-
-    /// The token of slot `slot`'s current (or last) claim, as its claim word
-    /// says: for `verify`, models and tests.
-    pub fn claim_token(&self, slot: u64) -> u64 {
-        // Acquire: pairs with the stamper's CAS.
-        let c = ClaimWord(self.slot_field(slot, slot::CLAIM).load(Ordering::Acquire));
-        self.token_of(slot, c.generation())
-    }
-
-    /// Whether generation `stored` (56 bits, from a claim word) is the one a
-    /// token carries (`64 - slot_bits` bits).
-    #[inline]
-    fn same_generation(&self, stored: u64, from_token: u64) -> bool {
-        self.tokens.same_generation(stored, from_token)
-    }
-
     /// Stamps the claim generation of the claim of slot `i` whose word is
     /// `claim` unless it is stamped already, and returns it; `None` if the
     /// slot no longer holds that claim and it was never stamped (a stalled
@@ -357,23 +403,5 @@ impl<M: Memory> Engine<M> {
                 return Some(next.generation());
             }
         }
-    }
-
-    /// Most cursor steps one call takes: a few laps, however the slots read.
-    #[inline]
-    fn walk_limit(&self) -> u64 {
-        self.capacity().saturating_mul(4).saturating_add(64)
-    }
-
-    #[inline]
-    fn split(&self, position: u64) -> (u64, u64) {
-        let cap = self.capacity();
-        (position % cap, wrap_lap(position / cap))
-    }
-
-    /// Offset of a slot's payload.
-    #[inline]
-    pub fn payload_offset(&self, slot: u64) -> usize {
-        self.layout.slot(slot) + slot::PAYLOAD
     }
 }

@@ -4,7 +4,7 @@
 use super::Queue;
 use crate::error::{Error, Result, Status};
 use crate::layout::dlq;
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::options::SendOptions;
 use crate::sync::{AtomicU64, Ordering};
 

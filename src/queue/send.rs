@@ -5,7 +5,7 @@ use super::wait::Point;
 use super::{Queue, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
 use crate::layout;
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::metrics::Counter;
 use crate::options::{SendOptions, Timeout};
 use crate::ring::{state, Reservation};
