@@ -220,22 +220,25 @@ impl<'q> Message<'q> {
         self.q.read_payload(self.claim.token(), buf)
     }
 
-    /// The payload in place, without a copy.
-    ///
-    /// # Safety
-    /// The bytes live in the shared mapping. They stay unchanged only while
-    /// the claim is held: the caller must finish with the slice before the
-    /// lease can expire, and must accept that a misbehaving process with
-    /// write access to the file could change them.
-    pub unsafe fn payload_unchecked(&self) -> &[u8] {
+    /// The address of the payload in the shared mapping, [`Message::len`]
+    /// bytes, for the C ABI's borrowed claims (`shmq_message.data`). Taking
+    /// it is safe; reading through it is the caller's `unsafe`: the bytes
+    /// are valid to read while this handle is open (a truncated file reads
+    /// as zeros), but another process may rewrite them at any time, so only
+    /// volatile or byte-copy reads are sound, and what they read is the
+    /// message only while the claim is held (check with
+    /// [`Message::read_into`] when it matters). Null if the memory is not
+    /// plain bytes.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn payload_ptr(&self) -> *const u8 {
         // raw read: to move into the engine's typed snapshot (a payload view)
         let off = self.q.engine.payload_offset(self.claim.slot);
-        match self.q.engine.mem.byte_ptr(off, self.claim.len) {
-            // SAFETY: in bounds of the mapping (checked by byte_ptr); the
-            // caller upholds that nobody writes the bytes meanwhile.
-            Some(p) => unsafe { std::slice::from_raw_parts(p, self.claim.len) },
-            None => &[],
-        }
+        self.q
+            .engine
+            .mem
+            .byte_ptr(off, self.claim.len)
+            .map_or(std::ptr::null(), |p| p.cast_const())
     }
 
     /// Payload length.

@@ -293,9 +293,10 @@ pub unsafe extern "C" fn shmq_reserve(
         if out.is_null() || !out.is_aligned() {
             return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
         }
-        let mut r = inner
-            .queue_static()
-            .reserve(len, Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the reservation is stored in `inner.reservations` (or
+        // dropped on an error below), which `Inner::drop` clears first.
+        let mut r =
+            unsafe { inner.queue_static() }.reserve(len, Timeout::from_nanos(timeout_ns))?;
         let data = r.as_mut_ptr();
         let position = r.position();
         let index = match inner.free.pop() {
