@@ -144,11 +144,11 @@ pub struct Config {
 /// The protocol over a region of memory laid out by a [`Layout`].
 pub struct Engine<M: Loads> {
     /// The memory.
-    pub mem: M,
+    pub(crate) mem: M,
     /// Where everything is (validated, private copy).
-    pub layout: Layout,
+    pub(crate) layout: Layout,
     /// Settings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The key-table entry + 1 this handle looked up last (0: none), so the
     /// several lookups of one keyed operation hash and probe once. A hint in
     /// process memory, checked against the entry's key word at every use.
@@ -196,6 +196,24 @@ impl<M: Loads> Engine<M> {
             head_view: LazyCursor::default(),
             full_search: FullSearch::default(),
         }
+    }
+
+    /// The memory (for this repository's tests and tools).
+    #[inline]
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Where everything is.
+    #[inline]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The settings.
+    #[inline]
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Loads header word `offset` (one of [`hdr`]'s offsets) with `order`.

@@ -106,7 +106,9 @@ impl Queue {
         &self.path
     }
 
-    /// The layout of the file.
+    /// The layout of the file (behind the `internals` door).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
     pub fn layout(&self) -> &Layout {
         &self.engine.layout
     }
@@ -154,7 +156,9 @@ impl Queue {
         self.engine.mem.broken()
     }
 
-    /// The engine, for tests and tools in this crate.
+    /// The engine, for this repository's tests and tools (behind the
+    /// `internals` door).
+    #[cfg(feature = "internals")]
     #[doc(hidden)]
     pub fn engine(&self) -> &Engine<Mapping> {
         &self.engine
