@@ -40,6 +40,9 @@
 // repository's tests, fuzz targets and tools use, through the door, are
 // unused here.
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
+// Under loom only the engine is built (for the models), not the queue that
+// uses the rest.
+#![cfg_attr(shmq_loom, allow(dead_code, unused_imports))]
 
 // The engine's insides live in `internals`: public (and hidden from the
 // docs) with the feature `internals`, private without it. The crate
@@ -52,7 +55,9 @@ mod internals;
 
 #[cfg(not(shmq_loom))]
 pub(crate) use internals::{clock, mapping, permissions, queue, sys};
-pub(crate) use internals::{engine, error, format, keys, memory, metrics, options, participants, wait};
+pub(crate) use internals::{
+    engine, error, format, keys, memory, metrics, options, participants, wait,
+};
 pub(crate) use internals::{layout, ring};
 
 pub(crate) mod sync;
@@ -64,6 +69,8 @@ pub use engine::{Outcome, Repairs, Settled};
 pub use error::{Error, Result, Status};
 pub use metrics::{Counter, Histogram, HistogramSnapshot};
 pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
+#[cfg(not(shmq_loom))]
+pub use permissions::group_id;
 #[cfg(not(shmq_loom))]
 pub use queue::{
     DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,

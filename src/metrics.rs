@@ -196,7 +196,7 @@ impl Default for HistogramSnapshot {
 impl HistogramSnapshot {
     /// Reads the histogram `h` of the participant entry at `base` and adds
     /// it to this snapshot.
-    pub fn add_from<M: Loads>(&mut self, mem: &M, base: usize, h: Histogram) {
+    pub(crate) fn add_from<M: Loads>(&mut self, mem: &M, base: usize, h: Histogram) {
         let hb = base + part::HISTOGRAMS + h as usize * part::HISTOGRAM_SIZE;
         // Relaxed loads: a racy snapshot of counts is acceptable.
         let mut total = 0u64;

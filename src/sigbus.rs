@@ -50,7 +50,7 @@
 //! [`handle_sigbus`]); a mapping grown by the
 //! other process is not affected (the mapping's size is fixed at open, the
 //! pages past it are simply not mapped); atomics here are `std`'s, not
-//! [`crate::sync`]'s, because a signal handler runs outside any loom model
+//! the loom shim's, because a signal handler runs outside any loom model
 //! and this module is not built under loom.
 
 use std::cell::UnsafeCell;
@@ -372,7 +372,7 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
 /// A mapping registered with the handler; unregisters on drop. Drop it
 /// *before* unmapping, so that the address range is never registered while
 /// something else may be mapped there.
-pub struct Registration {
+pub(crate) struct Registration {
     entry: &'static Entry,
 }
 
