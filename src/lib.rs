@@ -75,3 +75,5 @@ pub use permissions::group_id;
 pub use queue::{
     DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,
 };
+#[cfg(not(shmq_loom))]
+pub use sys::monotonic_ns;
