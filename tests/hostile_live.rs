@@ -14,7 +14,7 @@
 mod harness;
 
 use harness::{unique_path, Rng, TempFile};
-use shmq::layout::Layout;
+use shmq::internals::layout::Layout;
 use shmq::{Options, Queue, SendOptions, Status, Timeout};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

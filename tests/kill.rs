@@ -575,8 +575,8 @@ fn clean_and_stall(env: &Env) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let (dir, parent, born) = (env.dir.clone(), env.parent, env.born);
-    shmq::participants::hooks::set(
-        shmq::participants::hooks::Point::AfterClaim,
+    shmq::internals::participants::hooks::set(
+        shmq::internals::participants::hooks::Point::AfterClaim,
         Some(Box::new(move |i| {
             put_file(&dir.join("cleaning"), &format!("{i}\n"));
             loop {
@@ -1750,15 +1750,18 @@ fn g8_a_sweep_never_takes_a_live_newcomer_for_dead() {
     let (claimed_tx, claimed_rx) = mpsc::channel::<u64>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let sweeper = std::thread::spawn(move || {
-        shmq::participants::hooks::set(
-            shmq::participants::hooks::Point::AfterClaim,
+        shmq::internals::participants::hooks::set(
+            shmq::internals::participants::hooks::Point::AfterClaim,
             Some(Box::new(move |i| {
                 let _ = claimed_tx.send(i);
                 let _ = go_rx.recv_timeout(Duration::from_secs(30));
             })),
         );
         let r = q.recover();
-        shmq::participants::hooks::set(shmq::participants::hooks::Point::AfterClaim, None);
+        shmq::internals::participants::hooks::set(
+            shmq::internals::participants::hooks::Point::AfterClaim,
+            None,
+        );
         (q, r)
     });
     let dead = claimed_rx

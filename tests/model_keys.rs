@@ -83,10 +83,10 @@ mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use shmq::clock::coarse_ns;
-use shmq::layout::slot;
-use shmq::memory::Memory;
-use shmq::ring::{state, Outcome, SlotWord};
+use shmq::internals::clock::coarse_ns;
+use shmq::internals::layout::slot;
+use shmq::internals::memory::{Loads, Memory};
+use shmq::internals::ring::{state, Outcome, SlotWord};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -332,7 +332,9 @@ fn word(q: &Queue, i: u64) -> SlotWord {
 
 fn field(q: &Queue, i: u64, f: usize) -> u64 {
     let e = q.engine();
-    e.mem.u64_at(e.layout.slot(i) + f).load(Ordering::Relaxed)
+    e.mem()
+        .u64_at(e.layout().slot(i) + f)
+        .load(Ordering::Relaxed)
 }
 
 /// The not-before time stored in a delayed slot.
@@ -384,13 +386,13 @@ enum Via {
 fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
     let e = q.engine();
     let want = payload(id);
-    for i in 0..e.layout.params.capacity {
+    for i in 0..e.layout().params.capacity {
         let len = (field(q, i, slot::LEN) & 0xffff_ffff) as usize;
         if word(q, i).state() == state::FREE || len != want.len() {
             continue;
         }
         let mut data = vec![0; len];
-        e.mem.read_bytes(e.payload_offset(i), &mut data);
+        e.mem().read_bytes(e.payload_offset(i), &mut data);
         if data == want {
             return shmq::Sent {
                 position: field(q, i, slot::POSITION),

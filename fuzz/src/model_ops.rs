@@ -53,8 +53,8 @@
 //! rest     operations: one byte (op = b % 24) and its argument bytes
 //! ```
 
-use shmq::memory::Memory;
-use shmq::ring::{state, Outcome};
+use shmq::internals::memory::{Loads, Memory};
+use shmq::internals::ring::{state, Outcome};
 
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
 use std::collections::{BTreeMap, BTreeSet};
@@ -515,13 +515,13 @@ impl<'q> Run<'q> {
                 continue;
             }
             let mut b = [0u8; 8];
-            e.mem.read_bytes(e.payload_offset(i), &mut b);
+            e.mem().read_bytes(e.payload_offset(i), &mut b);
             let occupant = self.m.slot_of(i);
             if u64::from_le_bytes(b) == id && occupant != Some(id) {
                 // A replaced message's slot is occupied in the model.
                 let pos = e
-                    .mem
-                    .u64_at(e.layout.slot(i) + shmq::layout::slot::POSITION)
+                    .mem()
+                    .u64_at(e.layout().slot(i) + shmq::internals::layout::slot::POSITION)
                     .load(std::sync::atomic::Ordering::Relaxed);
                 return (i, pos);
             }
@@ -534,7 +534,7 @@ impl<'q> Run<'q> {
         let e = self.qs[0].engine();
         (0..self.m.cap).any(|i| {
             let mut b = [0u8; 8];
-            e.mem.read_bytes(e.payload_offset(i), &mut b);
+            e.mem().read_bytes(e.payload_offset(i), &mut b);
             e.slot_word(i).state() != state::FREE
                 && u64::from_le_bytes(b) == id
                 && self.m.slot_of(i) != Some(id)
@@ -844,9 +844,13 @@ impl<'q> Run<'q> {
 
     /// The slot words and cursors, for failure messages.
     fn dump(&self) -> String {
-        use shmq::layout::hdr;
+        use shmq::internals::layout::hdr;
         let e = self.qs[0].engine();
-        let rd = |off: usize| e.mem.u64_at(off).load(std::sync::atomic::Ordering::Relaxed);
+        let rd = |off: usize| {
+            e.mem()
+                .u64_at(off)
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
         let words: Vec<String> = (0..self.m.cap)
             .map(|i| format!("{i}: {:?}", e.slot_word(i)))
             .collect();
@@ -863,8 +867,8 @@ impl<'q> Run<'q> {
     /// The head cursor.
     fn head(&self) -> u64 {
         let e = self.qs[0].engine();
-        e.mem
-            .u64_at(shmq::layout::hdr::HEAD)
+        e.mem()
+            .u64_at(shmq::internals::layout::hdr::HEAD)
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -1045,7 +1049,7 @@ impl<'q> Run<'q> {
         };
         let o = Out::from(kind, arg);
         let want = self.outcome(h, token, o);
-        let now = shmq::clock::coarse_ns();
+        let now = shmq::internals::clock::coarse_ns();
         let secs = |s: u64| now + s * 1_000_000_000;
         let eo = match o {
             Out::Ack => Outcome::Ack,
@@ -1091,7 +1095,7 @@ impl<'q> Run<'q> {
 
     /// The engine's repair pass as of `w` seconds from now.
     fn warp(&mut self, h: usize, w: u64) {
-        let now = shmq::clock::coarse_ns() + w * 1_000_000_000;
+        let now = shmq::internals::clock::coarse_ns() + w * 1_000_000_000;
         self.qs[h]
             .engine()
             .repair(self.me(h), now, &|_| false)
@@ -1301,7 +1305,7 @@ impl<'q> Run<'q> {
             );
             if !matches!(m.st, St::Reserved { .. }) {
                 let mut data = vec![0u8; m.len];
-                e.mem.read_bytes(e.payload_offset(i), &mut data);
+                e.mem().read_bytes(e.payload_offset(i), &mut data);
                 ensure!(
                     data == payload(id, m.len),
                     "after {what}: slot {i} holds {data:?}, not message {id}"

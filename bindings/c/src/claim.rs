@@ -7,11 +7,11 @@ use std::mem::size_of;
 use super::queue::{shmq_queue, with_queue, Inner};
 use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::options::Timeout;
-use engine::queue::Message;
-use engine::ring::Outcome;
-use engine::sys::monotonic_ns;
+use engine::internals::sys::monotonic_ns;
+use engine::Message;
+use engine::Outcome;
+use engine::Timeout;
+use engine::{Error, Status};
 
 /// A claimed message. Filled by the claim calls; give it back, through the
 /// handle that claimed it, to exactly one outcome call (`shmq_ack`,

@@ -28,8 +28,8 @@ use super::options::SHMQ_FLAG_LATEST_ONLY;
 use super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
 use super::options::{SHMQ_ACCESS_INSPECT, SHMQ_ACCESS_PARTICIPANT, SHMQ_ACCESS_READ_ONLY};
 use super::status::{call, invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::queue::{Queue, Reserved};
+use engine::{Error, Status};
+use engine::{Queue, Reserved};
 
 /// A tag in every shell, to tell a shmq handle from a stray pointer.
 const MAGIC: u32 = 0x5348_4d51; // "SHMQ"

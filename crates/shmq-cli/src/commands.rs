@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shmq::layout::{hdr, part, Layout};
-use shmq::memory::Memory;
-use shmq::participants::{Table, LOCK_BASE};
-use shmq::{sys, DeadLetter, Options, Queue, SendOptions, Status};
+use shmq::internals::layout::{hdr, part, Layout};
+use shmq::internals::memory::Memory;
+use shmq::internals::participants::{Table, LOCK_BASE};
+use shmq::internals::sys;
+use shmq::{DeadLetter, Options, Queue, SendOptions, Status};
 
 use crate::cli::{CreateArgs, DlqAction, DlqArgs, InfoArgs, RecoverArgs, RecvArgs, SendArgs};
 use crate::cli::{VerifyArgs, Wait};
@@ -38,7 +39,7 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         group: a
             .group
             .as_deref()
-            .map(shmq::permissions::group_id)
+            .map(shmq::internals::permissions::group_id)
             .transpose()
             .map_err(|e| CliError::new(format!("{}: create: {e}", a.path.display())))?,
         ..Options::default()
@@ -104,7 +105,7 @@ pub struct ParticipantRow {
 /// entry the way the engine does: the kernel keeps an OFD lock on the
 /// entry's byte for as long as the process lives, and the pid must exist.
 pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
-    let mem = &q.engine().mem;
+    let mem = q.engine().mem();
     let layout = q.layout();
     let table = Table::new(mem, layout);
     // Only to probe locks: never through a link, never blocking on a FIFO
@@ -178,7 +179,7 @@ fn layout_json(l: &Layout) -> Value {
 pub fn info(a: &InfoArgs) -> CmdResult {
     let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
     let l = *q.layout();
-    let mem = &q.engine().mem;
+    let mem = q.engine().mem();
     let created_unix_ns = mem.u64_at(hdr::CREATED_UNIX_NS).load(Ordering::Relaxed);
     let format = mem.u64_at(hdr::FORMAT_VERSION).load(Ordering::Relaxed);
     let rows = participants(&q);

@@ -100,7 +100,7 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    shmq::sys::monotonic_ns() ^ ((std::process::id() as u64) << 32)
+    shmq::internals::sys::monotonic_ns() ^ ((std::process::id() as u64) << 32)
 }
 
 // ---------------------------------------------------------------------
@@ -462,7 +462,7 @@ fn make_default_dir() -> Result<PathBuf, CliError> {
     let name = format!(
         "shmq-demo-{}-{}",
         std::process::id(),
-        shmq::sys::monotonic_ns() % 1_000_000
+        shmq::internals::sys::monotonic_ns() % 1_000_000
     );
     let mut last = None;
     for base in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {
