@@ -62,6 +62,9 @@ pub(crate) use internals::{layout, ring};
 
 pub(crate) mod sync;
 
+#[cfg(doctest)]
+mod closed_routes;
+
 #[cfg(not(shmq_loom))]
 pub mod sigbus;
 
