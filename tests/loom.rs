@@ -44,7 +44,7 @@
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use shmq::internals::layout::{hdr, part, Layout, Params};
-use shmq::internals::memory::{LoomMemory, Memory};
+use shmq::internals::memory::{Loads, LoomMemory, Memory};
 use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
 use shmq::internals::wait::{Futex, WaitPoint};
 use shmq::Status;

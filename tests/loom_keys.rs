@@ -20,7 +20,7 @@
 use loom::sync::atomic::Ordering;
 use loom::thread;
 use shmq::internals::layout::{flags, hdr, key, part, replace, Layout, Params};
-use shmq::internals::memory::{LoomMemory, Memory};
+use shmq::internals::memory::{Loads, LoomMemory, Memory};
 use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
