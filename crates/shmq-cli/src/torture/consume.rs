@@ -36,11 +36,11 @@ use std::time::Duration;
 
 use shmq::{Message, Queue};
 
-use super::ledger::{
+use super::{Config, Fault};
+use shmq_testkit::ledger::{
     busy, holder_word, kind, ms_since, phase, send_state, split_holder, Event, Ledger, OutcomeKind,
 };
-use super::payload;
-use super::{Config, Fault};
+use shmq_testkit::payload;
 
 /// A consumer: the parent's drain or a worker.
 pub struct Consumer<'a> {
@@ -302,7 +302,7 @@ impl Consumer<'_> {
                                     lease / 1_000_000,
                                     other.instance,
                                     other.delivery,
-                                    super::check::phase_name(other.phase),
+                                    shmq_testkit::oracle::phase_name(other.phase),
                                     (self.ledger.claim_time_of(id) as i64 - claimed_ns as i64)
                                         / 1_000_000,
                                     other.fresh

@@ -30,8 +30,6 @@
 
 pub mod check;
 pub mod consume;
-pub mod ledger;
-pub mod payload;
 pub mod report;
 pub mod supervise;
 pub mod worker;
@@ -45,8 +43,10 @@ use shmq::{Counter, Options, Queue, Status};
 use crate::cli::TortureArgs;
 use crate::util::{CliError, CmdResult, Progress};
 use consume::Consumer;
-use ledger::{kind, Event, Ledger, Sizes, DRAINER};
 use report::{Bad, CapacityReport, LateReport, Latency, QueueReport, Report};
+use shmq_testkit::ledger::{self, kind, Event, Ledger, Sizes, DRAINER};
+use shmq_testkit::payload;
+pub use shmq_testkit::Rng;
 use supervise::Supervisor;
 
 /// Largest payload of the torture queues.
@@ -171,28 +171,6 @@ impl Config {
     /// Whether the injected fault `f` hits message `id` (one in 16).
     pub fn faulty(&self, id: u64, f: Fault) -> bool {
         self.fault == Some(f) && payload::id_hash(id).rotate_left(29) % 16 == 3
-    }
-}
-
-/// xorshift64*: victims, pauses and operation mixes.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded (0 is replaced by 1).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    /// The next number.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number below `n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 
@@ -476,9 +454,12 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     // The checks.
     let count_kind = |k: &str| ledger.violations().iter().filter(|(v, _)| v == k).count() as u64;
     let torn_before = count_kind(kind::TORN);
-    let outcomes = check::check(&cfg, &ledger, &queues, &drained);
-    let acks = check::check_counters(&cfg, &ledger, &queues, &outcomes, torn_before);
-    check::check_files(&cfg, &ledger, &queues);
+    let poison = |id| cfg.poison(id);
+    let oracle = check::oracle(&cfg, &ledger, &queues, &drained, &poison);
+    let outcomes = oracle.check();
+    let acks = oracle.check_counters(&outcomes, torn_before);
+    oracle.check_files();
+    drop(oracle);
     let events = ledger.events();
     let samples = ledger.samples();
     // Consumers killed at the stop are left out: the drain takes the
@@ -506,7 +487,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         a.max_death_p99.as_nanos() as u64,
     );
     let latency_over = check::check_latency(&ledger, &death_to_claim, limits, &slowest_deaths);
-    let mut total = check::Outcomes::default();
+    let mut total = shmq_testkit::oracle::Outcomes::default();
     let mut per_queue = Vec::new();
     for (qi, q) in queues.iter().enumerate() {
         total.add(&outcomes[qi]);

@@ -1,0 +1,174 @@
+//! Helper processes. A test that needs other processes starts its own
+//! binary again to run one of its helper tests: a `#[test]` marked
+//! `#[ignore = "helper"]` (so a normal run skips it), run by the parent
+//! with `--ignored --exact NAME` ([`helper`]). The helper reads its role
+//! and parameters from the environment, and keeps a [`Lifeline`] to its
+//! parent so that a failing test never leaves processes behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command that runs the helper test `name` of the current test binary
+/// alone, quietly, on one thread; its stdout is dropped and its stderr
+/// shared with the parent. Add the environment and spawn it.
+pub fn helper(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    cmd
+}
+
+/// An environment variable as a number (0 when absent or malformed).
+pub fn env_u64(key: &str) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An environment variable as a path (empty when absent).
+pub fn env_path(key: &str) -> PathBuf {
+    PathBuf::from(std::env::var(key).unwrap_or_default())
+}
+
+/// A helper's tie to the process that started it: the helper exits as soon
+/// as that parent is gone (it was re-parented) or, with a lifetime, once it
+/// has lived that long.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifeline {
+    parent: u32,
+    born: Instant,
+    lifetime: Option<Duration>,
+}
+
+impl Lifeline {
+    /// Tied to the current parent, for at most `lifetime` (`None`: as long
+    /// as the parent lives).
+    pub fn new(lifetime: Option<Duration>) -> Lifeline {
+        Lifeline {
+            parent: std::os::unix::process::parent_id(),
+            born: Instant::now(),
+            lifetime,
+        }
+    }
+
+    /// Tied to the process `parent` (given by it: it may already be gone).
+    pub fn of(parent: u32, lifetime: Option<Duration>) -> Lifeline {
+        Lifeline {
+            parent,
+            born: Instant::now(),
+            lifetime,
+        }
+    }
+
+    /// Also asks the kernel to SIGKILL this process when the parent dies.
+    pub fn die_with_parent(self) -> Lifeline {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches
+        // no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        self.check();
+        self
+    }
+
+    /// The pid of the parent it is tied to.
+    pub fn parent(&self) -> u32 {
+        self.parent
+    }
+
+    /// Whether the parent is gone or the lifetime is over.
+    pub fn cut(&self) -> bool {
+        std::os::unix::process::parent_id() != self.parent
+            || self.lifetime.is_some_and(|l| self.born.elapsed() > l)
+    }
+
+    /// Exits the process (status 0) when the lifeline is cut.
+    pub fn check(&self) {
+        if self.cut() {
+            std::process::exit(0);
+        }
+    }
+
+    /// Sleeps until killed, or until the lifeline is cut.
+    pub fn idle(&self) -> ! {
+        loop {
+            self.check();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Polls every millisecond until `path` exists (bounded by the
+    /// lifeline).
+    pub fn await_path(&self, path: &Path) {
+        while !path.exists() {
+            self.check();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// SIGKILLs a child and reaps it. Returns how it had exited if it was
+/// already gone (`None` when the kill hit a running process).
+pub fn kill(child: &mut Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Children that are killed when the test ends, however it ends.
+#[derive(Default)]
+pub struct Children(pub Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            kill(c);
+        }
+    }
+}
+
+/// Waits until the hand-shake file `path` (written by `child` with
+/// [`put_file`]) is complete, failing fast if `child` exits first or
+/// nothing comes within `limit`.
+pub fn await_file(path: &Path, child: &mut Child, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the child exited ({status}) before writing {}",
+                path.display()
+            );
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {} after {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Writes a hand-shake file atomically (write, then rename).
+pub fn put_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write a hand-shake file");
+    std::fs::rename(&tmp, path).expect("publish a hand-shake file");
+}

@@ -1,0 +1,28 @@
+//! What this repository's tests, fuzz targets and `shmq torture` share, so
+//! that each piece of test scaffolding exists once:
+//!
+//! - [`scratch`]: queue files and directories under `/dev/shm` that are
+//!   removed however a test ends;
+//! - [`rng`]: a seeded xorshift generator;
+//! - [`hash`]: FNV-1a, for payload checksums and choices every process makes
+//!   alike;
+//! - [`child`]: helper processes (a test binary running one of its own
+//!   ignored helper tests), their lifeline to the parent, hand-shake files;
+//! - [`payload`]: self-checking message payloads;
+//! - [`ledger`] and [`oracle`]: the one SIGKILL ledger that producers and
+//!   consumers write outside the queue, and the checks that read it once
+//!   everybody is dead.
+//!
+//! Not published; nothing here is an API of shmq.
+
+pub mod child;
+pub mod hash;
+pub mod ledger;
+pub mod oracle;
+pub mod payload;
+pub mod rng;
+pub mod scratch;
+
+pub use hash::fnv1a;
+pub use rng::Rng;
+pub use scratch::{unique_path, Scratch, TempFile};
