@@ -9,18 +9,21 @@
 //! - [`child`]: helper processes (a test binary running one of its own
 //!   ignored helper tests), their lifeline to the parent, hand-shake files;
 //! - [`payload`]: self-checking message payloads;
-//! - [`ledger`] and [`oracle`]: the one SIGKILL ledger that producers and
-//!   consumers write outside the queue, and the checks that read it once
-//!   everybody is dead.
+//! - [`ledger`], [`consumer`] and [`oracle`]: the one SIGKILL ledger that
+//!   producers and consumers write outside the queue, the checks a consumer
+//!   makes at every claim, and the checks that read the ledger once
+//!   everybody is dead, under the [`rules`] of the run.
 //!
 //! Not published; nothing here is an API of shmq.
 
 pub mod child;
+pub mod consumer;
 pub mod hash;
 pub mod ledger;
 pub mod oracle;
 pub mod payload;
 pub mod rng;
+pub mod rules;
 pub mod scratch;
 
 pub use hash::fnv1a;

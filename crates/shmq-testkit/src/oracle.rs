@@ -27,49 +27,19 @@ use std::sync::atomic::Ordering;
 use shmq::{Counter, Queue};
 
 use crate::ledger::{kind, phase, send_state, Ledger};
+use crate::rules::{Order, Rules};
 
-/// How a queue under test orders its messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Order {
-    /// No keys.
-    Keyless,
-    /// Keyed, FIFO per key.
-    Fifo,
-    /// Keyed, latest-only mode.
-    LatestOnly,
-}
-
-impl Order {
-    /// Whether its messages carry keys.
-    pub fn keyed(self) -> bool {
-        self != Order::Keyless
-    }
-}
-
-/// A queue the ledger speaks of (its number in the ledger is its index in
-/// [`Oracle::subjects`]).
-pub struct Subject<'a> {
-    /// Its name in violations.
-    pub name: &'a str,
-    /// How it orders messages.
-    pub order: Order,
-    /// The queue, attached by the checking process.
-    pub queue: &'a Queue,
-    /// Whether the final drain emptied it.
-    pub drained: bool,
-}
-
-/// The ledger and what the checks need to read it.
+/// The ledger of a run, its rules, and its queues as the checking process
+/// attached them (in ledger order).
 pub struct Oracle<'a> {
+    /// The rules of the run.
+    pub rules: &'a Rules,
     /// The ledger of the run.
     pub ledger: &'a Ledger,
-    /// The queues, in ledger order.
-    pub subjects: Vec<Subject<'a>>,
-    /// Keys `1..=keys` of every keyed queue.
-    pub keys: u64,
-    /// Whether a message id is poison: every consumer nacks it, so it must
-    /// end in the dead letters.
-    pub poison: &'a dyn Fn(u64) -> bool,
+    /// The queues.
+    pub queues: &'a [Queue],
+    /// Which queues the final drain emptied.
+    pub drained: &'a [bool],
 }
 
 /// What became of the messages of one queue.
@@ -144,7 +114,7 @@ impl Oracle<'_> {
     /// Checks every id and key; returns the outcomes per queue.
     pub fn check(&self) -> Vec<Outcomes> {
         let ledger = self.ledger;
-        let nq = self.subjects.len();
+        let nq = self.queues.len();
         let n = ledger.next_id();
         let mut out = vec![Outcomes::default(); nq];
         let mut keys: HashMap<(usize, u64), KeyFacts> = HashMap::new();
@@ -155,7 +125,7 @@ impl Oracle<'_> {
         // Pass 1: the newest version sent of every key.
         for id in 0..n {
             let (state, qi, dead, _) = ledger.send_of(id);
-            if qi >= nq || !self.subjects[qi].order.keyed() {
+            if qi >= nq || !self.rules.order(qi).keyed() {
                 continue;
             }
             let c = ledger.claim_of(id);
@@ -178,7 +148,7 @@ impl Oracle<'_> {
                 );
                 continue;
             }
-            let name = self.subjects[qi].name;
+            let name = self.rules.name(qi);
             let o = &mut out[qi];
             match state {
                 send_state::NONE | send_state::REFUSED | send_state::NOT_SENT => {
@@ -215,7 +185,7 @@ impl Oracle<'_> {
                 }
             }
             o.sent += 1;
-            if (self.poison)(id) {
+            if self.rules.poison(id) {
                 o.poison += 1;
             }
             if c.fresh > 1 {
@@ -243,11 +213,11 @@ impl Oracle<'_> {
             let maybe = counts.acks == 0
                 && c.phase == phase::ACKING
                 && holder_killed
-                && self.subjects[qi].drained
+                && self.drained[qi]
                 && !dead;
             let acked = counts.acks > 0 || maybe;
             let (key, version) = ledger.key_version_of(id);
-            let keyed = self.subjects[qi].order.keyed();
+            let keyed = self.rules.order(qi).keyed();
             if acked {
                 o.acked += 1;
                 if maybe {
@@ -276,8 +246,8 @@ impl Oracle<'_> {
                 continue;
             }
             let superseded = keyed
-                && match self.subjects[qi].order {
-                    Order::Fifo => version < self.subjects[qi].queue.latest_acked_version(key),
+                && match self.rules.order(qi) {
+                    Order::Fifo => version < self.queues[qi].latest_acked_version(key),
                     _ => keys
                         .get(&(qi, key))
                         .is_some_and(|f| version < f.newest_sent),
@@ -307,14 +277,14 @@ impl Oracle<'_> {
 
         // Every key: the cache, the engine and the ledger agree on the newest
         // acked version, and nobody alive still holds it.
-        for (qi, qs) in self.subjects.iter().enumerate() {
-            if !qs.order.keyed() {
+        for (qi, q) in self.queues.iter().enumerate() {
+            if !self.rules.order(qi).keyed() {
                 continue;
             }
-            let name = qs.name;
-            for key in 1..=self.keys {
+            let name = self.rules.name(qi);
+            for key in 1..=self.rules.keys {
                 let cached = ledger.cached_version(qi, key).load(Ordering::SeqCst);
-                let engine = qs.queue.latest_acked_version(key);
+                let engine = q.latest_acked_version(key);
                 let empty = KeyFacts::default();
                 let f = keys.get(&(qi, key)).unwrap_or(&empty);
                 if engine != f.newest_acked {
@@ -355,7 +325,7 @@ impl Oracle<'_> {
     /// acked) per queue.
     pub fn check_counters(&self, outcomes: &[Outcomes], torn: u64) -> Vec<(u64, u64)> {
         let ledger = self.ledger;
-        let nq = self.subjects.len();
+        let nq = self.queues.len();
         let n = ledger.next_id();
         let mut acks_recorded = vec![0u64; nq];
         let mut sent_recorded = vec![0u64; nq];
@@ -373,9 +343,9 @@ impl Oracle<'_> {
             acks_recorded[qi] += ledger.outcomes_of(id).acks;
         }
         let mut out = Vec::new();
-        for (qi, subject) in self.subjects.iter().enumerate() {
-            let name = subject.name;
-            let st = subject.queue.stats();
+        for (qi, q) in self.queues.iter().enumerate() {
+            let name = self.rules.name(qi);
+            let st = q.stats();
             let acked = st.counter(Counter::Acked);
             let maybe = outcomes[qi].acked_at_kill;
             let (lo, hi) = (acks_recorded[qi], acks_recorded[qi] + maybe + torn);
@@ -406,8 +376,8 @@ impl Oracle<'_> {
     /// to repair once the queues are drained.
     pub fn check_files(&self) {
         let ledger = self.ledger;
-        for subject in &self.subjects {
-            let (name, q) = (subject.name, subject.queue);
+        for (qi, q) in self.queues.iter().enumerate() {
+            let name = self.rules.name(qi);
             for p in q.verify().problems {
                 ledger.violation(kind::VERIFY, &format!("queue {name}: {p}"));
             }

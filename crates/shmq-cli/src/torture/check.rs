@@ -4,48 +4,11 @@
 
 use shmq::{Queue, Status, Timeout};
 use shmq_testkit::ledger::{kind, Event, Ledger, EVENTS};
-use shmq_testkit::oracle::{Oracle, Order, Outcomes, Subject};
+use shmq_testkit::oracle::Outcomes;
 
 use super::report::{CapacityProbe, LateReport, Latency};
 use super::supervise::{Kills, Stalls};
-use super::{Config, QueueKind};
-
-impl QueueKind {
-    /// How the oracle sees a queue of this kind.
-    pub fn order(self) -> Order {
-        match self {
-            QueueKind::Keyless => Order::Keyless,
-            QueueKind::Fifo => Order::Fifo,
-            QueueKind::LatestOnly => Order::LatestOnly,
-        }
-    }
-}
-
-/// The oracle of a run: its ledger and queues (`drained` says which the
-/// final drain emptied), its keys and its poison.
-pub fn oracle<'a>(
-    cfg: &'a Config,
-    ledger: &'a Ledger,
-    queues: &'a [Queue],
-    drained: &[bool],
-    poison: &'a dyn Fn(u64) -> bool,
-) -> Oracle<'a> {
-    Oracle {
-        ledger,
-        subjects: queues
-            .iter()
-            .enumerate()
-            .map(|(qi, queue)| Subject {
-                name: cfg.queues[qi].kind.name(),
-                order: cfg.queues[qi].kind.order(),
-                queue,
-                drained: drained[qi],
-            })
-            .collect(),
-        keys: cfg.keys,
-        poison,
-    }
-}
+use super::Config;
 
 /// The time from a consumer's SIGKILL to the next claim of a message it
 /// held, against the limits (p50, p99, ns): deaths are detected by the

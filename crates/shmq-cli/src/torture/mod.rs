@@ -7,7 +7,7 @@
 //! The run, in order:
 //!
 //! 1. a fresh directory with one queue file per kind asked for (keyless,
-//!    keyed FIFO, keyed latest-only), the ledger ([`ledger`]) and the
+//!    keyed FIFO, keyed latest-only), the ledger ([`shmq_testkit::ledger`]) and the
 //!    configuration the workers read (`config.json`);
 //! 2. `--producers` and `--consumers` worker processes ([`worker`]), each
 //!    attached to every queue;
@@ -22,14 +22,13 @@
 //!    their ids marked in the ledger;
 //! 4. the stalled workers run again, then every worker is SIGKILLed; the
 //!    parent drains every queue itself, as one more consumer that is never
-//!    killed ([`consume`]), then takes out the last dead letters;
-//! 5. the checks ([`check`]): every message, the engine's counters, the
+//!    killed ([`shmq_testkit::consumer`]), then takes out the last dead letters;
+//! 5. the checks ([`shmq_testkit::oracle`], [`check`]): every message, the engine's counters, the
 //!    files, the capacity of the drained queues, the death-to-claim latency
 //!    against `--max-death-p50` and `--max-death-p99`; and the report
 //!    ([`report`]).
 
 pub mod check;
-pub mod consume;
 pub mod report;
 pub mod supervise;
 pub mod worker;
@@ -42,10 +41,11 @@ use shmq::{Counter, Options, Queue, Status};
 
 use crate::cli::TortureArgs;
 use crate::util::{CliError, CmdResult, Progress};
-use consume::Consumer;
 use report::{Bad, CapacityReport, LateReport, Latency, QueueReport, Report};
+use shmq_testkit::consumer::Consumer;
 use shmq_testkit::ledger::{self, kind, Event, Ledger, Sizes, DRAINER};
-use shmq_testkit::payload;
+use shmq_testkit::oracle::Oracle;
+use shmq_testkit::rules::{Injected, Order, Rules};
 pub use shmq_testkit::Rng;
 use supervise::Supervisor;
 
@@ -84,6 +84,14 @@ impl QueueKind {
     /// Whether its messages carry keys.
     pub fn keyed(self) -> bool {
         self != QueueKind::Keyless
+    }
+    /// How the oracle sees a queue of this kind.
+    pub fn order(self) -> Order {
+        match self {
+            QueueKind::Keyless => Order::Keyless,
+            QueueKind::Fifo => Order::Fifo,
+            QueueKind::LatestOnly => Order::LatestOnly,
+        }
     }
 }
 
@@ -162,15 +170,30 @@ impl Config {
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
     }
 
-    /// Whether message `id` is poison: every consumer nacks it, so it ends
-    /// in the dead letters.
-    pub fn poison(&self, id: u64) -> bool {
-        self.poison_one_in > 0 && payload::id_hash(id) % self.poison_one_in == 0
-    }
-
     /// Whether the injected fault `f` hits message `id` (one in 16).
     pub fn faulty(&self, id: u64, f: Fault) -> bool {
-        self.fault == Some(f) && payload::id_hash(id).rotate_left(29) % 16 == 3
+        self.fault == Some(f) && Rules::hit(id)
+    }
+
+    /// The rules the consumers and the oracle check the run against.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            queues: self
+                .queues
+                .iter()
+                .map(|q| (q.kind.name(), q.kind.order()))
+                .collect(),
+            keys: self.keys,
+            lease_ns: self.lease_ns,
+            max_message_size: self.max_message_size,
+            poison_one_in: self.poison_one_in,
+            fault: match self.fault {
+                Some(Fault::Lose) => Some(Injected::Lose),
+                Some(Fault::DoubleFresh) => Some(Injected::DoubleFresh),
+                Some(Fault::LateAccept) => Some(Injected::LateAccept),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -300,8 +323,9 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     for qs in &cfg.queues {
         queues.push(Queue::open(&qs.path)?);
     }
+    let rules = cfg.rules();
     let drainer = Consumer {
-        cfg: &cfg,
+        rules: &rules,
         ledger: &ledger,
         me: DRAINER,
         inject: false,
@@ -454,8 +478,12 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     // The checks.
     let count_kind = |k: &str| ledger.violations().iter().filter(|(v, _)| v == k).count() as u64;
     let torn_before = count_kind(kind::TORN);
-    let poison = |id| cfg.poison(id);
-    let oracle = check::oracle(&cfg, &ledger, &queues, &drained, &poison);
+    let oracle = Oracle {
+        rules: &rules,
+        ledger: &ledger,
+        queues: &queues,
+        drained: &drained,
+    };
     let outcomes = oracle.check();
     let acks = oracle.check_counters(&outcomes, torn_before);
     oracle.check_files();

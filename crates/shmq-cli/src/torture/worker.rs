@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use shmq::{Queue, SendOptions, Status};
 
-use super::consume::{Consumer, CLOCK_SLACK_NS, REPAIR_MARGIN_NS};
 use super::{Config, Fault, QueueKind, Rng};
 use shmq_testkit::child::Lifeline;
+use shmq_testkit::consumer::{Consumer, CLOCK_SLACK_NS, REPAIR_MARGIN_NS};
 use shmq_testkit::ledger::{busy, kind, send_state, Event, Ledger};
 use shmq_testkit::payload;
 
@@ -401,8 +401,9 @@ fn consume_forever(
     mut rng: Rng,
     life: Lifeline,
 ) -> Result<(), String> {
+    let rules = cfg.rules();
     let c = Consumer {
-        cfg,
+        rules: &rules,
         ledger,
         me: spec.instance,
         inject: true,
