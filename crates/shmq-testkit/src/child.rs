@@ -1,8 +1,8 @@
 //! Helper processes. A test that needs other processes starts its own
 //! binary again to run one of its helper tests: a `#[test]` marked
 //! `#[ignore = "helper"]` (so a normal run skips it), run by the parent
-//! with `--ignored --exact NAME` ([`helper`]). The helper reads its role
-//! and parameters from the environment, and keeps a [`Lifeline`] to its
+//! with `--ignored --exact NAME` ([`helper`], [`Work::spawn`]). The helper
+//! reads its [`Work`] from the environment, and keeps a [`Lifeline`] to its
 //! parent so that a failing test never leaves processes behind.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub fn helper(name: &str) -> Command {
 }
 
 /// An environment variable as a number (0 when absent or malformed).
-pub fn env_u64(key: &str) -> u64 {
+fn env_u64(key: &str) -> u64 {
     std::env::var(key)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -38,7 +38,7 @@ pub fn env_u64(key: &str) -> u64 {
 }
 
 /// An environment variable as a path (empty when absent).
-pub fn env_path(key: &str) -> PathBuf {
+fn env_path(key: &str) -> PathBuf {
     PathBuf::from(std::env::var(key).unwrap_or_default())
 }
 
@@ -171,4 +171,109 @@ pub fn put_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write a hand-shake file");
     std::fs::rename(&tmp, path).expect("publish a hand-shake file");
+}
+
+/// The environment variables through which a parent hands a helper its
+/// work.
+mod var {
+    pub const ROLE: &str = "SHMQ_HELPER_ROLE";
+    pub const QUEUE: &str = "SHMQ_HELPER_QUEUE";
+    pub const DIR: &str = "SHMQ_HELPER_DIR";
+    pub const INDEX: &str = "SHMQ_HELPER_INDEX";
+    pub const GEN: &str = "SHMQ_HELPER_GEN";
+    pub const COUNT: &str = "SHMQ_HELPER_COUNT";
+    pub const SEED: &str = "SHMQ_HELPER_SEED";
+}
+
+/// The work of a helper process: its role, the queue file, a directory
+/// for ledgers and hand-shake files, its index among its role, its restart
+/// generation, a role-specific count, and a random seed.
+#[derive(Clone, Debug, Default)]
+pub struct Work {
+    /// What the helper does.
+    pub role: String,
+    /// The queue file.
+    pub queue: PathBuf,
+    /// The directory for ledgers and hand-shake files.
+    pub dir: PathBuf,
+    /// The helper's index among its role.
+    pub index: u64,
+    /// The helper's restart generation.
+    pub gen: u64,
+    /// A role-specific count.
+    pub count: u64,
+    /// The helper's random seed.
+    pub seed: u64,
+}
+
+impl Work {
+    /// A `role` on `queue`, with `dir` for its files.
+    pub fn new(role: &str, queue: &Path, dir: &Path) -> Work {
+        Work {
+            role: role.to_string(),
+            queue: queue.to_path_buf(),
+            dir: dir.to_path_buf(),
+            ..Work::default()
+        }
+    }
+
+    /// The same with index `index`.
+    pub fn index(mut self, index: u64) -> Work {
+        self.index = index;
+        self
+    }
+
+    /// The same with generation `gen`.
+    pub fn gen(mut self, gen: u64) -> Work {
+        self.gen = gen;
+        self
+    }
+
+    /// The same with count `count`.
+    pub fn count(mut self, count: u64) -> Work {
+        self.count = count;
+        self
+    }
+
+    /// The same with seed `seed`.
+    pub fn seed(mut self, seed: u64) -> Work {
+        self.seed = seed;
+        self
+    }
+
+    /// Starts the helper test `name` of this binary on this work.
+    pub fn spawn(&self, name: &str) -> Child {
+        helper(name)
+            .env(var::ROLE, &self.role)
+            .env(var::QUEUE, &self.queue)
+            .env(var::DIR, &self.dir)
+            .env(var::INDEX, self.index.to_string())
+            .env(var::GEN, self.gen.to_string())
+            .env(var::COUNT, self.count.to_string())
+            .env(var::SEED, self.seed.to_string())
+            .spawn()
+            .expect("spawn a helper process")
+    }
+
+    /// The work handed to this process, with a lifeline to its parent of
+    /// at most `lifetime`; `None` when there is none (a helper test run
+    /// with `--include-ignored`, not by its parent: it does nothing).
+    pub fn read(lifetime: Duration) -> Option<(Work, Lifeline)> {
+        let role = std::env::var(var::ROLE).ok()?;
+        let work = Work {
+            role,
+            queue: env_path(var::QUEUE),
+            dir: env_path(var::DIR),
+            index: env_u64(var::INDEX),
+            gen: env_u64(var::GEN),
+            count: env_u64(var::COUNT),
+            seed: env_u64(var::SEED),
+        };
+        Some((work, Lifeline::new(Some(lifetime))))
+    }
+
+    /// A file in the work's directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
 }

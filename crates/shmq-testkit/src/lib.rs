@@ -8,6 +8,7 @@
 //!   alike;
 //! - [`child`]: helper processes (a test binary running one of its own
 //!   ignored helper tests), their lifeline to the parent, hand-shake files;
+//!   the [`crew`] of producers and consumers a SIGKILL test kills;
 //! - [`payload`]: self-checking message payloads;
 //! - [`ledger`], [`consumer`] and [`oracle`]: the one SIGKILL ledger that
 //!   producers and consumers write outside the queue, the checks a consumer
@@ -18,6 +19,7 @@
 
 pub mod child;
 pub mod consumer;
+pub mod crew;
 pub mod hash;
 pub mod ledger;
 pub mod oracle;
