@@ -405,9 +405,9 @@ fn scribble_live(r: Region) {
             let q = live_queue(&path);
             let (start, end) = region(q.layout(), r);
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            for _ in 0..1 + rng.below(12) {
-                let off = (start + rng.below(end - start)) & !7;
-                let v = match rng.below(4) {
+            for _ in 0..1 + rng.index(12) {
+                let off = (start + rng.index(end - start)) & !7;
+                let v = match rng.index(4) {
                     0 => rng.next(),
                     1 => rng.next() & 0xff,
                     2 => u64::MAX,
@@ -415,10 +415,10 @@ fn scribble_live(r: Region) {
                 };
                 put_word(&path, off, v);
             }
-            if rng.below(2) == 0 {
-                let mut b = vec![0u8; 1 + rng.below(300)];
+            if rng.index(2) == 0 {
+                let mut b = vec![0u8; 1 + rng.index(300)];
                 rng.fill(&mut b);
-                let off = start + rng.below(end - start - b.len().min(end - start));
+                let off = start + rng.index(end - start - b.len().min(end - start));
                 put_bytes(&path, off, &b);
             }
             // The live handle keeps going on the damaged file.
