@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use shmq::{Counter, Options, Queue, SendOptions, Status};
 use shmq_testkit::child::{kill, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
-use shmq_testkit::crew::Crew;
+use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
 use shmq_testkit::ledger::{kind, send_state, Event, Ledger, Sizes, DRAINER};
 use shmq_testkit::oracle::Oracle;
 use shmq_testkit::rules::{Order, Rules};
@@ -76,22 +76,6 @@ fn rules(latest_only: bool) -> Rules {
     }
 }
 
-fn open(work: &Work) -> (Queue, Ledger) {
-    let q = Queue::open(&work.queue).unwrap_or_else(|e| panic!("{}: open: {e}", work.role));
-    let l = Ledger::open(&work.file("ledger")).unwrap_or_else(|e| panic!("ledger: {e}"));
-    (q, l)
-}
-
-/// Records a failure for the parent and exits.
-fn fail(ledger: &Ledger, work: &Work, what: &str) -> ! {
-    ledger.violation(
-        kind::WORKER,
-        &format!("{} (instance {}): {what}", work.role, work.index),
-    );
-    eprintln!("helper failed: {what}");
-    std::process::exit(3);
-}
-
 /// The entry point of every child, run by its parent alone with
 /// `--ignored --exact helper`.
 #[test]
@@ -109,7 +93,7 @@ fn helper() {
 }
 
 fn producer(work: &Work, life: &Lifeline) {
-    let (q, ledger) = open(work);
+    let (q, ledger) = attach(work);
     let me = work.index as u32;
     // The producer's index among producers (its keys).
     let index = work.gen;
@@ -197,15 +181,9 @@ fn producer(work: &Work, life: &Lifeline) {
 /// checks it, applies it to the cache and acks it (holding one in eight for
 /// a millisecond).
 fn consumer(work: &Work, life: &Lifeline) {
-    let (q, ledger) = open(work);
+    let (q, ledger) = attach(work);
     let rules = rules(work.count != 0);
-    let c = Consumer {
-        rules: &rules,
-        ledger: &ledger,
-        me: work.index as u32,
-        inject: false,
-        diag: Default::default(),
-    };
+    let c = Consumer::new(&rules, &ledger, work.index as u32, false);
     let mut rng = Rng::new(work.seed);
     for round in 0u64.. {
         if round % 32 == 0 {
@@ -246,8 +224,8 @@ fn run(name: &str, latest_only: bool) {
         },
     )
     .expect("create");
-    let ledger = Ledger::create(
-        &s.file("ledger"),
+    let ledger = create_ledger(
+        &s,
         Sizes {
             // Sparse: only the records written take memory.
             records: 4_000_000,
@@ -256,8 +234,7 @@ fn run(name: &str, latest_only: bool) {
             keys: KEYS,
             samples: 1 << 16,
         },
-    )
-    .expect("create the ledger");
+    );
     let rules = rules(latest_only);
     let mut crew = Crew::new(&s, &ledger, HELPER, latest_only as u64, Rng::from_clock());
     for i in 0..PRODUCERS {
@@ -278,13 +255,7 @@ fn run(name: &str, latest_only: bool) {
     let mut problems = std::mem::take(&mut crew.early_exits);
 
     // Drain in this process.
-    let drainer = Consumer {
-        rules: &rules,
-        ledger: &ledger,
-        me: DRAINER,
-        inject: false,
-        diag: Default::default(),
-    };
+    let drainer = Consumer::new(&rules, &ledger, DRAINER, false);
     let mut drained = 0usize;
     let drain_start = Instant::now();
     loop {
@@ -406,7 +377,7 @@ const REPLACER_KILLS: u64 = 220;
 /// four through `reserve` and `commit_with`, recording each in the ledger:
 /// the intent before the send, `SENT` after it returned `Ok`.
 fn replacer(work: &Work, life: &Lifeline) {
-    let (q, ledger) = open(work);
+    let (q, ledger) = attach(work);
     let me = work.index as u32;
     let mut rng = Rng::from_clock();
     let mut last = 0u64;
@@ -530,8 +501,8 @@ fn g4_latest_only_replacements_survive_sigkill() {
     let mut rng = Rng::from_clock();
     let mut missing = Vec::new();
     let mut kills = 0u64;
-    let ledger = Ledger::create(
-        &s.file("ledger"),
+    let ledger = create_ledger(
+        &s,
         Sizes {
             records: 4_000_000,
             instances: REPLACER_KILLS + 8,
@@ -539,8 +510,7 @@ fn g4_latest_only_replacements_survive_sigkill() {
             keys: RKEY,
             samples: 0,
         },
-    )
-    .expect("create the ledger");
+    );
     for gen in 0..REPLACER_KILLS {
         let from = ledger.next_id();
         let instance = DRAINER as u64 + 1 + gen;

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use shmq::{Counter, Options, Queue, Status, Timeout};
 use shmq_testkit::child::{await_file, kill, put_file, Children, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
-use shmq_testkit::crew::Crew;
-use shmq_testkit::ledger::{kind, phase, send_state, Event, Ledger, Sizes, DRAINER};
+use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
+use shmq_testkit::ledger::{kind, phase, send_state, Event, Sizes, DRAINER};
 use shmq_testkit::oracle::Oracle;
 use shmq_testkit::rules::{Order, Rules};
 use shmq_testkit::{payload, Rng, Scratch};
@@ -82,20 +82,6 @@ fn handshake(path: &Path, child: &mut Child) -> String {
 
 fn open(work: &Work) -> Queue {
     Queue::open(&work.queue).unwrap_or_else(|e| panic!("helper: open: {e}"))
-}
-
-fn open_ledger(work: &Work) -> Ledger {
-    Ledger::open(&work.file("ledger")).unwrap_or_else(|e| panic!("helper: ledger: {e}"))
-}
-
-/// Records a failure for the parent and exits.
-fn fail(ledger: &Ledger, work: &Work, what: &str) -> ! {
-    ledger.violation(
-        kind::WORKER,
-        &format!("{} (instance {}): {what}", work.role, work.index),
-    );
-    eprintln!("helper failed: {what}");
-    std::process::exit(3);
 }
 
 // ---------------------------------------------------------------------------
@@ -144,8 +130,7 @@ fn reserve_in_halves(q: &Queue, data: &[u8], wait: Duration) -> shmq::Result<()>
 /// written in two halves, and batches; every message id's intent is in the
 /// ledger before its first try, its result after.
 fn producer(work: &Work, life: &Lifeline) {
-    let q = open(work);
-    let ledger = open_ledger(work);
+    let (q, ledger) = attach(work);
     let me = work.index as u32;
     let mut rng = Rng::new(work.seed);
     let wait = Duration::from_millis(50);
@@ -199,16 +184,9 @@ fn producer(work: &Work, life: &Lifeline) {
 /// consumer (poison nacked, the rest acked), holding a quarter of them for
 /// a millisecond.
 fn consumer(work: &Work, life: &Lifeline) {
-    let q = open(work);
-    let ledger = open_ledger(work);
+    let (q, ledger) = attach(work);
     let rules = rules(work.count != 0);
-    let c = Consumer {
-        rules: &rules,
-        ledger: &ledger,
-        me: work.index as u32,
-        inject: false,
-        diag: Default::default(),
-    };
+    let c = Consumer::new(&rules, &ledger, work.index as u32, false);
     let mut rng = Rng::new(work.seed);
     let drain_flag = work.file("drain");
     let mut draining = false;
@@ -361,8 +339,8 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
         ..Options::default()
     };
     drop(Queue::create(&s.queue, &opts).expect("create"));
-    let ledger = Ledger::create(
-        &s.file("ledger"),
+    let ledger = create_ledger(
+        &s,
         Sizes {
             // Sparse: only the records written take memory.
             records: (secs * 500_000).max(2_000_000),
@@ -372,8 +350,7 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
             keys: 0,
             samples: 1 << 16,
         },
-    )
-    .expect("create the ledger");
+    );
     let rules = rules(poison);
     let rng = Rng::from_clock();
     eprintln!("{name}: seed {:#x}, {secs} s", rng.0);
@@ -419,13 +396,7 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
 
     // The parent drains what is left (redeliveries of the last kills).
     let q = Queue::open(&s.queue).expect("open for the final drain");
-    let drainer = Consumer {
-        rules: &rules,
-        ledger: &ledger,
-        me: DRAINER,
-        inject: false,
-        diag: Default::default(),
-    };
+    let drainer = Consumer::new(&rules, &ledger, DRAINER, false);
     let mut parent_drained = 0usize;
     loop {
         let called = shmq::sys::monotonic_ns();

@@ -104,6 +104,19 @@ pub const CLOCK_SLACK_NS: u64 = 10_000_000;
 /// one more lease) is a violation: the repairs had to take it back.
 pub const REPAIR_MARGIN_NS: u64 = 100_000_000;
 
+impl<'a> Consumer<'a> {
+    /// Consumer `me` of a run (`inject`: the run's injected fault applies).
+    pub fn new(rules: &'a Rules, ledger: &'a Ledger, me: u32, inject: bool) -> Consumer<'a> {
+        Consumer {
+            rules,
+            ledger,
+            me,
+            inject,
+            diag: Default::default(),
+        }
+    }
+}
+
 impl Consumer<'_> {
     fn queue_name(&self, qi: usize) -> &'static str {
         self.rules.name(qi)

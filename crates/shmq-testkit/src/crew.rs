@@ -6,8 +6,10 @@
 
 use std::process::Child;
 
+use shmq::Queue;
+
 use crate::child::{kill, Work};
-use crate::ledger::{Ledger, DRAINER};
+use crate::ledger::{kind, Ledger, Sizes, DRAINER};
 use crate::rng::Rng;
 use crate::scratch::Scratch;
 
@@ -143,4 +145,31 @@ impl Drop for Crew<'_> {
             kill(&mut m.child);
         }
     }
+}
+
+/// The ledger's file in a run's directory.
+const LEDGER: &str = "ledger";
+
+/// Creates the ledger of a run in the scratch directory.
+pub fn create_ledger(scratch: &Scratch, sizes: Sizes) -> Ledger {
+    Ledger::create(&scratch.file(LEDGER), sizes).expect("create the ledger")
+}
+
+/// What a member opens: its queue and the run's ledger.
+pub fn attach(work: &Work) -> (Queue, Ledger) {
+    let q = Queue::open(&work.queue).unwrap_or_else(|e| panic!("{}: open: {e}", work.role));
+    let l =
+        Ledger::open(&work.file(LEDGER)).unwrap_or_else(|e| panic!("{}: ledger: {e}", work.role));
+    (q, l)
+}
+
+/// Records a member's failure in the ledger (the oracle reports it) and
+/// exits.
+pub fn fail(ledger: &Ledger, work: &Work, what: &str) -> ! {
+    ledger.violation(
+        kind::WORKER,
+        &format!("{} (instance {}): {what}", work.role, work.index),
+    );
+    eprintln!("helper failed: {what}");
+    std::process::exit(3);
 }

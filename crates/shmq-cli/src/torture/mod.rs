@@ -324,13 +324,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         queues.push(Queue::open(&qs.path)?);
     }
     let rules = cfg.rules();
-    let drainer = Consumer {
-        rules: &rules,
-        ledger: &ledger,
-        me: DRAINER,
-        inject: false,
-        diag: Default::default(),
-    };
+    let drainer = Consumer::new(&rules, &ledger, DRAINER, false);
 
     // The workers, and the events.
     let started = Instant::now();

@@ -402,13 +402,7 @@ fn consume_forever(
     life: Lifeline,
 ) -> Result<(), String> {
     let rules = cfg.rules();
-    let c = Consumer {
-        rules: &rules,
-        ledger,
-        me: spec.instance,
-        inject: true,
-        diag: Default::default(),
-    };
+    let c = Consumer::new(&rules, ledger, spec.instance, true);
     let mut empty_in_a_row = 0usize;
     for round in 0usize.. {
         if round % 32 == 0 {
