@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use shmq_testkit::child::Work;
+use shmq_testkit::child::{serve, Lifeline, Work};
 use shmq_testkit::{unique_path, Rng, TempFile};
 
 /// The helper test every worker runs.
@@ -48,10 +48,19 @@ fn options() -> Options {
 #[test]
 #[ignore = "helper"]
 fn helper() {
-    // No lifeline: the run is short, and a worker must end by itself.
-    let Some((work, _)) = Work::read(WATCHDOG) else {
-        return;
-    };
+    serve(
+        WATCHDOG,
+        &[
+            ("producer", participate),
+            ("consumer", participate),
+            ("inspector", participate),
+        ],
+    );
+}
+
+/// A worker: its role on the queue file for `count` ms. No lifeline: the
+/// run is short, and a worker must end by itself.
+fn participate(work: &Work, _: &Lifeline) {
     let (role, path) = (work.role.clone(), work.queue.clone());
     let deadline = Instant::now() + Duration::from_millis(work.count);
     // Opening may fail once the file is damaged: retry until the deadline.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shmq::{Counter, Options, Queue, SendOptions, Status};
-use shmq_testkit::child::{kill, Lifeline, Work};
+use shmq_testkit::child::{kill, serve, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
 use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
 use shmq_testkit::ledger::{kind, send_state, Event, Ledger, Sizes, DRAINER};
@@ -81,15 +81,14 @@ fn rules(latest_only: bool) -> Rules {
 #[test]
 #[ignore = "helper"]
 fn helper() {
-    let Some((work, life)) = Work::read(CHILD_LIFETIME) else {
-        return;
-    };
-    match work.role.as_str() {
-        "producer" => producer(&work, &life),
-        "consumer" => consumer(&work, &life),
-        "replacer" => replacer(&work, &life),
-        other => panic!("unknown helper role {other}"),
-    }
+    serve(
+        CHILD_LIFETIME,
+        &[
+            ("producer", producer),
+            ("consumer", consumer),
+            ("replacer", replacer),
+        ],
+    );
 }
 
 fn producer(work: &Work, life: &Lifeline) {
@@ -284,9 +283,7 @@ fn run(name: &str, latest_only: bool) {
         queues: &queues,
         drained: &[true],
     };
-    let outcomes = oracle.check();
-    oracle.check_counters(&outcomes, 0);
-    oracle.check_files();
+    let (outcomes, _) = oracle.verdict();
     let q = &queues[0];
     // Every key's cache holds the newest version sent with Ok, or a newer
     // one whose producer was killed before it could record the Ok, and the
@@ -323,12 +320,7 @@ fn run(name: &str, latest_only: bool) {
             ));
         }
     }
-    problems.extend(
-        ledger
-            .violations()
-            .into_iter()
-            .map(|(k, d)| format!("{k}: {d}")),
-    );
+    problems.extend(ledger.problems());
     let o = outcomes[0];
     let events = ledger.events();
     let st = q.stats();

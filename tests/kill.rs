@@ -34,7 +34,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use shmq::{Counter, Options, Queue, Status, Timeout};
-use shmq_testkit::child::{await_file, kill, put_file, Children, Lifeline, Work};
+use shmq_testkit::child::{await_file, kill, put_file, serve, Children, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
 use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
 use shmq_testkit::ledger::{kind, phase, send_state, Event, Sizes, DRAINER};
@@ -93,18 +93,17 @@ fn open(work: &Work) -> Queue {
 #[test]
 #[ignore = "helper"]
 fn helper() {
-    let Some((work, life)) = Work::read(CHILD_LIFETIME) else {
-        return;
-    };
-    match work.role.as_str() {
-        "producer" => producer(&work, &life),
-        "consumer" => consumer(&work, &life),
-        "hold-claims" => hold_claims(&work, &life),
-        "hold-reservation" => hold_reservation(&work, &life),
-        "stall-reservation" => stall_reservation(&work, &life),
-        "clean-and-stall" => clean_and_stall(&work, &life),
-        other => panic!("unknown helper role {other}"),
-    }
+    serve(
+        CHILD_LIFETIME,
+        &[
+            ("producer", producer),
+            ("consumer", consumer),
+            ("hold-claims", hold_claims),
+            ("hold-reservation", hold_reservation),
+            ("stall-reservation", stall_reservation),
+            ("clean-and-stall", clean_and_stall),
+        ],
+    );
 }
 
 /// Writes `data` into a reservation in two halves with a yield between
@@ -449,9 +448,7 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
         queues: &queues,
         drained: &[shape == (0, 0, 0, 0, 0)],
     };
-    let outcomes = oracle.check();
-    let acks = oracle.check_counters(&outcomes, 0);
-    oracle.check_files();
+    let (outcomes, acks) = oracle.verdict();
     let o = outcomes[0];
     // A claim a killed consumer held without an intent comes back: some
     // were claimed again after the death, unless none was held at a kill.
@@ -468,12 +465,7 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
             "{consumer_kills} consumer kills, {never_back} claims held at a kill, and not one redelivered"
         ));
     }
-    problems.extend(
-        ledger
-            .violations()
-            .into_iter()
-            .map(|(k, d)| format!("{k}: {d}")),
-    );
+    problems.extend(ledger.problems());
     let st = queues[0].stats();
     eprintln!(
         "{name}: {} kills ({} producers, {consumer_kills} consumers) in {:.1} s; \

@@ -277,3 +277,19 @@ impl Work {
         self.dir.join(name)
     }
 }
+
+/// What a helper does in one role.
+pub type Role = fn(&Work, &Lifeline);
+
+/// The body of a helper test: runs the role its parent handed it (see
+/// [`Work::spawn`]), with a lifeline of at most `lifetime`; does nothing
+/// when no parent handed it work (`--include-ignored`).
+pub fn serve(lifetime: Duration, roles: &[(&str, Role)]) {
+    let Some((work, life)) = Work::read(lifetime) else {
+        return;
+    };
+    match roles.iter().find(|(name, _)| *name == work.role) {
+        Some((_, role)) => role(&work, &life),
+        None => panic!("unknown helper role {}", work.role),
+    }
+}

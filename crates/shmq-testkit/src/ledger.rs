@@ -806,6 +806,15 @@ impl Ledger {
         let _ = (&self.violations).write_all(line.as_bytes());
     }
 
+    /// Every violation recorded, as `kind: detail` lines for a test's
+    /// failure message.
+    pub fn problems(&self) -> Vec<String> {
+        self.violations()
+            .into_iter()
+            .map(|(k, d)| format!("{k}: {d}"))
+            .collect()
+    }
+
     /// Every violation recorded in `violations.log`, as (kind, detail).
     pub fn violations(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&self.violations_path).unwrap_or_default();

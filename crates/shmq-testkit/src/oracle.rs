@@ -111,6 +111,16 @@ pub fn phase_name(p: u8) -> &'static str {
 }
 
 impl Oracle<'_> {
+    /// Every final check: [`Oracle::check`], [`Oracle::check_counters`]
+    /// (no torn message was acked) and [`Oracle::check_files`]. Returns
+    /// the outcomes and (ledger acks, maybe acked) per queue.
+    pub fn verdict(&self) -> (Vec<Outcomes>, Vec<(u64, u64)>) {
+        let outcomes = self.check();
+        let acks = self.check_counters(&outcomes, 0);
+        self.check_files();
+        (outcomes, acks)
+    }
+
     /// Checks every id and key; returns the outcomes per queue.
     pub fn check(&self) -> Vec<Outcomes> {
         let ledger = self.ledger;
