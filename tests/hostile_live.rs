@@ -20,11 +20,8 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use shmq_testkit::child::{serve, Lifeline, Work};
+use shmq_testkit::child::{Lifeline, Work};
 use shmq_testkit::{unique_path, Rng, TempFile};
-
-/// The helper test every worker runs.
-const HELPER: &str = "helper";
 
 /// How long the workers run while the file is damaged.
 const RUN: Duration = Duration::from_millis(1500);
@@ -43,20 +40,11 @@ fn options() -> Options {
     }
 }
 
-/// The entry point of every worker process, run by its parent alone with
-/// `--ignored --exact helper`: its role on the queue file for `count` ms.
-#[test]
-#[ignore = "helper"]
-fn helper() {
-    serve(
-        WATCHDOG,
-        &[
-            ("producer", participate),
-            ("consumer", participate),
-            ("inspector", participate),
-        ],
-    );
-}
+shmq_testkit::helper_test!(WATCHDOG, {
+    "producer" => participate,
+    "consumer" => participate,
+    "inspector" => participate,
+});
 
 /// A worker: its role on the queue file for `count` ms. No lifeline: the
 /// run is short, and a worker must end by itself.
@@ -119,9 +107,7 @@ fn participate(work: &Work, _: &Lifeline) {
 }
 
 fn spawn(role: &str, path: &Path, millis: u64) -> Child {
-    Work::new(role, path, Path::new(""))
-        .count(millis)
-        .spawn(HELPER)
+    Work::new(role, path, Path::new("")).count(millis).spawn()
 }
 
 /// The regions a hostile writer aims at: `[start, end)` byte ranges.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shmq::{Counter, Options, Queue, SendOptions, Status};
-use shmq_testkit::child::{kill, serve, Lifeline, Work};
+use shmq_testkit::child::{kill, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
 use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
 use shmq_testkit::ledger::{kind, send_state, Event, Ledger, Sizes, DRAINER};
@@ -43,8 +43,6 @@ use shmq_testkit::oracle::Oracle;
 use shmq_testkit::rules::{Order, Rules};
 use shmq_testkit::{payload, Rng, Scratch};
 
-/// The helper test every child runs.
-const HELPER: &str = "helper";
 const KEYS: u64 = 200;
 const PRODUCERS: u64 = 3;
 const CONSUMERS: u64 = 3;
@@ -76,20 +74,11 @@ fn rules(latest_only: bool) -> Rules {
     }
 }
 
-/// The entry point of every child, run by its parent alone with
-/// `--ignored --exact helper`.
-#[test]
-#[ignore = "helper"]
-fn helper() {
-    serve(
-        CHILD_LIFETIME,
-        &[
-            ("producer", producer),
-            ("consumer", consumer),
-            ("replacer", replacer),
-        ],
-    );
-}
+shmq_testkit::helper_test!(CHILD_LIFETIME, {
+    "producer" => producer,
+    "consumer" => consumer,
+    "replacer" => replacer,
+});
 
 fn producer(work: &Work, life: &Lifeline) {
     let (q, ledger) = attach(work);
@@ -235,7 +224,7 @@ fn run(name: &str, latest_only: bool) {
         },
     );
     let rules = rules(latest_only);
-    let mut crew = Crew::new(&s, &ledger, HELPER, latest_only as u64, Rng::from_clock());
+    let mut crew = Crew::new(&s, &ledger, latest_only as u64, Rng::from_clock());
     for i in 0..PRODUCERS {
         crew.start(true, i);
     }
@@ -509,7 +498,7 @@ fn g4_latest_only_replacements_survive_sigkill() {
         let mut child = Work::new("replacer", &s.queue, &s.dir)
             .index(instance)
             .gen(gen)
-            .spawn(HELPER);
+            .spawn();
         // Kill it in its send loop: once it has begun sending, after a
         // random pause.
         let started = Instant::now();

@@ -34,7 +34,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use shmq::{Counter, Options, Queue, Status, Timeout};
-use shmq_testkit::child::{await_file, kill, put_file, serve, Children, Lifeline, Work};
+use shmq_testkit::child::{await_file, kill, put_file, Children, Lifeline, Work};
 use shmq_testkit::consumer::Consumer;
 use shmq_testkit::crew::{attach, create_ledger, fail, Crew};
 use shmq_testkit::ledger::{kind, phase, send_state, Event, Sizes, DRAINER};
@@ -46,8 +46,6 @@ use shmq_testkit::{payload, Rng, Scratch};
 // Shared pieces.
 // ---------------------------------------------------------------------------
 
-/// The helper test every child runs.
-const HELPER: &str = "helper";
 /// A child exits by itself after this long, whatever it is doing.
 const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 /// How long a parent waits for a child's hand-shake file.
@@ -88,23 +86,14 @@ fn open(work: &Work) -> Queue {
 // The children.
 // ---------------------------------------------------------------------------
 
-/// The entry point of every child, run by its parent alone with
-/// `--ignored --exact helper`.
-#[test]
-#[ignore = "helper"]
-fn helper() {
-    serve(
-        CHILD_LIFETIME,
-        &[
-            ("producer", producer),
-            ("consumer", consumer),
-            ("hold-claims", hold_claims),
-            ("hold-reservation", hold_reservation),
-            ("stall-reservation", stall_reservation),
-            ("clean-and-stall", clean_and_stall),
-        ],
-    );
-}
+shmq_testkit::helper_test!(CHILD_LIFETIME, {
+    "producer" => producer,
+    "consumer" => consumer,
+    "hold-claims" => hold_claims,
+    "hold-reservation" => hold_reservation,
+    "stall-reservation" => stall_reservation,
+    "clean-and-stall" => clean_and_stall,
+});
 
 /// Writes `data` into a reservation in two halves with a yield between
 /// them (a kill can land on a half-written reservation), then commits.
@@ -353,7 +342,7 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
     let rules = rules(poison);
     let rng = Rng::from_clock();
     eprintln!("{name}: seed {:#x}, {secs} s", rng.0);
-    let mut crew = Crew::new(&s, &ledger, HELPER, poison as u64, rng);
+    let mut crew = Crew::new(&s, &ledger, poison as u64, rng);
     for i in 0..3 {
         crew.start(true, i);
         crew.start(false, i);
@@ -520,11 +509,9 @@ fn dead_consumers_message_is_redelivered_within_milliseconds() {
     .expect("create");
     q.send(b"order-7", Timeout::TryOnce).expect("send");
     let mut children = Children::default();
-    children.0.push(
-        Work::new("hold-claims", &s.queue, &s.dir)
-            .count(1)
-            .spawn(HELPER),
-    );
+    children
+        .0
+        .push(Work::new("hold-claims", &s.queue, &s.dir).count(1).spawn());
     let held = handshake(&s.file("held"), &mut children.0[0]);
     assert_eq!(held, "order-7 1\n");
     assert_eq!(q.stats().in_flight, 1);
@@ -575,7 +562,7 @@ fn dead_producer_between_reserve_and_commit_does_not_wedge_consumers() {
     let mut children = Children::default();
     children
         .0
-        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn(HELPER));
+        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn());
     let pos = handshake(&s.file("reserved"), &mut children.0[0]);
     assert_eq!(pos.trim(), "1", "the child reserved right after m0");
     assert_eq!(q.stats().reserved, 1);
@@ -659,7 +646,7 @@ fn recover_abandons_a_dead_producers_reservation() {
     let mut children = Children::default();
     children
         .0
-        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn(HELPER));
+        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn());
     handshake(&s.file("reserved"), &mut children.0[0]);
     assert!(
         kill(&mut children.0[0]).is_none(),
@@ -719,11 +706,9 @@ fn survivors_clean_up_after_a_dead_consumer() {
             .expect("send");
     }
     let mut children = Children::default();
-    children.0.push(
-        Work::new("hold-claims", &s.queue, &s.dir)
-            .count(5)
-            .spawn(HELPER),
-    );
+    children
+        .0
+        .push(Work::new("hold-claims", &s.queue, &s.dir).count(5).spawn());
     let held = handshake(&s.file("held"), &mut children.0[0]);
     let held: Vec<&str> = held.lines().collect();
     assert_eq!(
@@ -814,7 +799,7 @@ fn stalled_producers_late_commit_is_abandoned_and_harms_nobody() {
     let mut children = Children::default();
     children
         .0
-        .push(Work::new("stall-reservation", &s.queue, &s.dir).spawn(HELPER));
+        .push(Work::new("stall-reservation", &s.queue, &s.dir).spawn());
     handshake(&s.file("reserved"), &mut children.0[0]);
     q.send(b"fresh", Timeout::TryOnce)
         .expect("send past the stall");
@@ -871,7 +856,7 @@ fn stalled_producer_killed_after_abandonment_frees_its_slot() {
     let mut children = Children::default();
     children
         .0
-        .push(Work::new("stall-reservation", &s.queue, &s.dir).spawn(HELPER));
+        .push(Work::new("stall-reservation", &s.queue, &s.dir).spawn());
     handshake(&s.file("reserved"), &mut children.0[0]);
     await_abandoned(&q);
     assert_eq!(q.stats().reserved, 1, "the abandoned slot is quarantined");
@@ -980,7 +965,7 @@ fn recover_from_an_inspection_handle_cleans_up_a_dead_producer() {
     let mut children = Children::default();
     children
         .0
-        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn(HELPER));
+        .push(Work::new("hold-reservation", &s.queue, &s.dir).spawn());
     handshake(&s.file("reserved"), &mut children.0[0]);
     assert!(
         kill(&mut children.0[0]).is_none(),
@@ -1029,7 +1014,7 @@ fn holder(s: &Scratch, name: &str, count: u64, children: &mut Children) -> Strin
     children.0.push(
         Work::new("hold-claims", &s.queue, &dir)
             .count(count)
-            .spawn(HELPER),
+            .spawn(),
     );
     let last = children.0.len() - 1;
     handshake(&dir.join("held"), &mut children.0[last])
@@ -1128,7 +1113,7 @@ fn g8_a_cleaner_that_dies_mid_clean_is_taken_over_only_once_dead() {
     std::fs::create_dir(&cdir).expect("a directory for the cleaner");
     children
         .0
-        .push(Work::new("clean-and-stall", &s.queue, &cdir).spawn(HELPER));
+        .push(Work::new("clean-and-stall", &s.queue, &cdir).spawn());
     let cleaner: u64 = handshake(&cdir.join("ready"), &mut children.0[1])
         .trim()
         .parse()

@@ -241,9 +241,10 @@ impl Work {
         self
     }
 
-    /// Starts the helper test `name` of this binary on this work.
-    pub fn spawn(&self, name: &str) -> Child {
-        helper(name)
+    /// Starts this binary's helper test (see [`helper_test!`]) on this
+    /// work.
+    pub fn spawn(&self) -> Child {
+        helper(HELPER)
             .env(var::ROLE, &self.role)
             .env(var::QUEUE, &self.queue)
             .env(var::DIR, &self.dir)
@@ -292,4 +293,33 @@ pub fn serve(lifetime: Duration, roles: &[(&str, Role)]) {
         Some((_, role)) => role(&work, &life),
         None => panic!("unknown helper role {}", work.role),
     }
+}
+
+/// The name of the helper test that [`helper_test!`] declares.
+pub const HELPER: &str = "helper";
+
+/// Declares a test binary's helper test, `helper`: `#[ignore = "helper"]`,
+/// so a normal run skips it, and run by [`Work::spawn`] with `--ignored
+/// --exact helper`; it runs the role its parent handed it ([`serve`]).
+///
+/// ```ignore
+/// shmq_testkit::helper_test!(LIFETIME, {
+///     "producer" => producer,
+///     "consumer" => consumer,
+/// });
+/// ```
+#[macro_export]
+macro_rules! helper_test {
+    ($lifetime:expr, { $($role:literal => $run:path),+ $(,)? }) => {
+        /// The entry point of every child process of this test binary, run
+        /// by its parent alone with `--ignored --exact helper`.
+        #[test]
+        #[ignore = "helper"]
+        fn helper() {
+            $crate::child::serve(
+                $lifetime,
+                &[$(($role, $run as $crate::child::Role)),+],
+            );
+        }
+    };
 }

@@ -41,7 +41,6 @@ impl Member {
 pub struct Crew<'a> {
     scratch: &'a Scratch,
     ledger: &'a Ledger,
-    helper: &'static str,
     count: u64,
     next_instance: u32,
     /// Seeds for the helpers (and the test's own choices).
@@ -55,19 +54,12 @@ pub struct Crew<'a> {
 }
 
 impl<'a> Crew<'a> {
-    /// A crew that runs the helper test `helper` on the scratch queue, with
-    /// `count` handed to every helper; instances start after [`DRAINER`].
-    pub fn new(
-        scratch: &'a Scratch,
-        ledger: &'a Ledger,
-        helper: &'static str,
-        count: u64,
-        rng: Rng,
-    ) -> Crew<'a> {
+    /// A crew of helpers on the scratch queue, with `count` handed to
+    /// every helper; instances start after [`DRAINER`].
+    pub fn new(scratch: &'a Scratch, ledger: &'a Ledger, count: u64, rng: Rng) -> Crew<'a> {
         Crew {
             scratch,
             ledger,
-            helper,
             count,
             next_instance: DRAINER + 1,
             rng,
@@ -88,7 +80,7 @@ impl<'a> Crew<'a> {
             .gen(index)
             .count(self.count)
             .seed(self.rng.next())
-            .spawn(self.helper);
+            .spawn();
         let now = shmq::sys::monotonic_ns();
         self.ledger
             .register(instance, producer, index as u32, child.id(), now);
