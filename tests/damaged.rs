@@ -672,7 +672,7 @@ fn replay_isolated(target: &str, file: &Path) {
 
 /// The child side of [`replay_isolated`]; does nothing when run directly.
 #[test]
-#[ignore = "helper run in a child process by the replay tests"]
+#[ignore = "helper"]
 fn replay_child() {
     let (Ok(target), Ok(file)) = (
         std::env::var("SHMQ_REPLAY_TARGET"),

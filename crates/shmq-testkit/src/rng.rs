@@ -21,7 +21,9 @@ impl Rng {
         Rng::new(t ^ (std::process::id() as u64) << 32)
     }
 
-    /// The next 64 random bits.
+    /// The next 64 random bits. (Not an `Iterator`: it never ends, and no
+    /// caller wants an adapter.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -481,7 +481,6 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     let outcomes = oracle.check();
     let acks = oracle.check_counters(&outcomes, torn_before);
     oracle.check_files();
-    drop(oracle);
     let events = ledger.events();
     let samples = ledger.samples();
     // Consumers killed at the stop are left out: the drain takes the
