@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use harness::{unique_path, Rng, TempFile};
+use harness::{unique_path, TempFile};
+use shmq_testkit::Rng;
 
 /// How long one scenario may take before it counts as a hang. Generous: the
 /// tests also run in debug builds on a loaded machine.

@@ -737,7 +737,3 @@ pub fn header(data: &[u8]) {
         }
     }
 }
-
-/// The seeded generator of the tests that damage files at random
-/// (`tests/damaged.rs`, `tests/hostile_live.rs`): the test kit's.
-pub use shmq_testkit::Rng;
