@@ -41,6 +41,31 @@ pub struct Template {
 /// Scratch files come from the test kit, shared with every other test.
 pub use shmq_testkit::{unique_path, TempFile};
 
+/// A fuzz input read one byte at a time, then zeros: the reader of the
+/// operation lists of `model_ops` and `c_abi` (each adds its own readings
+/// of several bytes).
+pub struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    /// A reader at the start of `data`.
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes { data, pos: 0 }
+    }
+    /// The next byte (0 past the end).
+    pub fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+    /// Whether every byte was read.
+    pub fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+}
+
 fn opts(
     capacity: u64,
     mms: u32,
