@@ -9,8 +9,8 @@
 //! scenario runs and every message arrives, not a speed.
 //!
 //! Modules: [`peer`] (the other side of each measurement), [`os`],
-//! [`ring`] (the bare ring), [`foreign`] (C and Python peers, built at run
-//! time), [`memory`] (resident memory over 10^8 messages), [`iceoryx2`]
+//! [`ring`] (the bare ring), `foreign` (C and Python peers, built at run
+//! time), [`memory`] (resident memory over 10^8 messages), `iceoryx2`
 //! (the separate comparison crate's rows), `svg` (the chart).
 
 mod foreign;

@@ -9,7 +9,7 @@
 //! 1. a fresh directory with one queue file per kind asked for (keyless,
 //!    keyed FIFO, keyed latest-only), the ledger ([`ledger`]) and the
 //!    configuration the workers read (`config.json`);
-//! 2. `--producers` and `--consumers` worker processes ([`worker`]), each
+//! 2. `--producers` and `--consumers` worker processes ([`mod@worker`]), each
 //!    attached to every queue;
 //! 3. until `--secs` passed, `--kills` were made or `--events` happened: a
 //!    pause between `--min-interval` and `--max-interval`, then an event
