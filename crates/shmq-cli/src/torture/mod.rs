@@ -2,7 +2,7 @@
 //! queues, SIGKILLed at random moments and started again, with a ledger
 //! outside the queues that proves at the end that nothing was lost, torn or
 //! delivered fresh twice, that per-key versions never went backwards, and
-//! that the files verify (SPEC G3, G4, G5, G7, G8, G9).
+//! that the files verify (the README's guarantees G3, G4, G5, G7, G8, G9).
 //!
 //! The run, in order:
 //!
