@@ -58,6 +58,12 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-c
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-cli
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench
 
+# `cargo test` does not build a crate that is only a cdylib and a staticlib:
+# the C library (libshmq.so, libshmq.a) is built first, for the C, C++ and
+# Python tests and the bench's C peer.
+echo "== cargo build --release -p shmq-c (the C library) =="
+cargo build --release -p shmq-c
+
 echo "== cargo test --release --workspace =="
 cargo test --release --workspace
 
@@ -89,6 +95,7 @@ LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom --cfg
 
 # Overflow checks and debug assertions run only in a debug build.
 echo "== cargo test --workspace (debug build) =="
+cargo build -p shmq-c --target-dir target/debug-suite
 cargo test --workspace --target-dir target/debug-suite
 
 echo "== shmq bench --quick (every scenario runs, every message arrives; no speed is checked) =="
