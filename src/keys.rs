@@ -5,14 +5,13 @@
 //! word from 0; entries are never removed while participants are attached
 //! (see [`KeyTable::evict_settled`]), so a probe chain never breaks.
 //!
-//! Per entry ([`crate::layout::key`]):
+//! Per entry ([`crate::format::key`]):
 //! - `LAST_ACKED`: the highest version acked. A send whose version is not
 //!   newer is refused (`Stale`); a queued message strictly older than it is
 //!   completed without delivery when a consumer reaches it.
 //! - `NEXT_VERSION`: the highest version given or seen, for automatic
 //!   versions (version 0 on a send).
-//! - `HOLDER`: the claim holding the key, `(slot + 1) << 32 | owner << 21 |
-//!   claim seq`, or 0. It is taken *before* the slot's claim CAS (naming the
+//! - `HOLDER`: the claim holding the key ([`KeyHolder`]), or 0. It is taken *before* the slot's claim CAS (naming the
 //!   sequence that CAS will give the slot) and released after the slot's
 //!   outcome CAS. While the slot still shows the sequence before it in a
 //!   claimable state, the holder is *in transit* and counts as held: no
@@ -21,12 +20,13 @@
 //!   (its claim ended, or its owner crashed) and is taken over; a taker that
 //!   dies in transit is released by whoever cleans up after it (the
 //!   participant's `TAKING_KEY` word names the entry).
-//! - `WAITING`: latest-only mode: the waiting message, `(slot + 1) << 32 |
-//!   position` (its low 32 bits), checked against the slot before use.
+//! - `WAITING`: latest-only mode: the waiting message ([`WaitingRef`]),
+//!   checked against the slot before use.
 //! - `PARKED`: how many of the key's messages are pending off ring order.
 
 use crate::error::{Error, Result, Status};
-use crate::layout::{key, Layout};
+use crate::format::key::{self, KeyHolder, WaitingRef};
+use crate::format::Layout;
 use crate::memory::Memory;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -47,32 +47,32 @@ fn hash(k: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Packs a waiting reference.
+/// Packs a waiting reference to the message at `position` (its low 32
+/// bits) in `slot` (see [`WaitingRef`]).
 #[inline]
-pub fn slot_ref(slot: u64, seq: u64) -> u64 {
-    (slot + 1) << 32 | seq
+pub fn slot_ref(slot: u64, position: u64) -> u64 {
+    WaitingRef::new(slot, position).encode()
 }
 
-/// Packs a holder: the claim `seq` of `slot` by participant `owner`.
+/// Packs a holder: the claim `seq` of `slot` by participant `owner` (see
+/// [`KeyHolder`]).
 #[inline]
 pub fn holder_ref(slot: u64, seq: u64, owner: u64) -> u64 {
-    (slot + 1) << 32 | (owner & 0x3ff) << 21 | (seq & 0x1f_ffff)
+    KeyHolder { slot, seq, owner }.encode()
 }
 
 /// Unpacks a holder into `(slot, seq, owner)` (`None` for 0 or a word
 /// without a slot).
 #[inline]
 pub fn unholder(r: u64) -> Option<(u64, u64, u64)> {
-    // Read from the mapping: a slot part of 0 is no reference at all.
-    let slot = (r >> 32).checked_sub(1)?;
-    Some((slot, r & 0x1f_ffff, (r >> 21) & 0x3ff))
+    KeyHolder::decode(r).map(|h| (h.slot, h.seq, h.owner))
 }
 
-/// Unpacks a holder or waiting reference (`None` for 0).
+/// Unpacks a holder or waiting reference into its slot and low 32 bits
+/// (`None` for 0).
 #[inline]
 pub fn unref(r: u64) -> Option<(u64, u64)> {
-    // Read from the mapping: a slot part of 0 is no reference at all.
-    Some(((r >> 32).checked_sub(1)?, r & 0xffff_ffff))
+    WaitingRef::decode(r).map(|w| (w.slot, w.position))
 }
 
 impl<'m, M: Memory> KeyTable<'m, M> {
@@ -293,7 +293,7 @@ impl<'m, M: Memory> KeyTable<'m, M> {
 #[cfg(all(test, not(shmq_loom)))]
 mod tests {
     use super::*;
-    use crate::layout::Params;
+    use crate::format::Params;
     use crate::memory::HeapMemory;
 
     fn table(cap: u64) -> (HeapMemory, Layout) {

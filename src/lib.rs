@@ -17,7 +17,8 @@
 //!
 //! The file: a header (parameters, cursors, futex words), a participant table
 //! (liveness and per-participant metrics), the slots, the key table and the
-//! dead-letter area; see [`layout`].
+//! dead-letter area; see [`format`](mod@format), which owns every offset and every
+//! packed word. The protocol over it is the [`engine`].
 //!
 //! ```no_run
 //! use shmq::{Options, Queue};
@@ -36,9 +37,10 @@
 
 #[cfg(not(shmq_loom))]
 pub mod clock;
+pub mod engine;
 pub mod error;
+pub mod format;
 pub mod keys;
-pub mod layout;
 #[cfg(not(shmq_loom))]
 pub mod mapping;
 pub mod memory;
@@ -47,9 +49,13 @@ pub mod options;
 pub mod participants;
 #[cfg(not(shmq_loom))]
 pub mod permissions;
-pub mod ring;
 pub(crate) mod sync;
 pub mod wait;
+
+/// The engine under its former name (see [`engine`]).
+pub use engine as ring;
+/// The file format under its former name (see [`format`](mod@format)).
+pub use format as layout;
 
 #[cfg(not(shmq_loom))]
 pub mod queue;

@@ -9,7 +9,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Memory holding a queue: 8-byte words addressed by byte offset.
 ///
-/// Callers pass offsets computed from a validated [`crate::layout::Layout`];
+/// Callers pass offsets computed from a validated [`crate::format::Layout`];
 /// implementations still check bounds, so a bug can fail loudly but never
 /// reads outside the region.
 pub trait Memory {
@@ -246,6 +246,7 @@ loom::thread_local! {
 impl LoomMemory {
     /// `len` zeroed bytes, every word modelled (u64 and u32). Costly for a
     /// whole queue file; prefer [`LoomMemory::with_regions`].
+    #[allow(clippy::single_range_in_vec_init)] // one region: the whole file
     pub fn new(len: usize) -> LoomMemory {
         LoomMemory::with_regions(len, &[0..len], &[0..len])
     }

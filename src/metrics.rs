@@ -6,7 +6,7 @@
 //! every power of two is split into 8 buckets, so a percentile is known to
 //! within 12.5%. Counts, sum and max follow the buckets.
 
-use crate::layout::part;
+use crate::format::part;
 use crate::memory::Memory;
 use crate::sync::Ordering;
 

@@ -28,51 +28,11 @@
 //! The separate [`part::CLEANER`] word is still written for readers of the
 //! file, but nothing decides by it.
 
-use crate::layout::{hdr, part, Layout};
+use crate::format::{hdr, part, Layout};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 
-/// The lock byte of participant 0; far beyond any file, so the locks never
-/// overlap data (OFD locks are advisory and do not affect the mapping).
-pub const LOCK_BASE: u64 = 1 << 40;
-
-const CLEANER_SHIFT: u32 = 2;
-const CLEANER_MASK: u64 = 0x3ff;
-const GENERATION_SHIFT: u32 = 12;
-const GENERATION_MASK: u64 = 0xf_ffff;
-
-/// An entry's decoded state word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryState {
-    /// FREE, LIVE or CLEANING.
-    pub state: u64,
-    /// Bumped on every registration (20 bits).
-    pub generation: u64,
-    /// The registered process.
-    pub pid: u32,
-    /// While `CLEANING`: the index + 1 of the participant cleaning up after
-    /// this one (10 bits: participant indices are below 1023). 0 otherwise.
-    pub cleaner: u64,
-}
-
-impl EntryState {
-    /// Decodes a state word.
-    pub fn decode(w: u64) -> EntryState {
-        EntryState {
-            state: w & 3,
-            cleaner: (w >> CLEANER_SHIFT) & CLEANER_MASK,
-            generation: (w >> GENERATION_SHIFT) & GENERATION_MASK,
-            pid: (w >> 32) as u32,
-        }
-    }
-    /// Encodes it.
-    pub fn encode(self) -> u64 {
-        (self.pid as u64) << 32
-            | (self.generation & GENERATION_MASK) << GENERATION_SHIFT
-            | (self.cleaner & CLEANER_MASK) << CLEANER_SHIFT
-            | (self.state & 3)
-    }
-}
+pub use crate::format::part::{EntryState, LOCK_BASE};
 
 /// How a participant's liveness is probed (OFD locks for files, a set of
 /// killed indices in tests).
@@ -370,7 +330,7 @@ pub mod hooks {
 #[cfg(all(test, not(shmq_loom)))]
 mod tests {
     use super::*;
-    use crate::layout::Params;
+    use crate::format::Params;
     use crate::memory::HeapMemory;
     use std::cell::RefCell;
 
