@@ -80,3 +80,8 @@ pub use queue::{
 };
 #[cfg(not(shmq_loom))]
 pub use sys::monotonic_ns;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
