@@ -104,6 +104,7 @@ mod keyed;
 mod produce;
 mod repair;
 mod replace;
+mod send;
 mod settle;
 mod side;
 #[cfg(all(test, not(shmq_loom)))]
@@ -118,6 +119,7 @@ pub use inspect::{
 use keyed::KeyTake;
 pub use produce::Reservation;
 pub use repair::Repairs;
+pub use send::{Committed, SendSpec};
 pub use settle::{Outcome, Settled};
 
 /// A slot at one sequence of its word: one state of the slot (a

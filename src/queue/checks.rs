@@ -146,11 +146,13 @@ impl Queue {
         }
     }
 
+    /// An error of a keyed operation, named once ([`Queue::err_once`]); a
+    /// version refused as stale is counted.
     pub(super) fn keyed_err(&self, op: &str, e: Error) -> Error {
         if e.status() == Status::Stale {
             self.count(Counter::Stale, 1);
         }
-        self.err(op, e)
+        self.err_once(op, e)
     }
 
     #[inline(always)]
