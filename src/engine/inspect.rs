@@ -81,6 +81,14 @@ pub struct DeadLetterRecord {
     pub payload: Vec<u8>,
 }
 
+impl DeadLetterRecord {
+    /// Whether the stored lengths fit the record (payload at most `max`,
+    /// the largest message; reason at most [`dlq::REASON_MAX`]).
+    pub fn lengths_fit(&self, max: u64) -> bool {
+        self.stored_len <= max && self.stored_reason_len <= dlq::REASON_MAX as u64
+    }
+}
+
 /// The header's cursors, hints and counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeaderCounters {

@@ -99,6 +99,7 @@ use crate::sync::{AtomicU64, Ordering};
 mod claim;
 mod cursor;
 mod dead_letters;
+mod handle_words;
 mod inspect;
 mod keyed;
 mod produce;
@@ -113,6 +114,7 @@ mod tests;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally};
 use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use handle_words::WaitOn;
 pub use inspect::{
     DeadLetterRecord, HeaderCounters, KeyEntrySnapshot, ParticipantSnapshot, SlotSnapshot,
 };
@@ -371,6 +373,13 @@ impl<M: Memory> Engine<M> {
     fn split(&self, position: u64) -> (u64, u64) {
         let cap = self.capacity();
         (position % cap, wrap_lap(position / cap))
+    }
+
+    /// A pointer to slot `slot`'s payload, `len` bytes long (`None` if that
+    /// leaves the memory): for payloads used in place.
+    #[inline]
+    pub fn payload_ptr(&self, slot: u64, len: usize) -> Option<*mut u8> {
+        self.mem.byte_ptr(self.payload_offset(slot), len)
     }
 
     /// Offset of a slot's payload.

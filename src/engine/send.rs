@@ -149,7 +149,7 @@ impl<M: Memory> Engine<M> {
     /// A pointer to reservation `r`'s payload, `len` bytes long (`None` if
     /// that leaves the mapping): the zero-copy path of a send.
     pub fn reservation_ptr(&self, r: &Reservation, len: usize) -> Option<*mut u8> {
-        self.mem.byte_ptr(self.payload_offset(r.slot), len)
+        self.payload_ptr(r.slot, len)
     }
 
     /// Whether `me` still holds reservation `r` (nobody abandoned it).

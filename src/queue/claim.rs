@@ -132,7 +132,7 @@ impl Queue {
         }
         let before = out.len();
         let r = self.claim_batch_unchecked(max, timeout.into(), out);
-        if r.is_ok() && self.engine.mem.broken() {
+        if r.is_ok() && self.engine.broken() {
             // Claims made from zero pages are no claims.
             out.truncate(before);
         }
@@ -228,9 +228,7 @@ impl<'q> Message<'q> {
     /// lease can expire, and must accept that a misbehaving process with
     /// write access to the file could change them.
     pub unsafe fn payload_unchecked(&self) -> &[u8] {
-        // raw read: to move into the engine's typed snapshot (a payload view)
-        let off = self.q.engine.payload_offset(self.claim.slot);
-        match self.q.engine.mem.byte_ptr(off, self.claim.len) {
+        match self.q.engine.payload_ptr(self.claim.slot, self.claim.len) {
             // SAFETY: in bounds of the mapping (checked by byte_ptr); the
             // caller upholds that nobody writes the bytes meanwhile.
             Some(p) => unsafe { std::slice::from_raw_parts(p, self.claim.len) },

@@ -19,9 +19,9 @@ use crate::layout::{self, hdr, Layout, Params};
 use crate::memory::Memory;
 use crate::metrics::Counter;
 use crate::options::{Access, OpenOptions, Options, WaitStrategy};
-use crate::participants::{hooks, Table, LOCK_BASE};
+use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
-use crate::ring::{state, Config, Engine, Repairs};
+use crate::ring::{Config, Engine, Repairs, SlotState};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
 
@@ -135,7 +135,7 @@ impl Queue {
         let (latest_only, wait) = stored_modes(&engine.mem);
         let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
         let full_msg = format!("{}: send: the queue is full", path.display()).into();
-        let read_only = !engine.mem.writable();
+        let read_only = !engine.writable();
         let mut q = Queue {
             engine,
             file,
@@ -175,10 +175,8 @@ impl Queue {
     }
 
     /// The two words of the boot id in the header.
-    // raw read: to move into the engine's typed snapshot
     fn boot_id_words(&self) -> (&AtomicU64, &AtomicU64) {
-        let mem = &self.engine.mem;
-        (mem.u64_at(hdr::BOOT_ID), mem.u64_at(hdr::BOOT_ID + 8))
+        self.engine.boot_id_words()
     }
 
     /// Decides, before we take an entry, whether the participants in the
@@ -192,7 +190,7 @@ impl Queue {
     fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
         let boot = sys::boot_id();
         let (lo, hi) = self.boot_id_words();
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         loop {
             // Acquire: pairs with the winner's release below, so our entry
             // is taken after the winner's snapshot was read.
@@ -223,7 +221,7 @@ impl Queue {
         let old_boot = self.elect_boot();
         let now = sys::monotonic_ns();
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: false,
@@ -299,13 +297,8 @@ impl Queue {
 
     /// Tells the consumers that messages went back to the side path
     /// (claims given back at detach), so that they look beyond the head.
-    // raw write: to move into the engine (it is `Engine::side_entered`,
-    // private there)
     fn mark_side_dirty(&self) {
-        self.engine
-            .mem
-            .u64_at(hdr::SIDE_DIRTY)
-            .fetch_add(1, Ordering::SeqCst);
+        self.engine.mark_side_dirty();
     }
 }
 
@@ -318,7 +311,7 @@ impl Drop for Queue {
         if std::process::id() != self.pid {
             return;
         }
-        if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
+        if let (Some(me), true) = (self.me, self.engine.broken()) {
             // The mapping is partly zero pages: repairs would act on what
             // they read there. Only give up the lock; survivors see us dead.
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
@@ -336,7 +329,10 @@ impl Drop for Queue {
                 if w.owner() == me
                     && matches!(
                         w.state(),
-                        state::CLAIMED | state::RESERVED | state::PASSED | state::ABANDONED
+                        SlotState::Claimed
+                            | SlotState::Reserved
+                            | SlotState::Passed
+                            | SlotState::Abandoned
                     )
                 {
                     let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
@@ -355,7 +351,7 @@ impl Drop for Queue {
                 self.notify(Point::NotFull);
             }
             if let Some(mine) = self.registration {
-                Table::new(&self.engine.mem, &self.engine.layout).release(me, mine);
+                self.engine.participants().release(me, mine);
             }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
         }
