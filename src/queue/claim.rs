@@ -4,7 +4,6 @@
 use super::wait::Point;
 use super::{Queue, ROLE_CONSUMER};
 use crate::error::{Error, Result, Status};
-use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram};
 use crate::options::Timeout;
 use crate::ring::{self, Claim};
