@@ -69,5 +69,6 @@ pub use metrics::{Counter, Histogram};
 pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
 pub use queue::{
-    DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,
+    DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, Queue, Reserved, Sent, Stats,
+    VerifyReport, Watchdog,
 };

@@ -128,6 +128,17 @@ impl HeaderCounters {
     }
 }
 
+/// The header's identity: what `info` shows besides the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderIdentity {
+    /// The file format version.
+    pub format_version: u64,
+    /// Wall-clock time of creation (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+    /// The boot id the participant table belongs to.
+    pub boot_id: [u64; 2],
+}
+
 /// A key-table entry in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyEntrySnapshot {
@@ -286,6 +297,17 @@ impl<M: Memory> Engine<M> {
             dlq_waiting: rd(hdr::DLQ_WAITING),
             dlq_seq: rd(hdr::DLQ_SEQ),
             freed_unowned: rd(hdr::FREED_UNOWNED),
+        }
+    }
+
+    /// The header's identity words.
+    pub fn header_identity(&self) -> HeaderIdentity {
+        // Relaxed: a report; the parameters were validated at open.
+        let rd = |f: usize| self.word(f).load(Ordering::Relaxed);
+        HeaderIdentity {
+            format_version: rd(hdr::FORMAT_VERSION),
+            created_unix_ns: rd(hdr::CREATED_UNIX_NS),
+            boot_id: [rd(hdr::BOOT_ID), rd(hdr::BOOT_ID + 8)],
         }
     }
 

@@ -116,7 +116,8 @@ pub use claim::{Claim, Tally};
 use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
 pub use handle_words::WaitOn;
 pub use inspect::{
-    DeadLetterRecord, HeaderCounters, KeyEntrySnapshot, ParticipantSnapshot, SlotSnapshot,
+    DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,
+    SlotSnapshot,
 };
 use keyed::KeyTake;
 pub use produce::Reservation;

@@ -63,6 +63,40 @@ impl Stats {
     }
 }
 
+/// What `info` shows of a queue file: its identity, parameters and the
+/// participant table as stored (liveness is the caller's to probe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    /// The file format version.
+    pub format_version: u64,
+    /// Wall-clock time of creation (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+    /// The boot id the participant table belongs to (see
+    /// [`crate::sys::boot_id`]).
+    pub boot_id: [u64; 2],
+    /// The layout (parameters and offsets).
+    pub layout: crate::format::Layout,
+    /// The entries that are registered (`live`) or being cleaned up.
+    pub participants: Vec<InfoParticipant>,
+}
+
+/// A participant entry as stored, for [`Info`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InfoParticipant {
+    /// Entry index.
+    pub index: u64,
+    /// Registered process.
+    pub pid: u32,
+    /// Whether a survivor is cleaning up after it (else: registered).
+    pub cleaning: bool,
+    /// Whether it has sent.
+    pub producer: bool,
+    /// Whether it has claimed.
+    pub consumer: bool,
+    /// Monotonic time it attached.
+    pub attached_ns: u64,
+}
+
 /// What `verify` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -74,6 +108,33 @@ pub struct VerifyReport {
 }
 
 impl Queue {
+    /// The file's identity, layout and participant entries, as stored (a
+    /// read of the header and the table; nothing is probed or changed).
+    pub fn info(&self) -> Info {
+        let e = &self.engine;
+        let id = e.header_identity();
+        let participants = (0..e.layout.params.participant_capacity)
+            .filter_map(|i| {
+                let p = e.participant_snapshot(i);
+                (p.entry.is_live() || p.entry.is_cleaning()).then_some(InfoParticipant {
+                    index: i,
+                    pid: p.entry.pid,
+                    cleaning: p.entry.is_cleaning(),
+                    producer: p.roles & ROLE_PRODUCER != 0,
+                    consumer: p.roles & ROLE_CONSUMER != 0,
+                    attached_ns: p.attached_ns,
+                })
+            })
+            .collect();
+        Info {
+            format_version: id.format_version,
+            created_unix_ns: id.created_unix_ns,
+            boot_id: id.boot_id,
+            layout: e.layout,
+            participants,
+        }
+    }
+
     /// A snapshot of every metric (a scan of the file: not for a hot loop).
     pub fn stats(&self) -> Stats {
         let e = &self.engine;

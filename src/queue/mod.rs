@@ -25,7 +25,7 @@ mod wait;
 pub use admin::{ParticipantInfo, Watchdog};
 pub use claim::Message;
 pub use dead_letters::DeadLetter;
-pub use inspect::{Stats, VerifyReport};
+pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
 pub use send::{Reserved, Sent};
 
 pub use crate::mapping::Mapping;
