@@ -37,6 +37,16 @@ impl<M: Memory> Engine<M> {
         crate::metrics::Recorder::new(&self.mem, self.layout.participant(p))
     }
 
+    /// Publishes a newly formatted file (see [`header::publish_magic`]).
+    pub fn publish(&self) {
+        header::publish_magic(&self.mem);
+    }
+
+    /// The modes stored in the header (see [`header::stored_modes`]).
+    pub fn stored_modes(&self) -> (bool, crate::options::WaitStrategy) {
+        header::stored_modes(&self.mem)
+    }
+
     /// The participant table (registration, liveness, cleanup).
     pub fn participants(&self) -> crate::participants::Table<'_, M> {
         crate::participants::Table::new(&self.mem, &self.layout)

@@ -100,6 +100,7 @@ mod claim;
 mod cursor;
 mod dead_letters;
 mod handle_words;
+pub mod header;
 mod inspect;
 mod keyed;
 mod produce;
