@@ -112,6 +112,7 @@ mod side;
 #[cfg(all(test, not(shmq_loom)))]
 mod tests;
 
+pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally};
 use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
