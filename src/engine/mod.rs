@@ -114,8 +114,8 @@ mod tests;
 
 pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
-pub use claim::{Claim, Tally};
-use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use claim::{Claim, Tally, PASS_AFTER_NS};
+use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
 pub use handle_words::WaitOn;
 pub use inspect::{
     DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,
@@ -166,6 +166,8 @@ pub struct Engine<M: Memory> {
     head_view: LazyCursor,
     /// How often this handle searched a full queue (see [`FullSearch`]).
     full_search: FullSearch,
+    /// The reservation that stopped this handle's claims (see [`HeadWait`]).
+    head_wait: HeadWait,
     /// The number of slots whose header words were found inside the memory
     /// when the engine was built: the capacity, or 0 if the layout and the
     /// memory disagree. [`Engine::slot_field`] checks only that the slot
@@ -202,6 +204,7 @@ impl<M: Memory> Engine<M> {
             tail_view: LazyCursor::default(),
             head_view: LazyCursor::default(),
             full_search: FullSearch::default(),
+            head_wait: HeadWait::default(),
         }
     }
 

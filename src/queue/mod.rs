@@ -88,9 +88,6 @@ pub struct Queue {
     /// The messages of `Empty` and `Full`, built once.
     empty_msg: std::sync::Arc<str>,
     full_msg: std::sync::Arc<str>,
-    /// The reservation at the head that stopped our last claim, and since
-    /// when (slot, word, precise time).
-    blocked: Cell<Option<(u64, u64, u64)>>,
     last_sample: Cell<u64>,
     /// What this handle repaired while attaching (cleaning up after the
     /// dead participant whose entry it took).

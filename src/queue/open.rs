@@ -149,7 +149,6 @@ impl Queue {
             sample_count: Cell::new(0),
             empty_msg,
             full_msg,
-            blocked: Cell::new(None),
             last_sample: Cell::new(0),
             attach_repairs: Cell::new(Repairs::default()),
             _not_sync: PhantomData,
