@@ -32,7 +32,7 @@ impl WaitOn {
 
 impl<M: Memory> Engine<M> {
     /// The metrics recorder of participant `p`'s entry.
-    #[inline]
+    #[inline(always)]
     pub fn recorder(&self, p: u64) -> crate::metrics::Recorder<'_, M> {
         crate::metrics::Recorder::new(&self.mem, self.layout.participant(p))
     }

@@ -59,6 +59,7 @@ impl<M: Memory> Engine<M> {
     /// `stamp` is asked once the message has a place: `Some(precise time)`
     /// to sample it for the latency histograms (its enqueue time is then
     /// that time), `None` to enqueue it at `now`.
+    #[inline]
     pub fn send(
         &self,
         me: u64,
@@ -98,6 +99,25 @@ impl<M: Memory> Engine<M> {
         self.write_payload(&r, payload);
         self.commit_stamped(me, &r, payload.len(), &spec, now, &mut stamp)
             .map(Some)
+    }
+
+    /// [`Engine::send`] of a message without key, delay or sampling (a
+    /// batch's): reserve, copy, commit. `Ok(None)` when the ring has no
+    /// room.
+    #[inline]
+    pub fn send_plain(&self, me: u64, now: u64, payload: &[u8]) -> Result<Option<Committed>> {
+        let r = match self.reserve(me, now, payload.len()) {
+            Ok(r) => r,
+            Err(e) if e.status() == Status::Full => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        self.write_payload(&r, payload);
+        self.commit(me, &r, payload.len(), 0, 0, None, now)?;
+        Ok(Some(Committed {
+            position: r.position,
+            version: 0,
+            replaced: false,
+        }))
     }
 
     /// Commits a reservation written in place with `len` bytes: the
@@ -167,6 +187,7 @@ impl<M: Memory> Engine<M> {
 
     /// Commits reservation `r` (its payload written) with its metadata and
     /// does the key's bookkeeping.
+    #[inline]
     fn commit_stamped(
         &self,
         me: u64,
@@ -251,6 +272,7 @@ impl<M: Memory> Engine<M> {
     /// The key's bookkeeping after the commit of reservation `r`: its last
     /// committed version raised, and in latest-only mode (without a delay)
     /// the message recorded as the key's waiting one.
+    #[inline]
     fn committed(&self, r: &Reservation, spec: &SendSpec) {
         if spec.key == 0 {
             return;

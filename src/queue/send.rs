@@ -175,14 +175,13 @@ impl Queue {
                 break;
             }
             // Unkeyed, undelayed, unsampled: one engine call per message.
-            let spec = SendSpec::default();
             let got = if sent == 0 {
                 self.wait_for(Point::NotFull, timeout, "send_batch", |at| {
                     now = at;
-                    self.engine.send(me, at, data, &spec, || None)
+                    self.engine.send_plain(me, at, data)
                 })
             } else {
-                self.engine.send(me, now, data, &spec, || None)
+                self.engine.send_plain(me, now, data)
             };
             match got {
                 Ok(Some(_)) => {}
