@@ -218,7 +218,7 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Header word `offset` (one of [`hdr`]'s offsets).
-    #[inline]
+    #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU64 {
         if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::format::HEADER_SIZE {
             // SAFETY: `slots_in_bounds` says the slots, which start after
@@ -234,7 +234,7 @@ impl<M: Memory> Engine<M> {
     /// Header word `field` (one of [`slot`]'s offsets below `PAYLOAD`) of
     /// slot `slot`: one compare on the hot path instead of a bounds check
     /// of the offset (a fifth of the instructions of a message were those).
-    #[inline]
+    #[inline(always)]
     fn slot_field(&self, slot: u64, field: usize) -> &AtomicU64 {
         debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
         let offset = self.layout.slot(slot) + field;
