@@ -3,9 +3,8 @@
 
 use super::Queue;
 use crate::error::{Error, Result, Status};
-use crate::format::dlq::DeadLetterWord;
 use crate::options::SendOptions;
-use crate::ring::DeadLetterRecord;
+use crate::ring::{DeadLetterRecord, DeadLetterWord};
 
 /// A dead letter, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
