@@ -72,3 +72,8 @@ pub use queue::{
     DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, Queue, Reserved, Sent, Stats,
     VerifyReport, Watchdog,
 };
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -3,10 +3,9 @@
 use shmq::{Counter, Histogram, Options, Queue, SendOptions, Status, Timeout};
 use std::time::Duration;
 
+/// A fresh scratch path (each test removes its file at the end).
 fn path(name: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("shmq-api-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
+    shmq_testkit::unique_path(&format!("api-{name}"))
 }
 
 fn small() -> Options {

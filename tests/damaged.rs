@@ -1,4 +1,4 @@
-//! Damaged and hostile queue files (SPEC G10): every field read from the
+//! Damaged and hostile queue files (guarantee G10 of the README): every field read from the
 //! mapping is untrusted, so a scribbled file must give `Corrupt` or
 //! `Incompatible` (or keep working), never a panic, an out-of-bounds access
 //! or a hang. Every scenario runs on its own thread under a watchdog, so a
@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use harness::{unique_path, Rng, TempFile};
+use harness::{unique_path, TempFile};
+use shmq_testkit::Rng;
 
 /// How long one scenario may take before it counts as a hang. Generous: the
 /// tests also run in debug builds on a loaded machine.
@@ -405,9 +406,9 @@ fn scribble_live(r: Region) {
             let q = live_queue(&path);
             let (start, end) = region(q.layout(), r);
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            for _ in 0..1 + rng.below(12) {
-                let off = (start + rng.below(end - start)) & !7;
-                let v = match rng.below(4) {
+            for _ in 0..1 + rng.index(12) {
+                let off = (start + rng.index(end - start)) & !7;
+                let v = match rng.index(4) {
                     0 => rng.next(),
                     1 => rng.next() & 0xff,
                     2 => u64::MAX,
@@ -415,10 +416,10 @@ fn scribble_live(r: Region) {
                 };
                 put_word(&path, off, v);
             }
-            if rng.below(2) == 0 {
-                let mut b = vec![0u8; 1 + rng.below(300)];
+            if rng.index(2) == 0 {
+                let mut b = vec![0u8; 1 + rng.index(300)];
                 rng.fill(&mut b);
-                let off = start + rng.below(end - start - b.len().min(end - start));
+                let off = start + rng.index(end - start - b.len().min(end - start));
                 put_bytes(&path, off, &b);
             }
             // The live handle keeps going on the damaged file.
@@ -672,7 +673,7 @@ fn replay_isolated(target: &str, file: &Path) {
 
 /// The child side of [`replay_isolated`]; does nothing when run directly.
 #[test]
-#[ignore = "helper run in a child process by the replay tests"]
+#[ignore = "helper"]
 fn replay_child() {
     let (Ok(target), Ok(file)) = (
         std::env::var("SHMQ_REPLAY_TARGET"),

@@ -5,15 +5,8 @@
 //! parent's entry, no unlock of the lock the child shares with the parent.
 
 use shmq::{Options, Queue, Status, Timeout};
+use shmq_testkit::{unique_path, TempFile};
 use std::time::Duration;
-
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// What the child found, as bits of its exit code (0: all as expected).
 const SEND_ACCEPTED: i32 = 1;
@@ -23,9 +16,8 @@ const RECOVER_ACCEPTED: i32 = 8;
 
 #[test]
 fn g3_a_forked_child_dropping_an_inherited_handle_leaves_the_parents_claims_alone() {
-    let p = std::env::temp_dir().join(format!("shmq-g3-fork-{}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    let _cleanup = Cleanup(p.clone());
+    let p = unique_path("g3-fork");
+    let _cleanup = TempFile(p.clone());
     let q = Queue::create(
         &p,
         &Options {

@@ -9,17 +9,10 @@
 use shmq::memory::Memory;
 use shmq::participants::hooks;
 use shmq::{Counter, Options, Queue, Status, Timeout};
+use shmq_testkit::{unique_path, TempFile};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
-
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// What an attacher reports: its entry, what it claimed (payload,
 /// deliveries), what it read once everyone had attached, how its ack went.
@@ -49,9 +42,8 @@ const ROUNDS: usize = 10;
 
 #[test]
 fn g8_concurrent_attaches_after_a_reboot_clean_up_the_old_boot_once_and_never_the_living() {
-    let p = std::env::temp_dir().join(format!("shmq-g8-reboot-{}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    let _cleanup = Cleanup(p.clone());
+    let p = unique_path("g8-reboot");
+    let _cleanup = TempFile(p.clone());
     drop(
         Queue::create(
             &p,

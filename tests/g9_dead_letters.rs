@@ -3,14 +3,7 @@
 //! and whether or not that participant is still attached.
 
 use shmq::{Options, Queue, Timeout};
-
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use shmq_testkit::{unique_path, TempFile};
 
 fn sound(q: &Queue, when: &str) {
     let report = q.verify();
@@ -19,9 +12,8 @@ fn sound(q: &Queue, when: &str) {
 
 #[test]
 fn g9_a_message_waiting_for_dead_letter_room_is_sound_after_its_mover_closes() {
-    let p = std::env::temp_dir().join(format!("shmq-g9-dlq-{}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    let _cleanup = Cleanup(p.clone());
+    let p = unique_path("g9-dlq");
+    let _cleanup = TempFile(p.clone());
     drop(
         Queue::create(
             &p,

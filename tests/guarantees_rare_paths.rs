@@ -7,10 +7,9 @@ use shmq::ring::Outcome;
 use shmq::{Options, Queue, Status, Timeout};
 use std::time::Duration;
 
+/// A fresh scratch path (each test removes its file at the end).
 fn path(name: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("shmq-rare-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
+    shmq_testkit::unique_path(&format!("rare-{name}"))
 }
 
 /// G3: a consumer keeps the token of a claim that ended (here by its own

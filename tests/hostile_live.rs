@@ -1,5 +1,5 @@
 //! A hostile writer damages a queue file *while* participants in other
-//! processes work on it (issue 7, SPEC G10): random words and bit flips in
+//! processes work on it (guarantee G10 of the README): random words and bit flips in
 //! every region — the header's mutable words, the participant table, the
 //! slots, the key table, the dead-letter area — and offsets pointed outside
 //! the file. The participants must keep going or get errors: never a crash
@@ -10,10 +10,6 @@
 //! races the damage against live producers and consumers, keyed and
 //! keyless, in separate processes.
 
-#[path = "../fuzz/src/harness.rs"]
-mod harness;
-
-use harness::{unique_path, Rng, TempFile};
 use shmq::layout::Layout;
 use shmq::{Options, Queue, SendOptions, Status, Timeout};
 use std::collections::BTreeMap;
@@ -21,12 +17,11 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-const ROLE: &str = "SHMQ_HOSTILE_ROLE";
-const PATH: &str = "SHMQ_HOSTILE_PATH";
-const MILLIS: &str = "SHMQ_HOSTILE_MILLIS";
+use shmq_testkit::child::{Lifeline, Work};
+use shmq_testkit::{unique_path, Rng, TempFile};
 
 /// How long the workers run while the file is damaged.
 const RUN: Duration = Duration::from_millis(1500);
@@ -45,21 +40,23 @@ fn options() -> Options {
     }
 }
 
-/// The entry point of every worker process; a no-op in the parent.
-#[test]
-fn worker() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let path = std::env::var(PATH).expect("path");
-    let millis: u64 = std::env::var(MILLIS).expect("millis").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_millis(millis);
+shmq_testkit::helper_test!(WATCHDOG, {
+    "producer" => participate,
+    "consumer" => participate,
+    "inspector" => participate,
+});
+
+/// A worker: its role on the queue file for `count` ms. No lifeline: the
+/// run is short, and a worker must end by itself.
+fn participate(work: &Work, _: &Lifeline) {
+    let (role, path) = (work.role.clone(), work.queue.clone());
+    let deadline = Instant::now() + Duration::from_millis(work.count);
     // Opening may fail once the file is damaged: retry until the deadline.
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut seen = |s: Status| *statuses.entry(format!("{s:?}")).or_default() += 1;
     let mut n = 0u64;
     while Instant::now() < deadline {
-        let q = match Queue::open(Path::new(&path)) {
+        let q = match Queue::open(&path) {
             Ok(q) => q,
             Err(e) => {
                 seen(e.status());
@@ -110,17 +107,7 @@ fn worker() {
 }
 
 fn spawn(role: &str, path: &Path, millis: u64) -> Child {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    Command::new(exe)
-        .args(["--exact", "worker", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .env(PATH, path)
-        .env(MILLIS, millis.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn a worker process")
+    Work::new(role, path, Path::new("")).count(millis).spawn()
 }
 
 /// The regions a hostile writer aims at: `[start, end)` byte ranges.
@@ -162,27 +149,27 @@ fn race_damage(name: &str, pick: impl Fn(&Layout) -> (usize, usize), seed: u64) 
     // Let the workers attach and get going before the first blow.
     std::thread::sleep(Duration::from_millis(100));
     while Instant::now() < until {
-        let off = ((start + rng.below(end - start)) & !7) as u64;
-        let v: u64 = match rng.below(6) {
+        let off = ((start + rng.index(end - start)) & !7) as u64;
+        let v: u64 = match rng.index(6) {
             0 => rng.next(),
-            1 => 1 << rng.below(64),
+            1 => 1 << rng.index(64),
             2 => u64::MAX,
             3 => 0,
             // An offset or index far outside the file.
-            4 => (size as u64).wrapping_mul(1 + rng.below(1 << 20) as u64),
+            4 => (size as u64).wrapping_mul(1 + rng.index(1 << 20) as u64),
             _ => rng.next() & 0xffff,
         };
-        let v = if rng.below(2) == 0 {
+        let v = if rng.index(2) == 0 {
             // A bit flip of what is there.
             let mut b = [0u8; 8];
             let _ = f.read_at(&mut b, off);
-            u64::from_le_bytes(b) ^ (1 << rng.below(64))
+            u64::from_le_bytes(b) ^ (1 << rng.index(64))
         } else {
             v
         };
         f.write_all_at(&v.to_le_bytes(), off).expect("damage");
         writes += 1;
-        std::thread::sleep(Duration::from_micros(200 + rng.below(800) as u64));
+        std::thread::sleep(Duration::from_micros(200 + rng.index(800) as u64));
     }
     let watchdog = Instant::now() + WATCHDOG;
     for (role, kid) in &mut kids {

@@ -6,22 +6,23 @@
 //! never crash or hang the process.
 //!
 //! Every scenario that could hang runs under a watchdog. The owner checks
-//! against another uid and the automatic read-only fallback need a second
-//! user: when the tests run as root they use `nobody` (chown, and the
-//! command line run with setuid); otherwise those parts say they were
-//! skipped.
+//! against another uid need a second user: when the tests run as root they
+//! give the file to `nobody` (chown; nothing here runs as `nobody`, so where
+//! the checkout lives does not matter); otherwise those parts say they were
+//! skipped. The automatic read-only fallback as root is shown by the command
+//! line run as `nobody`, in crates/shmq-cli/tests/security.rs.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use shmq::layout::Layout;
 use shmq::memory::Memory;
 use shmq::{Access, OpenOptions, Options, Queue, Status, Timeout};
+use shmq_testkit::{unique_path, TempFile};
 
 /// The uid and gid of `nobody` on Linux.
 const NOBODY: u32 = 65534;
@@ -29,24 +30,9 @@ const NOBODY: u32 = 65534;
 /// How long one scenario may take before it counts as a hang.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
+/// A fresh path for a scratch file of this test.
 fn scratch(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("shmq-sec-{tag}-{}-{n}", std::process::id()))
-}
-
-/// Removes the path (file, link, FIFO or directory) when dropped.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0).or_else(|_| std::fs::remove_dir(&self.0));
-    }
+    unique_path(&format!("sec-{tag}"))
 }
 
 fn small() -> Options {
@@ -58,12 +44,12 @@ fn small() -> Options {
     }
 }
 
-fn fresh(tag: &str) -> (Cleanup, Layout) {
+fn fresh(tag: &str) -> (TempFile, Layout) {
     let path = scratch(tag);
     let q = Queue::create(&path, &small()).expect("create");
     let l = *q.layout();
     drop(q);
-    (Cleanup(path), l)
+    (TempFile(path), l)
 }
 
 fn is_root() -> bool {
@@ -154,8 +140,8 @@ fn new_files_get_exactly_the_chosen_mode_whatever_the_umask() {
     for umask in [0o000, 0o077] {
         // SAFETY: umask cannot fail.
         let old = unsafe { libc::umask(umask) };
-        let a = Cleanup(scratch("mode"));
-        let b = Cleanup(scratch("mode-group"));
+        let a = TempFile(scratch("mode"));
+        let b = TempFile(scratch("mode-group"));
         let qa = Queue::create(&a.0, &small());
         let qb = Queue::create(&b.0, &small().group_shared(None));
         // SAFETY: as above.
@@ -174,7 +160,7 @@ fn new_files_get_exactly_the_chosen_mode_whatever_the_umask() {
 fn a_new_file_is_given_to_the_chosen_group() {
     // SAFETY: getegid cannot fail.
     let mine = unsafe { libc::getegid() };
-    let a = Cleanup(scratch("group-mine"));
+    let a = TempFile(scratch("group-mine"));
     drop(Queue::create(&a.0, &small().group_shared(Some(mine))).unwrap());
     assert_eq!(std::fs::metadata(&a.0).unwrap().gid(), mine);
     assert_eq!(
@@ -182,7 +168,7 @@ fn a_new_file_is_given_to_the_chosen_group() {
         mine
     );
     if is_root() {
-        let b = Cleanup(scratch("group-nogroup"));
+        let b = TempFile(scratch("group-nogroup"));
         drop(Queue::create(&b.0, &small().group_shared(Some(NOBODY))).unwrap());
         let m = std::fs::metadata(&b.0).unwrap();
         assert_eq!((m.gid(), m.mode() & 0o777), (NOBODY, 0o660));
@@ -206,9 +192,9 @@ fn a_new_file_is_given_to_the_chosen_group() {
 fn create_never_follows_or_replaces_an_existing_path() {
     let (target, _) = fresh("create-target");
     let before = std::fs::read(&target.0).unwrap();
-    let link = Cleanup(scratch("create-link"));
+    let link = TempFile(scratch("create-link"));
     std::os::unix::fs::symlink(&target.0, &link.0).unwrap();
-    let dangling = Cleanup(scratch("create-dangling"));
+    let dangling = TempFile(scratch("create-dangling"));
     std::os::unix::fs::symlink(scratch("nowhere"), &dangling.0).unwrap();
     for p in [&target.0, &link.0, &dangling.0] {
         let e = error_of(Queue::create(p, &small()), "create");
@@ -231,15 +217,15 @@ const EVERY_ACCESS: [Access; 3] = [Access::Participant, Access::Inspect, Access:
 fn open_refuses_what_is_not_a_regular_file() {
     bounded("not regular files", || {
         let (target, _) = fresh("link-target");
-        let link = Cleanup(scratch("link"));
+        let link = TempFile(scratch("link"));
         std::os::unix::fs::symlink(&target.0, &link.0).unwrap();
-        let dir = Cleanup(scratch("dir"));
+        let dir = TempFile(scratch("dir"));
         std::fs::create_dir(&dir.0).unwrap();
-        let fifo = Cleanup(scratch("fifo"));
+        let fifo = TempFile(scratch("fifo"));
         let c = std::ffi::CString::new(fifo.0.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let sock = Cleanup(scratch("socket"));
+        let sock = TempFile(scratch("socket"));
         let _listener = std::os::unix::net::UnixListener::bind(&sock.0).unwrap();
         let cases: [(&Path, &str); 5] = [
             (&link.0, "symbolic link"),
@@ -505,7 +491,7 @@ fn an_inspection_handle_is_read_only_exactly_when_the_file_is_not_writable() {
     drop(q);
     if is_root() {
         // Root may write any file: the fallback is shown by the command
-        // line run as nobody below.
+        // line run as nobody (crates/shmq-cli/tests/security.rs).
         return;
     }
     for mode in [0o400, 0o440] {
@@ -751,7 +737,7 @@ fn a_sigbus_outside_shmq_mappings_still_kills_the_process() {
     let word = q.engine().mem.byte_ptr(0, 8).unwrap() as usize;
 
     // A mapping shmq does not know, of a file that then shrinks.
-    let other = Cleanup(scratch("chain-other"));
+    let other = TempFile(scratch("chain-other"));
     let file = File::options()
         .read(true)
         .write(true)

@@ -1,5 +1,5 @@
 //! The `c_abi` target: the C ABI (bindings/c, `extern "C"`) called with
-//! arbitrary arguments, as a careless or hostile C program would (SPEC G12).
+//! arbitrary arguments, as a careless or hostile C program would (guarantee G12 of the README).
 //!
 //! Every pointer passed is NULL or points to memory that is really there:
 //! a pool of buffers whose bytes the input sets and scribbles on (aligned
@@ -40,7 +40,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::mem::size_of;
 use std::path::PathBuf;
 
-use crate::harness::{unique_path, TempFile};
+use crate::harness::{unique_path, Bytes, TempFile};
 
 const POOL_BUFS: usize = 4;
 const POOL_LEN: usize = 2048;
@@ -49,21 +49,18 @@ const BUDGET: usize = 96;
 /// Handles kept, at most.
 const MAX_HANDLES: usize = 6;
 
-/// Input bytes, then zeros.
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// The readings of several input bytes this target makes.
+trait Readings {
+    fn u16(&mut self) -> u16;
+    fn u32(&mut self) -> u32;
+    fn u64(&mut self) -> u64;
+    /// A length: small, near a power of two, or impossible.
+    fn len(&mut self) -> usize;
+    /// A timeout: try once, or a short wait.
+    fn timeout(&mut self) -> i64;
 }
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
+impl Readings for Bytes<'_> {
     fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.byte(), self.byte()])
     }
@@ -73,7 +70,6 @@ impl Bytes<'_> {
     fn u64(&mut self) -> u64 {
         (self.u32() as u64) << 32 | self.u32() as u64
     }
-    /// A length: small, near a power of two, or impossible.
     fn len(&mut self) -> usize {
         match self.byte() {
             0..=199 => self.byte() as usize,
@@ -84,7 +80,6 @@ impl Bytes<'_> {
             _ => usize::MAX - self.byte() as usize,
         }
     }
-    /// A timeout: try once, or a short wait.
     fn timeout(&mut self) -> i64 {
         match self.byte() % 4 {
             0 | 1 => 0,
@@ -421,7 +416,7 @@ pub fn c_abi(data: &[u8]) {
         scratch_dir,
         copy: None,
     };
-    let mut ops = Bytes { data, pos: 0 };
+    let mut ops = Bytes::new(data);
     // Start with one queue, so that most operations reach the engine.
     {
         let p = unique_path("cabi");

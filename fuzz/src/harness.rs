@@ -29,8 +29,6 @@
 
 use shmq::layout::{self, hdr, Layout};
 use shmq::{Histogram, Options, Queue, SendOptions, Timeout};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -40,25 +38,31 @@ pub struct Template {
     pub layout: Layout,
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Scratch files come from the test kit, shared with every other test.
+pub use shmq_testkit::{unique_path, TempFile};
 
-/// A fresh path under /dev/shm (or the temp dir), unique per process and call.
-pub fn unique_path(tag: &str) -> PathBuf {
-    let dir = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("shmq-fuzz-{tag}-{}-{n}", std::process::id()))
+/// A fuzz input read one byte at a time, then zeros: the reader of the
+/// operation lists of `model_ops` and `c_abi` (each adds its own readings
+/// of several bytes).
+pub struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
 }
 
-/// Removes the file when dropped.
-pub struct TempFile(pub PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl<'a> Bytes<'a> {
+    /// A reader at the start of `data`.
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes { data, pos: 0 }
+    }
+    /// The next byte (0 past the end).
+    pub fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+    /// Whether every byte was read.
+    pub fn done(&self) -> bool {
+        self.pos >= self.data.len()
     }
 }
 
@@ -755,33 +759,6 @@ pub fn header(data: &[u8]) {
                 "from_header gave {:?}",
                 e
             );
-        }
-    }
-}
-
-/// A small xorshift generator for the tests that damage files at random
-/// (`tests/damaged.rs`, `tests/hostile_live.rs`): reproducible from a seed,
-/// no dependency.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number below `n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// Fills `b` with random bytes.
-    pub fn fill(&mut self, b: &mut [u8]) {
-        for x in b.iter_mut() {
-            *x = self.next() as u8;
         }
     }
 }

@@ -61,7 +61,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Duration;
 
-use crate::harness::{unique_path, TempFile};
+use crate::harness::{unique_path, Bytes, TempFile};
 
 /// Largest payload: an 8-byte id and up to 16 bytes of pattern.
 const MMS: usize = 24;
@@ -1377,21 +1377,14 @@ impl Out {
     }
 }
 
-/// Input bytes, then zeros.
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// The readings of several input bytes this target makes.
+trait Readings {
+    fn u64(&mut self) -> u64;
+    fn len(&mut self) -> usize;
+    fn key(&mut self) -> (u64, u64);
 }
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
+impl Readings for Bytes<'_> {
     fn u64(&mut self) -> u64 {
         (0..8).fold(0, |v, _| v << 8 | self.byte() as u64)
     }
@@ -1610,10 +1603,7 @@ pub fn model_ops(data: &[u8]) {
         waiting: BTreeMap::new(),
         ended: Vec::new(),
     };
-    let mut ops = Bytes {
-        data: &data[2..],
-        pos: 0,
-    };
+    let mut ops = Bytes::new(&data[2..]);
     let mut budget = BUDGET;
     loop {
         let reopen = {

@@ -1,4 +1,5 @@
-//! `shmq demo`: the restaurant of the SPEC, in real processes on real queue
+//! `shmq demo`: the restaurant of the README's quick start (waiters, competing
+//! cooks, one of them killed, a menu cache), in real processes on real queue
 //! files.
 //!
 //! The orchestrator (`run`) creates three queues in a fresh directory and
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shmq::{Counter, Options, Queue, SendOptions, Stats, Status, Timeout};
+use shmq_testkit::Rng;
 
 use crate::stats_view::View;
 
@@ -76,27 +78,13 @@ fn price_cents(item: u64, version: u64) -> u64 {
     800 + item * 100 + version * 25
 }
 
-/// A small xorshift generator: the demo needs variety, not quality.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+/// A duration uniform in [d/2, 3d/2]: the demo needs variety, not quality.
+fn around(rng: &mut Rng, d: Duration) -> Duration {
+    let ns = d.as_nanos() as u64;
+    if ns == 0 {
+        return d;
     }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// A duration uniform in [d/2, 3d/2].
-    fn around(&mut self, d: Duration) -> Duration {
-        let ns = d.as_nanos() as u64;
-        if ns == 0 {
-            return d;
-        }
-        Duration::from_nanos(ns / 2 + self.next() % ns.max(1))
-    }
+    Duration::from_nanos(ns / 2 + rng.below(ns))
 }
 
 fn seed() -> u64 {
@@ -201,7 +189,7 @@ fn waiter(a: &RoleArgs) -> Result<(), CliError> {
             Err(e) => return Err(e.into()),
         }
         say(format_args!("placed {order}"));
-        next = Instant::now().max(next) + rng.around(a.pace);
+        next = Instant::now().max(next) + around(&mut rng, a.pace);
         if a.pace.is_zero() {
             next = Instant::now();
         }
@@ -242,7 +230,7 @@ fn cook(a: &RoleArgs) -> Result<(), CliError> {
             }
         }
         say(format_args!("cooking {order} {}", m.deliveries()));
-        std::thread::sleep(rng.around(a.pace));
+        std::thread::sleep(around(&mut rng, a.pace));
         let event = format!("ready {order} {what} by cook {}", a.id);
         loop {
             match ready.send(event.as_bytes(), Duration::from_millis(100)) {
@@ -329,7 +317,7 @@ fn menu_service(a: &RoleArgs) -> Result<(), CliError> {
                 current[item as usize] = v;
             }
         }
-        std::thread::sleep(rng.around(a.pace));
+        std::thread::sleep(around(&mut rng, a.pace));
     }
     say(format_args!("menu-done"));
     Ok(())
@@ -366,7 +354,7 @@ fn menu_cache(a: &RoleArgs) -> Result<(), CliError> {
         rec[..8].copy_from_slice(&version.to_le_bytes());
         rec[8..].copy_from_slice(&price.to_le_bytes());
         cache.write_all_at(&rec, at)?;
-        std::thread::sleep(rng.around(a.pace));
+        std::thread::sleep(around(&mut rng, a.pace));
         say(format_args!("applied {item} {version} {}", a.id));
         m.ack()?;
     }

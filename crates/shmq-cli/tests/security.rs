@@ -6,35 +6,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use shmq::{Options, Queue, Timeout};
+use shmq_testkit::{unique_path, TempFile};
 
 /// The uid and gid of `nobody` on Linux.
 const NOBODY: u32 = 65534;
 
+/// A fresh path for a scratch file of this test.
 fn scratch(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("shmq-sec-{tag}-{}-{n}", std::process::id()))
+    unique_path(&format!("sec-{tag}"))
 }
 
-/// Removes the path when dropped.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn fresh(tag: &str) -> Cleanup {
+fn fresh(tag: &str) -> TempFile {
     let path = scratch(tag);
     let opts = Options {
         capacity: 16,
@@ -43,7 +28,7 @@ fn fresh(tag: &str) -> Cleanup {
         ..Options::default()
     };
     drop(Queue::create(&path, &opts).expect("create"));
-    Cleanup(path)
+    TempFile(path)
 }
 
 fn is_root() -> bool {
@@ -169,7 +154,7 @@ fn the_command_line_reads_a_queue_it_may_only_read() {
 
 #[test]
 fn the_command_line_creates_and_opens_group_shared_queues() {
-    let q = Cleanup(scratch("cli-group"));
+    let q = TempFile(scratch("cli-group"));
     let path = q.0.to_str().unwrap();
     // SAFETY: getegid cannot fail.
     let gid = unsafe { libc::getegid() }.to_string();

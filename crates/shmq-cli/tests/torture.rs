@@ -10,44 +10,22 @@
 //! death to claimed again under 10 ms at the median and 100 ms at p99, with
 //! a lease of 200 ms.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use shmq_testkit::Scratch;
+
 const BIN: &str = env!("CARGO_BIN_EXE_shmq");
 
-/// A scratch directory for the runs of one test, removed when dropped
-/// (a failed run keeps its files there).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let d = base.join(format!("shmq-torture-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("create the scratch directory");
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn torture(s: &Scratch, extra: &[&str]) -> (Output, Value) {
-    let json =
-        s.0.join(format!("report-{}.json", extra.join("_").replace('/', "_")));
+    let json = s
+        .dir
+        .join(format!("report-{}.json", extra.join("_").replace('/', "_")));
     let out = Command::new(BIN)
         .arg("torture")
         .arg("--dir")
-        .arg(&s.0)
+        .arg(&s.dir)
         .arg("--json")
         .arg(&json)
         .args(extra)
@@ -176,7 +154,7 @@ fn a_short_run_with_kills_and_stalls_passes() {
         );
     }
     // Passed runs leave nothing behind.
-    let left: Vec<_> = std::fs::read_dir(&s.0)
+    let left: Vec<_> = std::fs::read_dir(&s.dir)
         .expect("read the scratch directory")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())

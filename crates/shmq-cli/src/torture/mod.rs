@@ -2,14 +2,14 @@
 //! queues, SIGKILLed at random moments and started again, with a ledger
 //! outside the queues that proves at the end that nothing was lost, torn or
 //! delivered fresh twice, that per-key versions never went backwards, and
-//! that the files verify (SPEC G3, G4, G5, G7, G8, G9).
+//! that the files verify (the README's guarantees G3, G4, G5, G7, G8, G9).
 //!
 //! The run, in order:
 //!
 //! 1. a fresh directory with one queue file per kind asked for (keyless,
-//!    keyed FIFO, keyed latest-only), the ledger ([`ledger`]) and the
+//!    keyed FIFO, keyed latest-only), the ledger ([`shmq_testkit::ledger`]) and the
 //!    configuration the workers read (`config.json`);
-//! 2. `--producers` and `--consumers` worker processes ([`worker`]), each
+//! 2. `--producers` and `--consumers` worker processes ([`mod@worker`]), each
 //!    attached to every queue;
 //! 3. until `--secs` passed, `--kills` were made or `--events` happened: a
 //!    pause between `--min-interval` and `--max-interval`, then an event
@@ -22,16 +22,13 @@
 //!    their ids marked in the ledger;
 //! 4. the stalled workers run again, then every worker is SIGKILLed; the
 //!    parent drains every queue itself, as one more consumer that is never
-//!    killed ([`consume`]), then takes out the last dead letters;
-//! 5. the checks ([`check`]): every message, the engine's counters, the
+//!    killed ([`shmq_testkit::consumer`]), then takes out the last dead letters;
+//! 5. the checks ([`shmq_testkit::oracle`], [`check`]): every message, the engine's counters, the
 //!    files, the capacity of the drained queues, the death-to-claim latency
 //!    against `--max-death-p50` and `--max-death-p99`; and the report
 //!    ([`report`]).
 
 pub mod check;
-pub mod consume;
-pub mod ledger;
-pub mod payload;
 pub mod report;
 pub mod supervise;
 pub mod worker;
@@ -44,9 +41,12 @@ use shmq::{Counter, Options, Queue, Status};
 
 use crate::cli::TortureArgs;
 use crate::util::{CliError, CmdResult, Progress};
-use consume::Consumer;
-use ledger::{kind, Event, Ledger, Sizes, DRAINER};
 use report::{Bad, CapacityReport, LateReport, Latency, QueueReport, Report};
+use shmq_testkit::consumer::Consumer;
+use shmq_testkit::ledger::{self, kind, Event, Ledger, Sizes, DRAINER};
+use shmq_testkit::oracle::Oracle;
+use shmq_testkit::rules::{Injected, Order, Rules};
+pub use shmq_testkit::Rng;
 use supervise::Supervisor;
 
 /// Largest payload of the torture queues.
@@ -84,6 +84,14 @@ impl QueueKind {
     /// Whether its messages carry keys.
     pub fn keyed(self) -> bool {
         self != QueueKind::Keyless
+    }
+    /// How the oracle sees a queue of this kind.
+    pub fn order(self) -> Order {
+        match self {
+            QueueKind::Keyless => Order::Keyless,
+            QueueKind::Fifo => Order::Fifo,
+            QueueKind::LatestOnly => Order::LatestOnly,
+        }
     }
 }
 
@@ -162,37 +170,30 @@ impl Config {
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
     }
 
-    /// Whether message `id` is poison: every consumer nacks it, so it ends
-    /// in the dead letters.
-    pub fn poison(&self, id: u64) -> bool {
-        self.poison_one_in > 0 && payload::id_hash(id) % self.poison_one_in == 0
-    }
-
     /// Whether the injected fault `f` hits message `id` (one in 16).
     pub fn faulty(&self, id: u64, f: Fault) -> bool {
-        self.fault == Some(f) && payload::id_hash(id).rotate_left(29) % 16 == 3
+        self.fault == Some(f) && Rules::hit(id)
     }
-}
 
-/// xorshift64*: victims, pauses and operation mixes.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded (0 is replaced by 1).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    /// The next number.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number below `n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+    /// The rules the consumers and the oracle check the run against.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            queues: self
+                .queues
+                .iter()
+                .map(|q| (q.kind.name(), q.kind.order()))
+                .collect(),
+            keys: self.keys,
+            lease_ns: self.lease_ns,
+            max_message_size: self.max_message_size,
+            poison_one_in: self.poison_one_in,
+            fault: match self.fault {
+                Some(Fault::Lose) => Some(Injected::Lose),
+                Some(Fault::DoubleFresh) => Some(Injected::DoubleFresh),
+                Some(Fault::LateAccept) => Some(Injected::LateAccept),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -322,13 +323,8 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     for qs in &cfg.queues {
         queues.push(Queue::open(&qs.path)?);
     }
-    let drainer = Consumer {
-        cfg: &cfg,
-        ledger: &ledger,
-        me: DRAINER,
-        inject: false,
-        diag: Default::default(),
-    };
+    let rules = cfg.rules();
+    let drainer = Consumer::new(&rules, &ledger, DRAINER, false);
 
     // The workers, and the events.
     let started = Instant::now();
@@ -476,9 +472,15 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     // The checks.
     let count_kind = |k: &str| ledger.violations().iter().filter(|(v, _)| v == k).count() as u64;
     let torn_before = count_kind(kind::TORN);
-    let outcomes = check::check(&cfg, &ledger, &queues, &drained);
-    let acks = check::check_counters(&cfg, &ledger, &queues, &outcomes, torn_before);
-    check::check_files(&cfg, &ledger, &queues);
+    let oracle = Oracle {
+        rules: &rules,
+        ledger: &ledger,
+        queues: &queues,
+        drained: &drained,
+    };
+    let outcomes = oracle.check();
+    let acks = oracle.check_counters(&outcomes, torn_before);
+    oracle.check_files();
     let events = ledger.events();
     let samples = ledger.samples();
     // Consumers killed at the stop are left out: the drain takes the
@@ -506,7 +508,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
         a.max_death_p99.as_nanos() as u64,
     );
     let latency_over = check::check_latency(&ledger, &death_to_claim, limits, &slowest_deaths);
-    let mut total = check::Outcomes::default();
+    let mut total = shmq_testkit::oracle::Outcomes::default();
     let mut per_queue = Vec::new();
     for (qi, q) in queues.iter().enumerate() {
         total.add(&outcomes[qi]);

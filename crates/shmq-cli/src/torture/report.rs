@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::check::Outcomes;
-use super::ledger::kind;
 use super::supervise::{Kills, Stalls};
 use crate::util::{human_ns, human_rate};
+use shmq_testkit::ledger::kind;
+use shmq_testkit::oracle::Outcomes;
 
 /// Percentiles of the time from a consumer's SIGKILL to the next claim of a
 /// message it held.

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ledger::{busy, kill_how, kind, Ledger, DRAINER};
 use super::Rng;
+use shmq_testkit::ledger::{busy, kill_how, kind, Ledger, DRAINER};
 
 /// How long a stall waits for its victim to pause holding something before
 /// it stops it wherever it is.

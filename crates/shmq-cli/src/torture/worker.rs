@@ -16,7 +16,7 @@
 //! across restarts (they come from CLOCK_MONOTONIC).
 //!
 //! A consumer claims from the queues in turn, singly or in batches, and
-//! holds one claim in eight for a millisecond; [`super::consume`] does the
+//! holds one claim in eight for a millisecond; [`shmq_testkit::consumer`] does the
 //! rest.
 
 use std::collections::{HashMap, HashSet};
@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use shmq::{Queue, SendOptions, Status};
 
-use super::consume::{Consumer, CLOCK_SLACK_NS, REPAIR_MARGIN_NS};
-use super::ledger::{busy, kind, send_state, Event, Ledger};
-use super::{payload, Config, Fault, QueueKind, Rng};
+use super::{Config, Fault, QueueKind, Rng};
+use shmq_testkit::child::Lifeline;
+use shmq_testkit::consumer::{Consumer, CLOCK_SLACK_NS, REPAIR_MARGIN_NS};
+use shmq_testkit::ledger::{busy, kind, send_state, Event, Ledger};
+use shmq_testkit::payload;
 
 /// How long a send waits for room before it tries again.
 const SEND_WAIT: Duration = Duration::from_millis(50);
@@ -52,7 +54,8 @@ pub struct WorkerSpec {
 
 /// Runs a worker; returns the exit code (only on failure).
 pub fn run(spec: &WorkerSpec) -> i32 {
-    die_with_parent(spec.parent);
+    // Killed by the kernel when the parent dies; exits if it already did.
+    let life = Lifeline::of(spec.parent, None).die_with_parent();
     let cfg = match Config::read(&spec.dir) {
         Ok(c) => c,
         Err(e) => {
@@ -98,29 +101,13 @@ pub fn run(spec: &WorkerSpec) -> i32 {
             last_version: 0,
             history: vec![HashMap::new(); queues.len()],
         }
-        .run(spec.parent)
+        .run(life)
     } else {
-        consume_forever(&cfg, &ledger, &queues, spec, rng)
+        consume_forever(&cfg, &ledger, &queues, spec, rng, life)
     };
     match r {
         Ok(()) => 0,
         Err(e) => fail(e),
-    }
-}
-
-/// Asks the kernel to SIGKILL us when the parent dies, and exits if it
-/// already did.
-fn die_with_parent(parent: u32) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no
-    // memory of ours.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    check_parent(parent);
-}
-
-/// Exits when the parent is gone (we were re-parented).
-fn check_parent(parent: u32) {
-    if std::os::unix::process::parent_id() != parent {
-        std::process::exit(0);
     }
 }
 
@@ -157,12 +144,12 @@ fn retryable(s: Status) -> bool {
 }
 
 impl Producer<'_> {
-    fn run(mut self, parent: u32) -> Result<(), String> {
+    fn run(mut self, life: Lifeline) -> Result<(), String> {
         let started = Instant::now();
         let mut sent = 0u64;
         for round in 0u64.. {
             if round % 16 == 0 {
-                check_parent(parent);
+                life.check();
             }
             // Pace: at most `rate` messages per second.
             if self.cfg.rate > 0 {
@@ -174,14 +161,14 @@ impl Producer<'_> {
             }
             let qi = self.rng.below(self.queues.len() as u64) as usize;
             let r = match self.cfg.queues[qi].kind {
-                QueueKind::Keyless => self.keyless(qi, parent),
-                QueueKind::Fifo | QueueKind::LatestOnly => self.keyed(qi, parent),
+                QueueKind::Keyless => self.keyless(qi, life),
+                QueueKind::Fifo | QueueKind::LatestOnly => self.keyed(qi, life),
             };
             match r {
                 Ok(n) => sent += n,
                 Err(Stop::LedgerFull) => loop {
                     // Nothing more to send; wait to be killed.
-                    check_parent(parent);
+                    life.check();
                     std::thread::sleep(Duration::from_millis(20));
                 },
                 Err(Stop::Failed(e)) => return Err(e),
@@ -200,7 +187,7 @@ impl Producer<'_> {
     }
 
     /// One single send, reservation or batch of keyless messages.
-    fn keyless(&mut self, qi: usize, parent: u32) -> Result<u64, Stop> {
+    fn keyless(&mut self, qi: usize, life: Lifeline) -> Result<u64, Stop> {
         let q = &self.queues[qi];
         let op = self.rng.below(10);
         let n = if op >= 8 { 2 + self.rng.below(7) } else { 1 };
@@ -216,7 +203,7 @@ impl Producer<'_> {
             0..=5 => loop {
                 match q.send(&payloads[0], SEND_WAIT) {
                     Ok(_) => break,
-                    Err(e) if retryable(e.status()) => check_parent(parent),
+                    Err(e) if retryable(e.status()) => life.check(),
                     Err(e) => return Err(failed("send", e)),
                 }
             },
@@ -224,7 +211,7 @@ impl Producer<'_> {
                 let pause = self.rng.below(2) == 0;
                 match self.reserve_and_commit(qi, &payloads[0], pause) {
                     Ok(()) => break,
-                    Err(e) if retryable(e.status()) => check_parent(parent),
+                    Err(e) if retryable(e.status()) => life.check(),
                     Err(e) => return Err(failed("reserve and commit", e)),
                 }
             },
@@ -239,7 +226,7 @@ impl Producer<'_> {
                             done += k;
                         }
                         Err(e) if matches!(e.status(), Status::Timeout | Status::Full) => {
-                            check_parent(parent)
+                            life.check()
                         }
                         // A commit after the first may have failed: which
                         // messages went out is unknown, so the rest of the
@@ -256,7 +243,7 @@ impl Producer<'_> {
     }
 
     /// One keyed send.
-    fn keyed(&mut self, qi: usize, parent: u32) -> Result<u64, Stop> {
+    fn keyed(&mut self, qi: usize, life: Lifeline) -> Result<u64, Stop> {
         let q = &self.queues[qi];
         let p = self.cfg.producers as u64;
         let owned = self.cfg.keys / p;
@@ -315,7 +302,7 @@ impl Producer<'_> {
                     self.ledger.sent(id, send_state::REFUSED, version);
                     return Ok(0);
                 }
-                Err(e) if retryable(e.status()) => check_parent(parent),
+                Err(e) if retryable(e.status()) => life.check(),
                 Err(e) => {
                     return Err(Stop::Failed(format!(
                         "send key {key} version {version}: {e}"
@@ -412,18 +399,14 @@ fn consume_forever(
     queues: &[Queue],
     spec: &WorkerSpec,
     mut rng: Rng,
+    life: Lifeline,
 ) -> Result<(), String> {
-    let c = Consumer {
-        cfg,
-        ledger,
-        me: spec.instance,
-        inject: true,
-        diag: Default::default(),
-    };
+    let rules = cfg.rules();
+    let c = Consumer::new(&rules, ledger, spec.instance, true);
     let mut empty_in_a_row = 0usize;
     for round in 0usize.. {
         if round % 32 == 0 {
-            check_parent(spec.parent);
+            life.check();
         }
         let qi = round % queues.len();
         let q = &queues[qi];

@@ -1,7 +1,8 @@
-//! The ledger of a torture run: what producers and consumers saw, kept
-//! outside the queues, in a file of its own that every worker maps. The
-//! final checks compare it with the queues; nothing in it is trusted to the
-//! engine under test.
+//! The SIGKILL ledger, one format for every test that kills producers and
+//! consumers (`tests/kill.rs`, `tests/keys_kill.rs`, `shmq torture`): what
+//! producers and consumers saw, kept outside the queues, in a file of its
+//! own that every worker maps. The final checks ([`crate::oracle`]) compare
+//! it with the queues; nothing in it is trusted to the engine under test.
 //!
 //! ```text
 //!  header (4 KiB)   magic, sizes, next id, next sample, event counters
@@ -803,6 +804,15 @@ impl Ledger {
         // interleaved with another process's. Nothing else can be done if
         // it fails; the counter still says something went wrong.
         let _ = (&self.violations).write_all(line.as_bytes());
+    }
+
+    /// Every violation recorded, as `kind: detail` lines for a test's
+    /// failure message.
+    pub fn problems(&self) -> Vec<String> {
+        self.violations()
+            .into_iter()
+            .map(|(k, d)| format!("{k}: {d}"))
+            .collect()
     }
 
     /// Every violation recorded in `violations.log`, as (kind, detail).

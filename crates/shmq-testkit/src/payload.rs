@@ -1,5 +1,5 @@
-//! The payload of a torture message: derived entirely from its ledger id,
-//! key and version, and closed by a checksum, so a consumer recognises a
+//! The payload of a message in a SIGKILL test or torture run: derived
+//! entirely from its ledger id, key and version, and closed by a checksum, so a consumer recognises a
 //! torn, foreign or misdelivered payload without asking anybody.
 //!
 //! ```text
@@ -19,21 +19,7 @@ const MAGIC: u32 = 0x5254_5254;
 /// Magic, length, id, key, version and the checksum.
 pub const MIN_LEN: usize = 40;
 
-/// FNV-1a, 64 bits.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// A hash of an id, for choices that must be the same in every process
-/// (payload length, poison, injected faults).
-pub fn id_hash(id: u64) -> u64 {
-    fnv1a(&id.to_le_bytes())
-}
+pub use crate::hash::{fnv1a, id_hash};
 
 /// What a payload says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

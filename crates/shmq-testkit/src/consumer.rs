@@ -1,10 +1,10 @@
-//! What a torture consumer does with the messages it claims, and what the
-//! parent does with dead letters: check each one against the ledger and the
+//! What a consumer under SIGKILL does with the messages it claims, and what
+//! the parent does with dead letters, in every test that kills consumers: check each one against the ledger and the
 //! local cache of its keys, record the claim, give the outcome (nack the
 //! poison, apply and ack the rest), and record the outcome. The consumer
 //! workers and the parent's final drain share this code.
 //!
-//! Per message, in this order (see [`super::ledger`] for why the order
+//! Per message, in this order (see [`crate::ledger`] for why the order
 //! matters):
 //!
 //! 1. copy the payload (the engine checks the copy was not torn) and decode
@@ -36,16 +36,16 @@ use std::time::Duration;
 
 use shmq::{Message, Queue};
 
-use super::ledger::{
+use crate::ledger::{
     busy, holder_word, kind, ms_since, phase, send_state, split_holder, Event, Ledger, OutcomeKind,
 };
-use super::payload;
-use super::{Config, Fault};
+use crate::payload;
+use crate::rules::{Injected, Rules};
 
 /// A consumer: the parent's drain or a worker.
 pub struct Consumer<'a> {
-    /// The run's configuration.
-    pub cfg: &'a Config,
+    /// The run's rules.
+    pub rules: &'a Rules,
     /// The ledger.
     pub ledger: &'a Ledger,
     /// Our instance number.
@@ -104,13 +104,26 @@ pub const CLOCK_SLACK_NS: u64 = 10_000_000;
 /// one more lease) is a violation: the repairs had to take it back.
 pub const REPAIR_MARGIN_NS: u64 = 100_000_000;
 
+impl<'a> Consumer<'a> {
+    /// Consumer `me` of a run (`inject`: the run's injected fault applies).
+    pub fn new(rules: &'a Rules, ledger: &'a Ledger, me: u32, inject: bool) -> Consumer<'a> {
+        Consumer {
+            rules,
+            ledger,
+            me,
+            inject,
+            diag: Default::default(),
+        }
+    }
+}
+
 impl Consumer<'_> {
     fn queue_name(&self, qi: usize) -> &'static str {
-        self.cfg.queues[qi].kind.name()
+        self.rules.name(qi)
     }
 
-    fn faulty(&self, id: u64, f: Fault) -> bool {
-        self.inject && self.cfg.faulty(id, f)
+    fn faulty(&self, id: u64, f: Injected) -> bool {
+        self.inject && self.rules.faulty(id, f)
     }
 
     /// Checks, records and settles a claimed batch. `called_ns` is when the
@@ -145,21 +158,21 @@ impl Consumer<'_> {
                 ack_ids.push(None);
                 continue;
             };
-            let double = self.faulty(id, Fault::DoubleFresh) && it.delivery == 1;
+            let double = self.faulty(id, Injected::DoubleFresh) && it.delivery == 1;
             if it.poison || double {
                 self.release_key(qi, &it);
                 let _ = self
                     .ledger
                     .record_phase(id, self.me, it.recorded, phase::NACKING);
                 let at = shmq::sys::monotonic_ns();
-                if at.saturating_sub(claim_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+                if at.saturating_sub(claim_ns) > 2 * self.rules.lease_ns + REPAIR_MARGIN_NS {
                     self.diag.replace(lease_view(q, m.token()));
                 }
                 let r = m.nack(Duration::ZERO);
                 self.settled(q, qi, id, it.recorded, (called_ns, claim_ns, at), false, r)?;
                 continue;
             }
-            if self.cfg.queues[qi].kind.keyed() && !it.superseded && self.holds_key(qi, &it) {
+            if self.rules.order(qi).keyed() && !it.superseded && self.holds_key(qi, &it) {
                 let cached = self.ledger.cached_version(qi, it.key);
                 if cached.load(Ordering::SeqCst) == it.version && it.delivery > 1 {
                     self.ledger.event(Event::Reapplied);
@@ -167,7 +180,7 @@ impl Consumer<'_> {
                 cached.store(it.version, Ordering::SeqCst);
             }
             self.release_key(qi, &it);
-            if self.faulty(id, Fault::Lose) {
+            if self.faulty(id, Injected::Lose) {
                 ack_ids.push(None);
             } else {
                 // The intent: this claim (instance, delivery) is being acked.
@@ -180,7 +193,7 @@ impl Consumer<'_> {
         }
         // A batch ack says how many it acked, not which: it is used only
         // well within the lease, where every ack must land.
-        let early = shmq::sys::monotonic_ns().saturating_sub(called_ns) < self.cfg.lease_ns / 4;
+        let early = shmq::sys::monotonic_ns().saturating_sub(called_ns) < self.rules.lease_ns / 4;
         if to_ack.len() >= 2 && early {
             let n = to_ack.len();
             let at = shmq::sys::monotonic_ns();
@@ -189,7 +202,7 @@ impl Consumer<'_> {
                 .map_err(|e| format!("ack_batch: {e}"))?;
             if k != n {
                 let elapsed = shmq::sys::monotonic_ns().saturating_sub(called_ns);
-                if elapsed + CLOCK_SLACK_NS < self.cfg.lease_ns {
+                if elapsed + CLOCK_SLACK_NS < self.rules.lease_ns {
                     self.ledger.violation(
                         kind::DOUBLE_CLAIM,
                         &format!(
@@ -197,7 +210,7 @@ impl Consumer<'_> {
                             self.queue_name(qi),
                             self.me,
                             elapsed / 1_000_000,
-                            self.cfg.lease_ns / 1_000_000
+                            self.rules.lease_ns / 1_000_000
                         ),
                     );
                 }
@@ -212,7 +225,7 @@ impl Consumer<'_> {
         }
         for (m, ids) in to_ack.into_iter().zip(ack_ids) {
             let at = shmq::sys::monotonic_ns();
-            if at.saturating_sub(claim_ns) > 2 * self.cfg.lease_ns + REPAIR_MARGIN_NS {
+            if at.saturating_sub(claim_ns) > 2 * self.rules.lease_ns + REPAIR_MARGIN_NS {
                 self.diag.replace(lease_view(q, m.token()));
             }
             let r = m.ack();
@@ -258,14 +271,14 @@ impl Consumer<'_> {
             Err(e)
                 if e.status() == shmq::Status::LeaseLost
                     && self.inject
-                    && self.cfg.fault == Some(Fault::LateAccept) =>
+                    && self.rules.fault == Some(Injected::LateAccept) =>
             {
                 Ok(())
             }
             r => r,
         };
         let elapsed = shmq::sys::monotonic_ns().saturating_sub(claimed_ns);
-        let lease = self.cfg.lease_ns;
+        let lease = self.rules.lease_ns;
         match r {
             Ok(()) => {
                 self.ledger.add_outcome(
@@ -302,7 +315,7 @@ impl Consumer<'_> {
                                     lease / 1_000_000,
                                     other.instance,
                                     other.delivery,
-                                    super::check::phase_name(other.phase),
+                                    crate::oracle::phase_name(other.phase),
                                     (self.ledger.claim_time_of(id) as i64 - claimed_ns as i64)
                                         / 1_000_000,
                                     other.fresh
@@ -379,7 +392,7 @@ impl Consumer<'_> {
             superseded: false,
         };
         let data = m.data().map_err(|e| format!("queue {name}: data: {e}"))?;
-        let Some(p) = payload::decode(&data, self.cfg.max_message_size) else {
+        let Some(p) = payload::decode(&data, self.rules.max_message_size) else {
             self.ledger.violation(
                 kind::TORN,
                 &format!(
@@ -399,13 +412,13 @@ impl Consumer<'_> {
             return Ok(torn);
         }
         let (state, rq, _, _) = self.ledger.send_of(id);
-        let keyed = self.cfg.queues[qi].kind.keyed();
+        let keyed = self.rules.order(qi).keyed();
         if !matches!(state, send_state::INTENT | send_state::SENT) || rq != qi {
             self.ledger.violation(
                 kind::NEVER_SENT,
                 &format!(
                     "queue {name}: delivered id {id} (delivery {d}), whose send state is {state} on queue {}",
-                    self.queue_name(rq.min(self.cfg.queues.len() - 1))
+                    self.queue_name(rq.min(self.rules.queues.len() - 1))
                 ),
             );
         }
@@ -434,12 +447,12 @@ impl Consumer<'_> {
 
         // The injected double delivery: the redelivery after a nack is
         // recorded as if it were a first delivery.
-        let recorded = if self.faulty(id, Fault::DoubleFresh) && d == 2 {
+        let recorded = if self.faulty(id, Injected::DoubleFresh) && d == 2 {
             1
         } else {
             d
         };
-        let lease = self.cfg.lease_ns;
+        let lease = self.rules.lease_ns;
         let old_now = self.ledger.claim_of(id);
         // A newer claim was recorded first: ours is stale, and legal only if
         // our lease has run out (we sat between the claim and this record).
@@ -469,19 +482,19 @@ impl Consumer<'_> {
             version,
             delivery: d,
             recorded,
-            poison: self.cfg.poison(id),
+            poison: self.rules.poison(id),
             superseded,
         };
         if superseded {
             // Not ours any more: the key is not taken either.
-        } else if keyed && (1..=self.cfg.keys).contains(&item.key) {
+        } else if keyed && (1..=self.rules.keys).contains(&item.key) {
             self.take_key(qi, &item, called_ns, claim_ns);
         } else if keyed {
             self.ledger.violation(
                 kind::TORN,
                 &format!(
                     "queue {name}: id {id} delivered with key {}, outside 1..={}",
-                    item.key, self.cfg.keys
+                    item.key, self.rules.keys
                 ),
             );
         }
@@ -492,7 +505,7 @@ impl Consumer<'_> {
     /// checks the claim it replaces.
     fn record(&self, qi: usize, id: u64, d: u32, recorded: u32, called_ns: u64, claim_ns: u64) {
         let name = self.queue_name(qi);
-        let lease = self.cfg.lease_ns;
+        let lease = self.rules.lease_ns;
         let (old, old_called) = self
             .ledger
             .record_claim(id, recorded, self.me, called_ns, claim_ns);
@@ -557,7 +570,7 @@ impl Consumer<'_> {
             let held_ms = ms_since(since_ms, claim_ns);
             if self.ledger.killed_at(who).is_some() {
                 self.ledger.event(Event::KeyFromKilled);
-            } else if (held_ms + 1) * 1_000_000 + CLOCK_SLACK_NS >= self.cfg.lease_ns {
+            } else if (held_ms + 1) * 1_000_000 + CLOCK_SLACK_NS >= self.rules.lease_ns {
                 self.ledger.event(Event::KeyFromExpired);
             } else {
                 self.ledger.violation(
@@ -568,7 +581,7 @@ impl Consumer<'_> {
                         self.me,
                         it.version,
                         it.delivery,
-                        self.cfg.lease_ns / 1_000_000
+                        self.rules.lease_ns / 1_000_000
                     ),
                 );
             }
@@ -586,20 +599,30 @@ impl Consumer<'_> {
                     it.key, it.version, it.delivery
                 ),
             );
+        } else if it.version == cached && it.delivery == 1 {
+            // No version of a key is sent twice: a first delivery of the
+            // version applied last is a message delivered fresh again.
+            self.ledger.violation(
+                kind::DOUBLE_FRESH,
+                &format!(
+                    "queue {name}: key {} version {} delivered for the first time, yet already applied",
+                    it.key, it.version
+                ),
+            );
         }
     }
 
     /// Whether the key's holder word is still ours (a consumer whose lease
     /// ran out may have lost it).
     fn holds_key(&self, qi: usize, it: &Item) -> bool {
-        (1..=self.cfg.keys).contains(&it.key)
+        (1..=self.rules.keys).contains(&it.key)
             && split_holder(self.ledger.key_holder(qi, it.key).load(Ordering::SeqCst)).0 == self.me
     }
 
     /// Clears the key's holder word if it is still ours (if it is not, the
     /// consumer that took it reported the overlap, or our lease ran out).
     fn release_key(&self, qi: usize, it: &Item) {
-        if self.cfg.queues[qi].kind.keyed() && (1..=self.cfg.keys).contains(&it.key) {
+        if self.rules.order(qi).keyed() && (1..=self.rules.keys).contains(&it.key) {
             let h = self.ledger.key_holder(qi, it.key);
             let cur = h.load(Ordering::SeqCst);
             if cur != 0 && split_holder(cur).0 == self.me {
@@ -615,7 +638,7 @@ impl Consumer<'_> {
         let name = self.queue_name(qi);
         let mut n = 0;
         for d in q.dlq_list() {
-            match payload::decode(&d.payload, self.cfg.max_message_size) {
+            match payload::decode(&d.payload, self.rules.max_message_size) {
                 None => self.ledger.violation(
                     kind::DEAD_LETTER,
                     &format!(
@@ -642,7 +665,7 @@ impl Consumer<'_> {
                                 d.id,
                                 p.id,
                                 d.key,
-                                self.queue_name(rq.min(self.cfg.queues.len() - 1)),
+                                self.queue_name(rq.min(self.rules.queues.len() - 1)),
                                 p.key
                             ),
                         );
