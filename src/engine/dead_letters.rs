@@ -215,4 +215,24 @@ impl<M: Memory> Engine<M> {
             );
         }
     }
+
+    /// Takes dead-letter record `r`, still at word `from` (`FULL`), for
+    /// `owner` to send it back to the queue; false if the word moved.
+    /// Finish with [`Engine::dead_letter_redriven`].
+    pub fn dead_letter_take_for_redrive(&self, r: u64, from: DeadLetterWord, owner: u64) -> bool {
+        self.dead_letter_take(r, from, owner, dlq::REDRIVING)
+    }
+
+    /// Ends the redrive of record `r` taken with
+    /// [`Engine::dead_letter_take_for_redrive`]: emptied if the message was
+    /// sent, a dead letter again if not.
+    pub fn dead_letter_redriven(&self, r: u64, sent: bool) {
+        self.dead_letter_set(r, if sent { dlq::EMPTY } else { dlq::FULL });
+    }
+
+    /// Deletes dead-letter record `r`, still at word `from` (`FULL`), for
+    /// `owner`; false if the word moved.
+    pub fn dead_letter_purge(&self, r: u64, from: DeadLetterWord, owner: u64) -> bool {
+        self.dead_letter_take(r, from, owner, dlq::EMPTY)
+    }
 }

@@ -81,6 +81,14 @@ pub struct DeadLetterRecord {
     pub payload: Vec<u8>,
 }
 
+impl DeadLetterRecord {
+    /// Whether the stored lengths fit the record (payload at most `max`,
+    /// the largest message; reason at most [`dlq::REASON_MAX`]).
+    pub fn lengths_fit(&self, max: u64) -> bool {
+        self.stored_len <= max && self.stored_reason_len <= dlq::REASON_MAX as u64
+    }
+}
+
 /// The header's cursors, hints and counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeaderCounters {
@@ -118,6 +126,17 @@ impl HeaderCounters {
         let tail_lap = self.tail_lap(capacity);
         (0..=2).any(|d| wrap_lap(tail_lap + d) == lap)
     }
+}
+
+/// The header's identity: what `info` shows besides the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderIdentity {
+    /// The file format version.
+    pub format_version: u64,
+    /// Wall-clock time of creation (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+    /// The boot id the participant table belongs to.
+    pub boot_id: [u64; 2],
 }
 
 /// A key-table entry in use.
@@ -257,6 +276,17 @@ impl<M: Loads> Engine<M> {
             dlq_waiting: rd(hdr::DLQ_WAITING),
             dlq_seq: rd(hdr::DLQ_SEQ),
             freed_unowned: rd(hdr::FREED_UNOWNED),
+        }
+    }
+
+    /// The header's identity words.
+    pub fn header_identity(&self) -> HeaderIdentity {
+        // Relaxed: a report; the parameters were validated at open.
+        let rd = |f: usize| self.load_word(f, Ordering::Relaxed);
+        HeaderIdentity {
+            format_version: rd(hdr::FORMAT_VERSION),
+            created_unix_ns: rd(hdr::CREATED_UNIX_NS),
+            boot_id: [rd(hdr::BOOT_ID), rd(hdr::BOOT_ID + 8)],
         }
     }
 

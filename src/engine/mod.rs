@@ -99,25 +99,32 @@ use crate::sync::{AtomicU64, Ordering};
 mod claim;
 mod cursor;
 mod dead_letters;
+mod handle_words;
+pub mod header;
 mod inspect;
 mod keyed;
 mod produce;
 mod repair;
 mod replace;
+mod send;
 mod settle;
 mod side;
 #[cfg(all(test, not(shmq_loom)))]
 mod tests;
 
+pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
-pub use claim::{Claim, Tally};
-use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use claim::{Claim, Tally, PASS_AFTER_NS};
+use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use handle_words::WaitOn;
 pub use inspect::{
-    DeadLetterRecord, HeaderCounters, KeyEntrySnapshot, ParticipantSnapshot, SlotSnapshot,
+    DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,
+    SlotSnapshot,
 };
 use keyed::KeyTake;
 pub use produce::Reservation;
 pub use repair::Repairs;
+pub use send::{Committed, SendSpec};
 pub use settle::{Outcome, Settled};
 
 /// A slot at one sequence of its word: one state of the slot (a
@@ -159,6 +166,8 @@ pub struct Engine<M: Loads> {
     head_view: LazyCursor,
     /// How often this handle searched a full queue (see [`FullSearch`]).
     full_search: FullSearch,
+    /// The reservation that stopped this handle's claims (see [`HeadWait`]).
+    head_wait: HeadWait,
     /// The number of slots whose header words were found inside the memory
     /// when the engine was built: the capacity, or 0 if the layout and the
     /// memory disagree. [`Engine::slot_field`] checks only that the slot
@@ -195,6 +204,7 @@ impl<M: Loads> Engine<M> {
             tail_view: LazyCursor::default(),
             head_view: LazyCursor::default(),
             full_search: FullSearch::default(),
+            head_wait: HeadWait::default(),
         }
     }
 
@@ -317,7 +327,7 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Header word `offset` (one of [`hdr`]'s offsets).
-    #[inline]
+    #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU64 {
         if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::format::HEADER_SIZE {
             // SAFETY: `slots_in_bounds` says the slots, which start after
@@ -333,7 +343,7 @@ impl<M: Memory> Engine<M> {
     /// Header word `field` (one of [`slot`]'s offsets below `PAYLOAD`) of
     /// slot `slot`: one compare on the hot path instead of a bounds check
     /// of the offset (a fifth of the instructions of a message were those).
-    #[inline]
+    #[inline(always)]
     fn slot_field(&self, slot: u64, field: usize) -> &AtomicU64 {
         debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
         let offset = self.layout.slot(slot) + field;
@@ -421,5 +431,12 @@ impl<M: Memory> Engine<M> {
                 return Some(next.generation());
             }
         }
+    }
+
+    /// A pointer to slot `slot`'s payload, `len` bytes long (`None` if that
+    /// leaves the memory): for payloads used in place.
+    #[inline]
+    pub fn payload_ptr(&self, slot: u64, len: usize) -> Option<*mut u8> {
+        self.mem.byte_ptr(self.payload_offset(slot), len)
     }
 }
