@@ -5,20 +5,78 @@
 //! builds the library with the `internals` door (the tests' self
 //! dev-dependency), so the door's users are checked too.
 
-/// A read-only handle's memory cannot be stored into: the engine's memory
-/// is no public field, and a `PROT_READ` mapping is a type that only loads.
+/// A read-only handle's memory cannot be stored into: its engine is an
+/// engine over a `PROT_READ` mapping, a type that only loads, so neither
+/// the engine's writing methods nor the words as atomics exist for it; and
+/// the engine's memory is no public field. (`Queue::engine`, behind the
+/// door, gives only a read-write handle's engine: on a read-only handle it
+/// panics, before anything is touched.)
 ///
 /// ```compile_fail
 /// use shmq::{OpenOptions, Queue};
 /// use std::sync::atomic::Ordering;
 /// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
-/// ro.engine().mem.u64_at(4096).store(1, Ordering::Relaxed);
+/// ro.read_only_engine().unwrap().mem.u64_at(4096).store(1, Ordering::Relaxed);
 /// ```
 ///
 /// ```no_run
 /// use shmq::{OpenOptions, Queue};
 /// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
-/// let _slots = ro.engine().capacity();
+/// let _slots = ro.read_only_engine().unwrap().capacity();
+/// ```
+///
+/// The memory of a read-only handle's engine hands out no `&AtomicU64`:
+///
+/// ```compile_fail
+/// use shmq::internals::memory::Memory;
+/// use shmq::{OpenOptions, Queue};
+/// use std::sync::atomic::Ordering;
+/// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
+/// let e = ro.read_only_engine().unwrap();
+/// e.mem().u64_at(4096).store(1, Ordering::Relaxed);
+/// ```
+///
+/// ```no_run
+/// use shmq::internals::memory::Memory;
+/// use shmq::Queue;
+/// use std::sync::atomic::Ordering;
+/// let rw = Queue::open("/dev/shm/q").unwrap();
+/// let e = rw.engine();
+/// e.mem().u64_at(4096).store(1, Ordering::Relaxed);
+/// ```
+///
+/// Nor does the engine itself, whose words and writing steps need memory
+/// that stores:
+///
+/// ```compile_fail
+/// use shmq::{OpenOptions, Queue};
+/// use std::sync::atomic::Ordering;
+/// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
+/// let e = ro.read_only_engine().unwrap();
+/// e.liveness_due_word().store(0, Ordering::Relaxed);
+/// ```
+///
+/// ```compile_fail
+/// use shmq::{OpenOptions, Queue};
+/// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
+/// ro.read_only_engine().unwrap().add_roles(0, 1);
+/// ```
+///
+/// ```no_run
+/// use shmq::Queue;
+/// use std::sync::atomic::Ordering;
+/// let rw = Queue::open("/dev/shm/q").unwrap();
+/// let e = rw.engine();
+/// e.liveness_due_word().store(0, Ordering::Relaxed);
+/// e.add_roles(0, 1);
+/// ```
+///
+/// ```no_run
+/// use shmq::{OpenOptions, Queue};
+/// let ro = Queue::open_with("/dev/shm/q", &OpenOptions::read_only()).unwrap();
+/// let e = ro.read_only_engine().unwrap();
+/// let _word = e.slot_word(0);
+/// let _stats = ro.stats();
 /// ```
 ///
 /// ```compile_fail

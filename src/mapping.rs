@@ -67,32 +67,20 @@ pub struct Mapping {
     /// Points into `mapped`, which lives as long as it.
     mem: RawMemory,
     mapped: Mapped,
-    writable: bool,
 }
 
 impl Mapping {
-    /// Maps the first `len` bytes of `file` (opened read-write when
-    /// `writable`, else at least for reading) and registers them with the
-    /// `SIGBUS` handler.
-    pub fn new(file: &File, len: usize, path: &Path, writable: bool) -> Result<Mapping> {
-        let mapped = Mapped::new(file, len, path, writable)?;
-        // SAFETY: the mapping is page-aligned, `len` bytes long, and lives
-        // in the same struct as the RawMemory that points into it. A
-        // read-only mapping is never written through: the queue refuses
-        // every operation that changes the queue on a read-only handle
-        // before it touches the mapping (`Queue::me`), so RawMemory's write
-        // paths are never reached for it.
+    /// Maps the first `len` bytes of `file` (opened read-write) read-write
+    /// and registers them with the `SIGBUS` handler. A file this process
+    /// may only read is mapped as a [`ReadOnlyMapping`].
+    pub fn new(file: &File, len: usize, path: &Path) -> Result<Mapping> {
+        let mapped = Mapped::new(file, len, path, true)?;
+        // SAFETY: the mapping is page-aligned, `len` bytes long, readable
+        // and writable (mapped read-write above), and lives in the same
+        // struct as the RawMemory that points into it; other processes
+        // access it only through atomics and byte copies.
         let mem = unsafe { RawMemory::new(mapped.map.as_mut_ptr(), len) };
-        Ok(Mapping {
-            mem,
-            mapped,
-            writable,
-        })
-    }
-
-    /// Whether the mapping allows writes.
-    pub fn writable(&self) -> bool {
-        self.writable
+        Ok(Mapping { mem, mapped })
     }
 
     /// Whether the file shrank under the mapping: pages were replaced with
@@ -105,11 +93,7 @@ impl Mapping {
 
     /// Writes dirty pages back to the file (`msync`).
     pub fn flush(&self) -> io::Result<()> {
-        if self.writable {
-            self.mapped.map.flush()
-        } else {
-            Ok(())
-        }
+        self.mapped.map.flush()
     }
 }
 

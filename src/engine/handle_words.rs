@@ -30,6 +30,56 @@ impl WaitOn {
     }
 }
 
+impl<M: Loads> Engine<M> {
+    /// The modes stored in the header (see [`header::stored_modes`]).
+    pub fn stored_modes(&self) -> (bool, crate::options::WaitStrategy) {
+        header::stored_modes(&self.mem)
+    }
+
+    /// The boot id the participant table belongs to, as stored.
+    pub fn stored_boot_id(&self) -> [u64; 2] {
+        // Relaxed: informative; attachers decide with a CAS on the first
+        // word.
+        [
+            self.load_word(hdr::BOOT_ID, Ordering::Relaxed),
+            self.load_word(hdr::BOOT_ID + 8, Ordering::Relaxed),
+        ]
+    }
+
+    /// How many sleep at wait point `on` now (racy: for stats).
+    pub fn sleepers(&self, on: WaitOn) -> u64 {
+        let s = match on {
+            WaitOn::NotEmpty => hdr::NOT_EMPTY_SLEEPERS,
+            WaitOn::NotFull => hdr::NOT_FULL_SLEEPERS,
+        };
+        // Relaxed: a report, as `WaitPoint::sleepers`.
+        self.load_word(s, Ordering::Relaxed)
+    }
+
+    /// Adds participant `p`'s counters (indexed by
+    /// [`Counter`](crate::metrics::Counter)) and histograms (indexed by
+    /// [`Histogram`]) to the sums given.
+    pub fn add_participant_metrics(
+        &self,
+        p: u64,
+        counters: &mut [u64],
+        histograms: &mut [HistogramSnapshot],
+    ) {
+        let base = self.layout.participant(p);
+        for (c, v) in counters.iter_mut().enumerate().take(part::COUNTER_COUNT) {
+            // Relaxed: counters are informative sums.
+            let n = self
+                .mem
+                .load_u64(base + part::COUNTERS + c * 8, Ordering::Relaxed);
+            *v = v.wrapping_add(n);
+        }
+        for (h, snap) in histograms.iter_mut().enumerate() {
+            let which: Histogram = crate::metrics::HISTOGRAMS[h].0;
+            snap.add_from(&self.mem, base, which);
+        }
+    }
+}
+
 impl<M: Memory> Engine<M> {
     /// The metrics recorder of participant `p`'s entry.
     #[inline(always)]
@@ -40,11 +90,6 @@ impl<M: Memory> Engine<M> {
     /// Publishes a newly formatted file (see [`header::publish_magic`]).
     pub fn publish(&self) {
         header::publish_magic(&self.mem);
-    }
-
-    /// The modes stored in the header (see [`header::stored_modes`]).
-    pub fn stored_modes(&self) -> (bool, crate::options::WaitStrategy) {
-        header::stored_modes(&self.mem)
     }
 
     /// The participant table (registration, liveness, cleanup).
@@ -97,30 +142,6 @@ impl<M: Memory> Engine<M> {
     pub fn mark_side_dirty(&self) {
         self.side_entered();
     }
-
-    /// Adds participant `p`'s counters (indexed by
-    /// [`Counter`](crate::metrics::Counter)) and histograms (indexed by
-    /// [`Histogram`]) to the sums given.
-    pub fn add_participant_metrics(
-        &self,
-        p: u64,
-        counters: &mut [u64],
-        histograms: &mut [HistogramSnapshot],
-    ) {
-        let base = self.layout.participant(p);
-        for (c, v) in counters.iter_mut().enumerate().take(part::COUNTER_COUNT) {
-            // Relaxed: counters are informative sums.
-            let n = self
-                .mem
-                .u64_at(base + part::COUNTERS + c * 8)
-                .load(Ordering::Relaxed);
-            *v = v.wrapping_add(n);
-        }
-        for (h, snap) in histograms.iter_mut().enumerate() {
-            let which: Histogram = crate::metrics::HISTOGRAMS[h].0;
-            snap.add_from(&self.mem, base, which);
-        }
-    }
 }
 
 #[cfg(not(shmq_loom))]
@@ -132,13 +153,18 @@ impl Engine<crate::mapping::Mapping> {
         self.mem.broken()
     }
 
-    /// Whether the mapping may be written.
-    pub fn writable(&self) -> bool {
-        self.mem.writable()
-    }
-
     /// Flushes the mapping to its file.
     pub fn flush(&self) -> std::io::Result<()> {
         self.mem.flush()
+    }
+}
+
+#[cfg(not(shmq_loom))]
+impl Engine<crate::mapping::ReadOnlyMapping> {
+    /// Whether the file was truncated under the mapping (see the read-write
+    /// engine's `broken`).
+    #[inline(always)]
+    pub fn broken(&self) -> bool {
+        self.mem.broken()
     }
 }

@@ -7,7 +7,7 @@
 
 use super::Config;
 use crate::format::{self, hdr, Layout};
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::options::{Options, WaitStrategy};
 use crate::sync::Ordering;
 
@@ -57,21 +57,21 @@ pub fn publish_magic<M: Memory>(mem: &M) {
 }
 
 /// Whether a creator has finished the file (its magic number is stored).
-pub fn magic_published<M: Memory>(mem: &M) -> bool {
+pub fn magic_published<M: Loads>(mem: &M) -> bool {
     // Acquire: pairs with the release of `publish_magic`, so the header
     // read after this is the creator's.
-    mem.u64_at(hdr::MAGIC).load(Ordering::Acquire) != 0
+    mem.load_u64(hdr::MAGIC, Ordering::Acquire) != 0
 }
 
 /// One word of the header (for [`Layout::from_header`], which checks them).
-pub fn header_word<M: Memory>(mem: &M, off: usize) -> u64 {
+pub fn header_word<M: Loads>(mem: &M, off: usize) -> u64 {
     // Relaxed: read after the acquire of `magic_published` (or by the
     // creator itself), and checked by the layout or clamped by the caller.
-    mem.u64_at(off).load(Ordering::Relaxed)
+    mem.load_u64(off, Ordering::Relaxed)
 }
 
 /// The lease, delivery limit and reservation timeout stored in the header.
-pub fn stored_config<M: Memory>(mem: &M) -> Config {
+pub fn stored_config<M: Loads>(mem: &M) -> Config {
     Config {
         lease_ns: header_word(mem, hdr::LEASE_NS),
         max_deliveries: header_word(mem, hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
@@ -81,7 +81,7 @@ pub fn stored_config<M: Memory>(mem: &M) -> Config {
 
 /// Whether the queue is latest-only, and its wait strategy, as stored in
 /// the header.
-pub fn stored_modes<M: Memory>(mem: &M) -> (bool, WaitStrategy) {
+pub fn stored_modes<M: Loads>(mem: &M) -> (bool, WaitStrategy) {
     let latest_only = header_word(mem, hdr::FLAGS) & format::flags::LATEST_ONLY != 0;
     (
         latest_only,

@@ -5,11 +5,12 @@ use std::fs::File;
 use std::time::Duration;
 
 use super::maintenance::{OfdLiveness, LIVENESS_PERIOD_NS};
-use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
+use super::{read_engine, Queue, Store, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
 use crate::options::Access;
 use crate::participants::Liveness;
-use crate::ring::{Repairs, SlotState};
+use crate::memory::Loads;
+use crate::ring::{Engine, Repairs, SlotState};
 use crate::sync::Ordering;
 
 /// A participant, as listed by [`Queue::participants`].
@@ -35,13 +36,17 @@ impl Queue {
     /// The attached participants: index, pid, whether it is alive, and the
     /// roles it has had (bit 0 produced, bit 1 consumed).
     pub fn participants(&self) -> Vec<ParticipantInfo> {
+        read_engine!(self, |e| self.participants_in(e))
+    }
+
+    fn participants_in<M: Loads>(&self, engine: &Engine<M>) -> Vec<ParticipantInfo> {
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: self.stale_boot(),
         };
-        (0..self.engine.layout.params.participant_capacity)
+        (0..engine.layout.params.participant_capacity)
             .filter_map(|i| {
-                let p = self.engine.participant_snapshot(i);
+                let p = engine.participant_snapshot(i);
                 let e = p.entry;
                 if e.is_free() {
                     return None;
@@ -64,7 +69,7 @@ impl Queue {
     /// handle attaches for the time of the call, since repairs act as a
     /// participant.
     pub fn recover(&self) -> Result<Repairs> {
-        self.writable("recover")?;
+        let engine = self.writer("recover")?;
         let Some(me) = self.me else {
             let opts = self.open_opts.access(Access::Participant);
             let q = Queue::open_with(&self.path, &opts)?;
@@ -77,9 +82,9 @@ impl Queue {
             file: &self.file,
             stale_boot: false,
         };
-        let dead = self.engine.participants().claim_dead(me, &live);
+        let dead = engine.participants().claim_dead(me, &live);
         let r = self
-            .clean_up(me, now, &dead)
+            .clean_up(engine, me, now, &dead)
             .map_err(|e| self.err("recover", e))?;
         self.account_repairs(&r);
         Ok(r)
@@ -94,7 +99,7 @@ impl Queue {
     /// handle is not `Sync`); dropping the returned guard stops and joins
     /// it, and detaches that handle.
     pub fn start_watchdog(&self, period: Duration) -> Result<Watchdog> {
-        self.writable("start_watchdog")?;
+        self.writer("start_watchdog")?;
         let opts = self.open_opts.access(Access::Participant);
         let q =
             Queue::open_with(&self.path, &opts).map_err(|e| self.err_once("start_watchdog", e))?;
@@ -139,12 +144,14 @@ impl Queue {
 
     /// One pass of a watchdog: a liveness sweep now, then what else is due.
     fn watch(&self) {
-        let Ok(me) = self.me("watchdog") else { return };
+        let Ok((me, engine)) = self.me("watchdog") else {
+            return;
+        };
         let now = self.now();
-        let _ = self.sweep_dead(me, now);
+        let _ = self.sweep_dead(engine, me, now);
         // The table was just swept: others need not for a period. Relaxed:
         // a due time (see `maintain`).
-        self.liveness_due().fetch_max(
+        engine.liveness_due_word().fetch_max(
             self.precise().saturating_add(LIVENESS_PERIOD_NS),
             Ordering::Relaxed,
         );
@@ -155,8 +162,7 @@ impl Queue {
     /// forgetting their versions. Refused while other participants are
     /// attached (the table is rebuilt in place). Returns how many.
     pub fn evict_keys(&self) -> Result<u64> {
-        self.writable("evict_keys")?;
-        let e = &self.engine;
+        let e = self.writer("evict_keys")?;
         let table = e.participants();
         let others = table
             .live()
@@ -175,7 +181,7 @@ impl Queue {
         let mut used = std::collections::HashSet::new();
         for i in 0..e.layout.params.capacity {
             if e.slot_word(i).state() != SlotState::Free {
-                used.insert(self.slot_key(i));
+                used.insert(e.slot_snapshot(i).key);
             }
         }
         Ok(e.keys().evict_settled(&|k| used.contains(&k)))
@@ -185,7 +191,11 @@ impl Queue {
     /// system; `/dev/shm` needs no flush and does not survive a reboot).
     pub fn flush(&self) -> Result<()> {
         self.intact("flush")?;
-        self.engine
+        // A read-only mapping has nothing to write back.
+        let Store::Write(engine) = &self.store else {
+            return Ok(());
+        };
+        engine
             .flush()
             .map_err(|e| Error::io(format!("{}: flush", self.path.display()), e))
     }

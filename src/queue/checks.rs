@@ -2,9 +2,10 @@
 //! writable, not forked, file not truncated) and again before it reports
 //! success, and the errors they build, naming the file and the operation.
 
-use super::Queue;
+use super::{Mapping, Queue, Store};
 use crate::error::{Error, Result, Status};
 use crate::metrics::Counter;
+use crate::ring::Engine;
 use crate::sys;
 
 /// The cause given by every operation on a queue whose file shrank under
@@ -14,13 +15,14 @@ pub(super) const TRUNCATED: &str =
                          the queue cannot be trusted any more: recreate it";
 
 impl Queue {
-    /// Our participant index, after the checks of every operation that
-    /// changes the queue ([`Queue::writable`]). The checks are three loads
-    /// of handle memory; the errors are built out of line.
+    /// Our participant index and the read-write engine, after the checks
+    /// of every operation that changes the queue ([`Queue::writer`]). The
+    /// checks are three loads of handle memory; the errors are built out
+    /// of line.
     #[inline(always)]
-    pub(super) fn me(&self, op: &str) -> Result<u64> {
-        match self.me {
-            Some(me) if !self.read_only && !self.engine.broken() && !self.inherited() => Ok(me),
+    pub(super) fn me(&self, op: &str) -> Result<(u64, &Engine<Mapping>)> {
+        match (self.me, &self.store) {
+            (Some(me), Store::Write(e)) if !e.broken() && !self.inherited() => Ok((me, e)),
             _ => Err(self.not_me(op)),
         }
     }
@@ -52,7 +54,7 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn not_me(&self, op: &str) -> Error {
-        if let Err(e) = self.writable(op) {
+        if let Err(e) = self.writer(op) {
             return e;
         }
         Error::new(
@@ -64,20 +66,23 @@ impl Queue {
         )
     }
 
-    /// `Permission` on a read-only handle, `Corrupt` on a broken one: the
-    /// check of every operation that changes the queue, before it touches
-    /// the mapping.
+    /// The read-write engine, which every operation that changes the queue
+    /// goes through: `Permission` on a read-only handle (its engine only
+    /// loads), `Corrupt` on a broken one.
     #[inline(always)]
-    pub(super) fn writable(&self, op: &str) -> Result<()> {
-        if self.read_only {
-            return Err(self.read_only_err(op));
+    pub(super) fn writer(&self, op: &str) -> Result<&Engine<Mapping>> {
+        match &self.store {
+            Store::Write(e) => {
+                self.intact(op)?;
+                Ok(e)
+            }
+            Store::Read(_) => Err(self.read_only_err(op)),
         }
-        self.intact(op)
     }
 
     #[cold]
     #[inline(never)]
-    fn read_only_err(&self, op: &str) -> Error {
+    pub(super) fn read_only_err(&self, op: &str) -> Error {
         Error::new(
             Status::Permission,
             format!(
@@ -96,7 +101,7 @@ impl Queue {
         if self.inherited() {
             return Err(self.forked_err(op));
         }
-        if self.engine.broken() {
+        if self.store.broken() {
             return Err(self.truncated_err(op));
         }
         Ok(())
@@ -157,7 +162,7 @@ impl Queue {
 
     #[inline(always)]
     pub(super) fn check_len(&self, len: usize, op: &str) -> Result<()> {
-        if len as u64 > self.engine.layout.params.max_message_size {
+        if len as u64 > self.file_layout().params.max_message_size {
             return Err(self.too_large(len, op));
         }
         Ok(())
@@ -166,7 +171,7 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn too_large(&self, len: usize, op: &str) -> Error {
-        let max = self.engine.layout.params.max_message_size;
+        let max = self.file_layout().params.max_message_size;
         Error::new(
             Status::TooLarge,
             format!(

@@ -2,18 +2,16 @@
 //! until its outcome is given (see `settle`).
 
 use super::wait::Point;
-use super::{Queue, ROLE_CONSUMER};
+use super::{Mapping, Queue, Store, ROLE_CONSUMER};
 use crate::error::{Error, Result, Status};
 use crate::metrics::{Counter, Histogram};
 use crate::options::Timeout;
-use crate::ring::{self, Claim};
+use crate::ring::{self, Claim, Engine};
 
 impl Queue {
-    fn claim_once(&self, me: u64, now: u64) -> Result<Option<Claim>> {
+    fn claim_once(&self, engine: &Engine<Mapping>, me: u64, now: u64) -> Result<Option<Claim>> {
         let mut tally = ring::Tally::default();
-        let got = self
-            .engine
-            .claim_patiently(me, now, &mut tally, || self.precise());
+        let got = engine.claim_patiently(me, now, &mut tally, || self.precise());
         if tally.stale > 0 {
             self.count(Counter::Stale, tally.stale);
             self.notify(Point::NotFull);
@@ -58,12 +56,12 @@ impl Queue {
     }
 
     fn claim_unchecked(&self, timeout: Timeout) -> Result<Message<'_>> {
-        let me = self.me("claim")?;
+        let (me, engine) = self.me("claim")?;
         let mut at = 0;
         let got = self
-            .wait_for(Point::NotEmpty, timeout, "claim", |now| {
+            .wait_for(engine, Point::NotEmpty, timeout, "claim", |now| {
                 at = now;
-                self.claim_once(me, now)
+                self.claim_once(engine, me, now)
             })
             .map_err(|e| self.err_once("claim", e))?;
         match got {
@@ -100,7 +98,7 @@ impl Queue {
         }
         let before = out.len();
         let r = self.claim_batch_unchecked(max, timeout.into(), out);
-        if r.is_ok() && self.engine.broken() {
+        if r.is_ok() && self.is_broken() {
             // Claims made from zero pages are no claims.
             out.truncate(before);
         }
@@ -113,7 +111,7 @@ impl Queue {
         timeout: Timeout,
         out: &mut Vec<Message<'q>>,
     ) -> Result<usize> {
-        let me = self.me("claim_batch")?;
+        let (me, engine) = self.me("claim_batch")?;
         let first = self.claim(timeout)?;
         // The coarse clock, on which leases and delays are stamped (the
         // first claim's time may be the precise one, up to a tick ahead,
@@ -123,7 +121,7 @@ impl Queue {
         let mut n = 1;
         while n < max {
             match self
-                .claim_once(me, now)
+                .claim_once(engine, me, now)
                 .map_err(|e| self.err("claim_batch", e))?
             {
                 Some(c) => {
@@ -144,8 +142,8 @@ impl Queue {
     }
 
     fn read_payload_unchecked(&self, token: u64, buf: &mut [u8]) -> Result<usize> {
-        let me = self.me("read")?;
-        self.engine
+        let (me, engine) = self.me("read")?;
+        engine
             .read_claimed(me, token, buf)
             .map_err(|e| self.err("read", e))
     }
@@ -200,8 +198,11 @@ impl<'q> Message<'q> {
     #[cfg(feature = "internals")]
     #[doc(hidden)]
     pub fn payload_ptr(&self) -> *const u8 {
-        self.q
-            .engine
+        // A claim is made only through a read-write handle's engine.
+        let Store::Write(engine) = &self.q.store else {
+            return std::ptr::null();
+        };
+        engine
             .payload_ptr(self.claim.slot, self.claim.len)
             .map_or(std::ptr::null(), |p| p.cast_const())
     }

@@ -1,10 +1,11 @@
 //! Dead letters: listing, fetching, redriving to the queue and purging the
 //! records of the dead-letter area.
 
-use super::Queue;
+use super::{read_engine, Queue};
 use crate::error::{Error, Result, Status};
+use crate::memory::Loads;
 use crate::options::SendOptions;
-use crate::ring::{DeadLetterRecord, DeadLetterWord};
+use crate::ring::{DeadLetterRecord, DeadLetterWord, Engine};
 
 /// A dead letter, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,56 +32,64 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
 }
 
+/// Record `r`'s word if the record holds a dead letter now.
+fn full_record_word<M: Loads>(e: &Engine<M>, r: u64) -> Option<DeadLetterWord> {
+    let w = e.dead_letter_word(r);
+    w.is_full().then_some(w)
+}
+
+/// A copy of dead-letter record `r`, or `None` when it holds none or was
+/// rewritten during the copy. Lengths read from the file are clamped to
+/// the record's room.
+fn dead_letter_record<M: Loads>(e: &Engine<M>, r: u64) -> Option<DeadLetter> {
+    let d = e.dead_letter_record(r)?;
+    Some(DeadLetter {
+        index: r,
+        id: d.id,
+        reason: String::from_utf8_lossy(&d.reason).into_owned(),
+        attempts: d.attempts,
+        first_enqueued_ns: d.first_enqueued_ns,
+        dead_ns: d.dead_ns,
+        last_consumer_pid: d.last_consumer_pid,
+        key: d.key,
+        version: d.version,
+        payload: d.payload,
+    })
+}
+
+/// How many records hold a dead letter (racy: for stats).
+pub(super) fn dead_letter_count<M: Loads>(e: &Engine<M>) -> u64 {
+    (0..e.layout.params.dlq_capacity)
+        .filter(|&r| e.dead_letter_word(r).is_full())
+        .count() as u64
+}
+
+/// Record `r` as verify checks it: its word, and for a full record the
+/// record (with its lengths as stored, unclamped).
+pub(super) fn dead_letter_shape<M: Loads>(
+    e: &Engine<M>,
+    r: u64,
+) -> (DeadLetterWord, Option<DeadLetterRecord>) {
+    let w = e.dead_letter_word(r);
+    if !w.is_full() {
+        return (w, None);
+    }
+    (w, e.dead_letter_record(r))
+}
+
+/// Every dead letter, oldest id first.
+fn dlq_list_in<M: Loads>(e: &Engine<M>) -> Vec<DeadLetter> {
+    let mut v: Vec<_> = (0..e.layout.params.dlq_capacity)
+        .filter_map(|r| dead_letter_record(e, r))
+        .collect();
+    v.sort_by_key(|d| d.id);
+    v
+}
+
 impl Queue {
-    /// Record `r`'s word if the record holds a dead letter now.
-    fn full_record_word(&self, r: u64) -> Option<DeadLetterWord> {
-        let w = self.engine.dead_letter_word(r);
-        w.is_full().then_some(w)
-    }
-
-    /// A copy of dead-letter record `r`, or `None` when it holds none or
-    /// was rewritten during the copy. Lengths read from the file are
-    /// clamped to the record's room.
-    fn dead_letter_record(&self, r: u64) -> Option<DeadLetter> {
-        let d = self.engine.dead_letter_record(r)?;
-        Some(DeadLetter {
-            index: r,
-            id: d.id,
-            reason: String::from_utf8_lossy(&d.reason).into_owned(),
-            attempts: d.attempts,
-            first_enqueued_ns: d.first_enqueued_ns,
-            dead_ns: d.dead_ns,
-            last_consumer_pid: d.last_consumer_pid,
-            key: d.key,
-            version: d.version,
-            payload: d.payload,
-        })
-    }
-
-    /// How many records hold a dead letter (racy: for stats).
-    pub(super) fn dead_letter_count(&self) -> u64 {
-        (0..self.engine.layout.params.dlq_capacity)
-            .filter(|&r| self.engine.dead_letter_word(r).is_full())
-            .count() as u64
-    }
-
-    /// Record `r` as verify checks it: its word, and for a full record
-    /// the record (with its lengths as stored, unclamped).
-    pub(super) fn dead_letter_shape(&self, r: u64) -> (DeadLetterWord, Option<DeadLetterRecord>) {
-        let w = self.engine.dead_letter_word(r);
-        if !w.is_full() {
-            return (w, None);
-        }
-        (w, self.engine.dead_letter_record(r))
-    }
-
     /// Every dead letter, oldest id first.
     pub fn dlq_list(&self) -> Vec<DeadLetter> {
-        let mut v: Vec<_> = (0..self.engine.layout.params.dlq_capacity)
-            .filter_map(|r| self.dead_letter_record(r))
-            .collect();
-        v.sort_by_key(|d| d.id);
-        v
+        read_engine!(self, |e| dlq_list_in(e))
     }
 
     /// The dead letter with this id.
@@ -100,29 +109,26 @@ impl Queue {
     /// queue with its delivery count reset. Returns how many went back; stops
     /// early when the queue is full.
     pub fn dlq_redrive(&self, id: Option<u64>) -> Result<usize> {
-        self.me("dlq redrive")?;
+        let (me, engine) = self.me("dlq redrive")?;
         let mut n = 0;
         for d in self.dlq_list() {
             if id.is_some_and(|id| id != d.id) {
                 continue;
             }
-            let Some(w) = self.full_record_word(d.index) else {
+            let Some(w) = full_record_word(engine, d.index) else {
                 continue;
             };
-            if !self
-                .engine
-                .dead_letter_take_for_redrive(d.index, w, self.me.unwrap_or(0))
-            {
+            if !engine.dead_letter_take_for_redrive(d.index, w, me) {
                 continue;
             }
             let opts = SendOptions::new().key(d.key).version(d.version);
             match self.send_with(&d.payload, &opts) {
                 Ok(_) => {
-                    self.engine.dead_letter_redriven(d.index, true);
+                    engine.dead_letter_redriven(d.index, true);
                     n += 1;
                 }
                 Err(e) => {
-                    self.engine.dead_letter_redriven(d.index, false);
+                    engine.dead_letter_redriven(d.index, false);
                     if e.status() == Status::Full {
                         break;
                     }
@@ -144,19 +150,16 @@ impl Queue {
 
     /// Deletes the dead letter `id` (or every one). Returns how many.
     pub fn dlq_purge(&self, id: Option<u64>) -> Result<usize> {
-        self.writable("dlq purge")?;
+        let engine = self.writer("dlq purge")?;
         let mut n = 0;
         for d in self.dlq_list() {
             if id.is_some_and(|id| id != d.id) {
                 continue;
             }
-            let Some(w) = self.full_record_word(d.index) else {
+            let Some(w) = full_record_word(engine, d.index) else {
                 continue;
             };
-            if self
-                .engine
-                .dead_letter_purge(d.index, w, self.me.unwrap_or(0))
-            {
+            if engine.dead_letter_purge(d.index, w, self.me.unwrap_or(0)) {
                 n += 1;
             }
         }
@@ -164,7 +167,7 @@ impl Queue {
             // Messages waiting for room can move now.
             let now = self.now();
             if let Some(me) = self.me {
-                let r = self.engine.repair(me, now, &|_| false)?;
+                let r = engine.repair(me, now, &|_| false)?;
                 self.account_repairs(&r);
             }
         } else if let Some(id) = id {

@@ -2,12 +2,14 @@
 //! ([`Stats`]) and a check of its invariants ([`VerifyReport`]).
 
 use super::checks::TRUNCATED;
+use super::dead_letters::{dead_letter_count, dead_letter_shape};
 use super::maintenance::OfdLiveness;
 use super::wait::Point;
-use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
+use super::{read_engine, Queue, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::memory::Loads;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot};
 use crate::participants::Liveness;
-use crate::ring::{self, SlotState};
+use crate::ring::{Engine, SlotState};
 
 /// A snapshot of a queue's metrics (the README lists them).
 #[derive(Clone, Debug, PartialEq)]
@@ -111,33 +113,22 @@ impl Queue {
     /// The file's identity, layout and participant entries, as stored (a
     /// read of the header and the table; nothing is probed or changed).
     pub fn info(&self) -> Info {
-        let e = &self.engine;
-        let id = e.header_identity();
-        let participants = (0..e.layout.params.participant_capacity)
-            .filter_map(|i| {
-                let p = e.participant_snapshot(i);
-                (p.entry.is_live() || p.entry.is_cleaning()).then_some(InfoParticipant {
-                    index: i,
-                    pid: p.entry.pid,
-                    cleaning: p.entry.is_cleaning(),
-                    producer: p.roles & ROLE_PRODUCER != 0,
-                    consumer: p.roles & ROLE_CONSUMER != 0,
-                    attached_ns: p.attached_ns,
-                })
-            })
-            .collect();
-        Info {
-            format_version: id.format_version,
-            created_unix_ns: id.created_unix_ns,
-            boot_id: id.boot_id,
-            layout: e.layout,
-            participants,
-        }
+        read_engine!(self, |e| info_of(e))
     }
 
     /// A snapshot of every metric (a scan of the file: not for a hot loop).
     pub fn stats(&self) -> Stats {
-        let e = &self.engine;
+        read_engine!(self, |e| self.stats_in(e))
+    }
+
+    /// Checks every invariant of the file that can be checked while it is in
+    /// use, and reports what is wrong.
+    pub fn verify(&self) -> VerifyReport {
+        read_engine!(self, |e| self.verify_in(e))
+    }
+
+    /// [`Queue::stats`] over the handle's engine.
+    fn stats_in<M: Loads>(&self, e: &Engine<M>) -> Stats {
         let l = &e.layout;
         let now = self.now();
         let mut s = Stats {
@@ -154,8 +145,8 @@ impl Queue {
             producers: 0,
             consumers: 0,
             participants: 0,
-            producers_waiting: self.sleepers(Point::NotFull),
-            consumers_waiting: self.sleepers(Point::NotEmpty),
+            producers_waiting: e.sleepers(Point::NotFull),
+            consumers_waiting: e.sleepers(Point::NotEmpty),
             keys_in_use: e.keys().in_use(),
             key_capacity: l.params.key_capacity,
             counters: vec![0; crate::metrics::COUNTERS.len()],
@@ -190,7 +181,7 @@ impl Queue {
                 _ => {}
             }
         }
-        s.dead_letters = self.dead_letter_count();
+        s.dead_letters = dead_letter_count(e);
         for p in 0..l.params.participant_capacity {
             let snap = e.participant_snapshot(p);
             if snap.entry.is_live() {
@@ -203,14 +194,12 @@ impl Queue {
         s
     }
 
-    /// Checks every invariant of the file that can be checked while it is in
-    /// use, and reports what is wrong.
-    pub fn verify(&self) -> VerifyReport {
+    /// [`Queue::verify`] over the handle's engine.
+    fn verify_in<M: Loads>(&self, e: &Engine<M>) -> VerifyReport {
         let mut rep = VerifyReport::default();
-        if self.engine.broken() {
+        if self.is_broken() {
             rep.problems.push(TRUNCATED.to_string());
         }
-        let e = &self.engine;
         let l = &e.layout;
         let live = OfdLiveness {
             file: &self.file,
@@ -254,7 +243,7 @@ impl Queue {
                     rep.problems
                         .push(format!("slot {i}: owner {} out of range", w.owner()));
                 } else if entries[w.owner() as usize].is_free()
-                    && !(w.state() == SlotState::DlqWait && self.dlq_parked(i, w))
+                    && !(w.state() == SlotState::DlqWait && e.dlq_waiting(i, w))
                 {
                     // A message left waiting for room in the dead letters is
                     // sound whoever moved it there: any participant's repair
@@ -276,13 +265,13 @@ impl Queue {
                 }
             }
         }
-        self.verify_keys(&mut rep);
+        self.verify_keys(e, &mut rep);
         if head > tail.saturating_add(cap) {
             rep.problems
                 .push(format!("head cursor {head} is past the tail cursor {tail}"));
         }
         for r in 0..l.params.dlq_capacity {
-            let (word, record) = self.dead_letter_shape(r);
+            let (word, record) = dead_letter_shape(e, r);
             if !word.is_valid() {
                 rep.problems
                     .push(format!("dead letter {r}: invalid state {}", word.state()));
@@ -299,22 +288,15 @@ impl Queue {
         rep
     }
 
-    /// Whether `DLQ_WAIT` slot `i` (word `w`) is marked as waiting for room
-    /// in the dead letters (see `Engine::dlq_waiting`).
-    fn dlq_parked(&self, i: u64, w: ring::SlotWord) -> bool {
-        self.engine.dlq_waiting(i, w)
-    }
-
     /// The key table's part of [`Queue::verify`].
-    fn verify_keys(&self, rep: &mut VerifyReport) {
-        let e = &self.engine;
+    fn verify_keys<M: Loads>(&self, e: &Engine<M>, rep: &mut VerifyReport) {
         let l = &e.layout;
         let keys = e.keys();
         let cap = l.params.capacity;
         let mut pending: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         for i in 0..cap {
             if e.slot_word(i).state() == SlotState::Pending {
-                let k = self.slot_key(i);
+                let k = e.slot_snapshot(i).key;
                 if k != 0 {
                     *pending.entry(k).or_default() += 1;
                 }
@@ -360,5 +342,30 @@ impl Queue {
                 ));
             }
         }
+    }
+}
+
+/// [`Queue::info`] over the handle's engine.
+fn info_of<M: Loads>(e: &Engine<M>) -> Info {
+    let id = e.header_identity();
+    let participants = (0..e.layout.params.participant_capacity)
+        .filter_map(|i| {
+            let p = e.participant_snapshot(i);
+            (p.entry.is_live() || p.entry.is_cleaning()).then_some(InfoParticipant {
+                index: i,
+                pid: p.entry.pid,
+                cleaning: p.entry.is_cleaning(),
+                producer: p.roles & ROLE_PRODUCER != 0,
+                consumer: p.roles & ROLE_CONSUMER != 0,
+                attached_ns: p.attached_ns,
+            })
+        })
+        .collect();
+    Info {
+        format_version: id.format_version,
+        created_unix_ns: id.created_unix_ns,
+        boot_id: id.boot_id,
+        layout: e.layout,
+        participants,
     }
 }

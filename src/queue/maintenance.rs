@@ -7,12 +7,12 @@ use std::fs::File;
 use std::os::fd::AsFd;
 
 use super::wait::{clear_sleeper_counts, Point};
-use super::Queue;
+use super::{Mapping, Queue, Store};
 use crate::error::Result;
 use crate::metrics::Counter;
 use crate::participants::{Liveness, LOCK_BASE};
-use crate::ring::Repairs;
-use crate::sync::{AtomicU64, Ordering};
+use crate::ring::{Engine, Repairs};
+use crate::sync::Ordering;
 use crate::sys;
 
 /// How often (at most) a participant sweeps the table for dead participants.
@@ -52,10 +52,13 @@ impl Queue {
     /// death), and repairs compare leases and deadlines by the coarse clock,
     /// on which they were stamped.
     pub(super) fn maintain(&self) -> Result<bool> {
-        let Some(me) = self.me else { return Ok(false) };
+        // Only a participant maintains, and its handle is read-write.
+        let (Some(me), Store::Write(engine)) = (self.me, &self.store) else {
+            return Ok(false);
+        };
         let mut repaired = false;
         let now = self.now();
-        let live_next = self.liveness_due();
+        let live_next = engine.liveness_due_word();
         // Relaxed: a due time; the CAS below elects one sweeper.
         let due = live_next.load(Ordering::Relaxed);
         let precise = self.precise();
@@ -69,12 +72,12 @@ impl Queue {
                 )
                 .is_ok()
         {
-            repaired |= self.sweep_dead(me, now)? > 0;
+            repaired |= self.sweep_dead(engine, me, now)? > 0;
         }
-        let maint_next = self.repairs_due();
+        let maint_next = engine.repairs_due_word();
         let due = maint_next.load(Ordering::Relaxed);
         if now >= due {
-            let cfg = &self.engine.config;
+            let cfg = &engine.config;
             let period =
                 (cfg.lease_ns.min(cfg.reservation_timeout_ns) / 4).clamp(1_000_000, 100_000_000);
             if maint_next
@@ -86,7 +89,7 @@ impl Queue {
                 )
                 .is_ok()
             {
-                let r = self.engine.repair(me, now, &|_| false)?;
+                let r = engine.repair(me, now, &|_| false)?;
                 repaired |= self.account_repairs(&r);
             }
         }
@@ -109,8 +112,8 @@ impl Queue {
     }
 
     /// Finds dead participants, repairs what they left, frees their entries.
-    pub(super) fn sweep_dead(&self, me: u64, now: u64) -> Result<usize> {
-        let table = self.engine.participants();
+    pub(super) fn sweep_dead(&self, engine: &Engine<Mapping>, me: u64, now: u64) -> Result<usize> {
+        let table = engine.participants();
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: false,
@@ -119,7 +122,7 @@ impl Queue {
         if dead.is_empty() {
             return Ok(0);
         }
-        let r = self.clean_up(me, now, &dead)?;
+        let r = self.clean_up(engine, me, now, &dead)?;
         self.account_repairs(&r);
         Ok(dead.len())
     }
@@ -128,14 +131,20 @@ impl Queue {
     /// the participants in `dead` left; then frees their entries, which
     /// `me` marked as being cleaned by it. Entries of a repair that fails
     /// stay marked, and the next sweep of `me` takes them up again.
-    pub(super) fn clean_up(&self, me: u64, now: u64, dead: &[u64]) -> Result<Repairs> {
-        let table = self.engine.participants();
+    pub(super) fn clean_up(
+        &self,
+        engine: &Engine<Mapping>,
+        me: u64,
+        now: u64,
+        dead: &[u64],
+    ) -> Result<Repairs> {
+        let table = engine.participants();
         // Dead-letter records first: a record the dead left half written is
         // freed, so that a move they left half done finds room below.
-        self.engine.repair_dlq(&|o| dead.contains(&o));
-        let r = self.engine.repair(me, now, &|o| dead.contains(&o))?;
+        engine.repair_dlq(&|o| dead.contains(&o));
+        let r = engine.repair(me, now, &|o| dead.contains(&o))?;
         for &d in dead {
-            clear_sleeper_counts(&self.engine, d);
+            clear_sleeper_counts(engine, d);
             table.finish_cleaning(d, me);
         }
         self.count(Counter::DeadParticipants, dead.len() as u64);
@@ -159,8 +168,11 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn tick_due(&self, now: u64) {
-        let live = self.liveness_due();
-        let maint = self.repairs_due();
+        let Store::Write(engine) = &self.store else {
+            return;
+        };
+        let live = engine.liveness_due_word();
+        let maint = engine.repairs_due_word();
         // Relaxed: due times, hints; `maintain` elects one runner of each
         // job with a CAS on the word itself.
         if now >= live.load(Ordering::Relaxed) || now >= maint.load(Ordering::Relaxed) {
@@ -170,16 +182,5 @@ impl Queue {
             .load(Ordering::Relaxed)
             .min(maint.load(Ordering::Relaxed));
         self.next_check.set(next);
-    }
-
-    /// When the next liveness sweep is due (precise clock), in the header.
-    pub(super) fn liveness_due(&self) -> &AtomicU64 {
-        self.engine.liveness_due_word()
-    }
-
-    /// When the next slot scan for expired leases and stalled reservations
-    /// is due (coarse clock), in the header.
-    fn repairs_due(&self) -> &AtomicU64 {
-        self.engine.repairs_due_word()
     }
 }

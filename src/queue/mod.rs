@@ -28,7 +28,7 @@ pub use dead_letters::DeadLetter;
 pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
 pub use send::{Reserved, Sent};
 
-pub use crate::mapping::Mapping;
+pub use crate::mapping::{Mapping, ReadOnlyMapping};
 
 use std::cell::Cell;
 use std::fs::File;
@@ -48,6 +48,41 @@ use crate::ring::{Engine, Repairs};
 /// about as much as a message here.
 const SAMPLE_EVERY: u32 = 16;
 
+/// The engine of a handle, over the memory its mapping allows: a
+/// read-only handle's engine is over a [`ReadOnlyMapping`], which only
+/// loads, so no operation that changes the queue can be built for it.
+pub(crate) enum Store {
+    /// Mapped read-write: participants, and inspection handles of a file
+    /// this process may write.
+    Write(Engine<Mapping>),
+    /// Mapped `PROT_READ`.
+    Read(Engine<ReadOnlyMapping>),
+}
+
+impl Store {
+    /// Whether the file was truncated under the mapping.
+    #[inline(always)]
+    fn broken(&self) -> bool {
+        match self {
+            Store::Write(e) => e.broken(),
+            Store::Read(e) => e.broken(),
+        }
+    }
+}
+
+/// Evaluates `$body` with `$e` bound to the handle `$q`'s engine, whichever
+/// memory it is over (the body is built once per memory type): for the
+/// operations that only read.
+macro_rules! read_engine {
+    ($q:expr, |$e:ident| $body:expr) => {
+        match &$q.store {
+            $crate::queue::Store::Write($e) => $body,
+            $crate::queue::Store::Read($e) => $body,
+        }
+    };
+}
+use read_engine;
+
 /// Role bits of a participant.
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
@@ -61,7 +96,7 @@ const ROLE_CONSUMER: u64 = 2;
 /// the child every operation through it fails (naming the cause) and
 /// dropping it does nothing; the child opens its own handle.
 pub struct Queue {
-    engine: Engine<Mapping>,
+    store: Store,
     file: File,
     path: PathBuf,
     /// Our participant index, or `None` for an inspection handle.
@@ -69,9 +104,6 @@ pub struct Queue {
     /// The state word we stored when we took our entry: released at close
     /// only if the entry still holds it.
     registration: Option<EntryState>,
-    /// Mapped `PROT_READ`: every operation that changes the queue is
-    /// refused with `Permission` before it touches the mapping.
-    read_only: bool,
     /// The checks this handle was opened with, for a later attach.
     open_opts: OpenOptions,
     pid: u32,
@@ -105,17 +137,23 @@ impl Queue {
     #[cfg(feature = "internals")]
     #[doc(hidden)]
     pub fn layout(&self) -> &Layout {
-        &self.engine.layout
+        self.file_layout()
+    }
+
+    /// The layout of the file.
+    #[inline]
+    fn file_layout(&self) -> &Layout {
+        read_engine!(self, |e| &e.layout)
     }
 
     /// Default lease, read from the file.
     pub fn lease(&self) -> Duration {
-        Duration::from_nanos(self.engine.config.lease_ns)
+        Duration::from_nanos(read_engine!(self, |e| e.config.lease_ns))
     }
 
     /// Failed deliveries before dead-lettering (0 = unlimited).
     pub fn max_deliveries(&self) -> u32 {
-        self.engine.config.max_deliveries
+        read_engine!(self, |e| e.config.max_deliveries)
     }
 
     /// Whether the queue is in latest-only mode.
@@ -141,22 +179,44 @@ impl Queue {
     /// Whether this handle is read-only: mapped `PROT_READ`, not attached,
     /// refusing every change with `Permission`.
     pub fn read_only(&self) -> bool {
-        self.read_only
+        matches!(self.store, Store::Read(_))
     }
 
     /// Whether the file was truncated while mapped; every operation then
     /// returns `Corrupt`. [`Queue::stats`] and the listings cannot return an
     /// error: check this after them when it matters.
     pub fn is_broken(&self) -> bool {
-        self.engine.broken()
+        self.store.broken()
     }
 
-    /// The engine, for this repository's tests and tools (behind the
-    /// `internals` door).
+    /// The engine of a read-write handle, for this repository's tests and
+    /// tools (behind the `internals` door).
+    ///
+    /// # Panics
+    /// On a read-only handle, whose engine only loads: see
+    /// [`Queue::read_only_engine`].
     #[cfg(feature = "internals")]
     #[doc(hidden)]
     pub fn engine(&self) -> &Engine<Mapping> {
-        &self.engine
+        match &self.store {
+            Store::Write(e) => e,
+            Store::Read(_) => panic!(
+                "{}: the engine of a read-only handle only loads: use read_only_engine",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// The engine of a read-only handle (`None` for a read-write one), for
+    /// this repository's tests and tools (behind the `internals` door). Its
+    /// memory only loads.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn read_only_engine(&self) -> Option<&Engine<ReadOnlyMapping>> {
+        match &self.store {
+            Store::Write(_) => None,
+            Store::Read(e) => Some(e),
+        }
     }
 
     /// The time for leases, delays and the enqueue time of unsampled
@@ -193,8 +253,8 @@ impl Queue {
 
     #[inline]
     fn recorder(&self) -> Option<Recorder<'_, Mapping>> {
-        match (self.me, self.metrics.get()) {
-            (Some(me), true) => Some(self.engine.recorder(me)),
+        match (self.me, self.metrics.get(), &self.store) {
+            (Some(me), true, Store::Write(e)) => Some(e.recorder(me)),
             _ => None,
         }
     }
@@ -208,17 +268,11 @@ impl Queue {
 
     fn note_role(&self, role: u64) {
         if self.roles.get() & role == 0 {
-            if let Some(me) = self.me {
+            if let (Some(me), Store::Write(e)) = (self.me, &self.store) {
                 self.roles.set(self.roles.get() | role);
-                self.engine.add_roles(me, role);
+                e.add_roles(me, role);
             }
         }
-    }
-
-    /// The key of the message in slot `i` (meaningful while the slot is
-    /// not free; for listings and checks that decide nothing).
-    fn slot_key(&self, i: u64) -> u64 {
-        self.engine.slot_snapshot(i).key
     }
 }
 
@@ -227,7 +281,7 @@ impl std::fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("path", &self.path)
             .field("participant", &self.me)
-            .field("capacity", &self.engine.layout.params.capacity)
+            .field("capacity", &self.file_layout().params.capacity)
             .finish()
     }
 }

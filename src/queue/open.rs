@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::checks::TRUNCATED;
 use super::maintenance::OfdLiveness;
 use super::wait::{clear_sleeper_counts, Point};
-use super::{Mapping, Queue};
+use super::{Mapping, Queue, ReadOnlyMapping, Store};
 use crate::clock::Clock;
 use crate::error::{Error, Result, Status};
 use crate::layout::{self, Layout, Params};
@@ -21,7 +21,8 @@ use crate::options::{Access, OpenOptions, Options};
 use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{header, Config, Engine, Repairs, SlotState};
-use crate::sync::{AtomicU64, Ordering};
+use crate::memory::Loads;
+use crate::sync::Ordering;
 use crate::sys;
 
 impl Queue {
@@ -65,12 +66,12 @@ impl Queue {
                 e,
             ))
         })?;
-        let map = Mapping::new(&file, layout.file_size, path, true).map_err(cleanup)?;
+        let map = Mapping::new(&file, layout.file_size, path).map_err(cleanup)?;
         header::write_header(&map, &layout, opts, flags, sys::unix_ns(), sys::boot_id());
         let engine = Engine::new(map, layout, opts_config(opts));
         engine.format();
         engine.publish();
-        Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
+        Self::attach(Store::Write(engine), file, path.to_path_buf(), true).map_err(cleanup)
     }
 
     /// Opens an existing queue file and attaches to it as a participant,
@@ -89,14 +90,16 @@ impl Queue {
     /// Opens an existing queue file as `opts` says: as a participant, for
     /// inspection, or read-only, and accepting which owners and modes.
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Queue> {
-        let (engine, file, path) = Self::open_engine(path.as_ref(), opts)?;
+        let (store, file, path) = Self::open_engine(path.as_ref(), opts)?;
         let register = opts.access == Access::Participant;
-        let mut q = Self::attach(engine, file, path, register)?;
+        let mut q = Self::attach(store, file, path, register)?;
         q.open_opts = *opts;
         Ok(q)
     }
 
-    fn open_engine(path: &Path, opts: &OpenOptions) -> Result<(Engine<Mapping>, File, PathBuf)> {
+    /// Opens the file and maps it: read-write when this process may write
+    /// it (and `opts` asks to), else as a mapping that only loads.
+    fn open_engine(path: &Path, opts: &OpenOptions) -> Result<(Store, File, PathBuf)> {
         let ctx = |what: &str| format!("{}: open: {what}", path.display());
         let (file, writable) = permissions::open_file(path, opts.access)?;
         // fstat on the descriptor: type, owner and mode of what we opened.
@@ -108,36 +111,30 @@ impl Queue {
                 ctx(&format!("{len} bytes is not the size of a queue file")),
             ));
         }
-        let map = Mapping::new(&file, len as usize, path, writable)?;
-        // A creator stores the magic last: wait briefly for one in progress.
-        let mut tries = 0;
-        while !header::magic_published(&map) && tries < 200 && !map.broken() {
-            std::thread::sleep(Duration::from_millis(5));
-            tries += 1;
-        }
-        // Acquire on the magic above orders these relaxed reads.
-        let layout = Layout::from_header(len as usize, |off| header::header_word(&map, off));
-        if map.broken() {
-            // Shrunk between the fstat above and reading the header.
-            return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
-        }
-        let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
-        let config = header::stored_config(&map);
-        Ok((Engine::new(map, layout, config), file, path.to_path_buf()))
+        let len = len as usize;
+        let store = if writable {
+            let map = Mapping::new(&file, len, path)?;
+            Store::Write(engine_over(map, Mapping::broken, len, &ctx)?)
+        } else {
+            let map = ReadOnlyMapping::new(&file, len, path)?;
+            Store::Read(engine_over(map, ReadOnlyMapping::broken, len, &ctx)?)
+        };
+        Ok((store, file, path.to_path_buf()))
     }
 
-    fn attach(engine: Engine<Mapping>, file: File, path: PathBuf, register: bool) -> Result<Queue> {
-        let (latest_only, wait) = engine.stored_modes();
+    fn attach(store: Store, file: File, path: PathBuf, register: bool) -> Result<Queue> {
+        let (latest_only, wait) = match &store {
+            Store::Write(e) => e.stored_modes(),
+            Store::Read(e) => e.stored_modes(),
+        };
         let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
         let full_msg = format!("{}: send: the queue is full", path.display()).into();
-        let read_only = !engine.writable();
         let mut q = Queue {
-            engine,
+            store,
             file,
             path,
             me: None,
             registration: None,
-            read_only,
             open_opts: OpenOptions::new(),
             pid: sys::watch_forks(),
             latest_only,
@@ -162,15 +159,8 @@ impl Queue {
     /// Whether the file's participants belong to a previous boot (its boot
     /// id is not this boot's).
     pub(super) fn stale_boot(&self) -> bool {
-        let boot = sys::boot_id();
-        let (lo, hi) = self.boot_id_words();
-        // Relaxed: informative; `elect_boot` decides with a CAS.
-        [lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)] != boot
-    }
-
-    /// The two words of the boot id in the header.
-    fn boot_id_words(&self) -> (&AtomicU64, &AtomicU64) {
-        self.engine.boot_id_words()
+        // Informative; `elect_boot` decides with a CAS.
+        super::read_engine!(self, |e| e.stored_boot_id()) != sys::boot_id()
     }
 
     /// Decides, before we take an entry, whether the participants in the
@@ -181,10 +171,10 @@ impl Queue {
     /// attacher takes its entry after it saw the new boot id (it returns
     /// from here only then), so no entry taken under the new boot is in
     /// the winner's snapshot.
-    fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
+    fn elect_boot(engine: &Engine<Mapping>) -> Option<Vec<(u64, u64)>> {
         let boot = sys::boot_id();
-        let (lo, hi) = self.boot_id_words();
-        let table = self.engine.participants();
+        let (lo, hi) = engine.boot_id_words();
+        let table = engine.participants();
         loop {
             // Acquire: pairs with the winner's release below, so our entry
             // is taken after the winner's snapshot was read.
@@ -212,10 +202,16 @@ impl Queue {
     }
 
     fn register(&mut self) -> Result<()> {
-        let old_boot = self.elect_boot();
+        // The field itself, not `writer`'s borrow of the whole handle: the
+        // entry taken below is stored in the handle.
+        let Store::Write(engine) = &self.store else {
+            return Err(self.read_only_err("open"));
+        };
+        self.intact("open")?;
+        let old_boot = Self::elect_boot(engine);
         let now = sys::monotonic_ns();
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
-        let table = self.engine.participants();
+        let table = engine.participants();
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: false,
@@ -231,7 +227,6 @@ impl Queue {
                 continue;
             }
             table.raise_bound(i);
-            let engine = &self.engine;
             let mut repairs = Repairs::default();
             let mut cleaned = 0u64;
             // We hold entry i's lock, so its previous owner is dead: repair
@@ -257,14 +252,14 @@ impl Queue {
                     // lock held or not (a lock cannot outlive a reboot; a
                     // file copied from elsewhere may say so all the same).
                     let dead = table.claim_unchanged(i, &snapshot);
-                    repairs.add(&self.clean_up(i, now, &dead)?);
+                    repairs.add(&self.clean_up(engine, i, now, &dead)?);
                 }
                 // Then the dead of this boot, and any cleanup a previous
                 // holder of our entry left unfinished (it names our index
                 // as its cleaner: nobody else would take it over).
                 let dead = table.claim_dead(i, &live);
                 if !dead.is_empty() {
-                    repairs.add(&self.clean_up(i, now, &dead)?);
+                    repairs.add(&self.clean_up(engine, i, now, &dead)?);
                 }
                 self.account_repairs(&repairs);
                 self.attach_repairs.set(repairs);
@@ -289,11 +284,6 @@ impl Queue {
         Ok(())
     }
 
-    /// Tells the consumers that messages went back to the side path
-    /// (claims given back at detach), so that they look beyond the head.
-    fn mark_side_dirty(&self) {
-        self.engine.mark_side_dirty();
-    }
 }
 
 impl Drop for Queue {
@@ -305,50 +295,54 @@ impl Drop for Queue {
         if std::process::id() != self.pid {
             return;
         }
-        if let (Some(me), true) = (self.me, self.engine.broken()) {
+        // A participant's handle is read-write: a read-only one holds no
+        // entry.
+        let (Some(me), Store::Write(engine)) = (self.me, &self.store) else {
+            return;
+        };
+        if engine.broken() {
             // The mapping is partly zero pages: repairs would act on what
             // they read there. Only give up the lock; survivors see us dead.
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
             return;
         }
-        if let Some(me) = self.me {
-            let now = self.now();
-            // What we still hold goes back now rather than after a lease.
-            if let Ok(r) = self.engine.repair(me, now, &|_| false) {
-                self.account_repairs(&r);
-            }
-            let mut r = Repairs::default();
-            for i in 0..self.engine.layout.params.capacity {
-                let w = self.engine.slot_word(i);
-                if w.owner() == me
-                    && matches!(
-                        w.state(),
-                        SlotState::Claimed
-                            | SlotState::Reserved
-                            | SlotState::Passed
-                            | SlotState::Abandoned
-                    )
-                {
-                    let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
-                }
-            }
-            if r.redelivered + r.replacements > 0 {
-                self.mark_side_dirty();
-                self.notify(Point::NotEmpty);
-            }
-            // Our own claims given back do not count as reclaimed (no lease
-            // expired, no consumer died); a last delivery moved to the dead
-            // letters counts as dead-lettered (one left waiting for room is
-            // counted by the repair that moves it).
-            self.count(Counter::DeadLettered, r.dead_lettered);
-            if r.abandoned + r.dead_lettered > 0 {
-                self.notify(Point::NotFull);
-            }
-            if let Some(mine) = self.registration {
-                self.engine.participants().release(me, mine);
-            }
-            let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
+        let now = self.now();
+        // What we still hold goes back now rather than after a lease.
+        if let Ok(r) = engine.repair(me, now, &|_| false) {
+            self.account_repairs(&r);
         }
+        let mut r = Repairs::default();
+        for i in 0..engine.layout.params.capacity {
+            let w = engine.slot_word(i);
+            if w.owner() == me
+                && matches!(
+                    w.state(),
+                    SlotState::Claimed
+                        | SlotState::Reserved
+                        | SlotState::Passed
+                        | SlotState::Abandoned
+                )
+            {
+                let _ = engine.repair_slot(me, i, now, &|o| o == me, &mut r);
+            }
+        }
+        if r.redelivered + r.replacements > 0 {
+            // Claims given back: the consumers look beyond the head.
+            engine.mark_side_dirty();
+            self.notify(Point::NotEmpty);
+        }
+        // Our own claims given back do not count as reclaimed (no lease
+        // expired, no consumer died); a last delivery moved to the dead
+        // letters counts as dead-lettered (one left waiting for room is
+        // counted by the repair that moves it).
+        self.count(Counter::DeadLettered, r.dead_lettered);
+        if r.abandoned + r.dead_lettered > 0 {
+            self.notify(Point::NotFull);
+        }
+        if let Some(mine) = self.registration {
+            engine.participants().release(me, mine);
+        }
+        let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
     }
 }
 
@@ -358,4 +352,31 @@ fn opts_config(o: &Options) -> Config {
         max_deliveries: o.max_deliveries,
         reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
     }
+}
+
+/// An engine over `map`, a mapping of `len` bytes of a queue file (`broken`
+/// tells whether it shrank since), once its creator published it: waits
+/// briefly for a creator in progress, then reads and checks the layout and
+/// the settings. `ctx` names the file in errors.
+fn engine_over<M: Loads>(
+    map: M,
+    broken: fn(&M) -> bool,
+    len: usize,
+    ctx: &dyn Fn(&str) -> String,
+) -> Result<Engine<M>> {
+    // A creator stores the magic last: wait briefly for one in progress.
+    let mut tries = 0;
+    while !header::magic_published(&map) && tries < 200 && !broken(&map) {
+        std::thread::sleep(Duration::from_millis(5));
+        tries += 1;
+    }
+    // Acquire on the magic above orders these relaxed reads.
+    let layout = Layout::from_header(len, |off| header::header_word(&map, off));
+    if broken(&map) {
+        // Shrunk between the fstat above and reading the header.
+        return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
+    }
+    let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
+    let config = header::stored_config(&map);
+    Ok(Engine::new(map, layout, config))
 }

@@ -2,11 +2,11 @@
 //! ([`Reserved`]) and committed; keyed sends and latest-only replacement.
 
 use super::wait::Point;
-use super::{Queue, ROLE_PRODUCER};
+use super::{read_engine, Mapping, Queue, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
 use crate::metrics::Counter;
 use crate::options::{SendOptions, Timeout};
-use crate::ring::{Committed, Reservation, SendSpec};
+use crate::ring::{Committed, Engine, Reservation, SendSpec};
 
 /// What [`Queue::send_with`] sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +34,13 @@ impl Queue {
     }
 
     fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
-        let me = self.me("send")?;
+        let (me, engine) = self.me("send")?;
         self.check_len(data.len(), "send")?;
         let mut at = 0;
-        let got = self.wait_for(Point::NotFull, opts.timeout, "send", |now| {
+        let got = self.wait_for(engine, Point::NotFull, opts.timeout, "send", |now| {
             at = now;
             let spec = self.send_spec(opts, now);
-            self.engine.send(me, now, data, &spec, || self.stamp(now))
+            engine.send(me, now, data, &spec, || self.stamp(now))
         });
         match got {
             Ok(Some(c)) => Ok(self.committed(c, data.len(), at)),
@@ -85,24 +85,31 @@ impl Queue {
     /// The last acked version of `key` (0 if none), for a consumer that
     /// guards its own store too.
     pub fn latest_acked_version(&self, key: u64) -> u64 {
-        let keys = self.engine.keys();
-        keys.find(key).map_or(0, |e| keys.last_acked(e))
+        read_engine!(self, |e| {
+            let keys = e.keys();
+            keys.find(key).map_or(0, |n| keys.last_acked(n))
+        })
     }
 
     /// Reserves a slot, waiting as `timeout` allows; returns it with the
     /// time of the reservation.
-    fn reserve_inner(&self, len: usize, timeout: Timeout, op: &str) -> Result<(Reservation, u64)> {
-        let me = self.me(op)?;
+    fn reserve_inner(
+        &self,
+        len: usize,
+        timeout: Timeout,
+        op: &str,
+    ) -> Result<(Reservation, &Engine<Mapping>)> {
+        let (me, engine) = self.me(op)?;
         self.check_len(len, op)?;
-        let got = self.wait_for(Point::NotFull, timeout, op, |now| {
-            match self.engine.reserve(me, now, len) {
+        let got = self.wait_for(engine, Point::NotFull, timeout, op, |now| {
+            match engine.reserve(me, now, len) {
                 Ok(r) => Ok(Some((r, now))),
                 Err(e) if e.status() == Status::Full => Ok(None),
                 Err(e) => Err(e),
             }
         });
         match got {
-            Ok(Some(r)) => Ok(r),
+            Ok(Some((r, _))) => Ok((r, engine)),
             Ok(None) => Err(self.full()),
             Err(e) => Err(self.err_once(op, e)),
         }
@@ -131,9 +138,10 @@ impl Queue {
     /// place and then committed (zero-copy send).
     pub fn reserve(&self, len: usize, timeout: impl Into<Timeout>) -> Result<Reserved<'_>> {
         let r = self.reserve_inner(len, timeout.into(), "reserve");
-        let (r, _) = self.checked("reserve", r)?;
+        let (r, engine) = self.checked("reserve", r)?;
         Ok(Reserved {
             q: self,
+            engine,
             r,
             len,
             done: false,
@@ -163,7 +171,7 @@ impl Queue {
         messages: &[B],
         timeout: Timeout,
     ) -> Result<usize> {
-        let me = self.me("send_batch")?;
+        let (me, engine) = self.me("send_batch")?;
         let mut sent = 0usize;
         let mut bytes = 0u64;
         let mut now = self.now();
@@ -176,12 +184,12 @@ impl Queue {
             }
             // Unkeyed, undelayed, unsampled: one engine call per message.
             let got = if sent == 0 {
-                self.wait_for(Point::NotFull, timeout, "send_batch", |at| {
+                self.wait_for(engine, Point::NotFull, timeout, "send_batch", |at| {
                     now = at;
-                    self.engine.send_plain(me, at, data)
+                    engine.send_plain(me, at, data)
                 })
             } else {
-                self.engine.send_plain(me, now, data)
+                engine.send_plain(me, now, data)
             };
             match got {
                 Ok(Some(_)) => {}
@@ -218,6 +226,8 @@ impl Queue {
 /// A reserved slot being written in place.
 pub struct Reserved<'q> {
     q: &'q Queue,
+    /// The handle's engine, read-write (only a participant reserves).
+    engine: &'q Engine<Mapping>,
     r: Reservation,
     len: usize,
     done: bool,
@@ -242,7 +252,7 @@ impl<'q> Reserved<'q> {
                 ),
             ));
         }
-        self.q.engine.write_payload(&self.r, data);
+        self.engine.write_payload(&self.r, data);
         self.len = data.len();
         Ok(())
     }
@@ -250,8 +260,7 @@ impl<'q> Reserved<'q> {
     /// A pointer to the slot's payload, `capacity()` bytes long, valid until
     /// commit or abort. Writing through it is the zero-copy path.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.q
-            .engine
+        self.engine
             .reservation_ptr(&self.r, self.len)
             .unwrap_or(std::ptr::null_mut())
     }
@@ -279,15 +288,13 @@ impl<'q> Reserved<'q> {
     /// into the waiting message's slot, and this reservation is given back.
     pub fn commit_with(mut self, opts: &SendOptions) -> Result<Sent> {
         let q = self.q;
-        let me = q.me("commit")?;
+        let (me, engine) = q.me("commit")?;
         let now = q.now();
         let spec = q.send_spec(opts, now);
         // The engine gives the reservation back itself when it does not
         // commit it (a refused version, a replacement in place).
         self.done = true;
-        let r = match q
-            .engine
-            .commit_reserved(me, &self.r, self.len, &spec, now, || q.stamp(now))
+        let r = match engine.commit_reserved(me, &self.r, self.len, &spec, now, || q.stamp(now))
         {
             Ok(c) => {
                 if c.replaced {
@@ -306,9 +313,8 @@ impl<'q> Reserved<'q> {
     /// Gives the slot back without sending.
     pub fn abort(mut self) -> Result<()> {
         self.done = true;
-        let me = self.q.me("abort")?;
-        self.q
-            .engine
+        let (me, engine) = self.q.me("abort")?;
+        engine
             .abort(me, &self.r)
             .map_err(|e| self.q.err("abort", e))?;
         self.q.count(Counter::Aborted, 1);
@@ -322,7 +328,7 @@ impl Drop for Reserved<'_> {
         // In a forked child the reservation is the parent's: leave it.
         if !self.done && std::process::id() == self.q.pid {
             if let Some(me) = self.q.me {
-                let _ = self.q.engine.abort(me, &self.r);
+                let _ = self.engine.abort(me, &self.r);
                 self.q.notify(Point::NotFull);
             }
         }

@@ -37,9 +37,9 @@ impl Queue {
         claimed_ns: Option<u64>,
         enqueued_ns: Option<u64>,
     ) -> Result<Settled> {
-        let me = self.me(op)?;
+        let (me, engine) = self.me(op)?;
         let now = self.now();
-        let r = match self.engine.settle(me, token, outcome, now) {
+        let r = match engine.settle(me, token, outcome, now) {
             Ok(r) => r,
             Err(e) => {
                 if e.status() == Status::LeaseLost {
@@ -93,12 +93,12 @@ impl Queue {
     }
 
     fn ack_batch_unchecked(&self, messages: &[Message<'_>]) -> Result<usize> {
-        let me = self.me("ack_batch")?;
+        let (me, engine) = self.me("ack_batch")?;
         let now = self.now();
         let mut precise = None;
         let mut acked = 0;
         for m in messages {
-            match self.engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
+            match engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
                 Ok(_) => {
                     acked += 1;
                     if let Some(rec) = self.recorder() {

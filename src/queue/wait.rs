@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Mapping, Queue};
+use super::{Mapping, Queue, Store};
 use crate::error::{Error, Result, Status};
 use crate::metrics::Counter;
 use crate::options::{Timeout, WaitStrategy};
@@ -38,24 +38,21 @@ fn sleeping_word(engine: &Engine<Mapping>, p: u64) -> &AtomicU64 {
 }
 
 impl Queue {
-    fn wait_point(&self, p: Point) -> WaitPoint<'_> {
-        wait_point_of(&self.engine, p)
-    }
-
-    /// How many sleep at `p` now (racy: for stats).
-    pub(super) fn sleepers(&self, p: Point) -> u64 {
-        self.wait_point(p).sleepers()
-    }
-
+    /// Wakes the sleepers at `p`, if any, after a change to the queue (a
+    /// read-only handle makes none, and wakes nobody).
     #[inline]
     pub(super) fn notify(&self, p: Point) {
-        self.wait_point(p).notify(&OsFutex);
+        if let Store::Write(e) = &self.store {
+            wait_point_of(e, p).notify(&OsFutex);
+        }
     }
 
     /// Spins, then sleeps, until `attempt` yields a value or the timeout
-    /// passes. `attempt` gets the current time.
+    /// passes. `attempt` gets the current time; `engine` is the handle's
+    /// (read-write: only a participant waits).
     pub(super) fn wait_for<T>(
         &self,
+        engine: &Engine<Mapping>,
         point: Point,
         timeout: Timeout,
         op: &str,
@@ -116,9 +113,7 @@ impl Queue {
                     // frees out of order.
                     if matches!(point, Point::NotFull)
                         && spins % 16 != 0
-                        && !self
-                            .engine
-                            .room_ahead(ROOM_RUN.min(self.engine.capacity() / 4))
+                        && !engine.room_ahead(ROOM_RUN.min(engine.capacity() / 4))
                     {
                         continue;
                     }
@@ -128,9 +123,10 @@ impl Queue {
                 }
                 continue;
             }
-            let wp = self.wait_point(point);
+            let (me, _) = self.me(op)?;
+            let wp = wait_point_of(engine, point);
             let bit = point.sleeping_bit();
-            let sleeping = sleeping_word(&self.engine, self.me(op)?);
+            let sleeping = sleeping_word(engine, me);
             // Relaxed: read only by a cleaner after our death.
             sleeping.fetch_or(bit, Ordering::Relaxed);
             let seen = wp.prepare();

@@ -7,8 +7,6 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use shmq::internals::layout::hdr;
-use shmq::internals::memory::Memory;
 use shmq::internals::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
 use shmq::{Counter, Histogram, Queue, Stats};
 
@@ -33,18 +31,14 @@ pub struct View {
 impl View {
     /// Takes a snapshot of `q`.
     pub fn take(label: &str, q: &Queue) -> View {
-        let mem = q.engine().mem();
-        // Relaxed: informative counts, read racily.
-        let read = |off: usize| {
-            mem.u64_at(off)
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .min(1 << 20)
-        };
+        // The snapshot's sleeper counts (racy, informative), bounded: a
+        // damaged file may hold any number there.
+        let stats = q.stats();
         View {
             label: label.to_string(),
-            stats: q.stats(),
-            waiting_producers: read(hdr::NOT_FULL_SLEEPERS),
-            waiting_consumers: read(hdr::NOT_EMPTY_SLEEPERS),
+            waiting_producers: stats.producers_waiting.min(1 << 20),
+            waiting_consumers: stats.consumers_waiting.min(1 << 20),
+            stats,
         }
     }
 }
