@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::maintenance::{OfdLiveness, LIVENESS_PERIOD_NS};
 use super::{read_engine, Queue, Store, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
+use crate::memory::Loads;
 use crate::options::Access;
 use crate::participants::Liveness;
-use crate::memory::Loads;
 use crate::ring::{Engine, Repairs, SlotState};
 use crate::sync::Ordering;
 

@@ -16,12 +16,12 @@ use super::{Mapping, Queue, ReadOnlyMapping, Store};
 use crate::clock::Clock;
 use crate::error::{Error, Result, Status};
 use crate::layout::{self, Layout, Params};
+use crate::memory::Loads;
 use crate::metrics::Counter;
 use crate::options::{Access, OpenOptions, Options};
 use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{header, Config, Engine, Repairs, SlotState};
-use crate::memory::Loads;
 use crate::sync::Ordering;
 use crate::sys;
 
@@ -283,7 +283,6 @@ impl Queue {
         drop(self);
         Ok(())
     }
-
 }
 
 impl Drop for Queue {

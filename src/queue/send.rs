@@ -294,8 +294,7 @@ impl<'q> Reserved<'q> {
         // The engine gives the reservation back itself when it does not
         // commit it (a refused version, a replacement in place).
         self.done = true;
-        let r = match engine.commit_reserved(me, &self.r, self.len, &spec, now, || q.stamp(now))
-        {
+        let r = match engine.commit_reserved(me, &self.r, self.len, &spec, now, || q.stamp(now)) {
             Ok(c) => {
                 if c.replaced {
                     q.notify(Point::NotFull);
