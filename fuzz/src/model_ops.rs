@@ -53,12 +53,10 @@
 //! rest     operations: one byte (op = b % 24) and its argument bytes
 //! ```
 
-use shmq::memory::Memory;
 use shmq::ring::{state, Outcome};
-
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
+use shmq_testkit::model::{file, id_of, payload, Expect, KeyTable};
 use std::collections::{BTreeMap, BTreeSet};
-
 use std::time::Duration;
 
 use crate::harness::{unique_path, Bytes, TempFile};
@@ -74,20 +72,6 @@ const EXTENDS_S: [u64; 2] = [10, 100];
 const WARPS_S: [u64; 3] = [6, 61, 1000];
 /// Operations per case, at most.
 const BUDGET: usize = 160;
-
-/// The payload of message `id`: the id, then a pattern, `len` bytes in all.
-fn payload(id: u64, len: usize) -> Vec<u8> {
-    let mut v = id.to_le_bytes().to_vec();
-    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
-    v
-}
-
-fn id_of(data: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = data.len().min(8);
-    b[..n].copy_from_slice(&data[..n]);
-    u64::from_le_bytes(b)
-}
 
 /// Where a message is, in the model.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,12 +99,6 @@ struct Msg {
     st: St,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct KeyM {
-    last_acked: u64,
-    next: u64,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 struct Dead {
     attempts: u64,
@@ -131,7 +109,6 @@ struct Dead {
 
 struct Model {
     cap: u64,
-    key_cap: usize,
     max_deliveries: u32,
     dlq_cap: usize,
     latest_only: bool,
@@ -141,10 +118,10 @@ struct Model {
     msgs: BTreeMap<u64, Msg>,
     /// Dead letters by message id, with the record's id once seen.
     dlq: BTreeMap<u64, (Dead, Option<u64>)>,
-    keys: BTreeMap<u64, KeyM>,
-    /// Latest-only: the waiting message of a key (replaced in place by a
-    /// newer send), and whether a claim may have parked it meanwhile.
-    waiting: BTreeMap<u64, (u64, bool)>,
+    /// The key table; latest-only, each key's waiting message (replaced
+    /// in place by a newer send), and whether a claim may have parked it
+    /// meanwhile.
+    keys: KeyTable,
     /// Tokens of ended claims.
     ended: Vec<u64>,
 }
@@ -212,7 +189,7 @@ impl Model {
     /// A committed keyed message older than its key's last acked version:
     /// completed without delivery when a claim reaches it.
     fn doomed(&self, m: &Msg) -> bool {
-        m.key != 0 && m.version < self.keys.get(&m.key).map_or(0, |k| k.last_acked)
+        m.key != 0 && m.version < self.keys.last_acked(m.key)
     }
 
     fn claimable(&self) -> Vec<u64> {
@@ -257,31 +234,6 @@ impl Model {
         }
     }
 
-    /// The key part of a send: the entry and the version. `Err` is the
-    /// status the send must fail with.
-    fn resolve(&mut self, key: u64, version: u64) -> Result<u64, Status> {
-        if self.key_cap == 0 {
-            return Err(Status::InvalidArgument);
-        }
-        if !self.keys.contains_key(&key) {
-            if self.keys.len() >= self.key_cap {
-                return Err(Status::KeysFull);
-            }
-            self.keys.insert(key, KeyM::default());
-        }
-        let k = self.keys.get_mut(&key).unwrap();
-        let v = if version == 0 {
-            k.next.max(k.last_acked) + 1
-        } else {
-            version
-        };
-        k.next = k.next.max(v);
-        if v <= k.last_acked {
-            return Err(Status::Stale);
-        }
-        Ok(v)
-    }
-
     /// Records a new committed (or reserved) message in `slot`.
     #[allow(clippy::too_many_arguments)]
     fn place(
@@ -319,17 +271,6 @@ impl Model {
     }
 }
 
-/// What a send (or a redrive's send) must do, decided before the call.
-enum Expect {
-    Fail(Status),
-    /// Latest-only: replace the waiting message (`maybe`: or queue anew).
-    Replace {
-        old: u64,
-        maybe: bool,
-    },
-    Queue,
-}
-
 struct Run<'q> {
     qs: [&'q Queue; 2],
     m: Model,
@@ -363,12 +304,14 @@ impl<'q> Run<'q> {
 
     /// Messages waiting for room in the dead letters that have moved there.
     fn dlq_moves(&mut self) {
-        let e = self.qs[0].engine();
+        let q = self.qs[0];
         let waiting: Vec<u64> = self
             .m
             .msgs
             .iter()
-            .filter(|(_, m)| m.st == St::DlqWait && e.slot_word(m.slot).state() != state::DLQ_WAIT)
+            .filter(|(_, m)| {
+                m.st == St::DlqWait && file::word(q, m.slot).state() != state::DLQ_WAIT
+            })
             .map(|(id, _)| *id)
             .collect();
         if waiting.is_empty() {
@@ -403,26 +346,13 @@ impl<'q> Run<'q> {
     /// Decides what a send of `key`/`version` must do and updates the key
     /// table of the model. Returns the expectation and the version.
     fn expect_send(&mut self, key: u64, version: u64, delayed: bool) -> (Expect, u64) {
-        if key == 0 {
-            return (Expect::Queue, 0);
-        }
-        let v = match self.m.resolve(key, version) {
-            Ok(v) => v,
-            Err(s) => return (Expect::Fail(s), version),
-        };
-        if self.m.latest_only && !delayed {
-            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
-                if let Some(wm) = self.m.msgs.get(&w) {
-                    if wm.st == St::Ready && wm.key == key {
-                        if v <= wm.version && !maybe {
-                            return (Expect::Fail(Status::Stale), v);
-                        }
-                        return (Expect::Replace { old: w, maybe }, v);
-                    }
-                }
-            }
-        }
-        (Expect::Queue, v)
+        let latest_only = self.m.latest_only && !delayed;
+        let msgs = &self.m.msgs;
+        self.m.keys.expect_send(key, version, latest_only, |w| {
+            msgs.get(&w)
+                .filter(|wm| wm.st == St::Ready && wm.key == key)
+                .map(|wm| wm.version)
+        })
     }
 
     /// Applies the result of a send of message `id` (`position` from
@@ -440,18 +370,28 @@ impl<'q> Run<'q> {
         got: Result<Option<u64>, Status>,
     ) {
         let full_ok = self.m.full_ok();
+        if let Some(s) = expect.refusal() {
+            match got {
+                Err(g) if s == g => return,
+                g => panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}"),
+            }
+        }
         let position = match (expect, got) {
-            (Expect::Fail(s), Err(g)) if s == g => return,
-            (Expect::Fail(s), g) => {
-                panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}")
-            }
             // Still waiting (not parked after all) and not older.
-            (Expect::Replace { old, maybe: true }, Err(Status::Stale))
-                if v <= self.m.msgs[&old].version =>
-            {
-                return
-            }
-            (Expect::Replace { maybe: true, .. } | Expect::Queue, Err(Status::Full)) => {
+            (
+                Expect::Replace {
+                    old,
+                    maybe_parked: true,
+                },
+                Err(Status::Stale),
+            ) if v <= self.m.msgs[&old].version => return,
+            (
+                Expect::Replace {
+                    maybe_parked: true, ..
+                }
+                | Expect::Queue,
+                Err(Status::Full),
+            ) => {
                 ensure!(
                     full_ok,
                     "{what} of {id}: FULL with {} of {} slots held, none in ring order: {:?}",
@@ -461,7 +401,13 @@ impl<'q> Run<'q> {
                 );
                 return;
             }
-            (Expect::Replace { old, maybe }, Ok(p)) => {
+            (
+                Expect::Replace {
+                    old,
+                    maybe_parked: maybe,
+                },
+                Ok(p),
+            ) => {
                 let o = self.m.msgs[&old].clone();
                 let here = self.find(id, p);
                 if here.0 == o.slot {
@@ -479,7 +425,7 @@ impl<'q> Run<'q> {
                     );
                     self.m.msgs.remove(&old);
                     self.place(id, o.slot, o.position, len, key, v, St::Ready);
-                    self.m.waiting.insert(key, (id, false));
+                    self.m.keys.set_waiting(key, id);
                     return;
                 }
                 ensure!(
@@ -495,11 +441,14 @@ impl<'q> Run<'q> {
             (_, Err(s)) => {
                 panic!("model_ops: {what} of {id} (key {key} version {v}): {s:?}, expected OK")
             }
+            (Expect::Refused(_) | Expect::StaleAgainstWaiting { .. }, Ok(_)) => {
+                unreachable!("refusals are answered above")
+            }
         };
         let st = if delayed { St::Delayed } else { St::Ready };
         self.place(id, position.0, position.1, len, key, v, st);
         if key != 0 && self.m.latest_only && !delayed {
-            self.m.waiting.insert(key, (id, false));
+            self.m.keys.set_waiting(key, id);
         }
     }
 
@@ -509,21 +458,14 @@ impl<'q> Run<'q> {
         if let Some(p) = position {
             return (p % self.m.cap, p);
         }
-        let e = self.qs[0].engine();
+        let q = self.qs[0];
         for i in 0..self.m.cap {
-            if e.slot_word(i).state() == state::FREE {
+            if file::word(q, i).state() == state::FREE {
                 continue;
             }
-            let mut b = [0u8; 8];
-            e.mem.read_bytes(e.payload_offset(i), &mut b);
-            let occupant = self.m.slot_of(i);
-            if u64::from_le_bytes(b) == id && occupant != Some(id) {
-                // A replaced message's slot is occupied in the model.
-                let pos = e
-                    .mem
-                    .u64_at(e.layout.slot(i) + shmq::layout::slot::POSITION)
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                return (i, pos);
+            // A replaced message's slot is occupied in the model.
+            if file::id_in(q, i) == id && self.m.slot_of(i) != Some(id) {
+                return (i, file::position_of(q, i));
             }
         }
         panic!("model_ops: message {id} was sent but is in no slot");
@@ -531,19 +473,17 @@ impl<'q> Run<'q> {
 
     /// Whether message `id` is in a slot the model does not give it.
     fn in_some_slot(&self, id: u64) -> bool {
-        let e = self.qs[0].engine();
+        let q = self.qs[0];
         (0..self.m.cap).any(|i| {
-            let mut b = [0u8; 8];
-            e.mem.read_bytes(e.payload_offset(i), &mut b);
-            e.slot_word(i).state() != state::FREE
-                && u64::from_le_bytes(b) == id
+            file::word(q, i).state() != state::FREE
+                && file::id_in(q, i) == id
                 && self.m.slot_of(i) != Some(id)
         })
     }
 
     fn send(&mut self, h: usize, key: u64, version: u64, delayed: bool, len: usize) {
         let id = self.m.new_id();
-        let next_before = self.m.keys.get(&key).map(|k| k.next);
+        let next_before = self.m.keys.given(key);
         let (expect, v) = self.expect_send(key, version, delayed);
         let opts = SendOptions {
             key,
@@ -573,9 +513,7 @@ impl<'q> Run<'q> {
         if key != 0 && version == 0 && got == Err(Status::Full) {
             // Version 0 is assigned once the send has a place: a send
             // refused FULL gives none away.
-            if let Some(k) = self.m.keys.get_mut(&key) {
-                k.next = next_before.unwrap_or(0);
-            }
+            self.m.keys.restore_given(key, next_before);
         }
         self.sent("send", id, len, key, v, delayed, expect, got);
     }
@@ -683,7 +621,7 @@ impl<'q> Run<'q> {
         let resolved = if key == 0 {
             Ok(0)
         } else {
-            self.m.resolve(key, version)
+            self.m.keys.resolve(key, version)
         };
         let got = r.commit_with(&opts);
         let m = self.m.msgs.remove(&id).unwrap();
@@ -702,7 +640,8 @@ impl<'q> Run<'q> {
             // latest-only commit of an abandoned reservation replaces the
             // key's waiting message (or is STALE against it) instead of
             // getting ABANDONED.
-            if let (Err(e), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
+            let waiting = self.m.keys.get(key).and_then(|k| k.waiting);
+            if let (Err(e), Some(w)) = (&got, waiting) {
                 // Or STALE against the waiting message.
                 if e.status() == Status::Stale
                     && self.m.msgs.get(&w).is_some_and(|wm| v <= wm.version)
@@ -710,12 +649,12 @@ impl<'q> Run<'q> {
                     return;
                 }
             }
-            if let (Ok(sent), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
+            if let (Ok(sent), Some(w)) = (&got, waiting) {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
                     if sent.position == wm.position {
                         self.m.msgs.remove(&w);
                         self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
-                        self.m.waiting.insert(key, (id, false));
+                        self.m.keys.set_waiting(key, id);
                         return;
                     }
                 }
@@ -732,7 +671,12 @@ impl<'q> Run<'q> {
         // (or is STALE against it), as a send does; the reserved slot is
         // given back.
         if key != 0 && self.m.latest_only && !delayed {
-            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
+            let waiting = self
+                .m
+                .keys
+                .get(key)
+                .and_then(|k| Some((k.waiting?, k.maybe_parked)));
+            if let Some((w, maybe)) = waiting {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
                     if wm.st == St::Ready && wm.key == key {
                         if status(&got) == Some(Status::Stale) && v <= wm.version {
@@ -748,7 +692,7 @@ impl<'q> Run<'q> {
                         if sent.position == wm.position && sent.position != position {
                             self.m.msgs.remove(&w);
                             self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
-                            self.m.waiting.insert(key, (id, false));
+                            self.m.keys.set_waiting(key, id);
                             return;
                         }
                         ensure!(
@@ -767,7 +711,7 @@ impl<'q> Run<'q> {
         let st = if delayed { St::Delayed } else { St::Ready };
         self.place(id, m.slot, m.position, m.len, key, v, st);
         if key != 0 && self.m.latest_only && !delayed {
-            self.m.waiting.insert(key, (id, false));
+            self.m.keys.set_waiting(key, id);
         }
     }
 
@@ -797,7 +741,7 @@ impl<'q> Run<'q> {
             "claim got {id}, version {} of key {}, older than the last acked {} (G7)",
             m.version,
             m.key,
-            self.m.keys[&m.key].last_acked
+            self.m.keys.last_acked(m.key)
         );
         ensure!(
             msg.key() == m.key && msg.version() == m.version && msg.position() == m.position,
@@ -830,14 +774,14 @@ impl<'q> Run<'q> {
     fn maybe_parked(&mut self) {
         let busy: Vec<u64> = self
             .m
-            .waiting
-            .keys()
-            .copied()
-            .filter(|k| self.m.key_busy(*k))
+            .keys
+            .iter()
+            .filter(|(k, e)| e.waiting.is_some() && self.m.key_busy(*k))
+            .map(|(k, _)| k)
             .collect();
         for k in busy {
-            if let Some(w) = self.m.waiting.get_mut(&k) {
-                w.1 = true;
+            if let Some(e) = self.m.keys.get_mut(k) {
+                e.maybe_parked = true;
             }
         }
     }
@@ -845,10 +789,10 @@ impl<'q> Run<'q> {
     /// The slot words and cursors, for failure messages.
     fn dump(&self) -> String {
         use shmq::layout::hdr;
-        let e = self.qs[0].engine();
-        let rd = |off: usize| e.mem.u64_at(off).load(std::sync::atomic::Ordering::Relaxed);
+        let q = self.qs[0];
+        let rd = |off: usize| file::header(q, off);
         let words: Vec<String> = (0..self.m.cap)
-            .map(|i| format!("{i}: {:?}", e.slot_word(i)))
+            .map(|i| format!("{i}: {:?}", file::word(q, i)))
             .collect();
         format!(
             "tail {} head {} side dirty {} clean {} slots [{}]",
@@ -862,10 +806,7 @@ impl<'q> Run<'q> {
 
     /// The head cursor.
     fn head(&self) -> u64 {
-        let e = self.qs[0].engine();
-        e.mem
-            .u64_at(shmq::layout::hdr::HEAD)
-            .load(std::sync::atomic::Ordering::Relaxed)
+        file::header(self.qs[0], shmq::layout::hdr::HEAD)
     }
 
     /// KNOWN ENGINE BUG `head-lag` (fuzz/README.md): a producer that finds
@@ -963,10 +904,7 @@ impl<'q> Run<'q> {
             Out::Ack => {
                 self.m.msgs.remove(&id);
                 self.m.ended.push(token);
-                if m.key != 0 {
-                    let k = self.m.keys.get_mut(&m.key).unwrap();
-                    k.last_acked = k.last_acked.max(m.version);
-                }
+                self.m.keys.acked(m.key, m.version);
             }
             Out::Nack(delayed) => {
                 self.m.ended.push(token);
@@ -1159,7 +1097,7 @@ impl<'q> Run<'q> {
             found = true;
             // The record goes back as a send of its payload, key and version.
             let (expect, v) = self.expect_send(d.key, d.version, false);
-            if let Expect::Fail(s) = expect {
+            if let Some(s) = expect.refusal() {
                 ensure!(left.contains(&rec), "redrive sent {id} despite {s:?}");
                 if which.is_none() && s == Status::Stale {
                     // Redriving them all: a stale letter stays, the others go on.
@@ -1168,7 +1106,11 @@ impl<'q> Run<'q> {
                 want_err = Some(s);
                 break;
             }
-            if let Expect::Replace { old, maybe: true } = expect {
+            if let Expect::Replace {
+                old,
+                maybe_parked: true,
+            } = expect
+            {
                 if v <= self.m.msgs[&old].version {
                     if which.is_none() && left.contains(&rec) {
                         // The waiting message was not parked after all: not
@@ -1255,17 +1197,15 @@ impl<'q> Run<'q> {
     /// model cannot know in advance (see the module comment).
     fn check(&mut self, what: &str) {
         self.dlq_moves();
-        let e = self.qs[0].engine();
         let by_slot: BTreeMap<u64, u64> = self.m.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
         ensure!(
             by_slot.len() == self.m.msgs.len(),
             "after {what}: two messages share a slot in the model"
         );
-        let list = self.qs[0].dlq_list();
-        let listed: BTreeMap<u64, &shmq::DeadLetter> =
-            list.iter().map(|d| (id_of(&d.payload), d)).collect();
+        let listed = file::dead_letters(self.qs[0])
+            .unwrap_or_else(|e| panic!("model_ops: after {what}: {e}"));
         for i in 0..self.m.cap {
-            let w = e.slot_word(i);
+            let w = file::word(self.qs[0], i);
             let Some(&id) = by_slot.get(&i) else {
                 ensure!(
                     w.state() == state::FREE,
@@ -1300,18 +1240,13 @@ impl<'q> Run<'q> {
                 "after {what}: slot {i} is {w:?}, the model has message {id} {m:?}"
             );
             if !matches!(m.st, St::Reserved { .. }) {
-                let mut data = vec![0u8; m.len];
-                e.mem.read_bytes(e.payload_offset(i), &mut data);
+                let data = file::payload_of(self.qs[0], i, m.len);
                 ensure!(
                     data == payload(id, m.len),
                     "after {what}: slot {i} holds {data:?}, not message {id}"
                 );
             }
         }
-        ensure!(
-            listed.len() == list.len(),
-            "after {what}: two dead letters with one payload: {list:?}"
-        );
         for (id, d) in &listed {
             let Some((want, rec)) = self.m.dlq.get_mut(id) else {
                 panic!("model_ops: after {what}: dead letter {d:?} (message {id}) is not in the model {:?}", self.m.dlq);
@@ -1338,20 +1273,11 @@ impl<'q> Run<'q> {
             listed.keys().collect::<Vec<_>>(),
             self.m.dlq.keys().collect::<Vec<_>>()
         );
-        for (k, km) in &self.m.keys {
-            let got = self.qs[0].latest_acked_version(*k);
-            ensure!(
-                got == km.last_acked,
-                "after {what}: key {k} last acked {got}, the model says {}",
-                km.last_acked
-            );
+        let keys = file::acked_versions_agree(self.qs[0], &self.m.keys, []);
+        let verified = file::verify_clean(self.qs[1], false);
+        if let Err(e) = keys.and(verified) {
+            panic!("model_ops: after {what}: {e}");
         }
-        let r = self.qs[1].verify();
-        ensure!(
-            r.problems.is_empty(),
-            "after {what}: verify found {:?}",
-            r.problems
-        );
     }
 }
 
@@ -1591,7 +1517,6 @@ pub fn model_ops(data: &[u8]) {
     let me = |q: &Option<Queue>| q.as_ref().unwrap().participant().unwrap();
     let mut model = Model {
         cap: o.capacity,
-        key_cap: o.key_capacity as usize,
         max_deliveries: o.max_deliveries,
         dlq_cap: o.dlq_capacity as usize,
         latest_only: o.latest_only,
@@ -1599,8 +1524,7 @@ pub fn model_ops(data: &[u8]) {
         next_id: 1,
         msgs: BTreeMap::new(),
         dlq: BTreeMap::new(),
-        keys: BTreeMap::new(),
-        waiting: BTreeMap::new(),
+        keys: KeyTable::new(o.key_capacity),
         ended: Vec::new(),
     };
     let mut ops = Bytes::new(&data[2..]);

@@ -1,0 +1,28 @@
+//! The reference model of the queue's keyed API, shared by its two drivers:
+//! the proptest state machine `tests/model_keys.rs` (real clock, several
+//! handles, per-key order, delays, stats) and the fuzz target
+//! `fuzz/src/model_ops.rs` (byte-driven, engine time moved forward to force
+//! repairs, reservations, raw and foreign tokens, dead-letter get and
+//! redrive).
+//!
+//! What lives here is what both drivers model alike, once:
+//!
+//! - [`payload`]: payloads that name their message;
+//! - [`keys`]: the engine's key table as the model sees it: the version a
+//!   keyed send gets or the refusal it must get (`KEYS_FULL`, `STALE`), the
+//!   last acked version of each key, the latest-only waiting message, and
+//!   what `evict_keys` removes;
+//! - [`file`]: reading what the model is compared with in the queue file
+//!   (slot words and fields, payloads, the dead letters), and the checks both
+//!   drivers make after every step (`latest_acked_version` of every key,
+//!   `verify`).
+//!
+//! The messages' states, the expected outcome of claims and settlements and
+//! the operations themselves are still each driver's own.
+
+pub mod file;
+pub mod keys;
+pub mod payload;
+
+pub use keys::{Expect, KeyEntry, KeyTable};
+pub use payload::{id_of, payload};
