@@ -85,9 +85,10 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use shmq::clock::coarse_ns;
 use shmq::layout::slot;
-use shmq::memory::Memory;
-use shmq::ring::{state, Outcome, SlotWord};
+use shmq::ring::{state, Outcome};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
+use shmq_testkit::model::file::{self, due_of, engine_time, field, word, TIME_SHIFT};
+use shmq_testkit::model::{Expect, KeyTable};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,8 +101,6 @@ const KEYS: u64 = 4;
 const MAX_HANDLES: usize = 3;
 /// The unit of delays and of the time a step lets pass.
 const UNIT: u64 = 2_000_000;
-/// The engine keeps times in units of 2^16 ns, rounded up.
-const TIME_SHIFT: u32 = 16;
 /// Cases run when `PROPTEST_CASES` is not set: about 10 s in release mode on
 /// a loaded two-core machine, most of it waiting for delays in the timed
 /// cases (a case takes some 0.9 ms of CPU in release mode).
@@ -255,17 +254,6 @@ struct Msg {
     st: St,
 }
 
-/// What the key table holds for a key.
-#[derive(Clone, Debug, Default)]
-struct KeyState {
-    last_acked: u64,
-    /// The highest version given or seen (`NEXT_VERSION`).
-    next: u64,
-    /// Latest-only: the key's last message committed without delay; it is
-    /// replaceable while it is `Fresh` or `Redeliver`.
-    waiting: Option<Id>,
-}
-
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
@@ -290,13 +278,12 @@ enum Can {
 struct Model {
     latest_only: bool,
     capacity: u64,
-    key_capacity: u64,
     dlq_capacity: usize,
     max_deliveries: u32,
     next_id: Id,
     msgs: BTreeMap<Id, Msg>,
     /// The key table.
-    keys: BTreeMap<u64, KeyState>,
+    keys: KeyTable,
     /// The dead-letter area: id -> (key, version).
     dlq: BTreeMap<Id, (u64, u64)>,
     /// Every message a send returned `Ok` for.
@@ -319,25 +306,6 @@ struct Model {
     blind_until: u64,
     /// How often each interesting path was taken.
     seen: BTreeMap<&'static str, u64>,
-}
-
-/// A time as the engine stores it (rounded up to its unit).
-fn engine_time(ns: u64) -> u64 {
-    ((ns + (1 << TIME_SHIFT) - 1) >> TIME_SHIFT) << TIME_SHIFT
-}
-
-fn word(q: &Queue, i: u64) -> SlotWord {
-    q.engine().slot_word(i)
-}
-
-fn field(q: &Queue, i: u64, f: usize) -> u64 {
-    let e = q.engine();
-    e.mem.u64_at(e.layout.slot(i) + f).load(Ordering::Relaxed)
-}
-
-/// The not-before time stored in a delayed slot.
-fn due_of(q: &Queue, i: u64) -> u64 {
-    (field(q, i, slot::LEASE) & ((1 << 42) - 1)) << TIME_SHIFT
 }
 
 /// Waits until the coarse clock reads at least `t`.
@@ -382,16 +350,13 @@ enum Via {
 /// Where the message with this payload sits now, as a [`shmq::Sent`]
 /// (a redrive does not say).
 fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
-    let e = q.engine();
     let want = payload(id);
-    for i in 0..e.layout.params.capacity {
-        let len = (field(q, i, slot::LEN) & 0xffff_ffff) as usize;
+    for i in 0..q.engine().layout.params.capacity {
+        let len = file::len_of(q, i);
         if word(q, i).state() == state::FREE || len != want.len() {
             continue;
         }
-        let mut data = vec![0; len];
-        e.mem.read_bytes(e.payload_offset(i), &mut data);
-        if data == want {
+        if file::payload_of(q, i, len) == want {
             return shmq::Sent {
                 position: field(q, i, slot::POSITION),
                 version: field(q, i, slot::VERSION),
@@ -415,7 +380,7 @@ impl Model {
     }
 
     fn last_acked(&self, key: u64) -> u64 {
-        self.keys.get(&key).map_or(0, |k| k.last_acked)
+        self.keys.last_acked(key)
     }
 
     /// Keys held by a claim, with the message holding each.
@@ -443,11 +408,7 @@ impl Model {
             .msgs
             .remove(&id)
             .expect("model: ending an unknown message");
-        if let Some(k) = self.keys.get_mut(&m.key) {
-            if k.waiting == Some(id) {
-                k.waiting = None;
-            }
-        }
+        self.keys.forget_waiting(m.key, id);
         let prev = self.ended.insert(id, how);
         assert!(prev.is_none(), "model: message {id} ended twice");
         if how == End::DeadLettered {
@@ -597,12 +558,11 @@ impl Harness {
             m: Model {
                 latest_only: case.latest_only,
                 capacity: case.capacity,
-                key_capacity: case.key_capacity,
                 dlq_capacity: case.dlq_capacity as usize,
                 max_deliveries: case.max_deliveries,
                 next_id: 1,
                 msgs: BTreeMap::new(),
-                keys: BTreeMap::new(),
+                keys: KeyTable::new(case.key_capacity),
                 dlq: BTreeMap::new(),
                 sent_ok: BTreeSet::new(),
                 ended: BTreeMap::new(),
@@ -679,8 +639,7 @@ impl Harness {
             );
         }
         let mut found = BTreeMap::new();
-        for d in q.dlq_list() {
-            let id = id_of(&d.payload);
+        for (id, d) in file::dead_letters(q)? {
             ensure!(
                 d.payload == payload(id),
                 "dead letter {} holds a payload never sent: {:?}",
@@ -731,22 +690,8 @@ impl Harness {
             "counters (sent, acked, stale, conflated, dead_lettered, reclaimed) {got:?}, the \
              model says {want:?}"
         );
-        for k in 1..=KEYS {
-            let got = q.latest_acked_version(k);
-            ensure!(
-                got == m.last_acked(k),
-                "latest_acked_version({k}) = {got}, the model says {}",
-                m.last_acked(k)
-            );
-        }
-        let rep = q.verify();
-        ensure!(
-            rep.problems.is_empty() && rep.notes.is_empty(),
-            "verify: problems {:?}, notes {:?}",
-            rep.problems,
-            rep.notes
-        );
-        Ok(())
+        file::acked_versions_agree(q, &m.keys, 1..=KEYS)?;
+        file::verify_clean(q, true)
     }
 
     /// A maintenance pass inside any call may move messages that waited
@@ -779,11 +724,10 @@ impl Harness {
     fn send(&mut self, h: usize, key: u64, ver: Ver, delay_ns: u64, via: Via) -> Check {
         let id = self.m.next_id;
         self.m.next_id += 1;
-        let (acked, given) = self
-            .m
-            .keys
-            .get(&key)
-            .map_or((0, 0), |k| (k.last_acked, k.next));
+        let (acked, given) = (
+            self.m.keys.last_acked(key),
+            self.m.keys.given(key).unwrap_or(0),
+        );
         let version = match ver {
             _ if key == 0 => 0,
             Ver::Next => 0,
@@ -922,34 +866,32 @@ impl Harness {
         // place).
         let mut next_before = None;
         if key != 0 {
-            if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
+            next_before = m.keys.given(key);
+            // The key's waiting message, unclaimed: never delivered (maybe
+            // parked behind its busy key), or back from a failed delivery
+            // without a delay.
+            let msgs = &m.msgs;
+            let (expect, resolved) =
+                m.keys
+                    .expect_send(key, version, m.latest_only && delay_ns == 0, |w| {
+                        msgs.get(&w)
+                            .filter(|x| matches!(x.st, St::Fresh | St::Redeliver))
+                            .map(|x| x.version)
+                    });
+            v = resolved;
+            last_acked = m.keys.last_acked(key);
+            if let Expect::Refused(s) = expect {
                 let got = call();
                 ensure!(
-                    status(&got) == Status::KeysFull,
-                    "send of new key {key} with all {} entries taken: {got:?}, expected KeysFull",
-                    m.key_capacity
-                );
-                return Ok(Sent::KeysFull);
-            }
-            let k = m.keys.entry(key).or_default();
-            next_before = Some(k.next);
-            v = if version == 0 {
-                let n = k.next.max(k.last_acked) + 1;
-                k.next = n;
-                n
-            } else {
-                k.next = k.next.max(version);
-                version
-            };
-            last_acked = k.last_acked;
-            let waiting = k.waiting;
-            if v <= last_acked {
-                let got = call();
-                ensure!(
-                    status(&got) == Status::Stale,
+                    status(&got) == s,
                     "send of key {key} version {v} (asked {version}) with last acked \
-                     {last_acked}: {got:?}, expected Stale (G7)"
+                     {last_acked}, {} of {} keys in use: {got:?}, expected {s:?} (G7)",
+                    m.keys.len(),
+                    m.keys.capacity()
                 );
+                if s == Status::KeysFull {
+                    return Ok(Sent::KeysFull);
+                }
                 m.stale += 1;
                 return Ok(if v == last_acked {
                     Sent::StaleEqual
@@ -958,11 +900,11 @@ impl Harness {
                 });
             }
             if m.latest_only && delay_ns == 0 {
-                // The waiting message, unclaimed: never delivered (maybe
-                // parked behind its busy key), or back from a failed
-                // delivery without a delay.
-                let replaceable =
-                    waiting.filter(|w| matches!(m.msgs[w].st, St::Fresh | St::Redeliver));
+                let replaceable = match expect {
+                    Expect::StaleAgainstWaiting { waiting } => Some(waiting),
+                    Expect::Replace { old, .. } => Some(old),
+                    _ => None,
+                };
                 if let Some(w) = replaceable {
                     let old = m.msgs[&w].clone();
                     let parked = word(q, old.slot).state() == state::PENDING;
@@ -994,7 +936,7 @@ impl Harness {
                             m.end(w, End::Conflated);
                             m.conflated += 1;
                             Self::queued(m, q, id, key, v, sent.position, 0, 0, 0)?;
-                            m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                            m.keys.set_waiting(key, id);
                             return Ok(Sent::Replaced);
                         }
                         ensure!(
@@ -1022,7 +964,7 @@ impl Harness {
                                 st: St::Fresh,
                             },
                         );
-                        m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                        m.keys.set_waiting(key, id);
                         return Ok(if full {
                             Sent::ReplacedWhenFull
                         } else {
@@ -1069,10 +1011,8 @@ impl Harness {
                 status(&got) == Status::Full,
                 "send of key {key} version {v} on a full queue: {got:?} (G1)"
             );
-            if version == 0 {
-                if let (Some(n), Some(k)) = (next_before, m.keys.get_mut(&key)) {
-                    k.next = n;
-                }
+            if version == 0 && key != 0 {
+                m.keys.restore_given(key, next_before);
             }
             return Ok(Sent::Full);
         }
@@ -1085,7 +1025,7 @@ impl Harness {
         );
         Self::queued(m, q, id, key, v, sent.position, delay_ns, t0, t1)?;
         if key != 0 && m.latest_only && delay_ns == 0 {
-            m.keys.get_mut(&key).unwrap().waiting = Some(id);
+            m.keys.set_waiting(key, id);
         }
         Ok(Sent::Queued(v))
     }
@@ -1425,9 +1365,7 @@ impl Harness {
                     x.version,
                     x.key
                 );
-                if let Some(k) = m.keys.get_mut(&x.key) {
-                    k.last_acked = k.last_acked.max(x.version);
-                }
+                m.keys.acked(x.key, x.version);
                 m.end(id, End::Acked);
                 m.acked += 1;
                 m.saw("settle: acked");
@@ -1525,12 +1463,7 @@ impl Harness {
         let got = self.q(0).evict_keys();
         let m = &mut self.m;
         let used: BTreeSet<u64> = m.msgs.values().map(|x| x.key).collect();
-        let gone: Vec<u64> = m
-            .keys
-            .keys()
-            .copied()
-            .filter(|k| !used.contains(k))
-            .collect();
+        let gone = m.keys.evict_unused(&used);
         let got = got.map_err(|e| format!("evict_keys alone: {e:?}"))?;
         ensure!(
             got == gone.len() as u64,
@@ -1538,9 +1471,6 @@ impl Harness {
         );
         if !gone.is_empty() {
             m.saw("evict: keys evicted");
-        }
-        for k in gone {
-            m.keys.remove(&k);
         }
         for h in 1..n {
             self.reopen(h);

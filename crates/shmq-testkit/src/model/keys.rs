@@ -80,6 +80,11 @@ impl KeyTable {
         }
     }
 
+    /// How many keys the table holds at most.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// The keys in use.
     pub fn len(&self) -> usize {
         self.entries.len()
