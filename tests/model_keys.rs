@@ -88,7 +88,8 @@ use shmq::layout::slot;
 use shmq::ring::{state, Outcome};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
 use shmq_testkit::model::file::{self, due_of, engine_time, field, word, TIME_SHIFT};
-use shmq_testkit::model::{Expect, KeyTable};
+use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
+use shmq_testkit::model::{compare, Expect};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,32 +229,6 @@ struct Case {
     ops: Vec<Op>,
 }
 
-/// Where a message is.
-#[derive(Clone, Debug, PartialEq)]
-enum St {
-    /// Committed and never claimed: waiting in ring order (or parked off it
-    /// behind its key).
-    Fresh,
-    /// Redeliverable (nacked, or its handle closed).
-    Redeliver,
-    /// Claimable from `due` on (engine time, ns).
-    Delayed { due: u64 },
-    /// Held by handle `h` with this token.
-    Claimed { h: usize, token: u64 },
-    /// Out of deliveries or rejected, waiting for room in the dead letters.
-    DlqWait,
-}
-
-#[derive(Clone, Debug)]
-struct Msg {
-    key: u64,
-    version: u64,
-    position: u64,
-    slot: u64,
-    deliveries: u32,
-    st: St,
-}
-
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
@@ -274,23 +249,14 @@ enum Can {
     Yes,
 }
 
-/// The reference model.
+/// The reference model: the shared state, and what only this driver
+/// tracks (how each message ended, the expected counters, the paths taken).
 struct Model {
-    latest_only: bool,
-    capacity: u64,
-    dlq_capacity: usize,
-    max_deliveries: u32,
+    core: Shared,
     next_id: Id,
-    msgs: BTreeMap<Id, Msg>,
-    /// The key table.
-    keys: KeyTable,
-    /// The dead-letter area: id -> (key, version).
-    dlq: BTreeMap<Id, (u64, u64)>,
     /// Every message a send returned `Ok` for.
     sent_ok: BTreeSet<Id>,
     ended: BTreeMap<Id, End>,
-    /// Tokens of claims that ended.
-    ended_tokens: Vec<u64>,
     /// Expected counters.
     sent: u64,
     acked: u64,
@@ -370,26 +336,26 @@ fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
     }
 }
 
+impl std::ops::Deref for Model {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for Model {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.core
+    }
+}
+
 impl Model {
     fn saw(&mut self, what: &'static str) {
         *self.seen.entry(what).or_default() += 1;
     }
 
-    fn exhausted(&self, deliveries: u32) -> bool {
-        self.max_deliveries != 0 && deliveries >= self.max_deliveries
-    }
-
     fn last_acked(&self, key: u64) -> u64 {
         self.keys.last_acked(key)
-    }
-
-    /// Keys held by a claim, with the message holding each.
-    fn held(&self) -> BTreeMap<u64, Id> {
-        self.msgs
-            .iter()
-            .filter(|(_, m)| m.key != 0 && matches!(m.st, St::Claimed { .. }))
-            .map(|(id, m)| (m.key, *id))
-            .collect()
     }
 
     /// Whether `m` can be claimed by a call that read the clock somewhere in
@@ -397,58 +363,51 @@ impl Model {
     fn can(m: &Msg, c0: u64, c1: u64) -> Can {
         match m.st {
             St::Fresh | St::Redeliver => Can::Yes,
-            St::Delayed { due } if due <= c0 => Can::Yes,
-            St::Delayed { due } if due <= c1 => Can::Maybe,
+            St::Delayed { due: Some(due) } if due <= c0 => Can::Yes,
+            St::Delayed { due: Some(due) } if due <= c1 => Can::Maybe,
             _ => Can::No,
         }
     }
 
     fn end(&mut self, id: Id, how: End) -> Msg {
-        let m = self
-            .msgs
-            .remove(&id)
-            .expect("model: ending an unknown message");
-        self.keys.forget_waiting(m.key, id);
+        let m = self.core.remove(id);
+        self.ended_as(id, how);
+        m
+    }
+
+    /// Message `id`, gone from the queue, ended `how`.
+    fn ended_as(&mut self, id: Id, how: End) {
         let prev = self.ended.insert(id, how);
         assert!(prev.is_none(), "model: message {id} ended twice");
         if how == End::DeadLettered {
             self.dead_lettered += 1;
         }
-        m
     }
 
     /// A held message goes to the dead letters, or waits for room there.
     fn dead_letter(&mut self, id: Id) {
-        if self.dlq.len() < self.dlq_capacity {
+        if self.core.dead_letter(id).is_some() {
             self.saw("dead-lettered");
-            let m = self.end(id, End::DeadLettered);
-            self.dlq.insert(id, (m.key, m.version));
+            self.ended_as(id, End::DeadLettered);
         } else {
             self.saw("waits for room in the dead letters");
-            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
         }
+    }
+
+    /// Messages waiting for room moved to the dead letters.
+    fn waiting_moved(&mut self, moved: &[(Id, Msg)]) -> u64 {
+        for (id, _) in moved {
+            self.saw("waiting dead letter moved");
+            self.ended_as(*id, End::DeadLettered);
+        }
+        moved.len() as u64
     }
 
     /// Messages waiting for room move while there is room, in slot order
     /// (a repair scan).
     fn move_waiting(&mut self) -> u64 {
-        let mut waiting: Vec<(u64, Id)> = self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.st == St::DlqWait)
-            .map(|(id, m)| (m.slot, *id))
-            .collect();
-        waiting.sort_unstable();
-        let mut moved = 0;
-        for (_, id) in waiting {
-            if self.dlq.len() < self.dlq_capacity {
-                self.saw("waiting dead letter moved");
-                let m = self.end(id, End::DeadLettered);
-                self.dlq.insert(id, (m.key, m.version));
-                moved += 1;
-            }
-        }
-        moved
+        let moved = self.core.move_waiting();
+        self.waiting_moved(&moved)
     }
 
     /// Claims held by live handles, in id order: (id, handle, token).
@@ -456,7 +415,7 @@ impl Model {
         self.msgs
             .iter()
             .filter_map(|(id, m)| match m.st {
-                St::Claimed { h, token } => Some((*id, h, token)),
+                St::Claimed { h, token, .. } => Some((*id, h, token)),
                 _ => None,
             })
             .collect()
@@ -556,17 +515,16 @@ impl Harness {
             path,
             hs,
             m: Model {
-                latest_only: case.latest_only,
-                capacity: case.capacity,
-                dlq_capacity: case.dlq_capacity as usize,
-                max_deliveries: case.max_deliveries,
+                core: Shared::new(Params {
+                    capacity: case.capacity,
+                    key_capacity: case.key_capacity,
+                    dlq_capacity: case.dlq_capacity as usize,
+                    max_deliveries: case.max_deliveries,
+                    latest_only: case.latest_only,
+                }),
                 next_id: 1,
-                msgs: BTreeMap::new(),
-                keys: KeyTable::new(case.key_capacity),
-                dlq: BTreeMap::new(),
                 sent_ok: BTreeSet::new(),
                 ended: BTreeMap::new(),
-                ended_tokens: Vec::new(),
                 sent: 0,
                 acked: 0,
                 stale: 0,
@@ -601,58 +559,14 @@ impl Harness {
         let q = self.hs[0].as_ref().unwrap();
         let m = &mut self.m;
         Self::moved_to_dead_letters(m, q)?;
-        let mut by_slot: Vec<Option<Id>> = vec![None; m.capacity as usize];
-        for (id, x) in &m.msgs {
-            ensure!(
-                by_slot[x.slot as usize].replace(*id).is_none(),
-                "model: two messages in slot {}",
-                x.slot
-            );
-        }
-        for i in 0..m.capacity {
-            let w = word(q, i);
-            let Some(id) = by_slot[i as usize] else {
-                ensure!(
-                    w.state() == state::FREE,
-                    "slot {i} is {w:?}, the model has it free"
-                );
-                continue;
-            };
-            let x = &m.msgs[&id];
-            let ok = match x.st {
-                St::Fresh => matches!(w.state(), state::READY | state::PENDING),
-                St::Redeliver => w.state() == state::PENDING,
-                St::Delayed { due } => w.state() == state::DELAYED && due_of(q, i) == due,
-                St::Claimed { h, token } => {
-                    let part = self.hs[h].as_ref().unwrap().participant().unwrap();
-                    w.state() == state::CLAIMED
-                        && w.owner() == part
-                        && q.engine().claim_token(i) == token
-                }
-                St::DlqWait => w.state() == state::DLQ_WAIT,
-            };
-            ensure!(
-                ok && field(q, i, slot::KEY) == x.key && field(q, i, slot::VERSION) == x.version,
-                "slot {i} is {w:?} with key {} version {}, the model has message {id} {x:?}",
-                field(q, i, slot::KEY),
-                field(q, i, slot::VERSION)
-            );
-        }
-        let mut found = BTreeMap::new();
-        for (id, d) in file::dead_letters(q)? {
-            ensure!(
-                d.payload == payload(id),
-                "dead letter {} holds a payload never sent: {:?}",
-                d.id,
-                d.payload
-            );
-            found.insert(id, (d.key, d.version));
-        }
+        let hs = &self.hs;
+        let owner = |h: usize| hs[h].as_ref().unwrap().participant().unwrap();
+        let completed = compare::slots(q, &m.core, owner)?;
         ensure!(
-            found == m.dlq,
-            "dead letters (id -> key, version) {found:?}, the model says {:?}",
-            m.dlq
+            completed.is_empty(),
+            "messages {completed:?} were completed without delivery outside a claim"
         );
+        compare::dead_letters(q, &mut m.core)?;
         let s = q.stats();
         let count = |f: &dyn Fn(&St) -> bool| m.msgs.values().filter(|x| f(&x.st)).count() as u64;
         let queued = count(&|st| matches!(st, St::Fresh | St::Redeliver | St::Delayed { .. }));
@@ -698,26 +612,8 @@ impl Harness {
     /// for room in the dead letters, once there is room: the model learns
     /// it from the dead-letter area. Returns how many moved.
     fn moved_to_dead_letters(m: &mut Model, q: &Queue) -> std::result::Result<u64, String> {
-        if !m.msgs.values().any(|x| x.st == St::DlqWait) {
-            return Ok(0);
-        }
-        let listed: BTreeSet<Id> = q.dlq_list().iter().map(|d| id_of(&d.payload)).collect();
-        let moved: Vec<Id> = m
-            .msgs
-            .iter()
-            .filter(|(id, x)| x.st == St::DlqWait && listed.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &moved {
-            ensure!(
-                m.dlq.len() < m.dlq_capacity,
-                "message {id} left DLQ_WAIT although the dead letters are full"
-            );
-            m.saw("waiting dead letter moved");
-            let x = m.end(*id, End::DeadLettered);
-            m.dlq.insert(*id, (x.key, x.version));
-        }
-        Ok(moved.len() as u64)
+        let moved = compare::waiting_moves(q, &mut m.core)?;
+        Ok(m.waiting_moved(&moved))
     }
 
     /// A send through handle `h` of a new message.
@@ -769,7 +665,12 @@ impl Harness {
     /// with its key and version, checked like any send; the record stays
     /// when nothing went back.
     fn redrive(&mut self, h: usize, pick: u8) -> Check {
-        let letters: Vec<(Id, (u64, u64))> = self.m.dlq.iter().map(|(id, kv)| (*id, *kv)).collect();
+        let letters: Vec<(Id, (u64, u64))> = self
+            .m
+            .dlq
+            .iter()
+            .map(|(id, d)| (*id, (d.key, d.version)))
+            .collect();
         if letters.is_empty() {
             return Ok(());
         }
@@ -841,10 +742,10 @@ impl Harness {
                 )),
             }
         };
-        let full = m.msgs.len() as u64 == m.capacity;
+        let full = m.msgs.len() as u64 == m.p.capacity;
         if via == Via::Reserve && full {
             // A reservation comes first: Full, and the key is not touched.
-            if m.msgs.values().any(|x| x.st == St::DlqWait) && m.dlq.len() < m.dlq_capacity {
+            if m.msgs.values().any(|x| x.st == St::DlqWait) && m.dlq.len() < m.p.dlq_capacity {
                 // Its maintenance pass could make room (see below): not
                 // this time.
                 return Ok(Sent::Full);
@@ -870,10 +771,11 @@ impl Harness {
             // The key's waiting message, unclaimed: never delivered (maybe
             // parked behind its busy key), or back from a failed delivery
             // without a delay.
-            let msgs = &m.msgs;
+            let msgs = &m.core.msgs;
             let (expect, resolved) =
-                m.keys
-                    .expect_send(key, version, m.latest_only && delay_ns == 0, |w| {
+                m.core
+                    .keys
+                    .expect_send(key, version, m.p.latest_only && delay_ns == 0, |w| {
                         msgs.get(&w)
                             .filter(|x| matches!(x.st, St::Fresh | St::Redeliver))
                             .map(|x| x.version)
@@ -899,7 +801,7 @@ impl Harness {
                     Sent::StaleOlder
                 });
             }
-            if m.latest_only && delay_ns == 0 {
+            if m.p.latest_only && delay_ns == 0 {
                 let replaceable = match expect {
                     Expect::StaleAgainstWaiting { waiting } => Some(waiting),
                     Expect::Replace { old, .. } => Some(old),
@@ -960,6 +862,7 @@ impl Harness {
                                 version: v,
                                 position: old.position,
                                 slot: old.slot,
+                                len: payload(id).len(),
                                 deliveries: 0,
                                 st: St::Fresh,
                             },
@@ -1005,7 +908,7 @@ impl Harness {
                 m.saw("send: Full, then room from a waiting dead letter moved");
             }
         }
-        let full = m.msgs.len() as u64 == m.capacity;
+        let full = m.msgs.len() as u64 == m.p.capacity;
         if full {
             ensure!(
                 status(&got) == Status::Full,
@@ -1024,7 +927,7 @@ impl Harness {
             sent.version
         );
         Self::queued(m, q, id, key, v, sent.position, delay_ns, t0, t1)?;
-        if key != 0 && m.latest_only && delay_ns == 0 {
+        if key != 0 && m.p.latest_only && delay_ns == 0 {
             m.keys.set_waiting(key, id);
         }
         Ok(Sent::Queued(v))
@@ -1049,7 +952,7 @@ impl Harness {
             m.last_position
         );
         m.last_position = Some(position);
-        let slot = position % m.capacity;
+        let slot = position % m.p.capacity;
         ensure!(
             !m.msgs.values().any(|x| x.slot == slot),
             "send took slot {slot}, which holds a message (G2)"
@@ -1072,7 +975,7 @@ impl Harness {
                 word(q, slot)
             );
             m.saw("send: delayed");
-            St::Delayed { due }
+            St::Delayed { due: Some(due) }
         } else {
             St::Fresh
         };
@@ -1085,6 +988,7 @@ impl Harness {
                 version,
                 position,
                 slot,
+                len: payload(id).len(),
                 deliveries: 0,
                 st,
             },
@@ -1100,7 +1004,7 @@ impl Harness {
         h: usize,
         max: usize,
     ) -> std::result::Result<Vec<(Id, Message<'q>)>, String> {
-        let mut held = m.held();
+        let mut held = m.held_keys();
         let held_before = held.clone();
         let waits_before = q.stats().counter(Counter::KeyWaits);
         let c0 = coarse_ns();
@@ -1229,7 +1133,12 @@ impl Harness {
             // A claimed message stays the key's waiting one: while it is
             // claimed it is not replaceable, but if it comes back (a nack, its
             // handle closed) it is again, unless a newer one was queued.
-            e.st = St::Claimed { h, token };
+            // Leases are an hour: none runs out within a case.
+            e.st = St::Claimed {
+                h,
+                token,
+                deadline: u64::MAX,
+            };
             if x.key != 0 {
                 held.insert(x.key, id);
             }
@@ -1387,7 +1296,7 @@ impl Harness {
                         "nack of {id} with a delay of {delay_ns} ns between {t0} and {t1}: due \
                          at {due}"
                     );
-                    St::Delayed { due }
+                    St::Delayed { due: Some(due) }
                 } else {
                     // Only if the delay ran out during the call.
                     ensure!(
@@ -1423,7 +1332,7 @@ impl Harness {
             .msgs
             .iter()
             .filter_map(|(id, x)| match x.st {
-                St::Claimed { h: c, token } if c == h => Some((x.slot, *id, token)),
+                St::Claimed { h: c, token, .. } if c == h => Some((x.slot, *id, token)),
                 _ => None,
             })
             .collect();
@@ -1647,13 +1556,13 @@ impl Harness {
             Self::settle(&mut self.m, q, id, Then::Ack, 0, None)?;
             self.check()?;
         }
-        for _round in 0..4 * self.m.capacity + 4 {
+        for _round in 0..4 * self.m.p.capacity + 4 {
             let last_due = self
                 .m
                 .msgs
                 .values()
                 .filter_map(|x| match x.st {
-                    St::Delayed { due } => Some(due),
+                    St::Delayed { due } => due,
                     _ => None,
                 })
                 .max();

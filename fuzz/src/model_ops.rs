@@ -55,8 +55,9 @@
 
 use shmq::ring::{state, Outcome};
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
-use shmq_testkit::model::{file, id_of, payload, Expect, KeyTable};
-use std::collections::{BTreeMap, BTreeSet};
+use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
+use shmq_testkit::model::{compare, file, id_of, payload, Expect};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::harness::{unique_path, Bytes, TempFile};
@@ -73,57 +74,25 @@ const WARPS_S: [u64; 3] = [6, 61, 1000];
 /// Operations per case, at most.
 const BUDGET: usize = 160;
 
-/// Where a message is, in the model.
-#[derive(Clone, Debug, PartialEq)]
-enum St {
-    /// Reserved by handle `h`; `quarantined` once abandoned by a warp.
-    Reserved { h: usize, quarantined: bool },
-    /// Committed, claimable (ring order or side path).
-    Ready,
-    /// Committed with a delay (never due within a case).
-    Delayed,
-    /// Held by handle `h` with `token` until `deadline` (s from start).
-    Claimed { h: usize, token: u64, deadline: u64 },
-    /// Out of deliveries, waiting for room in the dead-letter area.
-    DlqWait,
-}
-
-#[derive(Clone, Debug)]
-struct Msg {
-    slot: u64,
-    position: u64,
-    len: usize,
-    key: u64,
-    version: u64,
-    deliveries: u32,
-    st: St,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Dead {
-    attempts: u64,
-    key: u64,
-    version: u64,
-    len: usize,
-}
-
+/// The shared reference state, with what only this driver needs.
 struct Model {
-    cap: u64,
-    max_deliveries: u32,
-    dlq_cap: usize,
-    latest_only: bool,
+    m: Shared,
     /// Participant index of each handle.
     me: [u64; 2],
     next_id: u64,
-    msgs: BTreeMap<u64, Msg>,
-    /// Dead letters by message id, with the record's id once seen.
-    dlq: BTreeMap<u64, (Dead, Option<u64>)>,
-    /// The key table; latest-only, each key's waiting message (replaced
-    /// in place by a newer send), and whether a claim may have parked it
-    /// meanwhile.
-    keys: KeyTable,
-    /// Tokens of ended claims.
-    ended: Vec<u64>,
+}
+
+impl std::ops::Deref for Model {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.m
+    }
+}
+
+impl std::ops::DerefMut for Model {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.m
+    }
 }
 
 macro_rules! ensure {
@@ -139,21 +108,6 @@ fn status<T>(r: &shmq::Result<T>) -> Option<Status> {
 }
 
 impl Model {
-    fn occupied(&self) -> u64 {
-        self.msgs.len() as u64
-    }
-
-    /// The messages in slot order (the order of a repair pass).
-    fn by_slot(&self) -> Vec<u64> {
-        let mut v: Vec<(u64, u64)> = self.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
-        v.sort_unstable();
-        v.into_iter().map(|(_, id)| id).collect()
-    }
-
-    fn exhausted(&self, deliveries: u32) -> bool {
-        self.max_deliveries != 0 && deliveries >= self.max_deliveries
-    }
-
     fn new_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -163,75 +117,19 @@ impl Model {
     /// A `FULL` from a producer is right: every slot held, or a message
     /// still waits in ring order (producers look a few slots ahead only).
     fn full_ok(&self) -> bool {
-        self.occupied() == self.cap
+        self.occupied() == self.p.capacity
             || self
                 .msgs
                 .values()
-                .any(|m| matches!(m.st, St::Ready | St::Reserved { .. }))
-    }
-
-    fn slot_of(&self, slot: u64) -> Option<u64> {
-        self.msgs
-            .iter()
-            .find(|(_, m)| m.slot == slot)
-            .map(|(id, _)| *id)
-    }
-
-    /// Whether a live claim holds `key`.
-    fn key_busy(&self, key: u64) -> bool {
-        key != 0
-            && self
-                .msgs
-                .values()
-                .any(|m| m.key == key && matches!(m.st, St::Claimed { .. }))
-    }
-
-    /// A committed keyed message older than its key's last acked version:
-    /// completed without delivery when a claim reaches it.
-    fn doomed(&self, m: &Msg) -> bool {
-        m.key != 0 && m.version < self.keys.last_acked(m.key)
+                .any(|m| m.st.is_ready() || matches!(m.st, St::Reserved { .. }))
     }
 
     fn claimable(&self) -> Vec<u64> {
         self.msgs
             .iter()
-            .filter(|(_, m)| m.st == St::Ready && !self.doomed(m) && !self.key_busy(m.key))
+            .filter(|(_, m)| m.st.is_ready() && !self.doomed(m) && !self.key_busy(m.key))
             .map(|(id, _)| *id)
             .collect()
-    }
-
-    /// A held message goes to the dead letters, or waits for room there.
-    fn dead_letter(&mut self, id: u64) {
-        if self.dlq.len() < self.dlq_cap {
-            let m = self.msgs.remove(&id).unwrap();
-            self.dlq.insert(
-                id,
-                (
-                    Dead {
-                        attempts: m.deliveries as u64,
-                        key: m.key,
-                        version: m.version,
-                        len: m.len,
-                    },
-                    None,
-                ),
-            );
-        } else {
-            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
-        }
-    }
-
-    /// A claim ended without an outcome (lease expiry, handle closed).
-    fn claim_ended(&mut self, id: u64) {
-        let m = &self.msgs[&id];
-        if let St::Claimed { token, .. } = m.st {
-            self.ended.push(token);
-        }
-        if self.exhausted(m.deliveries) {
-            self.dead_letter(id);
-        } else {
-            self.msgs.get_mut(&id).unwrap().st = St::Ready;
-        }
     }
 
     /// Records a new committed (or reserved) message in `slot`.
@@ -247,7 +145,7 @@ impl Model {
         st: St,
     ) {
         ensure!(
-            self.occupied() < self.cap,
+            self.occupied() < self.p.capacity,
             "a producer got slot {slot} with every slot held (G1)"
         );
         if let Some(other) = self.slot_of(slot) {
@@ -304,53 +202,20 @@ impl<'q> Run<'q> {
 
     /// Messages waiting for room in the dead letters that have moved there.
     fn dlq_moves(&mut self) {
-        let q = self.qs[0];
-        let waiting: Vec<u64> = self
-            .m
-            .msgs
-            .iter()
-            .filter(|(_, m)| {
-                m.st == St::DlqWait && file::word(q, m.slot).state() != state::DLQ_WAIT
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        let listed: BTreeSet<u64> = self.qs[0]
-            .dlq_list()
-            .iter()
-            .map(|d| id_of(&d.payload))
-            .collect();
-        for id in waiting {
-            ensure!(
-                listed.contains(&id),
-                "message {id} left dead-letter waiting but is no dead letter"
-            );
-            let m = self.m.msgs.remove(&id).unwrap();
-            self.m.dlq.insert(
-                id,
-                (
-                    Dead {
-                        attempts: m.deliveries as u64,
-                        key: m.key,
-                        version: m.version,
-                        len: m.len,
-                    },
-                    None,
-                ),
-            );
+        if let Err(e) = compare::waiting_moves(self.qs[0], &mut self.m) {
+            panic!("model_ops: {e}");
         }
     }
 
     /// Decides what a send of `key`/`version` must do and updates the key
     /// table of the model. Returns the expectation and the version.
     fn expect_send(&mut self, key: u64, version: u64, delayed: bool) -> (Expect, u64) {
-        let latest_only = self.m.latest_only && !delayed;
-        let msgs = &self.m.msgs;
-        self.m.keys.expect_send(key, version, latest_only, |w| {
+        let latest_only = self.m.p.latest_only && !delayed;
+        let core = &mut self.m.m;
+        let msgs = &core.msgs;
+        core.keys.expect_send(key, version, latest_only, |w| {
             msgs.get(&w)
-                .filter(|wm| wm.st == St::Ready && wm.key == key)
+                .filter(|wm| wm.st.is_ready() && wm.key == key)
                 .map(|wm| wm.version)
         })
     }
@@ -396,7 +261,7 @@ impl<'q> Run<'q> {
                     full_ok,
                     "{what} of {id}: FULL with {} of {} slots held, none in ring order: {:?}",
                     self.m.occupied(),
-                    self.m.cap,
+                    self.m.p.capacity,
                     self.m.msgs
                 );
                 return;
@@ -423,8 +288,8 @@ impl<'q> Run<'q> {
                         "{what} of {id}: version {v} replaced the waiting version {} (G7)",
                         o.version
                     );
-                    self.m.msgs.remove(&old);
-                    self.place(id, o.slot, o.position, len, key, v, St::Ready);
+                    self.m.remove(old);
+                    self.place(id, o.slot, o.position, len, key, v, St::Fresh);
                     self.m.keys.set_waiting(key, id);
                     return;
                 }
@@ -445,9 +310,13 @@ impl<'q> Run<'q> {
                 unreachable!("refusals are answered above")
             }
         };
-        let st = if delayed { St::Delayed } else { St::Ready };
+        let st = if delayed {
+            St::Delayed { due: None }
+        } else {
+            St::Fresh
+        };
         self.place(id, position.0, position.1, len, key, v, st);
-        if key != 0 && self.m.latest_only && !delayed {
+        if key != 0 && self.m.p.latest_only && !delayed {
             self.m.keys.set_waiting(key, id);
         }
     }
@@ -456,10 +325,10 @@ impl<'q> Run<'q> {
     /// else by reading the slots the model has free.
     fn find(&self, id: u64, position: Option<u64>) -> (u64, u64) {
         if let Some(p) = position {
-            return (p % self.m.cap, p);
+            return (p % self.m.p.capacity, p);
         }
         let q = self.qs[0];
-        for i in 0..self.m.cap {
+        for i in 0..self.m.p.capacity {
             if file::word(q, i).state() == state::FREE {
                 continue;
             }
@@ -474,7 +343,7 @@ impl<'q> Run<'q> {
     /// Whether message `id` is in a slot the model does not give it.
     fn in_some_slot(&self, id: u64) -> bool {
         let q = self.qs[0];
-        (0..self.m.cap).any(|i| {
+        (0..self.m.p.capacity).any(|i| {
             file::word(q, i).state() != state::FREE
                 && file::id_in(q, i) == id
                 && self.m.slot_of(i) != Some(id)
@@ -554,7 +423,7 @@ impl<'q> Run<'q> {
                 );
             }
             last = Some(pos);
-            self.place(*id, slot, pos, lens[k], 0, 0, St::Ready);
+            self.place(*id, slot, pos, lens[k], 0, 0, St::Fresh);
         }
     }
 
@@ -566,7 +435,7 @@ impl<'q> Run<'q> {
                 let p = r.position();
                 self.place(
                     id,
-                    p % self.m.cap,
+                    p % self.m.p.capacity,
                     p,
                     len,
                     0,
@@ -652,8 +521,8 @@ impl<'q> Run<'q> {
             if let (Ok(sent), Some(w)) = (&got, waiting) {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
                     if sent.position == wm.position {
-                        self.m.msgs.remove(&w);
-                        self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
+                        self.m.remove(w);
+                        self.place(id, wm.slot, wm.position, m.len, key, v, St::Fresh);
                         self.m.keys.set_waiting(key, id);
                         return;
                     }
@@ -670,7 +539,7 @@ impl<'q> Run<'q> {
         // Latest-only: a commit replaces the key's waiting message in place
         // (or is STALE against it), as a send does; the reserved slot is
         // given back.
-        if key != 0 && self.m.latest_only && !delayed {
+        if key != 0 && self.m.p.latest_only && !delayed {
             let waiting = self
                 .m
                 .keys
@@ -678,7 +547,7 @@ impl<'q> Run<'q> {
                 .and_then(|k| Some((k.waiting?, k.maybe_parked)));
             if let Some((w, maybe)) = waiting {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
-                    if wm.st == St::Ready && wm.key == key {
+                    if wm.st.is_ready() && wm.key == key {
                         if status(&got) == Some(Status::Stale) && v <= wm.version {
                             return;
                         }
@@ -690,8 +559,8 @@ impl<'q> Run<'q> {
                             .as_ref()
                             .unwrap_or_else(|e| panic!("model_ops: commit of {id}: {e}"));
                         if sent.position == wm.position && sent.position != position {
-                            self.m.msgs.remove(&w);
-                            self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
+                            self.m.remove(w);
+                            self.place(id, wm.slot, wm.position, m.len, key, v, St::Fresh);
                             self.m.keys.set_waiting(key, id);
                             return;
                         }
@@ -708,9 +577,13 @@ impl<'q> Run<'q> {
             sent.position == position && (key == 0 || sent.version == v),
             "commit of {id}: {sent:?}, reserved at {position}, version {v}"
         );
-        let st = if delayed { St::Delayed } else { St::Ready };
+        let st = if delayed {
+            St::Delayed { due: None }
+        } else {
+            St::Fresh
+        };
         self.place(id, m.slot, m.position, m.len, key, v, st);
-        if key != 0 && self.m.latest_only && !delayed {
+        if key != 0 && self.m.p.latest_only && !delayed {
             self.m.keys.set_waiting(key, id);
         }
     }
@@ -726,11 +599,7 @@ impl<'q> Run<'q> {
             data == payload(id, m.len),
             "claim of {id}: payload {data:?} is not the one sent"
         );
-        ensure!(
-            m.st == St::Ready,
-            "claim got {id}, which is {:?} (G3)",
-            m.st
-        );
+        ensure!(m.st.is_ready(), "claim got {id}, which is {:?} (G3)", m.st);
         ensure!(
             !self.m.key_busy(m.key),
             "claim got {id} of key {} while another claim holds the key (G7)",
@@ -791,7 +660,7 @@ impl<'q> Run<'q> {
         use shmq::layout::hdr;
         let q = self.qs[0];
         let rd = |off: usize| file::header(q, off);
-        let words: Vec<String> = (0..self.m.cap)
+        let words: Vec<String> = (0..self.m.p.capacity)
             .map(|i| format!("{i}: {:?}", file::word(q, i)))
             .collect();
         format!(
@@ -817,7 +686,7 @@ impl<'q> Run<'q> {
     /// only with `SHMQ_FUZZ_AVOID=head-lag`, and only when the failed claim
     /// did move the head that far.
     fn head_lagged(&self, head_before: u64) -> bool {
-        let walk = self.m.cap * 4 + 64;
+        let walk = self.m.p.capacity * 4 + 64;
         crate::harness::avoid("head-lag") && self.head().wrapping_sub(head_before) >= walk
     }
 
@@ -902,21 +771,24 @@ impl<'q> Run<'q> {
         let m = self.m.msgs[&id].clone();
         match o {
             Out::Ack => {
-                self.m.msgs.remove(&id);
-                self.m.ended.push(token);
+                self.m.remove(id);
+                self.m.ended_tokens.push(token);
                 self.m.keys.acked(m.key, m.version);
             }
             Out::Nack(delayed) => {
-                self.m.ended.push(token);
+                self.m.ended_tokens.push(token);
                 if self.m.exhausted(m.deliveries) {
                     self.m.dead_letter(id);
                 } else {
-                    self.m.msgs.get_mut(&id).unwrap().st =
-                        if delayed { St::Delayed } else { St::Ready };
+                    self.m.msgs.get_mut(&id).unwrap().st = if delayed {
+                        St::Delayed { due: None }
+                    } else {
+                        St::Redeliver
+                    };
                 }
             }
             Out::Reject => {
-                self.m.ended.push(token);
+                self.m.ended_tokens.push(token);
                 self.m.dead_letter(id);
             }
             Out::Extend(s) => {
@@ -972,12 +844,14 @@ impl<'q> Run<'q> {
             .collect();
         let token = match pick % 4 {
             0 | 1 if !live.is_empty() => live[pick as usize / 4 % live.len()],
-            2 if !self.m.ended.is_empty() => self.m.ended[pick as usize / 4 % self.m.ended.len()],
+            2 if !self.m.ended_tokens.is_empty() => {
+                self.m.ended_tokens[pick as usize / 4 % self.m.ended_tokens.len()]
+            }
             _ => match pick / 4 % 3 {
                 0 => forged,
                 1 => self.qs[0]
                     .engine()
-                    .token_of(forged % self.m.cap, forged >> 40),
+                    .token_of(forged % self.m.p.capacity, forged >> 40),
                 _ => forged | 1 << 63,
             },
         };
@@ -1038,8 +912,12 @@ impl<'q> Run<'q> {
         let ids: Vec<u64> = self.m.by_slot();
         for id in ids {
             match self.m.msgs[&id].st {
-                St::Claimed { deadline, .. } if deadline < w => self.m.claim_ended(id),
-                St::DlqWait => self.m.dead_letter(id),
+                St::Claimed { deadline, .. } if deadline < w => {
+                    self.m.claim_ended(id);
+                }
+                St::DlqWait => {
+                    self.m.dead_letter(id);
+                }
                 St::Reserved {
                     h,
                     quarantined: false,
@@ -1060,7 +938,7 @@ impl<'q> Run<'q> {
             .m
             .dlq
             .iter()
-            .map(|(id, (_, rec))| (rec.expect("record id seen"), *id))
+            .map(|(id, d)| (d.record.expect("record id seen"), *id))
             .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, id)| id).collect()
@@ -1072,7 +950,7 @@ impl<'q> Run<'q> {
             0 => None,
             1 | 2 if !order.is_empty() => Some(
                 self.m.dlq[&order[pick as usize / 4 % order.len()]]
-                    .1
+                    .record
                     .unwrap(),
             ),
             _ => Some(1_000_000 + pick as u64),
@@ -1089,8 +967,8 @@ impl<'q> Run<'q> {
         let mut found = false;
         let order = self.dlq_order();
         for (k, &id) in order.iter().enumerate() {
-            let (d, rec) = self.m.dlq[&id].clone();
-            let rec = rec.unwrap();
+            let d = self.m.dlq[&id].clone();
+            let rec = d.record.unwrap();
             if which.is_some_and(|w| w != rec) {
                 continue;
             }
@@ -1135,12 +1013,12 @@ impl<'q> Run<'q> {
             }
             self.m.dlq.remove(&id);
             n += 1;
-            if self.m.latest_only && d.key != 0 && !self.in_some_slot(id) {
+            if self.m.p.latest_only && d.key != 0 && !self.in_some_slot(id) {
                 // Latest-only: a later record of the same key, sent back by
                 // this same redrive, replaced it in place.
                 let later = order[k + 1..].iter().any(|l| {
-                    let (ld, lrec) = &self.m.dlq[l];
-                    ld.key == d.key && lrec.is_some_and(|r| !left.contains(&r))
+                    let ld = &self.m.dlq[l];
+                    ld.key == d.key && ld.record.is_some_and(|r| !left.contains(&r))
                 });
                 ensure!(later, "redrive sent {id} but it is in no slot");
                 continue;
@@ -1168,7 +1046,7 @@ impl<'q> Run<'q> {
         let before = self.m.dlq.len();
         self.m
             .dlq
-            .retain(|_, (_, rec)| which.is_some_and(|w| Some(w) != *rec));
+            .retain(|_, d| which.is_some_and(|w| Some(w) != d.record));
         let n = before - self.m.dlq.len();
         if which.is_some() && n == 0 {
             ensure!(
@@ -1188,7 +1066,7 @@ impl<'q> Run<'q> {
     fn end(&mut self) {
         for (_, id, r) in std::mem::take(&mut self.res) {
             drop(r);
-            self.m.msgs.remove(&id);
+            self.m.remove(id);
         }
         self.held.clear();
     }
@@ -1197,85 +1075,19 @@ impl<'q> Run<'q> {
     /// model cannot know in advance (see the module comment).
     fn check(&mut self, what: &str) {
         self.dlq_moves();
-        let by_slot: BTreeMap<u64, u64> = self.m.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
-        ensure!(
-            by_slot.len() == self.m.msgs.len(),
-            "after {what}: two messages share a slot in the model"
-        );
-        let listed = file::dead_letters(self.qs[0])
-            .unwrap_or_else(|e| panic!("model_ops: after {what}: {e}"));
-        for i in 0..self.m.cap {
-            let w = file::word(self.qs[0], i);
-            let Some(&id) = by_slot.get(&i) else {
-                ensure!(
-                    w.state() == state::FREE,
-                    "after {what}: slot {i} is {w:?}, the model has it free ({:?})",
-                    self.m.msgs
-                );
-                continue;
-            };
-            let m = self.m.msgs[&id].clone();
-            let owner = |h: usize| self.m.me[h];
-            let ok = match m.st {
-                St::Reserved {
-                    h,
-                    quarantined: false,
-                } => matches!(w.state(), state::RESERVED | state::PASSED) && w.owner() == owner(h),
-                St::Reserved {
-                    h,
-                    quarantined: true,
-                } => w.state() == state::ABANDONED && w.owner() == owner(h),
-                St::Ready if self.m.doomed(&m) && w.state() == state::FREE => {
-                    // A claim reached it: completed without delivery.
-                    self.m.msgs.remove(&id);
-                    continue;
-                }
-                St::Ready => matches!(w.state(), state::READY | state::PENDING),
-                St::Delayed => w.state() == state::DELAYED,
-                St::Claimed { h, .. } => w.state() == state::CLAIMED && w.owner() == owner(h),
-                St::DlqWait => w.state() == state::DLQ_WAIT,
-            };
-            ensure!(
-                ok,
-                "after {what}: slot {i} is {w:?}, the model has message {id} {m:?}"
-            );
-            if !matches!(m.st, St::Reserved { .. }) {
-                let data = file::payload_of(self.qs[0], i, m.len);
-                ensure!(
-                    data == payload(id, m.len),
-                    "after {what}: slot {i} holds {data:?}, not message {id}"
-                );
-            }
+        let q = self.qs[0];
+        let me = self.m.me;
+        let completed = compare::slots(q, &self.m, |h| me[h]);
+        let completed = completed
+            .unwrap_or_else(|e| panic!("model_ops: after {what}: {e} (model {:?})", self.m.msgs));
+        // A claim reached them: completed without delivery.
+        for id in completed {
+            self.m.remove(id);
         }
-        for (id, d) in &listed {
-            let Some((want, rec)) = self.m.dlq.get_mut(id) else {
-                panic!("model_ops: after {what}: dead letter {d:?} (message {id}) is not in the model {:?}", self.m.dlq);
-            };
-            let got = Dead {
-                attempts: d.attempts,
-                key: d.key,
-                version: d.version,
-                len: d.payload.len(),
-            };
-            ensure!(
-                got == *want && d.payload == payload(*id, want.len),
-                "after {what}: dead letter of {id} is {d:?}, the model says {want:?}"
-            );
-            ensure!(
-                rec.map_or(true, |r| r == d.id),
-                "after {what}: dead letter of {id} changed its id"
-            );
-            *rec = Some(d.id);
-        }
-        ensure!(
-            listed.len() == self.m.dlq.len(),
-            "after {what}: dead letters {:?}, the model has {:?}",
-            listed.keys().collect::<Vec<_>>(),
-            self.m.dlq.keys().collect::<Vec<_>>()
-        );
-        let keys = file::acked_versions_agree(self.qs[0], &self.m.keys, []);
-        let verified = file::verify_clean(self.qs[1], false);
-        if let Err(e) = keys.and(verified) {
+        let checked = compare::dead_letters(q, &mut self.m)
+            .and_then(|_| file::acked_versions_agree(q, &self.m.keys, []))
+            .and_then(|_| file::verify_clean(self.qs[1], false));
+        if let Err(e) = checked {
             panic!("model_ops: after {what}: {e}");
         }
     }
@@ -1427,7 +1239,7 @@ fn epoch(run: &mut Run<'_>, ops: &mut Bytes<'_>, budget: &mut usize) -> Option<u
                 let pick = ops.byte();
                 if let Some(id) = run.record_id(pick) {
                     let got = run.qs[h].dlq_get(id);
-                    let known = run.m.dlq.values().any(|(_, r)| *r == Some(id));
+                    let known = run.m.dlq.values().any(|d| d.record == Some(id));
                     ensure!(
                         got.as_ref().map(|d| d.id).ok() == known.then_some(id),
                         "dlq_get({id}): {got:?}"
@@ -1516,16 +1328,15 @@ pub fn model_ops(data: &[u8]) {
     ];
     let me = |q: &Option<Queue>| q.as_ref().unwrap().participant().unwrap();
     let mut model = Model {
-        cap: o.capacity,
-        max_deliveries: o.max_deliveries,
-        dlq_cap: o.dlq_capacity as usize,
-        latest_only: o.latest_only,
+        m: Shared::new(Params {
+            capacity: o.capacity,
+            key_capacity: o.key_capacity,
+            dlq_capacity: o.dlq_capacity as usize,
+            max_deliveries: o.max_deliveries,
+            latest_only: o.latest_only,
+        }),
         me: [me(&qs[0]), me(&qs[1])],
         next_id: 1,
-        msgs: BTreeMap::new(),
-        dlq: BTreeMap::new(),
-        keys: KeyTable::new(o.key_capacity),
-        ended: Vec::new(),
     };
     let mut ops = Bytes::new(&data[2..]);
     let mut budget = BUDGET;

@@ -12,17 +12,26 @@
 //!   keyed send gets or the refusal it must get (`KEYS_FULL`, `STALE`), the
 //!   last acked version of each key, the latest-only waiting message, and
 //!   what `evict_keys` removes;
+//! - [`state`]: the reference state (every message, the key table, the
+//!   dead letters) and the moves both drivers make alike: to the dead
+//!   letters or to waiting for room there, the repair pass that moves the
+//!   waiting ones, a claim ended without an outcome;
+//! - [`compare`]: the comparison of that state with the file after every
+//!   step (each slot's state, owner, token, key, version, payload and due
+//!   time; the dead letters);
 //! - [`file`]: reading what the model is compared with in the queue file
 //!   (slot words and fields, payloads, the dead letters), and the checks both
 //!   drivers make after every step (`latest_acked_version` of every key,
 //!   `verify`).
 //!
-//! The messages' states, the expected outcome of claims and settlements and
-//! the operations themselves are still each driver's own.
+//! The expected outcome of each call (sends, claims, settlements, redrives)
+//! and the operations themselves are still each driver's own.
 
+pub mod compare;
 pub mod file;
 pub mod keys;
 pub mod payload;
+pub mod state;
 
 pub use keys::{Expect, KeyEntry, KeyTable};
 pub use payload::{id_of, payload};
