@@ -1055,55 +1055,16 @@ impl Harness {
         let mut out = Vec::new();
         for (n, msg) in got.into_iter().enumerate() {
             let c1 = if n == 0 { c1 } else { c1_rest };
-            let data = msg.data().map_err(|e| format!("claim: data: {e:?}"))?;
-            let id = id_of(&data);
-            ensure!(
-                data == payload(id),
-                "claim: payload {data:?} was never sent"
-            );
-            let Some(x) = m.msgs.get(&id) else {
-                return Err(format!(
-                    "claim: message {id} ({:?}) is not in the queue: {}",
-                    msg,
-                    m.ended
-                        .get(&id)
-                        .map_or("never sent".to_string(), |e| format!("it ended {e:?}"))
-                ));
-            };
-            let x = x.clone();
-            ensure!(
-                (msg.key(), msg.version(), msg.position()) == (x.key, x.version, x.position),
-                "claim: message {id} reads key {} version {} position {}, sent as {x:?}",
-                msg.key(),
-                msg.version(),
-                msg.position()
-            );
-            ensure!(
-                msg.deliveries() == x.deliveries + 1,
-                "claim: message {id} delivery {}, expected {}",
-                msg.deliveries(),
-                x.deliveries + 1
-            );
+            let (id, x) = m.check_claimed(&msg).map_err(|e| {
+                let id = msg.data().map_or(0, |d| id_of(&d));
+                let ended = m.ended.get(&id);
+                format!("claim (number {n} of the call): {e} (message {id} ended: {ended:?})")
+            })?;
             ensure!(
                 Model::can(&x, c0, c1) != Can::No,
                 "claim: message {id} {x:?} is not claimable (G3, or a delay not run out; clock \
                  read {c0}..{c1})"
             );
-            if x.key != 0 {
-                if let Some(other) = held.get(&x.key) {
-                    return Err(format!(
-                        "claim: message {id} {x:?} (number {n} of the claim) while message \
-                         {other} {:?} of the same key is claimed (G7: one claim per key)",
-                        m.msgs[other]
-                    ));
-                }
-                let acked = m.last_acked(x.key);
-                ensure!(
-                    x.version >= acked,
-                    "claim: message {id} {x:?} is older than its key's last acked version \
-                     {acked}: it must be skipped, never delivered (G7)"
-                );
-            }
             if let Some(e) = m.order_violation(id, &gone, c0, c1) {
                 return Err(format!("claim: {e}"));
             }
@@ -1127,18 +1088,8 @@ impl Harness {
             if m.exhausted(x.deliveries + 1) {
                 m.saw("claim: the last allowed delivery");
             }
-            let token = msg.token();
-            let e = m.msgs.get_mut(&id).unwrap();
-            e.deliveries += 1;
-            // A claimed message stays the key's waiting one: while it is
-            // claimed it is not replaceable, but if it comes back (a nack, its
-            // handle closed) it is again, unless a newer one was queued.
             // Leases are an hour: none runs out within a case.
-            e.st = St::Claimed {
-                h,
-                token,
-                deadline: u64::MAX,
-            };
+            m.claimed(id, h, msg.token(), u64::MAX);
             if x.key != 0 {
                 held.insert(x.key, id);
             }

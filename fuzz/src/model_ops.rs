@@ -56,7 +56,7 @@
 use shmq::ring::{state, Outcome};
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
 use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
-use shmq_testkit::model::{compare, file, id_of, payload, Expect};
+use shmq_testkit::model::{compare, file, payload, Expect};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -590,51 +590,11 @@ impl<'q> Run<'q> {
 
     /// Checks a message a claim returned and records it as held by `h`.
     fn claimed(&mut self, h: usize, msg: &Message<'q>) -> u64 {
-        let data = msg.data().expect("data of a fresh claim");
-        let id = id_of(&data);
-        let Some(m) = self.m.msgs.get(&id).cloned() else {
-            panic!("model_ops: claim got message {id}, which the model does not have ({msg:?})");
-        };
-        ensure!(
-            data == payload(id, m.len),
-            "claim of {id}: payload {data:?} is not the one sent"
-        );
-        ensure!(m.st.is_ready(), "claim got {id}, which is {:?} (G3)", m.st);
-        ensure!(
-            !self.m.key_busy(m.key),
-            "claim got {id} of key {} while another claim holds the key (G7)",
-            m.key
-        );
-        ensure!(
-            !self.m.doomed(&m),
-            "claim got {id}, version {} of key {}, older than the last acked {} (G7)",
-            m.version,
-            m.key,
-            self.m.keys.last_acked(m.key)
-        );
-        ensure!(
-            msg.key() == m.key && msg.version() == m.version && msg.position() == m.position,
-            "claim of {id}: key {} version {} position {}, the model says {m:?}",
-            msg.key(),
-            msg.version(),
-            msg.position()
-        );
-        ensure!(
-            msg.deliveries() == m.deliveries + 1,
-            "claim of {id}: delivery {}, the model says {} ({m:?})",
-            msg.deliveries(),
-            m.deliveries + 1
-        );
-        let mm = self.m.msgs.get_mut(&id).unwrap();
-        mm.deliveries += 1;
-        mm.st = St::Claimed {
-            h,
-            token: msg.token(),
-            deadline: LEASE_S,
-        };
-        // A claimed message stays its key's waiting one: not replaceable
-        // while claimed, but again once back (nacked, its lease run out),
-        // unless a newer one was queued meanwhile.
+        let (id, _) = self
+            .m
+            .check_claimed(msg)
+            .unwrap_or_else(|e| panic!("model_ops: {e}"));
+        self.m.claimed(id, h, msg.token(), LEASE_S);
         id
     }
 

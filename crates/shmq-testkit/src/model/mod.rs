@@ -16,6 +16,7 @@
 //!   dead letters) and the moves both drivers make alike: to the dead
 //!   letters or to waiting for room there, the repair pass that moves the
 //!   waiting ones, a claim ended without an outcome;
+//! - [`claim`]: the expected answer of a claim, message by message;
 //! - [`compare`]: the comparison of that state with the file after every
 //!   step (each slot's state, owner, token, key, version, payload and due
 //!   time; the dead letters);
@@ -24,9 +25,10 @@
 //!   drivers make after every step (`latest_acked_version` of every key,
 //!   `verify`).
 //!
-//! The expected outcome of each call (sends, claims, settlements, redrives)
+//! The expected outcome of the other calls (sends, settlements, redrives)
 //! and the operations themselves are still each driver's own.
 
+pub mod claim;
 pub mod compare;
 pub mod file;
 pub mod keys;
