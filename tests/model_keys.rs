@@ -88,6 +88,7 @@ use shmq::layout::slot;
 use shmq::ring::{state, Outcome};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
 use shmq_testkit::model::file::{self, due_of, engine_time, field, word, TIME_SHIFT};
+use shmq_testkit::model::settle::Failed;
 use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
 use shmq_testkit::model::{compare, Expect};
 use std::collections::{BTreeMap, BTreeSet};
@@ -386,11 +387,30 @@ impl Model {
 
     /// A held message goes to the dead letters, or waits for room there.
     fn dead_letter(&mut self, id: Id) {
-        if self.core.dead_letter(id).is_some() {
-            self.saw("dead-lettered");
-            self.ended_as(id, End::DeadLettered);
-        } else {
-            self.saw("waits for room in the dead letters");
+        let failed = match self.core.dead_letter(id) {
+            Some(_) => Failed::DeadLettered,
+            None => Failed::WaitsForRoom,
+        };
+        self.failed(id, failed);
+    }
+
+    /// Where a failed delivery of `id` went.
+    fn failed(&mut self, id: Id, failed: Failed) {
+        match failed {
+            Failed::Back => {}
+            Failed::DeadLettered => {
+                self.saw("dead-lettered");
+                self.ended_as(id, End::DeadLettered);
+            }
+            Failed::WaitsForRoom => self.saw("waits for room in the dead letters"),
+        }
+    }
+
+    /// The token of the live claim of `id`.
+    fn claim_token_of(&self, id: Id) -> std::result::Result<u64, String> {
+        match self.msgs[&id].st {
+            St::Claimed { token, .. } => Ok(token),
+            _ => Err(format!("model: {id} is not claimed")),
         }
     }
 
@@ -1211,64 +1231,51 @@ impl Harness {
         t0: u64,
         t1: u64,
     ) -> Check {
-        let St::Claimed { token, .. } = m.msgs[&id].st else {
-            return Err(format!("model: {id} is not claimed"));
-        };
         let x = m.msgs[&id].clone();
-        match how {
-            Then::Hold => {}
+        let failed = match how {
+            Then::Hold => return Ok(()),
             Then::Ack => {
-                let acked = m.last_acked(x.key);
-                ensure!(
-                    x.version >= acked || x.key == 0,
-                    "acked version {} of key {} after version {acked} (G7)",
-                    x.version,
-                    x.key
-                );
-                m.keys.acked(x.key, x.version);
-                m.end(id, End::Acked);
+                m.core.acked(id)?;
+                m.ended_as(id, End::Acked);
                 m.acked += 1;
                 m.saw("settle: acked");
+                return Ok(());
             }
-            Then::Nack(_) if m.exhausted(x.deliveries) => {
-                m.saw("settle: nacked on the last delivery");
-                m.dead_letter(id);
-            }
-            Then::Nack(_) if delay_ns == 0 => {
-                m.saw("settle: nacked");
-                m.msgs.get_mut(&id).unwrap().st = St::Redeliver;
-            }
-            Then::Nack(_) => {
+            Then::Nack(_) => m.core.nacked(id, || {
+                if delay_ns == 0 {
+                    return Ok(St::Redeliver);
+                }
                 let w = word(q, x.slot);
                 let due = due_of(q, x.slot);
-                let st = if w.state() == state::DELAYED {
+                if w.state() == state::DELAYED {
                     ensure!(
                         due >= engine_time(t0 + delay_ns) && due <= engine_time(t1 + delay_ns),
                         "nack of {id} with a delay of {delay_ns} ns between {t0} and {t1}: due \
                          at {due}"
                     );
-                    St::Delayed { due: Some(due) }
-                } else {
-                    // Only if the delay ran out during the call.
-                    ensure!(
-                        w.state() == state::PENDING && t0 + delay_ns <= t1,
-                        "nack of {id} with a delay of {delay_ns} ns: slot is {w:?}"
-                    );
-                    St::Redeliver
-                };
-                m.saw("settle: nacked with a delay");
-                m.msgs.get_mut(&id).unwrap().st = st;
-            }
-            Then::Reject => {
-                m.saw("settle: rejected");
-                m.dead_letter(id);
-            }
+                    return Ok(St::Delayed { due: Some(due) });
+                }
+                // Only if the delay ran out during the call.
+                ensure!(
+                    w.state() == state::PENDING && t0 + delay_ns <= t1,
+                    "nack of {id} with a delay of {delay_ns} ns: slot is {w:?}"
+                );
+                Ok(St::Redeliver)
+            })?,
+            Then::Reject => m.core.rejected(id)?,
             Then::Extend => {
+                m.claim_token_of(id)?;
                 m.saw("settle: extended");
                 return Ok(());
             }
-        }
-        m.ended_tokens.push(token);
+        };
+        m.saw(match (how, failed) {
+            (Then::Reject, _) => "settle: rejected",
+            (_, Failed::Back) if delay_ns == 0 => "settle: nacked",
+            (_, Failed::Back) => "settle: nacked with a delay",
+            _ => "settle: nacked on the last delivery",
+        });
+        m.failed(id, failed);
         Ok(())
     }
 

@@ -728,34 +728,28 @@ impl<'q> Run<'q> {
         let Some(id) = found else {
             return Some(Status::LeaseLost);
         };
-        let m = self.m.msgs[&id].clone();
-        match o {
-            Out::Ack => {
-                self.m.remove(id);
-                self.m.ended_tokens.push(token);
-                self.m.keys.acked(m.key, m.version);
-            }
-            Out::Nack(delayed) => {
-                self.m.ended_tokens.push(token);
-                if self.m.exhausted(m.deliveries) {
-                    self.m.dead_letter(id);
-                } else {
-                    self.m.msgs.get_mut(&id).unwrap().st = if delayed {
+        let settled = match o {
+            Out::Ack => self.m.acked(id).map(drop),
+            Out::Nack(delayed) => self
+                .m
+                .nacked(id, || {
+                    Ok(if delayed {
                         St::Delayed { due: None }
                     } else {
                         St::Redeliver
-                    };
-                }
-            }
-            Out::Reject => {
-                self.m.ended_tokens.push(token);
-                self.m.dead_letter(id);
-            }
+                    })
+                })
+                .map(drop),
+            Out::Reject => self.m.rejected(id).map(drop),
             Out::Extend(s) => {
                 if let St::Claimed { deadline, .. } = &mut self.m.msgs.get_mut(&id).unwrap().st {
                     *deadline = s;
                 }
+                Ok(())
             }
+        };
+        if let Err(e) = settled {
+            panic!("model_ops: {o:?} of {id} through handle {h}: {e}");
         }
         None
     }

@@ -17,6 +17,7 @@
 //!   letters or to waiting for room there, the repair pass that moves the
 //!   waiting ones, a claim ended without an outcome;
 //! - [`claim`]: the expected answer of a claim, message by message;
+//! - [`settle`]: the model's side of an ack, a nack or a reject;
 //! - [`compare`]: the comparison of that state with the file after every
 //!   step (each slot's state, owner, token, key, version, payload and due
 //!   time; the dead letters);
@@ -25,7 +26,8 @@
 //!   drivers make after every step (`latest_acked_version` of every key,
 //!   `verify`).
 //!
-//! The expected outcome of the other calls (sends, settlements, redrives)
+//! The expected outcome of the other calls (sends, which claims and outcomes
+//! a call must refuse or find nothing for, redrives)
 //! and the operations themselves are still each driver's own.
 
 pub mod claim;
@@ -33,6 +35,7 @@ pub mod compare;
 pub mod file;
 pub mod keys;
 pub mod payload;
+pub mod settle;
 pub mod state;
 
 pub use keys::{Expect, KeyEntry, KeyTable};
