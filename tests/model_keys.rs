@@ -69,6 +69,12 @@
 //! due, or certainly not due. No assertion depends on how long anything
 //! takes.
 //!
+//! The reference state (messages, key table, dead letters), the answer
+//! each claim and each outcome must get, and the comparison with the file
+//! live in `shmq_testkit::model`, shared with the `model_ops` fuzz target;
+//! this file generates the cases and adds what the real clock and several
+//! handles need (per-key order, delays, stats, counters, the drain).
+//!
 //! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
 //! The engine bugs this model found were first tolerated (see
 //! [`TOLERATE_PARKED_WAITING`], [`TOLERATE_PRECISE_NOW`],

@@ -21,8 +21,10 @@
 //! All deadlines are kept in the model as seconds from the start.
 //!
 //! After every operation the model is compared with the file: each slot's
-//! state and owner (and payload, for committed messages), the dead letters
-//! (payload, attempts, key, version), and `Queue::verify` must find nothing
+//! state and owner (and claim token, key, version and payload, for
+//! committed messages; a redelivery must be `PENDING`), the dead letters
+//! (payload, attempts, key, version, a record id that never changes),
+//! every key's last acked version, and `Queue::verify` must find nothing
 //! wrong. What the model cannot know in advance it takes from the file and
 //! checks: a stale keyed message (older than its key's last acked version)
 //! may be dropped by any claim that reaches it; a message waiting for room
@@ -43,6 +45,13 @@
 //! abandoned is `ABANDONED` (G5); nack and lease expiry dead-letter on the
 //! last allowed delivery (max_deliveries); redrive sends dead letters back
 //! with their key and version and the delivery count reset.
+//!
+//! This file is the byte-driven driver of the keyed reference model in
+//! `shmq_testkit::model` (its state, the answers to claims and outcomes,
+//! the comparison with the file), which `tests/model_keys.rs` drives from
+//! proptest: it decodes operations from the input and models what only
+//! these cases reach (reservations, warps, raw tokens, the dead-letter
+//! calls).
 //!
 //! # Input format
 //!

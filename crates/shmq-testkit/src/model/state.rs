@@ -194,7 +194,7 @@ impl Model {
     }
 
     /// Message `id` moves into the dead-letter area.
-    fn into_dead_letters(&mut self, id: u64) -> Msg {
+    fn move_to_dead_letters(&mut self, id: u64) -> Msg {
         let m = self.remove(id);
         let dead = Dead {
             attempts: m.deliveries as u64,
@@ -211,7 +211,7 @@ impl Model {
     /// room there (`None`).
     pub fn dead_letter(&mut self, id: u64) -> Option<Msg> {
         if self.dlq.len() < self.p.dlq_capacity {
-            return Some(self.into_dead_letters(id));
+            return Some(self.move_to_dead_letters(id));
         }
         self.msgs.get_mut(&id).expect("a held message").st = St::DlqWait;
         None
@@ -220,7 +220,7 @@ impl Model {
     /// A message waiting for room that the file shows moved (a maintenance
     /// pass inside some call did it).
     pub fn waiting_moved(&mut self, id: u64) -> Msg {
-        self.into_dead_letters(id)
+        self.move_to_dead_letters(id)
     }
 
     /// A repair pass: messages waiting for room move while there is room,
@@ -229,7 +229,7 @@ impl Model {
         let mut moved = Vec::new();
         for id in self.by_slot() {
             if self.msgs[&id].st == St::DlqWait && self.dlq.len() < self.p.dlq_capacity {
-                moved.push((id, self.into_dead_letters(id)));
+                moved.push((id, self.move_to_dead_letters(id)));
             }
         }
         moved
