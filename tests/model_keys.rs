@@ -343,18 +343,7 @@ fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
     }
 }
 
-impl std::ops::Deref for Model {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.core
-    }
-}
-
-impl std::ops::DerefMut for Model {
-    fn deref_mut(&mut self) -> &mut Shared {
-        &mut self.core
-    }
-}
+shmq_testkit::model_deref!(Model, core);
 
 impl Model {
     fn saw(&mut self, what: &'static str) {

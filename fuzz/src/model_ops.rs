@@ -91,18 +91,7 @@ struct Model {
     next_id: u64,
 }
 
-impl std::ops::Deref for Model {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.m
-    }
-}
-
-impl std::ops::DerefMut for Model {
-    fn deref_mut(&mut self) -> &mut Shared {
-        &mut self.m
-    }
-}
+shmq_testkit::model_deref!(Model, m);
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {

@@ -250,3 +250,24 @@ impl Model {
         None
     }
 }
+
+/// Gives a driver's model type, which holds the shared [`Model`] in field
+/// `$field` beside what only that driver tracks, the shared model's fields
+/// and methods (`Deref` and `DerefMut` to it).
+#[macro_export]
+macro_rules! model_deref {
+    ($driver:ty, $field:ident) => {
+        impl std::ops::Deref for $driver {
+            type Target = $crate::model::state::Model;
+            fn deref(&self) -> &Self::Target {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $driver {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.$field
+            }
+        }
+    };
+}
