@@ -71,3 +71,8 @@ pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrate
 pub use queue::{
     DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,
 };
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,4 +1,4 @@
-//! Damaged and hostile queue files (SPEC G10): every field read from the
+//! Damaged and hostile queue files (guarantee G10 of the README): every field read from the
 //! mapping is untrusted, so a scribbled file must give `Corrupt` or
 //! `Incompatible` (or keep working), never a panic, an out-of-bounds access
 //! or a hang. Every scenario runs on its own thread under a watchdog, so a

@@ -1,5 +1,5 @@
 //! A hostile writer damages a queue file *while* participants in other
-//! processes work on it (issue 7, SPEC G10): random words and bit flips in
+//! processes work on it (guarantee G10 of the README): random words and bit flips in
 //! every region — the header's mutable words, the participant table, the
 //! slots, the key table, the dead-letter area — and offsets pointed outside
 //! the file. The participants must keep going or get errors: never a crash

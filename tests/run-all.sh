@@ -1,15 +1,80 @@
 #!/usr/bin/env bash
-# Runs every test of the project: the Rust suites (unit, property,
-# integration, multi-process SIGKILL, damaged files, C ABI, C++ wrapper,
-# command line, demo), the loom models, the Python tests, bounded fuzz runs
-# and the quick bench. This is the README's test command; .ci/run installs
-# what it needs and then calls it.
+# Runs every test of the project: formatting, clippy (warnings denied,
+# rust-version checked by its incompatible_msrv lint) and the docs first,
+# then the Rust suites (unit, property, integration, README doctests, Rust
+# examples, multi-process SIGKILL, damaged files, C ABI, C++ wrapper, command
+# line, demo), the loom models, a debug build of the suite, the Python tests,
+# the quick bench and bounded fuzz runs. This is the README's test command,
+# and it sets up what it needs on a fresh machine with Rust, gcc and python3:
+# pytest (in a virtual environment under target/ unless python3 already has
+# it) and, when a nightly toolchain is installed, cargo-fuzz. `.ci/run` only
+# calls it.
+#
+# SHMQ_QUICK=1 runs the first stages only (set-up, fmt, clippy, docs, the
+# release test suite, the Python tests) and skips the loom models, the
+# narrow-width builds, the debug-build suite, the bench and fuzzing: for a
+# quick check, never for CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+quick=${SHMQ_QUICK:-0}
+
+# ---------------------------------------------------------------------------
+# Set-up: pytest for the Python tests.
+# ---------------------------------------------------------------------------
+echo "== set-up: pytest =="
+if python3 -c 'import pytest' >/dev/null 2>&1; then
+  python=python3
+else
+  python=$root/target/py/bin/python
+  if ! "$python" -c 'import pytest' >/dev/null 2>&1; then
+    # A virtual environment under target/: no system package changes, and
+    # it works where Debian's python3 is "externally managed".
+    if python3 -m venv "$root/target/py" >/dev/null 2>&1 && [ -x "$python" ]; then
+      "$python" -m pip install --quiet pytest
+    else
+      # No venv module (Debian without python3-venv): the user's site.
+      echo "python3 -m venv is not available (Debian: apt-get install python3-venv); installing pytest for this user"
+      rm -rf "$root/target/py"
+      python=python3
+      python3 -m pip install --quiet --user pytest \
+        || python3 -m pip install --quiet --user --break-system-packages pytest
+    fi
+  fi
+fi
+"$python" -m pytest --version
+
+echo "== cargo fmt --check =="
+cargo fmt --all --check
+
+echo "== cargo clippy --workspace --all-targets -- -D warnings =="
+cargo clippy --workspace --all-targets -- -D warnings
+
+# The C ABI's library and the command line's binary are also called `shmq`,
+# so their docs and the engine's would land on the same path: each is
+# documented on its own first, and the engine's docs then take target/doc/shmq.
+echo "== cargo doc --no-deps (warnings denied) =="
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-c
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-cli
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit
+
+# `cargo test` does not build a crate that is only a cdylib and a staticlib:
+# the C library (libshmq.so, libshmq.a) is built first, for the C, C++ and
+# Python tests and the bench's C peer.
+echo "== cargo build --release -p shmq-c (the C library) =="
+cargo build --release -p shmq-c
 
 echo "== cargo test --release --workspace =="
 cargo test --release --workspace
+
+echo "== python bindings (pytest) =="
+SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" "$python" -m pytest -q bindings/python/tests
+
+if [ "$quick" = 1 ]; then
+  echo "== SHMQ_QUICK=1: loom, narrow widths, debug build, bench and fuzzing skipped =="
+  echo "the quick stages passed (not the whole suite)"
+  exit 0
+fi
 
 echo "== loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}) =="
 loom_tests=()
@@ -30,15 +95,17 @@ LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg shmq_loom --cfg
 
 # Overflow checks and debug assertions run only in a debug build.
 echo "== cargo test --workspace (debug build) =="
+cargo build -p shmq-c --target-dir target/debug-suite
 cargo test --workspace --target-dir target/debug-suite
-
-echo "== python bindings (pytest) =="
-SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" python3 -m pytest -q bindings/python/tests
 
 echo "== shmq bench --quick (every scenario runs, every message arrives; no speed is checked) =="
 cargo build --release --bin shmq
 target/release/shmq bench --quick
 
+if cargo +nightly --version >/dev/null 2>&1 && ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "== set-up: cargo install cargo-fuzz --locked =="
+  cargo install cargo-fuzz --locked || echo "cargo-fuzz could not be installed"
+fi
 if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 2>&1; then
   # Every target for SHMQ_FUZZ_SECS seconds (45 by default: about 3 minutes
   # of fuzzing in all), one process at a time, under AddressSanitizer, from

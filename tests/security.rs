@@ -6,10 +6,11 @@
 //! never crash or hang the process.
 //!
 //! Every scenario that could hang runs under a watchdog. The owner checks
-//! against another uid and the automatic read-only fallback need a second
-//! user: when the tests run as root they use `nobody` (chown, and the
-//! command line run with setuid); otherwise those parts say they were
-//! skipped.
+//! against another uid need a second user: when the tests run as root they
+//! give the file to `nobody` (chown; nothing here runs as `nobody`, so where
+//! the checkout lives does not matter); otherwise those parts say they were
+//! skipped. The automatic read-only fallback as root is shown by the command
+//! line run as `nobody`, in crates/shmq-cli/tests/security.rs.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -490,7 +491,7 @@ fn an_inspection_handle_is_read_only_exactly_when_the_file_is_not_writable() {
     drop(q);
     if is_root() {
         // Root may write any file: the fallback is shown by the command
-        // line run as nobody below.
+        // line run as nobody (crates/shmq-cli/tests/security.rs).
         return;
     }
     for mode in [0o400, 0o440] {

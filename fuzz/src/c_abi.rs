@@ -1,5 +1,5 @@
 //! The `c_abi` target: the C ABI (bindings/c, `extern "C"`) called with
-//! arbitrary arguments, as a careless or hostile C program would (SPEC G12).
+//! arbitrary arguments, as a careless or hostile C program would (guarantee G12 of the README).
 //!
 //! Every pointer passed is NULL or points to memory that is really there:
 //! a pool of buffers whose bytes the input sets and scribbles on (aligned

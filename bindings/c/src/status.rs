@@ -1,6 +1,6 @@
 //! Status codes, the thread-local last error, and the panic boundary.
 //!
-//! Every fallible C function runs its body through [`call`]: the body
+//! Every fallible C function runs its body through `call`: the body
 //! returns a `Result`, an error is stored as this thread's last error and
 //! turned into its status, and a panic is caught and reported as
 //! `SHMQ_INTERNAL` instead of unwinding into C.

@@ -38,7 +38,8 @@ fn work_dir() -> &'static Path {
         let so = lib_dir().join("libshmq.so");
         assert!(
             so.exists(),
-            "{} is missing: the crate builds a cdylib",
+            "{} is missing: `cargo test` does not build it; build it first with \
+             `cargo build -p shmq-c` (with this test's profile and target directory)",
             so.display()
         );
         std::fs::copy(&so, lib.join("libshmq.so.0")).expect("copying libshmq.so");

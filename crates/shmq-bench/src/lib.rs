@@ -4,13 +4,14 @@
 //!
 //! Every two-party measurement pins the producer to CPU 0 and the consumer
 //! to CPU 1, uses the same payloads and message counts for every transport,
-//! busy-polls (as the anchors did), and checks every message's sequence
-//! number. `--quick` runs small counts, for CI: it checks that every
-//! scenario runs and every message arrives, not a speed.
+//! busy-polls (as the reference measurements in docs/PERFORMANCE.md did),
+//! and checks every message's sequence number. `--quick` runs small counts,
+//! for CI: it checks that every scenario runs and every message arrives,
+//! not a speed.
 //!
 //! Modules: [`peer`] (the other side of each measurement), [`os`],
-//! [`ring`] (the bare ring), [`foreign`] (C and Python peers, built at run
-//! time), [`memory`] (resident memory over 10^8 messages), [`iceoryx2`]
+//! [`ring`] (the bare ring), `foreign` (C and Python peers, built at run
+//! time), [`memory`] (resident memory over 10^8 messages), `iceoryx2`
 //! (the separate comparison crate's rows), `svg` (the chart).
 
 mod foreign;

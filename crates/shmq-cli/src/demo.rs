@@ -1,4 +1,5 @@
-//! `shmq demo`: the restaurant of the SPEC, in real processes on real queue
+//! `shmq demo`: the restaurant of the README's quick start (waiters, competing
+//! cooks, one of them killed, a menu cache), in real processes on real queue
 //! files.
 //!
 //! The orchestrator (`run`) creates three queues in a fresh directory and

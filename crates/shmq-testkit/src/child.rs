@@ -241,7 +241,7 @@ impl Work {
         self
     }
 
-    /// Starts this binary's helper test (see [`helper_test!`]) on this
+    /// Starts this binary's helper test (see [`crate::helper_test!`]) on this
     /// work.
     pub fn spawn(&self) -> Child {
         helper(HELPER)
@@ -295,7 +295,7 @@ pub fn serve(lifetime: Duration, roles: &[(&str, Role)]) {
     }
 }
 
-/// The name of the helper test that [`helper_test!`] declares.
+/// The name of the helper test that [`crate::helper_test!`] declares.
 pub const HELPER: &str = "helper";
 
 /// Declares a test binary's helper test, `helper`: `#[ignore = "helper"]`,

@@ -2,14 +2,14 @@
 //! queues, SIGKILLed at random moments and started again, with a ledger
 //! outside the queues that proves at the end that nothing was lost, torn or
 //! delivered fresh twice, that per-key versions never went backwards, and
-//! that the files verify (SPEC G3, G4, G5, G7, G8, G9).
+//! that the files verify (the README's guarantees G3, G4, G5, G7, G8, G9).
 //!
 //! The run, in order:
 //!
 //! 1. a fresh directory with one queue file per kind asked for (keyless,
 //!    keyed FIFO, keyed latest-only), the ledger ([`shmq_testkit::ledger`]) and the
 //!    configuration the workers read (`config.json`);
-//! 2. `--producers` and `--consumers` worker processes ([`worker`]), each
+//! 2. `--producers` and `--consumers` worker processes ([`mod@worker`]), each
 //!    attached to every queue;
 //! 3. until `--secs` passed, `--kills` were made or `--events` happened: a
 //!    pause between `--min-interval` and `--max-interval`, then an event

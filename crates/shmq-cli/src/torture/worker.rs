@@ -16,7 +16,7 @@
 //! across restarts (they come from CLOCK_MONOTONIC).
 //!
 //! A consumer claims from the queues in turn, singly or in batches, and
-//! holds one claim in eight for a millisecond; [`super::consume`] does the
+//! holds one claim in eight for a millisecond; [`shmq_testkit::consumer`] does the
 //! rest.
 
 use std::collections::{HashMap, HashSet};

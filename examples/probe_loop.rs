@@ -1,5 +1,5 @@
-//! A tight single-handle loop of send → claim → ack, for profiling:
-//! `cargo run --release --example loop -- 5000000 [KEYS]`. With KEYS, every
+//! A profiling probe: a tight single-handle loop of send → claim → ack:
+//! `cargo run --release --example probe_loop -- 5000000 [KEYS]`. With KEYS, every
 //! message carries key `i % KEYS + 1` and the next version of its key, so
 //! the cost of the key table (hot with few keys, cache- and TLB-cold with a
 //! million) shows beside the keyless loop.

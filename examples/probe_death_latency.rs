@@ -1,6 +1,6 @@
-//! How long a SIGKILLed consumer's message stays unclaimable, by what the
-//! surviving consumer is doing: `cargo run --release --example death_latency
-//! -- MODE [RUNS] [WORK_US]`.
+//! A profiling probe: how long a SIGKILLed consumer's message stays
+//! unclaimable, by what the surviving consumer is doing:
+//! `cargo run --release --example probe_death_latency -- MODE [RUNS] [WORK_US]`.
 //!
 //! Each run: a fresh queue (lease 60 s, so only death detection can bring
 //! the message back) holds one message; a holder process claims it and

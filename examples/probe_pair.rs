@@ -1,5 +1,6 @@
-//! Two processes, one producer and one consumer, busy-polling: a quick
-//! throughput probe for profiling. `cargo run --release --example pair -- 5000000`.
+//! A profiling probe: two processes, one producer and one consumer,
+//! busy-polling, for a quick throughput figure:
+//! `cargo run --release --example probe_pair -- 5000000`.
 use shmq::{Options, Queue, Timeout};
 use std::time::Instant;
 
