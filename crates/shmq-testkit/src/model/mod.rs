@@ -7,7 +7,7 @@
 //!
 //! What lives here is what both drivers model alike, once:
 //!
-//! - [`payload`]: payloads that name their message;
+//! - [`mod@payload`]: payloads that name their message;
 //! - [`keys`]: the engine's key table as the model sees it: the version a
 //!   keyed send gets or the refusal it must get (`KEYS_FULL`, `STALE`), the
 //!   last acked version of each key, the latest-only waiting message, and
@@ -21,7 +21,7 @@
 //! - [`compare`]: the comparison of that state with the file after every
 //!   step (each slot's state, owner, token, key, version, payload and due
 //!   time; the dead letters);
-//! - [`file`]: reading what the model is compared with in the queue file
+//! - [`mod@file`]: reading what the model is compared with in the queue file
 //!   (slot words and fields, payloads, the dead letters), and the checks both
 //!   drivers make after every step (`latest_acked_version` of every key,
 //!   `verify`).
