@@ -507,21 +507,18 @@ impl Harness {
     fn new(case: &Case) -> Harness {
         let path = queue_path();
         let _ = std::fs::remove_file(&path);
-        let first = Queue::create(
-            &path,
-            &Options {
-                capacity: case.capacity,
-                max_message_size: MAX_MESSAGE as u32,
-                key_capacity: case.key_capacity,
-                dlq_capacity: case.dlq_capacity,
-                participant_capacity: MAX_HANDLES as u32 + 1,
-                lease: Duration::from_secs(3600),
-                max_deliveries: case.max_deliveries,
-                latest_only: case.latest_only,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let opts = Options {
+            capacity: case.capacity,
+            max_message_size: MAX_MESSAGE as u32,
+            key_capacity: case.key_capacity,
+            dlq_capacity: case.dlq_capacity,
+            participant_capacity: MAX_HANDLES as u32 + 1,
+            lease: Duration::from_secs(3600),
+            max_deliveries: case.max_deliveries,
+            latest_only: case.latest_only,
+            ..Options::default()
+        };
+        let first = Queue::create(&path, &opts).unwrap();
         let mut hs = vec![Some(first)];
         for _ in 1..case.handles {
             hs.push(Some(Queue::open(&path).unwrap()));
@@ -530,13 +527,7 @@ impl Harness {
             path,
             hs,
             m: Model {
-                core: Shared::new(Params {
-                    capacity: case.capacity,
-                    key_capacity: case.key_capacity,
-                    dlq_capacity: case.dlq_capacity as usize,
-                    max_deliveries: case.max_deliveries,
-                    latest_only: case.latest_only,
-                }),
+                core: Shared::new(Params::of(&opts)),
                 next_id: 1,
                 sent_ok: BTreeSet::new(),
                 ended: BTreeMap::new(),

@@ -1280,13 +1280,7 @@ pub fn model_ops(data: &[u8]) {
     ];
     let me = |q: &Option<Queue>| q.as_ref().unwrap().participant().unwrap();
     let mut model = Model {
-        m: Shared::new(Params {
-            capacity: o.capacity,
-            key_capacity: o.key_capacity,
-            dlq_capacity: o.dlq_capacity as usize,
-            max_deliveries: o.max_deliveries,
-            latest_only: o.latest_only,
-        }),
+        m: Shared::new(Params::of(&o)),
         me: [me(&qs[0]), me(&qs[1])],
         next_id: 1,
     };

@@ -105,6 +105,19 @@ pub struct Params {
     pub latest_only: bool,
 }
 
+impl Params {
+    /// The parameters of a queue created with `o`.
+    pub fn of(o: &shmq::Options) -> Params {
+        Params {
+            capacity: o.capacity,
+            key_capacity: o.key_capacity,
+            dlq_capacity: o.dlq_capacity as usize,
+            max_deliveries: o.max_deliveries,
+            latest_only: o.latest_only,
+        }
+    }
+}
+
 /// The reference state of one queue file.
 #[derive(Clone, Debug)]
 pub struct Model {
