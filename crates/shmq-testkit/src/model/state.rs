@@ -284,3 +284,60 @@ macro_rules! model_deref {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(dlq_capacity: usize, max_deliveries: u32) -> Model {
+        Model::new(Params {
+            capacity: 4,
+            key_capacity: 2,
+            dlq_capacity,
+            max_deliveries,
+            latest_only: false,
+        })
+    }
+
+    fn claimed(m: &mut Model, id: u64, slot: u64, deliveries: u32) {
+        let st = St::Claimed {
+            h: 0,
+            token: 100 + id,
+            deadline: u64::MAX,
+        };
+        let msg = Msg {
+            slot,
+            position: slot,
+            len: 8,
+            key: 0,
+            version: 0,
+            deliveries,
+            st,
+        };
+        m.msgs.insert(id, msg);
+    }
+
+    #[test]
+    fn a_failed_last_delivery_waits_for_room_and_moves_in_slot_order() {
+        let mut m = model(1, 1);
+        claimed(&mut m, 1, 2, 1);
+        claimed(&mut m, 2, 1, 1);
+        claimed(&mut m, 3, 0, 1);
+        assert!(m.claim_ended(1).is_some(), "room: moved");
+        assert!(m.claim_ended(2).is_none() && m.claim_ended(3).is_none());
+        assert_eq!(m.ended_tokens, [101, 102, 103]);
+        m.dlq.clear();
+        let moved: Vec<u64> = m.move_waiting().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(moved, [3], "slot 0 first, then no room");
+        assert_eq!(m.msgs[&2].st, St::DlqWait);
+        assert_eq!(m.dlq[&3].attempts, 1);
+    }
+
+    #[test]
+    fn an_ended_claim_with_deliveries_left_is_redelivered() {
+        let mut m = model(1, 2);
+        claimed(&mut m, 1, 0, 1);
+        assert!(m.claim_ended(1).is_none());
+        assert_eq!(m.msgs[&1].st, St::Redeliver);
+    }
+}
