@@ -161,7 +161,7 @@ fn building_blocks(c: &mut Criterion) {
         let mut v = 1u64;
         b.iter(|| {
             v = v.wrapping_mul(6364136223846793005).wrapping_add(1);
-            shmq::metrics::bucket_of(std::hint::black_box(v >> 20))
+            shmq::internals::metrics::bucket_of(std::hint::black_box(v >> 20))
         })
     });
     h.finish();
@@ -190,7 +190,9 @@ fn building_blocks(c: &mut Criterion) {
             )
         })
     });
-    p.bench_function("CLOCK_MONOTONIC_COARSE", |b| b.iter(shmq::clock::coarse_ns));
+    p.bench_function("CLOCK_MONOTONIC_COARSE", |b| {
+        b.iter(shmq::internals::clock::coarse_ns)
+    });
     p.finish();
     drop(q);
     let _ = std::fs::remove_file(&path);

@@ -54,7 +54,7 @@ fn survivor(path: &str, mode: &str, work: Duration) {
                 }
             }
         };
-        let at = shmq::sys::monotonic_ns();
+        let at = shmq::monotonic_ns();
         handled += 1;
         if m.data().expect("data") == b"held" {
             println!("{at} {handled}");
@@ -116,7 +116,7 @@ fn main() {
         let mut sout = BufReader::new(s.stdout.take().expect("survivor stdout"));
         assert_eq!(line(&mut sout), "ready");
         std::thread::sleep(Duration::from_millis(30));
-        let killed = shmq::sys::monotonic_ns();
+        let killed = shmq::monotonic_ns();
         h.kill().expect("kill the holder");
         h.wait().expect("reap the holder");
         let l = line(&mut sout);

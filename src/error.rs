@@ -42,7 +42,8 @@ pub enum Status {
     Corrupt = 13,
     /// Access refused: by the operating system, by the checks on the file
     /// (not a regular file, another owner, writable by others; see
-    /// [`crate::permissions`]), or because the handle is read-only.
+    /// [`OpenOptions`](crate::OpenOptions)), or because the handle is
+    /// read-only.
     Permission = 14,
     /// Another input/output error.
     Io = 15,

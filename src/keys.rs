@@ -27,11 +27,11 @@
 use crate::error::{Error, Result, Status};
 use crate::format::key::{self, KeyHolder, WaitingRef};
 use crate::format::Layout;
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::sync::{AtomicU64, Ordering};
 
 /// The key table of a queue.
-pub struct KeyTable<'m, M: Memory> {
+pub struct KeyTable<'m, M: Loads> {
     mem: &'m M,
     layout: &'m Layout,
     /// The entry + 1 found last by this handle (see [`KeyTable::with_hint`]).
@@ -75,7 +75,7 @@ pub fn unref(r: u64) -> Option<(u64, u64)> {
     WaitingRef::decode(r).map(|w| (w.slot, w.position))
 }
 
-impl<'m, M: Memory> KeyTable<'m, M> {
+impl<'m, M: Loads> KeyTable<'m, M> {
     /// The key table in `mem`.
     pub fn new(mem: &'m M, layout: &'m Layout) -> Self {
         KeyTable {
@@ -110,7 +110,7 @@ impl<'m, M: Memory> KeyTable<'m, M> {
         let e = h.checked_sub(1)?;
         // Acquire: as in `find`, the entry's fields were initialised before
         // its key was published.
-        (e < self.capacity() && k != 0 && self.field(e, key::KEY).load(Ordering::Acquire) == k)
+        (e < self.capacity() && k != 0 && self.load_field(e, key::KEY, Ordering::Acquire) == k)
             .then_some(e)
     }
 
@@ -128,12 +128,6 @@ impl<'m, M: Memory> KeyTable<'m, M> {
         self.layout.params.key_capacity
     }
 
-    /// A field of entry `e`.
-    #[inline]
-    pub fn field(&self, e: u64, f: usize) -> &'m AtomicU64 {
-        self.mem.u64_at(self.layout.key_entry(e) + f)
-    }
-
     /// The entry of `k`, if the key has one.
     pub fn find(&self, k: u64) -> Option<u64> {
         let cap = self.capacity();
@@ -148,7 +142,7 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             let e = (start + n) % cap;
             // Acquire: an entry's fields were initialised before its key was
             // published.
-            match self.field(e, key::KEY).load(Ordering::Acquire) {
+            match self.load_field(e, key::KEY, Ordering::Acquire) {
                 0 => return None,
                 x if x == k => {
                     self.remember(e);
@@ -158,6 +152,35 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             }
         }
         None
+    }
+
+    /// The last acked version of entry `e`.
+    #[inline]
+    pub fn last_acked(&self, e: u64) -> u64 {
+        // Acquire: pairs with the AcqRel fetch_max at ack.
+        self.load_field(e, key::LAST_ACKED, Ordering::Acquire)
+    }
+
+    /// Loads a field of entry `e`.
+    #[inline]
+    pub fn load_field(&self, e: u64, f: usize, order: Ordering) -> u64 {
+        self.mem.load_u64(self.layout.key_entry(e) + f, order)
+    }
+
+    /// Number of entries in use (a scan).
+    pub fn in_use(&self) -> u64 {
+        (0..self.capacity())
+            // Relaxed: a count for reports.
+            .filter(|e| self.load_field(*e, key::KEY, Ordering::Relaxed) != 0)
+            .count() as u64
+    }
+}
+
+impl<'m, M: Memory> KeyTable<'m, M> {
+    /// A field of entry `e`.
+    #[inline]
+    pub fn field(&self, e: u64, f: usize) -> &'m AtomicU64 {
+        self.mem.u64_at(self.layout.key_entry(e) + f)
     }
 
     /// The entry of `k`, taking a free one if the key has none yet.
@@ -199,13 +222,6 @@ impl<'m, M: Memory> KeyTable<'m, M> {
         ))
     }
 
-    /// The last acked version of entry `e`.
-    #[inline]
-    pub fn last_acked(&self, e: u64) -> u64 {
-        // Acquire: pairs with the AcqRel fetch_max at ack.
-        self.field(e, key::LAST_ACKED).load(Ordering::Acquire)
-    }
-
     /// Gives the version of a send: `version`, or the next one when it is 0.
     /// `Stale` when it is not newer than the last acked version.
     pub fn assign_version(&self, e: u64, version: u64) -> Result<u64> {
@@ -239,13 +255,6 @@ impl<'m, M: Memory> KeyTable<'m, M> {
             ));
         }
         Ok(v)
-    }
-
-    /// Number of entries in use (a scan).
-    pub fn in_use(&self) -> u64 {
-        (0..self.capacity())
-            .filter(|e| self.field(*e, key::KEY).load(Ordering::Relaxed) != 0)
-            .count() as u64
     }
 
     /// Removes the entries that nobody holds and no message refers to

@@ -17,8 +17,10 @@
 //!
 //! The file: a header (parameters, cursors, futex words), a participant table
 //! (liveness and per-participant metrics), the slots, the key table and the
-//! dead-letter area; see [`format`](mod@format), which owns every offset and every
-//! packed word. The protocol over it is the [`engine`].
+//! dead-letter area. Every offset and packed word of the file is owned by
+//! one private module (`format`), and the protocol over it by another
+//! (`engine`); neither is part of the API, which is [`Queue`] and the types
+//! its operations take and give.
 //!
 //! ```no_run
 //! use shmq::{Options, Queue};
@@ -34,43 +36,51 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
+// Without the `internals` door, the items (and re-exports) that only this
+// repository's tests, fuzz targets and tools use, through the door, are
+// unused here.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
+// Under loom only the engine is built (for the models), not the queue that
+// uses the rest.
+#![cfg_attr(shmq_loom, allow(dead_code, unused_imports))]
+
+// The engine's insides live in `internals`: public (and hidden from the
+// docs) with the feature `internals`, private without it. The crate
+// reaches them under their own names.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
+#[cfg(not(feature = "internals"))]
+mod internals;
 
 #[cfg(not(shmq_loom))]
-pub mod clock;
-pub mod engine;
-pub mod error;
-pub mod format;
-pub mod keys;
-#[cfg(not(shmq_loom))]
-pub mod mapping;
-pub mod memory;
-pub mod metrics;
-pub mod options;
-pub mod participants;
-#[cfg(not(shmq_loom))]
-pub mod permissions;
+pub(crate) use internals::{clock, mapping, permissions, queue, sys};
+pub(crate) use internals::{
+    engine, error, format, keys, memory, metrics, options, participants, wait,
+};
+pub(crate) use internals::{layout, ring};
+
 pub(crate) mod sync;
-pub mod wait;
 
-/// The engine under its former name (see [`engine`]).
-pub use engine as ring;
-/// The file format under its former name (see [`format`](mod@format)).
-pub use format as layout;
+#[cfg(doctest)]
+mod closed_routes;
 
-#[cfg(not(shmq_loom))]
-pub mod queue;
 #[cfg(not(shmq_loom))]
 pub mod sigbus;
-#[cfg(not(shmq_loom))]
-pub mod sys;
 
+pub use engine::{Outcome, Repairs, Settled};
 pub use error::{Error, Result, Status};
-pub use metrics::{Counter, Histogram};
+pub use metrics::{Counter, Histogram, HistogramSnapshot};
 pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
+pub use permissions::group_id;
+#[cfg(not(shmq_loom))]
 pub use queue::{
-    DeadLetter, Message, ParticipantInfo, Queue, Reserved, Sent, Stats, VerifyReport, Watchdog,
+    DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, Queue, Reserved, Sent, Stats,
+    VerifyReport, Watchdog,
 };
+#[cfg(not(shmq_loom))]
+pub use sys::monotonic_ns;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,7 +1,9 @@
 //! The shared mapping of a queue file.
 //!
 //! Owns the `mmap` of one open queue file: read-write for a handle that may
-//! change the queue, `PROT_READ` for a read-only one, and its registration
+//! change the queue ([`Mapping`], which is [`Memory`]), `PROT_READ` for a
+//! read-only one ([`ReadOnlyMapping`], which is only [`Loads`]: no code
+//! holding one can store into it), and its registration
 //! with [`crate::sigbus`] for the whole time it is mapped, so that a file
 //! shrunk by another process turns into a *broken* mapping (zero pages and
 //! a flag) instead of a `SIGBUS` that kills the process.
@@ -16,24 +18,23 @@ use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::memory::{Memory, RawMemory};
+use crate::memory::{Loads, Memory, RawLoads, RawMemory};
 use crate::sigbus::{self, Registration};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// The shared mapping of a queue file.
-pub struct Mapping {
+/// A file mapped and registered with the `SIGBUS` handler.
+struct Mapped {
     /// Declared first so that it drops first: the range is unregistered
     /// before `map` unmaps it.
     guard: Registration,
     map: memmap2::MmapRaw,
-    mem: RawMemory,
-    writable: bool,
 }
 
-impl Mapping {
+impl Mapped {
     /// Maps the first `len` bytes of `file` (opened read-write when
     /// `writable`, else at least for reading) and registers them with the
     /// `SIGBUS` handler.
-    pub fn new(file: &File, len: usize, path: &Path, writable: bool) -> Result<Mapping> {
+    fn new(file: &File, len: usize, path: &Path, writable: bool) -> Result<Mapped> {
         let mut opts = memmap2::MmapOptions::new();
         opts.len(len);
         let map = if writable {
@@ -53,18 +54,38 @@ impl Mapping {
         })?;
         // Registered before anything reads the mapping: the file may already
         // be shorter than `len` (truncated since its size was read).
-        let guard = sigbus::register(map.as_ptr(), len, writable);
+        // SAFETY: `map` is a mapping of `len` bytes that this value owns and
+        // that outlives the registration (`guard` is declared, so dropped,
+        // first).
+        let guard = unsafe { sigbus::register(map.as_ptr(), len, writable) };
+        Ok(Mapped { guard, map })
+    }
+}
+
+/// The read-write shared mapping of a queue file.
+pub struct Mapping {
+    /// Points into `mapped`, which lives as long as it.
+    mem: RawMemory,
+    mapped: Mapped,
+    writable: bool,
+}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file` (opened read-write when
+    /// `writable`, else at least for reading) and registers them with the
+    /// `SIGBUS` handler.
+    pub fn new(file: &File, len: usize, path: &Path, writable: bool) -> Result<Mapping> {
+        let mapped = Mapped::new(file, len, path, writable)?;
         // SAFETY: the mapping is page-aligned, `len` bytes long, and lives
         // in the same struct as the RawMemory that points into it. A
         // read-only mapping is never written through: the queue refuses
         // every operation that changes the queue on a read-only handle
         // before it touches the mapping (`Queue::me`), so RawMemory's write
         // paths are never reached for it.
-        let mem = unsafe { RawMemory::new(map.as_mut_ptr(), len) };
+        let mem = unsafe { RawMemory::new(mapped.map.as_mut_ptr(), len) };
         Ok(Mapping {
-            guard,
-            map,
             mem,
+            mapped,
             writable,
         })
     }
@@ -79,44 +100,99 @@ impl Mapping {
     /// the file's. One relaxed load of process memory.
     #[inline]
     pub fn broken(&self) -> bool {
-        self.guard.broken()
+        self.mapped.guard.broken()
     }
 
     /// Writes dirty pages back to the file (`msync`).
     pub fn flush(&self) -> io::Result<()> {
         if self.writable {
-            self.map.flush()
+            self.mapped.map.flush()
         } else {
             Ok(())
         }
     }
 }
 
+/// The read-only (`PROT_READ`) shared mapping of a queue file: it only
+/// loads, so nothing can write through it.
+pub struct ReadOnlyMapping {
+    /// Points into `mapped`, which lives as long as it.
+    mem: RawLoads,
+    mapped: Mapped,
+}
+
+impl ReadOnlyMapping {
+    /// Maps the first `len` bytes of `file` (opened at least for reading)
+    /// `PROT_READ` and registers them with the `SIGBUS` handler.
+    pub fn new(file: &File, len: usize, path: &Path) -> Result<ReadOnlyMapping> {
+        let mapped = Mapped::new(file, len, path, false)?;
+        // SAFETY: the mapping is page-aligned, `len` bytes long, readable,
+        // and lives in the same struct as the RawLoads that points into it;
+        // other processes write it only through atomics and byte copies.
+        let mem = unsafe { RawLoads::new(mapped.map.as_ptr(), len) };
+        Ok(ReadOnlyMapping { mem, mapped })
+    }
+
+    /// Whether the file shrank under the mapping (see [`Mapping::broken`]).
+    #[inline]
+    pub fn broken(&self) -> bool {
+        self.mapped.guard.broken()
+    }
+}
+
+/// The loads of a mapping, passed on to its memory.
+macro_rules! loads_of_mem {
+    () => {
+        #[inline]
+        fn len(&self) -> usize {
+            self.mem.len()
+        }
+        #[inline]
+        fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+            self.mem.load_u64(offset, order)
+        }
+        #[inline]
+        unsafe fn load_u64_unchecked(&self, offset: usize, order: Ordering) -> u64 {
+            // SAFETY: the caller's guarantee, passed on.
+            unsafe { self.mem.load_u64_unchecked(offset, order) }
+        }
+        #[inline]
+        fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+            self.mem.load_u32(offset, order)
+        }
+        #[inline]
+        fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+            self.mem.read_bytes(offset, dst)
+        }
+    };
+}
+
+impl Loads for Mapping {
+    loads_of_mem!();
+}
+
+impl Loads for ReadOnlyMapping {
+    loads_of_mem!();
+}
+
 impl Memory for Mapping {
     #[inline]
-    fn len(&self) -> usize {
-        self.mem.len()
-    }
-    #[inline]
-    fn u64_at(&self, offset: usize) -> &crate::sync::AtomicU64 {
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
         self.mem.u64_at(offset)
     }
     #[inline]
-    unsafe fn u64_at_unchecked(&self, offset: usize) -> &crate::sync::AtomicU64 {
+    unsafe fn u64_at_unchecked(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: the caller's guarantee, passed on.
         unsafe { self.mem.u64_at_unchecked(offset) }
     }
     #[inline]
-    fn u32_at(&self, offset: usize) -> &crate::sync::AtomicU32 {
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
         self.mem.u32_at(offset)
     }
     #[inline]
-    fn write_bytes(&self, offset: usize, src: &[u8]) {
-        self.mem.write_bytes(offset, src)
-    }
-    #[inline]
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
-        self.mem.read_bytes(offset, dst)
+    unsafe fn write_bytes(&self, offset: usize, src: &[u8]) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.mem.write_bytes(offset, src) }
     }
     #[inline]
     fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {

@@ -1,24 +1,54 @@
 //! The memory a queue lives in: a shared mapping of the queue file, or heap
 //! memory for property tests and (as loom atomics) for model checking.
 //!
-//! The protocol in [`crate::ring`] only ever touches memory through this
-//! trait, as atomics or as byte copies, so it never forms a `&[u8]` or `&T`
+//! The protocol in [`crate::engine`] only ever touches memory through these
+//! traits, as atomics or as byte copies, so it never forms a `&[u8]` or `&T`
 //! over bytes another process may write.
+//!
+//! Two traits, so that a read-only handle cannot write by construction:
+//! [`Loads`] reads words and bytes (all a `PROT_READ` mapping offers), and
+//! [`Memory`] adds the words as atomics (stores, compare-and-swap) and the
+//! byte writes. A type that implements only [`Loads`] hands out no
+//! `&AtomicU64`, so no code holding it can store into it.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// Memory holding a queue: 8-byte words addressed by byte offset.
+/// Memory a queue can be read from: 8-byte words addressed by byte offset,
+/// loaded with an ordering, and byte copies out of it.
 ///
 /// Callers pass offsets computed from a validated [`crate::format::Layout`];
 /// implementations still check bounds, so a bug can fail loudly but never
 /// reads outside the region.
-pub trait Memory {
+pub trait Loads {
     /// Size in bytes.
     fn len(&self) -> usize;
     /// Whether the region is empty.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Loads the 8-byte word at `offset` (8-aligned) with `order` (a load
+    /// ordering: `Relaxed`, `Acquire` or `SeqCst`).
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64;
+    /// [`Loads::load_u64`] for a caller that proved the bounds once for
+    /// many accesses (the engine's slot words: see `Engine::new`).
+    /// Implementations may skip the check; the default keeps it.
+    ///
+    /// # Safety
+    /// `offset` is 8-aligned and `offset + 8 <= self.len()`.
+    #[inline]
+    unsafe fn load_u64_unchecked(&self, offset: usize, order: Ordering) -> u64 {
+        self.load_u64(offset, order)
+    }
+    /// Loads the 4-byte word at `offset` (4-aligned; futex words).
+    fn load_u32(&self, offset: usize, order: Ordering) -> u32;
+    /// Copies bytes at `offset` into `dst`. The bytes may change concurrently
+    /// if another process misbehaves; the copy is then torn but never unsound.
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]);
+}
+
+/// Memory a queue can be changed in: [`Loads`], plus the words as atomics
+/// and byte writes.
+pub trait Memory: Loads {
     /// The 8-byte word at `offset` (8-aligned).
     fn u64_at(&self, offset: usize) -> &AtomicU64;
     /// The 8-byte word at `offset`, for a caller that proved the bounds once
@@ -33,22 +63,125 @@ pub trait Memory {
     }
     /// The 4-byte word at `offset` (4-aligned), used for futexes.
     fn u32_at(&self, offset: usize) -> &AtomicU32;
-    /// Copies `src` to `offset`. The caller owns those bytes (a reserved slot).
-    fn write_bytes(&self, offset: usize, src: &[u8]);
-    /// Copies bytes at `offset` into `dst`. The bytes may change concurrently
-    /// if another process misbehaves; the copy is then torn but never unsound.
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]);
+    /// Copies `src` to `offset` (a plain, non-atomic copy; bounds are
+    /// checked).
+    ///
+    /// # Safety
+    /// No other thread or process reads or writes `offset..offset +
+    /// src.len()` during the copy, other than with byte copies whose result
+    /// it discards once it sees (through a slot or record word it loads
+    /// afterwards) that the bytes changed: under the slot protocol, the
+    /// caller owns the range (a slot it reserved, a replacement record or a
+    /// dead-letter record it took) until a later release store or
+    /// compare-and-swap publishes it.
+    unsafe fn write_bytes(&self, offset: usize, src: &[u8]);
     /// A raw pointer to `offset`, for zero-copy access by callers that own
-    /// the bytes; `None` where the memory is not plain bytes (loom).
+    /// the bytes; `None` where the memory is not plain bytes (loom). Using
+    /// the pointer is the caller's `unsafe` and its contract.
     fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8>;
 }
 
-/// Plain memory given by a base pointer and a length: a mapping, or a heap
-/// buffer for tests.
+/// Checks that `size` bytes at `offset`, `align`-aligned, lie in a region
+/// of `len` bytes; panics (an internal error) otherwise.
+#[cfg(not(shmq_loom))]
+#[inline]
+fn check(len: usize, offset: usize, size: usize, align: usize) {
+    assert!(
+        offset % align == 0 && offset <= len && size <= len - offset,
+        "shmq internal error: access of {size} bytes at {offset} outside a region of {len}"
+    );
+}
+
+/// Plain memory given by a base pointer and a length that is only read: a
+/// read-only mapping.
+#[cfg(not(shmq_loom))]
+pub struct RawLoads {
+    base: *const u8,
+    len: usize,
+}
+
+#[cfg(not(shmq_loom))]
+impl RawLoads {
+    /// Wraps `len` bytes at `base`, for reading.
+    ///
+    /// # Safety
+    /// `base` must be 8-aligned and valid for reads of `len` bytes for the
+    /// life of the value, and may be written (by anyone) only through
+    /// atomics or byte copies.
+    pub unsafe fn new(base: *const u8, len: usize) -> RawLoads {
+        debug_assert_eq!(base as usize % 8, 0);
+        RawLoads { base, len }
+    }
+
+    /// The word at `offset`, unchecked.
+    ///
+    /// # Safety
+    /// `offset + size_of::<T>() <= self.len` and `offset` is aligned for `T`.
+    #[inline]
+    unsafe fn at<T>(&self, offset: usize) -> *mut T {
+        // SAFETY: in bounds (the caller's guarantee).
+        unsafe { self.base.add(offset).cast::<T>().cast_mut() }
+    }
+}
+
+#[cfg(not(shmq_loom))]
+impl Loads for RawLoads {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        check(self.len, offset, 8, 8);
+        // SAFETY: in bounds and 8-aligned (checked above).
+        unsafe { self.load_u64_unchecked(offset, order) }
+    }
+
+    #[inline]
+    unsafe fn load_u64_unchecked(&self, offset: usize, order: Ordering) -> u64 {
+        debug_assert!(offset % 8 == 0 && offset <= self.len && 8 <= self.len - offset);
+        // SAFETY: in bounds and aligned (the caller's guarantee); every
+        // access to shared words goes through atomics, so the aliasing rules
+        // of `AtomicU64::from_ptr` hold. The reference lives for this load
+        // only and is only loaded through: a plain, lock-free atomic load,
+        // which the standard library allows on read-only memory (see
+        // "Atomic accesses to read-only memory" in `std::sync::atomic`).
+        unsafe { AtomicU64::from_ptr(self.at::<u64>(offset)) }.load(order)
+    }
+
+    #[inline]
+    fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        check(self.len, offset, 4, 4);
+        // SAFETY: as for `load_u64_unchecked`, with 4-byte alignment
+        // (checked above).
+        unsafe { AtomicU32::from_ptr(self.at::<u32>(offset)) }.load(order)
+    }
+
+    #[inline]
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        check(self.len, offset, dst.len(), 1);
+        // SAFETY: in bounds; `dst` is private memory. A concurrent writer can
+        // only make the copy torn, which callers detect by re-checking the
+        // slot word after the copy.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset), dst.as_mut_ptr(), dst.len()) }
+    }
+}
+
+// SAFETY: the memory is only accessed through atomic loads and byte copies,
+// which are sound from any thread.
+#[cfg(not(shmq_loom))]
+unsafe impl Send for RawLoads {}
+// SAFETY: as above.
+#[cfg(not(shmq_loom))]
+unsafe impl Sync for RawLoads {}
+
+/// Plain memory given by a base pointer and a length, read and written: a
+/// read-write mapping, or a heap buffer for tests.
 #[cfg(not(shmq_loom))]
 pub struct RawMemory {
-    base: *mut u8,
-    len: usize,
+    /// The same region, for the loads.
+    loads: RawLoads,
 }
 
 #[cfg(not(shmq_loom))]
@@ -60,83 +193,83 @@ impl RawMemory {
     /// for the life of the value, and may be shared only with code that
     /// accesses it through atomics or byte copies.
     pub unsafe fn new(base: *mut u8, len: usize) -> RawMemory {
-        debug_assert_eq!(base as usize % 8, 0);
-        RawMemory { base, len }
+        // SAFETY: valid for reads and more (the caller's guarantee).
+        let loads = unsafe { RawLoads::new(base, len) };
+        RawMemory { loads }
     }
+}
 
+#[cfg(not(shmq_loom))]
+impl Loads for RawMemory {
     #[inline]
-    fn check(&self, offset: usize, size: usize, align: usize) {
-        assert!(
-            offset % align == 0 && offset <= self.len && size <= self.len - offset,
-            "shmq internal error: access of {size} bytes at {offset} outside a region of {}",
-            self.len
-        );
+    fn len(&self) -> usize {
+        self.loads.len()
+    }
+    #[inline]
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        self.loads.load_u64(offset, order)
+    }
+    #[inline]
+    unsafe fn load_u64_unchecked(&self, offset: usize, order: Ordering) -> u64 {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.loads.load_u64_unchecked(offset, order) }
+    }
+    #[inline]
+    fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        self.loads.load_u32(offset, order)
+    }
+    #[inline]
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        self.loads.read_bytes(offset, dst)
     }
 }
 
 #[cfg(not(shmq_loom))]
 impl Memory for RawMemory {
     #[inline]
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline]
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        self.check(offset, 8, 8);
-        // SAFETY: in bounds and 8-aligned (checked above, base is 8-aligned);
-        // every access to shared words goes through atomics, so the aliasing
-        // rules of `AtomicU64::from_ptr` hold.
-        unsafe { AtomicU64::from_ptr(self.base.add(offset).cast::<u64>()) }
+        check(self.loads.len, offset, 8, 8);
+        // SAFETY: in bounds and 8-aligned (checked above).
+        unsafe { self.u64_at_unchecked(offset) }
     }
 
     #[inline]
     unsafe fn u64_at_unchecked(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset <= self.len && 8 <= self.len - offset);
-        // SAFETY: the caller guarantees bounds and alignment (the contract of
-        // this method); atomics only, as for `u64_at`.
-        unsafe { AtomicU64::from_ptr(self.base.add(offset).cast::<u64>()) }
+        debug_assert!(offset % 8 == 0 && offset <= self.len() && 8 <= self.len() - offset);
+        // SAFETY: in bounds and aligned (the caller's guarantee), valid for
+        // writes (`RawMemory::new`'s contract); every access to shared words
+        // goes through atomics, so the aliasing rules of
+        // `AtomicU64::from_ptr` hold.
+        unsafe { AtomicU64::from_ptr(self.loads.at::<u64>(offset)) }
     }
 
     #[inline]
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        self.check(offset, 4, 4);
-        // SAFETY: as for `u64_at`, with 4-byte alignment.
-        unsafe { AtomicU32::from_ptr(self.base.add(offset).cast::<u32>()) }
+        check(self.loads.len, offset, 4, 4);
+        // SAFETY: as for `u64_at_unchecked`, with 4-byte alignment (checked
+        // above).
+        unsafe { AtomicU32::from_ptr(self.loads.at::<u32>(offset)) }
     }
 
     #[inline]
-    fn write_bytes(&self, offset: usize, src: &[u8]) {
-        self.check(offset, src.len(), 1);
-        // SAFETY: in bounds; the caller owns the destination bytes (a reserved
-        // slot) and `src` is private memory, so the ranges do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(offset), src.len()) }
-    }
-
-    #[inline]
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
-        self.check(offset, dst.len(), 1);
-        // SAFETY: in bounds; `dst` is private memory. A concurrent writer can
-        // only make the copy torn, which callers detect by re-checking the
-        // slot word after the copy.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset), dst.as_mut_ptr(), dst.len()) }
+    unsafe fn write_bytes(&self, offset: usize, src: &[u8]) {
+        check(self.loads.len, offset, src.len(), 1);
+        // SAFETY: in bounds (checked above) and valid for writes
+        // (`RawMemory::new`); nobody else touches the destination meanwhile
+        // (this method's contract) and `src` is private memory, so the
+        // ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.loads.at::<u8>(offset), src.len())
+        }
     }
 
     #[inline]
     fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
-        self.check(offset, len, 1);
+        check(self.loads.len, offset, len, 1);
         // SAFETY: in bounds (checked).
-        Some(unsafe { self.base.add(offset) })
+        Some(unsafe { self.loads.at::<u8>(offset) })
     }
 }
-
-// SAFETY: the memory is only accessed through atomics and byte copies, which
-// are sound from any thread.
-#[cfg(not(shmq_loom))]
-unsafe impl Send for RawMemory {}
-// SAFETY: as above.
-#[cfg(not(shmq_loom))]
-unsafe impl Sync for RawMemory {}
 
 /// Heap memory for tests: a zeroed, 8-aligned buffer that lives as long as
 /// the value.
@@ -165,10 +298,27 @@ impl HeapMemory {
 }
 
 #[cfg(not(shmq_loom))]
-impl Memory for HeapMemory {
+impl Loads for HeapMemory {
     fn len(&self) -> usize {
         self.raw.len()
     }
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        self.raw.load_u64(offset, order)
+    }
+    unsafe fn load_u64_unchecked(&self, offset: usize, order: Ordering) -> u64 {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.raw.load_u64_unchecked(offset, order) }
+    }
+    fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        self.raw.load_u32(offset, order)
+    }
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        self.raw.read_bytes(offset, dst)
+    }
+}
+
+#[cfg(not(shmq_loom))]
+impl Memory for HeapMemory {
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         self.raw.u64_at(offset)
     }
@@ -179,11 +329,9 @@ impl Memory for HeapMemory {
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         self.raw.u32_at(offset)
     }
-    fn write_bytes(&self, offset: usize, src: &[u8]) {
-        self.raw.write_bytes(offset, src)
-    }
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
-        self.raw.read_bytes(offset, dst)
+    unsafe fn write_bytes(&self, offset: usize, src: &[u8]) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.raw.write_bytes(offset, src) }
     }
     fn byte_ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
         self.raw.byte_ptr(offset, len)
@@ -343,10 +491,32 @@ impl LoomMemory {
 }
 
 #[cfg(shmq_loom)]
-impl Memory for LoomMemory {
+impl Loads for LoomMemory {
     fn len(&self) -> usize {
         self.len
     }
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        self.u64_at(offset).load(order)
+    }
+    fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        self.u32_at(offset).load(order)
+    }
+    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        assert_eq!(offset % 8, 0, "loom memory copies whole words");
+        for (i, chunk) in dst.chunks_mut(8).enumerate() {
+            LoomMemory::step();
+            // Relaxed: ordered by the acquire load of the slot word.
+            let b = self
+                .word(offset + i * 8)
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+#[cfg(shmq_loom)]
+impl Memory for LoomMemory {
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         LoomMemory::step();
         self.word(offset)
@@ -364,7 +534,7 @@ impl Memory for LoomMemory {
             None => panic!("loom memory: the u32 word at offset {offset} is not modelled; add it to the model's regions"),
         }
     }
-    fn write_bytes(&self, offset: usize, src: &[u8]) {
+    unsafe fn write_bytes(&self, offset: usize, src: &[u8]) {
         assert_eq!(offset % 8, 0, "loom memory copies whole words");
         for (i, chunk) in src.chunks(8).enumerate() {
             LoomMemory::step();
@@ -381,18 +551,6 @@ impl Memory for LoomMemory {
             w.store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
     }
-    fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
-        assert_eq!(offset % 8, 0, "loom memory copies whole words");
-        for (i, chunk) in dst.chunks_mut(8).enumerate() {
-            LoomMemory::step();
-            // Relaxed: ordered by the acquire load of the slot word.
-            let b = self
-                .word(offset + i * 8)
-                .load(Ordering::Relaxed)
-                .to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-    }
     fn byte_ptr(&self, _offset: usize, _len: usize) -> Option<*mut u8> {
         None
     }
@@ -401,8 +559,8 @@ impl Memory for LoomMemory {
 /// Reads a u64 word with relaxed ordering: for immutable header fields and
 /// for snapshots whose staleness is acceptable.
 #[inline]
-pub fn load_relaxed<M: Memory + ?Sized>(m: &M, offset: usize) -> u64 {
-    m.u64_at(offset).load(Ordering::Relaxed)
+pub fn load_relaxed<M: Loads + ?Sized>(m: &M, offset: usize) -> u64 {
+    m.load_u64(offset, Ordering::Relaxed)
 }
 
 #[cfg(all(test, not(shmq_loom)))]
@@ -414,7 +572,8 @@ mod tests {
         let m = HeapMemory::new(64);
         m.u64_at(8).store(7, Ordering::Relaxed);
         assert_eq!(load_relaxed(&m, 8), 7);
-        m.write_bytes(16, b"hello");
+        // SAFETY: the heap memory is this test's alone.
+        unsafe { m.write_bytes(16, b"hello") };
         let mut out = [0u8; 5];
         m.read_bytes(16, &mut out);
         assert_eq!(&out, b"hello");

@@ -7,7 +7,7 @@
 //! within 12.5%. Counts, sum and max follow the buckets.
 
 use crate::format::part;
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::sync::Ordering;
 
 /// Number of buckets in a histogram.
@@ -196,12 +196,12 @@ impl Default for HistogramSnapshot {
 impl HistogramSnapshot {
     /// Reads the histogram `h` of the participant entry at `base` and adds
     /// it to this snapshot.
-    pub fn add_from<M: Memory>(&mut self, mem: &M, base: usize, h: Histogram) {
+    pub(crate) fn add_from<M: Loads>(&mut self, mem: &M, base: usize, h: Histogram) {
         let hb = base + part::HISTOGRAMS + h as usize * part::HISTOGRAM_SIZE;
         // Relaxed loads: a racy snapshot of counts is acceptable.
         let mut total = 0u64;
         for (b, slot) in self.buckets.iter_mut().enumerate() {
-            let n = mem.u64_at(hb + b * 8).load(Ordering::Relaxed);
+            let n = mem.load_u64(hb + b * 8, Ordering::Relaxed);
             *slot = slot.saturating_add(n);
             total = total.saturating_add(n);
         }
@@ -209,10 +209,10 @@ impl HistogramSnapshot {
         self.count = self.count.saturating_add(total);
         self.sum = self
             .sum
-            .saturating_add(mem.u64_at(hb + BUCKETS * 8 + 8).load(Ordering::Relaxed));
+            .saturating_add(mem.load_u64(hb + BUCKETS * 8 + 8, Ordering::Relaxed));
         self.max = self
             .max
-            .max(mem.u64_at(hb + BUCKETS * 8 + 16).load(Ordering::Relaxed));
+            .max(mem.load_u64(hb + BUCKETS * 8 + 16, Ordering::Relaxed));
     }
 
     /// The value at quantile `q` (0..=1), as the upper bound of its bucket,
@@ -277,6 +277,6 @@ mod tests {
         let p50 = s.quantile(0.5);
         assert!((500_000..=570_000).contains(&p50), "p50 {p50}");
         assert_eq!(s.quantile(1.0), 1_000_000);
-        assert_eq!(mem.u64_at(part::COUNTERS).load(Ordering::Relaxed), 3);
+        assert_eq!(mem.load_u64(part::COUNTERS, Ordering::Relaxed), 3);
     }
 }

@@ -57,7 +57,7 @@ pub struct Options {
     /// The group the new file is given (`fchown` on the new descriptor), or
     /// `None` to keep the creator's (or the directory's, when it is
     /// set-group-id). The creator must belong to the group unless it is
-    /// root; see [`crate::permissions::group_id`] to look up a name.
+    /// root; see [`group_id`](crate::group_id) to look up a name.
     pub group: Option<u32>,
     /// How calls wait.
     pub wait_strategy: WaitStrategy,

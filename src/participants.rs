@@ -29,7 +29,7 @@
 //! file, but nothing decides by it.
 
 use crate::format::{hdr, part, Layout};
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::sync::Ordering;
 
 pub use crate::format::part::{EntryState, LOCK_BASE};
@@ -42,26 +42,27 @@ pub trait Liveness {
 }
 
 /// The participant table of a queue.
-pub struct Table<'m, M: Memory> {
+pub struct Table<'m, M: Loads> {
     mem: &'m M,
     layout: &'m Layout,
 }
 
-impl<'m, M: Memory> Table<'m, M> {
+impl<'m, M: Loads> Table<'m, M> {
     /// The table of the queue in `mem`.
     pub fn new(mem: &'m M, layout: &'m Layout) -> Self {
         Table { mem, layout }
     }
 
-    fn state_word(&self, index: u64) -> &crate::sync::AtomicU64 {
-        self.mem
-            .u64_at(self.layout.participant(index) + part::STATE)
-    }
-
     /// Reads entry `index`.
     pub fn entry(&self, index: u64) -> EntryState {
         // Acquire: pairs with the release of registration and cleanup.
-        EntryState::decode(self.state_word(index).load(Ordering::Acquire))
+        EntryState::decode(self.load_state(index, Ordering::Acquire))
+    }
+
+    /// Loads entry `index`'s state word.
+    fn load_state(&self, index: u64, order: Ordering) -> u64 {
+        self.mem
+            .load_u64(self.layout.participant(index) + part::STATE, order)
     }
 
     /// Number of entries.
@@ -77,15 +78,39 @@ impl<'m, M: Memory> Table<'m, M> {
         // Acquire: pairs with the release of `raise_bound`, which comes
         // before the entry is taken. A sweep that misses an entry taken
         // after this load sees it at the next sweep.
-        let high = self
-            .mem
-            .u64_at(hdr::PARTICIPANTS_HIGH)
-            .load(Ordering::Acquire);
+        let high = self.mem.load_u64(hdr::PARTICIPANTS_HIGH, Ordering::Acquire);
         if high == 0 || high > self.capacity() {
             self.capacity()
         } else {
             high
         }
+    }
+
+    /// The words of every entry in use: what a later
+    /// [`Table::claim_unchanged`] may take for dead.
+    pub fn snapshot(&self) -> Vec<(u64, u64)> {
+        (0..self.in_use_bound())
+            // Acquire: as in `entry`.
+            .map(|i| (i, self.load_state(i, Ordering::Acquire)))
+            .filter(|(_, raw)| {
+                matches!(EntryState::decode(*raw).state, part::LIVE | part::CLEANING)
+            })
+            .collect()
+    }
+
+    /// Live entries with their pids (racy snapshot).
+    pub fn live(&self) -> Vec<(u64, EntryState)> {
+        (0..self.capacity())
+            .map(|i| (i, self.entry(i)))
+            .filter(|(_, e)| e.state == part::LIVE)
+            .collect()
+    }
+}
+
+impl<'m, M: Memory> Table<'m, M> {
+    fn state_word(&self, index: u64) -> &crate::sync::AtomicU64 {
+        self.mem
+            .u64_at(self.layout.participant(index) + part::STATE)
     }
 
     /// Records that entry `index` may be taken, before it is.
@@ -230,17 +255,6 @@ impl<'m, M: Memory> Table<'m, M> {
         dead
     }
 
-    /// The words of every entry in use: what a later
-    /// [`Table::claim_unchanged`] may take for dead.
-    pub fn snapshot(&self) -> Vec<(u64, u64)> {
-        (0..self.in_use_bound())
-            .map(|i| (i, self.state_word(i).load(Ordering::Acquire)))
-            .filter(|(_, raw)| {
-                matches!(EntryState::decode(*raw).state, part::LIVE | part::CLEANING)
-            })
-            .collect()
-    }
-
     /// Marks as being cleaned by `me`, without asking whether they are
     /// alive, the entries of `snapshot` that still hold the word they held
     /// then (registered, or being cleaned, by the same participant): after
@@ -269,14 +283,6 @@ impl<'m, M: Memory> Table<'m, M> {
             };
             let _ = word.compare_exchange(raw, free.encode(), Ordering::AcqRel, Ordering::Acquire);
         }
-    }
-
-    /// Live entries with their pids (racy snapshot).
-    pub fn live(&self) -> Vec<(u64, EntryState)> {
-        (0..self.capacity())
-            .map(|i| (i, self.entry(i)))
-            .filter(|(_, e)| e.state == part::LIVE)
-            .collect()
     }
 }
 

@@ -50,7 +50,7 @@
 //! [`handle_sigbus`]); a mapping grown by the
 //! other process is not affected (the mapping's size is fixed at open, the
 //! pages past it are simply not mapped); atomics here are `std`'s, not
-//! [`crate::sync`]'s, because a signal handler runs outside any loom model
+//! the loom shim's, because a signal handler runs outside any loom model
 //! and this module is not built under loom.
 
 use std::cell::UnsafeCell;
@@ -372,7 +372,7 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
 /// A mapping registered with the handler; unregisters on drop. Drop it
 /// *before* unmapping, so that the address range is never registered while
 /// something else may be mapped there.
-pub struct Registration {
+pub(crate) struct Registration {
     entry: &'static Entry,
 }
 
@@ -388,7 +388,14 @@ impl std::fmt::Debug for Registration {
 
 /// Registers the mapping at `start` (page-aligned), `len` bytes long, and
 /// installs the handler if this is the first registration.
-pub fn register(start: *const u8, len: usize, writable: bool) -> Registration {
+///
+/// # Safety
+/// `start..start + len` is a mapping that the caller owns and keeps mapped
+/// for as long as the returned [`Registration`] lives, and that nothing
+/// reads through a reference (only atomics, byte copies or volatile
+/// accesses): a `SIGBUS` in the range makes the handler map zero pages over
+/// the rest of it, under whatever reads it.
+pub(crate) unsafe fn register(start: *const u8, len: usize, writable: bool) -> Registration {
     install();
     let page = PAGE.load(Ordering::Relaxed);
     let start = start as usize;
@@ -495,7 +502,8 @@ mod tests {
         };
         assert_ne!(p, libc::MAP_FAILED);
         let base = p.cast::<u8>();
-        let reg = register(base, len, true);
+        // SAFETY: our mapping, unmapped only after `reg` is dropped.
+        let reg = unsafe { register(base, len, true) };
         // SAFETY: in bounds of the mapping.
         unsafe { base.add(3 * 4096).write_volatile(7) };
         assert!(!reg.broken());
@@ -537,11 +545,14 @@ mod tests {
         assert_ne!(p, libc::MAP_FAILED);
         let base = p.cast::<u8>();
         let regs: Vec<_> = (0..n)
-            .map(|i| register(base.wrapping_add(i * 4096), 4096, false))
+            // SAFETY: pages of our mapping, unmapped only after the
+            // registrations are dropped; nothing touches them.
+            .map(|i| unsafe { register(base.wrapping_add(i * 4096), 4096, false) })
             .collect();
         assert!(regs.iter().all(|r| !r.broken()));
         drop(regs);
-        let again = register(base, 4096, true);
+        // SAFETY: as above.
+        let again = unsafe { register(base, 4096, true) };
         assert!(!again.broken());
         drop(again);
         // SAFETY: unmapping what we mapped, after unregistering it.

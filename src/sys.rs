@@ -171,7 +171,9 @@ pub fn current_pid() -> u32 {
     PID.load(Ordering::Relaxed)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds (a vDSO call, no system call).
+/// CLOCK_MONOTONIC in nanoseconds (a vDSO call, no system call): the clock
+/// of [`Message::enqueued_ns`](crate::Message::enqueued_ns) and
+/// [`Message::claimed_ns`](crate::Message::claimed_ns).
 #[inline]
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

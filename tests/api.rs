@@ -219,9 +219,9 @@ fn a_new_boot_id_makes_every_old_participant_dead() {
     // Simulate a reboot: the file says it was last attached under another
     // boot id. (The old handle's lock is still held here; after a real
     // reboot it would be gone too.)
-    let mem = &q.engine().mem;
-    use shmq::memory::Memory;
-    mem.u64_at(shmq::layout::hdr::BOOT_ID)
+    let mem = q.engine().mem();
+    use shmq::internals::memory::Memory;
+    mem.u64_at(shmq::internals::layout::hdr::BOOT_ID)
         .fetch_xor(1, Ordering::Relaxed);
     let fresh = Queue::open(&p).unwrap();
     // Every participant attached before the "reboot" was cleaned up: the

@@ -21,7 +21,7 @@ mod harness;
 #[path = "../fuzz/src/model_ops.rs"]
 mod model_ops;
 
-use shmq::layout::{self, dlq, hdr, part, slot, Layout};
+use shmq::internals::layout::{self, dlq, hdr, part, slot, Layout};
 use shmq::{Options, Queue, Status, Timeout};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;

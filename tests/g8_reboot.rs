@@ -6,8 +6,8 @@
 //! participant's lock is then still held (after a real reboot it would be
 //! gone too), so only the post-reboot recovery can take it for dead.
 
-use shmq::memory::Memory;
-use shmq::participants::hooks;
+use shmq::internals::memory::Memory;
+use shmq::internals::participants::hooks;
 use shmq::{Counter, Options, Queue, Status, Timeout};
 use shmq_testkit::{unique_path, TempFile};
 use std::sync::atomic::Ordering;
@@ -74,8 +74,8 @@ fn g8_concurrent_attaches_after_a_reboot_clean_up_the_old_boot_once_and_never_th
         let checked = Arc::new(Barrier::new(ATTACHERS + 1));
         probe
             .engine()
-            .mem
-            .u64_at(shmq::layout::hdr::BOOT_ID)
+            .mem()
+            .u64_at(shmq::internals::layout::hdr::BOOT_ID)
             .fetch_xor(1, Ordering::SeqCst);
 
         // Even rounds: the first attacher is stopped just before it cleans

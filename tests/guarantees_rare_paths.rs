@@ -3,7 +3,7 @@
 //! (docs/RELIABILITY.md lists them). Each failed on the engine before its
 //! fix.
 
-use shmq::ring::Outcome;
+use shmq::internals::ring::Outcome;
 use shmq::{Options, Queue, Status, Timeout};
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! races the damage against live producers and consumers, keyed and
 //! keyless, in separate processes.
 
-use shmq::layout::Layout;
+use shmq::internals::layout::Layout;
 use shmq::{Options, Queue, SendOptions, Status, Timeout};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

@@ -187,13 +187,13 @@ fn consumer(work: &Work, life: &Lifeline) {
 /// Claims one message and has `c` check, apply and ack it. `Ok(false)` when
 /// nothing came within `wait`.
 fn claim_one(q: &Queue, c: &Consumer<'_>, wait: Duration, hold: bool) -> Result<bool, String> {
-    let called = shmq::sys::monotonic_ns();
+    let called = shmq::internals::sys::monotonic_ns();
     let m = match q.claim(wait) {
         Ok(m) => m,
         Err(e) if matches!(e.status(), Status::Timeout | Status::Empty) => return Ok(false),
         Err(e) => return Err(format!("claim: {e}")),
     };
-    let claimed = shmq::sys::monotonic_ns();
+    let claimed = shmq::internals::sys::monotonic_ns();
     c.handle(q, 0, vec![m], called, claimed, hold)?;
     Ok(true)
 }
@@ -513,7 +513,7 @@ fn g4_latest_only_replacements_survive_sigkill() {
             std::thread::sleep(Duration::from_micros(200));
         }
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
-        ledger.mark_killed(instance as u32, shmq::sys::monotonic_ns());
+        ledger.mark_killed(instance as u32, shmq::internals::sys::monotonic_ns());
         if let Some(status) = kill(&mut child) {
             panic!("replacer {gen} exited by itself: {status}");
         }

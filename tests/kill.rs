@@ -184,13 +184,13 @@ fn consumer(work: &Work, life: &Lifeline) {
             draining = draining || drain_flag.exists();
         }
         let wait = Duration::from_millis(if draining { 300 } else { 50 });
-        let called = shmq::sys::monotonic_ns();
+        let called = shmq::internals::sys::monotonic_ns();
         let got = if rng.below(10) < 4 {
             q.claim_batch(1 + rng.below(8) as usize, wait)
         } else {
             q.claim(wait).map(|m| vec![m])
         };
-        let claimed = shmq::sys::monotonic_ns();
+        let claimed = shmq::internals::sys::monotonic_ns();
         let msgs = match got {
             Ok(m) => m,
             Err(e) if matches!(e.status(), Status::Timeout | Status::Empty) => {
@@ -243,8 +243,8 @@ fn clean_and_stall(work: &Work, life: &Lifeline) {
     put_file(&work.file("ready"), &format!("{me}\n"));
     life.await_path(&work.file("go"));
     let (cleaning, life) = (work.file("cleaning"), *life);
-    shmq::participants::hooks::set(
-        shmq::participants::hooks::Point::AfterClaim,
+    shmq::internals::participants::hooks::set(
+        shmq::internals::participants::hooks::Point::AfterClaim,
         Some(Box::new(move |i| {
             put_file(&cleaning, &format!("{i}\n"));
             life.idle()
@@ -387,11 +387,11 @@ fn torture(name: &str, poison: bool, max_deliveries: u32) {
     let drainer = Consumer::new(&rules, &ledger, DRAINER, false);
     let mut parent_drained = 0usize;
     loop {
-        let called = shmq::sys::monotonic_ns();
+        let called = shmq::internals::sys::monotonic_ns();
         match q.claim_batch(16, Duration::from_millis(300)) {
             Ok(msgs) => {
                 parent_drained += msgs.len();
-                let claimed = shmq::sys::monotonic_ns();
+                let claimed = shmq::internals::sys::monotonic_ns();
                 if let Err(what) = drainer.handle(&q, 0, msgs, called, claimed, false) {
                     ledger.violation(kind::WORKER, &format!("drain: {what}"));
                     break;
@@ -1042,15 +1042,18 @@ fn g8_a_sweep_never_takes_a_live_newcomer_for_dead() {
     let (claimed_tx, claimed_rx) = mpsc::channel::<u64>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let sweeper = std::thread::spawn(move || {
-        shmq::participants::hooks::set(
-            shmq::participants::hooks::Point::AfterClaim,
+        shmq::internals::participants::hooks::set(
+            shmq::internals::participants::hooks::Point::AfterClaim,
             Some(Box::new(move |i| {
                 let _ = claimed_tx.send(i);
                 let _ = go_rx.recv_timeout(Duration::from_secs(30));
             })),
         );
         let r = q.recover();
-        shmq::participants::hooks::set(shmq::participants::hooks::Point::AfterClaim, None);
+        shmq::internals::participants::hooks::set(
+            shmq::internals::participants::hooks::Point::AfterClaim,
+            None,
+        );
         (q, r)
     });
     let dead = claimed_rx

@@ -1,5 +1,5 @@
-//! Loom models of the slot protocol ([`shmq::ring`]) and of the sleep/wake
-//! handshake ([`shmq::wait`]), each also run with one participant that stops
+//! Loom models of the slot protocol ([`shmq::internals::ring`]) and of the sleep/wake
+//! handshake ([`shmq::internals::wait`]), each also run with one participant that stops
 //! for good after its k-th memory access, for every k.
 //!
 //! Run them with:
@@ -43,10 +43,10 @@
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
-use shmq::layout::{hdr, part, Layout, Params};
-use shmq::memory::{LoomMemory, Memory};
-use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
-use shmq::wait::{Futex, WaitPoint};
+use shmq::internals::layout::{hdr, part, Layout, Params};
+use shmq::internals::memory::{Loads, LoomMemory, Memory};
+use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
+use shmq::internals::wait::{Futex, WaitPoint};
 use shmq::Status;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -144,7 +144,7 @@ struct Got {
 fn read(e: &Engine<LoomMemory>, c: &Claim) -> Got {
     assert_eq!(c.len, MSG, "length of {c:?}");
     let mut b = [0u8; MSG];
-    e.mem.read_bytes(e.payload_offset(c.slot), &mut b);
+    e.mem().read_bytes(e.payload_offset(c.slot), &mut b);
     assert_eq!(b, body(c.version), "torn or foreign payload in {c:?}");
     assert!(c.deliveries >= 1, "{c:?}");
     Got {
@@ -176,7 +176,7 @@ fn drain_at(e: &Engine<LoomMemory>, now: u64, dead: &[u64]) -> (Repairs, Vec<Got
             "claimed more messages than were sent: {out:?}"
         );
     }
-    let cap = e.layout.params.capacity;
+    let cap = e.layout().params.capacity;
     for i in 0..cap {
         let w = e.slot_word(i);
         assert_eq!(w.state(), state::FREE, "slot {i} left {w:?} after {out:?}");
@@ -689,8 +689,8 @@ impl Futex for LoomFutex {
 
 fn not_empty(e: &Engine<LoomMemory>) -> WaitPoint<'_> {
     WaitPoint::new(
-        e.mem.u32_at(hdr::NOT_EMPTY_FUTEX),
-        e.mem.u64_at(hdr::NOT_EMPTY_SLEEPERS),
+        e.mem().u32_at(hdr::NOT_EMPTY_FUTEX),
+        e.mem().u64_at(hdr::NOT_EMPTY_SLEEPERS),
     )
 }
 
@@ -1095,18 +1095,19 @@ fn two_deaths_model(k1: u64, k2: u64) -> (bool, bool) {
             died1 && participant(Some(k2), || clean_up(OTHER, &|o| o == CONSUMER)).is_none();
         clean_up(CHECKER, &|o| o == CONSUMER || (died2 && o == OTHER));
         let at = format!("mover dead after {k1} steps, taker after {k2}");
-        let rec = e.layout.dead_letter(0);
+        let rec = e.layout().dead_letter(0);
         let w = e
-            .mem
-            .u64_at(rec + shmq::layout::dlq::WORD)
+            .mem()
+            .u64_at(rec + shmq::internals::layout::dlq::WORD)
             .load(std::sync::atomic::Ordering::Relaxed);
         let (_, drained) = drain(&e, &[CONSUMER, OTHER]);
-        if w & 0xf == shmq::layout::dlq::FULL {
+        if w & 0xf == shmq::internals::layout::dlq::FULL {
             // The reject took effect: one dead letter, whole, and nothing
             // left to deliver (a second record would have found no room
             // and left the message waiting: the drain finds its slot taken).
             let mut b = [0u8; MSG];
-            e.mem.read_bytes(rec + shmq::layout::dlq::PAYLOAD, &mut b);
+            e.mem()
+                .read_bytes(rec + shmq::internals::layout::dlq::PAYLOAD, &mut b);
             assert_eq!(b, body(1), "{at}: the dead letter is not the message");
             assert!(
                 drained.is_empty(),

@@ -1,5 +1,5 @@
-//! Loom models of the per-key protocol (guarantee G7: [`shmq::ring`] with
-//! [`shmq::keys`]), issue #3. Same harness as `tests/loom.rs` (copied, not
+//! Loom models of the per-key protocol (guarantee G7: [`shmq::internals::ring`] with
+//! [`shmq::internals::keys`]), issue #3. Same harness as `tests/loom.rs` (copied, not
 //! shared): an [`Engine`] over [`LoomMemory`] that models only the words the
 //! protocol touches, here plus the one entry of a key table of capacity 1;
 //! crashes by step budget and `catch_unwind`.
@@ -19,9 +19,9 @@
 
 use loom::sync::atomic::Ordering;
 use loom::thread;
-use shmq::layout::{flags, hdr, key, part, replace, Layout, Params};
-use shmq::memory::{LoomMemory, Memory};
-use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
+use shmq::internals::layout::{flags, hdr, key, part, replace, Layout, Params};
+use shmq::internals::memory::{Loads, LoomMemory, Memory};
+use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use std::sync::Mutex as StdMutex;
@@ -160,7 +160,7 @@ struct Got {
 fn read(e: &Engine<LoomMemory>, c: &Claim) -> Got {
     assert_eq!(c.len, MSG, "length of {c:?}");
     let mut b = [0u8; MSG];
-    e.mem.read_bytes(e.payload_offset(c.slot), &mut b);
+    e.mem().read_bytes(e.payload_offset(c.slot), &mut b);
     assert_eq!(b, body(c.version), "torn or foreign payload in {c:?}");
     assert!(c.deliveries >= 1, "{c:?}");
     Got {
@@ -197,14 +197,14 @@ fn drain(e: &Engine<LoomMemory>, dead: &[u64]) -> (Repairs, Vec<Got>, u64) {
         );
         assert!(out.len() <= 4, "claimed more than was sent: {out:?}");
     }
-    for i in 0..e.layout.params.capacity {
+    for i in 0..e.layout().params.capacity {
         let w = e.slot_word(i);
         assert_eq!(w.state(), state::FREE, "slot {i} left {w:?} after {out:?}");
     }
     // The holder may still name a claim that ended (its owner crashed
     // between the slot's outcome CAS and the release, or it was stale):
     // that is a free key. A live claim holding it is not.
-    if let Some((hs, hq, ho)) = shmq::keys::unholder(holder(e)) {
+    if let Some((hs, hq, ho)) = shmq::internals::keys::unholder(holder(e)) {
         let hw = e.slot_word(hs);
         assert!(
             !(hw.state() == state::CLAIMED && hw.seq() == hq && hw.owner() == ho),
@@ -218,7 +218,7 @@ fn drain(e: &Engine<LoomMemory>, dead: &[u64]) -> (Repairs, Vec<Got>, u64) {
         let keys = e.keys();
         let ent = keys.find(K).unwrap();
         let f = |o| keys.field(ent, o).load(Ordering::Relaxed);
-        let slots: Vec<_> = (0..e.layout.params.capacity)
+        let slots: Vec<_> = (0..e.layout().params.capacity)
             .map(|i| e.slot_word(i))
             .collect();
         panic!(
@@ -653,9 +653,9 @@ fn replacement_crash(budget: Option<u64>) -> bool {
             "lost, repeated or out of order: {why}"
         ),
     }
-    let rec = e.layout.replacement(PRODUCER).unwrap();
+    let rec = e.layout().replacement(PRODUCER).unwrap();
     assert_eq!(
-        e.mem.u64_at(rec + replace::WORD).load(Ordering::Acquire),
+        e.mem().u64_at(rec + replace::WORD).load(Ordering::Acquire),
         0,
         "replacement record left set: {why}"
     );

@@ -1,7 +1,7 @@
 //! The slot protocol against a plain reference model, as a proptest state
 //! machine.
 //!
-//! Random sequences of operations drive [`shmq::ring::Engine`] over heap
+//! Random sequences of operations drive [`shmq::internals::ring::Engine`] over heap
 //! memory and, beside it, a model with no concurrency in it: the fresh
 //! messages in ring (position) order, the redeliverable and the delayed ones,
 //! the claims in flight with their holders, leases and tokens, the messages
@@ -39,9 +39,9 @@ mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use shmq::layout::{dlq, slot, Layout, Params};
-use shmq::memory::{HeapMemory, Memory};
-use shmq::ring::{state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
+use shmq::internals::layout::{dlq, slot, Layout, Params};
+use shmq::internals::memory::{HeapMemory, Loads, Memory};
+use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Reservation, Settled};
 use shmq::Status;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
@@ -335,9 +335,9 @@ impl Model {
 
 /// Empties the dead-letter area, as `Queue::dlq_purge` does.
 fn purge_dead_letters(e: &Engine<HeapMemory>) {
-    let l = &e.layout;
+    let l = e.layout();
     for rec in 0..l.params.dlq_capacity {
-        let word = e.mem.u64_at(l.dead_letter(rec) + dlq::WORD);
+        let word = e.mem().u64_at(l.dead_letter(rec) + dlq::WORD);
         let w = word.load(Ordering::Acquire);
         if w & 0xf == dlq::FULL {
             let _ = word.compare_exchange(
@@ -403,8 +403,8 @@ impl Harness {
     }
 
     fn snapshot(&self) -> Vec<u64> {
-        (0..self.e.mem.len() / 8)
-            .map(|k| self.e.mem.u64_at(k * 8).load(Ordering::Relaxed))
+        (0..self.e.mem().len() / 8)
+            .map(|k| self.e.mem().u64_at(k * 8).load(Ordering::Relaxed))
             .collect()
     }
 
@@ -418,7 +418,7 @@ impl Harness {
             if b == a || allowed.iter().any(|r| r.contains(&off)) {
                 continue;
             }
-            let l = &self.e.layout;
+            let l = self.e.layout();
             let in_slot = (0..self.m.capacity).find(|i| {
                 let base = l.slot(*i);
                 off >= base && off < base + l.slot_stride
@@ -479,17 +479,17 @@ impl Harness {
             m.occupied()
         );
         let mut found = Vec::new();
-        let l = &self.e.layout;
+        let l = self.e.layout();
         for rec in 0..l.params.dlq_capacity {
             let base = l.dead_letter(rec);
-            let rd = |f: usize| self.e.mem.u64_at(base + f).load(Ordering::Relaxed);
+            let rd = |f: usize| self.e.mem().u64_at(base + f).load(Ordering::Relaxed);
             if rd(dlq::WORD) & 0xf != dlq::FULL {
                 continue;
             }
             let len = rd(dlq::LEN) as usize;
             ensure!(len <= MAX_MESSAGE, "dead letter {rec} has length {len}");
             let mut data = vec![0; len];
-            self.e.mem.read_bytes(base + dlq::PAYLOAD, &mut data);
+            self.e.mem().read_bytes(base + dlq::PAYLOAD, &mut data);
             let id = id_of(&data);
             ensure!(
                 data == payload(id),
@@ -680,7 +680,7 @@ impl Harness {
             got.as_ref().map_err(|e| e.status()) == Err(Status::Abandoned),
             "{what}: got {got:?} for {id} (G5)"
         );
-        let l = &self.e.layout;
+        let l = self.e.layout();
         let mut allowed = Vec::new();
         if quarantined {
             // The slot comes back, and the producer counts it freed.
@@ -761,7 +761,7 @@ impl Harness {
         ensure!(cl.len <= MAX_MESSAGE, "claim: length {}", cl.len);
         let mut data = vec![0; cl.len];
         self.e
-            .mem
+            .mem()
             .read_bytes(self.e.payload_offset(cl.slot), &mut data);
         let id = id_of(&data);
         ensure!(
@@ -1244,7 +1244,7 @@ fn send_now(e: &Engine<HeapMemory>, p: u64, data: &[u8]) {
 
 fn claimed_payload(e: &Engine<HeapMemory>, c: &Claim) -> Vec<u8> {
     let mut v = vec![0; c.len];
-    e.mem.read_bytes(e.payload_offset(c.slot), &mut v);
+    e.mem().read_bytes(e.payload_offset(c.slot), &mut v);
     v
 }
 

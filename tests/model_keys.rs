@@ -89,9 +89,9 @@ mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use shmq::clock::coarse_ns;
-use shmq::layout::slot;
-use shmq::ring::{state, Outcome};
+use shmq::internals::clock::coarse_ns;
+use shmq::internals::layout::slot;
+use shmq::internals::ring::{state, Outcome};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
 use shmq_testkit::model::file::{self, due_of, engine_time, field, word, TIME_SHIFT};
 use shmq_testkit::model::settle::Failed;
@@ -324,7 +324,7 @@ enum Via {
 /// (a redrive does not say).
 fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
     let want = payload(id);
-    for i in 0..q.engine().layout.params.capacity {
+    for i in 0..q.engine().layout().params.capacity {
         let len = file::len_of(q, i);
         if word(q, i).state() == state::FREE || len != want.len() {
             continue;

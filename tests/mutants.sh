@@ -22,18 +22,18 @@ mkdir -p "$work"
 
 # name % file % perl substitution % suites (;-separated cargo test argument sets)
 plants=$(cat <<'EOF'
-held-fence%src/ring.rs%s/\|\| !self\.same_generation\(c\.generation\(\), generation\)//%--lib ring::;--test guarantees_rare_paths;--test model
-lease-at-settle%src/ring.rs%s/if tag_of\(lease\) == w\.seq\(\) && from_units\(lease & VALUE_MASK\) <= now \{/if false {/%--test model;--test torture
-claim-freed-not-redelivered%src/ring.rs%s/if self\.transit\(i, w, state::PENDING, 0\)\.is_some\(\) \{\n(\s*)self\.release_key/if self.transit(i, w, state::FREE, 0).is_some() {\n$1self.release_key/%--test kill;--test model;--test torture
-taker-key-not-released%src/ring.rs%s/fn release_taken_key\(&self, dead: u64\) \{/fn release_taken_key(&self, dead: u64) {\n        if dead < u64::MAX { return; }/%--test keys_kill;--test model_keys;loom:--test loom_keys keyed_consumer_crash
-transit-not-bounded%src/ring.rs%s/if now >= since\.saturating_add\(self\.config\.lease_ns\) \{/if false {/%--lib ring::;--test model_keys
-room-only-lookahead%src/ring.rs%s/room = self\.free_slot_within\(\*p, self\.capacity\(\)\);/room = 0;/%--lib ring::;--test guarantees_rare_paths
-equal-version-stale%src/ring.rs%s/if c\.version >= keys\.last_acked\(e\) \{/if c.version > keys.last_acked(e) {/%--test keys;--test model_keys
-dlq-source-by-seq%src/ring.rs%s/self\.token_of\(slot, c\.generation\(\)\)\n/self.token_of(slot, c.generation() ^ (self.slot_word(slot).seq() << 1))\n/%--lib ring::;--test model
-head-ignores-tail%src/ring.rs%s/if d < 0 && self\.below_tail\(\*p\) \{/if false {/%--test model;narrow:--lib ring::
-liveness-off%src/queue.rs%s/fn alive\(&self, index: u64, pid: u32\) -> bool \{/fn alive(&self, index: u64, pid: u32) -> bool {\n        if index < u64::MAX { return true; }/%--test kill;--test torture
-capacity-plus-one%src/queue.rs%s/capacity: opts\.capacity,/capacity: opts.capacity + 1,/%--test api;--test torture;--test model
-fork-not-refused%src/queue.rs%s/fn me\(&self, op: &str\) -> Result<u64> \{/fn me(&self, op: &str) -> Result<u64> {\n        if let Some(m) = self.me { return Ok(m); }/%--test g3_fork
+held-fence%src/engine/settle.rs%s/\|\| !self\.same_generation\(c\.generation\(\), generation\)//%--lib engine::;--test guarantees_rare_paths;--test model
+lease-at-settle%src/engine/settle.rs%s/\.is_some_and\(\|deadline\| deadline <= now\)/.is_some_and(|_| false)/%--test model;--test torture
+claim-freed-not-redelivered%src/engine/repair.rs%s/if self\.transit\(i, w, state::PENDING, 0\)\.is_some\(\) \{\n(\s*)self\.release_key/if self.transit(i, w, state::FREE, 0).is_some() {\n$1self.release_key/%--test kill;--test model;--test torture
+taker-key-not-released%src/engine/keyed.rs%s/fn release_taken_key\(&self, dead: u64\) \{/fn release_taken_key(&self, dead: u64) {\n        if dead < u64::MAX { return; }/%--test keys_kill;--test model_keys;loom:--test loom_keys keyed_consumer_crash
+transit-not-bounded%src/engine/keyed.rs%s/if now >= since\.saturating_add\(self\.config\.lease_ns\) \{/if false {/%--lib engine::;--test model_keys
+room-only-lookahead%src/engine/produce.rs%s/room = self\.free_slot_within\(\*p, self\.capacity\(\)\);/room = 0;/%--lib engine::;--test guarantees_rare_paths
+equal-version-stale%src/engine/keyed.rs%s/if c\.version >= keys\.last_acked\(e\) \{/if c.version > keys.last_acked(e) {/%--test keys;--test model_keys
+dlq-source-by-seq%src/engine/mod.rs%s/self\.token_of\(slot, c\.generation\(\)\)\n/self.token_of(slot, c.generation() ^ (self.slot_word(slot).seq() << 1))\n/%--lib engine::;--test model
+head-ignores-tail%src/engine/claim.rs%s/if d < 0 && self\.below_tail\(\*p\) \{/if false {/%--test model;narrow:--lib engine::
+liveness-off%src/queue/maintenance.rs%s/fn alive\(&self, index: u64, pid: u32\) -> bool \{/fn alive(&self, index: u64, pid: u32) -> bool {\n        if index < u64::MAX { return true; }/%--test kill;--test torture
+capacity-plus-one%src/queue/open.rs%s/capacity: opts\.capacity,/capacity: opts.capacity + 1,/%--test api;--test torture;--test model
+fork-not-refused%src/queue/checks.rs%s/fn me\(&self, op: &str\) -> Result<u64> \{/fn me(&self, op: &str) -> Result<u64> {\n        if let Some(m) = self.me { return Ok(m); }/%--test g3_fork
 EOF
 )
 

@@ -19,8 +19,8 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use shmq::layout::Layout;
-use shmq::memory::Memory;
+use shmq::internals::layout::Layout;
+use shmq::internals::memory::Memory;
 use shmq::{Access, OpenOptions, Options, Queue, Status, Timeout};
 use shmq_testkit::{unique_path, TempFile};
 
@@ -164,7 +164,7 @@ fn a_new_file_is_given_to_the_chosen_group() {
     drop(Queue::create(&a.0, &small().group_shared(Some(mine))).unwrap());
     assert_eq!(std::fs::metadata(&a.0).unwrap().gid(), mine);
     assert_eq!(
-        shmq::permissions::group_id(&mine.to_string()).unwrap(),
+        shmq::internals::permissions::group_id(&mine.to_string()).unwrap(),
         mine
     );
     if is_root() {
@@ -176,7 +176,7 @@ fn a_new_file_is_given_to_the_chosen_group() {
         // A group we are not in: refused, and no file is left behind.
         let b = scratch("group-root");
         let gid = 0;
-        if !shmq::permissions::in_our_groups(gid) {
+        if !shmq::internals::permissions::in_our_groups(gid) {
             let e = error_of(
                 Queue::create(&b, &small().group_shared(Some(gid))),
                 "create",
@@ -439,7 +439,12 @@ fn a_read_only_handle_reads_everything_and_changes_nothing() {
         cause,
     );
     assert_refused(
-        ro.settle(held.token(), &shmq::ring::Outcome::Ack, None, None),
+        ro.settle(
+            held.token(),
+            &shmq::internals::ring::Outcome::Ack,
+            None,
+            None,
+        ),
         Status::Permission,
         p,
         "ack",
@@ -657,7 +662,9 @@ fn a_payload_read_in_place_after_truncation_reads_zeros_and_the_ack_is_refused()
             .unwrap();
         // SAFETY: we hold the claim; the bytes are in our mapping (now zero
         // pages): reading them must not crash.
-        let bytes = unsafe { m.payload_unchecked() }.to_vec();
+        let bytes: Vec<u8> = (0..m.len())
+            .map(|i| unsafe { m.payload_ptr().add(i).read_volatile() })
+            .collect();
         assert_eq!(bytes, vec![0u8; b"secret payload".len()]);
         assert!(q.is_broken());
         assert_truncated(m.ack(), &f.0, "ack");
@@ -734,7 +741,7 @@ fn a_sigbus_outside_shmq_mappings_still_kills_the_process() {
     // A queue, so the handler is installed in this process.
     let (f, _) = fresh("chain");
     let q = Queue::open(&f.0).unwrap();
-    let word = q.engine().mem.byte_ptr(0, 8).unwrap() as usize;
+    let word = q.engine().mem().byte_ptr(0, 8).unwrap() as usize;
 
     // A mapping shmq does not know, of a file that then shrinks.
     let other = TempFile(scratch("chain-other"));

@@ -27,7 +27,7 @@
 
 #![allow(dead_code)]
 
-use shmq::layout::{self, hdr, Layout};
+use shmq::internals::layout::{self, hdr, Layout};
 use shmq::{Histogram, Options, Queue, SendOptions, Timeout};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -582,7 +582,7 @@ fn session(q: &Queue, peer: Option<&Queue>, ops: &mut Ops<'_>) -> After {
                 // A raw token that names nothing we hold.
                 let t = ops.u64();
                 let _ = q.read_payload(t, &mut [0u8; 4]);
-                let _ = q.settle(t, &shmq::ring::Outcome::Ack, None, None);
+                let _ = q.settle(t, &shmq::internals::ring::Outcome::Ack, None, None);
             }
             22 => {
                 if let Some(p) = peer {

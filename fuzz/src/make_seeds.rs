@@ -4,7 +4,7 @@
 #[path = "harness.rs"]
 mod harness;
 
-use shmq::layout::{self, hdr};
+use shmq::internals::layout::{self, hdr};
 use std::path::Path;
 
 fn put(dir: &Path, name: &str, bytes: &[u8]) {

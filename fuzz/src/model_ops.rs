@@ -62,7 +62,7 @@
 //! rest     operations: one byte (op = b % 24) and its argument bytes
 //! ```
 
-use shmq::ring::{state, Outcome};
+use shmq::internals::ring::{state, Outcome};
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
 use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
 use shmq_testkit::model::{compare, file, payload, Expect};
@@ -615,7 +615,7 @@ impl<'q> Run<'q> {
 
     /// The slot words and cursors, for failure messages.
     fn dump(&self) -> String {
-        use shmq::layout::hdr;
+        use shmq::internals::layout::hdr;
         let q = self.qs[0];
         let rd = |off: usize| file::header(q, off);
         let words: Vec<String> = (0..self.m.p.capacity)
@@ -633,7 +633,7 @@ impl<'q> Run<'q> {
 
     /// The head cursor.
     fn head(&self) -> u64 {
-        file::header(self.qs[0], shmq::layout::hdr::HEAD)
+        file::header(self.qs[0], shmq::internals::layout::hdr::HEAD)
     }
 
     /// KNOWN ENGINE BUG `head-lag` (fuzz/README.md): a producer that finds
@@ -809,7 +809,7 @@ impl<'q> Run<'q> {
         };
         let o = Out::from(kind, arg);
         let want = self.outcome(h, token, o);
-        let now = shmq::clock::coarse_ns();
+        let now = shmq::internals::clock::coarse_ns();
         let secs = |s: u64| now + s * 1_000_000_000;
         let eo = match o {
             Out::Ack => Outcome::Ack,
@@ -855,7 +855,7 @@ impl<'q> Run<'q> {
 
     /// The engine's repair pass as of `w` seconds from now.
     fn warp(&mut self, h: usize, w: u64) {
-        let now = shmq::clock::coarse_ns() + w * 1_000_000_000;
+        let now = shmq::internals::clock::coarse_ns() + w * 1_000_000_000;
         self.qs[h]
             .engine()
             .repair(self.me(h), now, &|_| false)

@@ -72,7 +72,56 @@ pub struct Tally {
 /// few under loom, where each re-read is a scheduling point to explore.)
 const RESERVED_SPINS: u32 = if cfg!(shmq_loom) { 4 } else { 128 };
 
+/// How long a patient claim waits for a producer that is still writing the
+/// next message at the head before it passes that reservation. A copy takes
+/// nanoseconds to microseconds; a preempted producer, milliseconds.
+pub const PASS_AFTER_NS: u64 = 50_000;
+
 impl<M: Memory> Engine<M> {
+    /// Claims like [`Engine::claim_counted`], patiently: a reservation at
+    /// the head (a producer still writing the next message) makes it return
+    /// `None` (the caller retries as it waits) until that same reservation
+    /// (slot, sequence and owner) has stopped this handle's claims for
+    /// [`PASS_AFTER_NS`] as `precise` (the precise clock, asked only then)
+    /// times it; then the reservation is passed and the claim goes on.
+    pub fn claim_patiently(
+        &self,
+        me: u64,
+        now: u64,
+        tally: &mut Tally,
+        precise: impl FnOnce() -> u64,
+    ) -> Result<Option<Claim>> {
+        use std::sync::atomic::Ordering as O;
+        tally.patient = true;
+        let got = self.claim_counted(me, now, tally);
+        let (Ok(None), Some((i, w))) = (&got, tally.blocked) else {
+            return got;
+        };
+        let t = precise();
+        let wait = &self.head_wait;
+        // Relaxed: handle-private (see `HeadWait`).
+        let seen = SlotWord(wait.word.load(O::Relaxed));
+        // The same reservation: a skip by producers lapping the ring moves
+        // only its lap, and must not restart the timer (found by review:
+        // with producers lapping a small ring faster than the pass, the head
+        // waited for the reservation timeout instead).
+        let same = wait.slot_plus_one.load(O::Relaxed) == i + 1
+            && seen.seq() == w.seq()
+            && seen.owner() == w.owner();
+        if !same {
+            wait.slot_plus_one.store(i + 1, O::Relaxed);
+            wait.word.store(w.0, O::Relaxed);
+            wait.since.store(t, O::Relaxed);
+            return got;
+        }
+        if t.saturating_sub(wait.since.load(O::Relaxed)) < PASS_AFTER_NS {
+            return got;
+        }
+        self.pass_reservation(i, w);
+        wait.slot_plus_one.store(0, O::Relaxed);
+        self.claim_counted(me, now, tally)
+    }
+
     /// Claims the next claimable message: a due redelivery first, else the
     /// next message in ring order. `None` when nothing is claimable.
     pub fn claim(&self, me: u64, now: u64) -> Result<Option<Claim>> {

@@ -98,3 +98,19 @@ impl LazyCursor {
         }
     }
 }
+
+/// The reservation at the head that stopped this handle's last patient
+/// claim, and since when (see [`Engine::claim_patiently`]).
+///
+/// Process memory, one per handle, as [`LazyCursor`]; threads of one
+/// engine racing on it (the loom models) only restart or shorten a wait,
+/// which a pass tolerates anyway (any consumer may pass any reservation).
+#[derive(Default)]
+pub(super) struct HeadWait {
+    /// The slot + 1 (0: none).
+    pub(super) slot_plus_one: std::sync::atomic::AtomicU64,
+    /// Its word when first seen.
+    pub(super) word: std::sync::atomic::AtomicU64,
+    /// When it was first seen (precise time).
+    pub(super) since: std::sync::atomic::AtomicU64,
+}

@@ -11,6 +11,16 @@ use crate::format::slot::{self, AttemptsWord, LeaseWord, LenWord};
 use crate::memory::Memory;
 use crate::sync::{AtomicU64, Ordering};
 
+impl<M: Loads> Engine<M> {
+    /// Whether slot `i`, a `DLQ_WAIT` slot with word `w`, waits for room
+    /// in the dead-letter area (its mover found none and marked it, so any
+    /// participant may take the move over), rather than being moved now.
+    pub fn dlq_waiting(&self, i: u64, w: SlotWord) -> bool {
+        // Acquire: pairs with the release store of the mark.
+        self.load_slot_field(i, slot::LEASE, Ordering::Acquire) == LeaseWord::dlq_waiting(w.seq()).0
+    }
+}
+
 impl<M: Memory> Engine<M> {
     /// Moves a held message (word `w`, owned by anyone) to the dead-letter
     /// area: `DeadLettered` when it moved, `DlqWaiting` when it found no
@@ -93,14 +103,17 @@ impl<M: Memory> Engine<M> {
         put(dlq::LEN, len as u64);
         let reason = &reason.as_bytes()[..reason.len().min(dlq::REASON_MAX)];
         put(dlq::REASON_LEN, reason.len() as u64);
-        self.mem.write_bytes(base + dlq::REASON, reason);
+        // SAFETY: record `rec` was taken for writing by us
+        // (`dlq_allocate`); readers skip it until `dlq_publish`.
+        unsafe { self.mem.write_bytes(base + dlq::REASON, reason) };
         put(
             dlq::ID,
             self.word(hdr::DLQ_SEQ).fetch_add(1, Ordering::Relaxed) + 1,
         );
         let mut buf = vec![0u8; len];
         self.mem.read_bytes(self.payload_offset(i), &mut buf);
-        self.mem.write_bytes(base + dlq::PAYLOAD, &buf);
+        // SAFETY: as for the reason above.
+        unsafe { self.mem.write_bytes(base + dlq::PAYLOAD, &buf) };
         self.dlq_publish(rec, me);
         // The record is complete; the slot is free. A crash between the two
         // is repaired by `repair_dlq_wait`, which finds the record by source.
@@ -111,14 +124,6 @@ impl<M: Memory> Engine<M> {
             ));
         }
         Ok(true)
-    }
-
-    /// Whether slot `i`, a `DLQ_WAIT` slot with word `w`, waits for room
-    /// in the dead-letter area (its mover found none and marked it, so any
-    /// participant may take the move over), rather than being moved now.
-    pub fn dlq_waiting(&self, i: u64, w: SlotWord) -> bool {
-        // Acquire: pairs with the release store of the mark.
-        self.slot_field(i, slot::LEASE).load(Ordering::Acquire) == LeaseWord::dlq_waiting(w.seq()).0
     }
 
     /// What a dead-letter record moved from slot `i` names as its source:
@@ -209,5 +214,25 @@ impl<M: Memory> Engine<M> {
                 Ordering::Relaxed,
             );
         }
+    }
+
+    /// Takes dead-letter record `r`, still at word `from` (`FULL`), for
+    /// `owner` to send it back to the queue; false if the word moved.
+    /// Finish with [`Engine::dead_letter_redriven`].
+    pub fn dead_letter_take_for_redrive(&self, r: u64, from: DeadLetterWord, owner: u64) -> bool {
+        self.dead_letter_take(r, from, owner, dlq::REDRIVING)
+    }
+
+    /// Ends the redrive of record `r` taken with
+    /// [`Engine::dead_letter_take_for_redrive`]: emptied if the message was
+    /// sent, a dead letter again if not.
+    pub fn dead_letter_redriven(&self, r: u64, sent: bool) {
+        self.dead_letter_set(r, if sent { dlq::EMPTY } else { dlq::FULL });
+    }
+
+    /// Deletes dead-letter record `r`, still at word `from` (`FULL`), for
+    /// `owner`; false if the word moved.
+    pub fn dead_letter_purge(&self, r: u64, from: DeadLetterWord, owner: u64) -> bool {
+        self.dead_letter_take(r, from, owner, dlq::EMPTY)
     }
 }

@@ -81,6 +81,14 @@ pub struct DeadLetterRecord {
     pub payload: Vec<u8>,
 }
 
+impl DeadLetterRecord {
+    /// Whether the stored lengths fit the record (payload at most `max`,
+    /// the largest message; reason at most [`dlq::REASON_MAX`]).
+    pub fn lengths_fit(&self, max: u64) -> bool {
+        self.stored_len <= max && self.stored_reason_len <= dlq::REASON_MAX as u64
+    }
+}
+
 /// The header's cursors, hints and counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeaderCounters {
@@ -118,6 +126,17 @@ impl HeaderCounters {
         let tail_lap = self.tail_lap(capacity);
         (0..=2).any(|d| wrap_lap(tail_lap + d) == lap)
     }
+}
+
+/// The header's identity: what `info` shows besides the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderIdentity {
+    /// The file format version.
+    pub format_version: u64,
+    /// Wall-clock time of creation (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+    /// The boot id the participant table belongs to.
+    pub boot_id: [u64; 2],
 }
 
 /// A key-table entry in use.
@@ -175,13 +194,13 @@ pub struct ParticipantSnapshot {
     pub freed: u64,
 }
 
-impl<M: Memory> Engine<M> {
+impl<M: Loads> Engine<M> {
     /// A snapshot of slot `i`'s header words.
     pub fn slot_snapshot(&self, i: u64) -> SlotSnapshot {
         let word = self.slot_word(i);
         // Relaxed: a report; ordered after the word's acquire load, which is
         // all a snapshot promises.
-        let rd = |f: usize| self.slot_field(i, f).load(Ordering::Relaxed);
+        let rd = |f: usize| self.load_slot_field(i, f, Ordering::Relaxed);
         SlotSnapshot {
             index: i,
             word,
@@ -199,7 +218,10 @@ impl<M: Memory> Engine<M> {
     /// The word of dead-letter record `r`.
     pub fn dead_letter_word(&self, r: u64) -> DeadLetterWord {
         // Acquire: pairs with the release that published the record.
-        DeadLetterWord(self.dlq_word(r).load(Ordering::Acquire))
+        DeadLetterWord(
+            self.mem
+                .load_u64(self.layout.dead_letter(r) + dlq::WORD, Ordering::Acquire),
+        )
     }
 
     /// Dead-letter record `r`, if it holds a dead letter that stayed put
@@ -213,7 +235,7 @@ impl<M: Memory> Engine<M> {
         }
         let base = l.dead_letter(r);
         // Relaxed: ordered after the acquire of the word; checked again below.
-        let rd = |f: usize| self.mem.u64_at(base + f).load(Ordering::Relaxed);
+        let rd = |f: usize| self.mem.load_u64(base + f, Ordering::Relaxed);
         let stored_len = rd(dlq::LEN);
         let stored_reason_len = rd(dlq::REASON_LEN);
         let mut reason = vec![0u8; stored_reason_len.min(dlq::REASON_MAX as u64) as usize];
@@ -239,6 +261,75 @@ impl<M: Memory> Engine<M> {
         (self.dead_letter_word(r) == word).then_some(d)
     }
 
+    /// The header's cursors, hints and counts.
+    pub fn header_counters(&self) -> HeaderCounters {
+        // Relaxed: a report.
+        let rd = |f: usize| self.load_word(f, Ordering::Relaxed);
+        HeaderCounters {
+            tail: rd(hdr::TAIL),
+            head: rd(hdr::HEAD),
+            producers_waiting: rd(hdr::NOT_FULL_SLEEPERS),
+            consumers_waiting: rd(hdr::NOT_EMPTY_SLEEPERS),
+            side_dirty: rd(hdr::SIDE_DIRTY),
+            side_clean: rd(hdr::SIDE_CLEAN),
+            side_next_due: rd(hdr::SIDE_NEXT_DUE),
+            dlq_waiting: rd(hdr::DLQ_WAITING),
+            dlq_seq: rd(hdr::DLQ_SEQ),
+            freed_unowned: rd(hdr::FREED_UNOWNED),
+        }
+    }
+
+    /// The header's identity words.
+    pub fn header_identity(&self) -> HeaderIdentity {
+        // Relaxed: a report; the parameters were validated at open.
+        let rd = |f: usize| self.load_word(f, Ordering::Relaxed);
+        HeaderIdentity {
+            format_version: rd(hdr::FORMAT_VERSION),
+            created_unix_ns: rd(hdr::CREATED_UNIX_NS),
+            boot_id: [rd(hdr::BOOT_ID), rd(hdr::BOOT_ID + 8)],
+        }
+    }
+
+    /// Key-table entry `n`, or `None` if it holds no key.
+    pub fn key_entry_snapshot(&self, n: u64) -> Option<KeyEntrySnapshot> {
+        let keys = self.keys();
+        // Relaxed: a report.
+        let rd = |f: usize| keys.load_field(n, f, Ordering::Relaxed);
+        let key = rd(keyf::KEY);
+        (key != 0).then(|| KeyEntrySnapshot {
+            index: n,
+            key,
+            last_acked: rd(keyf::LAST_ACKED),
+            last_committed: rd(keyf::LAST_COMMITTED),
+            next_version: rd(keyf::NEXT_VERSION),
+            holder: rd(keyf::HOLDER),
+            waiting: rd(keyf::WAITING),
+            parked: rd(keyf::PARKED),
+            holder_since: rd(keyf::HOLDER_SINCE),
+        })
+    }
+
+    /// Participant entry `p`'s bookkeeping words.
+    pub fn participant_snapshot(&self, p: u64) -> ParticipantSnapshot {
+        let base = self.layout.participant(p);
+        // Acquire: pairs with the release of registration and cleanup.
+        let entry = EntryState::decode(self.mem.load_u64(base + part::STATE, Ordering::Acquire));
+        // Relaxed: a report.
+        let rd = |f: usize| self.mem.load_u64(base + f, Ordering::Relaxed);
+        ParticipantSnapshot {
+            index: p,
+            entry,
+            start_time: rd(part::START_TIME),
+            attached_ns: rd(part::ATTACHED_NS),
+            roles: rd(part::ROLES),
+            sleeping: rd(part::SLEEPING),
+            took: rd(part::TOOK),
+            freed: rd(part::FREED),
+        }
+    }
+}
+
+impl<M: Memory> Engine<M> {
     /// Takes dead-letter record `r` from word `from` for `owner`, moving it
     /// to `state` (same sequence). False if the word moved.
     pub fn dead_letter_take(&self, r: u64, from: DeadLetterWord, owner: u64, state: u64) -> bool {
@@ -261,61 +352,5 @@ impl<M: Memory> Engine<M> {
         // Release: a FULL or EMPTY record is complete for its readers.
         self.dlq_word(r)
             .store(w.with(0, state).0, Ordering::Release);
-    }
-
-    /// The header's cursors, hints and counts.
-    pub fn header_counters(&self) -> HeaderCounters {
-        // Relaxed: a report.
-        let rd = |f: usize| self.word(f).load(Ordering::Relaxed);
-        HeaderCounters {
-            tail: rd(hdr::TAIL),
-            head: rd(hdr::HEAD),
-            producers_waiting: rd(hdr::NOT_FULL_SLEEPERS),
-            consumers_waiting: rd(hdr::NOT_EMPTY_SLEEPERS),
-            side_dirty: rd(hdr::SIDE_DIRTY),
-            side_clean: rd(hdr::SIDE_CLEAN),
-            side_next_due: rd(hdr::SIDE_NEXT_DUE),
-            dlq_waiting: rd(hdr::DLQ_WAITING),
-            dlq_seq: rd(hdr::DLQ_SEQ),
-            freed_unowned: rd(hdr::FREED_UNOWNED),
-        }
-    }
-
-    /// Key-table entry `n`, or `None` if it holds no key.
-    pub fn key_entry_snapshot(&self, n: u64) -> Option<KeyEntrySnapshot> {
-        let keys = self.keys();
-        // Relaxed: a report.
-        let rd = |f: usize| keys.field(n, f).load(Ordering::Relaxed);
-        let key = rd(keyf::KEY);
-        (key != 0).then(|| KeyEntrySnapshot {
-            index: n,
-            key,
-            last_acked: rd(keyf::LAST_ACKED),
-            last_committed: rd(keyf::LAST_COMMITTED),
-            next_version: rd(keyf::NEXT_VERSION),
-            holder: rd(keyf::HOLDER),
-            waiting: rd(keyf::WAITING),
-            parked: rd(keyf::PARKED),
-            holder_since: rd(keyf::HOLDER_SINCE),
-        })
-    }
-
-    /// Participant entry `p`'s bookkeeping words.
-    pub fn participant_snapshot(&self, p: u64) -> ParticipantSnapshot {
-        let base = self.layout.participant(p);
-        // Acquire: pairs with the release of registration and cleanup.
-        let entry = EntryState::decode(self.mem.u64_at(base + part::STATE).load(Ordering::Acquire));
-        // Relaxed: a report.
-        let rd = |f: usize| self.mem.u64_at(base + f).load(Ordering::Relaxed);
-        ParticipantSnapshot {
-            index: p,
-            entry,
-            start_time: rd(part::START_TIME),
-            attached_ns: rd(part::ATTACHED_NS),
-            roles: rd(part::ROLES),
-            sleeping: rd(part::SLEEPING),
-            took: rd(part::TOOK),
-            freed: rd(part::FREED),
-        }
     }
 }

@@ -33,6 +33,14 @@ pub(super) enum HolderState {
     InTransit { slot: u64, seq: u64 },
 }
 
+impl<M: Loads> Engine<M> {
+    /// The key table.
+    #[inline]
+    pub fn keys(&self) -> KeyTable<'_, M> {
+        KeyTable::with_hint(&self.mem, &self.layout, &self.key_hint)
+    }
+}
+
 impl<M: Memory> Engine<M> {
     /// A claimed keyed message strictly older than its key's last acked
     /// version is completed without delivery. Returns whether it was.
@@ -61,12 +69,6 @@ impl<M: Memory> Engine<M> {
             return true;
         }
         false
-    }
-
-    /// The key table.
-    #[inline]
-    pub fn keys(&self) -> KeyTable<'_, M> {
-        KeyTable::with_hint(&self.mem, &self.layout, &self.key_hint)
     }
 
     /// Counts a keyed message entering `PENDING`.

@@ -93,31 +93,38 @@
 
 use crate::format::slot::{self, wrap_lap, ClaimWord, TokenCodec};
 use crate::format::{hdr, Layout};
-use crate::memory::Memory;
+use crate::memory::{Loads, Memory};
 use crate::sync::{AtomicU64, Ordering};
 
 mod claim;
 mod cursor;
 mod dead_letters;
+mod handle_words;
+pub mod header;
 mod inspect;
 mod keyed;
 mod produce;
 mod repair;
 mod replace;
+mod send;
 mod settle;
 mod side;
 #[cfg(all(test, not(shmq_loom)))]
 mod tests;
 
+pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
-pub use claim::{Claim, Tally};
-use cursor::{FullSearch, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use claim::{Claim, Tally, PASS_AFTER_NS};
+use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use handle_words::WaitOn;
 pub use inspect::{
-    DeadLetterRecord, HeaderCounters, KeyEntrySnapshot, ParticipantSnapshot, SlotSnapshot,
+    DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,
+    SlotSnapshot,
 };
 use keyed::KeyTake;
 pub use produce::Reservation;
 pub use repair::Repairs;
+pub use send::{Committed, SendSpec};
 pub use settle::{Outcome, Settled};
 
 /// A slot at one sequence of its word: one state of the slot (a
@@ -142,13 +149,13 @@ pub struct Config {
 }
 
 /// The protocol over a region of memory laid out by a [`Layout`].
-pub struct Engine<M: Memory> {
+pub struct Engine<M: Loads> {
     /// The memory.
-    pub mem: M,
+    pub(crate) mem: M,
     /// Where everything is (validated, private copy).
-    pub layout: Layout,
+    pub(crate) layout: Layout,
     /// Settings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The key-table entry + 1 this handle looked up last (0: none), so the
     /// several lookups of one keyed operation hash and probe once. A hint in
     /// process memory, checked against the entry's key word at every use.
@@ -159,6 +166,8 @@ pub struct Engine<M: Memory> {
     head_view: LazyCursor,
     /// How often this handle searched a full queue (see [`FullSearch`]).
     full_search: FullSearch,
+    /// The reservation that stopped this handle's claims (see [`HeadWait`]).
+    head_wait: HeadWait,
     /// The number of slots whose header words were found inside the memory
     /// when the engine was built: the capacity, or 0 if the layout and the
     /// memory disagree. [`Engine::slot_field`] checks only that the slot
@@ -168,7 +177,7 @@ pub struct Engine<M: Memory> {
     tokens: TokenCodec,
 }
 
-impl<M: Memory> Engine<M> {
+impl<M: Loads> Engine<M> {
     /// An engine over memory that already holds a valid queue.
     pub fn new(mem: M, layout: Layout, config: Config) -> Engine<M> {
         let slots_end = (layout.params.capacity as usize)
@@ -195,9 +204,119 @@ impl<M: Memory> Engine<M> {
             tail_view: LazyCursor::default(),
             head_view: LazyCursor::default(),
             full_search: FullSearch::default(),
+            head_wait: HeadWait::default(),
         }
     }
 
+    /// The memory (for this repository's tests and tools).
+    #[inline]
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Where everything is.
+    #[inline]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The settings.
+    #[inline]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Loads header word `offset` (one of [`hdr`]'s offsets) with `order`.
+    #[inline]
+    fn load_word(&self, offset: usize, order: Ordering) -> u64 {
+        if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::format::HEADER_SIZE {
+            // SAFETY: as in `Engine::word`.
+            unsafe { self.mem.load_u64_unchecked(offset, order) }
+        } else {
+            self.mem.load_u64(offset, order)
+        }
+    }
+
+    /// Loads header word `field` of slot `slot` with `order` (see
+    /// [`Engine::slot_field`]).
+    #[inline]
+    fn load_slot_field(&self, slot: u64, field: usize, order: Ordering) -> u64 {
+        debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
+        let offset = self.layout.slot(slot) + field;
+        if slot < self.slots_in_bounds {
+            // SAFETY: as in `Engine::slot_field`.
+            unsafe { self.mem.load_u64_unchecked(offset, order) }
+        } else {
+            // A bad index (a bug) fails loudly here.
+            self.mem.load_u64(offset, order)
+        }
+    }
+
+    /// The state word of `slot`.
+    #[inline]
+    pub fn slot_word(&self, slot: u64) -> SlotWord {
+        // Acquire: pairs with the release of the CAS that wrote it, so the
+        // metadata written before that CAS is visible.
+        SlotWord(self.load_slot_field(slot, slot::WORD, Ordering::Acquire))
+    }
+
+    /// Number of slots.
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        self.layout.params.capacity
+    }
+
+    /// The fencing token of the claim of `slot` with generation
+    /// `generation` (see [`TokenCodec`]): unique for the life of the file
+    /// until one slot has been claimed 2^(64 - slot bits) times.
+    #[inline]
+    pub fn token_of(&self, slot: u64, generation: u64) -> u64 {
+        self.tokens.token(slot, generation)
+    }
+
+    /// Splits a token into slot and generation (truncated to the bits a
+    /// token has). `None` if it names no slot.
+    #[inline]
+    pub fn split_token(&self, token: u64) -> Option<(u64, u64)> {
+        let (slot, generation) = self.tokens.split(token);
+        (slot < self.capacity() && generation != 0).then_some((slot, generation))
+    }
+
+    /// The token of slot `slot`'s current (or last) claim, as its claim word
+    /// says: for `verify`, models and tests.
+    pub fn claim_token(&self, slot: u64) -> u64 {
+        // Acquire: pairs with the stamper's CAS.
+        let c = ClaimWord(self.load_slot_field(slot, slot::CLAIM, Ordering::Acquire));
+        self.token_of(slot, c.generation())
+    }
+
+    /// Whether generation `stored` (56 bits, from a claim word) is the one a
+    /// token carries (`64 - slot_bits` bits).
+    #[inline]
+    fn same_generation(&self, stored: u64, from_token: u64) -> bool {
+        self.tokens.same_generation(stored, from_token)
+    }
+
+    /// Most cursor steps one call takes: a few laps, however the slots read.
+    #[inline]
+    fn walk_limit(&self) -> u64 {
+        self.capacity().saturating_mul(4).saturating_add(64)
+    }
+
+    #[inline]
+    fn split(&self, position: u64) -> (u64, u64) {
+        let cap = self.capacity();
+        (position % cap, wrap_lap(position / cap))
+    }
+
+    /// Offset of a slot's payload.
+    #[inline]
+    pub fn payload_offset(&self, slot: u64) -> usize {
+        self.layout.slot(slot) + slot::PAYLOAD
+    }
+}
+
+impl<M: Memory> Engine<M> {
     /// Writes an empty queue's mutable state into zeroed memory (the header
     /// parameters are written by the caller). Slot words start `FREE`, lap 0.
     pub fn format(&self) {
@@ -208,7 +327,7 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Header word `offset` (one of [`hdr`]'s offsets).
-    #[inline]
+    #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU64 {
         if self.slots_in_bounds > 0 && offset % 8 == 0 && offset + 8 <= crate::format::HEADER_SIZE {
             // SAFETY: `slots_in_bounds` says the slots, which start after
@@ -224,7 +343,7 @@ impl<M: Memory> Engine<M> {
     /// Header word `field` (one of [`slot`]'s offsets below `PAYLOAD`) of
     /// slot `slot`: one compare on the hot path instead of a bounds check
     /// of the offset (a fifth of the instructions of a message were those).
-    #[inline]
+    #[inline(always)]
     fn slot_field(&self, slot: u64, field: usize) -> &AtomicU64 {
         debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
         let offset = self.layout.slot(slot) + field;
@@ -238,14 +357,6 @@ impl<M: Memory> Engine<M> {
             // A bad index (a bug) fails loudly here.
             self.mem.u64_at(offset)
         }
-    }
-
-    /// The state word of `slot`.
-    #[inline]
-    pub fn slot_word(&self, slot: u64) -> SlotWord {
-        // Acquire: pairs with the release of the CAS that wrote it, so the
-        // metadata written before that CAS is visible.
-        SlotWord(self.slot_field(slot, slot::WORD).load(Ordering::Acquire))
     }
 
     #[inline]
@@ -291,43 +402,6 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Number of slots.
-    #[inline]
-    pub fn capacity(&self) -> u64 {
-        self.layout.params.capacity
-    }
-
-    /// The fencing token of the claim of `slot` with generation
-    /// `generation` (see [`TokenCodec`]): unique for the life of the file
-    /// until one slot has been claimed 2^(64 - slot bits) times.
-    #[inline]
-    pub fn token_of(&self, slot: u64, generation: u64) -> u64 {
-        self.tokens.token(slot, generation)
-    }
-
-    /// Splits a token into slot and generation (truncated to the bits a
-    /// token has). `None` if it names no slot.
-    #[inline]
-    pub fn split_token(&self, token: u64) -> Option<(u64, u64)> {
-        let (slot, generation) = self.tokens.split(token);
-        (slot < self.capacity() && generation != 0).then_some((slot, generation))
-    }
-
-    /// The token of slot `slot`'s current (or last) claim, as its claim word
-    /// says: for `verify`, models and tests.
-    pub fn claim_token(&self, slot: u64) -> u64 {
-        // Acquire: pairs with the stamper's CAS.
-        let c = ClaimWord(self.slot_field(slot, slot::CLAIM).load(Ordering::Acquire));
-        self.token_of(slot, c.generation())
-    }
-
-    /// Whether generation `stored` (56 bits, from a claim word) is the one a
-    /// token carries (`64 - slot_bits` bits).
-    #[inline]
-    fn same_generation(&self, stored: u64, from_token: u64) -> bool {
-        self.tokens.same_generation(stored, from_token)
-    }
-
     /// Stamps the claim generation of the claim of slot `i` whose word is
     /// `claim` unless it is stamped already, and returns it; `None` if the
     /// slot no longer holds that claim and it was never stamped (a stalled
@@ -359,21 +433,10 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Most cursor steps one call takes: a few laps, however the slots read.
+    /// A pointer to slot `slot`'s payload, `len` bytes long (`None` if that
+    /// leaves the memory): for payloads used in place.
     #[inline]
-    fn walk_limit(&self) -> u64 {
-        self.capacity().saturating_mul(4).saturating_add(64)
-    }
-
-    #[inline]
-    fn split(&self, position: u64) -> (u64, u64) {
-        let cap = self.capacity();
-        (position % cap, wrap_lap(position / cap))
-    }
-
-    /// Offset of a slot's payload.
-    #[inline]
-    pub fn payload_offset(&self, slot: u64) -> usize {
-        self.layout.slot(slot) + slot::PAYLOAD
+    pub fn payload_ptr(&self, slot: u64, len: usize) -> Option<*mut u8> {
+        self.mem.byte_ptr(self.payload_offset(slot), len)
     }
 }

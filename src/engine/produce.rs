@@ -208,7 +208,11 @@ impl<M: Memory> Engine<M> {
     /// Writes the payload of a reservation.
     pub fn write_payload(&self, r: &Reservation, data: &[u8]) {
         debug_assert!(data.len() as u64 <= self.layout.params.max_message_size);
-        self.mem.write_bytes(self.payload_offset(r.slot), data);
+        // SAFETY: the slot is the caller's reservation (`r`), which nobody
+        // else writes or reads until its commit publishes it; a reservation
+        // abandoned meanwhile is quarantined, not reused, so the late copy
+        // lands in bytes nobody reads.
+        unsafe { self.mem.write_bytes(self.payload_offset(r.slot), data) };
     }
 
     /// Commits a reservation: the message becomes claimable (at

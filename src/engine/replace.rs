@@ -116,7 +116,11 @@ impl<M: Memory> Engine<M> {
             }
             if let Some(d) = data.take() {
                 let n = d.len().min(self.layout.params.max_message_size as usize);
-                self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]);
+                // SAFETY: `rec` is participant `me`'s own replacement
+                // record, which only its owner writes, and only its owner's
+                // cleaner reads after the owner is gone or its `COPY` CAS
+                // published the bytes.
+                unsafe { self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]) };
             }
             let st2 = if st == state::READY {
                 state::RESERVED
@@ -185,7 +189,9 @@ impl<M: Memory> Engine<M> {
         put(replace::ENQUEUED_NS, enqueued_ns);
         if let Some(d) = data {
             let n = d.len().min(self.layout.params.max_message_size as usize);
-            self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]);
+            // SAFETY: as in `take_waiting_at`: our own record, still in
+            // `INTENT`, published by the CAS to `COPY` below.
+            unsafe { self.mem.write_bytes(rec + replace::PAYLOAD, &d[..n]) };
         }
         // AcqRel: whoever sees COPY sees the record complete; a repair that
         // moved it to ABORTED first wins, and we then leave the slot alone.
@@ -239,7 +245,11 @@ impl<M: Memory> Engine<M> {
         let len_word = LenWord(get(replace::LEN)).clamped(self.layout.params.max_message_size);
         let mut buf = vec![0u8; len_word.length() as usize];
         self.mem.read_bytes(rec + replace::PAYLOAD, &mut buf);
-        self.mem.write_bytes(self.payload_offset(i), &buf);
+        // SAFETY: slot `i` is reserved by the record's owner, whose
+        // replacement this finishes (the owner itself, or its cleaner once
+        // it is dead); nobody reads its payload before the commit that
+        // follows publishes it.
+        unsafe { self.mem.write_bytes(self.payload_offset(i), &buf) };
         (
             get(replace::KEY),
             get(replace::VERSION),

@@ -76,6 +76,27 @@ pub struct EntryState {
 }
 
 impl EntryState {
+    /// Whether the entry is free (nobody registered).
+    #[inline]
+    pub fn is_free(&self) -> bool {
+        self.state == FREE
+    }
+    /// Whether the entry is registered and not known dead.
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.state == LIVE
+    }
+    /// Whether a survivor is cleaning up after the entry's dead owner.
+    #[inline]
+    pub fn is_cleaning(&self) -> bool {
+        self.state == CLEANING
+    }
+    /// Whether the state is one of the three (read from the mapping, it
+    /// may be anything).
+    #[inline]
+    pub fn is_valid(&self) -> bool {
+        self.state <= CLEANING
+    }
     /// Decodes a state word.
     pub fn decode(w: u64) -> EntryState {
         EntryState {

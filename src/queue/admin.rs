@@ -7,11 +7,9 @@ use std::time::Duration;
 use super::maintenance::{OfdLiveness, LIVENESS_PERIOD_NS};
 use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
-use crate::layout::part;
-use crate::memory::Memory;
 use crate::options::Access;
-use crate::participants::{Liveness, Table};
-use crate::ring::{state, Repairs};
+use crate::participants::Liveness;
+use crate::ring::{Repairs, SlotState};
 use crate::sync::Ordering;
 
 /// A participant, as listed by [`Queue::participants`].
@@ -37,40 +35,28 @@ impl Queue {
     /// The attached participants: index, pid, whether it is alive, and the
     /// roles it has had (bit 0 produced, bit 1 consumed).
     pub fn participants(&self) -> Vec<ParticipantInfo> {
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: self.stale_boot(),
         };
-        (0..table.capacity())
+        (0..self.engine.layout.params.participant_capacity)
             .filter_map(|i| {
-                let e = table.entry(i);
-                if e.state == part::FREE {
+                let p = self.engine.participant_snapshot(i);
+                let e = p.entry;
+                if e.is_free() {
                     return None;
                 }
-                // Relaxed: informative, like the listing itself.
-                let roles = self.roles_word(i).load(Ordering::Relaxed);
                 Some(ParticipantInfo {
                     index: i,
                     pid: e.pid,
-                    alive: e.state == part::LIVE && (Some(i) == self.me || live.alive(i, e.pid)),
-                    cleaning: e.state == part::CLEANING,
-                    producer: roles & ROLE_PRODUCER != 0,
-                    consumer: roles & ROLE_CONSUMER != 0,
-                    attached_ns: self.attached_ns(i),
+                    alive: e.is_live() && (Some(i) == self.me || live.alive(i, e.pid)),
+                    cleaning: e.is_cleaning(),
+                    producer: p.roles & ROLE_PRODUCER != 0,
+                    consumer: p.roles & ROLE_CONSUMER != 0,
+                    attached_ns: p.attached_ns,
                 })
             })
             .collect()
-    }
-
-    /// When participant `p` attached (monotonic ns).
-    // raw read: to move into the engine's typed snapshot
-    fn attached_ns(&self, p: u64) -> u64 {
-        // Relaxed: informative.
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.participant(p) + part::ATTACHED_NS)
-            .load(Ordering::Relaxed)
     }
 
     /// Cleans up after dead participants and repairs expired leases and
@@ -91,7 +77,7 @@ impl Queue {
             file: &self.file,
             stale_boot: false,
         };
-        let dead = Table::new(&self.engine.mem, &self.engine.layout).claim_dead(me, &live);
+        let dead = self.engine.participants().claim_dead(me, &live);
         let r = self
             .clean_up(me, now, &dead)
             .map_err(|e| self.err("recover", e))?;
@@ -171,7 +157,7 @@ impl Queue {
     pub fn evict_keys(&self) -> Result<u64> {
         self.writable("evict_keys")?;
         let e = &self.engine;
-        let table = Table::new(&e.mem, &e.layout);
+        let table = e.participants();
         let others = table
             .live()
             .into_iter()
@@ -188,7 +174,7 @@ impl Queue {
         }
         let mut used = std::collections::HashSet::new();
         for i in 0..e.layout.params.capacity {
-            if e.slot_word(i).state() != state::FREE {
+            if e.slot_word(i).state() != SlotState::Free {
                 used.insert(self.slot_key(i));
             }
         }
@@ -200,7 +186,6 @@ impl Queue {
     pub fn flush(&self) -> Result<()> {
         self.intact("flush")?;
         self.engine
-            .mem
             .flush()
             .map_err(|e| Error::io(format!("{}: flush", self.path.display()), e))
     }

@@ -20,7 +20,7 @@ impl Queue {
     #[inline(always)]
     pub(super) fn me(&self, op: &str) -> Result<u64> {
         match self.me {
-            Some(me) if !self.read_only && !self.engine.mem.broken() && !self.inherited() => Ok(me),
+            Some(me) if !self.read_only && !self.engine.broken() && !self.inherited() => Ok(me),
             _ => Err(self.not_me(op)),
         }
     }
@@ -96,7 +96,7 @@ impl Queue {
         if self.inherited() {
             return Err(self.forked_err(op));
         }
-        if self.engine.mem.broken() {
+        if self.engine.broken() {
             return Err(self.truncated_err(op));
         }
         Ok(())
@@ -146,11 +146,13 @@ impl Queue {
         }
     }
 
+    /// An error of a keyed operation, named once ([`Queue::err_once`]); a
+    /// version refused as stale is counted.
     pub(super) fn keyed_err(&self, op: &str, e: Error) -> Error {
         if e.status() == Status::Stale {
             self.count(Counter::Stale, 1);
         }
-        self.err(op, e)
+        self.err_once(op, e)
     }
 
     #[inline(always)]

@@ -4,48 +4,16 @@
 use super::wait::Point;
 use super::{Queue, ROLE_CONSUMER};
 use crate::error::{Error, Result, Status};
-use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram};
 use crate::options::Timeout;
 use crate::ring::{self, Claim};
 
-/// How long a claim waits for a producer that is still writing the next
-/// message at the head before it passes that reservation. A copy takes
-/// nanoseconds to microseconds; a preempted producer, milliseconds.
-const PASS_AFTER_NS: u64 = 50_000;
-
 impl Queue {
     fn claim_once(&self, me: u64, now: u64) -> Result<Option<Claim>> {
-        let mut tally = ring::Tally {
-            patient: true,
-            ..ring::Tally::default()
-        };
-        let mut got = self.engine.claim_counted(me, now, &mut tally);
-        if let (Ok(None), Some((i, w))) = (&got, tally.blocked) {
-            // A producer is still writing the next message. Wait for it
-            // (the caller retries), but not for long: pass a reservation
-            // that blocks the head for more than PASS_AFTER_NS.
-            let t = self.precise();
-            match self.blocked.get() {
-                // The same reservation (slot, sequence and owner): a skip
-                // by producers lapping the ring moves only its lap, and must
-                // not restart the timer (found by review: with producers
-                // lapping a small ring faster than the pass, the head waited
-                // for the reservation timeout instead).
-                Some((bi, bw, since))
-                    if bi == i
-                        && ring::SlotWord(bw).seq() == w.seq()
-                        && ring::SlotWord(bw).owner() == w.owner() =>
-                {
-                    if t.saturating_sub(since) >= PASS_AFTER_NS {
-                        self.engine.pass_reservation(i, w);
-                        self.blocked.set(None);
-                        got = self.engine.claim_counted(me, now, &mut tally);
-                    }
-                }
-                _ => self.blocked.set(Some((i, w.0, t))),
-            }
-        }
+        let mut tally = ring::Tally::default();
+        let got = self
+            .engine
+            .claim_patiently(me, now, &mut tally, || self.precise());
         if tally.stale > 0 {
             self.count(Counter::Stale, tally.stale);
             self.notify(Point::NotFull);
@@ -132,7 +100,7 @@ impl Queue {
         }
         let before = out.len();
         let r = self.claim_batch_unchecked(max, timeout.into(), out);
-        if r.is_ok() && self.engine.mem.broken() {
+        if r.is_ok() && self.engine.broken() {
             // Claims made from zero pages are no claims.
             out.truncate(before);
         }
@@ -220,22 +188,22 @@ impl<'q> Message<'q> {
         self.q.read_payload(self.claim.token(), buf)
     }
 
-    /// The payload in place, without a copy.
-    ///
-    /// # Safety
-    /// The bytes live in the shared mapping. They stay unchanged only while
-    /// the claim is held: the caller must finish with the slice before the
-    /// lease can expire, and must accept that a misbehaving process with
-    /// write access to the file could change them.
-    pub unsafe fn payload_unchecked(&self) -> &[u8] {
-        // raw read: to move into the engine's typed snapshot (a payload view)
-        let off = self.q.engine.payload_offset(self.claim.slot);
-        match self.q.engine.mem.byte_ptr(off, self.claim.len) {
-            // SAFETY: in bounds of the mapping (checked by byte_ptr); the
-            // caller upholds that nobody writes the bytes meanwhile.
-            Some(p) => unsafe { std::slice::from_raw_parts(p, self.claim.len) },
-            None => &[],
-        }
+    /// The address of the payload in the shared mapping, [`Message::len`]
+    /// bytes, for the C ABI's borrowed claims (`shmq_message.data`). Taking
+    /// it is safe; reading through it is the caller's `unsafe`: the bytes
+    /// are valid to read while this handle is open (a truncated file reads
+    /// as zeros), but another process may rewrite them at any time, so only
+    /// volatile or byte-copy reads are sound, and what they read is the
+    /// message only while the claim is held (check with
+    /// [`Message::read_into`] when it matters). Null if the memory is not
+    /// plain bytes.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn payload_ptr(&self) -> *const u8 {
+        self.q
+            .engine
+            .payload_ptr(self.claim.slot, self.claim.len)
+            .map_or(std::ptr::null(), |p| p.cast_const())
     }
 
     /// Payload length.

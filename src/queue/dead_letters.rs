@@ -3,10 +3,8 @@
 
 use super::Queue;
 use crate::error::{Error, Result, Status};
-use crate::layout::dlq;
-use crate::memory::Memory;
 use crate::options::SendOptions;
-use crate::sync::{AtomicU64, Ordering};
+use crate::ring::{DeadLetterRecord, DeadLetterWord};
 
 /// A dead letter, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,93 +31,47 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
 }
 
-/// The state of a dead-letter record, from its word
-/// (`seq << 16 | owner << 4 | state`).
-// raw read: to move into the engine's typed snapshot
-fn record_state(w: u64) -> u64 {
-    w & 0xf
-}
-
-/// Record word `w` with its owner and state replaced, its sequence kept.
-// raw write: to move into the engine
-fn with_owner_state(w: u64, owner: u64, state: u64) -> u64 {
-    (w >> 16) << 16 | owner << 4 | state
-}
-
 impl Queue {
-    /// The word of dead-letter record `r` (see [`record_state`]).
-    // raw read: to move into the engine's typed snapshot
-    fn record_word(&self, r: u64) -> &AtomicU64 {
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.dead_letter(r) + dlq::WORD)
-    }
-
     /// Record `r`'s word if the record holds a dead letter now.
-    fn full_record_word(&self, r: u64) -> Option<u64> {
-        // Acquire: pairs with the release that published the record.
-        let w = self.record_word(r).load(Ordering::Acquire);
-        (record_state(w) == dlq::FULL).then_some(w)
+    fn full_record_word(&self, r: u64) -> Option<DeadLetterWord> {
+        let w = self.engine.dead_letter_word(r);
+        w.is_full().then_some(w)
     }
 
     /// A copy of dead-letter record `r`, or `None` when it holds none or
     /// was rewritten during the copy. Lengths read from the file are
     /// clamped to the record's room.
-    // raw read: to move into the engine's typed snapshot
     fn dead_letter_record(&self, r: u64) -> Option<DeadLetter> {
-        let e = &self.engine;
-        let l = &e.layout;
-        let base = l.dead_letter(r);
-        let w = self.full_record_word(r)?;
-        // Relaxed: ordered after the acquire above, and checked against the
-        // word again after the copy.
-        let rd = |f: usize| e.mem.u64_at(base + f).load(Ordering::Relaxed);
-        let len = rd(dlq::LEN).min(l.params.max_message_size) as usize;
-        let rl = rd(dlq::REASON_LEN).min(dlq::REASON_MAX as u64) as usize;
-        let mut reason = vec![0u8; rl];
-        e.mem.read_bytes(base + dlq::REASON, &mut reason);
-        let mut payload = vec![0u8; len];
-        e.mem.read_bytes(base + dlq::PAYLOAD, &mut payload);
-        let d = DeadLetter {
+        let d = self.engine.dead_letter_record(r)?;
+        Some(DeadLetter {
             index: r,
-            id: rd(dlq::ID),
-            reason: String::from_utf8_lossy(&reason).into_owned(),
-            attempts: rd(dlq::ATTEMPTS),
-            first_enqueued_ns: rd(dlq::FIRST_ENQUEUED_NS),
-            dead_ns: rd(dlq::DEAD_NS),
-            last_consumer_pid: rd(dlq::LAST_CONSUMER),
-            key: rd(dlq::KEY),
-            version: rd(dlq::VERSION),
-            payload,
-        };
-        // A record rewritten during the copy reads as gone.
-        // Acquire: as above.
-        (self.record_word(r).load(Ordering::Acquire) == w).then_some(d)
+            id: d.id,
+            reason: String::from_utf8_lossy(&d.reason).into_owned(),
+            attempts: d.attempts,
+            first_enqueued_ns: d.first_enqueued_ns,
+            dead_ns: d.dead_ns,
+            last_consumer_pid: d.last_consumer_pid,
+            key: d.key,
+            version: d.version,
+            payload: d.payload,
+        })
     }
 
     /// How many records hold a dead letter (racy: for stats).
     pub(super) fn dead_letter_count(&self) -> u64 {
         (0..self.engine.layout.params.dlq_capacity)
-            // Relaxed: a count for stats, nothing read through it.
-            .filter(|&r| record_state(self.record_word(r).load(Ordering::Relaxed)) == dlq::FULL)
+            .filter(|&r| self.engine.dead_letter_word(r).is_full())
             .count() as u64
     }
 
-    /// Record `r` as verify checks it: its state, and for a full record
-    /// its payload and reason lengths as stored (unclamped).
-    // raw read: to move into the engine's typed snapshot
-    pub(super) fn dead_letter_shape(&self, r: u64) -> (u64, Option<(u64, u64)>) {
-        let e = &self.engine;
-        let base = e.layout.dead_letter(r);
-        // Relaxed: verify reports what it sees; a record changing under it
-        // is checked again at the next run.
-        let state = record_state(self.record_word(r).load(Ordering::Relaxed));
-        if state != dlq::FULL {
-            return (state, None);
+    /// Record `r` as verify checks it: its word, and for a full record
+    /// the record (with its lengths as stored, unclamped).
+    pub(super) fn dead_letter_shape(&self, r: u64) -> (DeadLetterWord, Option<DeadLetterRecord>) {
+        let w = self.engine.dead_letter_word(r);
+        if !w.is_full() {
+            return (w, None);
         }
-        let len = e.mem.u64_at(base + dlq::LEN).load(Ordering::Relaxed);
-        let rl = e.mem.u64_at(base + dlq::REASON_LEN).load(Ordering::Relaxed);
-        (state, Some((len, rl)))
+        (w, self.engine.dead_letter_record(r))
     }
 
     /// Every dead letter, oldest id first.
@@ -144,28 +96,6 @@ impl Queue {
             })
     }
 
-    /// Moves record `r` from word `w` to state `to`, as ours; false if the
-    /// record changed since `w` was read.
-    fn dlq_take(&self, r: u64, w: u64, to: u64) -> bool {
-        let me = self.me.unwrap_or(0);
-        let new = with_owner_state(w, me, to);
-        // AcqRel: pairs with the release that published the record, and
-        // our copy of it comes before whoever reuses the record once it is
-        // empty. Relaxed on failure: nothing is read then.
-        self.record_word(r)
-            .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Sets record `r`, which we took, to `state`.
-    fn dlq_set(&self, r: u64, state: u64) {
-        let word = self.record_word(r);
-        // Relaxed: we took the record; only we write it while it is ours.
-        let w = word.load(Ordering::Relaxed);
-        // Release: a FULL or EMPTY record is complete for its readers.
-        word.store(with_owner_state(w, 0, state), Ordering::Release);
-    }
-
     /// Sends the dead letter `id` (or every one, with `None`) back to the
     /// queue with its delivery count reset. Returns how many went back; stops
     /// early when the queue is full.
@@ -179,17 +109,20 @@ impl Queue {
             let Some(w) = self.full_record_word(d.index) else {
                 continue;
             };
-            if !self.dlq_take(d.index, w, dlq::REDRIVING) {
+            if !self
+                .engine
+                .dead_letter_take_for_redrive(d.index, w, self.me.unwrap_or(0))
+            {
                 continue;
             }
             let opts = SendOptions::new().key(d.key).version(d.version);
             match self.send_with(&d.payload, &opts) {
                 Ok(_) => {
-                    self.dlq_set(d.index, dlq::EMPTY);
+                    self.engine.dead_letter_redriven(d.index, true);
                     n += 1;
                 }
                 Err(e) => {
-                    self.dlq_set(d.index, dlq::FULL);
+                    self.engine.dead_letter_redriven(d.index, false);
                     if e.status() == Status::Full {
                         break;
                     }
@@ -220,7 +153,10 @@ impl Queue {
             let Some(w) = self.full_record_word(d.index) else {
                 continue;
             };
-            if self.dlq_take(d.index, w, dlq::EMPTY) {
+            if self
+                .engine
+                .dead_letter_purge(d.index, w, self.me.unwrap_or(0))
+            {
                 n += 1;
             }
         }

@@ -5,12 +5,9 @@ use super::checks::TRUNCATED;
 use super::maintenance::OfdLiveness;
 use super::wait::Point;
 use super::{Queue, ROLE_CONSUMER, ROLE_PRODUCER};
-use crate::layout::{self, dlq, hdr, part, slot};
-use crate::memory::Memory;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot};
-use crate::participants::{Liveness, Table};
-use crate::ring::{self, state};
-use crate::sync::Ordering;
+use crate::participants::Liveness;
+use crate::ring::{self, SlotState};
 
 /// A snapshot of a queue's metrics (the README lists them).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +63,42 @@ impl Stats {
     }
 }
 
+/// What `info` shows of a queue file: its identity, parameters and the
+/// participant table as stored (liveness is the caller's to probe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    /// The file format version.
+    pub format_version: u64,
+    /// Wall-clock time of creation (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+    /// The boot id the participant table belongs to (the kernel's boot
+    /// id when the table was last recovered).
+    pub boot_id: [u64; 2],
+    /// The layout (parameters and offsets): the file format's own type,
+    /// for this repository's command line; not part of the product API.
+    #[doc(hidden)]
+    pub layout: crate::format::Layout,
+    /// The entries that are registered (`live`) or being cleaned up.
+    pub participants: Vec<InfoParticipant>,
+}
+
+/// A participant entry as stored, for [`Info`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InfoParticipant {
+    /// Entry index.
+    pub index: u64,
+    /// Registered process.
+    pub pid: u32,
+    /// Whether a survivor is cleaning up after it (else: registered).
+    pub cleaning: bool,
+    /// Whether it has sent.
+    pub producer: bool,
+    /// Whether it has claimed.
+    pub consumer: bool,
+    /// Monotonic time it attached.
+    pub attached_ns: u64,
+}
+
 /// What `verify` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -77,6 +110,33 @@ pub struct VerifyReport {
 }
 
 impl Queue {
+    /// The file's identity, layout and participant entries, as stored (a
+    /// read of the header and the table; nothing is probed or changed).
+    pub fn info(&self) -> Info {
+        let e = &self.engine;
+        let id = e.header_identity();
+        let participants = (0..e.layout.params.participant_capacity)
+            .filter_map(|i| {
+                let p = e.participant_snapshot(i);
+                (p.entry.is_live() || p.entry.is_cleaning()).then_some(InfoParticipant {
+                    index: i,
+                    pid: p.entry.pid,
+                    cleaning: p.entry.is_cleaning(),
+                    producer: p.roles & ROLE_PRODUCER != 0,
+                    consumer: p.roles & ROLE_CONSUMER != 0,
+                    attached_ns: p.attached_ns,
+                })
+            })
+            .collect();
+        Info {
+            format_version: id.format_version,
+            created_unix_ns: id.created_unix_ns,
+            boot_id: id.boot_id,
+            layout: e.layout,
+            participants,
+        }
+    }
+
     /// A snapshot of every metric (a scan of the file: not for a hot loop).
     pub fn stats(&self) -> Stats {
         let e = &self.engine;
@@ -106,136 +166,67 @@ impl Queue {
         for i in 0..l.params.capacity {
             let w = e.slot_word(i);
             match w.state() {
-                state::READY | state::PENDING => {
+                SlotState::Ready | SlotState::Pending => {
                     s.depth += 1;
-                    let age = now.saturating_sub(self.slot_enqueued_ns(i));
+                    let age = now.saturating_sub(e.slot_snapshot(i).enqueued_ns);
                     s.oldest_claimable_age_ns = s.oldest_claimable_age_ns.max(age);
                 }
-                state::DELAYED => {
-                    let due = self.slot_lease_time(i);
+                SlotState::Delayed => {
+                    let due = e.slot_snapshot(i).lease_time_ns();
                     if due <= now {
                         s.depth += 1;
                     } else {
                         s.delayed += 1;
                     }
                 }
-                state::CLAIMED => {
+                SlotState::Claimed => {
                     s.in_flight += 1;
-                    let deadline = self.slot_lease_time(i);
+                    let deadline = e.slot_snapshot(i).lease_time_ns();
                     let claimed_at = deadline.saturating_sub(e.config.lease_ns);
                     s.oldest_in_flight_age_ns = s
                         .oldest_in_flight_age_ns
                         .max(now.saturating_sub(claimed_at));
                 }
-                state::RESERVED | state::PASSED | state::ABANDONED => s.reserved += 1,
-                state::DLQ_WAIT => s.dlq_waiting += 1,
+                SlotState::Reserved | SlotState::Passed | SlotState::Abandoned => s.reserved += 1,
+                SlotState::DlqWait => s.dlq_waiting += 1,
                 _ => {}
             }
         }
         s.dead_letters = self.dead_letter_count();
-        let table = Table::new(&e.mem, l);
         for p in 0..l.params.participant_capacity {
-            let entry = table.entry(p);
-            if entry.state == part::LIVE {
+            let snap = e.participant_snapshot(p);
+            if snap.entry.is_live() {
                 s.participants += 1;
-                // Relaxed: informative, like the whole snapshot.
-                let roles = self.roles_word(p).load(Ordering::Relaxed);
-                s.producers += (roles & ROLE_PRODUCER != 0) as u64;
-                s.consumers += (roles & ROLE_CONSUMER != 0) as u64;
+                s.producers += (snap.roles & ROLE_PRODUCER != 0) as u64;
+                s.consumers += (snap.roles & ROLE_CONSUMER != 0) as u64;
             }
-            self.add_participant_metrics(p, &mut s);
+            e.add_participant_metrics(p, &mut s.counters, &mut s.histograms);
         }
         s
-    }
-
-    /// When the message in slot `i` was first enqueued (monotonic ns).
-    // raw read: to move into the engine's typed snapshot
-    fn slot_enqueued_ns(&self, i: u64) -> u64 {
-        // Relaxed: a snapshot for stats; nothing is decided on it.
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::ENQUEUED_NS)
-            .load(Ordering::Relaxed)
-    }
-
-    /// The time in slot `i`'s lease word: the lease's end for a claimed
-    /// message, the due time for a delayed one (`seq << 42 | time >> 16`).
-    // raw read: to move into the engine's typed snapshot
-    fn slot_lease_time(&self, i: u64) -> u64 {
-        // Relaxed: as `slot_enqueued_ns`.
-        let lease = self
-            .engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::LEASE)
-            .load(Ordering::Relaxed);
-        (lease & ((1 << 42) - 1)) << 16
-    }
-
-    /// The payload length in slot `i`'s length word (without its flags).
-    // raw read: to move into the engine's typed snapshot
-    fn slot_len(&self, i: u64) -> u64 {
-        // Relaxed: verify reports what it sees.
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::LEN)
-            .load(Ordering::Relaxed)
-            & 0xffff_ffff
-    }
-
-    /// Adds participant `p`'s counters and histograms to `s`.
-    // raw read: to move into the engine's typed snapshot
-    fn add_participant_metrics(&self, p: u64, s: &mut Stats) {
-        let e = &self.engine;
-        let base = e.layout.participant(p);
-        for (c, v) in s.counters.iter_mut().enumerate() {
-            // Relaxed: counters are informative sums.
-            let n = e
-                .mem
-                .u64_at(base + part::COUNTERS + c * 8)
-                .load(Ordering::Relaxed);
-            *v = v.wrapping_add(n);
-        }
-        for (h, snap) in s.histograms.iter_mut().enumerate() {
-            let which = crate::metrics::HISTOGRAMS[h].0;
-            snap.add_from(&e.mem, base, which);
-        }
-    }
-
-    /// The tail and head cursors, as verify compares them.
-    // raw read: to move into the engine's typed snapshot
-    fn cursors(&self) -> (u64, u64) {
-        let mem = &self.engine.mem;
-        // Relaxed: verify reports what it sees; cursors that move under it
-        // are checked again at the next run.
-        (
-            mem.u64_at(hdr::TAIL).load(Ordering::Relaxed),
-            mem.u64_at(hdr::HEAD).load(Ordering::Relaxed),
-        )
     }
 
     /// Checks every invariant of the file that can be checked while it is in
     /// use, and reports what is wrong.
     pub fn verify(&self) -> VerifyReport {
         let mut rep = VerifyReport::default();
-        if self.engine.mem.broken() {
+        if self.engine.broken() {
             rep.problems.push(TRUNCATED.to_string());
         }
         let e = &self.engine;
         let l = &e.layout;
-        let table = Table::new(&e.mem, l);
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: self.stale_boot(),
         };
         let mut entries = Vec::new();
         for p in 0..l.params.participant_capacity {
-            let en = table.entry(p);
-            if en.state > part::CLEANING {
+            let en = e.participant_snapshot(p).entry;
+            if !en.is_valid() {
                 rep.problems
                     .push(format!("participant {p}: invalid state {}", en.state));
             }
-            let alive = en.state == part::LIVE && (Some(p) == self.me || live.alive(p, en.pid));
-            if en.state == part::LIVE && !alive {
+            let alive = en.is_live() && (Some(p) == self.me || live.alive(p, en.pid));
+            if en.is_live() && !alive {
                 rep.notes.push(format!(
                     "participant {p} (pid {}) is dead and not yet cleaned up (run recover)",
                     en.pid
@@ -244,51 +235,43 @@ impl Queue {
             entries.push(en);
         }
         let cap = l.params.capacity;
-        let (tail, head) = self.cursors();
-        let tail_lap = lap_field(tail / cap);
+        let cursors = e.header_counters();
+        let (tail, head) = (cursors.tail, cursors.head);
+        let tail_lap = cursors.tail_lap(cap);
         for i in 0..cap {
             let w = e.slot_word(i);
-            if w.state() >= state::COUNT {
+            if !w.state().is_valid() {
                 rep.problems
                     .push(format!("slot {i}: invalid state {}", w.state()));
                 continue;
             }
-            let lap_ok = (0..=2).any(|d| lap_field(tail_lap + d) == w.lap());
-            if !lap_ok {
+            if !cursors.lap_near_tail(w.lap(), cap) {
                 rep.problems.push(format!(
                     "slot {i}: at lap {}, but the tail cursor is at lap {tail_lap}",
                     w.lap()
                 ));
             }
-            let owned = matches!(
-                w.state(),
-                state::RESERVED
-                    | state::PASSED
-                    | state::CLAIMED
-                    | state::DLQ_WAIT
-                    | state::ABANDONED
-            );
-            if owned {
+            if w.state().is_owned() {
                 if w.owner() >= l.params.participant_capacity {
                     rep.problems
                         .push(format!("slot {i}: owner {} out of range", w.owner()));
-                } else if entries[w.owner() as usize].state == part::FREE
-                    && !(w.state() == state::DLQ_WAIT && self.dlq_parked(i, w))
+                } else if entries[w.owner() as usize].is_free()
+                    && !(w.state() == SlotState::DlqWait && self.dlq_parked(i, w))
                 {
                     // A message left waiting for room in the dead letters is
                     // sound whoever moved it there: any participant's repair
                     // takes the move over once there is room.
                     rep.problems.push(format!(
                         "slot {i}: {} by participant {}, which is not attached (run recover)",
-                        state::name(w.state()),
+                        w.state().name(),
                         w.owner()
                     ));
                 }
             }
-            if w.state() != state::FREE {
-                let len = self.slot_len(i);
+            if w.state() != SlotState::Free {
+                let len = e.slot_snapshot(i).len.length();
                 if len > l.params.max_message_size
-                    && !matches!(w.state(), state::RESERVED | state::PASSED)
+                    && !matches!(w.state(), SlotState::Reserved | SlotState::Passed)
                 {
                     rep.problems
                         .push(format!("slot {i}: payload length {len} over the maximum"));
@@ -301,15 +284,16 @@ impl Queue {
                 .push(format!("head cursor {head} is past the tail cursor {tail}"));
         }
         for r in 0..l.params.dlq_capacity {
-            let (state, lengths) = self.dead_letter_shape(r);
-            if state > dlq::REDRIVING {
+            let (word, record) = self.dead_letter_shape(r);
+            if !word.is_valid() {
                 rep.problems
-                    .push(format!("dead letter {r}: invalid state {state}"));
+                    .push(format!("dead letter {r}: invalid state {}", word.state()));
             }
-            if let Some((len, rl)) = lengths {
-                if len > l.params.max_message_size || rl > dlq::REASON_MAX as u64 {
+            if let Some(d) = record {
+                if !d.lengths_fit(l.params.max_message_size) {
                     rep.problems.push(format!(
-                        "dead letter {r}: length {len} or reason length {rl} out of range"
+                        "dead letter {r}: length {} or reason length {} out of range",
+                        d.stored_len, d.stored_reason_len
                     ));
                 }
             }
@@ -331,7 +315,7 @@ impl Queue {
         let cap = l.params.capacity;
         let mut pending: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         for i in 0..cap {
-            if e.slot_word(i).state() == state::PENDING {
+            if e.slot_word(i).state() == SlotState::Pending {
                 let k = self.slot_key(i);
                 if k != 0 {
                     *pending.entry(k).or_default() += 1;
@@ -340,7 +324,7 @@ impl Queue {
         }
         let mut seen = std::collections::HashSet::new();
         for n in 0..keys.capacity() {
-            let Some(entry) = self.key_entry(n) else {
+            let Some(entry) = e.key_entry_snapshot(n) else {
                 continue;
             };
             let k = entry.key;
@@ -353,8 +337,12 @@ impl Queue {
                     "key entry {n}: key {k} cannot be found from its hash (a broken probe chain)"
                 ));
             }
-            for (what, r) in [("holder", entry.holder), ("waiting", entry.waiting)] {
-                if let Some((s, _)) = crate::keys::unref(r) {
+            let named = [
+                ("holder", entry.holder().map(|h| h.slot)),
+                ("waiting", entry.waiting().map(|w| w.slot)),
+            ];
+            for (what, s) in named {
+                if let Some(s) = s {
                     if s >= cap {
                         rep.problems.push(format!("key entry {n} (key {k}): {what} names slot {s}, beyond the {cap} slots"));
                     }
@@ -375,44 +363,4 @@ impl Queue {
             }
         }
     }
-
-    /// The words of key-table entry `n` that verify checks, or `None` for
-    /// an unused entry.
-    // raw read: to move into the engine's typed snapshot
-    fn key_entry(&self, n: u64) -> Option<KeyEntryWords> {
-        let keys = self.engine.keys();
-        // Relaxed: verify reports what it sees.
-        let f = |off: usize| keys.field(n, off).load(Ordering::Relaxed);
-        let key = f(layout::key::KEY);
-        if key == 0 {
-            return None;
-        }
-        Some(KeyEntryWords {
-            key,
-            holder: f(layout::key::HOLDER),
-            waiting: f(layout::key::WAITING),
-            last_acked: f(layout::key::LAST_ACKED),
-            next_version: f(layout::key::NEXT_VERSION),
-            parked: f(layout::key::PARKED),
-        })
-    }
-}
-
-/// A key-table entry as verify reads it (raw words).
-struct KeyEntryWords {
-    key: u64,
-    /// Slot reference of the message holding the key (see `keys::unref`).
-    holder: u64,
-    /// Slot reference of the key's waiting message (latest-only).
-    waiting: u64,
-    last_acked: u64,
-    next_version: u64,
-    /// How many of the key's messages are pending (a hint).
-    parked: u64,
-}
-
-/// The lap field of a slot word (28 bits) for a lap count.
-// raw read: to move into the engine's typed snapshot
-fn lap_field(lap: u64) -> u64 {
-    lap & ((1 << 28) - 1)
 }

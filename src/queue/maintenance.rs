@@ -9,10 +9,8 @@ use std::os::fd::AsFd;
 use super::wait::{clear_sleeper_counts, Point};
 use super::Queue;
 use crate::error::Result;
-use crate::layout::hdr;
-use crate::memory::Memory;
 use crate::metrics::Counter;
-use crate::participants::{Liveness, Table, LOCK_BASE};
+use crate::participants::{Liveness, LOCK_BASE};
 use crate::ring::Repairs;
 use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
@@ -112,7 +110,7 @@ impl Queue {
 
     /// Finds dead participants, repairs what they left, frees their entries.
     pub(super) fn sweep_dead(&self, me: u64, now: u64) -> Result<usize> {
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: false,
@@ -131,7 +129,7 @@ impl Queue {
     /// `me` marked as being cleaned by it. Entries of a repair that fails
     /// stay marked, and the next sweep of `me` takes them up again.
     pub(super) fn clean_up(&self, me: u64, now: u64, dead: &[u64]) -> Result<Repairs> {
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         // Dead-letter records first: a record the dead left half written is
         // freed, so that a move they left half done finds room below.
         self.engine.repair_dlq(&|o| dead.contains(&o));
@@ -175,15 +173,13 @@ impl Queue {
     }
 
     /// When the next liveness sweep is due (precise clock), in the header.
-    // raw read: to move into the engine's typed snapshot
     pub(super) fn liveness_due(&self) -> &AtomicU64 {
-        self.engine.mem.u64_at(hdr::LIVENESS_NEXT_NS)
+        self.engine.liveness_due_word()
     }
 
     /// When the next slot scan for expired leases and stalled reservations
     /// is due (coarse clock), in the header.
-    // raw read: to move into the engine's typed snapshot
     fn repairs_due(&self) -> &AtomicU64 {
-        self.engine.mem.u64_at(hdr::MAINT_NEXT_NS)
+        self.engine.repairs_due_word()
     }
 }

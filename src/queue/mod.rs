@@ -25,7 +25,7 @@ mod wait;
 pub use admin::{ParticipantInfo, Watchdog};
 pub use claim::Message;
 pub use dead_letters::DeadLetter;
-pub use inspect::{Stats, VerifyReport};
+pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
 pub use send::{Reserved, Sent};
 
 pub use crate::mapping::Mapping;
@@ -37,13 +37,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::layout::{part, slot, Layout};
-use crate::memory::Memory;
+use crate::layout::Layout;
 use crate::metrics::{Counter, Recorder};
 use crate::options::{OpenOptions, WaitStrategy};
 use crate::participants::EntryState;
 use crate::ring::{Engine, Repairs};
-use crate::sync::{AtomicU64, Ordering};
 
 /// One message in this many is sampled for the latency histograms (at
 /// high rates; slower traffic is sampled fully). A precise timestamp costs
@@ -90,9 +88,6 @@ pub struct Queue {
     /// The messages of `Empty` and `Full`, built once.
     empty_msg: std::sync::Arc<str>,
     full_msg: std::sync::Arc<str>,
-    /// The reservation at the head that stopped our last claim, and since
-    /// when (slot, word, precise time).
-    blocked: Cell<Option<(u64, u64, u64)>>,
     last_sample: Cell<u64>,
     /// What this handle repaired while attaching (cleaning up after the
     /// dead participant whose entry it took).
@@ -106,7 +101,9 @@ impl Queue {
         &self.path
     }
 
-    /// The layout of the file.
+    /// The layout of the file (behind the `internals` door).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
     pub fn layout(&self) -> &Layout {
         &self.engine.layout
     }
@@ -151,10 +148,12 @@ impl Queue {
     /// returns `Corrupt`. [`Queue::stats`] and the listings cannot return an
     /// error: check this after them when it matters.
     pub fn is_broken(&self) -> bool {
-        self.engine.mem.broken()
+        self.engine.broken()
     }
 
-    /// The engine, for tests and tools in this crate.
+    /// The engine, for this repository's tests and tools (behind the
+    /// `internals` door).
+    #[cfg(feature = "internals")]
     #[doc(hidden)]
     pub fn engine(&self) -> &Engine<Mapping> {
         &self.engine
@@ -195,10 +194,7 @@ impl Queue {
     #[inline]
     fn recorder(&self) -> Option<Recorder<'_, Mapping>> {
         match (self.me, self.metrics.get()) {
-            (Some(me), true) => Some(Recorder::new(
-                &self.engine.mem,
-                self.engine.layout.participant(me),
-            )),
+            (Some(me), true) => Some(self.engine.recorder(me)),
             _ => None,
         }
     }
@@ -214,30 +210,15 @@ impl Queue {
         if self.roles.get() & role == 0 {
             if let Some(me) = self.me {
                 self.roles.set(self.roles.get() | role);
-                // Relaxed: informative only.
-                self.roles_word(me).fetch_or(role, Ordering::Relaxed);
+                self.engine.add_roles(me, role);
             }
         }
     }
 
-    /// Participant `p`'s role bits ([`ROLE_PRODUCER`], [`ROLE_CONSUMER`]).
-    // raw read: to move into the engine's typed snapshot
-    fn roles_word(&self, p: u64) -> &AtomicU64 {
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.participant(p) + part::ROLES)
-    }
-
     /// The key of the message in slot `i` (meaningful while the slot is
-    /// not free).
-    // raw read: to move into the engine's typed snapshot
+    /// not free; for listings and checks that decide nothing).
     fn slot_key(&self, i: u64) -> u64 {
-        // Relaxed: for listings and checks that decide nothing in the
-        // protocol; a slot that changes meanwhile reads as either message.
-        self.engine
-            .mem
-            .u64_at(self.engine.layout.slot(i) + slot::KEY)
-            .load(Ordering::Relaxed)
+        self.engine.slot_snapshot(i).key
     }
 }
 

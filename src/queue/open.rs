@@ -15,13 +15,12 @@ use super::wait::{clear_sleeper_counts, Point};
 use super::{Mapping, Queue};
 use crate::clock::Clock;
 use crate::error::{Error, Result, Status};
-use crate::layout::{self, hdr, Layout, Params};
-use crate::memory::Memory;
+use crate::layout::{self, Layout, Params};
 use crate::metrics::Counter;
-use crate::options::{Access, OpenOptions, Options, WaitStrategy};
-use crate::participants::{hooks, Table, LOCK_BASE};
+use crate::options::{Access, OpenOptions, Options};
+use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
-use crate::ring::{state, Config, Engine, Repairs};
+use crate::ring::{header, Config, Engine, Repairs, SlotState};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
 
@@ -37,11 +36,7 @@ impl Queue {
         } else {
             opts.dlq_capacity
         };
-        let flags = if opts.latest_only {
-            layout::flags::LATEST_ONLY
-        } else {
-            0
-        };
+        let flags = header::flags_of(opts.latest_only);
         let layout = Layout::with_flags(
             Params {
                 capacity: opts.capacity,
@@ -71,10 +66,10 @@ impl Queue {
             ))
         })?;
         let map = Mapping::new(&file, layout.file_size, path, true).map_err(cleanup)?;
-        write_header(&map, &layout, opts, flags);
+        header::write_header(&map, &layout, opts, flags, sys::unix_ns(), sys::boot_id());
         let engine = Engine::new(map, layout, opts_config(opts));
         engine.format();
-        publish_magic(&engine.mem);
+        engine.publish();
         Self::attach(engine, file, path.to_path_buf(), true).map_err(cleanup)
     }
 
@@ -116,26 +111,26 @@ impl Queue {
         let map = Mapping::new(&file, len as usize, path, writable)?;
         // A creator stores the magic last: wait briefly for one in progress.
         let mut tries = 0;
-        while !magic_published(&map) && tries < 200 && !map.broken() {
+        while !header::magic_published(&map) && tries < 200 && !map.broken() {
             std::thread::sleep(Duration::from_millis(5));
             tries += 1;
         }
         // Acquire on the magic above orders these relaxed reads.
-        let layout = Layout::from_header(len as usize, |off| header_word(&map, off));
+        let layout = Layout::from_header(len as usize, |off| header::header_word(&map, off));
         if map.broken() {
             // Shrunk between the fstat above and reading the header.
             return Err(Error::new(Status::Corrupt, ctx(TRUNCATED)));
         }
         let layout = layout.map_err(|e| Error::new(e.status(), ctx(e.message())))?;
-        let config = stored_config(&map);
+        let config = header::stored_config(&map);
         Ok((Engine::new(map, layout, config), file, path.to_path_buf()))
     }
 
     fn attach(engine: Engine<Mapping>, file: File, path: PathBuf, register: bool) -> Result<Queue> {
-        let (latest_only, wait) = stored_modes(&engine.mem);
+        let (latest_only, wait) = engine.stored_modes();
         let empty_msg = format!("{}: claim: nothing to claim", path.display()).into();
         let full_msg = format!("{}: send: the queue is full", path.display()).into();
-        let read_only = !engine.mem.writable();
+        let read_only = !engine.writable();
         let mut q = Queue {
             engine,
             file,
@@ -154,7 +149,6 @@ impl Queue {
             sample_count: Cell::new(0),
             empty_msg,
             full_msg,
-            blocked: Cell::new(None),
             last_sample: Cell::new(0),
             attach_repairs: Cell::new(Repairs::default()),
             _not_sync: PhantomData,
@@ -175,10 +169,8 @@ impl Queue {
     }
 
     /// The two words of the boot id in the header.
-    // raw read: to move into the engine's typed snapshot
     fn boot_id_words(&self) -> (&AtomicU64, &AtomicU64) {
-        let mem = &self.engine.mem;
-        (mem.u64_at(hdr::BOOT_ID), mem.u64_at(hdr::BOOT_ID + 8))
+        self.engine.boot_id_words()
     }
 
     /// Decides, before we take an entry, whether the participants in the
@@ -192,7 +184,7 @@ impl Queue {
     fn elect_boot(&self) -> Option<Vec<(u64, u64)>> {
         let boot = sys::boot_id();
         let (lo, hi) = self.boot_id_words();
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         loop {
             // Acquire: pairs with the winner's release below, so our entry
             // is taken after the winner's snapshot was read.
@@ -223,7 +215,7 @@ impl Queue {
         let old_boot = self.elect_boot();
         let now = sys::monotonic_ns();
         let start_time = sys::process_start_time(self.pid).unwrap_or(0);
-        let table = Table::new(&self.engine.mem, &self.engine.layout);
+        let table = self.engine.participants();
         let live = OfdLiveness {
             file: &self.file,
             stale_boot: false,
@@ -299,13 +291,8 @@ impl Queue {
 
     /// Tells the consumers that messages went back to the side path
     /// (claims given back at detach), so that they look beyond the head.
-    // raw write: to move into the engine (it is `Engine::side_entered`,
-    // private there)
     fn mark_side_dirty(&self) {
-        self.engine
-            .mem
-            .u64_at(hdr::SIDE_DIRTY)
-            .fetch_add(1, Ordering::SeqCst);
+        self.engine.mark_side_dirty();
     }
 }
 
@@ -318,7 +305,7 @@ impl Drop for Queue {
         if std::process::id() != self.pid {
             return;
         }
-        if let (Some(me), true) = (self.me, self.engine.mem.broken()) {
+        if let (Some(me), true) = (self.me, self.engine.broken()) {
             // The mapping is partly zero pages: repairs would act on what
             // they read there. Only give up the lock; survivors see us dead.
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
@@ -336,7 +323,10 @@ impl Drop for Queue {
                 if w.owner() == me
                     && matches!(
                         w.state(),
-                        state::CLAIMED | state::RESERVED | state::PASSED | state::ABANDONED
+                        SlotState::Claimed
+                            | SlotState::Reserved
+                            | SlotState::Passed
+                            | SlotState::Abandoned
                     )
                 {
                     let _ = self.engine.repair_slot(me, i, now, &|o| o == me, &mut r);
@@ -355,89 +345,11 @@ impl Drop for Queue {
                 self.notify(Point::NotFull);
             }
             if let Some(mine) = self.registration {
-                Table::new(&self.engine.mem, &self.engine.layout).release(me, mine);
+                self.engine.participants().release(me, mine);
             }
             let _ = sys::ofd_unlock(self.file.as_fd(), LOCK_BASE + me);
         }
     }
-}
-
-/// Writes the header of a new file: the layout's words, then the options,
-/// the creation time, the checksum and the boot id. The magic number comes
-/// later ([`publish_magic`]), once the rest of the file is formatted.
-// raw write: to move into the engine's format step
-fn write_header(map: &Mapping, layout: &Layout, opts: &Options, flags: u64) {
-    // Relaxed stores: nobody else reads the file until the magic number
-    // is stored with release ordering (`publish_magic`).
-    let put = |off: usize, v: u64| map.u64_at(off).store(v, Ordering::Relaxed);
-    for (off, v) in layout.header_words() {
-        put(off, v);
-    }
-    put(
-        hdr::LEASE_NS,
-        opts.lease.as_nanos().min(u64::MAX as u128) as u64,
-    );
-    put(hdr::MAX_DELIVERIES, opts.max_deliveries as u64);
-    put(hdr::FLAGS, flags);
-    put(hdr::WAIT_STRATEGY, opts.wait_strategy as u64);
-    put(
-        hdr::RESERVATION_TIMEOUT_NS,
-        opts.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
-    );
-    put(hdr::CREATED_UNIX_NS, sys::unix_ns());
-    put(
-        hdr::CHECKSUM,
-        layout::header_checksum(&|off| header_word(map, off)),
-    );
-    let boot = sys::boot_id();
-    put(hdr::BOOT_ID, boot[0]);
-    put(hdr::BOOT_ID + 8, boot[1]);
-}
-
-/// Stores the magic number: the file is ready for others.
-// raw write: to move into the engine's format step
-fn publish_magic(map: &Mapping) {
-    // Release: the header and the formatting before it are visible to
-    // whoever sees the magic.
-    map.u64_at(hdr::MAGIC)
-        .store(layout::MAGIC, Ordering::Release);
-}
-
-/// Whether a creator has finished the file (its magic number is stored).
-// raw read: to move into the engine's typed snapshot
-fn magic_published(map: &Mapping) -> bool {
-    // Acquire: pairs with the release of `publish_magic`, so the header
-    // read after this is the creator's.
-    map.u64_at(hdr::MAGIC).load(Ordering::Acquire) != 0
-}
-
-/// One word of the header.
-// raw read: to move into the engine's typed snapshot
-fn header_word(map: &Mapping, off: usize) -> u64 {
-    // Relaxed: read after the acquire of `magic_published` (or by the
-    // creator itself), and checked by the layout or clamped by the caller.
-    map.u64_at(off).load(Ordering::Relaxed)
-}
-
-/// The lease, delivery limit and reservation timeout stored in the header.
-// raw read: to move into the engine's typed snapshot
-fn stored_config(map: &Mapping) -> Config {
-    Config {
-        lease_ns: header_word(map, hdr::LEASE_NS),
-        max_deliveries: header_word(map, hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
-        reservation_timeout_ns: header_word(map, hdr::RESERVATION_TIMEOUT_NS),
-    }
-}
-
-/// Whether the queue is latest-only, and its wait strategy, as stored in
-/// the header.
-// raw read: to move into the engine's typed snapshot
-fn stored_modes(map: &Mapping) -> (bool, WaitStrategy) {
-    let latest_only = header_word(map, hdr::FLAGS) & layout::flags::LATEST_ONLY != 0;
-    (
-        latest_only,
-        WaitStrategy::from_u64(header_word(map, hdr::WAIT_STRATEGY)),
-    )
 }
 
 fn opts_config(o: &Options) -> Config {

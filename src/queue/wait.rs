@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use super::{Mapping, Queue};
 use crate::error::{Error, Result, Status};
-use crate::layout::{hdr, part};
-use crate::memory::Memory;
 use crate::metrics::Counter;
 use crate::options::{Timeout, WaitStrategy};
 use crate::ring::Engine;
@@ -26,41 +24,17 @@ const SPIN_NS: u64 = 50_000;
 const ROOM_RUN: u64 = 32;
 
 /// Which way a caller waits.
-#[derive(Clone, Copy)]
-pub(super) enum Point {
-    NotEmpty,
-    NotFull,
-}
-
-impl Point {
-    /// The bit a sleeper sets in its participant's sleeping word while it
-    /// counts as a sleeper here, so that a cleaner can take it off after
-    /// its death.
-    fn sleeping_bit(self) -> u64 {
-        match self {
-            Point::NotEmpty => 1,
-            Point::NotFull => 2,
-        }
-    }
-}
+pub(super) use crate::ring::WaitOn as Point;
 
 /// The futex word and sleeper count of `p` in the header.
-// raw read: to move into the engine's typed snapshot
 fn wait_point_of(engine: &Engine<Mapping>, p: Point) -> WaitPoint<'_> {
-    let (f, s) = match p {
-        Point::NotEmpty => (hdr::NOT_EMPTY_FUTEX, hdr::NOT_EMPTY_SLEEPERS),
-        Point::NotFull => (hdr::NOT_FULL_FUTEX, hdr::NOT_FULL_SLEEPERS),
-    };
-    WaitPoint::new(engine.mem.u32_at(f), engine.mem.u64_at(s))
+    engine.wait_point(p)
 }
 
 /// Participant `p`'s sleeping word: which wait points it counts as a
 /// sleeper on ([`Point::sleeping_bit`]).
-// raw read: to move into the engine's typed snapshot
 fn sleeping_word(engine: &Engine<Mapping>, p: u64) -> &AtomicU64 {
-    engine
-        .mem
-        .u64_at(engine.layout.participant(p) + part::SLEEPING)
+    engine.sleeping_word(p)
 }
 
 impl Queue {

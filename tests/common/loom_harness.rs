@@ -3,7 +3,7 @@
 //! the model builder, and the loops that explore a model without a crash and
 //! with a crash after each of its steps.
 
-use shmq::memory::{Crashed, LoomMemory};
+use shmq::internals::memory::{Crashed, LoomMemory};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use std::time::Instant;

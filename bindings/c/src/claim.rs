@@ -7,11 +7,11 @@ use std::mem::size_of;
 use super::queue::{shmq_queue, with_queue, Inner};
 use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::options::Timeout;
-use engine::queue::Message;
-use engine::ring::Outcome;
-use engine::sys::monotonic_ns;
+use engine::internals::sys::monotonic_ns;
+use engine::Message;
+use engine::Outcome;
+use engine::Timeout;
+use engine::{Error, Status};
 
 /// A claimed message. Filled by the claim calls; give it back, through the
 /// handle that claimed it, to exactly one outcome call (`shmq_ack`,
@@ -81,11 +81,10 @@ fn to_c(inner: &Inner, m: &Message<'_>, data: *const u8) -> shmq_message {
     }
 }
 
-/// The payload pointer of a borrowed claim.
+/// The payload pointer of a borrowed claim: C reads it while it holds the
+/// claim, as documented on shmq_message.data.
 fn borrowed(m: &Message<'_>) -> *const u8 {
-    // SAFETY: only the address is taken; C reads it while it holds the
-    // claim, as documented on shmq_message.data.
-    unsafe { m.payload_unchecked() }.as_ptr()
+    m.payload_ptr()
 }
 
 fn check_msg_out(inner: &Inner, msg: *mut shmq_message, op: &str) -> Result<(), Error> {
@@ -115,9 +114,9 @@ pub unsafe extern "C" fn shmq_claim(
     const OP: &str = "shmq_claim";
     with_queue(q, OP, |inner| {
         check_msg_out(inner, msg, OP)?;
-        let m = inner
-            .queue_static()
-            .claim(Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the message(s) are dropped at the end of this call, while
+        // `inner` lives.
+        let m = unsafe { inner.queue_static() }.claim(Timeout::from_nanos(timeout_ns))?;
         let c = to_c(inner, &m, borrowed(&m));
         inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
         // SAFETY: checked non-null and aligned.
@@ -184,9 +183,9 @@ pub unsafe extern "C" fn shmq_claim_copy(
                 format!("buf_len {buf_len} is less than max_message_size {max}"),
             )));
         }
-        let m = inner
-            .queue_static()
-            .claim(Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the message(s) are dropped at the end of this call, while
+        // `inner` lives.
+        let m = unsafe { inner.queue_static() }.claim(Timeout::from_nanos(timeout_ns))?;
         let n = m.read_into(b)?;
         let mut c = to_c(inner, &m, buf.cast::<u8>());
         c.len = n;
@@ -254,9 +253,10 @@ pub unsafe extern "C" fn shmq_claim_batch(
             return Err(inner.err(invalid(OP, "max is 0")));
         }
         check_msg_out(inner, msgs, OP)?;
-        let got = inner
-            .queue_static()
-            .claim_batch(max, Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the message(s) are dropped at the end of this call, while
+        // `inner` lives.
+        let got =
+            unsafe { inner.queue_static() }.claim_batch(max, Timeout::from_nanos(timeout_ns))?;
         for (i, m) in got.iter().enumerate() {
             let c = to_c(inner, m, borrowed(m));
             inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
@@ -305,9 +305,10 @@ pub unsafe extern "C" fn shmq_claim_packed(
                 format!("max is 0 or buf_len {buf_len} is less than max_message_size {size}"),
             )));
         }
-        let got = inner
-            .queue_static()
-            .claim_batch(fit, Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the message(s) are dropped at the end of this call, while
+        // `inner` lives.
+        let got =
+            unsafe { inner.queue_static() }.claim_batch(fit, Timeout::from_nanos(timeout_ns))?;
         let mut at = 0usize;
         let mut n = 0usize;
         let mut lost = None;

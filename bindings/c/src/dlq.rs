@@ -8,8 +8,8 @@ use super::options::write_sized;
 use super::queue::{shmq_queue, with_queue};
 use super::send::{opt_out, put};
 use super::status::{invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::queue::DeadLetter;
+use engine::DeadLetter;
+use engine::{Error, Status};
 
 /// `id` for `shmq_dlq_redrive` and `shmq_dlq_purge`: every dead letter.
 pub const SHMQ_DLQ_ALL: u64 = 0;

@@ -7,8 +7,8 @@ use std::mem::{offset_of, size_of};
 use std::time::Duration;
 
 use super::status::invalid;
-use engine::error::Error;
-use engine::options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
+use engine::Error;
+use engine::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 
 /// `shmq_options.flags`: latest-only mode (a newer message of a key replaces
 /// the waiting one in place).

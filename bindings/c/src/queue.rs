@@ -28,8 +28,8 @@ use super::options::SHMQ_FLAG_LATEST_ONLY;
 use super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
 use super::options::{SHMQ_ACCESS_INSPECT, SHMQ_ACCESS_PARTICIPANT, SHMQ_ACCESS_READ_ONLY};
 use super::status::{call, invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::queue::{Queue, Reserved};
+use engine::{Error, Status};
+use engine::{Queue, Reserved};
 
 /// A tag in every shell, to tell a shmq handle from a stray pointer.
 const MAGIC: u32 = 0x5348_4d51; // "SHMQ"
@@ -191,10 +191,18 @@ impl Inner {
     }
 
     /// The queue with an unbounded lifetime, for a reservation stored in
-    /// this Inner (dropped before the queue, see Drop).
-    pub fn queue_static(&self) -> &'static Queue {
-        // SAFETY: the queue lives until Inner's Drop, which drops every
-        // reservation first; nothing else keeps the reference.
+    /// this Inner (dropped before the queue, see Drop), or a message used
+    /// while `self` is borrowed mutably.
+    ///
+    /// # Safety
+    /// The reference (and whatever borrows it: a `Reserved`, a `Message`)
+    /// is used only while this `Inner` lives: dropped before it is, or
+    /// stored in its `reservations`, which its `Drop` clears before it
+    /// frees the queue.
+    pub unsafe fn queue_static(&self) -> &'static Queue {
+        // SAFETY: `queue` came from Box::into_raw and is freed only in Drop,
+        // after the reservations; the caller keeps every other use of the
+        // reference inside this Inner's life.
         unsafe { &*self.queue }
     }
 

@@ -6,8 +6,8 @@ use std::ffi::c_void;
 use super::options::{read_send_options, shmq_send_options};
 use super::queue::{shmq_queue, with_queue, Inner, ReservationEntry};
 use super::status::{invalid, shmq_status};
-use engine::error::{Error, Status};
-use engine::options::{SendOptions, Timeout};
+use engine::{Error, Status};
+use engine::{SendOptions, Timeout};
 
 /// Makes a byte slice of a C buffer (NULL is fine when `len` is 0).
 ///
@@ -293,9 +293,10 @@ pub unsafe extern "C" fn shmq_reserve(
         if out.is_null() || !out.is_aligned() {
             return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
         }
-        let mut r = inner
-            .queue_static()
-            .reserve(len, Timeout::from_nanos(timeout_ns))?;
+        // SAFETY: the reservation is stored in `inner.reservations` (or
+        // dropped on an error below), which `Inner::drop` clears first.
+        let mut r =
+            unsafe { inner.queue_static() }.reserve(len, Timeout::from_nanos(timeout_ns))?;
         let data = r.as_mut_ptr();
         let position = r.position();
         let index = match inner.free.pop() {
@@ -332,7 +333,7 @@ unsafe fn take(
     inner: &mut Inner,
     r: *const shmq_reservation,
     op: &str,
-) -> Result<(engine::queue::Reserved<'static>, usize), Error> {
+) -> Result<(engine::Reserved<'static>, usize), Error> {
     if r.is_null() || !r.is_aligned() {
         return Err(inner.err(invalid(op, "the reservation is NULL or misaligned")));
     }
@@ -395,12 +396,12 @@ pub unsafe extern "C" fn shmq_commit(
 
 fn commit(
     inner: &Inner,
-    mut res: engine::queue::Reserved<'static>,
+    mut res: engine::Reserved<'static>,
     cap: usize,
     len: usize,
     opts: &SendOptions,
     op: &str,
-) -> Result<engine::queue::Sent, Error> {
+) -> Result<engine::Sent, Error> {
     if len > cap.min(res.capacity()) {
         // Dropping `res` aborts the reservation.
         return Err(Error::new(

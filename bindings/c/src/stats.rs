@@ -5,7 +5,7 @@ use std::mem::{offset_of, size_of};
 use super::options::write_sized;
 use super::queue::{shmq_queue, with_queue};
 use super::status::{invalid, shmq_status};
-use engine::metrics::{Counter, Histogram, HistogramSnapshot};
+use engine::{Counter, Histogram, HistogramSnapshot};
 
 /// A latency distribution, in nanoseconds.
 #[allow(non_camel_case_types)]

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use engine::error::{Error, Status};
+use engine::{Error, Status};
 
 /// The outcome of a call. The values are stable; new ones are only appended.
 #[allow(non_camel_case_types)]

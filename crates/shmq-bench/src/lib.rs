@@ -269,7 +269,7 @@ fn shmq_ping_pong(s: &Sizes, payload: usize) -> Result<Row, String> {
         "1".into(),
     ])?;
     os::pin(0);
-    let clock = shmq::clock::Clock::new();
+    let clock = shmq::internals::clock::Clock::new();
     let mut buf = payload_of(0, payload);
     let mut rtts = Vec::with_capacity(s.rtts as usize);
     let mut rb = vec![0u8; payload.max(8)];
@@ -338,7 +338,7 @@ fn ring_ping_pong(s: &Sizes, payload: usize) -> Result<Row, String> {
         "1".into(),
     ])?;
     os::pin(0);
-    let clock = shmq::clock::Clock::new();
+    let clock = shmq::internals::clock::Clock::new();
     let mut buf = payload_of(0, payload);
     let mut rb = vec![0u8; payload];
     let (mut wp, mut rp) = (0u64, 0u64);
@@ -537,7 +537,7 @@ fn fd_ping_pong(s: &Sizes, payload: usize, socket: bool) -> Result<Row, String> 
         "1".into(),
     ])?;
     os::pin(0);
-    let clock = shmq::clock::Clock::new();
+    let clock = shmq::internals::clock::Clock::new();
     let mut buf = payload_of(0, payload);
     let mut rb = vec![0u8; payload];
     let mut rtts = Vec::with_capacity(s.rtts as usize);
@@ -658,7 +658,7 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
     };
     for _ in 0..wakes {
         std::thread::sleep(Duration::from_millis(5));
-        let stamp = shmq::sys::monotonic_ns().to_le_bytes();
+        let stamp = shmq::internals::sys::monotonic_ns().to_le_bytes();
         q.send(&stamp, Timeout::Forever)
             .map_err(|e| e.to_string())?;
     }
@@ -686,9 +686,9 @@ fn idle_wait(s: &Sizes) -> Result<(Row, Row), String> {
         std::thread::sleep(Duration::from_millis(5));
         words
             .stamp()
-            .store(shmq::sys::monotonic_ns(), Ordering::Release);
+            .store(shmq::internals::sys::monotonic_ns(), Ordering::Release);
         words.futex().fetch_add(1, Ordering::AcqRel);
-        shmq::sys::futex_wake(words.futex(), 1);
+        shmq::internals::sys::futex_wake(words.futex(), 1);
     }
     let (_, _, lat) = peer.finish()?;
     let lat: Vec<u64> = lat.split(',').filter_map(|x| x.parse().ok()).collect();

@@ -280,7 +280,7 @@ fn shmq_idle(a: &[String]) -> Result<(), String> {
     let start = Instant::now();
     for _ in 0..count {
         let m = q.claim(Timeout::Forever).map_err(|e| e.to_string())?;
-        let now = shmq::sys::monotonic_ns();
+        let now = shmq::internals::sys::monotonic_ns();
         m.read_into(&mut buf).map_err(|e| e.to_string())?;
         lat.push(now.saturating_sub(u64::from_le_bytes(buf)));
         m.ack().map_err(|e| e.to_string())?;
@@ -402,9 +402,9 @@ fn futex_wait(a: &[String]) -> Result<(), String> {
                 seen = cur;
                 break;
             }
-            shmq::sys::futex_wait(words.futex(), cur, Some(Duration::from_secs(5)));
+            shmq::internals::sys::futex_wait(words.futex(), cur, Some(Duration::from_secs(5)));
         }
-        let now = shmq::sys::monotonic_ns();
+        let now = shmq::internals::sys::monotonic_ns();
         let sent = words.stamp().load(std::sync::atomic::Ordering::Acquire);
         lat.push(now.saturating_sub(sent));
     }

@@ -5,14 +5,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shmq::layout::{hdr, part, Layout};
-use shmq::memory::Memory;
-use shmq::participants::{Table, LOCK_BASE};
-use shmq::{sys, DeadLetter, Options, Queue, SendOptions, Status};
+use shmq::internals::layout::Layout;
+use shmq::internals::participants::LOCK_BASE;
+use shmq::internals::sys;
+use shmq::{DeadLetter, Info, Options, Queue, SendOptions, Status};
 
 use crate::cli::{CreateArgs, DlqAction, DlqArgs, InfoArgs, RecoverArgs, RecvArgs, SendArgs};
 use crate::cli::{VerifyArgs, Wait};
@@ -38,7 +37,7 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         group: a
             .group
             .as_deref()
-            .map(shmq::permissions::group_id)
+            .map(shmq::internals::permissions::group_id)
             .transpose()
             .map_err(|e| CliError::new(format!("{}: create: {e}", a.path.display())))?,
         ..Options::default()
@@ -104,9 +103,11 @@ pub struct ParticipantRow {
 /// entry the way the engine does: the kernel keeps an OFD lock on the
 /// entry's byte for as long as the process lives, and the pid must exist.
 pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
-    let mem = &q.engine().mem;
-    let layout = q.layout();
-    let table = Table::new(mem, layout);
+    participant_rows(q, &q.info())
+}
+
+/// [`participants`] from an [`Info`] already read.
+fn participant_rows(q: &Queue, info: &Info) -> Vec<ParticipantRow> {
     // Only to probe locks: never through a link, never blocking on a FIFO
     // swapped in since the queue was opened.
     let probe = std::fs::OpenOptions::new()
@@ -114,20 +115,12 @@ pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(q.path())
         .ok();
-    let stored_boot = [
-        mem.u64_at(hdr::BOOT_ID).load(Ordering::Relaxed),
-        mem.u64_at(hdr::BOOT_ID + 8).load(Ordering::Relaxed),
-    ];
-    let rebooted = stored_boot != sys::boot_id();
+    let rebooted = info.boot_id != sys::boot_id();
     let now = sys::monotonic_ns();
     let mut rows = Vec::new();
-    for i in 0..table.capacity() {
-        let e = table.entry(i);
-        let state = match e.state {
-            part::LIVE => "live",
-            part::CLEANING => "cleaning",
-            _ => continue,
-        };
+    for e in &info.participants {
+        let i = e.index;
+        let state = if e.cleaning { "cleaning" } else { "live" };
         let alive = if rebooted {
             Some(false)
         } else {
@@ -137,9 +130,6 @@ pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
                     .map(|locked| locked && sys::pid_exists(e.pid))
             })
         };
-        let base = layout.participant(i);
-        let roles = mem.u64_at(base + part::ROLES).load(Ordering::Relaxed);
-        let attached = mem.u64_at(base + part::ATTACHED_NS).load(Ordering::Relaxed);
         let command = std::fs::read_to_string(format!("/proc/{}/comm", e.pid))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
@@ -148,9 +138,9 @@ pub fn participants(q: &Queue) -> Vec<ParticipantRow> {
             pid: e.pid,
             state,
             alive,
-            producer: roles & 1 != 0,
-            consumer: roles & 2 != 0,
-            attached_for_ns: now.saturating_sub(attached),
+            producer: e.producer,
+            consumer: e.consumer,
+            attached_for_ns: now.saturating_sub(e.attached_ns),
             command,
         });
     }
@@ -177,11 +167,11 @@ fn layout_json(l: &Layout) -> Value {
 /// `shmq info`.
 pub fn info(a: &InfoArgs) -> CmdResult {
     let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
-    let l = *q.layout();
-    let mem = &q.engine().mem;
-    let created_unix_ns = mem.u64_at(hdr::CREATED_UNIX_NS).load(Ordering::Relaxed);
-    let format = mem.u64_at(hdr::FORMAT_VERSION).load(Ordering::Relaxed);
-    let rows = participants(&q);
+    let info = q.info();
+    let l = info.layout;
+    let created_unix_ns = info.created_unix_ns;
+    let format = info.format_version;
+    let rows = participant_rows(&q, &info);
     q.check_intact("info")?;
     let age_ns = sys::unix_ns().saturating_sub(created_unix_ns);
     if a.json {

@@ -88,7 +88,7 @@ fn around(rng: &mut Rng, d: Duration) -> Duration {
 }
 
 fn seed() -> u64 {
-    shmq::sys::monotonic_ns() ^ ((std::process::id() as u64) << 32)
+    shmq::internals::sys::monotonic_ns() ^ ((std::process::id() as u64) << 32)
 }
 
 // ---------------------------------------------------------------------
@@ -450,7 +450,7 @@ fn make_default_dir() -> Result<PathBuf, CliError> {
     let name = format!(
         "shmq-demo-{}-{}",
         std::process::id(),
-        shmq::sys::monotonic_ns() % 1_000_000
+        shmq::internals::sys::monotonic_ns() % 1_000_000
     );
     let mut last = None;
     for base in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {

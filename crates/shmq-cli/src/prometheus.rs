@@ -14,7 +14,7 @@
 
 use std::fmt::Write;
 
-use shmq::metrics::{bucket_of, COUNTERS, HISTOGRAMS};
+use shmq::internals::metrics::{bucket_of, COUNTERS, HISTOGRAMS};
 use shmq::{Counter, Stats};
 
 use crate::stats_view::View;
@@ -212,7 +212,7 @@ pub fn render(queues: &[View]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shmq::metrics::bucket_upper;
+    use shmq::internals::metrics::bucket_upper;
 
     #[test]
     fn power_of_two_bounds_are_engine_bucket_bounds() {

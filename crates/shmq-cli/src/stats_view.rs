@@ -7,9 +7,9 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use shmq::layout::hdr;
-use shmq::memory::Memory;
-use shmq::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
+use shmq::internals::layout::hdr;
+use shmq::internals::memory::Memory;
+use shmq::internals::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
 use shmq::{Counter, Histogram, Queue, Stats};
 
 use crate::cli::StatsArgs;
@@ -33,7 +33,7 @@ pub struct View {
 impl View {
     /// Takes a snapshot of `q`.
     pub fn take(label: &str, q: &Queue) -> View {
-        let mem = &q.engine().mem;
+        let mem = q.engine().mem();
         // Relaxed: informative counts, read racily.
         let read = |off: usize| {
             mem.u64_at(off)

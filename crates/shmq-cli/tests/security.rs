@@ -85,7 +85,18 @@ fn shmq_cli(args: &[&str], as_nobody: bool) -> Output {
             });
         }
     }
-    cmd.output().expect("running shmq")
+    // The copy made for nobody may be refused with ETXTBSY for a moment: a
+    // test thread that forked while the copy was open for writing holds the
+    // writable descriptor until its child execs.
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r.expect("running shmq"),
+        }
+    }
+    panic!("running shmq: the binary stayed busy (ETXTBSY) for a second")
 }
 
 #[test]

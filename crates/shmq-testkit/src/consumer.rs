@@ -61,18 +61,18 @@ pub struct Consumer<'a> {
 /// The slot word and the stamped lease of the claim `token`, read before a
 /// very late outcome: the lease deadline against the coarse clock now.
 fn lease_view(q: &Queue, token: u64) -> String {
-    use shmq::memory::Memory;
+    use shmq::internals::memory::Memory;
     let e = q.engine();
     let Some((i, generation)) = e.split_token(token) else {
         return format!("token {token:#x} names no claim");
     };
     let w = e.slot_word(i);
     let lease = e
-        .mem
-        .u64_at(e.layout.slot(i) + shmq::layout::slot::LEASE)
+        .mem()
+        .u64_at(e.layout().slot(i) + shmq::internals::layout::slot::LEASE)
         .load(Ordering::Relaxed);
     let deadline = (lease & ((1 << 42) - 1)) << 16;
-    let now = shmq::clock::coarse_ns();
+    let now = shmq::internals::clock::coarse_ns();
     format!(
         "before the call: slot {i} word {w:?}, claim generation {generation} (slot's now {}), lease tag {} deadline {} ms from now",
         e.split_token(e.claim_token(i)).map_or(0, |(_, g)| g),
@@ -164,7 +164,7 @@ impl Consumer<'_> {
                 let _ = self
                     .ledger
                     .record_phase(id, self.me, it.recorded, phase::NACKING);
-                let at = shmq::sys::monotonic_ns();
+                let at = shmq::internals::sys::monotonic_ns();
                 if at.saturating_sub(claim_ns) > 2 * self.rules.lease_ns + REPAIR_MARGIN_NS {
                     self.diag.replace(lease_view(q, m.token()));
                 }
@@ -193,15 +193,16 @@ impl Consumer<'_> {
         }
         // A batch ack says how many it acked, not which: it is used only
         // well within the lease, where every ack must land.
-        let early = shmq::sys::monotonic_ns().saturating_sub(called_ns) < self.rules.lease_ns / 4;
+        let early = shmq::internals::sys::monotonic_ns().saturating_sub(called_ns)
+            < self.rules.lease_ns / 4;
         if to_ack.len() >= 2 && early {
             let n = to_ack.len();
-            let at = shmq::sys::monotonic_ns();
+            let at = shmq::internals::sys::monotonic_ns();
             let k = q
                 .ack_batch(&to_ack)
                 .map_err(|e| format!("ack_batch: {e}"))?;
             if k != n {
-                let elapsed = shmq::sys::monotonic_ns().saturating_sub(called_ns);
+                let elapsed = shmq::internals::sys::monotonic_ns().saturating_sub(called_ns);
                 if elapsed + CLOCK_SLACK_NS < self.rules.lease_ns {
                     self.ledger.violation(
                         kind::DOUBLE_CLAIM,
@@ -224,7 +225,7 @@ impl Consumer<'_> {
             return Ok(());
         }
         for (m, ids) in to_ack.into_iter().zip(ack_ids) {
-            let at = shmq::sys::monotonic_ns();
+            let at = shmq::internals::sys::monotonic_ns();
             if at.saturating_sub(claim_ns) > 2 * self.rules.lease_ns + REPAIR_MARGIN_NS {
                 self.diag.replace(lease_view(q, m.token()));
             }
@@ -277,7 +278,7 @@ impl Consumer<'_> {
             }
             r => r,
         };
-        let elapsed = shmq::sys::monotonic_ns().saturating_sub(claimed_ns);
+        let elapsed = shmq::internals::sys::monotonic_ns().saturating_sub(claimed_ns);
         let lease = self.rules.lease_ns;
         match r {
             Ok(()) => {
@@ -352,7 +353,7 @@ impl Consumer<'_> {
                 let _ = self
                     .ledger
                     .record_phase(id, self.me, delivery, phase::LEASE_LOST);
-                let since_call = shmq::sys::monotonic_ns().saturating_sub(called_ns);
+                let since_call = shmq::internals::sys::monotonic_ns().saturating_sub(called_ns);
                 if since_call + CLOCK_SLACK_NS >= lease {
                     self.ledger.event(Event::LateOutcomeRefused);
                 } else {
@@ -458,7 +459,7 @@ impl Consumer<'_> {
         // our lease has run out (we sat between the claim and this record).
         let superseded = old_now.delivery > d && old_now.instance != self.me;
         if superseded {
-            let since = shmq::sys::monotonic_ns().saturating_sub(called_ns);
+            let since = shmq::internals::sys::monotonic_ns().saturating_sub(called_ns);
             if since + CLOCK_SLACK_NS < lease {
                 self.ledger.violation(
                     kind::DOUBLE_CLAIM,

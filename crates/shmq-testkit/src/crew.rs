@@ -81,7 +81,7 @@ impl<'a> Crew<'a> {
             .count(self.count)
             .seed(self.rng.next())
             .spawn();
-        let now = shmq::sys::monotonic_ns();
+        let now = shmq::internals::sys::monotonic_ns();
         self.ledger
             .register(instance, producer, index as u32, child.id(), now);
         Member {
@@ -102,7 +102,7 @@ impl<'a> Crew<'a> {
     pub fn kill(&mut self, k: usize) {
         let m = &mut self.members[k];
         self.ledger
-            .mark_killed(m.instance, shmq::sys::monotonic_ns());
+            .mark_killed(m.instance, shmq::internals::sys::monotonic_ns());
         if let Some(status) = kill(&mut m.child) {
             self.early_exits
                 .push(format!("{} exited by itself: {status}", m.name()));

@@ -103,13 +103,15 @@ fn replace_until(e: &Engine<HeapMemory>, stop: usize) -> Option<Reservation> {
         put(replace::KEY, K);
         put(replace::VERSION, 2);
         put(replace::LEN, data.len() as u64);
-        e.mem.write_bytes(rec + replace::PAYLOAD, &data);
+        // SAFETY: participant P's own record, in `INTENT`: only P writes it.
+        unsafe { e.mem.write_bytes(rec + replace::PAYLOAD, &data) };
         return Some(r);
     }
     assert!(e.stage_replacement(P, &r, K, 2, data.len() as u64, 0, Some(&data)));
     match stop {
         3 => {}
-        4 => e.mem.write_bytes(e.payload_offset(r.slot), &data[..8]),
+        // SAFETY: the slot is P's reservation; this test is single-threaded.
+        4 => unsafe { e.mem.write_bytes(e.payload_offset(r.slot), &data[..8]) },
         5 => {
             e.copy_record(rec, r.slot);
             e.slot_field(r.slot, slot::VERSION)

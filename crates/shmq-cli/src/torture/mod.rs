@@ -255,7 +255,7 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     }
     let seed = a
         .seed
-        .unwrap_or_else(|| shmq::sys::unix_ns() ^ (std::process::id() as u64) << 32);
+        .unwrap_or_else(|| shmq::internals::sys::unix_ns() ^ (std::process::id() as u64) << 32);
     let base = a.dir.clone().unwrap_or_else(default_base);
     let dir = base.join(format!(
         "shmq-torture-{}-{:04x}",
@@ -427,10 +427,10 @@ pub fn run(a: &TortureArgs) -> CmdResult {
     for (qi, q) in queues.iter().enumerate() {
         let t0 = Instant::now();
         loop {
-            let called = shmq::sys::monotonic_ns();
+            let called = shmq::internals::sys::monotonic_ns();
             match q.claim_batch(32, Duration::from_millis(100)) {
                 Ok(msgs) => {
-                    let got = shmq::sys::monotonic_ns();
+                    let got = shmq::internals::sys::monotonic_ns();
                     if let Err(e) = drainer.handle(q, qi, msgs, called, got, false) {
                         ledger.violation(kind::WORKER, &format!("the final drain: {e}"));
                         break;

@@ -172,7 +172,7 @@ impl<'a> Supervisor<'a> {
             producer,
             index,
             child.id(),
-            shmq::sys::monotonic_ns(),
+            shmq::internals::sys::monotonic_ns(),
         );
         Ok(Worker {
             producer,
@@ -195,7 +195,7 @@ impl<'a> Supervisor<'a> {
     fn kill(&mut self, k: usize) {
         let w = &mut self.workers[k];
         self.ledger
-            .mark_killed(w.instance, shmq::sys::monotonic_ns());
+            .mark_killed(w.instance, shmq::internals::sys::monotonic_ns());
         if let Ok(Some(status)) = w.child.try_wait() {
             let name = w.name();
             self.ledger.violation(
@@ -212,7 +212,7 @@ impl<'a> Supervisor<'a> {
         let _ = w.child.kill();
         let _ = w.child.wait();
         self.ledger
-            .mark_reaped(w.instance, shmq::sys::monotonic_ns());
+            .mark_reaped(w.instance, shmq::internals::sys::monotonic_ns());
     }
 
     /// A random worker that runs (not stalled), other than `but`, and not

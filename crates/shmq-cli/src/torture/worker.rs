@@ -262,7 +262,7 @@ impl Producer<'_> {
                 (hist.newest - 1, false)
             }
             _ => {
-                let v = shmq::sys::monotonic_ns().max(self.last_version + 1);
+                let v = shmq::internals::sys::monotonic_ns().max(self.last_version + 1);
                 self.last_version = v;
                 (v, false)
             }
@@ -318,9 +318,9 @@ impl Producer<'_> {
     /// late commit must get `Abandoned` once a repair could have run.
     fn reserve_and_commit(&self, qi: usize, data: &[u8], pause: bool) -> shmq::Result<()> {
         let q = &self.queues[qi];
-        let called = shmq::sys::monotonic_ns();
+        let called = shmq::internals::sys::monotonic_ns();
         let mut r = q.reserve(data.len(), SEND_WAIT)?;
-        let reserved = shmq::sys::monotonic_ns();
+        let reserved = shmq::internals::sys::monotonic_ns();
         self.ledger.set_busy(self.me, busy::HOLDING);
         let half = data.len() / 2;
         let dst = r.as_mut_ptr();
@@ -353,7 +353,7 @@ impl Producer<'_> {
         r.set_len(data.len())?;
         let res = r.commit().map(|_| ());
         self.ledger.set_busy(self.me, busy::IDLE);
-        let now = shmq::sys::monotonic_ns();
+        let now = shmq::internals::sys::monotonic_ns();
         let timeout = self.cfg.reservation_timeout_ns;
         let name = self.cfg.queues[qi].kind.name();
         match &res {
@@ -423,7 +423,7 @@ fn consume_forever(
                 .map_err(|e| format!("recover of {}: {e}", cfg.queues[qi].kind.name()))?;
             ledger.event(Event::Recovers);
         }
-        let called_ns = shmq::sys::monotonic_ns();
+        let called_ns = shmq::internals::sys::monotonic_ns();
         let got = if rng.below(10) < 3 {
             q.claim_batch(1 + rng.below(8) as usize, wait)
         } else {
@@ -438,7 +438,7 @@ fn consume_forever(
             Err(e) => return Err(format!("claim from {}: {e}", cfg.queues[qi].kind.name())),
         };
         empty_in_a_row = 0;
-        let claim_ns = shmq::sys::monotonic_ns();
+        let claim_ns = shmq::internals::sys::monotonic_ns();
         ledger.set_busy(spec.instance, busy::HOLDING);
         let hold = rng.below(8) == 0;
         c.handle(q, qi, msgs, called_ns, claim_ns, hold)?;

@@ -8,8 +8,8 @@
 use super::file::{self, due_of, field, word};
 use super::payload::payload;
 use super::state::{Model, Msg, St};
-use shmq::layout::slot;
-use shmq::ring::state;
+use shmq::internals::layout::slot;
+use shmq::internals::ring::state;
 use shmq::Queue;
 
 /// Messages waiting for room in the dead letters that a maintenance pass

@@ -4,9 +4,9 @@
 
 use super::keys::KeyTable;
 use super::payload::id_of;
-use shmq::layout::slot;
-use shmq::memory::Memory;
-use shmq::ring::SlotWord;
+use shmq::internals::layout::slot;
+use shmq::internals::memory::{Loads, Memory};
+use shmq::internals::ring::SlotWord;
 use shmq::{DeadLetter, Queue};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,12 +19,14 @@ pub fn word(q: &Queue, i: u64) -> SlotWord {
     q.engine().slot_word(i)
 }
 
-/// Field `f` (an offset of `shmq::layout::slot`) of slot `i`.
+/// Field `f` (an offset of `shmq::internals::layout::slot`) of slot `i`.
 pub fn field(q: &Queue, i: u64, f: usize) -> u64 {
     let e = q.engine();
     // Relaxed: the model reads between calls of this one thread; the engine
     // calls that wrote the field returned before.
-    e.mem.u64_at(e.layout.slot(i) + f).load(Ordering::Relaxed)
+    e.mem()
+        .u64_at(e.layout().slot(i) + f)
+        .load(Ordering::Relaxed)
 }
 
 /// The ring position stored in slot `i`.
@@ -41,7 +43,7 @@ pub fn len_of(q: &Queue, i: u64) -> usize {
 pub fn payload_of(q: &Queue, i: u64, len: usize) -> Vec<u8> {
     let e = q.engine();
     let mut data = vec![0u8; len];
-    e.mem.read_bytes(e.payload_offset(i), &mut data);
+    e.mem().read_bytes(e.payload_offset(i), &mut data);
     data
 }
 
@@ -110,8 +112,8 @@ pub fn verify_clean(q: &Queue, no_notes: bool) -> Result<(), String> {
     ))
 }
 
-/// The header word at offset `off` (an offset of `shmq::layout::hdr`).
+/// The header word at offset `off` (an offset of `shmq::internals::layout::hdr`).
 pub fn header(q: &Queue, off: usize) -> u64 {
     // Relaxed: as in `field`, read between this thread's calls.
-    q.engine().mem.u64_at(off).load(Ordering::Relaxed)
+    q.engine().mem().u64_at(off).load(Ordering::Relaxed)
 }
