@@ -393,6 +393,16 @@ fn a_read_only_handle_reads_everything_and_changes_nothing() {
     assert_eq!(ro.participants().len(), 1);
     assert_eq!(ro.layout().params.capacity, 16);
     ro.flush().unwrap();
+    // Its engine is the one over memory that only loads: the door gives no
+    // read-write engine for it (the type refuses a store at compile time;
+    // see the closed routes' doctests).
+    assert!(writer.read_only_engine().is_none());
+    let e = ro.read_only_engine().expect("a read-only handle's engine");
+    assert_eq!(e.capacity(), 16);
+    assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ro.engine();
+    }))
+    .is_err());
     // Every change is refused, naming the file, the operation and why.
     let cause = "read-only";
     let p = path.as_path();
