@@ -42,14 +42,14 @@ impl Ledger {
             .store(now_ns.max(1), Ordering::SeqCst);
     }
 
-    /// Sets what `instance` holds now (see [`busy`]).
+    /// Sets what `instance` holds now (see [`busy`](super::busy)).
     pub fn set_busy(&self, instance: u32, what: u64) {
         // Relaxed: a hint for the supervisor, which checks again after the
         // worker stopped.
         self.inst(instance, 4).store(what, Ordering::Relaxed);
     }
 
-    /// What `instance` holds now (see [`busy`]).
+    /// What `instance` holds now (see [`busy`](super::busy)).
     pub fn busy(&self, instance: u32) -> u64 {
         self.inst(instance, 4).load(Ordering::SeqCst)
     }
@@ -64,12 +64,12 @@ impl Ledger {
         self.inst(instance, 6).load(Ordering::SeqCst)
     }
 
-    /// Notes how `instance` was killed (see [`kill_how`]).
+    /// Notes how `instance` was killed (see [`kill_how`](super::kill_how)).
     pub fn set_kill_how(&self, instance: u32, how: u64) {
         self.inst(instance, 5).store(how, Ordering::SeqCst);
     }
 
-    /// How `instance` was killed (see [`kill_how`]).
+    /// How `instance` was killed (see [`kill_how`](super::kill_how)).
     pub fn kill_how(&self, instance: u32) -> u64 {
         self.inst(instance, 5).load(Ordering::SeqCst)
     }
@@ -119,7 +119,7 @@ impl Ledger {
         self.key_word(queue, key, 0)
     }
 
-    /// The holder of `key` now: 0 = nobody, else [`holder_word`].
+    /// The holder of `key` now: 0 = nobody, else [`holder_word`](super::holder_word).
     pub fn key_holder(&self, queue: usize, key: u64) -> &AtomicU64 {
         self.key_word(queue, key, 1)
     }
