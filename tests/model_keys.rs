@@ -69,6 +69,12 @@
 //! due, or certainly not due. No assertion depends on how long anything
 //! takes.
 //!
+//! The reference state (messages, key table, dead letters), the answer
+//! each claim and each outcome must get, and the comparison with the file
+//! live in `shmq_testkit::model`, shared with the `model_ops` fuzz target;
+//! this file generates the cases and adds what the real clock and several
+//! handles need (per-key order, delays, stats, counters, the drain).
+//!
 //! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
 //! The engine bugs this model found were first tolerated (see
 //! [`TOLERATE_PARKED_WAITING`], [`TOLERATE_PRECISE_NOW`],
@@ -85,9 +91,12 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use shmq::internals::clock::coarse_ns;
 use shmq::internals::layout::slot;
-use shmq::internals::memory::{Loads, Memory};
-use shmq::internals::ring::{state, Outcome, SlotWord};
+use shmq::internals::ring::{state, Outcome};
 use shmq::{Counter, Message, Options, Queue, SendOptions, Status, Timeout};
+use shmq_testkit::model::file::{self, due_of, engine_time, field, word, TIME_SHIFT};
+use shmq_testkit::model::settle::Failed;
+use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
+use shmq_testkit::model::{compare, Expect};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,8 +109,6 @@ const KEYS: u64 = 4;
 const MAX_HANDLES: usize = 3;
 /// The unit of delays and of the time a step lets pass.
 const UNIT: u64 = 2_000_000;
-/// The engine keeps times in units of 2^16 ns, rounded up.
-const TIME_SHIFT: u32 = 16;
 /// Cases run when `PROPTEST_CASES` is not set: about 10 s in release mode on
 /// a loaded two-core machine, most of it waiting for delays in the timed
 /// cases (a case takes some 0.9 ms of CPU in release mode).
@@ -229,43 +236,6 @@ struct Case {
     ops: Vec<Op>,
 }
 
-/// Where a message is.
-#[derive(Clone, Debug, PartialEq)]
-enum St {
-    /// Committed and never claimed: waiting in ring order (or parked off it
-    /// behind its key).
-    Fresh,
-    /// Redeliverable (nacked, or its handle closed).
-    Redeliver,
-    /// Claimable from `due` on (engine time, ns).
-    Delayed { due: u64 },
-    /// Held by handle `h` with this token.
-    Claimed { h: usize, token: u64 },
-    /// Out of deliveries or rejected, waiting for room in the dead letters.
-    DlqWait,
-}
-
-#[derive(Clone, Debug)]
-struct Msg {
-    key: u64,
-    version: u64,
-    position: u64,
-    slot: u64,
-    deliveries: u32,
-    st: St,
-}
-
-/// What the key table holds for a key.
-#[derive(Clone, Debug, Default)]
-struct KeyState {
-    last_acked: u64,
-    /// The highest version given or seen (`NEXT_VERSION`).
-    next: u64,
-    /// Latest-only: the key's last message committed without delay; it is
-    /// replaceable while it is `Fresh` or `Redeliver`.
-    waiting: Option<Id>,
-}
-
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
@@ -286,24 +256,14 @@ enum Can {
     Yes,
 }
 
-/// The reference model.
+/// The reference model: the shared state, and what only this driver
+/// tracks (how each message ended, the expected counters, the paths taken).
 struct Model {
-    latest_only: bool,
-    capacity: u64,
-    key_capacity: u64,
-    dlq_capacity: usize,
-    max_deliveries: u32,
+    core: Shared,
     next_id: Id,
-    msgs: BTreeMap<Id, Msg>,
-    /// The key table.
-    keys: BTreeMap<u64, KeyState>,
-    /// The dead-letter area: id -> (key, version).
-    dlq: BTreeMap<Id, (u64, u64)>,
     /// Every message a send returned `Ok` for.
     sent_ok: BTreeSet<Id>,
     ended: BTreeMap<Id, End>,
-    /// Tokens of claims that ended.
-    ended_tokens: Vec<u64>,
     /// Expected counters.
     sent: u64,
     acked: u64,
@@ -319,27 +279,6 @@ struct Model {
     blind_until: u64,
     /// How often each interesting path was taken.
     seen: BTreeMap<&'static str, u64>,
-}
-
-/// A time as the engine stores it (rounded up to its unit).
-fn engine_time(ns: u64) -> u64 {
-    ((ns + (1 << TIME_SHIFT) - 1) >> TIME_SHIFT) << TIME_SHIFT
-}
-
-fn word(q: &Queue, i: u64) -> SlotWord {
-    q.engine().slot_word(i)
-}
-
-fn field(q: &Queue, i: u64, f: usize) -> u64 {
-    let e = q.engine();
-    e.mem()
-        .u64_at(e.layout().slot(i) + f)
-        .load(Ordering::Relaxed)
-}
-
-/// The not-before time stored in a delayed slot.
-fn due_of(q: &Queue, i: u64) -> u64 {
-    (field(q, i, slot::LEASE) & ((1 << 42) - 1)) << TIME_SHIFT
 }
 
 /// Waits until the coarse clock reads at least `t`.
@@ -384,16 +323,13 @@ enum Via {
 /// Where the message with this payload sits now, as a [`shmq::Sent`]
 /// (a redrive does not say).
 fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
-    let e = q.engine();
     let want = payload(id);
-    for i in 0..e.layout().params.capacity {
-        let len = (field(q, i, slot::LEN) & 0xffff_ffff) as usize;
+    for i in 0..q.engine().layout().params.capacity {
+        let len = file::len_of(q, i);
         if word(q, i).state() == state::FREE || len != want.len() {
             continue;
         }
-        let mut data = vec![0; len];
-        e.mem().read_bytes(e.payload_offset(i), &mut data);
-        if data == want {
+        if file::payload_of(q, i, len) == want {
             return shmq::Sent {
                 position: field(q, i, slot::POSITION),
                 version: field(q, i, slot::VERSION),
@@ -407,26 +343,15 @@ fn find_sent(q: &Queue, id: Id) -> shmq::Sent {
     }
 }
 
+shmq_testkit::model_deref!(Model, core);
+
 impl Model {
     fn saw(&mut self, what: &'static str) {
         *self.seen.entry(what).or_default() += 1;
     }
 
-    fn exhausted(&self, deliveries: u32) -> bool {
-        self.max_deliveries != 0 && deliveries >= self.max_deliveries
-    }
-
     fn last_acked(&self, key: u64) -> u64 {
-        self.keys.get(&key).map_or(0, |k| k.last_acked)
-    }
-
-    /// Keys held by a claim, with the message holding each.
-    fn held(&self) -> BTreeMap<u64, Id> {
-        self.msgs
-            .iter()
-            .filter(|(_, m)| m.key != 0 && matches!(m.st, St::Claimed { .. }))
-            .map(|(id, m)| (m.key, *id))
-            .collect()
+        self.keys.last_acked(key)
     }
 
     /// Whether `m` can be claimed by a call that read the clock somewhere in
@@ -434,62 +359,70 @@ impl Model {
     fn can(m: &Msg, c0: u64, c1: u64) -> Can {
         match m.st {
             St::Fresh | St::Redeliver => Can::Yes,
-            St::Delayed { due } if due <= c0 => Can::Yes,
-            St::Delayed { due } if due <= c1 => Can::Maybe,
+            St::Delayed { due: Some(due) } if due <= c0 => Can::Yes,
+            St::Delayed { due: Some(due) } if due <= c1 => Can::Maybe,
             _ => Can::No,
         }
     }
 
     fn end(&mut self, id: Id, how: End) -> Msg {
-        let m = self
-            .msgs
-            .remove(&id)
-            .expect("model: ending an unknown message");
-        if let Some(k) = self.keys.get_mut(&m.key) {
-            if k.waiting == Some(id) {
-                k.waiting = None;
-            }
-        }
+        let m = self.core.remove(id);
+        self.ended_as(id, how);
+        m
+    }
+
+    /// Message `id`, gone from the queue, ended `how`.
+    fn ended_as(&mut self, id: Id, how: End) {
         let prev = self.ended.insert(id, how);
         assert!(prev.is_none(), "model: message {id} ended twice");
         if how == End::DeadLettered {
             self.dead_lettered += 1;
         }
-        m
     }
 
     /// A held message goes to the dead letters, or waits for room there.
     fn dead_letter(&mut self, id: Id) {
-        if self.dlq.len() < self.dlq_capacity {
-            self.saw("dead-lettered");
-            let m = self.end(id, End::DeadLettered);
-            self.dlq.insert(id, (m.key, m.version));
-        } else {
-            self.saw("waits for room in the dead letters");
-            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
+        let failed = match self.core.dead_letter(id) {
+            Some(_) => Failed::DeadLettered,
+            None => Failed::WaitsForRoom,
+        };
+        self.failed(id, failed);
+    }
+
+    /// Where a failed delivery of `id` went.
+    fn failed(&mut self, id: Id, failed: Failed) {
+        match failed {
+            Failed::Back => {}
+            Failed::DeadLettered => {
+                self.saw("dead-lettered");
+                self.ended_as(id, End::DeadLettered);
+            }
+            Failed::WaitsForRoom => self.saw("waits for room in the dead letters"),
         }
+    }
+
+    /// The token of the live claim of `id`.
+    fn claim_token_of(&self, id: Id) -> std::result::Result<u64, String> {
+        match self.msgs[&id].st {
+            St::Claimed { token, .. } => Ok(token),
+            _ => Err(format!("model: {id} is not claimed")),
+        }
+    }
+
+    /// Messages waiting for room moved to the dead letters.
+    fn waiting_moved(&mut self, moved: &[(Id, Msg)]) -> u64 {
+        for (id, _) in moved {
+            self.saw("waiting dead letter moved");
+            self.ended_as(*id, End::DeadLettered);
+        }
+        moved.len() as u64
     }
 
     /// Messages waiting for room move while there is room, in slot order
     /// (a repair scan).
     fn move_waiting(&mut self) -> u64 {
-        let mut waiting: Vec<(u64, Id)> = self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.st == St::DlqWait)
-            .map(|(id, m)| (m.slot, *id))
-            .collect();
-        waiting.sort_unstable();
-        let mut moved = 0;
-        for (_, id) in waiting {
-            if self.dlq.len() < self.dlq_capacity {
-                self.saw("waiting dead letter moved");
-                let m = self.end(id, End::DeadLettered);
-                self.dlq.insert(id, (m.key, m.version));
-                moved += 1;
-            }
-        }
-        moved
+        let moved = self.core.move_waiting();
+        self.waiting_moved(&moved)
     }
 
     /// Claims held by live handles, in id order: (id, handle, token).
@@ -497,7 +430,7 @@ impl Model {
         self.msgs
             .iter()
             .filter_map(|(id, m)| match m.st {
-                St::Claimed { h, token } => Some((*id, h, token)),
+                St::Claimed { h, token, .. } => Some((*id, h, token)),
                 _ => None,
             })
             .collect()
@@ -574,21 +507,18 @@ impl Harness {
     fn new(case: &Case) -> Harness {
         let path = queue_path();
         let _ = std::fs::remove_file(&path);
-        let first = Queue::create(
-            &path,
-            &Options {
-                capacity: case.capacity,
-                max_message_size: MAX_MESSAGE as u32,
-                key_capacity: case.key_capacity,
-                dlq_capacity: case.dlq_capacity,
-                participant_capacity: MAX_HANDLES as u32 + 1,
-                lease: Duration::from_secs(3600),
-                max_deliveries: case.max_deliveries,
-                latest_only: case.latest_only,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let opts = Options {
+            capacity: case.capacity,
+            max_message_size: MAX_MESSAGE as u32,
+            key_capacity: case.key_capacity,
+            dlq_capacity: case.dlq_capacity,
+            participant_capacity: MAX_HANDLES as u32 + 1,
+            lease: Duration::from_secs(3600),
+            max_deliveries: case.max_deliveries,
+            latest_only: case.latest_only,
+            ..Options::default()
+        };
+        let first = Queue::create(&path, &opts).unwrap();
         let mut hs = vec![Some(first)];
         for _ in 1..case.handles {
             hs.push(Some(Queue::open(&path).unwrap()));
@@ -597,18 +527,10 @@ impl Harness {
             path,
             hs,
             m: Model {
-                latest_only: case.latest_only,
-                capacity: case.capacity,
-                key_capacity: case.key_capacity,
-                dlq_capacity: case.dlq_capacity as usize,
-                max_deliveries: case.max_deliveries,
+                core: Shared::new(Params::of(&opts)),
                 next_id: 1,
-                msgs: BTreeMap::new(),
-                keys: BTreeMap::new(),
-                dlq: BTreeMap::new(),
                 sent_ok: BTreeSet::new(),
                 ended: BTreeMap::new(),
-                ended_tokens: Vec::new(),
                 sent: 0,
                 acked: 0,
                 stale: 0,
@@ -643,59 +565,14 @@ impl Harness {
         let q = self.hs[0].as_ref().unwrap();
         let m = &mut self.m;
         Self::moved_to_dead_letters(m, q)?;
-        let mut by_slot: Vec<Option<Id>> = vec![None; m.capacity as usize];
-        for (id, x) in &m.msgs {
-            ensure!(
-                by_slot[x.slot as usize].replace(*id).is_none(),
-                "model: two messages in slot {}",
-                x.slot
-            );
-        }
-        for i in 0..m.capacity {
-            let w = word(q, i);
-            let Some(id) = by_slot[i as usize] else {
-                ensure!(
-                    w.state() == state::FREE,
-                    "slot {i} is {w:?}, the model has it free"
-                );
-                continue;
-            };
-            let x = &m.msgs[&id];
-            let ok = match x.st {
-                St::Fresh => matches!(w.state(), state::READY | state::PENDING),
-                St::Redeliver => w.state() == state::PENDING,
-                St::Delayed { due } => w.state() == state::DELAYED && due_of(q, i) == due,
-                St::Claimed { h, token } => {
-                    let part = self.hs[h].as_ref().unwrap().participant().unwrap();
-                    w.state() == state::CLAIMED
-                        && w.owner() == part
-                        && q.engine().claim_token(i) == token
-                }
-                St::DlqWait => w.state() == state::DLQ_WAIT,
-            };
-            ensure!(
-                ok && field(q, i, slot::KEY) == x.key && field(q, i, slot::VERSION) == x.version,
-                "slot {i} is {w:?} with key {} version {}, the model has message {id} {x:?}",
-                field(q, i, slot::KEY),
-                field(q, i, slot::VERSION)
-            );
-        }
-        let mut found = BTreeMap::new();
-        for d in q.dlq_list() {
-            let id = id_of(&d.payload);
-            ensure!(
-                d.payload == payload(id),
-                "dead letter {} holds a payload never sent: {:?}",
-                d.id,
-                d.payload
-            );
-            found.insert(id, (d.key, d.version));
-        }
+        let hs = &self.hs;
+        let owner = |h: usize| hs[h].as_ref().unwrap().participant().unwrap();
+        let completed = compare::slots(q, &m.core, owner)?;
         ensure!(
-            found == m.dlq,
-            "dead letters (id -> key, version) {found:?}, the model says {:?}",
-            m.dlq
+            completed.is_empty(),
+            "messages {completed:?} were completed without delivery outside a claim"
         );
+        compare::dead_letters(q, &mut m.core)?;
         let s = q.stats();
         let count = |f: &dyn Fn(&St) -> bool| m.msgs.values().filter(|x| f(&x.st)).count() as u64;
         let queued = count(&|st| matches!(st, St::Fresh | St::Redeliver | St::Delayed { .. }));
@@ -733,59 +610,26 @@ impl Harness {
             "counters (sent, acked, stale, conflated, dead_lettered, reclaimed) {got:?}, the \
              model says {want:?}"
         );
-        for k in 1..=KEYS {
-            let got = q.latest_acked_version(k);
-            ensure!(
-                got == m.last_acked(k),
-                "latest_acked_version({k}) = {got}, the model says {}",
-                m.last_acked(k)
-            );
-        }
-        let rep = q.verify();
-        ensure!(
-            rep.problems.is_empty() && rep.notes.is_empty(),
-            "verify: problems {:?}, notes {:?}",
-            rep.problems,
-            rep.notes
-        );
-        Ok(())
+        file::acked_versions_agree(q, &m.keys, 1..=KEYS)?;
+        file::verify_clean(q, true)
     }
 
     /// A maintenance pass inside any call may move messages that waited
     /// for room in the dead letters, once there is room: the model learns
     /// it from the dead-letter area. Returns how many moved.
     fn moved_to_dead_letters(m: &mut Model, q: &Queue) -> std::result::Result<u64, String> {
-        if !m.msgs.values().any(|x| x.st == St::DlqWait) {
-            return Ok(0);
-        }
-        let listed: BTreeSet<Id> = q.dlq_list().iter().map(|d| id_of(&d.payload)).collect();
-        let moved: Vec<Id> = m
-            .msgs
-            .iter()
-            .filter(|(id, x)| x.st == St::DlqWait && listed.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &moved {
-            ensure!(
-                m.dlq.len() < m.dlq_capacity,
-                "message {id} left DLQ_WAIT although the dead letters are full"
-            );
-            m.saw("waiting dead letter moved");
-            let x = m.end(*id, End::DeadLettered);
-            m.dlq.insert(*id, (x.key, x.version));
-        }
-        Ok(moved.len() as u64)
+        let moved = compare::waiting_moves(q, &mut m.core)?;
+        Ok(m.waiting_moved(&moved))
     }
 
     /// A send through handle `h` of a new message.
     fn send(&mut self, h: usize, key: u64, ver: Ver, delay_ns: u64, via: Via) -> Check {
         let id = self.m.next_id;
         self.m.next_id += 1;
-        let (acked, given) = self
-            .m
-            .keys
-            .get(&key)
-            .map_or((0, 0), |k| (k.last_acked, k.next));
+        let (acked, given) = (
+            self.m.keys.last_acked(key),
+            self.m.keys.given(key).unwrap_or(0),
+        );
         let version = match ver {
             _ if key == 0 => 0,
             Ver::Next => 0,
@@ -827,7 +671,12 @@ impl Harness {
     /// with its key and version, checked like any send; the record stays
     /// when nothing went back.
     fn redrive(&mut self, h: usize, pick: u8) -> Check {
-        let letters: Vec<(Id, (u64, u64))> = self.m.dlq.iter().map(|(id, kv)| (*id, *kv)).collect();
+        let letters: Vec<(Id, (u64, u64))> = self
+            .m
+            .dlq
+            .iter()
+            .map(|(id, d)| (*id, (d.key, d.version)))
+            .collect();
         if letters.is_empty() {
             return Ok(());
         }
@@ -899,10 +748,10 @@ impl Harness {
                 )),
             }
         };
-        let full = m.msgs.len() as u64 == m.capacity;
+        let full = m.msgs.len() as u64 == m.p.capacity;
         if via == Via::Reserve && full {
             // A reservation comes first: Full, and the key is not touched.
-            if m.msgs.values().any(|x| x.st == St::DlqWait) && m.dlq.len() < m.dlq_capacity {
+            if m.msgs.values().any(|x| x.st == St::DlqWait) && m.dlq.len() < m.p.dlq_capacity {
                 // Its maintenance pass could make room (see below): not
                 // this time.
                 return Ok(Sent::Full);
@@ -924,34 +773,33 @@ impl Harness {
         // place).
         let mut next_before = None;
         if key != 0 {
-            if !m.keys.contains_key(&key) && m.keys.len() as u64 == m.key_capacity {
+            next_before = m.keys.given(key);
+            // The key's waiting message, unclaimed: never delivered (maybe
+            // parked behind its busy key), or back from a failed delivery
+            // without a delay.
+            let msgs = &m.core.msgs;
+            let (expect, resolved) =
+                m.core
+                    .keys
+                    .expect_send(key, version, m.p.latest_only && delay_ns == 0, |w| {
+                        msgs.get(&w)
+                            .filter(|x| matches!(x.st, St::Fresh | St::Redeliver))
+                            .map(|x| x.version)
+                    });
+            v = resolved;
+            last_acked = m.keys.last_acked(key);
+            if let Expect::Refused(s) = expect {
                 let got = call();
                 ensure!(
-                    status(&got) == Status::KeysFull,
-                    "send of new key {key} with all {} entries taken: {got:?}, expected KeysFull",
-                    m.key_capacity
-                );
-                return Ok(Sent::KeysFull);
-            }
-            let k = m.keys.entry(key).or_default();
-            next_before = Some(k.next);
-            v = if version == 0 {
-                let n = k.next.max(k.last_acked) + 1;
-                k.next = n;
-                n
-            } else {
-                k.next = k.next.max(version);
-                version
-            };
-            last_acked = k.last_acked;
-            let waiting = k.waiting;
-            if v <= last_acked {
-                let got = call();
-                ensure!(
-                    status(&got) == Status::Stale,
+                    status(&got) == s,
                     "send of key {key} version {v} (asked {version}) with last acked \
-                     {last_acked}: {got:?}, expected Stale (G7)"
+                     {last_acked}, {} of {} keys in use: {got:?}, expected {s:?} (G7)",
+                    m.keys.len(),
+                    m.keys.capacity()
                 );
+                if s == Status::KeysFull {
+                    return Ok(Sent::KeysFull);
+                }
                 m.stale += 1;
                 return Ok(if v == last_acked {
                     Sent::StaleEqual
@@ -959,12 +807,12 @@ impl Harness {
                     Sent::StaleOlder
                 });
             }
-            if m.latest_only && delay_ns == 0 {
-                // The waiting message, unclaimed: never delivered (maybe
-                // parked behind its busy key), or back from a failed
-                // delivery without a delay.
-                let replaceable =
-                    waiting.filter(|w| matches!(m.msgs[w].st, St::Fresh | St::Redeliver));
+            if m.p.latest_only && delay_ns == 0 {
+                let replaceable = match expect {
+                    Expect::StaleAgainstWaiting { waiting } => Some(waiting),
+                    Expect::Replace { old, .. } => Some(old),
+                    _ => None,
+                };
                 if let Some(w) = replaceable {
                     let old = m.msgs[&w].clone();
                     let parked = word(q, old.slot).state() == state::PENDING;
@@ -996,7 +844,7 @@ impl Harness {
                             m.end(w, End::Conflated);
                             m.conflated += 1;
                             Self::queued(m, q, id, key, v, sent.position, 0, 0, 0)?;
-                            m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                            m.keys.set_waiting(key, id);
                             return Ok(Sent::Replaced);
                         }
                         ensure!(
@@ -1020,11 +868,12 @@ impl Harness {
                                 version: v,
                                 position: old.position,
                                 slot: old.slot,
+                                len: payload(id).len(),
                                 deliveries: 0,
                                 st: St::Fresh,
                             },
                         );
-                        m.keys.get_mut(&key).unwrap().waiting = Some(id);
+                        m.keys.set_waiting(key, id);
                         return Ok(if full {
                             Sent::ReplacedWhenFull
                         } else {
@@ -1065,16 +914,14 @@ impl Harness {
                 m.saw("send: Full, then room from a waiting dead letter moved");
             }
         }
-        let full = m.msgs.len() as u64 == m.capacity;
+        let full = m.msgs.len() as u64 == m.p.capacity;
         if full {
             ensure!(
                 status(&got) == Status::Full,
                 "send of key {key} version {v} on a full queue: {got:?} (G1)"
             );
-            if version == 0 {
-                if let (Some(n), Some(k)) = (next_before, m.keys.get_mut(&key)) {
-                    k.next = n;
-                }
+            if version == 0 && key != 0 {
+                m.keys.restore_given(key, next_before);
             }
             return Ok(Sent::Full);
         }
@@ -1086,8 +933,8 @@ impl Harness {
             sent.version
         );
         Self::queued(m, q, id, key, v, sent.position, delay_ns, t0, t1)?;
-        if key != 0 && m.latest_only && delay_ns == 0 {
-            m.keys.get_mut(&key).unwrap().waiting = Some(id);
+        if key != 0 && m.p.latest_only && delay_ns == 0 {
+            m.keys.set_waiting(key, id);
         }
         Ok(Sent::Queued(v))
     }
@@ -1111,7 +958,7 @@ impl Harness {
             m.last_position
         );
         m.last_position = Some(position);
-        let slot = position % m.capacity;
+        let slot = position % m.p.capacity;
         ensure!(
             !m.msgs.values().any(|x| x.slot == slot),
             "send took slot {slot}, which holds a message (G2)"
@@ -1134,7 +981,7 @@ impl Harness {
                 word(q, slot)
             );
             m.saw("send: delayed");
-            St::Delayed { due }
+            St::Delayed { due: Some(due) }
         } else {
             St::Fresh
         };
@@ -1147,6 +994,7 @@ impl Harness {
                 version,
                 position,
                 slot,
+                len: payload(id).len(),
                 deliveries: 0,
                 st,
             },
@@ -1162,7 +1010,7 @@ impl Harness {
         h: usize,
         max: usize,
     ) -> std::result::Result<Vec<(Id, Message<'q>)>, String> {
-        let mut held = m.held();
+        let mut held = m.held_keys();
         let held_before = held.clone();
         let waits_before = q.stats().counter(Counter::KeyWaits);
         let c0 = coarse_ns();
@@ -1213,55 +1061,16 @@ impl Harness {
         let mut out = Vec::new();
         for (n, msg) in got.into_iter().enumerate() {
             let c1 = if n == 0 { c1 } else { c1_rest };
-            let data = msg.data().map_err(|e| format!("claim: data: {e:?}"))?;
-            let id = id_of(&data);
-            ensure!(
-                data == payload(id),
-                "claim: payload {data:?} was never sent"
-            );
-            let Some(x) = m.msgs.get(&id) else {
-                return Err(format!(
-                    "claim: message {id} ({:?}) is not in the queue: {}",
-                    msg,
-                    m.ended
-                        .get(&id)
-                        .map_or("never sent".to_string(), |e| format!("it ended {e:?}"))
-                ));
-            };
-            let x = x.clone();
-            ensure!(
-                (msg.key(), msg.version(), msg.position()) == (x.key, x.version, x.position),
-                "claim: message {id} reads key {} version {} position {}, sent as {x:?}",
-                msg.key(),
-                msg.version(),
-                msg.position()
-            );
-            ensure!(
-                msg.deliveries() == x.deliveries + 1,
-                "claim: message {id} delivery {}, expected {}",
-                msg.deliveries(),
-                x.deliveries + 1
-            );
+            let (id, x) = m.check_claimed(&msg).map_err(|e| {
+                let id = msg.data().map_or(0, |d| id_of(&d));
+                let ended = m.ended.get(&id);
+                format!("claim (number {n} of the call): {e} (message {id} ended: {ended:?})")
+            })?;
             ensure!(
                 Model::can(&x, c0, c1) != Can::No,
                 "claim: message {id} {x:?} is not claimable (G3, or a delay not run out; clock \
                  read {c0}..{c1})"
             );
-            if x.key != 0 {
-                if let Some(other) = held.get(&x.key) {
-                    return Err(format!(
-                        "claim: message {id} {x:?} (number {n} of the claim) while message \
-                         {other} {:?} of the same key is claimed (G7: one claim per key)",
-                        m.msgs[other]
-                    ));
-                }
-                let acked = m.last_acked(x.key);
-                ensure!(
-                    x.version >= acked,
-                    "claim: message {id} {x:?} is older than its key's last acked version \
-                     {acked}: it must be skipped, never delivered (G7)"
-                );
-            }
             if let Some(e) = m.order_violation(id, &gone, c0, c1) {
                 return Err(format!("claim: {e}"));
             }
@@ -1285,13 +1094,8 @@ impl Harness {
             if m.exhausted(x.deliveries + 1) {
                 m.saw("claim: the last allowed delivery");
             }
-            let token = msg.token();
-            let e = m.msgs.get_mut(&id).unwrap();
-            e.deliveries += 1;
-            // A claimed message stays the key's waiting one: while it is
-            // claimed it is not replaceable, but if it comes back (a nack, its
-            // handle closed) it is again, unless a newer one was queued.
-            e.st = St::Claimed { h, token };
+            // Leases are an hour: none runs out within a case.
+            m.claimed(id, h, msg.token(), u64::MAX);
             if x.key != 0 {
                 held.insert(x.key, id);
             }
@@ -1413,66 +1217,51 @@ impl Harness {
         t0: u64,
         t1: u64,
     ) -> Check {
-        let St::Claimed { token, .. } = m.msgs[&id].st else {
-            return Err(format!("model: {id} is not claimed"));
-        };
         let x = m.msgs[&id].clone();
-        match how {
-            Then::Hold => {}
+        let failed = match how {
+            Then::Hold => return Ok(()),
             Then::Ack => {
-                let acked = m.last_acked(x.key);
-                ensure!(
-                    x.version >= acked || x.key == 0,
-                    "acked version {} of key {} after version {acked} (G7)",
-                    x.version,
-                    x.key
-                );
-                if let Some(k) = m.keys.get_mut(&x.key) {
-                    k.last_acked = k.last_acked.max(x.version);
-                }
-                m.end(id, End::Acked);
+                m.core.acked(id)?;
+                m.ended_as(id, End::Acked);
                 m.acked += 1;
                 m.saw("settle: acked");
+                return Ok(());
             }
-            Then::Nack(_) if m.exhausted(x.deliveries) => {
-                m.saw("settle: nacked on the last delivery");
-                m.dead_letter(id);
-            }
-            Then::Nack(_) if delay_ns == 0 => {
-                m.saw("settle: nacked");
-                m.msgs.get_mut(&id).unwrap().st = St::Redeliver;
-            }
-            Then::Nack(_) => {
+            Then::Nack(_) => m.core.nacked(id, || {
+                if delay_ns == 0 {
+                    return Ok(St::Redeliver);
+                }
                 let w = word(q, x.slot);
                 let due = due_of(q, x.slot);
-                let st = if w.state() == state::DELAYED {
+                if w.state() == state::DELAYED {
                     ensure!(
                         due >= engine_time(t0 + delay_ns) && due <= engine_time(t1 + delay_ns),
                         "nack of {id} with a delay of {delay_ns} ns between {t0} and {t1}: due \
                          at {due}"
                     );
-                    St::Delayed { due }
-                } else {
-                    // Only if the delay ran out during the call.
-                    ensure!(
-                        w.state() == state::PENDING && t0 + delay_ns <= t1,
-                        "nack of {id} with a delay of {delay_ns} ns: slot is {w:?}"
-                    );
-                    St::Redeliver
-                };
-                m.saw("settle: nacked with a delay");
-                m.msgs.get_mut(&id).unwrap().st = st;
-            }
-            Then::Reject => {
-                m.saw("settle: rejected");
-                m.dead_letter(id);
-            }
+                    return Ok(St::Delayed { due: Some(due) });
+                }
+                // Only if the delay ran out during the call.
+                ensure!(
+                    w.state() == state::PENDING && t0 + delay_ns <= t1,
+                    "nack of {id} with a delay of {delay_ns} ns: slot is {w:?}"
+                );
+                Ok(St::Redeliver)
+            })?,
+            Then::Reject => m.core.rejected(id)?,
             Then::Extend => {
+                m.claim_token_of(id)?;
                 m.saw("settle: extended");
                 return Ok(());
             }
-        }
-        m.ended_tokens.push(token);
+        };
+        m.saw(match (how, failed) {
+            (Then::Reject, _) => "settle: rejected",
+            (_, Failed::Back) if delay_ns == 0 => "settle: nacked",
+            (_, Failed::Back) => "settle: nacked with a delay",
+            _ => "settle: nacked on the last delivery",
+        });
+        m.failed(id, failed);
         Ok(())
     }
 
@@ -1487,7 +1276,7 @@ impl Harness {
             .msgs
             .iter()
             .filter_map(|(id, x)| match x.st {
-                St::Claimed { h: c, token } if c == h => Some((x.slot, *id, token)),
+                St::Claimed { h: c, token, .. } if c == h => Some((x.slot, *id, token)),
                 _ => None,
             })
             .collect();
@@ -1527,12 +1316,7 @@ impl Harness {
         let got = self.q(0).evict_keys();
         let m = &mut self.m;
         let used: BTreeSet<u64> = m.msgs.values().map(|x| x.key).collect();
-        let gone: Vec<u64> = m
-            .keys
-            .keys()
-            .copied()
-            .filter(|k| !used.contains(k))
-            .collect();
+        let gone = m.keys.evict_unused(&used);
         let got = got.map_err(|e| format!("evict_keys alone: {e:?}"))?;
         ensure!(
             got == gone.len() as u64,
@@ -1540,9 +1324,6 @@ impl Harness {
         );
         if !gone.is_empty() {
             m.saw("evict: keys evicted");
-        }
-        for k in gone {
-            m.keys.remove(&k);
         }
         for h in 1..n {
             self.reopen(h);
@@ -1719,13 +1500,13 @@ impl Harness {
             Self::settle(&mut self.m, q, id, Then::Ack, 0, None)?;
             self.check()?;
         }
-        for _round in 0..4 * self.m.capacity + 4 {
+        for _round in 0..4 * self.m.p.capacity + 4 {
             let last_due = self
                 .m
                 .msgs
                 .values()
                 .filter_map(|x| match x.st {
-                    St::Delayed { due } => Some(due),
+                    St::Delayed { due } => due,
                     _ => None,
                 })
                 .max();

@@ -21,8 +21,10 @@
 //! All deadlines are kept in the model as seconds from the start.
 //!
 //! After every operation the model is compared with the file: each slot's
-//! state and owner (and payload, for committed messages), the dead letters
-//! (payload, attempts, key, version), and `Queue::verify` must find nothing
+//! state and owner (and claim token, key, version and payload, for
+//! committed messages; a redelivery must be `PENDING`), the dead letters
+//! (payload, attempts, key, version, a record id that never changes),
+//! every key's last acked version, and `Queue::verify` must find nothing
 //! wrong. What the model cannot know in advance it takes from the file and
 //! checks: a stale keyed message (older than its key's last acked version)
 //! may be dropped by any claim that reaches it; a message waiting for room
@@ -44,6 +46,13 @@
 //! last allowed delivery (max_deliveries); redrive sends dead letters back
 //! with their key and version and the delivery count reset.
 //!
+//! This file is the byte-driven driver of the keyed reference model in
+//! `shmq_testkit::model` (its state, the answers to claims and outcomes,
+//! the comparison with the file), which `tests/model_keys.rs` drives from
+//! proptest: it decodes operations from the input and models what only
+//! these cases reach (reservations, warps, raw tokens, the dead-letter
+//! calls).
+//!
 //! # Input format
 //!
 //! ```text
@@ -53,12 +62,11 @@
 //! rest     operations: one byte (op = b % 24) and its argument bytes
 //! ```
 
-use shmq::internals::memory::{Loads, Memory};
 use shmq::internals::ring::{state, Outcome};
-
 use shmq::{Message, Options, Queue, Reserved, SendOptions, Status, Timeout};
-use std::collections::{BTreeMap, BTreeSet};
-
+use shmq_testkit::model::state::{Model as Shared, Msg, Params, St};
+use shmq_testkit::model::{compare, file, payload, Expect};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::harness::{unique_path, Bytes, TempFile};
@@ -75,79 +83,15 @@ const WARPS_S: [u64; 3] = [6, 61, 1000];
 /// Operations per case, at most.
 const BUDGET: usize = 160;
 
-/// The payload of message `id`: the id, then a pattern, `len` bytes in all.
-fn payload(id: u64, len: usize) -> Vec<u8> {
-    let mut v = id.to_le_bytes().to_vec();
-    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
-    v
-}
-
-fn id_of(data: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = data.len().min(8);
-    b[..n].copy_from_slice(&data[..n]);
-    u64::from_le_bytes(b)
-}
-
-/// Where a message is, in the model.
-#[derive(Clone, Debug, PartialEq)]
-enum St {
-    /// Reserved by handle `h`; `quarantined` once abandoned by a warp.
-    Reserved { h: usize, quarantined: bool },
-    /// Committed, claimable (ring order or side path).
-    Ready,
-    /// Committed with a delay (never due within a case).
-    Delayed,
-    /// Held by handle `h` with `token` until `deadline` (s from start).
-    Claimed { h: usize, token: u64, deadline: u64 },
-    /// Out of deliveries, waiting for room in the dead-letter area.
-    DlqWait,
-}
-
-#[derive(Clone, Debug)]
-struct Msg {
-    slot: u64,
-    position: u64,
-    len: usize,
-    key: u64,
-    version: u64,
-    deliveries: u32,
-    st: St,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct KeyM {
-    last_acked: u64,
-    next: u64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Dead {
-    attempts: u64,
-    key: u64,
-    version: u64,
-    len: usize,
-}
-
+/// The shared reference state, with what only this driver needs.
 struct Model {
-    cap: u64,
-    key_cap: usize,
-    max_deliveries: u32,
-    dlq_cap: usize,
-    latest_only: bool,
+    m: Shared,
     /// Participant index of each handle.
     me: [u64; 2],
     next_id: u64,
-    msgs: BTreeMap<u64, Msg>,
-    /// Dead letters by message id, with the record's id once seen.
-    dlq: BTreeMap<u64, (Dead, Option<u64>)>,
-    keys: BTreeMap<u64, KeyM>,
-    /// Latest-only: the waiting message of a key (replaced in place by a
-    /// newer send), and whether a claim may have parked it meanwhile.
-    waiting: BTreeMap<u64, (u64, bool)>,
-    /// Tokens of ended claims.
-    ended: Vec<u64>,
 }
+
+shmq_testkit::model_deref!(Model, m);
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
@@ -162,21 +106,6 @@ fn status<T>(r: &shmq::Result<T>) -> Option<Status> {
 }
 
 impl Model {
-    fn occupied(&self) -> u64 {
-        self.msgs.len() as u64
-    }
-
-    /// The messages in slot order (the order of a repair pass).
-    fn by_slot(&self) -> Vec<u64> {
-        let mut v: Vec<(u64, u64)> = self.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
-        v.sort_unstable();
-        v.into_iter().map(|(_, id)| id).collect()
-    }
-
-    fn exhausted(&self, deliveries: u32) -> bool {
-        self.max_deliveries != 0 && deliveries >= self.max_deliveries
-    }
-
     fn new_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -186,100 +115,19 @@ impl Model {
     /// A `FULL` from a producer is right: every slot held, or a message
     /// still waits in ring order (producers look a few slots ahead only).
     fn full_ok(&self) -> bool {
-        self.occupied() == self.cap
+        self.occupied() == self.p.capacity
             || self
                 .msgs
                 .values()
-                .any(|m| matches!(m.st, St::Ready | St::Reserved { .. }))
-    }
-
-    fn slot_of(&self, slot: u64) -> Option<u64> {
-        self.msgs
-            .iter()
-            .find(|(_, m)| m.slot == slot)
-            .map(|(id, _)| *id)
-    }
-
-    /// Whether a live claim holds `key`.
-    fn key_busy(&self, key: u64) -> bool {
-        key != 0
-            && self
-                .msgs
-                .values()
-                .any(|m| m.key == key && matches!(m.st, St::Claimed { .. }))
-    }
-
-    /// A committed keyed message older than its key's last acked version:
-    /// completed without delivery when a claim reaches it.
-    fn doomed(&self, m: &Msg) -> bool {
-        m.key != 0 && m.version < self.keys.get(&m.key).map_or(0, |k| k.last_acked)
+                .any(|m| m.st.is_ready() || matches!(m.st, St::Reserved { .. }))
     }
 
     fn claimable(&self) -> Vec<u64> {
         self.msgs
             .iter()
-            .filter(|(_, m)| m.st == St::Ready && !self.doomed(m) && !self.key_busy(m.key))
+            .filter(|(_, m)| m.st.is_ready() && !self.doomed(m) && !self.key_busy(m.key))
             .map(|(id, _)| *id)
             .collect()
-    }
-
-    /// A held message goes to the dead letters, or waits for room there.
-    fn dead_letter(&mut self, id: u64) {
-        if self.dlq.len() < self.dlq_cap {
-            let m = self.msgs.remove(&id).unwrap();
-            self.dlq.insert(
-                id,
-                (
-                    Dead {
-                        attempts: m.deliveries as u64,
-                        key: m.key,
-                        version: m.version,
-                        len: m.len,
-                    },
-                    None,
-                ),
-            );
-        } else {
-            self.msgs.get_mut(&id).unwrap().st = St::DlqWait;
-        }
-    }
-
-    /// A claim ended without an outcome (lease expiry, handle closed).
-    fn claim_ended(&mut self, id: u64) {
-        let m = &self.msgs[&id];
-        if let St::Claimed { token, .. } = m.st {
-            self.ended.push(token);
-        }
-        if self.exhausted(m.deliveries) {
-            self.dead_letter(id);
-        } else {
-            self.msgs.get_mut(&id).unwrap().st = St::Ready;
-        }
-    }
-
-    /// The key part of a send: the entry and the version. `Err` is the
-    /// status the send must fail with.
-    fn resolve(&mut self, key: u64, version: u64) -> Result<u64, Status> {
-        if self.key_cap == 0 {
-            return Err(Status::InvalidArgument);
-        }
-        if !self.keys.contains_key(&key) {
-            if self.keys.len() >= self.key_cap {
-                return Err(Status::KeysFull);
-            }
-            self.keys.insert(key, KeyM::default());
-        }
-        let k = self.keys.get_mut(&key).unwrap();
-        let v = if version == 0 {
-            k.next.max(k.last_acked) + 1
-        } else {
-            version
-        };
-        k.next = k.next.max(v);
-        if v <= k.last_acked {
-            return Err(Status::Stale);
-        }
-        Ok(v)
     }
 
     /// Records a new committed (or reserved) message in `slot`.
@@ -295,7 +143,7 @@ impl Model {
         st: St,
     ) {
         ensure!(
-            self.occupied() < self.cap,
+            self.occupied() < self.p.capacity,
             "a producer got slot {slot} with every slot held (G1)"
         );
         if let Some(other) = self.slot_of(slot) {
@@ -317,17 +165,6 @@ impl Model {
             },
         );
     }
-}
-
-/// What a send (or a redrive's send) must do, decided before the call.
-enum Expect {
-    Fail(Status),
-    /// Latest-only: replace the waiting message (`maybe`: or queue anew).
-    Replace {
-        old: u64,
-        maybe: bool,
-    },
-    Queue,
 }
 
 struct Run<'q> {
@@ -363,66 +200,22 @@ impl<'q> Run<'q> {
 
     /// Messages waiting for room in the dead letters that have moved there.
     fn dlq_moves(&mut self) {
-        let e = self.qs[0].engine();
-        let waiting: Vec<u64> = self
-            .m
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.st == St::DlqWait && e.slot_word(m.slot).state() != state::DLQ_WAIT)
-            .map(|(id, _)| *id)
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        let listed: BTreeSet<u64> = self.qs[0]
-            .dlq_list()
-            .iter()
-            .map(|d| id_of(&d.payload))
-            .collect();
-        for id in waiting {
-            ensure!(
-                listed.contains(&id),
-                "message {id} left dead-letter waiting but is no dead letter"
-            );
-            let m = self.m.msgs.remove(&id).unwrap();
-            self.m.dlq.insert(
-                id,
-                (
-                    Dead {
-                        attempts: m.deliveries as u64,
-                        key: m.key,
-                        version: m.version,
-                        len: m.len,
-                    },
-                    None,
-                ),
-            );
+        if let Err(e) = compare::waiting_moves(self.qs[0], &mut self.m) {
+            panic!("model_ops: {e}");
         }
     }
 
     /// Decides what a send of `key`/`version` must do and updates the key
     /// table of the model. Returns the expectation and the version.
     fn expect_send(&mut self, key: u64, version: u64, delayed: bool) -> (Expect, u64) {
-        if key == 0 {
-            return (Expect::Queue, 0);
-        }
-        let v = match self.m.resolve(key, version) {
-            Ok(v) => v,
-            Err(s) => return (Expect::Fail(s), version),
-        };
-        if self.m.latest_only && !delayed {
-            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
-                if let Some(wm) = self.m.msgs.get(&w) {
-                    if wm.st == St::Ready && wm.key == key {
-                        if v <= wm.version && !maybe {
-                            return (Expect::Fail(Status::Stale), v);
-                        }
-                        return (Expect::Replace { old: w, maybe }, v);
-                    }
-                }
-            }
-        }
-        (Expect::Queue, v)
+        let latest_only = self.m.p.latest_only && !delayed;
+        let core = &mut self.m.m;
+        let msgs = &core.msgs;
+        core.keys.expect_send(key, version, latest_only, |w| {
+            msgs.get(&w)
+                .filter(|wm| wm.st.is_ready() && wm.key == key)
+                .map(|wm| wm.version)
+        })
     }
 
     /// Applies the result of a send of message `id` (`position` from
@@ -440,28 +233,44 @@ impl<'q> Run<'q> {
         got: Result<Option<u64>, Status>,
     ) {
         let full_ok = self.m.full_ok();
+        if let Some(s) = expect.refusal() {
+            match got {
+                Err(g) if s == g => return,
+                g => panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}"),
+            }
+        }
         let position = match (expect, got) {
-            (Expect::Fail(s), Err(g)) if s == g => return,
-            (Expect::Fail(s), g) => {
-                panic!("model_ops: {what} of {id} (key {key}): {g:?}, expected {s:?}")
-            }
             // Still waiting (not parked after all) and not older.
-            (Expect::Replace { old, maybe: true }, Err(Status::Stale))
-                if v <= self.m.msgs[&old].version =>
-            {
-                return
-            }
-            (Expect::Replace { maybe: true, .. } | Expect::Queue, Err(Status::Full)) => {
+            (
+                Expect::Replace {
+                    old,
+                    maybe_parked: true,
+                },
+                Err(Status::Stale),
+            ) if v <= self.m.msgs[&old].version => return,
+            (
+                Expect::Replace {
+                    maybe_parked: true, ..
+                }
+                | Expect::Queue,
+                Err(Status::Full),
+            ) => {
                 ensure!(
                     full_ok,
                     "{what} of {id}: FULL with {} of {} slots held, none in ring order: {:?}",
                     self.m.occupied(),
-                    self.m.cap,
+                    self.m.p.capacity,
                     self.m.msgs
                 );
                 return;
             }
-            (Expect::Replace { old, maybe }, Ok(p)) => {
+            (
+                Expect::Replace {
+                    old,
+                    maybe_parked: maybe,
+                },
+                Ok(p),
+            ) => {
                 let o = self.m.msgs[&old].clone();
                 let here = self.find(id, p);
                 if here.0 == o.slot {
@@ -477,9 +286,9 @@ impl<'q> Run<'q> {
                         "{what} of {id}: version {v} replaced the waiting version {} (G7)",
                         o.version
                     );
-                    self.m.msgs.remove(&old);
-                    self.place(id, o.slot, o.position, len, key, v, St::Ready);
-                    self.m.waiting.insert(key, (id, false));
+                    self.m.remove(old);
+                    self.place(id, o.slot, o.position, len, key, v, St::Fresh);
+                    self.m.keys.set_waiting(key, id);
                     return;
                 }
                 ensure!(
@@ -495,11 +304,18 @@ impl<'q> Run<'q> {
             (_, Err(s)) => {
                 panic!("model_ops: {what} of {id} (key {key} version {v}): {s:?}, expected OK")
             }
+            (Expect::Refused(_) | Expect::StaleAgainstWaiting { .. }, Ok(_)) => {
+                unreachable!("refusals are answered above")
+            }
         };
-        let st = if delayed { St::Delayed } else { St::Ready };
+        let st = if delayed {
+            St::Delayed { due: None }
+        } else {
+            St::Fresh
+        };
         self.place(id, position.0, position.1, len, key, v, st);
-        if key != 0 && self.m.latest_only && !delayed {
-            self.m.waiting.insert(key, (id, false));
+        if key != 0 && self.m.p.latest_only && !delayed {
+            self.m.keys.set_waiting(key, id);
         }
     }
 
@@ -507,23 +323,16 @@ impl<'q> Run<'q> {
     /// else by reading the slots the model has free.
     fn find(&self, id: u64, position: Option<u64>) -> (u64, u64) {
         if let Some(p) = position {
-            return (p % self.m.cap, p);
+            return (p % self.m.p.capacity, p);
         }
-        let e = self.qs[0].engine();
-        for i in 0..self.m.cap {
-            if e.slot_word(i).state() == state::FREE {
+        let q = self.qs[0];
+        for i in 0..self.m.p.capacity {
+            if file::word(q, i).state() == state::FREE {
                 continue;
             }
-            let mut b = [0u8; 8];
-            e.mem().read_bytes(e.payload_offset(i), &mut b);
-            let occupant = self.m.slot_of(i);
-            if u64::from_le_bytes(b) == id && occupant != Some(id) {
-                // A replaced message's slot is occupied in the model.
-                let pos = e
-                    .mem()
-                    .u64_at(e.layout().slot(i) + shmq::internals::layout::slot::POSITION)
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                return (i, pos);
+            // A replaced message's slot is occupied in the model.
+            if file::id_in(q, i) == id && self.m.slot_of(i) != Some(id) {
+                return (i, file::position_of(q, i));
             }
         }
         panic!("model_ops: message {id} was sent but is in no slot");
@@ -531,19 +340,17 @@ impl<'q> Run<'q> {
 
     /// Whether message `id` is in a slot the model does not give it.
     fn in_some_slot(&self, id: u64) -> bool {
-        let e = self.qs[0].engine();
-        (0..self.m.cap).any(|i| {
-            let mut b = [0u8; 8];
-            e.mem().read_bytes(e.payload_offset(i), &mut b);
-            e.slot_word(i).state() != state::FREE
-                && u64::from_le_bytes(b) == id
+        let q = self.qs[0];
+        (0..self.m.p.capacity).any(|i| {
+            file::word(q, i).state() != state::FREE
+                && file::id_in(q, i) == id
                 && self.m.slot_of(i) != Some(id)
         })
     }
 
     fn send(&mut self, h: usize, key: u64, version: u64, delayed: bool, len: usize) {
         let id = self.m.new_id();
-        let next_before = self.m.keys.get(&key).map(|k| k.next);
+        let next_before = self.m.keys.given(key);
         let (expect, v) = self.expect_send(key, version, delayed);
         let opts = SendOptions {
             key,
@@ -573,9 +380,7 @@ impl<'q> Run<'q> {
         if key != 0 && version == 0 && got == Err(Status::Full) {
             // Version 0 is assigned once the send has a place: a send
             // refused FULL gives none away.
-            if let Some(k) = self.m.keys.get_mut(&key) {
-                k.next = next_before.unwrap_or(0);
-            }
+            self.m.keys.restore_given(key, next_before);
         }
         self.sent("send", id, len, key, v, delayed, expect, got);
     }
@@ -616,7 +421,7 @@ impl<'q> Run<'q> {
                 );
             }
             last = Some(pos);
-            self.place(*id, slot, pos, lens[k], 0, 0, St::Ready);
+            self.place(*id, slot, pos, lens[k], 0, 0, St::Fresh);
         }
     }
 
@@ -628,7 +433,7 @@ impl<'q> Run<'q> {
                 let p = r.position();
                 self.place(
                     id,
-                    p % self.m.cap,
+                    p % self.m.p.capacity,
                     p,
                     len,
                     0,
@@ -683,7 +488,7 @@ impl<'q> Run<'q> {
         let resolved = if key == 0 {
             Ok(0)
         } else {
-            self.m.resolve(key, version)
+            self.m.keys.resolve(key, version)
         };
         let got = r.commit_with(&opts);
         let m = self.m.msgs.remove(&id).unwrap();
@@ -702,7 +507,8 @@ impl<'q> Run<'q> {
             // latest-only commit of an abandoned reservation replaces the
             // key's waiting message (or is STALE against it) instead of
             // getting ABANDONED.
-            if let (Err(e), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
+            let waiting = self.m.keys.get(key).and_then(|k| k.waiting);
+            if let (Err(e), Some(w)) = (&got, waiting) {
                 // Or STALE against the waiting message.
                 if e.status() == Status::Stale
                     && self.m.msgs.get(&w).is_some_and(|wm| v <= wm.version)
@@ -710,12 +516,12 @@ impl<'q> Run<'q> {
                     return;
                 }
             }
-            if let (Ok(sent), Some(&(w, _))) = (&got, self.m.waiting.get(&key)) {
+            if let (Ok(sent), Some(w)) = (&got, waiting) {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
                     if sent.position == wm.position {
-                        self.m.msgs.remove(&w);
-                        self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
-                        self.m.waiting.insert(key, (id, false));
+                        self.m.remove(w);
+                        self.place(id, wm.slot, wm.position, m.len, key, v, St::Fresh);
+                        self.m.keys.set_waiting(key, id);
                         return;
                     }
                 }
@@ -731,10 +537,15 @@ impl<'q> Run<'q> {
         // Latest-only: a commit replaces the key's waiting message in place
         // (or is STALE against it), as a send does; the reserved slot is
         // given back.
-        if key != 0 && self.m.latest_only && !delayed {
-            if let Some(&(w, maybe)) = self.m.waiting.get(&key) {
+        if key != 0 && self.m.p.latest_only && !delayed {
+            let waiting = self
+                .m
+                .keys
+                .get(key)
+                .and_then(|k| Some((k.waiting?, k.maybe_parked)));
+            if let Some((w, maybe)) = waiting {
                 if let Some(wm) = self.m.msgs.get(&w).cloned() {
-                    if wm.st == St::Ready && wm.key == key {
+                    if wm.st.is_ready() && wm.key == key {
                         if status(&got) == Some(Status::Stale) && v <= wm.version {
                             return;
                         }
@@ -746,9 +557,9 @@ impl<'q> Run<'q> {
                             .as_ref()
                             .unwrap_or_else(|e| panic!("model_ops: commit of {id}: {e}"));
                         if sent.position == wm.position && sent.position != position {
-                            self.m.msgs.remove(&w);
-                            self.place(id, wm.slot, wm.position, m.len, key, v, St::Ready);
-                            self.m.waiting.insert(key, (id, false));
+                            self.m.remove(w);
+                            self.place(id, wm.slot, wm.position, m.len, key, v, St::Fresh);
+                            self.m.keys.set_waiting(key, id);
                             return;
                         }
                         ensure!(
@@ -764,64 +575,24 @@ impl<'q> Run<'q> {
             sent.position == position && (key == 0 || sent.version == v),
             "commit of {id}: {sent:?}, reserved at {position}, version {v}"
         );
-        let st = if delayed { St::Delayed } else { St::Ready };
+        let st = if delayed {
+            St::Delayed { due: None }
+        } else {
+            St::Fresh
+        };
         self.place(id, m.slot, m.position, m.len, key, v, st);
-        if key != 0 && self.m.latest_only && !delayed {
-            self.m.waiting.insert(key, (id, false));
+        if key != 0 && self.m.p.latest_only && !delayed {
+            self.m.keys.set_waiting(key, id);
         }
     }
 
     /// Checks a message a claim returned and records it as held by `h`.
     fn claimed(&mut self, h: usize, msg: &Message<'q>) -> u64 {
-        let data = msg.data().expect("data of a fresh claim");
-        let id = id_of(&data);
-        let Some(m) = self.m.msgs.get(&id).cloned() else {
-            panic!("model_ops: claim got message {id}, which the model does not have ({msg:?})");
-        };
-        ensure!(
-            data == payload(id, m.len),
-            "claim of {id}: payload {data:?} is not the one sent"
-        );
-        ensure!(
-            m.st == St::Ready,
-            "claim got {id}, which is {:?} (G3)",
-            m.st
-        );
-        ensure!(
-            !self.m.key_busy(m.key),
-            "claim got {id} of key {} while another claim holds the key (G7)",
-            m.key
-        );
-        ensure!(
-            !self.m.doomed(&m),
-            "claim got {id}, version {} of key {}, older than the last acked {} (G7)",
-            m.version,
-            m.key,
-            self.m.keys[&m.key].last_acked
-        );
-        ensure!(
-            msg.key() == m.key && msg.version() == m.version && msg.position() == m.position,
-            "claim of {id}: key {} version {} position {}, the model says {m:?}",
-            msg.key(),
-            msg.version(),
-            msg.position()
-        );
-        ensure!(
-            msg.deliveries() == m.deliveries + 1,
-            "claim of {id}: delivery {}, the model says {} ({m:?})",
-            msg.deliveries(),
-            m.deliveries + 1
-        );
-        let mm = self.m.msgs.get_mut(&id).unwrap();
-        mm.deliveries += 1;
-        mm.st = St::Claimed {
-            h,
-            token: msg.token(),
-            deadline: LEASE_S,
-        };
-        // A claimed message stays its key's waiting one: not replaceable
-        // while claimed, but again once back (nacked, its lease run out),
-        // unless a newer one was queued meanwhile.
+        let (id, _) = self
+            .m
+            .check_claimed(msg)
+            .unwrap_or_else(|e| panic!("model_ops: {e}"));
+        self.m.claimed(id, h, msg.token(), LEASE_S);
         id
     }
 
@@ -830,14 +601,14 @@ impl<'q> Run<'q> {
     fn maybe_parked(&mut self) {
         let busy: Vec<u64> = self
             .m
-            .waiting
-            .keys()
-            .copied()
-            .filter(|k| self.m.key_busy(*k))
+            .keys
+            .iter()
+            .filter(|(k, e)| e.waiting.is_some() && self.m.key_busy(*k))
+            .map(|(k, _)| k)
             .collect();
         for k in busy {
-            if let Some(w) = self.m.waiting.get_mut(&k) {
-                w.1 = true;
+            if let Some(e) = self.m.keys.get_mut(k) {
+                e.maybe_parked = true;
             }
         }
     }
@@ -845,14 +616,10 @@ impl<'q> Run<'q> {
     /// The slot words and cursors, for failure messages.
     fn dump(&self) -> String {
         use shmq::internals::layout::hdr;
-        let e = self.qs[0].engine();
-        let rd = |off: usize| {
-            e.mem()
-                .u64_at(off)
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        let words: Vec<String> = (0..self.m.cap)
-            .map(|i| format!("{i}: {:?}", e.slot_word(i)))
+        let q = self.qs[0];
+        let rd = |off: usize| file::header(q, off);
+        let words: Vec<String> = (0..self.m.p.capacity)
+            .map(|i| format!("{i}: {:?}", file::word(q, i)))
             .collect();
         format!(
             "tail {} head {} side dirty {} clean {} slots [{}]",
@@ -866,10 +633,7 @@ impl<'q> Run<'q> {
 
     /// The head cursor.
     fn head(&self) -> u64 {
-        let e = self.qs[0].engine();
-        e.mem()
-            .u64_at(shmq::internals::layout::hdr::HEAD)
-            .load(std::sync::atomic::Ordering::Relaxed)
+        file::header(self.qs[0], shmq::internals::layout::hdr::HEAD)
     }
 
     /// KNOWN ENGINE BUG `head-lag` (fuzz/README.md): a producer that finds
@@ -880,7 +644,7 @@ impl<'q> Run<'q> {
     /// only with `SHMQ_FUZZ_AVOID=head-lag`, and only when the failed claim
     /// did move the head that far.
     fn head_lagged(&self, head_before: u64) -> bool {
-        let walk = self.m.cap * 4 + 64;
+        let walk = self.m.p.capacity * 4 + 64;
         crate::harness::avoid("head-lag") && self.head().wrapping_sub(head_before) >= walk
     }
 
@@ -962,34 +726,28 @@ impl<'q> Run<'q> {
         let Some(id) = found else {
             return Some(Status::LeaseLost);
         };
-        let m = self.m.msgs[&id].clone();
-        match o {
-            Out::Ack => {
-                self.m.msgs.remove(&id);
-                self.m.ended.push(token);
-                if m.key != 0 {
-                    let k = self.m.keys.get_mut(&m.key).unwrap();
-                    k.last_acked = k.last_acked.max(m.version);
-                }
-            }
-            Out::Nack(delayed) => {
-                self.m.ended.push(token);
-                if self.m.exhausted(m.deliveries) {
-                    self.m.dead_letter(id);
-                } else {
-                    self.m.msgs.get_mut(&id).unwrap().st =
-                        if delayed { St::Delayed } else { St::Ready };
-                }
-            }
-            Out::Reject => {
-                self.m.ended.push(token);
-                self.m.dead_letter(id);
-            }
+        let settled = match o {
+            Out::Ack => self.m.acked(id).map(drop),
+            Out::Nack(delayed) => self
+                .m
+                .nacked(id, || {
+                    Ok(if delayed {
+                        St::Delayed { due: None }
+                    } else {
+                        St::Redeliver
+                    })
+                })
+                .map(drop),
+            Out::Reject => self.m.rejected(id).map(drop),
             Out::Extend(s) => {
                 if let St::Claimed { deadline, .. } = &mut self.m.msgs.get_mut(&id).unwrap().st {
                     *deadline = s;
                 }
+                Ok(())
             }
+        };
+        if let Err(e) = settled {
+            panic!("model_ops: {o:?} of {id} through handle {h}: {e}");
         }
         None
     }
@@ -1038,12 +796,14 @@ impl<'q> Run<'q> {
             .collect();
         let token = match pick % 4 {
             0 | 1 if !live.is_empty() => live[pick as usize / 4 % live.len()],
-            2 if !self.m.ended.is_empty() => self.m.ended[pick as usize / 4 % self.m.ended.len()],
+            2 if !self.m.ended_tokens.is_empty() => {
+                self.m.ended_tokens[pick as usize / 4 % self.m.ended_tokens.len()]
+            }
             _ => match pick / 4 % 3 {
                 0 => forged,
                 1 => self.qs[0]
                     .engine()
-                    .token_of(forged % self.m.cap, forged >> 40),
+                    .token_of(forged % self.m.p.capacity, forged >> 40),
                 _ => forged | 1 << 63,
             },
         };
@@ -1104,8 +864,12 @@ impl<'q> Run<'q> {
         let ids: Vec<u64> = self.m.by_slot();
         for id in ids {
             match self.m.msgs[&id].st {
-                St::Claimed { deadline, .. } if deadline < w => self.m.claim_ended(id),
-                St::DlqWait => self.m.dead_letter(id),
+                St::Claimed { deadline, .. } if deadline < w => {
+                    self.m.claim_ended(id);
+                }
+                St::DlqWait => {
+                    self.m.dead_letter(id);
+                }
                 St::Reserved {
                     h,
                     quarantined: false,
@@ -1126,7 +890,7 @@ impl<'q> Run<'q> {
             .m
             .dlq
             .iter()
-            .map(|(id, (_, rec))| (rec.expect("record id seen"), *id))
+            .map(|(id, d)| (d.record.expect("record id seen"), *id))
             .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, id)| id).collect()
@@ -1138,7 +902,7 @@ impl<'q> Run<'q> {
             0 => None,
             1 | 2 if !order.is_empty() => Some(
                 self.m.dlq[&order[pick as usize / 4 % order.len()]]
-                    .1
+                    .record
                     .unwrap(),
             ),
             _ => Some(1_000_000 + pick as u64),
@@ -1155,15 +919,15 @@ impl<'q> Run<'q> {
         let mut found = false;
         let order = self.dlq_order();
         for (k, &id) in order.iter().enumerate() {
-            let (d, rec) = self.m.dlq[&id].clone();
-            let rec = rec.unwrap();
+            let d = self.m.dlq[&id].clone();
+            let rec = d.record.unwrap();
             if which.is_some_and(|w| w != rec) {
                 continue;
             }
             found = true;
             // The record goes back as a send of its payload, key and version.
             let (expect, v) = self.expect_send(d.key, d.version, false);
-            if let Expect::Fail(s) = expect {
+            if let Some(s) = expect.refusal() {
                 ensure!(left.contains(&rec), "redrive sent {id} despite {s:?}");
                 if which.is_none() && s == Status::Stale {
                     // Redriving them all: a stale letter stays, the others go on.
@@ -1172,7 +936,11 @@ impl<'q> Run<'q> {
                 want_err = Some(s);
                 break;
             }
-            if let Expect::Replace { old, maybe: true } = expect {
+            if let Expect::Replace {
+                old,
+                maybe_parked: true,
+            } = expect
+            {
                 if v <= self.m.msgs[&old].version {
                     if which.is_none() && left.contains(&rec) {
                         // The waiting message was not parked after all: not
@@ -1197,12 +965,12 @@ impl<'q> Run<'q> {
             }
             self.m.dlq.remove(&id);
             n += 1;
-            if self.m.latest_only && d.key != 0 && !self.in_some_slot(id) {
+            if self.m.p.latest_only && d.key != 0 && !self.in_some_slot(id) {
                 // Latest-only: a later record of the same key, sent back by
                 // this same redrive, replaced it in place.
                 let later = order[k + 1..].iter().any(|l| {
-                    let (ld, lrec) = &self.m.dlq[l];
-                    ld.key == d.key && lrec.is_some_and(|r| !left.contains(&r))
+                    let ld = &self.m.dlq[l];
+                    ld.key == d.key && ld.record.is_some_and(|r| !left.contains(&r))
                 });
                 ensure!(later, "redrive sent {id} but it is in no slot");
                 continue;
@@ -1230,7 +998,7 @@ impl<'q> Run<'q> {
         let before = self.m.dlq.len();
         self.m
             .dlq
-            .retain(|_, (_, rec)| which.is_some_and(|w| Some(w) != *rec));
+            .retain(|_, d| which.is_some_and(|w| Some(w) != d.record));
         let n = before - self.m.dlq.len();
         if which.is_some() && n == 0 {
             ensure!(
@@ -1250,7 +1018,7 @@ impl<'q> Run<'q> {
     fn end(&mut self) {
         for (_, id, r) in std::mem::take(&mut self.res) {
             drop(r);
-            self.m.msgs.remove(&id);
+            self.m.remove(id);
         }
         self.held.clear();
     }
@@ -1259,103 +1027,21 @@ impl<'q> Run<'q> {
     /// model cannot know in advance (see the module comment).
     fn check(&mut self, what: &str) {
         self.dlq_moves();
-        let e = self.qs[0].engine();
-        let by_slot: BTreeMap<u64, u64> = self.m.msgs.iter().map(|(id, m)| (m.slot, *id)).collect();
-        ensure!(
-            by_slot.len() == self.m.msgs.len(),
-            "after {what}: two messages share a slot in the model"
-        );
-        let list = self.qs[0].dlq_list();
-        let listed: BTreeMap<u64, &shmq::DeadLetter> =
-            list.iter().map(|d| (id_of(&d.payload), d)).collect();
-        for i in 0..self.m.cap {
-            let w = e.slot_word(i);
-            let Some(&id) = by_slot.get(&i) else {
-                ensure!(
-                    w.state() == state::FREE,
-                    "after {what}: slot {i} is {w:?}, the model has it free ({:?})",
-                    self.m.msgs
-                );
-                continue;
-            };
-            let m = self.m.msgs[&id].clone();
-            let owner = |h: usize| self.m.me[h];
-            let ok = match m.st {
-                St::Reserved {
-                    h,
-                    quarantined: false,
-                } => matches!(w.state(), state::RESERVED | state::PASSED) && w.owner() == owner(h),
-                St::Reserved {
-                    h,
-                    quarantined: true,
-                } => w.state() == state::ABANDONED && w.owner() == owner(h),
-                St::Ready if self.m.doomed(&m) && w.state() == state::FREE => {
-                    // A claim reached it: completed without delivery.
-                    self.m.msgs.remove(&id);
-                    continue;
-                }
-                St::Ready => matches!(w.state(), state::READY | state::PENDING),
-                St::Delayed => w.state() == state::DELAYED,
-                St::Claimed { h, .. } => w.state() == state::CLAIMED && w.owner() == owner(h),
-                St::DlqWait => w.state() == state::DLQ_WAIT,
-            };
-            ensure!(
-                ok,
-                "after {what}: slot {i} is {w:?}, the model has message {id} {m:?}"
-            );
-            if !matches!(m.st, St::Reserved { .. }) {
-                let mut data = vec![0u8; m.len];
-                e.mem().read_bytes(e.payload_offset(i), &mut data);
-                ensure!(
-                    data == payload(id, m.len),
-                    "after {what}: slot {i} holds {data:?}, not message {id}"
-                );
-            }
+        let q = self.qs[0];
+        let me = self.m.me;
+        let completed = compare::slots(q, &self.m, |h| me[h]);
+        let completed = completed
+            .unwrap_or_else(|e| panic!("model_ops: after {what}: {e} (model {:?})", self.m.msgs));
+        // A claim reached them: completed without delivery.
+        for id in completed {
+            self.m.remove(id);
         }
-        ensure!(
-            listed.len() == list.len(),
-            "after {what}: two dead letters with one payload: {list:?}"
-        );
-        for (id, d) in &listed {
-            let Some((want, rec)) = self.m.dlq.get_mut(id) else {
-                panic!("model_ops: after {what}: dead letter {d:?} (message {id}) is not in the model {:?}", self.m.dlq);
-            };
-            let got = Dead {
-                attempts: d.attempts,
-                key: d.key,
-                version: d.version,
-                len: d.payload.len(),
-            };
-            ensure!(
-                got == *want && d.payload == payload(*id, want.len),
-                "after {what}: dead letter of {id} is {d:?}, the model says {want:?}"
-            );
-            ensure!(
-                rec.map_or(true, |r| r == d.id),
-                "after {what}: dead letter of {id} changed its id"
-            );
-            *rec = Some(d.id);
+        let checked = compare::dead_letters(q, &mut self.m)
+            .and_then(|_| file::acked_versions_agree(q, &self.m.keys, []))
+            .and_then(|_| file::verify_clean(self.qs[1], false));
+        if let Err(e) = checked {
+            panic!("model_ops: after {what}: {e}");
         }
-        ensure!(
-            listed.len() == self.m.dlq.len(),
-            "after {what}: dead letters {:?}, the model has {:?}",
-            listed.keys().collect::<Vec<_>>(),
-            self.m.dlq.keys().collect::<Vec<_>>()
-        );
-        for (k, km) in &self.m.keys {
-            let got = self.qs[0].latest_acked_version(*k);
-            ensure!(
-                got == km.last_acked,
-                "after {what}: key {k} last acked {got}, the model says {}",
-                km.last_acked
-            );
-        }
-        let r = self.qs[1].verify();
-        ensure!(
-            r.problems.is_empty(),
-            "after {what}: verify found {:?}",
-            r.problems
-        );
     }
 }
 
@@ -1505,7 +1191,7 @@ fn epoch(run: &mut Run<'_>, ops: &mut Bytes<'_>, budget: &mut usize) -> Option<u
                 let pick = ops.byte();
                 if let Some(id) = run.record_id(pick) {
                     let got = run.qs[h].dlq_get(id);
-                    let known = run.m.dlq.values().any(|(_, r)| *r == Some(id));
+                    let known = run.m.dlq.values().any(|d| d.record == Some(id));
                     ensure!(
                         got.as_ref().map(|d| d.id).ok() == known.then_some(id),
                         "dlq_get({id}): {got:?}"
@@ -1594,18 +1280,9 @@ pub fn model_ops(data: &[u8]) {
     ];
     let me = |q: &Option<Queue>| q.as_ref().unwrap().participant().unwrap();
     let mut model = Model {
-        cap: o.capacity,
-        key_cap: o.key_capacity as usize,
-        max_deliveries: o.max_deliveries,
-        dlq_cap: o.dlq_capacity as usize,
-        latest_only: o.latest_only,
+        m: Shared::new(Params::of(&o)),
         me: [me(&qs[0]), me(&qs[1])],
         next_id: 1,
-        msgs: BTreeMap::new(),
-        dlq: BTreeMap::new(),
-        keys: BTreeMap::new(),
-        waiting: BTreeMap::new(),
-        ended: Vec::new(),
     };
     let mut ops = Bytes::new(&data[2..]);
     let mut budget = BUDGET;

@@ -71,10 +71,12 @@ pub struct Info {
     pub format_version: u64,
     /// Wall-clock time of creation (ns since the Unix epoch).
     pub created_unix_ns: u64,
-    /// The boot id the participant table belongs to (see
-    /// [`crate::sys::boot_id`]).
+    /// The boot id the participant table belongs to (the kernel's boot
+    /// id when the table was last recovered).
     pub boot_id: [u64; 2],
-    /// The layout (parameters and offsets).
+    /// The layout (parameters and offsets): the file format's own type,
+    /// for this repository's command line; not part of the product API.
+    #[doc(hidden)]
     pub layout: crate::format::Layout,
     /// The entries that are registered (`live`) or being cleaned up.
     pub participants: Vec<InfoParticipant>,

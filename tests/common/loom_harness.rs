@@ -116,3 +116,27 @@ pub fn stalling<R>(
 pub fn check_stalls(name: &str, model: fn(u64) -> bool) {
     every_step(name, "stall", model);
 }
+
+/// The end of a stall model over one message: a staller and another
+/// consumer may each have claimed and acked it, and a final drain took what
+/// was left. Holds when the message was acked exactly once in all, and the
+/// staller's late ack did not land once the other consumer had claimed it
+/// (its token named a claim that had ended).
+pub fn assert_acked_once_despite_the_stall<G: std::fmt::Debug, D: std::fmt::Debug>(
+    mine: &Option<(G, shmq::Result<shmq::Settled>)>,
+    other: &Option<(G, shmq::Result<shmq::Settled>)>,
+    drained: &[D],
+) {
+    let acked = |x: &Option<(G, shmq::Result<shmq::Settled>)>| {
+        matches!(x, Some((_, Ok(shmq::Settled::Acked))))
+    };
+    let acks = usize::from(acked(mine)) + usize::from(acked(other)) + drained.len();
+    assert_eq!(
+        acks, 1,
+        "acked {acks} times: staller {mine:?}, other {other:?}, drained {drained:?}"
+    );
+    assert!(
+        !(acked(mine) && other.is_some()),
+        "the staller's late ack landed after another consumer claimed the message: {mine:?} {other:?}"
+    );
+}

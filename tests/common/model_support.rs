@@ -10,19 +10,11 @@ pub const MAX_MESSAGE: usize = 32;
 
 /// A unique payload per message id: the id, then a pattern; 8..=32 bytes.
 pub fn payload(id: u64) -> Vec<u8> {
-    let len = 8 + (id as usize * 7) % (MAX_MESSAGE - 7);
-    let mut v = id.to_le_bytes().to_vec();
-    v.extend((8..len).map(|k| (id as u8).wrapping_mul(31).wrapping_add(k as u8)));
-    v
+    shmq_testkit::model::payload(id, 8 + (id as usize * 7) % (MAX_MESSAGE - 7))
 }
 
 /// The message id a payload names (check it with [`payload`]).
-pub fn id_of(data: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = data.len().min(8);
-    b[..n].copy_from_slice(&data[..n]);
-    u64::from_le_bytes(b)
-}
+pub use shmq_testkit::model::id_of;
 
 /// Returns `Err` with the formatted message from the enclosing check when
 /// the condition is false.

@@ -10,6 +10,8 @@
 //!   ignored helper tests), their lifeline to the parent, hand-shake files;
 //!   the [`crew`] of producers and consumers a SIGKILL test kills;
 //! - [`payload`]: self-checking message payloads;
+//! - [`model`]: the reference model of the keyed API that the proptest
+//!   state machine and the `model_ops` fuzz target share;
 //! - [`ledger`], [`consumer`] and [`oracle`]: the one SIGKILL ledger that
 //!   producers and consumers write outside the queue, the checks a consumer
 //!   makes at every claim, and the checks that read the ledger once
@@ -26,6 +28,8 @@ pub mod consumer;
 pub mod crew;
 pub mod hash;
 pub mod ledger;
+#[cfg(not(shmq_loom))]
+pub mod model;
 #[cfg(not(shmq_loom))]
 pub mod oracle;
 pub mod payload;

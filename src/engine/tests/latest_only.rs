@@ -18,17 +18,7 @@ fn latest_engine(capacity: u64) -> Engine<HeapMemory> {
         crate::format::flags::LATEST_ONLY,
     )
     .unwrap();
-    let e = Engine::new(
-        HeapMemory::new(layout.file_size),
-        layout,
-        Config {
-            lease_ns: 1_000_000,
-            max_deliveries: 3,
-            reservation_timeout_ns: 1_000_000,
-        },
-    );
-    e.format();
-    e
+    engine_of(layout)
 }
 
 /// The payload of version `v`: two different words, so a torn copy

@@ -25,14 +25,18 @@ pub(super) fn engine_with(
     key_capacity: u64,
     dlq_capacity: u64,
 ) -> Engine<HeapMemory> {
-    let layout = Layout::new(Params {
+    let params = Params {
         capacity,
         max_message_size: 32,
         key_capacity,
         dlq_capacity,
         participant_capacity: 4,
-    })
-    .unwrap();
+    };
+    engine_of(Layout::new(params).unwrap())
+}
+
+/// An empty queue in heap memory laid out as `layout`.
+pub(super) fn engine_of(layout: Layout) -> Engine<HeapMemory> {
     let e = Engine::new(
         HeapMemory::new(layout.file_size),
         layout,
