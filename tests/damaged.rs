@@ -816,7 +816,7 @@ fn regression_key_ref_underflow() {
 // passed as a handle after the real one was closed: `shell()` found the
 // magic, the state IDLE and the old `Inner` pointer, and the call used the
 // freed `Inner` (ASan: heap-use-after-free in bindings/c/src). Fixed in
-// bindings/c/src/queue.rs: a pointer is a handle only when it is the address of a
+// bindings/c/src/queue/registry.rs: a pointer is a handle only when it is the address of a
 // shell in the registry of shells handed out; nothing else is read.
 // Input: create, copy the handle's bytes into the pool, close the handle,
 // then calls through the copy.

@@ -12,7 +12,8 @@
 //! with the reason; any other failure fails the bench.
 
 use super::os::Peer;
-use super::{one_to_one_options, tmp_path, Cleanup, Row, Sizes};
+use super::shmq_runs::one_to_one_options;
+use super::{tmp_path, Cleanup, Row, Sizes};
 use shmq::Queue;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};

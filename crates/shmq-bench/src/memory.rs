@@ -14,7 +14,8 @@
 //! sweep, shows there).
 
 use super::os::Peer;
-use super::{one_to_one_options, tmp_path, Cleanup, Row};
+use super::shmq_runs::one_to_one_options;
+use super::{tmp_path, Cleanup, Row};
 use shmq::Queue;
 
 /// Resident memory of one process after 1% of the messages and at the

@@ -1,0 +1,199 @@
+//! The outcomes of a claim (`shmq_ack`, `shmq_nack`, `shmq_reject`,
+//! `shmq_ack_batch`), the lease extension (`shmq_extend_lease`) and the
+//! latest acked version of a key.
+
+use std::ffi::{c_char, CStr};
+
+use super::super::queue::{shmq_queue, with_queue, Inner};
+use super::super::send::{opt_out, put};
+use super::super::status::{invalid, shmq_status};
+use engine::internals::sys::monotonic_ns;
+use engine::Outcome;
+use engine::{Error, Status};
+
+use super::{read_msg, read_own, shmq_message};
+
+fn settle(inner: &mut Inner, token: u64, outcome: &Outcome<'_>) -> Result<(), Error> {
+    let times = match outcome {
+        Outcome::Extend { .. } => (None, None),
+        _ => inner.take_claim(token),
+    };
+    inner
+        .queue()
+        .settle(token, outcome, times.0, times.1)
+        .map(|_| ())
+}
+
+/// Done: the message is deleted. `SHMQ_LEASE_LOST` if the claim is no
+/// longer held (lease expired and redelivered, or an outcome was already
+/// given); a forged token is `SHMQ_INVALID_ARGUMENT` or `SHMQ_LEASE_LOST`.
+///
+/// Thread safety: one thread at a time per handle; the handle that claimed.
+///
+/// # Safety
+/// `q` is NULL or a handle; `msg` NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_ack(q: *mut shmq_queue, msg: *const shmq_message) -> shmq_status {
+    const OP: &str = "shmq_ack";
+    with_queue(q, OP, |inner| {
+        // SAFETY: forwarded from the caller.
+        let m = unsafe { read_msg(inner, msg, OP) }?;
+        settle(inner, m.token, &Outcome::Ack)
+    })
+}
+
+/// Try again later: the message is redelivered after `delay_ns` (0 = at
+/// once). Counts as a failed delivery: on the last of max_deliveries the
+/// message goes to the dead letters instead.
+///
+/// Thread safety: one thread at a time per handle; the handle that claimed.
+///
+/// # Safety
+/// `q` is NULL or a handle; `msg` NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_nack(
+    q: *mut shmq_queue,
+    msg: *const shmq_message,
+    delay_ns: u64,
+) -> shmq_status {
+    const OP: &str = "shmq_nack";
+    with_queue(q, OP, |inner| {
+        // SAFETY: forwarded from the caller.
+        let m = unsafe { read_msg(inner, msg, OP) }?;
+        let not_before_ns = if delay_ns == 0 {
+            0
+        } else {
+            monotonic_ns().saturating_add(delay_ns)
+        };
+        settle(inner, m.token, &Outcome::Nack { not_before_ns })
+    })
+}
+
+/// Give up now: the message goes straight to the dead letters with
+/// `reason` (NULL = "rejected"; kept up to 160 bytes).
+///
+/// Thread safety: one thread at a time per handle; the handle that claimed.
+///
+/// # Safety
+/// `q` is NULL or a handle; `msg` NULL or readable; `reason` NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_reject(
+    q: *mut shmq_queue,
+    msg: *const shmq_message,
+    reason: *const c_char,
+) -> shmq_status {
+    const OP: &str = "shmq_reject";
+    with_queue(q, OP, |inner| {
+        // SAFETY: forwarded from the caller.
+        let m = unsafe { read_msg(inner, msg, OP) }?;
+        let reason = if reason.is_null() {
+            "rejected".into()
+        } else {
+            // SAFETY: non-null, NUL-terminated, from the caller.
+            unsafe { CStr::from_ptr(reason) }.to_string_lossy()
+        };
+        settle(inner, m.token, &Outcome::Reject { reason: &reason })
+    })
+}
+
+/// Still working: the claim's lease now ends `lease_ns` from now.
+/// `SHMQ_LEASE_LOST` if it already ended.
+///
+/// Thread safety: one thread at a time per handle; the handle that claimed.
+///
+/// # Safety
+/// `q` is NULL or a handle; `msg` NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_extend_lease(
+    q: *mut shmq_queue,
+    msg: *const shmq_message,
+    lease_ns: u64,
+) -> shmq_status {
+    const OP: &str = "shmq_extend_lease";
+    with_queue(q, OP, |inner| {
+        // SAFETY: forwarded from the caller.
+        let m = unsafe { read_msg(inner, msg, OP) }?;
+        if lease_ns == 0 {
+            return Err(inner.err(invalid(OP, "lease_ns is 0")));
+        }
+        let deadline_ns = monotonic_ns().saturating_add(lease_ns);
+        settle(inner, m.token, &Outcome::Extend { deadline_ns })
+    })
+}
+
+/// Acks `count` claims; `*out_acked` is how many were acked. Every message
+/// is checked first (as every call taking a message does): one that this
+/// handle did not claim fails the whole batch with `SHMQ_INVALID_ARGUMENT`
+/// before anything is acked. A claim whose lease was lost is skipped (not
+/// an error, not counted); any other error stops the batch and is returned
+/// (`*out_acked` is not written then).
+///
+/// Thread safety: one thread at a time per handle; the handle that claimed.
+///
+/// # Safety
+/// `q` is NULL or a handle; `msgs` readable for `count` entries;
+/// `out_acked` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_ack_batch(
+    q: *mut shmq_queue,
+    msgs: *const shmq_message,
+    count: usize,
+    out_acked: *mut usize,
+) -> shmq_status {
+    const OP: &str = "shmq_ack_batch";
+    with_queue(q, OP, |inner| {
+        opt_out(out_acked, OP, "out_acked").map_err(|e| inner.err(e))?;
+        if count > 0 && (msgs.is_null() || !msgs.is_aligned()) {
+            return Err(inner.err(invalid(OP, "msgs is NULL or misaligned")));
+        }
+        for i in 0..count {
+            // SAFETY: i < count entries, from the caller; aligned as `msgs`.
+            unsafe { read_own(inner, msgs.add(i), OP, &format_args!("msgs[{i}]")) }?;
+        }
+        let mut acked = 0;
+        for i in 0..count {
+            // SAFETY: i < count entries, from the caller, checked above.
+            let m = unsafe { msgs.add(i).read() };
+            match settle(inner, m.token, &Outcome::Ack) {
+                Ok(()) => acked += 1,
+                Err(e) if e.status() == Status::LeaseLost => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // SAFETY: NULL or writable, from the caller.
+        unsafe { put(out_acked, acked) };
+        Ok(())
+    })
+}
+
+/// The last acked version of `key` (0 when none was acked yet) in
+/// `*out`. `SHMQ_INVALID_ARGUMENT` for key 0 or a queue without a key table.
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_latest_acked_version(
+    q: *mut shmq_queue,
+    key: u64,
+    out: *mut u64,
+) -> shmq_status {
+    const OP: &str = "shmq_latest_acked_version";
+    with_queue(q, OP, |inner| {
+        if out.is_null() || !out.is_aligned() {
+            return Err(inner.err(invalid(OP, "out is NULL or misaligned")));
+        }
+        if key == 0 {
+            return Err(inner.err(invalid(OP, "key 0 means no key")));
+        }
+        if inner.queue().layout().params.key_capacity == 0 {
+            return Err(inner.err(invalid(OP, "this queue has no key table (key_capacity 0)")));
+        }
+        let v = inner.queue().latest_acked_version(key);
+        // SAFETY: checked non-null and aligned.
+        unsafe { out.write(v) };
+        Ok(())
+    })
+}

@@ -1,0 +1,31 @@
+//! The grammar of `shmq bench` and of its peer processes.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `shmq bench`.
+#[derive(Args, Debug)]
+pub struct BenchCmdArgs {
+    /// Small message counts, one run per figure (for CI: no speed is checked).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every figure as JSON rows to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput and latency per transport as an SVG chart to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+    /// Only the scenarios whose name contains one of these, comma-separated
+    /// (e.g. keyed, or one-to-one,c-abi to keep a row's reference).
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+/// `shmq __bench-peer ROLE ARGS...`.
+#[derive(Args, Debug)]
+pub struct BenchPeerArgs {
+    /// The role and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}

@@ -1,0 +1,172 @@
+//! The command line grammar: every subcommand, option and help text of
+//! `shmq`, declared with clap's derive API, plus the parsers of the value
+//! forms the options take (durations such as `250ms`, octal file modes).
+//!
+//! One file per group of commands: `queue_file` (the commands on one queue
+//! file: create, info, stats, serve, send, recv, dlq, verify, recover),
+//! `torture`, `bench`, `demo`, and `values` (the parsers of the value forms).
+//! This file holds the command line and the list of commands.
+
+mod bench;
+mod demo;
+mod queue_file;
+mod torture;
+mod values;
+
+use clap::{Parser, Subcommand};
+
+pub use bench::{BenchCmdArgs, BenchPeerArgs};
+pub use demo::{DemoArgs, Role, RoleArgs};
+pub use queue_file::{
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
+    StatsArgs, VerifyArgs,
+};
+use torture::TORTURE_HELP;
+pub use torture::{TortureArgs, TortureWorkerArgs};
+pub use values::Wait;
+
+const EXAMPLES: &str = "\
+Examples:
+  shmq create /dev/shm/orders --capacity 1024 --max-message-size 512
+  echo 'order 7' | shmq send /dev/shm/orders
+  shmq recv /dev/shm/orders --count 10 --timeout 2s
+  shmq stats /dev/shm/orders --watch
+  shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
+  shmq verify /dev/shm/orders && echo sound
+  shmq demo
+  shmq torture --kills 1000
+
+Exit codes: 0 success, 1 error (the message names the file and the cause),
+2 usage error, 3 nothing received (recv) or nothing to do.";
+
+/// shmq: a bounded message queue in a memory-mapped file, shared by
+/// processes on one host, with no broker.
+#[derive(Parser, Debug)]
+#[command(name = "shmq", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+// Parsed once per process: the size of the largest variant (the torture
+// options) does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a new queue file (fails if the file exists).
+    #[command(after_help = "Examples:
+  shmq create /dev/shm/orders
+  shmq create /dev/shm/menu --keys 4096 --latest-only --lease 10s
+  shmq create /var/lib/app/jobs --capacity 65536 --max-message-size 4096 --mode 0640")]
+    Create(CreateArgs),
+
+    /// Show a queue's layout, options and attached participants.
+    #[command(after_help = "Examples:
+  shmq info /dev/shm/orders
+  shmq info /dev/shm/orders --json | jq .participants")]
+    Info(InfoArgs),
+
+    /// Show a queue's metrics: a table, JSON, Prometheus text, or a live view.
+    #[command(after_help = "Examples:
+  shmq stats /dev/shm/orders
+  shmq stats /dev/shm/orders --json
+  shmq stats /dev/shm/orders --prometheus > /var/lib/node_exporter/shmq.prom
+  shmq stats /dev/shm/orders --watch            # refreshes once a second, Ctrl-C to stop")]
+    Stats(StatsArgs),
+
+    /// Serve the metrics of one or more queues to Prometheus over HTTP.
+    #[command(after_help = "Examples:
+  shmq serve-metrics /dev/shm/orders
+  shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
+  curl -s http://127.0.0.1:9464/metrics
+
+Every sample carries the label queue=\"PATH\". The server listens on loopback
+unless told otherwise; it prints the address it listens on to stdout.")]
+    ServeMetrics(ServeArgs),
+
+    /// Send messages: the MESSAGE arguments, or each line of stdin.
+    #[command(after_help = "Examples:
+  shmq send /dev/shm/orders 'order 7' 'order 8'
+  seq 1000 | shmq send /dev/shm/orders
+  shmq send /dev/shm/menu --key 42 --version 7 '{\"price\": 12.5}'
+  shmq send /dev/shm/orders --delay 2s 'remind me'")]
+    Send(SendArgs),
+
+    /// Receive messages: print each one and ack it.
+    #[command(after_help = "Examples:
+  shmq recv /dev/shm/orders
+  shmq recv /dev/shm/orders --count 10 --timeout 2s --json
+  shmq recv /dev/shm/orders --follow
+  shmq recv /dev/shm/orders --no-ack --count 5     # peek: nack instead of ack
+
+Exits with 3 when nothing was received before the timeout.")]
+    Recv(RecvArgs),
+
+    /// Dead letters: list, show, redrive (back to the queue) or purge.
+    #[command(after_help = "Examples:
+  shmq dlq /dev/shm/orders list
+  shmq dlq /dev/shm/orders show 3
+  shmq dlq /dev/shm/orders redrive --all
+  shmq dlq /dev/shm/orders purge 3")]
+    Dlq(DlqArgs),
+
+    /// Check every invariant of a queue file; exit 0 only when all hold.
+    #[command(after_help = "Examples:
+  shmq verify /dev/shm/orders
+  shmq verify /dev/shm/orders --json")]
+    Verify(VerifyArgs),
+
+    /// Clean up after dead participants and expired leases now.
+    #[command(after_help = "Examples:
+  shmq recover /dev/shm/orders")]
+    Recover(RecoverArgs),
+
+    /// The restaurant: waiters, cooks and a menu service in real processes.
+    #[command(after_help = "Examples:
+  shmq demo                       # about 15 seconds
+  shmq demo --rush                # orders come faster than the kitchen cooks
+  shmq demo --orders 20 --cooks 2 --json
+  shmq demo --latest-only         # menu changes conflate: only the newest waits")]
+    Demo(DemoArgs),
+
+    /// One role of the demo (internal: spawned by `shmq demo`).
+    #[command(hide = true)]
+    DemoRole(RoleArgs),
+
+    /// Measure shmq against the reference transports (the targets of docs/PERFORMANCE.md).
+    #[command(after_help = "Examples:
+  shmq bench                      # the full run: a few minutes, prints the table with ratios
+  shmq bench --quick              # small counts: checks every scenario runs (CI)
+  shmq bench --json bench.json --chart bench.svg
+  shmq bench --only ping-pong
+  shmq bench --only one-to-one,batched,c-abi,python
+
+Pins the producer to CPU 0 and the consumer to CPU 1; busy-polls; checks
+every message. Compare figures only within one run.")]
+    Bench(BenchCmdArgs),
+
+    /// The other side of a bench measurement (internal: spawned by `shmq bench`).
+    #[command(hide = true, name = "__bench-peer")]
+    BenchPeer(BenchPeerArgs),
+
+    /// SIGKILL producers and consumers at random and prove nothing was lost.
+    #[command(after_help = TORTURE_HELP)]
+    Torture(TortureArgs),
+
+    /// One worker of a torture run (internal: spawned by `shmq torture`).
+    #[command(hide = true, name = "__torture-worker")]
+    TortureWorker(TortureWorkerArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

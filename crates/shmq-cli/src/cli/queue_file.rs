@@ -1,0 +1,282 @@
+//! The grammar of the commands on one queue file: `create`, `info`,
+//! `stats`, `serve`, `send`, `recv`, `dlq`, `verify` and `recover`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::values::{parse_duration, parse_mode, parse_timeout, Wait};
+
+/// `shmq create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The queue file to create (e.g. /dev/shm/NAME).
+    pub path: PathBuf,
+    /// Number of slots: the most messages queued, delayed or in flight.
+    #[arg(long, default_value_t = 1024)]
+    pub capacity: u64,
+    /// Largest payload, in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub max_message_size: u32,
+    /// Entries of the key table (0 = keyed messages are refused).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+    /// How long a claim is held before it is redelivered (e.g. 30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// Failed deliveries before a message is dead-lettered (0 = unlimited).
+    #[arg(long, default_value_t = 10)]
+    pub max_deliveries: u32,
+    /// Latest-only mode: a newer message of a key replaces the waiting one.
+    #[arg(long)]
+    pub latest_only: bool,
+    /// Records of the dead-letter area (0 = same as the capacity).
+    #[arg(long, default_value_t = 0)]
+    pub dead_letters: u64,
+    /// Most handles attached at once.
+    #[arg(long, default_value_t = 64)]
+    pub participants: u32,
+    /// File mode, in octal (0660 for a queue shared with a group; others
+    /// then open it with --group-shared).
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Give the file to this group (a name or a number; the creator must
+    /// belong to it unless root).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Print what was created as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which queue files a command accepts. By default only a regular file
+/// owned by this user and writable by nobody else is opened.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct TrustArgs {
+    /// Accept a queue its group may write (created with --mode 0660), and
+    /// one owned by another user when the file's group is one of ours.
+    #[arg(long)]
+    pub group_shared: bool,
+    /// Accept a file whatever its owner and mode (it must still be a
+    /// regular file): only for files in a directory no untrusted user can
+    /// write.
+    #[arg(long)]
+    pub trust_any_owner: bool,
+}
+
+impl TrustArgs {
+    /// The open options for `access`.
+    pub fn options(&self, access: shmq::Access) -> shmq::OpenOptions {
+        shmq::OpenOptions {
+            access,
+            group_shared: self.group_shared,
+            trust_any_owner: self.trust_any_owner,
+        }
+    }
+
+    /// Options of a command that only reads: read-only when asked (and
+    /// automatically when the file is not writable), else inspection.
+    pub fn reading(&self, read_only: bool) -> shmq::OpenOptions {
+        self.options(if read_only {
+            shmq::Access::ReadOnly
+        } else {
+            shmq::Access::Inspect
+        })
+    }
+}
+
+/// `shmq info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Machine output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Machine output: one JSON object (durations in nanoseconds).
+    #[arg(long, conflicts_with_all = ["prometheus", "watch"])]
+    pub json: bool,
+    /// Prometheus text exposition format (durations in seconds).
+    #[arg(long, conflicts_with = "watch")]
+    pub prometheus: bool,
+    /// A live view refreshing every --interval, with rates between refreshes.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval of --watch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, requires = "watch")]
+    pub interval: Duration,
+    /// Stop --watch after this many refreshes (default: until interrupted).
+    #[arg(long, requires = "watch")]
+    pub count: Option<u64>,
+}
+
+/// `shmq serve-metrics`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The queue files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// Map the files read-only and write nothing to them (automatic for a
+    /// file that is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `shmq send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Messages to send; without any, each line of stdin is one message.
+    pub messages: Vec<String>,
+    /// Key of the messages (0 = none; needs a queue created with --keys).
+    #[arg(long, default_value_t = 0)]
+    pub key: u64,
+    /// Version of the first message (then +1 for each next one); 0 = the
+    /// key's next version.
+    #[arg(long, default_value_t = 0, requires = "key")]
+    pub version: u64,
+    /// Claimable only after this delay (e.g. 2s).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// How long to wait for room when the queue is full (0 = do not wait,
+    /// `forever`).
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Wait,
+    /// Print one JSON line per message sent (position and version).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `shmq recv`.
+#[derive(Args, Debug)]
+pub struct RecvArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// How many messages to receive (default 1; with --follow: no limit).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// How long to wait for each message (0 = do not wait, `forever`).
+    #[arg(long, default_value = "1s", value_parser = parse_timeout)]
+    pub timeout: Wait,
+    /// Keep receiving, waiting as long as it takes, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line: data, key, version, deliveries, ages.
+    #[arg(long)]
+    pub json: bool,
+    /// Peek: give every message back with a nack instead of acking it (a
+    /// nack counts as a failed delivery attempt).
+    #[arg(long)]
+    pub no_ack: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `shmq dlq`.
+#[derive(Args, Debug)]
+pub struct DlqArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Map the file read-only for list and show (automatic when the file
+    /// is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// What to do with the dead letters.
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What `shmq dlq` does.
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List the dead letters, oldest first.
+    List {
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its payload.
+    Show {
+        /// The dead letter's id (from `list`).
+        id: u64,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the queue with their attempts reset.
+    Redrive {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `shmq verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output: {"ok", "problems", "notes"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `shmq recover`.
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Machine output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
