@@ -43,23 +43,13 @@
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
-use shmq::internals::layout::{hdr, part, Layout, Params};
+use shmq::internals::layout::{hdr, Layout, Params};
 use shmq::internals::memory::{Loads, LoomMemory, Memory};
-use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
+use shmq::internals::ring::{state, Claim, Engine, Outcome, Repairs, Settled};
 use shmq::internals::wait::{Futex, WaitPoint};
 use shmq::Status;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
-
-/// Payload size: two words, so that a torn copy can show.
-const MSG: usize = 16;
-const LEASE_NS: u64 = 1_000_000;
-/// Participant indices.
-const PRODUCER: u64 = 0;
-const CONSUMER: u64 = 1;
-const OTHER: u64 = 2;
-const CHECKER: u64 = 3;
-const PARTICIPANTS: u64 = 4;
 
 type Shared = Arc<Engine<LoomMemory>>;
 
@@ -78,82 +68,28 @@ fn layout(capacity: u64) -> Layout {
     .unwrap()
 }
 
-/// An empty queue, like the `engine()` helper of the ring's unit tests, in
-/// loom memory that models only the words the protocol touches.
+/// An empty queue without keys (see [`harness::engine_in`]).
 fn engine(capacity: u64) -> Shared {
-    let l = layout(capacity);
-    #[allow(clippy::single_range_in_vec_init)] // the header's hot words; more regions follow
-    let mut regions = vec![hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8];
-    for p in 0..PARTICIPANTS {
-        // The state word (read for a dead letter's last consumer) and the
-        // TOOK/FREED tallies; not the metrics.
-        let base = l.participant(p);
-        regions.push(base..base + part::COUNTERS);
-    }
-    regions.push(l.slot(0)..l.slot(capacity - 1) + l.slot_stride);
-    regions.push(l.dead_letter(0)..l.dead_letter(0) + l.dlq_stride);
-    let futexes = [
-        hdr::NOT_EMPTY_FUTEX..hdr::NOT_EMPTY_FUTEX + 4,
-        hdr::NOT_FULL_FUTEX..hdr::NOT_FULL_FUTEX + 4,
-    ];
-    let mem = LoomMemory::with_regions(l.file_size, &regions, &futexes);
-    let e = Engine::new(
-        mem,
-        l,
-        Config {
-            lease_ns: LEASE_NS,
-            max_deliveries: 3,
-            reservation_timeout_ns: LEASE_NS,
-        },
-    );
-    e.format();
-    Arc::new(e)
+    Arc::new(engine_in(layout(capacity), &[]))
 }
 
 #[path = "common/loom_harness.rs"]
 mod harness;
 use harness::{
-    assert_acked_once_despite_the_stall, check, check_crashes, check_stalls, participant, stalling,
+    assert_acked_once_despite_the_stall, body, check, check_crashes, check_stalls, engine_in,
+    participant, read, stalling, Got, CHECKER, CONSUMER, LEASE_NS, MSG, OTHER, PARTICIPANTS,
+    PRODUCER,
 };
 
 // ---------------------------------------------------------------------
 // Participants' operations
 // ---------------------------------------------------------------------
 
-/// The payload of message `n`: two different words.
-fn body(n: u64) -> [u8; MSG] {
-    let mut b = [0u8; MSG];
-    b[..8].copy_from_slice(&(0x1111_1111_0000_0000 | n).to_le_bytes());
-    b[8..].copy_from_slice(&(0x2222_2222_0000_0000 | n).to_le_bytes());
-    b
-}
-
 /// Sends message `n` (its version is `n`).
 fn send(e: &Engine<LoomMemory>, me: u64, n: u64) -> shmq::Result<()> {
     let r = e.reserve(me, 0, MSG)?;
     e.write_payload(&r, &body(n));
     e.commit(me, &r, MSG, 0, n, None, 0).map(|_| ())
-}
-
-/// What a consumer saw of one claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Got {
-    n: u64,
-    deliveries: u32,
-}
-
-/// Reads a claim's message and checks that it is whole: the length, the
-/// version and both payload words agree.
-fn read(e: &Engine<LoomMemory>, c: &Claim) -> Got {
-    assert_eq!(c.len, MSG, "length of {c:?}");
-    let mut b = [0u8; MSG];
-    e.mem().read_bytes(e.payload_offset(c.slot), &mut b);
-    assert_eq!(b, body(c.version), "torn or foreign payload in {c:?}");
-    assert!(c.deliveries >= 1, "{c:?}");
-    Got {
-        n: c.version,
-        deliveries: c.deliveries,
-    }
 }
 
 /// The checker, after every thread ended: repairs once more (declaring

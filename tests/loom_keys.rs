@@ -19,24 +19,15 @@
 
 use loom::sync::atomic::Ordering;
 use loom::thread;
-use shmq::internals::layout::{flags, hdr, key, part, replace, Layout, Params};
-use shmq::internals::memory::{Loads, LoomMemory, Memory};
-use shmq::internals::ring::{state, Claim, Config, Engine, Outcome, Repairs, Settled};
+use shmq::internals::layout::{flags, key, replace, Layout, Params};
+use shmq::internals::memory::{LoomMemory, Memory};
+use shmq::internals::ring::{state, Engine, Outcome, Repairs, Settled};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use std::sync::Mutex as StdMutex;
 
-/// Payload size: two words, so that a torn copy can show.
-const MSG: usize = 16;
-const LEASE_NS: u64 = 1_000_000;
 /// The key every model uses.
 const K: u64 = 7;
-/// Participant indices.
-const PRODUCER: u64 = 0;
-const CONSUMER: u64 = 1;
-const OTHER: u64 = 2;
-const CHECKER: u64 = 3;
-const PARTICIPANTS: u64 = 4;
 
 type Shared = loom::sync::Arc<Engine<LoomMemory>>;
 
@@ -60,59 +51,31 @@ fn layout(capacity: u64) -> Layout {
     .unwrap()
 }
 
-/// An empty queue with a key table of one entry, in loom memory that models
-/// only the words the protocol touches.
+/// An empty queue with a key table of one entry and the replacement
+/// records (word, deadline, metadata and payload), see
+/// [`harness::engine_in`].
 fn engine(capacity: u64) -> Shared {
     let l = layout(capacity);
-    #[allow(clippy::single_range_in_vec_init)] // the header's hot words; more regions follow
-    let mut regions = vec![hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8];
-    for p in 0..PARTICIPANTS {
-        let base = l.participant(p);
-        regions.push(base..base + part::COUNTERS);
-    }
-    regions.push(l.slot(0)..l.slot(capacity - 1) + l.slot_stride);
-    regions.push(l.dead_letter(0)..l.dead_letter(0) + l.dlq_stride);
-    regions.push(l.key_entry(0)..l.key_entry(0) + key::SIZE);
-    // The replacement records: word, deadline, metadata and payload.
+    let mut more = Vec::new();
+    more.push(l.key_entry(0)..l.key_entry(0) + key::SIZE);
     for p in 0..PARTICIPANTS {
         let rec = l.replacement(p).unwrap();
-        regions.push(rec..rec + replace::PAYLOAD + MSG);
+        more.push(rec..rec + replace::PAYLOAD + MSG);
     }
-    let futexes = [
-        hdr::NOT_EMPTY_FUTEX..hdr::NOT_EMPTY_FUTEX + 4,
-        hdr::NOT_FULL_FUTEX..hdr::NOT_FULL_FUTEX + 4,
-    ];
-    let mem = LoomMemory::with_regions(l.file_size, &regions, &futexes);
-    let e = Engine::new(
-        mem,
-        l,
-        Config {
-            lease_ns: LEASE_NS,
-            max_deliveries: 3,
-            reservation_timeout_ns: LEASE_NS,
-        },
-    );
-    e.format();
-    loom::sync::Arc::new(e)
+    loom::sync::Arc::new(engine_in(l, &more))
 }
 
 #[path = "common/loom_harness.rs"]
 mod harness;
 use harness::{
-    assert_acked_once_despite_the_stall, check, check_crashes, check_stalls, participant, stalling,
+    assert_acked_once_despite_the_stall, body, check, check_crashes, check_stalls, engine_in,
+    participant, read, stalling, Got, CHECKER, CONSUMER, LEASE_NS, MSG, OTHER, PARTICIPANTS,
+    PRODUCER,
 };
 
 // ---------------------------------------------------------------------
 // Participants' operations
 // ---------------------------------------------------------------------
-
-/// The payload of version `n`: two different words.
-fn body(n: u64) -> [u8; MSG] {
-    let mut b = [0u8; MSG];
-    b[..8].copy_from_slice(&(0x1111_1111_0000_0000 | n).to_le_bytes());
-    b[8..].copy_from_slice(&(0x2222_2222_0000_0000 | n).to_le_bytes());
-    b
-}
 
 /// A keyed send of version `v` of key `K` (see the module doc).
 fn send_keyed(e: &Engine<LoomMemory>, me: u64, v: u64, latest_only: bool) -> shmq::Result<Sent> {
@@ -150,26 +113,6 @@ fn send_plain(e: &Engine<LoomMemory>, me: u64, n: u64) {
     let r = e.reserve(me, 0, MSG).expect("reserve");
     e.write_payload(&r, &body(n));
     e.commit(me, &r, MSG, 0, n, None, 0).expect("commit");
-}
-
-/// What a consumer saw of one claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Got {
-    v: u64,
-    deliveries: u32,
-}
-
-/// Reads a claim's message and checks that it is whole.
-fn read(e: &Engine<LoomMemory>, c: &Claim) -> Got {
-    assert_eq!(c.len, MSG, "length of {c:?}");
-    let mut b = [0u8; MSG];
-    e.mem().read_bytes(e.payload_offset(c.slot), &mut b);
-    assert_eq!(b, body(c.version), "torn or foreign payload in {c:?}");
-    assert!(c.deliveries >= 1, "{c:?}");
-    Got {
-        v: c.version,
-        deliveries: c.deliveries,
-    }
 }
 
 fn last_acked(e: &Engine<LoomMemory>) -> u64 {
@@ -230,11 +173,11 @@ fn drain(e: &Engine<LoomMemory>, dead: &[u64]) -> (Repairs, Vec<Got>, u64) {
             f(key::PARKED)
         );
     };
-    assert_eq!(read(e, &c).v, 50);
+    assert_eq!(read(e, &c).n, 50);
     e.settle(CHECKER, c.token(), &Outcome::Ack, 0).unwrap();
     send_plain(e, CHECKER, 99);
     let c = e.claim(CHECKER, 0).unwrap().expect("a keyless claim");
-    assert_eq!(read(e, &c).v, 99);
+    assert_eq!(read(e, &c).n, 99);
     e.settle(CHECKER, c.token(), &Outcome::Ack, 0).unwrap();
     (rep, out, acked)
 }
@@ -280,7 +223,7 @@ fn consumer_thread(
                         let g = read(&e, &c);
                         assert_eq!(c.key, K);
                         let before = w.holding.fetch_add(1, StdOrdering::SeqCst);
-                        w.order.lock().unwrap().push(g.v);
+                        w.order.lock().unwrap().push(g.n);
                         assert_eq!(
                             before, 0,
                             "consumer {me} claimed {g:?} of key {K} while another held it"
@@ -332,7 +275,7 @@ fn two_consumers(strict_order: bool) -> bool {
     assert_eq!(rep.redelivered + rep.abandoned + rep.dead_lettered, 0);
     let order = w.order.lock().unwrap().clone();
     let mut all: Vec<u64> = order.clone();
-    all.extend(drained.iter().map(|g| g.v));
+    all.extend(drained.iter().map(|g| g.n));
     let why = format!("claims of key {K}: consumers {a:?} {b:?}, checker {drained:?}");
     if strict_order {
         assert_eq!(all, vec![1, 2], "out of order or lost: {why}");
@@ -394,7 +337,7 @@ fn latest_only(_budget: Option<u64>) -> bool {
     let (rep, drained, acked) = drain(&e, &[]);
     assert_eq!(rep.redelivered + rep.abandoned + rep.dead_lettered, 0);
     let delivered: Vec<Got> = c.acked.iter().chain(&drained).copied().collect();
-    let versions: Vec<u64> = delivered.iter().map(|g| g.v).collect();
+    let versions: Vec<u64> = delivered.iter().map(|g| g.n).collect();
     let why = format!("sent {sent:?}, consumer {c:?}, checker {drained:?}");
     assert!(delivered.iter().all(|g| g.deliveries == 1), "{why}");
     match sent {
@@ -450,11 +393,11 @@ fn consumer_crash(budget: Option<u64>) -> bool {
     let dead: &[u64] = if crashed { &[CONSUMER] } else { &[] };
     let (_rep, drained, _) = drain(&e, dead);
     let why = || format!("consumer {c:?}, checker {drained:?}");
-    let mut seen: Vec<u64> = c.acked.iter().map(|g| g.v).collect();
+    let mut seen: Vec<u64> = c.acked.iter().map(|g| g.n).collect();
     if let Some(g) = c.acking {
-        seen.push(g.v);
+        seen.push(g.n);
     }
-    seen.extend(drained.iter().map(|g| g.v));
+    seen.extend(drained.iter().map(|g| g.n));
     seen.dedup();
     assert_eq!(seen, vec![1, 2], "{}", why());
     for v in 1..=2u64 {
@@ -462,11 +405,11 @@ fn consumer_crash(budget: Option<u64>) -> bool {
             .acked
             .iter()
             .chain(&drained)
-            .filter(|g| g.v == v)
+            .filter(|g| g.n == v)
             .copied()
             .collect();
-        let acking = c.acking.map(|g| g.v) == Some(v);
-        let held = c.claimed.iter().any(|g| g.v == v) && !c.acked.iter().any(|g| g.v == v);
+        let acking = c.acking.map(|g| g.n) == Some(v);
+        let held = c.claimed.iter().any(|g| g.n == v) && !c.acked.iter().any(|g| g.n == v);
         match ended.as_slice() {
             [] => assert!(acking, "lost {v}: {}", why()),
             [g] if held => assert_eq!(g.deliveries, 2, "{v}: {}", why()),
@@ -510,7 +453,7 @@ fn consumer_crash_live(budget: Option<u64>) -> bool {
     match ended.as_slice() {
         [] => assert!(acking, "lost: {}", why()),
         [g] if held => assert_eq!(g.deliveries, 2, "{}", why()),
-        [g] => assert!(g.deliveries <= 2 && g.v == 1, "{}", why()),
+        [g] => assert!(g.deliveries <= 2 && g.n == 1, "{}", why()),
         _ => panic!("delivered twice: {}", why()),
     }
     crashed
@@ -634,7 +577,7 @@ fn replacement_crash(budget: Option<u64>) -> bool {
     let dead: &[u64] = if crashed { &[PRODUCER] } else { &[] };
     let (_rep, drained, _) = drain(&e, dead);
     let delivered: Vec<Got> = c.acked.iter().chain(&drained).copied().collect();
-    let versions: Vec<u64> = delivered.iter().map(|g| g.v).collect();
+    let versions: Vec<u64> = delivered.iter().map(|g| g.n).collect();
     let why = format!("sent {sent:?}, consumer {c:?}, checker {drained:?}");
     assert!(delivered.iter().all(|g| g.deliveries == 1), "{why}");
     match sent {

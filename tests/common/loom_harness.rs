@@ -3,10 +3,86 @@
 //! the model builder, and the loops that explore a model without a crash and
 //! with a crash after each of its steps.
 
-use shmq::internals::memory::{Crashed, LoomMemory};
+use shmq::internals::layout::{hdr, part, Layout};
+use shmq::internals::memory::{Crashed, Loads, LoomMemory};
+use shmq::internals::ring::{Claim, Config, Engine};
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use std::time::Instant;
+
+/// Payload size of every model: two words, so that a torn copy can show.
+pub const MSG: usize = 16;
+/// The lease and the reservation timeout of every model.
+pub const LEASE_NS: u64 = 1_000_000;
+/// Participant indices.
+pub const PRODUCER: u64 = 0;
+pub const CONSUMER: u64 = 1;
+pub const OTHER: u64 = 2;
+pub const CHECKER: u64 = 3;
+pub const PARTICIPANTS: u64 = 4;
+
+/// An empty queue laid out as `l`, in loom memory that models only the
+/// words the protocol touches: the header's hot words, each participant's
+/// state word and tallies (not its metrics), the slots, the first
+/// dead-letter record, and `more` (the key table, replacement records).
+pub fn engine_in(l: Layout, more: &[Range<usize>]) -> Engine<LoomMemory> {
+    let mut regions = Vec::new();
+    regions.push(hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8);
+    for p in 0..PARTICIPANTS {
+        let base = l.participant(p);
+        regions.push(base..base + part::COUNTERS);
+    }
+    regions.push(l.slot(0)..l.slot(l.params.capacity - 1) + l.slot_stride);
+    regions.push(l.dead_letter(0)..l.dead_letter(0) + l.dlq_stride);
+    regions.extend_from_slice(more);
+    let futexes = [
+        hdr::NOT_EMPTY_FUTEX..hdr::NOT_EMPTY_FUTEX + 4,
+        hdr::NOT_FULL_FUTEX..hdr::NOT_FULL_FUTEX + 4,
+    ];
+    let mem = LoomMemory::with_regions(l.file_size, &regions, &futexes);
+    let e = Engine::new(
+        mem,
+        l,
+        Config {
+            lease_ns: LEASE_NS,
+            max_deliveries: 3,
+            reservation_timeout_ns: LEASE_NS,
+        },
+    );
+    e.format();
+    e
+}
+
+/// The payload of message (version) `n`: two different words.
+pub fn body(n: u64) -> [u8; MSG] {
+    let mut b = [0u8; MSG];
+    b[..8].copy_from_slice(&(0x1111_1111_0000_0000 | n).to_le_bytes());
+    b[8..].copy_from_slice(&(0x2222_2222_0000_0000 | n).to_le_bytes());
+    b
+}
+
+/// What a consumer saw of one claim: the message's version and its
+/// delivery count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Got {
+    pub n: u64,
+    pub deliveries: u32,
+}
+
+/// Reads a claim's message and checks that it is whole: the length, the
+/// version and both payload words agree.
+pub fn read(e: &Engine<LoomMemory>, c: &Claim) -> Got {
+    assert_eq!(c.len, MSG, "length of {c:?}");
+    let mut b = [0u8; MSG];
+    e.mem().read_bytes(e.payload_offset(c.slot), &mut b);
+    assert_eq!(b, body(c.version), "torn or foreign payload in {c:?}");
+    assert!(c.deliveries >= 1, "{c:?}");
+    Got {
+        n: c.version,
+        deliveries: c.deliveries,
+    }
+}
 
 /// Runs `f` as a participant that stops for good after `budget` memory
 /// accesses (None: never). Returns `None` if it stopped.
