@@ -1033,11 +1033,14 @@ fn g8_a_sweep_never_takes_a_live_newcomer_for_dead() {
     q.send(b"x", Timeout::TryOnce).expect("send");
     let mut children = Children::default();
     assert_eq!(holder(&s, "d", 1, &mut children), "x 1\n");
+    // Sent before the kill: any call of `q` after it may run the liveness
+    // sweep (every call, every 2 ms) and clean the dead holder up before
+    // the stopped sweep below gets to it.
+    q.send(b"y", Timeout::TryOnce).expect("send");
     assert!(
         kill(&mut children.0[0]).is_none(),
         "the holder exited early"
     );
-    q.send(b"y", Timeout::TryOnce).expect("send");
 
     let (claimed_tx, claimed_rx) = mpsc::channel::<u64>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
