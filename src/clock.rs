@@ -109,11 +109,6 @@ impl Clock {
         c
     }
 
-    /// Whether this clock reads the TSC.
-    pub fn uses_tsc(&self) -> bool {
-        self.mult.is_some()
-    }
-
     fn anchor(&self) -> u64 {
         let ns = crate::sys::monotonic_ns();
         if let Some(mult) = self.mult {

@@ -11,7 +11,7 @@
 //!   completed without delivery when a consumer reaches it.
 //! - `NEXT_VERSION`: the highest version given or seen, for automatic
 //!   versions (version 0 on a send).
-//! - `HOLDER`: the claim holding the key ([`KeyHolder`]), or 0. It is taken *before* the slot's claim CAS (naming the
+//! - `HOLDER`: the claim holding the key ([`KeyHolder`](crate::format::key::KeyHolder)), or 0. It is taken *before* the slot's claim CAS (naming the
 //!   sequence that CAS will give the slot) and released after the slot's
 //!   outcome CAS. While the slot still shows the sequence before it in a
 //!   claimable state, the holder is *in transit* and counts as held: no
@@ -20,12 +20,12 @@
 //!   (its claim ended, or its owner crashed) and is taken over; a taker that
 //!   dies in transit is released by whoever cleans up after it (the
 //!   participant's `TAKING_KEY` word names the entry).
-//! - `WAITING`: latest-only mode: the waiting message ([`WaitingRef`]),
+//! - `WAITING`: latest-only mode: the waiting message ([`WaitingRef`](crate::format::key::WaitingRef)),
 //!   checked against the slot before use.
 //! - `PARKED`: how many of the key's messages are pending off ring order.
 
 use crate::error::{Error, Result, Status};
-use crate::format::key::{self, KeyHolder, WaitingRef};
+use crate::format::key;
 use crate::format::Layout;
 use crate::memory::{Loads, Memory};
 use crate::sync::{AtomicU64, Ordering};
@@ -45,34 +45,6 @@ fn hash(k: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// Packs a waiting reference to the message at `position` (its low 32
-/// bits) in `slot` (see [`WaitingRef`]).
-#[inline]
-pub fn slot_ref(slot: u64, position: u64) -> u64 {
-    WaitingRef::new(slot, position).encode()
-}
-
-/// Packs a holder: the claim `seq` of `slot` by participant `owner` (see
-/// [`KeyHolder`]).
-#[inline]
-pub fn holder_ref(slot: u64, seq: u64, owner: u64) -> u64 {
-    KeyHolder { slot, seq, owner }.encode()
-}
-
-/// Unpacks a holder into `(slot, seq, owner)` (`None` for 0 or a word
-/// without a slot).
-#[inline]
-pub fn unholder(r: u64) -> Option<(u64, u64, u64)> {
-    KeyHolder::decode(r).map(|h| (h.slot, h.seq, h.owner))
-}
-
-/// Unpacks a holder or waiting reference into its slot and low 32 bits
-/// (`None` for 0).
-#[inline]
-pub fn unref(r: u64) -> Option<(u64, u64)> {
-    WaitingRef::decode(r).map(|w| (w.slot, w.position))
 }
 
 impl<'m, M: Loads> KeyTable<'m, M> {

@@ -150,11 +150,12 @@ fn drain(e: &Engine<LoomMemory>, dead: &[u64]) -> (Repairs, Vec<Got>, u64) {
     // The holder may still name a claim that ended (its owner crashed
     // between the slot's outcome CAS and the release, or it was stale):
     // that is a free key. A live claim holding it is not.
-    if let Some((hs, hq, ho)) = shmq::internals::keys::unholder(holder(e)) {
-        let hw = e.slot_word(hs);
+    if let Some(h) = key::KeyHolder::decode(holder(e)) {
+        let hw = e.slot_word(h.slot);
         assert!(
-            !(hw.state() == state::CLAIMED && hw.seq() == hq && hw.owner() == ho),
-            "key still held by slot {hs} ({hw:?}) after the drain {out:?}"
+            !(hw.state() == state::CLAIMED && hw.seq() == h.seq && hw.owner() == h.owner),
+            "key still held by slot {} ({hw:?}) after the drain {out:?}",
+            h.slot
         );
     }
     let acked = last_acked(e);
