@@ -950,3 +950,13 @@ fn regression_model_ops_late_commit_replaces_waiting() {
 fn regression_model_ops_late_commit_stale() {
     regression("model_ops-late-commit-stale");
 }
+
+// BUG `dlq-seq-overflow` (found by open_and_operate in CI, fixed in
+// engine/dead_letters.rs): the dead-letter id was the header's DLQ_SEQ
+// counter `fetch_add(1) + 1`; from a counter scribbled to u64::MAX the sum
+// overflowed (debug: panic in `finish_dead_letter` under `Message::reject`).
+// It now wraps: an id is a label, never an index.
+#[test]
+fn regression_dlq_seq_overflow_reject() {
+    regression("dlq-seq-overflow-reject");
+}

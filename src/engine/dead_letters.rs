@@ -106,9 +106,13 @@ impl<M: Memory> Engine<M> {
         // SAFETY: record `rec` was taken for writing by us
         // (`dlq_allocate`); readers skip it until `dlq_publish`.
         unsafe { self.mem.write_bytes(base + dlq::REASON, reason) };
+        // Wrapping: the counter is read from the mapping, and a damaged
+        // header may hold any value; an id is a label, never an index.
         put(
             dlq::ID,
-            self.word(hdr::DLQ_SEQ).fetch_add(1, Ordering::Relaxed) + 1,
+            self.word(hdr::DLQ_SEQ)
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1),
         );
         let mut buf = vec![0u8; len];
         self.mem.read_bytes(self.payload_offset(i), &mut buf);
