@@ -8,7 +8,7 @@
 
 use crate::format::part;
 use crate::memory::{Loads, Memory};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Number of buckets in a histogram.
 pub const BUCKETS: usize = 496;
@@ -130,17 +130,39 @@ pub fn bucket_upper(b: usize) -> u64 {
 pub struct Recorder<'m, M: Memory> {
     mem: &'m M,
     base: usize,
+    /// Whether the whole entry (`base..base + part::STRIDE`, 8-aligned)
+    /// lies inside `mem`: checked once here instead of at every word.
+    inside: bool,
 }
 
 impl<'m, M: Memory> Recorder<'m, M> {
     /// The recorder of the participant entry at `base`.
+    #[inline]
     pub fn new(mem: &'m M, base: usize) -> Self {
-        Recorder { mem, base }
+        let inside = base % 8 == 0
+            && base
+                .checked_add(part::STRIDE)
+                .is_some_and(|end| end <= mem.len());
+        Recorder { mem, base, inside }
+    }
+
+    /// The entry's word at `offset` (below `part::STRIDE`, 8-aligned).
+    #[inline]
+    fn at(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset + 8 <= part::STRIDE);
+        if self.inside && offset % 8 == 0 && offset + 8 <= part::STRIDE {
+            // SAFETY: `inside` says the entry lies inside the memory and is
+            // 8-aligned; the offset is an 8-aligned word of it (checked
+            // above; the compiler folds the check for constant offsets).
+            unsafe { self.mem.u64_at_unchecked(self.base + offset) }
+        } else {
+            self.mem.u64_at(self.base + offset)
+        }
     }
 
     #[inline]
     fn bump(&self, offset: usize, by: u64) {
-        let w = self.mem.u64_at(self.base + offset);
+        let w = self.at(offset);
         // Relaxed load + store: this participant is the only writer; readers
         // take a racy snapshot, which is all a counter promises.
         w.store(
@@ -162,7 +184,7 @@ impl<'m, M: Memory> Recorder<'m, M> {
         self.bump(base + bucket_of(value) * 8, 1);
         self.bump(base + BUCKETS * 8, 1);
         self.bump(base + BUCKETS * 8 + 8, value);
-        let max = self.mem.u64_at(self.base + base + BUCKETS * 8 + 16);
+        let max = self.at(base + BUCKETS * 8 + 16);
         if value > max.load(Ordering::Relaxed) {
             max.store(value, Ordering::Relaxed);
         }

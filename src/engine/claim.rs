@@ -130,6 +130,17 @@ impl<M: Memory> Engine<M> {
 
     /// Like [`Engine::claim`], counting what it skipped in `tally`.
     pub fn claim_counted(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Option<Claim>> {
+        // Relaxed: a handle-private hint (see `fast_claims_off`).
+        let fast_off = self
+            .fast_claims_off
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !fast_off {
+            match self.claim_fast(me, now)? {
+                fast::Fast::Done(c) => return Ok(Some(c)),
+                fast::Fast::Empty => return Ok(None),
+                fast::Fast::Slow => {}
+            }
+        }
         let mut rounds = 0;
         loop {
             // Acquire: a message that went to the side path before the one
@@ -154,6 +165,11 @@ impl<M: Memory> Engine<M> {
             if c.key != 0 && self.drop_if_stale(me, &c) {
                 tally.stale += 1;
                 continue;
+            }
+            if fast_off && c.key == 0 {
+                // Relaxed: as above.
+                self.fast_claims_off
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
             return Ok(Some(c));
         }
@@ -194,7 +210,8 @@ impl<M: Memory> Engine<M> {
             // Relaxed: the cursor is a hint; the slot word decides.
             *p = (*p).max(head.load(Ordering::Relaxed));
             let (i, lap) = self.split(*p);
-            let mut w = self.slot_word(i);
+            let s = self.at(i);
+            let mut w = self.word_at(s);
             let mut d = lap_diff(w.lap(), lap + 1);
             if d < 0 && self.below_tail(*p) {
                 // Position p is decided (every position below the tail
@@ -206,7 +223,7 @@ impl<M: Memory> Engine<M> {
                 // the lap space ahead (producers passed this slot lap after
                 // lap while no consumer came) and aliases (laps compare
                 // modulo their width): decided all the same.
-                w = self.slot_word(i);
+                w = self.word_at(s);
                 d = lap_diff(w.lap(), lap + 1).max(0);
             }
             if d < 0 {
@@ -236,7 +253,7 @@ impl<M: Memory> Engine<M> {
                         *p = p.wrapping_add(1);
                         continue;
                     }
-                    let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+                    let key = self.field(s, slot::KEY).load(Ordering::Relaxed);
                     if key != 0 && self.has_parked(key) {
                         // Older messages of this key wait off ring order:
                         // this one waits behind them (per-key order).
@@ -381,13 +398,14 @@ impl<M: Memory> Engine<M> {
     /// older than `p`: the head has decided every position before it.
     #[inline]
     pub(super) fn later_than(&self, i: u64, w: SlotWord, p: u64, lap: u64) -> bool {
+        let s = self.at(i);
         if w.state() == state::READY {
             // A committed message's position is exact (written before its
             // commit CAS, which the word's acquire load synchronised with):
             // no lap arithmetic, which aliases once producers passed the
             // slot half the lap space of times.
             // Relaxed: ordered after the acquire load of the word.
-            return self.slot_field(i, slot::POSITION).load(Ordering::Relaxed) > p;
+            return self.field(s, slot::POSITION).load(Ordering::Relaxed) > p;
         }
         if !w.was_skipped() {
             // Its position is at lap `w.lap() - 1`.
@@ -402,7 +420,7 @@ impl<M: Memory> Engine<M> {
         // an older value, taken as p's (the head then passes it, which costs
         // order in this rare case, never a message).
         // Relaxed: ordered after the acquire load of the word.
-        self.slot_field(i, slot::POSITION).load(Ordering::Relaxed) > p
+        self.field(s, slot::POSITION).load(Ordering::Relaxed) > p
     }
 
     /// After a successful claim CAS: stamp the claim's generation, count
@@ -410,6 +428,7 @@ impl<M: Memory> Engine<M> {
     /// `None` if the claim was lost before its generation was stamped (this
     /// claimer stalled past its lease right after its CAS): claim another.
     pub(super) fn finish_claim(&self, i: u64, w: SlotWord, now: u64) -> Result<Option<Claim>> {
+        let s = self.at(i);
         let seq = w.seq();
         let Some(generation) = self.stamp_claim(i, w) else {
             return Ok(None);
@@ -417,16 +436,16 @@ impl<M: Memory> Engine<M> {
         let deliveries = self.count_attempt(i, seq);
         self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
-        let len_word = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed));
+        let len_word = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed));
         let len = len_word.length();
         let claim = Claim {
             slot: i,
             seq,
             sampled: len_word.sampled(),
-            position: self.slot_field(i, slot::POSITION).load(Ordering::Relaxed),
+            position: self.field(s, slot::POSITION).load(Ordering::Relaxed),
             len: len as usize,
-            key: self.slot_field(i, slot::KEY).load(Ordering::Relaxed),
-            version: self.slot_field(i, slot::VERSION).load(Ordering::Relaxed),
+            key: self.field(s, slot::KEY).load(Ordering::Relaxed),
+            version: self.field(s, slot::VERSION).load(Ordering::Relaxed),
             deliveries,
             enqueued_ns: self
                 .slot_field(i, slot::ENQUEUED_NS)
@@ -453,7 +472,8 @@ impl<M: Memory> Engine<M> {
     /// Counts the delivery of claim `seq` unless someone already did; returns
     /// the delivery count.
     pub(super) fn count_attempt(&self, i: u64, seq: u64) -> u32 {
-        let f = self.slot_field(i, slot::ATTEMPTS);
+        let s = self.at(i);
+        let f = self.field(s, slot::ATTEMPTS);
         let a = AttemptsWord(f.load(Ordering::Relaxed));
         if let Some(n) = a.count_for(seq) {
             return n as u32;
@@ -467,7 +487,8 @@ impl<M: Memory> Engine<M> {
 
     /// Stamps the deadline of state `seq` unless someone already did.
     pub(super) fn stamp(&self, i: u64, seq: u64, deadline: u64) -> u64 {
-        let f = self.slot_field(i, slot::LEASE);
+        let s = self.at(i);
+        let f = self.field(s, slot::LEASE);
         if let Some(stamped) = LeaseWord(f.load(Ordering::Relaxed)).time_for(seq) {
             return stamped;
         }

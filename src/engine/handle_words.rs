@@ -106,6 +106,21 @@ impl<M: Memory> Engine<M> {
         WaitPoint::new(self.mem.u32_at(f), self.word(s))
     }
 
+    /// Wakes the sleepers at `on`, if any ([`WaitPoint::notify`]): one load
+    /// of the sleeper count when nobody sleeps.
+    #[inline]
+    pub fn notify(&self, on: WaitOn, f: &impl crate::wait::Futex) {
+        let sleepers = match on {
+            WaitOn::NotEmpty => hdr::NOT_EMPTY_SLEEPERS,
+            WaitOn::NotFull => hdr::NOT_FULL_SLEEPERS,
+        };
+        crate::sync::loom_only_seqcst_fence();
+        // SeqCst: as in `WaitPoint::notify`, which re-checks it.
+        if self.word(sleepers).load(Ordering::SeqCst) != 0 {
+            self.wait_point(on).notify(f);
+        }
+    }
+
     /// Participant `p`'s sleeping word: which wait points it counts as a
     /// sleeper on ([`WaitOn::sleeping_bit`]).
     pub fn sleeping_word(&self, p: u64) -> &AtomicU64 {

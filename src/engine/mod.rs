@@ -99,6 +99,7 @@ use crate::sync::{AtomicU64, Ordering};
 mod claim;
 mod cursor;
 mod dead_letters;
+mod fast;
 mod handle_words;
 pub mod header;
 mod inspect;
@@ -135,6 +136,17 @@ pub(crate) struct SlotRef {
     pub slot: u64,
     /// Sequence of the word.
     pub seq: u64,
+}
+
+/// Where slot `index`'s header words are: the offset computed, and checked
+/// against the memory, once per operation rather than at every word (see
+/// [`Engine::at`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotAt {
+    /// Byte offset of the slot.
+    offset: usize,
+    /// Whether the slot lies inside the memory (`index < slots_in_bounds`).
+    inside: bool,
 }
 
 /// The protocol's settings, read once from the header.
@@ -175,6 +187,10 @@ pub struct Engine<M: Loads> {
     slots_in_bounds: u64,
     /// How tokens are made from a slot and a claim generation.
     tokens: TokenCodec,
+    /// Set when this handle's fast claim met a keyed message, cleared when
+    /// its general claim takes a keyless one: keyed traffic skips the fast
+    /// path's try (see `fast`). A hint in process memory.
+    fast_claims_off: std::sync::atomic::AtomicBool,
 }
 
 impl<M: Loads> Engine<M> {
@@ -205,6 +221,7 @@ impl<M: Loads> Engine<M> {
             head_view: LazyCursor::default(),
             full_search: FullSearch::default(),
             head_wait: HeadWait::default(),
+            fast_claims_off: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -235,6 +252,42 @@ impl<M: Loads> Engine<M> {
         } else {
             self.mem.load_u64(offset, order)
         }
+    }
+
+    /// Where slot `index`'s words are, for the accesses of one operation.
+    #[inline(always)]
+    pub(crate) fn at(&self, index: u64) -> SlotAt {
+        let inside = index < self.slots_in_bounds;
+        SlotAt {
+            // Wrapping: an index past the capacity (a bug) is only used by
+            // the checked accesses below, which refuse it.
+            offset: self
+                .layout
+                .slots_offset
+                .wrapping_add((index as usize).wrapping_mul(self.layout.slot_stride)),
+            inside,
+        }
+    }
+
+    /// Loads header word `field` (one of [`slot`]'s offsets below
+    /// `PAYLOAD`) of the slot at `s` with `order`.
+    #[inline(always)]
+    pub(crate) fn load_at(&self, s: SlotAt, field: usize, order: Ordering) -> u64 {
+        debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
+        if s.inside {
+            // SAFETY: as in `Engine::slot_field` (`inside` is
+            // `index < slots_in_bounds`, computed by `Engine::at`).
+            unsafe { self.mem.load_u64_unchecked(s.offset + field, order) }
+        } else {
+            self.mem.load_u64(s.offset.wrapping_add(field), order)
+        }
+    }
+
+    /// The state word of the slot at `s`.
+    #[inline(always)]
+    pub(crate) fn word_at(&self, s: SlotAt) -> SlotWord {
+        // Acquire: as in `Engine::slot_word`.
+        SlotWord(self.load_at(s, slot::WORD, Ordering::Acquire))
     }
 
     /// Loads header word `field` of slot `slot` with `order` (see
@@ -359,13 +412,31 @@ impl<M: Memory> Engine<M> {
         }
     }
 
+    /// Header word `field` (one of [`slot`]'s offsets below `PAYLOAD`) of
+    /// the slot at `s` (see [`Engine::at`]).
+    #[inline(always)]
+    pub(crate) fn field(&self, s: SlotAt, field: usize) -> &AtomicU64 {
+        debug_assert!(field % 8 == 0 && field + 8 <= slot::PAYLOAD);
+        if s.inside {
+            // SAFETY: `inside` says the slot's index is below
+            // `slots_in_bounds` (see `Engine::at`), so, as in
+            // `Engine::slot_field`, its header words lie inside the memory,
+            // 8-aligned, and `field` is one of them.
+            unsafe { self.mem.u64_at_unchecked(s.offset + field) }
+        } else {
+            // A bad index (a bug) fails loudly here.
+            self.mem.u64_at(s.offset.wrapping_add(field))
+        }
+    }
+
     #[inline]
     fn cas_slot(&self, slot: u64, old: SlotWord, new: SlotWord) -> bool {
+        let s = self.at(slot);
         // SeqCst: the commit and free transitions are followed by a load of
         // the sleeper counts (see `wait`), which needs a single total order
         // with the sleepers' registration; on x86 this costs nothing over
         // AcqRel since a locked instruction is a full barrier anyway.
-        self.slot_field(slot, slot::WORD)
+        self.field(s, slot::WORD)
             .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Acquire)
             .is_ok()
     }
@@ -381,10 +452,11 @@ impl<M: Memory> Engine<M> {
         to_state: SlotState,
         to_owner: u64,
     ) -> Option<SlotWord> {
+        let s = self.at(i);
         let mut cur = from;
         loop {
             let next = cur.transition(to_state, to_owner);
-            match self.slot_field(i, slot::WORD).compare_exchange(
+            match self.field(s, slot::WORD).compare_exchange(
                 cur.0,
                 next.0,
                 Ordering::SeqCst,
@@ -407,8 +479,9 @@ impl<M: Memory> Engine<M> {
     /// slot no longer holds that claim and it was never stamped (a stalled
     /// claimer that lost its claim before stamping it).
     fn stamp_claim(&self, i: u64, claim: SlotWord) -> Option<u64> {
+        let s = self.at(i);
         let seq = claim.seq();
-        let f = self.slot_field(i, slot::CLAIM);
+        let f = self.field(s, slot::CLAIM);
         loop {
             // Acquire: pairs with the AcqRel of another stamper's CAS.
             let c = ClaimWord(f.load(Ordering::Acquire));

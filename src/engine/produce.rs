@@ -30,6 +30,9 @@ impl<M: Memory> Engine<M> {
     /// bytes. `Err(Full)` when the next slot in ring order still holds a
     /// message not yet claimed, or every slot is held.
     pub fn reserve(&self, me: u64, now: u64, len: usize) -> Result<Reservation> {
+        if let super::fast::Fast::Done(r) = self.reserve_fast(me, now, len) {
+            return Ok(r);
+        }
         let tail = self.word(hdr::TAIL);
         let mut p = self.tail_view.start(tail);
         let r = self.reserve_from(me, now, len, &mut p);
@@ -83,7 +86,8 @@ impl<M: Memory> Engine<M> {
             // Relaxed: the cursor is a hint; the slot CAS below decides.
             *p = (*p).max(tail.load(Ordering::Relaxed));
             let (i, lap) = self.split(*p);
-            let w = self.slot_word(i);
+            let s = self.at(i);
+            let w = self.word_at(s);
             let d = lap_diff(w.lap(), lap);
             if d > 0 {
                 // Bounded: the cursor lags the slots by at most the
@@ -125,9 +129,9 @@ impl<M: Memory> Engine<M> {
                     *p = p.wrapping_add(1);
                     self.tally(me, part::TOOK);
                     // Relaxed stores: we own the slot; the commit CAS publishes.
-                    self.slot_field(i, slot::POSITION)
+                    self.field(s, slot::POSITION)
                         .store(position, Ordering::Relaxed);
-                    self.slot_field(i, slot::LEASE).store(
+                    self.field(s, slot::LEASE).store(
                         LeaseWord::at(
                             mine.seq(),
                             now.saturating_add(self.config.reservation_timeout_ns),
@@ -135,7 +139,7 @@ impl<M: Memory> Engine<M> {
                         .0,
                         Ordering::Relaxed,
                     );
-                    self.slot_field(i, slot::LEN)
+                    self.field(s, slot::LEN)
                         .store(len as u64, Ordering::Relaxed);
                     return Ok(Reservation {
                         slot: i,
@@ -279,27 +283,28 @@ impl<M: Memory> Engine<M> {
         replacing: bool,
     ) -> Result<u64> {
         let i = r.slot;
+        let s = self.at(i);
         // Relaxed stores: we own the slot while it is ours; the commit CAS
         // (release) publishes them. If the reservation was abandoned, these
         // writes land on a free slot whose next producer overwrites them.
-        self.slot_field(i, slot::KEY).store(key, Ordering::Relaxed);
-        self.slot_field(i, slot::VERSION)
+        self.field(s, slot::KEY).store(key, Ordering::Relaxed);
+        self.field(s, slot::VERSION)
             .store(version, Ordering::Relaxed);
-        self.slot_field(i, slot::ENQUEUED_NS)
+        self.field(s, slot::ENQUEUED_NS)
             .store(enqueued_ns, Ordering::Relaxed);
-        self.slot_field(i, slot::LEN)
+        self.field(s, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
-        self.slot_field(i, slot::ATTEMPTS)
+        self.field(s, slot::ATTEMPTS)
             .store(AttemptsWord::new(r.seq, 0).0, Ordering::Relaxed);
         // Re-tag the claim word with this reservation's sequence (keeping
         // its generation), so that its tag is never many transitions old.
         // A load and a store: we own the slot, and a stalled claimer of an
         // earlier claim cannot stamp it any more (see `ClaimWord`).
-        let claim = self.slot_field(i, slot::CLAIM);
+        let claim = self.field(s, slot::CLAIM);
         let retagged = ClaimWord(claim.load(Ordering::Relaxed)).retagged(r.seq);
         claim.store(retagged.0, Ordering::Relaxed);
         loop {
-            let w = self.slot_word(i);
+            let w = self.word_at(s);
             let quarantined = replacing
                 && w.state() == state::ABANDONED
                 && w.owner() == me
@@ -324,7 +329,7 @@ impl<M: Memory> Engine<M> {
             let new = match (not_before_ns, w.state()) {
                 (_, state::ABANDONED) => w.transition(state::PENDING, 0),
                 (Some(t), _) if t > now => {
-                    self.slot_field(i, slot::LEASE)
+                    self.field(s, slot::LEASE)
                         .store(LeaseWord::at(next_seq(r.seq), t).0, Ordering::Relaxed);
                     w.transition(state::DELAYED, 0)
                 }

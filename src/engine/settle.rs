@@ -61,14 +61,12 @@ impl<M: Memory> Engine<M> {
     /// after the claim ended (G3), and the message will be redelivered.
     pub(super) fn held(&self, me: u64, token: u64, now: Option<u64>) -> Result<(u64, SlotWord)> {
         let Some((i, generation)) = self.split_token(token) else {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("token {token:#x} names no claim of this queue"),
-            ));
+            return Err(no_such_token(token));
         };
-        let w = self.slot_word(i);
+        let s = self.at(i);
+        let w = self.word_at(s);
         // Acquire: ordered after the word's acquire load anyway.
-        let c = ClaimWord(self.slot_field(i, slot::CLAIM).load(Ordering::Acquire));
+        let c = ClaimWord(self.field(s, slot::CLAIM).load(Ordering::Acquire));
         if w.state() != state::CLAIMED
             || w.owner() != me
             || !c.stamped_for(w.seq())
@@ -82,7 +80,7 @@ impl<M: Memory> Engine<M> {
         if let Some(now) = now {
             // Relaxed: the claimer stamped it before handing out the claim
             // (program order for `me`); a reclaimer's stamp has the same tag.
-            let lease = LeaseWord(self.slot_field(i, slot::LEASE).load(Ordering::Relaxed));
+            let lease = LeaseWord(self.field(s, slot::LEASE).load(Ordering::Relaxed));
             if lease
                 .time_for(w.seq())
                 .is_some_and(|deadline| deadline <= now)
@@ -101,11 +99,21 @@ impl<M: Memory> Engine<M> {
     /// the copy is not torn). Returns the payload length; `TooLarge` if
     /// `buf` is too small.
     pub fn read_claimed(&self, me: u64, token: u64, buf: &mut [u8]) -> Result<usize> {
-        let (i, _) = self.held(me, token, None)?;
-        // Relaxed: ordered after the acquire load of the word in `held`.
-        let len = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed))
+        // Whether `me` holds the claim is checked once, after the copy (the
+        // check that matters: a copy of a claim lost before or during it is
+        // refused); before it, only the slot the token names. A copy of a
+        // slot we do not hold reads bytes of the mapping and is discarded.
+        let Some((i, _)) = self.split_token(token) else {
+            return Err(no_such_token(token));
+        };
+        let s = self.at(i);
+        // Relaxed: what a held claim says was published by the commit the
+        // claim synchronised with; otherwise the check below refuses it.
+        let len = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed))
             .length_within(self.layout.params.max_message_size) as usize;
         if buf.len() < len {
+            // A claim no longer held says so rather than `TooLarge`.
+            self.held(me, token, None)?;
             return Err(Error::new(
                 Status::TooLarge,
                 format!(
@@ -134,15 +142,21 @@ impl<M: Memory> Engine<M> {
 
     /// Gives the outcome of a claim.
     pub fn settle(&self, me: u64, token: u64, outcome: &Outcome<'_>, now: u64) -> Result<Settled> {
+        if *outcome == Outcome::Ack {
+            if let Some(r) = self.ack_fast(me, token, now) {
+                return Ok(r);
+            }
+        }
         let (i, first) = self.held(me, token, Some(now))?;
+        let s = self.at(i);
         // Relaxed: we hold the claim; the metadata was published by the
         // commit we synchronised with when claiming.
-        let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
+        let key = self.field(s, slot::KEY).load(Ordering::Relaxed);
         if key != 0 && *outcome == Outcome::Ack {
             // Record the version before the slot is freed, so that a crash
             // in between never lets an older version through; if the ack
             // then fails, a redelivery of this same version is not older.
-            let version = self.slot_field(i, slot::VERSION).load(Ordering::Relaxed);
+            let version = self.field(s, slot::VERSION).load(Ordering::Relaxed);
             if let Some(e) = self.keys().find(key) {
                 self.keys()
                     .field(e, keyf::LAST_ACKED)
@@ -155,7 +169,7 @@ impl<M: Memory> Engine<M> {
             // Counted before the CAS, so a claimer never uncounts it first.
             self.pending_entered(key);
         }
-        let r = self.settle_slot(me, token, outcome, now);
+        let r = self.settle_slot(me, token, outcome, now, Some((i, first)));
         if to_pending && !matches!(r, Ok(Settled::Requeued)) {
             self.pending_left(key);
         }
@@ -179,9 +193,16 @@ impl<M: Memory> Engine<M> {
         token: u64,
         outcome: &Outcome<'_>,
         now: u64,
+        mut checked: Option<(u64, SlotWord)>,
     ) -> Result<Settled> {
         loop {
-            let (i, w) = self.held(me, token, Some(now))?;
+            // The caller's check stands for the first try (nothing ran
+            // since); a retry (the word moved) checks again.
+            let (i, w) = match checked.take() {
+                Some(held) => held,
+                None => self.held(me, token, Some(now))?,
+            };
+            let s = self.at(i);
             match *outcome {
                 Outcome::Ack => {
                     if self.transit_free(me, i, w) {
@@ -189,7 +210,7 @@ impl<M: Memory> Engine<M> {
                     }
                 }
                 Outcome::Extend { deadline_ns } => {
-                    self.slot_field(i, slot::LEASE)
+                    self.field(s, slot::LEASE)
                         .store(LeaseWord::at(w.seq(), deadline_ns).0, Ordering::SeqCst);
                     // SeqCst load: if a reclaimer's CAS came first we see it.
                     self.held(me, token, None)?;
@@ -208,7 +229,7 @@ impl<M: Memory> Engine<M> {
                         continue;
                     }
                     let new = if not_before_ns > now {
-                        self.slot_field(i, slot::LEASE).store(
+                        self.field(s, slot::LEASE).store(
                             LeaseWord::at(w.next_seq(), not_before_ns).0,
                             Ordering::Relaxed,
                         );
@@ -238,4 +259,14 @@ impl<M: Memory> Engine<M> {
     pub(super) fn exhausted(&self, deliveries: u32) -> bool {
         self.config.max_deliveries != 0 && deliveries >= self.config.max_deliveries
     }
+}
+
+/// The error of a token that names no claim of this queue.
+#[cold]
+#[inline(never)]
+fn no_such_token(token: u64) -> Error {
+    Error::new(
+        Status::InvalidArgument,
+        format!("token {token:#x} names no claim of this queue"),
+    )
 }

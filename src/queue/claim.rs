@@ -242,6 +242,15 @@ impl<'q> Message<'q> {
         self.claimed_ns
     }
 
+    /// Whether the message is sampled for the latency histograms (one in
+    /// a few): only a sampled claim's processing time is recorded, so a
+    /// binding keeps the claim time of those alone.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn sampled(&self) -> bool {
+        self.claim.sampled
+    }
+
     /// Ring position of the message.
     pub fn position(&self) -> u64 {
         self.claim.position

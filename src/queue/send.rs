@@ -182,11 +182,13 @@ impl Queue {
                 failed = Some(e);
                 break;
             }
-            // Unkeyed, undelayed, unsampled: one engine call per message.
+            // Unkeyed, undelayed: one engine call per message; the first
+            // of the batch may be sampled for the latency histograms (one
+            // precise clock read per batch at most), the others are not.
             let got = if sent == 0 {
                 self.wait_for(engine, Point::NotFull, timeout, "send_batch", |at| {
                     now = at;
-                    engine.send_plain(me, at, data)
+                    engine.send(me, at, data, &SendSpec::default(), || self.stamp(at))
                 })
             } else {
                 engine.send_plain(me, now, data)

@@ -43,7 +43,7 @@ impl Queue {
     #[inline]
     pub(super) fn notify(&self, p: Point) {
         if let Store::Write(e) = &self.store {
-            wait_point_of(e, p).notify(&OsFutex);
+            e.notify(p, &OsFutex);
         }
     }
 

@@ -66,7 +66,10 @@ pub unsafe extern "C" fn shmq_claim(
         // `inner` lives.
         let m = unsafe { inner.queue_static() }.claim(Timeout::from_nanos(timeout_ns))?;
         let c = to_c(inner, &m, borrowed(&m));
-        inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+        // Only a sampled claim is timed (as the Rust API does).
+        if m.sampled() {
+            inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+        }
         // SAFETY: checked non-null and aligned.
         unsafe { msg.write(c) };
         Ok(())
@@ -137,7 +140,10 @@ pub unsafe extern "C" fn shmq_claim_copy(
         let n = m.read_into(b)?;
         let mut c = to_c(inner, &m, buf.cast::<u8>());
         c.len = n;
-        inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+        // Only a sampled claim is timed (as the Rust API does).
+        if m.sampled() {
+            inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+        }
         // SAFETY: checked non-null and aligned.
         unsafe { msg.write(c) };
         Ok(())
@@ -207,7 +213,10 @@ pub unsafe extern "C" fn shmq_claim_batch(
             unsafe { inner.queue_static() }.claim_batch(max, Timeout::from_nanos(timeout_ns))?;
         for (i, m) in got.iter().enumerate() {
             let c = to_c(inner, m, borrowed(m));
-            inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+            // Only a sampled claim is timed (as the Rust API does).
+            if m.sampled() {
+                inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+            }
             // SAFETY: i < got.len() <= max entries, from the caller.
             unsafe { msgs.add(i).write(c) };
         }
@@ -266,7 +275,10 @@ pub unsafe extern "C" fn shmq_claim_packed(
                     // SAFETY: `at <= buf_len`, inside the caller's buffer.
                     let mut c = to_c(inner, m, unsafe { buf.cast::<u8>().add(at) });
                     c.len = len;
-                    inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+                    // Only a sampled claim is timed (as the Rust API does).
+                    if m.sampled() {
+                        inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+                    }
                     // SAFETY: n < got.len() <= max entries, from the caller.
                     unsafe { msgs.add(n).write(c) };
                     at += len;
