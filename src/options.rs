@@ -61,6 +61,16 @@ pub struct Options {
     pub group: Option<u32>,
     /// How calls wait.
     pub wait_strategy: WaitStrategy,
+    /// Leave the new file sparse instead of reserving its space. By default
+    /// [`Queue::create`](crate::Queue::create) allocates every block of the
+    /// file up front (`posix_fallocate`) and refuses with `Io` ("no
+    /// space", the bytes needed and free) when the file system cannot hold
+    /// it. A sparse file is created at once whatever its size, and its
+    /// pages are taken from the file system when first touched: when it is
+    /// full then, the operation that touched the page fails with `Corrupt`
+    /// ("the file system is full") and the queue must be recreated. For
+    /// file systems that cannot allocate ahead the file is sparse anyway.
+    pub sparse: bool,
 }
 
 impl Default for Options {
@@ -78,6 +88,7 @@ impl Default for Options {
             mode: 0o600,
             group: None,
             wait_strategy: WaitStrategy::SpinThenSleep,
+            sparse: false,
         }
     }
 }
