@@ -16,6 +16,16 @@ pub enum WaitStrategy {
 }
 
 impl WaitStrategy {
+    /// The machine name: `spin`, `spin-then-sleep` or `sleep` (as the
+    /// Python binding spells them).
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinThenSleep => "spin-then-sleep",
+            WaitStrategy::Sleep => "sleep",
+        }
+    }
+
     /// From the stored integer; unknown values give the default.
     pub fn from_u64(v: u64) -> WaitStrategy {
         match v {
@@ -23,6 +33,17 @@ impl WaitStrategy {
             2 => WaitStrategy::Sleep,
             _ => WaitStrategy::SpinThenSleep,
         }
+    }
+}
+
+impl std::fmt::Display for WaitStrategy {
+    /// For people: `spin`, `spin, then sleep`, `sleep`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinThenSleep => "spin, then sleep",
+            WaitStrategy::Sleep => "sleep",
+        })
     }
 }
 

@@ -148,8 +148,8 @@ fn tmpfs_hint(path: &Path, s: FsSpace) -> String {
     let dir = directory_of(path);
     if s.size == CONTAINER_SHM {
         format!(
-            ": {} is a 64 MiB tmpfs, the default of a container: run it with a larger \
-             --shm-size (docker run --shm-size=1g) or choose another directory",
+            ": {} is a 64 MiB tmpfs, the default /dev/shm of a container: run the container \
+             with a larger --shm-size (docker run --shm-size=1g) or choose another directory",
             dir.display()
         )
     } else {
