@@ -19,6 +19,7 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         lease: a.lease,
         max_deliveries: a.max_deliveries,
         latest_only: a.latest_only,
+        sparse: a.sparse,
         mode: a.mode,
         group: a
             .group
@@ -36,6 +37,9 @@ pub fn create(a: &CreateArgs) -> CmdResult {
     }
     let q = Queue::create(&a.path, &opts)?;
     let size = q.layout().file_size as u64;
+    // A sparse file on a file system that filled up while the queue was
+    // attached is unusable: say so now rather than at the first send.
+    q.check_intact("create")?;
     q.close()?;
     if a.json {
         print_json(&json!({
@@ -48,16 +52,18 @@ pub fn create(a: &CreateArgs) -> CmdResult {
             "max_deliveries": a.max_deliveries,
             "latest_only": a.latest_only,
             "mode": format!("{:04o}", a.mode),
+            "sparse": a.sparse,
         }));
     } else {
         println!(
-            "created {}: {} slots of {} bytes, {} keys, lease {}, {} ({})",
+            "created {}: {} slots of {} bytes, {} keys, lease {}, {} {} ({})",
             a.path.display(),
             a.capacity,
             a.max_message_size,
             a.keys,
             human_ns(a.lease.as_nanos() as u64),
             human_bytes(size),
+            if a.sparse { "sparse" } else { "reserved" },
             format_args!("mode {:04o}", a.mode),
         );
     }
