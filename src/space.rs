@@ -182,15 +182,14 @@ pub fn full_file_system(file: &File, mapped_len: u64) -> Option<String> {
         return None;
     }
     let mut msg = String::from(
-        "the file system is full: a page of the file could not be allocated when it was \
-         first touched (the file was not truncated; it is sparse, or its file system cannot \
-         reserve ahead)",
+        "the file system is full: a page of the file could not be allocated when first \
+         touched (a sparse file; it was not truncated)",
     );
     if let Ok(s) = fs_space(file) {
-        msg.push_str(&format!(", {} bytes free ({})", s.free, human(s.free)));
+        msg.push_str(&format!(", {} bytes free", s.free));
     }
     msg.push_str(
-        "; pages past the fault read as zeros, so the queue cannot be trusted any more: \
+        "; pages past it read as zeros and the queue cannot be trusted any more: \
          free space, then recreate it without sparse",
     );
     Some(msg)

@@ -35,7 +35,10 @@ pub fn create(a: &CreateArgs) -> CmdResult {
             a.path.display()
         )));
     }
-    let q = Queue::create(&a.path, &opts)?;
+    let q = with_spinner(
+        &format!("creating {} (reserving its space)", a.path.display()),
+        || Queue::create(&a.path, &opts),
+    )?;
     let size = q.layout().file_size as u64;
     // A sparse file on a file system that filled up while the queue was
     // attached is unusable: say so now rather than at the first send.
@@ -68,4 +71,39 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         );
     }
     Ok(0)
+}
+
+/// Runs `f`, showing a spinner with `what` on stderr once it has taken more
+/// than a second (reserving a file of many gigabytes takes seconds) and
+/// only when stderr is a terminal.
+fn with_spinner<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    if !std::io::stderr().is_terminal() {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            let mut bar = None;
+            // Relaxed: a flag polled for display only.
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if bar.is_none() && start.elapsed() > Duration::from_secs(1) {
+                    let b = indicatif::ProgressBar::new_spinner();
+                    b.set_message(what.to_string());
+                    b.enable_steady_tick(Duration::from_millis(100));
+                    bar = Some(b);
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        });
+        let r = f();
+        done.store(true, Ordering::Relaxed);
+        r
+    })
 }
