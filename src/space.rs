@@ -57,8 +57,8 @@ pub fn fs_space(file: &File) -> io::Result<FsSpace> {
     // SAFETY: statfs is plain old data; all-zero is a valid value.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and a struct to fill.
-    let tmpfs = unsafe { libc::fstatfs(file.as_raw_fd(), &mut s) } == 0
-        && s.f_type as i64 == TMPFS_MAGIC;
+    let tmpfs =
+        unsafe { libc::fstatfs(file.as_raw_fd(), &mut s) } == 0 && s.f_type as i64 == TMPFS_MAGIC;
     let unit = v.f_frsize as u64;
     Ok(FsSpace {
         free: (v.f_bavail as u64).saturating_mul(unit),
@@ -110,9 +110,7 @@ pub fn reserve(file: &File, path: &Path, len: u64) -> Result<Reserved> {
     };
     match rc {
         0 => Ok(Reserved::Whole),
-        libc::ENOSPC | libc::EFBIG | libc::EDQUOT => {
-            Err(no_space(path, len, fs_space(file).ok()))
-        }
+        libc::ENOSPC | libc::EFBIG | libc::EDQUOT => Err(no_space(path, len, fs_space(file).ok())),
         libc::EOPNOTSUPP => Ok(Reserved::Unsupported),
         e => Err(Error::io(
             ctx(&format!("reserving {len} bytes")),
@@ -251,7 +249,10 @@ mod tests {
         let e = got.unwrap_err();
         assert_eq!(e.status(), Status::Io, "{e:?}");
         assert!(e.message().contains("no space"), "{e:?}");
-        assert!(e.message().contains(&format!("needs {want} bytes")), "{e:?}");
+        assert!(
+            e.message().contains(&format!("needs {want} bytes")),
+            "{e:?}"
+        );
         assert!(!e.message().contains('\n'), "one line: {e:?}");
     }
 }

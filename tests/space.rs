@@ -65,7 +65,10 @@ fn create_refuses_a_queue_larger_than_its_file_system() {
     let m = e.message();
     assert_eq!(e.status(), Status::Io, "{e:?}");
     assert!(!m.contains('\n'), "one line: {m}");
-    assert!(m.starts_with(&format!("{}: create: no space", path.display())), "{m}");
+    assert!(
+        m.starts_with(&format!("{}: create: no space", path.display())),
+        "{m}"
+    );
     let needed = Layout::new(Params {
         capacity: 100_000,
         max_message_size: 4096,
@@ -77,7 +80,10 @@ fn create_refuses_a_queue_larger_than_its_file_system() {
     .file_size;
     assert!(m.contains(&format!("needs {needed} bytes")), "{m}");
     assert!(m.contains("bytes free (64.0 MiB)"), "{m}");
-    assert!(m.contains("is a 64 MiB tmpfs, the default /dev/shm of a container"), "{m}");
+    assert!(
+        m.contains("is a 64 MiB tmpfs, the default /dev/shm of a container"),
+        "{m}"
+    );
     assert!(m.contains("--shm-size"), "{m}");
     // Nothing left behind, nothing allocated.
     assert!(!path.exists());
@@ -122,10 +128,16 @@ fn a_sparse_file_on_a_full_file_system_says_so_not_truncated() {
     assert!(q.is_broken());
     // Every later call says the same; verify reports it as the problem.
     let again = q.send(b"x", Timeout::TryOnce).unwrap_err();
-    assert!(again.message().contains("the file system is full"), "{again:?}");
+    assert!(
+        again.message().contains("the file system is full"),
+        "{again:?}"
+    );
     let report = q.verify();
     assert!(
-        report.problems.iter().any(|p| p.contains("the file system is full")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("the file system is full")),
         "{:?}",
         report.problems
     );

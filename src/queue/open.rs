@@ -21,8 +21,8 @@ use crate::metrics::Counter;
 use crate::options::{Access, OpenOptions, Options};
 use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
-use crate::space;
 use crate::ring::{header, Config, Engine, Repairs, SlotState};
+use crate::space;
 use crate::sync::Ordering;
 use crate::sys;
 
@@ -85,8 +85,8 @@ impl Queue {
             // A sparse file on a file system already full: the header's
             // pages could not be allocated (they read as zeros now). Not
             // published, so nobody takes it for a queue.
-            let cause = space::full_file_system(&file, size)
-                .unwrap_or_else(|| TRUNCATED.to_string());
+            let cause =
+                space::full_file_system(&file, size).unwrap_or_else(|| TRUNCATED.to_string());
             return Err(cleanup(Error::new(
                 Status::Io,
                 ctx(&format!("create: no space: {cause}")),

@@ -748,7 +748,12 @@ fn create_reserves_the_file_and_a_too_small_tmpfs_refuses_it() {
     let s = ok(shmq(&["create", p(&q), "--capacity", "64"]));
     assert!(s.contains("reserved"), "{s}");
     let m = std::fs::metadata(&q).unwrap();
-    assert!(m.blocks() * 512 >= m.len(), "{} of {}", m.blocks() * 512, m.len());
+    assert!(
+        m.blocks() * 512 >= m.len(),
+        "{} of {}",
+        m.blocks() * 512,
+        m.len()
+    );
     let sparse = d.path("sparse");
     let c = json(shmq(&[
         "create",
@@ -762,7 +767,12 @@ fn create_reserves_the_file_and_a_too_small_tmpfs_refuses_it() {
     ]));
     assert_eq!(c["sparse"], true);
     let m = std::fs::metadata(&sparse).unwrap();
-    assert!(m.blocks() * 512 < m.len() / 2, "{} of {}", m.blocks() * 512, m.len());
+    assert!(
+        m.blocks() * 512 < m.len() / 2,
+        "{} of {}",
+        m.blocks() * 512,
+        m.len()
+    );
 
     // On a container's default /dev/shm (a 64 MiB tmpfs): refused at once
     // with the sizes, and nothing is left; --sparse creates it, and the
@@ -783,9 +793,15 @@ fn create_reserves_the_file_and_a_too_small_tmpfs_refuses_it() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let e = err(&o);
     assert_eq!(e.lines().count(), 1, "one line: {e}");
-    assert!(e.starts_with(&format!("shmq: IO: {}: create: no space", p(&q))), "{e}");
+    assert!(
+        e.starts_with(&format!("shmq: IO: {}: create: no space", p(&q))),
+        "{e}"
+    );
     assert!(e.contains("bytes free (64.0 MiB)"), "{e}");
-    assert!(e.contains("64 MiB tmpfs, the default /dev/shm of a container"), "{e}");
+    assert!(
+        e.contains("64 MiB tmpfs, the default /dev/shm of a container"),
+        "{e}"
+    );
     assert!(!q.exists(), "nothing is left behind");
 
     let mut sparse = big.to_vec();
@@ -803,10 +819,17 @@ fn create_reserves_the_file_and_a_too_small_tmpfs_refuses_it() {
     let o = last.expect("a 64 MiB tmpfs fills up");
     let e = err(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(e.contains("CORRUPT") && e.contains("the file system is full"), "{e}");
+    assert!(
+        e.contains("CORRUPT") && e.contains("the file system is full"),
+        "{e}"
+    );
     assert!(!e.contains("truncated while mapped"), "{e}");
     let stats = shmq(&["stats", p(&q)]);
-    assert!(!err(&stats).contains("truncated while mapped"), "{}", err(&stats));
+    assert!(
+        !err(&stats).contains("truncated while mapped"),
+        "{}",
+        err(&stats)
+    );
 }
 
 #[test]
@@ -822,17 +845,28 @@ fn counts_refuse_negative_numbers_in_a_sentence() {
         let o = shmq(&["create", p(&q), flag, "-5"]);
         assert_eq!(o.status.code(), Some(2), "{flag}");
         let e = err(&o);
-        assert!(e.contains(&format!("{what} must be a positive number")), "{e}");
+        assert!(
+            e.contains(&format!("{what} must be a positive number")),
+            "{e}"
+        );
         assert!(!e.contains("-- -5"), "no advice to write `-- -5`: {e}");
     }
     let o = shmq(&["create", p(&q), "--capacity", "0"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains("capacity must be a positive number"), "{}", err(&o));
+    assert!(
+        err(&o).contains("capacity must be a positive number"),
+        "{}",
+        err(&o)
+    );
     assert!(!q.exists());
     ok(shmq(&["create", p(&q)]));
     let o = shmq(&["recv", p(&q), "-n", "-1"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains("count must be a positive number"), "{}", err(&o));
+    assert!(
+        err(&o).contains("count must be a positive number"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -874,7 +908,10 @@ fn info_names_the_wait_strategy_for_people() {
     let q = d.path("q");
     ok(shmq(&["create", p(&q)]));
     let human = ok(shmq(&["info", p(&q)]));
-    assert!(human.contains("wait strategy   spin, then sleep"), "{human}");
+    assert!(
+        human.contains("wait strategy   spin, then sleep"),
+        "{human}"
+    );
     assert!(!human.contains("SpinThenSleep"), "{human}");
     let j = json(shmq(&["info", p(&q), "--json"]));
     assert_eq!(j["options"]["wait_strategy"], "spin-then-sleep");

@@ -249,6 +249,9 @@ fn the_text_summary_reads_plainly() {
     assert!(!plain.contains("replaced while waiting"), "{plain}");
     assert!(!plain.contains(" 1 times"), "{plain}");
     let latest = run(&["--latest-only"]);
-    assert!(latest.contains("replaced while waiting (latest-only)"), "{latest}");
+    assert!(
+        latest.contains("replaced while waiting (latest-only)"),
+        "{latest}"
+    );
     assert!(!latest.contains(" 1 times"), "{latest}");
 }

@@ -9,8 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::values::{
     parse_capacity, parse_dead_letters, parse_duration, parse_keys, parse_max_deliveries,
-    parse_max_message_size, parse_mode, parse_participants, parse_recv_count, parse_timeout,
-    Wait,
+    parse_max_message_size, parse_mode, parse_participants, parse_recv_count, parse_timeout, Wait,
 };
 
 /// `shmq create`.

@@ -67,11 +67,7 @@ pub fn send(a: &SendArgs) -> CmdResult {
     }
     progress.finish();
     if !a.json {
-        println!(
-            "sent {} to {}",
-            plural(sent, "message"),
-            a.path.display()
-        );
+        println!("sent {} to {}", plural(sent, "message"), a.path.display());
     }
     Ok(if sent == 0 { EXIT_NOTHING } else { 0 })
 }
