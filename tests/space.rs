@@ -61,7 +61,9 @@ fn create_refuses_a_queue_larger_than_its_file_system() {
         return;
     };
     let path = fs.file("orders");
-    let e = Queue::create(&path, &big()).err().expect("must be refused");
+    let Err(e) = Queue::create(&path, &big()) else {
+        panic!("must be refused");
+    };
     let m = e.message();
     assert_eq!(e.status(), Status::Io, "{e:?}");
     assert!(!m.contains('\n'), "one line: {m}");
