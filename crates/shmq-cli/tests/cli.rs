@@ -667,7 +667,7 @@ fn dead_letters_list_show_redrive_purge() {
     assert_eq!(list[0]["data"], "bad one");
     assert_eq!(list[0]["attempts"], 1);
     let human = ok(shmq(&["dlq", p(&q), "list"]));
-    assert!(human.contains("bad two") && human.contains("3 dead letter(s)"));
+    assert!(human.contains("bad two") && human.contains("3 dead letters"));
     let id = list[1]["id"].as_u64().unwrap().to_string();
     let shown = json(shmq(&["dlq", p(&q), "show", &id, "--json"]));
     assert_eq!(shown["data"], "bad two");
