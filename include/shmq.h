@@ -66,6 +66,16 @@
 #define SHMQ_FLAG_SET_GROUP 2
 
 /**
+ * `shmq_options.flags`: leave the new file sparse instead of reserving
+ * its space. By default `shmq_create` allocates every block of the file
+ * (`posix_fallocate`) and returns `SHMQ_IO` ("no space") when the file
+ * system cannot hold it; a sparse file's pages are taken when first
+ * touched, and a file system full then fails that call with
+ * `SHMQ_CORRUPT` ("the file system is full").
+ */
+#define SHMQ_FLAG_SPARSE 4
+
+/**
  * `shmq_options.mode` of a queue shared with a group: owner and group read
  * and write (0660). Members of the group open it with
  * `SHMQ_OPEN_GROUP_SHARED`.

@@ -33,6 +33,9 @@ pub mod permissions;
 #[path = "queue/mod.rs"]
 pub mod queue;
 #[cfg(not(shmq_loom))]
+#[path = "space.rs"]
+pub mod space;
+#[cfg(not(shmq_loom))]
 #[path = "sys.rs"]
 pub mod sys;
 #[path = "wait.rs"]

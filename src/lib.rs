@@ -54,7 +54,7 @@ pub mod internals;
 mod internals;
 
 #[cfg(not(shmq_loom))]
-pub(crate) use internals::{clock, mapping, permissions, queue, sys};
+pub(crate) use internals::{clock, mapping, permissions, queue, space, sys};
 pub(crate) use internals::{
     engine, error, format, keys, memory, metrics, options, participants, wait,
 };

@@ -16,6 +16,16 @@ pub enum WaitStrategy {
 }
 
 impl WaitStrategy {
+    /// The machine name: `spin`, `spin-then-sleep` or `sleep` (as the
+    /// Python binding spells them).
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinThenSleep => "spin-then-sleep",
+            WaitStrategy::Sleep => "sleep",
+        }
+    }
+
     /// From the stored integer; unknown values give the default.
     pub fn from_u64(v: u64) -> WaitStrategy {
         match v {
@@ -23,6 +33,17 @@ impl WaitStrategy {
             2 => WaitStrategy::Sleep,
             _ => WaitStrategy::SpinThenSleep,
         }
+    }
+}
+
+impl std::fmt::Display for WaitStrategy {
+    /// For people: `spin`, `spin, then sleep`, `sleep`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinThenSleep => "spin, then sleep",
+            WaitStrategy::Sleep => "sleep",
+        })
     }
 }
 
@@ -61,6 +82,16 @@ pub struct Options {
     pub group: Option<u32>,
     /// How calls wait.
     pub wait_strategy: WaitStrategy,
+    /// Leave the new file sparse instead of reserving its space. By default
+    /// [`Queue::create`](crate::Queue::create) allocates every block of the
+    /// file up front (`posix_fallocate`) and refuses with `Io` ("no
+    /// space", the bytes needed and free) when the file system cannot hold
+    /// it. A sparse file is created at once whatever its size, and its
+    /// pages are taken from the file system when first touched: when it is
+    /// full then, the operation that touched the page fails with `Corrupt`
+    /// ("the file system is full") and the queue must be recreated. For
+    /// file systems that cannot allocate ahead the file is sparse anyway.
+    pub sparse: bool,
 }
 
 impl Default for Options {
@@ -78,6 +109,7 @@ impl Default for Options {
             mode: 0o600,
             group: None,
             wait_strategy: WaitStrategy::SpinThenSleep,
+            sparse: false,
         }
     }
 }

@@ -9,6 +9,11 @@
 # Usage: bindings/c/install.sh PREFIX        (e.g. /usr/local or $HOME/.local)
 #   SHMQ_LIB_DIR=DIR  install libshmq.so and libshmq.a from DIR instead of
 #                     building them (as the tests do).
+#   SHMQ_KEEP_DEBUG=1 keep the debug information: the release profile builds
+#                     it (about 6 MB of the shared library), and by default
+#                     the installed libraries are stripped of it (`strip
+#                     --strip-debug`; the symbols a program links against
+#                     stay). Keep it to debug shmq itself in gdb or perf.
 #
 # With a PREFIX outside the loader's path, tell the tools where it is:
 #   export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig LD_LIBRARY_PATH=PREFIX/lib
@@ -44,6 +49,15 @@ ln -sf "libshmq.so.0" "$PREFIX/lib/libshmq.so"
 install -m 0644 "$SRC/libshmq.a" "$PREFIX/lib/libshmq.a"
 install -m 0644 "$ROOT/include/shmq.h" "$PREFIX/include/shmq.h"
 install -m 0644 "$ROOT/bindings/cpp/shmq.hpp" "$PREFIX/include/shmq.hpp"
+if [ "${SHMQ_KEEP_DEBUG:-0}" = 0 ]; then
+    if command -v strip >/dev/null 2>&1; then
+        # --strip-debug, not --strip-all: the static library keeps the
+        # symbols a program links against, the shared one its symbol table.
+        strip --strip-debug "$PREFIX/lib/libshmq.so.$VERSION" "$PREFIX/lib/libshmq.a"
+    else
+        echo "$0: strip not found: the libraries keep their debug information" >&2
+    fi
+fi
 sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@VERSION@|$VERSION|g" \
     "$ROOT/bindings/c/shmq.pc.in" >"$PREFIX/lib/pkgconfig/shmq.pc"
 

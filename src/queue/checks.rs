@@ -112,7 +112,7 @@ impl Queue {
     fn truncated_err(&self, op: &str) -> Error {
         Error::new(
             Status::Corrupt,
-            format!("{}: {op}: {TRUNCATED}", self.path.display()),
+            format!("{}: {op}: {}", self.path.display(), self.broken_cause()),
         )
     }
 

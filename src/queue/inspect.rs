@@ -1,7 +1,6 @@
 //! Looking at a queue without changing it: a snapshot of its metrics
 //! ([`Stats`]) and a check of its invariants ([`VerifyReport`]).
 
-use super::checks::TRUNCATED;
 use super::dead_letters::{dead_letter_count, dead_letter_shape};
 use super::maintenance::OfdLiveness;
 use super::wait::Point;
@@ -200,7 +199,7 @@ impl Queue {
     fn verify_in<M: Loads>(&self, e: &Engine<M>) -> VerifyReport {
         let mut rep = VerifyReport::default();
         if self.is_broken() {
-            rep.problems.push(TRUNCATED.to_string());
+            rep.problems.push(self.broken_cause());
         }
         let l = &e.layout;
         let live = OfdLiveness {

@@ -140,6 +140,18 @@ impl Queue {
         self.file_layout()
     }
 
+    /// Why the mapping is broken (once [`Queue::is_broken`]): the file
+    /// was truncated under it, or, when the file still covers the mapping,
+    /// a page could not be allocated because its file system is full (a
+    /// sparse file; see [`Options::sparse`](crate::Options::sparse)). Reads
+    /// the file's size (`fstat`): for the cold path of an error only.
+    #[cold]
+    pub(super) fn broken_cause(&self) -> String {
+        let mapped = self.file_layout().file_size as u64;
+        crate::space::full_file_system(&self.file, mapped)
+            .unwrap_or_else(|| checks::TRUNCATED.to_string())
+    }
+
     /// The layout of the file.
     #[inline]
     fn file_layout(&self) -> &Layout {

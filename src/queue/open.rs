@@ -22,6 +22,7 @@ use crate::options::{Access, OpenOptions, Options};
 use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{header, Config, Engine, Repairs, SlotState};
+use crate::space;
 use crate::sync::Ordering;
 use crate::sys;
 
@@ -60,9 +61,19 @@ impl Queue {
             let _ = std::fs::remove_file(path);
             e
         };
-        file.set_len(layout.file_size as u64).map_err(|e| {
+        let size = layout.file_size as u64;
+        if !opts.sparse {
+            // Every block of the file now, while it cannot yet be taken for
+            // a queue (the magic is stored last, by `publish`): a file
+            // system that cannot hold the queue refuses here with the bytes
+            // needed and free, instead of a SIGBUS at some later send. A
+            // file system that cannot allocate ahead leaves the file sparse.
+            space::reserve(&file, path, size).map_err(cleanup)?;
+        }
+        // Sparse: the size only (a no-op after a reservation).
+        file.set_len(size).map_err(|e| {
             cleanup(Error::io(
-                ctx(&format!("create: sizing to {} bytes", layout.file_size)),
+                ctx(&format!("create: sizing to {size} bytes")),
                 e,
             ))
         })?;
@@ -70,6 +81,17 @@ impl Queue {
         header::write_header(&map, &layout, opts, flags, sys::unix_ns(), sys::boot_id());
         let engine = Engine::new(map, layout, opts_config(opts));
         engine.format();
+        if engine.broken() {
+            // A sparse file on a file system already full: the header's
+            // pages could not be allocated (they read as zeros now). Not
+            // published, so nobody takes it for a queue.
+            let cause =
+                space::full_file_system(&file, size).unwrap_or_else(|| TRUNCATED.to_string());
+            return Err(cleanup(Error::new(
+                Status::Io,
+                ctx(&format!("create: no space: {cause}")),
+            )));
+        }
         engine.publish();
         Self::attach(Store::Write(engine), file, path.to_path_buf(), true).map_err(cleanup)
     }

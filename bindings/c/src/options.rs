@@ -17,8 +17,15 @@ pub const SHMQ_FLAG_LATEST_ONLY: u32 = 1;
 /// the creator must belong to it unless it is root). Without this flag
 /// `group` is ignored and the file keeps the creator's group.
 pub const SHMQ_FLAG_SET_GROUP: u32 = 2;
+/// `shmq_options.flags`: leave the new file sparse instead of reserving
+/// its space. By default `shmq_create` allocates every block of the file
+/// (`posix_fallocate`) and returns `SHMQ_IO` ("no space") when the file
+/// system cannot hold it; a sparse file's pages are taken when first
+/// touched, and a file system full then fails that call with
+/// `SHMQ_CORRUPT` ("the file system is full").
+pub const SHMQ_FLAG_SPARSE: u32 = 4;
 /// Every flag this version knows.
-const KNOWN_FLAGS: u32 = SHMQ_FLAG_LATEST_ONLY | SHMQ_FLAG_SET_GROUP;
+const KNOWN_FLAGS: u32 = SHMQ_FLAG_LATEST_ONLY | SHMQ_FLAG_SET_GROUP | SHMQ_FLAG_SPARSE;
 
 /// `shmq_options.mode` of a queue shared with a group: owner and group read
 /// and write (0660). Members of the group open it with
@@ -207,6 +214,7 @@ impl shmq_options {
             mode: if self.mode == 0 { 0o600 } else { self.mode },
             group: (self.flags & SHMQ_FLAG_SET_GROUP != 0).then_some(self.group),
             wait_strategy,
+            sparse: self.flags & SHMQ_FLAG_SPARSE != 0,
         })
     }
 }

@@ -269,6 +269,26 @@ fn install_pkg_config_and_examples() {
     ] {
         assert!(prefix.join(f).exists(), "install.sh did not install {f}");
     }
+    // Installed without the release profile's debug information (it is
+    // most of the shared library's size), unless SHMQ_KEEP_DEBUG=1.
+    let sections = |lib: &Path| {
+        Command::new("readelf")
+            .arg("-S")
+            .arg(lib)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let installed = prefix.join("lib/libshmq.so.0");
+    match sections(&installed) {
+        Some(s) => assert!(
+            !s.contains(".debug_info"),
+            "install.sh left the debug information in {}",
+            installed.display()
+        ),
+        None => eprintln!("readelf not found: the installed library's sections are not checked"),
+    }
     let flags = pkg_config_flags(&prefix);
     let libdir = prefix.join("lib");
     let build = |compiler: &str, std: &str, src: &str, exe: &str| {

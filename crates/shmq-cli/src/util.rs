@@ -44,7 +44,28 @@ impl From<shmq::Error> for CliError {
     /// The engine's messages already name the file and the operation; the
     /// status name is prefixed so scripts can match on it.
     fn from(e: shmq::Error) -> CliError {
-        CliError::new(format!("{}: {}", e.status().name(), e.message()))
+        CliError::new(cli_message(&e))
+    }
+}
+
+/// An engine error as the command line says it: its status name, then its
+/// message with the library's option names (`trust_any_owner`,
+/// `group_shared`) given as this command line's flags.
+pub fn cli_message(e: &shmq::Error) -> String {
+    let msg = e
+        .message()
+        .replace("with trust_any_owner", "with --trust-any-owner")
+        .replace("with group_shared", "with --group-shared");
+    format!("{}: {msg}", e.status().name())
+}
+
+/// `n` and a noun, plural unless `n` is 1: `1 time`, `3 times`.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -175,5 +196,16 @@ mod tests {
         assert_eq!(human_ns(123_000_000_000), "2m03s");
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(plural(1u64, "time"), "1 time");
+        assert_eq!(plural(0u64, "time"), "0 times");
+        assert_eq!(plural(2u64, "time"), "2 times");
+        let e = shmq::Error::new(
+            shmq::Status::Permission,
+            "q: open: mode 0666 lets every user write the file (accept it with trust_any_owner)",
+        );
+        assert_eq!(
+            cli_message(&e),
+            "PERMISSION: q: open: mode 0666 lets every user write the file (accept it with --trust-any-owner)"
+        );
     }
 }

@@ -667,7 +667,7 @@ fn dead_letters_list_show_redrive_purge() {
     assert_eq!(list[0]["data"], "bad one");
     assert_eq!(list[0]["attempts"], 1);
     let human = ok(shmq(&["dlq", p(&q), "list"]));
-    assert!(human.contains("bad two") && human.contains("3 dead letter(s)"));
+    assert!(human.contains("bad two") && human.contains("3 dead letters"));
     let id = list[1]["id"].as_u64().unwrap().to_string();
     let shown = json(shmq(&["dlq", p(&q), "show", &id, "--json"]));
     assert_eq!(shown["data"], "bad two");
@@ -737,4 +737,196 @@ fn recover_reports_the_claims_it_redelivers() {
     holder.wait().unwrap();
     let r = json(shmq(&["recover", p(&q), "--json"]));
     assert_eq!(r["redelivered"], 1, "{r}");
+}
+
+#[test]
+fn create_reserves_the_file_and_a_too_small_tmpfs_refuses_it() {
+    use std::os::unix::fs::MetadataExt;
+    // Anywhere: the file is allocated whole, or left sparse on request.
+    let d = Dir::new("reserve");
+    let q = d.path("q");
+    let s = ok(shmq(&["create", p(&q), "--capacity", "64"]));
+    assert!(s.contains("reserved"), "{s}");
+    let m = std::fs::metadata(&q).unwrap();
+    assert!(
+        m.blocks() * 512 >= m.len(),
+        "{} of {}",
+        m.blocks() * 512,
+        m.len()
+    );
+    let sparse = d.path("sparse");
+    let c = json(shmq(&[
+        "create",
+        p(&sparse),
+        "--capacity",
+        "100000",
+        "--max-message-size",
+        "4096",
+        "--sparse",
+        "--json",
+    ]));
+    assert_eq!(c["sparse"], true);
+    let m = std::fs::metadata(&sparse).unwrap();
+    assert!(
+        m.blocks() * 512 < m.len() / 2,
+        "{} of {}",
+        m.blocks() * 512,
+        m.len()
+    );
+
+    // On a container's default /dev/shm (a 64 MiB tmpfs): refused at once
+    // with the sizes, and nothing is left; --sparse creates it, and the
+    // send that finds the tmpfs full says so (not "truncated").
+    let Some(fs) = shmq_testkit::SmallTmpfs::mount("cli", 64) else {
+        return;
+    };
+    let q = fs.file("orders");
+    let big = [
+        "create",
+        p(&q),
+        "--capacity",
+        "100000",
+        "--max-message-size",
+        "4096",
+    ];
+    let o = shmq(&big);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let e = err(&o);
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    assert!(
+        e.starts_with(&format!("shmq: IO: {}: create: no space", p(&q))),
+        "{e}"
+    );
+    assert!(e.contains("bytes free (64.0 MiB)"), "{e}");
+    assert!(
+        e.contains("64 MiB tmpfs, the default /dev/shm of a container"),
+        "{e}"
+    );
+    assert!(!q.exists(), "nothing is left behind");
+
+    let mut sparse = big.to_vec();
+    sparse.push("--sparse");
+    ok(shmq(&sparse));
+    let payload = "x".repeat(4000);
+    let mut last = None;
+    for _ in 0..20_000 {
+        let o = shmq(&["send", p(&q), &payload]);
+        if o.status.code() != Some(0) {
+            last = Some(o);
+            break;
+        }
+    }
+    let o = last.expect("a 64 MiB tmpfs fills up");
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("CORRUPT") && e.contains("the file system is full"),
+        "{e}"
+    );
+    assert!(!e.contains("truncated while mapped"), "{e}");
+    let stats = shmq(&["stats", p(&q)]);
+    assert!(
+        !err(&stats).contains("truncated while mapped"),
+        "{}",
+        err(&stats)
+    );
+}
+
+#[test]
+fn counts_refuse_negative_numbers_in_a_sentence() {
+    let d = Dir::new("negative");
+    let q = d.path("q");
+    for (flag, what) in [
+        ("--capacity", "capacity"),
+        ("--max-message-size", "max message size"),
+        ("--keys", "keys"),
+        ("--max-deliveries", "max deliveries"),
+    ] {
+        let o = shmq(&["create", p(&q), flag, "-5"]);
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("{what} must be a positive number")),
+            "{e}"
+        );
+        assert!(!e.contains("-- -5"), "no advice to write `-- -5`: {e}");
+    }
+    let o = shmq(&["create", p(&q), "--capacity", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("capacity must be a positive number"),
+        "{}",
+        err(&o)
+    );
+    assert!(!q.exists());
+    ok(shmq(&["create", p(&q)]));
+    let o = shmq(&["recv", p(&q), "-n", "-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("count must be a positive number"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn send_takes_payloads_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = Dir::new("bytes");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    let o = Command::new(BIN)
+        .args(["send", p(&q)])
+        .arg(std::ffi::OsStr::from_bytes(b"\xff\xfeok"))
+        .output()
+        .unwrap();
+    assert!(ok(o).contains("sent 1 message to"));
+    let m = json(shmq(&["recv", p(&q), "--json"]));
+    assert_eq!(m["data_hex"], "fffe6f6b");
+}
+
+#[test]
+fn a_refused_mode_names_the_command_line_flag() {
+    let d = Dir::new("trustflag");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--mode", "0666"]));
+    let o = shmq(&["info", p(&q)]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(e.contains("accept it with --trust-any-owner"), "{e}");
+    assert!(!e.contains("with trust_any_owner"), "{e}");
+    ok(shmq(&["info", p(&q), "--trust-any-owner"]));
+    let q2 = d.path("q2");
+    ok(shmq(&["create", p(&q2), "--mode", "0660"]));
+    let e = err(&shmq(&["send", p(&q2), "x"]));
+    assert!(e.contains("with --group-shared"), "{e}");
+}
+
+#[test]
+fn info_names_the_wait_strategy_for_people() {
+    let d = Dir::new("waitname");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    let human = ok(shmq(&["info", p(&q)]));
+    assert!(
+        human.contains("wait strategy   spin, then sleep"),
+        "{human}"
+    );
+    assert!(!human.contains("SpinThenSleep"), "{human}");
+    let j = json(shmq(&["info", p(&q), "--json"]));
+    assert_eq!(j["options"]["wait_strategy"], "spin-then-sleep");
+}
+
+#[test]
+fn recv_count_zero_receives_nothing_and_succeeds() {
+    let d = Dir::new("recvzero");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "stays"]));
+    let o = shmq(&["recv", p(&q), "-n", "0"]);
+    assert_eq!(ok(o), "");
+    assert_eq!(ok(shmq(&["recv", p(&q)])), "stays\n");
+    // A wrong path still fails.
+    let o = shmq(&["recv", p(&d.path("nope")), "-n", "0"]);
+    assert_eq!(o.status.code(), Some(1));
 }

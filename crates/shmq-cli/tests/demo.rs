@@ -212,3 +212,46 @@ fn with_dir_the_queue_files_stay_and_verify() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The text summary: counts read as English ("1 time", not "1 times"),
+/// and replacements in place are reported only for a latest-only menu.
+#[test]
+fn the_text_summary_reads_plainly() {
+    let run = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .arg("demo")
+            .args([
+                "--no-kill",
+                "--orders",
+                "4",
+                "--waiters",
+                "1",
+                "--cooks",
+                "1",
+                "--menu-items",
+                "2",
+                "--cook-time",
+                "10ms",
+                "--order-every",
+                "10ms",
+                "--max-time",
+                "90s",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{stdout}");
+        stdout
+    };
+    let plain = run(&[]);
+    assert!(plain.contains("menu:"), "{plain}");
+    assert!(!plain.contains("replaced while waiting"), "{plain}");
+    assert!(!plain.contains(" 1 times"), "{plain}");
+    let latest = run(&["--latest-only"]);
+    assert!(
+        latest.contains("replaced while waiting (latest-only)"),
+        "{latest}"
+    );
+    assert!(!latest.contains(" 1 times"), "{latest}");
+}

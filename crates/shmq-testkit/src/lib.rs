@@ -39,4 +39,4 @@ pub mod scratch;
 
 pub use hash::fnv1a;
 pub use rng::Rng;
-pub use scratch::{unique_path, Scratch, TempFile};
+pub use scratch::{unique_path, Scratch, SmallTmpfs, TempFile};

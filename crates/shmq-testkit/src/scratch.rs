@@ -1,6 +1,7 @@
 //! Scratch files: queue files and directories under `/dev/shm` (the temp
 //! directory where there is none), unique per process and call, removed
-//! when their guard is dropped, however the test ends.
+//! when their guard is dropped, however the test ends; and a small tmpfs to
+//! fill on purpose ([`SmallTmpfs`], root only).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,11 @@ pub fn base_dir() -> PathBuf {
     }
 }
 
+/// Hands out the N of scratch names.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// A fresh path `shmq-TAG-PID-N` in [`base_dir`]; nothing is created.
 pub fn unique_path(tag: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     // Relaxed: the counter only has to hand out distinct numbers.
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     base_dir().join(format!("shmq-{tag}-{}-{n}", std::process::id()))
@@ -63,5 +66,63 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(&self.queue);
+    }
+}
+
+/// A small tmpfs mounted on a fresh directory for one test, to fill a file
+/// system on purpose; unmounted and removed when dropped.
+pub struct SmallTmpfs {
+    /// The mount point.
+    pub dir: PathBuf,
+}
+
+impl SmallTmpfs {
+    /// Mounts a tmpfs of `mib` MiB (`mount -t tmpfs -o size=MIBm`). Only
+    /// root may: `None` otherwise, or when the mount fails (a container
+    /// without the capability), after printing why the caller skips.
+    pub fn mount(name: &str, mib: u64) -> Option<SmallTmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a {mib} MiB tmpfs needs root (the CI runs as root)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "shmq-tmpfs-{name}-{}-{}",
+            std::process::id(),
+            // Relaxed: only distinct numbers are needed.
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create the mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={mib}m,mode=0700"))
+            .arg("tmpfs")
+            .arg(&dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallTmpfs { dir }),
+            other => {
+                let _ = std::fs::remove_dir(&dir);
+                eprintln!("skipped: cannot mount a tmpfs: {other:?}");
+                None
+            }
+        }
+    }
+
+    /// A path in the file system.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        // Lazy: a handle a failed test leaves open does not keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }

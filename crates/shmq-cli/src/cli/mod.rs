@@ -37,7 +37,8 @@ Examples:
   shmq torture --kills 1000
 
 Exit codes: 0 success, 1 error (the message names the file and the cause),
-2 usage error, 3 nothing received (recv) or nothing to do.";
+2 usage error, 3 nothing received (recv; `recv --count 0` asks for nothing
+and exits 0) or nothing to do.";
 
 /// shmq: a bounded message queue in a memory-mapped file, shared by
 /// processes on one host, with no broker.
@@ -59,7 +60,11 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   shmq create /dev/shm/orders
   shmq create /dev/shm/menu --keys 4096 --latest-only --lease 10s
-  shmq create /var/lib/app/jobs --capacity 65536 --max-message-size 4096 --mode 0640")]
+  shmq create /var/lib/app/jobs --capacity 65536 --max-message-size 4096 --mode 0640
+  shmq create /dev/shm/huge --capacity 1000000 --sparse   # no reservation
+
+The whole file is reserved on its file system first: a queue that does not
+fit is refused (IO, \"no space\", the bytes needed and free).")]
     Create(CreateArgs),
 
     /// Show a queue's layout, options and attached participants.
@@ -101,7 +106,8 @@ unless told otherwise; it prints the address it listens on to stdout.")]
   shmq recv /dev/shm/orders --follow
   shmq recv /dev/shm/orders --no-ack --count 5     # peek: nack instead of ack
 
-Exits with 3 when nothing was received before the timeout.")]
+Exits with 3 when nothing was received before the timeout; --count 0
+receives nothing and exits 0.")]
     Recv(RecvArgs),
 
     /// Dead letters: list, show, redrive (back to the queue) or purge.

@@ -1,12 +1,16 @@
 //! The grammar of the commands on one queue file: `create`, `info`,
 //! `stats`, `serve`, `send`, `recv`, `dlq`, `verify` and `recover`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::values::{parse_duration, parse_mode, parse_timeout, Wait};
+use super::values::{
+    parse_capacity, parse_dead_letters, parse_duration, parse_keys, parse_max_deliveries,
+    parse_max_message_size, parse_mode, parse_participants, parse_recv_count, parse_timeout, Wait,
+};
 
 /// `shmq create`.
 #[derive(Args, Debug)]
@@ -14,28 +18,30 @@ pub struct CreateArgs {
     /// The queue file to create (e.g. /dev/shm/NAME).
     pub path: PathBuf,
     /// Number of slots: the most messages queued, delayed or in flight.
-    #[arg(long, default_value_t = 1024)]
+    // Negative numbers reach the parser, which refuses them in a sentence
+    // (clap would suggest `-- -5`).
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true, value_parser = parse_capacity)]
     pub capacity: u64,
     /// Largest payload, in bytes.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = parse_max_message_size)]
     pub max_message_size: u32,
     /// Entries of the key table (0 = keyed messages are refused).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = parse_keys)]
     pub keys: u64,
     /// How long a claim is held before it is redelivered (e.g. 30s, 500ms, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lease: Duration,
     /// Failed deliveries before a message is dead-lettered (0 = unlimited).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = parse_max_deliveries)]
     pub max_deliveries: u32,
     /// Latest-only mode: a newer message of a key replaces the waiting one.
     #[arg(long)]
     pub latest_only: bool,
     /// Records of the dead-letter area (0 = same as the capacity).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = parse_dead_letters)]
     pub dead_letters: u64,
     /// Most handles attached at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = parse_participants)]
     pub participants: u32,
     /// File mode, in octal (0660 for a queue shared with a group; others
     /// then open it with --group-shared).
@@ -45,6 +51,13 @@ pub struct CreateArgs {
     /// belong to it unless root).
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Do not reserve the file's space: create it sparse, at once whatever
+    /// its size, its pages taken when first written. By default every
+    /// block is allocated now and a file system too small is refused here;
+    /// with --sparse a full file system fails a later send instead ("the
+    /// file system is full") and the queue must be recreated.
+    #[arg(long)]
+    pub sparse: bool,
     /// Print what was created as JSON.
     #[arg(long)]
     pub json: bool,
@@ -152,8 +165,9 @@ pub struct ServeArgs {
 pub struct SendArgs {
     /// The queue file.
     pub path: PathBuf,
-    /// Messages to send; without any, each line of stdin is one message.
-    pub messages: Vec<String>,
+    /// Messages to send, as bytes (need not be UTF-8); without any, each
+    /// line of stdin is one message.
+    pub messages: Vec<OsString>,
     /// Key of the messages (0 = none; needs a queue created with --keys).
     #[arg(long, default_value_t = 0)]
     pub key: u64,
@@ -180,8 +194,9 @@ pub struct SendArgs {
 pub struct RecvArgs {
     /// The queue file.
     pub path: PathBuf,
-    /// How many messages to receive (default 1; with --follow: no limit).
-    #[arg(long, short = 'n')]
+    /// How many messages to receive (default 1; with --follow: no limit;
+    /// 0 receives nothing and exits 0).
+    #[arg(long, short = 'n', allow_negative_numbers = true, value_parser = parse_recv_count)]
     pub count: Option<u64>,
     /// How long to wait for each message (0 = do not wait, `forever`).
     #[arg(long, default_value = "1s", value_parser = parse_timeout)]

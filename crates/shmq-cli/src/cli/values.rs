@@ -60,6 +60,63 @@ pub fn parse_timeout(s: &str) -> Result<Wait, String> {
     }
 }
 
+/// A count that must be at least 1 (`what` names it in the error).
+fn positive(s: &str, what: &str) -> Result<u64, String> {
+    match count(s, what)? {
+        0 => Err(format!("{what} must be a positive number, not 0")),
+        n => Ok(n),
+    }
+}
+
+/// A count that may be 0; a negative or non-numeric one is refused with a
+/// plain sentence (clap would advise `-- -5` for a negative number).
+fn count(s: &str, what: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!("{what} must be a positive number, not {t}"));
+    }
+    t.parse()
+        .map_err(|_| format!("{what} must be a whole number, not `{t}`"))
+}
+
+/// `--capacity`: at least one slot.
+pub fn parse_capacity(s: &str) -> Result<u64, String> {
+    positive(s, "capacity")
+}
+
+/// `--max-message-size`: at least one byte, at most `u32::MAX`.
+pub fn parse_max_message_size(s: &str) -> Result<u32, String> {
+    let n = positive(s, "max message size")?;
+    u32::try_from(n).map_err(|_| format!("max message size {n} is larger than {}", u32::MAX))
+}
+
+/// `--participants`: at least one entry.
+pub fn parse_participants(s: &str) -> Result<u32, String> {
+    let n = positive(s, "participants")?;
+    u32::try_from(n).map_err(|_| format!("participants {n} is larger than {}", u32::MAX))
+}
+
+/// `--keys`: 0 (no keyed messages) or more.
+pub fn parse_keys(s: &str) -> Result<u64, String> {
+    count(s, "keys")
+}
+
+/// `--dead-letters`: 0 (as many as the capacity) or more.
+pub fn parse_dead_letters(s: &str) -> Result<u64, String> {
+    count(s, "dead letters")
+}
+
+/// `recv --count`: 0 (receive nothing) or more.
+pub fn parse_recv_count(s: &str) -> Result<u64, String> {
+    count(s, "count")
+}
+
+/// `--max-deliveries`: 0 (unlimited) or more.
+pub fn parse_max_deliveries(s: &str) -> Result<u32, String> {
+    let n = count(s, "max deliveries")?;
+    u32::try_from(n).map_err(|_| format!("max deliveries {n} is larger than {}", u32::MAX))
+}
+
 /// An octal file mode such as `0600` or `640`.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let t = s.trim().trim_start_matches("0o");
@@ -91,5 +148,18 @@ mod tests {
         assert_eq!(parse_mode("0640"), Ok(0o640));
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("04777").is_err());
+        assert_eq!(parse_capacity("16"), Ok(16));
+        assert_eq!(
+            parse_capacity("-5"),
+            Err("capacity must be a positive number, not -5".into())
+        );
+        assert!(parse_capacity("0").is_err());
+        assert!(parse_capacity("ten").is_err());
+        assert_eq!(parse_keys("0"), Ok(0));
+        assert_eq!(
+            parse_recv_count("-1"),
+            Err("count must be a positive number, not -1".into())
+        );
+        assert!(parse_max_message_size("4294967296").is_err());
     }
 }

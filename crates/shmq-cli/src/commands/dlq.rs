@@ -7,7 +7,7 @@ use shmq::internals::sys;
 use shmq::{DeadLetter, Queue};
 
 use crate::cli::{DlqAction, DlqArgs};
-use crate::util::{human_ns, CmdResult, EXIT_NOTHING};
+use crate::util::{human_ns, plural, CmdResult, EXIT_NOTHING};
 
 use super::messages::payload_json;
 use super::print_json;
@@ -66,7 +66,7 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
                         preview(&d.payload, 40)
                     );
                 }
-                println!("{} dead letter(s)", list.len());
+                println!("{}", plural(list.len() as u64, "dead letter"));
             }
             Ok(0)
         }

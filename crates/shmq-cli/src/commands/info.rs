@@ -131,7 +131,7 @@ pub fn info(a: &InfoArgs) -> CmdResult {
                 "lease_ns": q.lease().as_nanos() as u64,
                 "max_deliveries": q.max_deliveries(),
                 "latest_only": q.latest_only(),
-                "wait_strategy": format!("{:?}", q.wait_strategy()),
+                "wait_strategy": q.wait_strategy().name(),
             },
             "participants": parts,
         }));
@@ -171,7 +171,7 @@ pub fn info(a: &InfoArgs) -> CmdResult {
         }
     );
     println!("  dead letters    {} records", p.dlq_capacity);
-    println!("  wait strategy   {:?}", q.wait_strategy());
+    println!("  wait strategy   {}", q.wait_strategy());
     println!(
         "  layout          header 0, participants {:#x}, slots {:#x}, keys {:#x}, dead letters {:#x}, end {:#x}",
         l.participants_offset, l.slots_offset, l.keys_offset, l.dlq_offset, l.file_size

@@ -2,6 +2,7 @@
 //! out as text or JSON.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -10,7 +11,7 @@ use shmq::{Queue, SendOptions, Status};
 
 use crate::cli::Wait;
 use crate::cli::{RecvArgs, SendArgs};
-use crate::util::{CliError, CmdResult, Progress, EXIT_NOTHING};
+use crate::util::{cli_message, plural, CliError, CmdResult, Progress, EXIT_NOTHING};
 
 use super::print_json;
 
@@ -60,22 +61,19 @@ pub fn send(a: &SendArgs) -> CmdResult {
         }
     } else {
         for m in &a.messages {
+            // The argument's bytes as given: a payload need not be UTF-8.
             send_one(m.as_bytes())?;
         }
     }
     progress.finish();
     if !a.json {
-        println!(
-            "sent {sent} message{} to {}",
-            if sent == 1 { "" } else { "s" },
-            a.path.display()
-        );
+        println!("sent {} to {}", plural(sent, "message"), a.path.display());
     }
     Ok(if sent == 0 { EXIT_NOTHING } else { 0 })
 }
 
 fn with_count(e: shmq::Error, sent: u64) -> CliError {
-    let mut msg = format!("{}: {}", e.status().name(), e.message());
+    let mut msg = cli_message(&e);
     if sent > 0 {
         msg.push_str(&format!(" ({sent} sent before this one)"));
     }
@@ -97,6 +95,11 @@ pub(super) fn payload_json(data: &[u8]) -> (Value, Value) {
 pub fn recv(a: &RecvArgs) -> CmdResult {
     let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
+    if limit == 0 {
+        // Asked for nothing: nothing is received, and that is success (the
+        // file was opened, so a wrong path still fails).
+        return Ok(0);
+    }
     let timeout: shmq::Timeout = if a.follow {
         shmq::Timeout::Forever
     } else {

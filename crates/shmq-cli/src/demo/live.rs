@@ -13,7 +13,7 @@ use super::story::Story;
 use super::{dish, read_cache};
 use crate::cli::DemoArgs;
 use crate::stats_view::{self, Delta};
-use crate::util::human_ns;
+use crate::util::{human_ns, plural};
 
 /// Where the live view goes, and whether that is a terminal.
 pub(super) struct Screen {
@@ -69,12 +69,12 @@ pub(super) fn draw(
         dir.display()
     );
     o += &format!(
-        "orders placed {}/{}   cooked {}   served {}   kitchen found full {} times\n",
+        "orders placed {}/{}   cooked {}   served {}   kitchen found full {}\n",
         st.placed.len(),
         a.orders,
         st.cooked.len(),
         st.served.len(),
-        st.full_events
+        plural(st.full_events, "time")
     );
     for (v, d) in now.iter().zip(deltas) {
         o += &stats_view::compact_panel(v, d);

@@ -10,7 +10,7 @@ use shmq::{Counter, Queue};
 use super::story::Story;
 use super::{dish, price_cents, read_cache, FOOD_READY, KITCHEN, MENU};
 use crate::cli::DemoArgs;
-use crate::util::human_ns;
+use crate::util::{human_ns, plural};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn summarize(
@@ -61,10 +61,10 @@ pub(super) fn summarize(
                 let by_other = cooked.len() == 1 && cooked[0].0 != k.cook && cooked[0].1 == 2;
                 if !by_other || st.served.get(&k.order) != Some(&1) {
                     problems.push(format!(
-                        "the killed cook's order {} was cooked {:?} and served {:?} times",
+                        "the killed cook's order {} was cooked {:?} and served {}",
                         k.order,
                         cooked,
-                        st.served.get(&k.order)
+                        plural(st.served.get(&k.order).copied().unwrap_or(0), "time")
                     ));
                 }
             }
@@ -184,23 +184,29 @@ pub(super) fn print_summary(s: &Value) {
     }
     let kit = &s["kitchen"];
     println!(
-        "  kitchen: at most {} of {} slots used; {} sends refused full, waiters waited {} times (at most {} asleep at once); {} redelivered; p50 time in queue {}",
+        "  kitchen: at most {} of {} slots used; {} refused full, waiters waited {} (at most {} asleep at once); {} redelivered; p50 time in queue {}",
         kit["max_used"],
         kit["capacity"],
-        kit["refused_full"],
-        kit["waiter_waits"],
+        plural(kit["refused_full"].as_u64().unwrap_or(0), "send"),
+        plural(kit["waiter_waits"].as_u64().unwrap_or(0), "time"),
         kit["max_producers_asleep"],
         kit["redelivered"],
         human_ns(kit["time_in_queue_p50_ns"].as_u64().unwrap_or(0))
     );
     let m = &s["menu"];
     if !m.is_null() {
+        // Replacement in place happens only in latest-only mode: the count
+        // is shown only for a queue in that mode.
+        let replaced = if m["latest_only"].as_bool() == Some(true) {
+            format!(", {} replaced while waiting (latest-only)", m["conflated"])
+        } else {
+            String::new()
+        };
         println!(
-            "  menu: {} changes published, {} refused at send (STALE), {} stale skipped in the queue, {} replaced while waiting (latest-only), {} applied, {} older over newer{}",
-            m["published"],
+            "  menu: {} published, {} refused at send (STALE), {} stale skipped in the queue{replaced}, {} applied, {} older over newer{}",
+            plural(m["published"].as_u64().unwrap_or(0), "change"),
             m["refused_stale_at_send"],
             m["skipped_stale_in_queue"],
-            m["conflated"],
             m["applied"],
             m["older_applied"],
             if m["cache_holds_newest"].as_bool() == Some(true) {
