@@ -249,8 +249,7 @@ def test_the_installed_package_carries_its_engine(tmp_path):
     code = ("import os, shmq, shmq._native as n; "
             "print(os.path.dirname(shmq.__file__)); print(os.path.dirname(n.__file__)); "
             "print(shmq.__version__)")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "SHMQ_LIBRARY", "LD_LIBRARY_PATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SHMQ_LIBRARY", "LD_LIBRARY_PATH")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr

@@ -10,7 +10,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
 def run_example(name, *args):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHMQ_LIBRARY")}
+    env = {k: v for k, v in os.environ.items() if k != "SHMQ_LIBRARY"}
     return subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", name), *args],
                           env=env, capture_output=True, text=True, timeout=120)
 

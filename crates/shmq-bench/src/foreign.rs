@@ -114,7 +114,6 @@ impl Foreign {
         let python = std::env::var("SHMQ_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
         let ok = Command::new(&python)
             .args(["-c", "import array, shmq"])
-            .env_remove("PYTHONPATH")
             .output();
         match ok {
             Err(_) => return Err(Skip(format!("no {python}"))),
@@ -237,7 +236,6 @@ pub fn python(s: &Sizes, f: &Foreign) -> Result<Row, String> {
                 &cpu.to_string(),
                 &PY_BATCH.to_string(),
             ])
-            .env_remove("PYTHONPATH")
             .env("PYTHONDONTWRITEBYTECODE", "1");
         c
     })?;
