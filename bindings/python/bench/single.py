@@ -63,7 +63,7 @@ def main():
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     path = os.path.join(base, f"shmq-py-bench-{os.getpid()}")
     payload = b"x" * PAYLOAD
-    print(f"shmq {shmq.__version__} ({shmq.__file__}), Python {sys.version.split()[0]}, "
+    print(f"shmq {getattr(shmq, '__version__', '?')} ({shmq.__file__}), Python {sys.version.split()[0]}, "
           f"{n} messages of {PAYLOAD} B, best of {runs}")
     try:
         with shmq.Queue.create(path, capacity=1024, max_message_size=256) as q:
