@@ -18,15 +18,17 @@
 //! back to the package's helpers, so that every odd value is refused (or
 //! taken for "forever") with the same message however it arrives.
 //!
-//! Threads: a `Queue` is used by one thread at a time. Each call borrows
-//! the object exclusively for its duration; a second thread that calls
-//! into it meanwhile gets `Closed` ("in use by another thread"), as the C
-//! ABI's handles do. A call that may wait releases the GIL while it waits.
+//! Threads: a `Queue` is used by one thread at a time. Each call holds
+//! the object's lock for its duration (taken with `try_lock`); a second
+//! thread that calls into it meanwhile gets `Closed` ("in use by another
+//! thread"), as the C ABI's handles do. A call that may wait releases the
+//! GIL while it waits.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -68,8 +70,8 @@ fn err(py: Python<'_>, e: shmq::Error) -> PyErr {
 /// `Python::detach` runs the closure on this same thread; its `Send`
 /// bound keeps GIL-bound references out of it. What is wrapped here is
 /// either a borrow of the engine's handle (used by no other thread: the
-/// `Queue` object is borrowed exclusively for the whole call) or bytes
-/// kept alive and unchanged by a `bytes` object held by the caller.
+/// call holds the `Queue`'s lock throughout) or bytes kept alive and
+/// unchanged by a `bytes` object held by the caller.
 struct Detached<T>(T);
 // SAFETY: see the type's comment: the value is only used on this thread,
 // by a call that holds the only borrow of what it points to.
@@ -191,43 +193,42 @@ fn payload<'a>(data: &'a Bound<'_, PyAny>) -> PyResult<Payload<'a>> {
     Ok(Payload::Copied(b.cast::<PyBytes>()?.as_bytes().to_vec()))
 }
 
-/// The engine's handle, reached only through `&mut` (an exclusive borrow
-/// of the Python object that owns it).
-///
-/// `shmq::Queue` is `Send` but not `Sync` (one thread at a time: its
-/// metrics and clocks are cells), while PyO3 asks a class to be `Sync`.
-/// Handing out only `&mut` access keeps the handle to one thread at a
-/// time: PyO3 gives `&mut` through its runtime borrow flag, which lets one
-/// exclusive borrow exist at once.
-struct Exclusive(Option<shmq::Queue>);
+/// What a call into a `Queue` works on, behind the queue's lock: the
+/// engine's handle (`None` once closed) and the packed calls' buffer.
+struct Inner {
+    q: Option<shmq::Queue>,
+    /// The path as given, for the errors of a closed queue.
+    path: String,
+    /// Reused by the packed calls.
+    scratch: Vec<u8>,
+}
 
-// SAFETY: the inner handle is reached only through `&mut Exclusive` (see
-// `get` and `take`), which exists on one thread at a time; a shared
-// `&Exclusive` gives access to nothing but the is-it-open answer.
-unsafe impl Sync for Exclusive {}
-
-impl Exclusive {
-    fn get(&mut self) -> Option<&shmq::Queue> {
-        self.0.as_ref()
-    }
-    fn take(&mut self) -> Option<shmq::Queue> {
-        self.0.take()
-    }
-    fn is_open(&self) -> bool {
-        self.0.is_some()
+impl Inner {
+    /// The engine's handle; `Closed` once closed.
+    fn handle(&self, py: Python<'_>) -> PyResult<&shmq::Queue> {
+        let path = &self.path;
+        self.q
+            .as_ref()
+            .ok_or_else(|| raise(py, Status::Closed, &format!("{path}: the queue was closed")))
     }
 }
 
 /// An open queue, moved from `open`/`create` into the `Queue` object.
-#[pyclass(module = "shmq._native")]
+#[pyclass(module = "shmq._native", frozen)]
 struct Handle {
-    q: Exclusive,
+    q: Mutex<Option<shmq::Queue>>,
 }
 
 /// One attachment to a queue file: the base class of `shmq.Queue`.
-#[pyclass(module = "shmq._native", subclass)]
+///
+/// The engine's handle is used by one thread at a time (`shmq::Queue` is
+/// `Send`, not `Sync`): it sits behind a lock that a call takes with
+/// `try_lock` for its whole duration, so a second thread calling in
+/// meanwhile gets `Closed` instead of waiting. What never changes after
+/// open (the path and the parameters) is read without the lock.
+#[pyclass(module = "shmq._native", subclass, frozen)]
 struct Queue {
-    q: Exclusive,
+    inner: Mutex<Inner>,
     /// The path as given.
     #[pyo3(get)]
     path: String,
@@ -248,31 +249,24 @@ struct Queue {
     /// file; every change raises PermissionDenied.
     #[pyo3(get)]
     read_only: bool,
-    /// Reused by the packed calls.
-    scratch: Vec<u8>,
 }
 
-/// The exclusive borrow of a `Queue` for one call; `Closed` when another
-/// thread is inside it.
-fn borrow<'py>(q: &Bound<'py, Queue>, op: &str) -> PyResult<PyRefMut<'py, Queue>> {
-    q.try_borrow_mut().map_err(|_| {
-        let path = q.try_borrow().map(|b| b.path.clone()).unwrap_or_default();
-        raise(
-            q.py(),
+/// The lock of `q` for one call; `Closed` when another thread is inside.
+fn borrow<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
+    match q.inner.try_lock() {
+        Ok(g) => Ok(g),
+        // A panic inside the engine poisoned the lock: the handle is
+        // still whole (the engine's state is in the file, checked by every
+        // call).
+        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(raise(
+            py,
             Status::Closed,
             &format!(
-                "{path}: {op}: the queue is in use by another thread (use one Queue per thread)"
+                "{}: {op}: the queue is in use by another thread (use one Queue per thread)",
+                q.path
             ),
-        )
-    })
-}
-
-impl Queue {
-    fn handle(&mut self, py: Python<'_>) -> PyResult<&shmq::Queue> {
-        let path = &self.path;
-        self.q
-            .get()
-            .ok_or_else(|| raise(py, Status::Closed, &format!("{path}: the queue was closed")))
+        )),
     }
 }
 
@@ -282,16 +276,18 @@ impl Queue {
     fn new(handle: &Bound<'_, Handle>, path: String) -> PyResult<Queue> {
         let py = handle.py();
         let q = handle
-            .borrow_mut()
+            .get()
             .q
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("shmq._native: a handle is used once"))?;
         // The parameters as stored in the file's header (the layout's
         // field is hidden from the engine's docs: the command line reads
         // it the same way).
         let p = q.info().layout.params;
-        let info = Queue {
-            path,
+        q.check_intact("open").map_err(|e| err(py, e))?;
+        Ok(Queue {
             capacity: p.capacity,
             max_message_size: p.max_message_size,
             key_capacity: p.key_capacity,
@@ -299,27 +295,26 @@ impl Queue {
             max_deliveries: q.max_deliveries(),
             latest_only: q.latest_only(),
             read_only: q.read_only(),
-            scratch: Vec::new(),
-            q: Exclusive(None),
-        };
-        q.check_intact("open").map_err(|e| err(py, e))?;
-        Ok(Queue {
-            q: Exclusive(Some(q)),
-            ..info
+            inner: Mutex::new(Inner {
+                q: Some(q),
+                path: path.clone(),
+                scratch: Vec::new(),
+            }),
+            path,
         })
     }
 
     /// Detaches; idempotent. Claims still held are redelivered at once.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let q = borrow(slf, "close")?.q.take();
+        let q = borrow(slf.get(), slf.py(), "close")?.q.take();
         drop(q);
         Ok(())
     }
 
     /// Whether the queue was closed.
     #[getter]
-    fn closed(&self) -> bool {
-        !self.q.is_open()
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(borrow(self, py, "closed")?.q.is_none())
     }
 
     /// Sends one message (bytes, bytearray or memoryview). Waits for room
@@ -342,7 +337,7 @@ impl Queue {
             None => 0,
         };
         let data = payload(data)?;
-        let mut me = borrow(slf, "send")?;
+        let me = borrow(slf.get(), py, "send")?;
         let q = me.handle(py)?;
         let opts = SendOptions {
             key,
@@ -364,7 +359,7 @@ impl Queue {
     fn claim(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Message> {
         let py = slf.py();
         let timeout = timeout_arg(py, timeout, "claim: timeout")?;
-        let mut me = borrow(slf, "claim")?;
+        let me = borrow(slf.get(), py, "claim")?;
         let q = me.handle(py)?;
         // Once with the GIL (a claim that finds a message does not wait),
         // then, if it may wait, waiting without the GIL.
@@ -387,7 +382,7 @@ impl Queue {
     fn _claim_many(slf: &Bound<'_, Self>, count: usize, timeout_ns: i64) -> PyResult<Vec<Message>> {
         let py = slf.py();
         let timeout = Timeout::from_nanos(timeout_ns);
-        let mut me = borrow(slf, "claim_many")?;
+        let me = borrow(slf.get(), py, "claim_many")?;
         let q = me.handle(py)?;
         let mut got = Vec::new();
         let mut r = q.claim_batch_into(count, Timeout::TryOnce, &mut got);
@@ -426,7 +421,7 @@ impl Queue {
                 continue;
             }
             if !m.get().queue.bind(py).is(slf) {
-                let path = slf.borrow().path.clone();
+                let path = &slf.get().path;
                 return Err(raise(
                     py,
                     Status::InvalidArgument,
@@ -440,7 +435,7 @@ impl Queue {
         if todo.is_empty() {
             return Ok(0);
         }
-        let mut me = borrow(slf, "ack_many")?;
+        let me = borrow(slf.get(), py, "ack_many")?;
         let q = me.handle(py)?;
         let mut acked = 0;
         for m in &todo {
@@ -497,7 +492,7 @@ impl Queue {
             None if size > 0 => slices.extend(bytes.chunks(size)),
             None => {}
         }
-        let mut me = borrow(slf, "send_packed")?;
+        let me = borrow(slf.get(), py, "send_packed")?;
         let q = me.handle(py)?;
         let deadline =
             (timeout_ns > 0).then(|| shmq::monotonic_ns().saturating_add(timeout_ns as u64));
@@ -544,7 +539,7 @@ impl Queue {
     ) -> PyResult<(Bound<'py, PyBytes>, Vec<usize>)> {
         let py = slf.py();
         let timeout = Timeout::from_nanos(timeout_ns);
-        let mut me = borrow(slf, "take_packed")?;
+        let mut me = borrow(slf.get(), py, "take_packed")?;
         let mut scratch = std::mem::take(&mut me.scratch);
         let q = me.handle(py)?;
         let w = Detached((q, &mut scratch));
@@ -557,9 +552,17 @@ impl Queue {
             for m in &got {
                 let at = scratch.len();
                 scratch.resize(at + m.len(), 0);
-                let n = m.read_into(&mut scratch[at..])?;
-                scratch.truncate(at + n);
-                lens.push(n);
+                match m.read_into(&mut scratch[at..]) {
+                    Ok(n) => {
+                        scratch.truncate(at + n);
+                        lens.push(n);
+                    }
+                    // The claim ran out during the copy: the message is
+                    // someone else's now (the ack below skips it); the
+                    // others are still ours to hand over and ack.
+                    Err(e) if e.status() == Status::LeaseLost => scratch.truncate(at),
+                    Err(e) => return Err(e),
+                }
             }
             q.ack_batch(&got)?;
             Ok::<_, shmq::Error>(lens)
@@ -572,8 +575,8 @@ impl Queue {
     /// The last acked version of ``key`` (0 if none).
     fn latest_acked_version(slf: &Bound<'_, Self>, key: u64) -> PyResult<u64> {
         let py = slf.py();
-        let mut me = borrow(slf, "latest_acked_version")?;
-        let (path, key_capacity) = (me.path.clone(), me.key_capacity);
+        let me = borrow(slf.get(), py, "latest_acked_version")?;
+        let (path, key_capacity) = (&slf.get().path, slf.get().key_capacity);
         let q = me.handle(py)?;
         let refuse = |why: &str| {
             let msg = format!("{path}: latest_acked_version: {why}");
@@ -591,7 +594,7 @@ impl Queue {
     /// The metrics as a dict (the package adds the rates).
     fn _stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
-        let mut me = borrow(slf, "stats")?;
+        let me = borrow(slf.get(), py, "stats")?;
         let q = me.handle(py)?;
         let s = q.stats();
         // The scan may have met a truncated file: do not report zeros.
@@ -637,7 +640,7 @@ impl Queue {
     /// Every dead letter, oldest first, as tuples (see `_dead_letter`).
     fn _dead_letters<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         let py = slf.py();
-        let mut me = borrow(slf, "dead_letters")?;
+        let me = borrow(slf.get(), py, "dead_letters")?;
         let q = me.handle(py)?;
         let v = q.dlq_list();
         q.check_intact("dead_letters").map_err(|e| err(py, e))?;
@@ -649,7 +652,7 @@ impl Queue {
     /// payload (None from `_dead_letters`).
     fn _dead_letter<'py>(slf: &Bound<'py, Self>, id: u64) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
-        let mut me = borrow(slf, "dead_letter")?;
+        let me = borrow(slf.get(), py, "dead_letter")?;
         let q = me.handle(py)?;
         let d = q.dlq_get(id).map_err(|e| err(py, e))?;
         dead_letter(py, &d, true)
@@ -660,7 +663,7 @@ impl Queue {
     #[pyo3(signature = (id=None))]
     fn _redrive(slf: &Bound<'_, Self>, id: Option<u64>) -> PyResult<usize> {
         let py = slf.py();
-        let mut me = borrow(slf, "redrive")?;
+        let me = borrow(slf.get(), py, "redrive")?;
         me.handle(py)?.dlq_redrive(id).map_err(|e| err(py, e))
     }
 
@@ -668,7 +671,7 @@ impl Queue {
     #[pyo3(signature = (id=None))]
     fn _purge(slf: &Bound<'_, Self>, id: Option<u64>) -> PyResult<usize> {
         let py = slf.py();
-        let mut me = borrow(slf, "purge")?;
+        let me = borrow(slf.get(), py, "purge")?;
         me.handle(py)?.dlq_purge(id).map_err(|e| err(py, e))
     }
 
@@ -676,8 +679,8 @@ impl Queue {
     /// of the file holds.
     fn verify(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let mut me = borrow(slf, "verify")?;
-        let path = me.path.clone();
+        let me = borrow(slf.get(), py, "verify")?;
+        let path = &slf.get().path;
         let r = me.handle(py)?.verify();
         if r.problems.is_empty() {
             Ok(())
@@ -693,14 +696,14 @@ impl Queue {
     /// Cleans up after dead participants now.
     fn recover(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let mut me = borrow(slf, "recover")?;
+        let me = borrow(slf.get(), py, "recover")?;
         me.handle(py)?.recover().map(drop).map_err(|e| err(py, e))
     }
 
     /// Flushes the mapping to the file (persistent file systems only).
     fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let mut me = borrow(slf, "flush")?;
+        let me = borrow(slf.get(), py, "flush")?;
         me.handle(py)?.flush().map_err(|e| err(py, e))
     }
 }
@@ -808,8 +811,7 @@ impl Message {
     }
 
     fn settle(&self, py: Python<'_>, op: &str, outcome: &Outcome<'_>) -> PyResult<()> {
-        let q = self.queue.bind(py);
-        let mut me = borrow(q, op)?;
+        let me = borrow(self.queue.get(), py, op)?;
         let times = match outcome {
             Outcome::Extend { .. } => (None, None),
             _ => (Some(self.claimed_ns), Some(self.enqueued_ns)),
@@ -858,7 +860,7 @@ impl Message {
     fn extend(&self, py: Python<'_>, lease: &Bound<'_, PyAny>) -> PyResult<()> {
         let lease_ns = duration_arg(py, lease, "extend: lease")?;
         if lease_ns == 0 {
-            let path = self.queue.bind(py).borrow().path.clone();
+            let path = &self.queue.get().path;
             return Err(raise(
                 py,
                 Status::InvalidArgument,
@@ -958,7 +960,7 @@ fn create(
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
     Ok(Handle {
-        q: Exclusive(Some(q)),
+        q: Mutex::new(Some(q)),
     })
 }
 
@@ -982,7 +984,7 @@ fn open(
         .trust_any_owner(trust_any_owner);
     let q = shmq::Queue::open_with(&path, &o).map_err(|e| err(py, e))?;
     Ok(Handle {
-        q: Exclusive(Some(q)),
+        q: Mutex::new(Some(q)),
     })
 }
 

@@ -29,7 +29,6 @@ forked child must open its own. A call releases the GIL while it waits.
 
 from __future__ import annotations
 
-import array
 import errno
 import grp
 import math
@@ -242,7 +241,7 @@ _ERRORS: Dict[int, type] = {
 }
 
 
-# The largest values the C integers hold: a timeout is an int64_t, a
+# The largest values the engine takes: a timeout is an int64_t, a
 # duration (delay, lease) a uint64_t, both in nanoseconds.
 _I64_MAX = 2**63 - 1
 _U64_MAX = 2**64 - 1
@@ -264,7 +263,7 @@ def _seconds(value: Any, what: str) -> float:
 
 
 def _ns(seconds: Optional[float], what: str = "timeout") -> int:
-    """A timeout in seconds to the C convention (int64_t nanoseconds, 0 =
+    """A timeout in seconds to the engine's convention (int64_t nanoseconds, 0 =
     try once, -1 = forever). None, infinity and any timeout too long to
     count in an int64_t (292 years) wait forever; a negative or NaN timeout
     raises InvalidArgument (a ValueError); a positive one waits at least
