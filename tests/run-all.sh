@@ -59,7 +59,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc --no-deps (warnings denied) =="
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-c
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-cli
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit -p shmq-python
 
 # `cargo test` does not build a crate that is only a cdylib and a staticlib:
 # the C library (libshmq.so, libshmq.a) is built first, for the C, C++ and

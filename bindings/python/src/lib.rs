@@ -4,12 +4,12 @@
 //! The package (`python/shmq/__init__.py`) is the public API; this module
 //! holds what must be fast or must hold the engine's handle:
 //!
-//! - [`Queue`], the base class of `shmq.Queue`: one attachment to a queue
+//! - `Queue`, the base class of `shmq.Queue`: one attachment to a queue
 //!   file. `send`, `claim` and `ack` are called straight from Python (no
 //!   Python frame in between: the single-message loop is three calls into
 //!   Rust); the batch and admin calls take plain integers (nanoseconds)
 //!   from the package, which checks and converts its arguments.
-//! - [`Message`], which is `shmq.Message`: a claimed message with a
+//! - `Message`, which is `shmq.Message`: a claimed message with a
 //!   private copy of its payload (checked for tearing) and its outcomes.
 //!
 //! Errors are raised as the package's exception classes (one per status),
