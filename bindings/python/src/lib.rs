@@ -229,6 +229,9 @@ struct Handle {
 #[pyclass(module = "shmq._native", subclass, frozen)]
 struct Queue {
     inner: Mutex<Inner>,
+    /// Cleared by `close`, so that `closed` answers without the lock.
+    /// Relaxed: written and read with the GIL held, which orders them.
+    open: AtomicBool,
     /// The path as given.
     #[pyo3(get)]
     path: String,
@@ -295,6 +298,7 @@ impl Queue {
             max_deliveries: q.max_deliveries(),
             latest_only: q.latest_only(),
             read_only: q.read_only(),
+            open: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 q: Some(q),
                 path: path.clone(),
@@ -307,14 +311,15 @@ impl Queue {
     /// Detaches; idempotent. Claims still held are redelivered at once.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let q = borrow(slf.get(), slf.py(), "close")?.q.take();
+        slf.get().open.store(false, Ordering::Relaxed);
         drop(q);
         Ok(())
     }
 
     /// Whether the queue was closed.
     #[getter]
-    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(borrow(self, py, "closed")?.q.is_none())
+    fn closed(&self) -> bool {
+        !self.open.load(Ordering::Relaxed)
     }
 
     /// Sends one message (bytes, bytearray or memoryview). Waits for room

@@ -307,6 +307,8 @@ def test_a_queue_used_by_two_threads_at_once_is_closed_to_the_second(path):
         time.sleep(0.2)
         with pytest.raises(shmq.Closed, match="another thread"):
             q.send(b"from the second thread", timeout=0)
+        # What never changes is read without waiting for the other thread.
+        assert not q.closed and q.capacity == 1024 and path in repr(q)
         producer.send(b"for the waiter")
         t.join()
         assert got == [b"for the waiter"]
