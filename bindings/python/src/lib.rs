@@ -178,6 +178,10 @@ fn payload<'a>(data: &'a Bound<'_, PyAny>) -> PyResult<Payload<'a>> {
         return Ok(Payload::Borrowed(b.as_bytes()));
     }
     let buf = PyUntypedBuffer::get(data)?;
+    if buf.len_bytes() == 0 {
+        // An empty buffer's pointer may be null: nothing to copy from it.
+        return Ok(Payload::Copied(Vec::new()));
+    }
     if buf.is_c_contiguous() {
         let mut v = vec![0u8; buf.len_bytes()];
         // SAFETY: a C-contiguous buffer of len_bytes() bytes at buf_ptr(),
