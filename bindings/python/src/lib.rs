@@ -26,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -205,9 +206,41 @@ struct Inner {
     path: String,
     /// Reused by the packed calls.
     scratch: Vec<u8>,
+    /// Claims made, for the sampling of processing times (cells: counted
+    /// while the engine's handle is borrowed from this struct).
+    claims: Cell<u64>,
+    /// The claim time of the last sampled claim.
+    last_sample_ns: Cell<u64>,
 }
 
+/// One claim in this many is timed precisely for the processing-time and
+/// end-to-end histograms (as the engine samples its own), and every claim
+/// that comes more than [`SAMPLE_GAP_NS`] after the last sampled one.
+const SAMPLE_EVERY: u64 = 16;
+/// See [`SAMPLE_EVERY`]: slow queues are timed fully, fast ones cheaply.
+const SAMPLE_GAP_NS: u64 = 1_000_000;
+
 impl Inner {
+    /// The precise claim time of a claim made at `coarse_ns` (the
+    /// engine's claim time), or 0 when this claim is not sampled.
+    ///
+    /// The engine times precisely only the claims it samples, and which
+    /// ones those are is not part of its API; its claim time of the others
+    /// is the coarse clock, up to a scheduler tick behind, too coarse to
+    /// time a claim that lasts microseconds. So the binding samples its
+    /// claims itself and reads the clock for those only.
+    fn sample(&self, coarse_ns: u64) -> u64 {
+        let n = self.claims.get().wrapping_add(1);
+        self.claims.set(n);
+        if n % SAMPLE_EVERY != 0
+            && coarse_ns < self.last_sample_ns.get().saturating_add(SAMPLE_GAP_NS)
+        {
+            return 0;
+        }
+        self.last_sample_ns.set(coarse_ns);
+        shmq::monotonic_ns()
+    }
+
     /// The engine's handle; `Closed` once closed.
     fn handle(&self, py: Python<'_>) -> PyResult<&shmq::Queue> {
         let path = &self.path;
@@ -307,6 +340,8 @@ impl Queue {
                 q: Some(q),
                 path: path.clone(),
                 scratch: Vec::new(),
+                claims: Cell::new(0),
+                last_sample_ns: Cell::new(0),
             }),
             path,
         })
@@ -380,10 +415,11 @@ impl Queue {
             r = py.detach(move || Detached(q.get().claim(timeout))).get();
         }
         let m = r.map_err(|e| err(py, e))?;
+        let claimed_ns = me.sample(m.claimed_ns());
         let data = PyBytes::new_with(py, m.len(), |buf| {
             m.read_into(buf).map(drop).map_err(|e| err(py, e))
         })?;
-        Ok(Message::new(slf, &m, data.unbind()))
+        Ok(Message::new(slf, &m, data.unbind(), claimed_ns))
     }
 
     /// Claims up to ``count`` messages (``count`` > 0, timeout in ns as the
@@ -409,10 +445,11 @@ impl Queue {
         r.map_err(|e| err(py, e))?;
         let mut out = Vec::with_capacity(got.len());
         for m in &got {
+            let claimed_ns = me.sample(m.claimed_ns());
             let data = PyBytes::new_with(py, m.len(), |buf| {
                 m.read_into(buf).map(drop).map_err(|e| err(py, e))
             })?;
-            out.push(Message::new(slf, m, data.unbind()));
+            out.push(Message::new(slf, m, data.unbind(), claimed_ns));
         }
         Ok(out)
     }
@@ -452,12 +489,8 @@ impl Queue {
         }
         for m in &todo {
             let m = m.get();
-            match q.settle(
-                m.token,
-                &Outcome::Ack,
-                Some(m.claimed_ns),
-                Some(m.enqueued_ns),
-            ) {
+            let (claimed, enqueued) = m.times();
+            match q.settle(m.token, &Outcome::Ack, claimed, enqueued) {
                 Ok(_) => acked += 1,
                 Err(e) if e.status() == Status::LeaseLost => {}
                 Err(e) => return Err(err(py, e)),
@@ -796,7 +829,9 @@ struct Message {
     position: u64,
     #[pyo3(get)]
     token: u64,
-    /// When it was claimed, for the processing-time histogram.
+    /// When it was claimed (`CLOCK_MONOTONIC`, read once the claim was
+    /// made) if the claim is sampled for the histograms, else 0 (see
+    /// `Inner::sample`).
     claimed_ns: u64,
     /// An outcome was given through this object. Relaxed: read and written
     /// only with the GIL held, which orders the accesses.
@@ -804,7 +839,12 @@ struct Message {
 }
 
 impl Message {
-    fn new(q: &Bound<'_, Queue>, m: &shmq::Message<'_>, data: Py<PyBytes>) -> Message {
+    fn new(
+        q: &Bound<'_, Queue>,
+        m: &shmq::Message<'_>,
+        data: Py<PyBytes>,
+        claimed_ns: u64,
+    ) -> Message {
         Message {
             queue: q.clone().unbind(),
             data,
@@ -814,8 +854,18 @@ impl Message {
             enqueued_ns: m.enqueued_ns(),
             position: m.position(),
             token: m.token(),
-            claimed_ns: m.claimed_ns(),
+            claimed_ns,
             done: AtomicBool::new(false),
+        }
+    }
+
+    /// The claim and enqueue times an outcome records, for a sampled
+    /// claim only.
+    fn times(&self) -> (Option<u64>, Option<u64>) {
+        if self.claimed_ns == 0 {
+            (None, None)
+        } else {
+            (Some(self.claimed_ns), Some(self.enqueued_ns))
         }
     }
 
@@ -823,7 +873,7 @@ impl Message {
         let me = borrow(self.queue.get(), py, op)?;
         let times = match outcome {
             Outcome::Extend { .. } => (None, None),
-            _ => (Some(self.claimed_ns), Some(self.enqueued_ns)),
+            _ => self.times(),
         };
         me.handle(py)?
             .settle(self.token, outcome, times.0, times.1)
