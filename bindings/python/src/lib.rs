@@ -146,6 +146,18 @@ fn duration_arg(py: Python<'_>, v: &Bound<'_, PyAny>, what: &str) -> PyResult<u6
     helper(py, 1)?.call1((v, what))?.extract()
 }
 
+/// A key or version: an int from 0 to 2**64 - 1 (absent: 0), else
+/// InvalidArgument naming `what` (never wrapped around).
+fn u64_arg(py: Python<'_>, v: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<u64> {
+    match v {
+        None => Ok(0),
+        Some(v) => v.extract::<u64>().map_err(|_| {
+            let msg = format!("{what} must be an int from 0 to 2**64 - 1, not {v}");
+            raise(py, Status::InvalidArgument, &msg)
+        }),
+    }
+}
+
 fn helper(py: Python<'_>, which: usize) -> PyResult<&Bound<'_, PyAny>> {
     let h = HELPERS
         .get(py)
@@ -365,16 +377,18 @@ impl Queue {
     /// up to ``timeout`` seconds (None = forever). ``key`` 0 is no key;
     /// ``version`` 0 on a keyed send is the key's next version. Returns the
     /// version the message carries.
-    #[pyo3(signature = (data, key=0, version=0, timeout=None, *, delay=None))]
+    #[pyo3(signature = (data, key=None, version=None, timeout=None, *, delay=None))]
     fn send(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
-        key: u64,
-        version: u64,
+        key: Option<&Bound<'_, PyAny>>,
+        version: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         delay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let py = slf.py();
+        let key = u64_arg(py, key, "send: key")?;
+        let version = u64_arg(py, version, "send: version")?;
         let timeout = timeout_arg(py, timeout, "send: timeout")?;
         let delay_ns = match delay {
             Some(d) => duration_arg(py, d, "send: delay")?,

@@ -290,6 +290,12 @@ def test_errors_are_also_built_in_exceptions(path):
             with pytest.raises(PermissionError) as e:
                 ro.send(b"x", timeout=0)
             assert isinstance(e.value, shmq.PermissionDenied) and "read-only" in str(e.value)
+    # A key or version out of range is refused, never wrapped around.
+    with shmq.Queue.open(path) as q:
+        for bad in (dict(key=-1), dict(key=2**64), dict(version=-1), dict(key="7")):
+            with pytest.raises(shmq.InvalidArgument, match="key|version"):
+                q.send(b"x", timeout=0, **bad)
+        assert q.stats()["sent"] == 0
     # Still caught as shmq errors, and not as the other built-ins.
     with pytest.raises(shmq.Error):
         shmq.Queue.open(path + ".missing")
