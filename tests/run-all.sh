@@ -6,9 +6,10 @@
 # line, demo), the loom models, a debug build of the suite, the Python tests,
 # the quick bench and bounded fuzz runs. This is the README's test command,
 # and it sets up what it needs on a fresh machine with Rust, gcc and python3:
-# pytest (in a virtual environment under target/ unless python3 already has
-# it) and, when a nightly toolchain is installed, cargo-fuzz. `.ci/run` only
-# calls it.
+# a fresh virtual environment under target/py with pytest and the Python
+# package built from this tree (`pip install ./bindings/python`, which
+# fetches maturin from PyPI), and, when a nightly toolchain is installed,
+# cargo-fuzz. `.ci/run` only calls it.
 #
 # SHMQ_QUICK=1 runs the first stages only (set-up, fmt, clippy, docs, the
 # release test suite, the Python tests) and skips the loom models, the
@@ -20,29 +21,31 @@ root=$PWD
 quick=${SHMQ_QUICK:-0}
 
 # ---------------------------------------------------------------------------
-# Set-up: pytest for the Python tests.
+# Set-up: a fresh Python environment for the Python tests, with pytest; the
+# package itself is built and installed into it after the Rust tests.
 # ---------------------------------------------------------------------------
-echo "== set-up: pytest =="
-if python3 -c 'import pytest' >/dev/null 2>&1; then
-  python=python3
-else
+echo "== set-up: a fresh virtual environment (target/py) with pytest =="
+rm -rf "$root/target/py" "$root/target/py-site"
+if python3 -m venv "$root/target/py" >/dev/null 2>&1 && [ -x "$root/target/py/bin/python" ]; then
+  # A virtual environment: no system package changes, and it works where
+  # Debian's python3 is "externally managed".
   python=$root/target/py/bin/python
-  if ! "$python" -c 'import pytest' >/dev/null 2>&1; then
-    # A virtual environment under target/: no system package changes, and
-    # it works where Debian's python3 is "externally managed".
-    if python3 -m venv "$root/target/py" >/dev/null 2>&1 && [ -x "$python" ]; then
-      "$python" -m pip install --quiet pytest
-    else
-      # No venv module (Debian without python3-venv): the user's site.
-      echo "python3 -m venv is not available (Debian: apt-get install python3-venv); installing pytest for this user"
-      rm -rf "$root/target/py"
-      python=python3
-      python3 -m pip install --quiet --user pytest \
-        || python3 -m pip install --quiet --user --break-system-packages pytest
-    fi
-  fi
+  py_env=()
+  "$python" -m pip install --quiet pytest
+else
+  # No venv module (Debian without python3-venv): pytest and the package go
+  # into a directory of their own under target/, on PYTHONPATH.
+  echo "python3 -m venv is not available (Debian: apt-get install python3-venv); using pip --target target/py-site"
+  rm -rf "$root/target/py"
+  python=python3
+  py_env=(env "PYTHONPATH=$root/target/py-site")
+  pip_target() {
+    python3 -m pip install --quiet --target "$root/target/py-site" "$@" \
+      || python3 -m pip install --quiet --target "$root/target/py-site" --break-system-packages "$@"
+  }
+  pip_target pytest
 fi
-"$python" -m pytest --version
+"${py_env[@]}" "$python" -m pytest --version
 
 echo "== cargo fmt --check =="
 cargo fmt --all --check
@@ -56,7 +59,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc --no-deps (warnings denied) =="
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-c
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-cli
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit -p shmq-python
 
 # `cargo test` does not build a crate that is only a cdylib and a staticlib:
 # the C library (libshmq.so, libshmq.a) is built first, for the C, C++ and
@@ -67,8 +70,20 @@ cargo build --release -p shmq-c
 echo "== cargo test --release --workspace =="
 cargo test --release --workspace
 
-echo "== python bindings (pytest) =="
-SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" "$python" -m pytest -q bindings/python/tests
+# The Python package as a user gets it: built by maturin (from PyPI, in
+# pip's isolated build environment) into a wheel that carries the engine,
+# installed into the fresh environment, and tested from a directory where
+# the source tree's package is not importable. SHMQ_LIBRARY names the C
+# library only for the C consumer of test_multiprocess.py.
+echo "== python package: pip install ./bindings/python, pytest against the installed wheel =="
+if [ -n "${py_env[*]}" ]; then
+  CARGO_BUILD_JOBS=1 pip_target ./bindings/python
+else
+  CARGO_BUILD_JOBS=1 "$python" -m pip install --quiet ./bindings/python
+fi
+mkdir -p "$root/target/py-run"
+(cd "$root/target/py-run" && SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" \
+  "${py_env[@]}" "$python" -m pytest -q -p no:cacheprovider "$root/bindings/python/tests")
 
 if [ "$quick" = 1 ]; then
   echo "== SHMQ_QUICK=1: loom, narrow widths, debug build, bench and fuzzing skipped =="
@@ -100,7 +115,8 @@ cargo test --workspace --target-dir target/debug-suite
 
 echo "== shmq bench --quick (every scenario runs, every message arrives; no speed is checked) =="
 cargo build --release --bin shmq
-target/release/shmq bench --quick
+# The python row runs with the environment the Python tests used.
+SHMQ_BENCH_PYTHON="$python" "${py_env[@]}" target/release/shmq bench --quick
 
 if cargo +nightly --version >/dev/null 2>&1 && ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "== set-up: cargo install cargo-fuzz --locked =="

@@ -1,32 +1,26 @@
-"""Test setup: test the package in this source tree, against the library
-named by SHMQ_LIBRARY (or the newest one cargo built in this checkout)."""
+"""Test setup: the tests exercise the INSTALLED package (`pip install
+./bindings/python` builds the wheel, engine included), never the source
+tree; tests/run-all.sh installs it in a fresh virtual environment under
+target/ and runs pytest from a directory where python/shmq is not
+importable."""
 
-import glob
 import os
-import sys
+
+import pytest
+
+import shmq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))
+SOURCE = os.path.realpath(os.path.join(HERE, "..", "python"))
 
 
-def target_dirs():
-    dirs = []
-    if os.environ.get("CARGO_TARGET_DIR"):
-        dirs.append(os.environ["CARGO_TARGET_DIR"])
-    dirs.append(os.path.join(ROOT, "target"))
-    return dirs
+def pytest_report_header(config):
+    return f"shmq {shmq.__version__} from {os.path.dirname(shmq.__file__)}"
 
 
-def _newest(patterns):
-    found = [p for pat in patterns for p in glob.glob(pat)
-             if os.path.isfile(p) and os.access(p, os.X_OK)]
-    return max(found, key=os.path.getmtime) if found else None
-
-
-if not os.environ.get("SHMQ_LIBRARY"):
-    lib = _newest([os.path.join(t, prof, sub, "libshmq.so")
-                   for t in target_dirs() for prof in ("release", "debug")
-                   for sub in ("", "deps")])
-    if lib:
-        os.environ["SHMQ_LIBRARY"] = lib
+@pytest.fixture(scope="session", autouse=True)
+def _installed_package():
+    where = os.path.realpath(shmq.__file__)
+    if where.startswith(SOURCE + os.sep):
+        pytest.exit(f"shmq was imported from the source tree ({where}), not from an installed "
+                    "wheel: `pip install ./bindings/python` and run pytest from elsewhere", 2)

@@ -1,5 +1,6 @@
 """The Python API: the documented core (README, bindings/python/README.md) exactly as written, and the rest."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -242,20 +243,81 @@ def test_keys(path):
         assert s["key_capacity"] == 4 and s["keys_in_use"] >= 1 and s["stale"] >= 1
 
 
-def test_pip_install(tmp_path):
-    """`pip install ./bindings/python` works (into a scratch directory)."""
-    src = os.path.join(os.path.dirname(__file__), "..")
-    target = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--target", str(target), src],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    code = "import shmq, sys; print(shmq.__file__); sys.exit(shmq.ABI_VERSION != 2)"
-    env = dict(os.environ, PYTHONPATH=str(target))
+def test_the_installed_package_carries_its_engine(tmp_path):
+    """The package imports with no library installed and no environment
+    variable: its extension module (the engine) sits inside it."""
+    code = ("import os, shmq, shmq._native as n; "
+            "print(os.path.dirname(shmq.__file__)); print(os.path.dirname(n.__file__)); "
+            "print(shmq.__version__)")
+    env = {k: v for k, v in os.environ.items() if k not in ("SHMQ_LIBRARY", "LD_LIBRARY_PATH")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(str(target))
+    package, native, version = r.stdout.split()
+    assert native == package
+    assert version == shmq.__version__
+
+
+def test_version():
+    parts = shmq.__version__.split(".")
+    assert len(parts) >= 3 and all(p.isdigit() for p in parts[:3]), shmq.__version__
+    assert "__version__" in shmq.__all__
+
+
+def test_errors_are_also_built_in_exceptions(path):
+    """Where a built-in exception fits, shmq's is also that one, and keeps
+    its message (str()), status and name."""
+    assert issubclass(shmq.Timeout, TimeoutError)
+    assert issubclass(shmq.NotFound, FileNotFoundError)
+    assert issubclass(shmq.Exists, FileExistsError)
+    assert issubclass(shmq.PermissionDenied, PermissionError)
+    assert issubclass(shmq.InvalidArgument, ValueError)
+    for cls in (shmq.Timeout, shmq.NotFound, shmq.Exists, shmq.PermissionDenied):
+        assert issubclass(cls, shmq.Error) and issubclass(cls, OSError)
+    with pytest.raises(FileNotFoundError) as e:
+        shmq.Queue.open(path)
+    assert isinstance(e.value, shmq.NotFound) and e.value.errno == errno.ENOENT
+    assert str(e.value).startswith(path) and e.value.name == "SHMQ_NOT_FOUND"
+    with shmq.Queue.create(path, capacity=1) as q:
+        with pytest.raises(FileExistsError) as e:
+            shmq.Queue.create(path)
+        assert isinstance(e.value, shmq.Exists) and e.value.errno == errno.EEXIST
+        assert path in str(e.value) and not str(e.value).startswith("[Errno")
+        with pytest.raises(TimeoutError) as e:
+            q.claim(timeout=0.001)
+        assert isinstance(e.value, shmq.Timeout) and e.value.status == shmq.Timeout.status
+        with shmq.Queue.open(path, read_only=True) as ro:
+            with pytest.raises(PermissionError) as e:
+                ro.send(b"x", timeout=0)
+            assert isinstance(e.value, shmq.PermissionDenied) and "read-only" in str(e.value)
+    # A key or version out of range is refused, never wrapped around.
+    with shmq.Queue.open(path) as q:
+        for bad in (dict(key=-1), dict(key=2**64), dict(version=-1), dict(key="7")):
+            with pytest.raises(shmq.InvalidArgument, match="key|version"):
+                q.send(b"x", timeout=0, **bad)
+        assert q.stats()["sent"] == 0
+    # Still caught as shmq errors, and not as the other built-ins.
+    with pytest.raises(shmq.Error):
+        shmq.Queue.open(path + ".missing")
+    assert not issubclass(shmq.Empty, OSError) and not issubclass(shmq.Full, OSError)
+
+
+def test_a_queue_used_by_two_threads_at_once_is_closed_to_the_second(path):
+    """While one thread waits inside a Queue, another thread's call on the
+    same Queue raises Closed (one thread at a time), and the waiting one
+    is not disturbed."""
+    with shmq.Queue.create(path) as q, shmq.Queue.open(path) as producer:
+        got = []
+        t = threading.Thread(target=lambda: got.append(q.claim(timeout=5.0).data))
+        t.start()
+        time.sleep(0.2)
+        with pytest.raises(shmq.Closed, match="another thread"):
+            q.send(b"from the second thread", timeout=0)
+        # What never changes is read without waiting for the other thread.
+        assert not q.closed and q.capacity == 1024 and path in repr(q)
+        producer.send(b"for the waiter")
+        t.join()
+        assert got == [b"for the waiter"]
 
 
 def test_a_message_of_another_queue_is_refused(tmp_path):

@@ -1,4 +1,5 @@
-"""The Python examples run as documented in examples/README.md."""
+"""The Python examples run as documented in examples/README.md, with the
+installed package (no environment variable, no library to install)."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
 def run_example(name, *args):
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "src"))
+    env = {k: v for k, v in os.environ.items() if k != "SHMQ_LIBRARY"}
     return subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", name), *args],
                           env=env, capture_output=True, text=True, timeout=120)
 

@@ -5,11 +5,13 @@
 //! Both are built from sources embedded in the `shmq` binary, written to a
 //! scratch directory at run time: `c_peer.c` with `shmq.h`, compiled by
 //! `cc -O2` against the `libshmq.so` of the target directory the binary
-//! sits in; `py_peer.py` with a copy of the binding (`bindings/python`),
-//! run by `python3` with `SHMQ_LIBRARY` naming that same library. So the
-//! rows measure the header, library and binding of the tree the binary was
-//! built from. A missing compiler, interpreter or library skips the row
-//! with the reason; any other failure fails the bench.
+//! sits in, so that the row measures the header and library of the tree
+//! the binary was built from; `py_peer.py`, run by the Python interpreter
+//! named by `SHMQ_BENCH_PYTHON` (`python3` by default) with the `shmq`
+//! package installed in it (`pip install ./bindings/python`: the wheel
+//! carries its own build of the engine). A missing compiler, interpreter,
+//! library or package skips the row with the reason; any other failure
+//! fails the bench.
 
 use super::os::Peer;
 use super::shmq_runs::one_to_one_options;
@@ -22,16 +24,6 @@ use std::process::Command;
 const C_PEER: &str = include_str!("c_peer.c");
 const HEADER: &str = include_str!("../../../include/shmq.h");
 const PY_PEER: &str = include_str!("py_peer.py");
-const PY_BINDING: [(&str, &str); 2] = [
-    (
-        "__init__.py",
-        include_str!("../../../bindings/python/src/shmq/__init__.py"),
-    ),
-    (
-        "_lib.py",
-        include_str!("../../../bindings/python/src/shmq/_lib.py"),
-    ),
-];
 
 /// Messages per batch call of the Python peers.
 const PY_BATCH: usize = 256;
@@ -44,7 +36,7 @@ pub struct Skip(pub String);
 pub struct Foreign {
     dir: PathBuf,
     c_peer: OnceCell<Result<PathBuf, Skip>>,
-    py_ready: OnceCell<Result<(), Skip>>,
+    py_ready: OnceCell<Result<String, Skip>>,
 }
 
 impl Foreign {
@@ -109,37 +101,37 @@ impl Foreign {
         Ok(exe)
     }
 
-    /// The Python peer and the binding, written on first use.
-    fn py_ready(&self) -> Result<&Path, Skip> {
+    /// The Python peer, written on first use, and the interpreter that
+    /// runs it (one that imports the installed `shmq` package).
+    fn py_ready(&self) -> Result<(&Path, &str), Skip> {
         match self.py_ready.get_or_init(|| self.write_python()) {
-            Ok(()) => Ok(&self.dir),
+            Ok(python) => Ok((&self.dir, python)),
             Err(Skip(why)) => Err(Skip(why.clone())),
         }
     }
 
-    fn write_python(&self) -> Result<(), Skip> {
-        let ok = Command::new("python3")
-            .args(["-c", "import ctypes, array"])
+    fn write_python(&self) -> Result<String, Skip> {
+        let python = std::env::var("SHMQ_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let ok = Command::new(&python)
+            .args(["-c", "import array, shmq"])
             .output();
         match ok {
-            Err(_) => return Err(Skip("no python3".into())),
+            Err(_) => return Err(Skip(format!("no {python}"))),
             Ok(o) if !o.status.success() => {
                 return Err(Skip(format!(
-                    "python3 has no ctypes: {}",
+                    "{python} cannot import shmq (pip install ./bindings/python, or name an \
+                     interpreter that has it in SHMQ_BENCH_PYTHON): {}",
                     String::from_utf8_lossy(&o.stderr).trim()
                 )))
             }
             Ok(_) => {}
         }
-        let pkg = self.dir.join("py").join("shmq");
-        let write = |path: PathBuf, text: &str| {
-            std::fs::write(&path, text).map_err(|e| Skip(format!("{}: {e}", path.display())))
-        };
-        std::fs::create_dir_all(&pkg).map_err(|e| Skip(format!("{}: {e}", pkg.display())))?;
-        for (name, text) in PY_BINDING {
-            write(pkg.join(name), text)?;
-        }
-        write(self.dir.join("py").join("py_peer.py"), PY_PEER)
+        let dir = self.dir.join("py");
+        let path = dir.join("py_peer.py");
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&path, PY_PEER))
+            .map_err(|e| Skip(format!("{}: {e}", path.display())))?;
+        Ok(python)
     }
 }
 
@@ -226,19 +218,15 @@ pub fn c_abi(s: &Sizes, f: &Foreign) -> Result<Row, String> {
 }
 
 /// The `python` row: Python processes sending with `Queue.send_packed` and
-/// taking with `Queue.take_packed` (claim, copy and ack of a batch in two C
-/// calls), 64-byte payloads, every sequence number checked.
+/// taking with `Queue.take_packed` (claim, copy and ack of a batch in one
+/// call), 64-byte payloads, every sequence number checked.
 pub fn python(s: &Sizes, f: &Foreign) -> Result<Row, String> {
-    let dir = match f.py_ready() {
-        Ok(d) => d.join("py"),
-        Err(Skip(why)) => return Ok(skipped("python", "shmq", &why)),
-    };
-    let lib = match library() {
-        Ok(l) => l,
+    let (dir, python) = match f.py_ready() {
+        Ok((d, python)) => (d.join("py"), python.to_owned()),
         Err(Skip(why)) => return Ok(skipped("python", "shmq", &why)),
     };
     let mut row = pair("python", "shmq", s, 64, |role, path, cpu| {
-        let mut c = Command::new("python3");
+        let mut c = Command::new(&python);
         c.arg(dir.join("py_peer.py"))
             .args([
                 role,
@@ -248,8 +236,6 @@ pub fn python(s: &Sizes, f: &Foreign) -> Result<Row, String> {
                 &cpu.to_string(),
                 &PY_BATCH.to_string(),
             ])
-            .env("PYTHONPATH", &dir)
-            .env("SHMQ_LIBRARY", &lib)
             .env("PYTHONDONTWRITEBYTECODE", "1");
         c
     })?;

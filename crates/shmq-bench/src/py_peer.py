@@ -1,13 +1,13 @@
 """The Python side of `shmq bench`'s python scenario: a producer or a
 consumer of one queue through the Python binding's batch calls
 (``Queue.send_packed`` and ``Queue.take_packed``). `shmq bench` embeds this
-file and runs it with python3, the binding on PYTHONPATH and SHMQ_LIBRARY
-naming the libshmq.so beside the shmq binary.
+file and runs it with the interpreter named by SHMQ_BENCH_PYTHON (python3
+by default), which has the package installed (pip install ./bindings/python).
 
 The producer stamps each 64-byte payload with its sequence number (the
 first 8 bytes, little-endian) and sends BATCH of them per call; the
-consumer takes up to BATCH per call (claimed, copied and acked in two C
-calls) and checks every sequence number. Each pins itself to CPU.
+consumer takes up to BATCH per call (claimed, copied and acked in one
+call) and checks every sequence number. Each pins itself to CPU.
 
 The protocol is that of the bench's Rust peers: print "ready" once
 attached, then "done COUNT ELAPSED_NS" (the consumer's time runs from its

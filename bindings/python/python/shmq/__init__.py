@@ -1,0 +1,605 @@
+"""shmq: a lock-free, crash-safe, bounded message queue in a memory-mapped
+file shared by processes on one host, with no broker.
+
+The engine is compiled into this package (the extension module
+``shmq._native``, built from the Rust crate by maturin): ``pip install``
+gives a working ``import shmq``, with no library to install beside it.
+
+Example::
+
+    import shmq
+    with shmq.Queue.create("/dev/shm/orders", capacity=1024) as q:
+        q.send(b"order 7")
+        m = q.claim(timeout=1.0)
+        print(m.data)
+        m.ack()
+
+Timeouts are in seconds: ``0`` tries once (``Full``/``Empty``), ``None``
+waits forever (the default of ``send`` and ``claim``, like ``queue.Queue``;
+so do ``math.inf`` and any timeout too long to count in nanoseconds), a
+positive number waits up to that long (``Timeout``). Durations (delays,
+leases) are 0 or positive seconds. A negative or NaN timeout, and a
+negative, NaN, infinite or too long duration, raise ``InvalidArgument`` (a
+``ValueError``) before the call.
+
+A ``Queue`` is used by one thread at a time; open one per thread (a second
+thread calling into a Queue while another is inside it gets ``Closed``). A
+forked child must open its own. A call releases the GIL while it waits.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import math
+import os
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import _native
+
+__all__ = [
+    "Queue",
+    "Message",
+    "DeadLetter",
+    "Error",
+    "Full",
+    "Empty",
+    "Timeout",
+    "TooLarge",
+    "LeaseLost",
+    "Abandoned",
+    "KeysFull",
+    "Stale",
+    "InvalidArgument",
+    "NotFound",
+    "Exists",
+    "Incompatible",
+    "Corrupt",
+    "PermissionDenied",
+    "IoError",
+    "Internal",
+    "Closed",
+    "__version__",
+]
+
+#: The version of this package (and of the engine compiled into it).
+__version__: str = _native.__version__
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+# ---------------------------------------------------------------------------
+# Errors: one class per status; where a built-in exception fits, the class
+# is also that exception (``except TimeoutError`` catches ``shmq.Timeout``).
+
+
+class Error(Exception):
+    """A failed shmq call. ``status`` is the status code, ``name`` its name
+    (``"SHMQ_FULL"``); the message names the file, the operation and the
+    cause."""
+
+    status: int = -1
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    @property
+    def name(self) -> str:
+        return _native.status_name(self.status)
+
+
+class _OSError(Error, OSError):
+    """An Error that is also a built-in OSError subclass: ``errno`` is set,
+    ``str()`` is the message alone."""
+
+    errno_value: int = 0
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message, status)
+        self.errno = self.errno_value
+        self.strerror = message
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.status))
+
+
+class Full(Error):
+    """The queue is full and the call was not allowed to wait."""
+
+    status = 1
+
+
+class Empty(Error):
+    """Nothing is claimable and the call was not allowed to wait."""
+
+    status = 2
+
+
+class Timeout(_OSError, TimeoutError):
+    """The call waited for its whole timeout (also a ``TimeoutError``)."""
+
+    status = 3
+    errno_value = errno.ETIMEDOUT
+
+
+class TooLarge(Error):
+    """The payload is larger than the queue's max_message_size."""
+
+    status = 4
+
+
+class LeaseLost(Error):
+    """The claim is no longer held (lease expired, or outcome already given)."""
+
+    status = 5
+
+
+class Abandoned(Error):
+    """The reservation was abandoned before its commit: nothing was sent."""
+
+    status = 6
+
+
+class KeysFull(Error):
+    """A keyed send found no free entry in the key table."""
+
+    status = 7
+
+
+class Stale(Error):
+    """A keyed send's version is not newer than the key's last acked one."""
+
+    status = 8
+
+
+class InvalidArgument(Error, ValueError):
+    """An argument is invalid (also a ``ValueError``)."""
+
+    status = 9
+
+
+class NotFound(_OSError, FileNotFoundError):
+    """The file or the dead letter does not exist (also a
+    ``FileNotFoundError``)."""
+
+    status = 10
+    errno_value = errno.ENOENT
+
+
+class Exists(_OSError, FileExistsError):
+    """The file already exists (also a ``FileExistsError``)."""
+
+    status = 11
+    errno_value = errno.EEXIST
+
+
+class Incompatible(Error):
+    """The file is a queue of another format version or layout."""
+
+    status = 12
+
+
+class Corrupt(Error):
+    """The file breaks an invariant of the format."""
+
+    status = 13
+
+
+class PermissionDenied(_OSError, PermissionError):
+    """The operating system refused access, the file failed the checks on
+    open, or the handle is read-only (also a ``PermissionError``)."""
+
+    status = 14
+    errno_value = errno.EACCES
+
+
+class IoError(Error):
+    """Another input/output error."""
+
+    status = 15
+
+
+class Internal(Error):
+    """A bug in shmq."""
+
+    status = 16
+
+
+class Closed(Error):
+    """The queue was closed, or is used by two threads at once."""
+
+    status = 17
+
+
+_ERRORS: Dict[int, type] = {
+    cls.status: cls
+    for cls in (
+        Full,
+        Empty,
+        Timeout,
+        TooLarge,
+        LeaseLost,
+        Abandoned,
+        KeysFull,
+        Stale,
+        InvalidArgument,
+        NotFound,
+        Exists,
+        Incompatible,
+        Corrupt,
+        PermissionDenied,
+        IoError,
+        Internal,
+        Closed,
+    )
+}
+
+
+# The largest values the engine takes: a timeout is an int64_t, a
+# duration (delay, lease) a uint64_t, both in nanoseconds.
+_I64_MAX = 2**63 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _seconds(value: Any, what: str) -> float:
+    """``value`` as a float number of seconds, or InvalidArgument (a
+    ValueError) naming ``what``: not a number, NaN, or too large for a
+    float."""
+    try:
+        s = float(value)
+    except OverflowError:
+        raise InvalidArgument(f"{what} is too large: {value!r} seconds", 9) from None
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what} must be a number of seconds, not {value!r}", 9) from None
+    if math.isnan(s):
+        raise InvalidArgument(f"{what} is NaN", 9)
+    return s
+
+
+def _ns(seconds: Optional[float], what: str = "timeout") -> int:
+    """A timeout in seconds to the engine's convention (int64_t nanoseconds, 0 =
+    try once, -1 = forever). None, infinity and any timeout too long to
+    count in an int64_t (292 years) wait forever; a negative or NaN timeout
+    raises InvalidArgument (a ValueError); a positive one waits at least
+    1 ns."""
+    if seconds is None:
+        return -1
+    s = _seconds(seconds, what)
+    if s < 0:
+        raise InvalidArgument(
+            f"{what} cannot be negative: {seconds!r} (None waits forever, 0 tries once)", 9)
+    if s == 0:
+        return 0
+    ns = s * 1e9
+    if ns > _I64_MAX:  # infinity too
+        return -1
+    return max(1, int(ns))
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    """The time.monotonic() at which a timeout ends (None: never), checked
+    like :func:`_ns`."""
+    ns = _ns(timeout)
+    return None if ns < 0 else time.monotonic() + ns / 1e9
+
+
+def _duration_ns(seconds: float, what: str = "duration") -> int:
+    """A duration in seconds (a delay, a lease) as uint64_t nanoseconds.
+    Negative, NaN, infinite or too long for a uint64_t (584 years) raises
+    InvalidArgument (a ValueError) naming ``what``; a positive one is at
+    least 1 ns (never rounded down to 0, which means "none")."""
+    s = _seconds(seconds, what)
+    if s < 0:
+        raise InvalidArgument(f"{what} cannot be negative: {seconds!r} seconds", 9)
+    if math.isinf(s):
+        raise InvalidArgument(f"{what} cannot be infinite", 9)
+    if s == 0:
+        return 0
+    ns = s * 1e9
+    if ns > _U64_MAX:
+        raise InvalidArgument(
+            f"{what} is too large: {seconds!r} seconds (at most {_U64_MAX / 1e9:.0f})", 9)
+    return max(1, int(ns))
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    """The time.monotonic() at which a timeout ends (None: never), checked
+    like :func:`_ns`."""
+    ns = _ns(timeout)
+    return None if ns < 0 else time.monotonic() + ns / 1e9
+
+
+def _left_ns(deadline: Optional[float]) -> int:
+    """What is left of a deadline, as a timeout in ns (-1 = forever)."""
+    if deadline is None:
+        return -1
+    left = deadline - time.monotonic()
+    return 0 if left <= 0 else max(1, int(left * 1e9))
+
+
+# The extension raises the classes above and converts the odd timeouts and
+# durations with the helpers above, so that a value is refused with the
+# same message whichever call it reaches.
+_native._init([_ERRORS.get(code, Error) for code in range(max(_ERRORS) + 1)],
+              _ns, _duration_ns)
+
+
+# ---------------------------------------------------------------------------
+# Messages.
+
+#: A claimed message (made by the claim calls, never directly): ``data``
+#: (bytes, a private copy checked for tearing), ``key``, ``version``,
+#: ``deliveries`` (1 on the first delivery), ``enqueued_ns``, ``position``
+#: and ``token``; ``view`` is the payload as a memoryview and ``settled``
+#: whether an outcome was given through it. Give exactly one outcome:
+#: ``ack()``, ``nack(delay=0.0)`` or ``reject(reason)`` (``extend(lease)``
+#: any number of times before). As a context manager it acks on normal exit
+#: and nacks when an exception leaves the block (unless an outcome was
+#: given).
+Message = _native.Message
+
+
+class DeadLetter:
+    """A dead letter: ``id``, ``reason``, ``attempts``, ``first_enqueued_ns``,
+    ``dead_ns``, ``last_consumer_pid``, ``key``, ``version``, ``length`` and,
+    from :meth:`Queue.dead_letter`, ``data``."""
+
+    __slots__ = ("id", "reason", "attempts", "first_enqueued_ns", "dead_ns",
+                 "last_consumer_pid", "key", "version", "length", "data")
+
+    def __init__(self, fields: Tuple[Any, ...]) -> None:
+        (self.id, self.reason, self.attempts, self.first_enqueued_ns, self.dead_ns,
+         self.last_consumer_pid, self.key, self.version, self.length, self.data) = fields
+
+    def __repr__(self) -> str:
+        return f"<shmq.DeadLetter id={self.id} reason={self.reason!r} attempts={self.attempts}>"
+
+
+# ---------------------------------------------------------------------------
+# The queue.
+
+_WAITS = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
+_ACCESS_PARTICIPANT, _ACCESS_INSPECT, _ACCESS_READ_ONLY = 0, 1, 2
+
+
+def _path(path: Union[str, os.PathLike]) -> str:
+    p = os.fspath(path)
+    return os.fsdecode(p) if isinstance(p, bytes) else p
+
+
+class Queue(_native.Queue):
+    """One attachment to a queue file. Create with :meth:`create`,
+    :meth:`open` or :meth:`inspect`; use as a context manager or call
+    :meth:`close`. Claims still held at close are redelivered at once.
+
+    ``send(data, key=0, version=0, timeout=None, *, delay=0.0)`` sends one
+    message (bytes, bytearray or memoryview), waiting for room up to
+    ``timeout`` seconds (None = forever); ``key`` 0 is no key, ``version``
+    0 on a keyed send is the key's next version; it returns the version the
+    message carries. ``claim(timeout=None)`` claims the next message
+    (a :class:`Message`), raising ``Empty`` (timeout 0) or ``Timeout``.
+
+    Attributes: ``path``, ``capacity``, ``max_message_size``,
+    ``key_capacity``, ``lease`` (seconds), ``max_deliveries``,
+    ``latest_only``, ``read_only`` and ``closed``."""
+
+    # -- lifecycle --------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Union[str, os.PathLike],
+        capacity: int = 1024,
+        max_message_size: int = 256,
+        key_capacity: int = 0,
+        lease: float = 30.0,
+        max_deliveries: int = 10,
+        *,
+        latest_only: bool = False,
+        mode: int = 0o600,
+        group: Union[int, str, None] = None,
+        dlq_capacity: int = 0,
+        reservation_timeout: float = 5.0,
+        participant_capacity: int = 64,
+        wait: str = "spin-then-sleep",
+    ) -> "Queue":
+        """Creates a new queue file (``Exists`` if there is one) and attaches
+        to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
+        is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``. ``mode`` is set
+        on the new file whatever the umask (0o660 for a queue shared with a
+        group, opened by the others with ``group_shared=True``); ``group``
+        (a gid or a group name) is the group the file is given."""
+        p = _path(path)
+        lease_ns = _duration_ns(lease, "create: lease")
+        reservation_ns = _duration_ns(reservation_timeout, "create: reservation_timeout")
+        if lease_ns == 0:
+            raise InvalidArgument(f"{p}: create: lease is 0: every claim would be taken back at once", 9)
+        if reservation_ns == 0:
+            raise InvalidArgument(
+                f"{p}: create: reservation_timeout is 0: every reservation would be abandoned", 9)
+        if isinstance(group, str):
+            try:
+                group = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise NotFound(f"{p}: create: no group named {group!r}", 10) from None
+        if wait not in _WAITS:
+            raise InvalidArgument(f"wait must be one of {sorted(_WAITS)}, not {wait!r}", 9)
+        try:
+            h = _native.create(p, capacity, max_message_size, key_capacity, lease_ns,
+                               max_deliveries, bool(latest_only), mode, group, dlq_capacity,
+                               reservation_ns, participant_capacity, _WAITS[wait])
+        except OverflowError as e:
+            raise InvalidArgument(f"{p}: create: an option is out of range: {e}", 9) from None
+        return cls(h, p)
+
+    @classmethod
+    def _open(cls, path: Union[str, os.PathLike], access: int, group_shared: bool,
+              trust_any_owner: bool) -> "Queue":
+        p = _path(path)
+        return cls(_native.open(p, access, bool(group_shared), bool(trust_any_owner)), p)
+
+    @classmethod
+    def open(cls, path: Union[str, os.PathLike], *, read_only: bool = False,
+             group_shared: bool = False, trust_any_owner: bool = False) -> "Queue":
+        """Opens an existing queue file as a participant; with
+        ``read_only=True``, as a read-only handle that maps the file read-only,
+        reads stats, verify and dead letters, and raises PermissionDenied on
+        every change.
+
+        The file must be a regular file of this user that nobody else may
+        write (else PermissionDenied); ``group_shared`` accepts one its group
+        may write, ``trust_any_owner`` any owner and mode."""
+        access = _ACCESS_READ_ONLY if read_only else _ACCESS_PARTICIPANT
+        return cls._open(path, access, group_shared, trust_any_owner)
+
+    @classmethod
+    def inspect(cls, path: Union[str, os.PathLike], *, group_shared: bool = False,
+                trust_any_owner: bool = False) -> "Queue":
+        """Opens a queue file without attaching: stats, verify, dead letters.
+        Read-only when this process may not write the file."""
+        return cls._open(path, _ACCESS_INSPECT, group_shared, trust_any_owner)
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<shmq.Queue {self.path!r} capacity={self.capacity}{' closed' if self.closed else ''}>"
+
+    # -- sending ----------------------------------------------------------
+
+    def send_many(self, messages: Iterable[Buffer], timeout: Optional[float] = None) -> int:
+        """Sends messages without keys, in order, in batches; returns how many
+        were sent. Waits for room up to ``timeout`` seconds in all (None =
+        until every one is sent); with 0, sends what fits now."""
+        timeout_ns = _ns(timeout, "send_many: timeout")
+        msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
+        if not msgs:
+            return 0
+        blob = b"".join(msgs)
+        lens = [len(m) if isinstance(m, bytes) else memoryview(m).nbytes for m in msgs]
+        return self._send_packed(blob, 0, lens, timeout_ns)
+
+    def send_packed(self, data: Buffer, size: Union[int, Sequence[int]],
+                    timeout: Optional[float] = None) -> int:
+        """Sends the messages packed one after another in ``data`` (bytes,
+        bytearray, memoryview, array...): each ``size`` bytes long when
+        ``size`` is an int (``data`` is then a whole number of them), else
+        message ``i`` is ``size[i]`` bytes. Without keys, in order; returns
+        how many were sent, waiting for room like :meth:`send_many`. The
+        fastest way to send from Python: one call per batch that fits and no
+        Python object per message."""
+        timeout_ns = _ns(timeout, "send_packed: timeout")
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise InvalidArgument("send_packed: data must be contiguous", 9)
+        nbytes = mv.nbytes
+        if isinstance(size, int):
+            if size <= 0 or nbytes % size:
+                raise InvalidArgument(
+                    f"send_packed: {nbytes} bytes are not a whole number of {size}-byte messages", 9)
+            if nbytes == 0:
+                return 0
+            return self._send_packed(data, size, None, timeout_ns)
+        lens = list(size)
+        if any(n < 0 for n in lens) or sum(lens) != nbytes:
+            raise InvalidArgument(
+                f"send_packed: the sizes add up to {sum(lens)}, data has {nbytes} bytes", 9)
+        if not lens:
+            return 0
+        return self._send_packed(data, 0, lens, timeout_ns)
+
+    # -- claiming ---------------------------------------------------------
+
+    def claim_many(self, count: int, timeout: Optional[float] = None) -> List[Message]:
+        """Waits up to ``timeout`` for the first message, then takes what is
+        claimable now, up to ``count``. Raises ``Empty``/``Timeout`` when
+        there is none."""
+        if count <= 0:
+            raise InvalidArgument("claim_many: count must be positive", 9)
+        return self._claim_many(count, _ns(timeout, "claim: timeout"))
+
+    def take_packed(self, count: int, timeout: Optional[float] = None) -> Tuple[bytes, List[int]]:
+        """Claims up to ``count`` messages (waiting up to ``timeout`` for the
+        first, like :meth:`claim_many`), copies their payloads one after
+        another and acks them all: one call, no Python object per message.
+        Returns ``(data, lengths)``: the payloads packed in ``data``,
+        message ``i`` being ``lengths[i]`` bytes. Raises ``Empty``/``Timeout``
+        when there is none.
+
+        The messages are acked before they are returned, so a consumer that
+        dies with them in hand loses them (use :meth:`claim_many` and
+        :meth:`ack_many` to ack after processing). A claim whose lease ran
+        out before the ack is redelivered as well (at least once)."""
+        if count <= 0:
+            raise InvalidArgument("take_packed: count must be positive", 9)
+        return self._take_packed(count, _ns(timeout, "take_packed: timeout"))
+
+    def take_many(self, count: int, timeout: Optional[float] = None) -> List[bytes]:
+        """:meth:`take_packed` as a list of payloads (acked already)."""
+        data, lens = self.take_packed(count, timeout)
+        out = []
+        at = 0
+        for n in lens:
+            out.append(data[at:at + n])
+            at += n
+        return out
+
+    def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
+        """Yields messages as they come; stops after ``timeout`` seconds
+        without one (None = never stops). Give each one its outcome."""
+        _ns(timeout, "messages: timeout")
+        while True:
+            try:
+                yield self.claim(timeout)
+            except (Empty, Timeout):
+                return
+
+    def __iter__(self) -> Iterator[Message]:
+        """Blocks for the next message, forever."""
+        return self.messages(None)
+
+    # -- stats, dead letters ----------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """The metrics: depth, in_flight, ages, live producers and consumers,
+        counters (sent, acked, ...), and the latency histograms
+        (``time_in_queue``, ``processing_time``, ``end_to_end_time``: dicts of
+        count, sum, p50, p90, p99, p999, max in ns). ``sent_per_s`` and
+        ``acked_per_s`` are rates since this handle's previous call (None on
+        the first)."""
+        d = self._stats()
+        prev = getattr(self, "_last_stats", None)
+        if prev is not None and d["taken_ns"] > prev["taken_ns"]:
+            dt = (d["taken_ns"] - prev["taken_ns"]) / 1e9
+            d["sent_per_s"] = (d["sent"] - prev["sent"]) / dt
+            d["acked_per_s"] = (d["acked"] - prev["acked"]) / dt
+        else:
+            d["sent_per_s"] = None
+            d["acked_per_s"] = None
+        self._last_stats = d
+        return d
+
+    def dead_letters(self) -> List[DeadLetter]:
+        """Every dead letter, oldest first (without payloads)."""
+        return [DeadLetter(t) for t in self._dead_letters()]
+
+    def dead_letter(self, id: int) -> DeadLetter:
+        """The dead letter ``id`` with its payload in ``data``."""
+        return DeadLetter(self._dead_letter(id))
+
+    def redrive(self, id: Optional[int] = None) -> int:
+        """Sends dead letter ``id`` (or all) back to the queue; returns how many."""
+        return self._redrive(id or None)
+
+    def purge(self, id: Optional[int] = None) -> int:
+        """Deletes dead letter ``id`` (or all); returns how many."""
+        return self._purge(id or None)
