@@ -1030,6 +1030,8 @@ fn create(
         mode,
         group,
         wait_strategy,
+        // New options take their defaults until the Python API names them.
+        ..Options::default()
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
     Ok(Handle {
