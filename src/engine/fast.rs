@@ -103,9 +103,8 @@ impl<M: Memory> Engine<M> {
         if !self.cas_slot(i, w, mine) {
             return Fast::Slow;
         }
-        self.tail_view
-            .leave(tail, p.wrapping_add(1), self.lazy_every());
-        // What `reserve_from` does after its CAS.
+        // What `reserve_from` does after its CAS, and `reserve` after it
+        // (the cursor moves last, as there).
         self.tally(me, part::TOOK);
         // Relaxed stores: we own the slot; the commit CAS publishes.
         self.field(s, slot::POSITION).store(p, Ordering::Relaxed);
@@ -119,6 +118,8 @@ impl<M: Memory> Engine<M> {
         );
         self.field(s, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
+        self.tail_view
+            .leave(tail, p.wrapping_add(1), self.lazy_every());
         Fast::Done(Reservation {
             slot: i,
             seq: mine.seq(),
