@@ -79,9 +79,11 @@ impl<M: Memory> Engine<M> {
         let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
             return Ok(Fast::Slow);
         };
+        let claimed = self.finish_claim(i, mine, now);
+        // The cursor moves after the claim is stamped, as in `claim_head`.
         self.head_view
             .leave(head, p.wrapping_add(1), self.lazy_every());
-        Ok(match self.finish_claim(i, mine, now)? {
+        Ok(match claimed? {
             Some(c) => Fast::Done(c),
             None => Fast::Slow,
         })
