@@ -22,6 +22,9 @@ pub(crate) struct ClaimTable {
     entries: Vec<ClaimTime>,
     /// `64 - log2(entries.len())`: the hash's top bits index `entries`.
     shift: u32,
+    /// Entries in use: with none (the usual case, only sampled claims are
+    /// kept), a settle looks nothing up.
+    live: usize,
 }
 
 impl ClaimTable {
@@ -34,6 +37,7 @@ impl ClaimTable {
         ClaimTable {
             entries: vec![ClaimTime::default(); len as usize],
             shift: 64 - len.trailing_zeros(),
+            live: 0,
         }
     }
 
@@ -64,6 +68,9 @@ impl ClaimTable {
                 at = i;
             }
         }
+        if self.entries[at].claimed_ns == 0 {
+            self.live += 1;
+        }
         self.entries[at] = ClaimTime {
             token,
             claimed_ns,
@@ -73,6 +80,9 @@ impl ClaimTable {
 
     /// The claim and enqueue times of `token`, if remembered; forgets them.
     pub(super) fn take(&mut self, token: u64) -> (Option<u64>, Option<u64>) {
+        if self.live == 0 {
+            return (None, None);
+        }
         let mask = self.entries.len() - 1;
         let home = self.home(token);
         for k in 0..CLAIM_PROBES {
@@ -80,6 +90,7 @@ impl ClaimTable {
             let c = self.entries[i];
             if c.token == token && c.claimed_ns != 0 {
                 self.entries[i] = ClaimTime::default();
+                self.live -= 1;
                 return (Some(c.claimed_ns), Some(c.enqueued_ns));
             }
         }

@@ -119,11 +119,22 @@ pub(super) fn shell<'a>(q: *mut shmq_queue, op: &str) -> Result<&'a shmq_queue, 
     if q.is_null() {
         return Err(invalid(op, "the queue handle is NULL"));
     }
-    if !registered(q) {
-        return Err(invalid(
-            op,
-            "the queue handle is not one shmq gave out (a stray, forged or copied pointer)",
-        ));
+    // The last address found in the registry: an address, once there, is
+    // there for good (shells are never freed), so a program calling with
+    // the same handle again skips the search.
+    static LAST_FOUND: AtomicUsize = AtomicUsize::new(0);
+    // Acquire: pairs with the Release store below, made after `registered`
+    // synchronised with the shell's making, so the shell is initialised
+    // for us too.
+    if q as usize != LAST_FOUND.load(Ordering::Acquire) {
+        if !registered(q) {
+            return Err(invalid(
+                op,
+                "the queue handle is not one shmq gave out (a stray, forged or copied pointer)",
+            ));
+        }
+        // Release: see the Acquire above.
+        LAST_FOUND.store(q as usize, Ordering::Release);
     }
     // SAFETY: the address of an initialised shell in the registry, which
     // is never freed, so it stays readable after close.
