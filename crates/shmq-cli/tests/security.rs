@@ -183,7 +183,7 @@ fn the_command_line_creates_and_opens_group_shared_queues() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("PERMISSION") && err.contains("group_shared"),
+        err.contains("PERMISSION") && err.contains("--group-shared"),
         "{err}"
     );
     let out = shmq_cli(&["send", path, "hello", "--group-shared"], false);
