@@ -7,9 +7,9 @@
 //! (sending and reserving), `claim` (claiming), `settle` (the outcome of a
 //! claim), `wait` (waiting for room or for messages), `maintenance` (the
 //! liveness sweep and the repairs it starts), `admin` (recover, watchdog,
-//! key eviction, flush, the participant list), `dead_letters` and
-//! `inspect` (stats and verify). This file holds the handle itself and its
-//! small accessors.
+//! key eviction, flush, the participant list), `dead_letters`,
+//! `inspect` (stats and verify) and `peek` (copies of the waiting
+//! messages). This file holds the handle itself and its small accessors.
 
 mod admin;
 mod checks;
@@ -18,6 +18,7 @@ mod dead_letters;
 mod inspect;
 mod maintenance;
 mod open;
+mod peek;
 mod send;
 mod settle;
 mod wait;
@@ -26,6 +27,7 @@ pub use admin::{ParticipantInfo, Watchdog};
 pub use claim::Message;
 pub use dead_letters::DeadLetter;
 pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
+pub use peek::{PeekState, Peeked};
 pub use send::{Reserved, Sent};
 
 pub use crate::mapping::{Mapping, ReadOnlyMapping};
