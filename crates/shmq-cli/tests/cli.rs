@@ -260,7 +260,7 @@ fn send_and_recv() {
     assert_eq!(none.status.code(), Some(3));
     assert!(err(&none).contains("nothing to receive"));
 
-    // --no-ack peeks: the messages stay, with one more delivery.
+    // --no-ack claims and nacks: the messages stay, with one more delivery.
     ok(shmq(&["send", p(&q), "peek-a", "peek-b"]));
     let peek = ok(shmq(&["recv", p(&q), "-n", "2", "--no-ack"]));
     assert_eq!(peek, "peek-a\npeek-b\n");
@@ -929,4 +929,37 @@ fn recv_count_zero_receives_nothing_and_succeeds() {
     // A wrong path still fails.
     let o = shmq(&["recv", p(&d.path("nope")), "-n", "0"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn peek_shows_waiting_messages_and_counts_no_delivery() {
+    let d = Dir::new("peek");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--max-deliveries", "2"]));
+    let none = shmq(&["peek", p(&q)]);
+    assert_eq!(none.status.code(), Some(3), "{}", err(&none));
+    assert!(err(&none).contains("no message waiting"), "{}", err(&none));
+    ok(shmq(&["send", p(&q), "a", "b", "c"]));
+    ok(shmq(&["send", p(&q), "later", "--delay", "1h"]));
+    // Twice, with max deliveries 2: a claim-and-nack would dead-letter them.
+    for _ in 0..2 {
+        assert_eq!(ok(shmq(&["peek", p(&q), "-n", "0"])), "a\nb\nc\nlater\n");
+    }
+    assert_eq!(ok(shmq(&["peek", p(&q), "-n", "2", "--read-only"])), "a\nb\n");
+    let got = json_lines(&ok(shmq(&["peek", p(&q), "-n", "0", "--json"])));
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0]["data"], "a");
+    assert_eq!(got[0]["state"], "ready");
+    assert_eq!(got[0]["deliveries"], 0);
+    assert_eq!(got[0]["due_in_ns"], Value::Null);
+    assert_eq!(got[3]["state"], "delayed");
+    assert!(got[3]["due_in_ns"].as_u64().unwrap() > 3_000_000_000_000);
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!((st["in_flight"].as_u64(), st["dead_letters"].as_u64()), (Some(0), Some(0)), "{st}");
+    // The first claim is the first delivery.
+    let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
+    assert_eq!((m[0]["data"].as_str(), m[0]["deliveries"].as_u64()), (Some("a"), Some(1)));
+    // recv --no-ack says it is a claim, and points to peek.
+    let help = ok(shmq(&["recv", "--help"]));
+    assert!(help.contains("counts a delivery") && help.contains("shmq peek"), "{help}");
 }
