@@ -63,8 +63,11 @@ fn claimed_messages_are_not_peeked_pending_and_delayed_ones_are() {
     for m in [&b"held"[..], b"nacked", b"ready"] {
         q.send(m, Timeout::TryOnce).unwrap();
     }
-    q.send_with(b"later", &SendOptions::new().delay(Duration::from_secs(3600)))
-        .unwrap();
+    q.send_with(
+        b"later",
+        &SendOptions::new().delay(Duration::from_secs(3600)),
+    )
+    .unwrap();
     let held = q.claim(Timeout::TryOnce).unwrap();
     assert_eq!(held.data().unwrap(), b"held");
     let nacked = q.claim(Timeout::TryOnce).unwrap();
@@ -113,7 +116,9 @@ fn a_read_only_handle_peeks_and_changes_nothing() {
 fn pattern(n: u64) -> Vec<u8> {
     let mut v = n.to_le_bytes().to_vec();
     v.extend(vec![n as u8; 8 + (n % 40) as usize]);
-    let sum = v.iter().fold(0u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32));
+    let sum = v
+        .iter()
+        .fold(0u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32));
     v.extend(sum.to_le_bytes());
     v
 }

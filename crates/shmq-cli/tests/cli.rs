@@ -945,7 +945,10 @@ fn peek_shows_waiting_messages_and_counts_no_delivery() {
     for _ in 0..2 {
         assert_eq!(ok(shmq(&["peek", p(&q), "-n", "0"])), "a\nb\nc\nlater\n");
     }
-    assert_eq!(ok(shmq(&["peek", p(&q), "-n", "2", "--read-only"])), "a\nb\n");
+    assert_eq!(
+        ok(shmq(&["peek", p(&q), "-n", "2", "--read-only"])),
+        "a\nb\n"
+    );
     let got = json_lines(&ok(shmq(&["peek", p(&q), "-n", "0", "--json"])));
     assert_eq!(got.len(), 4);
     assert_eq!(got[0]["data"], "a");
@@ -955,11 +958,21 @@ fn peek_shows_waiting_messages_and_counts_no_delivery() {
     assert_eq!(got[3]["state"], "delayed");
     assert!(got[3]["due_in_ns"].as_u64().unwrap() > 3_000_000_000_000);
     let st = json(shmq(&["stats", p(&q), "--json"]));
-    assert_eq!((st["in_flight"].as_u64(), st["dead_letters"].as_u64()), (Some(0), Some(0)), "{st}");
+    assert_eq!(
+        (st["in_flight"].as_u64(), st["dead_letters"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
     // The first claim is the first delivery.
     let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
-    assert_eq!((m[0]["data"].as_str(), m[0]["deliveries"].as_u64()), (Some("a"), Some(1)));
+    assert_eq!(
+        (m[0]["data"].as_str(), m[0]["deliveries"].as_u64()),
+        (Some("a"), Some(1))
+    );
     // recv --no-ack says it is a claim, and points to peek.
     let help = ok(shmq(&["recv", "--help"]));
-    assert!(help.contains("counts a delivery") && help.contains("shmq peek"), "{help}");
+    assert!(
+        help.contains("counts a delivery") && help.contains("shmq peek"),
+        "{help}"
+    );
 }
