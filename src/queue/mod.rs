@@ -135,6 +135,17 @@ impl Queue {
         &self.path
     }
 
+    /// The device and inode of the file this handle has open (`fstat`),
+    /// for a tool that watches whether the path still names it (behind the
+    /// `internals` door).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn file_id(&self) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata()?;
+        Ok((m.dev(), m.ino()))
+    }
+
     /// The layout of the file (behind the `internals` door).
     #[cfg(feature = "internals")]
     #[doc(hidden)]

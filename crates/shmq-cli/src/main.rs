@@ -8,8 +8,9 @@
 //! - `cli`: the grammar (clap) and the parsers of durations and modes;
 //! - `commands`: create, info, send, recv, peek, dlq, verify, recover;
 //! - `stats_view`: `stats` as a table, JSON and the `--watch` view;
-//! - `prometheus`: the text exposition format;
-//! - `serve`: the HTTP/1.0 scrape endpoint of `serve-metrics`;
+//! - `prometheus`: the exposition (OpenMetrics via prometheus-client, and
+//!   the classic text format);
+//! - `serve`: the scrape endpoint of `serve-metrics` (hyper on tokio);
 //! - `demo`: the restaurant, its roles and its summary;
 //! - `torture`: SIGKILLed producers and consumers checked against a ledger;
 //! - `util`: errors with exit codes, human durations, delayed progress.

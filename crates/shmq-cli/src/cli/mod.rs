@@ -87,8 +87,12 @@ fit is refused (IO, \"no space\", the bytes needed and free).")]
   shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
   curl -s http://127.0.0.1:9464/metrics
 
-Every sample carries the label queue=\"PATH\". The server listens on loopback
-unless told otherwise; it prints the address it listens on to stdout.")]
+Serves OpenMetrics text; every sample carries the label queue=\"PATH\".
+shmq_up{queue} is 0 and shmq_scrape_errors_total{queue} counts up while a
+file cannot be read; a file replaced under its path is reopened. Idle or
+slow clients do not delay scrapes (at most 64 connections, 3 s to send a
+request). The server listens on loopback unless told otherwise; it prints
+the address it listens on to stdout.")]
     ServeMetrics(ServeArgs),
 
     /// Send messages: the MESSAGE arguments, or each line of stdin.
