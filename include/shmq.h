@@ -133,6 +133,22 @@
 #define SHMQ_OPEN_TRUST_ANY_OWNER 2
 
 /**
+ * `shmq_peeked.state`: committed, waiting to be claimed in ring order.
+ */
+#define SHMQ_PEEK_READY 0
+
+/**
+ * `shmq_peeked.state`: waiting for redelivery (or committed after the
+ * consumers passed its position).
+ */
+#define SHMQ_PEEK_PENDING 1
+
+/**
+ * `shmq_peeked.state`: claimable once `not_before_ns` has passed.
+ */
+#define SHMQ_PEEK_DELAYED 2
+
+/**
  * The outcome of a call. The values are stable; new ones are only appended.
  */
 typedef enum {
@@ -457,6 +473,55 @@ typedef struct {
      */
     uint64_t delay_ns;
 } shmq_send_options;
+
+/**
+ * A waiting message as `shmq_peek` copied it. Set `size =
+ * sizeof(shmq_peeked)` in the first element before the call. Nothing in
+ * it names a claim: a peeked message cannot be acked.
+ */
+typedef struct {
+    /**
+     * `sizeof(shmq_peeked)` of the caller, for evolution.
+     */
+    uint32_t size;
+    /**
+     * `SHMQ_PEEK_READY`, `SHMQ_PEEK_PENDING` or `SHMQ_PEEK_DELAYED`.
+     */
+    uint32_t state;
+    /**
+     * The payload, in the caller's buffer.
+     */
+    const uint8_t *data;
+    /**
+     * Payload length.
+     */
+    size_t len;
+    /**
+     * Key (0 = none).
+     */
+    uint64_t key;
+    /**
+     * Version.
+     */
+    uint64_t version;
+    /**
+     * Deliveries so far (0 for a message never claimed; a peek counts none).
+     */
+    uint64_t deliveries;
+    /**
+     * CLOCK_MONOTONIC time of the first commit, ns.
+     */
+    uint64_t enqueued_ns;
+    /**
+     * CLOCK_MONOTONIC time a delayed message falls due, ns (0 unless
+     * delayed).
+     */
+    uint64_t not_before_ns;
+    /**
+     * Ring position.
+     */
+    uint64_t position;
+} shmq_peeked;
 
 /**
  * What a queue is: fixed at creation.
@@ -1000,6 +1065,32 @@ void shmq_open_options_init(shmq_open_options *opts);
  * `opts` is NULL or points to a writable `shmq_send_options`.
  */
 void shmq_send_options_init(shmq_send_options *opts);
+
+/**
+ * Copies up to `max` waiting messages (ready, pending redelivery,
+ * delayed; not those claimed), in ring order, without claiming them or
+ * counting a delivery: their payloads one after another into `buf`,
+ * `msgs[i].data` pointing into it. Each copy is checked untorn (a message
+ * claimed or replaced during its copy is left out). It copies no more
+ * messages than fit whole: at most `buf_len / max_message_size`, so
+ * `buf_len` must be at least max_message_size (else
+ * `SHMQ_INVALID_ARGUMENT`). `*out_count` may be 0 (nothing waits: not an
+ * error). Works on a read-only or inspection handle; writes nothing to the
+ * file. A scan of every slot: not for a hot loop.
+ *
+ * Thread safety: one thread at a time per handle.
+ *
+ * # Safety
+ * `q` is NULL or a handle; `buf` writable for `buf_len` bytes; `msgs`
+ * writable for `max` entries of `msgs[0].size` bytes; `out_count` NULL or
+ * writable.
+ */
+shmq_status shmq_peek(shmq_queue *q,
+                      void *buf,
+                      size_t buf_len,
+                      shmq_peeked *msgs,
+                      size_t max,
+                      size_t *out_count);
 
 /**
  * Creates a new queue file at `path` (it must not exist: `SHMQ_EXISTS`)

@@ -76,8 +76,8 @@ pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrate
 pub use permissions::group_id;
 #[cfg(not(shmq_loom))]
 pub use queue::{
-    DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, Queue, Reserved, Sent, Stats,
-    VerifyReport, Watchdog,
+    DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, PeekState, Peeked, Queue,
+    Reserved, Sent, Stats, VerifyReport, Watchdog,
 };
 #[cfg(not(shmq_loom))]
 pub use sys::monotonic_ns;

@@ -104,6 +104,7 @@ mod handle_words;
 pub mod header;
 mod inspect;
 mod keyed;
+mod peek;
 mod produce;
 mod repair;
 mod replace;
@@ -123,6 +124,7 @@ pub use inspect::{
     SlotSnapshot,
 };
 use keyed::KeyTake;
+pub use peek::{PeekState, PeekedSlot};
 pub use produce::Reservation;
 pub use repair::Repairs;
 pub use send::{Committed, SendSpec};

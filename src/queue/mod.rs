@@ -7,9 +7,9 @@
 //! (sending and reserving), `claim` (claiming), `settle` (the outcome of a
 //! claim), `wait` (waiting for room or for messages), `maintenance` (the
 //! liveness sweep and the repairs it starts), `admin` (recover, watchdog,
-//! key eviction, flush, the participant list), `dead_letters` and
-//! `inspect` (stats and verify). This file holds the handle itself and its
-//! small accessors.
+//! key eviction, flush, the participant list), `dead_letters`,
+//! `inspect` (stats and verify) and `peek` (copies of the waiting
+//! messages). This file holds the handle itself and its small accessors.
 
 mod admin;
 mod checks;
@@ -18,6 +18,7 @@ mod dead_letters;
 mod inspect;
 mod maintenance;
 mod open;
+mod peek;
 mod send;
 mod settle;
 mod wait;
@@ -26,6 +27,7 @@ pub use admin::{ParticipantInfo, Watchdog};
 pub use claim::Message;
 pub use dead_letters::DeadLetter;
 pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
+pub use peek::{PeekState, Peeked};
 pub use send::{Reserved, Sent};
 
 pub use crate::mapping::{Mapping, ReadOnlyMapping};
@@ -131,6 +133,17 @@ impl Queue {
     /// The path the queue was opened with.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The device and inode of the file this handle has open (`fstat`),
+    /// for a tool that watches whether the path still names it (behind the
+    /// `internals` door).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn file_id(&self) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata()?;
+        Ok((m.dev(), m.ino()))
     }
 
     /// The layout of the file (behind the `internals` door).

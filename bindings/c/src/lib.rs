@@ -31,7 +31,8 @@
 //!
 //! One file per concern: [`status`] (codes, last error, panic boundary),
 //! [`options`], [`queue`] (the handle's lifecycle), [`send`], [`claim`]
-//! (claims and outcomes), [`stats`], [`dlq`].
+//! (claims and outcomes), [`peek`] (copies without claiming), [`stats`],
+//! [`dlq`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -40,6 +41,7 @@
 pub mod claim;
 pub mod dlq;
 pub mod options;
+pub mod peek;
 pub mod queue;
 pub mod send;
 pub mod stats;

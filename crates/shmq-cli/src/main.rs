@@ -6,10 +6,11 @@
 //! this crate:
 //!
 //! - `cli`: the grammar (clap) and the parsers of durations and modes;
-//! - `commands`: create, info, send, recv, dlq, verify, recover;
+//! - `commands`: create, info, send, recv, peek, dlq, verify, recover;
 //! - `stats_view`: `stats` as a table, JSON and the `--watch` view;
-//! - `prometheus`: the text exposition format;
-//! - `serve`: the HTTP/1.0 scrape endpoint of `serve-metrics`;
+//! - `prometheus`: the exposition (OpenMetrics via prometheus-client, and
+//!   the classic text format);
+//! - `serve`: the scrape endpoint of `serve-metrics` (hyper on tokio);
 //! - `demo`: the restaurant, its roles and its summary;
 //! - `torture`: SIGKILLed producers and consumers checked against a ledger;
 //! - `util`: errors with exit codes, human durations, delayed progress.
@@ -49,6 +50,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::ServeMetrics(a) => serve::serve(&a),
         Cmd::Send(a) => commands::send(&a),
         Cmd::Recv(a) => commands::recv(&a),
+        Cmd::Peek(a) => commands::peek(&a),
         Cmd::Dlq(a) => commands::dlq(&a),
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),

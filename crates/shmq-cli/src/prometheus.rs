@@ -1,4 +1,9 @@
-//! The Prometheus text exposition format (version 0.0.4) of queue stats.
+//! The Prometheus exposition of queue stats, in two forms from one list of
+//! metrics: the OpenMetrics text that `serve-metrics` serves, encoded by the
+//! Prometheus project's client (`prometheus-client`, [`openmetrics`]), and
+//! the classic text format 0.0.4 that `stats --prometheus` prints for file
+//! collectors ([`render`]). A test checks that both carry the same samples
+//! with the same values.
 //!
 //! Names follow the Prometheus conventions: everything starts with `shmq_`,
 //! counters end in `_total`, durations are in seconds and bytes in bytes.
@@ -14,8 +19,12 @@
 
 use std::fmt::Write;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 use shmq::internals::metrics::{bucket_of, COUNTERS, HISTOGRAMS};
-use shmq::{Counter, Stats};
+use shmq::{Counter, HistogramSnapshot, Stats};
 
 use crate::stats_view::View;
 
@@ -154,6 +163,141 @@ fn num(v: f64) -> String {
     }
 }
 
+/// A histogram's upper bounds (seconds) and non-cumulative counts, ending
+/// with `+Inf`: the engine's buckets summed between powers of two.
+fn histogram_buckets(snap: &HistogramSnapshot) -> Vec<(f64, u64)> {
+    let mut out = Vec::new();
+    let mut below = 0u64;
+    for k in LE_FIRST_POW..=LE_LAST_POW {
+        let bound_ns = (1u64 << k) - 1;
+        // Every engine bucket up to the one holding 2^k - 1 ends at or
+        // below 2^k - 1 (a power of two starts a new bucket).
+        let cum: u64 = snap.buckets[..=bucket_of(bound_ns)].iter().sum();
+        out.push((bound_ns as f64 / 1e9, cum.saturating_sub(below)));
+        below = cum;
+    }
+    out.push((f64::MAX, snap.count.saturating_sub(below)));
+    out
+}
+
+/// One queue at one scrape of `serve-metrics`: whether its file could be
+/// read (`shmq_up`), how many scrapes failed to read it, and its stats
+/// when it could.
+#[derive(Debug)]
+pub struct Scraped {
+    /// The queue's label (its path).
+    pub label: String,
+    /// The snapshot, when the file could be read.
+    pub view: Option<View>,
+    /// Scrapes that could not read the file, ever.
+    pub errors: u64,
+}
+
+/// The collector of one scrape: encodes [`Scraped`] queues through
+/// `prometheus-client`'s encoder (it escapes nothing in label values, so
+/// they are escaped here).
+#[derive(Debug)]
+struct Scrape(Vec<(String, Scraped)>);
+
+impl Scrape {
+    fn labels(l: &str) -> [(&'static str, &str); 1] {
+        [("queue", l)]
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let up_help = "Whether the queue's file could be read at this scrape (1) or not (0).";
+        let mut m = enc.encode_descriptor("shmq_up", up_help, None, MetricType::Gauge)?;
+        for (l, q) in &self.0 {
+            let up = q.view.is_some() as u64;
+            m.encode_family(&Self::labels(l))?.encode_gauge(&up)?;
+        }
+        let help = "Scrapes that could not read the queue's file.";
+        let mut m = enc.encode_descriptor("shmq_scrape_errors", help, None, MetricType::Counter)?;
+        for (l, q) in &self.0 {
+            let fam = Self::labels(l);
+            m.encode_family(&fam)?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, u64, f64>(
+                    &q.errors, None,
+                )?;
+        }
+        let read: Vec<(&str, &View)> = self
+            .0
+            .iter()
+            .filter_map(|(l, q)| q.view.as_ref().map(|v| (l.as_str(), v)))
+            .collect();
+        let Some((_, first)) = read.first() else {
+            return Ok(());
+        };
+        for (c, name) in COUNTERS {
+            let metric = format!("shmq_{}", counter_name(c, name));
+            let mut m =
+                enc.encode_descriptor(&metric, counter_help(name), None, MetricType::Counter)?;
+            for (l, v) in &read {
+                m.encode_family(&Self::labels(l))?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, u64, f64>(
+                        &v.stats.counter(c),
+                        None,
+                    )?;
+            }
+        }
+        for (i, (name, help, _)) in gauges(first).into_iter().enumerate() {
+            let metric = format!("shmq_{name}");
+            let mut m = enc.encode_descriptor(&metric, help, None, MetricType::Gauge)?;
+            for (l, v) in &read {
+                let value = gauges(v)[i].2;
+                let fam = Self::labels(l);
+                let mut f = m.encode_family(&fam)?;
+                // Whole numbers as integers, as the 0.0.4 text writes them.
+                if value.fract() == 0.0 && value.abs() < 1e15 {
+                    f.encode_gauge(&(value as i64))?;
+                } else {
+                    f.encode_gauge(&value)?;
+                }
+            }
+        }
+        for (h, name) in HISTOGRAMS {
+            let metric = format!("shmq_{name}");
+            let mut m = enc.encode_descriptor(
+                &metric,
+                histogram_help(name),
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for (l, v) in &read {
+                let snap = v.stats.histogram(h);
+                m.encode_family(&Self::labels(l))?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        snap.sum as f64 / 1e9,
+                        snap.count,
+                        &histogram_buckets(snap),
+                        None,
+                    )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The content type of [`openmetrics`].
+pub const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The OpenMetrics text of one scrape of several queues, encoded by
+/// `prometheus-client`.
+pub fn openmetrics(queues: Vec<Scraped>) -> String {
+    let mut registry = Registry::default();
+    let labelled = queues
+        .into_iter()
+        .map(|q| (escape_label(&q.label), q))
+        .collect();
+    registry.register_collector(Box::new(Scrape(labelled)));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
 /// Renders the stats of several queues, each named by its label.
 pub fn render(queues: &[View]) -> String {
     let mut out = String::new();
@@ -221,6 +365,68 @@ mod tests {
             assert_eq!(bucket_upper(bucket_of(bound)), bound);
             assert_eq!(bucket_of(bound) + 1, bucket_of(bound + 1));
         }
+    }
+
+    /// Samples of either text form, keyed `name|queue|le` (labels in any
+    /// order, `le` as a number), with their values.
+    fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = key.split_once('{').unwrap();
+            let mut queue = "";
+            let mut le = String::new();
+            // Without the closing `"}`, every `",` ends a value.
+            let labels = labels.strip_suffix("\"}").unwrap();
+            for pair in labels.split("\",") {
+                if let Some(v) = pair.strip_prefix("queue=\"") {
+                    queue = v;
+                } else if let Some(v) = pair.strip_prefix("le=\"") {
+                    le = v.parse::<f64>().map_or(v.to_string(), |f| f.to_string());
+                }
+            }
+            let v: f64 = value.parse().unwrap();
+            assert!(
+                out.insert(format!("{name}|{queue}|{le}"), v).is_none(),
+                "{line}"
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn openmetrics_and_the_classic_text_carry_the_same_samples() {
+        let dir = std::env::temp_dir().join(format!("shmq-prom-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut views = Vec::new();
+        for (i, name) in ["a", "b \"quoted\""].iter().enumerate() {
+            let path = dir.join(name);
+            let q = shmq::Queue::create(&path, &shmq::Options::default()).unwrap();
+            for n in 0..(3 + i) {
+                q.send(&[n as u8; 10], shmq::Timeout::TryOnce).unwrap();
+            }
+            let m = q.claim(shmq::Timeout::TryOnce).unwrap();
+            m.ack().unwrap();
+            views.push(View::take(&path.display().to_string(), &q));
+        }
+        let classic = render(&views);
+        let scraped = views
+            .into_iter()
+            .map(|v| Scraped {
+                label: v.label.clone(),
+                view: Some(v),
+                errors: 0,
+            })
+            .collect();
+        let open = openmetrics(scraped);
+        assert!(open.ends_with("# EOF\n"));
+        let (c, mut o) = (samples(&classic), samples(&open));
+        // Only OpenMetrics has the server's own two families.
+        o.retain(|k, _| !k.starts_with("shmq_up|") && !k.starts_with("shmq_scrape_errors_total|"));
+        assert_eq!(c, o);
+        assert!(c.len() > 100, "{} samples", c.len());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::util::{human_ns, human_rate, CmdResult};
 /// A queue's stats with its label and the number of callers asleep
 /// waiting for room or for a message (read from the futex sleeper counts
 /// in the header: a racy snapshot, like every gauge).
+#[derive(Debug)]
 pub struct View {
     /// The queue's name (its path).
     pub label: String,

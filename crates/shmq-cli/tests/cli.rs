@@ -260,7 +260,7 @@ fn send_and_recv() {
     assert_eq!(none.status.code(), Some(3));
     assert!(err(&none).contains("nothing to receive"));
 
-    // --no-ack peeks: the messages stay, with one more delivery.
+    // --no-ack claims and nacks: the messages stay, with one more delivery.
     ok(shmq(&["send", p(&q), "peek-a", "peek-b"]));
     let peek = ok(shmq(&["recv", p(&q), "-n", "2", "--no-ack"]));
     assert_eq!(peek, "peek-a\npeek-b\n");
@@ -343,9 +343,12 @@ fn keyed_send_refuses_stale_versions() {
     assert!(err(&e).contains(p(&plain)), "{}", err(&e));
 }
 
-/// Parses Prometheus text: `name{labels} value` lines into a map from the
-/// sample (name and labels, as written) to its value; checks that every
-/// family has HELP and TYPE lines before its samples.
+/// Parses Prometheus text (0.0.4) or OpenMetrics: `name{labels} value`
+/// lines into a map from the sample, written `name{queue="…"}` (the queue
+/// label alone) or `name{queue="…",le="…"}` for a bucket (`le` as a number
+/// formatted by Rust, or `+Inf`), to its value; checks that every family
+/// has HELP and TYPE lines before its samples, and that OpenMetrics ends
+/// with `# EOF`.
 fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     let mut samples = HashMap::new();
     let mut typed = std::collections::HashSet::new();
@@ -355,9 +358,13 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
             let name = it.next().unwrap().to_string();
             let kind = it.next().unwrap();
             assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            if kind == "counter" {
-                assert!(name.ends_with("_total"), "{line}");
-            }
+            // 0.0.4 names a counter's family with `_total`; OpenMetrics
+            // without, and its samples add it.
+            let name = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name
+            };
             assert!(typed.insert(name), "family declared twice: {line}");
             continue;
         }
@@ -365,15 +372,38 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
             continue;
         }
         let (key, value) = line.rsplit_once(' ').unwrap();
-        let name = key.split('{').next().unwrap();
+        let (name, labels) = key.split_once('{').unwrap_or((key, "}"));
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
             .unwrap_or(name);
         assert!(typed.contains(family), "sample before its TYPE: {line}");
-        assert!(key.contains("queue=\""), "no queue label: {line}");
+        // Without the closing `"}`, every `",` ends a value (label values
+        // here hold no `",`).
+        let labels = labels.strip_suffix("\"}").unwrap();
+        let mut queue = None;
+        let mut le = None;
+        for pair in labels.split("\",") {
+            if let Some(v) = pair.strip_prefix("queue=\"") {
+                queue = Some(v.to_string());
+            } else if let Some(v) = pair.strip_prefix("le=\"") {
+                le = Some(if v == "+Inf" {
+                    v.to_string()
+                } else {
+                    format!("{}", v.parse::<f64>().unwrap())
+                });
+            }
+        }
+        let queue = queue.unwrap_or_else(|| panic!("no queue label: {line}"));
+        let key = match le {
+            Some(le) => format!("{name}{{queue=\"{queue}\",le=\"{le}\"}}"),
+            None => format!("{name}{{queue=\"{queue}\"}}"),
+        };
         let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
-        assert!(samples.insert(key.to_string(), v).is_none(), "dup {line}");
+        assert!(samples.insert(key, v).is_none(), "dup {line}");
+    }
+    if text.contains("# UNIT") {
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics without # EOF");
     }
     samples
 }
@@ -452,6 +482,7 @@ fn prometheus_output_matches_json() {
             .filter(|(k, _)| k.starts_with(&format!("{base}_bucket{{")))
             .map(|(k, v)| {
                 let le = k.split("le=\"").nth(1).unwrap().trim_end_matches("\"}");
+                let le = le.trim_end_matches('"');
                 let le = if le == "+Inf" {
                     f64::INFINITY
                 } else {
@@ -480,7 +511,11 @@ fn prometheus_output_matches_json() {
 fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap();
@@ -515,8 +550,12 @@ fn serve_metrics_over_loopback() {
     assert!(addr.starts_with("127.0.0.1:"));
 
     let (head, body) = http_get(&addr, "/metrics");
-    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
     let m = parse_prometheus(&body);
     let la = format!("queue=\"{}\"", p(&a));
     let lb = format!(
@@ -536,9 +575,9 @@ fn serve_metrics_over_loopback() {
     );
 
     let (head, _) = http_get(&addr, "/nope");
-    assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     let (head, body) = http_get(&addr, "/");
-    assert!(head.starts_with("HTTP/1.0 200") && body.contains("/metrics"));
+    assert!(head.starts_with("HTTP/1.1 200") && body.contains("/metrics"));
     drop(server);
 
     // A missing queue: refused before listening.
@@ -929,4 +968,146 @@ fn recv_count_zero_receives_nothing_and_succeeds() {
     // A wrong path still fails.
     let o = shmq(&["recv", p(&d.path("nope")), "-n", "0"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn peek_shows_waiting_messages_and_counts_no_delivery() {
+    let d = Dir::new("peek");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q), "--max-deliveries", "2"]));
+    let none = shmq(&["peek", p(&q)]);
+    assert_eq!(none.status.code(), Some(3), "{}", err(&none));
+    assert!(err(&none).contains("no message waiting"), "{}", err(&none));
+    ok(shmq(&["send", p(&q), "a", "b", "c"]));
+    ok(shmq(&["send", p(&q), "later", "--delay", "1h"]));
+    // Twice, with max deliveries 2: a claim-and-nack would dead-letter them.
+    for _ in 0..2 {
+        assert_eq!(ok(shmq(&["peek", p(&q), "-n", "0"])), "a\nb\nc\nlater\n");
+    }
+    assert_eq!(
+        ok(shmq(&["peek", p(&q), "-n", "2", "--read-only"])),
+        "a\nb\n"
+    );
+    let got = json_lines(&ok(shmq(&["peek", p(&q), "-n", "0", "--json"])));
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0]["data"], "a");
+    assert_eq!(got[0]["state"], "ready");
+    assert_eq!(got[0]["deliveries"], 0);
+    assert_eq!(got[0]["due_in_ns"], Value::Null);
+    assert_eq!(got[3]["state"], "delayed");
+    assert!(got[3]["due_in_ns"].as_u64().unwrap() > 3_000_000_000_000);
+    let st = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(
+        (st["in_flight"].as_u64(), st["dead_letters"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
+    // The first claim is the first delivery.
+    let m = json_lines(&ok(shmq(&["recv", p(&q), "--json"])));
+    assert_eq!(
+        (m[0]["data"].as_str(), m[0]["deliveries"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    // recv --no-ack says it is a claim, and points to peek.
+    let help = ok(shmq(&["recv", "--help"]));
+    assert!(
+        help.contains("counts a delivery") && help.contains("shmq peek"),
+        "{help}"
+    );
+}
+
+/// Starts `serve-metrics` on the paths, on a free loopback port: the
+/// server and its address.
+fn start_server(paths: &[&str]) -> (Reaper, String) {
+    let mut args = vec!["serve-metrics"];
+    args.extend_from_slice(paths);
+    args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    let mut server = Reaper(
+        Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    BufReader::new(server.0.stdout.as_mut().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string();
+    (server, addr)
+}
+
+#[test]
+fn serve_metrics_answers_while_idle_connections_stay_open() {
+    let d = Dir::new("idle-conns");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "x"]));
+    let (_server, addr) = start_server(&[p(&q)]);
+    // Six clients that connect and say nothing (the old server read each
+    // for 3 s in turn before it looked at the next connection).
+    let idle: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    // One that sends half a request head and stalls.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    let (head, body) = http_get(&addr, "/metrics");
+    let took = t.elapsed();
+    // Not a timed assertion: the 10 s read timeout of `http_get` is the
+    // bound; the time is printed for the report.
+    eprintln!("scrape with 6 idle connections and 1 stalled one open: {took:?}");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let m = parse_prometheus(&body);
+    let l = format!("queue=\"{}\"", p(&q));
+    assert_eq!(m[&format!("shmq_sent_total{{{l}}}")], 1.0);
+    assert_eq!(m[&format!("shmq_up{{{l}}}")], 1.0);
+    drop(idle);
+}
+
+#[test]
+fn serve_metrics_reopens_a_replaced_file_and_reports_a_missing_one() {
+    let d = Dir::new("replaced");
+    let q = d.path("q");
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "a", "b"]));
+    let (_server, addr) = start_server(&[p(&q)]);
+    let l = format!("queue=\"{}\"", p(&q));
+    let scrape = || parse_prometheus(&http_get(&addr, "/metrics").1);
+    let m = scrape();
+    assert_eq!(m[&format!("shmq_sent_total{{{l}}}")], 2.0);
+    assert_eq!(m[&format!("shmq_scrape_errors_total{{{l}}}")], 0.0);
+
+    // Gone: up 0, one error per scrape, no other sample of that queue.
+    std::fs::remove_file(&q).unwrap();
+    let m = scrape();
+    assert_eq!(m[&format!("shmq_up{{{l}}}")], 0.0);
+    assert_eq!(m[&format!("shmq_scrape_errors_total{{{l}}}")], 1.0);
+    assert!(!m.contains_key(&format!("shmq_sent_total{{{l}}}")));
+    let m = scrape();
+    assert_eq!(m[&format!("shmq_scrape_errors_total{{{l}}}")], 2.0);
+
+    // Recreated under the same path: reopened, its own counts.
+    ok(shmq(&["create", p(&q)]));
+    ok(shmq(&["send", p(&q), "c"]));
+    let m = scrape();
+    assert_eq!(m[&format!("shmq_up{{{l}}}")], 1.0);
+    assert_eq!(m[&format!("shmq_sent_total{{{l}}}")], 1.0);
+
+    // Replaced by a rename while the old file still exists (another inode):
+    // reopened too.
+    let fresh = d.path("fresh");
+    ok(shmq(&["create", p(&fresh)]));
+    ok(shmq(&["send", p(&fresh), "d", "e", "f"]));
+    std::fs::rename(&fresh, &q).unwrap();
+    let m = scrape();
+    assert_eq!(m[&format!("shmq_sent_total{{{l}}}")], 3.0);
+    assert_eq!(m[&format!("shmq_scrape_errors_total{{{l}}}")], 2.0);
 }

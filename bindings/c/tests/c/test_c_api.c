@@ -1128,6 +1128,68 @@ static void run(const char *name, test_fn f) {
     g_passed++;
 }
 
+static void test_peek(void) {
+    char path[512];
+    path_for(path, sizeof path, "peek");
+    shmq_options o = small_opts();
+    o.max_deliveries = 2;
+    shmq_queue *q = NULL;
+    OK(shmq_create(path, &o, &q));
+    unsigned char buf[4 * 64];
+    shmq_peeked ps[4];
+    size_t n = 99;
+    ps[0].size = sizeof ps[0];
+    OK(shmq_peek(q, buf, sizeof buf, ps, 4, &n));
+    CHECK(n == 0); /* nothing waits: not an error */
+    OK(shmq_send(q, "held", 4, 0, 0, 0));
+    OK(shmq_send(q, "nacked", 6, 0, 0, 0));
+    OK(shmq_send(q, "ready", 5, 0, 0, 0));
+    shmq_message held, nacked;
+    OK(shmq_claim(q, &held, 0));
+    OK(shmq_claim(q, &nacked, 0));
+    OK(shmq_nack(q, &nacked, 0));
+    /* Twice, with max deliveries 2: nothing is counted or dead-lettered. */
+    for (int round = 0; round < 2; round++) {
+        memset(ps, 0, sizeof ps);
+        ps[0].size = sizeof ps[0];
+        OK(shmq_peek(q, buf, sizeof buf, ps, 4, &n));
+        CHECK(n == 2);
+        CHECK(ps[0].size == sizeof ps[0] && ps[1].size == sizeof ps[1]);
+        CHECK(ps[0].state == SHMQ_PEEK_PENDING && ps[0].deliveries == 1);
+        CHECK(ps[0].len == 6 && memcmp(ps[0].data, "nacked", 6) == 0);
+        CHECK(ps[1].state == SHMQ_PEEK_READY && ps[1].deliveries == 0);
+        CHECK(ps[1].data == ps[0].data + 6 && memcmp(ps[1].data, "ready", 5) == 0);
+        CHECK(ps[0].position < ps[1].position && ps[1].not_before_ns == 0);
+    }
+    /* Only what fits whole: one message in 64..127 bytes. */
+    OK(shmq_peek(q, buf, 100, ps, 4, &n));
+    CHECK(n == 1 && memcmp(ps[0].data, "nacked", 6) == 0);
+    EXPECT(shmq_peek(q, buf, 63, ps, 4, &n), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_peek(q, buf, sizeof buf, ps, 0, &n), SHMQ_INVALID_ARGUMENT);
+    EXPECT(shmq_peek(q, buf, sizeof buf, NULL, 4, &n), SHMQ_INVALID_ARGUMENT);
+    ps[0].size = 8;
+    EXPECT(shmq_peek(q, buf, sizeof buf, ps, 4, &n), SHMQ_INVALID_ARGUMENT);
+    CHECK(last_error_has("size"));
+    /* Through a read-only handle. */
+    shmq_open_options oo;
+    shmq_open_options_init(&oo);
+    oo.access = SHMQ_ACCESS_READ_ONLY;
+    shmq_queue *ro = NULL;
+    OK(shmq_open_ex(path, &oo, &ro));
+    ps[0].size = sizeof ps[0];
+    OK(shmq_peek(ro, buf, sizeof buf, ps, 4, &n));
+    CHECK(n == 2 && ps[0].state == SHMQ_PEEK_PENDING);
+    OK(shmq_close(ro));
+    shmq_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = sizeof s;
+    OK(shmq_get_stats(q, &s));
+    CHECK(s.depth == 2 && s.in_flight == 1 && s.dead_letters == 0);
+    OK(shmq_ack(q, &held));
+    OK(shmq_close(q));
+    unlink(path);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s DIR [--keys]\n", argv[0]);
@@ -1148,6 +1210,7 @@ int main(int argc, char **argv) {
         run("outcomes_and_dead_letters", test_outcomes_and_dead_letters);
         run("reserve_commit", test_reserve_commit);
         run("batches_and_copies", test_batches_and_copies);
+        run("peek", test_peek);
         run("fork_inherited_handle", test_fork_inherited_handle);
         run("killed_consumer_and_producer", test_killed_consumer_and_producer);
         run("competing_consumers_one_killed", test_competing_consumers_one_killed);

@@ -3,7 +3,7 @@
 //! forms the options take (durations such as `250ms`, octal file modes).
 //!
 //! One file per group of commands: `queue_file` (the commands on one queue
-//! file: create, info, stats, serve, send, recv, dlq, verify, recover),
+//! file: create, info, stats, serve, send, recv, peek, dlq, verify, recover),
 //! `torture`, `bench`, `demo`, and `values` (the parsers of the value forms).
 //! This file holds the command line and the list of commands.
 
@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 pub use bench::{BenchCmdArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
-    CreateArgs, DlqAction, DlqArgs, InfoArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
     StatsArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
@@ -87,8 +87,12 @@ fit is refused (IO, \"no space\", the bytes needed and free).")]
   shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
   curl -s http://127.0.0.1:9464/metrics
 
-Every sample carries the label queue=\"PATH\". The server listens on loopback
-unless told otherwise; it prints the address it listens on to stdout.")]
+Serves OpenMetrics text; every sample carries the label queue=\"PATH\".
+shmq_up{queue} is 0 and shmq_scrape_errors_total{queue} counts up while a
+file cannot be read; a file replaced under its path is reopened. Idle or
+slow clients do not delay scrapes (at most 64 connections, 3 s to send a
+request). The server listens on loopback unless told otherwise; it prints
+the address it listens on to stdout.")]
     ServeMetrics(ServeArgs),
 
     /// Send messages: the MESSAGE arguments, or each line of stdin.
@@ -104,11 +108,22 @@ unless told otherwise; it prints the address it listens on to stdout.")]
   shmq recv /dev/shm/orders
   shmq recv /dev/shm/orders --count 10 --timeout 2s --json
   shmq recv /dev/shm/orders --follow
-  shmq recv /dev/shm/orders --no-ack --count 5     # peek: nack instead of ack
+  shmq recv /dev/shm/orders --no-ack --count 5     # claims, then nacks: counts deliveries
 
 Exits with 3 when nothing was received before the timeout; --count 0
-receives nothing and exits 0.")]
+receives nothing and exits 0. --no-ack is a claim (each message counts a
+delivery, and may be dead-lettered): to look without touching, use peek.")]
     Recv(RecvArgs),
+
+    /// Show the waiting messages without claiming them (no delivery counted).
+    #[command(after_help = "Examples:
+  shmq peek /dev/shm/orders
+  shmq peek /dev/shm/orders -n 0 --json | jq .state
+  shmq peek /dev/shm/orders --read-only
+
+Shows ready, pending (redelivery) and delayed messages in ring order, not
+those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
+    Peek(PeekArgs),
 
     /// Dead letters: list, show, redrive (back to the queue) or purge.
     #[command(after_help = "Examples:

@@ -1,5 +1,5 @@
 //! The grammar of the commands on one queue file: `create`, `info`,
-//! `stats`, `serve`, `send`, `recv`, `dlq`, `verify` and `recover`.
+//! `stats`, `serve`, `send`, `recv`, `peek`, `dlq`, `verify` and `recover`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -207,10 +207,32 @@ pub struct RecvArgs {
     /// One JSON object per line: data, key, version, deliveries, ages.
     #[arg(long)]
     pub json: bool,
-    /// Peek: give every message back with a nack instead of acking it (a
-    /// nack counts as a failed delivery attempt).
+    /// Claim without acking: every message is given back with a nack at
+    /// the end. This is still a claim: each counts a delivery, and a
+    /// message at --max-deliveries is dead-lettered. To look without
+    /// touching, use `shmq peek`.
     #[arg(long)]
     pub no_ack: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `shmq peek`.
+#[derive(Args, Debug)]
+pub struct PeekArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// How many messages to show, oldest position first (0 = all waiting).
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub count: usize,
+    /// One JSON object per line: data, state, key, version, deliveries,
+    /// position, age.
+    #[arg(long)]
+    pub json: bool,
+    /// Map the file read-only and write nothing to it (automatic when the
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

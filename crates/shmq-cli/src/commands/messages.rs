@@ -1,5 +1,5 @@
-//! `shmq send` and `shmq recv`: messages in from arguments or stdin, and
-//! out as text or JSON.
+//! `shmq send`, `shmq recv` and `shmq peek`: messages in from arguments or
+//! stdin, and out (claimed, or copied without claiming) as text or JSON.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -10,7 +10,7 @@ use shmq::internals::sys;
 use shmq::{Queue, SendOptions, Status};
 
 use crate::cli::Wait;
-use crate::cli::{RecvArgs, SendArgs};
+use crate::cli::{PeekArgs, RecvArgs, SendArgs};
 use crate::util::{cli_message, plural, CliError, CmdResult, Progress, EXIT_NOTHING};
 
 use super::print_json;
@@ -150,6 +150,38 @@ pub fn recv(a: &RecvArgs) -> CmdResult {
     }
     if got == 0 {
         eprintln!("{}: nothing to receive", a.path.display());
+        return Ok(EXIT_NOTHING);
+    }
+    Ok(0)
+}
+
+/// `shmq peek`.
+pub fn peek(a: &PeekArgs) -> CmdResult {
+    let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
+    let max = if a.count == 0 { usize::MAX } else { a.count };
+    let got = q.peek(max)?;
+    let now = sys::monotonic_ns();
+    let out = std::io::stdout();
+    let mut o = out.lock();
+    for p in &got {
+        if a.json {
+            let (text, hex) = payload_json(&p.payload);
+            let line = json!({
+                "data": text, "data_hex": hex, "len": p.payload.len(),
+                "state": p.state.name(), "key": p.key, "version": p.version,
+                "deliveries": p.deliveries, "position": p.position,
+                "age_ns": now.saturating_sub(p.enqueued_ns),
+                "due_in_ns": p.not_before_ns.map(|t| t.saturating_sub(now)),
+            });
+            writeln!(o, "{line}")?;
+        } else {
+            o.write_all(&p.payload)?;
+            o.write_all(b"\n")?;
+        }
+    }
+    o.flush()?;
+    if got.is_empty() {
+        eprintln!("{}: no message waiting", a.path.display());
         return Ok(EXIT_NOTHING);
     }
     Ok(0)

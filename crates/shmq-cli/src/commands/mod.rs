@@ -1,9 +1,9 @@
 //! The subcommands that act on one queue file: `create`, `info`, `send`,
-//! `recv`, `dlq`, `verify` and `recover`. Each prints human output by
+//! `recv`, `peek`, `dlq`, `verify` and `recover`. Each prints human output by
 //! default and JSON on request, and returns its exit code.
 //!
 //! One file per group: `create`, `info` (the queue, its layout and its
-//! participants), `messages` (`send` and `recv`), `dlq` (the dead letters),
+//! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead letters),
 //! and `upkeep` (`verify` and `recover`). This file holds what they share.
 
 mod create;
@@ -17,7 +17,7 @@ use serde_json::Value;
 pub use create::create;
 pub use dlq::dlq;
 pub use info::info;
-pub use messages::{recv, send};
+pub use messages::{peek, recv, send};
 pub use upkeep::{recover, verify};
 
 /// Prints a JSON value on one line.
