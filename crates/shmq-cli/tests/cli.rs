@@ -107,6 +107,7 @@ fn every_subcommand_has_help_with_examples() {
         "create",
         "info",
         "stats",
+        "top",
         "serve-metrics",
         "send",
         "recv",
@@ -589,6 +590,47 @@ fn serve_metrics_over_loopback() {
     ]);
     assert_eq!(e.status.code(), Some(1));
     assert!(err(&e).contains("missing"));
+}
+
+#[test]
+fn top_prints_plain_frames_without_a_terminal() {
+    let d = Dir::new("top");
+    let q = busy_queue(&d);
+    let other = d.path("other");
+    ok(shmq(&["create", p(&other), "--capacity", "8"]));
+    // stdout is a pipe here: a plain frame, no escape codes.
+    let f = ok(shmq(&[
+        "top",
+        p(&q),
+        p(&other),
+        "--once",
+        "--interval",
+        "100ms",
+    ]));
+    assert!(!f.contains('\x1b'), "{f:?}");
+    assert!(f.starts_with("shmq top"), "{f}");
+    for word in [
+        p(&q),
+        p(&other),
+        "15/64 used: depth 15 in flight 0",
+        "0/8 used: depth 0",
+        " produced ",
+        " consumed ",
+        "time in queue p50",
+        "processing p50",
+        "dead letters",
+        "claims",
+    ] {
+        assert!(f.contains(word), "{word} not in\n{f}");
+    }
+    assert!(f.lines().all(|l| l.chars().count() <= 100), "{f}");
+    // --count: that many frames, one after the other.
+    let f = ok(shmq(&["top", p(&q), "--count", "2", "--interval", "50ms"]));
+    assert_eq!(f.matches("shmq top").count(), 2, "{f}");
+    // A missing file is an error naming it.
+    let o = shmq(&["top", p(&d.path("missing")), "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("missing"), "{}", err(&o));
 }
 
 #[test]
