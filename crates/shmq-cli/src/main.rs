@@ -10,6 +10,7 @@
 //! - `stats_view`: `stats` as a table, JSON and the `--watch` view;
 //! - `prometheus`: the exposition (OpenMetrics via prometheus-client, and
 //!   the classic text format);
+//! - `top`: the terminal dashboard (ratatui), also `stats --watch`'s view;
 //! - `serve`: the scrape endpoint of `serve-metrics` (hyper on tokio);
 //! - `demo`: the restaurant, its roles and its summary;
 //! - `torture`: SIGKILLed producers and consumers checked against a ledger;
@@ -24,6 +25,7 @@ mod demo;
 mod prometheus;
 mod serve;
 mod stats_view;
+mod top;
 mod torture;
 mod util;
 
@@ -47,6 +49,14 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Create(a) => commands::create(&a),
         Cmd::Info(a) => commands::info(&a),
         Cmd::Stats(a) => stats_view::stats(&a),
+        Cmd::Top(a) => top::top(&top::TopOptions {
+            paths: a.paths.clone(),
+            open: a.trust.reading(a.read_only),
+            interval: a.interval,
+            once: a.once,
+            count: a.count,
+            title: "shmq top".to_string(),
+        }),
         Cmd::ServeMetrics(a) => serve::serve(&a),
         Cmd::Send(a) => commands::send(&a),
         Cmd::Recv(a) => commands::recv(&a),

@@ -429,6 +429,121 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Every metric name (`shmq_…`) in a PromQL expression.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = expr;
+        while let Some(i) = rest.find("shmq_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            out.push(name);
+        }
+        out
+    }
+
+    /// Every string under the key `key`, anywhere in `v`.
+    fn strings_under(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match x {
+                        serde_json::Value::String(s) if k == key => out.push(s.clone()),
+                        _ => strings_under(x, key, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| strings_under(x, key, out)),
+            _ => {}
+        }
+    }
+
+    /// The Grafana dashboard shipped in docs/grafana uses only metrics that
+    /// serve-metrics exposes for a real queue, and uses the ones that
+    /// matter.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let text = include_str!("../../../docs/grafana/shmq.json");
+        let dash: serde_json::Value = serde_json::from_str(text).unwrap();
+        let dir = std::env::temp_dir().join(format!("shmq-grafana-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("q");
+        let q = shmq::Queue::create(&path, &shmq::Options::default()).unwrap();
+        for n in 0..5u8 {
+            q.send(&[n; 10], shmq::Timeout::TryOnce).unwrap();
+        }
+        q.claim(shmq::Timeout::TryOnce).unwrap().ack().unwrap();
+        let view = View::take(&path.display().to_string(), &q);
+        let exposed = openmetrics(vec![Scraped {
+            label: view.label.clone(),
+            view: Some(view),
+            errors: 0,
+        }]);
+        let names: std::collections::BTreeSet<&str> = exposed
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap())
+            .collect();
+
+        let mut exprs = Vec::new();
+        strings_under(&dash["panels"], "expr", &mut exprs);
+        strings_under(&dash["templating"], "definition", &mut exprs);
+        let panels = dash["panels"].as_array().unwrap();
+        let with_targets = panels.iter().filter(|p| p["type"] != "row");
+        for p in with_targets {
+            assert!(
+                p["targets"].as_array().is_some_and(|t| !t.is_empty()),
+                "panel {} has no query",
+                p["title"]
+            );
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for e in &exprs {
+            let found = metric_names(e);
+            assert!(!found.is_empty(), "no shmq metric in {e}");
+            for name in found {
+                assert!(
+                    names.contains(name.as_str()),
+                    "{name} (in {e}) is not exposed"
+                );
+                used.insert(name);
+            }
+        }
+        for needed in [
+            "shmq_up",
+            "shmq_scrape_errors_total",
+            "shmq_sent_total",
+            "shmq_acked_total",
+            "shmq_depth",
+            "shmq_capacity",
+            "shmq_dead_letters",
+            "shmq_time_in_queue_seconds_bucket",
+            "shmq_processing_time_seconds_bucket",
+        ] {
+            assert!(
+                used.contains(needed),
+                "the dashboard does not show {needed}"
+            );
+        }
+        // The same names in the text `stats --prometheus` prints, but for
+        // the two only the server knows.
+        let view = View::take(&path.display().to_string(), &q);
+        let classic = render(&[view]);
+        for name in used
+            .iter()
+            .filter(|n| !n.starts_with("shmq_up") && !n.starts_with("shmq_scrape"))
+        {
+            assert!(
+                classic.contains(&format!("\n{name}{{")),
+                "{name} not in stats --prometheus"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn labels_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -1,10 +1,10 @@
 //! `shmq stats`: a queue's metrics as a human table, as JSON, as Prometheus
 //! text, or as a live view (`--watch`) that refreshes every interval and
 //! shows rates and latency percentiles over the last interval, computed by
-//! subtracting two snapshots.
+//! subtracting two snapshots: on a terminal, the dashboard of `shmq top`
+//! for the queue; elsewhere, one line per interval.
 
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 use shmq::internals::metrics::{bucket_upper, HistogramSnapshot, COUNTERS, HISTOGRAMS};
@@ -49,6 +49,18 @@ pub fn stats(a: &StatsArgs) -> CmdResult {
     let q = Queue::open_with(&a.path, &a.trust.reading(a.read_only))?;
     let label = a.path.display().to_string();
     if a.watch {
+        if std::io::stdout().is_terminal() {
+            // On a terminal, the dashboard of `shmq top` for this queue.
+            let opts = crate::top::TopOptions {
+                paths: vec![a.path.clone()],
+                open: a.trust.reading(a.read_only),
+                interval: a.interval,
+                once: false,
+                count: a.count,
+                title: "shmq stats --watch".to_string(),
+            };
+            return crate::top::run(&opts, vec![(label, q)]);
+        }
         return watch(&q, &label, a);
     }
     let v = View::take(&label, &q);
@@ -163,6 +175,7 @@ pub fn table(v: &View) -> String {
 }
 
 /// What happened between two snapshots.
+#[derive(Debug)]
 pub struct Delta {
     /// Seconds between the snapshots.
     pub secs: f64,
@@ -229,75 +242,6 @@ pub fn bar(used: u64, cap: u64, width: usize) -> String {
         ((used.min(cap) as f64 / cap as f64) * width as f64).round() as usize
     };
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
-}
-
-fn quantiles(h: &HistogramSnapshot) -> String {
-    if h.count == 0 {
-        return format!("{:>8} {:>8} {:>8} {:>8}", "-", "-", "-", "-");
-    }
-    format!(
-        "{:>8} {:>8} {:>8} {:>8}",
-        human_ns(h.quantile(0.5)),
-        human_ns(h.quantile(0.9)),
-        human_ns(h.quantile(0.99)),
-        human_ns(h.max)
-    )
-}
-
-/// The live panel of one queue: rates and percentiles over the last
-/// interval, gauges now.
-pub fn panel(v: &View, d: &Delta) -> String {
-    let (label, s) = (&v.label, &v.stats);
-    let mut o = String::new();
-    o += &format!(
-        "{label}  {} {}/{}\n",
-        bar(
-            s.depth + s.in_flight + s.delayed + s.reserved,
-            s.capacity,
-            30
-        ),
-        s.depth + s.in_flight + s.delayed + s.reserved,
-        s.capacity
-    );
-    o += &format!(
-        "  produced {:>9}  consumed {:>9}   depth {:<6} in flight {:<5} delayed {:<5}\n",
-        human_rate(d.rate(Counter::Sent)),
-        human_rate(d.rate(Counter::Acked)),
-        s.depth,
-        s.in_flight,
-        s.delayed
-    );
-    o += &format!(
-        "  oldest claimable {:<9} oldest in flight {:<9} producers {} ({} waiting for room) consumers {}\n",
-        human_ns(s.oldest_claimable_age_ns),
-        human_ns(s.oldest_in_flight_age_ns),
-        s.producers,
-        v.waiting_producers,
-        s.consumers
-    );
-    o += &format!(
-        "  {:<16} {:>8} {:>8} {:>8} {:>8}   (last {:.1}s)\n",
-        "", "p50", "p90", "p99", "max", d.secs
-    );
-    o += &format!(
-        "  {:<16} {}\n",
-        "time in queue",
-        quantiles(d.histogram(Histogram::LeadTime))
-    );
-    o += &format!(
-        "  {:<16} {}\n",
-        "processing",
-        quantiles(d.histogram(Histogram::Processing))
-    );
-    o += &format!(
-        "  stale {}  redelivered {}  dead-lettered {}  refused full {}  timeouts {}  (totals)\n",
-        s.counter(Counter::Stale),
-        s.counter(Counter::Redelivered),
-        s.counter(Counter::DeadLettered),
-        s.counter(Counter::Full),
-        s.counter(Counter::Timeouts)
-    );
-    o
 }
 
 /// The live panel of one queue in three lines of at most 100 columns (the
@@ -381,30 +325,19 @@ pub fn line(v: &View, d: &Delta) -> String {
     )
 }
 
-/// ANSI: cursor home and clear the screen.
+/// ANSI: cursor home and clear the screen (the demo's live view).
 pub const CLEAR: &str = "\x1b[H\x1b[2J";
 
 fn watch(q: &Queue, label: &str, a: &StatsArgs) -> CmdResult {
-    let tty = std::io::stdout().is_terminal();
+    // Not a terminal (a log, a pipe): one line per interval.
     let mut before = q.stats();
     let mut n = 0u64;
-    let started = Instant::now();
     loop {
         std::thread::sleep(a.interval);
         let now = View::take(label, q);
         let d = Delta::between(&before, &now.stats);
         let mut out = std::io::stdout().lock();
-        if tty {
-            write!(
-                out,
-                "{CLEAR}shmq stats --watch   {} elapsed, every {}   Ctrl-C to stop\n\n{}",
-                human_ns(started.elapsed().as_nanos() as u64),
-                human_ns(a.interval.as_nanos() as u64),
-                panel(&now, &d)
-            )?;
-        } else {
-            writeln!(out, "{}", line(&now, &d))?;
-        }
+        writeln!(out, "{}", line(&now, &d))?;
         out.flush()?;
         before = now.stats;
         n += 1;

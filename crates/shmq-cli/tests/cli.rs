@@ -107,6 +107,7 @@ fn every_subcommand_has_help_with_examples() {
         "create",
         "info",
         "stats",
+        "top",
         "serve-metrics",
         "send",
         "recv",
@@ -589,6 +590,93 @@ fn serve_metrics_over_loopback() {
     ]);
     assert_eq!(e.status.code(), Some(1));
     assert!(err(&e).contains("missing"));
+}
+
+#[test]
+fn top_prints_plain_frames_without_a_terminal() {
+    let d = Dir::new("top");
+    let q = busy_queue(&d);
+    let other = d.path("other");
+    ok(shmq(&["create", p(&other), "--capacity", "8"]));
+    // stdout is a pipe here: a plain frame, no escape codes.
+    let f = ok(shmq(&[
+        "top",
+        p(&q),
+        p(&other),
+        "--once",
+        "--interval",
+        "100ms",
+    ]));
+    assert!(!f.contains('\x1b'), "{f:?}");
+    assert!(f.starts_with("shmq top"), "{f}");
+    for word in [
+        p(&q),
+        p(&other),
+        "15/64 used: depth 15 in flight 0",
+        "0/8 used: depth 0",
+        " produced ",
+        " consumed ",
+        "time in queue p50",
+        "processing p50",
+        "dead letters",
+        "claims",
+    ] {
+        assert!(f.contains(word), "{word} not in\n{f}");
+    }
+    assert!(f.lines().all(|l| l.chars().count() <= 100), "{f}");
+    // --count: that many frames, one after the other.
+    let f = ok(shmq(&["top", p(&q), "--count", "2", "--interval", "50ms"]));
+    assert_eq!(f.matches("shmq top").count(), 2, "{f}");
+    // A missing file is an error naming it.
+    let o = shmq(&["top", p(&d.path("missing")), "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("missing"), "{}", err(&o));
+}
+
+/// `cmd` run by util-linux `script` on a pseudo-terminal 100x50 (stdin
+/// closed), with its output; None when `script` or a pty is unavailable.
+fn on_a_pty(cmd: &str) -> Option<Vec<u8>> {
+    let script = |c: &str| {
+        Command::new("script")
+            .args(["-qec", c, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    };
+    if !script("true")?.status.success() {
+        return None;
+    }
+    let o = script(&format!("stty cols 100 rows 50; {cmd}"))?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    Some(o.stdout)
+}
+
+#[test]
+fn top_draws_on_a_terminal_and_restores_it() {
+    let d = Dir::new("top-pty");
+    let q = busy_queue(&d);
+    for (no_color, coloured) in [("", true), ("1", false)] {
+        // --count: it stops by itself, nothing here is timed.
+        let cmd = format!(
+            "NO_COLOR={no_color} {BIN} top {} --count 2 --interval 50ms",
+            p(&q)
+        );
+        let Some(out) = on_a_pty(&cmd) else {
+            eprintln!("no `script` or no pseudo-terminal: skipped");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(p(&q)), "{text:?}");
+        // The alternate screen is entered, then left, and the cursor shown.
+        let (enter, leave) = (text.find("\x1b[?1049h"), text.rfind("\x1b[?1049l"));
+        assert!(enter.is_some() && leave > enter, "{text:?}");
+        assert!(text.ends_with("\x1b[?25h") || text[leave.unwrap()..].contains("\x1b[?25h"));
+        assert_eq!(
+            text.contains("\x1b[38;5;"),
+            coloured,
+            "NO_COLOR={no_color}: {text:?}"
+        );
+    }
 }
 
 #[test]

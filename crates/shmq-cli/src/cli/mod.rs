@@ -19,7 +19,7 @@ pub use bench::{BenchCmdArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
-    StatsArgs, VerifyArgs,
+    StatsArgs, TopArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
 pub use torture::{TortureArgs, TortureWorkerArgs};
@@ -31,6 +31,7 @@ Examples:
   echo 'order 7' | shmq send /dev/shm/orders
   shmq recv /dev/shm/orders --count 10 --timeout 2s
   shmq stats /dev/shm/orders --watch
+  shmq top /dev/shm/orders /dev/shm/events
   shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
   shmq verify /dev/shm/orders && echo sound
   shmq demo
@@ -80,6 +81,19 @@ fit is refused (IO, \"no space\", the bytes needed and free).")]
   shmq stats /dev/shm/orders --prometheus > /var/lib/node_exporter/shmq.prom
   shmq stats /dev/shm/orders --watch            # refreshes once a second, Ctrl-C to stop")]
     Stats(StatsArgs),
+
+    /// A live dashboard of one or more queues (rates, depth, latency, claims).
+    #[command(after_help = "Examples:
+  shmq top /dev/shm/orders
+  shmq top /dev/shm/kitchen /dev/shm/pass --interval 500ms
+  shmq top /dev/shm/orders --once | tee frame.txt
+
+Per queue: production and consumption rates (sparklines), the slots in use
+against the capacity, time in queue and processing time (p50/p99 over the
+last interval), dead letters, and who is attached with the claims each holds.
+q, Esc or Ctrl-C quits. Without a terminal on stdout (or with --once) it
+prints plain-text frames instead of drawing. NO_COLOR turns colours off.")]
+    Top(TopArgs),
 
     /// Serve the metrics of one or more queues to Prometheus over HTTP.
     #[command(after_help = "Examples:

@@ -143,6 +143,29 @@ pub struct StatsArgs {
     pub count: Option<u64>,
 }
 
+/// `shmq top`.
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// The queue files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Map the files read-only and write nothing to them (automatic when a
+    /// file is not writable).
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Time between frames (rates and percentiles are over this interval).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Print a single plain-text frame (after one interval) and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after this many frames (default: until q or Ctrl-C).
+    #[arg(long, conflicts_with = "once")]
+    pub count: Option<u64>,
+}
+
 /// `shmq serve-metrics`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {

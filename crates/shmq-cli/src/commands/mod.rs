@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub use create::create;
 pub use dlq::dlq;
-pub use info::info;
+pub use info::{info, participants, ParticipantRow};
 pub use messages::{peek, recv, send};
 pub use upkeep::{recover, verify};
 
