@@ -41,8 +41,12 @@ pub struct BenchArgs {
     pub json: Option<std::path::PathBuf>,
     /// Where to write the SVG chart.
     pub chart: Option<std::path::PathBuf>,
-    /// Only scenarios whose name contains one of these (comma-separated).
+    /// Only scenarios whose name contains one of these, or only the rows
+    /// of these transports (comma-separated).
     pub only: Option<String>,
+    /// Runs of each throughput figure (the median is kept); `None`: 3, or 1
+    /// with `quick`.
+    pub runs: Option<usize>,
 }
 
 /// One measured figure.
@@ -166,4 +170,21 @@ fn repeat(runs: usize, mut f: impl FnMut() -> Result<Row, String>) -> Result<Row
         rows.push(row);
     }
     Ok(median(rows))
+}
+
+/// A measurement of one transport, run again for every run.
+type Measure<'a> = Box<dyn FnMut() -> Result<Row, String> + 'a>;
+
+/// Runs each of `fs` once per run, in turn (a, b, c, a, b, c, ...), and
+/// keeps each one's median row by throughput: a slow phase of the machine
+/// (another process on a CPU, a frequency change) then lands on every
+/// transport alike instead of on the runs of one.
+fn interleaved(runs: usize, mut fs: Vec<Measure<'_>>) -> Result<Vec<Row>, String> {
+    let mut rows: Vec<Vec<Row>> = fs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs.max(1) {
+        for (f, got) in fs.iter_mut().zip(&mut rows) {
+            got.push(f()?);
+        }
+    }
+    Ok(rows.into_iter().map(median).collect())
 }

@@ -60,6 +60,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
                 json: a.json,
                 chart: a.chart,
                 only: a.only,
+                runs: a.runs,
             };
             match shmq_bench::run(&args) {
                 Ok(_) => Ok(0),

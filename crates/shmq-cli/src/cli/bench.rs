@@ -16,10 +16,15 @@ pub struct BenchCmdArgs {
     /// Draw throughput and latency per transport as an SVG chart to FILE.
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
-    /// Only the scenarios whose name contains one of these, comma-separated
-    /// (e.g. keyed, or one-to-one,c-abi to keep a row's reference).
+    /// Only the scenarios whose name contains one of these, or only the rows
+    /// of these transports, comma-separated (e.g. keyed; one-to-one,c-abi to
+    /// keep a row's reference; bare-ring,arrayqueue for those rows alone).
     #[arg(long)]
     pub only: Option<String>,
+    /// Runs of each throughput figure, the median kept (default 3; 1 with
+    /// --quick). The transports of a scenario take turns, run after run.
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
 }
 
 /// `shmq __bench-peer ROLE ARGS...`.
