@@ -18,6 +18,19 @@
 //! separate comparison crate's rows), `svg` (the chart). This file holds the
 //! arguments, the row and what every measurement shares.
 
+/// Calls `f::<N>(args)` for the payload sizes the bench measures, so that
+/// a reference transport holds its payload inline as a `[u8; N]`.
+macro_rules! by_payload {
+    ($payload:expr, $f:ident($($arg:expr),*)) => {
+        match $payload {
+            8 => $f::<8>($($arg),*),
+            64 => $f::<64>($($arg),*),
+            1024 => $f::<1024>($($arg),*),
+            other => Err(format!("no payload size {other} here (8, 64, 1024)")),
+        }
+    };
+}
+
 mod foreign;
 mod iceoryx2;
 pub mod memory;
@@ -146,6 +159,22 @@ fn payload_of(seq: u64, size: usize) -> Vec<u8> {
 fn set_seq(buf: &mut [u8], seq: u64) {
     let n = buf.len().min(8);
     buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+}
+
+/// Whether payload `m` carries sequence number `seq` in its first
+/// `min(N, 8)` bytes (little-endian; the low bytes of `seq` when `N < 8`),
+/// as `set_seq` wrote it. With `N` a constant this is a load and a compare.
+#[inline(always)]
+fn carries<const N: usize>(m: &[u8; N], seq: u64) -> bool {
+    let n = N.min(8);
+    let mut b = [0u8; 8];
+    b[..n].copy_from_slice(&m[..n]);
+    let mask = if n == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    u64::from_le_bytes(b) == seq & mask
 }
 
 fn median(mut v: Vec<Row>) -> Row {
