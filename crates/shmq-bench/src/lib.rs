@@ -15,7 +15,9 @@
 //! targets and the table), [`peer`] (the other side of each measurement),
 //! [`os`], [`ring`] (the bare ring), `foreign` (C and Python peers, built at
 //! run time), [`memory`] (resident memory over 10^8 messages), `iceoryx2` (the
-//! separate comparison crate's rows), `svg` (the chart). This file holds the
+//! separate comparison crate's rows), `svg` (the chart), `instructions`
+//! (`--instructions`: instructions per message under callgrind, and the
+//! loops it counts, [`bench_loop`]). This file holds the
 //! arguments, the row and what every measurement shares.
 
 /// Calls `f::<N>(args)` for the payload sizes the bench measures, so that
@@ -33,6 +35,7 @@ macro_rules! by_payload {
 
 mod foreign;
 mod iceoryx2;
+mod instructions;
 pub mod memory;
 pub mod os;
 pub mod peer;
@@ -43,6 +46,7 @@ mod runner;
 mod shmq_runs;
 mod svg;
 
+pub use instructions::bench_loop;
 pub use runner::run;
 
 /// What `shmq bench` was asked for.
@@ -60,6 +64,9 @@ pub struct BenchArgs {
     /// Runs of each throughput figure (the median is kept); `None`: 3, or 1
     /// with `quick`.
     pub runs: Option<usize>,
+    /// Instead of the throughput and latency figures, instructions per
+    /// message counted by callgrind (`instructions`).
+    pub instructions: bool,
 }
 
 /// One measured figure.
@@ -90,6 +97,9 @@ pub struct Row {
     /// The memory row's figures (resident memory, file size).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<memory::MemoryFigures>,
+    /// Instructions per message, counted by callgrind (`--instructions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions_per_msg: Option<f64>,
 }
 
 impl Row {
@@ -107,6 +117,7 @@ impl Row {
             meets_target: None,
             note: String::new(),
             memory: None,
+            instructions_per_msg: None,
         }
     }
     fn rate(mut self, count: u64, ns: u64) -> Row {

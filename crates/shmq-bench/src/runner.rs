@@ -55,6 +55,11 @@ fn select<'a>(jobs: Vec<Job<'a>>, only: Option<&str>) -> Vec<(Job<'a>, Option<Ve
 
 /// Runs the bench; prints the table; writes JSON and chart on request.
 pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
+    if args.instructions {
+        let rows = super::instructions::run(args.quick)?;
+        write_json(args, &rows)?;
+        return Ok(rows);
+    }
     let mut s = if args.quick {
         Sizes {
             msgs: 200_000,
@@ -250,12 +255,18 @@ pub fn run(args: &BenchArgs) -> Result<Vec<Row>, String> {
     bar.finish_and_clear();
     ratios(&mut rows);
     print_table(&rows);
-    if let Some(p) = &args.json {
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
+    write_json(args, &rows)?;
     if let Some(p) = &args.chart {
         std::fs::write(p, svg::chart(&rows)).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(rows)
+}
+
+/// Writes the rows to `--json FILE`, if asked.
+fn write_json(args: &BenchArgs, rows: &[Row]) -> Result<(), String> {
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(rows).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
 }

@@ -25,12 +25,24 @@ pub struct BenchCmdArgs {
     /// --quick). The transports of a scenario take turns, run after run.
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
+    /// Instead: instructions per message of shmq (C ABI and Rust) and of the
+    /// in-process references, counted by callgrind (needs valgrind).
+    #[arg(long)]
+    pub instructions: bool,
 }
 
 /// `shmq __bench-peer ROLE ARGS...`.
 #[derive(Args, Debug)]
 pub struct BenchPeerArgs {
     /// The role and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// `shmq __bench-loop NAME COUNT`.
+#[derive(Args, Debug)]
+pub struct BenchLoopArgs {
+    /// The loop and its message count.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
