@@ -6,7 +6,9 @@
 //! ```text
 //!  0      256                      256 + capacity × STRIDE
 //!  | pad  | slot 0 | slot 1 | ...  |
-//!  slot: seq (u64) | payload (N bytes), padded to a multiple of 128 bytes
+//!  slot: seq (u64) | payload (N bytes), padded to a multiple of 128 bytes;
+//!  the payload right after seq when both fit one 64-byte line (N <= 56),
+//!  else from byte 64 of the slot
 //! ```
 //! A slot at position `p` is writable when `seq == p` and readable when
 //! `seq == p + 1`; the reader hands it back with `seq = p + capacity`. There
@@ -38,9 +40,14 @@ pub struct BareRing<const N: usize> {
 }
 
 impl<const N: usize> BareRing<N> {
+    /// Where the payload starts in its slot: right after the sequence word
+    /// when both fit one 64-byte line, else on the next line, so that no
+    /// copy is split across two lines and the word the other side spins on
+    /// is not in a line the payload copy needs.
+    const OFFSET: usize = if 8 + N <= 64 { 8 } else { 64 };
     /// Bytes between the starts of two slots: the sequence word and the
     /// payload, rounded up to a multiple of 128.
-    const STRIDE: usize = (8 + N).div_ceil(128) * 128;
+    const STRIDE: usize = (Self::OFFSET + N).div_ceil(128) * 128;
 
     fn len(capacity: u64) -> usize {
         HEADER + capacity as usize * Self::STRIDE
@@ -125,7 +132,12 @@ impl<const N: usize> BareRing<N> {
         }
         // SAFETY: the slot is ours (seq == p) until the release below; the
         // payload's N bytes lie inside the slot's stride, after the word.
-        unsafe { self.slot(p).add(8).cast::<[u8; N]>().write_unaligned(*data) };
+        unsafe {
+            self.slot(p)
+                .add(Self::OFFSET)
+                .cast::<[u8; N]>()
+                .write_unaligned(*data)
+        };
         // Release: publishes the payload with the sequence word.
         seq.store(p + 1, Ordering::Release);
         *pos = p + 1;
@@ -144,7 +156,12 @@ impl<const N: usize> BareRing<N> {
         }
         // SAFETY: the slot is ours to read (seq == p + 1) until the release
         // below; the payload lies inside the slot's stride.
-        *out = unsafe { self.slot(p).add(8).cast::<[u8; N]>().read_unaligned() };
+        *out = unsafe {
+            self.slot(p)
+                .add(Self::OFFSET)
+                .cast::<[u8; N]>()
+                .read_unaligned()
+        };
         // Release: our read of the payload happens before the producer's
         // next write to this slot.
         seq.store(p + self.mask + 1, Ordering::Release);
