@@ -1,6 +1,8 @@
 //! Peers in other languages: the `c-abi` row (a C producer and a C consumer
-//! through `include/shmq.h`) and the `python` row (a Python producer and a
-//! Python consumer through the binding's batch calls).
+//! through `include/shmq.h`), the `python` row (a Python producer and a
+//! Python consumer through the binding's batch calls), and the C loops that
+//! `--instructions` runs under callgrind (`c_loop.c`, linked statically
+//! against `libshmq.a`).
 //!
 //! Both are built from sources embedded in the `shmq` binary, written to a
 //! scratch directory at run time: `c_peer.c` with `shmq.h`, compiled by
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const C_PEER: &str = include_str!("c_peer.c");
+const C_LOOP: &str = include_str!("c_loop.c");
 const HEADER: &str = include_str!("../../../include/shmq.h");
 const PY_PEER: &str = include_str!("py_peer.py");
 
@@ -36,6 +39,7 @@ pub struct Skip(pub String);
 pub struct Foreign {
     dir: PathBuf,
     c_peer: OnceCell<Result<PathBuf, Skip>>,
+    c_loop: OnceCell<Result<PathBuf, Skip>>,
     py_ready: OnceCell<Result<String, Skip>>,
 }
 
@@ -46,6 +50,7 @@ impl Foreign {
         Foreign {
             dir: std::env::temp_dir().join(format!("shmq-bench-{}", std::process::id())),
             c_peer: OnceCell::new(),
+            c_loop: OnceCell::new(),
             py_ready: OnceCell::new(),
         }
     }
@@ -101,6 +106,52 @@ impl Foreign {
         Ok(exe)
     }
 
+    /// The C loops of `--instructions` (`c_loop.c`), built on first use
+    /// against the static library.
+    pub fn c_loop(&self) -> Result<&Path, Skip> {
+        match self.c_loop.get_or_init(|| self.build_c_loop()) {
+            Ok(p) => Ok(p),
+            Err(Skip(why)) => Err(Skip(why.clone())),
+        }
+    }
+
+    fn build_c_loop(&self) -> Result<PathBuf, Skip> {
+        let lib = static_library()?;
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        if Command::new(&cc).arg("--version").output().is_err() {
+            return Err(Skip(format!("no C compiler ({cc} not found)")));
+        }
+        let dir = self.dir.join("c-loop");
+        let write = |name: &str, text: &str| {
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join(name), text))
+                .map_err(|e| Skip(format!("cannot write {}: {e}", dir.display())))
+        };
+        write("c_loop.c", C_LOOP)?;
+        write("shmq.h", HEADER)?;
+        let exe = dir.join("c_loop");
+        // What a Rust static library needs from the system (as
+        // bindings/c's tests link it).
+        let out = Command::new(&cc)
+            .args(["-O2", "-o"])
+            .arg(&exe)
+            .arg(dir.join("c_loop.c"))
+            .arg("-I")
+            .arg(&dir)
+            .arg(&lib)
+            .args(["-lpthread", "-ldl", "-lm", "-lrt"])
+            .output()
+            .map_err(|e| Skip(format!("{cc}: {e}")))?;
+        if !out.status.success() {
+            return Err(Skip(format!(
+                "FAILED: {cc} -O2 c_loop.c {}: {}",
+                lib.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(exe)
+    }
+
     /// The Python peer, written on first use, and the interpreter that
     /// runs it (one that imports the installed `shmq` package).
     fn py_ready(&self) -> Result<(&Path, &str), Skip> {
@@ -145,9 +196,31 @@ impl Drop for Foreign {
 /// (`target/release/libshmq.so` or `target/release/deps/libshmq.so`, the
 /// newer of the two).
 pub fn library() -> Result<PathBuf, Skip> {
+    newest_beside_exe("libshmq.so", "cargo build --release")
+}
+
+/// The `libshmq.a` of the target directory the running binary sits in
+/// (`target/release/libshmq.a` or `target/release/deps/libshmq.a`, the
+/// newer of the two).
+pub fn static_library() -> Result<PathBuf, Skip> {
+    newest_beside_exe("libshmq.a", "cargo build --release -p shmq-c")
+}
+
+/// `build` for a binary of the release profile; without `--release` for
+/// any other (a debug `shmq`, as `cargo test` builds, looks in
+/// target/debug).
+fn build_for(dir: &Path, build: &str) -> String {
+    if dir.ends_with("release") {
+        build.to_string()
+    } else {
+        build.replace(" --release", "")
+    }
+}
+
+fn newest_beside_exe(name: &str, build: &str) -> Result<PathBuf, Skip> {
     let exe = std::env::current_exe().map_err(|e| Skip(e.to_string()))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    [dir.join("libshmq.so"), dir.join("deps").join("libshmq.so")]
+    [dir.join(name), dir.join("deps").join(name)]
         .into_iter()
         .filter_map(|p| {
             let m = std::fs::metadata(&p).ok()?.modified().ok()?;
@@ -157,8 +230,9 @@ pub fn library() -> Result<PathBuf, Skip> {
         .and_then(|(_, p)| p.canonicalize().ok())
         .ok_or_else(|| {
             Skip(format!(
-                "no libshmq.so beside {} (build it with `cargo build --release`)",
-                exe.display()
+                "no {name} beside {} (build it with `{}`)",
+                exe.display(),
+                build_for(dir, build)
             ))
         })
 }

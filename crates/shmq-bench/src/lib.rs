@@ -15,11 +15,27 @@
 //! targets and the table), [`peer`] (the other side of each measurement),
 //! [`os`], [`ring`] (the bare ring), `foreign` (C and Python peers, built at
 //! run time), [`memory`] (resident memory over 10^8 messages), `iceoryx2` (the
-//! separate comparison crate's rows), `svg` (the chart). This file holds the
+//! separate comparison crate's rows), `svg` (the chart), `instructions`
+//! (`--instructions`: instructions per message under callgrind, and the
+//! loops it counts, [`bench_loop`]). This file holds the
 //! arguments, the row and what every measurement shares.
+
+/// Calls `f::<N>(args)` for the payload sizes the bench measures, so that
+/// a reference transport holds its payload inline as a `[u8; N]`.
+macro_rules! by_payload {
+    ($payload:expr, $f:ident($($arg:expr),*)) => {
+        match $payload {
+            8 => $f::<8>($($arg),*),
+            64 => $f::<64>($($arg),*),
+            1024 => $f::<1024>($($arg),*),
+            other => Err(format!("no payload size {other} here (8, 64, 1024)")),
+        }
+    };
+}
 
 mod foreign;
 mod iceoryx2;
+mod instructions;
 pub mod memory;
 pub mod os;
 pub mod peer;
@@ -30,6 +46,7 @@ mod runner;
 mod shmq_runs;
 mod svg;
 
+pub use instructions::bench_loop;
 pub use runner::run;
 
 /// What `shmq bench` was asked for.
@@ -41,8 +58,15 @@ pub struct BenchArgs {
     pub json: Option<std::path::PathBuf>,
     /// Where to write the SVG chart.
     pub chart: Option<std::path::PathBuf>,
-    /// Only scenarios whose name contains one of these (comma-separated).
+    /// Only scenarios whose name contains one of these, or only the rows
+    /// of these transports (comma-separated).
     pub only: Option<String>,
+    /// Runs of each throughput figure (the median is kept); `None`: 3, or 1
+    /// with `quick`.
+    pub runs: Option<usize>,
+    /// Instead of the throughput and latency figures, instructions per
+    /// message counted by callgrind (`instructions`).
+    pub instructions: bool,
 }
 
 /// One measured figure.
@@ -73,6 +97,9 @@ pub struct Row {
     /// The memory row's figures (resident memory, file size).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<memory::MemoryFigures>,
+    /// Instructions per message, counted by callgrind (`--instructions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions_per_msg: Option<f64>,
 }
 
 impl Row {
@@ -90,6 +117,7 @@ impl Row {
             meets_target: None,
             note: String::new(),
             memory: None,
+            instructions_per_msg: None,
         }
     }
     fn rate(mut self, count: u64, ns: u64) -> Row {
@@ -144,6 +172,22 @@ fn set_seq(buf: &mut [u8], seq: u64) {
     buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
 }
 
+/// Whether payload `m` carries sequence number `seq` in its first
+/// `min(N, 8)` bytes (little-endian; the low bytes of `seq` when `N < 8`),
+/// as `set_seq` wrote it. With `N` a constant this is a load and a compare.
+#[inline(always)]
+fn carries<const N: usize>(m: &[u8; N], seq: u64) -> bool {
+    let n = N.min(8);
+    let mut b = [0u8; 8];
+    b[..n].copy_from_slice(&m[..n]);
+    let mask = if n == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    u64::from_le_bytes(b) == seq & mask
+}
+
 fn median(mut v: Vec<Row>) -> Row {
     v.sort_by(|a, b| {
         a.msgs_per_s
@@ -166,4 +210,21 @@ fn repeat(runs: usize, mut f: impl FnMut() -> Result<Row, String>) -> Result<Row
         rows.push(row);
     }
     Ok(median(rows))
+}
+
+/// A measurement of one transport, run again for every run.
+type Measure<'a> = Box<dyn FnMut() -> Result<Row, String> + 'a>;
+
+/// Runs each of `fs` once per run, in turn (a, b, c, a, b, c, ...), and
+/// keeps each one's median row by throughput: a slow phase of the machine
+/// (another process on a CPU, a frequency change) then lands on every
+/// transport alike instead of on the runs of one.
+fn interleaved(runs: usize, mut fs: Vec<Measure<'_>>) -> Result<Vec<Row>, String> {
+    let mut rows: Vec<Vec<Row>> = fs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs.max(1) {
+        for (f, got) in fs.iter_mut().zip(&mut rows) {
+            got.push(f()?);
+        }
+    }
+    Ok(rows.into_iter().map(median).collect())
 }

@@ -3,6 +3,7 @@
 //! `ready` when attached, does its part, then prints one result line
 //! `done COUNT ELAPSED_NS EXTRA` and exits; a failed check exits non-zero.
 
+use super::carries;
 use super::os;
 use super::ring::BareRing;
 use shmq::{Queue, Timeout};
@@ -290,49 +291,74 @@ fn shmq_idle(a: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `ring-consume PATH CAPACITY COUNT PAYLOAD CPU`.
+/// `ring-consume PATH CAPACITY COUNT PAYLOAD CPU`: pops COUNT payloads
+/// of the bare ring, checking each sequence number.
 fn ring_consume(a: &[String]) -> Result<(), String> {
-    let payload: usize = arg(a, 3, "payload")?;
-    let ring = BareRing::open(
-        &arg::<String>(a, 0, "path")?,
-        arg(a, 1, "capacity")?,
-        payload,
-    )
-    .map_err(|e| e.to_string())?;
+    let path: String = arg(a, 0, "path")?;
+    let capacity: u64 = arg(a, 1, "capacity")?;
     let count: u64 = arg(a, 2, "count")?;
-    os::pin(arg(a, 4, "cpu")?);
-    let mut buf = vec![0u8; payload];
+    let payload: usize = arg(a, 3, "payload")?;
+    let cpu: i32 = arg(a, 4, "cpu")?;
+    by_payload!(payload, ring_consume_n(&path, capacity, count, cpu))
+}
+
+fn ring_consume_n<const N: usize>(
+    path: &str,
+    capacity: u64,
+    count: u64,
+    cpu: i32,
+) -> Result<(), String> {
+    let ring = BareRing::<N>::open(path, capacity).map_err(|e| e.to_string())?;
+    os::pin(cpu);
+    let mut m = [0u8; N];
     ready();
     let mut pos = 0u64;
-    ring.pop(&mut pos, &mut buf);
-    check(&buf, 0)?;
-    let start = Instant::now();
-    for i in 1..count {
-        ring.pop(&mut pos, &mut buf);
-        check(&buf, i)?;
+    let mut start = None;
+    for i in 0..count {
+        ring.pop(&mut pos, &mut m);
+        start.get_or_insert_with(Instant::now);
+        if !carries(&m, i) {
+            return Err(format!("message {i} arrived as {}", seq_of(&m)));
+        }
+        // The whole payload was copied out, as a consumer would.
+        std::hint::black_box(&m);
     }
-    done(count, start.elapsed(), "");
+    done(count, start.map_or(Duration::ZERO, |s| s.elapsed()), "");
     Ok(())
 }
 
-/// `ring-pong PING PONG CAPACITY COUNT PAYLOAD CPU`.
+/// `ring-pong PING PONG CAPACITY COUNT PAYLOAD CPU`: sends back each of
+/// COUNT pings, checked.
 fn ring_pong(a: &[String]) -> Result<(), String> {
-    let payload: usize = arg(a, 4, "payload")?;
+    let ping: String = arg(a, 0, "ping")?;
+    let pong: String = arg(a, 1, "pong")?;
     let cap: u64 = arg(a, 2, "capacity")?;
-    let ping =
-        BareRing::open(&arg::<String>(a, 0, "ping")?, cap, payload).map_err(|e| e.to_string())?;
-    let pong =
-        BareRing::open(&arg::<String>(a, 1, "pong")?, cap, payload).map_err(|e| e.to_string())?;
     let count: u64 = arg(a, 3, "count")?;
-    os::pin(arg(a, 5, "cpu")?);
-    let mut buf = vec![0u8; payload];
+    let payload: usize = arg(a, 4, "payload")?;
+    let cpu: i32 = arg(a, 5, "cpu")?;
+    by_payload!(payload, ring_pong_n(&ping, &pong, cap, count, cpu))
+}
+
+fn ring_pong_n<const N: usize>(
+    ping: &str,
+    pong: &str,
+    cap: u64,
+    count: u64,
+    cpu: i32,
+) -> Result<(), String> {
+    let ping = BareRing::<N>::open(ping, cap).map_err(|e| e.to_string())?;
+    let pong = BareRing::<N>::open(pong, cap).map_err(|e| e.to_string())?;
+    os::pin(cpu);
+    let mut m = [0u8; N];
     ready();
     let (mut rp, mut wp) = (0u64, 0u64);
     let start = Instant::now();
     for i in 0..count {
-        ping.pop(&mut rp, &mut buf);
-        check(&buf, i)?;
-        pong.push(&mut wp, &buf);
+        ping.pop(&mut rp, &mut m);
+        if !carries(&m, i) {
+            return Err(format!("ping {i} arrived as {}", seq_of(&m)));
+        }
+        pong.push(&mut wp, &m);
     }
     done(count, start.elapsed(), "");
     Ok(())

@@ -1,12 +1,18 @@
 //! The same measurements on the reference transports: the bare ring,
 //! crossbeam's `ArrayQueue`, `rtrb`, and pipes and Unix sockets.
+//!
+//! Each runs at its best, or every ratio to it would flatter shmq: the
+//! in-memory ones hold the payload inline as a `[u8; N]` (dispatched by
+//! `by_payload!` over the sizes the bench uses), producer and consumer are
+//! pinned to CPUs 0 and 1 and busy-poll, and every message carries its
+//! sequence number in its first 8 bytes, checked on arrival.
 
 use super::os::{self, Peer};
 use super::ring::BareRing;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{payload_of, set_seq, tmp_path, Cleanup, Row, Sizes};
+use super::{carries, payload_of, set_seq, tmp_path, Cleanup, Row, Sizes};
 
 pub(super) fn ring_one_to_one(
     s: &Sizes,
@@ -16,69 +22,91 @@ pub(super) fn ring_one_to_one(
     let path = tmp_path(&format!("ring-{payload}"));
     let _c = Cleanup(vec![path.clone()]);
     let _ = std::fs::remove_file(&path);
-    let ring = BareRing::create(&path, 4096, payload).map_err(|e| e.to_string())?;
+    let ns = by_payload!(payload, ring_produce(&path, s.msgs))?;
+    Ok(Row::new(scenario, "bare-ring", payload).rate(s.msgs, ns))
+}
+
+/// The producer side of the bare ring's one-to-one row (the consumer is a
+/// peer process): the payload inline, its first 8 bytes the sequence
+/// number. Returns the longer of the two sides' times.
+fn ring_produce<const N: usize>(path: &str, count: u64) -> Result<u64, String> {
+    let ring = BareRing::<N>::create(path, 4096).map_err(|e| e.to_string())?;
     let peer = Peer::start(&[
         "ring-consume".into(),
-        path.clone(),
+        path.into(),
         "4096".into(),
-        s.msgs.to_string(),
-        payload.to_string(),
+        count.to_string(),
+        N.to_string(),
         "1".into(),
     ])?;
     os::pin(0);
-    let mut buf = payload_of(0, payload);
+    let mut m = [0xa5u8; N];
     let mut pos = 0;
     let start = Instant::now();
-    for i in 0..s.msgs {
-        set_seq(&mut buf, i);
-        ring.push(&mut pos, &buf);
+    for i in 0..count {
+        set_seq(&mut m, i);
+        ring.push(&mut pos, &m);
     }
     let produced = start.elapsed().as_nanos() as u64;
-    let (count, consumed, _) = peer.finish()?;
-    Ok(Row::new(scenario, "bare-ring", payload).rate(count, consumed.max(produced)))
+    let (got, consumed, _) = peer.finish()?;
+    if got != count {
+        return Err(format!("{got} of {count} messages arrived"));
+    }
+    Ok(consumed.max(produced))
 }
 
 pub(super) fn ring_ping_pong(s: &Sizes, payload: usize) -> Result<Row, String> {
+    let rtts = by_payload!(payload, ring_ping(s.rtts))?;
+    Ok(Row::new("ping-pong", "bare-ring", payload).rtt(rtts))
+}
+
+fn ring_ping<const N: usize>(count: u64) -> Result<Vec<u64>, String> {
     let (a, b) = (tmp_path("ring-ping"), tmp_path("ring-pong"));
     let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let ping = BareRing::create(&a, 64, payload).map_err(|e| e.to_string())?;
-    let pong = BareRing::create(&b, 64, payload).map_err(|e| e.to_string())?;
+    let ping = BareRing::<N>::create(&a, 64).map_err(|e| e.to_string())?;
+    let pong = BareRing::<N>::create(&b, 64).map_err(|e| e.to_string())?;
     let peer = Peer::start(&[
         "ring-pong".into(),
         a.clone(),
         b.clone(),
         "64".into(),
-        s.rtts.to_string(),
-        payload.to_string(),
+        count.to_string(),
+        N.to_string(),
         "1".into(),
     ])?;
     os::pin(0);
     let clock = shmq::internals::clock::Clock::new();
-    let mut buf = payload_of(0, payload);
-    let mut rb = vec![0u8; payload];
+    let mut m = [0xa5u8; N];
+    let mut back = [0u8; N];
     let (mut wp, mut rp) = (0u64, 0u64);
-    let mut rtts = Vec::with_capacity(s.rtts as usize);
-    for i in 0..s.rtts {
-        set_seq(&mut buf, i);
+    let mut rtts = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        set_seq(&mut m, i);
         let t0 = clock.now();
-        ping.push(&mut wp, &buf);
-        pong.pop(&mut rp, &mut rb);
+        ping.push(&mut wp, &m);
+        pong.pop(&mut rp, &mut back);
         rtts.push(clock.now() - t0);
+        if !carries(&back, i) {
+            return Err(format!("pong {i} came back as another message"));
+        }
     }
     peer.finish()?;
-    Ok(Row::new("ping-pong", "bare-ring", payload).rtt(rtts))
+    Ok(rtts)
 }
 
 pub(super) fn arrayqueue_one_to_one(s: &Sizes, payload: usize) -> Result<Row, String> {
-    let q = Arc::new(crossbeam_queue::ArrayQueue::<Vec<u8>>::new(4096));
-    // Payloads are preallocated and recycled so that the queue moves the
-    // same bytes as the others without measuring the allocator.
-    let pool = Arc::new(crossbeam_queue::ArrayQueue::<Vec<u8>>::new(8192));
-    for _ in 0..8192 {
-        let _ = pool.push(vec![0u8; payload]);
-    }
-    let count = s.msgs;
-    let (q2, pool2) = (q.clone(), pool.clone());
+    let ns = by_payload!(payload, arrayqueue_run(s.msgs))?;
+    Ok(Row::new("one-to-one", "arrayqueue", payload).rate(s.msgs, ns))
+}
+
+/// crossbeam's `ArrayQueue` at its best: the payload inline as a `[u8; N]`
+/// (no allocation, no second queue to recycle buffers), a producer thread
+/// on CPU 0 and a consumer thread on CPU 1, both busy-polling, every
+/// message's sequence number checked. Returns the longer of the producer's
+/// time and the consumer's time from its first message.
+fn arrayqueue_run<const N: usize>(count: u64) -> Result<u64, String> {
+    let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(4096));
+    let q2 = q.clone();
     let t = std::thread::spawn(move || -> Result<u64, String> {
         os::pin(1);
         let mut start = None;
@@ -90,32 +118,29 @@ pub(super) fn arrayqueue_one_to_one(s: &Sizes, payload: usize) -> Result<Row, St
                 std::hint::spin_loop();
             };
             start.get_or_insert_with(Instant::now);
-            if !m.is_empty() && m[0] != (i & 0xff) as u8 {
-                return Err(format!("message {i} arrived as {}", m[0]));
+            if !carries(&m, i) {
+                return Err(format!("message {i} arrived as another"));
             }
-            let _ = pool2.push(m);
+            // The whole payload is read, as a consumer would (not only the
+            // 8 bytes the check looks at).
+            std::hint::black_box(&m);
         }
         Ok(start.map_or(0, |s| s.elapsed().as_nanos() as u64))
     });
     os::pin(0);
+    let mut m = [0xa5u8; N];
     let start = Instant::now();
     for i in 0..count {
-        let mut m = loop {
-            if let Some(m) = pool.pop() {
-                break m;
-            }
-            std::hint::spin_loop();
-        };
         set_seq(&mut m, i);
-        let mut m = Some(m);
-        while let Err(back) = q.push(m.take().unwrap_or_default()) {
-            m = Some(back);
+        let mut v = m;
+        while let Err(back) = q.push(v) {
+            v = back;
             std::hint::spin_loop();
         }
     }
     let produced = start.elapsed().as_nanos() as u64;
     let consumed = t.join().map_err(|_| "consumer thread panicked")??;
-    Ok(Row::new("one-to-one", "arrayqueue", payload).rate(count, consumed.max(produced)))
+    Ok(consumed.max(produced))
 }
 
 pub(super) fn rtrb_one_to_one(s: &Sizes, payload: usize, chunk: usize) -> Result<Row, String> {
@@ -137,8 +162,8 @@ pub(super) fn rtrb_one_to_one(s: &Sizes, payload: usize, chunk: usize) -> Result
                     start.get_or_insert_with(Instant::now);
                     let (a, b) = rc.as_slices();
                     for m in a.iter().chain(b) {
-                        if N >= 1 && m[0] != (i & 0xff) as u8 {
-                            return Err(format!("message {i} arrived as {}", m[0]));
+                        if !carries(m, i) {
+                            return Err(format!("message {i} arrived as another"));
                         }
                         i += 1;
                     }
@@ -147,8 +172,8 @@ pub(super) fn rtrb_one_to_one(s: &Sizes, payload: usize, chunk: usize) -> Result
                     match c.pop() {
                         Ok(m) => {
                             start.get_or_insert_with(Instant::now);
-                            if N >= 1 && m[0] != (i & 0xff) as u8 {
-                                return Err(format!("message {i} arrived as {}", m[0]));
+                            if !carries(&m, i) {
+                                return Err(format!("message {i} arrived as another"));
                             }
                             i += 1;
                         }
@@ -189,12 +214,7 @@ pub(super) fn rtrb_one_to_one(s: &Sizes, payload: usize, chunk: usize) -> Result
         let consumed = t.join().map_err(|_| "consumer thread panicked")??;
         Ok(consumed.max(produced))
     }
-    let ns = match payload {
-        8 => run::<8>(s.msgs, chunk)?,
-        64 => run::<64>(s.msgs, chunk)?,
-        1024 => run::<1024>(s.msgs, chunk)?,
-        other => return Err(format!("rtrb bench has no payload size {other}")),
-    };
+    let ns = by_payload!(payload, run(s.msgs, chunk))?;
     let (scenario, transport) = if chunk > 1 {
         ("batched", "rtrb-chunks")
     } else {

@@ -72,6 +72,8 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
                 json: a.json,
                 chart: a.chart,
                 only: a.only,
+                runs: a.runs,
+                instructions: a.instructions,
             };
             match shmq_bench::run(&args) {
                 Ok(_) => Ok(0),
@@ -82,6 +84,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
             }
         }
         Cmd::BenchPeer(a) => Ok(shmq_bench::peer::run(&a.args)),
+        Cmd::BenchLoop(a) => Ok(shmq_bench::bench_loop(&a.args)),
         Cmd::Torture(a) => torture::run(&a),
         Cmd::TortureWorker(a) => Ok(torture::worker(&a)),
     }

@@ -15,7 +15,7 @@ mod values;
 
 use clap::{Parser, Subcommand};
 
-pub use bench::{BenchCmdArgs, BenchPeerArgs};
+pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
@@ -177,6 +177,8 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
   shmq bench --json bench.json --chart bench.svg
   shmq bench --only ping-pong
   shmq bench --only one-to-one,batched,c-abi,python
+  shmq bench --only bare-ring,arrayqueue --runs 5
+  shmq bench --instructions       # instructions per message under callgrind (valgrind)
 
 Pins the producer to CPU 0 and the consumer to CPU 1; busy-polls; checks
 every message. Compare figures only within one run.")]
@@ -185,6 +187,10 @@ every message. Compare figures only within one run.")]
     /// The other side of a bench measurement (internal: spawned by `shmq bench`).
     #[command(hide = true, name = "__bench-peer")]
     BenchPeer(BenchPeerArgs),
+
+    /// One loop of `shmq bench --instructions` (internal: run under callgrind).
+    #[command(hide = true, name = "__bench-loop")]
+    BenchLoop(BenchLoopArgs),
 
     /// SIGKILL producers and consumers at random and prove nothing was lost.
     #[command(after_help = TORTURE_HELP)]
