@@ -588,6 +588,13 @@ impl Queue {
 
     /// Claims up to `count` messages, copies their payloads one after
     /// another and acks them all: `(data, lengths)`.
+    ///
+    /// The whole batch is one engine call made without the GIL (its cost
+    /// is spread over the batch): claim, checked copy into the reused
+    /// scratch buffer (grown once to `count` messages of the largest size,
+    /// never cleared), ack. Then one `bytes` of what was copied and the
+    /// lengths; a length of at most 256 is a cached small int, so the list
+    /// costs no allocation per message.
     fn _take_packed<'py>(
         slf: &Bound<'py, Self>,
         count: usize,
@@ -595,35 +602,58 @@ impl Queue {
     ) -> PyResult<(Bound<'py, PyBytes>, Vec<usize>)> {
         let py = slf.py();
         let timeout = Timeout::from_nanos(timeout_ns);
+        let max = slf.get().max_message_size as usize;
         let mut me = borrow(slf.get(), py, "take_packed")?;
         let mut scratch = std::mem::take(&mut me.scratch);
         let q = me.handle(py)?;
+        // Room for a whole batch of the largest messages; a call asking for
+        // more than fits in memory is refused rather than aborting.
+        let want = count.checked_mul(max).filter(|&n| n <= isize::MAX as usize);
+        let Some(want) = want else {
+            me.scratch = scratch;
+            let msg = format!(
+                "{}: take_packed: count {count} is too large",
+                slf.get().path
+            );
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        };
+        if scratch.len() < want {
+            scratch.resize(want, 0);
+        }
         let w = Detached((q, &mut scratch));
-        let r = maybe_detached(py, timeout, move || {
+        let r = py.detach(move || {
             let (q, scratch) = w.get();
-            scratch.clear();
             let mut got = Vec::new();
-            q.claim_batch_into(count, timeout, &mut got)?;
-            let mut lens = Vec::with_capacity(got.len());
-            for m in &got {
-                let at = scratch.len();
-                scratch.resize(at + m.len(), 0);
-                match m.read_into(&mut scratch[at..]) {
-                    Ok(n) => {
-                        scratch.truncate(at + n);
-                        lens.push(n);
+            let r = (|| {
+                q.claim_batch_into(count, timeout, &mut got)?;
+                let mut lens = Vec::with_capacity(got.len());
+                let mut at = 0;
+                for m in &got {
+                    if scratch.len() < at + m.len() {
+                        // Never for a sound file (a message is at most
+                        // max_message_size): grown rather than trusted.
+                        scratch.resize(at + m.len(), 0);
                     }
-                    // The claim ran out during the copy: the message is
-                    // someone else's now (the ack below skips it); the
-                    // others are still ours to hand over and ack.
-                    Err(e) if e.status() == Status::LeaseLost => scratch.truncate(at),
-                    Err(e) => return Err(e),
+                    match m.read_into(&mut scratch[at..at + m.len()]) {
+                        Ok(n) => {
+                            at += n;
+                            lens.push(n);
+                        }
+                        // The claim ran out during the copy: the message is
+                        // someone else's now (the ack below skips it); the
+                        // others are still ours to hand over and ack.
+                        Err(e) if e.status() == Status::LeaseLost => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            q.ack_batch(&got)?;
-            Ok::<_, shmq::Error>(lens)
+                q.ack_batch(&got)?;
+                Ok::<_, shmq::Error>((at, lens))
+            })();
+            Detached(r)
         });
-        let out = r.map(|lens| (PyBytes::new(py, &scratch), lens));
+        let out = r
+            .get()
+            .map(|(at, lens)| (PyBytes::new(py, &scratch[..at]), lens));
         me.scratch = scratch;
         out.map_err(|e| err(py, e))
     }
