@@ -28,12 +28,12 @@
 
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyTuple, PyType};
@@ -47,6 +47,40 @@ use shmq::{
 static ERRORS: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
 /// The package's `_ns(value, what)` and `_duration_ns(value, what)`.
 static HELPERS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// How many times this process is a `fork()` away from the one that
+/// imported the module: bumped in the child by `_forked`, which the
+/// package registers with `os.register_at_fork`. A `Queue` remembers the
+/// value it was opened under; a call that finds another one is in a
+/// forked child and opens the child's own handle first (see [`borrow`]).
+/// Relaxed: bumped and read with the GIL held, in a child that has one
+/// thread at that point.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How a queue was opened, to open it again in a forked child or in the
+/// process that unpickles it: the access (0 participant, 1 inspect, 2
+/// read-only) and the checks on the file's owner and mode.
+#[derive(Clone, Copy)]
+struct Reopen {
+    access: u32,
+    group_shared: bool,
+    trust_any_owner: bool,
+}
+
+impl Reopen {
+    fn open(self, py: Python<'_>, path: &str) -> PyResult<shmq::Queue> {
+        let access = match self.access {
+            0 => Access::Participant,
+            1 => Access::Inspect,
+            _ => Access::ReadOnly,
+        };
+        let o = OpenOptions::new()
+            .access(access)
+            .group_shared(self.group_shared)
+            .trust_any_owner(self.trust_any_owner);
+        shmq::Queue::open_with(path, &o).map_err(|e| err(py, e))
+    }
+}
 
 /// The largest timeout in nanoseconds (an `int64_t` in the C API): longer
 /// ones wait forever.
@@ -223,6 +257,8 @@ struct Inner {
     claims: Cell<u64>,
     /// The claim time of the last sampled claim.
     last_sample_ns: Cell<u64>,
+    /// The [`FORK_GENERATION`] the handle in `q` was opened under.
+    generation: u64,
 }
 
 /// One claim in this many is timed precisely for the processing-time and
@@ -266,6 +302,7 @@ impl Inner {
 #[pyclass(module = "shmq._native", frozen)]
 struct Handle {
     q: Mutex<Option<shmq::Queue>>,
+    reopen: Reopen,
 }
 
 /// One attachment to a queue file: the base class of `shmq.Queue`.
@@ -301,10 +338,34 @@ struct Queue {
     /// file; every change raises PermissionDenied.
     #[pyo3(get)]
     read_only: bool,
+    /// How to open the file again (a forked child, an unpickled copy).
+    reopen: Reopen,
 }
 
 /// The lock of `q` for one call; `Closed` when another thread is inside.
+///
+/// In a process forked from the one that opened the handle, the handle is
+/// the parent's participant (the engine refuses every call through it and
+/// leaves the file alone when it is dropped): the child's own handle is
+/// opened here, on the first call, with the options of the first, and the
+/// inherited one dropped. The parent's claims stay the parent's.
 fn borrow<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
+    let mut g = lock(q, py, op)?;
+    let now = FORK_GENERATION.load(Ordering::Relaxed);
+    if g.generation != now {
+        if g.q.is_some() {
+            // Dropped first: the engine leaves the file alone for a handle
+            // copied by fork().
+            g.q = None;
+            g.q = Some(q.reopen.open(py, &q.path)?);
+        }
+        g.generation = now;
+    }
+    Ok(g)
+}
+
+/// The lock of `q`, as [`borrow`] without the reopening after a fork.
+fn lock<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
     match q.inner.try_lock() {
         Ok(g) => Ok(g),
         // A panic inside the engine poisoned the lock: the handle is
@@ -327,6 +388,7 @@ impl Queue {
     #[new]
     fn new(handle: &Bound<'_, Handle>, path: String) -> PyResult<Queue> {
         let py = handle.py();
+        let reopen = handle.get().reopen;
         let q = handle
             .get()
             .q
@@ -354,17 +416,29 @@ impl Queue {
                 scratch: Vec::new(),
                 claims: Cell::new(0),
                 last_sample_ns: Cell::new(0),
+                generation: FORK_GENERATION.load(Ordering::Relaxed),
             }),
             path,
+            reopen,
         })
     }
 
     /// Detaches; idempotent. Claims still held are redelivered at once.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let q = borrow(slf.get(), slf.py(), "close")?.q.take();
+        // Not `borrow`: a forked child that never used the queue has no
+        // handle of its own to open just to close it.
+        let q = lock(slf.get(), slf.py(), "close")?.q.take();
         slf.get().open.store(false, Ordering::Relaxed);
         drop(q);
         Ok(())
+    }
+
+    /// How the queue was opened, for pickling: `(access,
+    /// group_shared, trust_any_owner)` as `open` takes them.
+    #[getter]
+    fn _reopen_args(&self) -> (u32, bool, bool) {
+        let r = self.reopen;
+        (r.access, r.group_shared, r.trust_any_owner)
     }
 
     /// Whether the queue was closed.
@@ -974,6 +1048,14 @@ impl Message {
         self.settle(py, "extend", &Outcome::Extend { deadline_ns })
     }
 
+    /// A claim is this process's, on this handle: it cannot be pickled.
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "a shmq.Message cannot be pickled: its claim belongs to the process and the Queue \
+             that claimed it; send its data (bytes) instead, and give its outcome here",
+        ))
+    }
+
     /// Whether an outcome was given through this object.
     #[getter]
     fn settled(&self) -> bool {
@@ -1064,8 +1146,16 @@ fn create(
         ..Options::default()
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
+    // Opened again (after a fork, when unpickled) as a participant, with
+    // the checks its mode needs: a group may write it, or anyone.
+    let reopen = Reopen {
+        access: 0,
+        group_shared: mode & 0o020 != 0,
+        trust_any_owner: mode & 0o002 != 0,
+    };
     Ok(Handle {
         q: Mutex::new(Some(q)),
+        reopen,
     })
 }
 
@@ -1073,24 +1163,28 @@ fn create(
 #[pyfunction]
 fn open(
     py: Python<'_>,
-    path: PathBuf,
+    path: String,
     access: u32,
     group_shared: bool,
     trust_any_owner: bool,
 ) -> PyResult<Handle> {
-    let access = match access {
-        0 => Access::Participant,
-        1 => Access::Inspect,
-        _ => Access::ReadOnly,
+    let reopen = Reopen {
+        access,
+        group_shared,
+        trust_any_owner,
     };
-    let o = OpenOptions::new()
-        .access(access)
-        .group_shared(group_shared)
-        .trust_any_owner(trust_any_owner);
-    let q = shmq::Queue::open_with(&path, &o).map_err(|e| err(py, e))?;
+    let q = reopen.open(py, &path)?;
     Ok(Handle {
         q: Mutex::new(Some(q)),
+        reopen,
     })
+}
+
+/// Called in the child after `os.fork()` (registered by the package):
+/// every queue opens its own handle on its next call.
+#[pyfunction]
+fn _forked() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The name of a status code (`"SHMQ_FULL"`), as in the C header.
@@ -1126,5 +1220,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(status_name, m)?)?;
     m.add_function(wrap_pyfunction!(_init, m)?)?;
+    m.add_function(wrap_pyfunction!(_forked, m)?)?;
     Ok(())
 }

@@ -24,7 +24,15 @@ negative, NaN, infinite or too long duration, raise ``InvalidArgument`` (a
 
 A ``Queue`` is used by one thread at a time; open one per thread (a second
 thread calling into a Queue while another is inside it gets ``Closed``). A
-forked child must open its own. A call releases the GIL while it waits.
+call releases the GIL while it waits.
+
+With ``multiprocessing``: a ``Queue`` inherited by a forked child (a fork
+``Pool`` created after it) opens the child's own handle on its first call
+in the child, and a ``Queue`` pickled (a spawn or forkserver worker's
+argument) travels as its path and open options and is opened again where
+it is unpickled. Either way the parent's claims stay the parent's: a
+``Message`` is tied to the process and the handle that claimed it and
+cannot be pickled (send its ``data``).
 """
 
 from __future__ import annotations
@@ -329,6 +337,10 @@ def _left_ns(deadline: Optional[float]) -> int:
 _native._init([_ERRORS.get(code, Error) for code in range(max(_ERRORS) + 1)],
               _ns, _duration_ns)
 
+# A forked child's queues open their own handles on their next call (the
+# inherited ones are the parent's participants).
+os.register_at_fork(after_in_child=_native._forked)
+
 
 # ---------------------------------------------------------------------------
 # Messages.
@@ -363,6 +375,12 @@ class DeadLetter:
 
 # ---------------------------------------------------------------------------
 # The queue.
+
+
+def _reopen(cls: type, path: str, access: int, group_shared: bool,
+            trust_any_owner: bool) -> "Queue":
+    """Unpickles a :class:`Queue`: opens the file again."""
+    return cls._open(path, access, group_shared, trust_any_owner)
 
 _WAITS = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
 _ACCESS_PARTICIPANT, _ACCESS_INSPECT, _ACCESS_READ_ONLY = 0, 1, 2
@@ -473,6 +491,15 @@ class Queue(_native.Queue):
 
     def __repr__(self) -> str:
         return f"<shmq.Queue {self.path!r} capacity={self.capacity}{' closed' if self.closed else ''}>"
+
+    def __reduce__(self) -> Any:
+        """Pickled as its path and open options: unpickling opens the file
+        again, a handle of the unpickling process's own (a spawn or
+        forkserver worker's). A created queue is opened again as a
+        participant, with ``group_shared`` when its group may write it."""
+        if self.closed:
+            raise Closed(f"{self.path}: pickle: the queue was closed", 17)
+        return (_reopen, (type(self), self.path) + tuple(self._reopen_args))
 
     # -- sending ----------------------------------------------------------
 
