@@ -792,6 +792,10 @@ impl Queue {
             hd.set_item("max", h.max)?;
             d.set_item(k, hd)?;
         }
+        // Bounded as `shmq stats` bounds them: a damaged file may hold
+        // any number in the sleeper counts.
+        d.set_item("waiting_producers", s.producers_waiting.min(1 << 20))?;
+        d.set_item("waiting_consumers", s.consumers_waiting.min(1 << 20))?;
         d.set_item("keys_in_use", s.keys_in_use)?;
         d.set_item("key_capacity", s.key_capacity)?;
         Ok(d)

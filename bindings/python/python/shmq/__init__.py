@@ -42,6 +42,8 @@ import grp
 import math
 import os
 import time
+import types
+from collections.abc import Mapping
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native
@@ -50,6 +52,8 @@ __all__ = [
     "Queue",
     "Message",
     "DeadLetter",
+    "Stats",
+    "HistogramStats",
     "Error",
     "Full",
     "Empty",
@@ -374,6 +378,130 @@ class DeadLetter:
 
 
 # ---------------------------------------------------------------------------
+# Stats: typed, with the names and units of `shmq stats --json`, and
+# read-only mappings.
+
+
+class HistogramStats(Mapping):
+    """One latency histogram of :meth:`Queue.stats`, in nanoseconds, named
+    as in ``shmq stats --json``: ``count``, ``sum_ns``, ``mean_ns``,
+    ``p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``max_ns``. Also a
+    read-only mapping of those names, which also takes the short names
+    ``sum``, ``max``, ``p50``, ``p90``, ``p99`` and ``p999``."""
+
+    __slots__ = ("count", "sum_ns", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns",
+                 "max_ns")
+    _ALIASES = {"sum": "sum_ns", "max": "max_ns", "mean": "mean_ns", "p50": "p50_ns",
+                "p90": "p90_ns", "p99": "p99_ns", "p999": "p999_ns"}
+
+    def __init__(self, d: Dict[str, int]) -> None:
+        set_ = object.__setattr__
+        set_(self, "count", d["count"])
+        set_(self, "sum_ns", d["sum"])
+        set_(self, "mean_ns", d["sum"] / d["count"] if d["count"] else 0.0)
+        for q in ("p50", "p90", "p99", "p999", "max"):
+            set_(self, q + "_ns", d[q])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"shmq.HistogramStats is read-only: {name}")
+
+    def __getitem__(self, key: str) -> Any:
+        name = self._ALIASES.get(key, key)
+        if name not in self.__slots__:
+            raise KeyError(key)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__slots__)
+
+    def __len__(self) -> int:
+        return len(self.__slots__)
+
+    def __repr__(self) -> str:
+        return (f"<shmq.HistogramStats count={self.count} p50_ns={self.p50_ns} "
+                f"p99_ns={self.p99_ns} max_ns={self.max_ns}>")
+
+
+class Stats(Mapping):
+    """The metrics of :meth:`Queue.stats`: the names and units of
+    ``shmq stats --json`` (durations and ages in nanoseconds), as
+    attributes, and a read-only mapping of them.
+
+    Gauges: ``queue`` (the path), ``capacity``, ``depth``, ``delayed``,
+    ``in_flight``, ``reserved``, ``dlq_waiting``, ``dead_letters``,
+    ``oldest_claimable_age_ns``, ``oldest_in_flight_age_ns``,
+    ``producers``, ``consumers``, ``participants``, ``waiting_producers``,
+    ``waiting_consumers``. ``counters``: a read-only mapping of the
+    counters by name (``sent``, ``acked``, ...; each also an attribute and
+    a key of its own: ``s.acked``, ``s["acked"]``). ``histograms``: the
+    latency histograms by name (``time_in_queue``, ``processing_time``,
+    ``end_to_end_time``; each also a key of its own), as
+    :class:`HistogramStats`. And, beyond the JSON: ``taken_ns`` (when the
+    snapshot was taken, CLOCK_MONOTONIC), ``keys_in_use``, ``key_capacity``,
+    and ``sent_per_s``/``acked_per_s``, the rates since this handle's
+    previous ``stats()`` (None on the first)."""
+
+    _GAUGES = ("queue", "capacity", "depth", "delayed", "in_flight", "reserved",
+               "dlq_waiting", "dead_letters", "oldest_claimable_age_ns",
+               "oldest_in_flight_age_ns", "producers", "consumers", "participants",
+               "waiting_producers", "waiting_consumers")
+    _EXTRA = ("taken_ns", "keys_in_use", "key_capacity", "sent_per_s", "acked_per_s")
+    _COUNTERS = ("sent", "claimed", "acked", "nacked", "rejected", "redelivered", "abandoned",
+                 "stale", "conflated", "dead_lettered", "refused_full", "timeouts",
+                 "key_waits", "reclaimed", "extended", "bytes_sent", "aborted", "lease_lost",
+                 "dead_participants")
+    _HISTOGRAMS = ("time_in_queue", "processing_time", "end_to_end_time")
+    __slots__ = _GAUGES + _EXTRA + ("counters", "histograms", "_keys")
+
+    def __init__(self, path: str, d: Dict[str, Any]) -> None:
+        set_ = object.__setattr__
+        set_(self, "queue", path)
+        for k in self._GAUGES[1:] + self._EXTRA:
+            set_(self, k, d.get(k))
+        set_(self, "counters", types.MappingProxyType({k: d[k] for k in self._COUNTERS}))
+        set_(self, "histograms", types.MappingProxyType(
+            {k: HistogramStats(d[k]) for k in self._HISTOGRAMS}))
+        set_(self, "_keys", self._GAUGES + ("counters", "histograms") + self._EXTRA
+             + self._COUNTERS + self._HISTOGRAMS)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"shmq.Stats is read-only: {name}")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for the names not in __slots__: the counters.
+        if name in Stats._COUNTERS:
+            return self.counters[name]
+        raise AttributeError(f"shmq.Stats has no attribute {name!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.counters:
+            return self.counters[key]
+        if key in self.histograms:
+            return self.histograms[key]
+        if key in self._GAUGES or key in self._EXTRA or key in ("counters", "histograms"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def to_json(self) -> Dict[str, Any]:
+        """A dict shaped like ``shmq stats --json`` (without the histograms'
+        buckets)."""
+        d: Dict[str, Any] = {k: getattr(self, k) for k in self._GAUGES}
+        d["counters"] = dict(self.counters)
+        d["histograms"] = {k: dict(h) for k, h in self.histograms.items()}
+        return d
+
+    def __repr__(self) -> str:
+        return (f"<shmq.Stats {self.queue!r} depth={self.depth} in_flight={self.in_flight} "
+                f"sent={self.counters['sent']} acked={self.counters['acked']}>")
+
+
+# ---------------------------------------------------------------------------
 # The queue.
 
 
@@ -596,11 +724,11 @@ class Queue(_native.Queue):
 
     # -- stats, dead letters ----------------------------------------------
 
-    def stats(self) -> Dict[str, Any]:
-        """The metrics: depth, in_flight, ages, live producers and consumers,
-        counters (sent, acked, ...), and the latency histograms
-        (``time_in_queue``, ``processing_time``, ``end_to_end_time``: dicts of
-        count, sum, p50, p90, p99, p999, max in ns). ``sent_per_s`` and
+    def stats(self) -> Stats:
+        """The metrics, as :class:`Stats`: typed, named and in the units of
+        ``shmq stats --json``, and a read-only mapping (``s["acked"]``,
+        ``s.acked``, ``s.counters["acked"]``; ``s["time_in_queue"]["p99"]``,
+        ``s.histograms["time_in_queue"].p99_ns``). ``sent_per_s`` and
         ``acked_per_s`` are rates since this handle's previous call (None on
         the first)."""
         d = self._stats()
@@ -613,7 +741,7 @@ class Queue(_native.Queue):
             d["sent_per_s"] = None
             d["acked_per_s"] = None
         self._last_stats = d
-        return d
+        return Stats(self.path, d)
 
     def dead_letters(self) -> List[DeadLetter]:
         """Every dead letter, oldest first (without payloads)."""
