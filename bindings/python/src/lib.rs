@@ -27,13 +27,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::Cell;
+use std::os::raw::c_int;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyTuple, PyType};
@@ -340,6 +342,11 @@ struct Queue {
     read_only: bool,
     /// How to open the file again (a forked child, an unpickled copy).
     reopen: Reopen,
+    /// Buffers exported by the messages' borrowed views (`Message.borrow`)
+    /// that point into this handle's mapping: while there are any, `close`
+    /// refuses, and a forked child never unmaps the inherited mapping.
+    /// Relaxed: counted and read with the GIL held.
+    exports: AtomicUsize,
 }
 
 /// The lock of `q` for one call; `Closed` when another thread is inside.
@@ -353,10 +360,14 @@ fn borrow<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a,
     let mut g = lock(q, py, op)?;
     let now = FORK_GENERATION.load(Ordering::Relaxed);
     if g.generation != now {
-        if g.q.is_some() {
-            // Dropped first: the engine leaves the file alone for a handle
-            // copied by fork().
-            g.q = None;
+        if let Some(old) = g.q.take() {
+            if q.exports.load(Ordering::Relaxed) > 0 {
+                // Views inherited from the parent still point into its
+                // mapping: keep it mapped in this process.
+                std::mem::forget(old);
+            }
+            // Otherwise dropped here: the engine leaves the file alone for
+            // a handle copied by fork().
             g.q = Some(q.reopen.open(py, &q.path)?);
         }
         g.generation = now;
@@ -420,6 +431,7 @@ impl Queue {
             }),
             path,
             reopen,
+            exports: AtomicUsize::new(0),
         })
     }
 
@@ -427,7 +439,17 @@ impl Queue {
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         // Not `borrow`: a forked child that never used the queue has no
         // handle of its own to open just to close it.
-        let q = lock(slf.get(), slf.py(), "close")?.q.take();
+        let mut g = lock(slf.get(), slf.py(), "close")?;
+        let views = slf.get().exports.load(Ordering::Relaxed);
+        if views > 0 && g.q.is_some() {
+            return Err(PyBufferError::new_err(format!(
+                "{}: close: {views} view(s) of claimed payloads (Message.borrow()) are still in \
+                 use: release them (or give the messages their outcomes) first",
+                slf.get().path
+            )));
+        }
+        let q = g.q.take();
+        drop(g);
         slf.get().open.store(false, Ordering::Relaxed);
         drop(q);
         Ok(())
@@ -571,6 +593,9 @@ impl Queue {
         }
         let me = borrow(slf.get(), py, "ack_many")?;
         let q = me.handle(py)?;
+        for m in &todo {
+            m.get().release_view(py)?;
+        }
         let mut acked = 0;
         for m in &todo {
             m.get().done.store(true, Ordering::Relaxed);
@@ -958,6 +983,15 @@ struct Message {
     /// An outcome was given through this object. Relaxed: read and written
     /// only with the GIL held, which orders the accesses.
     done: AtomicBool,
+    /// The payload's address in the queue's mapping (null if not plain
+    /// memory), for `borrow`.
+    ptr: usize,
+    /// The [`FORK_GENERATION`] of the claim: a forked child's copy of a
+    /// message points into a mapping that is not the child's handle's.
+    generation: u64,
+    /// The borrowed view, once asked for: its exporter and the memoryview
+    /// handed out.
+    borrowed: PyOnceLock<(Py<Borrowed>, Py<PyMemoryView>)>,
 }
 
 impl Message {
@@ -978,7 +1012,33 @@ impl Message {
             token: m.token(),
             claimed_ns,
             done: AtomicBool::new(false),
+            ptr: m.payload_ptr() as usize,
+            generation: FORK_GENERATION.load(Ordering::Relaxed),
+            borrowed: PyOnceLock::new(),
         }
+    }
+
+    /// Releases the borrowed view before an outcome: the memoryview handed
+    /// out is released (a later use raises ValueError) and the exporter
+    /// takes no new export. `BufferError` (and no outcome) while a view made
+    /// from it (a slice, a NumPy array) is still alive: its memory is the
+    /// slot, which the outcome gives back.
+    fn release_view(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((b, mv)) = self.borrowed.get(py) else {
+            return Ok(());
+        };
+        let b = b.get();
+        b.released.store(true, Ordering::Relaxed);
+        mv.bind(py).call_method0("release")?;
+        let n = b.exports.load(Ordering::Relaxed);
+        if n > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "{}: the payload's borrowed view is still in use by {n} view(s) made from it \
+                 (slices, arrays): release them before the outcome",
+                self.queue.get().path
+            )));
+        }
+        Ok(())
     }
 
     /// The claim and enqueue times an outcome records, for a sampled
@@ -1009,6 +1069,7 @@ impl Message {
     /// Done: the message is deleted. Raises LeaseLost if the claim was
     /// lost meanwhile (it may be processed again elsewhere).
     fn ack(&self, py: Python<'_>) -> PyResult<()> {
+        self.release_view(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "ack", &Outcome::Ack)
     }
@@ -1021,6 +1082,7 @@ impl Message {
             Some(d) => duration_arg(py, d, "nack: delay")?,
             None => 0,
         };
+        self.release_view(py)?;
         self.done.store(true, Ordering::Relaxed);
         let not_before_ns = if delay_ns == 0 {
             0
@@ -1033,6 +1095,7 @@ impl Message {
     /// Give up: the message goes to the dead letters with ``reason``.
     #[pyo3(signature = (reason="rejected"))]
     fn reject(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
+        self.release_view(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "reject", &Outcome::Reject { reason })
     }
@@ -1064,6 +1127,56 @@ impl Message {
     #[getter]
     fn settled(&self) -> bool {
         self.done.load(Ordering::Relaxed)
+    }
+
+    /// The payload as a read-only memoryview of the queue's shared memory,
+    /// without a copy. It is released by the outcome (`ack`, `nack`,
+    /// `reject`, `ack_many`): a later use raises ValueError. Views made from
+    /// it (slices, arrays) must be released before the outcome (else
+    /// BufferError, and no outcome) and before the queue is closed.
+    ///
+    /// Unlike `data`, it is not checked for tearing, and it shows the
+    /// message only while the claim is held: once the lease has run out,
+    /// the slot may be given to another consumer and reused.
+    fn borrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let py = slf.py();
+        let me = slf.get();
+        let path = &me.queue.get().path;
+        if me.done.load(Ordering::Relaxed) {
+            let msg = format!("{path}: borrow: the message was given its outcome");
+            return Err(raise(py, Status::LeaseLost, &msg));
+        }
+        if me.generation != FORK_GENERATION.load(Ordering::Relaxed) {
+            let msg = format!("{path}: borrow: the message was claimed by the parent process");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        if let Some((_, mv)) = me.borrowed.get(py) {
+            return Ok(mv.bind(py).clone());
+        }
+        // The queue is still open (its mapping is where the view points).
+        {
+            let g = borrow(me.queue.get(), py, "borrow")?;
+            g.handle(py)?;
+        }
+        let len = me.data.bind(py).as_bytes().len();
+        if me.ptr == 0 && len > 0 {
+            let msg = format!("{path}: borrow: the payload is not in plain memory");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        let b = Py::new(
+            py,
+            Borrowed {
+                queue: me.queue.clone_ref(py),
+                ptr: me.ptr,
+                len,
+                generation: me.generation,
+                exports: AtomicUsize::new(0),
+                released: AtomicBool::new(false),
+            },
+        )?;
+        let mv = PyMemoryView::from(b.bind(py).as_any())?;
+        let _ = me.borrowed.set(py, (b, mv.clone().unbind()));
+        Ok(mv)
     }
 
     /// The payload as a memoryview (of the private copy).
@@ -1105,6 +1218,85 @@ impl Message {
             self.version,
             self.deliveries
         )
+    }
+}
+
+/// The exporter of a claimed payload's memory for `Message.borrow`: a
+/// read-only buffer of `len` bytes at `ptr`, in the mapping of `queue`'s
+/// handle.
+#[pyclass(module = "shmq._native", frozen)]
+struct Borrowed {
+    queue: Py<Queue>,
+    ptr: usize,
+    len: usize,
+    /// The [`FORK_GENERATION`] of the claim.
+    generation: u64,
+    /// Buffers exported now. Relaxed: counted with the GIL held.
+    exports: AtomicUsize,
+    /// Set by the message's outcome: no new export. Relaxed: GIL held.
+    released: AtomicBool,
+}
+
+#[pymethods]
+impl Borrowed {
+    /// Exports the payload's memory, read-only.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a `Py_buffer` to fill (the buffer protocol).
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let q = me.queue.get();
+        if me.released.load(Ordering::Relaxed)
+            || !q.open.load(Ordering::Relaxed)
+            || me.generation != FORK_GENERATION.load(Ordering::Relaxed)
+        {
+            return Err(PyBufferError::new_err(format!(
+                "{}: the borrowed payload was released (outcome given, queue closed or \
+                 another process)",
+                q.path
+            )));
+        }
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("a borrowed payload is read-only"));
+        }
+        // An empty payload has no address: any non-null one does for 0 bytes.
+        static EMPTY: u8 = 0;
+        let ptr = if me.len == 0 {
+            std::ptr::addr_of!(EMPTY) as *mut std::ffi::c_void
+        } else {
+            me.ptr as *mut std::ffi::c_void
+        };
+        // SAFETY: `view` is the Py_buffer Python asked us to fill; `ptr`
+        // is `len` bytes of the queue's mapping (or the static byte for an
+        // empty payload), which stays mapped while the buffer is exported:
+        // the Queue is kept alive by `self.queue` (and `view.obj` keeps
+        // `self` alive), `close` refuses while `exports` > 0 and a forked
+        // child keeps the inherited mapping while there are exports. The
+        // buffer is read-only (readonly = 1): Python never writes the slot.
+        let r =
+            unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr, me.len as isize, 1, flags) };
+        if r == -1 {
+            return Err(PyErr::fetch(py));
+        }
+        me.exports.fetch_add(1, Ordering::Relaxed);
+        q.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a buffer that `__getbuffer__` filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::Relaxed);
+        self.queue.get().exports.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1220,6 +1412,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Queue>()?;
     m.add_class::<Message>()?;
     m.add_class::<Handle>()?;
+    m.add_class::<Borrowed>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(status_name, m)?)?;

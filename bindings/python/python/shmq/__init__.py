@@ -352,8 +352,12 @@ os.register_at_fork(after_in_child=_native._forked)
 #: A claimed message (made by the claim calls, never directly): ``data``
 #: (bytes, a private copy checked for tearing), ``key``, ``version``,
 #: ``deliveries`` (1 on the first delivery), ``enqueued_ns``, ``position``
-#: and ``token``; ``view`` is the payload as a memoryview and ``settled``
-#: whether an outcome was given through it. Give exactly one outcome:
+#: and ``token``; ``view`` is the payload as a memoryview (of the copy) and
+#: ``settled`` whether an outcome was given through it. ``borrow()`` is the
+#: payload without a copy: a read-only memoryview of the queue's shared
+#: memory, not checked for tearing, released by the outcome (a later use
+#: raises ValueError; a slice still alive makes the outcome and
+#: ``Queue.close`` raise BufferError). A Message cannot be pickled. Give exactly one outcome:
 #: ``ack()``, ``nack(delay=0.0)`` or ``reject(reason)`` (``extend(lease)``
 #: any number of times before). As a context manager it acks on normal exit
 #: and nacks when an exception leaves the block (unless an outcome was
