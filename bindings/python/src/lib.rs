@@ -9,8 +9,10 @@
 //!   Python frame in between: the single-message loop is three calls into
 //!   Rust); the batch and admin calls take plain integers (nanoseconds)
 //!   from the package, which checks and converts its arguments.
-//! - `Message`, which is `shmq.Message`: a claimed message with a
-//!   private copy of its payload (checked for tearing) and its outcomes.
+//! - `Message`, which is `shmq.Message`: a claimed message, its outcomes,
+//!   and its payload as a private copy (checked for tearing, made on first
+//!   use) or borrowed without a copy (`Borrowed`, a buffer of the mapping
+//!   released by the outcome).
 //!
 //! Errors are raised as the package's exception classes (one per status),
 //! which the package hands over once with `_init`. Conversions of timeouts
@@ -526,10 +528,8 @@ impl Queue {
         }
         let m = r.map_err(|e| err(py, e))?;
         let claimed_ns = me.sample(m.claimed_ns());
-        let data = PyBytes::new_with(py, m.len(), |buf| {
-            m.read_into(buf).map(drop).map_err(|e| err(py, e))
-        })?;
-        Ok(Message::new(slf, &m, data.unbind(), claimed_ns))
+        // The payload is copied when `data` is first read (or borrowed).
+        Ok(Message::new(slf, &m, claimed_ns))
     }
 
     /// Claims up to ``count`` messages (``count`` > 0, timeout in ns as the
@@ -556,10 +556,7 @@ impl Queue {
         let mut out = Vec::with_capacity(got.len());
         for m in &got {
             let claimed_ns = me.sample(m.claimed_ns());
-            let data = PyBytes::new_with(py, m.len(), |buf| {
-                m.read_into(buf).map(drop).map_err(|e| err(py, e))
-            })?;
-            out.push(Message::new(slf, m, data.unbind(), claimed_ns));
+            out.push(Message::new(slf, m, claimed_ns));
         }
         Ok(out)
     }
@@ -594,7 +591,7 @@ impl Queue {
         let me = borrow(slf.get(), py, "ack_many")?;
         let q = me.handle(py)?;
         for m in &todo {
-            m.get().release_view(py)?;
+            m.get().before_outcome(py)?;
         }
         let mut acked = 0;
         for m in &todo {
@@ -953,7 +950,8 @@ const HISTOGRAMS: [(&str, Histogram); 3] = [
 ];
 
 /// A claimed message: ``data`` (bytes, a private copy checked for
-/// tearing), ``key``, ``version``, ``deliveries`` (1 on the first
+/// tearing, made on first use and at the latest by the outcome unless the
+/// payload was borrowed), ``key``, ``version``, ``deliveries`` (1 on the first
 /// delivery), ``enqueued_ns``, ``position`` and ``token``. Give exactly one
 /// outcome: :meth:`ack`, :meth:`nack` or :meth:`reject` (:meth:`extend` any
 /// number of times before). As a context manager it acks on normal exit
@@ -962,8 +960,10 @@ const HISTOGRAMS: [(&str, Histogram); 3] = [
 #[pyclass(module = "shmq", frozen)]
 struct Message {
     queue: Py<Queue>,
-    #[pyo3(get)]
-    data: Py<PyBytes>,
+    /// The private copy of the payload, once made (see `copy`).
+    data: PyOnceLock<Py<PyBytes>>,
+    /// The payload's length.
+    len: usize,
     #[pyo3(get)]
     key: u64,
     #[pyo3(get)]
@@ -995,15 +995,11 @@ struct Message {
 }
 
 impl Message {
-    fn new(
-        q: &Bound<'_, Queue>,
-        m: &shmq::Message<'_>,
-        data: Py<PyBytes>,
-        claimed_ns: u64,
-    ) -> Message {
+    fn new(q: &Bound<'_, Queue>, m: &shmq::Message<'_>, claimed_ns: u64) -> Message {
         Message {
             queue: q.clone().unbind(),
-            data,
+            data: PyOnceLock::new(),
+            len: m.len(),
             key: m.key(),
             version: m.version(),
             deliveries: m.deliveries(),
@@ -1016,6 +1012,48 @@ impl Message {
             generation: FORK_GENERATION.load(Ordering::Relaxed),
             borrowed: PyOnceLock::new(),
         }
+    }
+
+    /// The private copy of the payload, made on first use: a checked copy
+    /// out of the slot while the claim is held.
+    fn copy(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        if let Some(d) = self.data.get(py) {
+            return Ok(d.clone_ref(py));
+        }
+        let path = &self.queue.get().path;
+        if self.done.load(Ordering::Relaxed) {
+            let msg = format!(
+                "{path}: data: the payload was borrowed and not read before the outcome (the \
+                 slot is given back)"
+            );
+            return Err(raise(py, Status::LeaseLost, &msg));
+        }
+        if self.generation != FORK_GENERATION.load(Ordering::Relaxed) {
+            let msg = format!("{path}: data: the message was claimed by the parent process");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        let g = borrow(self.queue.get(), py, "data")?;
+        let q = g.handle(py)?;
+        let d = PyBytes::new_with(py, self.len, |buf| {
+            q.read_payload(self.token, buf)
+                .map(drop)
+                .map_err(|e| err(py, e))
+        })?;
+        drop(g);
+        let d = d.unbind();
+        let _ = self.data.set(py, d.clone_ref(py));
+        Ok(d)
+    }
+
+    /// What an outcome does first: the copy is made if the payload was
+    /// not borrowed (so that `data` still answers after the outcome; a
+    /// claim lost meanwhile is the outcome's error to report), then the
+    /// borrowed view is released.
+    fn before_outcome(&self, py: Python<'_>) -> PyResult<()> {
+        if self.borrowed.get(py).is_none() {
+            let _ = self.copy(py);
+        }
+        self.release_view(py)
     }
 
     /// Releases the borrowed view before an outcome: the memoryview handed
@@ -1069,7 +1107,7 @@ impl Message {
     /// Done: the message is deleted. Raises LeaseLost if the claim was
     /// lost meanwhile (it may be processed again elsewhere).
     fn ack(&self, py: Python<'_>) -> PyResult<()> {
-        self.release_view(py)?;
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "ack", &Outcome::Ack)
     }
@@ -1082,7 +1120,7 @@ impl Message {
             Some(d) => duration_arg(py, d, "nack: delay")?,
             None => 0,
         };
-        self.release_view(py)?;
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         let not_before_ns = if delay_ns == 0 {
             0
@@ -1095,7 +1133,7 @@ impl Message {
     /// Give up: the message goes to the dead letters with ``reason``.
     #[pyo3(signature = (reason="rejected"))]
     fn reject(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
-        self.release_view(py)?;
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "reject", &Outcome::Reject { reason })
     }
@@ -1158,7 +1196,7 @@ impl Message {
             let g = borrow(me.queue.get(), py, "borrow")?;
             g.handle(py)?;
         }
-        let len = me.data.bind(py).as_bytes().len();
+        let len = me.len;
         if me.ptr == 0 && len > 0 {
             let msg = format!("{path}: borrow: the payload is not in plain memory");
             return Err(raise(py, Status::InvalidArgument, &msg));
@@ -1179,10 +1217,17 @@ impl Message {
         Ok(mv)
     }
 
+    /// The payload as bytes: a private copy, checked for tearing, made on
+    /// first use (and by the outcome, unless the payload was borrowed).
+    #[getter]
+    fn data(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        self.copy(py)
+    }
+
     /// The payload as a memoryview (of the private copy).
     #[getter]
     fn view<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        PyMemoryView::from(self.data.bind(py).as_any())
+        PyMemoryView::from(self.copy(py)?.bind(py).as_any())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1209,14 +1254,10 @@ impl Message {
         Ok(false)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __repr__(&self) -> String {
         format!(
             "<shmq.Message position={} len={} key={} version={} deliveries={}>",
-            self.position,
-            self.data.bind(py).as_bytes().len(),
-            self.key,
-            self.version,
-            self.deliveries
+            self.position, self.len, self.key, self.version, self.deliveries
         )
     }
 }

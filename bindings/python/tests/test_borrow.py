@@ -109,3 +109,17 @@ def test_pickling_a_view_is_refused(path):
         with pytest.raises(TypeError):
             pickle.dumps(m.borrow())
         m.ack()
+
+
+def test_borrowing_makes_no_copy(path):
+    with shmq.Queue.create(path, capacity=8, max_message_size=16) as q:
+        q.send(b"borrowed")
+        q.send(b"copied")
+        m = q.claim(timeout=0)
+        assert m.borrow().tobytes() == b"borrowed"
+        m.ack()
+        with pytest.raises(shmq.LeaseLost, match="not read before the outcome"):
+            m.data  # never copied
+        m = q.claim(timeout=0)
+        m.ack()
+        assert m.data == b"copied"  # copied by the outcome
