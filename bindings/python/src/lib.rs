@@ -32,7 +32,7 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -378,6 +378,7 @@ fn borrow<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a,
 }
 
 /// The lock of `q`, as [`borrow`] without the reopening after a fork.
+#[inline]
 fn lock<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
     match q.inner.try_lock() {
         Ok(g) => Ok(g),
@@ -960,8 +961,10 @@ const HISTOGRAMS: [(&str, Histogram); 3] = [
 #[pyclass(module = "shmq", frozen)]
 struct Message {
     queue: Py<Queue>,
-    /// The private copy of the payload, once made (see `copy`).
-    data: PyOnceLock<Py<PyBytes>>,
+    /// The private copy of the payload, once made (see `copy`). A std
+    /// `OnceLock` (its set is a compare-and-swap) rather than a
+    /// `PyOnceLock`: only ever set with the GIL held, never waited for.
+    data: OnceLock<Py<PyBytes>>,
     /// The payload's length.
     len: usize,
     #[pyo3(get)]
@@ -998,7 +1001,7 @@ impl Message {
     fn new(q: &Bound<'_, Queue>, m: &shmq::Message<'_>, claimed_ns: u64) -> Message {
         Message {
             queue: q.clone().unbind(),
-            data: PyOnceLock::new(),
+            data: OnceLock::new(),
             len: m.len(),
             key: m.key(),
             version: m.version(),
@@ -1017,7 +1020,7 @@ impl Message {
     /// The private copy of the payload, made on first use: a checked copy
     /// out of the slot while the claim is held.
     fn copy(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        if let Some(d) = self.data.get(py) {
+        if let Some(d) = self.data.get() {
             return Ok(d.clone_ref(py));
         }
         let path = &self.queue.get().path;
@@ -1041,7 +1044,7 @@ impl Message {
         })?;
         drop(g);
         let d = d.unbind();
-        let _ = self.data.set(py, d.clone_ref(py));
+        let _ = self.data.set(d.clone_ref(py));
         Ok(d)
     }
 
@@ -1050,10 +1053,13 @@ impl Message {
     /// claim lost meanwhile is the outcome's error to report), then the
     /// borrowed view is released.
     fn before_outcome(&self, py: Python<'_>) -> PyResult<()> {
-        if self.borrowed.get(py).is_none() {
+        if self.borrowed.get(py).is_some() {
+            return self.release_view(py);
+        }
+        if self.data.get().is_none() {
             let _ = self.copy(py);
         }
-        self.release_view(py)
+        Ok(())
     }
 
     /// Releases the borrowed view before an outcome: the memoryview handed
