@@ -9,8 +9,10 @@
 //!   Python frame in between: the single-message loop is three calls into
 //!   Rust); the batch and admin calls take plain integers (nanoseconds)
 //!   from the package, which checks and converts its arguments.
-//! - `Message`, which is `shmq.Message`: a claimed message with a
-//!   private copy of its payload (checked for tearing) and its outcomes.
+//! - `Message`, which is `shmq.Message`: a claimed message, its outcomes,
+//!   and its payload as a private copy (checked for tearing, made on first
+//!   use) or borrowed without a copy (`Borrowed`, a buffer of the mapping
+//!   released by the outcome).
 //!
 //! Errors are raised as the package's exception classes (one per status),
 //! which the package hands over once with `_init`. Conversions of timeouts
@@ -27,13 +29,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::Cell;
+use std::os::raw::c_int;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyTuple, PyType};
@@ -47,6 +51,40 @@ use shmq::{
 static ERRORS: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
 /// The package's `_ns(value, what)` and `_duration_ns(value, what)`.
 static HELPERS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// How many times this process is a `fork()` away from the one that
+/// imported the module: bumped in the child by `_forked`, which the
+/// package registers with `os.register_at_fork`. A `Queue` remembers the
+/// value it was opened under; a call that finds another one is in a
+/// forked child and opens the child's own handle first (see [`borrow`]).
+/// Relaxed: bumped and read with the GIL held, in a child that has one
+/// thread at that point.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How a queue was opened, to open it again in a forked child or in the
+/// process that unpickles it: the access (0 participant, 1 inspect, 2
+/// read-only) and the checks on the file's owner and mode.
+#[derive(Clone, Copy)]
+struct Reopen {
+    access: u32,
+    group_shared: bool,
+    trust_any_owner: bool,
+}
+
+impl Reopen {
+    fn open(self, py: Python<'_>, path: &str) -> PyResult<shmq::Queue> {
+        let access = match self.access {
+            0 => Access::Participant,
+            1 => Access::Inspect,
+            _ => Access::ReadOnly,
+        };
+        let o = OpenOptions::new()
+            .access(access)
+            .group_shared(self.group_shared)
+            .trust_any_owner(self.trust_any_owner);
+        shmq::Queue::open_with(path, &o).map_err(|e| err(py, e))
+    }
+}
 
 /// The largest timeout in nanoseconds (an `int64_t` in the C API): longer
 /// ones wait forever.
@@ -223,6 +261,8 @@ struct Inner {
     claims: Cell<u64>,
     /// The claim time of the last sampled claim.
     last_sample_ns: Cell<u64>,
+    /// The [`FORK_GENERATION`] the handle in `q` was opened under.
+    generation: u64,
 }
 
 /// One claim in this many is timed precisely for the processing-time and
@@ -266,6 +306,7 @@ impl Inner {
 #[pyclass(module = "shmq._native", frozen)]
 struct Handle {
     q: Mutex<Option<shmq::Queue>>,
+    reopen: Reopen,
 }
 
 /// One attachment to a queue file: the base class of `shmq.Queue`.
@@ -301,10 +342,44 @@ struct Queue {
     /// file; every change raises PermissionDenied.
     #[pyo3(get)]
     read_only: bool,
+    /// How to open the file again (a forked child, an unpickled copy).
+    reopen: Reopen,
+    /// Buffers exported by the messages' borrowed views (`Message.borrow`)
+    /// that point into this handle's mapping: while there are any, `close`
+    /// refuses, and a forked child never unmaps the inherited mapping.
+    /// Relaxed: counted and read with the GIL held.
+    exports: AtomicUsize,
 }
 
 /// The lock of `q` for one call; `Closed` when another thread is inside.
+///
+/// In a process forked from the one that opened the handle, the handle is
+/// the parent's participant (the engine refuses every call through it and
+/// leaves the file alone when it is dropped): the child's own handle is
+/// opened here, on the first call, with the options of the first, and the
+/// inherited one dropped. The parent's claims stay the parent's.
 fn borrow<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
+    let mut g = lock(q, py, op)?;
+    let now = FORK_GENERATION.load(Ordering::Relaxed);
+    if g.generation != now {
+        if let Some(old) = g.q.take() {
+            if q.exports.load(Ordering::Relaxed) > 0 {
+                // Views inherited from the parent still point into its
+                // mapping: keep it mapped in this process.
+                std::mem::forget(old);
+            }
+            // Otherwise dropped here: the engine leaves the file alone for
+            // a handle copied by fork().
+            g.q = Some(q.reopen.open(py, &q.path)?);
+        }
+        g.generation = now;
+    }
+    Ok(g)
+}
+
+/// The lock of `q`, as [`borrow`] without the reopening after a fork.
+#[inline]
+fn lock<'a>(q: &'a Queue, py: Python<'_>, op: &str) -> PyResult<MutexGuard<'a, Inner>> {
     match q.inner.try_lock() {
         Ok(g) => Ok(g),
         // A panic inside the engine poisoned the lock: the handle is
@@ -327,6 +402,7 @@ impl Queue {
     #[new]
     fn new(handle: &Bound<'_, Handle>, path: String) -> PyResult<Queue> {
         let py = handle.py();
+        let reopen = handle.get().reopen;
         let q = handle
             .get()
             .q
@@ -354,17 +430,40 @@ impl Queue {
                 scratch: Vec::new(),
                 claims: Cell::new(0),
                 last_sample_ns: Cell::new(0),
+                generation: FORK_GENERATION.load(Ordering::Relaxed),
             }),
             path,
+            reopen,
+            exports: AtomicUsize::new(0),
         })
     }
 
     /// Detaches; idempotent. Claims still held are redelivered at once.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let q = borrow(slf.get(), slf.py(), "close")?.q.take();
+        // Not `borrow`: a forked child that never used the queue has no
+        // handle of its own to open just to close it.
+        let mut g = lock(slf.get(), slf.py(), "close")?;
+        let views = slf.get().exports.load(Ordering::Relaxed);
+        if views > 0 && g.q.is_some() {
+            return Err(PyBufferError::new_err(format!(
+                "{}: close: {views} view(s) of claimed payloads (Message.borrow()) are still in \
+                 use: release them (or give the messages their outcomes) first",
+                slf.get().path
+            )));
+        }
+        let q = g.q.take();
+        drop(g);
         slf.get().open.store(false, Ordering::Relaxed);
         drop(q);
         Ok(())
+    }
+
+    /// How the queue was opened, for pickling: `(access,
+    /// group_shared, trust_any_owner)` as `open` takes them.
+    #[getter]
+    fn _reopen_args(&self) -> (u32, bool, bool) {
+        let r = self.reopen;
+        (r.access, r.group_shared, r.trust_any_owner)
     }
 
     /// Whether the queue was closed.
@@ -430,10 +529,8 @@ impl Queue {
         }
         let m = r.map_err(|e| err(py, e))?;
         let claimed_ns = me.sample(m.claimed_ns());
-        let data = PyBytes::new_with(py, m.len(), |buf| {
-            m.read_into(buf).map(drop).map_err(|e| err(py, e))
-        })?;
-        Ok(Message::new(slf, &m, data.unbind(), claimed_ns))
+        // The payload is copied when `data` is first read (or borrowed).
+        Ok(Message::new(slf, &m, claimed_ns))
     }
 
     /// Claims up to ``count`` messages (``count`` > 0, timeout in ns as the
@@ -460,10 +557,7 @@ impl Queue {
         let mut out = Vec::with_capacity(got.len());
         for m in &got {
             let claimed_ns = me.sample(m.claimed_ns());
-            let data = PyBytes::new_with(py, m.len(), |buf| {
-                m.read_into(buf).map(drop).map_err(|e| err(py, e))
-            })?;
-            out.push(Message::new(slf, m, data.unbind(), claimed_ns));
+            out.push(Message::new(slf, m, claimed_ns));
         }
         Ok(out)
     }
@@ -497,6 +591,9 @@ impl Queue {
         }
         let me = borrow(slf.get(), py, "ack_many")?;
         let q = me.handle(py)?;
+        for m in &todo {
+            m.get().before_outcome(py)?;
+        }
         let mut acked = 0;
         for m in &todo {
             m.get().done.store(true, Ordering::Relaxed);
@@ -588,6 +685,13 @@ impl Queue {
 
     /// Claims up to `count` messages, copies their payloads one after
     /// another and acks them all: `(data, lengths)`.
+    ///
+    /// The whole batch is one engine call made without the GIL (its cost
+    /// is spread over the batch): claim, checked copy into the reused
+    /// scratch buffer (grown once to `count` messages of the largest size,
+    /// never cleared), ack. Then one `bytes` of what was copied and the
+    /// lengths; a length of at most 256 is a cached small int, so the list
+    /// costs no allocation per message.
     fn _take_packed<'py>(
         slf: &Bound<'py, Self>,
         count: usize,
@@ -595,35 +699,58 @@ impl Queue {
     ) -> PyResult<(Bound<'py, PyBytes>, Vec<usize>)> {
         let py = slf.py();
         let timeout = Timeout::from_nanos(timeout_ns);
+        let max = slf.get().max_message_size as usize;
         let mut me = borrow(slf.get(), py, "take_packed")?;
         let mut scratch = std::mem::take(&mut me.scratch);
         let q = me.handle(py)?;
+        // Room for a whole batch of the largest messages; a call asking for
+        // more than fits in memory is refused rather than aborting.
+        let want = count.checked_mul(max).filter(|&n| n <= isize::MAX as usize);
+        let Some(want) = want else {
+            me.scratch = scratch;
+            let msg = format!(
+                "{}: take_packed: count {count} is too large",
+                slf.get().path
+            );
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        };
+        if scratch.len() < want {
+            scratch.resize(want, 0);
+        }
         let w = Detached((q, &mut scratch));
-        let r = maybe_detached(py, timeout, move || {
+        let r = py.detach(move || {
             let (q, scratch) = w.get();
-            scratch.clear();
             let mut got = Vec::new();
-            q.claim_batch_into(count, timeout, &mut got)?;
-            let mut lens = Vec::with_capacity(got.len());
-            for m in &got {
-                let at = scratch.len();
-                scratch.resize(at + m.len(), 0);
-                match m.read_into(&mut scratch[at..]) {
-                    Ok(n) => {
-                        scratch.truncate(at + n);
-                        lens.push(n);
+            let r = (|| {
+                q.claim_batch_into(count, timeout, &mut got)?;
+                let mut lens = Vec::with_capacity(got.len());
+                let mut at = 0;
+                for m in &got {
+                    if scratch.len() < at + m.len() {
+                        // Never for a sound file (a message is at most
+                        // max_message_size): grown rather than trusted.
+                        scratch.resize(at + m.len(), 0);
                     }
-                    // The claim ran out during the copy: the message is
-                    // someone else's now (the ack below skips it); the
-                    // others are still ours to hand over and ack.
-                    Err(e) if e.status() == Status::LeaseLost => scratch.truncate(at),
-                    Err(e) => return Err(e),
+                    match m.read_into(&mut scratch[at..at + m.len()]) {
+                        Ok(n) => {
+                            at += n;
+                            lens.push(n);
+                        }
+                        // The claim ran out during the copy: the message is
+                        // someone else's now (the ack below skips it); the
+                        // others are still ours to hand over and ack.
+                        Err(e) if e.status() == Status::LeaseLost => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            q.ack_batch(&got)?;
-            Ok::<_, shmq::Error>(lens)
+                q.ack_batch(&got)?;
+                Ok::<_, shmq::Error>((at, lens))
+            })();
+            Detached(r)
         });
-        let out = r.map(|lens| (PyBytes::new(py, &scratch), lens));
+        let out = r
+            .get()
+            .map(|(at, lens)| (PyBytes::new(py, &scratch[..at]), lens));
         me.scratch = scratch;
         out.map_err(|e| err(py, e))
     }
@@ -688,6 +815,10 @@ impl Queue {
             hd.set_item("max", h.max)?;
             d.set_item(k, hd)?;
         }
+        // Bounded as `shmq stats` bounds them: a damaged file may hold
+        // any number in the sleeper counts.
+        d.set_item("waiting_producers", s.producers_waiting.min(1 << 20))?;
+        d.set_item("waiting_consumers", s.consumers_waiting.min(1 << 20))?;
         d.set_item("keys_in_use", s.keys_in_use)?;
         d.set_item("key_capacity", s.key_capacity)?;
         Ok(d)
@@ -820,7 +951,8 @@ const HISTOGRAMS: [(&str, Histogram); 3] = [
 ];
 
 /// A claimed message: ``data`` (bytes, a private copy checked for
-/// tearing), ``key``, ``version``, ``deliveries`` (1 on the first
+/// tearing, made on first use and at the latest by the outcome unless the
+/// payload was borrowed), ``key``, ``version``, ``deliveries`` (1 on the first
 /// delivery), ``enqueued_ns``, ``position`` and ``token``. Give exactly one
 /// outcome: :meth:`ack`, :meth:`nack` or :meth:`reject` (:meth:`extend` any
 /// number of times before). As a context manager it acks on normal exit
@@ -829,8 +961,12 @@ const HISTOGRAMS: [(&str, Histogram); 3] = [
 #[pyclass(module = "shmq", frozen)]
 struct Message {
     queue: Py<Queue>,
-    #[pyo3(get)]
-    data: Py<PyBytes>,
+    /// The private copy of the payload, once made (see `copy`). A std
+    /// `OnceLock` (its set is a compare-and-swap) rather than a
+    /// `PyOnceLock`: only ever set with the GIL held, never waited for.
+    data: OnceLock<Py<PyBytes>>,
+    /// The payload's length.
+    len: usize,
     #[pyo3(get)]
     key: u64,
     #[pyo3(get)]
@@ -850,18 +986,23 @@ struct Message {
     /// An outcome was given through this object. Relaxed: read and written
     /// only with the GIL held, which orders the accesses.
     done: AtomicBool,
+    /// The payload's address in the queue's mapping (null if not plain
+    /// memory), for `borrow`.
+    ptr: usize,
+    /// The [`FORK_GENERATION`] of the claim: a forked child's copy of a
+    /// message points into a mapping that is not the child's handle's.
+    generation: u64,
+    /// The borrowed view, once asked for: its exporter and the memoryview
+    /// handed out.
+    borrowed: PyOnceLock<(Py<Borrowed>, Py<PyMemoryView>)>,
 }
 
 impl Message {
-    fn new(
-        q: &Bound<'_, Queue>,
-        m: &shmq::Message<'_>,
-        data: Py<PyBytes>,
-        claimed_ns: u64,
-    ) -> Message {
+    fn new(q: &Bound<'_, Queue>, m: &shmq::Message<'_>, claimed_ns: u64) -> Message {
         Message {
             queue: q.clone().unbind(),
-            data,
+            data: OnceLock::new(),
+            len: m.len(),
             key: m.key(),
             version: m.version(),
             deliveries: m.deliveries(),
@@ -870,7 +1011,78 @@ impl Message {
             token: m.token(),
             claimed_ns,
             done: AtomicBool::new(false),
+            ptr: m.payload_ptr() as usize,
+            generation: FORK_GENERATION.load(Ordering::Relaxed),
+            borrowed: PyOnceLock::new(),
         }
+    }
+
+    /// The private copy of the payload, made on first use: a checked copy
+    /// out of the slot while the claim is held.
+    fn copy(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        if let Some(d) = self.data.get() {
+            return Ok(d.clone_ref(py));
+        }
+        let path = &self.queue.get().path;
+        if self.done.load(Ordering::Relaxed) {
+            let msg = format!(
+                "{path}: data: the payload was borrowed and not read before the outcome (the \
+                 slot is given back)"
+            );
+            return Err(raise(py, Status::LeaseLost, &msg));
+        }
+        if self.generation != FORK_GENERATION.load(Ordering::Relaxed) {
+            let msg = format!("{path}: data: the message was claimed by the parent process");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        let g = borrow(self.queue.get(), py, "data")?;
+        let q = g.handle(py)?;
+        let d = PyBytes::new_with(py, self.len, |buf| {
+            q.read_payload(self.token, buf)
+                .map(drop)
+                .map_err(|e| err(py, e))
+        })?;
+        drop(g);
+        let d = d.unbind();
+        let _ = self.data.set(d.clone_ref(py));
+        Ok(d)
+    }
+
+    /// What an outcome does first: the copy is made if the payload was
+    /// not borrowed (so that `data` still answers after the outcome; a
+    /// claim lost meanwhile is the outcome's error to report), then the
+    /// borrowed view is released.
+    fn before_outcome(&self, py: Python<'_>) -> PyResult<()> {
+        if self.borrowed.get(py).is_some() {
+            return self.release_view(py);
+        }
+        if self.data.get().is_none() {
+            let _ = self.copy(py);
+        }
+        Ok(())
+    }
+
+    /// Releases the borrowed view before an outcome: the memoryview handed
+    /// out is released (a later use raises ValueError) and the exporter
+    /// takes no new export. `BufferError` (and no outcome) while a view made
+    /// from it (a slice, a NumPy array) is still alive: its memory is the
+    /// slot, which the outcome gives back.
+    fn release_view(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((b, mv)) = self.borrowed.get(py) else {
+            return Ok(());
+        };
+        let b = b.get();
+        b.released.store(true, Ordering::Relaxed);
+        mv.bind(py).call_method0("release")?;
+        let n = b.exports.load(Ordering::Relaxed);
+        if n > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "{}: the payload's borrowed view is still in use by {n} view(s) made from it \
+                 (slices, arrays): release them before the outcome",
+                self.queue.get().path
+            )));
+        }
+        Ok(())
     }
 
     /// The claim and enqueue times an outcome records, for a sampled
@@ -901,6 +1113,7 @@ impl Message {
     /// Done: the message is deleted. Raises LeaseLost if the claim was
     /// lost meanwhile (it may be processed again elsewhere).
     fn ack(&self, py: Python<'_>) -> PyResult<()> {
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "ack", &Outcome::Ack)
     }
@@ -913,6 +1126,7 @@ impl Message {
             Some(d) => duration_arg(py, d, "nack: delay")?,
             None => 0,
         };
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         let not_before_ns = if delay_ns == 0 {
             0
@@ -925,6 +1139,7 @@ impl Message {
     /// Give up: the message goes to the dead letters with ``reason``.
     #[pyo3(signature = (reason="rejected"))]
     fn reject(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
+        self.before_outcome(py)?;
         self.done.store(true, Ordering::Relaxed);
         self.settle(py, "reject", &Outcome::Reject { reason })
     }
@@ -944,16 +1159,81 @@ impl Message {
         self.settle(py, "extend", &Outcome::Extend { deadline_ns })
     }
 
+    /// A claim is this process's, on this handle: it cannot be pickled.
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "a shmq.Message cannot be pickled: its claim belongs to the process and the Queue \
+             that claimed it; send its data (bytes) instead, and give its outcome here",
+        ))
+    }
+
     /// Whether an outcome was given through this object.
     #[getter]
     fn settled(&self) -> bool {
         self.done.load(Ordering::Relaxed)
     }
 
+    /// The payload as a read-only memoryview of the queue's shared memory,
+    /// without a copy. It is released by the outcome (`ack`, `nack`,
+    /// `reject`, `ack_many`): a later use raises ValueError. Views made from
+    /// it (slices, arrays) must be released before the outcome (else
+    /// BufferError, and no outcome) and before the queue is closed.
+    ///
+    /// Unlike `data`, it is not checked for tearing, and it shows the
+    /// message only while the claim is held: once the lease has run out,
+    /// the slot may be given to another consumer and reused.
+    fn borrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let py = slf.py();
+        let me = slf.get();
+        let path = &me.queue.get().path;
+        if me.done.load(Ordering::Relaxed) {
+            let msg = format!("{path}: borrow: the message was given its outcome");
+            return Err(raise(py, Status::LeaseLost, &msg));
+        }
+        if me.generation != FORK_GENERATION.load(Ordering::Relaxed) {
+            let msg = format!("{path}: borrow: the message was claimed by the parent process");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        if let Some((_, mv)) = me.borrowed.get(py) {
+            return Ok(mv.bind(py).clone());
+        }
+        // The queue is still open (its mapping is where the view points).
+        {
+            let g = borrow(me.queue.get(), py, "borrow")?;
+            g.handle(py)?;
+        }
+        let len = me.len;
+        if me.ptr == 0 && len > 0 {
+            let msg = format!("{path}: borrow: the payload is not in plain memory");
+            return Err(raise(py, Status::InvalidArgument, &msg));
+        }
+        let b = Py::new(
+            py,
+            Borrowed {
+                queue: me.queue.clone_ref(py),
+                ptr: me.ptr,
+                len,
+                generation: me.generation,
+                exports: AtomicUsize::new(0),
+                released: AtomicBool::new(false),
+            },
+        )?;
+        let mv = PyMemoryView::from(b.bind(py).as_any())?;
+        let _ = me.borrowed.set(py, (b, mv.clone().unbind()));
+        Ok(mv)
+    }
+
+    /// The payload as bytes: a private copy, checked for tearing, made on
+    /// first use (and by the outcome, unless the payload was borrowed).
+    #[getter]
+    fn data(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        self.copy(py)
+    }
+
     /// The payload as a memoryview (of the private copy).
     #[getter]
     fn view<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        PyMemoryView::from(self.data.bind(py).as_any())
+        PyMemoryView::from(self.copy(py)?.bind(py).as_any())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -980,15 +1260,90 @@ impl Message {
         Ok(false)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __repr__(&self) -> String {
         format!(
             "<shmq.Message position={} len={} key={} version={} deliveries={}>",
-            self.position,
-            self.data.bind(py).as_bytes().len(),
-            self.key,
-            self.version,
-            self.deliveries
+            self.position, self.len, self.key, self.version, self.deliveries
         )
+    }
+}
+
+/// The exporter of a claimed payload's memory for `Message.borrow`: a
+/// read-only buffer of `len` bytes at `ptr`, in the mapping of `queue`'s
+/// handle.
+#[pyclass(module = "shmq._native", frozen)]
+struct Borrowed {
+    queue: Py<Queue>,
+    ptr: usize,
+    len: usize,
+    /// The [`FORK_GENERATION`] of the claim.
+    generation: u64,
+    /// Buffers exported now. Relaxed: counted with the GIL held.
+    exports: AtomicUsize,
+    /// Set by the message's outcome: no new export. Relaxed: GIL held.
+    released: AtomicBool,
+}
+
+#[pymethods]
+impl Borrowed {
+    /// Exports the payload's memory, read-only.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a `Py_buffer` to fill (the buffer protocol).
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let q = me.queue.get();
+        if me.released.load(Ordering::Relaxed)
+            || !q.open.load(Ordering::Relaxed)
+            || me.generation != FORK_GENERATION.load(Ordering::Relaxed)
+        {
+            return Err(PyBufferError::new_err(format!(
+                "{}: the borrowed payload was released (outcome given, queue closed or \
+                 another process)",
+                q.path
+            )));
+        }
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("a borrowed payload is read-only"));
+        }
+        // An empty payload has no address: any non-null one does for 0 bytes.
+        static EMPTY: u8 = 0;
+        let ptr = if me.len == 0 {
+            std::ptr::addr_of!(EMPTY) as *mut std::ffi::c_void
+        } else {
+            me.ptr as *mut std::ffi::c_void
+        };
+        // SAFETY: `view` is the Py_buffer Python asked us to fill; `ptr`
+        // is `len` bytes of the queue's mapping (or the static byte for an
+        // empty payload), which stays mapped while the buffer is exported:
+        // the Queue is kept alive by `self.queue` (and `view.obj` keeps
+        // `self` alive), `close` refuses while `exports` > 0 and a forked
+        // child keeps the inherited mapping while there are exports. The
+        // buffer is read-only (readonly = 1): Python never writes the slot.
+        let r =
+            unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr, me.len as isize, 1, flags) };
+        if r == -1 {
+            return Err(PyErr::fetch(py));
+        }
+        me.exports.fetch_add(1, Ordering::Relaxed);
+        q.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a buffer that `__getbuffer__` filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::Relaxed);
+        self.queue.get().exports.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1034,8 +1389,16 @@ fn create(
         ..Options::default()
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
+    // Opened again (after a fork, when unpickled) as a participant, with
+    // the checks its mode needs: a group may write it, or anyone.
+    let reopen = Reopen {
+        access: 0,
+        group_shared: mode & 0o020 != 0,
+        trust_any_owner: mode & 0o002 != 0,
+    };
     Ok(Handle {
         q: Mutex::new(Some(q)),
+        reopen,
     })
 }
 
@@ -1043,24 +1406,28 @@ fn create(
 #[pyfunction]
 fn open(
     py: Python<'_>,
-    path: PathBuf,
+    path: String,
     access: u32,
     group_shared: bool,
     trust_any_owner: bool,
 ) -> PyResult<Handle> {
-    let access = match access {
-        0 => Access::Participant,
-        1 => Access::Inspect,
-        _ => Access::ReadOnly,
+    let reopen = Reopen {
+        access,
+        group_shared,
+        trust_any_owner,
     };
-    let o = OpenOptions::new()
-        .access(access)
-        .group_shared(group_shared)
-        .trust_any_owner(trust_any_owner);
-    let q = shmq::Queue::open_with(&path, &o).map_err(|e| err(py, e))?;
+    let q = reopen.open(py, &path)?;
     Ok(Handle {
         q: Mutex::new(Some(q)),
+        reopen,
     })
+}
+
+/// Called in the child after `os.fork()` (registered by the package):
+/// every queue opens its own handle on its next call.
+#[pyfunction]
+fn _forked() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The name of a status code (`"SHMQ_FULL"`), as in the C header.
@@ -1092,9 +1459,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Queue>()?;
     m.add_class::<Message>()?;
     m.add_class::<Handle>()?;
+    m.add_class::<Borrowed>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(status_name, m)?)?;
     m.add_function(wrap_pyfunction!(_init, m)?)?;
+    m.add_function(wrap_pyfunction!(_forked, m)?)?;
     Ok(())
 }

@@ -24,7 +24,15 @@ negative, NaN, infinite or too long duration, raise ``InvalidArgument`` (a
 
 A ``Queue`` is used by one thread at a time; open one per thread (a second
 thread calling into a Queue while another is inside it gets ``Closed``). A
-forked child must open its own. A call releases the GIL while it waits.
+call releases the GIL while it waits.
+
+With ``multiprocessing``: a ``Queue`` inherited by a forked child (a fork
+``Pool`` created after it) opens the child's own handle on its first call
+in the child, and a ``Queue`` pickled (a spawn or forkserver worker's
+argument) travels as its path and open options and is opened again where
+it is unpickled. Either way the parent's claims stay the parent's: a
+``Message`` is tied to the process and the handle that claimed it and
+cannot be pickled (send its ``data``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import grp
 import math
 import os
 import time
+import types
+from collections.abc import Mapping
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native
@@ -42,6 +52,8 @@ __all__ = [
     "Queue",
     "Message",
     "DeadLetter",
+    "Stats",
+    "HistogramStats",
     "Error",
     "Full",
     "Empty",
@@ -329,6 +341,10 @@ def _left_ns(deadline: Optional[float]) -> int:
 _native._init([_ERRORS.get(code, Error) for code in range(max(_ERRORS) + 1)],
               _ns, _duration_ns)
 
+# A forked child's queues open their own handles on their next call (the
+# inherited ones are the parent's participants).
+os.register_at_fork(after_in_child=_native._forked)
+
 
 # ---------------------------------------------------------------------------
 # Messages.
@@ -336,8 +352,12 @@ _native._init([_ERRORS.get(code, Error) for code in range(max(_ERRORS) + 1)],
 #: A claimed message (made by the claim calls, never directly): ``data``
 #: (bytes, a private copy checked for tearing), ``key``, ``version``,
 #: ``deliveries`` (1 on the first delivery), ``enqueued_ns``, ``position``
-#: and ``token``; ``view`` is the payload as a memoryview and ``settled``
-#: whether an outcome was given through it. Give exactly one outcome:
+#: and ``token``; ``view`` is the payload as a memoryview (of the copy) and
+#: ``settled`` whether an outcome was given through it. ``borrow()`` is the
+#: payload without a copy: a read-only memoryview of the queue's shared
+#: memory, not checked for tearing, released by the outcome (a later use
+#: raises ValueError; a slice still alive makes the outcome and
+#: ``Queue.close`` raise BufferError). A Message cannot be pickled. Give exactly one outcome:
 #: ``ack()``, ``nack(delay=0.0)`` or ``reject(reason)`` (``extend(lease)``
 #: any number of times before). As a context manager it acks on normal exit
 #: and nacks when an exception leaves the block (unless an outcome was
@@ -362,7 +382,137 @@ class DeadLetter:
 
 
 # ---------------------------------------------------------------------------
+# Stats: typed, with the names and units of `shmq stats --json`, and
+# read-only mappings.
+
+
+class HistogramStats(Mapping):
+    """One latency histogram of :meth:`Queue.stats`, in nanoseconds, named
+    as in ``shmq stats --json``: ``count``, ``sum_ns``, ``mean_ns``,
+    ``p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``max_ns``. Also a
+    read-only mapping of those names, which also takes the short names
+    ``sum``, ``max``, ``p50``, ``p90``, ``p99`` and ``p999``."""
+
+    __slots__ = ("count", "sum_ns", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns",
+                 "max_ns")
+    _ALIASES = {"sum": "sum_ns", "max": "max_ns", "mean": "mean_ns", "p50": "p50_ns",
+                "p90": "p90_ns", "p99": "p99_ns", "p999": "p999_ns"}
+
+    def __init__(self, d: Dict[str, int]) -> None:
+        set_ = object.__setattr__
+        set_(self, "count", d["count"])
+        set_(self, "sum_ns", d["sum"])
+        set_(self, "mean_ns", d["sum"] / d["count"] if d["count"] else 0.0)
+        for q in ("p50", "p90", "p99", "p999", "max"):
+            set_(self, q + "_ns", d[q])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"shmq.HistogramStats is read-only: {name}")
+
+    def __getitem__(self, key: str) -> Any:
+        name = self._ALIASES.get(key, key)
+        if name not in self.__slots__:
+            raise KeyError(key)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__slots__)
+
+    def __len__(self) -> int:
+        return len(self.__slots__)
+
+    def __repr__(self) -> str:
+        return (f"<shmq.HistogramStats count={self.count} p50_ns={self.p50_ns} "
+                f"p99_ns={self.p99_ns} max_ns={self.max_ns}>")
+
+
+class Stats(Mapping):
+    """The metrics of :meth:`Queue.stats`: the names and units of
+    ``shmq stats --json`` (durations and ages in nanoseconds), as
+    attributes, and a read-only mapping of them.
+
+    Gauges: ``queue`` (the path), ``capacity``, ``depth``, ``delayed``,
+    ``in_flight``, ``reserved``, ``dlq_waiting``, ``dead_letters``,
+    ``oldest_claimable_age_ns``, ``oldest_in_flight_age_ns``,
+    ``producers``, ``consumers``, ``participants``, ``waiting_producers``,
+    ``waiting_consumers``. ``counters``: a read-only mapping of the
+    counters by name (``sent``, ``acked``, ...; each also an attribute and
+    a key of its own: ``s.acked``, ``s["acked"]``). ``histograms``: the
+    latency histograms by name (``time_in_queue``, ``processing_time``,
+    ``end_to_end_time``; each also a key of its own), as
+    :class:`HistogramStats`. And, beyond the JSON: ``taken_ns`` (when the
+    snapshot was taken, CLOCK_MONOTONIC), ``keys_in_use``, ``key_capacity``,
+    and ``sent_per_s``/``acked_per_s``, the rates since this handle's
+    previous ``stats()`` (None on the first)."""
+
+    _GAUGES = ("queue", "capacity", "depth", "delayed", "in_flight", "reserved",
+               "dlq_waiting", "dead_letters", "oldest_claimable_age_ns",
+               "oldest_in_flight_age_ns", "producers", "consumers", "participants",
+               "waiting_producers", "waiting_consumers")
+    _EXTRA = ("taken_ns", "keys_in_use", "key_capacity", "sent_per_s", "acked_per_s")
+    _COUNTERS = ("sent", "claimed", "acked", "nacked", "rejected", "redelivered", "abandoned",
+                 "stale", "conflated", "dead_lettered", "refused_full", "timeouts",
+                 "key_waits", "reclaimed", "extended", "bytes_sent", "aborted", "lease_lost",
+                 "dead_participants")
+    _HISTOGRAMS = ("time_in_queue", "processing_time", "end_to_end_time")
+    __slots__ = _GAUGES + _EXTRA + ("counters", "histograms", "_keys")
+
+    def __init__(self, path: str, d: Dict[str, Any]) -> None:
+        set_ = object.__setattr__
+        set_(self, "queue", path)
+        for k in self._GAUGES[1:] + self._EXTRA:
+            set_(self, k, d.get(k))
+        set_(self, "counters", types.MappingProxyType({k: d[k] for k in self._COUNTERS}))
+        set_(self, "histograms", types.MappingProxyType(
+            {k: HistogramStats(d[k]) for k in self._HISTOGRAMS}))
+        set_(self, "_keys", self._GAUGES + ("counters", "histograms") + self._EXTRA
+             + self._COUNTERS + self._HISTOGRAMS)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"shmq.Stats is read-only: {name}")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for the names not in __slots__: the counters.
+        if name in Stats._COUNTERS:
+            return self.counters[name]
+        raise AttributeError(f"shmq.Stats has no attribute {name!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.counters:
+            return self.counters[key]
+        if key in self.histograms:
+            return self.histograms[key]
+        if key in self._GAUGES or key in self._EXTRA or key in ("counters", "histograms"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def to_json(self) -> Dict[str, Any]:
+        """A dict shaped like ``shmq stats --json`` (without the histograms'
+        buckets)."""
+        d: Dict[str, Any] = {k: getattr(self, k) for k in self._GAUGES}
+        d["counters"] = dict(self.counters)
+        d["histograms"] = {k: dict(h) for k, h in self.histograms.items()}
+        return d
+
+    def __repr__(self) -> str:
+        return (f"<shmq.Stats {self.queue!r} depth={self.depth} in_flight={self.in_flight} "
+                f"sent={self.counters['sent']} acked={self.counters['acked']}>")
+
+
+# ---------------------------------------------------------------------------
 # The queue.
+
+
+def _reopen(cls: type, path: str, access: int, group_shared: bool,
+            trust_any_owner: bool) -> "Queue":
+    """Unpickles a :class:`Queue`: opens the file again."""
+    return cls._open(path, access, group_shared, trust_any_owner)
 
 _WAITS = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
 _ACCESS_PARTICIPANT, _ACCESS_INSPECT, _ACCESS_READ_ONLY = 0, 1, 2
@@ -474,6 +624,15 @@ class Queue(_native.Queue):
     def __repr__(self) -> str:
         return f"<shmq.Queue {self.path!r} capacity={self.capacity}{' closed' if self.closed else ''}>"
 
+    def __reduce__(self) -> Any:
+        """Pickled as its path and open options: unpickling opens the file
+        again, a handle of the unpickling process's own (a spawn or
+        forkserver worker's). A created queue is opened again as a
+        participant, with ``group_shared`` when its group may write it."""
+        if self.closed:
+            raise Closed(f"{self.path}: pickle: the queue was closed", 17)
+        return (_reopen, (type(self), self.path) + tuple(self._reopen_args))
+
     # -- sending ----------------------------------------------------------
 
     def send_many(self, messages: Iterable[Buffer], timeout: Optional[float] = None) -> int:
@@ -569,11 +728,11 @@ class Queue(_native.Queue):
 
     # -- stats, dead letters ----------------------------------------------
 
-    def stats(self) -> Dict[str, Any]:
-        """The metrics: depth, in_flight, ages, live producers and consumers,
-        counters (sent, acked, ...), and the latency histograms
-        (``time_in_queue``, ``processing_time``, ``end_to_end_time``: dicts of
-        count, sum, p50, p90, p99, p999, max in ns). ``sent_per_s`` and
+    def stats(self) -> Stats:
+        """The metrics, as :class:`Stats`: typed, named and in the units of
+        ``shmq stats --json``, and a read-only mapping (``s["acked"]``,
+        ``s.acked``, ``s.counters["acked"]``; ``s["time_in_queue"]["p99"]``,
+        ``s.histograms["time_in_queue"].p99_ns``). ``sent_per_s`` and
         ``acked_per_s`` are rates since this handle's previous call (None on
         the first)."""
         d = self._stats()
@@ -586,7 +745,7 @@ class Queue(_native.Queue):
             d["sent_per_s"] = None
             d["acked_per_s"] = None
         self._last_stats = d
-        return d
+        return Stats(self.path, d)
 
     def dead_letters(self) -> List[DeadLetter]:
         """Every dead letter, oldest first (without payloads)."""
