@@ -193,8 +193,9 @@ pub fn full_file_system(file: &File, mapped_len: u64) -> Option<String> {
     Some(msg)
 }
 
-/// A byte count for people: `812.5 MiB`.
-fn human(n: u64) -> String {
+/// A byte count for people: `512 B`, `4.0 KiB`, `812.5 MiB` (the command
+/// line prints sizes with it too).
+pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -110,20 +110,10 @@ fn sig3(v: f64) -> String {
     }
 }
 
-/// A byte count, human-readable (`512 B`, `4.0 KiB`, `1.5 MiB`).
+/// A byte count, human-readable (`512 B`, `4.0 KiB`, `1.5 MiB`): the
+/// library's own wording, as in its errors.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    shmq::internals::space::human(n)
 }
 
 /// A rate per second, human-readable.
