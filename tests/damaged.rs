@@ -960,3 +960,19 @@ fn regression_model_ops_late_commit_stale() {
 fn regression_dlq_seq_overflow_reject() {
     regression("dlq-seq-overflow-reject");
 }
+
+// BUG `latest-only-replacements-wrap-lease` (found by model_ops in the
+// narrow-width build, fixed in engine/produce.rs): a latest-only
+// replacement takes the slot without stamping its lease word (its deadline
+// is in the replacer's record), so after replacements the word kept the
+// first reservation's tag; once the slot's sequence wrapped onto that tag
+// (8 replacements with 4-bit sequences, about a million with 21-bit ones),
+// the next claim took the stale deadline for its own stamp and its lease
+// ran out at once: a repair 6 s later redelivered a message whose 30 s lease
+// was still running. Commits now re-tag the lease word as they re-tag the
+// claim word. (Reproduces in the narrow build: `RUSTFLAGS="--cfg
+// shmq_narrow"`; the regular build replays it cleanly either way.)
+#[test]
+fn regression_model_ops_latest_only_replacements_wrap_lease() {
+    regression("model_ops-latest-only-replacements-wrap-lease");
+}

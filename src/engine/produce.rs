@@ -303,6 +303,23 @@ impl<M: Memory> Engine<M> {
         let claim = self.field(s, slot::CLAIM);
         let retagged = ClaimWord(claim.load(Ordering::Relaxed)).retagged(r.seq);
         claim.store(retagged.0, Ordering::Relaxed);
+        // The lease word too: a latest-only replacement takes the slot
+        // without stamping it (its deadline is in its record), so after
+        // replacements the word kept a reservation's tag many transitions
+        // old; once the sequence wrapped onto it, the next claim took that
+        // stale deadline for its own stamp and its lease ran out at once
+        // (found by the narrow-width model_ops fuzz target). Same rule as
+        // the claim word: we own the slot, a load and a store.
+        let lease = self.field(s, slot::LEASE);
+        if LeaseWord(lease.load(Ordering::Relaxed))
+            .time_for(r.seq)
+            .is_none()
+        {
+            lease.store(
+                LeaseWord::at(r.seq, now.saturating_add(self.config.reservation_timeout_ns)).0,
+                Ordering::Relaxed,
+            );
+        }
         loop {
             let w = self.word_at(s);
             let quarantined = replacing
