@@ -316,7 +316,11 @@ impl<M: Memory> Engine<M> {
             .is_none()
         {
             lease.store(
-                LeaseWord::at(r.seq, now.saturating_add(self.config.reservation_timeout_ns)).0,
+                LeaseWord::at(
+                    r.seq,
+                    now.saturating_add(self.config.reservation_timeout_ns),
+                )
+                .0,
                 Ordering::Relaxed,
             );
         }
