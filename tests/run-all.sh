@@ -127,10 +127,12 @@ if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 
   # of fuzzing in all), one process at a time, under AddressSanitizer, from
   # the committed seeds (fuzz/README.md).
   secs=${SHMQ_FUZZ_SECS:-45}
-  # A fixed seed: the same commit explores the same inputs here as on a
-  # developer's machine, so a finding reproduces with the same command
-  # (SHMQ_FUZZ_SEED=0 lets libFuzzer choose; long exploratory runs belong
-  # outside the test command, see fuzz/README.md).
+  # A fixed seed: the same commit starts from the same mutation sequence
+  # here as on a developer's machine (how far it gets in the time follows
+  # the machine's speed, so a finding may still show in one run and not in
+  # another; its input is written to fuzz/artifacts/). SHMQ_FUZZ_SEED=0
+  # lets libFuzzer choose; long exploratory runs belong outside the test
+  # command, see fuzz/README.md.
   seed=${SHMQ_FUZZ_SEED:-20261207}
   echo "== fuzzing, bounded: ${secs} s per target (nightly, AddressSanitizer) =="
   cargo +nightly fuzz build
