@@ -40,6 +40,9 @@ pub mod space;
 pub mod sys;
 #[path = "wait.rs"]
 pub mod wait;
+#[cfg(all(feature = "async", not(shmq_loom)))]
+#[path = "waker.rs"]
+pub mod waker;
 
 /// The engine under its former name (see [`engine`]).
 pub use self::engine as ring;

@@ -55,6 +55,8 @@ mod internals;
 
 #[cfg(not(shmq_loom))]
 pub(crate) use internals::{clock, mapping, permissions, queue, space, sys};
+#[cfg(all(feature = "async", not(shmq_loom)))]
+pub(crate) use internals::waker;
 pub(crate) use internals::{
     engine, error, format, keys, memory, metrics, options, participants, wait,
 };
@@ -79,6 +81,8 @@ pub use queue::{
     DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, PeekState, Peeked, Queue,
     Reserved, Sent, Stats, VerifyReport, Watchdog,
 };
+#[cfg(all(feature = "async", not(shmq_loom)))]
+pub use queue::{AsyncWait, ClaimAsync, HandleRef, SendAsync};
 #[cfg(not(shmq_loom))]
 pub use sys::monotonic_ns;
 

@@ -66,7 +66,22 @@ impl Mapped {
 pub struct Mapping {
     /// Points into `mapped`, which lives as long as it.
     mem: RawMemory,
-    mapped: Mapped,
+    /// Shared with whatever must keep the pages mapped beyond the handle's
+    /// own use of them ([`Mapping::keep_alive`]): unmapped when the last
+    /// holder drops it.
+    mapped: std::sync::Arc<Mapped>,
+}
+
+/// Keeps a read-write mapping mapped while it lives (see
+/// [`Mapping::keep_alive`]): the async waker holds one for every futex word
+/// it waits on, so the word's page cannot be unmapped under it.
+#[derive(Clone)]
+pub struct KeepAlive(#[allow(dead_code)] std::sync::Arc<Mapped>);
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepAlive")
+    }
 }
 
 impl Mapping {
@@ -80,7 +95,16 @@ impl Mapping {
         // struct as the RawMemory that points into it; other processes
         // access it only through atomics and byte copies.
         let mem = unsafe { RawMemory::new(mapped.map.as_mut_ptr(), len) };
-        Ok(Mapping { mem, mapped })
+        Ok(Mapping {
+            mem,
+            mapped: std::sync::Arc::new(mapped),
+        })
+    }
+
+    /// What keeps these pages mapped, for as long as the holder needs an
+    /// address inside them to stay valid after the handle is gone.
+    pub fn keep_alive(&self) -> KeepAlive {
+        KeepAlive(self.mapped.clone())
     }
 
     /// Whether the file shrank under the mapping: pages were replaced with

@@ -91,6 +91,16 @@ impl<'a> WaitPoint<'a> {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
+    /// The futex word (for the async waker, which sleeps on it).
+    pub fn futex_word(&self) -> &'a AtomicU32 {
+        self.futex
+    }
+
+    /// The sleeper count.
+    pub fn sleepers_word(&self) -> &'a AtomicU64 {
+        self.sleepers
+    }
+
     /// Number of registered sleepers (racy).
     pub fn sleepers(&self) -> u64 {
         self.sleepers.load(Ordering::Relaxed)

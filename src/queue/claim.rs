@@ -9,7 +9,7 @@ use crate::options::Timeout;
 use crate::ring::{self, Claim, Engine};
 
 impl Queue {
-    fn claim_once(&self, engine: &Engine<Mapping>, me: u64, now: u64) -> Result<Option<Claim>> {
+    pub(super) fn claim_once(&self, engine: &Engine<Mapping>, me: u64, now: u64) -> Result<Option<Claim>> {
         let mut tally = ring::Tally::default();
         let got = engine.claim_patiently(me, now, &mut tally, || self.precise());
         if tally.stale > 0 {
@@ -22,7 +22,7 @@ impl Queue {
         got
     }
 
-    fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
+    pub(super) fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
         self.note_role(ROLE_CONSUMER);
         // A sampled message is timed precisely from here to its ack.
         let claimed_ns = if c.sampled && self.metrics.get() {

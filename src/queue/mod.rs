@@ -12,6 +12,8 @@
 //! messages). This file holds the handle itself and its small accessors.
 
 mod admin;
+#[cfg(feature = "async")]
+mod asynchronous;
 mod checks;
 mod claim;
 mod dead_letters;
@@ -24,6 +26,8 @@ mod settle;
 mod wait;
 
 pub use admin::{ParticipantInfo, Watchdog};
+#[cfg(feature = "async")]
+pub use asynchronous::{AsyncWait, ClaimAsync, HandleRef, SendAsync};
 pub use claim::Message;
 pub use dead_letters::DeadLetter;
 pub use inspect::{Info, InfoParticipant, Stats, VerifyReport};
@@ -126,6 +130,9 @@ pub struct Queue {
     /// What this handle repaired while attaching (cleaning up after the
     /// dead participant whose entry it took).
     attach_repairs: Cell<Repairs>,
+    /// This handle's async waiters at each wait point.
+    #[cfg(feature = "async")]
+    async_sleepers: asynchronous::AsyncSleepers,
     _not_sync: PhantomData<Cell<()>>,
 }
 

@@ -170,6 +170,8 @@ impl Queue {
             full_msg,
             last_sample: Cell::new(0),
             attach_repairs: Cell::new(Repairs::default()),
+            #[cfg(feature = "async")]
+            async_sleepers: Default::default(),
             _not_sync: PhantomData,
         };
         if register {

@@ -56,7 +56,7 @@ impl Queue {
 
     /// What the engine needs of a send's options at `now`.
     #[inline]
-    fn send_spec(&self, opts: &SendOptions, now: u64) -> SendSpec {
+    pub(super) fn send_spec(&self, opts: &SendOptions, now: u64) -> SendSpec {
         SendSpec {
             key: opts.key,
             version: opts.version,
@@ -69,13 +69,13 @@ impl Queue {
     /// The sampling decision for a message committed at `now`: its precise
     /// enqueue time if it is sampled (see [`Queue::sample`]).
     #[inline]
-    fn stamp(&self, now: u64) -> Option<u64> {
+    pub(super) fn stamp(&self, now: u64) -> Option<u64> {
         self.sample(now).then(|| self.precise())
     }
 
     /// `Full`, counted.
     #[cold]
-    fn full(&self) -> Error {
+    pub(super) fn full(&self) -> Error {
         self.count(Counter::Full, 1);
         // Built once per handle: a producer polling a full queue meets it
         // at every poll.
@@ -117,7 +117,7 @@ impl Queue {
 
     /// The handle's bookkeeping after the engine committed `c`, a message
     /// of `len` bytes, at `now`.
-    fn committed(&self, c: Committed, len: usize, now: u64) -> Sent {
+    pub(super) fn committed(&self, c: Committed, len: usize, now: u64) -> Sent {
         if c.replaced {
             self.count(Counter::Conflated, 1);
         }

@@ -16,11 +16,11 @@ use crate::wait::{OsFutex, WaitPoint};
 /// flight, delayed, or a reservation), so sleepers also run the liveness
 /// sweep (its period: a dead consumer's claim is noticed within about that)
 /// and claim delayed messages as they fall due.
-const MAX_SLEEP: Duration = Duration::from_millis(2);
+pub(super) const MAX_SLEEP: Duration = Duration::from_millis(2);
 /// Longest single sleep while no slot is taken: nothing can be orphaned or
 /// fall due, and whatever is sent wakes the sleeper, so it wakes rarely (an
 /// idle consumer on a 2 ms beat cost about 2% of a CPU).
-const IDLE_SLEEP: Duration = Duration::from_millis(100);
+pub(super) const IDLE_SLEEP: Duration = Duration::from_millis(100);
 /// How long a waiter spins before it sleeps.
 const SPIN_NS: u64 = 50_000;
 
