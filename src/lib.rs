@@ -53,10 +53,10 @@ pub mod internals;
 #[cfg(not(feature = "internals"))]
 mod internals;
 
-#[cfg(not(shmq_loom))]
-pub(crate) use internals::{clock, mapping, permissions, queue, space, sys};
 #[cfg(all(feature = "async", not(shmq_loom)))]
 pub(crate) use internals::waker;
+#[cfg(not(shmq_loom))]
+pub(crate) use internals::{clock, mapping, permissions, queue, space, sys};
 pub(crate) use internals::{
     engine, error, format, keys, memory, metrics, options, participants, wait,
 };
@@ -76,13 +76,13 @@ pub use metrics::{Counter, Histogram, HistogramSnapshot};
 pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
 pub use permissions::group_id;
+#[cfg(all(feature = "async", not(shmq_loom)))]
+pub use queue::{AsyncWait, ClaimAsync, HandleRef, SendAsync};
 #[cfg(not(shmq_loom))]
 pub use queue::{
     DeadLetter, Info, InfoParticipant, Message, ParticipantInfo, PeekState, Peeked, Queue,
     Reserved, Sent, Stats, VerifyReport, Watchdog,
 };
-#[cfg(all(feature = "async", not(shmq_loom)))]
-pub use queue::{AsyncWait, ClaimAsync, HandleRef, SendAsync};
 #[cfg(not(shmq_loom))]
 pub use sys::monotonic_ns;
 

@@ -214,7 +214,8 @@ pub fn register(
     keep: KeepAlive,
 ) -> Result<Ticket> {
     let r = reactor();
-    let deadline = sys::monotonic_ns().saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
+    let deadline =
+        sys::monotonic_ns().saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
     let id = {
         let mut st = lock(r);
         if !st.started {
@@ -368,7 +369,7 @@ fn run(r: &'static Reactor) {
             flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
             reserved: 0,
         });
-        let ts = (deadline != u64::MAX).then(|| libc::timespec {
+        let ts = (deadline != u64::MAX).then_some(libc::timespec {
             tv_sec: (deadline / 1_000_000_000) as libc::time_t,
             tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
         });
@@ -397,9 +398,8 @@ fn run(r: &'static Reactor) {
             // An old kernel: sleep on the bell until the earliest time
             // limit, which is at most a beat away while words are waited
             // on (they all count as beyond the limit then).
-            let left = (deadline != u64::MAX).then(|| {
-                Duration::from_nanos(deadline.saturating_sub(sys::monotonic_ns()))
-            });
+            let left = (deadline != u64::MAX)
+                .then(|| Duration::from_nanos(deadline.saturating_sub(sys::monotonic_ns())));
             futex_wait_private(&r.bell, bell_seen, left);
         }
         // SeqCst: see `register`.

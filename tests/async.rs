@@ -242,7 +242,9 @@ fn timeouts_mean_what_they_mean_for_the_blocking_calls() {
     assert!(start.elapsed() >= Duration::from_millis(100));
     rt.block_on(q.send_async(b"a", Timeout::TryOnce)).unwrap();
     rt.block_on(q.send_async(b"b", Timeout::TryOnce)).unwrap();
-    let e = rt.block_on(q.send_async(b"c", Timeout::TryOnce)).unwrap_err();
+    let e = rt
+        .block_on(q.send_async(b"c", Timeout::TryOnce))
+        .unwrap_err();
     assert_eq!(e.status(), Status::Full);
     let e = rt
         .block_on(q.send_async(b"c", Duration::from_millis(50)))
@@ -279,7 +281,7 @@ fn a_dropped_future_leaves_no_registration() {
     assert_eq!(q.engine().sleepers(WaitOn::NotEmpty), 0);
 
     // Woken by a send from another handle, through the waker thread.
-    let other = Queue::open(&q.path().to_path_buf()).unwrap();
+    let other = Queue::open(q.path()).unwrap();
     let mut fut = Box::pin(q.claim_async(Timeout::Forever));
     assert!(fut.as_mut().poll(&mut cx).is_pending());
     other.send(b"x", Timeout::TryOnce).unwrap();

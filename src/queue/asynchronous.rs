@@ -107,7 +107,9 @@ unsafe impl Sync for Armed {}
 
 impl std::fmt::Debug for Armed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Armed").field("ticket", &self.ticket).finish()
+        f.debug_struct("Armed")
+            .field("ticket", &self.ticket)
+            .finish()
     }
 }
 
@@ -307,10 +309,9 @@ impl Queue {
                 self.tick(at);
                 Poll::Ready(Ok(self.claimed(c, at)))
             }
-            Poll::Ready(Ok(None)) => Poll::Ready(Err(Error::new(
-                Status::Empty,
-                self.empty_msg.clone(),
-            ))),
+            Poll::Ready(Ok(None)) => {
+                Poll::Ready(Err(Error::new(Status::Empty, self.empty_msg.clone())))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.err_once("claim", e))),
         }
     }

@@ -9,7 +9,12 @@ use crate::options::Timeout;
 use crate::ring::{self, Claim, Engine};
 
 impl Queue {
-    pub(super) fn claim_once(&self, engine: &Engine<Mapping>, me: u64, now: u64) -> Result<Option<Claim>> {
+    pub(super) fn claim_once(
+        &self,
+        engine: &Engine<Mapping>,
+        me: u64,
+        now: u64,
+    ) -> Result<Option<Claim>> {
         let mut tally = ring::Tally::default();
         let got = engine.claim_patiently(me, now, &mut tally, || self.precise());
         if tally.stale > 0 {
