@@ -51,8 +51,8 @@
 //! possibly with its lock held by a parent thread that does not exist in
 //! the child).
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -85,6 +85,71 @@ struct FutexWaitv {
     reserved: u32,
 }
 
+/// A waiter's place in a wait point's sleeper count, given back by
+/// whoever ends its registration: the waker thread when it wakes the
+/// waiter (the word changed, or its time is up: from then on the waiter
+/// will look at the queue again and needs no more bumps, so producers stop
+/// paying a system call per message for it), or the waiter itself when it
+/// takes the registration back first (a dropped future, or a try that
+/// succeeded before it registered).
+pub struct Counted {
+    /// The wait point's sleeper count and the participant's sleeping word,
+    /// in the mapping `_keep` keeps mapped.
+    sleepers: *const AtomicU64,
+    sleeping: *const AtomicU64,
+    /// The participant's sleeping bit for this wait point.
+    bit: u64,
+    /// How many async waiters of one handle are counted at each wait
+    /// point: the bit is cleared when the last of them ends.
+    mine: Arc<[AtomicU32; 2]>,
+    slot: usize,
+    _keep: KeepAlive,
+}
+
+// SAFETY: the raw pointers point into the mapping `_keep` keeps mapped and
+// are only used for atomic operations, sound from any thread.
+unsafe impl Send for Counted {}
+
+impl Counted {
+    /// A waiter counted already (`sleepers` incremented as
+    /// `WaitPoint::prepare` does, the bit set when `mine[slot]` went from 0
+    /// to 1), to be given back once.
+    pub fn new(
+        sleepers: &AtomicU64,
+        sleeping: &AtomicU64,
+        bit: u64,
+        mine: Arc<[AtomicU32; 2]>,
+        slot: usize,
+        keep: KeepAlive,
+    ) -> Counted {
+        Counted {
+            sleepers,
+            sleeping,
+            bit,
+            mine,
+            slot,
+            _keep: keep,
+        }
+    }
+
+    /// Gives the place back: off the sleeper count, and off the sleeping
+    /// bit if it was this handle's last async waiter there.
+    pub fn release(self) {
+        // SAFETY: `_keep` keeps the mapping that holds both (aligned) words
+        // mapped; they are only accessed atomically.
+        let (sleepers, sleeping) = unsafe { (&*self.sleepers, &*self.sleeping) };
+        // As `WaitPoint::done`: SeqCst, never below zero.
+        let _ = sleepers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        // AcqRel: a count of this process only, ordering the bit's
+        // clearing after the setting by the waiter that counted last.
+        if self.mine[self.slot].fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Relaxed: read only by a cleaner after our death (as in the
+            // blocking wait).
+            sleeping.fetch_and(!self.bit, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One registration.
 struct Entry {
     id: u64,
@@ -96,6 +161,8 @@ struct Entry {
     deadline: u64,
     waker: Waker,
     keep: KeepAlive,
+    /// Given back when the registration ends.
+    counted: Option<Counted>,
 }
 
 // SAFETY: `word` points into the mapping that `keep` keeps mapped, and is
@@ -116,6 +183,12 @@ struct State {
     entries: Vec<Entry>,
     next_id: u64,
     started: bool,
+    /// What the thread waits on since its last scan: the words (address
+    /// and value) and the time limit. A registration on one of these words
+    /// with the same value and a later limit needs no bell: the thread
+    /// looks at every registration when that wait ends.
+    armed: Vec<(u64, u32)>,
+    armed_deadline: u64,
 }
 
 /// The waker of one process.
@@ -195,7 +268,11 @@ impl Drop for Ticket {
         // Dropped outside the lock: a waker's drop may run any code. The
         // thread may still be asleep on the word: harmless (it holds its
         // own keep-alive for the call), it re-arms at its next wake.
-        drop(taken);
+        if let Some(mut e) = taken {
+            if let Some(c) = e.counted.take() {
+                c.release();
+            }
+        }
     }
 }
 
@@ -205,24 +282,33 @@ fn lock(r: &Reactor) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Wakes `waker` when `word` no longer holds `seen`, or after `timeout`,
-/// whichever comes first (once). `keep` keeps the mapping of `word` mapped.
+/// whichever comes first (once), giving back `counted` first. `keep` keeps
+/// the mapping of `word` mapped. On an error `counted` is given back too.
 pub fn register(
     word: &AtomicU32,
     seen: u32,
     timeout: Duration,
     waker: Waker,
     keep: KeepAlive,
+    counted: Option<Counted>,
 ) -> Result<Ticket> {
     let r = reactor();
     let deadline =
         sys::monotonic_ns().saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
-    let id = {
+    let addr = word as *const AtomicU32 as u64;
+    let (id, covered) = {
         let mut st = lock(r);
         if !st.started {
-            std::thread::Builder::new()
+            if let Err(e) = std::thread::Builder::new()
                 .name("shmq-waker".into())
                 .spawn(move || run(r))
-                .map_err(|e| Error::io("starting the async waker thread".to_string(), e))?;
+            {
+                drop(st);
+                if let Some(c) = counted {
+                    c.release();
+                }
+                return Err(Error::io("starting the async waker thread", e));
+            }
             st.started = true;
         }
         let id = st.next_id;
@@ -234,17 +320,24 @@ pub fn register(
             deadline,
             waker,
             keep,
+            counted,
         });
-        id
+        // The thread's wait (or the one it is about to start) ends when
+        // this word changes from `seen` or before our limit: it will see
+        // this registration then, without a bell.
+        let covered = deadline >= st.armed_deadline && st.armed.contains(&(addr, seen));
+        (id, covered)
     };
-    // SeqCst, both: if the load sees the thread not parked, its store of
-    // `parked` comes later in the total order, after it read the bell
-    // (under the lock): either that read came after our push (and the
-    // thread sees the entry) or before it (and the bump makes its
-    // `futex_waitv` return at once).
-    r.bell.fetch_add(1, Ordering::SeqCst);
-    if r.parked.load(Ordering::SeqCst) {
-        futex_wake_private(&r.bell);
+    if !covered {
+        // SeqCst, both: if the load sees the thread not parked, its store
+        // of `parked` comes later in the total order, after it read the
+        // bell (under the lock): either that read came after our push (and
+        // the thread sees the entry) or before it (and the bump makes its
+        // `futex_waitv` return at once).
+        r.bell.fetch_add(1, Ordering::SeqCst);
+        if r.parked.load(Ordering::SeqCst) {
+            futex_wake_private(&r.bell);
+        }
     }
     Ok(Ticket { reactor: r, id })
 }
@@ -333,7 +426,11 @@ fn run(r: &'static Reactor) {
                 // do, the kernel compares again before sleeping.
                 let cur = e.word().load(Ordering::SeqCst);
                 if cur != e.seen || now >= e.deadline {
-                    let e = st.entries.swap_remove(i);
+                    let mut e = st.entries.swap_remove(i);
+                    // Off the sleeper count before the waiter runs again.
+                    if let Some(c) = e.counted.take() {
+                        c.release();
+                    }
                     fire.push(e.waker);
                     continue;
                 }
@@ -357,6 +454,11 @@ fn run(r: &'static Reactor) {
             if overflow {
                 deadline = deadline.min(now.saturating_add(OVERFLOW_BEAT.as_nanos() as u64));
             }
+            st.armed.clear();
+            for w in &waitv {
+                st.armed.push((w.uaddr, w.val as u32));
+            }
+            st.armed_deadline = deadline;
             // SeqCst: see `register`.
             r.parked.store(true, Ordering::SeqCst);
         }

@@ -290,8 +290,11 @@ fn a_dropped_future_leaves_no_registration() {
         assert!(start.elapsed() < Duration::from_secs(5), "never woken");
         std::thread::sleep(Duration::from_millis(1));
     }
-    // The wake is one-shot: the thread forgot the registration.
+    // The wake is one-shot: the thread forgot the registration, and took
+    // the waiter off the sleeper count (producers stop paying a system
+    // call for it) before waking it.
     assert_eq!(waker::registrations(), 0);
+    assert_eq!(q.engine().sleepers(WaitOn::NotEmpty), 0);
     match fut.as_mut().poll(&mut cx) {
         Poll::Ready(Ok(m)) => m.ack().unwrap(),
         other => panic!("{:?}", other.map(|r| r.map(|_| ()))),

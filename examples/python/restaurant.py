@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from multiprocessing.sharedctypes import Synchronized
 
 import shmq
 
@@ -22,7 +23,7 @@ def waiter(path: str, n: int) -> None:
         assert sent == ORDERS_PER_WAITER
 
 
-def cook(path: str, n: int, done) -> None:
+def cook(path: str, n: int, done: "Synchronized[int]") -> None:
     with shmq.Queue.open(path) as q:
         for m in q.messages(timeout=1.0):
             with m:  # acked at the end of the block, nacked on an exception
@@ -49,6 +50,7 @@ def main() -> None:
         frozen.start()
         while q.stats()["in_flight"] == 0:
             time.sleep(0.01)
+        assert frozen.pid is not None  # started
         os.kill(frozen.pid, signal.SIGKILL)  # dies holding its order
         frozen.join()
         done = mp.Value("i", 0)

@@ -32,12 +32,11 @@ use std::time::Duration;
 use super::wait::{Point, IDLE_SLEEP, MAX_SLEEP};
 use super::{Message, Queue, Sent};
 use crate::error::{Error, Result, Status};
-use crate::mapping::KeepAlive;
 use crate::metrics::Counter;
 use crate::options::{SendOptions, Timeout};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::Ordering;
 use crate::sys;
-use crate::waker::{self, Ticket};
+use crate::waker::{self, Counted, Ticket};
 
 /// How many async waiters of one handle are counted at each wait point
 /// (indexed by [`slot_of`]): the participant's sleeping bit is set while
@@ -83,27 +82,15 @@ impl AsyncWait {
     }
 }
 
-/// What an async waiter holds between two polls: its place in the sleeper
-/// count and its registration with the waker thread. Dropping it gives
-/// both back.
+/// What an async waiter holds between two polls: its registration with
+/// the waker thread, which also holds its place in the sleeper count
+/// ([`Counted`]). Dropping it takes the registration back (and gives the
+/// place back, unless the waker thread did when it woke us).
 struct Armed {
     ticket: Option<Ticket>,
-    /// The wait point's sleeper count and the participant's sleeping word,
-    /// in the mapping `_keep` keeps mapped.
-    sleepers: *const AtomicU64,
-    sleeping: *const AtomicU64,
-    bit: u64,
-    mine: AsyncSleepers,
-    slot: usize,
+    /// The process that registered.
     pid: u32,
-    _keep: KeepAlive,
 }
-
-// SAFETY: the raw pointers point into a mapping kept mapped by `_keep` and
-// are only used for atomic operations, sound from any thread.
-unsafe impl Send for Armed {}
-// SAFETY: as above; `&Armed` gives no access to them at all.
-unsafe impl Sync for Armed {}
 
 impl std::fmt::Debug for Armed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,24 +103,9 @@ impl std::fmt::Debug for Armed {
 impl Drop for Armed {
     fn drop(&mut self) {
         if self.pid != sys::current_pid() {
-            // Copied into a forked child: the counts are the parent's
+            // Copied into a forked child: the count is the parent's
             // waiter's, and the registration is with the parent's waker.
             std::mem::forget(self.ticket.take());
-            return;
-        }
-        // Off the waker thread first, then off the counts.
-        drop(self.ticket.take());
-        // SAFETY: `_keep` keeps the mapping that holds both (aligned) words
-        // mapped; they are only accessed atomically.
-        let (sleepers, sleeping) = unsafe { (&*self.sleepers, &*self.sleeping) };
-        // As `WaitPoint::done`: SeqCst, never below zero.
-        let _ = sleepers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        // AcqRel: orders the bit's clearing after the other waiters'
-        // setting it (a count of this process only).
-        if self.mine[self.slot].fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            // Relaxed: read only by a cleaner after our death (as in the
-            // blocking wait).
-            sleeping.fetch_and(!self.bit, Ordering::Relaxed);
         }
     }
 }
@@ -221,20 +193,21 @@ impl Queue {
             sleeping.fetch_or(bit, Ordering::Relaxed);
         }
         let seen = wp.prepare();
-        let mut armed = Armed {
-            ticket: None,
-            sleepers: wp.sleepers_word() as *const AtomicU64,
-            sleeping: sleeping as *const AtomicU64,
+        let counted = Counted::new(
+            wp.sleepers_word(),
+            sleeping,
             bit,
-            mine: self.async_sleepers.clone(),
+            self.async_sleepers.clone(),
             slot,
-            pid: sys::current_pid(),
-            _keep: engine.mem.keep_alive(),
-        };
+            engine.mem.keep_alive(),
+        );
         // Again, now that a change made from here on wakes us.
         match attempt(now) {
             Ok(None) => {}
-            r => return Poll::Ready(r),
+            r => {
+                counted.release();
+                return Poll::Ready(r);
+            }
         }
         let beat = if engine.occupied() == 0 {
             IDLE_SLEEP
@@ -242,16 +215,21 @@ impl Queue {
             MAX_SLEEP
         };
         let left = Duration::from_nanos(deadline.at - now).min(beat);
-        match waker::register(
+        let ticket = match waker::register(
             wp.futex_word(),
             seen,
             left,
             cx.waker().clone(),
             engine.mem.keep_alive(),
+            Some(counted),
         ) {
-            Ok(t) => armed.ticket = Some(t),
+            Ok(t) => t,
             Err(e) => return Poll::Ready(Err(self.err(op, e))),
-        }
+        };
+        let armed = Armed {
+            ticket: Some(ticket),
+            pid: sys::current_pid(),
+        };
         w.armed = Some(armed);
         Poll::Pending
     }

@@ -32,7 +32,8 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -302,6 +303,78 @@ impl Inner {
     }
 }
 
+/// The state of one async claim or send, from its first poll to its end:
+/// while it waits, its place in the queue's sleeper count and its
+/// registration with the engine's waker thread. `release` (or the object's
+/// end) gives both back, so a cancelled `claim_async` leaves nothing behind.
+#[pyclass(module = "shmq._native", frozen)]
+struct AsyncWait {
+    w: Mutex<shmq::AsyncWait>,
+}
+
+impl AsyncWait {
+    fn lock(&self) -> MutexGuard<'_, shmq::AsyncWait> {
+        self.w.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl AsyncWait {
+    #[new]
+    fn new() -> Self {
+        AsyncWait {
+            w: Mutex::new(shmq::AsyncWait::new()),
+        }
+    }
+
+    /// Gives back the registration, if any (the wait is over).
+    fn release(&self) {
+        // The waker thread never takes the GIL while it holds its own lock
+        // (it wakes outside it), so taking that lock here with the GIL held
+        // cannot deadlock.
+        drop(std::mem::take(&mut *self.lock()));
+    }
+
+    /// Whether it holds a registration (for tests).
+    #[getter]
+    fn armed(&self) -> bool {
+        self.lock().is_armed()
+    }
+}
+
+/// Wakes an asyncio future from the engine's waker thread:
+/// `call_soon(wake, fut)` with `call_soon` the loop's
+/// `call_soon_threadsafe`. Takes the GIL (the waker thread holds no lock of
+/// the engine's meanwhile).
+struct PyWake {
+    call_soon: Py<PyAny>,
+    wake: Py<PyAny>,
+    fut: Py<PyAny>,
+}
+
+impl std::task::Wake for PyWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Python::attach(|py| {
+            // A closed loop raises: nobody waits any more.
+            let _ = self
+                .call_soon
+                .call1(py, (self.wake.clone_ref(py), self.fut.clone_ref(py)));
+        });
+    }
+}
+
+fn py_waker(call_soon: Py<PyAny>, wake: Py<PyAny>, fut: Py<PyAny>) -> Waker {
+    Waker::from(Arc::new(PyWake {
+        call_soon,
+        wake,
+        fut,
+    }))
+}
+
 /// An open queue, moved from `open`/`create` into the `Queue` object.
 #[pyclass(module = "shmq._native", frozen)]
 struct Handle {
@@ -531,6 +604,70 @@ impl Queue {
         let claimed_ns = me.sample(m.claimed_ns());
         // The payload is copied when `data` is first read (or borrowed).
         Ok(Message::new(slf, &m, claimed_ns))
+    }
+
+    /// One poll of an async claim (``claim_async`` in the package): the
+    /// message, or None when it must wait, in which case the engine's
+    /// waker thread calls ``call_soon(wake, fut)`` once the queue changed
+    /// or a bounded time passed, and the package polls again with the same
+    /// ``wait``. Raises ``Empty`` (timeout 0) or ``Timeout`` as ``claim``.
+    fn _claim_poll(
+        slf: &Bound<'_, Self>,
+        wait: &Bound<'_, AsyncWait>,
+        timeout_ns: i64,
+        call_soon: Py<PyAny>,
+        wake: Py<PyAny>,
+        fut: Py<PyAny>,
+    ) -> PyResult<Option<Message>> {
+        let py = slf.py();
+        let me = borrow(slf.get(), py, "claim")?;
+        let q = me.handle(py)?;
+        let waker = py_waker(call_soon, wake, fut);
+        let mut cx = Context::from_waker(&waker);
+        let mut w = wait.get().lock();
+        match q.poll_claim(&mut cx, &mut w, Timeout::from_nanos(timeout_ns)) {
+            Poll::Pending => Ok(None),
+            Poll::Ready(Ok(m)) => {
+                let claimed_ns = me.sample(m.claimed_ns());
+                Ok(Some(Message::new(slf, &m, claimed_ns)))
+            }
+            Poll::Ready(Err(e)) => Err(err(py, e)),
+        }
+    }
+
+    /// One poll of an async send (``send_async`` in the package), as
+    /// ``_claim_poll``: the version sent, or None when it must wait for
+    /// room.
+    #[allow(clippy::too_many_arguments)]
+    fn _send_poll(
+        slf: &Bound<'_, Self>,
+        wait: &Bound<'_, AsyncWait>,
+        data: &Bound<'_, PyAny>,
+        key: u64,
+        version: u64,
+        timeout_ns: i64,
+        delay_ns: u64,
+        call_soon: Py<PyAny>,
+        wake: Py<PyAny>,
+        fut: Py<PyAny>,
+    ) -> PyResult<Option<u64>> {
+        let py = slf.py();
+        let data = payload(data)?;
+        let me = borrow(slf.get(), py, "send")?;
+        let q = me.handle(py)?;
+        let opts = SendOptions {
+            key,
+            version,
+            timeout: Timeout::from_nanos(timeout_ns),
+            delay: Duration::from_nanos(delay_ns),
+        };
+        let waker = py_waker(call_soon, wake, fut);
+        let mut cx = Context::from_waker(&waker);
+        let mut w = wait.get().lock();
+        match q.poll_send(&mut cx, &mut w, data.bytes(), &opts) {
+            Poll::Pending => Ok(None),
+            Poll::Ready(r) => r.map(|s| Some(s.version)).map_err(|e| err(py, e)),
+        }
     }
 
     /// Claims up to ``count`` messages (``count`` > 0, timeout in ns as the
@@ -1460,6 +1597,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Message>()?;
     m.add_class::<Handle>()?;
     m.add_class::<Borrowed>()?;
+    m.add_class::<AsyncWait>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(status_name, m)?)?;

@@ -33,10 +33,18 @@ argument) travels as its path and open options and is opened again where
 it is unpickled. Either way the parent's claims stay the parent's: a
 ``Message`` is tied to the process and the handle that claimed it and
 cannot be pickled (send its ``data``).
+
+With ``asyncio``: ``await q.claim_async(timeout)``, ``await
+q.send_async(data, ...)`` and ``async for m in q.messages_async()`` wait
+without a thread: the engine's one waker thread per process sleeps on the
+queue's futex words and resolves the waiting coroutine's future through its
+event loop's ``call_soon_threadsafe``. A cancelled wait leaves nothing
+registered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import grp
 import math
@@ -44,7 +52,8 @@ import os
 import time
 import types
 from collections.abc import Mapping
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, AsyncIterator, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple, Union)
 
 from . import _native
 
@@ -320,13 +329,6 @@ def _duration_ns(seconds: float, what: str = "duration") -> int:
     return max(1, int(ns))
 
 
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    """The time.monotonic() at which a timeout ends (None: never), checked
-    like :func:`_ns`."""
-    ns = _ns(timeout)
-    return None if ns < 0 else time.monotonic() + ns / 1e9
-
-
 def _left_ns(deadline: Optional[float]) -> int:
     """What is left of a deadline, as a timeout in ns (-1 = forever)."""
     if deadline is None:
@@ -386,7 +388,7 @@ class DeadLetter:
 # read-only mappings.
 
 
-class HistogramStats(Mapping):
+class HistogramStats(Mapping[str, Any]):
     """One latency histogram of :meth:`Queue.stats`, in nanoseconds, named
     as in ``shmq stats --json``: ``count``, ``sum_ns``, ``mean_ns``,
     ``p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``max_ns``. Also a
@@ -395,6 +397,15 @@ class HistogramStats(Mapping):
 
     __slots__ = ("count", "sum_ns", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns",
                  "max_ns")
+    # The slots' types (annotations only: the slots hold the values).
+    count: int
+    sum_ns: int
+    mean_ns: float
+    p50_ns: int
+    p90_ns: int
+    p99_ns: int
+    p999_ns: int
+    max_ns: int
     _ALIASES = {"sum": "sum_ns", "max": "max_ns", "mean": "mean_ns", "p50": "p50_ns",
                 "p90": "p90_ns", "p99": "p99_ns", "p999": "p999_ns"}
 
@@ -426,7 +437,7 @@ class HistogramStats(Mapping):
                 f"p99_ns={self.p99_ns} max_ns={self.max_ns}>")
 
 
-class Stats(Mapping):
+class Stats(Mapping[str, Any]):
     """The metrics of :meth:`Queue.stats`: the names and units of
     ``shmq stats --json`` (durations and ages in nanoseconds), as
     attributes, and a read-only mapping of them.
@@ -509,7 +520,7 @@ class Stats(Mapping):
 # The queue.
 
 
-def _reopen(cls: type, path: str, access: int, group_shared: bool,
+def _reopen(cls: "type[Queue]", path: str, access: int, group_shared: bool,
             trust_any_owner: bool) -> "Queue":
     """Unpickles a :class:`Queue`: opens the file again."""
     return cls._open(path, access, group_shared, trust_any_owner)
@@ -518,7 +529,14 @@ _WAITS = {"spin": 0, "spin-then-sleep": 1, "sleep": 2}
 _ACCESS_PARTICIPANT, _ACCESS_INSPECT, _ACCESS_READ_ONLY = 0, 1, 2
 
 
-def _path(path: Union[str, os.PathLike]) -> str:
+def _wake(fut: "asyncio.Future[None]") -> None:
+    """Resolves an async wait's future (in its loop, from the waker
+    thread's ``call_soon_threadsafe``) unless it is over already."""
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _path(path: Union[str, "os.PathLike[str]"]) -> str:
     p = os.fspath(path)
     return os.fsdecode(p) if isinstance(p, bytes) else p
 
@@ -544,7 +562,7 @@ class Queue(_native.Queue):
     @classmethod
     def create(
         cls,
-        path: Union[str, os.PathLike],
+        path: Union[str, "os.PathLike[str]"],
         capacity: int = 1024,
         max_message_size: int = 256,
         key_capacity: int = 0,
@@ -589,13 +607,13 @@ class Queue(_native.Queue):
         return cls(h, p)
 
     @classmethod
-    def _open(cls, path: Union[str, os.PathLike], access: int, group_shared: bool,
+    def _open(cls, path: Union[str, "os.PathLike[str]"], access: int, group_shared: bool,
               trust_any_owner: bool) -> "Queue":
         p = _path(path)
         return cls(_native.open(p, access, bool(group_shared), bool(trust_any_owner)), p)
 
     @classmethod
-    def open(cls, path: Union[str, os.PathLike], *, read_only: bool = False,
+    def open(cls, path: Union[str, "os.PathLike[str]"], *, read_only: bool = False,
              group_shared: bool = False, trust_any_owner: bool = False) -> "Queue":
         """Opens an existing queue file as a participant; with
         ``read_only=True``, as a read-only handle that maps the file read-only,
@@ -609,7 +627,7 @@ class Queue(_native.Queue):
         return cls._open(path, access, group_shared, trust_any_owner)
 
     @classmethod
-    def inspect(cls, path: Union[str, os.PathLike], *, group_shared: bool = False,
+    def inspect(cls, path: Union[str, "os.PathLike[str]"], *, group_shared: bool = False,
                 trust_any_owner: bool = False) -> "Queue":
         """Opens a queue file without attaching: stats, verify, dead letters.
         Read-only when this process may not write the file."""
@@ -725,6 +743,61 @@ class Queue(_native.Queue):
     def __iter__(self) -> Iterator[Message]:
         """Blocks for the next message, forever."""
         return self.messages(None)
+
+    # -- asyncio ----------------------------------------------------------
+
+    async def claim_async(self, timeout: Optional[float] = None) -> Message:
+        """:meth:`claim` for asyncio: waits for the next message up to
+        ``timeout`` seconds (None = forever) without blocking the event
+        loop, woken by the engine's waker thread. Raises ``Empty``
+        (timeout 0) or ``Timeout``."""
+        timeout_ns = _ns(timeout, "claim: timeout")
+        loop = asyncio.get_running_loop()
+        wait = _native.AsyncWait()
+        try:
+            while True:
+                fut: asyncio.Future[None] = loop.create_future()
+                m = self._claim_poll(wait, timeout_ns, loop.call_soon_threadsafe, _wake, fut)
+                if m is not None:
+                    return m
+                await fut
+        finally:
+            wait.release()
+
+    async def send_async(self, data: Buffer, key: int = 0, version: int = 0,
+                         timeout: Optional[float] = None, *, delay: float = 0.0) -> int:
+        """:meth:`send` for asyncio: waits for room up to ``timeout``
+        seconds (None = forever) without blocking the event loop. Returns
+        the version the message carries."""
+        timeout_ns = _ns(timeout, "send: timeout")
+        delay_ns = _duration_ns(delay, "send: delay")
+        if key < 0 or version < 0:
+            raise InvalidArgument("send: key and version cannot be negative", 9)
+        loop = asyncio.get_running_loop()
+        wait = _native.AsyncWait()
+        try:
+            while True:
+                fut: asyncio.Future[None] = loop.create_future()
+                v = self._send_poll(wait, data, key, version, timeout_ns, delay_ns,
+                                    loop.call_soon_threadsafe, _wake, fut)
+                if v is not None:
+                    return v
+                await fut
+        finally:
+            wait.release()
+
+    async def messages_async(self, timeout: Optional[float] = None) -> AsyncIterator[Message]:
+        """:meth:`messages` for asyncio (``async for m in
+        q.messages_async(): ...``): yields messages as they come; stops
+        after ``timeout`` seconds without one (None = never stops). Give
+        each one its outcome."""
+        _ns(timeout, "messages: timeout")
+        while True:
+            try:
+                m = await self.claim_async(timeout)
+            except (Empty, Timeout):
+                return
+            yield m
 
     # -- stats, dead letters ----------------------------------------------
 
