@@ -6,7 +6,7 @@
 # line, demo), the loom models, a debug build of the suite, the Python tests,
 # the quick bench and bounded fuzz runs. This is the README's test command,
 # and it sets up what it needs on a fresh machine with Rust, gcc and python3:
-# a fresh virtual environment under target/py with pytest and the Python
+# a fresh virtual environment under target/py with pytest, mypy and the Python
 # package built from this tree (`pip install ./bindings/python`, which
 # fetches maturin from PyPI), and, when a nightly toolchain is installed,
 # cargo-fuzz. `.ci/run` only calls it.
@@ -24,14 +24,14 @@ quick=${SHMQ_QUICK:-0}
 # Set-up: a fresh Python environment for the Python tests, with pytest; the
 # package itself is built and installed into it after the Rust tests.
 # ---------------------------------------------------------------------------
-echo "== set-up: a fresh virtual environment (target/py) with pytest =="
+echo "== set-up: a fresh virtual environment (target/py) with pytest and mypy =="
 rm -rf "$root/target/py" "$root/target/py-site"
 if python3 -m venv "$root/target/py" >/dev/null 2>&1 && [ -x "$root/target/py/bin/python" ]; then
   # A virtual environment: no system package changes, and it works where
   # Debian's python3 is "externally managed".
   python=$root/target/py/bin/python
   py_env=()
-  "$python" -m pip install --quiet pytest
+  "$python" -m pip install --quiet pytest mypy
 else
   # No venv module (Debian without python3-venv): pytest and the package go
   # into a directory of their own under target/, on PYTHONPATH.
@@ -43,7 +43,7 @@ else
     python3 -m pip install --quiet --target "$root/target/py-site" "$@" \
       || python3 -m pip install --quiet --target "$root/target/py-site" --break-system-packages "$@"
   }
-  pip_target pytest
+  pip_target pytest mypy
 fi
 "${py_env[@]}" "$python" -m pytest --version
 
@@ -84,6 +84,12 @@ fi
 mkdir -p "$root/target/py-run"
 (cd "$root/target/py-run" && SHMQ_LIBRARY="$root/target/release/deps/libshmq.so" \
   "${py_env[@]}" "$python" -m pytest -q -p no:cacheprovider "$root/bindings/python/tests")
+
+# The package's types as a user's type checker reads them: its sources
+# and stubs (the extension's in _native.pyi), and the Python examples.
+echo "== mypy --strict: the Python package and its stubs, examples/python =="
+(cd "$root/bindings/python" && "${py_env[@]}" "$python" -m mypy --strict \
+  --cache-dir "$root/target/mypy-cache" python/shmq "$root"/examples/python/*.py)
 
 if [ "$quick" = 1 ]; then
   echo "== SHMQ_QUICK=1: loom, narrow widths, debug build, bench and fuzzing skipped =="
