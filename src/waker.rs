@@ -463,7 +463,9 @@ fn run(r: &'static Reactor) {
             r.parked.store(true, Ordering::SeqCst);
         }
         for w in fire.drain(..) {
-            w.wake();
+            // A waker that panics must not end the thread every other
+            // async waiter of the process relies on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
         }
         waitv.push(FutexWaitv {
             val: bell_seen as u64,

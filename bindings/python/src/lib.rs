@@ -358,7 +358,8 @@ impl std::task::Wake for PyWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        Python::attach(|py| {
+        // Not while the interpreter shuts down (nobody waits any more).
+        Python::try_attach(|py| {
             // A closed loop raises: nobody waits any more.
             let _ = self
                 .call_soon
