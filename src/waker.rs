@@ -533,3 +533,113 @@ fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Mapping;
+    use crate::memory::Memory;
+    use std::task::Wake;
+    use std::time::Instant;
+
+    /// The tests count the process's registrations: one at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A scratch file of `len` bytes, mapped (and already unlinked).
+    fn scratch_mapping(len: usize) -> Mapping {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // Relaxed: only hands out distinct numbers.
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("shmq-waker-{}-{n}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(len as u64).unwrap();
+        let m = Mapping::new(&file, len, &path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        m
+    }
+
+    fn wait_for(flag: &Flag) {
+        let start = Instant::now();
+        while !flag.0.load(Ordering::SeqCst) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// More distinct words than one `futex_waitv` takes: a word beyond the
+    /// limit is found on the beat, one within it by the kernel's wake, and
+    /// the others stay registered; taking the tickets back empties the
+    /// waker.
+    #[test]
+    fn words_beyond_the_kernels_limit_are_woken_too() {
+        let _s = serial();
+        let m = scratch_mapping(4096);
+        let n = MAX_WORDS + 20;
+        let flags: Vec<Arc<Flag>> = (0..n)
+            .map(|_| Arc::new(Flag(AtomicBool::new(false))))
+            .collect();
+        let tickets: Vec<Ticket> = (0..n)
+            .map(|i| {
+                register(
+                    m.u32_at(i * 4),
+                    0,
+                    Duration::from_secs(60),
+                    Waker::from(flags[i].clone()),
+                    m.keep_alive(),
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(registrations(), n);
+        // Beyond the limit, changed without a wake.
+        m.u32_at((n - 1) * 4).store(1, Ordering::SeqCst);
+        wait_for(&flags[n - 1]);
+        // Within it, changed and woken as a producer does.
+        m.u32_at(0).fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(m.u32_at(0), i32::MAX);
+        wait_for(&flags[0]);
+        assert!(flags[1..n - 1].iter().all(|f| !f.0.load(Ordering::SeqCst)));
+        assert_eq!(registrations(), n - 2);
+        drop(tickets);
+        assert_eq!(registrations(), 0);
+    }
+
+    /// A registration's time limit wakes it when its word never changes.
+    #[test]
+    fn a_registration_is_woken_at_its_time_limit() {
+        let _s = serial();
+        let m = scratch_mapping(4096);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let start = Instant::now();
+        let _t = register(
+            m.u32_at(2048),
+            0,
+            Duration::from_millis(30),
+            Waker::from(flag.clone()),
+            m.keep_alive(),
+            None,
+        )
+        .unwrap();
+        wait_for(&flag);
+        assert!(start.elapsed() >= Duration::from_millis(29));
+    }
+}
