@@ -607,6 +607,48 @@ impl Queue {
         Ok(Message::new(slf, &m, claimed_ns))
     }
 
+    /// A claim that does not wait: the message, or None when there is
+    /// none (the fast path of ``claim_async``, without an exception).
+    fn _claim_try(slf: &Bound<'_, Self>) -> PyResult<Option<Message>> {
+        let py = slf.py();
+        let me = borrow(slf.get(), py, "claim")?;
+        let q = me.handle(py)?;
+        match q.claim(Timeout::TryOnce) {
+            Ok(m) => {
+                let claimed_ns = me.sample(m.claimed_ns());
+                Ok(Some(Message::new(slf, &m, claimed_ns)))
+            }
+            Err(e) if e.status() == Status::Empty => Ok(None),
+            Err(e) => Err(err(py, e)),
+        }
+    }
+
+    /// A send that does not wait: the version sent, or None when the queue
+    /// is full (the fast path of ``send_async``, without an exception).
+    fn _send_try(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        key: u64,
+        version: u64,
+        delay_ns: u64,
+    ) -> PyResult<Option<u64>> {
+        let py = slf.py();
+        let data = payload(data)?;
+        let me = borrow(slf.get(), py, "send")?;
+        let q = me.handle(py)?;
+        let opts = SendOptions {
+            key,
+            version,
+            timeout: Timeout::TryOnce,
+            delay: Duration::from_nanos(delay_ns),
+        };
+        match q.send_with(data.bytes(), &opts) {
+            Ok(s) => Ok(Some(s.version)),
+            Err(e) if e.status() == Status::Full => Ok(None),
+            Err(e) => Err(err(py, e)),
+        }
+    }
+
     /// One poll of an async claim (``claim_async`` in the package): the
     /// message, or None when it must wait, in which case the engine's
     /// waker thread calls ``call_soon(wake, fut)`` once the queue changed

@@ -752,6 +752,9 @@ class Queue(_native.Queue):
         loop, woken by the engine's waker thread. Raises ``Empty``
         (timeout 0) or ``Timeout``."""
         timeout_ns = _ns(timeout, "claim: timeout")
+        m = self._claim_try()
+        if m is not None:
+            return m
         loop = asyncio.get_running_loop()
         wait = _native.AsyncWait()
         try:
@@ -773,6 +776,9 @@ class Queue(_native.Queue):
         delay_ns = _duration_ns(delay, "send: delay")
         if key < 0 or version < 0:
             raise InvalidArgument("send: key and version cannot be negative", 9)
+        v = self._send_try(data, key, version, delay_ns)
+        if v is not None:
+            return v
         loop = asyncio.get_running_loop()
         wait = _native.AsyncWait()
         try:
