@@ -166,3 +166,36 @@ def test_an_idle_async_consumer_leaves_the_loop_idle(path):
         cpu, wall = asyncio.run(main())
         print(f"idle asyncio consumer: {cpu * 1e3:.2f} ms CPU over {wall:.2f} s")
         assert cpu < 0.05
+
+
+def _child_claims_async(q, out):
+    """In a forked child: the inherited Queue (which opens the child's own
+    handle) waits asynchronously, on the child's own waker thread."""
+
+    async def main():
+        return await q.claim_async(timeout=10.0)
+
+    m = asyncio.run(main())
+    out.put(m.data)
+    m.ack()
+
+
+def test_a_forked_child_waits_on_its_own_waker_thread(path):
+    import multiprocessing
+
+    with shmq.Queue.create(path, capacity=8, max_message_size=64) as q:
+        # The parent's waker thread runs before the fork.
+        with pytest.raises(shmq.Timeout):
+            asyncio.run(q.claim_async(timeout=0.02))
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        child = ctx.Process(target=_child_claims_async, args=(q, out))
+        child.start()
+        deadline = time.monotonic() + 10
+        while q.stats().waiting_consumers == 0:
+            assert time.monotonic() < deadline, "the child never waited"
+            time.sleep(0.005)
+        q.send(b"to the child")
+        assert out.get(timeout=10) == b"to the child"
+        child.join(10)
+        assert child.exitcode == 0
