@@ -88,7 +88,8 @@ use harness::{
 /// Sends message `n` (its version is `n`).
 fn send(e: &Engine<LoomMemory>, me: u64, n: u64) -> shmq::Result<()> {
     let r = e.reserve(me, 0, MSG)?;
-    e.write_payload(&r, &body(n));
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&r, &body(n)) };
     e.commit(me, &r, MSG, 0, n, None, 0).map(|_| ())
 }
 
@@ -867,7 +868,8 @@ fn late_commit_crash_strands_message() {
             PRODUCER,
             0,
             |e| {
-                e.write_payload(&r, &body(1));
+                // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+                unsafe { e.write_payload(&r, &body(1)) };
                 e.commit(PRODUCER, &r, MSG, 0, 1, None, 0).unwrap();
             },
             |done, d| {

@@ -92,7 +92,8 @@ fn send_keyed(e: &Engine<LoomMemory>, me: u64, v: u64, latest_only: bool) -> shm
         }
     }
     let r = e.reserve(me, 0, MSG)?;
-    e.write_payload(&r, &body(v));
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&r, &body(v)) };
     e.commit(me, &r, MSG, K, v, None, 0)?;
     if latest_only {
         e.set_waiting(K, r.slot, r.position);
@@ -111,7 +112,8 @@ enum Sent {
 /// A keyless send (the checker's probe).
 fn send_plain(e: &Engine<LoomMemory>, me: u64, n: u64) {
     let r = e.reserve(me, 0, MSG).expect("reserve");
-    e.write_payload(&r, &body(n));
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&r, &body(n)) };
     e.commit(me, &r, MSG, 0, n, None, 0).expect("commit");
 }
 

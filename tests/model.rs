@@ -539,7 +539,8 @@ impl Harness {
                     r.slot,
                     self.m.msgs[&self.m.slots[r.slot as usize].unwrap()]
                 );
-                self.e.write_payload(&r, &data);
+                // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+                unsafe { self.e.write_payload(&r, &data) };
                 if r.position >= self.m.capacity {
                     self.m.saw("reserve: wrapped around");
                 }
@@ -1238,7 +1239,8 @@ fn scripted_case_covers_the_paths() {
 /// Sends `data` as `p` through reserve, write and commit.
 fn send_now(e: &Engine<HeapMemory>, p: u64, data: &[u8]) {
     let r = e.reserve(p, U, data.len()).unwrap();
-    e.write_payload(&r, data);
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&r, data) };
     e.commit(p, &r, data.len(), 0, 0, None, U).unwrap();
 }
 
@@ -1282,7 +1284,8 @@ fn a_reservation_is_not_passed_before_the_head_reaches_it() {
     assert_eq!(claimed_payload(&e, &c), b"first");
     // The head is at position 2 now: position 3 was never reached.
     let early = e.slot_word(0);
-    e.write_payload(&late, b"third");
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&late, b"third") };
     e.commit(1, &late, 5, 0, 0, None, U).unwrap();
     let next = e.claim(2, U).unwrap().unwrap();
     let next = claimed_payload(&e, &next);
@@ -1303,7 +1306,8 @@ fn a_reservation_is_not_passed_before_the_head_reaches_it() {
 fn a_late_commit_does_not_touch_another_message() {
     let e = small_engine(3);
     let stalled = e.reserve(1, U, 5).unwrap();
-    e.write_payload(&stalled, b"stale");
+    // SAFETY: a reservation this test just made (or one a repair abandoned), not committed; the payload fits.
+    unsafe { e.write_payload(&stalled, b"stale") };
     let r = e.repair(0, U + RESERVATION_TIMEOUT, &|_| false).unwrap();
     assert_eq!(r.abandoned, 1);
     send_now(&e, 0, b"the real message");

@@ -210,12 +210,21 @@ impl<M: Memory> Engine<M> {
     }
 
     /// Writes the payload of a reservation.
-    pub fn write_payload(&self, r: &Reservation, data: &[u8]) {
+    ///
+    /// # Safety
+    /// `r` was returned by this engine's [`Engine::reserve`] (or a
+    /// replacement's reserve) to the caller, who has not yet committed or
+    /// aborted it, and `data` is at most the queue's `max_message_size`
+    /// long. (`Reservation` is a plain copyable value: a copy used after
+    /// its commit would write into a published message that consumers
+    /// read.) A reservation abandoned meanwhile by a repair is fine: it is
+    /// quarantined, not reused, while its owner lives.
+    pub unsafe fn write_payload(&self, r: &Reservation, data: &[u8]) {
         debug_assert!(data.len() as u64 <= self.layout.params.max_message_size);
-        // SAFETY: the slot is the caller's reservation (`r`), which nobody
-        // else writes or reads until its commit publishes it; a reservation
-        // abandoned meanwhile is quarantined, not reused, so the late copy
-        // lands in bytes nobody reads.
+        // SAFETY: the slot is the caller's reservation (`r`, uncommitted by
+        // the contract), which nobody else writes or reads until its commit
+        // publishes it; a reservation abandoned meanwhile is quarantined,
+        // not reused, so the late copy lands in bytes nobody reads.
         unsafe { self.mem.write_bytes(self.payload_offset(r.slot), data) };
     }
 

@@ -68,6 +68,7 @@ impl<M: Memory> Engine<M> {
         spec: &SendSpec,
         mut stamp: impl FnMut() -> Option<u64>,
     ) -> Result<Option<Committed>> {
+        self.check_len(payload.len())?;
         let mut spec = *spec;
         let auto = spec.key != 0 && spec.version == 0;
         if spec.key != 0 {
@@ -96,7 +97,9 @@ impl<M: Memory> Engine<M> {
                 }
             }
         }
-        self.write_payload(&r, payload);
+        // SAFETY: `r` was just reserved here and is not committed yet; the
+        // payload fits (checked by `reserve` against max_message_size).
+        unsafe { self.write_payload(&r, payload) };
         self.commit_stamped(me, &r, payload.len(), &spec, now, &mut stamp)
             .map(Some)
     }
@@ -106,12 +109,15 @@ impl<M: Memory> Engine<M> {
     /// room.
     #[inline]
     pub fn send_plain(&self, me: u64, now: u64, payload: &[u8]) -> Result<Option<Committed>> {
+        self.check_len(payload.len())?;
         let r = match self.reserve(me, now, payload.len()) {
             Ok(r) => r,
             Err(e) if e.status() == Status::Full => return Ok(None),
             Err(e) => return Err(e),
         };
-        self.write_payload(&r, payload);
+        // SAFETY: as in `send`: reserved here, committed only below, and
+        // `reserve` refused a payload over max_message_size.
+        unsafe { self.write_payload(&r, payload) };
         self.commit(me, &r, payload.len(), 0, 0, None, now)?;
         Ok(Some(Committed {
             position: r.position,
@@ -164,6 +170,24 @@ impl<M: Memory> Engine<M> {
             }
         }
         self.commit_stamped(me, r, len, &spec, now, &mut stamp)
+    }
+
+    /// `TooLarge` for a payload over the queue's `max_message_size`: the
+    /// callers above copy it into a slot, so a longer one would spill into
+    /// the next slot (the handle checks first, with a better message; this
+    /// keeps the engine's safe functions sound on their own).
+    #[inline]
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len as u64 > self.layout.params.max_message_size {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "a {len}-byte payload over the queue's maximum of {} bytes",
+                    self.layout.params.max_message_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A pointer to reservation `r`'s payload, `len` bytes long (`None` if

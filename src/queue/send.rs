@@ -254,7 +254,11 @@ impl<'q> Reserved<'q> {
                 ),
             ));
         }
-        self.engine.write_payload(&self.r, data);
+        // SAFETY: `self.r` is this guard's reservation, reserved for it and
+        // committed or aborted only when the guard is consumed or dropped
+        // (so not yet); `data` fits (checked above against `self.len`, which
+        // is at most max_message_size).
+        unsafe { self.engine.write_payload(&self.r, data) };
         self.len = data.len();
         Ok(())
     }

@@ -954,6 +954,38 @@ impl Queue {
         Ok(q.latest_acked_version(key))
     }
 
+    /// Copies of up to ``max`` waiting messages (0: all), as tuples:
+    /// position, state ("ready", "pending", "delayed"), key, version,
+    /// deliveries, enqueued_ns, not_before_ns (None unless delayed),
+    /// payload. Claims nothing, counts no delivery.
+    fn _peek<'py>(slf: &Bound<'py, Self>, max: usize) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let py = slf.py();
+        let me = borrow(slf.get(), py, "peek")?;
+        let q = me.handle(py)?;
+        let max = if max == 0 { usize::MAX } else { max };
+        let got = q.peek(max).map_err(|e| err(py, e))?;
+        got.into_iter()
+            .map(|m| {
+                let state = match m.state {
+                    shmq::PeekState::Ready => "ready",
+                    shmq::PeekState::Pending => "pending",
+                    shmq::PeekState::Delayed => "delayed",
+                };
+                (
+                    m.position,
+                    state,
+                    m.key,
+                    m.version,
+                    m.deliveries,
+                    m.enqueued_ns,
+                    m.not_before_ns,
+                    PyBytes::new(py, &m.payload),
+                )
+                    .into_pyobject(py)
+            })
+            .collect()
+    }
+
     /// The metrics as a dict (the package adds the rates).
     fn _stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
@@ -1546,6 +1578,7 @@ fn create(
     reservation_timeout_ns: u64,
     participant_capacity: u32,
     wait: u32,
+    sparse: bool,
 ) -> PyResult<Handle> {
     let wait_strategy = match wait {
         0 => WaitStrategy::Spin,
@@ -1565,8 +1598,7 @@ fn create(
         mode,
         group,
         wait_strategy,
-        // New options take their defaults until the Python API names them.
-        ..Options::default()
+        sparse,
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
     // Opened again (after a fork, when unpickled) as a participant, with

@@ -97,7 +97,8 @@ fn stalled_producer_is_quarantined_until_it_returns() {
     }
     // Its late writes land in its own quarantined slot; its commit fails
     // and frees the slot.
-    e.write_payload(&stalled, b"late");
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&stalled, b"late") };
     assert_eq!(
         e.commit(1, &stalled, 4, 0, 0, None, 0)
             .unwrap_err()
@@ -163,7 +164,8 @@ fn a_head_claim_goes_back_to_the_side_path_when_it_moved_meanwhile() {
     let seen = e.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
     send(&e, 2, b"2").unwrap();
     e.pass_reservation(slow.slot, e.slot_word(slow.slot));
-    e.write_payload(&slow, b"1");
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&slow, b"1") };
     e.commit(1, &slow, 1, 0, 0, None, 0).unwrap();
     // ...must not take the later message at the head.
     let mut t = Tally {
@@ -187,7 +189,8 @@ fn passed_reservation_is_delivered_by_the_side_path() {
     // The consumer passes the slow reservation and takes the next one.
     let c = e.claim(3, 0).unwrap().unwrap();
     assert_eq!(payload(&e, &c), b"2");
-    e.write_payload(&slow, b"1");
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&slow, b"1") };
     e.commit(1, &slow, 1, 0, 0, None, 0).unwrap();
     let c = e.claim(3, 0).unwrap().unwrap();
     assert_eq!(payload(&e, &c), b"1");

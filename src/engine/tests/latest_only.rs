@@ -41,7 +41,8 @@ fn send_latest(e: &Engine<HeapMemory>, me: u64, key: u64, v: u64) -> bool {
         }
     }
     let r = e.reserve(me, 0, data.len()).unwrap();
-    e.write_payload(&r, &data);
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&r, &data) };
     e.commit(me, &r, data.len(), key, v, None, 0).unwrap();
     e.set_waiting(key, r.slot, r.position);
     false
@@ -204,7 +205,8 @@ fn g4_latest_only_replacement_stalled_midway_keeps_a_message() {
                     (1 | 2, Some(r)) => {
                         assert!(!e.stage_replacement(1, &r, 7, 2, 16, 0, Some(&data)));
                         let n = e.reserve(1, 0, 16).unwrap();
-                        e.write_payload(&n, &data);
+                        // SAFETY: a reservation of this test, not yet committed; the payload fits.
+                        unsafe { e.write_payload(&n, &data) };
                         e.commit(1, &n, 16, 7, 2, None, 0).unwrap();
                     }
                     (3..=5, Some(r)) => {

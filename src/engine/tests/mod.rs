@@ -52,7 +52,8 @@ pub(super) fn engine_of(layout: Layout) -> Engine<HeapMemory> {
 
 pub(super) fn send(e: &Engine<HeapMemory>, me: u64, data: &[u8]) -> Result<Reservation> {
     let r = e.reserve(me, 0, data.len())?;
-    e.write_payload(&r, data);
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&r, data) };
     e.commit(me, &r, data.len(), 0, 0, None, 0)?;
     Ok(r)
 }
@@ -70,6 +71,7 @@ pub(super) fn keyed_engine(capacity: u64, dlq_capacity: u64) -> Engine<HeapMemor
 pub(super) fn send_keyed(e: &Engine<HeapMemory>, me: u64, key: u64, version: u64, data: &[u8]) {
     e.keys().find_or_insert(key).unwrap();
     let r = e.reserve(me, 0, data.len()).unwrap();
-    e.write_payload(&r, data);
+    // SAFETY: a reservation of this test, not yet committed; the payload fits.
+    unsafe { e.write_payload(&r, data) };
     e.commit(me, &r, data.len(), key, version, None, 0).unwrap();
 }

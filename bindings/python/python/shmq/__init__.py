@@ -61,6 +61,7 @@ __all__ = [
     "Queue",
     "Message",
     "DeadLetter",
+    "Peeked",
     "Stats",
     "HistogramStats",
     "Error",
@@ -383,6 +384,25 @@ class DeadLetter:
         return f"<shmq.DeadLetter id={self.id} reason={self.reason!r} attempts={self.attempts}>"
 
 
+class Peeked:
+    """A waiting message as :meth:`Queue.peek` saw it (a private copy):
+    ``position``, ``state`` (``"ready"``, ``"pending"`` for a redelivery,
+    ``"delayed"``), ``key``, ``version``, ``deliveries`` so far,
+    ``enqueued_ns`` (CLOCK_MONOTONIC), ``not_before_ns`` (when a delayed
+    message falls due, else None) and ``data``."""
+
+    __slots__ = ("position", "state", "key", "version", "deliveries", "enqueued_ns",
+                 "not_before_ns", "data")
+
+    def __init__(self, fields: Tuple[int, str, int, int, int, int, Optional[int], bytes]) -> None:
+        (self.position, self.state, self.key, self.version, self.deliveries,
+         self.enqueued_ns, self.not_before_ns, self.data) = fields
+
+    def __repr__(self) -> str:
+        return (f"<shmq.Peeked position={self.position} state={self.state} "
+                f"key={self.key} version={self.version} {len(self.data)} bytes>")
+
+
 # ---------------------------------------------------------------------------
 # Stats: typed, with the names and units of `shmq stats --json`, and
 # read-only mappings.
@@ -576,13 +596,17 @@ class Queue(_native.Queue):
         reservation_timeout: float = 5.0,
         participant_capacity: int = 64,
         wait: str = "spin-then-sleep",
+        sparse: bool = False,
     ) -> "Queue":
         """Creates a new queue file (``Exists`` if there is one) and attaches
         to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
         is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``. ``mode`` is set
         on the new file whatever the umask (0o660 for a queue shared with a
         group, opened by the others with ``group_shared=True``); ``group``
-        (a gid or a group name) is the group the file is given."""
+        (a gid or a group name) is the group the file is given. The file's
+        space is reserved at creation (``IoError`` "no space" when the file
+        system cannot hold it); ``sparse=True`` leaves it sparse instead,
+        allocated as it is first written."""
         p = _path(path)
         lease_ns = _duration_ns(lease, "create: lease")
         reservation_ns = _duration_ns(reservation_timeout, "create: reservation_timeout")
@@ -601,7 +625,7 @@ class Queue(_native.Queue):
         try:
             h = _native.create(p, capacity, max_message_size, key_capacity, lease_ns,
                                max_deliveries, bool(latest_only), mode, group, dlq_capacity,
-                               reservation_ns, participant_capacity, _WAITS[wait])
+                               reservation_ns, participant_capacity, _WAITS[wait], bool(sparse))
         except OverflowError as e:
             raise InvalidArgument(f"{p}: create: an option is out of range: {e}", 9) from None
         return cls(h, p)
@@ -825,6 +849,15 @@ class Queue(_native.Queue):
             d["acked_per_s"] = None
         self._last_stats = d
         return Stats(self.path, d)
+
+    def peek(self, count: int = 0) -> List[Peeked]:
+        """Copies of up to ``count`` (0: every) waiting message, ready, pending
+        redelivery or delayed, in ring order; not those in flight. Claims
+        nothing and counts no delivery, so it also works on a handle opened
+        ``read_only=True``. A scan of every slot: for browsing, not a loop."""
+        if count < 0:
+            raise InvalidArgument(f"{self.path}: peek: count is negative ({count})", 9)
+        return [Peeked(t) for t in self._peek(count)]
 
     def dead_letters(self) -> List[DeadLetter]:
         """Every dead letter, oldest first (without payloads)."""
