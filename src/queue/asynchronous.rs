@@ -17,6 +17,12 @@
 //! leases run out by time, not by a futex bump, and the poll that follows
 //! runs the due maintenance and tries again.
 //!
+//! A registration ends once: the waker thread ends it when it wakes the
+//! task (taking it off the sleeper count first, so that producers stop
+//! paying a system call per message for a task that has not run yet), or
+//! the future does when it is polled again or dropped before that. The
+//! queue's wait strategy does not apply: an async wait never spins.
+//!
 //! The futures borrow the handle, which is used by one thread at a time:
 //! they are not `Send`. On a multi-threaded runtime give each handle to one
 //! task through [`Queue::claim_async_mut`] / [`Queue::send_async_mut`],
