@@ -109,6 +109,9 @@ pub struct Spec {
     pub max_participants: u64,
     /// Largest file.
     pub max_file_size: u64,
+    /// The byte a participant locks to say it is alive is
+    /// `lock_base + index` (an OFD lock far beyond the file).
+    pub lock_base: u64,
 }
 
 /// Offsets of the header fields a reader needs.
@@ -314,6 +317,8 @@ pub struct Snapshot {
     pub dead_letters: Vec<OldDeadLetter>,
     /// Participant entries that are not free.
     pub participants: Vec<OldParticipant>,
+    /// The byte participant `i` locks while alive is `lock_base + i`.
+    pub lock_base: u64,
     /// Reservations never committed (not messages: their producers died
     /// or stalled before the commit), by slot.
     pub uncommitted: Vec<u64>,
@@ -667,6 +672,7 @@ pub fn decode(bytes: &[u8], spec: &Spec) -> Result<Snapshot> {
         keys,
         dead_letters,
         participants,
+        lock_base: spec.lock_base,
         uncommitted,
         damaged,
     })

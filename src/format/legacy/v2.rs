@@ -43,6 +43,7 @@ pub const SPEC: Spec = Spec {
     max_keys: 1 << 28,
     max_participants: 1023,
     max_file_size: 1 << 42,
+    lock_base: 1 << 40,
 };
 
 /// The header of versions 1 and 2.

@@ -9,6 +9,7 @@
 
 mod bench;
 mod demo;
+mod migrate;
 mod queue_file;
 mod torture;
 mod values;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
+pub use migrate::MigrateArgs;
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
     StatsArgs, TopArgs, VerifyArgs,
@@ -152,6 +154,21 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
   shmq verify /dev/shm/orders
   shmq verify /dev/shm/orders --json")]
     Verify(VerifyArgs),
+
+    /// Move a queue's messages into a new file (of this shmq's format).
+    #[command(after_help = "Examples:
+  shmq migrate /dev/shm/orders /dev/shm/orders.new && mv /dev/shm/orders.new /dev/shm/orders
+  shmq migrate /dev/shm/orders /dev/shm/bigger --capacity 65536
+
+Reads OLD (a file of this or an earlier format version) without writing
+to it, and refuses while anyone has it open. Moves the messages waiting or
+in flight in ring order (a claim of a dead consumer waits again; a delayed
+message keeps the rest of its delay), their keys and versions, each key's
+last acked version (a stale version stays stale), and the dead letters with
+their reasons. NEW gets OLD's options unless given here, and must not
+exist: it is written under a temporary name and appears only when whole.
+Delivery counts, dead-letter ids, ages and metrics start again.")]
+    Migrate(MigrateArgs),
 
     /// Clean up after dead participants and expired leases now.
     #[command(after_help = "Examples:
