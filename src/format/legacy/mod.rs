@@ -481,6 +481,70 @@ fn regions(bytes: &[u8], spec: &Spec) -> Result<(OldParams, Regions)> {
     ))
 }
 
+/// An empty, valid file of `spec`'s version with the parameters given
+/// (key, dead-letter and participant counts, flags), and the offset of its
+/// slots; `None` for parameters out of range. For tests and the fuzz
+/// target: a file of an old version made without that version's shmq.
+pub fn blank(
+    spec: &Spec,
+    capacity: u64,
+    mms: u64,
+    keys: u64,
+    dlq: u64,
+    parts: u64,
+    flags: u64,
+) -> Option<(Vec<u8>, usize)> {
+    let h = &spec.hdr;
+    let ok = (1..=spec.max_capacity.min(1 << 16)).contains(&capacity)
+        && (1..=spec.max_message_size.min(1 << 16)).contains(&mms)
+        && keys <= spec.max_keys.min(1 << 16)
+        && (1..=spec.max_capacity.min(1 << 16)).contains(&dlq)
+        && (1..=spec.max_participants).contains(&parts);
+    if !ok {
+        return None;
+    }
+    let (m, a) = (mms as usize, spec.region_align);
+    let slot_stride = align_up(spec.slot.payload + m, 64);
+    let dlq_stride = align_up(spec.dlq.payload + m, 64);
+    let participants = spec.header_size;
+    let slots = align_up(participants + parts as usize * spec.part_stride, a);
+    let keys_off = align_up(slots + capacity as usize * slot_stride, a);
+    let dlq_off = align_up(keys_off + keys as usize * spec.key.size, a);
+    let mut end = dlq_off + dlq as usize * dlq_stride;
+    if spec.replace_payload != 0 && flags & 1 != 0 {
+        end = align_up(end, a) + parts as usize * align_up(spec.replace_payload + m, 64);
+    }
+    let size = align_up(end, 4096);
+    let mut b = vec![0u8; size];
+    let mut put = |off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    for (off, v) in [
+        (0, u64::from_le_bytes(*b"SHMQUEUE")),
+        (8, spec.version),
+        (h.file_size, size as u64),
+        (h.capacity, capacity),
+        (h.max_message_size, mms),
+        (h.slot_stride, slot_stride as u64),
+        (h.key_capacity, keys),
+        (h.dlq_capacity, dlq),
+        (h.dlq_stride, dlq_stride as u64),
+        (h.participant_capacity, parts),
+        (h.lease_ns, 30_000_000_000),
+        (h.max_deliveries, 10),
+        (h.flags, flags),
+        (h.wait_strategy, 1),
+        (h.reservation_timeout_ns, 5_000_000_000),
+        (h.participants_offset, participants as u64),
+        (h.slots_offset, slots as u64),
+        (h.keys_offset, keys_off as u64),
+        (h.dlq_offset, dlq_off as u64),
+    ] {
+        put(off, v);
+    }
+    let sum = checksum(&b, h.checksum)?;
+    b[h.checksum..h.checksum + 8].copy_from_slice(&sum.to_le_bytes());
+    Some((b, slots))
+}
+
 /// Decodes a whole file of `spec`'s version.
 pub fn decode(bytes: &[u8], spec: &Spec) -> Result<Snapshot> {
     if version_of(bytes) != Some(spec.version) {

@@ -110,3 +110,17 @@ fn damaged_copies_never_panic_and_a_header_scribble_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_blank_file_of_each_version_reads_empty_and_a_bad_size_is_refused() {
+    for spec in [&v1::SPEC, &v2::SPEC] {
+        let (b, slots) = blank(spec, 4, 32, 2, 2, 1, 0).unwrap();
+        let s = decode(&b, spec).unwrap();
+        assert!(s.messages.is_empty() && s.keys.is_empty() && s.dead_letters.is_empty());
+        assert_eq!(slots, 4096 + 12288);
+        let mut longer = b.clone();
+        longer.extend_from_slice(&[0; 4096]);
+        assert_eq!(decode(&longer, spec).unwrap_err().status(), Status::Corrupt);
+        assert!(blank(spec, 0, 32, 2, 2, 1, 0).is_none());
+    }
+}
