@@ -36,6 +36,7 @@ Examples:
   shmq top /dev/shm/orders /dev/shm/events
   shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
   shmq verify /dev/shm/orders && echo sound
+  shmq migrate /dev/shm/orders /dev/shm/orders.new    # an older file's messages into a new one
   shmq demo
   shmq torture --kills 1000
 
@@ -167,7 +168,9 @@ message keeps the rest of its delay), their keys and versions, each key's
 last acked version (a stale version stays stale), and the dead letters with
 their reasons. NEW gets OLD's options unless given here, and must not
 exist: it is written under a temporary name and appears only when whole.
-Delivery counts, dead-letter ids, ages and metrics start again.")]
+Delivery counts, dead-letter ids, ages and metrics start again. A
+migration killed midway leaves only .NEW.migrating-PID, which can be
+removed.")]
     Migrate(MigrateArgs),
 
     /// Clean up after dead participants and expired leases now.
