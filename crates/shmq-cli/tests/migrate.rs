@@ -135,6 +135,14 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
             .collect();
         assert!(leftovers.is_empty(), "no temporary file is left");
 
+        // Sound, and nobody left attached.
+        let verify = shmq(&["verify", s(&new)]);
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+
         // The options came along.
         let info: Value =
             serde_json::from_slice(&shmq(&["info", s(&new), "--json"]).stdout).unwrap();

@@ -124,3 +124,22 @@ fn a_blank_file_of_each_version_reads_empty_and_a_bad_size_is_refused() {
         assert!(blank(spec, 0, 32, 2, 2, 1, 0).is_none());
     }
 }
+
+#[test]
+fn a_latest_only_v2_file_made_before_the_replacement_records_is_read() {
+    // Latest-only files made before the replacement records kept version
+    // 2 and end after the dead letters; later ones have the records.
+    let (with, _) = blank(&v2::SPEC, 4, 2000, 2, 2, 3, 1).unwrap();
+    assert!(decode(&with, &v2::SPEC).is_ok());
+    let (mut without, _) = blank(&v2::SPEC, 4, 2000, 2, 2, 3, 0).unwrap();
+    assert!(without.len() < with.len());
+    let h = &v2::SPEC.hdr;
+    without[h.flags..h.flags + 8].copy_from_slice(&1u64.to_le_bytes());
+    let sum = checksum(&without, h.checksum).unwrap();
+    without[h.checksum..h.checksum + 8].copy_from_slice(&sum.to_le_bytes());
+    let s = decode(&without, &v2::SPEC).unwrap();
+    assert_eq!(s.params.flags, 1);
+    // Version 1 never had them.
+    let (v1_lo, _) = blank(&v1::SPEC, 4, 2000, 2, 2, 3, 1).unwrap();
+    assert_eq!(v1_lo.len(), without.len());
+}
