@@ -59,8 +59,8 @@ pub fn migrate(a: &MigrateArgs) -> CmdResult {
     let tmp = temporary_name(&a.new).map_err(&err)?;
     let filled = fill(&tmp, &opts, &snap).and_then(|moved| {
         // OLD must not have changed while it was copied.
-        let again = read_all(&file).map_err(|e| format!("reading it again: {e}"))?;
-        if again != bytes {
+        let same = unchanged(&file, &bytes).map_err(|e| format!("reading it again: {e}"))?;
+        if !same {
             return Err(
                 "it changed while it was being copied (someone has it open): \
                         nothing was written under the new name"
@@ -121,6 +121,25 @@ fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Whether the file still holds `bytes` (read again a block at a time).
+fn unchanged(file: &File, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(0))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut at = 0;
+    loop {
+        let n = f.read(&mut block)?;
+        if n == 0 {
+            return Ok(at == bytes.len());
+        }
+        if bytes.get(at..at + n) != Some(&block[..n]) {
+            return Ok(false);
+        }
+        at += n;
+    }
 }
 
 /// Refuses while any participant of OLD is alive: one whose lock byte
