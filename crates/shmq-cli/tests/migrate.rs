@@ -93,7 +93,7 @@ fn an_older_file_is_refused_with_the_command_that_moves_it() {
     }
 }
 
-fn recv_all(path: &Path) -> Vec<(String, u64, u64)> {
+fn recv_all(path: &Path) -> Vec<(String, u64, u64, u64)> {
     let out = shmq(&["recv", s(path), "--count", "20", "--timeout", "0", "--json"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -103,6 +103,7 @@ fn recv_all(path: &Path) -> Vec<(String, u64, u64)> {
                 v["data"].as_str().unwrap().to_string(),
                 v["key"].as_u64().unwrap(),
                 v["version"].as_u64().unwrap(),
+                v["deliveries"].as_u64().unwrap(),
             )
         })
         .collect()
@@ -180,17 +181,28 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("STALE"));
 
+        // Delivery counts came along: the dead consumer's claim was
+        // delivery 1, so its next claim is delivery 2.
+        let peeked: Vec<Value> = String::from_utf8_lossy(&peek.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let abandoned = peeked.iter().find(|v| v["data"] == "abandoned").unwrap();
+        assert_eq!(abandoned["deliveries"], 1, "{abandoned}");
+        let dl: Value = serde_json::from_str(&dl).unwrap();
+        assert_eq!(dl[0]["attempts"], 1, "{dl}");
+
         // The same messages, keys and versions, in ring order.
         let got = recv_all(&new);
-        let want: Vec<(String, u64, u64)> = [
-            ("abandoned", 0, 0),
-            ("keyless one", 0, 0),
-            ("keyless two", 0, 0),
-            ("seven v3", 7, 3),
-            ("nine v6", 9, 6),
+        let want: Vec<(String, u64, u64, u64)> = [
+            ("abandoned", 0, 0, 2),
+            ("keyless one", 0, 0, 1),
+            ("keyless two", 0, 0, 1),
+            ("seven v3", 7, 3, 1),
+            ("nine v6", 9, 6, 1),
         ]
         .iter()
-        .map(|(t, k, v)| (t.to_string(), *k, *v))
+        .map(|(t, k, v, n)| (t.to_string(), *k, *v, *n))
         .collect();
         assert_eq!(got, want, "version {v}");
         // Automatic versions continue above the old ones.
@@ -269,4 +281,44 @@ fn migrate_refuses_a_new_file_too_small_and_writes_nothing() {
         "{err}"
     );
     assert!(!new.exists());
+}
+
+#[test]
+fn delivery_counts_and_dead_letter_attempts_carry_over() {
+    let d = Dir::new("counts");
+    let old = d.path("old");
+    let new = d.path("new");
+    let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(shmq(&[
+        "create",
+        s(&old),
+        "--capacity",
+        "8",
+        "--max-deliveries",
+        "3",
+    ]));
+    // Three failed deliveries (nacks): dead-lettered with 3 attempts.
+    ok(shmq(&["send", s(&old), "doomed"]));
+    for _ in 0..3 {
+        ok(shmq(&["recv", s(&old), "--no-ack", "--timeout", "0"]));
+    }
+    // Two failed deliveries of another: the next is its last.
+    ok(shmq(&["send", s(&old), "twice refused"]));
+    for _ in 0..2 {
+        ok(shmq(&["recv", s(&old), "--no-ack", "--timeout", "0"]));
+    }
+    ok(shmq(&["migrate", s(&old), s(&new)]));
+    let dl: Value =
+        serde_json::from_slice(&shmq(&["dlq", s(&new), "list", "--json"]).stdout).unwrap();
+    let doomed: Vec<&Value> = dl
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["data"] == "doomed" || v["data"] == "twice refused")
+        .collect();
+    assert_eq!(doomed.len(), 1, "{dl}");
+    assert_eq!(doomed[0]["data"], "doomed", "{dl}");
+    assert_eq!(doomed[0]["attempts"], 3, "{dl}");
+    let got = recv_all(&new);
+    assert_eq!(got, vec![("twice refused".to_string(), 0, 0, 3)]);
 }

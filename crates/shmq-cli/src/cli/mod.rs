@@ -168,7 +168,8 @@ message keeps the rest of its delay), their keys and versions, each key's
 last acked version (a stale version stays stale), and the dead letters with
 their reasons. NEW gets OLD's options unless given here, and must not
 exist: it is written under a temporary name and appears only when whole.
-Delivery counts, dead-letter ids, ages and metrics start again. A
+Delivery counts carry over; dead-letter ids, ages and metrics start
+again. A
 migration killed midway leaves only .NEW.migrating-PID, which can be
 removed.")]
     Migrate(MigrateArgs),

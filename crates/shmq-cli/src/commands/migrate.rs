@@ -14,12 +14,15 @@
 //! (ready, pending, delayed with the rest of their delay, and claimed: a
 //! claim of a dead consumer is waiting again), their keys and versions,
 //! each key's versions (its last acked version, so a stale version stays
-//! stale), the dead letters with their reasons, and OLD's options unless
-//! overridden. Not carried over: delivery counts (the public send cannot
-//! set them: every message starts again at 0 deliveries, and a dead
-//! letter shows 1 attempt), dead-letter ids (numbered again from 1),
-//! enqueue times (a message's age restarts), metrics, and reservations
-//! never committed (their producers died before the commit: not messages).
+//! stale), each message's delivery count (the public API cannot set it:
+//! `shmq::internals::queue::migrate` does, on the new file nobody else
+//! has open), the dead letters with their reasons and attempts, and OLD's
+//! options unless overridden. Not carried over: dead-letter ids (numbered
+//! again from 1), enqueue times (a message's age restarts), metrics, and
+//! reservations never committed (their producers died before the commit:
+//! not messages). A message that was both in a dead-letter record and on
+//! its way there in a slot (a mover stopped between the two) is moved
+//! twice: at least once, never lost.
 
 use std::fs::File;
 use std::io::Read;
@@ -30,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shmq::internals::format::legacy::{self, OldState, Snapshot};
-use shmq::internals::queue::migrate::seed_key_versions;
+use shmq::internals::queue::migrate::{seed_deliveries, seed_key_versions};
 use shmq::internals::sys;
 use shmq::{Options, Queue, SendOptions, WaitStrategy};
 
@@ -320,6 +323,7 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
             (
                 m.key,
                 m.version,
+                m.deliveries,
                 m.payload.as_slice(),
                 "on its way to the dead letters when migrated",
             )
@@ -327,14 +331,26 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
     let dead = s
         .dead_letters
         .iter()
-        .map(|d| (d.key, d.version, d.payload.as_slice(), d.reason.as_str()))
+        .map(|d| {
+            (
+                d.key,
+                d.version,
+                d.attempts,
+                d.payload.as_slice(),
+                d.reason.as_str(),
+            )
+        })
         .chain(on_the_way);
-    for (key, version, payload, reason) in dead {
+    for (key, version, attempts, payload, reason) in dead {
         let so = SendOptions::new()
             .key(key)
             .version(version)
             .timeout(no_wait);
-        q.send_with(payload, &so)
+        let sent = q
+            .send_with(payload, &so)
+            .map_err(|x| e("a dead letter", x))?;
+        // Its claim here counts one more: the record keeps its attempts.
+        seed_deliveries(&q, sent.position, attempts.saturating_sub(1))
             .map_err(|x| e("a dead letter", x))?;
         let m = q.claim(no_wait).map_err(|x| e("a dead letter", x))?;
         m.reject(reason).map_err(|x| e("a dead letter", x))?;
@@ -359,8 +375,11 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
         if m.state == OldState::Claimed {
             moved.reclaimed += 1;
         }
-        q.send_with(&m.payload, &so)
-            .map_err(|x| e(&format!("the message at position {}", m.position), x))?;
+        let at = || format!("the message at position {}", m.position);
+        let sent = q.send_with(&m.payload, &so).map_err(|x| e(&at(), x))?;
+        if m.deliveries > 0 {
+            seed_deliveries(&q, sent.position, m.deliveries).map_err(|x| e(&at(), x))?;
+        }
         moved.messages += 1;
     }
     // Each key's versions, after its messages (a message's own version is
