@@ -10,7 +10,8 @@
 //! changed are written, so nothing flickers), in colour unless `NO_COLOR`
 //! is set, and its last frame is printed as plain text when the demo ends,
 //! so it stays in the scrollback above the summary. The terminal is not put
-//! in raw mode: Ctrl-C still interrupts the whole process group.
+//! in raw mode, so Ctrl-C still interrupts the whole process group; only
+//! the echo of typed keys is off while the dashboard shows.
 //!
 //! Without a terminal it prints one plain line per refresh, as before, so
 //! that logs stay readable.
@@ -101,6 +102,27 @@ struct Live {
     colour: bool,
     last: Option<DemoFrame>,
     left: bool,
+    /// The terminal's settings before echo was turned off (stdin's), to
+    /// put back.
+    echo: Option<libc::termios>,
+}
+
+/// Turns off the echo of typed characters on stdin's terminal, which would
+/// otherwise print over the dashboard (the terminal is not in raw mode:
+/// Ctrl-C must still reach the process group). Returns the settings to
+/// restore; `None` when stdin is no terminal.
+fn echo_off() -> Option<libc::termios> {
+    // SAFETY: an all-zero termios is a valid value to be overwritten.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 and a valid termios to fill; fails harmlessly when
+    // stdin is no terminal.
+    if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
+        return None;
+    }
+    let saved = t;
+    t.c_lflag &= !libc::ECHO;
+    // SAFETY: fd 0 and a valid termios read from it.
+    (unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) } == 0).then_some(saved)
 }
 
 impl Live {
@@ -124,6 +146,7 @@ impl Live {
             colour: top::colour_wanted(),
             last: None,
             left: false,
+            echo: echo_off(),
         })
     }
 
@@ -143,6 +166,10 @@ impl Live {
         if !self.left {
             self.left = true;
             let _ = execute!(self.term.backend_mut(), LeaveAlternateScreen, Show);
+            if let Some(t) = self.echo.take() {
+                // SAFETY: fd 0 and the settings read from it at the start.
+                unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+            }
         }
     }
 
