@@ -686,6 +686,7 @@ fn replay_child() {
         "header" => harness::header(&data),
         "model_ops" => model_ops::model_ops(&data),
         "c_abi" => c_abi::c_abi(&data),
+        "legacy" => harness::legacy(&data),
         _ => harness::open_and_operate(&data),
     }
     println!("replayed {file}");
@@ -698,7 +699,7 @@ fn fuzz_seeds_replay_cleanly() {
     for p in seeds {
         replay_isolated("open_and_operate", &p);
     }
-    for target in ["header", "model_ops", "c_abi"] {
+    for target in ["header", "model_ops", "c_abi", "legacy"] {
         let seeds = files_in(&format!("fuzz/seeds/{target}"));
         assert!(!seeds.is_empty(), "no {target} seeds committed");
         for p in seeds {
@@ -714,7 +715,7 @@ fn regression(name: &str) {
     assert!(p.is_file(), "{} is missing", p.display());
     // The target is the name's prefix: `header-`, `model_ops-`, `c_abi-`;
     // any other name is an `open_and_operate` input.
-    let target = ["header", "model_ops", "c_abi"]
+    let target = ["header", "model_ops", "c_abi", "legacy"]
         .into_iter()
         .find(|t| name.starts_with(&format!("{t}-")))
         .unwrap_or("open_and_operate");

@@ -142,7 +142,7 @@ if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 
   seed=${SHMQ_FUZZ_SEED:-20261207}
   echo "== fuzzing, bounded: ${secs} s per target (nightly, AddressSanitizer) =="
   cargo +nightly fuzz build
-  for spec in header:8192 open_and_operate:65536 model_ops:4096 c_abi:2048; do
+  for spec in header:8192 open_and_operate:65536 model_ops:4096 c_abi:2048 legacy:65536; do
     target=${spec%%:*}
     mkdir -p "target/fuzz-corpus/$target"
     cargo +nightly fuzz run "$target" "target/fuzz-corpus/$target" "fuzz/seeds/$target" -- \

@@ -762,3 +762,45 @@ pub fn header(data: &[u8]) {
         }
     }
 }
+
+/// `legacy`: the readers of old format versions (`format::legacy`) on an
+/// image of version 1 or 2 with a valid header and arbitrary slots, keys
+/// and dead letters. Byte 0 picks the version, bytes 1..5 the parameters,
+/// byte 5 the flags (latest-only); the rest is written from the slots'
+/// offset onwards, and its first 8 bytes also as participant 0's state
+/// word. Never panics; what it returns stays within the parameters.
+pub fn legacy(data: &[u8]) {
+    use shmq::internals::format::legacy::{blank, decode, read, v1, v2};
+    if data.len() < 6 {
+        return;
+    }
+    let spec = if data[0] & 1 == 0 {
+        &v1::SPEC
+    } else {
+        &v2::SPEC
+    };
+    let cap = 1 + (data[1] % 8) as u64;
+    let mms = 1 + (data[2] % 200) as u64;
+    let keys = (data[3] % 4) as u64;
+    let dlq = 1 + (data[4] % 3) as u64;
+    let flags = (data[5] & 1) as u64;
+    let Some((mut img, slots)) = blank(spec, cap, mms, keys, dlq, 1, flags) else {
+        return;
+    };
+    let rest = &data[6..];
+    let n = rest.len().min(img.len() - slots);
+    img[slots..slots + n].copy_from_slice(&rest[..n]);
+    let m = rest.len().min(8);
+    img[4096..4096 + m].copy_from_slice(&rest[..m]);
+    let a = read(&img);
+    let b = decode(&img, spec);
+    assert_eq!(a.is_ok(), b.is_ok());
+    if let Ok(s) = a {
+        assert!(s.messages.len() as u64 <= cap);
+        assert!(s.dead_letters.len() as u64 <= dlq);
+        assert!(s.keys.len() as u64 <= keys);
+        assert!(s.messages.iter().all(|x| x.payload.len() as u64 <= mms));
+        assert!(s.dead_letters.iter().all(|x| x.payload.len() as u64 <= mms));
+        assert!(s.dead_letters.iter().all(|x| x.reason.len() <= 3 * 160));
+    }
+}

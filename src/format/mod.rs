@@ -66,6 +66,7 @@ pub const HOT_ALIGN: usize = 128;
 pub mod dlq;
 pub mod hdr;
 pub mod key;
+pub mod legacy;
 pub mod part;
 pub mod replace;
 pub mod slot;
@@ -256,10 +257,7 @@ impl Layout {
         }
         let version = field(hdr::FORMAT_VERSION);
         if version != FORMAT_VERSION {
-            return Err(Error::new(
-                Status::Incompatible,
-                format!("format version {version}, this library reads {FORMAT_VERSION}"),
-            ));
+            return Err(Error::new(Status::Incompatible, version_refusal(version)));
         }
         if header_checksum(&field) != field(hdr::CHECKSUM) {
             return Err(Error::new(
@@ -361,6 +359,23 @@ impl Layout {
     pub fn replacement(&self, index: u64) -> Option<usize> {
         (self.replace_stride != 0 && index < self.params.participant_capacity)
             .then(|| self.replace_offset + index as usize * self.replace_stride)
+    }
+}
+
+/// Why a file of format `version` (not [`FORMAT_VERSION`]) is refused,
+/// and what to do about it: an older file's messages move into a new file
+/// with `shmq migrate`; a newer file needs a newer shmq.
+pub fn version_refusal(version: u64) -> String {
+    if version < FORMAT_VERSION {
+        format!(
+            "the file was made by format version {version}, this shmq reads version \
+             {FORMAT_VERSION}: move its messages into a new file with `shmq migrate OLD NEW`"
+        )
+    } else {
+        format!(
+            "the file was made by format version {version}, newer than this shmq reads \
+             (version {FORMAT_VERSION}): open it with a newer shmq"
+        )
     }
 }
 

@@ -8,8 +8,8 @@
 //! claim), `wait` (waiting for room or for messages), `maintenance` (the
 //! liveness sweep and the repairs it starts), `admin` (recover, watchdog,
 //! key eviction, flush, the participant list), `dead_letters`,
-//! `inspect` (stats and verify) and `peek` (copies of the waiting
-//! messages). This file holds the handle itself and its small accessors.
+//! `inspect` (stats and verify), `peek` (copies of the waiting
+//! messages) and `migrate` (a key's versions seeded by `shmq migrate`). This file holds the handle itself and its small accessors.
 
 mod admin;
 #[cfg(feature = "async")]
@@ -19,6 +19,7 @@ mod claim;
 mod dead_letters;
 mod inspect;
 mod maintenance;
+pub mod migrate;
 mod open;
 mod peek;
 mod send;

@@ -95,3 +95,46 @@ fn a_message_of_another_queue_or_handle_is_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A file of an older format version is refused with `SHMQ_INCOMPATIBLE`,
+/// and the last error names both versions and `shmq migrate` (the same
+/// text as the Rust API and the command line).
+#[test]
+fn an_older_file_is_refused_with_the_command_that_moves_it() {
+    use super::queue::*;
+    use super::status::{shmq_last_error, shmq_status::*};
+    use std::ffi::{CStr, CString};
+
+    let gz = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/migrate-v1.shmq.gz"
+    );
+    let Ok(out) = std::process::Command::new("gzip")
+        .args(["-dc", gz])
+        .output()
+    else {
+        eprintln!("skipped: gzip is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let path = std::env::temp_dir().join(format!("shmq-c-v1-{}", std::process::id()));
+    std::fs::write(&path, out.stdout).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p = CString::new(path.to_str().unwrap()).unwrap();
+    let mut q = std::ptr::null_mut();
+    // SAFETY: a valid path and out-pointer.
+    let st = unsafe { shmq_open(p.as_ptr(), &mut q) };
+    // SAFETY: shmq_last_error returns a valid NUL-terminated string.
+    let msg = unsafe { CStr::from_ptr(shmq_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(st, SHMQ_INCOMPATIBLE);
+    assert!(q.is_null());
+    assert!(
+        msg.contains("made by format version 1")
+            && msg.contains("move its messages into a new file with `shmq migrate OLD NEW`"),
+        "{msg}"
+    );
+}

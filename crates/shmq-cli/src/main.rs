@@ -64,6 +64,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Dlq(a) => commands::dlq(&a),
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),
+        Cmd::Migrate(a) => commands::migrate(&a),
         Cmd::Demo(a) => demo::run(&a),
         Cmd::DemoRole(a) => demo::role(&a),
         Cmd::Bench(a) => {

@@ -234,72 +234,6 @@ impl Delta {
     }
 }
 
-/// A bar of `width` cells showing `used / cap`.
-pub fn bar(used: u64, cap: u64, width: usize) -> String {
-    let filled = if cap == 0 {
-        0
-    } else {
-        ((used.min(cap) as f64 / cap as f64) * width as f64).round() as usize
-    };
-    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
-}
-
-/// The live panel of one queue in three lines of at most 100 columns (the
-/// demo shows three queues): `in`/`out` are the production and consumption
-/// rates, `asleep` the producers asleep waiting for room.
-pub fn compact_panel(v: &View, d: &Delta) -> String {
-    let (label, s) = (&v.label, &v.stats);
-    let used = s.depth + s.in_flight + s.delayed + s.reserved;
-    let lead = d.histogram(Histogram::LeadTime);
-    let proc_ = d.histogram(Histogram::Processing);
-    let q = |h: &HistogramSnapshot, p: f64| {
-        if h.count == 0 {
-            "-".to_string()
-        } else {
-            human_ns(h.quantile(p))
-        }
-    };
-    let max = |h: &HistogramSnapshot| {
-        if h.count == 0 {
-            "-".to_string()
-        } else {
-            human_ns(h.max)
-        }
-    };
-    let mut o = format!(
-        "{label:<11}{} {used:>4}/{:<5} waiting {:<4} in flight {:<4} in {:>8} out {:>8} asleep {}\n",
-        bar(used, s.capacity, 16),
-        s.capacity,
-        s.depth,
-        s.in_flight,
-        human_rate(d.rate(Counter::Sent)),
-        human_rate(d.rate(Counter::Acked)),
-        v.waiting_producers,
-    );
-    o += &format!(
-        "{:<11}in queue p50 {:>7} p90 {:>7} p99 {:>7} max {:>7}  oldest {}\n",
-        "",
-        q(lead, 0.5),
-        q(lead, 0.9),
-        q(lead, 0.99),
-        max(lead),
-        human_ns(s.oldest_claimable_age_ns),
-    );
-    o += &format!(
-        "{:<11}working  p50 {:>7} p90 {:>7} p99 {:>7} max {:>7}  stale {} redelivered {} dead {} full {}\n",
-        "",
-        q(proc_, 0.5),
-        q(proc_, 0.9),
-        q(proc_, 0.99),
-        max(proc_),
-        s.counter(Counter::Stale),
-        s.counter(Counter::Redelivered),
-        s.counter(Counter::DeadLettered),
-        s.counter(Counter::Full),
-    );
-    o
-}
-
 /// One line of the live view for a log (when stdout is not a terminal).
 pub fn line(v: &View, d: &Delta) -> String {
     let (label, s) = (&v.label, &v.stats);
@@ -324,9 +258,6 @@ pub fn line(v: &View, d: &Delta) -> String {
         s.counter(Counter::Full),
     )
 }
-
-/// ANSI: cursor home and clear the screen (the demo's live view).
-pub const CLEAR: &str = "\x1b[H\x1b[2J";
 
 fn watch(q: &Queue, label: &str, a: &StatsArgs) -> CmdResult {
     // Not a terminal (a log, a pipe): one line per interval.

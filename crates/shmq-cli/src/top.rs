@@ -253,6 +253,12 @@ pub fn draw(f: &mut Frame, title: &str, frames: &[QueueFrame], colour: bool) {
     }
 }
 
+/// Draws one queue's panel into `area` (as [`draw`] does for each queue),
+/// for views that lay out more than queues (the demo's).
+pub fn draw_queue_panel(f: &mut Frame, area: Rect, qf: &QueueFrame, colour: bool) {
+    draw_queue(f, area, qf, Palette { colour });
+}
+
 fn draw_queue(f: &mut Frame, area: Rect, qf: &QueueFrame, p: Palette) {
     let (v, d, s) = (&qf.view, &qf.delta, &qf.view.stats);
     let block = Block::default()

@@ -255,3 +255,67 @@ fn the_text_summary_reads_plainly() {
     );
     assert!(!latest.contains(" 1 times"), "{latest}");
 }
+
+/// `cmd` run by util-linux `script` on a pseudo-terminal 100x60 (stdin
+/// closed), with its output; None when `script` or a pty is unavailable.
+fn on_a_pty(cmd: &str) -> Option<Vec<u8>> {
+    let script = |c: &str| {
+        Command::new("script")
+            .args(["-qec", c, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+    };
+    if !script("true")?.status.success() {
+        return None;
+    }
+    let o = script(&format!("stty cols 100 rows 60; {cmd}"))?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    Some(o.stdout)
+}
+
+/// On a terminal the live view is `shmq top`'s dashboard of the three
+/// queues, on the alternate screen (left at the end, the cursor shown
+/// again, the last frame printed as text above the summary), coloured
+/// unless NO_COLOR is set, drawn without clearing the screen.
+#[test]
+fn on_a_terminal_the_live_view_is_the_dashboard() {
+    for (no_color, coloured) in [("", true), ("1", false)] {
+        let cmd = format!(
+            "NO_COLOR={no_color} {BIN} demo --no-kill --orders 4 --waiters 1 --cooks 1 \
+             --menu-items 2 --cook-time 100ms --order-every 50ms --max-time 90s"
+        );
+        let Some(out) = on_a_pty(&cmd) else {
+            eprintln!("no `script` or no pseudo-terminal: skipped");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out);
+        let (enter, leave) = (text.find("\x1b[?1049h"), text.rfind("\x1b[?1049l"));
+        assert!(enter.is_some() && leave > enter, "{text:?}");
+        let after = &text[leave.unwrap()..];
+        assert!(after.contains("\x1b[?25h"), "the cursor is shown again");
+        // The last frame, as text, then the summary.
+        for panel in ["┌ kitchen ", "┌ food-ready ", "┌ menu "] {
+            assert!(after.contains(panel), "{panel} not in {after}");
+        }
+        for word in [
+            " produced ",
+            " consumed ",
+            "/16 used: depth",
+            "time in queue p50",
+            "dead letters 0",
+            "orders placed 4/4",
+            "menu cache",
+        ] {
+            assert!(after.contains(word), "{word} not in {after}");
+        }
+        assert!(after.find("┌ kitchen ") < after.find("summary"), "{after}");
+        // Drawn cell by cell, never by clearing the whole screen.
+        assert!(!text.contains("\x1b[H\x1b[2J"), "{text:?}");
+        assert_eq!(
+            text.contains("\x1b[38;5;"),
+            coloured,
+            "NO_COLOR={no_color}: {text:?}"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 
 mod bench;
 mod demo;
+mod migrate;
 mod queue_file;
 mod torture;
 mod values;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
+pub use migrate::MigrateArgs;
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
     StatsArgs, TopArgs, VerifyArgs,
@@ -34,6 +36,7 @@ Examples:
   shmq top /dev/shm/orders /dev/shm/events
   shmq serve-metrics /dev/shm/orders /dev/shm/events --listen 127.0.0.1:9464
   shmq verify /dev/shm/orders && echo sound
+  shmq migrate /dev/shm/orders /dev/shm/orders.new    # an older file's messages into a new one
   shmq demo
   shmq torture --kills 1000
 
@@ -152,6 +155,24 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
   shmq verify /dev/shm/orders
   shmq verify /dev/shm/orders --json")]
     Verify(VerifyArgs),
+
+    /// Move a queue's messages into a new file (of this shmq's format).
+    #[command(after_help = "Examples:
+  shmq migrate /dev/shm/orders /dev/shm/orders.new && mv /dev/shm/orders.new /dev/shm/orders
+  shmq migrate /dev/shm/orders /dev/shm/bigger --capacity 65536
+
+Reads OLD (a file of this or an earlier format version) without writing
+to it, and refuses while anyone has it open. Moves the messages waiting or
+in flight in ring order (a claim of a dead consumer waits again; a delayed
+message keeps the rest of its delay), their keys and versions, each key's
+last acked version (a stale version stays stale), and the dead letters with
+their reasons. NEW gets OLD's options unless given here, and must not
+exist: it is written under a temporary name and appears only when whole.
+Delivery counts carry over; dead-letter ids, ages and metrics start
+again. A
+migration killed midway leaves only .NEW.migrating-PID, which can be
+removed.")]
+    Migrate(MigrateArgs),
 
     /// Clean up after dead participants and expired leases now.
     #[command(after_help = "Examples:

@@ -4,12 +4,14 @@
 //!
 //! One file per group: `create`, `info` (the queue, its layout and its
 //! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead letters),
-//! and `upkeep` (`verify` and `recover`). This file holds what they share.
+//! `upkeep` (`verify` and `recover`) and `migrate` (an old file's messages
+//! into a new file). This file holds what they share.
 
 mod create;
 mod dlq;
 mod info;
 mod messages;
+mod migrate;
 mod upkeep;
 
 use serde_json::Value;
@@ -18,6 +20,7 @@ pub use create::create;
 pub use dlq::dlq;
 pub use info::{info, participants, ParticipantRow};
 pub use messages::{peek, recv, send};
+pub use migrate::migrate;
 pub use upkeep::{recover, verify};
 
 /// Prints a JSON value on one line.

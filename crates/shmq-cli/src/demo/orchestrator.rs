@@ -3,7 +3,7 @@
 //! cook, ends the demo when every order is served and reaps the roles.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -293,17 +293,12 @@ pub fn run(a: &DemoArgs) -> CmdResult {
     }
     drop(tx);
 
-    let mut screen = if a.json {
-        Screen {
-            tty: std::io::stderr().is_terminal(),
-            out: Box::new(std::io::stderr()),
-        }
-    } else {
-        Screen {
-            tty: std::io::stdout().is_terminal(),
-            out: Box::new(std::io::stdout()),
-        }
-    };
+    let mut screen = Screen::new(a.json);
+    let names: Vec<&str> = [KITCHEN, FOOD_READY]
+        .into_iter()
+        .chain(menu.as_ref().map(|_| MENU))
+        .collect();
+    screen.start(a.json, &dir, &names);
     on_interrupt();
     let started = Instant::now();
     let mut st = Story::default();
@@ -349,6 +344,7 @@ pub fn run(a: &DemoArgs) -> CmdResult {
                 let _ = k.child.kill();
                 let _ = k.child.wait();
             }
+            screen.finish();
             let _ = writeln!(screen.out, "\ninterrupted");
             return Ok(130);
         }
@@ -475,6 +471,7 @@ pub fn run(a: &DemoArgs) -> CmdResult {
             &dir,
             menu_items,
         );
+        screen.finish();
     }
 
     let summary = summarize(

@@ -1,0 +1,483 @@
+//! `shmq migrate OLD NEW`: moves the messages of a queue file of an
+//! earlier (or the current) format version into a new file of the current
+//! one.
+//!
+//! OLD is read as bytes by the engine's frozen readers
+//! (`shmq::internals::format::legacy`), never mapped or written, and only
+//! while nobody has it open (no participant's lock byte is held, before
+//! and after the copy, and its bytes did not change in between). NEW is
+//! created under a temporary name in its directory, filled, synced, and
+//! then linked under its name, which fails if the name was taken
+//! meanwhile: an interrupted migration leaves no half queue under NEW.
+//!
+//! What is carried over: the messages waiting or in flight in ring order
+//! (ready, pending, delayed with the rest of their delay, and claimed: a
+//! claim of a dead consumer is waiting again), their keys and versions,
+//! each key's versions (its last acked version, so a stale version stays
+//! stale), each message's delivery count (the public API cannot set it:
+//! `shmq::internals::queue::migrate` does, on the new file nobody else
+//! has open), the dead letters with their reasons and attempts, and OLD's
+//! options unless overridden. Not carried over: dead-letter ids (numbered
+//! again from 1), enqueue times (a message's age restarts), metrics, and
+//! reservations never committed (their producers died before the commit:
+//! not messages). A message that was both in a dead-letter record and on
+//! its way there in a slot (a mover stopped between the two) is moved
+//! twice: at least once, never lost.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use shmq::internals::format::legacy::{self, OldState, Snapshot};
+use shmq::internals::queue::migrate::{seed_deliveries, seed_key_versions};
+use shmq::internals::sys;
+use shmq::{Options, Queue, SendOptions, WaitStrategy};
+
+use crate::cli::MigrateArgs;
+use crate::util::{plural, CliError, CmdResult};
+
+use super::print_json;
+
+/// `shmq migrate`.
+pub fn migrate(a: &MigrateArgs) -> CmdResult {
+    let old_name = a.old.display().to_string();
+    let err = |what: String| CliError::new(format!("{old_name}: migrate: {what}"));
+    if std::fs::symlink_metadata(&a.new).is_ok() {
+        return Err(err(format!(
+            "{} exists: migrate writes a new file and never overwrites one",
+            a.new.display()
+        )));
+    }
+    let file = open_old(a).map_err(&err)?;
+    let bytes = read_all(&file).map_err(|e| err(format!("reading it: {e}")))?;
+    let snap = legacy::read(&bytes).map_err(|e| err(crate::util::cli_message(&e)))?;
+    refuse_if_open(&file, &snap).map_err(&err)?;
+    let opts = new_options(a, &file, &snap).map_err(&err)?;
+    check_room(&snap, &opts).map_err(&err)?;
+
+    let tmp = temporary_name(&a.new).map_err(&err)?;
+    let filled = fill(&tmp, &opts, &snap).and_then(|moved| {
+        // OLD must not have changed while it was copied.
+        let same = unchanged(&file, &bytes).map_err(|e| format!("reading it again: {e}"))?;
+        if !same {
+            return Err(
+                "it changed while it was being copied (someone has it open): \
+                        nothing was written under the new name"
+                    .to_string(),
+            );
+        }
+        refuse_if_open(&file, &snap)?;
+        publish(&tmp, &a.new)?;
+        Ok(moved)
+    });
+    let moved = match filled {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+    };
+    report(a, &snap, &moved);
+    Ok(0)
+}
+
+/// Opens OLD for reading: a regular file (not followed through a symbolic
+/// link), owned and writable as `shmq`'s other commands accept.
+fn open_old(a: &MigrateArgs) -> Result<File, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&a.old)
+        .map_err(|e| format!("IO: {e}"))?;
+    let m = file.metadata().map_err(|e| format!("IO: {e}"))?;
+    if !m.is_file() {
+        return Err("not a regular file".into());
+    }
+    if !a.trust.trust_any_owner {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if m.uid() != me && !a.trust.group_shared {
+            return Err(format!(
+                "PERMISSION: owned by uid {}, not by this user (accept it with --trust-any-owner)",
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o002 != 0 {
+            return Err("PERMISSION: writable by others (accept it with --trust-any-owner)".into());
+        }
+        if m.mode() & 0o020 != 0 && !a.trust.group_shared {
+            return Err("PERMISSION: writable by its group (accept it with --group-shared)".into());
+        }
+    }
+    Ok(file)
+}
+
+/// The whole file from its start.
+fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether the file still holds `bytes` (read again a block at a time).
+fn unchanged(file: &File, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(0))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut at = 0;
+    loop {
+        let n = f.read(&mut block)?;
+        if n == 0 {
+            return Ok(at == bytes.len());
+        }
+        if bytes.get(at..at + n) != Some(&block[..n]) {
+            return Ok(false);
+        }
+        at += n;
+    }
+}
+
+/// Refuses while any participant of OLD is alive: one whose lock byte
+/// another open file description holds (the lock is the liveness the
+/// engine itself uses; the kernel drops it when the process dies). Every
+/// entry's byte is probed, free or not, so a participant caught attaching
+/// counts too.
+fn refuse_if_open(file: &File, snap: &Snapshot) -> Result<(), String> {
+    let mut live = Vec::new();
+    for i in 0..snap.params.participant_capacity {
+        match sys::ofd_locked_by_other(file.as_fd(), snap.lock_base + i) {
+            Ok(false) => {}
+            Ok(true) => live.push(i),
+            Err(e) => return Err(format!("cannot tell who has it open: {e}")),
+        }
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let who: Vec<String> = live
+        .iter()
+        .map(|i| match snap.participants.iter().find(|p| p.index == *i) {
+            Some(p) => format!("pid {}", p.pid),
+            None => format!("entry {i}"),
+        })
+        .collect();
+    let (n, verb, them) = match live.len() {
+        1 => ("1 participant".to_string(), "is", "it"),
+        n => (format!("{n} participants"), "are", "them"),
+    };
+    Err(format!(
+        "BUSY: {n} {verb} attached ({}): stop {them} first; migrate reads only a quiet file",
+        who.join(", "),
+    ))
+}
+
+/// The new file's options: OLD's, with the command line's overrides.
+fn new_options(a: &MigrateArgs, file: &File, s: &Snapshot) -> Result<Options, String> {
+    let p = &s.params;
+    let mode = match a.mode {
+        Some(m) => m,
+        None => file.metadata().map_err(|e| format!("IO: {e}"))?.mode() & 0o777,
+    };
+    let group = a
+        .group
+        .as_deref()
+        .map(shmq::internals::permissions::group_id)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let latest_only = a.latest_only || p.flags & 1 != 0;
+    let keys = a.keys.unwrap_or(p.key_capacity);
+    if latest_only && keys == 0 {
+        return Err("a latest-only queue needs a key table (--keys N)".into());
+    }
+    Ok(Options {
+        capacity: a.capacity.unwrap_or(p.capacity),
+        max_message_size: a
+            .max_message_size
+            .unwrap_or(p.max_message_size.min(u32::MAX as u64) as u32),
+        key_capacity: keys,
+        dlq_capacity: a.dead_letters.unwrap_or(p.dlq_capacity),
+        participant_capacity: a
+            .participants
+            .unwrap_or(p.participant_capacity.min(u32::MAX as u64) as u32),
+        lease: a.lease.unwrap_or(Duration::from_nanos(p.lease_ns.max(1))),
+        max_deliveries: a
+            .max_deliveries
+            .unwrap_or(p.max_deliveries.min(u32::MAX as u64) as u32),
+        reservation_timeout: Duration::from_nanos(p.reservation_timeout_ns.max(1)),
+        latest_only,
+        mode,
+        group,
+        wait_strategy: WaitStrategy::from_u64(p.wait_strategy),
+        sparse: a.sparse,
+    })
+}
+
+/// Refuses options too small for what OLD holds, before anything is made.
+fn check_room(s: &Snapshot, o: &Options) -> Result<(), String> {
+    let waiting = s
+        .messages
+        .iter()
+        .filter(|m| m.state != OldState::DeadLettering)
+        .count() as u64;
+    let dead = s.dead_letters.len() as u64 + s.messages.len() as u64 - waiting;
+    let largest = s
+        .messages
+        .iter()
+        .map(|m| m.payload.len())
+        .chain(s.dead_letters.iter().map(|d| d.payload.len()))
+        .max()
+        .unwrap_or(0);
+    let mut keys: Vec<u64> = s.keys.iter().map(|k| k.key).collect();
+    keys.extend(s.messages.iter().map(|m| m.key));
+    keys.extend(s.dead_letters.iter().map(|d| d.key));
+    keys.retain(|k| *k != 0);
+    keys.sort_unstable();
+    keys.dedup();
+    let dlq = if o.dlq_capacity == 0 {
+        o.capacity
+    } else {
+        o.dlq_capacity
+    };
+    let mut short = Vec::new();
+    if waiting > o.capacity {
+        short.push(format!(
+            "{waiting} messages wait, --capacity is {}",
+            o.capacity
+        ));
+    }
+    if dead > dlq {
+        short.push(format!("{dead} dead letters, --dead-letters is {dlq}"));
+    }
+    if largest as u64 > o.max_message_size as u64 {
+        short.push(format!(
+            "the largest message is {largest} bytes, --max-message-size is {}",
+            o.max_message_size
+        ));
+    }
+    if keys.len() as u64 > o.key_capacity {
+        short.push(format!(
+            "{} keys are in use, --keys is {}",
+            keys.len(),
+            o.key_capacity
+        ));
+    }
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "INVALID_ARGUMENT: the new file would be too small: {}",
+            short.join("; ")
+        ))
+    }
+}
+
+/// `.NAME.migrating-PID` beside NEW.
+fn temporary_name(new: &Path) -> Result<PathBuf, String> {
+    let name = new
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", new.display()))?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".migrating-{}", std::process::id()));
+    Ok(new.with_file_name(tmp))
+}
+
+/// What was moved into the new file.
+struct Moved {
+    messages: u64,
+    dead_letters: u64,
+    keys: u64,
+    delayed: u64,
+    reclaimed: u64,
+}
+
+/// Creates the new file at `tmp` and writes everything of `s` into it,
+/// then syncs it to its file system.
+fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
+    let e = |what: &str, x: shmq::Error| format!("{what}: {}", crate::util::cli_message(&x));
+    let q = Queue::create(tmp, opts).map_err(|x| e("creating the new file", x))?;
+    let no_wait = Duration::ZERO;
+    let mut moved = Moved {
+        messages: 0,
+        dead_letters: 0,
+        keys: 0,
+        delayed: 0,
+        reclaimed: 0,
+    };
+    // Dead letters first, while the ring is empty: each is sent, claimed
+    // (it is the only message) and rejected with its reason. A message
+    // that was on its way to the dead letters goes there too.
+    let on_the_way = s
+        .messages
+        .iter()
+        .filter(|m| m.state == OldState::DeadLettering)
+        .map(|m| {
+            (
+                m.key,
+                m.version,
+                m.deliveries,
+                m.payload.as_slice(),
+                "on its way to the dead letters when migrated",
+            )
+        });
+    let dead = s
+        .dead_letters
+        .iter()
+        .map(|d| {
+            (
+                d.key,
+                d.version,
+                d.attempts,
+                d.payload.as_slice(),
+                d.reason.as_str(),
+            )
+        })
+        .chain(on_the_way);
+    for (key, version, attempts, payload, reason) in dead {
+        let so = SendOptions::new()
+            .key(key)
+            .version(version)
+            .timeout(no_wait);
+        let sent = q
+            .send_with(payload, &so)
+            .map_err(|x| e("a dead letter", x))?;
+        // Its claim here counts one more: the record keeps its attempts.
+        seed_deliveries(&q, sent.position, attempts.saturating_sub(1))
+            .map_err(|x| e("a dead letter", x))?;
+        let m = q.claim(no_wait).map_err(|x| e("a dead letter", x))?;
+        m.reject(reason).map_err(|x| e("a dead letter", x))?;
+        moved.dead_letters += 1;
+    }
+    // The waiting messages, in ring order.
+    let now = sys::monotonic_ns();
+    let same_boot = s.params.boot_id == sys::boot_id();
+    for m in s
+        .messages
+        .iter()
+        .filter(|m| m.state != OldState::DeadLettering)
+    {
+        let mut so = SendOptions::new()
+            .key(m.key)
+            .version(m.version)
+            .timeout(no_wait);
+        if m.state == OldState::Delayed {
+            so = so.delay(Duration::from_nanos(remaining_delay(m, now, same_boot)));
+            moved.delayed += 1;
+        }
+        if m.state == OldState::Claimed {
+            moved.reclaimed += 1;
+        }
+        let at = || format!("the message at position {}", m.position);
+        let sent = q.send_with(&m.payload, &so).map_err(|x| e(&at(), x))?;
+        if m.deliveries > 0 {
+            seed_deliveries(&q, sent.position, m.deliveries).map_err(|x| e(&at(), x))?;
+        }
+        moved.messages += 1;
+    }
+    // Each key's versions, after its messages (a message's own version is
+    // newer than its key's last acked one, else it was stale already).
+    if opts.key_capacity > 0 {
+        for k in &s.keys {
+            seed_key_versions(&q, k.key, k.last_acked, k.last_committed, k.next_version)
+                .map_err(|x| e(&format!("key {}", k.key), x))?;
+            moved.keys += 1;
+        }
+    }
+    q.flush().map_err(|x| e("flushing the new file", x))?;
+    q.close().map_err(|x| e("closing the new file", x))?;
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|x| format!("syncing the new file: IO: {x}"))?;
+    Ok(moved)
+}
+
+/// How much of a delayed message's delay is left: its not-before time less
+/// now, when the file was last used in this boot (the monotonic clock is
+/// the same); else (a reboot since) the whole delay it was sent with, when
+/// its enqueue time says it; else none.
+fn remaining_delay(m: &legacy::OldMessage, now: u64, same_boot: bool) -> u64 {
+    match m.not_before_ns {
+        Some(nb) if same_boot => nb.saturating_sub(now),
+        Some(nb) if !m.sampled => nb.saturating_sub(m.enqueued_ns),
+        _ => 0,
+    }
+}
+
+/// Links the filled temporary file under NEW (refused if NEW exists by
+/// now: a link never replaces), removes the temporary name, and syncs the
+/// directory so the new name survives a crash.
+fn publish(tmp: &Path, new: &Path) -> Result<(), String> {
+    std::fs::hard_link(tmp, new).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} was created meanwhile: migrate never overwrites a file",
+                new.display()
+            )
+        } else {
+            format!("naming the new file {}: IO: {e}", new.display())
+        }
+    })?;
+    let _ = std::fs::remove_file(tmp);
+    let dir = match new.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if let Ok(d) = File::open(&dir) {
+        // A directory that cannot be synced (some file systems) still has
+        // the name; the file itself was synced.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn report(a: &MigrateArgs, s: &Snapshot, m: &Moved) {
+    if a.json {
+        print_json(&json!({
+            "old": a.old.display().to_string(),
+            "new": a.new.display().to_string(),
+            "old_format_version": s.params.version,
+            "messages": m.messages,
+            "delayed": m.delayed,
+            "reclaimed": m.reclaimed,
+            "dead_letters": m.dead_letters,
+            "keys": m.keys,
+            "uncommitted_dropped": s.uncommitted.len(),
+            "damaged": s.damaged,
+        }));
+        return;
+    }
+    println!(
+        "migrated {} (format version {}) to {}: {}{}, {}, {}",
+        a.old.display(),
+        s.params.version,
+        a.new.display(),
+        plural(m.messages, "message"),
+        if m.delayed + m.reclaimed > 0 {
+            format!(
+                " ({} delayed, {} claimed by a dead consumer, waiting again)",
+                m.delayed, m.reclaimed
+            )
+        } else {
+            String::new()
+        },
+        plural(m.dead_letters, "dead letter"),
+        plural(m.keys, "key"),
+    );
+    if !s.uncommitted.is_empty() {
+        eprintln!(
+            "note: {} never committed (their producers stopped before the commit) not moved",
+            plural(s.uncommitted.len() as u64, "reservation")
+        );
+    }
+    for d in &s.damaged {
+        eprintln!("warning: skipped, damaged: {d}");
+    }
+}
