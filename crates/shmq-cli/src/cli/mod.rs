@@ -8,6 +8,7 @@
 //! This file holds the command line and the list of commands.
 
 mod bench;
+mod bridge;
 mod demo;
 mod queue_file;
 mod torture;
@@ -16,6 +17,7 @@ mod values;
 use clap::{Parser, Subcommand};
 
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
+pub use bridge::{BridgeArgs, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
@@ -157,6 +159,12 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
     #[command(after_help = "Examples:
   shmq recover /dev/shm/orders")]
     Recover(RecoverArgs),
+
+    /// Move messages between a queue file and NATS JetStream (out, in).
+    #[command(after_help = "Examples:
+  shmq bridge out /dev/shm/orders --nats nats://10.0.0.1:4222 --stream ORDERS --subject orders
+  shmq bridge in /dev/shm/orders --nats nats://10.0.0.1:4222 --stream ORDERS --consumer host-b")]
+    Bridge(BridgeArgs),
 
     /// The restaurant: waiters, cooks and a menu service in real processes.
     #[command(after_help = "Examples:
