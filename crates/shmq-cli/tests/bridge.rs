@@ -65,7 +65,14 @@ impl Nats {
 
     fn launch(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -107,14 +114,25 @@ fn create(path: &Path, args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn out_cmd(q: &Path, nats: &Nats, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(["bridge", "out"])
         .arg(q)
-        .args(["--nats", &nats.url(), "--stream", "LEDGER", "--subject", "ledger"])
+        .args([
+            "--nats",
+            &nats.url(),
+            "--stream",
+            "LEDGER",
+            "--subject",
+            "ledger",
+        ])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -125,7 +143,14 @@ fn in_cmd(q: &Path, nats: &Nats, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(["bridge", "in"])
         .arg(q)
-        .args(["--nats", &nats.url(), "--stream", "LEDGER", "--consumer", "far"])
+        .args([
+            "--nats",
+            &nats.url(),
+            "--stream",
+            "LEDGER",
+            "--consumer",
+            "far",
+        ])
         .args(["--subject", "ledger"])
         .args(extra)
         .stdout(Stdio::null())
@@ -136,6 +161,7 @@ fn in_cmd(q: &Path, nats: &Nats, extra: &[&str]) -> Command {
 /// What was sent on the near side: keyed messages `k<key>v<version>`
 /// (versions 1..=versions of each key, interleaved across keys) and
 /// keyless ones `u<n>`.
+#[derive(Clone, Copy)]
 struct Plan {
     keys: u64,
     versions: u64,
@@ -144,7 +170,14 @@ struct Plan {
 
 impl Plan {
     fn send(&self, path: &Path) {
+        self.send_paced(path, Duration::ZERO);
+    }
+
+    /// Sends the plan spread over `over` (a round of versions at a time),
+    /// so that the bridges are mid-flight whenever one is killed.
+    fn send_paced(&self, path: &Path, over: Duration) {
         let q = Queue::open(path).unwrap();
+        let pause = over / self.versions as u32;
         let mut u = 0;
         for v in 1..=self.versions {
             for k in 1..=self.keys {
@@ -156,6 +189,7 @@ impl Plan {
                 q.send(format!("u{u}").as_bytes(), Duration::ZERO).unwrap();
                 u += 1;
             }
+            std::thread::sleep(pause);
         }
         while u < self.keyless {
             q.send(format!("u{u}").as_bytes(), Duration::ZERO).unwrap();
@@ -247,6 +281,11 @@ impl Ledger {
         }
     }
 
+    fn count(&self) -> u64 {
+        self.keyless.values().sum::<u64>()
+            + self.versions.values().map(|v| v.len() as u64).sum::<u64>()
+    }
+
     fn keyless_duplicates(&self) -> u64 {
         self.keyless.values().map(|n| n - 1).sum()
     }
@@ -274,21 +313,32 @@ fn round_trip_keeps_keys_versions_and_order() {
         keyless: 200,
     };
     plan.send(&s.queue);
-    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"]).status().unwrap();
+    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"])
+        .status()
+        .unwrap();
     assert!(st.success());
-    let st = in_cmd(&far, &nats, &["--idle-exit", "1s"]).status().unwrap();
+    let st = in_cmd(&far, &nats, &["--idle-exit", "1s"])
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut ledger = Ledger::default();
     ledger.drain(&far, Duration::from_secs(10), |l| {
         l.all_versions(&plan) && l.all_keyless(&plan)
     });
     ledger.check_order();
-    assert!(ledger.all_versions(&plan), "versions: {:?}", ledger.versions);
+    assert!(
+        ledger.all_versions(&plan),
+        "versions: {:?}",
+        ledger.versions
+    );
     assert!(ledger.all_keyless(&plan));
     assert_eq!(ledger.keyless_duplicates(), 0);
     // The near queue is empty: everything was acked after its publish ack.
     let near = Queue::open(&s.queue).unwrap();
-    assert_eq!(near.claim(Duration::ZERO).unwrap_err().status(), Status::Empty);
+    assert_eq!(
+        near.claim(Duration::ZERO).unwrap_err().status(),
+        Status::Empty
+    );
 }
 
 #[test]
@@ -298,26 +348,55 @@ fn out_killed_mid_flight_loses_nothing_and_stores_once() {
         return;
     };
     let far = s.file("far.q");
-    create(&s.queue, &["--keys", "256", "--capacity", "4096", "--lease", "2s"]);
+    // Each kill counts a failed delivery of what the bridge held: no
+    // dead letters here, this test is about loss and order.
+    create(
+        &s.queue,
+        &[
+            "--keys",
+            "256",
+            "--capacity",
+            "4096",
+            "--lease",
+            "2s",
+            "--max-deliveries",
+            "0",
+        ],
+    );
     create(&far, &["--keys", "256", "--capacity", "4096"]);
     let plan = Plan {
         keys: 50,
         versions: 30,
         keyless: 1500,
     };
-    plan.send(&s.queue);
+    let n = kills();
     let mut children = Children::default();
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
     let mut rng = Rng::from_clock();
-    let n = kills();
+    // Sent while the kills go on (about 45 ms each).
+    let producer = {
+        let path = s.queue.clone();
+        std::thread::spawn(move || plan.send_paced(&path, Duration::from_millis(40) * n as u32))
+    };
     for _ in 0..n {
         // A small window: many publishes in flight at each kill, and the
         // queue not drained before the kills run out.
-        let mut c = out_cmd(&s.queue, &nats, &["--window", "16"]).spawn().unwrap();
+        let mut c = out_cmd(&s.queue, &nats, &["--window", "16"])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(10 + rng.below(50)));
         kill(&mut c);
     }
-    children.0.push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
+    producer.join().unwrap();
+    // The kills landed while claims were held: those came again.
+    let redelivered = Queue::inspect(&s.queue)
+        .unwrap()
+        .stats()
+        .counter(shmq::Counter::Redelivered);
+    eprintln!("out killed {n} times: {redelivered} redeliveries on the near side");
+    children
+        .0
+        .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
     let mut ledger = Ledger::default();
     ledger.drain(&far, Duration::from_secs(60), |l| {
         l.all_versions(&plan) && l.all_keyless(&plan)
@@ -344,17 +423,34 @@ fn in_killed_mid_flight_loses_nothing_and_keeps_versions_monotonic() {
     create(&s.queue, &["--keys", "256", "--capacity", "4096"]);
     // The far lease is the consumer's AckWait: what a killed puller held
     // comes again after it.
-    create(&far, &["--keys", "256", "--capacity", "4096", "--lease", "1s"]);
+    create(
+        &far,
+        &[
+            "--keys",
+            "256",
+            "--capacity",
+            "4096",
+            "--lease",
+            "1s",
+            "--max-deliveries",
+            "0",
+        ],
+    );
     let plan = Plan {
         keys: 50,
         versions: 30,
         keyless: 1500,
     };
-    plan.send(&s.queue);
-    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"]).status().unwrap();
-    assert!(st.success());
-    let mut rng = Rng::from_clock();
     let n = kills();
+    let mut children = Children::default();
+    children
+        .0
+        .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
+    let producer = {
+        let path = s.queue.clone();
+        std::thread::spawn(move || plan.send_paced(&path, Duration::from_millis(40) * n as u32))
+    };
+    let mut rng = Rng::from_clock();
     let mut ledger = Ledger::default();
     for _ in 0..n {
         let mut c = in_cmd(&far, &nats, &["--batch", "16"]).spawn().unwrap();
@@ -363,7 +459,8 @@ fn in_killed_mid_flight_loses_nothing_and_keeps_versions_monotonic() {
         // Drain a little between kills, so that the far queue never fills.
         ledger.drain_waiting(&far);
     }
-    let mut children = Children::default();
+    producer.join().unwrap();
+    let during = ledger.count();
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
     ledger.drain(&far, Duration::from_secs(60), |l| {
         l.last_versions(&plan) && l.all_keyless(&plan)
@@ -380,8 +477,10 @@ fn in_killed_mid_flight_loses_nothing_and_keeps_versions_monotonic() {
     );
     assert!(ledger.all_keyless(&plan), "after {n} kills, keyless lost");
     eprintln!(
-        "in killed {n} times: {} keyless duplicates (at least once into the far queue)",
-        ledger.keyless_duplicates()
+        "in killed {n} times: {during} of {} messages moved by the killed processes, {} keyless duplicates (at least once into the far queue), {} keyed versions superseded",
+        ledger.count(),
+        ledger.keyless_duplicates(),
+        plan.keys * plan.versions - ledger.versions.values().map(|v| v.len() as u64).sum::<u64>()
     );
 }
 
@@ -400,7 +499,9 @@ fn a_full_local_queue_stops_the_pull_and_resumes() {
         keyless: 100,
     };
     plan.send(&s.queue);
-    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"]).status().unwrap();
+    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"])
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut children = Children::default();
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
@@ -423,7 +524,11 @@ fn a_full_local_queue_stops_the_pull_and_resumes() {
     });
     drop(children);
     ledger.check_order();
-    assert!(ledger.all_versions(&plan), "versions: {:?}", ledger.versions);
+    assert!(
+        ledger.all_versions(&plan),
+        "versions: {:?}",
+        ledger.versions
+    );
     assert!(ledger.all_keyless(&plan));
 }
 
@@ -434,15 +539,29 @@ fn nats_restarted_mid_flight() {
         return;
     };
     let far = s.file("far.q");
-    create(&s.queue, &["--keys", "256", "--capacity", "8192", "--lease", "2s"]);
-    create(&far, &["--keys", "256", "--capacity", "8192", "--lease", "2s"]);
+    // Publishes refused during the outage are nacks, each a failed
+    // delivery: no dead letters here.
+    let opts = [
+        "--keys",
+        "256",
+        "--capacity",
+        "8192",
+        "--lease",
+        "2s",
+        "--max-deliveries",
+        "0",
+    ];
+    create(&s.queue, &opts);
+    create(&far, &opts);
     let plan = Plan {
         keys: 50,
         versions: 40,
         keyless: 4000,
     };
     let mut children = Children::default();
-    children.0.push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
+    children
+        .0
+        .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
     plan.send(&s.queue);
     std::thread::sleep(Duration::from_millis(100));
