@@ -563,9 +563,14 @@ fn nats_restarted_mid_flight() {
         .0
         .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
-    plan.send(&s.queue);
-    std::thread::sleep(Duration::from_millis(100));
+    // Sent over a second; the server is killed a third of the way in.
+    let producer = {
+        let path = s.queue.clone();
+        std::thread::spawn(move || plan.send_paced(&path, Duration::from_secs(1)))
+    };
+    std::thread::sleep(Duration::from_millis(300));
     nats.restart();
+    producer.join().unwrap();
     let mut ledger = Ledger::default();
     ledger.drain(&far, Duration::from_secs(60), |l| {
         l.last_versions(&plan) && l.all_keyless(&plan)
