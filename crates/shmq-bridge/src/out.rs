@@ -118,7 +118,10 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
     let mut last_activity = Instant::now();
     let mut stopping = false;
     let mut shutdown = shutdown;
-    let tick = Duration::from_millis(50);
+    // One timer for the idle check (a sleep made anew at every turn of
+    // the loop would cost a timer registration per batch).
+    let mut ticker = tokio::time::interval(Duration::from_millis(50));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
         if stopping && in_flight.is_empty() {
@@ -196,7 +199,7 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
                 }
                 claimer.settle(std::mem::take(&mut outcomes));
             }
-            _ = tokio::time::sleep(tick) => {
+            _ = ticker.tick() => {
                 if let Some(idle) = opts.idle_exit {
                     if in_flight.is_empty() && last_activity.elapsed() >= idle {
                         stopping = true;
