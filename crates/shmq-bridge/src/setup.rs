@@ -117,7 +117,7 @@ pub fn check_stream(
     }
     let wanted = subject.map_or(vec![], |s| vec![s.to_string(), format!("{s}.>")]);
     for s in wanted {
-        if !cfg.subjects.iter().any(|x| *x == s) {
+        if !cfg.subjects.contains(&s) {
             return Err(format!(
                 "it does not take subject {s} (its subjects: {})",
                 cfg.subjects.join(", ")
