@@ -584,3 +584,60 @@ fn nats_restarted_mid_flight() {
     );
     assert!(ledger.all_keyless(&plan));
 }
+
+#[test]
+fn competing_in_processes_share_one_durable_consumer() {
+    let s = Scratch::new("bridge-compete");
+    let Some(nats) = Nats::start(&s.file("nats")) else {
+        return;
+    };
+    let far = s.file("far.q");
+    create(&s.queue, &["--keys", "128", "--capacity", "8192"]);
+    create(&far, &["--keys", "128", "--capacity", "8192"]);
+    let plan = Plan {
+        keys: 20,
+        versions: 50,
+        keyless: 4000,
+    };
+    plan.send(&s.queue);
+    let st = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ins: Vec<Child> = (0..2)
+        .map(|_| {
+            in_cmd(
+                &far,
+                &nats,
+                &["--idle-exit", "2s", "--json", "--batch", "32"],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for c in ins {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        sent.push(v["sent"].as_u64().unwrap() + v["stale"].as_u64().unwrap());
+    }
+    assert_eq!(
+        sent.iter().sum::<u64>(),
+        5000,
+        "each message sent once: {sent:?}"
+    );
+    assert!(sent.iter().all(|&n| n > 0), "both pulled: {sent:?}");
+    let mut ledger = Ledger::default();
+    ledger.drain(&far, Duration::from_secs(10), |l| {
+        l.last_versions(&plan) && l.all_keyless(&plan)
+    });
+    ledger.check_order();
+    assert!(
+        ledger.last_versions(&plan),
+        "versions: {:?}",
+        ledger.versions
+    );
+    assert!(ledger.all_keyless(&plan));
+}
