@@ -171,3 +171,92 @@ pub async fn ensure_consumer(
     }
     Ok(consumer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(latest_only: bool) -> QueueFacts {
+        QueueFacts {
+            file_id: 1,
+            lease: Duration::from_secs(30),
+            max_deliveries: 10,
+            latest_only,
+            max_message_size: 256,
+        }
+    }
+
+    #[test]
+    fn the_created_stream_passes_its_own_check() {
+        for lo in [false, true] {
+            let cfg = stream_config("S", "s", &facts(lo));
+            assert_eq!(check_stream(&cfg, Some("s"), &facts(lo)), Ok(()));
+            assert_eq!(cfg.max_messages_per_subject, if lo { 1 } else { -1 });
+            assert_eq!(cfg.duplicate_window, Duration::from_secs(120));
+        }
+    }
+
+    #[test]
+    fn streams_that_drop_messages_are_refused() {
+        let f = facts(false);
+        let base = stream_config("S", "s", &f);
+        let refused = |c: stream::Config| check_stream(&c, Some("s"), &f).unwrap_err();
+        assert!(refused(stream::Config {
+            retention: RetentionPolicy::Interest,
+            ..base.clone()
+        })
+        .contains("interest"));
+        assert!(refused(stream::Config {
+            max_messages: 100,
+            ..base.clone()
+        })
+        .contains("discards old"));
+        assert!(refused(stream::Config {
+            max_messages_per_subject: 1,
+            ..base.clone()
+        })
+        .contains("not latest-only"));
+        assert!(refused(stream::Config {
+            subjects: vec!["s".into()],
+            ..base.clone()
+        })
+        .contains("s.>"));
+        assert!(refused(stream::Config {
+            no_ack: true,
+            ..base.clone()
+        })
+        .contains("no_ack"));
+        // A limit with discard `new` refuses publishes instead: back-pressure.
+        let new = stream::Config {
+            max_messages: 100,
+            discard: DiscardPolicy::New,
+            ..base.clone()
+        };
+        assert_eq!(check_stream(&new, Some("s"), &f), Ok(()));
+        // `in` without a subject does not check the subjects.
+        assert_eq!(
+            check_stream(
+                &stream::Config {
+                    subjects: vec!["other.>".into()],
+                    ..base
+                },
+                None,
+                &f
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_consumer_follows_the_queue() {
+        let c = consumer_config("far", &facts(false));
+        assert_eq!(c.ack_policy, AckPolicy::Explicit);
+        assert_eq!(c.ack_wait, Duration::from_secs(30));
+        assert_eq!(c.max_deliver, 10);
+        let unlimited = QueueFacts {
+            max_deliveries: 0,
+            ..facts(false)
+        };
+        assert_eq!(consumer_config("far", &unlimited).max_deliver, -1);
+    }
+}

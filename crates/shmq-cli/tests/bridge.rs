@@ -641,3 +641,53 @@ fn competing_in_processes_share_one_durable_consumer() {
     );
     assert!(ledger.all_keyless(&plan));
 }
+
+#[test]
+fn refusals_name_the_problem() {
+    let s = Scratch::new("bridge-refuse");
+    let Some(nats) = Nats::start(&s.file("nats")) else {
+        return;
+    };
+    create(&s.queue, &[]);
+    // A file made before file ids existed holds 0 there.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s.queue)
+            .unwrap();
+        f.seek(SeekFrom::Start(168)).unwrap();
+        f.write_all(&[0; 8]).unwrap();
+    }
+    let out = out_cmd(&s.queue, &nats, &["--idle-exit", "1s"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no file id"), "{err}");
+    // A stream that does not take the subject.
+    let other = s.file("other.q");
+    create(&other, &[]);
+    let st = out_cmd(&other, &nats, &["--idle-exit", "200ms"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new(BIN)
+        .args(["bridge", "out"])
+        .arg(&other)
+        .args([
+            "--nats",
+            &nats.url(),
+            "--stream",
+            "LEDGER",
+            "--subject",
+            "elsewhere",
+        ])
+        .args(["--idle-exit", "200ms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not take subject elsewhere"), "{err}");
+}
