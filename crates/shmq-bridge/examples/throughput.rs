@@ -23,7 +23,7 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use shmq::{Options, Queue};
-use shmq_bridge::{inbound, out, InOptions, OutOptions, Shutdown};
+use shmq_bridge::{inbound, out, Figures, InOptions, OutOptions, Shutdown};
 
 const WINDOW: usize = 512;
 const BATCH: usize = 256;
@@ -142,12 +142,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // message acked after its publish ack), watched from beside.
     let (stop_out, stop) = Shutdown::new();
     let t = Instant::now();
-    let task = tokio::spawn(async move { out::run(&o, stop).await });
+    let figs = Figures::new("out", "near", &name);
+    let f = figs.clone();
+    let task = tokio::spawn(async move { out::run(&o, stop, f).await });
     wait_until(&near, |s| s.depth == 0 && s.in_flight == 0).await;
     let br_out = n as f64 / t.elapsed().as_secs_f64();
     stop_out.fire();
-    let s = task.await??;
-    assert_eq!(s.acked as usize, n);
+    task.await??;
+    assert_eq!(Figures::get(&figs.acked) as usize, n);
     let i = InOptions {
         path: far.clone(),
         nats: url.clone(),
@@ -160,12 +162,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Timed to the moment all n wait in the far queue.
     let (stop_in, stop) = Shutdown::new();
     let t = Instant::now();
-    let task = tokio::spawn(async move { inbound::run(&i, stop).await });
+    let figs = Figures::new("in", "far", &name);
+    let f = figs.clone();
+    let task = tokio::spawn(async move { inbound::run(&i, stop, f).await });
     wait_until(&far, |s| s.depth as usize >= n).await;
     let br_in = n as f64 / t.elapsed().as_secs_f64();
     stop_in.fire();
-    let s = task.await??;
-    assert_eq!(s.sent as usize, n);
+    task.await??;
+    assert_eq!(Figures::get(&figs.sent) as usize, n);
     js.delete_stream(&name).await?;
     let _ = std::fs::remove_file(&near);
     let _ = std::fs::remove_file(&far);

@@ -15,12 +15,14 @@
 //! compete for its messages.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::figures::Figures;
 use crate::ids;
 use crate::local::{self, Incoming, Sender, Sendout};
 use crate::setup;
@@ -47,50 +49,20 @@ pub struct InOptions {
     pub idle_exit: Option<Duration>,
 }
 
-/// What `bridge in` did.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct InStats {
-    /// Messages pulled.
-    pub pulled: u64,
-    /// Of them, delivered before (JetStream's delivery count above 1).
-    pub redeliveries: u64,
-    /// Committed to the local queue (and acked upstream).
-    pub sent: u64,
-    /// Dropped as stale by the local queue (and acked upstream).
-    pub stale: u64,
-    /// Terminated upstream: the local queue can never take them.
-    pub terminated: u64,
-    /// Times the local queue was full and pulling stopped.
-    pub full_waits: u64,
-    /// Seconds the run lasted.
-    pub seconds: f64,
-}
-
-impl InStats {
-    /// The figures as one JSON object.
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"direction\":\"in\",\"pulled\":{},\"redeliveries\":{},\"sent\":{},\"stale\":{},\"terminated\":{},\"full_waits\":{},\"seconds\":{:.3},\"rate\":{:.1}}}",
-            self.pulled,
-            self.redeliveries,
-            self.sent,
-            self.stale,
-            self.terminated,
-            self.full_waits,
-            self.seconds,
-            self.sent as f64 / self.seconds.max(1e-9)
-        )
-    }
-}
-
 /// How long one pull waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
 /// How long the loop sleeps between tries while the local queue is full.
 const FULL_RETRY: Duration = Duration::from_millis(5);
+/// How often the consumer's pending count is asked for (the lag).
+const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `bridge in` until `shutdown` fires or nothing comes for `idle_exit`.
-pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, BridgeError> {
-    let started = Instant::now();
+/// `figs` is updated as it goes.
+pub async fn run(
+    opts: &InOptions,
+    shutdown: Shutdown,
+    figs: Arc<Figures>,
+) -> Result<(), BridgeError> {
     let mut shutdown = shutdown;
     let facts = local::facts(&opts.path)?;
     let client = async_nats::connect(&opts.nats)
@@ -99,10 +71,10 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
     let js = jetstream::new(client);
     let (stream, _) =
         setup::ensure_stream(&js, &opts.stream, opts.subject.as_deref(), &facts).await?;
-    let consumer = setup::ensure_consumer(&stream, &opts.consumer, &facts).await?;
+    let mut consumer = setup::ensure_consumer(&stream, &opts.consumer, &facts).await?;
     let ack_wait = consumer.cached_info().config.ack_wait;
     let mut sender = Sender::start(opts.path.clone())?;
-    let mut stats = InStats::default();
+    let mut lag_at = Instant::now();
     let mut last_activity = Instant::now();
 
     'pull: loop {
@@ -113,6 +85,12 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
             if last_activity.elapsed() >= idle {
                 break;
             }
+        }
+        if lag_at.elapsed() >= LAG_EVERY {
+            if let Ok(info) = consumer.info().await {
+                Figures::set(&figs.lag, info.num_pending);
+            }
+            lag_at = Instant::now();
         }
         let batch = tokio::select! {
             _ = shutdown.fired() => break,
@@ -144,12 +122,13 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
             continue;
         }
         last_activity = Instant::now();
-        stats.pulled += msgs.len() as u64;
+        Figures::add(&figs.pulled, msgs.len() as u64);
+        Figures::set(&figs.in_flight, msgs.len() as u64);
         // Parse; what cannot be parsed is terminated at once.
         let mut work: Vec<(jetstream::Message, Incoming)> = Vec::with_capacity(msgs.len());
         for m in msgs {
             if m.info().map(|i| i.delivered > 1).unwrap_or(false) {
-                stats.redeliveries += 1;
+                Figures::add(&figs.redeliveries, 1);
             }
             match ids::parse(m.headers.as_ref()) {
                 Ok((key, version)) => {
@@ -162,7 +141,7 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
                         m.subject
                     );
                     let _ = m.ack_with(AckKind::Term).await;
-                    stats.terminated += 1;
+                    Figures::add(&figs.terminated, 1);
                 }
             }
         }
@@ -176,11 +155,11 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
                 let (m, _) = &work[start];
                 match r {
                     Sendout::Sent => {
-                        stats.sent += 1;
+                        Figures::add(&figs.sent, 1);
                         ack(m, AckKind::Ack).await;
                     }
                     Sendout::Stale => {
-                        stats.stale += 1;
+                        Figures::add(&figs.stale, 1);
                         ack(m, AckKind::Ack).await;
                     }
                     Sendout::Refused(why) => {
@@ -188,7 +167,7 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
                             "shmq bridge in: terminating a message on {}: {why}",
                             m.subject
                         );
-                        stats.terminated += 1;
+                        Figures::add(&figs.terminated, 1);
                         ack(m, AckKind::Term).await;
                     }
                     Sendout::Full => break,
@@ -198,7 +177,7 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
             if start < work.len() {
                 // Full: no more pulls until it takes this one.
                 if !waited {
-                    stats.full_waits += 1;
+                    Figures::add(&figs.full_waits, 1);
                     waited = true;
                 }
                 if progress_at.elapsed() >= ack_wait / 3 {
@@ -215,9 +194,10 @@ pub async fn run(opts: &InOptions, shutdown: Shutdown) -> Result<InStats, Bridge
                 last_activity = Instant::now();
             }
         }
+        Figures::set(&figs.in_flight, 0);
     }
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(stats)
+    Figures::set(&figs.in_flight, 0);
+    Ok(())
 }
 
 /// Acks upstream; a failure is reported, not fatal (the message comes

@@ -8,19 +8,22 @@
 //! Modules: `local` (the one adapter to the blocking queue API: a thread
 //! per queue and channels), `ids` (subjects, headers, de-duplication ids),
 //! `setup` (creating and checking the stream and the consumer), `out` and
-//! `inbound` (the two directions).
+//! `inbound` (the two directions), `figures` (counters and gauges, JSON
+//! lines and a Prometheus endpoint).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod figures;
 pub mod ids;
 pub mod inbound;
 pub mod local;
 pub mod out;
 pub mod setup;
 
-pub use inbound::{InOptions, InStats};
-pub use out::{OutOptions, OutStats};
+pub use figures::Figures;
+pub use inbound::InOptions;
+pub use out::OutOptions;
 
 use std::fmt;
 

@@ -16,12 +16,16 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use shmq::Queue;
+
+use crate::figures::Figures;
 use crate::ids;
 use crate::local::{self, Claimed, Claimer, Outcome};
 use crate::setup;
@@ -45,47 +49,6 @@ pub struct OutOptions {
     pub idle_exit: Option<Duration>,
 }
 
-/// What `bridge out` did.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OutStats {
-    /// Messages claimed from the queue.
-    pub claimed: u64,
-    /// Of them, claimed again after an earlier delivery (a crash, a
-    /// refused publish, a lease that ran out).
-    pub redeliveries: u64,
-    /// Publishes JetStream acknowledged.
-    pub published: u64,
-    /// Of them, dropped by JetStream as duplicates (already stored).
-    pub deduplicated: u64,
-    /// Messages acked in the local queue.
-    pub acked: u64,
-    /// Publishes that failed; their messages were given back (nack).
-    pub refused: u64,
-    /// Local outcomes that found their claim gone (the message comes
-    /// again and is de-duplicated).
-    pub lease_lost: u64,
-    /// Seconds the run lasted.
-    pub seconds: f64,
-}
-
-impl OutStats {
-    /// The figures as one JSON object.
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"direction\":\"out\",\"claimed\":{},\"redeliveries\":{},\"published\":{},\"deduplicated\":{},\"acked\":{},\"refused\":{},\"lease_lost\":{},\"seconds\":{:.3},\"rate\":{:.1}}}",
-            self.claimed,
-            self.redeliveries,
-            self.published,
-            self.deduplicated,
-            self.acked,
-            self.refused,
-            self.lease_lost,
-            self.seconds,
-            self.acked as f64 / self.seconds.max(1e-9)
-        )
-    }
-}
-
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<PublishAck, PublishError>)> + Send>>;
 
 /// The back-off after a failed publish: doubles up to a limit.
@@ -94,8 +57,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Runs `bridge out` until `shutdown` fires or the queue stays idle for
 /// `idle_exit`.
-pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, BridgeError> {
-    let started = Instant::now();
+/// `figs` is updated as it goes.
+pub async fn run(
+    opts: &OutOptions,
+    shutdown: Shutdown,
+    figs: Arc<Figures>,
+) -> Result<(), BridgeError> {
     let facts = local::facts(&opts.path)?;
     if facts.file_id == 0 {
         return Err(BridgeError::Refused(format!(
@@ -111,7 +78,8 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
         setup::ensure_stream(&js, &opts.stream, Some(&opts.subject), &facts).await?;
 
     let mut claimer = Claimer::start(opts.path.clone(), opts.window)?;
-    let mut stats = OutStats::default();
+    // The queue's depth, for the lag.
+    let watch = Queue::inspect(&opts.path).map_err(|e| BridgeError::Local(e.to_string()))?;
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut backoff = BACKOFF_MIN;
@@ -137,17 +105,17 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
                 last_activity = Instant::now();
                 match r {
                     Ok(ack) => {
-                        stats.published += 1;
+                        Figures::add(&figs.published, 1);
                         if ack.duplicate {
-                            stats.deduplicated += 1;
+                            Figures::add(&figs.deduplicated, 1);
                         }
                         outcomes.push(Outcome::Ack(token));
-                        stats.acked += 1;
+                        Figures::add(&figs.acked, 1);
                         backoff = BACKOFF_MIN;
                     }
                     Err(e) => {
-                        stats.refused += 1;
-                        if stats.refused == 1 || stats.refused.is_power_of_two() {
+                        Figures::add(&figs.refused, 1);
+                        if Figures::get(&figs.refused).is_power_of_two() {
                             eprintln!("shmq bridge out: publish failed ({e}); backing off {backoff:?}");
                         }
                         outcomes.push(Outcome::Nack(token, backoff));
@@ -159,15 +127,15 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
                 while let Some(Some((token, r))) = futures_util::FutureExt::now_or_never(in_flight.next()) {
                     match r {
                         Ok(ack) => {
-                            stats.published += 1;
+                            Figures::add(&figs.published, 1);
                             if ack.duplicate {
-                                stats.deduplicated += 1;
+                                Figures::add(&figs.deduplicated, 1);
                             }
                             outcomes.push(Outcome::Ack(token));
-                            stats.acked += 1;
+                            Figures::add(&figs.acked, 1);
                         }
                         Err(_) => {
-                            stats.refused += 1;
+                            Figures::add(&figs.refused, 1);
                             outcomes.push(Outcome::Nack(token, backoff));
                         }
                     }
@@ -182,15 +150,15 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
                 };
                 last_activity = Instant::now();
                 for m in batch {
-                    stats.claimed += 1;
+                    Figures::add(&figs.claimed, 1);
                     if m.deliveries > 1 {
-                        stats.redeliveries += 1;
+                        Figures::add(&figs.redeliveries, 1);
                     }
                     let token = m.token;
                     match publish(&js, opts, &facts, conflated, m).await {
                         Ok(fut) => in_flight.push(Box::pin(async move { (token, fut.await) })),
                         Err(e) => {
-                            stats.refused += 1;
+                            Figures::add(&figs.refused, 1);
                             eprintln!("shmq bridge out: publish failed ({e}); backing off {backoff:?}");
                             outcomes.push(Outcome::Nack(token, backoff));
                             claimer.pause(backoff);
@@ -200,6 +168,9 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
                 claimer.settle(std::mem::take(&mut outcomes));
             }
             _ = ticker.tick() => {
+                let st = watch.stats();
+                Figures::set(&figs.lag, st.depth + st.delayed);
+                Figures::set(&figs.in_flight, in_flight.len() as u64);
                 if let Some(idle) = opts.idle_exit {
                     if in_flight.is_empty() && last_activity.elapsed() >= idle {
                         stopping = true;
@@ -211,9 +182,9 @@ pub async fn run(opts: &OutOptions, shutdown: Shutdown) -> Result<OutStats, Brid
     }
     claimer.settle(std::mem::take(&mut outcomes));
     let tally = claimer.finish().map_err(BridgeError::Local)?;
-    stats.lease_lost += tally.lease_lost;
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(stats)
+    Figures::add(&figs.lease_lost, tally.lease_lost);
+    Figures::set(&figs.in_flight, 0);
+    Ok(())
 }
 
 /// Sends one publish (the ack comes later, through the returned future).

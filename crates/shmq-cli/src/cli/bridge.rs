@@ -56,9 +56,17 @@ pub struct BridgeCommon {
     /// Stop after this long with nothing to move (default: run until SIGINT or SIGTERM).
     #[arg(long, value_parser = parse_duration)]
     pub idle_exit: Option<Duration>,
-    /// Print the run's figures as JSON at the end.
+    /// Print the run's figures as JSON at the end (and with --stats-every).
     #[arg(long)]
     pub json: bool,
+    /// Print the figures (in flight, lag, redeliveries, de-duplicated,
+    /// stale, rate...) as a JSON line this often.
+    #[arg(long, value_parser = parse_duration)]
+    pub stats_every: Option<Duration>,
+    /// Serve the figures to Prometheus as text on this address (e.g.
+    /// 127.0.0.1:9465; any path).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `shmq bridge out`.

@@ -17,7 +17,7 @@ mod values;
 use clap::{Parser, Subcommand};
 
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
-pub use bridge::{BridgeArgs, BridgeDirection};
+pub use bridge::{BridgeArgs, BridgeCommon, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
     CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
