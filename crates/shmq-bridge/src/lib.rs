@@ -8,12 +8,14 @@
 //! Modules: `local` (the one adapter to the blocking queue API: a thread
 //! per queue and channels), `ids` (subjects, headers, de-duplication ids),
 //! `setup` (creating and checking the stream and the consumer), `out` and
-//! `inbound` (the two directions), `figures` (counters and gauges, JSON
+//! `inbound` (the two directions), `config` (`bridge run`: several
+//! bridges from a TOML file), `figures` (counters and gauges, JSON
 //! lines and a Prometheus endpoint).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod figures;
 pub mod ids;
 pub mod inbound;

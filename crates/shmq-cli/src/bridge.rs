@@ -10,11 +10,19 @@ use crate::util::{CliError, CmdResult};
 
 /// Starts the reporters the common options ask for.
 async fn report(c: &BridgeCommon, figs: &Arc<Figures>) -> Result<(), BridgeError> {
-    if let Some(every) = c.stats_every {
-        figures::spawn_printer(vec![figs.clone()], every);
+    reporters(c.stats_every, c.metrics, vec![figs.clone()]).await
+}
+
+async fn reporters(
+    every: Option<std::time::Duration>,
+    metrics: Option<std::net::SocketAddr>,
+    figs: Vec<Arc<Figures>>,
+) -> Result<(), BridgeError> {
+    if let Some(every) = every {
+        figures::spawn_printer(figs.clone(), every);
     }
-    if let Some(addr) = c.metrics {
-        let at = figures::serve_metrics(vec![figs.clone()], addr).await?;
+    if let Some(addr) = metrics {
+        let at = figures::serve_metrics(figs, addr).await?;
         eprintln!("shmq bridge: metrics on http://{at}/metrics");
     }
     Ok(())
@@ -22,7 +30,7 @@ async fn report(c: &BridgeCommon, figs: &Arc<Figures>) -> Result<(), BridgeError
 
 /// `shmq bridge`.
 pub fn bridge(a: &BridgeArgs) -> CmdResult {
-    let (common, figs) = match &a.direction {
+    let (json, figs) = match &a.direction {
         BridgeDirection::Out(o) => {
             let opts = shmq_bridge::OutOptions {
                 path: o.path.clone(),
@@ -39,7 +47,7 @@ pub fn bridge(a: &BridgeArgs) -> CmdResult {
                 shmq_bridge::out::run(&opts, stop, f).await
             })
             .map_err(|e| CliError::new(format!("bridge out: {e}")))?;
-            (&o.common, figs)
+            (o.common.json, vec![figs])
         }
         BridgeDirection::In(i) => {
             let opts = shmq_bridge::InOptions {
@@ -58,13 +66,27 @@ pub fn bridge(a: &BridgeArgs) -> CmdResult {
                 shmq_bridge::inbound::run(&opts, stop, f).await
             })
             .map_err(|e| CliError::new(format!("bridge in: {e}")))?;
-            (&i.common, figs)
+            (i.common.json, vec![figs])
+        }
+        BridgeDirection::Run(r) => {
+            let config = shmq_bridge::config::Config::load(&r.config)
+                .map_err(|e| CliError::new(format!("bridge run: {e}")))?;
+            let figs = config.figures();
+            let f = figs.clone();
+            shmq_bridge::block_on(|stop: Shutdown| async move {
+                reporters(r.stats_every, r.metrics, f.clone()).await?;
+                config.run(stop, &f, r.idle_exit).await
+            })
+            .map_err(|e| CliError::new(format!("bridge run: {e}")))?;
+            (r.json, figs)
         }
     };
-    if common.json {
-        println!("{}", figs.to_json());
-    } else {
-        eprintln!("shmq bridge: {}", figs.to_json());
+    for f in figs {
+        if json {
+            println!("{}", f.to_json());
+        } else {
+            eprintln!("shmq bridge: {}", f.to_json());
+        }
     }
     Ok(0)
 }

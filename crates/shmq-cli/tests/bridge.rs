@@ -691,3 +691,55 @@ fn refusals_name_the_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not take subject elsewhere"), "{err}");
 }
+
+#[test]
+fn bridge_run_moves_several_queues_from_one_config() {
+    let s = Scratch::new("bridge-run");
+    let Some(nats) = Nats::start(&s.file("nats")) else {
+        return;
+    };
+    let (a, b, c, d) = (s.file("a.q"), s.file("b.q"), s.file("c.q"), s.file("d.q"));
+    for q in [&a, &b, &c, &d] {
+        create(q, &["--keys", "64"]);
+    }
+    let plan = Plan {
+        keys: 10,
+        versions: 5,
+        keyless: 50,
+    };
+    plan.send(&a);
+    plan.send(&c);
+    let config = s.file("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "nats = \"{}\"\n\n[[out]]\npath = {:?}\nstream = \"A\"\nsubject = \"a\"\n\n[[out]]\npath = {:?}\nstream = \"C\"\nsubject = \"c\"\n\n[[in]]\npath = {:?}\nstream = \"A\"\nconsumer = \"b\"\n\n[[in]]\npath = {:?}\nstream = \"C\"\nconsumer = \"d\"\n",
+            nats.url(),
+            a.display().to_string(),
+            c.display().to_string(),
+            b.display().to_string(),
+            d.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["bridge", "run"])
+        .arg(&config)
+        .args(["--idle-exit", "1500ms", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    for far in [&b, &d] {
+        let mut ledger = Ledger::default();
+        ledger.drain(far, Duration::from_secs(5), |l| {
+            l.all_versions(&plan) && l.all_keyless(&plan)
+        });
+        ledger.check_order();
+        assert!(ledger.all_versions(&plan) && ledger.all_keyless(&plan));
+    }
+}

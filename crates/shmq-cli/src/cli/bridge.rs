@@ -42,6 +42,46 @@ the queue's lease, MaxDeliver its max deliveries). A version the local
 queue refuses as stale is acked and counted; a full queue stops pulling
 until there is room. Several processes on one consumer compete.")]
     In(BridgeInArgs),
+    /// Run several bridges, both directions, from a TOML file.
+    #[command(after_help = "Examples:
+  shmq bridge run /etc/shmq/bridge.toml --metrics 127.0.0.1:9465
+
+The file:
+  nats = \"nats://10.0.0.5:4222\"      # every bridge's server unless it names one
+
+  [[out]]
+  path = \"/dev/shm/orders\"
+  stream = \"ORDERS\"
+  subject = \"orders\"
+  window = 512                        # optional
+
+  [[in]]
+  path = \"/dev/shm/invoices\"
+  stream = \"INVOICES\"
+  consumer = \"host-a\"
+  batch = 256                         # optional
+
+The first bridge that fails stops them all.")]
+    Run(BridgeRunArgs),
+}
+
+/// `shmq bridge run`.
+#[derive(Args, Debug)]
+pub struct BridgeRunArgs {
+    /// The TOML file.
+    pub config: PathBuf,
+    /// Stop each bridge after this long with nothing to move.
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_exit: Option<Duration>,
+    /// Print every bridge's figures as JSON lines at the end (and with --stats-every).
+    #[arg(long)]
+    pub json: bool,
+    /// Print every bridge's figures as JSON lines this often.
+    #[arg(long, value_parser = parse_duration)]
+    pub stats_every: Option<Duration>,
+    /// Serve the figures to Prometheus as text on this address.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What both directions take.
