@@ -116,7 +116,7 @@ pub struct BridgeOutArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub common: BridgeCommon,
-    /// The subject prefix: keyed messages go to SUBJECT.<key>.
+    /// The subject prefix: keyed messages go to SUBJECT.KEY (the key in decimal).
     #[arg(long)]
     pub subject: String,
     /// Most messages claimed and awaiting their publish ack at once.
