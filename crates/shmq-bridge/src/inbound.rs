@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
-use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::figures::Figures;
@@ -132,7 +131,7 @@ pub async fn run(
             }
             match ids::parse(m.headers.as_ref()) {
                 Ok((key, version)) => {
-                    let data = Bytes::copy_from_slice(&m.payload);
+                    let data = m.payload.clone();
                     work.push((m, Incoming { key, version, data }));
                 }
                 Err(why) => {
