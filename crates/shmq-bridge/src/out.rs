@@ -83,6 +83,8 @@ pub async fn run(
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut backoff = BACKOFF_MIN;
+    // No publish before this instant (a back-off after a refusal).
+    let mut hold_until = Instant::now();
     let mut last_activity = Instant::now();
     let mut stopping = false;
     let mut shutdown = shutdown;
@@ -120,6 +122,7 @@ pub async fn run(
                         }
                         outcomes.push(Outcome::Nack(token, backoff));
                         claimer.pause(backoff);
+                        hold_until = Instant::now() + backoff;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
@@ -155,6 +158,13 @@ pub async fn run(
                         Figures::add(&figs.redeliveries, 1);
                     }
                     let token = m.token;
+                    // Claimed before a refusal, handed over after it: given
+                    // back unpublished until the back-off ends.
+                    let now = Instant::now();
+                    if now < hold_until {
+                        outcomes.push(Outcome::Nack(token, hold_until - now));
+                        continue;
+                    }
                     match publish(&js, opts, &facts, conflated, m).await {
                         Ok(fut) => in_flight.push(Box::pin(async move { (token, fut.await) })),
                         Err(e) => {
@@ -162,6 +172,7 @@ pub async fn run(
                             eprintln!("shmq bridge out: publish failed ({e}); backing off {backoff:?}");
                             outcomes.push(Outcome::Nack(token, backoff));
                             claimer.pause(backoff);
+                            hold_until = Instant::now() + backoff;
                         }
                     }
                 }
