@@ -185,6 +185,33 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// A random, nonzero 64-bit id for a new file: from the kernel's random
+/// source (`getrandom`), or, should that fail, the time, the process id
+/// and the address of a stack slot mixed together (unique enough to tell
+/// files apart, not a secret).
+pub fn random_file_id() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is 8 writable bytes, and getrandom writes at most the
+    // length it is given.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let mut id = if n == buf.len() as isize {
+        u64::from_ne_bytes(buf)
+    } else {
+        let local = 0u8;
+        let mut x = unix_ns()
+            ^ (u64::from(std::process::id()) << 32)
+            ^ (&local as *const u8 as u64).rotate_left(17);
+        // splitmix64's finaliser spreads the bits.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    if id == 0 {
+        id = 1;
+    }
+    id
+}
+
 /// Wall-clock time in nanoseconds since the Unix epoch.
 pub fn unix_ns() -> u64 {
     std::time::SystemTime::now()

@@ -237,3 +237,19 @@ fn a_new_boot_id_makes_every_old_participant_dead() {
     drop((old, q, fresh));
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn each_file_gets_its_own_nonzero_file_id() {
+    let (a, b) = (path("file-id-a"), path("file-id-b"));
+    let qa = Queue::create(&a, &small()).unwrap();
+    let qb = Queue::create(&b, &small()).unwrap();
+    let (ia, ib) = (qa.info().file_id, qb.info().file_id);
+    assert_ne!(ia, 0);
+    assert_ne!(ib, 0);
+    assert_ne!(ia, ib);
+    // Kept by the file: another handle reads the same id.
+    assert_eq!(Queue::inspect(&a).unwrap().info().file_id, ia);
+    drop((qa, qb));
+    std::fs::remove_file(&a).unwrap();
+    std::fs::remove_file(&b).unwrap();
+}

@@ -47,6 +47,21 @@ else
 fi
 "${py_env[@]}" "$python" -m pytest --version
 
+# The bridge's tests run against a real JetStream server: Debian's
+# nats-server, installed here when missing and we may (root); without it
+# they say they are skipped, and with it they must run (SHMQ_REQUIRE_NATS).
+echo "== set-up: nats-server for the bridge tests =="
+if ! command -v nats-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null 2>&1 \
+    || echo "could not install nats-server (apt-get install nats-server)"
+fi
+if command -v nats-server >/dev/null 2>&1; then
+  export SHMQ_REQUIRE_NATS=1
+  nats-server --version
+else
+  echo "nats-server is not installed: the bridge tests will be skipped"
+fi
+
 echo "== cargo fmt --check =="
 cargo fmt --all --check
 
@@ -59,7 +74,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc --no-deps (warnings denied) =="
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-c
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq-cli
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit -p shmq-python
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmq -p shmq-bench -p shmq-testkit -p shmq-python -p shmq-bridge
 
 # `cargo test` does not build a crate that is only a cdylib and a staticlib:
 # the C library (libshmq.so, libshmq.a) is built first, for the C, C++ and

@@ -12,7 +12,7 @@ use crate::options::{Options, WaitStrategy};
 use crate::sync::Ordering;
 
 /// Writes the header of a new file: the layout's words, then the options,
-/// the creation time, the checksum and the boot id. The magic number comes
+/// the creation time, the checksum, the file's random id and the boot id. The magic number comes
 /// later ([`publish_magic`]), once the rest of the file is formatted.
 pub fn write_header<M: Memory>(
     mem: &M,
@@ -20,6 +20,7 @@ pub fn write_header<M: Memory>(
     opts: &Options,
     flags: u64,
     created_unix_ns: u64,
+    file_id: u64,
     boot_id: [u64; 2],
 ) {
     // Relaxed stores: nobody else reads the file until the magic number
@@ -44,6 +45,7 @@ pub fn write_header<M: Memory>(
         hdr::CHECKSUM,
         format::header_checksum(&|off| header_word(mem, off)),
     );
+    put(hdr::FILE_ID, file_id);
     put(hdr::BOOT_ID, boot_id[0]);
     put(hdr::BOOT_ID + 8, boot_id[1]);
 }

@@ -137,6 +137,8 @@ pub struct HeaderIdentity {
     pub created_unix_ns: u64,
     /// The boot id the participant table belongs to.
     pub boot_id: [u64; 2],
+    /// The file's random id, drawn at creation (0 in older files).
+    pub file_id: u64,
 }
 
 /// A key-table entry in use.
@@ -287,6 +289,7 @@ impl<M: Loads> Engine<M> {
             format_version: rd(hdr::FORMAT_VERSION),
             created_unix_ns: rd(hdr::CREATED_UNIX_NS),
             boot_id: [rd(hdr::BOOT_ID), rd(hdr::BOOT_ID + 8)],
+            file_id: rd(hdr::FILE_ID),
         }
     }
 

@@ -45,6 +45,11 @@ pub const CREATED_UNIX_NS: usize = 152;
 /// FNV-1a of bytes `8..CHECKSUM` (everything immutable but the magic,
 /// which is stored last).
 pub const CHECKSUM: usize = 160;
+/// A random identity of the file, drawn once at creation (never 0 in a
+/// file made since it exists; 0 in older files). Outside the checksum so
+/// that older files still open. Tells one queue file from another across
+/// hosts: the NATS bridge builds its de-duplication ids on it.
+pub const FILE_ID: usize = 168;
 /// The boot id of the machine when participants last attached (two
 /// words). A different boot id means every old participant is dead.
 pub const BOOT_ID: usize = 192;

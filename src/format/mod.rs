@@ -77,7 +77,7 @@ pub mod flags {
     pub const LATEST_ONLY: u64 = 1;
 }
 
-const _: () = assert!(hdr::CHECKSUM < hdr::BOOT_ID);
+const _: () = assert!(hdr::CHECKSUM < hdr::FILE_ID && hdr::FILE_ID + 8 <= hdr::BOOT_ID);
 const _: () = assert!(hdr::PARTICIPANTS_HIGH + 8 <= HEADER_SIZE);
 const _: () = assert!(hdr::TAIL % HOT_ALIGN == 0 && hdr::HEAD % HOT_ALIGN == 0);
 const _: () =

@@ -75,6 +75,10 @@ pub struct Info {
     /// The boot id the participant table belongs to (the kernel's boot
     /// id when the table was last recovered).
     pub boot_id: [u64; 2],
+    /// The file's random identity, drawn at creation: tells this queue
+    /// from any other, on any host (0 in a file made by a version before
+    /// it existed).
+    pub file_id: u64,
     /// The layout (parameters and offsets): the file format's own type,
     /// for this repository's command line; not part of the product API.
     #[doc(hidden)]
@@ -366,6 +370,7 @@ fn info_of<M: Loads>(e: &Engine<M>) -> Info {
         format_version: id.format_version,
         created_unix_ns: id.created_unix_ns,
         boot_id: id.boot_id,
+        file_id: id.file_id,
         layout: e.layout,
         participants,
     }

@@ -78,7 +78,15 @@ impl Queue {
             ))
         })?;
         let map = Mapping::new(&file, layout.file_size, path).map_err(cleanup)?;
-        header::write_header(&map, &layout, opts, flags, sys::unix_ns(), sys::boot_id());
+        header::write_header(
+            &map,
+            &layout,
+            opts,
+            flags,
+            sys::unix_ns(),
+            sys::random_file_id(),
+            sys::boot_id(),
+        );
         let engine = Engine::new(map, layout, opts_config(opts));
         engine.format();
         if engine.broken() {

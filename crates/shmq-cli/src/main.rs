@@ -5,6 +5,7 @@
 //! This file only dispatches; each concern lives in a module of
 //! this crate:
 //!
+//! - `bridge`: `bridge out` and `bridge in` over the shmq-bridge crate;
 //! - `cli`: the grammar (clap) and the parsers of durations and modes;
 //! - `commands`: create, info, send, recv, peek, dlq, verify, recover;
 //! - `stats_view`: `stats` as a table, JSON and the `--watch` view;
@@ -19,6 +20,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod bridge;
 mod cli;
 mod commands;
 mod demo;
@@ -65,6 +67,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),
         Cmd::Migrate(a) => commands::migrate(&a),
+        Cmd::Bridge(a) => bridge::bridge(&a),
         Cmd::Demo(a) => demo::run(&a),
         Cmd::DemoRole(a) => demo::role(&a),
         Cmd::Bench(a) => {

@@ -8,6 +8,7 @@
 //! This file holds the command line and the list of commands.
 
 mod bench;
+mod bridge;
 mod demo;
 mod migrate;
 mod queue_file;
@@ -17,6 +18,7 @@ mod values;
 use clap::{Parser, Subcommand};
 
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
+pub use bridge::{BridgeArgs, BridgeCommon, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use migrate::MigrateArgs;
 pub use queue_file::{
@@ -178,6 +180,12 @@ removed.")]
     #[command(after_help = "Examples:
   shmq recover /dev/shm/orders")]
     Recover(RecoverArgs),
+
+    /// Move messages between a queue file and NATS JetStream (out, in).
+    #[command(after_help = "Examples:
+  shmq bridge out /dev/shm/orders --nats nats://10.0.0.1:4222 --stream ORDERS --subject orders
+  shmq bridge in /dev/shm/orders --nats nats://10.0.0.1:4222 --stream ORDERS --consumer host-b")]
+    Bridge(BridgeArgs),
 
     /// The restaurant: waiters, cooks and a menu service in real processes.
     #[command(after_help = "Examples:

@@ -126,6 +126,7 @@ pub fn info(a: &InfoArgs) -> CmdResult {
             "path": a.path.display().to_string(),
             "format_version": format,
             "created_unix_ns": created_unix_ns,
+            "file_id": format!("{:016x}", info.file_id),
             "layout": layout_json(&l),
             "options": {
                 "lease_ns": q.lease().as_nanos() as u64,
@@ -144,6 +145,9 @@ pub fn info(a: &InfoArgs) -> CmdResult {
         human_ns(age_ns),
         human_bytes(l.file_size as u64)
     );
+    if info.file_id != 0 {
+        println!("  file id         {:016x}", info.file_id);
+    }
     println!(
         "  capacity        {} slots of {} bytes (slot stride {})",
         p.capacity, p.max_message_size, l.slot_stride
