@@ -39,8 +39,11 @@
  *
  * 2: `shmq_message` begins with `size` and carries `handle_id` and
  * `reserved` words (its fields were reordered).
+ *
+ * 3: `shmq_purge`; `shmq_stats` ends with `purged` and `expired`. The
+ * sized structs of version 2 are still accepted.
  */
-#define SHMQ_ABI_VERSION 2
+#define SHMQ_ABI_VERSION 3
 
 /**
  * `id` for `shmq_dlq_redrive` and `shmq_dlq_purge`: every dead letter.
@@ -802,6 +805,16 @@ typedef struct {
      * Entries of the key table.
      */
     uint64_t key_capacity;
+    /**
+     * Waiting messages removed by `shmq_purge` (queue-wide). Since ABI 3;
+     * written only when `size` covers it.
+     */
+    uint64_t purged;
+    /**
+     * Messages past their time to live, dead-lettered or dropped instead
+     * of delivered (queue-wide). Since ABI 3; as `purged`.
+     */
+    uint64_t expired;
 } shmq_stats;
 
 #ifdef __cplusplus
@@ -1033,6 +1046,19 @@ shmq_status shmq_dlq_redrive(shmq_queue *q, uint64_t id, size_t *out_count);
  * `q` is NULL or a handle; `out_count` NULL or writable.
  */
 shmq_status shmq_dlq_purge(shmq_queue *q, uint64_t id, size_t *out_count);
+
+/**
+ * Removes every waiting message of the queue (ready, pending redelivery,
+ * delayed); messages in flight stay with their consumers, whose outcomes
+ * still count. `*out_count` is how many were removed (also counted in
+ * `shmq_stats.purged`). Producers waiting for room are woken.
+ *
+ * Thread safety: one thread at a time per handle.
+ *
+ * # Safety
+ * `q` is NULL or a handle; `out_count` NULL or writable.
+ */
+shmq_status shmq_purge(shmq_queue *q, uint64_t *out_count);
 
 /**
  * Fills `opts` with the defaults and sets `opts->size`. NULL is ignored.

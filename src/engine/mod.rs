@@ -106,6 +106,7 @@ mod inspect;
 mod keyed;
 mod peek;
 mod produce;
+mod purge;
 mod repair;
 mod replace;
 mod send;

@@ -88,3 +88,10 @@ pub const FREED_UNOWNED: usize = 936;
 /// instead of the whole table, at every liveness sweep (read from the
 /// mapping: a value above the table's capacity means the capacity).
 pub const PARTICIPANTS_HIGH: usize = 944;
+/// Messages past their deadline that were dead-lettered or dropped instead
+/// of delivered, ever (counted by whoever found them expired; rare, so one
+/// shared word).
+pub const EXPIRED: usize = 952;
+/// Messages removed unclaimed by a purge of the queue, ever (counted by the
+/// purger, once per message it freed; a rare operation, so one shared word).
+pub const PURGED: usize = 960;

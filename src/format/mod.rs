@@ -78,6 +78,7 @@ pub mod flags {
 
 const _: () = assert!(hdr::CHECKSUM < hdr::BOOT_ID);
 const _: () = assert!(hdr::PARTICIPANTS_HIGH + 8 <= HEADER_SIZE);
+const _: () = assert!(hdr::PURGED + 8 <= HEADER_SIZE);
 const _: () = assert!(hdr::TAIL % HOT_ALIGN == 0 && hdr::HEAD % HOT_ALIGN == 0);
 const _: () =
     assert!(hdr::NOT_EMPTY_FUTEX % HOT_ALIGN == 0 && hdr::NOT_FULL_FUTEX % HOT_ALIGN == 0);

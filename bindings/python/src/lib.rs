@@ -862,6 +862,14 @@ impl Queue {
         me.handle(py)?.dlq_purge(id).map_err(|e| err(py, e))
     }
 
+    /// Removes every waiting message (claims in flight stay); returns how
+    /// many.
+    fn _purge_queue(slf: &Bound<'_, Self>) -> PyResult<u64> {
+        let py = slf.py();
+        let me = borrow(slf.get(), py, "purge")?;
+        me.handle(py)?.purge().map_err(|e| err(py, e))
+    }
+
     /// Raises ``Corrupt`` (listing the problems) unless every invariant
     /// of the file holds.
     fn verify(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -921,7 +929,7 @@ fn dead_letter<'py>(
 }
 
 /// The counters of `stats()`, by the names of the C API's `shmq_stats`.
-const COUNTERS: [(&str, Counter); 19] = [
+const COUNTERS: [(&str, Counter); 21] = [
     ("sent", Counter::Sent),
     ("claimed", Counter::Claimed),
     ("acked", Counter::Acked),
@@ -941,6 +949,8 @@ const COUNTERS: [(&str, Counter); 19] = [
     ("aborted", Counter::Aborted),
     ("lease_lost", Counter::LeaseLost),
     ("dead_participants", Counter::DeadParticipants),
+    ("purged", Counter::Purged),
+    ("expired", Counter::Expired),
 ];
 
 /// The histograms of `stats()`.

@@ -453,7 +453,7 @@ class Stats(Mapping):
     _COUNTERS = ("sent", "claimed", "acked", "nacked", "rejected", "redelivered", "abandoned",
                  "stale", "conflated", "dead_lettered", "refused_full", "timeouts",
                  "key_waits", "reclaimed", "extended", "bytes_sent", "aborted", "lease_lost",
-                 "dead_participants")
+                 "dead_participants", "purged", "expired")
     _HISTOGRAMS = ("time_in_queue", "processing_time", "end_to_end_time")
     __slots__ = _GAUGES + _EXTRA + ("counters", "histograms", "_keys")
 
@@ -759,6 +759,13 @@ class Queue(_native.Queue):
         """Sends dead letter ``id`` (or all) back to the queue; returns how many."""
         return self._redrive(id or None)
 
-    def purge(self, id: Optional[int] = None) -> int:
+    def purge(self) -> int:
+        """Removes every waiting message (ready, pending redelivery,
+        delayed); messages claimed by a consumer stay with it, and its ack
+        still succeeds. Returns how many were removed (counted in
+        ``stats().purged``); producers waiting for room are woken."""
+        return self._purge_queue()
+
+    def purge_dead_letters(self, id: Optional[int] = None) -> int:
         """Deletes dead letter ``id`` (or all); returns how many."""
         return self._purge(id or None)

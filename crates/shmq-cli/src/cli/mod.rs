@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand};
 pub use bench::{BenchCmdArgs, BenchLoopArgs, BenchPeerArgs};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use queue_file::{
-    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
-    StatsArgs, TopArgs, VerifyArgs,
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs, SendArgs,
+    ServeArgs, StatsArgs, TopArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
 pub use torture::{TortureArgs, TortureWorkerArgs};
@@ -146,6 +146,16 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
   shmq dlq /dev/shm/orders redrive --all
   shmq dlq /dev/shm/orders purge 3")]
     Dlq(DlqArgs),
+
+    /// Remove every waiting message (ready, pending, delayed); claims in flight stay.
+    #[command(after_help = "Examples:
+  shmq purge /dev/shm/orders --yes
+  shmq purge /dev/shm/orders --yes --json
+
+Messages claimed by a consumer stay with it (its ack still succeeds), as a
+broker's purge leaves unacked messages. From a terminal, --yes is required.
+Producers waiting for room are woken.")]
+    Purge(PurgeArgs),
 
     /// Check every invariant of a queue file; exit 0 only when all hold.
     #[command(after_help = "Examples:

@@ -329,6 +329,21 @@ pub struct VerifyArgs {
     pub trust: TrustArgs,
 }
 
+/// `shmq purge`.
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Do it: without this flag, a purge from a terminal is refused.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Machine output: {"path", "purged"}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
 /// `shmq recover`.
 #[derive(Args, Debug)]
 pub struct RecoverArgs {

@@ -3,7 +3,7 @@
 //! default and JSON on request, and returns its exit code.
 //!
 //! One file per group: `create`, `info` (the queue, its layout and its
-//! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead letters),
+//! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead letters, and `purge` of the queue's waiting messages),
 //! and `upkeep` (`verify` and `recover`). This file holds what they share.
 
 mod create;
@@ -15,7 +15,7 @@ mod upkeep;
 use serde_json::Value;
 
 pub use create::create;
-pub use dlq::dlq;
+pub use dlq::{dlq, purge};
 pub use info::{info, participants, ParticipantRow};
 pub use messages::{peek, recv, send};
 pub use upkeep::{recover, verify};
