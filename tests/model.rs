@@ -380,6 +380,8 @@ impl Harness {
                 lease_ns: LEASE,
                 max_deliveries: case.max_deliveries,
                 reservation_timeout_ns: RESERVATION_TIMEOUT,
+                message_ttl_ns: 0,
+                expiry_drop: false,
             },
         );
         e.format();

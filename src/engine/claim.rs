@@ -31,9 +31,19 @@ pub struct Claim {
     pub sampled: bool,
     /// The fencing token (see [`Engine::token_of`]).
     pub token: u64,
+    /// The message's deadline, monotonic ns (0: none).
+    pub expires_ns: u64,
 }
 
 impl Claim {
+    /// Whether the message's deadline has passed at `now` (then it is not
+    /// delivered; see [`Engine::expire_claimed`]). One comparison: no
+    /// deadline (0) wraps to the largest time.
+    #[inline]
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.expires_ns.wrapping_sub(1) < now
+    }
+
     /// The fencing token: the claim's generation and its slot, unique for
     /// the life of the file.
     pub fn token(&self) -> u64 {
@@ -64,6 +74,12 @@ pub struct Tally {
     pub side_epoch: Option<u64>,
     /// Internal: the side path moved while the head was being read.
     pub side_moved: bool,
+    /// Messages found past their deadline and disposed of instead of
+    /// delivered (dropped or dead-lettered, as the queue says).
+    pub expired: u64,
+    /// Of those, the ones moved into the dead-letter area now (not those
+    /// left waiting there for room, counted by the repair that moves them).
+    pub expired_dead_lettered: u64,
 }
 
 /// How many times a consumer re-reads a `RESERVED` slot at the head before
@@ -136,7 +152,10 @@ impl<M: Memory> Engine<M> {
             .load(std::sync::atomic::Ordering::Relaxed);
         if !fast_off {
             match self.claim_fast(me, now)? {
-                fast::Fast::Done(c) => return Ok(Some(c)),
+                fast::Fast::Done(c) if !c.expired_at(now) => return Ok(Some(c)),
+                // Past its deadline: disposed of, and the general path
+                // looks for the next message.
+                fast::Fast::Done(c) => self.expire_claimed(me, &c, now, tally)?,
                 fast::Fast::Empty => return Ok(None),
                 fast::Fast::Slow => {}
             }
@@ -162,6 +181,10 @@ impl<M: Memory> Engine<M> {
                 }
                 return Ok(None);
             };
+            if c.expired_at(now) {
+                self.expire_claimed(me, &c, now, tally)?;
+                continue;
+            }
             if c.key != 0 && self.drop_if_stale(me, &c) {
                 tally.stale += 1;
                 continue;
@@ -433,10 +456,21 @@ impl<M: Memory> Engine<M> {
         let Some(generation) = self.stamp_claim(i, w) else {
             return Ok(None);
         };
-        let deliveries = self.count_attempt(i, seq);
-        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
         let len_word = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed));
+        let expires_ns = if len_word.expires() {
+            self.field(s, slot::EXPIRES).load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        // A message past its deadline is not delivered: its claim is not
+        // counted as a delivery (its dead letter shows the real attempts).
+        let deliveries = if expires_ns != 0 && expires_ns <= now {
+            AttemptsWord(self.field(s, slot::ATTEMPTS).load(Ordering::Relaxed)).count() as u32
+        } else {
+            self.count_attempt(i, seq)
+        };
+        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         let len = len_word.length();
         let claim = Claim {
             slot: i,
@@ -451,6 +485,7 @@ impl<M: Memory> Engine<M> {
                 .slot_field(i, slot::ENQUEUED_NS)
                 .load(Ordering::Relaxed),
             token: self.token_of(i, generation),
+            expires_ns,
         };
         if len > self.layout.params.max_message_size {
             // A scribbled length: never hand it out; dead-letter the message.

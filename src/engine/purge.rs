@@ -53,6 +53,38 @@ impl<M: Memory> Engine<M> {
     /// Claims the waiting message of slot `i` (word `w`, of `key`) for `me`
     /// and frees it without delivery. False if the word moved first.
     fn purge_one(&self, me: u64, i: u64, w: SlotWord, key: u64, now: u64) -> Result<bool> {
+        let Some(c) = self.take_waiting_slot(me, i, w, key, now)? else {
+            return Ok(false);
+        };
+        let mine = self.slot_word(i);
+        if !mine.is(state::CLAIMED, me, c.seq) || !self.transit_free(me, i, mine) {
+            // Reclaimed meanwhile (a stall past the lease): redelivered.
+            return Ok(false);
+        }
+        self.release_key(
+            key,
+            KeyHolder {
+                slot: i,
+                seq: c.seq,
+                owner: me,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Claims the waiting message of slot `i` (word `w`: `READY`, `PENDING`
+    /// or `DELAYED`, of `key`) for `me`, whatever its delay, as a consumer
+    /// would claim it, to take it out of the queue without delivering it
+    /// (a purge, an expiry found by the maintenance scan). `None` if the
+    /// word moved first.
+    pub(super) fn take_waiting_slot(
+        &self,
+        me: u64,
+        i: u64,
+        w: SlotWord,
+        key: u64,
+        now: u64,
+    ) -> Result<Option<Claim>> {
         let was_pending = w.state() == state::PENDING;
         let claimed = if key == 0 {
             self.transit(i, w, state::CLAIMED, me)
@@ -61,9 +93,9 @@ impl<M: Memory> Engine<M> {
             // this claim while it lasts. A key held by a claim in flight
             // (`Busy`) or being taken for this very message by a consumer
             // (`Contended`: that consumer's claim CAS then fails, as after
-            // any lost race) does not stop the purge: the message is
-            // claimed without it, never delivered, and the holder, naming
-            // another claim, is left alone.
+            // any lost race) does not stop it: the message is claimed
+            // without it, never delivered, and the holder, naming another
+            // claim, is left alone.
             let take = self.acquire_key(me, key, i, w, now);
             let claimed = self.transit(i, w, state::CLAIMED, me);
             if take == KeyTake::Taken {
@@ -74,30 +106,15 @@ impl<M: Memory> Engine<M> {
             claimed
         };
         let Some(mine) = claimed else {
-            return Ok(false);
+            return Ok(None);
         };
         if was_pending {
             self.pending_left(key);
         }
         // Stamped as any claim is, so that a repair of this claim (should
-        // the purger die here) finds an ordinary claim to redeliver.
-        if self.finish_claim(i, mine, now)?.is_none() {
-            // Lost before it was stamped (the purger stalled past the
-            // lease): the message is someone else's again.
-            return Ok(false);
-        }
-        if !self.transit_free(me, i, mine) {
-            // Reclaimed meanwhile (a stall past the lease): redelivered.
-            return Ok(false);
-        }
-        self.release_key(
-            key,
-            KeyHolder {
-                slot: i,
-                seq: mine.seq(),
-                owner: me,
-            },
-        );
-        Ok(true)
+        // `me` die here) finds an ordinary claim to redeliver. `None`: lost
+        // before it was stamped (`me` stalled past the lease), the message
+        // is someone else's again.
+        self.finish_claim(i, mine, now)
     }
 }

@@ -45,6 +45,11 @@ pub const CREATED_UNIX_NS: usize = 152;
 /// FNV-1a of bytes `8..CHECKSUM` (everything immutable but the magic,
 /// which is stored last).
 pub const CHECKSUM: usize = 160;
+/// The queue's default time to live of a message, ns (0 = none): a
+/// message's deadline is its commit time plus this, unless its send gave
+/// its own. Immutable; outside the checksum (which covers the words before
+/// it), and any value is valid.
+pub const MESSAGE_TTL_NS: usize = 176;
 /// The boot id of the machine when participants last attached (two
 /// words). A different boot id means every old participant is dead.
 pub const BOOT_ID: usize = 192;

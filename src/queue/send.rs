@@ -63,6 +63,7 @@ impl Queue {
             not_before_ns: (!opts.delay.is_zero())
                 .then(|| now.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64)),
             latest_only: self.latest_only,
+            ttl_ns: opts.ttl.as_nanos().min(u64::MAX as u128) as u64,
         }
     }
 

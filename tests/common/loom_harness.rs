@@ -48,6 +48,8 @@ pub fn engine_in(l: Layout, more: &[Range<usize>]) -> Engine<LoomMemory> {
             lease_ns: LEASE_NS,
             max_deliveries: 3,
             reservation_timeout_ns: LEASE_NS,
+            message_ttl_ns: 0,
+            expiry_drop: false,
         },
     );
     e.format();

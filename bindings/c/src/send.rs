@@ -82,6 +82,7 @@ pub unsafe extern "C" fn shmq_send(
             version,
             timeout: Timeout::from_nanos(timeout_ns),
             delay: std::time::Duration::ZERO,
+            ttl: std::time::Duration::ZERO,
         };
         inner.queue().send_with(d, &opts).map(|_| ())
     })

@@ -475,8 +475,9 @@ impl Queue {
     /// Sends one message (bytes, bytearray or memoryview). Waits for room
     /// up to ``timeout`` seconds (None = forever). ``key`` 0 is no key;
     /// ``version`` 0 on a keyed send is the key's next version. Returns the
-    /// version the message carries.
-    #[pyo3(signature = (data, key=None, version=None, timeout=None, *, delay=None))]
+    /// version the message carries. ``ttl`` (seconds) is the message's time
+    /// to live (None: the queue's default).
+    #[pyo3(signature = (data, key=None, version=None, timeout=None, *, delay=None, ttl=None))]
     fn send(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
@@ -484,8 +485,13 @@ impl Queue {
         version: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         delay: Option<&Bound<'_, PyAny>>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let py = slf.py();
+        let ttl_ns = match ttl {
+            Some(t) if !t.is_none() => duration_arg(py, t, "send: ttl")?,
+            _ => 0,
+        };
         let key = u64_arg(py, key, "send: key")?;
         let version = u64_arg(py, version, "send: version")?;
         let timeout = timeout_arg(py, timeout, "send: timeout")?;
@@ -501,6 +507,7 @@ impl Queue {
             version,
             timeout,
             delay: Duration::from_nanos(delay_ns),
+            ttl: Duration::from_nanos(ttl_ns),
         };
         let bytes = Detached((q, data.bytes()));
         let r = maybe_detached(py, timeout, move || {
@@ -989,6 +996,10 @@ struct Message {
     position: u64,
     #[pyo3(get)]
     token: u64,
+    /// The deadline (CLOCK_MONOTONIC ns) past which it is never delivered,
+    /// or None.
+    #[pyo3(get)]
+    expires_ns: Option<u64>,
     /// When it was claimed (`CLOCK_MONOTONIC`, read once the claim was
     /// made) if the claim is sampled for the histograms, else 0 (see
     /// `Inner::sample`).
@@ -1019,6 +1030,7 @@ impl Message {
             enqueued_ns: m.enqueued_ns(),
             position: m.position(),
             token: m.token(),
+            expires_ns: m.expires_ns(),
             claimed_ns,
             done: AtomicBool::new(false),
             ptr: m.payload_ptr() as usize,
@@ -1376,6 +1388,8 @@ fn create(
     reservation_timeout_ns: u64,
     participant_capacity: u32,
     wait: u32,
+    message_ttl_ns: u64,
+    expiry_drop: bool,
 ) -> PyResult<Handle> {
     let wait_strategy = match wait {
         0 => WaitStrategy::Spin,
@@ -1395,6 +1409,12 @@ fn create(
         mode,
         group,
         wait_strategy,
+        message_ttl: Duration::from_nanos(message_ttl_ns),
+        on_expiry: if expiry_drop {
+            shmq::Expiry::Drop
+        } else {
+            shmq::Expiry::DeadLetter
+        },
         // New options take their defaults until the Python API names them.
         ..Options::default()
     };

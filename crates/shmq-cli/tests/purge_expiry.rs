@@ -79,3 +79,64 @@ fn purge_removes_waiting_messages() {
     let none = shmq(&["recv", p(&q), "--timeout", "0s"]);
     assert_eq!(none.status.code(), Some(3));
 }
+
+#[test]
+fn expiry_through_create_and_send() {
+    let d = Dir::new("expiry");
+    let q = d.path("q");
+    ok(shmq(&[
+        "create",
+        p(&q),
+        "--capacity",
+        "8",
+        "--message-ttl",
+        "1h",
+    ]));
+    // One message expires at once (its own TTL wins over the queue's).
+    ok(shmq(&["send", p(&q), "--ttl", "10ms", "short-lived"]));
+    ok(shmq(&["send", p(&q), "kept"]));
+    let peeked = ok(shmq(&["peek", p(&q), "--json"]));
+    let first: Value = serde_json::from_str(peeked.lines().next().unwrap()).unwrap();
+    assert!(first["expires_ns"].as_u64().is_some(), "{peeked}");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let got = ok(shmq(&[
+        "recv",
+        p(&q),
+        "--count",
+        "5",
+        "--timeout",
+        "0s",
+        "--json",
+    ]));
+    let lines: Vec<Value> = got
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{got}");
+    assert_eq!(lines[0]["data"], "kept");
+    assert!(lines[0]["expires_ns"].as_u64().is_some(), "{got}");
+    let s = json(shmq(&["stats", p(&q), "--json"]));
+    assert_eq!(s["counters"]["expired"], 1, "{s}");
+    let dl = ok(shmq(&["dlq", p(&q), "list", "--json"]));
+    assert!(dl.contains("expired"), "{dl}");
+
+    // A queue that drops them.
+    let r = d.path("r");
+    ok(shmq(&[
+        "create",
+        p(&r),
+        "--message-ttl",
+        "10ms",
+        "--on-expiry",
+        "drop",
+    ]));
+    ok(shmq(&["send", p(&r), "a", "b"]));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let none = shmq(&["recv", p(&r), "--timeout", "0s"]);
+    assert_eq!(none.status.code(), Some(3));
+    let s = json(shmq(&["stats", p(&r), "--json"]));
+    assert_eq!(s["counters"]["expired"], 2, "{s}");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    let bad = shmq(&["create", p(&d.path("x")), "--on-expiry", "sometimes"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

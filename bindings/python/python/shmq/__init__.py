@@ -558,14 +558,25 @@ class Queue(_native.Queue):
         reservation_timeout: float = 5.0,
         participant_capacity: int = 64,
         wait: str = "spin-then-sleep",
+        message_ttl: Optional[float] = None,
+        on_expiry: str = "dead-letter",
     ) -> "Queue":
         """Creates a new queue file (``Exists`` if there is one) and attaches
         to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
         is ``"spin"``, ``"spin-then-sleep"`` or ``"sleep"``. ``mode`` is set
         on the new file whatever the umask (0o660 for a queue shared with a
         group, opened by the others with ``group_shared=True``); ``group``
-        (a gid or a group name) is the group the file is given."""
+        (a gid or a group name) is the group the file is given.
+        ``message_ttl`` (seconds, None = none) is the default time to live
+        of a message: past its commit time plus that (or its send's own
+        ``ttl``) it is never delivered, but moved to the dead letters with
+        the reason "expired" (``on_expiry="dead-letter"``) or dropped
+        (``on_expiry="drop"``), and counted in ``stats().expired``."""
         p = _path(path)
+        ttl_ns = 0 if message_ttl is None else _duration_ns(message_ttl, "create: message_ttl")
+        if on_expiry not in ("dead-letter", "drop"):
+            raise InvalidArgument(
+                f"on_expiry must be 'dead-letter' or 'drop', not {on_expiry!r}", 9)
         lease_ns = _duration_ns(lease, "create: lease")
         reservation_ns = _duration_ns(reservation_timeout, "create: reservation_timeout")
         if lease_ns == 0:
@@ -583,7 +594,8 @@ class Queue(_native.Queue):
         try:
             h = _native.create(p, capacity, max_message_size, key_capacity, lease_ns,
                                max_deliveries, bool(latest_only), mode, group, dlq_capacity,
-                               reservation_ns, participant_capacity, _WAITS[wait])
+                               reservation_ns, participant_capacity, _WAITS[wait], ttl_ns,
+                               on_expiry == "drop")
         except OverflowError as e:
             raise InvalidArgument(f"{p}: create: an option is out of range: {e}", 9) from None
         return cls(h, p)
