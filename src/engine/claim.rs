@@ -23,7 +23,8 @@ pub struct Claim {
     pub key: u64,
     /// Version.
     pub version: u64,
-    /// 1 on the first delivery.
+    /// 1 on the first delivery; 0 for a claim of a message past its
+    /// deadline, which is no delivery (see [`Claim::expired`]).
     pub deliveries: u32,
     /// Monotonic time of the first commit.
     pub enqueued_ns: u64,
@@ -31,17 +32,16 @@ pub struct Claim {
     pub sampled: bool,
     /// The fencing token (see [`Engine::token_of`]).
     pub token: u64,
-    /// The message's deadline, monotonic ns (0: none).
-    pub expires_ns: u64,
 }
 
 impl Claim {
-    /// Whether the message's deadline has passed at `now` (then it is not
-    /// delivered; see [`Engine::expire_claimed`]). One comparison: no
-    /// deadline (0) wraps to the largest time.
+    /// Whether the claim was made on a message already past its deadline
+    /// at the claim's time: not a delivery (its count is 0), and never
+    /// handed out (see [`Engine::expire_claimed`]). A field the claim
+    /// carries anyway, so a message without a deadline costs one test.
     #[inline]
-    pub fn expired_at(&self, now: u64) -> bool {
-        self.expires_ns.wrapping_sub(1) < now
+    pub fn expired(&self) -> bool {
+        self.deliveries == 0
     }
 
     /// The fencing token: the claim's generation and its slot, unique for
@@ -152,7 +152,7 @@ impl<M: Memory> Engine<M> {
             .load(std::sync::atomic::Ordering::Relaxed);
         if !fast_off {
             match self.claim_fast(me, now)? {
-                fast::Fast::Done(c) if !c.expired_at(now) => return Ok(Some(c)),
+                fast::Fast::Done(c) if !c.expired() => return Ok(Some(c)),
                 // Past its deadline: disposed of, and the general path
                 // looks for the next message.
                 fast::Fast::Done(c) => self.expire_claimed(me, &c, now, tally)?,
@@ -181,7 +181,7 @@ impl<M: Memory> Engine<M> {
                 }
                 return Ok(None);
             };
-            if c.expired_at(now) {
+            if c.expired() {
                 self.expire_claimed(me, &c, now, tally)?;
                 continue;
             }
@@ -458,15 +458,8 @@ impl<M: Memory> Engine<M> {
         };
         // Relaxed loads: ordered after the acquire of the word we CASed.
         let len_word = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed));
-        let expires_ns = if len_word.expires() {
-            self.field(s, slot::EXPIRES).load(Ordering::Relaxed)
-        } else {
-            0
-        };
-        // A message past its deadline is not delivered: its claim is not
-        // counted as a delivery (its dead letter shows the real attempts).
-        let deliveries = if expires_ns != 0 && expires_ns <= now {
-            AttemptsWord(self.field(s, slot::ATTEMPTS).load(Ordering::Relaxed)).count() as u32
+        let deliveries = if len_word.expires() {
+            self.count_attempt_unless_expired(i, seq, now)
         } else {
             self.count_attempt(i, seq)
         };
@@ -485,7 +478,6 @@ impl<M: Memory> Engine<M> {
                 .slot_field(i, slot::ENQUEUED_NS)
                 .load(Ordering::Relaxed),
             token: self.token_of(i, generation),
-            expires_ns,
         };
         if len > self.layout.params.max_message_size {
             // A scribbled length: never hand it out; dead-letter the message.
@@ -502,6 +494,30 @@ impl<M: Memory> Engine<M> {
             ));
         }
         Ok(Some(claim))
+    }
+
+    /// [`Engine::count_attempt`] for a message with a deadline: 0, and no
+    /// delivery counted, when the deadline has passed at `now` (the claim
+    /// is then no delivery: its dead letter shows the real attempts).
+    #[cold]
+    #[inline(never)]
+    fn count_attempt_unless_expired(&self, i: u64, seq: u64, now: u64) -> u32 {
+        // Relaxed: ordered after the acquire of the word we CASed, as the
+        // length word the caller read.
+        if self.slot_field(i, slot::EXPIRES).load(Ordering::Relaxed) <= now {
+            return 0;
+        }
+        self.count_attempt(i, seq)
+    }
+
+    /// The deadline of the message of slot `i`, which the caller holds a
+    /// claim on (while the claim is held nobody writes these words), if it
+    /// has one.
+    pub fn claimed_expiry(&self, i: u64) -> Option<u64> {
+        // Relaxed: published by the commit the claim synchronised with.
+        let len = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed));
+        len.expires()
+            .then(|| self.slot_field(i, slot::EXPIRES).load(Ordering::Relaxed))
     }
 
     /// Counts the delivery of claim `seq` unless someone already did; returns

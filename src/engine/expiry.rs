@@ -35,8 +35,8 @@ use crate::sync::Ordering;
 pub const EXPIRED_REASON: &str = "expired";
 
 impl<M: Memory> Engine<M> {
-    /// Disposes of the claim `c`, which `me` made at `now` on a message past
-    /// its deadline: dead-lettered or freed as the queue says, its key
+    /// Disposes of the claim `c` ([`Claim::expired`]), which `me` made at
+    /// `now` on a message past its deadline: dead-lettered or freed as the queue says, its key
     /// released, counted in the header and in `tally`. Does nothing if the
     /// claim is no longer `me`'s (it stalled past its lease and the message
     /// was reclaimed: the next claim finds it again).
@@ -101,8 +101,15 @@ impl<M: Memory> Engine<M> {
         let mut t = Tally::default();
         // Relaxed: ordered after the acquire of the slot word.
         let key = self.slot_field(i, slot::KEY).load(Ordering::Relaxed);
-        if let Some(c) = self.take_waiting_slot(me, i, w, key, now)? {
-            self.expire_claimed(me, &c, now, &mut t)?;
+        match self.take_waiting_slot(me, i, w, key, now)? {
+            Some(c) if c.expired() => self.expire_claimed(me, &c, now, &mut t)?,
+            // The claim CAS went from the word whose message was found
+            // expired, so this is that message; should a wrapped sequence
+            // ever make it another one, it goes back, never dropped.
+            Some(c) => {
+                self.settle(me, c.token(), &Outcome::Nack { not_before_ns: 0 }, now)?;
+            }
+            None => {}
         }
         Ok(t)
     }

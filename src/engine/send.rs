@@ -116,7 +116,10 @@ impl<M: Memory> Engine<M> {
         self.write_payload(&r, payload);
         // The queue's default time to live: one test of a handle-local word
         // when there is none.
-        let len = self.expiring(&r, LenWord::new(payload.len() as u64, false), 0, now);
+        let mut len = LenWord::new(payload.len() as u64, false);
+        if self.config.message_ttl_ns != 0 {
+            len = self.expiring(&r, len, 0, now);
+        }
         self.commit(me, &r, len.0 as usize, 0, 0, None, now)?;
         Ok(Some(Committed {
             position: r.position,
@@ -202,8 +205,11 @@ impl<M: Memory> Engine<M> {
         now: u64,
         stamp: &mut impl FnMut() -> Option<u64>,
     ) -> Result<Committed> {
-        let (len_word, enqueued) = enqueue_stamp(len, now, stamp());
-        let len_word = self.expiring(r, len_word, spec.ttl_ns, now);
+        let (mut len_word, enqueued) = enqueue_stamp(len, now, stamp());
+        // One test when neither the send nor the queue gives a deadline.
+        if spec.ttl_ns | self.config.message_ttl_ns != 0 {
+            len_word = self.expiring(r, len_word, spec.ttl_ns, now);
+        }
         // The delay is compared with the coarse time it was computed from;
         // a sampled message's precise enqueue time (up to a tick ahead) made
         // short delays look over at once (found by tests/model_keys.rs).
@@ -288,7 +294,8 @@ impl<M: Memory> Engine<M> {
     /// Writes the deadline of the message in reservation `r` (committed at
     /// `now`, time to live `ttl_ns`, 0: the queue's default) if it has one,
     /// and returns its length word with the deadline flag then.
-    #[inline]
+    #[cold]
+    #[inline(never)]
     fn expiring(&self, r: &Reservation, len: LenWord, ttl_ns: u64, now: u64) -> LenWord {
         let Some(deadline) = self.deadline_of(ttl_ns, now) else {
             return len;

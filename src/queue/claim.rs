@@ -271,6 +271,9 @@ impl<'q> Message<'q> {
     /// its time to live), if it has one; a claim never hands out a message
     /// past it. Redeliveries keep it.
     pub fn expires_ns(&self) -> Option<u64> {
-        (self.claim.expires_ns != 0).then_some(self.claim.expires_ns)
+        match &self.q.store {
+            Store::Write(e) => e.claimed_expiry(self.claim.slot),
+            Store::Read(_) => None,
+        }
     }
 }
