@@ -114,13 +114,14 @@ impl<M: Memory> Engine<M> {
             Err(e) => return Err(e),
         };
         self.write_payload(&r, payload);
-        // The queue's default time to live: one test of a handle-local word
-        // when there is none.
-        let mut len = LenWord::new(payload.len() as u64, false);
         if self.config.message_ttl_ns != 0 {
-            len = self.expiring(&r, len, 0, now);
+            // The queue's default time to live: out of line, so that the
+            // common commit below stays as it is without one.
+            let len = self.expiring(&r, LenWord::new(payload.len() as u64, false), 0, now);
+            self.commit(me, &r, len.0 as usize, 0, 0, None, now)?;
+        } else {
+            self.commit(me, &r, payload.len(), 0, 0, None, now)?;
         }
-        self.commit(me, &r, len.0 as usize, 0, 0, None, now)?;
         Ok(Some(Committed {
             position: r.position,
             version: 0,
