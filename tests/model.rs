@@ -31,6 +31,12 @@
 //! redeliveries, as the engine documents. One engine bug is tolerated (see
 //! [`TOLERATE_EARLY_PASS`]) and shown on its own by an ignored test.
 //!
+//! A purge of the queue (`Engine::purge`) is one of the operations: it must
+//! remove exactly the messages the model holds as waiting (ready, pending,
+//! delayed) and leave every claim and reservation as it was; a purged
+//! message counts as finished for G4. Message expiry is not modelled here
+//! (no message of these cases has a deadline): `tests/expiry.rs` tests it.
+//!
 //! `PROPTEST_CASES` raises the number of cases (default [`DEFAULT_CASES`]).
 
 #[macro_use]
