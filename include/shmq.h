@@ -39,8 +39,13 @@
  *
  * 2: `shmq_message` begins with `size` and carries `handle_id` and
  * `reserved` words (its fields were reordered).
+ *
+ * 3: `shmq_purge`; `shmq_stats` ends with `purged` and `expired`;
+ * `shmq_options` ends with `message_ttl_ns` (and `SHMQ_FLAG_EXPIRY_DROP`),
+ * `shmq_send_options` with `ttl_ns` (message expiry). The sized structs
+ * of version 2 are still accepted.
  */
-#define SHMQ_ABI_VERSION 2
+#define SHMQ_ABI_VERSION 3
 
 /**
  * `id` for `shmq_dlq_redrive` and `shmq_dlq_purge`: every dead letter.
@@ -74,6 +79,13 @@
  * `SHMQ_CORRUPT` ("the file system is full").
  */
 #define SHMQ_FLAG_SPARSE 4
+
+/**
+ * `shmq_options.flags`: a message past its deadline (see
+ * `message_ttl_ns`) is dropped and counted (`shmq_stats.expired`) instead
+ * of moved to the dead letters with the reason "expired".
+ */
+#define SHMQ_FLAG_EXPIRY_DROP 8
 
 /**
  * `shmq_options.mode` of a queue shared with a group: owner and group read
@@ -421,6 +433,14 @@ typedef struct {
      * `SHMQ_FLAG_SET_GROUP` (default: none).
      */
     uint32_t group;
+    /**
+     * The default time to live of a message, ns (default 0: none). A
+     * message whose deadline (commit time plus its send's `ttl_ns`, else
+     * this) has passed is never delivered: it is dead-lettered with the
+     * reason "expired", or dropped with `SHMQ_FLAG_EXPIRY_DROP`, and
+     * counted in `shmq_stats.expired`. Since ABI 3.
+     */
+    uint64_t message_ttl_ns;
 } shmq_options;
 
 /**
@@ -472,6 +492,12 @@ typedef struct {
      * Claimable only after this many nanoseconds (0 = at once).
      */
     uint64_t delay_ns;
+    /**
+     * The message's time to live, ns (0 = the queue's default
+     * `message_ttl_ns`): past its commit time plus this it is never
+     * delivered. Since ABI 3.
+     */
+    uint64_t ttl_ns;
 } shmq_send_options;
 
 /**
@@ -802,6 +828,16 @@ typedef struct {
      * Entries of the key table.
      */
     uint64_t key_capacity;
+    /**
+     * Waiting messages removed by `shmq_purge` (queue-wide). Since ABI 3;
+     * written only when `size` covers it.
+     */
+    uint64_t purged;
+    /**
+     * Messages past their time to live, dead-lettered or dropped instead
+     * of delivered (queue-wide). Since ABI 3; as `purged`.
+     */
+    uint64_t expired;
 } shmq_stats;
 
 #ifdef __cplusplus
@@ -1033,6 +1069,19 @@ shmq_status shmq_dlq_redrive(shmq_queue *q, uint64_t id, size_t *out_count);
  * `q` is NULL or a handle; `out_count` NULL or writable.
  */
 shmq_status shmq_dlq_purge(shmq_queue *q, uint64_t id, size_t *out_count);
+
+/**
+ * Removes every waiting message of the queue (ready, pending redelivery,
+ * delayed); messages in flight stay with their consumers, whose outcomes
+ * still count. `*out_count` is how many were removed (also counted in
+ * `shmq_stats.purged`). Producers waiting for room are woken.
+ *
+ * Thread safety: one thread at a time per handle.
+ *
+ * # Safety
+ * `q` is NULL or a handle; `out_count` NULL or writable.
+ */
+shmq_status shmq_purge(shmq_queue *q, uint64_t *out_count);
 
 /**
  * Fills `opts` with the defaults and sets `opts->size`. NULL is ignored.

@@ -73,7 +73,7 @@ pub mod sigbus;
 pub use engine::{Outcome, Repairs, Settled};
 pub use error::{Error, Result, Status};
 pub use metrics::{Counter, Histogram, HistogramSnapshot};
-pub use options::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
+pub use options::{Access, Expiry, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 #[cfg(not(shmq_loom))]
 pub use permissions::group_id;
 #[cfg(all(feature = "async", not(shmq_loom)))]

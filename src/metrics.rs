@@ -58,10 +58,16 @@ pub enum Counter {
     LeaseLost,
     /// Participants found dead and cleaned up after.
     DeadParticipants,
+    /// Waiting messages removed by a purge of the queue (a queue-wide
+    /// count kept in the header, not per participant: purges are rare).
+    Purged,
+    /// Messages past their deadline (time to live), dead-lettered or
+    /// dropped instead of delivered (queue-wide, kept in the header).
+    Expired,
 }
 
 /// Every counter, with its snake_case name.
-pub const COUNTERS: [(Counter, &str); 19] = [
+pub const COUNTERS: [(Counter, &str); 21] = [
     (Counter::Sent, "sent"),
     (Counter::Claimed, "claimed"),
     (Counter::Acked, "acked"),
@@ -81,6 +87,8 @@ pub const COUNTERS: [(Counter, &str); 19] = [
     (Counter::Aborted, "aborted"),
     (Counter::LeaseLost, "lease_lost"),
     (Counter::DeadParticipants, "dead_participants"),
+    (Counter::Purged, "purged"),
+    (Counter::Expired, "expired"),
 ];
 const _: () = assert!(COUNTERS.len() <= part::COUNTER_COUNT);
 

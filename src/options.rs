@@ -92,6 +92,27 @@ pub struct Options {
     /// ("the file system is full") and the queue must be recreated. For
     /// file systems that cannot allocate ahead the file is sparse anyway.
     pub sparse: bool,
+    /// The default time to live of a message (zero: none). A message whose
+    /// deadline (its commit time plus its time to live: its send's own
+    /// [`SendOptions::ttl`], else this) has passed is never delivered: a
+    /// claim that meets it, or the maintenance scan, disposes of it as
+    /// [`Options::on_expiry`] says and counts it (`expired`). A
+    /// redelivered message keeps its deadline.
+    pub message_ttl: Duration,
+    /// What becomes of an expired message.
+    pub on_expiry: Expiry,
+}
+
+/// What becomes of a message whose time to live ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Expiry {
+    /// Moved to the dead letters with the reason "expired" (the default:
+    /// every queue has a dead-letter area). When that area is full it waits
+    /// in its slot for room, as any dead letter does.
+    #[default]
+    DeadLetter,
+    /// Deleted, and counted in `expired` only.
+    Drop,
 }
 
 impl Default for Options {
@@ -110,6 +131,8 @@ impl Default for Options {
             group: None,
             wait_strategy: WaitStrategy::SpinThenSleep,
             sparse: false,
+            message_ttl: Duration::ZERO,
+            on_expiry: Expiry::DeadLetter,
         }
     }
 }
@@ -133,6 +156,19 @@ impl Options {
             ));
         }
         Ok(())
+    }
+
+    /// With a default time to live of messages (see
+    /// [`Options::message_ttl`]).
+    pub fn message_ttl(mut self, ttl: Duration) -> Options {
+        self.message_ttl = ttl;
+        self
+    }
+
+    /// With what becomes of expired messages (see [`Options::on_expiry`]).
+    pub fn on_expiry(mut self, e: Expiry) -> Options {
+        self.on_expiry = e;
+        self
     }
 
     /// A queue shared with a group: mode 0660, and the file given to
@@ -266,6 +302,10 @@ pub struct SendOptions {
     pub timeout: Timeout,
     /// Claimable only after this delay.
     pub delay: Duration,
+    /// The message's time to live (zero: the queue's default,
+    /// [`Options::message_ttl`]). Its deadline is its commit time plus
+    /// this; a delay does not move it.
+    pub ttl: Duration,
 }
 
 impl Default for SendOptions {
@@ -275,6 +315,7 @@ impl Default for SendOptions {
             version: 0,
             timeout: Timeout::TryOnce,
             delay: Duration::ZERO,
+            ttl: Duration::ZERO,
         }
     }
 }
@@ -302,6 +343,11 @@ impl SendOptions {
     /// With a delay before the message becomes claimable.
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
+        self
+    }
+    /// With a time to live of its own (see [`SendOptions::ttl`]).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
         self
     }
 }

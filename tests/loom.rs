@@ -551,6 +551,74 @@ fn two_claimers(budget: Option<u64>, crash: Crash) -> bool {
     !dead.is_empty()
 }
 
+/// Model 2c: `CONSUMER` claims and acks the one committed message while
+/// `OTHER` purges the queue. Allowed outcomes: without a crash, the message
+/// is acked by the consumer or removed (and counted) by the purge, exactly
+/// one of the two. When the purger dies midway, the survivor's repair
+/// redelivers a claim it left, so the message is acked by the consumer or
+/// the checker, or it was removed before the death: at most once in all,
+/// and never a slot left held.
+fn purge_vs_claim(budget: Option<u64>) -> bool {
+    let e = engine(2);
+    send(&e, PRODUCER, 1).unwrap();
+    let consumer = {
+        let e = e.clone();
+        thread::spawn(move || match e.claim(CONSUMER, 0).unwrap() {
+            Some(c) => {
+                assert_eq!(read(&e, &c).n, 1);
+                assert_eq!(
+                    e.settle(CONSUMER, c.token(), &Outcome::Ack, 0).unwrap(),
+                    Settled::Acked,
+                    "a purge never takes a claim in flight"
+                );
+                1u64
+            }
+            None => 0,
+        })
+    };
+    let purger = {
+        let e = e.clone();
+        thread::spawn(move || {
+            let done = participant(budget, || e.purge(OTHER, 0).unwrap());
+            if done.is_none() {
+                e.repair(PRODUCER, 0, &|o| o == OTHER).unwrap();
+            }
+            done
+        })
+    };
+    let consumed = consumer.join().unwrap();
+    let purged = purger.join().unwrap();
+    let dead: Vec<u64> = if purged.is_none() {
+        vec![OTHER]
+    } else {
+        vec![]
+    };
+    let (_, drained) = drain(&e, &dead);
+    let delivered = consumed + drained.len() as u64;
+    match purged {
+        Some(n) => assert_eq!(
+            delivered + n,
+            1,
+            "consumed {consumed}, purged {n}, drained {drained:?}"
+        ),
+        None => assert!(
+            delivered <= 1,
+            "consumed {consumed}, drained {drained:?} after the purger died"
+        ),
+    }
+    purged.is_none()
+}
+
+#[test]
+fn purge_vs_claim_no_crash() {
+    check("purge_vs_claim_no_crash", purge_vs_claim);
+}
+
+#[test]
+fn purge_vs_claim_purger_crash() {
+    check_crashes("purge_vs_claim_purger_crash", purge_vs_claim);
+}
+
 #[test]
 fn ack_vs_repair_dead_no_crash() {
     check("ack_vs_repair_dead_no_crash", |b| {

@@ -361,6 +361,7 @@ impl<'q> Run<'q> {
             } else {
                 Duration::ZERO
             },
+            ttl: Duration::ZERO,
         };
         let got = if key == 0 && !delayed && version == 0 {
             self.qs[h].send(&payload(id, len), Timeout::TryOnce)
@@ -483,6 +484,7 @@ impl<'q> Run<'q> {
             } else {
                 Duration::ZERO
             },
+            ttl: Duration::ZERO,
         };
         let position = r.position();
         let resolved = if key == 0 {

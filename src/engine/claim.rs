@@ -23,7 +23,8 @@ pub struct Claim {
     pub key: u64,
     /// Version.
     pub version: u64,
-    /// 1 on the first delivery.
+    /// 1 on the first delivery; 0 for a claim of a message past its
+    /// deadline, which is no delivery (see [`Claim::expired`]).
     pub deliveries: u32,
     /// Monotonic time of the first commit.
     pub enqueued_ns: u64,
@@ -34,6 +35,15 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Whether the claim was made on a message already past its deadline
+    /// at the claim's time: not a delivery (its count is 0), and never
+    /// handed out (see [`Engine::expire_claimed`]). A field the claim
+    /// carries anyway, so a message without a deadline costs one test.
+    #[inline]
+    pub fn expired(&self) -> bool {
+        self.deliveries == 0
+    }
+
     /// The fencing token: the claim's generation and its slot, unique for
     /// the life of the file.
     pub fn token(&self) -> u64 {
@@ -64,6 +74,12 @@ pub struct Tally {
     pub side_epoch: Option<u64>,
     /// Internal: the side path moved while the head was being read.
     pub side_moved: bool,
+    /// Messages found past their deadline and disposed of instead of
+    /// delivered (dropped or dead-lettered, as the queue says).
+    pub expired: u64,
+    /// Of those, the ones moved into the dead-letter area now (not those
+    /// left waiting there for room, counted by the repair that moves them).
+    pub expired_dead_lettered: u64,
 }
 
 /// How many times a consumer re-reads a `RESERVED` slot at the head before
@@ -136,7 +152,10 @@ impl<M: Memory> Engine<M> {
             .load(std::sync::atomic::Ordering::Relaxed);
         if !fast_off {
             match self.claim_fast(me, now)? {
-                fast::Fast::Done(c) => return Ok(Some(c)),
+                fast::Fast::Done(c) if !c.expired() => return Ok(Some(c)),
+                // Past its deadline: disposed of, and the general path
+                // looks for the next message.
+                fast::Fast::Done(c) => self.expire_claimed(me, &c, now, tally)?,
                 fast::Fast::Empty => return Ok(None),
                 fast::Fast::Slow => {}
             }
@@ -162,6 +181,10 @@ impl<M: Memory> Engine<M> {
                 }
                 return Ok(None);
             };
+            if c.expired() {
+                self.expire_claimed(me, &c, now, tally)?;
+                continue;
+            }
             if c.key != 0 && self.drop_if_stale(me, &c) {
                 tally.stale += 1;
                 continue;
@@ -433,10 +456,14 @@ impl<M: Memory> Engine<M> {
         let Some(generation) = self.stamp_claim(i, w) else {
             return Ok(None);
         };
-        let deliveries = self.count_attempt(i, seq);
-        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         // Relaxed loads: ordered after the acquire of the word we CASed.
         let len_word = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed));
+        let deliveries = if len_word.expires() {
+            self.count_attempt_unless_expired(i, seq, now)
+        } else {
+            self.count_attempt(i, seq)
+        };
+        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
         let len = len_word.length();
         let claim = Claim {
             slot: i,
@@ -467,6 +494,30 @@ impl<M: Memory> Engine<M> {
             ));
         }
         Ok(Some(claim))
+    }
+
+    /// [`Engine::count_attempt`] for a message with a deadline: 0, and no
+    /// delivery counted, when the deadline has passed at `now` (the claim
+    /// is then no delivery: its dead letter shows the real attempts).
+    #[cold]
+    #[inline(never)]
+    fn count_attempt_unless_expired(&self, i: u64, seq: u64, now: u64) -> u32 {
+        // Relaxed: ordered after the acquire of the word we CASed, as the
+        // length word the caller read.
+        if self.slot_field(i, slot::EXPIRES).load(Ordering::Relaxed) <= now {
+            return 0;
+        }
+        self.count_attempt(i, seq)
+    }
+
+    /// The deadline of the message of slot `i`, which the caller holds a
+    /// claim on (while the claim is held nobody writes these words), if it
+    /// has one.
+    pub fn claimed_expiry(&self, i: u64) -> Option<u64> {
+        // Relaxed: published by the commit the claim synchronised with.
+        let len = LenWord(self.slot_field(i, slot::LEN).load(Ordering::Relaxed));
+        len.expires()
+            .then(|| self.slot_field(i, slot::EXPIRES).load(Ordering::Relaxed))
     }
 
     /// Counts the delivery of claim `seq` unless someone already did; returns

@@ -42,6 +42,10 @@ pub fn write_header<M: Memory>(
     );
     put(hdr::CREATED_UNIX_NS, created_unix_ns);
     put(
+        hdr::MESSAGE_TTL_NS,
+        opts.message_ttl.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    put(
         hdr::CHECKSUM,
         format::header_checksum(&|off| header_word(mem, off)),
     );
@@ -78,6 +82,8 @@ pub fn stored_config<M: Loads>(mem: &M) -> Config {
         lease_ns: header_word(mem, hdr::LEASE_NS),
         max_deliveries: header_word(mem, hdr::MAX_DELIVERIES).min(u32::MAX as u64) as u32,
         reservation_timeout_ns: header_word(mem, hdr::RESERVATION_TIMEOUT_NS),
+        message_ttl_ns: header_word(mem, hdr::MESSAGE_TTL_NS),
+        expiry_drop: header_word(mem, hdr::FLAGS) & format::flags::EXPIRY_DROP != 0,
     }
 }
 
@@ -92,10 +98,13 @@ pub fn stored_modes<M: Loads>(mem: &M) -> (bool, WaitStrategy) {
 }
 
 /// The header flags of a new queue with these options.
-pub fn flags_of(latest_only: bool) -> u64 {
+pub fn flags_of(latest_only: bool, expiry_drop: bool) -> u64 {
+    let mut f = 0;
     if latest_only {
-        format::flags::LATEST_ONLY
-    } else {
-        0
+        f |= format::flags::LATEST_ONLY;
     }
+    if expiry_drop {
+        f |= format::flags::EXPIRY_DROP;
+    }
+    f
 }

@@ -112,6 +112,10 @@ pub struct HeaderCounters {
     pub dlq_seq: u64,
     /// Slots freed by repairs outside any participant entry.
     pub freed_unowned: u64,
+    /// Waiting messages removed by purges.
+    pub purged: u64,
+    /// Messages expired (dead-lettered or dropped past their deadline).
+    pub expired: u64,
 }
 
 impl HeaderCounters {
@@ -278,6 +282,8 @@ impl<M: Loads> Engine<M> {
             dlq_waiting: rd(hdr::DLQ_WAITING),
             dlq_seq: rd(hdr::DLQ_SEQ),
             freed_unowned: rd(hdr::FREED_UNOWNED),
+            purged: rd(hdr::PURGED),
+            expired: rd(hdr::EXPIRED),
         }
     }
 

@@ -99,6 +99,7 @@ use crate::sync::{AtomicU64, Ordering};
 mod claim;
 mod cursor;
 mod dead_letters;
+mod expiry;
 mod fast;
 mod handle_words;
 pub mod header;
@@ -106,6 +107,7 @@ mod inspect;
 mod keyed;
 mod peek;
 mod produce;
+mod purge;
 mod repair;
 mod replace;
 mod send;
@@ -160,6 +162,11 @@ pub struct Config {
     pub max_deliveries: u32,
     /// Age after which an uncommitted reservation is abandoned.
     pub reservation_timeout_ns: u64,
+    /// The queue's default time to live of a message (0 = none).
+    pub message_ttl_ns: u64,
+    /// An expired message is dropped (and counted) rather than moved to
+    /// the dead letters.
+    pub expiry_drop: bool,
 }
 
 /// The protocol over a region of memory laid out by a [`Layout`].

@@ -79,6 +79,8 @@ pub struct PeekedSlot {
     pub enqueued_ns: u64,
     /// When a delayed message falls due (`None` unless delayed).
     pub not_before_ns: Option<u64>,
+    /// The message's deadline, if it has one.
+    pub expires_ns: Option<u64>,
     /// The payload (a private copy, at most the largest message).
     pub payload: Vec<u8>,
 }
@@ -160,7 +162,9 @@ impl<M: Loads> Engine<M> {
         let enqueued_ns = rd(slot::ENQUEUED_NS);
         let deliveries = AttemptsWord(rd(slot::ATTEMPTS)).count();
         let lease = LeaseWord(rd(slot::LEASE));
-        let len = LenWord(rd(slot::LEN)).length_within(self.layout.params.max_message_size);
+        let len_word = LenWord(rd(slot::LEN));
+        let expires_ns = len_word.expires().then(|| rd(slot::EXPIRES));
+        let len = len_word.length_within(self.layout.params.max_message_size);
         let offset = self.payload_offset(i);
         if !offset
             .checked_add(len as usize)
@@ -194,6 +198,7 @@ impl<M: Loads> Engine<M> {
             not_before_ns: (state == PeekState::Delayed)
                 .then(|| lease.time_for(w.seq()))
                 .flatten(),
+            expires_ns,
             payload,
         })
     }

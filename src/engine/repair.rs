@@ -33,6 +33,10 @@ pub struct Repairs {
     /// finished from its replacement record, or undone (the old message
     /// put back in place).
     pub replacements: u64,
+    /// Waiting messages found past their deadline and dropped or
+    /// dead-lettered (those moved to the dead-letter area now are also
+    /// counted in `dead_lettered`).
+    pub expired: u64,
 }
 
 impl Repairs {
@@ -45,6 +49,7 @@ impl Repairs {
         self.dlq_waiting += o.dlq_waiting;
         self.side_waiting += o.side_waiting;
         self.replacements += o.replacements;
+        self.expired += o.expired;
     }
 }
 
@@ -190,6 +195,17 @@ impl<M: Memory> Engine<M> {
                         None => {}
                     }
                     if self.transit_free(me, i, w) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                state::READY | state::PENDING | state::DELAYED if self.waiting_expired(i, now) => {
+                    // Past its deadline: out of the queue, as a claim that
+                    // met it would do (see `expiry`).
+                    let t = self.expire_waiting(me, i, w, now)?;
+                    if t.expired > 0 {
+                        r.expired += 1;
+                        r.dead_lettered += t.expired_dead_lettered;
                         return Ok(());
                     }
                     continue;

@@ -227,12 +227,40 @@ impl<M: Memory> Engine<M> {
             ));
         };
         let (key, version, len, enqueued) = self.copy_record(rec, r.slot);
+        self.copy_record_expiry(rec, r.slot, len);
         let res = self.commit_from(me, r, len as usize, key, version, None, now, enqueued, true);
         // Release: see `take_waiting`.
         self.mem
             .u64_at(rec + replace::WORD)
             .store(0, Ordering::Release);
         res
+    }
+
+    /// Writes the deadline of the replacement `me` is staging into its
+    /// record, before [`Engine::stage_replacement`] (whose length word then
+    /// has the deadline flag) publishes the record.
+    pub(super) fn stage_replacement_expiry(&self, me: u64, deadline: u64) {
+        if let Some(rec) = self.layout.replacement(me) {
+            // Relaxed: published by `stage_replacement`'s CAS to COPY.
+            self.mem
+                .u64_at(rec + replace::EXPIRES)
+                .store(deadline, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies the deadline of replacement record `rec` into slot `i` when
+    /// the record's length word `len` says it has one (the slot is held
+    /// as for [`Engine::copy_record`]; the commit that follows publishes it).
+    pub(super) fn copy_record_expiry(&self, rec: usize, i: u64, len: u64) {
+        if LenWord(len).expires() {
+            // Relaxed: as in `copy_record`.
+            let deadline = self
+                .mem
+                .u64_at(rec + replace::EXPIRES)
+                .load(Ordering::Relaxed);
+            self.slot_field(i, slot::EXPIRES)
+                .store(deadline, Ordering::Relaxed);
+        }
     }
 
     /// Copies the message of replacement record `rec` into slot `i`'s
@@ -377,6 +405,7 @@ impl<M: Memory> Engine<M> {
             return false;
         };
         let (key, version, len, enqueued) = self.copy_record(rec, i);
+        self.copy_record_expiry(rec, i, len);
         // Relaxed stores: the owner is dead and wrote its last; the CAS
         // below publishes them (as `commit_at`'s).
         self.slot_field(i, slot::KEY).store(key, Ordering::Relaxed);

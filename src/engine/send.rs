@@ -10,7 +10,7 @@
 use super::*;
 use crate::error::{Error, Result, Status};
 use crate::format::key as keyf;
-use crate::format::slot::LenWord;
+use crate::format::slot::{self, LenWord};
 use crate::memory::Memory;
 use crate::sync::Ordering;
 
@@ -26,6 +26,8 @@ pub struct SendSpec {
     /// Whether the queue is latest-only: a keyed send without a delay then
     /// replaces the key's waiting message in place.
     pub latest_only: bool,
+    /// The message's time to live, ns (0: the queue's default).
+    pub ttl_ns: u64,
 }
 
 impl SendSpec {
@@ -118,7 +120,14 @@ impl<M: Memory> Engine<M> {
         // SAFETY: as in `send`: reserved here, committed only below, and
         // `reserve` refused a payload over max_message_size.
         unsafe { self.write_payload(&r, payload) };
-        self.commit(me, &r, payload.len(), 0, 0, None, now)?;
+        if self.config.message_ttl_ns != 0 {
+            // The queue's default time to live: out of line, so that the
+            // common commit below stays as it is without one.
+            let len = self.expiring(&r, LenWord::new(payload.len() as u64, false), 0, now);
+            self.commit(me, &r, len.0 as usize, 0, 0, None, now)?;
+        } else {
+            self.commit(me, &r, payload.len(), 0, 0, None, now)?;
+        }
         Ok(Some(Committed {
             position: r.position,
             version: 0,
@@ -221,7 +230,11 @@ impl<M: Memory> Engine<M> {
         now: u64,
         stamp: &mut impl FnMut() -> Option<u64>,
     ) -> Result<Committed> {
-        let (len_word, enqueued) = enqueue_stamp(len, now, stamp());
+        let (mut len_word, enqueued) = enqueue_stamp(len, now, stamp());
+        // One test when neither the send nor the queue gives a deadline.
+        if spec.ttl_ns | self.config.message_ttl_ns != 0 {
+            len_word = self.expiring(r, len_word, spec.ttl_ns, now);
+        }
         // The delay is compared with the coarse time it was computed from;
         // a sampled message's precise enqueue time (up to a tick ahead) made
         // short delays look over at once (found by tests/model_keys.rs).
@@ -272,6 +285,13 @@ impl<M: Memory> Engine<M> {
             }
         }
         let (len_word, enqueued) = enqueue_stamp(data.len(), now, stamp());
+        let len_word = match self.deadline_of(spec.ttl_ns, now) {
+            Some(deadline) => {
+                self.stage_replacement_expiry(me, deadline);
+                len_word.with_expiry()
+            }
+            None => len_word,
+        };
         if !self.stage_replacement(me, &r, spec.key, spec.version, len_word.0, enqueued, None) {
             return Ok(None);
         }
@@ -282,6 +302,33 @@ impl<M: Memory> Engine<M> {
             version: spec.version,
             replaced: true,
         }))
+    }
+
+    /// The deadline of a message committed at `now` with time to live
+    /// `ttl_ns` (0: the queue's default), if it has one.
+    #[inline]
+    fn deadline_of(&self, ttl_ns: u64, now: u64) -> Option<u64> {
+        let ttl = if ttl_ns != 0 {
+            ttl_ns
+        } else {
+            self.config.message_ttl_ns
+        };
+        (ttl != 0).then(|| now.saturating_add(ttl))
+    }
+
+    /// Writes the deadline of the message in reservation `r` (committed at
+    /// `now`, time to live `ttl_ns`, 0: the queue's default) if it has one,
+    /// and returns its length word with the deadline flag then.
+    #[cold]
+    #[inline(never)]
+    fn expiring(&self, r: &Reservation, len: LenWord, ttl_ns: u64, now: u64) -> LenWord {
+        let Some(deadline) = self.deadline_of(ttl_ns, now) else {
+            return len;
+        };
+        // Relaxed: we own the reservation; the commit CAS publishes it.
+        self.slot_field(r.slot, slot::EXPIRES)
+            .store(deadline, Ordering::Relaxed);
+        len.with_expiry()
     }
 
     /// Finds (or takes) the key's entry and gives the version of a send

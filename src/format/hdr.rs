@@ -50,6 +50,11 @@ pub const CHECKSUM: usize = 160;
 /// that older files still open. Tells one queue file from another across
 /// hosts: the NATS bridge builds its de-duplication ids on it.
 pub const FILE_ID: usize = 168;
+/// The queue's default time to live of a message, ns (0 = none): a
+/// message's deadline is its commit time plus this, unless its send gave
+/// its own. Immutable; outside the checksum (which covers the words before
+/// it), and any value is valid.
+pub const MESSAGE_TTL_NS: usize = 176;
 /// The boot id of the machine when participants last attached (two
 /// words). A different boot id means every old participant is dead.
 pub const BOOT_ID: usize = 192;
@@ -93,3 +98,10 @@ pub const FREED_UNOWNED: usize = 936;
 /// instead of the whole table, at every liveness sweep (read from the
 /// mapping: a value above the table's capacity means the capacity).
 pub const PARTICIPANTS_HIGH: usize = 944;
+/// Messages past their deadline that were dead-lettered or dropped instead
+/// of delivered, ever (counted by whoever found them expired; rare, so one
+/// shared word).
+pub const EXPIRED: usize = 952;
+/// Messages removed unclaimed by a purge of the queue, ever (counted by the
+/// purger, once per message it freed; a rare operation, so one shared word).
+pub const PURGED: usize = 960;

@@ -40,11 +40,11 @@
 //! A slot:
 //!
 //! ```text
-//!  0        8          16          24           32    40       48          56      64        72
-//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------
-//!  | word   | position | lease     | attempts   | key | version| enqueued  | len   | claim   | payload
-//!  | (CAS)  | (u64)    | tag|time  | tag|count  |     |        | ns        | flags | gen|tag | max_message_size
-//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------
+//!  0        8          16          24           32    40       48          56      64        72        80
+//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------+---------
+//!  | word   | position | lease     | attempts   | key | version| enqueued  | len   | claim   | expires | payload
+//!  | (CAS)  | (u64)    | tag|time  | tag|count  |     |        | ns        | flags | gen|tag | ns      | max_message_size
+//!  +--------+----------+-----------+------------+-----+--------+-----------+-------+---------+---------+---------
 //! ```
 //!
 //! Every field is a little-endian word accessed only through atomics (or by
@@ -57,7 +57,7 @@ use crate::error::{Error, Result, Status};
 /// "SHMQUEUE" in ASCII, little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQUEUE");
 /// The version of this file format. Any change of layout or protocol bumps it.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 /// Size of the header region.
 pub const HEADER_SIZE: usize = 4096;
 /// Alignment of every region and of the hot words.
@@ -75,17 +75,22 @@ pub mod slot;
 pub mod flags {
     /// Latest-only mode: a key has at most one waiting message.
     pub const LATEST_ONLY: u64 = 1;
+    /// An expired message is dropped (and counted) instead of moved to
+    /// the dead letters.
+    pub const EXPIRY_DROP: u64 = 2;
 }
 
 const _: () = assert!(hdr::CHECKSUM < hdr::FILE_ID && hdr::FILE_ID + 8 <= hdr::BOOT_ID);
 const _: () = assert!(hdr::PARTICIPANTS_HIGH + 8 <= HEADER_SIZE);
+const _: () = assert!(hdr::PURGED + 8 <= HEADER_SIZE);
 const _: () = assert!(hdr::TAIL % HOT_ALIGN == 0 && hdr::HEAD % HOT_ALIGN == 0);
 const _: () =
     assert!(hdr::NOT_EMPTY_FUTEX % HOT_ALIGN == 0 && hdr::NOT_FULL_FUTEX % HOT_ALIGN == 0);
 const _: () = assert!(part::COUNTERS + part::COUNTER_COUNT * 8 <= part::HISTOGRAMS);
 const _: () = assert!(dlq::REASON + dlq::REASON_MAX <= dlq::PAYLOAD);
 const _: () = assert!(replace::ENQUEUED_NS + 8 <= replace::PAYLOAD);
-const _: () = assert!(slot::CLAIM + 8 == slot::PAYLOAD);
+const _: () = assert!(slot::CLAIM + 8 == slot::EXPIRES && slot::EXPIRES + 8 == slot::PAYLOAD);
+const _: () = assert!(replace::EXPIRES + 8 <= replace::PAYLOAD);
 
 /// Rounds `n` up to a multiple of `to` (a power of two).
 pub const fn align_up(n: usize, to: usize) -> usize {

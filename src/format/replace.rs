@@ -24,6 +24,9 @@ pub const LEN: usize = 32;
 pub const ENQUEUED_NS: usize = 40;
 /// Start of the new message's payload.
 pub const PAYLOAD: usize = 64;
+/// The new message's deadline (as the slot's `EXPIRES`), meaningful when
+/// the record's `LEN` has the deadline flag.
+pub const EXPIRES: usize = 48;
 
 /// Phase: the slot is (or is about to be) taken; its old message is
 /// still whole in it, the record may not be complete yet.

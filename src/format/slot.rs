@@ -35,8 +35,15 @@ pub const LEN_SAMPLED: u64 = LenWord::SAMPLED;
 /// [`ClaimWord`]). A claim's fencing token is made from it, so a
 /// token never names another claim however many transitions pass.
 pub const CLAIM: usize = 64;
+/// The message's deadline (monotonic ns): past it, the message is never
+/// delivered (dead-lettered or dropped, as the queue says). Meaningful only
+/// when the `LEN` word has its [`LenWord::EXPIRES`] flag; written by the
+/// producer before the commit, and kept through redeliveries.
+pub const EXPIRES: usize = 72;
+/// Flag in `LEN`: the message has a deadline in [`EXPIRES`].
+pub const LEN_EXPIRES: u64 = LenWord::EXPIRES;
 /// Start of the payload.
-pub const PAYLOAD: usize = 72;
+pub const PAYLOAD: usize = 80;
 
 mod claim_word;
 mod state_word;

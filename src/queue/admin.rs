@@ -5,6 +5,7 @@ use std::fs::File;
 use std::time::Duration;
 
 use super::maintenance::{OfdLiveness, LIVENESS_PERIOD_NS};
+use super::wait::Point;
 use super::{read_engine, Queue, Store, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::error::{Error, Result, Status};
 use crate::memory::Loads;
@@ -185,6 +186,28 @@ impl Queue {
             }
         }
         Ok(e.keys().evict_settled(&|k| used.contains(&k)))
+    }
+
+    /// Removes every waiting message: ready, pending redelivery and delayed
+    /// ones. Messages in flight stay with their consumers (their outcome
+    /// still counts: an ack of one succeeds). Returns how many were removed,
+    /// also counted in the `purged` counter, and wakes producers waiting for
+    /// room. A keyed message's key is released as by an ack, but its last
+    /// acked version is not raised (the message was never processed).
+    /// Messages committed while the purge runs may stay.
+    pub fn purge(&self) -> Result<u64> {
+        self.checked("purge", self.purge_unchecked())
+    }
+
+    fn purge_unchecked(&self) -> Result<u64> {
+        let (me, engine) = self.me("purge")?;
+        let now = self.now();
+        let n = engine.purge(me, now).map_err(|e| self.err("purge", e))?;
+        if n > 0 {
+            self.notify(Point::NotFull);
+        }
+        self.tick(now);
+        Ok(n)
     }
 
     /// Flushes the mapping to the file (for queues on a persistent file

@@ -24,6 +24,12 @@ impl Queue {
         if tally.key_waits > 0 {
             self.count(Counter::KeyWaits, tally.key_waits);
         }
+        if tally.expired > 0 {
+            // Expired messages left their slots (freed, dead-lettered, or
+            // waiting for dead-letter room, which a repair frees later).
+            self.count(Counter::DeadLettered, tally.expired_dead_lettered);
+            self.notify(Point::NotFull);
+        }
         got
     }
 
@@ -264,5 +270,15 @@ impl<'q> Message<'q> {
     /// The fencing token of this claim.
     pub fn token(&self) -> u64 {
         self.claim.token()
+    }
+
+    /// The message's deadline (CLOCK_MONOTONIC, ns: its commit time plus
+    /// its time to live), if it has one; a claim never hands out a message
+    /// past it. Redeliveries keep it.
+    pub fn expires_ns(&self) -> Option<u64> {
+        match &self.q.store {
+            Store::Write(e) => e.claimed_expiry(self.claim.slot),
+            Store::Read(_) => None,
+        }
     }
 }

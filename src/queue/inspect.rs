@@ -196,6 +196,10 @@ impl Queue {
             }
             e.add_participant_metrics(p, &mut s.counters, &mut s.histograms);
         }
+        // Queue-wide counters kept in the header rather than per participant.
+        let h = e.header_counters();
+        s.counters[crate::metrics::Counter::Purged as usize] += h.purged;
+        s.counters[crate::metrics::Counter::Expired as usize] += h.expired;
         s
     }
 

@@ -105,10 +105,10 @@ impl Queue {
         if r.redelivered + r.replacements > 0 {
             self.notify(Point::NotEmpty);
         }
-        if r.abandoned + r.dead_lettered > 0 {
+        if r.abandoned + r.dead_lettered + r.expired > 0 {
             self.notify(Point::NotFull);
         }
-        r.abandoned + r.redelivered + r.dead_lettered + r.replacements > 0
+        r.abandoned + r.redelivered + r.dead_lettered + r.replacements + r.expired > 0
     }
 
     /// Finds dead participants, repairs what they left, frees their entries.

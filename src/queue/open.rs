@@ -18,7 +18,7 @@ use crate::error::{Error, Result, Status};
 use crate::layout::{self, Layout, Params};
 use crate::memory::Loads;
 use crate::metrics::Counter;
-use crate::options::{Access, OpenOptions, Options};
+use crate::options::{Access, Expiry, OpenOptions, Options};
 use crate::participants::{hooks, LOCK_BASE};
 use crate::permissions;
 use crate::ring::{header, Config, Engine, Repairs, SlotState};
@@ -38,7 +38,7 @@ impl Queue {
         } else {
             opts.dlq_capacity
         };
-        let flags = header::flags_of(opts.latest_only);
+        let flags = header::flags_of(opts.latest_only, opts.on_expiry == Expiry::Drop);
         let layout = Layout::with_flags(
             Params {
                 capacity: opts.capacity,
@@ -382,6 +382,8 @@ fn opts_config(o: &Options) -> Config {
         lease_ns: o.lease.as_nanos().min(u64::MAX as u128) as u64,
         max_deliveries: o.max_deliveries,
         reservation_timeout_ns: o.reservation_timeout.as_nanos().min(u64::MAX as u128) as u64,
+        message_ttl_ns: o.message_ttl.as_nanos().min(u64::MAX as u128) as u64,
+        expiry_drop: o.on_expiry == Expiry::Drop,
     }
 }
 

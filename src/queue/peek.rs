@@ -27,6 +27,9 @@ pub struct Peeked {
     pub enqueued_ns: u64,
     /// Monotonic time a delayed message falls due (`None` unless delayed).
     pub not_before_ns: Option<u64>,
+    /// Monotonic time past which the message is never delivered (its
+    /// deadline: commit time plus time to live), if it has one.
+    pub expires_ns: Option<u64>,
     /// The payload.
     pub payload: Vec<u8>,
 }
@@ -41,6 +44,7 @@ impl From<PeekedSlot> for Peeked {
             deliveries: p.deliveries,
             enqueued_ns: p.enqueued_ns,
             not_before_ns: p.not_before_ns,
+            expires_ns: p.expires_ns,
             payload: p.payload,
         }
     }

@@ -20,7 +20,13 @@ pub struct Sent {
 impl Queue {
     /// Sends one message without a key, waiting for room up to `timeout`.
     pub fn send(&self, data: &[u8], timeout: impl Into<Timeout>) -> Result<Sent> {
-        self.send_with(data, &SendOptions::new().timeout(timeout))
+        // No options to convert: the spec of a plain message, as is.
+        let plain = SendSpec {
+            latest_only: self.latest_only,
+            ..SendSpec::default()
+        };
+        let r = self.send_spec_unchecked(data, timeout.into(), |_| plain);
+        self.checked("send", r)
     }
 
     /// Sends one message with a key, version, timeout and delay.
@@ -34,12 +40,24 @@ impl Queue {
     }
 
     fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
+        self.send_spec_unchecked(data, opts.timeout, |now| self.send_spec(opts, now))
+    }
+
+    /// Sends `data`, waiting for room up to `timeout`, with the spec that
+    /// `spec_at` gives at the time of each attempt.
+    #[inline]
+    fn send_spec_unchecked(
+        &self,
+        data: &[u8],
+        timeout: Timeout,
+        spec_at: impl Fn(u64) -> SendSpec,
+    ) -> Result<Sent> {
         let (me, engine) = self.me("send")?;
         self.check_len(data.len(), "send")?;
         let mut at = 0;
-        let got = self.wait_for(engine, Point::NotFull, opts.timeout, "send", |now| {
+        let got = self.wait_for(engine, Point::NotFull, timeout, "send", |now| {
             at = now;
-            let spec = self.send_spec(opts, now);
+            let spec = spec_at(now);
             engine.send(me, now, data, &spec, || self.stamp(now))
         });
         match got {
@@ -63,6 +81,11 @@ impl Queue {
             not_before_ns: (!opts.delay.is_zero())
                 .then(|| now.saturating_add(opts.delay.as_nanos().min(u64::MAX as u128) as u64)),
             latest_only: self.latest_only,
+            ttl_ns: if opts.ttl.is_zero() {
+                0
+            } else {
+                ttl_ns(opts.ttl)
+            },
         }
     }
 
@@ -338,4 +361,12 @@ impl Drop for Reserved<'_> {
             }
         }
     }
+}
+
+/// A send's time to live in nanoseconds (saturating), out of the common
+/// path of a send without one.
+#[cold]
+#[inline(never)]
+fn ttl_ns(ttl: std::time::Duration) -> u64 {
+    ttl.as_nanos().min(u64::MAX as u128) as u64
 }

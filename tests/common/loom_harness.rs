@@ -28,7 +28,7 @@ pub const PARTICIPANTS: u64 = 4;
 /// dead-letter record, and `more` (the key table, replacement records).
 pub fn engine_in(l: Layout, more: &[Range<usize>]) -> Engine<LoomMemory> {
     let mut regions = Vec::new();
-    regions.push(hdr::TAIL..hdr::PARTICIPANTS_HIGH + 8);
+    regions.push(hdr::TAIL..hdr::PURGED + 8);
     for p in 0..PARTICIPANTS {
         let base = l.participant(p);
         regions.push(base..base + part::COUNTERS);
@@ -48,6 +48,8 @@ pub fn engine_in(l: Layout, more: &[Range<usize>]) -> Engine<LoomMemory> {
             lease_ns: LEASE_NS,
             max_deliveries: 3,
             reservation_timeout_ns: LEASE_NS,
+            message_ttl_ns: 0,
+            expiry_drop: false,
         },
     );
     e.format();

@@ -1,4 +1,5 @@
-//! Dead letters: list, get (with the payload), redrive, purge.
+//! Dead letters: list, get (with the payload), redrive, purge; and the
+//! purge of the queue itself (its waiting messages).
 
 use std::ffi::{c_char, c_void};
 use std::mem::size_of;
@@ -234,6 +235,27 @@ pub unsafe extern "C" fn shmq_dlq_purge(
         let n = inner
             .queue()
             .dlq_purge((id != SHMQ_DLQ_ALL).then_some(id))?;
+        // SAFETY: NULL or writable, from the caller.
+        unsafe { put(out_count, n) };
+        Ok(())
+    })
+}
+
+/// Removes every waiting message of the queue (ready, pending redelivery,
+/// delayed); messages in flight stay with their consumers, whose outcomes
+/// still count. `*out_count` is how many were removed (also counted in
+/// `shmq_stats.purged`). Producers waiting for room are woken.
+///
+/// Thread safety: one thread at a time per handle.
+///
+/// # Safety
+/// `q` is NULL or a handle; `out_count` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_purge(q: *mut shmq_queue, out_count: *mut u64) -> shmq_status {
+    const OP: &str = "shmq_purge";
+    with_queue(q, OP, |inner| {
+        opt_out(out_count, OP, "out_count").map_err(|e| inner.err(e))?;
+        let n = inner.queue().purge()?;
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_count, n) };
         Ok(())

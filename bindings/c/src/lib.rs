@@ -54,4 +54,9 @@ mod tests;
 ///
 /// 2: `shmq_message` begins with `size` and carries `handle_id` and
 /// `reserved` words (its fields were reordered).
-pub const SHMQ_ABI_VERSION: u32 = 2;
+///
+/// 3: `shmq_purge`; `shmq_stats` ends with `purged` and `expired`;
+/// `shmq_options` ends with `message_ttl_ns` (and `SHMQ_FLAG_EXPIRY_DROP`),
+/// `shmq_send_options` with `ttl_ns` (message expiry). The sized structs
+/// of version 2 are still accepted.
+pub const SHMQ_ABI_VERSION: u32 = 3;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::status::invalid;
 use engine::Error;
-use engine::{Access, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
+use engine::{Access, Expiry, OpenOptions, Options, SendOptions, Timeout, WaitStrategy};
 
 /// `shmq_options.flags`: latest-only mode (a newer message of a key replaces
 /// the waiting one in place).
@@ -24,8 +24,13 @@ pub const SHMQ_FLAG_SET_GROUP: u32 = 2;
 /// touched, and a file system full then fails that call with
 /// `SHMQ_CORRUPT` ("the file system is full").
 pub const SHMQ_FLAG_SPARSE: u32 = 4;
+/// `shmq_options.flags`: a message past its deadline (see
+/// `message_ttl_ns`) is dropped and counted (`shmq_stats.expired`) instead
+/// of moved to the dead letters with the reason "expired".
+pub const SHMQ_FLAG_EXPIRY_DROP: u32 = 8;
 /// Every flag this version knows.
-const KNOWN_FLAGS: u32 = SHMQ_FLAG_LATEST_ONLY | SHMQ_FLAG_SET_GROUP | SHMQ_FLAG_SPARSE;
+const KNOWN_FLAGS: u32 =
+    SHMQ_FLAG_LATEST_ONLY | SHMQ_FLAG_SET_GROUP | SHMQ_FLAG_SPARSE | SHMQ_FLAG_EXPIRY_DROP;
 
 /// `shmq_options.mode` of a queue shared with a group: owner and group read
 /// and write (0660). Members of the group open it with
@@ -75,6 +80,12 @@ pub struct shmq_options {
     /// The group id the new file is given when `flags` has
     /// `SHMQ_FLAG_SET_GROUP` (default: none).
     pub group: u32,
+    /// The default time to live of a message, ns (default 0: none). A
+    /// message whose deadline (commit time plus its send's `ttl_ns`, else
+    /// this) has passed is never delivered: it is dead-lettered with the
+    /// reason "expired", or dropped with `SHMQ_FLAG_EXPIRY_DROP`, and
+    /// counted in `shmq_stats.expired`. Since ABI 3.
+    pub message_ttl_ns: u64,
 }
 
 /// The size of the first published `shmq_options` (up to `mode`): the
@@ -106,6 +117,7 @@ impl Default for shmq_options {
             reservation_timeout_ns: nanos(o.reservation_timeout),
             participant_capacity: o.participant_capacity,
             group: 0,
+            message_ttl_ns: nanos(o.message_ttl),
         }
     }
 }
@@ -215,6 +227,12 @@ impl shmq_options {
             group: (self.flags & SHMQ_FLAG_SET_GROUP != 0).then_some(self.group),
             wait_strategy,
             sparse: self.flags & SHMQ_FLAG_SPARSE != 0,
+            message_ttl: Duration::from_nanos(self.message_ttl_ns),
+            on_expiry: if self.flags & SHMQ_FLAG_EXPIRY_DROP != 0 {
+                Expiry::Drop
+            } else {
+                Expiry::DeadLetter
+            },
         })
     }
 }
@@ -370,9 +388,15 @@ pub struct shmq_send_options {
     pub timeout_ns: i64,
     /// Claimable only after this many nanoseconds (0 = at once).
     pub delay_ns: u64,
+    /// The message's time to live, ns (0 = the queue's default
+    /// `message_ttl_ns`): past its commit time plus this it is never
+    /// delivered. Since ABI 3.
+    pub ttl_ns: u64,
 }
 
-const SEND_OPTIONS_V1: usize = size_of::<shmq_send_options>();
+/// The size of the first published `shmq_send_options` (up to
+/// `delay_ns`): the smallest `size` accepted.
+const SEND_OPTIONS_V1: usize = offset_of!(shmq_send_options, delay_ns) + size_of::<u64>();
 
 impl Default for shmq_send_options {
     fn default() -> Self {
@@ -382,6 +406,7 @@ impl Default for shmq_send_options {
             version: 0,
             timeout_ns: 0,
             delay_ns: 0,
+            ttl_ns: 0,
         }
     }
 }
@@ -408,6 +433,7 @@ pub(crate) unsafe fn read_send_options(
         version: o.version,
         timeout: Timeout::from_nanos(o.timeout_ns),
         delay: Duration::from_nanos(o.delay_ns),
+        ttl: Duration::from_nanos(o.ttl_ns),
     })
 }
 

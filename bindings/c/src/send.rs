@@ -77,11 +77,17 @@ pub unsafe extern "C" fn shmq_send(
     with_queue(q, OP, |inner| {
         // SAFETY: forwarded from the caller.
         let d = unsafe { bytes(data, len, "data") }.map_err(|c| inner.err(invalid(OP, c)))?;
+        let timeout = Timeout::from_nanos(timeout_ns);
+        if key == 0 && version == 0 {
+            // A plain message: no options to convert.
+            return inner.queue().send(d, timeout).map(|_| ());
+        }
         let opts = SendOptions {
             key,
             version,
-            timeout: Timeout::from_nanos(timeout_ns),
+            timeout,
             delay: std::time::Duration::ZERO,
+            ttl: std::time::Duration::ZERO,
         };
         inner.queue().send_with(d, &opts).map(|_| ())
     })

@@ -126,6 +126,12 @@ pub struct shmq_stats {
     pub keys_in_use: u64,
     /// Entries of the key table.
     pub key_capacity: u64,
+    /// Waiting messages removed by `shmq_purge` (queue-wide). Since ABI 3;
+    /// written only when `size` covers it.
+    pub purged: u64,
+    /// Messages past their time to live, dead-lettered or dropped instead
+    /// of delivered (queue-wide). Since ABI 3; as `purged`.
+    pub expired: u64,
 }
 
 /// The smallest `size` accepted (this first version).
@@ -189,6 +195,8 @@ pub unsafe extern "C" fn shmq_get_stats(q: *mut shmq_queue, out: *mut shmq_stats
             end_to_end_time: h(Histogram::EndToEnd),
             keys_in_use: s.keys_in_use,
             key_capacity: s.key_capacity,
+            purged: c(Counter::Purged),
+            expired: c(Counter::Expired),
         };
         // SAFETY: non-null, aligned; the caller's struct of its `size`.
         unsafe { write_sized(out, &v, STATS_V1, OP, "shmq_stats") }.map_err(|e| inner.err(e))

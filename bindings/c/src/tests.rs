@@ -138,3 +138,128 @@ fn an_older_file_is_refused_with_the_command_that_moves_it() {
         "{msg}"
     );
 }
+
+/// `shmq_purge` removes the waiting messages, leaves a claim in flight
+/// (whose ack succeeds) and counts them in `shmq_stats.purged`.
+#[test]
+fn purge_removes_waiting_messages_and_counts_them() {
+    use super::claim::*;
+    use super::dlq::shmq_purge;
+    use super::options::shmq_options;
+    use super::queue::*;
+    use super::send::*;
+    use super::stats::{shmq_get_stats, shmq_stats};
+    use super::status::shmq_status::*;
+    use std::ffi::CString;
+
+    let dir = std::env::temp_dir().join(format!("shmq-c-purge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = CString::new(dir.join("q").to_str().unwrap()).unwrap();
+    let _ = std::fs::remove_file(path.to_str().unwrap());
+    let o = shmq_options {
+        capacity: 8,
+        max_message_size: 16,
+        ..Default::default()
+    };
+    let mut q = std::ptr::null_mut();
+    // SAFETY: every pointer below is valid for the call; the handle is
+    // shmq's, the message is filled by a claim before use.
+    unsafe {
+        assert_eq!(shmq_create(path.as_ptr(), &o, &mut q), SHMQ_OK);
+        for b in [b"a", b"b", b"c"] {
+            assert_eq!(shmq_send(q, b.as_ptr().cast(), 1, 0, 0, 0), SHMQ_OK);
+        }
+        let mut m: shmq_message = std::mem::zeroed();
+        assert_eq!(shmq_claim(q, &mut m, 0), SHMQ_OK);
+        let mut n = 99u64;
+        assert_eq!(shmq_purge(q, &mut n), SHMQ_OK);
+        assert_eq!(n, 2);
+        assert_eq!(shmq_purge(q, std::ptr::null_mut()), SHMQ_OK);
+        assert_eq!(shmq_ack(q, &m), SHMQ_OK);
+        let mut s: shmq_stats = std::mem::zeroed();
+        s.size = std::mem::size_of::<shmq_stats>() as u32;
+        assert_eq!(shmq_get_stats(q, &mut s), SHMQ_OK);
+        assert_eq!((s.purged, s.depth, s.acked), (2, 0, 1));
+        assert_eq!(
+            shmq_purge(std::ptr::null_mut(), &mut n),
+            SHMQ_INVALID_ARGUMENT
+        );
+        assert_eq!(shmq_close(q), SHMQ_OK);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Expiry through the ABI: `shmq_options.message_ttl_ns` with
+/// `SHMQ_FLAG_EXPIRY_DROP`, and `shmq_send_options.ttl_ns` overriding it;
+/// a `shmq_send_options` of ABI 2's size (without `ttl_ns`) is accepted.
+#[test]
+fn expiry_options_and_a_version_2_send_options() {
+    use super::claim::*;
+    use super::options::*;
+    use super::queue::*;
+    use super::send::*;
+    use super::stats::{shmq_get_stats, shmq_stats};
+    use super::status::shmq_status::*;
+    use std::ffi::CString;
+
+    let dir = std::env::temp_dir().join(format!("shmq-c-ttl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = CString::new(dir.join("q").to_str().unwrap()).unwrap();
+    let _ = std::fs::remove_file(path.to_str().unwrap());
+    let o = shmq_options {
+        capacity: 8,
+        max_message_size: 16,
+        message_ttl_ns: 5_000_000,
+        flags: SHMQ_FLAG_EXPIRY_DROP,
+        ..Default::default()
+    };
+    let mut q = std::ptr::null_mut();
+    // SAFETY: every pointer below is valid for the call; the handle is
+    // shmq's, the message is filled by a claim before use.
+    unsafe {
+        assert_eq!(shmq_create(path.as_ptr(), &o, &mut q), SHMQ_OK);
+        // The queue's default: expires.
+        assert_eq!(shmq_send(q, b"a".as_ptr().cast(), 1, 0, 0, 0), SHMQ_OK);
+        // Its own, long TTL.
+        let mut so: shmq_send_options = std::mem::zeroed();
+        shmq_send_options_init(&mut so);
+        so.ttl_ns = 3_600_000_000_000;
+        let st = shmq_send_ex(
+            q,
+            b"b".as_ptr().cast(),
+            1,
+            &so,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(st, SHMQ_OK);
+        // A caller compiled against ABI 2: its struct ends before ttl_ns,
+        // which then takes its default (the queue's TTL). The bytes past
+        // its size are not read.
+        let mut old: shmq_send_options = std::mem::zeroed();
+        shmq_send_options_init(&mut old);
+        old.size = std::mem::offset_of!(shmq_send_options, ttl_ns) as u32;
+        old.ttl_ns = 3_600_000_000_000;
+        let st = shmq_send_ex(
+            q,
+            b"c".as_ptr().cast(),
+            1,
+            &old,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(st, SHMQ_OK);
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let mut m: shmq_message = std::mem::zeroed();
+        assert_eq!(shmq_claim(q, &mut m, 0), SHMQ_OK);
+        assert_eq!(std::slice::from_raw_parts(m.data, m.len), b"b");
+        assert_eq!(shmq_ack(q, &m), SHMQ_OK);
+        assert_eq!(shmq_claim(q, &mut m, 0), SHMQ_EMPTY);
+        let mut s: shmq_stats = std::mem::zeroed();
+        s.size = std::mem::size_of::<shmq_stats>() as u32;
+        assert_eq!(shmq_get_stats(q, &mut s), SHMQ_OK);
+        assert_eq!((s.expired, s.dead_letters), (2, 0));
+        assert_eq!(shmq_close(q), SHMQ_OK);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

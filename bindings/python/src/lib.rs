@@ -549,8 +549,9 @@ impl Queue {
     /// Sends one message (bytes, bytearray or memoryview). Waits for room
     /// up to ``timeout`` seconds (None = forever). ``key`` 0 is no key;
     /// ``version`` 0 on a keyed send is the key's next version. Returns the
-    /// version the message carries.
-    #[pyo3(signature = (data, key=None, version=None, timeout=None, *, delay=None))]
+    /// version the message carries. ``ttl`` (seconds) is the message's time
+    /// to live (None: the queue's default).
+    #[pyo3(signature = (data, key=None, version=None, timeout=None, *, delay=None, ttl=None))]
     fn send(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
@@ -558,8 +559,13 @@ impl Queue {
         version: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         delay: Option<&Bound<'_, PyAny>>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let py = slf.py();
+        let ttl_ns = match ttl {
+            Some(t) if !t.is_none() => duration_arg(py, t, "send: ttl")?,
+            _ => 0,
+        };
         let key = u64_arg(py, key, "send: key")?;
         let version = u64_arg(py, version, "send: version")?;
         let timeout = timeout_arg(py, timeout, "send: timeout")?;
@@ -575,6 +581,7 @@ impl Queue {
             version,
             timeout,
             delay: Duration::from_nanos(delay_ns),
+            ttl: Duration::from_nanos(ttl_ns),
         };
         let bytes = Detached((q, data.bytes()));
         let r = maybe_detached(py, timeout, move || {
@@ -641,6 +648,8 @@ impl Queue {
             version,
             timeout: Timeout::TryOnce,
             delay: Duration::from_nanos(delay_ns),
+            // The queue's default (the async send takes no ttl yet).
+            ttl: Duration::ZERO,
         };
         match q.send_with(data.bytes(), &opts) {
             Ok(s) => Ok(Some(s.version)),
@@ -703,6 +712,8 @@ impl Queue {
             version,
             timeout: Timeout::from_nanos(timeout_ns),
             delay: Duration::from_nanos(delay_ns),
+            // The queue's default (the async send takes no ttl yet).
+            ttl: Duration::ZERO,
         };
         let waker = py_waker(call_soon, wake, fut);
         let mut cx = Context::from_waker(&waker);
@@ -1074,6 +1085,14 @@ impl Queue {
         me.handle(py)?.dlq_purge(id).map_err(|e| err(py, e))
     }
 
+    /// Removes every waiting message (claims in flight stay); returns how
+    /// many.
+    fn _purge_queue(slf: &Bound<'_, Self>) -> PyResult<u64> {
+        let py = slf.py();
+        let me = borrow(slf.get(), py, "purge")?;
+        me.handle(py)?.purge().map_err(|e| err(py, e))
+    }
+
     /// Raises ``Corrupt`` (listing the problems) unless every invariant
     /// of the file holds.
     fn verify(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -1133,7 +1152,7 @@ fn dead_letter<'py>(
 }
 
 /// The counters of `stats()`, by the names of the C API's `shmq_stats`.
-const COUNTERS: [(&str, Counter); 19] = [
+const COUNTERS: [(&str, Counter); 21] = [
     ("sent", Counter::Sent),
     ("claimed", Counter::Claimed),
     ("acked", Counter::Acked),
@@ -1153,6 +1172,8 @@ const COUNTERS: [(&str, Counter); 19] = [
     ("aborted", Counter::Aborted),
     ("lease_lost", Counter::LeaseLost),
     ("dead_participants", Counter::DeadParticipants),
+    ("purged", Counter::Purged),
+    ("expired", Counter::Expired),
 ];
 
 /// The histograms of `stats()`.
@@ -1191,6 +1212,10 @@ struct Message {
     position: u64,
     #[pyo3(get)]
     token: u64,
+    /// The deadline (CLOCK_MONOTONIC ns) past which it is never delivered,
+    /// or None.
+    #[pyo3(get)]
+    expires_ns: Option<u64>,
     /// When it was claimed (`CLOCK_MONOTONIC`, read once the claim was
     /// made) if the claim is sampled for the histograms, else 0 (see
     /// `Inner::sample`).
@@ -1221,6 +1246,7 @@ impl Message {
             enqueued_ns: m.enqueued_ns(),
             position: m.position(),
             token: m.token(),
+            expires_ns: m.expires_ns(),
             claimed_ns,
             done: AtomicBool::new(false),
             ptr: m.payload_ptr() as usize,
@@ -1578,6 +1604,8 @@ fn create(
     reservation_timeout_ns: u64,
     participant_capacity: u32,
     wait: u32,
+    message_ttl_ns: u64,
+    expiry_drop: bool,
     sparse: bool,
 ) -> PyResult<Handle> {
     let wait_strategy = match wait {
@@ -1599,6 +1627,12 @@ fn create(
         group,
         wait_strategy,
         sparse,
+        message_ttl: Duration::from_nanos(message_ttl_ns),
+        on_expiry: if expiry_drop {
+            shmq::Expiry::Drop
+        } else {
+            shmq::Expiry::DeadLetter
+        },
     };
     let q = shmq::Queue::create(&path, &o).map_err(|e| err(py, e))?;
     // Opened again (after a fork, when unpickled) as a participant, with

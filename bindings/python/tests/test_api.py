@@ -188,7 +188,7 @@ def test_dead_letters_redrive_purge(path):
         m = q.claim(timeout=0)
         assert m.data == b"poison" and m.deliveries == 1
         m.ack()
-        assert q.purge() == 1
+        assert q.purge_dead_letters() == 1
         assert q.dead_letters() == []
         q.verify()
         q.recover()

@@ -64,6 +64,7 @@ fn run(cmd: cli::Cmd) -> util::CmdResult {
         Cmd::Recv(a) => commands::recv(&a),
         Cmd::Peek(a) => commands::peek(&a),
         Cmd::Dlq(a) => commands::dlq(&a),
+        Cmd::Purge(a) => commands::purge(&a),
         Cmd::Verify(a) => commands::verify(&a),
         Cmd::Recover(a) => commands::recover(&a),
         Cmd::Migrate(a) => commands::migrate(&a),

@@ -64,6 +64,8 @@ fn counter_help(name: &str) -> &'static str {
         "aborted" => "Reservations given back unused.",
         "lease_lost" => "Outcomes refused because the lease was lost.",
         "dead_participants" => "Participants found dead and cleaned up after.",
+        "purged" => "Waiting messages removed by a purge of the queue.",
+        "expired" => "Messages past their time to live, dead-lettered or dropped.",
         _ => "A counter of the queue (see shmq::Counter).",
     }
 }

@@ -44,6 +44,8 @@ pub(super) fn engine_of(layout: Layout) -> Engine<HeapMemory> {
             lease_ns: 1_000_000,
             max_deliveries: 3,
             reservation_timeout_ns: 1_000_000,
+            message_ttl_ns: 0,
+            expiry_drop: false,
         },
     );
     e.format();

@@ -95,6 +95,8 @@ impl LenWord {
     /// Flag: the message's times are measured precisely (see
     /// [`super::LEN_SAMPLED`]).
     pub const SAMPLED: u64 = 1 << 32;
+    /// Flag: the message has a deadline (see [`super::EXPIRES`]).
+    pub const EXPIRES: u64 = 1 << 33;
     const LEN_MASK: u64 = 0xffff_ffff;
 
     /// The word of a `len`-byte message, sampled or not.
@@ -116,6 +118,16 @@ impl LenWord {
     #[inline]
     pub fn sampled(self) -> bool {
         self.0 & Self::SAMPLED != 0
+    }
+    /// Whether the message has a deadline.
+    #[inline]
+    pub fn expires(self) -> bool {
+        self.0 & Self::EXPIRES != 0
+    }
+    /// The same word with the deadline flag set.
+    #[inline]
+    pub fn with_expiry(self) -> LenWord {
+        LenWord(self.0 | Self::EXPIRES)
     }
     /// The same flags with the length clamped to `max` (a word read from the
     /// mapping, passed on).

@@ -484,7 +484,7 @@ class Stats(Mapping[str, Any]):
     _COUNTERS = ("sent", "claimed", "acked", "nacked", "rejected", "redelivered", "abandoned",
                  "stale", "conflated", "dead_lettered", "refused_full", "timeouts",
                  "key_waits", "reclaimed", "extended", "bytes_sent", "aborted", "lease_lost",
-                 "dead_participants")
+                 "dead_participants", "purged", "expired")
     _HISTOGRAMS = ("time_in_queue", "processing_time", "end_to_end_time")
     __slots__ = _GAUGES + _EXTRA + ("counters", "histograms", "_keys")
 
@@ -597,6 +597,8 @@ class Queue(_native.Queue):
         participant_capacity: int = 64,
         wait: str = "spin-then-sleep",
         sparse: bool = False,
+        message_ttl: Optional[float] = None,
+        on_expiry: str = "dead-letter",
     ) -> "Queue":
         """Creates a new queue file (``Exists`` if there is one) and attaches
         to it. ``lease`` and ``reservation_timeout`` are in seconds; ``wait``
@@ -606,8 +608,18 @@ class Queue(_native.Queue):
         (a gid or a group name) is the group the file is given. The file's
         space is reserved at creation (``IoError`` "no space" when the file
         system cannot hold it); ``sparse=True`` leaves it sparse instead,
-        allocated as it is first written."""
+        allocated as it is first written.
+
+        ``message_ttl`` (seconds, None = none) is the default time to live
+        of a message: past its commit time plus that (or its send's own
+        ``ttl``) it is never delivered, but moved to the dead letters with
+        the reason "expired" (``on_expiry="dead-letter"``) or dropped
+        (``on_expiry="drop"``), and counted in ``stats().expired``."""
         p = _path(path)
+        ttl_ns = 0 if message_ttl is None else _duration_ns(message_ttl, "create: message_ttl")
+        if on_expiry not in ("dead-letter", "drop"):
+            raise InvalidArgument(
+                f"on_expiry must be 'dead-letter' or 'drop', not {on_expiry!r}", 9)
         lease_ns = _duration_ns(lease, "create: lease")
         reservation_ns = _duration_ns(reservation_timeout, "create: reservation_timeout")
         if lease_ns == 0:
@@ -625,7 +637,8 @@ class Queue(_native.Queue):
         try:
             h = _native.create(p, capacity, max_message_size, key_capacity, lease_ns,
                                max_deliveries, bool(latest_only), mode, group, dlq_capacity,
-                               reservation_ns, participant_capacity, _WAITS[wait], bool(sparse))
+                               reservation_ns, participant_capacity, _WAITS[wait], ttl_ns,
+                               on_expiry == "drop", bool(sparse))
         except OverflowError as e:
             raise InvalidArgument(f"{p}: create: an option is out of range: {e}", 9) from None
         return cls(h, p)
@@ -871,6 +884,13 @@ class Queue(_native.Queue):
         """Sends dead letter ``id`` (or all) back to the queue; returns how many."""
         return self._redrive(id or None)
 
-    def purge(self, id: Optional[int] = None) -> int:
+    def purge(self) -> int:
+        """Removes every waiting message (ready, pending redelivery,
+        delayed); messages claimed by a consumer stay with it, and its ack
+        still succeeds. Returns how many were removed (counted in
+        ``stats().purged``); producers waiting for room are woken."""
+        return self._purge_queue()
+
+    def purge_dead_letters(self, id: Optional[int] = None) -> int:
         """Deletes dead letter ``id`` (or all); returns how many."""
         return self._purge(id or None)

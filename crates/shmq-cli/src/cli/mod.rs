@@ -22,8 +22,8 @@ pub use bridge::{BridgeArgs, BridgeCommon, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use migrate::MigrateArgs;
 pub use queue_file::{
-    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, RecoverArgs, RecvArgs, SendArgs, ServeArgs,
-    StatsArgs, TopArgs, VerifyArgs,
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, OnExpiry, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs,
+    SendArgs, ServeArgs, StatsArgs, TopArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
 pub use torture::{TortureArgs, TortureWorkerArgs};
@@ -68,6 +68,7 @@ pub enum Cmd {
   shmq create /dev/shm/menu --keys 4096 --latest-only --lease 10s
   shmq create /var/lib/app/jobs --capacity 65536 --max-message-size 4096 --mode 0640
   shmq create /dev/shm/huge --capacity 1000000 --sparse   # no reservation
+  shmq create /dev/shm/quotes --message-ttl 30s --on-expiry drop
 
 The whole file is reserved on its file system first: a queue that does not
 fit is refused (IO, \"no space\", the bytes needed and free).")]
@@ -119,7 +120,8 @@ the address it listens on to stdout.")]
   shmq send /dev/shm/orders 'order 7' 'order 8'
   seq 1000 | shmq send /dev/shm/orders
   shmq send /dev/shm/menu --key 42 --version 7 '{\"price\": 12.5}'
-  shmq send /dev/shm/orders --delay 2s 'remind me'")]
+  shmq send /dev/shm/orders --delay 2s 'remind me'
+  shmq send /dev/shm/orders --ttl 5s 'worthless after 5 seconds'")]
     Send(SendArgs),
 
     /// Receive messages: print each one and ack it.
@@ -151,6 +153,16 @@ those claimed. Writes nothing to the file. Exits with 3 when none waits.")]
   shmq dlq /dev/shm/orders redrive --all
   shmq dlq /dev/shm/orders purge 3")]
     Dlq(DlqArgs),
+
+    /// Remove every waiting message (ready, pending, delayed); claims in flight stay.
+    #[command(after_help = "Examples:
+  shmq purge /dev/shm/orders --yes
+  shmq purge /dev/shm/orders --yes --json
+
+Messages claimed by a consumer stay with it (its ack still succeeds), as a
+broker's purge leaves unacked messages. From a terminal, --yes is required.
+Producers waiting for room are woken.")]
+    Purge(PurgeArgs),
 
     /// Check every invariant of a queue file; exit 0 only when all hold.
     #[command(after_help = "Examples:

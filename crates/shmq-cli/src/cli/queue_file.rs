@@ -58,6 +58,15 @@ pub struct CreateArgs {
     /// file system is full") and the queue must be recreated.
     #[arg(long)]
     pub sparse: bool,
+    /// Default time to live of a message (e.g. 30s; none by default): past
+    /// its commit time plus this (or its own `send --ttl`) a message is
+    /// never delivered.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub message_ttl: Option<Duration>,
+    /// What becomes of an expired message: moved to the dead letters with
+    /// the reason "expired", or dropped (counted in `expired` either way).
+    #[arg(long, value_enum, default_value = "dead-letter")]
+    pub on_expiry: OnExpiry,
     /// Print what was created as JSON.
     #[arg(long)]
     pub json: bool,
@@ -201,6 +210,10 @@ pub struct SendArgs {
     /// Claimable only after this delay (e.g. 2s).
     #[arg(long, value_parser = parse_duration)]
     pub delay: Option<Duration>,
+    /// Time to live of the message (e.g. 5s; default: the queue's): past
+    /// its commit time plus this it is never delivered.
+    #[arg(long, value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
     /// How long to wait for room when the queue is full (0 = do not wait,
     /// `forever`).
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
@@ -325,6 +338,30 @@ pub struct VerifyArgs {
     /// file is not writable).
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// What `create --on-expiry` does with an expired message.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExpiry {
+    /// Move it to the dead letters with the reason "expired".
+    DeadLetter,
+    /// Drop it.
+    Drop,
+}
+
+/// `shmq purge`.
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Do it: without this flag, a purge from a terminal is refused.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Machine output: {"path", "purged"}.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

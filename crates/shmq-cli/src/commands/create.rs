@@ -1,9 +1,11 @@
 //! `shmq create`: a new queue file with the options given.
 
+use std::time::Duration;
+
 use serde_json::json;
 use shmq::{Options, Queue};
 
-use crate::cli::CreateArgs;
+use crate::cli::{CreateArgs, OnExpiry};
 use crate::util::{human_bytes, human_ns, CliError, CmdResult};
 
 use super::print_json;
@@ -20,6 +22,11 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         max_deliveries: a.max_deliveries,
         latest_only: a.latest_only,
         sparse: a.sparse,
+        message_ttl: a.message_ttl.unwrap_or(Duration::ZERO),
+        on_expiry: match a.on_expiry {
+            OnExpiry::DeadLetter => shmq::Expiry::DeadLetter,
+            OnExpiry::Drop => shmq::Expiry::Drop,
+        },
         mode: a.mode,
         group: a
             .group

@@ -1,4 +1,5 @@
-//! `shmq dlq`: list, show, redrive or purge the dead letters.
+//! `shmq dlq`: list, show, redrive or purge the dead letters; and `shmq
+//! purge`, which removes the queue's waiting messages.
 
 use std::io::Write;
 
@@ -6,8 +7,8 @@ use serde_json::{json, Value};
 use shmq::internals::sys;
 use shmq::{DeadLetter, Queue};
 
-use crate::cli::{DlqAction, DlqArgs};
-use crate::util::{human_ns, plural, CmdResult, EXIT_NOTHING};
+use crate::cli::{DlqAction, DlqArgs, PurgeArgs};
+use crate::util::{human_ns, plural, CliError, CmdResult, EXIT_NOTHING};
 
 use super::messages::payload_json;
 use super::print_json;
@@ -124,4 +125,27 @@ pub fn dlq(a: &DlqArgs) -> CmdResult {
             Ok(0)
         }
     }
+}
+
+/// `shmq purge`: removes every waiting message; claims in flight stay.
+pub fn purge(a: &PurgeArgs) -> CmdResult {
+    use std::io::IsTerminal;
+    if !a.yes && std::io::stdin().is_terminal() {
+        return Err(CliError::new(format!(
+            "{}: purge removes every waiting message for good; pass --yes to do it",
+            a.path.display()
+        )));
+    }
+    let q = Queue::open_with(&a.path, &a.trust.options(shmq::Access::Participant))?;
+    let n = q.purge()?;
+    if a.json {
+        print_json(&json!({"path": a.path.display().to_string(), "purged": n}));
+    } else {
+        println!(
+            "purged {n} waiting message{} from {}",
+            if n == 1 { "" } else { "s" },
+            a.path.display()
+        );
+    }
+    Ok(0)
 }

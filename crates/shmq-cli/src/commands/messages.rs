@@ -21,7 +21,8 @@ pub fn send(a: &SendArgs) -> CmdResult {
     let base = SendOptions::new()
         .key(a.key)
         .timeout(a.timeout)
-        .delay(a.delay.unwrap_or(Duration::ZERO));
+        .delay(a.delay.unwrap_or(Duration::ZERO))
+        .ttl(a.ttl.unwrap_or(Duration::ZERO));
     let mut sent = 0u64;
     let mut progress = Progress::new(None, "sending");
     let mut send_one = |data: &[u8]| -> Result<(), CliError> {
@@ -127,6 +128,7 @@ pub fn recv(a: &RecvArgs) -> CmdResult {
                 "key": m.key(), "version": m.version(), "deliveries": m.deliveries(),
                 "position": m.position(),
                 "age_ns": sys::monotonic_ns().saturating_sub(m.enqueued_ns()),
+                "expires_ns": m.expires_ns(),
             });
             writeln!(o, "{line}")?;
         } else {
@@ -172,6 +174,8 @@ pub fn peek(a: &PeekArgs) -> CmdResult {
                 "deliveries": p.deliveries, "position": p.position,
                 "age_ns": now.saturating_sub(p.enqueued_ns),
                 "due_in_ns": p.not_before_ns.map(|t| t.saturating_sub(now)),
+                "expires_ns": p.expires_ns,
+                "expires_in_ns": p.expires_ns.map(|t| t.saturating_sub(now)),
             });
             writeln!(o, "{line}")?;
         } else {

@@ -217,6 +217,9 @@ fn new_options(a: &MigrateArgs, file: &File, s: &Snapshot) -> Result<Options, St
         group,
         wait_strategy: WaitStrategy::from_u64(p.wait_strategy),
         sparse: a.sparse,
+        // Versions 1 and 2 had no time to live.
+        message_ttl: Duration::ZERO,
+        on_expiry: shmq::Expiry::default(),
     })
 }
 

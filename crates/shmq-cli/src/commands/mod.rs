@@ -3,9 +3,10 @@
 //! default and JSON on request, and returns its exit code.
 //!
 //! One file per group: `create`, `info` (the queue, its layout and its
-//! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead letters),
-//! `upkeep` (`verify` and `recover`) and `migrate` (an old file's messages
-//! into a new file). This file holds what they share.
+//! participants), `messages` (`send`, `recv` and `peek`), `dlq` (the dead
+//! letters, and `purge` of the queue's waiting messages), `upkeep`
+//! (`verify` and `recover`) and `migrate` (an old file's messages into a
+//! new file). This file holds what they share.
 
 mod create;
 mod dlq;
@@ -17,7 +18,7 @@ mod upkeep;
 use serde_json::Value;
 
 pub use create::create;
-pub use dlq::dlq;
+pub use dlq::{dlq, purge};
 pub use info::{info, participants, ParticipantRow};
 pub use messages::{peek, recv, send};
 pub use migrate::migrate;
