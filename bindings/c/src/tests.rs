@@ -105,12 +105,17 @@ fn an_older_file_is_refused_with_the_command_that_moves_it() {
     use super::status::{shmq_last_error, shmq_status::*};
     use std::ffi::{CStr, CString};
 
-    let gz = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/migrate-v1.shmq.gz"
-    );
+    // This file is compiled by the C ABI's crate (bindings/c) and, through
+    // `#[path]`, by the engine's tests/damaged.rs (the root).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gz = ["tests/fixtures", "../../tests/fixtures"]
+        .iter()
+        .map(|d| root.join(d).join("migrate-v1.shmq.gz"))
+        .find(|p| p.exists())
+        .expect("the fixture tests/fixtures/migrate-v1.shmq.gz");
     let Ok(out) = std::process::Command::new("gzip")
-        .args(["-dc", gz])
+        .arg("-dc")
+        .arg(&gz)
         .output()
     else {
         eprintln!("skipped: gzip is not installed");
