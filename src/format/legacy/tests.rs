@@ -174,7 +174,10 @@ fn current_v3_file(name: &str) -> Option<Vec<u8>> {
     send(b"doomed", SendOptions::new());
     q.claim(no_wait).unwrap().reject("on purpose").unwrap();
     send(b"queue ttl", SendOptions::new().key(7).version(3));
-    send(b"own ttl", SendOptions::new().ttl(Duration::from_secs(36_000)));
+    send(
+        b"own ttl",
+        SendOptions::new().ttl(Duration::from_secs(36_000)),
+    );
     send(b"later", SendOptions::new().delay(Duration::from_secs(600)));
     let held = q.claim(no_wait).unwrap();
     assert_eq!(held.data().unwrap(), b"queue ttl");
@@ -229,7 +232,9 @@ fn a_v3_file_of_this_engine_reads_with_its_deadlines_and_time_to_live() {
 
 #[test]
 fn damaged_v3_files_never_panic() {
-    let Some(bytes) = current_v3_file("damaged") else { return };
+    let Some(bytes) = current_v3_file("damaged") else {
+        return;
+    };
     let mut b = bytes.clone();
     b[24] ^= 1;
     assert_eq!(read(&b).unwrap_err().status(), Status::Corrupt);

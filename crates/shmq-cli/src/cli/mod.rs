@@ -22,8 +22,8 @@ pub use bridge::{BridgeArgs, BridgeCommon, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use migrate::MigrateArgs;
 pub use queue_file::{
-    CreateArgs, DlqAction, DlqArgs, InfoArgs, OnExpiry, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs,
-    SendArgs, ServeArgs, StatsArgs, TopArgs, VerifyArgs,
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs, SendArgs,
+    ServeArgs, StatsArgs, TopArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
 pub use torture::{TortureArgs, TortureWorkerArgs};
