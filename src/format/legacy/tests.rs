@@ -181,8 +181,8 @@ fn current_v3_file(name: &str) -> Option<Vec<u8>> {
     send(b"later", SendOptions::new().delay(Duration::from_secs(600)));
     let held = q.claim(no_wait).unwrap();
     assert_eq!(held.data().unwrap(), b"queue ttl");
-    // Given back by the handle that closes (a delivery counted).
-    drop(held);
+    // Left held: the handle gives it back as it closes (a delivery
+    // counted).
     drop(q);
     let bytes = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
