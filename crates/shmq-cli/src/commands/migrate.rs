@@ -592,3 +592,107 @@ fn report(a: &MigrateArgs, s: &Snapshot, m: &Moved) {
         eprintln!("warning: skipped, damaged: {d}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmq::internals::format::legacy::OldParams;
+
+    fn message(
+        state: OldState,
+        enqueued_ns: u64,
+        sampled: bool,
+        expires: Option<u64>,
+    ) -> OldMessage {
+        OldMessage {
+            slot: 0,
+            position: 0,
+            state,
+            key: 0,
+            version: 0,
+            enqueued_ns,
+            sampled,
+            not_before_ns: None,
+            deliveries: 0,
+            expires_ns: expires,
+            payload: Vec::new(),
+        }
+    }
+
+    fn snapshot(expiry_drop: bool) -> Snapshot {
+        Snapshot {
+            params: OldParams {
+                version: 3,
+                capacity: 4,
+                max_message_size: 8,
+                key_capacity: 0,
+                dlq_capacity: 1,
+                participant_capacity: 1,
+                lease_ns: 1,
+                max_deliveries: 0,
+                flags: 0,
+                message_ttl_ns: 0,
+                expiry_drop,
+                wait_strategy: 1,
+                reservation_timeout_ns: 1,
+                created_unix_ns: 0,
+                boot_id: [0, 0],
+            },
+            messages: Vec::new(),
+            keys: Vec::new(),
+            dead_letters: Vec::new(),
+            participants: Vec::new(),
+            lock_base: 0,
+            uncommitted: Vec::new(),
+            damaged: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_time_to_live_in_this_boot_and_the_whole_after_a_reboot() {
+        let here = Clock {
+            now: 1_000,
+            same_boot: true,
+        };
+        let rebooted = Clock {
+            now: 5,
+            same_boot: false,
+        };
+        let m = message(OldState::Ready, 400, false, Some(1_500));
+        assert_eq!(time_to_live_left(&m, &here), Some(500));
+        // Another boot's clock: the whole time to live, from the commit.
+        assert_eq!(time_to_live_left(&m, &rebooted), Some(1_100));
+        // A TSC enqueue time says nothing of it: none of its own.
+        let tsc = message(OldState::Ready, 400, true, Some(1_500));
+        assert_eq!(time_to_live_left(&tsc, &rebooted), None);
+        assert_eq!(time_to_live_left(&tsc, &here), Some(500));
+        // No deadline; one past (or a damaged one before its commit).
+        assert_eq!(
+            time_to_live_left(&message(OldState::Ready, 0, false, None), &here),
+            None
+        );
+        let past = message(OldState::Claimed, 400, false, Some(1_000));
+        assert_eq!(time_to_live_left(&past, &here), Some(0));
+        let before = message(OldState::Ready, 400, false, Some(300));
+        assert_eq!(time_to_live_left(&before, &rebooted), Some(0));
+    }
+
+    #[test]
+    fn an_expired_message_goes_as_the_old_queue_says() {
+        let c = Clock {
+            now: 1_000,
+            same_boot: true,
+        };
+        let past = message(OldState::Delayed, 0, false, Some(10));
+        assert_eq!(fate(&snapshot(false), &past, &c), Fate::DeadLetter(EXPIRED));
+        assert_eq!(fate(&snapshot(true), &past, &c), Fate::Dropped);
+        let live = message(OldState::Ready, 0, false, Some(1_010));
+        assert_eq!(
+            fate(&snapshot(true), &live, &c),
+            Fate::Waiting(Some(Duration::from_nanos(10)))
+        );
+        // On its way to the dead letters: there whatever its deadline.
+        let moving = message(OldState::DeadLettering, 0, false, Some(10));
+        assert!(matches!(fate(&snapshot(true), &moving, &c), Fate::DeadLetter(r) if r != EXPIRED));
+    }
+}
