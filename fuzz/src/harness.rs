@@ -764,17 +764,21 @@ pub fn header(data: &[u8]) {
 }
 
 /// `legacy`: the readers of old format versions (`format::legacy`) on an
-/// image of version 1 or 2 with a valid header and arbitrary slots, keys
-/// and dead letters. Byte 0 picks the version, bytes 1..5 the parameters,
-/// byte 5 the flags (latest-only); the rest is written from the slots'
-/// offset onwards, and its first 8 bytes also as participant 0's state
-/// word. Never panics; what it returns stays within the parameters.
+/// image of version 1, 2 or 3 with a valid header and arbitrary slots, keys
+/// and dead letters. Byte 0 picks the version (bit 1 set: 3, else bit 0: 2
+/// or 1) and, from its bit 2 up, version 3's default time to live; bytes
+/// 1..5 the parameters, byte 5 the flags (bit 0 latest-only, bit 1 drop
+/// expired messages); the rest is written from the slots' offset onwards,
+/// and its first 8 bytes also as participant 0's state word. Never
+/// panics; what it returns stays within the parameters.
 pub fn legacy(data: &[u8]) {
-    use shmq::internals::format::legacy::{blank, decode, read, v1, v2};
+    use shmq::internals::format::legacy::{blank, decode, read, v1, v2, v3};
     if data.len() < 6 {
         return;
     }
-    let spec = if data[0] & 1 == 0 {
+    let spec = if data[0] & 2 != 0 {
+        &v3::SPEC
+    } else if data[0] & 1 == 0 {
         &v1::SPEC
     } else {
         &v2::SPEC
@@ -783,10 +787,18 @@ pub fn legacy(data: &[u8]) {
     let mms = 1 + (data[2] % 200) as u64;
     let keys = (data[3] % 4) as u64;
     let dlq = 1 + (data[4] % 3) as u64;
-    let flags = (data[5] & 1) as u64;
+    let flags = (data[5] & 3) as u64;
     let Some((mut img, slots)) = blank(spec, cap, mms, keys, dlq, 1, flags) else {
         return;
     };
+    // Outside the checksum: any value.
+    let ttl = match data[0] >> 2 {
+        0 => 0,
+        n => u64::MAX >> (n - 1),
+    };
+    if let Some(off) = spec.hdr.message_ttl_ns {
+        img[off..off + 8].copy_from_slice(&ttl.to_le_bytes());
+    }
     let rest = &data[6..];
     let n = rest.len().min(img.len() - slots);
     img[slots..slots + n].copy_from_slice(&rest[..n]);
@@ -802,5 +814,13 @@ pub fn legacy(data: &[u8]) {
         assert!(s.messages.iter().all(|x| x.payload.len() as u64 <= mms));
         assert!(s.dead_letters.iter().all(|x| x.payload.len() as u64 <= mms));
         assert!(s.dead_letters.iter().all(|x| x.reason.len() <= 3 * 160));
+        if spec.version < 3 {
+            // No deadlines nor time to live before version 3.
+            assert!(s.messages.iter().all(|x| x.expires_ns.is_none()));
+            assert!(s.params.message_ttl_ns == 0 && !s.params.expiry_drop);
+        } else {
+            assert_eq!(s.params.message_ttl_ns, ttl);
+            assert_eq!(s.params.expiry_drop, flags & 2 != 0);
+        }
     }
 }

@@ -322,3 +322,171 @@ fn delivery_counts_and_dead_letter_attempts_carry_over() {
     let got = recv_all(&new);
     assert_eq!(got, vec![("twice refused".to_string(), 0, 0, 3)]);
 }
+
+/// The waiting messages of `path` as `peek --json` shows them.
+fn peek_all(path: &Path) -> Vec<Value> {
+    let out = shmq(&["peek", s(path), "-n", "0", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The time to live left of the waiting message `data` of `path`, ns.
+fn ttl_left(path: &Path, data: &str) -> u64 {
+    let all = peek_all(path);
+    let m = all
+        .iter()
+        .find(|v| v["data"] == data)
+        .unwrap_or_else(|| panic!("{data} is not in {all:?}"));
+    m["expires_in_ns"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{data} has no deadline: {m}"))
+}
+
+const HOUR: u64 = 3_600_000_000_000;
+/// Slack for the time the commands take (a loaded machine).
+const SLACK: u64 = 120_000_000_000;
+
+#[test]
+fn deadlines_and_the_queues_time_to_live_carry_over() {
+    let d = Dir::new("ttl");
+    let old = d.path("old");
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    ok(shmq(&[
+        "create",
+        s(&old),
+        "--capacity",
+        "8",
+        "--message-ttl",
+        "1h",
+    ]));
+    ok(shmq(&["send", s(&old), "queue ttl"]));
+    ok(shmq(&["send", s(&old), "--ttl", "10h", "own ttl"]));
+    // Past its deadline by the migration: OLD dead-letters expired messages.
+    ok(shmq(&["send", s(&old), "--ttl", "10ms", "short"]));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+
+    let new = d.path("new");
+    let out = ok(shmq(&["migrate", s(&old), s(&new), "--json"]));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["old_format_version"], current(), "{j}");
+    assert_eq!(j["messages"], 2, "{j}");
+    assert_eq!(j["deadlines"], 2, "{j}");
+    assert_eq!(j["expired"], 1, "{j}");
+    assert_eq!(j["expired_dropped"], 0, "{j}");
+    assert_eq!(j["dead_letters"], 1, "{j}");
+    // Each message keeps the rest of its time to live.
+    let q = ttl_left(&new, "queue ttl");
+    assert!((HOUR - SLACK..=HOUR).contains(&q), "{q}");
+    let own = ttl_left(&new, "own ttl");
+    assert!((10 * HOUR - SLACK..=10 * HOUR).contains(&own), "{own}");
+    // The expired one is a dead letter with the engine's reason.
+    let dl: Value =
+        serde_json::from_slice(&shmq(&["dlq", s(&new), "list", "--json"]).stdout).unwrap();
+    assert_eq!(dl[0]["data"], "short", "{dl}");
+    assert_eq!(dl[0]["reason"], "expired", "{dl}");
+    // The queue's time to live came along: a new message gets its hour.
+    ok(shmq(&["send", s(&new), "fresh"]));
+    let fresh = ttl_left(&new, "fresh");
+    assert!((HOUR - SLACK..=HOUR).contains(&fresh), "{fresh}");
+    // recv shows the deadlines too.
+    let out = ok(shmq(&[
+        "recv",
+        s(&new),
+        "--count",
+        "5",
+        "--timeout",
+        "0",
+        "--json",
+    ]));
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter().all(|v| v["expires_ns"].as_u64().is_some()),
+        "{got:?}"
+    );
+
+    // Overridden: NEW's default and choice change, each message's own
+    // deadline stays; the expired one goes as OLD said (dead letters).
+    let other = d.path("other");
+    let out = ok(shmq(&[
+        "migrate",
+        s(&old),
+        s(&other),
+        "--message-ttl",
+        "2h",
+        "--on-expiry",
+        "drop",
+        "--json",
+    ]));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&j["expired"], &j["dead_letters"]),
+        (&1.into(), &1.into()),
+        "{j}"
+    );
+    assert!(ttl_left(&other, "queue ttl") <= HOUR);
+    ok(shmq(&["send", s(&other), "fresh"]));
+    let fresh = ttl_left(&other, "fresh");
+    assert!((2 * HOUR - SLACK..=2 * HOUR).contains(&fresh), "{fresh}");
+    // `--message-ttl 0`: none for new messages.
+    let none = d.path("none");
+    ok(shmq(&["migrate", s(&old), s(&none), "--message-ttl", "0"]));
+    ok(shmq(&["send", s(&none), "fresh"]));
+    let all = peek_all(&none);
+    let fresh = all.iter().find(|v| v["data"] == "fresh").unwrap();
+    assert!(fresh["expires_in_ns"].is_null(), "{fresh}");
+    assert!(ttl_left(&none, "own ttl") > 9 * HOUR);
+
+    // A queue that drops expired messages: dropped, counted, not moved.
+    let drops = d.path("drops");
+    ok(shmq(&[
+        "create",
+        s(&drops),
+        "--message-ttl",
+        "10ms",
+        "--on-expiry",
+        "drop",
+    ]));
+    ok(shmq(&["send", s(&drops), "a", "b"]));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let dropped = d.path("dropped");
+    let out = ok(shmq(&["migrate", s(&drops), s(&dropped)]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 messages past their deadline: dropped"),
+        "{text}"
+    );
+    let out = ok(shmq(&[
+        "migrate",
+        s(&drops),
+        s(&d.path("dropped2")),
+        "--json",
+    ]));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["messages"], 0, "{j}");
+    assert_eq!(j["expired"], 2, "{j}");
+    assert_eq!(j["expired_dropped"], 2, "{j}");
+    assert_eq!(j["dead_letters"], 0, "{j}");
+    // The choice came along: NEW drops expired messages too.
+    ok(shmq(&["send", s(&dropped), "c"]));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let none = shmq(&["recv", s(&dropped), "--timeout", "0s"]);
+    assert_eq!(none.status.code(), Some(3));
+    let st: Value =
+        serde_json::from_slice(&shmq(&["stats", s(&dropped), "--json"]).stdout).unwrap();
+    assert_eq!(st["counters"]["expired"], 1, "{st}");
+    assert_eq!(st["dead_letters"], 0, "{st}");
+}

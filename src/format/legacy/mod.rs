@@ -3,7 +3,7 @@
 //! [`Snapshot`] of its messages, keys, dead letters and participants, so
 //! that they can be written into a new file of the current format.
 //!
-//! One module per version ([`v1`], [`v2`]), each with its own frozen copy
+//! One module per version ([`v1`], [`v2`], [`v3`]), each with its own frozen copy
 //! of every offset and packed-word width it reads: they never use the live
 //! constants of [`crate::format`], which move on when the format changes,
 //! so a reader keeps working for files of its version whatever the engine
@@ -21,11 +21,12 @@
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use crate::error::{Error, Result, Status};
 
 /// The versions [`read`] understands.
-pub const VERSIONS: [u64; 2] = [1, 2];
+pub const VERSIONS: [u64; 3] = [1, 2, 3];
 
 /// The file format version written in a file's header (offset 8 in every
 /// version), or `None` when the bytes are not a queue file (too short, or
@@ -45,6 +46,7 @@ pub fn read(bytes: &[u8]) -> Result<Snapshot> {
         )),
         Some(1) => decode(bytes, &v1::SPEC),
         Some(2) => decode(bytes, &v2::SPEC),
+        Some(3) => decode(bytes, &v3::SPEC),
         Some(v) => Err(Error::new(
             Status::Incompatible,
             format!(
@@ -94,6 +96,12 @@ pub struct Spec {
     pub lease_unit_shift: u32,
     /// The length word: `flags << 32 | length`; the sampled flag.
     pub len_sampled: u64,
+    /// The length word's flag saying the message has a deadline in the
+    /// slot's `expires` word (0 = the version has no deadlines).
+    pub len_expires: u64,
+    /// The header flag saying an expired message is dropped rather than
+    /// dead-lettered (0 = the version has no expiry).
+    pub expiry_drop_flag: u64,
     /// A participant's state word: `pid << pid_shift | … | state`, the
     /// state in the low `part_state_bits`.
     pub pid_shift: u32,
@@ -138,6 +146,8 @@ pub struct HdrSpec {
     pub created_unix_ns: usize,
     /// The checksum covers the words `8..checksum`.
     pub checksum: usize,
+    /// The queue's default time to live, ns (`None`: the version has none).
+    pub message_ttl_ns: Option<usize>,
     pub boot_id: usize,
 }
 
@@ -182,6 +192,9 @@ pub struct SlotSpec {
     pub version: usize,
     pub enqueued_ns: usize,
     pub len: usize,
+    /// The message's deadline, meaningful when the length word has the
+    /// version's `len_expires` flag (`None`: the version has none).
+    pub expires: Option<usize>,
     pub payload: usize,
 }
 
@@ -204,8 +217,15 @@ pub struct OldParams {
     pub lease_ns: u64,
     /// Failed deliveries before a message is dead-lettered.
     pub max_deliveries: u64,
-    /// Header flags (bit 0: latest-only).
+    /// Header flags (bit 0: latest-only; from version 3, bit 1: drop
+    /// expired messages, see `expiry_drop`).
     pub flags: u64,
+    /// The queue's default time to live of a message, ns (0 = none; always
+    /// 0 before version 3).
+    pub message_ttl_ns: u64,
+    /// Whether an expired message is dropped (else dead-lettered with the
+    /// reason "expired"; always false before version 3).
+    pub expiry_drop: bool,
     /// Wait strategy code.
     pub wait_strategy: u64,
     /// Reservation timeout, nanoseconds.
@@ -254,6 +274,9 @@ pub struct OldMessage {
     /// Deliveries counted so far (0 when the word was not stamped for the
     /// slot's last claim).
     pub deliveries: u64,
+    /// The message's deadline (monotonic ns of the boot that wrote it),
+    /// when its length word has the deadline flag (from version 3).
+    pub expires_ns: Option<u64>,
     /// The payload, clamped to the queue's largest payload.
     pub payload: Vec<u8>,
 }
@@ -391,6 +414,9 @@ fn regions(bytes: &[u8], spec: &Spec) -> Result<(OldParams, Regions)> {
         wait_strategy: f(h.wait_strategy),
         reservation_timeout_ns: f(h.reservation_timeout_ns),
         created_unix_ns: f(h.created_unix_ns),
+        // Any value is valid: a time to live, and a flag among others.
+        message_ttl_ns: h.message_ttl_ns.map_or(0, f),
+        expiry_drop: spec.expiry_drop_flag != 0 && f(h.flags) & spec.expiry_drop_flag != 0,
         boot_id: [f(h.boot_id), f(h.boot_id + 8)],
     };
     let in_range = |what: &str, v: u64, lo: u64, hi: u64| {
@@ -638,6 +664,20 @@ pub fn decode(bytes: &[u8], spec: &Spec) -> Result<Snapshot> {
             damaged.push(format!("slot {s}: payload outside the file"));
             continue;
         };
+        // Any deadline is valid (one already past is the migration's to
+        // dispose of); only a version with deadlines has the flag.
+        let expires_ns = match sl.expires {
+            Some(off) if spec.len_expires != 0 && len & spec.len_expires != 0 => {
+                match f(base + off) {
+                    Some(d) => Some(d),
+                    None => {
+                        damaged.push(format!("slot {s}: deadline outside the file"));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
         messages.push(OldMessage {
             slot: s,
             position,
@@ -648,6 +688,7 @@ pub fn decode(bytes: &[u8], spec: &Spec) -> Result<Snapshot> {
             sampled: len & spec.len_sampled != 0,
             not_before_ns,
             deliveries: value(attempts),
+            expires_ns,
             payload: payload.to_vec(),
         });
     }

@@ -25,6 +25,7 @@ pub const SPEC: Spec = Spec {
         enqueued_ns: 48,
         len: 56,
         // claim word at 64
+        expires: None,
         payload: 72,
     },
     key: KEY,
@@ -36,6 +37,8 @@ pub const SPEC: Spec = Spec {
     tag_shift: 42,
     lease_unit_shift: 16,
     len_sampled: 1 << 32,
+    len_expires: 0,
+    expiry_drop_flag: 0,
     pid_shift: 32,
     part_state_bits: 2,
     max_capacity: 1 << 30,
@@ -67,6 +70,7 @@ pub(super) const HDR: HdrSpec = HdrSpec {
     dlq_offset: 144,
     created_unix_ns: 152,
     checksum: 160,
+    message_ttl_ns: None,
     boot_id: 192,
 };
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::queue_file::TrustArgs;
+use super::queue_file::{OnExpiry, TrustArgs};
 use super::values::{
     parse_capacity, parse_dead_letters, parse_duration, parse_keys, parse_max_deliveries,
     parse_max_message_size, parse_mode, parse_participants,
@@ -48,6 +48,16 @@ pub struct MigrateArgs {
     /// Give the new file to this group (a name or a number).
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Default time to live of a message in the new file (e.g. 30s, 0 =
+    /// none; default: the old one's). A message that has its own deadline
+    /// keeps the rest of it.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub message_ttl: Option<Duration>,
+    /// What becomes of an expired message in the new file (default: the
+    /// old one's choice). A message already past its deadline in the old
+    /// file is disposed of as the old file says.
+    #[arg(long, value_enum)]
+    pub on_expiry: Option<OnExpiry>,
     /// Do not reserve the new file's space (see `shmq create --sparse`).
     #[arg(long)]
     pub sparse: bool,

@@ -22,8 +22,8 @@ pub use bridge::{BridgeArgs, BridgeCommon, BridgeDirection};
 pub use demo::{DemoArgs, Role, RoleArgs};
 pub use migrate::MigrateArgs;
 pub use queue_file::{
-    CreateArgs, DlqAction, DlqArgs, InfoArgs, OnExpiry, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs,
-    SendArgs, ServeArgs, StatsArgs, TopArgs, VerifyArgs,
+    CreateArgs, DlqAction, DlqArgs, InfoArgs, PeekArgs, PurgeArgs, RecoverArgs, RecvArgs, SendArgs,
+    ServeArgs, StatsArgs, TopArgs, VerifyArgs,
 };
 use torture::TORTURE_HELP;
 pub use torture::{TortureArgs, TortureWorkerArgs};
@@ -174,14 +174,18 @@ Producers waiting for room are woken.")]
     #[command(after_help = "Examples:
   shmq migrate /dev/shm/orders /dev/shm/orders.new && mv /dev/shm/orders.new /dev/shm/orders
   shmq migrate /dev/shm/orders /dev/shm/bigger --capacity 65536
+  shmq migrate /dev/shm/quotes /dev/shm/quotes.new --message-ttl 1m --on-expiry drop
 
 Reads OLD (a file of this or an earlier format version) without writing
 to it, and refuses while anyone has it open. Moves the messages waiting or
 in flight in ring order (a claim of a dead consumer waits again; a delayed
-message keeps the rest of its delay), their keys and versions, each key's
-last acked version (a stale version stays stale), and the dead letters with
-their reasons. NEW gets OLD's options unless given here, and must not
-exist: it is written under a temporary name and appears only when whole.
+message keeps the rest of its delay, a message with a deadline the rest
+of its time to live), their keys and versions, each key's last acked
+version (a stale version stays stale), and the dead letters with their
+reasons. A message already past its deadline is dead-lettered (\"expired\")
+or dropped, as OLD says. NEW gets OLD's options (its default time to live
+and expiry choice too) unless given here, and must not exist: it is
+written under a temporary name and appears only when whole.
 Delivery counts carry over; dead-letter ids, ages and metrics start
 again. A
 migration killed midway leaves only .NEW.migrating-PID, which can be

@@ -351,6 +351,15 @@ pub enum OnExpiry {
     Drop,
 }
 
+impl From<OnExpiry> for shmq::Expiry {
+    fn from(e: OnExpiry) -> shmq::Expiry {
+        match e {
+            OnExpiry::DeadLetter => shmq::Expiry::DeadLetter,
+            OnExpiry::Drop => shmq::Expiry::Drop,
+        }
+    }
+}
+
 /// `shmq purge`.
 #[derive(Args, Debug)]
 pub struct PurgeArgs {

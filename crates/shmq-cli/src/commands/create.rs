@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmq::{Options, Queue};
 
-use crate::cli::{CreateArgs, OnExpiry};
+use crate::cli::CreateArgs;
 use crate::util::{human_bytes, human_ns, CliError, CmdResult};
 
 use super::print_json;
@@ -23,10 +23,7 @@ pub fn create(a: &CreateArgs) -> CmdResult {
         latest_only: a.latest_only,
         sparse: a.sparse,
         message_ttl: a.message_ttl.unwrap_or(Duration::ZERO),
-        on_expiry: match a.on_expiry {
-            OnExpiry::DeadLetter => shmq::Expiry::DeadLetter,
-            OnExpiry::Drop => shmq::Expiry::Drop,
-        },
+        on_expiry: a.on_expiry.into(),
         mode: a.mode,
         group: a
             .group

@@ -17,12 +17,26 @@
 //! stale), each message's delivery count (the public API cannot set it:
 //! `shmq::internals::queue::migrate` does, on the new file nobody else
 //! has open), the dead letters with their reasons and attempts, and OLD's
-//! options unless overridden. Not carried over: dead-letter ids (numbered
-//! again from 1), enqueue times (a message's age restarts), metrics, and
-//! reservations never committed (their producers died before the commit:
-//! not messages). A message that was both in a dead-letter record and on
-//! its way there in a slot (a mover stopped between the two) is moved
-//! twice: at least once, never lost.
+//! options unless overridden (its default time to live and what becomes of
+//! an expired message too, from format 3).
+//!
+//! A message's deadline (format 3) is a monotonic time, valid in the boot
+//! that wrote it, and is carried as the rest of its time to live, the
+//! send's own `SendOptions::ttl` in NEW: its deadline less now when OLD was
+//! last used in this boot; else (a reboot since) its whole time to live,
+//! its deadline less its commit time, as a delay is treated; else (its
+//! commit time is a TSC reading) none of its own, so NEW's default applies.
+//! A message already past its deadline is disposed of as OLD says:
+//! dead-lettered with the reason "expired", or dropped; counted either
+//! way. A message without a deadline gets NEW's default time to live, if
+//! any, from the migration on.
+//!
+//! Not carried over: dead-letter ids (numbered again from 1), enqueue
+//! times (a message's age restarts), metrics, and reservations never
+//! committed (their producers died before the commit: not messages). A
+//! message that was both in a dead-letter record and on its way there in
+//! a slot (a mover stopped between the two) is moved twice: at least once,
+//! never lost.
 
 use std::fs::File;
 use std::io::Read;
@@ -32,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use shmq::internals::format::legacy::{self, OldState, Snapshot};
+use shmq::internals::format::legacy::{self, OldMessage, OldState, Snapshot};
 use shmq::internals::queue::migrate::{seed_deliveries, seed_key_versions};
 use shmq::internals::sys;
 use shmq::{Options, Queue, SendOptions, WaitStrategy};
@@ -57,10 +71,14 @@ pub fn migrate(a: &MigrateArgs) -> CmdResult {
     let snap = legacy::read(&bytes).map_err(|e| err(crate::util::cli_message(&e)))?;
     refuse_if_open(&file, &snap).map_err(&err)?;
     let opts = new_options(a, &file, &snap).map_err(&err)?;
-    check_room(&snap, &opts).map_err(&err)?;
+    let clock = Clock {
+        now: sys::monotonic_ns(),
+        same_boot: snap.params.boot_id == sys::boot_id(),
+    };
+    check_room(&snap, &opts, &clock).map_err(&err)?;
 
     let tmp = temporary_name(&a.new).map_err(&err)?;
-    let filled = fill(&tmp, &opts, &snap).and_then(|moved| {
+    let filled = fill(&tmp, &opts, &snap, &clock).and_then(|moved| {
         // OLD must not have changed while it was copied.
         let same = unchanged(&file, &bytes).map_err(|e| format!("reading it again: {e}"))?;
         if !same {
@@ -217,20 +235,83 @@ fn new_options(a: &MigrateArgs, file: &File, s: &Snapshot) -> Result<Options, St
         group,
         wait_strategy: WaitStrategy::from_u64(p.wait_strategy),
         sparse: a.sparse,
-        // Versions 1 and 2 had no time to live.
-        message_ttl: Duration::ZERO,
-        on_expiry: shmq::Expiry::default(),
+        // Versions 1 and 2 had no time to live: 0 and dead letters.
+        message_ttl: a
+            .message_ttl
+            .unwrap_or(Duration::from_nanos(p.message_ttl_ns)),
+        on_expiry: match a.on_expiry {
+            Some(e) => e.into(),
+            None if p.expiry_drop => shmq::Expiry::Drop,
+            None => shmq::Expiry::DeadLetter,
+        },
     })
 }
 
+/// The time a migration reads deadlines and delays at.
+struct Clock {
+    /// The monotonic clock, once for the whole migration.
+    now: u64,
+    /// Whether OLD was last used in this boot (its monotonic times are
+    /// this clock's).
+    same_boot: bool,
+}
+
+/// What becomes of one of OLD's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Sent to NEW, with the rest of its time to live when it has one
+    /// (else NEW's default applies).
+    Waiting(Option<Duration>),
+    /// Written to NEW's dead letters with `reason`.
+    DeadLetter(&'static str),
+    /// Past its deadline, and OLD drops expired messages: not moved.
+    Dropped,
+}
+
+/// The reason of an expired message's dead letter (as the engine's).
+const EXPIRED: &str = "expired";
+
+/// What becomes of message `m` of `s`, read at `c`.
+fn fate(s: &Snapshot, m: &OldMessage, c: &Clock) -> Fate {
+    if m.state == OldState::DeadLettering {
+        return Fate::DeadLetter("on its way to the dead letters when migrated");
+    }
+    match time_to_live_left(m, c) {
+        Some(0) if s.params.expiry_drop => Fate::Dropped,
+        Some(0) => Fate::DeadLetter(EXPIRED),
+        left => Fate::Waiting(left.map(Duration::from_nanos)),
+    }
+}
+
+/// How much of message `m`'s time to live is left (`Some(0)`: it expired),
+/// `None` when it has no deadline or its time to live cannot be told: its
+/// deadline less now when the file was last used in this boot (the
+/// monotonic clock is the same); else (a reboot since) its whole time to
+/// live, when its enqueue time is the commit's monotonic time it was
+/// computed from; else none.
+fn time_to_live_left(m: &OldMessage, c: &Clock) -> Option<u64> {
+    let deadline = m.expires_ns?;
+    if c.same_boot {
+        Some(deadline.saturating_sub(c.now))
+    } else if !m.sampled {
+        Some(deadline.saturating_sub(m.enqueued_ns))
+    } else {
+        None
+    }
+}
+
 /// Refuses options too small for what OLD holds, before anything is made.
-fn check_room(s: &Snapshot, o: &Options) -> Result<(), String> {
-    let waiting = s
-        .messages
+fn check_room(s: &Snapshot, o: &Options, c: &Clock) -> Result<(), String> {
+    let fates: Vec<Fate> = s.messages.iter().map(|m| fate(s, m, c)).collect();
+    let waiting = fates
         .iter()
-        .filter(|m| m.state != OldState::DeadLettering)
+        .filter(|f| matches!(f, Fate::Waiting(_)))
         .count() as u64;
-    let dead = s.dead_letters.len() as u64 + s.messages.len() as u64 - waiting;
+    let dead = s.dead_letters.len() as u64
+        + fates
+            .iter()
+            .filter(|f| matches!(f, Fate::DeadLetter(_)))
+            .count() as u64;
     let largest = s
         .messages
         .iter()
@@ -294,43 +375,53 @@ fn temporary_name(new: &Path) -> Result<PathBuf, String> {
 }
 
 /// What was moved into the new file.
+#[derive(Default)]
 struct Moved {
     messages: u64,
     dead_letters: u64,
     keys: u64,
     delayed: u64,
     reclaimed: u64,
+    /// Messages sent with the rest of their own time to live.
+    deadlines: u64,
+    /// Messages past their deadline (dead-lettered or dropped).
+    expired: u64,
+    /// Of those, dropped.
+    expired_dropped: u64,
 }
 
 /// Creates the new file at `tmp` and writes everything of `s` into it,
 /// then syncs it to its file system.
-fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
+fn fill(tmp: &Path, opts: &Options, s: &Snapshot, c: &Clock) -> Result<Moved, String> {
     let e = |what: &str, x: shmq::Error| format!("{what}: {}", crate::util::cli_message(&x));
     let q = Queue::create(tmp, opts).map_err(|x| e("creating the new file", x))?;
     let no_wait = Duration::ZERO;
-    let mut moved = Moved {
-        messages: 0,
-        dead_letters: 0,
-        keys: 0,
-        delayed: 0,
-        reclaimed: 0,
-    };
+    let mut moved = Moved::default();
+    let fates: Vec<(&OldMessage, Fate)> = s.messages.iter().map(|m| (m, fate(s, m, c))).collect();
+    for (_, f) in &fates {
+        match f {
+            Fate::DeadLetter(EXPIRED) => moved.expired += 1,
+            Fate::Dropped => {
+                moved.expired += 1;
+                moved.expired_dropped += 1;
+            }
+            _ => {}
+        }
+    }
     // Dead letters first, while the ring is empty: each is sent, claimed
     // (it is the only message) and rejected with its reason. A message
-    // that was on its way to the dead letters goes there too.
-    let on_the_way = s
-        .messages
-        .iter()
-        .filter(|m| m.state == OldState::DeadLettering)
-        .map(|m| {
-            (
-                m.key,
-                m.version,
-                m.deliveries,
-                m.payload.as_slice(),
-                "on its way to the dead letters when migrated",
-            )
-        });
+    // that was on its way to the dead letters goes there too, and one
+    // past its deadline when OLD dead-letters expired messages.
+    let on_the_way = fates.iter().filter_map(|(m, f)| match f {
+        Fate::DeadLetter(reason) => Some((
+            m.key,
+            m.version,
+            m.deliveries,
+            m.payload.as_slice(),
+            *reason,
+        )),
+        _ => None,
+    });
     let dead = s
         .dead_letters
         .iter()
@@ -345,9 +436,12 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
         })
         .chain(on_the_way);
     for (key, version, attempts, payload, reason) in dead {
+        // A time to live of its own that never ends: NEW's default (however
+        // short) must not expire it before it is claimed here.
         let so = SendOptions::new()
             .key(key)
             .version(version)
+            .ttl(Duration::from_nanos(u64::MAX))
             .timeout(no_wait);
         let sent = q
             .send_with(payload, &so)
@@ -360,20 +454,19 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
         moved.dead_letters += 1;
     }
     // The waiting messages, in ring order.
-    let now = sys::monotonic_ns();
-    let same_boot = s.params.boot_id == sys::boot_id();
-    for m in s
-        .messages
-        .iter()
-        .filter(|m| m.state != OldState::DeadLettering)
-    {
+    for (m, f) in &fates {
+        let Fate::Waiting(ttl) = f else { continue };
         let mut so = SendOptions::new()
             .key(m.key)
             .version(m.version)
             .timeout(no_wait);
         if m.state == OldState::Delayed {
-            so = so.delay(Duration::from_nanos(remaining_delay(m, now, same_boot)));
+            so = so.delay(Duration::from_nanos(remaining_delay(m, c)));
             moved.delayed += 1;
+        }
+        if let Some(ttl) = ttl {
+            so = so.ttl(*ttl);
+            moved.deadlines += 1;
         }
         if m.state == OldState::Claimed {
             moved.reclaimed += 1;
@@ -406,9 +499,9 @@ fn fill(tmp: &Path, opts: &Options, s: &Snapshot) -> Result<Moved, String> {
 /// now, when the file was last used in this boot (the monotonic clock is
 /// the same); else (a reboot since) the whole delay it was sent with, when
 /// its enqueue time says it; else none.
-fn remaining_delay(m: &legacy::OldMessage, now: u64, same_boot: bool) -> u64 {
+fn remaining_delay(m: &OldMessage, c: &Clock) -> u64 {
     match m.not_before_ns {
-        Some(nb) if same_boot => nb.saturating_sub(now),
+        Some(nb) if c.same_boot => nb.saturating_sub(c.now),
         Some(nb) if !m.sampled => nb.saturating_sub(m.enqueued_ns),
         _ => 0,
     }
@@ -452,6 +545,9 @@ fn report(a: &MigrateArgs, s: &Snapshot, m: &Moved) {
             "reclaimed": m.reclaimed,
             "dead_letters": m.dead_letters,
             "keys": m.keys,
+            "deadlines": m.deadlines,
+            "expired": m.expired,
+            "expired_dropped": m.expired_dropped,
             "uncommitted_dropped": s.uncommitted.len(),
             "damaged": s.damaged,
         }));
@@ -474,6 +570,18 @@ fn report(a: &MigrateArgs, s: &Snapshot, m: &Moved) {
         plural(m.dead_letters, "dead letter"),
         plural(m.keys, "key"),
     );
+    if m.expired > 0 {
+        let what = if m.expired_dropped > 0 {
+            "dropped, as the old queue says"
+        } else {
+            "dead-lettered with the reason \"expired\""
+        };
+        println!(
+            "{} past {} deadline: {what}",
+            plural(m.expired, "message"),
+            if m.expired == 1 { "its" } else { "their" },
+        );
+    }
     if !s.uncommitted.is_empty() {
         eprintln!(
             "note: {} never committed (their producers stopped before the commit) not moved",
@@ -482,5 +590,109 @@ fn report(a: &MigrateArgs, s: &Snapshot, m: &Moved) {
     }
     for d in &s.damaged {
         eprintln!("warning: skipped, damaged: {d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmq::internals::format::legacy::OldParams;
+
+    fn message(
+        state: OldState,
+        enqueued_ns: u64,
+        sampled: bool,
+        expires: Option<u64>,
+    ) -> OldMessage {
+        OldMessage {
+            slot: 0,
+            position: 0,
+            state,
+            key: 0,
+            version: 0,
+            enqueued_ns,
+            sampled,
+            not_before_ns: None,
+            deliveries: 0,
+            expires_ns: expires,
+            payload: Vec::new(),
+        }
+    }
+
+    fn snapshot(expiry_drop: bool) -> Snapshot {
+        Snapshot {
+            params: OldParams {
+                version: 3,
+                capacity: 4,
+                max_message_size: 8,
+                key_capacity: 0,
+                dlq_capacity: 1,
+                participant_capacity: 1,
+                lease_ns: 1,
+                max_deliveries: 0,
+                flags: 0,
+                message_ttl_ns: 0,
+                expiry_drop,
+                wait_strategy: 1,
+                reservation_timeout_ns: 1,
+                created_unix_ns: 0,
+                boot_id: [0, 0],
+            },
+            messages: Vec::new(),
+            keys: Vec::new(),
+            dead_letters: Vec::new(),
+            participants: Vec::new(),
+            lock_base: 0,
+            uncommitted: Vec::new(),
+            damaged: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_time_to_live_in_this_boot_and_the_whole_after_a_reboot() {
+        let here = Clock {
+            now: 1_000,
+            same_boot: true,
+        };
+        let rebooted = Clock {
+            now: 5,
+            same_boot: false,
+        };
+        let m = message(OldState::Ready, 400, false, Some(1_500));
+        assert_eq!(time_to_live_left(&m, &here), Some(500));
+        // Another boot's clock: the whole time to live, from the commit.
+        assert_eq!(time_to_live_left(&m, &rebooted), Some(1_100));
+        // A TSC enqueue time says nothing of it: none of its own.
+        let tsc = message(OldState::Ready, 400, true, Some(1_500));
+        assert_eq!(time_to_live_left(&tsc, &rebooted), None);
+        assert_eq!(time_to_live_left(&tsc, &here), Some(500));
+        // No deadline; one past (or a damaged one before its commit).
+        assert_eq!(
+            time_to_live_left(&message(OldState::Ready, 0, false, None), &here),
+            None
+        );
+        let past = message(OldState::Claimed, 400, false, Some(1_000));
+        assert_eq!(time_to_live_left(&past, &here), Some(0));
+        let before = message(OldState::Ready, 400, false, Some(300));
+        assert_eq!(time_to_live_left(&before, &rebooted), Some(0));
+    }
+
+    #[test]
+    fn an_expired_message_goes_as_the_old_queue_says() {
+        let c = Clock {
+            now: 1_000,
+            same_boot: true,
+        };
+        let past = message(OldState::Delayed, 0, false, Some(10));
+        assert_eq!(fate(&snapshot(false), &past, &c), Fate::DeadLetter(EXPIRED));
+        assert_eq!(fate(&snapshot(true), &past, &c), Fate::Dropped);
+        let live = message(OldState::Ready, 0, false, Some(1_010));
+        assert_eq!(
+            fate(&snapshot(true), &live, &c),
+            Fate::Waiting(Some(Duration::from_nanos(10)))
+        );
+        // On its way to the dead letters: there whatever its deadline.
+        let moving = message(OldState::DeadLettering, 0, false, Some(10));
+        assert!(matches!(fate(&snapshot(true), &moving, &c), Fate::DeadLetter(r) if r != EXPIRED));
     }
 }
