@@ -563,15 +563,20 @@ fn nats_restarted_mid_flight() {
         .0
         .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
-    // Sent over a second; the server is killed a third of the way in.
+    // Sent over three seconds; the server is restarted once a message has
+    // crossed (both bridges connected, stream and consumer made: a bridge
+    // that cannot reach the server when it starts gives up, and on a loaded
+    // machine a fixed sleep did not always cover the start), so mid-flight.
     let producer = {
         let path = s.queue.clone();
-        std::thread::spawn(move || plan.send_paced(&path, Duration::from_secs(1)))
+        std::thread::spawn(move || plan.send_paced(&path, Duration::from_secs(3)))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    let mut ledger = Ledger::default();
+    ledger.drain(&far, Duration::from_secs(60), |l| {
+        !l.versions.is_empty() || !l.keyless.is_empty()
+    });
     nats.restart();
     producer.join().unwrap();
-    let mut ledger = Ledger::default();
     ledger.drain(&far, Duration::from_secs(60), |l| {
         l.last_versions(&plan) && l.all_keyless(&plan)
     });
