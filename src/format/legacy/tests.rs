@@ -154,6 +154,13 @@ fn current_v3_file(name: &str) -> Option<Vec<u8>> {
     use crate::{Expiry, Options, Queue, SendOptions};
     use std::time::Duration;
     if crate::format::FORMAT_VERSION != 3 {
+        eprintln!("skipped: the engine no longer writes format 3");
+        return None;
+    }
+    if cfg!(shmq_narrow) {
+        // Built with the test widths of the packed words: its files are not
+        // format 3's bytes (the reader's frozen widths are the real ones).
+        eprintln!("skipped: a shmq_narrow build does not write format 3's widths");
         return None;
     }
     let path = std::env::temp_dir().join(format!("shmq-legacy-v3-{}-{name}", std::process::id()));
@@ -192,7 +199,6 @@ fn current_v3_file(name: &str) -> Option<Vec<u8>> {
 #[test]
 fn a_v3_file_of_this_engine_reads_with_its_deadlines_and_time_to_live() {
     let Some(bytes) = current_v3_file("reads") else {
-        eprintln!("skipped: the engine no longer writes format 3");
         return;
     };
     let now = crate::sys::monotonic_ns();
