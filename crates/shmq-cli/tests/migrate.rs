@@ -9,40 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-
-/// A fresh directory for one test, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("shmq-migrate-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn shmq(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::*;
 
 /// Fixture `migrate-vN` decompressed into `dir` (mode 0600), or `None`
 /// when gzip is missing.
@@ -74,7 +42,7 @@ fn an_older_file_is_refused_with_the_command_that_moves_it() {
             eprintln!("skipped: gzip is not installed");
             return;
         };
-        let out = shmq(&["peek", s(&old), "--read-only"]);
+        let out = shmq(&["peek", p(&old), "--read-only"]);
         let err = String::from_utf8_lossy(&out.stderr);
         if v == current() {
             assert!(out.status.success(), "{err}");
@@ -94,7 +62,7 @@ fn an_older_file_is_refused_with_the_command_that_moves_it() {
 }
 
 fn recv_all(path: &Path) -> Vec<(String, u64, u64, u64)> {
-    let out = shmq(&["recv", s(path), "--count", "20", "--timeout", "0", "--json"]);
+    let out = shmq(&["recv", p(path), "--count", "20", "--timeout", "0", "--json"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -116,7 +84,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         let Some(old) = fixture(&d, v) else { return };
         let before = std::fs::read(&old).unwrap();
         let new = d.path(&format!("new-v{v}"));
-        let out = shmq(&["migrate", s(&old), s(&new), "--json"]);
+        let out = shmq(&["migrate", p(&old), p(&new), "--json"]);
         assert!(
             out.status.success(),
             "{}",
@@ -137,7 +105,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         assert!(leftovers.is_empty(), "no temporary file is left");
 
         // Sound, and nobody left attached.
-        let verify = shmq(&["verify", s(&new)]);
+        let verify = shmq(&["verify", p(&new)]);
         assert!(
             verify.status.success(),
             "{}",
@@ -146,7 +114,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
 
         // The options came along.
         let info: Value =
-            serde_json::from_slice(&shmq(&["info", s(&new), "--json"]).stdout).unwrap();
+            serde_json::from_slice(&shmq(&["info", p(&new), "--json"]).stdout).unwrap();
         assert_eq!(info["format_version"], current(), "{info}");
         let (l, o) = (&info["layout"], &info["options"]);
         assert_eq!(l["capacity"], 16, "{info}");
@@ -158,7 +126,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         assert_eq!(o["lease_ns"], 3_600_000_000_000u64, "{info}");
 
         // The delayed message waits, with (most of) its 9000 hours left.
-        let peek = shmq(&["peek", s(&new), "-n", "0", "--json"]);
+        let peek = shmq(&["peek", p(&new), "-n", "0", "--json"]);
         let delayed: Vec<Value> = String::from_utf8_lossy(&peek.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -169,7 +137,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         assert!(delayed[0]["due_in_ns"].as_u64().unwrap() > 3_600_000_000_000);
 
         // The dead letter, with its reason.
-        let dl = shmq(&["dlq", s(&new), "list", "--json"]);
+        let dl = shmq(&["dlq", p(&new), "list", "--json"]);
         let dl = String::from_utf8_lossy(&dl.stdout);
         assert!(
             dl.contains("doomed") && dl.contains("fixture: rejected on purpose"),
@@ -177,7 +145,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         );
 
         // Key 9's version 5 was acked in OLD: stale in NEW too.
-        let out = shmq(&["send", s(&new), "--key", "9", "--version", "5", "stale"]);
+        let out = shmq(&["send", p(&new), "--key", "9", "--version", "5", "stale"]);
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("STALE"));
 
@@ -206,7 +174,7 @@ fn migrate_moves_messages_keys_versions_and_dead_letters() {
         .collect();
         assert_eq!(got, want, "version {v}");
         // Automatic versions continue above the old ones.
-        let out = shmq(&["send", s(&new), "--key", "9", "--json", "next"]);
+        let out = shmq(&["send", p(&new), "--key", "9", "--json", "next"]);
         let j: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(j["version"].as_u64().unwrap() > 6, "{j}");
     }
@@ -218,24 +186,24 @@ fn migrate_refuses_an_existing_new_and_a_live_old() {
     let Some(old) = fixture(&d, 1) else { return };
     let new = d.path("taken");
     std::fs::write(&new, b"mine").unwrap();
-    let out = shmq(&["migrate", s(&old), s(&new)]);
+    let out = shmq(&["migrate", p(&old), p(&new)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never overwrites"));
     assert_eq!(std::fs::read(&new).unwrap(), b"mine");
 
     // A queue of this version, with a consumer attached.
     let live = d.path("live");
-    assert!(shmq(&["create", s(&live), "--capacity", "4"])
+    assert!(shmq(&["create", p(&live), "--capacity", "4"])
         .status
         .success());
     let mut follower = Command::new(BIN)
-        .args(["recv", s(&live), "--follow"])
+        .args(["recv", p(&live), "--follow"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refused = loop {
-        let out = shmq(&["migrate", s(&live), s(&d.path("copy"))]);
+        let out = shmq(&["migrate", p(&live), p(&d.path("copy"))]);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         if err.contains("BUSY") || std::time::Instant::now() > deadline {
             break err;
@@ -252,7 +220,7 @@ fn migrate_refuses_an_existing_new_and_a_live_old() {
     );
     assert!(!d.path("copy").exists());
     // Once it is gone, the same migration goes through.
-    let out = shmq(&["migrate", s(&live), s(&d.path("copy")), "--capacity", "8"]);
+    let out = shmq(&["migrate", p(&live), p(&d.path("copy")), "--capacity", "8"]);
     assert!(
         out.status.success(),
         "{}",
@@ -267,8 +235,8 @@ fn migrate_refuses_a_new_file_too_small_and_writes_nothing() {
     let new = d.path("small");
     let out = shmq(&[
         "migrate",
-        s(&old),
-        s(&new),
+        p(&old),
+        p(&new),
         "--capacity",
         "2",
         "--max-message-size",
@@ -291,25 +259,25 @@ fn delivery_counts_and_dead_letter_attempts_carry_over() {
     let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     ok(shmq(&[
         "create",
-        s(&old),
+        p(&old),
         "--capacity",
         "8",
         "--max-deliveries",
         "3",
     ]));
     // Three failed deliveries (nacks): dead-lettered with 3 attempts.
-    ok(shmq(&["send", s(&old), "doomed"]));
+    ok(shmq(&["send", p(&old), "doomed"]));
     for _ in 0..3 {
-        ok(shmq(&["recv", s(&old), "--no-ack", "--timeout", "0"]));
+        ok(shmq(&["recv", p(&old), "--no-ack", "--timeout", "0"]));
     }
     // Two failed deliveries of another: the next is its last.
-    ok(shmq(&["send", s(&old), "twice refused"]));
+    ok(shmq(&["send", p(&old), "twice refused"]));
     for _ in 0..2 {
-        ok(shmq(&["recv", s(&old), "--no-ack", "--timeout", "0"]));
+        ok(shmq(&["recv", p(&old), "--no-ack", "--timeout", "0"]));
     }
-    ok(shmq(&["migrate", s(&old), s(&new)]));
+    ok(shmq(&["migrate", p(&old), p(&new)]));
     let dl: Value =
-        serde_json::from_slice(&shmq(&["dlq", s(&new), "list", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&shmq(&["dlq", p(&new), "list", "--json"]).stdout).unwrap();
     let doomed: Vec<&Value> = dl
         .as_array()
         .unwrap()
@@ -325,7 +293,7 @@ fn delivery_counts_and_dead_letter_attempts_carry_over() {
 
 /// The waiting messages of `path` as `peek --json` shows them.
 fn peek_all(path: &Path) -> Vec<Value> {
-    let out = shmq(&["peek", s(path), "-n", "0", "--json"]);
+    let out = shmq(&["peek", p(path), "-n", "0", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -363,20 +331,20 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     };
     ok(shmq(&[
         "create",
-        s(&old),
+        p(&old),
         "--capacity",
         "8",
         "--message-ttl",
         "1h",
     ]));
-    ok(shmq(&["send", s(&old), "queue ttl"]));
-    ok(shmq(&["send", s(&old), "--ttl", "10h", "own ttl"]));
+    ok(shmq(&["send", p(&old), "queue ttl"]));
+    ok(shmq(&["send", p(&old), "--ttl", "10h", "own ttl"]));
     // Past its deadline by the migration: OLD dead-letters expired messages.
-    ok(shmq(&["send", s(&old), "--ttl", "10ms", "short"]));
+    ok(shmq(&["send", p(&old), "--ttl", "10ms", "short"]));
     std::thread::sleep(std::time::Duration::from_millis(60));
 
     let new = d.path("new");
-    let out = ok(shmq(&["migrate", s(&old), s(&new), "--json"]));
+    let out = ok(shmq(&["migrate", p(&old), p(&new), "--json"]));
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["old_format_version"], current(), "{j}");
     assert_eq!(j["messages"], 2, "{j}");
@@ -391,17 +359,17 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     assert!((10 * HOUR - SLACK..=10 * HOUR).contains(&own), "{own}");
     // The expired one is a dead letter with the engine's reason.
     let dl: Value =
-        serde_json::from_slice(&shmq(&["dlq", s(&new), "list", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&shmq(&["dlq", p(&new), "list", "--json"]).stdout).unwrap();
     assert_eq!(dl[0]["data"], "short", "{dl}");
     assert_eq!(dl[0]["reason"], "expired", "{dl}");
     // The queue's time to live came along: a new message gets its hour.
-    ok(shmq(&["send", s(&new), "fresh"]));
+    ok(shmq(&["send", p(&new), "fresh"]));
     let fresh = ttl_left(&new, "fresh");
     assert!((HOUR - SLACK..=HOUR).contains(&fresh), "{fresh}");
     // recv shows the deadlines too.
     let out = ok(shmq(&[
         "recv",
-        s(&new),
+        p(&new),
         "--count",
         "5",
         "--timeout",
@@ -423,8 +391,8 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     let other = d.path("other");
     let out = ok(shmq(&[
         "migrate",
-        s(&old),
-        s(&other),
+        p(&old),
+        p(&other),
         "--message-ttl",
         "2h",
         "--on-expiry",
@@ -438,13 +406,13 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
         "{j}"
     );
     assert!(ttl_left(&other, "queue ttl") <= HOUR);
-    ok(shmq(&["send", s(&other), "fresh"]));
+    ok(shmq(&["send", p(&other), "fresh"]));
     let fresh = ttl_left(&other, "fresh");
     assert!((2 * HOUR - SLACK..=2 * HOUR).contains(&fresh), "{fresh}");
     // `--message-ttl 0`: none for new messages.
     let none = d.path("none");
-    ok(shmq(&["migrate", s(&old), s(&none), "--message-ttl", "0"]));
-    ok(shmq(&["send", s(&none), "fresh"]));
+    ok(shmq(&["migrate", p(&old), p(&none), "--message-ttl", "0"]));
+    ok(shmq(&["send", p(&none), "fresh"]));
     let all = peek_all(&none);
     let fresh = all.iter().find(|v| v["data"] == "fresh").unwrap();
     assert!(fresh["expires_in_ns"].is_null(), "{fresh}");
@@ -454,16 +422,16 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     let drops = d.path("drops");
     ok(shmq(&[
         "create",
-        s(&drops),
+        p(&drops),
         "--message-ttl",
         "10ms",
         "--on-expiry",
         "drop",
     ]));
-    ok(shmq(&["send", s(&drops), "a", "b"]));
+    ok(shmq(&["send", p(&drops), "a", "b"]));
     std::thread::sleep(std::time::Duration::from_millis(60));
     let dropped = d.path("dropped");
-    let out = ok(shmq(&["migrate", s(&drops), s(&dropped)]));
+    let out = ok(shmq(&["migrate", p(&drops), p(&dropped)]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("2 messages past their deadline: dropped"),
@@ -471,8 +439,8 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     );
     let out = ok(shmq(&[
         "migrate",
-        s(&drops),
-        s(&d.path("dropped2")),
+        p(&drops),
+        p(&d.path("dropped2")),
         "--json",
     ]));
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -481,12 +449,12 @@ fn deadlines_and_the_queues_time_to_live_carry_over() {
     assert_eq!(j["expired_dropped"], 2, "{j}");
     assert_eq!(j["dead_letters"], 0, "{j}");
     // The choice came along: NEW drops expired messages too.
-    ok(shmq(&["send", s(&dropped), "c"]));
+    ok(shmq(&["send", p(&dropped), "c"]));
     std::thread::sleep(std::time::Duration::from_millis(60));
-    let none = shmq(&["recv", s(&dropped), "--timeout", "0s"]);
+    let none = shmq(&["recv", p(&dropped), "--timeout", "0s"]);
     assert_eq!(none.status.code(), Some(3));
     let st: Value =
-        serde_json::from_slice(&shmq(&["stats", s(&dropped), "--json"]).stdout).unwrap();
+        serde_json::from_slice(&shmq(&["stats", p(&dropped), "--json"]).stdout).unwrap();
     assert_eq!(st["counters"]["expired"], 1, "{st}");
     assert_eq!(st["dead_letters"], 0, "{st}");
 }
