@@ -7,8 +7,9 @@
 //!
 //! Per entry ([`crate::format::key`]):
 //! - `LAST_ACKED`: the highest version acked. A send whose version is not
-//!   newer is refused (`Stale`); a queued message strictly older than it is
-//!   completed without delivery when a consumer reaches it.
+//!   newer is refused (`Stale`); a queued message not newer than it (an
+//!   older version, or a second copy of the acked one) is completed without
+//!   delivery when a consumer reaches it.
 //! - `NEXT_VERSION`: the highest version given or seen, for automatic
 //!   versions (version 0 on a send).
 //! - `HOLDER`: the claim holding the key ([`KeyHolder`](crate::format::key::KeyHolder)), or 0. It is taken *before* the slot's claim CAS (naming the

@@ -120,6 +120,29 @@ fn queued_message_made_stale_is_skipped_and_counted() {
     std::fs::remove_file(&p).unwrap();
 }
 
+/// A version sent twice while the first copy waits (a producer retrying,
+/// a bridge given the message again) is queued twice; once one copy is
+/// acked the other is not newer, and is completed without delivery.
+#[test]
+fn second_copy_of_an_acked_version_is_skipped() {
+    let p = path("twice");
+    let q = Queue::create(&p, &keyed(false)).unwrap();
+    send(&q, 4, 1, b"v1").unwrap();
+    send(&q, 4, 2, b"v2").unwrap();
+    send(&q, 4, 2, b"v2 again").unwrap();
+    send(&q, 4, 3, b"v3").unwrap();
+    let mut got = Vec::new();
+    while let Ok(m) = q.claim(Timeout::TryOnce) {
+        got.push(m.data().unwrap());
+        m.ack().unwrap();
+    }
+    assert_eq!(got, [b"v1".to_vec(), b"v2".to_vec(), b"v3".to_vec()]);
+    let s = q.stats();
+    assert_eq!(s.counter(Counter::Stale), 1);
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+    std::fs::remove_file(&p).unwrap();
+}
+
 #[test]
 fn latest_only_replaces_the_waiting_message_in_place() {
     let p = path("latest");

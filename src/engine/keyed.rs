@@ -42,14 +42,20 @@ impl<M: Loads> Engine<M> {
 }
 
 impl<M: Memory> Engine<M> {
-    /// A claimed keyed message strictly older than its key's last acked
-    /// version is completed without delivery. Returns whether it was.
+    /// A claimed keyed message not newer than its key's last acked version
+    /// is completed without delivery. Returns whether it was.
+    ///
+    /// Equal counts: it is either a second copy of the acked version (a
+    /// producer that sent it again, e.g. a bridge given the message twice)
+    /// or the acked message itself, redelivered because its ack recorded
+    /// the version and then lost the claim (a crash or a lease running out
+    /// mid-ack); its consumer finished with it when it called ack.
     pub(super) fn drop_if_stale(&self, me: u64, c: &Claim) -> bool {
         let keys = self.keys();
         let Some(e) = keys.find(c.key) else {
             return false;
         };
-        if c.version >= keys.last_acked(e) {
+        if c.version > keys.last_acked(e) {
             return false;
         }
         let i = c.slot;

@@ -155,7 +155,8 @@ impl<M: Memory> Engine<M> {
         if key != 0 && *outcome == Outcome::Ack {
             // Record the version before the slot is freed, so that a crash
             // in between never lets an older version through; if the ack
-            // then fails, a redelivery of this same version is not older.
+            // then fails, this message is completed as stale when it is
+            // next claimed: its consumer finished with it (it called ack).
             let version = self.field(s, slot::VERSION).load(Ordering::Relaxed);
             if let Some(e) = self.keys().find(key) {
                 self.keys()

@@ -2,7 +2,7 @@
 //! driver runs on (whether a delayed message was due is the driver's to
 //! judge): the message is one the queue holds and nobody holds, with the
 //! payload sent, its key, version and position and the next delivery
-//! count; no other live claim holds its key (G3, G7); it is not older than
+//! count; no other live claim holds its key (G3, G7); it is newer than
 //! its key's last acked version (G7).
 
 use super::payload::{id_of, payload};
@@ -52,7 +52,7 @@ impl Model {
         }
         if self.doomed(&m) {
             return Err(format!(
-                "claim got {id} {m:?}, older than its key's last acked version {}: it must be \
+                "claim got {id} {m:?}, not newer than its key's last acked version {}: it must be \
                  skipped, never delivered (G7)",
                 self.keys.last_acked(m.key)
             ));

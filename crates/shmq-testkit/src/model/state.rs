@@ -189,10 +189,10 @@ impl Model {
                 .any(|m| m.key == key && m.st.is_claimed())
     }
 
-    /// A keyed message older than its key's last acked version: completed
-    /// without delivery when a claim reaches it.
+    /// A keyed message not newer than its key's last acked version:
+    /// completed without delivery when a claim reaches it.
     pub fn doomed(&self, m: &Msg) -> bool {
-        m.key != 0 && m.version < self.keys.last_acked(m.key)
+        m.key != 0 && m.version <= self.keys.last_acked(m.key)
     }
 
     /// The message `id` leaves the queue (acked, replaced, skipped, moved
