@@ -64,13 +64,23 @@ pub async fn run(
 ) -> Result<(), BridgeError> {
     let mut shutdown = shutdown;
     let facts = local::facts(&opts.path)?;
-    let client = async_nats::connect(&opts.nats)
-        .await
-        .map_err(|e| BridgeError::Nats(format!("connecting to {}: {e}", opts.nats)))?;
+    let Some(client) = setup::connect(&opts.nats, &mut shutdown).await? else {
+        return Ok(());
+    };
     let js = jetstream::new(client);
-    let (stream, _) =
-        setup::ensure_stream(&js, &opts.stream, opts.subject.as_deref(), &facts).await?;
-    let mut consumer = setup::ensure_consumer(&stream, &opts.consumer, &facts).await?;
+    let Some(mut consumer) = setup::until_reached(
+        "setting up the stream and its consumer",
+        &mut shutdown,
+        || async {
+            let (stream, _) =
+                setup::ensure_stream(&js, &opts.stream, opts.subject.as_deref(), &facts).await?;
+            setup::ensure_consumer(&stream, &opts.consumer, &facts).await
+        },
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let ack_wait = consumer.cached_info().config.ack_wait;
     let mut sender = Sender::start(opts.path.clone())?;
     let mut lag_at = Instant::now();

@@ -70,12 +70,19 @@ pub async fn run(
             opts.path.display()
         )));
     }
-    let client = async_nats::connect(&opts.nats)
-        .await
-        .map_err(|e| BridgeError::Nats(format!("connecting to {}: {e}", opts.nats)))?;
+    let mut shutdown = shutdown;
+    let Some(client) = setup::connect(&opts.nats, &mut shutdown).await? else {
+        return Ok(());
+    };
     let js = async_nats::jetstream::new(client);
-    let (_stream, conflated) =
-        setup::ensure_stream(&js, &opts.stream, Some(&opts.subject), &facts).await?;
+    let Some((_stream, conflated)) =
+        setup::until_reached("setting up the stream", &mut shutdown, || {
+            setup::ensure_stream(&js, &opts.stream, Some(&opts.subject), &facts)
+        })
+        .await?
+    else {
+        return Ok(());
+    };
 
     let mut claimer = Claimer::start(opts.path.clone(), opts.window)?;
     // The queue's depth, for the lag.
@@ -87,7 +94,6 @@ pub async fn run(
     let mut hold_until = Instant::now();
     let mut last_activity = Instant::now();
     let mut stopping = false;
-    let mut shutdown = shutdown;
     // One timer for the idle check (a sleep made anew at every turn of
     // the loop would cost a timer registration per batch).
     let mut ticker = tokio::time::interval(Duration::from_millis(50));

@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use async_nats::jetstream::Context;
 
 use crate::local::QueueFacts;
-use crate::BridgeError;
+use crate::{BridgeError, Shutdown};
 
 /// The shortest de-duplication window a created stream gets.
 const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -170,6 +170,61 @@ pub async fn ensure_consumer(
         );
     }
     Ok(consumer)
+}
+
+/// The first pause between two tries to reach the server; doubles up to
+/// [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs `step` until it succeeds, waiting between tries while the server
+/// cannot be reached or answers with a passing error (`BridgeError::Nats`):
+/// a bridge started before its server, or while the server restarts,
+/// waits for it as a client of a broker does. A refusal or a local error
+/// is returned at once. `None` when `shutdown` fires first.
+pub async fn until_reached<T, F, Fut>(
+    what: &str,
+    shutdown: &mut Shutdown,
+    mut step: F,
+) -> Result<Option<T>, BridgeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BridgeError>>,
+{
+    let mut pause = RETRY_MIN;
+    loop {
+        if shutdown.is_fired() {
+            return Ok(None);
+        }
+        let err = tokio::select! {
+            _ = shutdown.fired() => return Ok(None),
+            r = step() => match r {
+                Ok(v) => return Ok(Some(v)),
+                Err(BridgeError::Nats(m)) => m,
+                Err(e) => return Err(e),
+            },
+        };
+        eprintln!("shmq bridge: {what}: {err}; trying again in {pause:?}");
+        tokio::select! {
+            _ = shutdown.fired() => return Ok(None),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+/// Connects to `nats`, waiting for the server while it cannot be reached
+/// (see [`until_reached`]). `None` when `shutdown` fires first.
+pub async fn connect(
+    nats: &str,
+    shutdown: &mut Shutdown,
+) -> Result<Option<async_nats::Client>, BridgeError> {
+    until_reached("connecting", shutdown, || async {
+        async_nats::connect(nats)
+            .await
+            .map_err(|e| BridgeError::Nats(format!("cannot reach {nats}: {e}")))
+    })
+    .await
 }
 
 #[cfg(test)]

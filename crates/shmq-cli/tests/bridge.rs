@@ -88,10 +88,15 @@ impl Nats {
 
     /// Kills the server and starts it again on the same port and store.
     fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Kills the server (its port and store stay this one's).
+    fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill(&mut c);
         }
-        self.launch();
     }
 
     fn url(&self) -> String {
@@ -564,9 +569,9 @@ fn nats_restarted_mid_flight() {
         .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
     children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
     // Sent over three seconds; the server is restarted once a message has
-    // crossed (both bridges connected, stream and consumer made: a bridge
-    // that cannot reach the server when it starts gives up, and on a loaded
-    // machine a fixed sleep did not always cover the start), so mid-flight.
+    // crossed (both bridges connected, stream and consumer made; on a
+    // loaded machine a fixed sleep did not always cover the start), so
+    // mid-flight.
     let producer = {
         let path = s.queue.clone();
         std::thread::spawn(move || plan.send_paced(&path, Duration::from_secs(3)))
@@ -584,6 +589,52 @@ fn nats_restarted_mid_flight() {
     ledger.check_order();
     assert!(
         ledger.last_versions(&plan),
+        "versions: {:?}",
+        ledger.versions
+    );
+    assert!(ledger.all_keyless(&plan));
+}
+
+/// Bridges started while their server is down wait for it, as a broker's
+/// client does, instead of exiting: both start first, the server comes a
+/// second later, and every message crosses.
+#[test]
+fn bridges_started_before_the_server_wait_for_it() {
+    let s = Scratch::new("bridge-late-server");
+    let Some(mut nats) = Nats::start(&s.file("nats")) else {
+        return;
+    };
+    nats.stop();
+    let far = s.file("far.q");
+    create(&s.queue, &["--keys", "64"]);
+    create(&far, &["--keys", "64"]);
+    let plan = Plan {
+        keys: 5,
+        versions: 4,
+        keyless: 40,
+    };
+    plan.send(&s.queue);
+    let mut children = Children::default();
+    children
+        .0
+        .push(out_cmd(&s.queue, &nats, &[]).spawn().unwrap());
+    children.0.push(in_cmd(&far, &nats, &[]).spawn().unwrap());
+    std::thread::sleep(Duration::from_secs(1));
+    for c in children.0.iter_mut() {
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "a bridge exited while its server was down"
+        );
+    }
+    nats.launch();
+    let mut ledger = Ledger::default();
+    ledger.drain(&far, Duration::from_secs(60), |l| {
+        l.all_versions(&plan) && l.all_keyless(&plan)
+    });
+    drop(children);
+    ledger.check_order();
+    assert!(
+        ledger.all_versions(&plan),
         "versions: {:?}",
         ledger.versions
     );
