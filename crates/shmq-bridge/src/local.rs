@@ -91,6 +91,13 @@ pub struct SettleTally {
 }
 
 /// The claiming side of the adapter (`bridge out`).
+///
+/// A claim is kept alive while it is held: the queue's thread extends the
+/// lease of every held claim when a third of it is left, so a publish that
+/// waits for its ack, or is held back while the server is unreachable,
+/// never loses its claim (nor counts a failed delivery) as long as the
+/// bridge lives; a bridge that dies stops extending, and its claims end
+/// with it.
 pub struct Claimer {
     /// Batches of claimed messages; closed when the thread stops (its
     /// error, if any, comes from [`Claimer::finish`]).
@@ -160,9 +167,14 @@ fn claim_loop(
     facts_tx: std_mpsc::Sender<QueueFacts>,
 ) -> Result<SettleTally, String> {
     let q = Queue::open(&path).map_err(|e| e.to_string())?;
-    let _ = facts_tx.send(facts_of(&q));
+    let facts = facts_of(&q);
+    let _ = facts_tx.send(facts);
     drop(facts_tx);
     let mut held: HashMap<u64, shmq::Message<'_>> = HashMap::new();
+    // Every held claim is extended to a full lease this often: a third of
+    // the lease, so that a late turn of the loop still comes in time.
+    let renew_every = facts.lease / 3;
+    let mut renewed_at = Instant::now();
     let mut tally = SettleTally::default();
     let mut paused_until = Instant::now();
     let mut open = true;
@@ -200,6 +212,14 @@ fn claim_loop(
             break Ok(tally);
         }
         let now = Instant::now();
+        if !held.is_empty() && now.duration_since(renewed_at) >= renew_every {
+            for m in held.values() {
+                // A claim lost already is answered `LeaseLost` at its
+                // outcome, and counted there.
+                let _ = m.extend(facts.lease);
+            }
+            renewed_at = now;
+        }
         if held.len() >= window || now < paused_until {
             let wait = if now < paused_until {
                 (paused_until - now).min(CLAIM_POLL)

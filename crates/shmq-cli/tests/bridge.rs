@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmq::{Queue, SendOptions, Status};
+use shmq::{Counter, Queue, SendOptions, Status};
 use shmq_testkit::child::{kill, Children};
 use shmq_testkit::rng::Rng;
 use shmq_testkit::scratch::Scratch;
@@ -84,12 +84,6 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Kills the server and starts it again on the same port and store.
-    fn restart(&mut self) {
-        self.stop();
-        self.launch();
     }
 
     /// Kills the server (its port and store stay this one's).
@@ -544,8 +538,10 @@ fn nats_restarted_mid_flight() {
         return;
     };
     let far = s.file("far.q");
-    // Publishes refused during the outage are nacks, each a failed
-    // delivery: no dead letters here.
+    // A message whose publish fails during the outage is held by the
+    // bridge, its claim kept alive, not given back: an outage is not a
+    // failed delivery, so a low delivery limit sends nothing to the dead
+    // letters (checked at the end). The lease is shorter than the outage.
     let opts = [
         "--keys",
         "256",
@@ -554,7 +550,7 @@ fn nats_restarted_mid_flight() {
         "--lease",
         "2s",
         "--max-deliveries",
-        "0",
+        "2",
     ];
     create(&s.queue, &opts);
     create(&far, &opts);
@@ -580,7 +576,11 @@ fn nats_restarted_mid_flight() {
     ledger.drain(&far, Duration::from_secs(60), |l| {
         !l.versions.is_empty() || !l.keyless.is_empty()
     });
-    nats.restart();
+    // Down for longer than a lease and than a publish's ack timeout:
+    // publishes fail, and held claims must be kept alive.
+    nats.stop();
+    std::thread::sleep(Duration::from_secs(8));
+    nats.launch();
     producer.join().unwrap();
     ledger.drain(&far, Duration::from_secs(60), |l| {
         l.last_versions(&plan) && l.all_keyless(&plan)
@@ -593,6 +593,25 @@ fn nats_restarted_mid_flight() {
         ledger.versions
     );
     assert!(ledger.all_keyless(&plan));
+    for q in [&s.queue, &far] {
+        let st = Queue::open(q).unwrap().stats();
+        assert_eq!(
+            st.dead_letters,
+            0,
+            "{}: dead letters after the outage",
+            q.display()
+        );
+    }
+    // Not one failed delivery on the near side: held, not given back.
+    let st = Queue::open(&s.queue).unwrap().stats();
+    assert_eq!(
+        (
+            st.counter(Counter::Nacked),
+            st.counter(Counter::Redelivered)
+        ),
+        (0, 0),
+        "near queue: nacked, redelivered"
+    );
 }
 
 /// Bridges started while their server is down wait for it, as a broker's
