@@ -119,6 +119,7 @@ impl Queue {
         key: u64,
         version: u64,
         delay_ns: u64,
+        ttl_ns: u64,
     ) -> PyResult<Option<u64>> {
         let py = slf.py();
         let data = payload(data)?;
@@ -129,8 +130,8 @@ impl Queue {
             version,
             timeout: Timeout::TryOnce,
             delay: Duration::from_nanos(delay_ns),
-            // The queue's default (the async send takes no ttl yet).
-            ttl: Duration::ZERO,
+            // 0: the queue's default, as `send`'s.
+            ttl: Duration::from_nanos(ttl_ns),
         };
         match q.send_with(data.bytes(), &opts) {
             Ok(s) => Ok(Some(s.version)),
@@ -180,6 +181,7 @@ impl Queue {
         version: u64,
         timeout_ns: i64,
         delay_ns: u64,
+        ttl_ns: u64,
         call_soon: Py<PyAny>,
         wake: Py<PyAny>,
         fut: Py<PyAny>,
@@ -193,8 +195,8 @@ impl Queue {
             version,
             timeout: Timeout::from_nanos(timeout_ns),
             delay: Duration::from_nanos(delay_ns),
-            // The queue's default (the async send takes no ttl yet).
-            ttl: Duration::ZERO,
+            // 0: the queue's default, as `send`'s.
+            ttl: Duration::from_nanos(ttl_ns),
         };
         let waker = py_waker(call_soon, wake, fut);
         let mut cx = Context::from_waker(&waker);
