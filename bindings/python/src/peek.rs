@@ -12,7 +12,7 @@ impl Queue {
     /// Copies of up to ``max`` waiting messages (0: all), as tuples:
     /// position, state ("ready", "pending", "delayed"), key, version,
     /// deliveries, enqueued_ns, not_before_ns (None unless delayed),
-    /// payload. Claims nothing, counts no delivery.
+    /// expires_ns (the deadline, None without one), payload. Claims nothing, counts no delivery.
     fn _peek<'py>(slf: &Bound<'py, Self>, max: usize) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         let py = slf.py();
         let me = borrow(slf.get(), py, "peek")?;
@@ -34,6 +34,7 @@ impl Queue {
                     m.deliveries,
                     m.enqueued_ns,
                     m.not_before_ns,
+                    m.expires_ns,
                     PyBytes::new(py, &m.payload),
                 )
                     .into_pyobject(py)

@@ -389,14 +389,17 @@ class Peeked:
     ``position``, ``state`` (``"ready"``, ``"pending"`` for a redelivery,
     ``"delayed"``), ``key``, ``version``, ``deliveries`` so far,
     ``enqueued_ns`` (CLOCK_MONOTONIC), ``not_before_ns`` (when a delayed
-    message falls due, else None) and ``data``."""
+    message falls due, else None), ``expires_ns`` (its deadline: past it,
+    it is never delivered; None without one, as :attr:`Message.expires_ns`)
+    and ``data``."""
 
     __slots__ = ("position", "state", "key", "version", "deliveries", "enqueued_ns",
-                 "not_before_ns", "data")
+                 "not_before_ns", "expires_ns", "data")
 
-    def __init__(self, fields: Tuple[int, str, int, int, int, int, Optional[int], bytes]) -> None:
+    def __init__(self, fields: Tuple[int, str, int, int, int, int, Optional[int],
+                                     Optional[int], bytes]) -> None:
         (self.position, self.state, self.key, self.version, self.deliveries,
-         self.enqueued_ns, self.not_before_ns, self.data) = fields
+         self.enqueued_ns, self.not_before_ns, self.expires_ns, self.data) = fields
 
     def __repr__(self) -> str:
         return (f"<shmq.Peeked position={self.position} state={self.state} "
