@@ -26,7 +26,7 @@ use crate::queue::{borrow, Queue};
 /// end) gives both back, so a cancelled `claim_async` leaves nothing behind.
 #[pyclass(module = "shmq._native", frozen)]
 pub(crate) struct AsyncWait {
-    pub(crate) w: Mutex<shmq::AsyncWait>,
+    w: Mutex<shmq::AsyncWait>,
 }
 
 impl AsyncWait {

@@ -74,11 +74,11 @@ impl Message {
 /// handle.
 #[pyclass(module = "shmq._native", frozen)]
 pub(crate) struct Borrowed {
-    pub(crate) queue: Py<Queue>,
-    pub(crate) ptr: usize,
-    pub(crate) len: usize,
+    queue: Py<Queue>,
+    ptr: usize,
+    len: usize,
     /// The [`FORK_GENERATION`] of the claim.
-    pub(crate) generation: u64,
+    generation: u64,
     /// Buffers exported now. Relaxed: counted with the GIL held.
     pub(crate) exports: AtomicUsize,
     /// Set by the message's outcome: no new export. Relaxed: GIL held.

@@ -57,29 +57,29 @@ pub(crate) struct Message {
     /// The private copy of the payload, once made (see `copy`). A std
     /// `OnceLock` (its set is a compare-and-swap) rather than a
     /// `PyOnceLock`: only ever set with the GIL held, never waited for.
-    pub(crate) data: OnceLock<Py<PyBytes>>,
+    data: OnceLock<Py<PyBytes>>,
     /// The payload's length.
     pub(crate) len: usize,
     #[pyo3(get)]
-    pub(crate) key: u64,
+    key: u64,
     #[pyo3(get)]
-    pub(crate) version: u64,
+    version: u64,
     #[pyo3(get)]
-    pub(crate) deliveries: u32,
+    deliveries: u32,
     #[pyo3(get)]
-    pub(crate) enqueued_ns: u64,
+    enqueued_ns: u64,
     #[pyo3(get)]
-    pub(crate) position: u64,
+    position: u64,
     #[pyo3(get)]
     pub(crate) token: u64,
     /// The deadline (CLOCK_MONOTONIC ns) past which it is never delivered,
     /// or None.
     #[pyo3(get)]
-    pub(crate) expires_ns: Option<u64>,
+    expires_ns: Option<u64>,
     /// When it was claimed (`CLOCK_MONOTONIC`, read once the claim was
     /// made) if the claim is sampled for the histograms, else 0 (see
     /// `Inner::sample`).
-    pub(crate) claimed_ns: u64,
+    claimed_ns: u64,
     /// An outcome was given through this object. Relaxed: read and written
     /// only with the GIL held, which orders the accesses.
     pub(crate) done: AtomicBool,

@@ -28,10 +28,10 @@ pub(crate) static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// process that unpickles it: the access (0 participant, 1 inspect, 2
 /// read-only) and the checks on the file's owner and mode.
 #[derive(Clone, Copy)]
-pub(crate) struct Reopen {
-    pub(crate) access: u32,
-    pub(crate) group_shared: bool,
-    pub(crate) trust_any_owner: bool,
+struct Reopen {
+    access: u32,
+    group_shared: bool,
+    trust_any_owner: bool,
 }
 
 impl Reopen {
@@ -52,8 +52,8 @@ impl Reopen {
 /// An open queue, moved from `open`/`create` into the `Queue` object.
 #[pyclass(module = "shmq._native", frozen)]
 pub(crate) struct Handle {
-    pub(crate) q: Mutex<Option<shmq::Queue>>,
-    pub(crate) reopen: Reopen,
+    q: Mutex<Option<shmq::Queue>>,
+    reopen: Reopen,
 }
 
 /// One attachment to a queue file: the base class of `shmq.Queue`.
@@ -65,7 +65,7 @@ pub(crate) struct Handle {
 /// open (the path and the parameters) is read without the lock.
 #[pyclass(module = "shmq._native", subclass, frozen)]
 pub(crate) struct Queue {
-    pub(crate) inner: Mutex<Inner>,
+    inner: Mutex<Inner>,
     /// Cleared by `close`, so that `closed` answers without the lock.
     /// Relaxed: written and read with the GIL held, which orders them.
     pub(crate) open: AtomicBool,
@@ -73,24 +73,24 @@ pub(crate) struct Queue {
     #[pyo3(get)]
     pub(crate) path: String,
     #[pyo3(get)]
-    pub(crate) capacity: u64,
+    capacity: u64,
     #[pyo3(get)]
     pub(crate) max_message_size: u64,
     #[pyo3(get)]
     pub(crate) key_capacity: u64,
     /// The lease in seconds.
     #[pyo3(get)]
-    pub(crate) lease: f64,
+    lease: f64,
     #[pyo3(get)]
-    pub(crate) max_deliveries: u32,
+    max_deliveries: u32,
     #[pyo3(get)]
-    pub(crate) latest_only: bool,
+    latest_only: bool,
     /// True for a read-only handle: mapped read-only, never writes the
     /// file; every change raises PermissionDenied.
     #[pyo3(get)]
-    pub(crate) read_only: bool,
+    read_only: bool,
     /// How to open the file again (a forked child, an unpickled copy).
-    pub(crate) reopen: Reopen,
+    reopen: Reopen,
     /// Buffers exported by the messages' borrowed views (`Message.borrow`)
     /// that point into this handle's mapping: while there are any, `close`
     /// refuses, and a forked child never unmaps the inherited mapping.
@@ -101,18 +101,18 @@ pub(crate) struct Queue {
 /// What a call into a `Queue` works on, behind the queue's lock: the
 /// engine's handle (`None` once closed) and the packed calls' buffer.
 pub(crate) struct Inner {
-    pub(crate) q: Option<shmq::Queue>,
+    q: Option<shmq::Queue>,
     /// The path as given, for the errors of a closed queue.
-    pub(crate) path: String,
+    path: String,
     /// Reused by the packed calls.
     pub(crate) scratch: Vec<u8>,
     /// Claims made, for the sampling of processing times (cells: counted
     /// while the engine's handle is borrowed from this struct).
-    pub(crate) claims: Cell<u64>,
+    claims: Cell<u64>,
     /// The claim time of the last sampled claim.
-    pub(crate) last_sample_ns: Cell<u64>,
+    last_sample_ns: Cell<u64>,
     /// The [`FORK_GENERATION`] the handle in `q` was opened under.
-    pub(crate) generation: u64,
+    generation: u64,
 }
 
 /// One claim in this many is timed precisely for the processing-time and
