@@ -4,6 +4,7 @@ call_soon_threadsafe: no thread per waiter, no polling. Run with
 asyncio.run (no plugin needed)."""
 
 import asyncio
+import math
 import threading
 import time
 
@@ -59,6 +60,73 @@ def test_timeouts_mean_what_they_mean_for_claim_and_send(path):
         asyncio.run(main())
         assert q.stats().waiting_consumers == 0
         assert q.stats().waiting_producers == 0
+
+
+def _deadline_within(m, ttl, before_ns, after_ns):
+    """The message's deadline is its commit time plus ``ttl`` seconds, the
+    commit made between ``before_ns`` and ``after_ns`` (CLOCK_MONOTONIC; the
+    engine may stamp it with the coarse clock, up to a tick behind)."""
+    assert m.expires_ns is not None
+    committed = m.expires_ns - int(ttl * 1e9)
+    assert before_ns - 100_000_000 <= committed <= after_ns
+
+
+def test_send_async_takes_a_ttl_as_send_does(path):
+    with shmq.Queue.create(path, capacity=2, max_message_size=64) as q, \
+            shmq.Queue.open(path) as c:
+
+        async def main():
+            # Without a ttl (and no default on the queue): no deadline.
+            await q.send_async(b"none")
+            m = c.claim(timeout=0)
+            assert m.data == b"none" and m.expires_ns is None
+            m.ack()
+            # The fast path (room at once) carries the ttl...
+            before = time.monotonic_ns()
+            await q.send_async(b"fast", ttl=7200.0)
+            m = c.claim(timeout=0)
+            _deadline_within(m, 7200.0, before, time.monotonic_ns())
+            m.ack()
+            # ...and so does a send that waited for room.
+            await q.send_async(b"a")
+            await q.send_async(b"b")
+            task = asyncio.ensure_future(q.send_async(b"waited", timeout=10.0, ttl=5400.0))
+            await asyncio.sleep(0.05)
+            assert not task.done() and q.stats().waiting_producers == 1
+            before = time.monotonic_ns()
+            c.claim(timeout=0).ack()
+            await task
+            after = time.monotonic_ns()
+            c.claim(timeout=0).ack()
+            m = c.claim(timeout=0)
+            assert m.data == b"waited"
+            _deadline_within(m, 5400.0, before, after)
+            m.ack()
+            # Checked as send's: negative or infinite is refused.
+            for bad in (-1.0, math.inf, math.nan):
+                with pytest.raises(shmq.InvalidArgument):
+                    await q.send_async(b"x", ttl=bad)
+
+        asyncio.run(main())
+
+
+def test_send_async_ttl_outlives_the_queue_default(path):
+    with shmq.Queue.create(path, capacity=8, message_ttl=0.01) as q:
+
+        async def main():
+            await q.send_async(b"old")
+            await q.send_async(b"mine", ttl=3600.0)
+            await q.send_async(b"default", ttl=0)  # 0: the queue's default, as send's
+
+        asyncio.run(main())
+        time.sleep(0.06)
+        m = q.claim(timeout=0)
+        assert m.data == b"mine"
+        m.ack()
+        with pytest.raises(shmq.Empty):
+            q.claim(timeout=0)
+        assert [d.reason for d in q.dead_letters()] == ["expired", "expired"]
+        assert q.stats().expired == 2
 
 
 def test_many_coroutines_lose_and_double_nothing(path):

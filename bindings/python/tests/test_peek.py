@@ -1,5 +1,7 @@
 """Peeking: waiting messages seen without claiming them or counting a delivery."""
 
+import time
+
 import shmq
 
 
@@ -45,3 +47,29 @@ def test_sparse_create(tmp_path):
         assert q.peek()[0].data == b"x"
     st = path.stat()
     assert st.st_blocks * 512 < st.st_size
+
+
+def test_peek_shows_the_deadline(tmp_path):
+    path = tmp_path / "q"
+    with shmq.Queue.create(path, capacity=8) as q:
+        q.send(b"forever")
+        before = time.monotonic_ns()
+        q.send(b"mortal", ttl=3600.0)
+        q.send(b"later", delay=3600, ttl=7200.0)
+        after = time.monotonic_ns()
+        seen = q.peek()
+        assert [p.expires_ns is None for p in seen] == [True, False, False]
+        # The deadline is the commit time plus the ttl (a delay does not
+        # move it); the engine may stamp it with the coarse clock.
+        for p, ttl in ((seen[1], 3600), (seen[2], 7200)):
+            committed = p.expires_ns - ttl * 10**9
+            assert before - 100_000_000 <= committed <= after
+        # The same deadline as the claimed message's.
+        assert q.claim(timeout=0).data == b"forever"
+        m = q.claim(timeout=0)
+        assert m.data == b"mortal" and m.expires_ns == seen[1].expires_ns
+    with shmq.Queue.create(tmp_path / "q2", capacity=8, message_ttl=60.0) as q:
+        q.send(b"default")
+        [p] = q.peek()
+        assert p.expires_ns is not None
+        assert abs(p.expires_ns - p.enqueued_ns - 60 * 10**9) <= 100_000_000

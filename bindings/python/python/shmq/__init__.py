@@ -389,14 +389,17 @@ class Peeked:
     ``position``, ``state`` (``"ready"``, ``"pending"`` for a redelivery,
     ``"delayed"``), ``key``, ``version``, ``deliveries`` so far,
     ``enqueued_ns`` (CLOCK_MONOTONIC), ``not_before_ns`` (when a delayed
-    message falls due, else None) and ``data``."""
+    message falls due, else None), ``expires_ns`` (its deadline: past it,
+    it is never delivered; None without one, as :attr:`Message.expires_ns`)
+    and ``data``."""
 
     __slots__ = ("position", "state", "key", "version", "deliveries", "enqueued_ns",
-                 "not_before_ns", "data")
+                 "not_before_ns", "expires_ns", "data")
 
-    def __init__(self, fields: Tuple[int, str, int, int, int, int, Optional[int], bytes]) -> None:
+    def __init__(self, fields: Tuple[int, str, int, int, int, int, Optional[int],
+                                     Optional[int], bytes]) -> None:
         (self.position, self.state, self.key, self.version, self.deliveries,
-         self.enqueued_ns, self.not_before_ns, self.data) = fields
+         self.enqueued_ns, self.not_before_ns, self.expires_ns, self.data) = fields
 
     def __repr__(self) -> str:
         return (f"<shmq.Peeked position={self.position} state={self.state} "
@@ -566,11 +569,12 @@ class Queue(_native.Queue):
     :meth:`open` or :meth:`inspect`; use as a context manager or call
     :meth:`close`. Claims still held at close are redelivered at once.
 
-    ``send(data, key=0, version=0, timeout=None, *, delay=0.0)`` sends one
-    message (bytes, bytearray or memoryview), waiting for room up to
-    ``timeout`` seconds (None = forever); ``key`` 0 is no key, ``version``
-    0 on a keyed send is the key's next version; it returns the version the
-    message carries. ``claim(timeout=None)`` claims the next message
+    ``send(data, key=0, version=0, timeout=None, *, delay=0.0, ttl=None)``
+    sends one message (bytes, bytearray or memoryview), waiting for room up
+    to ``timeout`` seconds (None = forever); ``key`` 0 is no key,
+    ``version`` 0 on a keyed send is the key's next version; ``ttl``
+    (seconds; None or 0: the queue's default) is the message's time to
+    live; it returns the version the message carries. ``claim(timeout=None)`` claims the next message
     (a :class:`Message`), raising ``Empty`` (timeout 0) or ``Timeout``.
 
     Attributes: ``path``, ``capacity``, ``max_message_size``,
@@ -805,15 +809,18 @@ class Queue(_native.Queue):
             wait.release()
 
     async def send_async(self, data: Buffer, key: int = 0, version: int = 0,
-                         timeout: Optional[float] = None, *, delay: float = 0.0) -> int:
+                         timeout: Optional[float] = None, *, delay: float = 0.0,
+                         ttl: Optional[float] = None) -> int:
         """:meth:`send` for asyncio: waits for room up to ``timeout``
         seconds (None = forever) without blocking the event loop. Returns
-        the version the message carries."""
+        the version the message carries. ``ttl`` (seconds) is the message's
+        time to live, as :meth:`send`'s (None or 0: the queue's default)."""
         timeout_ns = _ns(timeout, "send: timeout")
         delay_ns = _duration_ns(delay, "send: delay")
+        ttl_ns = 0 if ttl is None else _duration_ns(ttl, "send: ttl")
         if key < 0 or version < 0:
             raise InvalidArgument("send: key and version cannot be negative", 9)
-        v = self._send_try(data, key, version, delay_ns)
+        v = self._send_try(data, key, version, delay_ns, ttl_ns)
         if v is not None:
             return v
         loop = asyncio.get_running_loop()
@@ -821,7 +828,7 @@ class Queue(_native.Queue):
         try:
             while True:
                 fut: asyncio.Future[None] = loop.create_future()
-                v = self._send_poll(wait, data, key, version, timeout_ns, delay_ns,
+                v = self._send_poll(wait, data, key, version, timeout_ns, delay_ns, ttl_ns,
                                     loop.call_soon_threadsafe, _wake, fut)
                 if v is not None:
                     return v
