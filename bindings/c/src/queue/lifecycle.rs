@@ -43,6 +43,8 @@ unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) -> Result<(), Error> {
         owner: AtomicU64::new(0),
         in_call: AtomicU32::new(0),
         revocations: AtomicU32::new(0),
+        #[cfg(debug_assertions)]
+        inside: AtomicU32::new(0),
         inner: UnsafeCell::new(Some(Inner::new(q))),
     })?;
     // SAFETY: forwarded from the caller.

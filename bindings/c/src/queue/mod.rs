@@ -87,11 +87,15 @@ pub struct shmq_queue {
     /// How many times an owner was revoked (saturating); written only by
     /// the holder of BUSY.
     revocations: AtomicU32,
+    /// Debug builds: 1 while a call holds the handle, to catch two calls
+    /// inside at once (the stress tests run against a debug build too).
+    #[cfg(debug_assertions)]
+    inside: AtomicU32,
     inner: UnsafeCell<Option<Box<Inner>>>,
 }
 
-// The shell's size, as the docs give it.
-const _: () = assert!(std::mem::size_of::<shmq_queue>() == 40);
+// The shell's size, as the docs give it (a debug build adds `inside`).
+const _: () = assert!(std::mem::size_of::<shmq_queue>() == if cfg!(debug_assertions) { 48 } else { 40 });
 /// An open reservation; `gen` tells a reused entry from a stale id.
 pub(crate) struct ReservationEntry {
     pub gen: u32,

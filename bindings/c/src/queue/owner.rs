@@ -161,6 +161,29 @@ pub(super) enum Guard<'a> {
     Busy(&'a shmq_queue),
 }
 
+/// Debug builds: marks the handle occupied while a call holds it, and
+/// panics (`SHMQ_INTERNAL`) if another call already does. Taken after the
+/// guard, so it does not order the owner's flag store and owner load: the
+/// check must not hide a missing barrier.
+#[cfg(debug_assertions)]
+struct Inside<'a>(&'a shmq_queue);
+
+#[cfg(debug_assertions)]
+impl<'a> Inside<'a> {
+    fn new(h: &'a shmq_queue) -> Inside<'a> {
+        let before = h.inside.swap(1, Ordering::SeqCst);
+        assert_eq!(before, 0, "two calls inside one handle at once");
+        Inside(h)
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.inside.store(0, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Guard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
@@ -310,6 +333,9 @@ pub(crate) fn with_queue(
     call(op, || {
         let h = shell(q, op)?;
         let _guard = enter(h, op)?;
+        // Declared after `_guard`: dropped before it.
+        #[cfg(debug_assertions)]
+        let _inside = Inside::new(h);
         // SAFETY: `_guard` gives this thread exclusive access to `inner`
         // until it drops at the end of this closure: as the owner (no other
         // thread runs a call until it revoked us, which it cannot while our
