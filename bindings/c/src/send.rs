@@ -188,10 +188,11 @@ pub unsafe extern "C" fn shmq_send_batch(
             // SAFETY: the caller's buffer.
             let d = unsafe { bytes(m.data, m.len, "msgs[i].data") }
                 .map_err(|c| inner.err(invalid(OP, format!("message {i}: {c}"))))?;
-            if count <= STACK_BATCH {
-                stack[i].write(d);
-            } else {
-                heap.push(d);
+            match stack.get_mut(i) {
+                Some(slot) if count <= STACK_BATCH => {
+                    slot.write(d);
+                }
+                _ => heap.push(d),
             }
         }
         let v: &[&[u8]] = if count <= STACK_BATCH {
@@ -275,10 +276,11 @@ pub unsafe extern "C" fn shmq_send_packed(
                         format!("lens[{i}] = {l} runs past data_len {data_len}"),
                     ))
                 })?;
-            if count <= STACK_BATCH {
-                stack[i].write(&all[at..end]);
-            } else {
-                heap.push(&all[at..end]);
+            match stack.get_mut(i) {
+                Some(slot) if count <= STACK_BATCH => {
+                    slot.write(&all[at..end]);
+                }
+                _ => heap.push(&all[at..end]),
             }
             at = end;
         }

@@ -110,7 +110,14 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 fn membarrier(cmd: libc::c_int) -> libc::c_long {
     // SAFETY: membarrier(cmd, flags, cpu_id) reads and writes no memory of
     // ours; a kernel without it returns ENOSYS.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    }
 }
 
 /// [`BIAS`]: not decided yet.
@@ -273,8 +280,7 @@ pub(super) fn enter_slow<'a>(
     // Relaxed (both): written only under BUSY, which we hold.
     let revocations = h.revocations.load(Ordering::Relaxed);
     let keep = take && revocations < MAX_REVOCATIONS && biasing();
-    h.owner
-        .store(if keep { me } else { 0 }, Ordering::Relaxed);
+    h.owner.store(if keep { me } else { 0 }, Ordering::Relaxed);
     Ok(guard)
 }
 

@@ -164,4 +164,3 @@ pub(super) fn inherited(h: &shmq_queue) -> bool {
     // Relaxed: a counter of this process only; one load per call.
     h.forks != FORKS.load(Ordering::Relaxed)
 }
-
