@@ -5,7 +5,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
 use super::super::status::{call, invalid, shmq_status};
@@ -40,8 +40,7 @@ unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) -> Result<(), Error> {
         magic: MAGIC,
         forks: FORKS.load(Ordering::Relaxed),
         state: AtomicU32::new(IDLE),
-        owner: AtomicU64::new(0),
-        in_call: AtomicU32::new(0),
+        owner: AtomicPtr::new(std::ptr::null_mut()),
         revocations: AtomicU32::new(0),
         #[cfg(debug_assertions)]
         inside: AtomicU32::new(0),
@@ -214,9 +213,8 @@ pub unsafe extern "C" fn shmq_close(q: *mut shmq_queue) -> shmq_status {
         let busy = enter_for_close(h, OP)?;
         // SAFETY: BUSY, with no owner, gives exclusive access to `inner`.
         let inner = unsafe { (*h.inner.get()).take() };
-        // Release: the handle is closed for good; `busy` must not reset it.
-        h.state.store(CLOSED, Ordering::Release);
-        std::mem::forget(busy);
+        // The handle is closed for good: CLOSED instead of IDLE.
+        busy.close();
         drop(inner);
         Ok(())
     })

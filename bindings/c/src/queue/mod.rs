@@ -37,7 +37,7 @@ mod info;
 
 use std::cell::UnsafeCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use engine::Error;
 use engine::{Queue, Reserved};
@@ -79,11 +79,9 @@ pub struct shmq_queue {
     /// [`FORKS`] when the handle was made: a handle copied into a forked
     /// child is refused there.
     forks: u64,
-    /// The id of the thread that owns the handle (its calls take the fast
-    /// way), or 0. Written only by the holder of BUSY.
-    owner: AtomicU64,
-    /// 1 while the owner is inside a call; written only by the owner.
-    in_call: AtomicU32,
+    /// The in-call slot of the thread that owns the handle (its calls take
+    /// the fast way), or NULL. Written only by the holder of BUSY.
+    owner: AtomicPtr<owner::Slot>,
     /// How many times an owner was revoked (saturating); written only by
     /// the holder of BUSY.
     revocations: AtomicU32,

@@ -6,33 +6,40 @@
 //! `membarrier(2)` form is folly's `asymmetricLightBarrier` /
 //! `asymmetricHeavyBarrier`, and the Linux man page's example).
 //!
-//! Each shell has an owner (the id of a thread of this process, or 0) and an
-//! "in call" flag that only its owner writes.
+//! Each thread that calls has an "in call" word of its own (a [`Slot`],
+//! allocated at its first call and never freed, so its address is also the
+//! thread's id): the handle it is inside a call of, or NULL. Only that
+//! thread writes it. Each shell has an owner: the slot of a thread, or
+//! NULL.
 //!
-//! - **The owner's call** (the fast path): it stores 1 to the flag (a plain
-//!   store, no read-modify-write), keeps the compiler from moving the next
-//!   load above that store, loads the owner word again and, when it still
-//!   names this thread, runs; at the end it stores 0 to the flag (Release).
-//!   The flag store and the owner load are not ordered by the CPU (a
+//! - **The owner's call** (the fast path): it stores the handle to its slot
+//!   (a plain store, no read-modify-write), keeps the compiler from moving
+//!   the next load above that store, loads the owner word again and, when
+//!   it still names this thread, runs; at the end it stores NULL to its
+//!   slot (Release). The word is the thread's, not the handle's, so that a
+//!   thread that was revoked while it checked, and backs out late, clears
+//!   only its own word and never that of the handle's next owner. The slot
+//!   store and the owner load are not ordered by the CPU (a
 //!   store-load pair needs a full fence, which is what this path avoids);
 //!   the other side pays for it.
 //! - **Anyone else** (another thread calling, `shmq_close`, or any call when
 //!   biasing is off) takes the shell's state word IDLE -> BUSY with a CAS,
 //!   as every call did before; the state word serialises these slow calls.
-//!   If an owner other than this thread is set, it *revokes* it: stores 0 to
-//!   the owner word, then runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+//!   If an owner other than this thread is set, it *revokes* it: stores NULL
+//!   to the owner word, then runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
 //!   which makes every running thread of the process execute a full memory
 //!   barrier (a thread that is not running passes one when it is scheduled
-//!   again) before it returns; then it reads the flag. Either the owner's
-//!   flag store came before its barrier, and the revoker sees the flag set:
-//!   the owner is inside a call, so the revoker gives the owner word back
-//!   and refuses with the "in use by another thread" error; or the owner's
-//!   owner load comes after its barrier and sees 0 (or another thread's id):
-//!   it does not run, and falls back to the slow path, where the BUSY state
-//!   stops it. Never both inside. When the flag is clear, the revoker has
-//!   the handle: it runs its call holding BUSY and becomes the new owner
-//!   (a handle handed to another thread between calls keeps working; the
-//!   hand-over costs one `membarrier`).
+//!   again) before it returns; then it reads the owner's slot. Either the
+//!   owner's slot store came before its barrier, and the revoker sees this
+//!   handle there: the owner is inside a call, so the revoker gives the
+//!   owner word back and refuses with the "in use by another thread"
+//!   error; or the owner's owner load comes after its barrier and sees
+//!   NULL (or another thread): it does not run, and falls back to the slow
+//!   path, where the BUSY state stops it. Never both inside. When the slot
+//!   does not hold this handle, the revoker has the handle: it runs its
+//!   call holding BUSY and becomes the new owner (a handle handed to
+//!   another thread between calls keeps working; the hand-over costs one
+//!   `membarrier`).
 //!
 //! The first call on a handle (no owner yet) makes its thread the owner
 //! without a barrier: no thread can be in an owner's call then. A handle
@@ -45,12 +52,18 @@
 //! handle gets an owner and every call takes the CAS; this is decided once
 //! per process, by the first call that would make an owner.
 //!
-//! After fork(), the thread that forked gets a new id in the child (from the
-//! `pthread_atfork` hook), so no thread of the child owns a handle it
+//! A slow call also stores its handle to the thread's slot while it runs,
+//! and a call that finds its thread's slot already set (a call from a
+//! signal handler that interrupted a call) takes the slow path and is
+//! refused as "in use", as it was before ownership.
+//!
+//! After fork(), the thread that forked gets a new slot in the child (from
+//! the `pthread_atfork` hook), so no thread of the child owns a handle it
 //! inherited: its calls take the slow path, which refuses them.
 
 use std::cell::Cell;
-use std::sync::atomic::{compiler_fence, AtomicU64, AtomicU8, Ordering};
+use std::ptr::null_mut;
+use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, Ordering};
 
 use super::super::status::{call, shmq_status};
 use super::registry::{inherited, shell};
@@ -60,46 +73,47 @@ use engine::{Error, Status};
 /// Revocations after which a handle gets no owner any more.
 pub(super) const MAX_REVOCATIONS: u32 = 64;
 
-/// The id of the next thread that calls (0 is never handed out: it means
-/// "no owner").
-static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+/// A thread's in-call word: the handle it is inside a call of, or NULL.
+/// Written only by its thread; read by a revoker. Never freed, so its
+/// address names the thread for good (the owner word holds it).
+pub(super) type Slot = AtomicPtr<shmq_queue>;
 
 thread_local! {
-    /// This thread's id (0 until its first call). A const-initialised
-    /// `Cell<u64>`: reading it is one thread-local load, with no lazy
+    /// This thread's slot (NULL until its first call). A const-initialised
+    /// `Cell`: reading it is one thread-local load, with no lazy
     /// initialisation and no destructor.
-    static THREAD: Cell<u64> = const { Cell::new(0) };
+    static SLOT: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
 }
 
-/// This thread's id: unique among the threads of this process, never 0,
-/// never reused.
+/// This thread's slot: allocated at its first call, never freed, never
+/// another thread's.
 #[inline(always)]
-fn thread_id() -> u64 {
-    let id = THREAD.with(Cell::get);
-    if id != 0 {
-        id
-    } else {
-        new_thread_id()
+fn my_slot() -> &'static Slot {
+    let p = SLOT.with(Cell::get);
+    if p.is_null() {
+        return new_slot();
     }
+    // SAFETY: from Box::leak in `new_slot`: valid for the life of the
+    // process.
+    unsafe { &*p }
 }
 
 #[cold]
 #[inline(never)]
-fn new_thread_id() -> u64 {
-    // Relaxed: a unique number is all that is needed.
-    let id = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-    THREAD.with(|t| t.set(id));
-    id
+fn new_slot() -> &'static Slot {
+    // Leaked on purpose: 8 bytes per thread that ever calls, so that an
+    // owner word never names freed memory, even after its thread exits.
+    let slot: &'static Slot = Box::leak(Box::new(AtomicPtr::new(null_mut())));
+    SLOT.with(|t| t.set(slot));
+    slot
 }
 
-/// In a forked child: the thread that forked takes a new id at its next
-/// call, so it owns none of the handles it inherited. The child's counter
-/// goes on from the parent's value at the fork, so the new id was never an
-/// owner in the parent.
+/// In a forked child: the thread that forked takes a new slot at its next
+/// call, so it owns none of the handles it inherited.
 pub(super) fn forget_thread_id() {
     // try_with: never panics (this runs in the fork hook); with a const
     // initialiser and no destructor it does not fail anyway.
-    let _ = THREAD.try_with(|t| t.set(0));
+    let _ = SLOT.try_with(|t| t.set(std::ptr::null()));
 }
 
 /// `membarrier(2)` commands (linux/membarrier.h).
@@ -110,14 +124,7 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 fn membarrier(cmd: libc::c_int) -> libc::c_long {
     // SAFETY: membarrier(cmd, flags, cpu_id) reads and writes no memory of
     // ours; a kernel without it returns ENOSYS.
-    unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            cmd,
-            0 as libc::c_uint,
-            0 as libc::c_int,
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) }
 }
 
 /// [`BIAS`]: not decided yet.
@@ -159,18 +166,47 @@ fn decide() -> bool {
     on
 }
 
-/// What a call holds on its handle; dropping it lets the handle go (also
-/// on a panic).
+/// What a call holds on its handle, with its thread's slot set to the
+/// handle; dropping it lets the handle go (also on a panic).
 pub(super) enum Guard<'a> {
-    /// The owner's call: its in-call flag is set.
-    Owner(&'a shmq_queue),
+    /// The owner's call (its slot names the handle).
+    Owner(&'static Slot),
     /// A slow call: the state word is BUSY.
-    Busy(&'a shmq_queue),
+    Busy(&'a shmq_queue, &'static Slot),
+}
+
+impl Guard<'_> {
+    /// Closes the handle for good: CLOSED instead of IDLE.
+    pub(super) fn close(self) {
+        if let Guard::Busy(h, slot) = &self {
+            // Release (both): as in `drop`.
+            slot.store(null_mut(), Ordering::Release);
+            h.state.store(CLOSED, Ordering::Release);
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Guard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        match self {
+            // Release: the call's writes to the handle happen before those
+            // of whoever next reads the slot (a revoker, with Acquire).
+            Guard::Owner(slot) => slot.store(null_mut(), Ordering::Release),
+            Guard::Busy(h, slot) => {
+                slot.store(null_mut(), Ordering::Release);
+                // Release: our writes to the handle happen before the next
+                // user's (who takes BUSY with Acquire).
+                h.state.store(IDLE, Ordering::Release);
+            }
+        }
+    }
 }
 
 /// Debug builds: marks the handle occupied while a call holds it, and
 /// panics (`SHMQ_INTERNAL`) if another call already does. Taken after the
-/// guard, so it does not order the owner's flag store and owner load: the
+/// guard, so it does not order the owner's slot store and owner load: the
 /// check must not hide a missing barrier.
 #[cfg(debug_assertions)]
 struct Inside<'a>(&'a shmq_queue);
@@ -191,18 +227,10 @@ impl Drop for Inside<'_> {
     }
 }
 
-impl Drop for Guard<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        match self {
-            // Release: the call's writes to the handle happen before those
-            // of whoever next reads the flag (a revoker, with Acquire).
-            Guard::Owner(h) => h.in_call.store(0, Ordering::Release),
-            // Release: our writes to the handle happen before the next
-            // user's (who takes BUSY with Acquire).
-            Guard::Busy(h) => h.state.store(IDLE, Ordering::Release),
-        }
-    }
+/// The owner word's value for `slot`.
+#[inline(always)]
+fn id(slot: &'static Slot) -> *mut Slot {
+    (slot as *const Slot).cast_mut()
 }
 
 /// Takes the handle `h` for a call of this thread: the owner's way when it
@@ -210,26 +238,28 @@ impl Drop for Guard<'_> {
 /// for the next calls.
 #[inline(always)]
 fn enter<'a>(h: &'a shmq_queue, op: &str) -> Result<Guard<'a>, Error> {
-    let me = thread_id();
-    // Relaxed: only this thread ever stores its own id there (in
-    // `enter_slow`, earlier in this thread), so a load that returns it is
-    // the latest word or a stale copy of our own store; either way the
-    // check below decides.
-    if h.owner.load(Ordering::Relaxed) == me {
+    let slot = my_slot();
+    // Relaxed (both): only this thread ever stores its own slot to the
+    // owner word (in `enter_slow`, earlier in this thread), and only this
+    // thread writes its slot, so either load returns our own last store or
+    // a value the check below rejects. A set slot means a call of ours is
+    // running (we are in a signal handler that interrupted it): slow path.
+    if h.owner.load(Ordering::Relaxed) == id(slot) && slot.load(Ordering::Relaxed).is_null() {
         // A plain store: the revoker's membarrier orders it before our
         // load below, as the module header explains.
-        h.in_call.store(1, Ordering::Relaxed);
+        slot.store((h as *const shmq_queue).cast_mut(), Ordering::Relaxed);
         // The asymmetric light barrier: the compiler must not move the load
         // above the store (the CPU may; the revoker's barrier covers that).
         compiler_fence(Ordering::SeqCst);
         // Acquire: the call's reads of the handle stay after this check.
-        if h.owner.load(Ordering::Acquire) == me {
-            return Ok(Guard::Owner(h));
+        if h.owner.load(Ordering::Acquire) == id(slot) {
+            return Ok(Guard::Owner(slot));
         }
-        // Revoked meanwhile: not inside after all.
-        h.in_call.store(0, Ordering::Release);
+        // Revoked meanwhile: not inside after all. Our own slot only: the
+        // handle's next owner has its own.
+        slot.store(null_mut(), Ordering::Release);
     }
-    enter_slow(h, op, me, true)
+    enter_slow(h, op, slot, true)
 }
 
 /// Takes the handle the slow way: IDLE -> BUSY with a CAS, then revokes
@@ -242,7 +272,7 @@ fn enter<'a>(h: &'a shmq_queue, op: &str) -> Result<Guard<'a>, Error> {
 pub(super) fn enter_slow<'a>(
     h: &'a shmq_queue,
     op: &str,
-    me: u64,
+    slot: &'static Slot,
     take: bool,
 ) -> Result<Guard<'a>, Error> {
     if inherited(h) {
@@ -269,43 +299,63 @@ pub(super) fn enter_slow<'a>(
         }
         Err(_) => return Err(in_use(op)),
     }
-    let guard = Guard::Busy(h);
+    // Relaxed: only this thread writes its slot. Set: a call of ours is
+    // running (we interrupted it from a signal handler).
+    if !slot.load(Ordering::Relaxed).is_null() {
+        // Release: as in Guard's drop (we wrote nothing).
+        h.state.store(IDLE, Ordering::Release);
+        return Err(in_use(op));
+    }
     // Relaxed: the owner word is written only by the holder of BUSY (us
     // now), so this is the latest value.
     let owner = h.owner.load(Ordering::Relaxed);
-    if owner != 0 && owner != me {
-        // On an error `guard` drops: the handle is IDLE again.
-        revoke(h, owner, op)?;
+    if !owner.is_null() && owner != id(slot) {
+        if let Err(e) = revoke(h, owner, op) {
+            // Release: as in Guard's drop (we wrote nothing).
+            h.state.store(IDLE, Ordering::Release);
+            return Err(e);
+        }
     }
     // Relaxed (both): written only under BUSY, which we hold.
     let revocations = h.revocations.load(Ordering::Relaxed);
     let keep = take && revocations < MAX_REVOCATIONS && biasing();
-    h.owner.store(if keep { me } else { 0 }, Ordering::Relaxed);
-    Ok(guard)
+    h.owner
+        .store(if keep { id(slot) } else { null_mut() }, Ordering::Relaxed);
+    // Relaxed: read only by a revoker, which cannot run while we hold BUSY,
+    // and by this thread.
+    slot.store((h as *const shmq_queue).cast_mut(), Ordering::Relaxed);
+    Ok(Guard::Busy(h, slot))
 }
 
-/// Takes the handle away from its owner `owner`, holding BUSY: fails when
-/// the owner is inside a call (the owner word is given back).
-fn revoke(h: &shmq_queue, owner: u64, op: &str) -> Result<(), Error> {
+/// Takes the handle away from the thread whose slot is `owner`, holding
+/// BUSY: fails when that thread is inside a call of it (the owner word is
+/// given back).
+fn revoke(h: &shmq_queue, owner: *mut Slot, op: &str) -> Result<(), Error> {
     // Relaxed (the counter and the owner word): written only under BUSY.
     let n = h.revocations.load(Ordering::Relaxed);
     h.revocations.store(n.saturating_add(1), Ordering::Relaxed);
-    h.owner.store(0, Ordering::Relaxed);
-    // The asymmetric heavy barrier: after it, either the owner's in-call
-    // store is visible to us, or the owner's next load of the owner word
-    // sees the 0 we stored (module header). Registered by `biasing`, which
-    // said yes before this owner was made.
+    h.owner.store(null_mut(), Ordering::Relaxed);
+    // The asymmetric heavy barrier: after it, either the owner's slot store
+    // is visible to us, or the owner's next load of the owner word sees the
+    // NULL we stored (module header). Registered by `biasing`, which said
+    // yes before this owner was made.
     if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
         let err = std::io::Error::last_os_error();
         h.owner.store(owner, Ordering::Relaxed);
         return Err(Error::new(
             Status::Internal,
-            format!("{op}: the queue handle could not be taken from the thread that used it: membarrier: {err}"),
+            format!(
+                "{op}: the queue handle could not be taken from the thread that used it: \
+                 membarrier: {err}"
+            ),
         ));
     }
-    // Acquire: pairs with the Release store of 0 that ended the owner's last
-    // call: its writes to the handle happen before ours.
-    if h.in_call.load(Ordering::Acquire) != 0 {
+    // SAFETY: an owner word is NULL or the address of a slot, leaked by
+    // `new_slot` and never freed.
+    let theirs = unsafe { &*owner };
+    // Acquire: pairs with the Release store of NULL that ended the owner's
+    // last call: its writes to the handle happen before ours.
+    if theirs.load(Ordering::Acquire) == (h as *const shmq_queue).cast_mut() {
         h.owner.store(owner, Ordering::Relaxed);
         return Err(in_use(op));
     }
@@ -324,9 +374,10 @@ fn in_use(op: &str) -> Error {
 }
 
 /// Takes the handle for close: the slow way, without making an owner
-/// (the owner word is left 0 for good).
+/// (the owner word is left NULL for good). Release it with
+/// [`Guard::close`].
 pub(super) fn enter_for_close<'a>(h: &'a shmq_queue, op: &str) -> Result<Guard<'a>, Error> {
-    enter_slow(h, op, thread_id(), false)
+    enter_slow(h, op, my_slot(), false)
 }
 
 /// Runs `f` with the live handle `q`, behind the panic boundary.
@@ -345,7 +396,7 @@ pub(crate) fn with_queue(
         // SAFETY: `_guard` gives this thread exclusive access to `inner`
         // until it drops at the end of this closure: as the owner (no other
         // thread runs a call until it revoked us, which it cannot while our
-        // in-call flag is set) or holding BUSY.
+        // slot holds this handle) or holding BUSY.
         let inner = unsafe { &mut *h.inner.get() };
         match inner.as_deref_mut() {
             // A queue whose file shrank under its mapping answers CORRUPT
