@@ -124,7 +124,14 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 fn membarrier(cmd: libc::c_int) -> libc::c_long {
     // SAFETY: membarrier(cmd, flags, cpu_id) reads and writes no memory of
     // ours; a kernel without it returns ENOSYS.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    }
 }
 
 /// [`BIAS`]: not decided yet.
