@@ -338,6 +338,18 @@ pub(super) fn enter_slow<'a>(
 /// BUSY: fails when that thread is inside a call of it (the owner word is
 /// given back).
 fn revoke(h: &shmq_queue, owner: *mut Slot, op: &str) -> Result<(), Error> {
+    // SAFETY: an owner word is NULL or the address of a slot, leaked by
+    // `new_slot` and never freed.
+    let theirs = unsafe { &*owner };
+    let this = (h as *const shmq_queue).cast_mut();
+    // A first look, without the barrier: when the owner's slot already shows
+    // this handle, it is (or was just) inside a call, and refusing is always
+    // safe; so a thread that keeps calling while the owner works does not
+    // pay a membarrier each time. Relaxed: only a hint; taking the handle
+    // waits for the barrier below.
+    if theirs.load(Ordering::Relaxed) == this {
+        return Err(in_use(op));
+    }
     // Relaxed (the counter and the owner word): written only under BUSY.
     let n = h.revocations.load(Ordering::Relaxed);
     h.revocations.store(n.saturating_add(1), Ordering::Relaxed);
@@ -357,12 +369,9 @@ fn revoke(h: &shmq_queue, owner: *mut Slot, op: &str) -> Result<(), Error> {
             ),
         ));
     }
-    // SAFETY: an owner word is NULL or the address of a slot, leaked by
-    // `new_slot` and never freed.
-    let theirs = unsafe { &*owner };
     // Acquire: pairs with the Release store of NULL that ended the owner's
     // last call: its writes to the handle happen before ours.
-    if theirs.load(Ordering::Acquire) == (h as *const shmq_queue).cast_mut() {
+    if theirs.load(Ordering::Acquire) == this {
         h.owner.store(owner, Ordering::Relaxed);
         return Err(in_use(op));
     }

@@ -296,7 +296,7 @@ static void test_race(void) {
 
 /* ---- close_race ------------------------------------------------------ */
 
-enum { CLOSE_ROUNDS = 200, CLOSE_SEQS = CLOSE_ROUNDS * 100000 };
+enum { CLOSE_ROUNDS = 100, CLOSE_SEQS = CLOSE_ROUNDS * 100000 };
 
 struct close_arg {
     shmq_queue *q;
