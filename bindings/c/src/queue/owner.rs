@@ -41,6 +41,11 @@
 //!   another thread between calls keeps working; the hand-over costs one
 //!   `membarrier`).
 //!
+//! Before its barrier, a revoker looks at the owner's slot: when it already
+//! shows this handle, it refuses at once (refusing is always safe; only
+//! taking needs the barrier), so a thread that keeps calling while the
+//! owner works does not pay a `membarrier` per attempt.
+//!
 //! The first call on a handle (no owner yet) makes its thread the owner
 //! without a barrier: no thread can be in an owner's call then. A handle
 //! whose owner was revoked [`MAX_REVOCATIONS`] times (a handle shared by a
