@@ -6,7 +6,7 @@
 //!
 //! - Handles are opaque. What `shmq_create`/`shmq_open`/`shmq_inspect`
 //!   returns is released exactly once by `shmq_close`. A closed handle
-//!   answers `SHMQ_CLOSED` instead of crashing (its 32-byte shell is kept).
+//!   answers `SHMQ_CLOSED` instead of crashing (its 40-byte shell is kept).
 //!   A pointer that is not a handle shmq gave out (a stray pointer, a copy
 //!   of a handle's bytes) is refused with `SHMQ_INVALID_ARGUMENT` without
 //!   being read.

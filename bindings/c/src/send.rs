@@ -2,6 +2,7 @@
 //! zero-copy path (reserve a slot, write into the mapping, commit or abort).
 
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 
 use super::options::{read_send_options, shmq_send_options};
 use super::queue::{shmq_queue, with_queue, Inner, ReservationEntry};
@@ -163,7 +164,7 @@ pub unsafe extern "C" fn shmq_send_batch(
     const OP: &str = "shmq_send_batch";
     with_queue(q, OP, |inner| {
         opt_out(out_sent, OP, "out_sent").map_err(|e| inner.err(e))?;
-        let v = {
+        {
             let total = count
                 .checked_mul(size_of_iovec())
                 .ok_or_else(|| inner.err(invalid(OP, format!("count {count} is impossible"))))?;
@@ -173,23 +174,44 @@ pub unsafe extern "C" fn shmq_send_batch(
             if !iov.is_empty() && !msgs.is_aligned() {
                 return Err(inner.err(invalid(OP, "msgs is misaligned")));
             }
-            let mut v = Vec::with_capacity(count);
-            for i in 0..count {
-                // SAFETY: i < count, within the caller's array.
-                let m = unsafe { msgs.add(i).read() };
-                // SAFETY: the caller's buffer.
-                let d = unsafe { bytes(m.data, m.len, "msgs[i].data") }
-                    .map_err(|c| inner.err(invalid(OP, format!("message {i}: {c}"))))?;
-                v.push(d);
+        }
+        // A batch of up to STACK_BATCH is gathered on the stack (only its
+        // first `count` entries are written and read), a larger one in a Vec.
+        let mut stack = [MaybeUninit::<&[u8]>::uninit(); STACK_BATCH];
+        let mut heap = Vec::new();
+        if count > STACK_BATCH {
+            heap.reserve_exact(count);
+        }
+        for i in 0..count {
+            // SAFETY: i < count, within the caller's array.
+            let m = unsafe { msgs.add(i).read() };
+            // SAFETY: the caller's buffer.
+            let d = unsafe { bytes(m.data, m.len, "msgs[i].data") }
+                .map_err(|c| inner.err(invalid(OP, format!("message {i}: {c}"))))?;
+            match stack.get_mut(i) {
+                Some(slot) if count <= STACK_BATCH => {
+                    slot.write(d);
+                }
+                _ => heap.push(d),
             }
-            v
+        }
+        let v: &[&[u8]] = if count <= STACK_BATCH {
+            // SAFETY: the first `count` entries were written above, and
+            // MaybeUninit<T> has the layout of T.
+            unsafe { std::slice::from_raw_parts(stack.as_ptr().cast(), count) }
+        } else {
+            &heap
         };
-        let n = send_all(inner, &v, timeout_ns)?;
+        let n = send_all(inner, v, timeout_ns)?;
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_sent, n) };
         Ok(())
     })
 }
+
+/// Batches of up to this many messages are gathered on the stack: a batch
+/// send allocates nothing unless it is larger.
+const STACK_BATCH: usize = 64;
 
 fn size_of_iovec() -> usize {
     std::mem::size_of::<shmq_iovec>()
@@ -237,7 +259,12 @@ pub unsafe extern "C" fn shmq_send_packed(
             // SAFETY: non-null, aligned, `count` entries from the caller.
             unsafe { std::slice::from_raw_parts(lens, count) }
         };
-        let mut v = Vec::with_capacity(count);
+        // Gathered as in shmq_send_batch: on the stack up to STACK_BATCH.
+        let mut stack = [MaybeUninit::<&[u8]>::uninit(); STACK_BATCH];
+        let mut heap = Vec::new();
+        if count > STACK_BATCH {
+            heap.reserve_exact(count);
+        }
         let mut at = 0usize;
         for (i, &l) in lens.iter().enumerate() {
             let end = at
@@ -249,10 +276,22 @@ pub unsafe extern "C" fn shmq_send_packed(
                         format!("lens[{i}] = {l} runs past data_len {data_len}"),
                     ))
                 })?;
-            v.push(&all[at..end]);
+            match stack.get_mut(i) {
+                Some(slot) if count <= STACK_BATCH => {
+                    slot.write(&all[at..end]);
+                }
+                _ => heap.push(&all[at..end]),
+            }
             at = end;
         }
-        let n = send_all(inner, &v, timeout_ns)?;
+        let v: &[&[u8]] = if count <= STACK_BATCH {
+            // SAFETY: the first `count` entries were written above, and
+            // MaybeUninit<T> has the layout of T.
+            unsafe { std::slice::from_raw_parts(stack.as_ptr().cast(), count) }
+        } else {
+            &heap
+        };
+        let n = send_all(inner, v, timeout_ns)?;
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_sent, n) };
         Ok(())

@@ -87,6 +87,18 @@ fn run(cmd: &mut Command, what: &str) -> String {
 /// Compiles `source` with `compiler` and `flags`, linked against the shared
 /// library (or the static one), and runs it with the scratch directory.
 fn build_and_run(name: &str, compiler: &str, flags: &[&str], source: &str, link_static: bool) {
+    build_and_run_with(name, compiler, flags, source, link_static, &[]);
+}
+
+/// [`build_and_run`] with environment variables for the run.
+fn build_and_run_with(
+    name: &str,
+    compiler: &str,
+    flags: &[&str],
+    source: &str,
+    link_static: bool,
+    env: &[(&str, &str)],
+) {
     let dir = work_dir();
     let exe = dir.join(name);
     let mut cmd = Command::new(compiler);
@@ -109,7 +121,10 @@ fn build_and_run(name: &str, compiler: &str, flags: &[&str], source: &str, link_
     run(&mut cmd, &format!("compiling {source} as {name}"));
     let data = dir.join(format!("data-{name}"));
     std::fs::create_dir_all(&data).expect("data dir");
-    let out = run(Command::new(&exe).arg(&data), &format!("running {name}"));
+    let out = run(
+        Command::new(&exe).arg(&data).envs(env.iter().copied()),
+        &format!("running {name}"),
+    );
     assert!(out.contains(" passed, 0 failed"), "{name}: {out}");
 }
 
@@ -132,6 +147,28 @@ fn cxx17_against_the_shared_library() {
 #[test]
 fn c11_against_the_static_library() {
     build_and_run("c11-static", "gcc", &["-std=c11"], "test_c_api.c", true);
+}
+
+/// Threads passing one handle between calls, racing to call at once,
+/// closing it while another calls, and forking while one calls
+/// (tests/c/test_handle_stress.c), with membarrier (the owner's calls take
+/// no lock).
+#[test]
+fn handle_stress() {
+    build_and_run("stress", "gcc", &["-std=c11"], "test_handle_stress.c", true);
+}
+
+/// The same without membarrier: every call takes the handle with a CAS.
+#[test]
+fn handle_stress_without_membarrier() {
+    build_and_run_with(
+        "stress-cas",
+        "gcc",
+        &["-std=c11"],
+        "test_handle_stress.c",
+        true,
+        &[("SHMQ_NO_MEMBARRIER", "1")],
+    );
 }
 
 #[test]

@@ -74,11 +74,14 @@ pub struct shmq_message {
 const MESSAGE_SIZE: u32 = size_of::<shmq_message>() as u32;
 /// Reads the caller's message `what` (`msg`, `msgs[i]`) and checks that it
 /// is one this handle claimed: its size first (read alone, so nothing past
-/// a shorter struct is read), then `reserved` and `handle_id`.
+/// a shorter struct is read), then `reserved` and `handle_id`. Inlined, with
+/// the errors out of line: a caller that uses only the token reads only
+/// the words it checks.
 ///
 /// # Safety
 /// `msg` is non-null, aligned, and readable for its `size` (at least 4
 /// bytes).
+#[inline(always)]
 unsafe fn read_own(
     inner: &Inner,
     msg: *const shmq_message,
@@ -89,26 +92,12 @@ unsafe fn read_own(
     // guarantees those 4 bytes.
     let size = unsafe { msg.cast::<u32>().read() };
     if size != MESSAGE_SIZE {
-        return Err(inner.err(invalid(
-            op,
-            format!(
-                "{what}->size is {size}, not sizeof(shmq_message) = {MESSAGE_SIZE}: \
-                 not a message filled by a claim call of this library \
-                 (ABI version {}); copy messages whole",
-                super::SHMQ_ABI_VERSION
-            ),
-        )));
+        return Err(wrong_size(inner, size, op, what));
     }
     // SAFETY: the caller's struct is `size` = sizeof(shmq_message) bytes.
     let m = unsafe { msg.read() };
     if m.reserved != [0; 3] {
-        return Err(inner.err(invalid(
-            op,
-            format!(
-                "{what}->reserved is not zero: not a message filled by a claim call; \
-                 copy messages whole"
-            ),
-        )));
+        return Err(not_zero(inner, op, what));
     }
     if m.handle_id != inner.id {
         return Err(foreign(inner, &m, op, what));
@@ -116,8 +105,37 @@ unsafe fn read_own(
     Ok(m)
 }
 
+/// The error for a message whose size is not `sizeof(shmq_message)`.
+#[cold]
+#[inline(never)]
+fn wrong_size(inner: &Inner, size: u32, op: &str, what: &dyn std::fmt::Display) -> Error {
+    inner.err(invalid(
+        op,
+        format!(
+            "{what}->size is {size}, not sizeof(shmq_message) = {MESSAGE_SIZE}: \
+             not a message filled by a claim call of this library \
+             (ABI version {}); copy messages whole",
+            super::SHMQ_ABI_VERSION
+        ),
+    ))
+}
+
+/// The error for a message whose reserved words are not zero.
+#[cold]
+#[inline(never)]
+fn not_zero(inner: &Inner, op: &str, what: &dyn std::fmt::Display) -> Error {
+    inner.err(invalid(
+        op,
+        format!(
+            "{what}->reserved is not zero: not a message filled by a claim call; \
+             copy messages whole"
+        ),
+    ))
+}
+
 /// The error for a message this handle did not claim.
 #[cold]
+#[inline(never)]
 fn foreign(inner: &Inner, m: &shmq_message, op: &str, what: &dyn std::fmt::Display) -> Error {
     if inner.queue().read_only() {
         // A read-only handle holds no claim and refuses every change.
@@ -147,6 +165,7 @@ fn foreign(inner: &Inner, m: &shmq_message, op: &str, what: &dyn std::fmt::Displ
 ///
 /// # Safety
 /// `msg` is NULL or readable for its `size`.
+#[inline(always)]
 unsafe fn read_msg(
     inner: &Inner,
     msg: *const shmq_message,

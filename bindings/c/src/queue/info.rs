@@ -8,7 +8,7 @@ use super::super::status::shmq_status;
 use engine::{Error, Status};
 
 use super::lifecycle::check_out;
-use super::registry::with_queue;
+use super::owner::with_queue;
 use super::shmq_queue;
 
 /// What a queue is: fixed at creation.

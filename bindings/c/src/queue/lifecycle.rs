@@ -5,14 +5,15 @@
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::super::options::{read_open_options, read_options, shmq_open_options, shmq_options};
 use super::super::status::{call, invalid, shmq_status};
 use engine::Queue;
 use engine::{Error, Status};
 
-use super::registry::{enter, inherited, register, shell, watch_forks, FORKS};
+use super::owner::enter_for_close;
+use super::registry::{inherited, register, shell, watch_forks, FORKS};
 use super::{shmq_queue, Inner, CLOSED, IDLE, MAGIC};
 
 /// Reads a C path.
@@ -39,6 +40,10 @@ unsafe fn hand_out(q: Queue, out: *mut *mut shmq_queue) -> Result<(), Error> {
         magic: MAGIC,
         forks: FORKS.load(Ordering::Relaxed),
         state: AtomicU32::new(IDLE),
+        owner: AtomicPtr::new(std::ptr::null_mut()),
+        revocations: AtomicU32::new(0),
+        #[cfg(debug_assertions)]
+        inside: AtomicU32::new(0),
         inner: UnsafeCell::new(Some(Inner::new(q))),
     })?;
     // SAFETY: forwarded from the caller.
@@ -202,12 +207,14 @@ pub unsafe extern "C" fn shmq_close(q: *mut shmq_queue) -> shmq_status {
             std::mem::forget(unsafe { (*h.inner.get()).take() });
             return Ok(());
         }
-        let (h, busy) = enter(q, OP)?;
-        // SAFETY: BUSY gives exclusive access to `inner`.
+        // Takes the handle from its owner thread, if another one, and
+        // leaves it with none: every later call takes the slow way and
+        // finds CLOSED.
+        let busy = enter_for_close(h, OP)?;
+        // SAFETY: BUSY, with no owner, gives exclusive access to `inner`.
         let inner = unsafe { (*h.inner.get()).take() };
-        // Release: the handle is closed for good; `busy` must not reset it.
-        h.state.store(CLOSED, Ordering::Release);
-        std::mem::forget(busy);
+        // The handle is closed for good: CLOSED instead of IDLE.
+        busy.close();
         drop(inner);
         Ok(())
     })

@@ -4,7 +4,7 @@
 //! A handle is a small shell that is never freed: `shmq_close` drops the
 //! queue inside it (unmapping the file) and marks the shell closed, so a
 //! late call through a stale pointer finds `SHMQ_CLOSED` instead of freed
-//! memory. The shell costs 32 bytes per handle ever opened.
+//! memory. The shell costs 40 bytes per handle ever opened.
 //!
 //! Shells live in a registry of chunks that are never freed either, and a
 //! pointer is taken for a handle only when it is the address of a shell in
@@ -12,18 +12,21 @@
 //! handle's bytes, a misaligned or unmapped address) is refused with
 //! `SHMQ_INVALID_ARGUMENT` before anything behind it is read.
 //!
-//! The shell's state word is also a lock that is never waited for: a call
-//! moves it from IDLE to BUSY and back, so two threads using one handle at
-//! once get `SHMQ_CLOSED` ("in use by another thread") rather than a data
-//! race.
+//! A handle is used by one thread at a time: the thread that uses it owns
+//! it (biased ownership), and its calls take it without a locked
+//! instruction; a call from another thread takes it over between calls,
+//! or, when the owner is inside a call at that moment, gets `SHMQ_CLOSED`
+//! ("in use by another thread") rather than a data race (`owner`).
 //!
-//! One file per part: `registry` (the registry of shells, the fork watch and
-//! the guard every call goes through), `lifecycle` (create, open, inspect,
+//! One file per part: `registry` (the registry of shells and the fork
+//! watch), `owner` (who may use a handle during a call: the guard every
+//! call goes through), `lifecycle` (create, open, inspect,
 //! close), `info` (what a queue is, and verify, recover, flush), and
 //! `claim_times` (when this handle's claims were made). This file holds the
 //! handle itself: the shell and what a live handle owns.
 
 mod claim_times;
+mod owner;
 mod registry;
 
 // cbindgen writes the functions in the order it reads them: `lifecycle`
@@ -34,7 +37,7 @@ mod info;
 
 use std::cell::UnsafeCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use engine::Error;
 use engine::{Queue, Reserved};
@@ -46,12 +49,15 @@ pub(crate) use claim_times::ClaimTable;
 pub use info::{shmq_flush, shmq_get_info, shmq_info, shmq_recover, shmq_verify};
 #[allow(unused_imports)]
 pub use lifecycle::{shmq_close, shmq_create, shmq_inspect, shmq_open, shmq_open_ex};
-pub(crate) use registry::with_queue;
+pub(crate) use owner::with_queue;
 
 /// A tag in every shell, to tell a shmq handle from a stray pointer.
 const MAGIC: u32 = 0x5348_4d51; // "SHMQ"
+/// `shmq_queue.state`: open, no slow call running.
 const IDLE: u32 = 0;
+/// `shmq_queue.state`: a slow call (not the owner's) is running.
 const BUSY: u32 = 1;
+/// `shmq_queue.state`: closed for good.
 const CLOSED: u32 = 2;
 
 /// The id of the next handle: every handle this process makes gets its own,
@@ -68,12 +74,26 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 #[allow(non_camel_case_types)]
 pub struct shmq_queue {
     magic: u32,
+    /// IDLE, BUSY or CLOSED: the lock of the slow calls (`owner`).
     state: AtomicU32,
     /// [`FORKS`] when the handle was made: a handle copied into a forked
     /// child is refused there.
     forks: u64,
+    /// The in-call slot of the thread that owns the handle (its calls take
+    /// the fast way), or NULL. Written only by the holder of BUSY.
+    owner: AtomicPtr<owner::Slot>,
+    /// How many times an owner was revoked (saturating); written only by
+    /// the holder of BUSY.
+    revocations: AtomicU32,
+    /// Debug builds: 1 while a call holds the handle, to catch two calls
+    /// inside at once (the stress tests run against a debug build too).
+    #[cfg(debug_assertions)]
+    inside: AtomicU32,
     inner: UnsafeCell<Option<Box<Inner>>>,
 }
+
+// The shell's size, as the docs give it (a debug build adds `inside`).
+const _: () = assert!(cfg!(debug_assertions) || std::mem::size_of::<shmq_queue>() == 40);
 /// An open reservation; `gen` tells a reused entry from a stale id.
 pub(crate) struct ReservationEntry {
     pub gen: u32,

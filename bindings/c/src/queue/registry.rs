@@ -1,16 +1,16 @@
 //! The registry of every shell handed out (chunks never freed, so a pointer
-//! is a handle only when it is a shell's address in them), the fork watch
-//! (a handle inherited by a forked child is refused), and the guard every
-//! call on a handle goes through ([`with_queue`]).
+//! is a handle only when it is a shell's address in them), and the fork
+//! watch (a handle inherited by a forked child is refused).
 
 use std::mem::{size_of, MaybeUninit};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
-use super::super::status::{call, invalid, shmq_status};
+use super::super::status::invalid;
 use engine::{Error, Status};
 
-use super::{shmq_queue, Inner, BUSY, CLOSED, IDLE, MAGIC};
+use super::owner::forget_thread_id;
+use super::{shmq_queue, MAGIC};
 
 /// How many times this process is a fork child of the process that made
 /// its older handles: incremented in the child by a `pthread_atfork` hook.
@@ -19,6 +19,8 @@ pub(super) static FORKS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn forked_child() {
     // Relaxed: the child has one thread now.
     FORKS.fetch_add(1, Ordering::Relaxed);
+    // The forking thread owns none of the handles the child inherited.
+    forget_thread_id();
 }
 
 /// Installs the fork hook once, before the first handle is made.
@@ -29,16 +31,6 @@ pub(super) fn watch_forks() {
         // async-signal-safe as the child side of fork requires.
         unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
     });
-}
-
-/// Holds a handle BUSY; sets it IDLE again on drop (also on a panic).
-pub(super) struct Busy<'a>(&'a shmq_queue);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        // Release: our writes to the handle happen before the next user's.
-        self.0.state.store(IDLE, Ordering::Release);
-    }
 }
 
 /// Shells in the first chunk of the registry; chunk `k` holds
@@ -114,96 +106,61 @@ fn registered(q: *const shmq_queue) -> bool {
     false
 }
 
+/// The last address found in the registry: an address, once there, is
+/// there for good (shells are never freed), so a program calling with the
+/// same handle again skips the search. 0 until a handle is found.
+static LAST_FOUND: AtomicUsize = AtomicUsize::new(0);
+
 /// Checks that `q` is a handle shmq gave out (live or closed).
+#[inline(always)]
 pub(super) fn shell<'a>(q: *mut shmq_queue, op: &str) -> Result<&'a shmq_queue, Error> {
+    // Acquire: pairs with the Release store in `shell_searched`, made after
+    // `registered` synchronised with the shell's making, so the shell is
+    // initialised for us too.
+    if q.is_null() || q as usize != LAST_FOUND.load(Ordering::Acquire) {
+        return shell_searched(q, op);
+    }
+    // SAFETY: the address of an initialised shell in the registry (it was
+    // found there), which is never freed, so it stays readable after close.
+    let h = unsafe { &*q };
+    if h.magic != MAGIC {
+        return Err(not_a_queue(op));
+    }
+    Ok(h)
+}
+
+/// [`shell`] for an address other than the last one found: searches the
+/// registry.
+#[cold]
+#[inline(never)]
+fn shell_searched<'a>(q: *mut shmq_queue, op: &str) -> Result<&'a shmq_queue, Error> {
     if q.is_null() {
         return Err(invalid(op, "the queue handle is NULL"));
     }
-    // The last address found in the registry: an address, once there, is
-    // there for good (shells are never freed), so a program calling with
-    // the same handle again skips the search.
-    static LAST_FOUND: AtomicUsize = AtomicUsize::new(0);
-    // Acquire: pairs with the Release store below, made after `registered`
-    // synchronised with the shell's making, so the shell is initialised
-    // for us too.
-    if q as usize != LAST_FOUND.load(Ordering::Acquire) {
-        if !registered(q) {
-            return Err(invalid(
-                op,
-                "the queue handle is not one shmq gave out (a stray, forged or copied pointer)",
-            ));
-        }
-        // Release: see the Acquire above.
-        LAST_FOUND.store(q as usize, Ordering::Release);
+    if !registered(q) {
+        return Err(invalid(
+            op,
+            "the queue handle is not one shmq gave out (a stray, forged or copied pointer)",
+        ));
     }
+    // Release: see the Acquire in `shell`.
+    LAST_FOUND.store(q as usize, Ordering::Release);
     // SAFETY: the address of an initialised shell in the registry, which
     // is never freed, so it stays readable after close.
     let h = unsafe { &*q };
     if h.magic != MAGIC {
-        return Err(invalid(op, "the queue handle is not a shmq_queue"));
+        return Err(not_a_queue(op));
     }
     Ok(h)
+}
+
+#[cold]
+fn not_a_queue(op: &str) -> Error {
+    invalid(op, "the queue handle is not a shmq_queue")
 }
 
 /// Whether `h` was copied into this process by fork().
 pub(super) fn inherited(h: &shmq_queue) -> bool {
     // Relaxed: a counter of this process only; one load per call.
     h.forks != FORKS.load(Ordering::Relaxed)
-}
-
-/// Checks the pointer and takes the handle for this call.
-pub(super) fn enter<'a>(q: *mut shmq_queue, op: &str) -> Result<(&'a shmq_queue, Busy<'a>), Error> {
-    let h = shell(q, op)?;
-    if inherited(h) {
-        return Err(invalid(
-            op,
-            "the queue handle was opened by the parent before fork(): \
-             a forked child must open its own handle (shmq_close on this one \
-             only forgets it)",
-        ));
-    }
-    // Acquire: we see the previous user's writes to the handle.
-    match h
-        .state
-        .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
-    {
-        Ok(_) => Ok((h, Busy(h))),
-        Err(CLOSED) => Err(Error::new(
-            Status::Closed,
-            format!("{op}: the queue handle was closed (use after close)"),
-        )),
-        Err(_) => Err(Error::new(
-            Status::Closed,
-            format!(
-                "{op}: the queue handle is in use by another thread at this moment; \
-                 a handle is used by one thread at a time (open one per thread)"
-            ),
-        )),
-    }
-}
-
-/// Runs `f` with the live handle `q`, behind the panic boundary.
-pub(crate) fn with_queue(
-    q: *mut shmq_queue,
-    op: &'static str,
-    f: impl FnOnce(&mut Inner) -> Result<(), Error>,
-) -> shmq_status {
-    call(op, || {
-        let (h, _busy) = enter(q, op)?;
-        // SAFETY: BUSY gives this thread exclusive access to `inner` until
-        // `_busy` drops at the end of this closure.
-        let inner = unsafe { &mut *h.inner.get() };
-        match inner.as_deref_mut() {
-            // A queue whose file shrank under its mapping answers CORRUPT
-            // to every call but close (the engine checks again inside).
-            Some(inner) => {
-                inner.queue().check_intact(op)?;
-                f(inner)
-            }
-            None => Err(Error::new(
-                Status::Internal,
-                format!("{op}: live handle without queue"),
-            )),
-        }
-    })
 }
