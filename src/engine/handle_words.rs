@@ -18,6 +18,21 @@ pub enum WaitOn {
     NotFull,
 }
 
+/// What a consumer about to sleep may sleep through, by
+/// [`Engine::quiet_until`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// Slot `.0` holds a claim, a reservation, a message waiting or being
+    /// dead-lettered, or a word that is none of the states: a death could
+    /// orphan it, or it needs a hand soon. The next scan starts there (a
+    /// claim held long is then found at the first load).
+    Busy(u64),
+    /// Every taken slot holds a delayed message: nothing can be orphaned,
+    /// and nothing becomes claimable by time before the earliest due time
+    /// (coarse clock, ns; `u64::MAX` when no slot is taken).
+    Until(u64),
+}
+
 impl WaitOn {
     /// The bit a sleeper sets in its participant's sleeping word while it
     /// counts as a sleeper here, so that a cleaner can take it off after
@@ -119,6 +134,30 @@ impl<M: Memory> Engine<M> {
         if self.word(sleepers).load(Ordering::SeqCst) != 0 {
             self.wait_point(on).notify(f);
         }
+    }
+
+    /// Whether a consumer may sleep long: a scan of the slot words from
+    /// `start` that stops at the first slot a death could orphan (see
+    /// [`Quiet`]). The caller registered as a sleeper first and tried its
+    /// claim after that; `queue::wait` explains why a claim made after
+    /// this scan cannot go unnoticed. Loads only: a racy answer costs a
+    /// wake too early or a short beat, never a message.
+    pub fn quiet_until(&self, start: u64) -> Quiet {
+        let cap = self.capacity();
+        let start = start % cap.max(1);
+        let mut due = u64::MAX;
+        for k in 0..cap {
+            let i = (start + k) % cap;
+            // Acquire (`slot_word`): a delayed slot's due time, read after
+            // it, is the one its delaying CAS published.
+            let w = self.slot_word(i);
+            match w.state() {
+                state::FREE => {}
+                state::DELAYED => due = due.min(self.due_of(i, w)),
+                _ => return Quiet::Busy(i),
+            }
+        }
+        Quiet::Until(due)
     }
 
     /// Participant `p`'s sleeping word: which wait points it counts as a

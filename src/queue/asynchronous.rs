@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::wait::{Point, IDLE_SLEEP, MAX_SLEEP};
+use super::wait::Point;
 use super::{Message, Queue, Sent};
 use crate::error::{Error, Result, Status};
 use crate::metrics::Counter;
@@ -215,12 +215,7 @@ impl Queue {
                 return Poll::Ready(r);
             }
         }
-        let beat = if engine.occupied() == 0 {
-            IDLE_SLEEP
-        } else {
-            MAX_SLEEP
-        };
-        let left = Duration::from_nanos(deadline.at - now).min(beat);
+        let left = Duration::from_nanos(deadline.at - now).min(self.beat(engine, point, now));
         let ticket = match waker::register(
             wp.futex_word(),
             seen,

@@ -122,6 +122,9 @@ pub struct Queue {
     /// the header (see [`Queue::tick`]): until then an operation checks
     /// for maintenance with one compare of the time it already read.
     next_check: Cell<u64>,
+    /// Where a consumer about to sleep starts its scan for a claim in
+    /// flight: the slot where it found one last time (see `wait::beat`).
+    quiet_hint: Cell<u64>,
     roles: Cell<u64>,
     sample_count: Cell<u32>,
     /// The messages of `Empty` and `Full`, built once.

@@ -172,6 +172,7 @@ impl Queue {
             clock: Clock::new(),
             metrics: Cell::new(true),
             next_check: Cell::new(0),
+            quiet_hint: Cell::new(0),
             roles: Cell::new(0),
             sample_count: Cell::new(0),
             empty_msg,

@@ -8,19 +8,28 @@ use super::{Mapping, Queue, Store};
 use crate::error::{Error, Result, Status};
 use crate::metrics::Counter;
 use crate::options::{Timeout, WaitStrategy};
-use crate::ring::Engine;
+use crate::ring::{Engine, Quiet};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{OsFutex, WaitPoint};
 
-/// Longest single sleep while some slot is taken (a message waiting, in
-/// flight, delayed, or a reservation), so sleepers also run the liveness
-/// sweep (its period: a dead consumer's claim is noticed within about that)
-/// and claim delayed messages as they fall due.
+/// Longest single sleep while some slot could be orphaned by a death (a
+/// claim or a reservation in flight) or needs a hand (a message waiting,
+/// or being dead-lettered), so sleepers also run the liveness sweep (its
+/// period: a dead consumer's claim is noticed within about that).
 pub(super) const MAX_SLEEP: Duration = Duration::from_millis(2);
-/// Longest single sleep while no slot is taken: nothing can be orphaned or
-/// fall due, and whatever is sent wakes the sleeper, so it wakes rarely (an
-/// idle consumer on a 2 ms beat cost about 2% of a CPU).
+/// Longest single sleep while nothing could be orphaned: no slot taken, or
+/// (for a consumer) only delayed messages, not due before the sleep ends.
+/// Whatever is sent wakes the sleeper, so it wakes rarely (an idle consumer
+/// on a 2 ms beat cost about 2% of a CPU); the bound is a safety net for a
+/// sleeper count a crash left wrong.
 pub(super) const IDLE_SLEEP: Duration = Duration::from_millis(100);
+/// Largest queue whose slots a consumer scans before it sleeps, to tell a
+/// claim in flight from delayed messages ([`Engine::quiet_until`]): the
+/// scan stops at the first claim (found at once when it is the one found
+/// last time), but a queue of delayed messages alone is read whole, about
+/// a microsecond per hundred slots, before each sleep. A larger queue with
+/// a slot taken sleeps on [`MAX_SLEEP`].
+const QUIET_SCAN_MAX: u64 = 4096;
 /// How long a waiter spins before it sleeps.
 const SPIN_NS: u64 = 50_000;
 
@@ -142,16 +151,8 @@ impl Queue {
                 sleeping.fetch_and(!bit, Ordering::Relaxed);
                 return got;
             }
-            // Read after registering as a sleeper: a slot taken later comes
-            // with a commit, whose wake-up we are registered for. (A slot
-            // taken by a producer that dies before its commit is found by the
-            // next sweep of any operation; it holds no message.)
-            let beat = if engine.occupied() == 0 {
-                IDLE_SLEEP
-            } else {
-                MAX_SLEEP
-            };
-            let left = Duration::from_nanos(deadline - now).min(beat);
+            // Read after registering as a sleeper (see `beat`).
+            let left = Duration::from_nanos(deadline - now).min(self.beat(engine, point, now));
             wp.sleep(&OsFutex, seen, Some(left));
             wp.done();
             sleeping.fetch_and(!bit, Ordering::Relaxed);
@@ -167,6 +168,60 @@ impl Queue {
                     return Ok(Some(x));
                 }
             }
+        }
+    }
+}
+
+impl Queue {
+    /// How long a sleeper at `point` may sleep before it must look again,
+    /// `now` being the precise time: [`MAX_SLEEP`] while a death could
+    /// orphan a slot (the sleeper's wake runs the liveness sweep that finds
+    /// the dead), up to [`IDLE_SLEEP`] while nothing could, and for a
+    /// consumer, until the first delayed message falls due.
+    ///
+    /// Called after registering as a sleeper ([`WaitPoint::prepare`]) and
+    /// trying the operation once more. Why a consumer that reads "nothing
+    /// in flight" here still sees a claim made later, should its claimer
+    /// die, within the short beat: a claim needs a claimable message, and a
+    /// message becomes claimable in one of three ways.
+    ///
+    /// - A commit, a redelivery or a nack without delay: each is a SeqCst
+    ///   transition of the slot word followed by a notify. By the handshake
+    ///   of [`crate::wait`], either the notify sees us registered and bumps
+    ///   the futex word (our sleep returns at once, or is woken, and the
+    ///   next turn scans again: it sees the claim), or our scan below,
+    ///   which follows our registration's fence, sees the transition (the
+    ///   slot is then not free: a short beat). A claim made of that message
+    ///   before the scan reads its slot is seen as `CLAIMED` on the same
+    ///   word.
+    /// - A delayed message falling due: the scan saw it `DELAYED` (it was
+    ///   delayed before, or its delaying commit notified us, as above), and
+    ///   we sleep no later than its due time; the turn after the wake
+    ///   claims it or, if another consumer did, sees that claim.
+    /// - A lease running out or a repair: the message was claimed or
+    ///   reserved before, so the scan saw a taken slot and we keep the
+    ///   short beat.
+    ///
+    /// A reservation made after the scan by a producer that then dies holds
+    /// no message: it is abandoned by the next sweep of any operation (a
+    /// send that wants its slot sweeps first). A wrong answer of the racy
+    /// tallies or scan costs a short beat, or a sleep of [`IDLE_SLEEP`] at
+    /// most, never a message.
+    pub(super) fn beat(&self, engine: &Engine<Mapping>, point: Point, now: u64) -> Duration {
+        if engine.occupied() == 0 {
+            return IDLE_SLEEP;
+        }
+        if point != Point::NotEmpty || engine.capacity() > QUIET_SCAN_MAX {
+            return MAX_SLEEP;
+        }
+        match engine.quiet_until(self.quiet_hint.get()) {
+            Quiet::Busy(slot) => {
+                self.quiet_hint.set(slot);
+                MAX_SLEEP
+            }
+            // Due already, yet our try found nothing: look again soon.
+            Quiet::Until(due) if due <= now => MAX_SLEEP,
+            Quiet::Until(due) => Duration::from_nanos(due - now).min(IDLE_SLEEP),
         }
     }
 }

@@ -222,3 +222,59 @@ fn g6_laps_that_alias_do_not_hide_a_message() {
         e.settle(2, c.token(), &Outcome::Ack, 0).unwrap();
     }
 }
+
+/// What a consumer about to sleep learns from the slots: a reservation, a
+/// waiting message or a claim keeps it on the short beat (found where the
+/// scan starts, or further on); delayed messages alone let it sleep until
+/// the first is due.
+#[test]
+fn quiet_until_tells_what_a_death_could_orphan_from_delayed_messages() {
+    let e = engine(4);
+    assert_eq!(e.quiet_until(0), Quiet::Until(u64::MAX), "nothing taken");
+    let r = e.reserve(1, 0, 1).unwrap();
+    assert_eq!(
+        e.quiet_until(r.slot + 1),
+        Quiet::Busy(r.slot),
+        "a reservation"
+    );
+    e.abort(1, &r).unwrap();
+    send(&e, 1, b"m").unwrap();
+    assert!(
+        matches!(e.quiet_until(0), Quiet::Busy(_)),
+        "a waiting message"
+    );
+    let c = e.claim(2, 0).unwrap().unwrap();
+    assert_eq!(e.quiet_until(c.slot), Quiet::Busy(c.slot), "a claim");
+    let nack = |c: &Claim, due| {
+        e.settle(2, c.token(), &Outcome::Nack { not_before_ns: due }, 0)
+            .unwrap()
+    };
+    // A due time is stored rounded up to the lease word's unit.
+    let due_of = |q| match q {
+        Quiet::Until(due) => due,
+        busy => panic!("{busy:?}: only delayed messages are left"),
+    };
+    nack(&c, 500_000);
+    let first = due_of(e.quiet_until(0));
+    assert!(
+        (500_000..1_500_000).contains(&first),
+        "one delayed: {first}"
+    );
+    send(&e, 1, b"n").unwrap();
+    let d = e.claim(2, 0).unwrap().unwrap();
+    assert_eq!(e.quiet_until(0), Quiet::Busy(d.slot), "a claim beside it");
+    nack(&d, 100_000);
+    let earliest = due_of(e.quiet_until(3));
+    assert!(
+        earliest >= 100_000 && earliest < first,
+        "the earliest due: {earliest}"
+    );
+    // Claimable at the time said, not before.
+    assert!(e.claim(2, earliest - 1).unwrap().is_none());
+    let d = e.claim(2, earliest).unwrap().unwrap();
+    e.settle(2, d.token(), &Outcome::Ack, earliest).unwrap();
+    assert_eq!(due_of(e.quiet_until(0)), first, "the other one");
+    let c = e.claim(2, first).unwrap().unwrap();
+    e.settle(2, c.token(), &Outcome::Ack, first).unwrap();
+    assert_eq!(e.quiet_until(1), Quiet::Until(u64::MAX), "all acked");
+}
