@@ -149,6 +149,38 @@ fn delayed_send_and_nack_delay() {
     std::fs::remove_file(&p).unwrap();
 }
 
+/// A consumer waiting while only delayed messages are taken sleeps past the
+/// liveness beat (nothing could be orphaned), yet a send wakes it, and the
+/// first delayed message is claimed once due.
+#[test]
+fn a_consumer_sleeping_behind_delayed_messages_wakes_for_a_send_and_when_due() {
+    let p = path("delay-sleep");
+    let q = Queue::create(&p, &small()).unwrap();
+    let far = SendOptions::new().delay(Duration::from_secs(60));
+    q.send_with(b"far", &far).unwrap();
+    let sender = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let s = Queue::open(&p).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            s.send(b"now", Timeout::TryOnce).unwrap();
+        })
+    };
+    let m = q.claim(Duration::from_secs(10)).unwrap();
+    assert_eq!(m.data().unwrap(), b"now");
+    m.ack().unwrap();
+    sender.join().unwrap();
+    let soon = SendOptions::new().delay(Duration::from_millis(40));
+    q.send_with(b"soon", &soon).unwrap();
+    let t = std::time::Instant::now();
+    let m = q.claim(Duration::from_secs(10)).unwrap();
+    assert_eq!(m.data().unwrap(), b"soon");
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    m.ack().unwrap();
+    assert_eq!(q.stats().delayed, 1);
+    std::fs::remove_file(&p).unwrap();
+}
+
 #[test]
 fn lease_expiry_redelivers_and_late_ack_is_lease_lost() {
     let p = path("lease");

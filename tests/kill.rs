@@ -90,6 +90,7 @@ shmq_testkit::helper_test!(CHILD_LIFETIME, {
     "producer" => producer,
     "consumer" => consumer,
     "hold-claims" => hold_claims,
+    "poll-claim" => poll_claim,
     "hold-reservation" => hold_reservation,
     "stall-reservation" => stall_reservation,
     "clean-and-stall" => clean_and_stall,
@@ -228,6 +229,32 @@ fn hold_claims(work: &Work, life: &Lifeline) {
         ));
         held.push(m);
     }
+    put_file(&work.file("held"), &report);
+    life.idle();
+}
+
+/// Attaches (says so in `polling`), then polls without waiting until it
+/// claims a message (or for two seconds), reports it in `held` (`none` if
+/// another consumer took it), and holds it until killed.
+fn poll_claim(work: &Work, life: &Lifeline) {
+    let q = open(work);
+    put_file(&work.file("polling"), "");
+    let until = Instant::now() + Duration::from_secs(2);
+    let held = loop {
+        match q.claim(Timeout::TryOnce) {
+            Ok(m) => break Some(m),
+            Err(_) if Instant::now() < until => {}
+            Err(_) => break None,
+        }
+    };
+    let report = match &held {
+        Some(m) => format!(
+            "{} {}\n",
+            String::from_utf8_lossy(&m.data().expect("poll-claim: data")),
+            m.deliveries()
+        ),
+        None => "none\n".into(),
+    };
     put_file(&work.file("held"), &report);
     life.idle();
 }
@@ -537,6 +564,75 @@ fn dead_consumers_message_is_redelivered_within_milliseconds() {
     assert_eq!((st.depth, st.in_flight), (0, 0));
     assert!(st.counter(Counter::DeadParticipants) >= 1);
     assert!(st.counter(Counter::Reclaimed) >= 1);
+    assert!(q.verify().problems.is_empty(), "{:?}", q.verify().problems);
+}
+
+/// A consumer asleep while nothing could be orphaned (only a message
+/// delayed by a minute is taken, so it sleeps past the liveness beat) is
+/// woken by a send, finds the message claimed by a polling consumer, and
+/// that consumer is SIGKILLed: the sleeper must go back to the short beat,
+/// notice the death and claim the message again (G8). The sleeper may win
+/// the race for the message instead; then the round is run again.
+#[test]
+fn a_claim_made_while_a_consumer_sleeps_long_is_still_redelivered_after_death() {
+    let s = Scratch::new("late-claim");
+    let q = Queue::create(
+        &s.queue,
+        &Options {
+            capacity: 8,
+            max_message_size: 64,
+            lease: Duration::from_secs(60),
+            ..Options::default()
+        },
+    )
+    .expect("create");
+    let later = shmq::SendOptions::new().delay(Duration::from_secs(60));
+    q.send_with(b"later", &later).expect("send delayed");
+    let mut measured = 0;
+    for round in 0..5 {
+        let dir = s.dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&dir).expect("round dir");
+        let sleeper = {
+            let path = s.queue.clone();
+            std::thread::spawn(move || {
+                let w = Queue::open(&path).expect("open");
+                let m = w.claim(Duration::from_secs(10)).expect("sleeper: claim");
+                let got = (m.data().expect("data"), m.deliveries());
+                m.ack().expect("ack");
+                got
+            })
+        };
+        let mut children = Children::default();
+        children
+            .0
+            .push(Work::new("poll-claim", &s.queue, &dir).spawn());
+        handshake(&dir.join("polling"), &mut children.0[0]);
+        // Let the sleeper go past its spin into the long sleep.
+        std::thread::sleep(Duration::from_millis(50));
+        q.send(b"order-7", Timeout::TryOnce).expect("send");
+        let held = handshake(&dir.join("held"), &mut children.0[0]);
+        if held == "none\n" {
+            // The sleeper took it: not the case under test.
+            assert_eq!(sleeper.join().expect("sleeper"), (b"order-7".to_vec(), 1));
+            continue;
+        }
+        assert_eq!(held, "order-7 1\n");
+        let t0 = Instant::now();
+        assert!(
+            kill(&mut children.0[0]).is_none(),
+            "the holder exited early"
+        );
+        let (data, deliveries) = sleeper.join().expect("sleeper");
+        eprintln!(
+            "round {round}: claimed again by the long sleeper {:.3} ms after the SIGKILL",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        assert_eq!((data.as_slice(), deliveries), (&b"order-7"[..], 2));
+        measured += 1;
+    }
+    eprintln!("{measured} of 5 rounds had the polling consumer win the race");
+    let st = q.stats();
+    assert_eq!((st.depth, st.in_flight, st.delayed), (0, 0, 1));
     assert!(q.verify().problems.is_empty(), "{:?}", q.verify().problems);
 }
 
