@@ -204,9 +204,10 @@ impl Queue {
     ///
     /// A reservation made after the scan by a producer that then dies holds
     /// no message: it is abandoned by the next sweep of any operation (a
-    /// send that wants its slot sweeps first). A wrong answer of the racy
-    /// tallies or scan costs a short beat, or a sleep of [`IDLE_SLEEP`] at
-    /// most, never a message.
+    /// producer waiting for room sweeps as it waits). A wrong answer of the racy
+    /// tallies or scan, or a sleeper count that a death left one too low
+    /// (so that a notify skips us), costs a short beat, or a sleep of
+    /// [`IDLE_SLEEP`] at most, never a message.
     pub(super) fn beat(&self, engine: &Engine<Mapping>, point: Point, now: u64) -> Duration {
         if engine.occupied() == 0 {
             return IDLE_SLEEP;
