@@ -25,9 +25,9 @@ pub(super) const MAX_SLEEP: Duration = Duration::from_millis(2);
 pub(super) const IDLE_SLEEP: Duration = Duration::from_millis(100);
 /// Largest queue whose slots a consumer scans before it sleeps, to tell a
 /// claim in flight from delayed messages ([`Engine::quiet_until`]): the
-/// scan stops at the first claim (found at once when it is the one found
-/// last time), but a queue of delayed messages alone is read whole, about
-/// a microsecond per hundred slots, before each sleep. A larger queue with
+/// scan stops at the first slot a death could orphan (found at once when
+/// it is the one found last time), but a queue of delayed messages alone
+/// is read whole, a load per slot, before each sleep. A larger queue with
 /// a slot taken sleeps on [`MAX_SLEEP`].
 const QUIET_SCAN_MAX: u64 = 4096;
 /// How long a waiter spins before it sleeps.
