@@ -420,8 +420,11 @@ fn futex_wait(a: &[String]) -> Result<(), String> {
     ready();
     let mut lat = Vec::new();
     let start = Instant::now();
+    // The word counts the parent's wakes: the loop ends when it reaches
+    // COUNT (two wakes between two looks count as one hop measured, not as
+    // a hop still to wait for, which waited for ever).
     let mut seen = 0u32;
-    for _ in 0..count {
+    while u64::from(seen) < count {
         loop {
             let cur = words.futex().load(std::sync::atomic::Ordering::Acquire);
             if cur != seen {
