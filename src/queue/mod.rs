@@ -192,6 +192,22 @@ impl Queue {
         read_engine!(self, |e| e.config.max_deliveries)
     }
 
+    /// The queue's default time to live of a message, read from the file
+    /// (`None`: messages do not expire unless sent with their own).
+    pub fn message_ttl(&self) -> Option<Duration> {
+        let ns = read_engine!(self, |e| e.config.message_ttl_ns);
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    /// What happens to an expired message, read from the file.
+    pub fn on_expiry(&self) -> crate::Expiry {
+        if read_engine!(self, |e| e.config.expiry_drop) {
+            crate::Expiry::Drop
+        } else {
+            crate::Expiry::DeadLetter
+        }
+    }
+
     /// Whether the queue is in latest-only mode.
     pub fn latest_only(&self) -> bool {
         self.latest_only

@@ -39,6 +39,14 @@ fn expiry_through_create_and_send() {
         "--message-ttl",
         "1h",
     ]));
+    let info = json(shmq(&["info", p(&q), "--json"]));
+    assert_eq!(
+        info["options"]["message_ttl_ns"], 3_600_000_000_000u64,
+        "{info}"
+    );
+    assert_eq!(info["options"]["on_expiry"], "dead-letter", "{info}");
+    let text = ok(shmq(&["info", p(&q)]));
+    assert!(text.contains("expired messages dead-lettered"), "{text}");
     // One message expires at once (its own TTL wins over the queue's).
     ok(shmq(&["send", p(&q), "--ttl", "10ms", "short-lived"]));
     ok(shmq(&["send", p(&q), "kept"]));
@@ -77,6 +85,8 @@ fn expiry_through_create_and_send() {
         "--on-expiry",
         "drop",
     ]));
+    let info = json(shmq(&["info", p(&r), "--json"]));
+    assert_eq!(info["options"]["on_expiry"], "drop", "{info}");
     ok(shmq(&["send", p(&r), "a", "b"]));
     std::thread::sleep(std::time::Duration::from_millis(60));
     let none = shmq(&["recv", p(&r), "--timeout", "0s"]);

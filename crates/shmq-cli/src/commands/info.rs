@@ -132,6 +132,11 @@ pub fn info(a: &InfoArgs) -> CmdResult {
                 "lease_ns": q.lease().as_nanos() as u64,
                 "max_deliveries": q.max_deliveries(),
                 "latest_only": q.latest_only(),
+                "message_ttl_ns": q.message_ttl().map_or(0, |t| t.as_nanos() as u64),
+                "on_expiry": match q.on_expiry() {
+                    shmq::Expiry::Drop => "drop",
+                    _ => "dead-letter",
+                },
                 "wait_strategy": q.wait_strategy().name(),
             },
             "participants": parts,
@@ -172,6 +177,22 @@ pub fn info(a: &InfoArgs) -> CmdResult {
             "unlimited".to_string()
         } else {
             md.to_string()
+        }
+    );
+    println!(
+        "  message ttl     {}",
+        match (q.message_ttl(), q.on_expiry()) {
+            (None, _) => "none (only messages sent with their own)".to_string(),
+            (Some(t), shmq::Expiry::Drop) => {
+                format!(
+                    "{}, expired messages dropped",
+                    human_ns(t.as_nanos() as u64)
+                )
+            }
+            (Some(t), _) => format!(
+                "{}, expired messages dead-lettered",
+                human_ns(t.as_nanos() as u64)
+            ),
         }
     );
     println!("  dead letters    {} records", p.dlq_capacity);
