@@ -571,10 +571,20 @@ class Queue {
             return Error::last(detail::st(r));
         return n;
     }
-    /// Purges `id` (or all with SHMQ_DLQ_ALL); returns how many.
-    Result<size_t> purge(uint64_t id = SHMQ_DLQ_ALL) {
+    /// Deletes the dead letter `id` (or all with SHMQ_DLQ_ALL); returns
+    /// how many.
+    Result<size_t> purge_dead_letters(uint64_t id = SHMQ_DLQ_ALL) {
         size_t n = 0;
         shmq_status r = shmq_dlq_purge(q_, id, &n);
+        if (r != SHMQ_OK)
+            return Error::last(detail::st(r));
+        return n;
+    }
+    /// Removes every waiting message (ready, pending, delayed); claims in
+    /// flight stay with their consumers. Returns how many were removed.
+    Result<uint64_t> purge() {
+        uint64_t n = 0;
+        shmq_status r = shmq_purge(q_, &n);
         if (r != SHMQ_OK)
             return Error::last(detail::st(r));
         return n;

@@ -140,6 +140,20 @@ static void test_batches_reserve_dlq() {
     auto sent = q->send("later", so);
     CHECK(sent.ok());
     CHECK(q->verify() == shmq::Status::Ok);
+    // A claim in flight stays with its consumer; the waiting ones go.
+    CHECK(q->send("waiting") == shmq::Status::Ok);
+    auto held = q->claim(shmq::try_once);
+    CHECK(held.ok() && held->data() == "waiting");
+    auto purged = q->purge();
+    CHECK(purged.ok() && *purged == 1); // the delayed one
+    CHECK(held->ack() == shmq::Status::Ok);
+    CHECK(q->claim(shmq::try_once).status() == shmq::Status::Empty);
+    CHECK(q->send("poison") == shmq::Status::Ok);
+    auto bad = q->claim(shmq::try_once);
+    CHECK(bad.ok() && bad->reject("bad") == shmq::Status::Ok);
+    auto deleted = q->purge_dead_letters();
+    CHECK(deleted.ok() && *deleted == 1);
+    CHECK(q->dead_letters().ok() && q->dead_letters()->empty());
     auto info = q->info();
     CHECK(info.ok() && info->capacity == 8 && info->max_message_size == 16);
     unlink(p.c_str());
