@@ -885,6 +885,17 @@ fn regression_c_abi_misaligned_out_count() {
     regression("c_abi-misaligned-out-count");
 }
 
+// c_abi: shmq_read of a claim the handle no longer held (here: already
+// acked) copied the payload into the caller's buffer and only then found
+// the claim gone, so a failed call wrote to the caller's memory. The engine
+// checked the claim once, after the copy (a speed-up). Fixed in
+// src/engine/settle.rs: `read_claimed` checks the claim before the copy as
+// well as after it. Found by CI's bounded fuzzing (fixed seed 20261207).
+#[test]
+fn regression_c_abi_read_of_unheld_claim() {
+    regression("c_abi-read-of-unheld-claim");
+}
+
 // BUG `head-lag` (found by model_ops, fixed in ring.rs): with every slot
 // held (claimed), a producer's try-once send skipped each held slot
 // (`Engine::reserve`, up to `capacity` skips, then FULL), so each failed

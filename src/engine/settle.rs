@@ -99,21 +99,21 @@ impl<M: Memory> Engine<M> {
     /// the copy is not torn). Returns the payload length; `TooLarge` if
     /// `buf` is too small.
     pub fn read_claimed(&self, me: u64, token: u64, buf: &mut [u8]) -> Result<usize> {
-        // Whether `me` holds the claim is checked once, after the copy (the
-        // check that matters: a copy of a claim lost before or during it is
-        // refused); before it, only the slot the token names. A copy of a
-        // slot we do not hold reads bytes of the mapping and is discarded.
+        // Whether `me` holds the claim is checked before the copy (a token
+        // that is not held, or no longer, leaves `buf` untouched) and again
+        // after it (a claim lost during the copy is refused: the copy may
+        // be torn).
         let Some((i, _)) = self.split_token(token) else {
             return Err(no_such_token(token));
         };
+        self.held(me, token, None)?;
         let s = self.at(i);
         // Relaxed: what a held claim says was published by the commit the
-        // claim synchronised with; otherwise the check below refuses it.
+        // claim synchronised with; if the claim is lost meanwhile, the check
+        // after the copy refuses it.
         let len = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed))
             .length_within(self.layout.params.max_message_size) as usize;
         if buf.len() < len {
-            // A claim no longer held says so rather than `TooLarge`.
-            self.held(me, token, None)?;
             return Err(Error::new(
                 Status::TooLarge,
                 format!(

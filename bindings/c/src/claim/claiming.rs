@@ -154,7 +154,10 @@ pub unsafe extern "C" fn shmq_claim_copy(
 /// and checks that the claim was still held after the copy: `SHMQ_OK` means
 /// the copy is whole. `SHMQ_TOO_LARGE` when `buf_len` is less than the
 /// payload; `SHMQ_LEASE_LOST` when the claim is gone. `*out_len` (if not
-/// NULL) is the payload length.
+/// NULL) is the payload length. A claim not held when the call starts leaves
+/// `buf` untouched; one lost during the copy (its lease ran out and another
+/// consumer took it) returns `SHMQ_LEASE_LOST` with a possibly torn copy in
+/// `buf`.
 ///
 /// Thread safety: one thread at a time per handle.
 ///
