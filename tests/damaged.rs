@@ -896,6 +896,15 @@ fn regression_c_abi_read_of_unheld_claim() {
     regression("c_abi-read-of-unheld-claim");
 }
 
+// c_abi (harness): send options made of the pool's bytes, or forged, asked
+// `shmq_send_ex` to wait for years (a negative `timeout_ns` waits forever)
+// on a full queue: libFuzzer's timeout, not a shmq bug. The harness now
+// bounds that field (`bound_wait`); the input must run in moments.
+#[test]
+fn regression_c_abi_forged_send_timeout_hangs() {
+    regression("c_abi-forged-send-timeout-hangs");
+}
+
 // BUG `head-lag` (found by model_ops, fixed in ring.rs): with every slot
 // held (claimed), a producer's try-once send skipped each held slot
 // (`Engine::reserve`, up to `capacity` skips, then FULL), so each failed

@@ -360,6 +360,25 @@ impl State {
     }
 }
 
+/// Bounds the wait of send options that the pool's bytes made or a forgery
+/// changed: a negative `timeout_ns` waits forever and a huge one for years,
+/// both legitimately, on a full queue (a hang of the harness, not a
+/// finding). The other fields stay as the input made them.
+fn bound_wait(opts: *mut shmq_send_options) {
+    if opts.is_null() {
+        return;
+    }
+    // SAFETY: `opts` points at `size_of::<shmq_send_options>()` bytes of
+    // the pool (`State::place`); unaligned accesses.
+    unsafe {
+        let t = std::ptr::addr_of_mut!((*opts).timeout_ns);
+        let v = t.read_unaligned();
+        if !(0..=1_000_000).contains(&v) {
+            t.write_unaligned(v.rem_euclid(1_000_000));
+        }
+    }
+}
+
 /// Checks what every call must give; returns whether it succeeded.
 fn check(op: &str, st: shmq_status, pool_before: &[u8], pool: &Pool) -> bool {
     let code = st as i32;
@@ -555,6 +574,7 @@ fn step(s: &mut State, ops: &mut Bytes<'_>) {
                 } else {
                     s.place(ops, Some(so))
                 };
+                bound_wait(opts);
                 let outp = s.ptr(ops, 8).cast::<u64>();
                 let outv = s.ptr(ops, 8).cast::<u64>();
                 call!(
