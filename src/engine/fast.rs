@@ -134,7 +134,7 @@ impl<M: Memory> Engine<M> {
     /// a claim no longer held, a race lost), nothing changed; run
     /// [`Engine::settle`], which also builds the errors.
     #[inline]
-    pub(super) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
+    pub(crate) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
         let (i, generation) = self.split_token(token)?;
         let s = self.at(i);
         // Relaxed: decides only which path runs; a keyed claim takes the

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::wait::Point;
-use super::{Message, Queue};
+use super::{Mapping, Message, Queue};
 use crate::error::{Result, Status};
-use crate::metrics::{Counter, Histogram};
+use crate::metrics::{Counter, Histogram, Recorder};
 use crate::ring::{Outcome, Settled};
 
 impl Queue {
@@ -86,39 +86,167 @@ impl Queue {
         Ok(r)
     }
 
-    /// Acks several claims; returns how many were acked (a lost lease is
-    /// skipped, not an error, and not counted).
-    pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
-        self.checked("ack_batch", self.ack_batch_unchecked(messages))
-    }
-
-    fn ack_batch_unchecked(&self, messages: &[Message<'_>]) -> Result<usize> {
-        let (me, engine) = self.me("ack_batch")?;
+    /// Acks the claim named by `token`: what [`Queue::settle`] does with
+    /// [`Outcome::Ack`], with the common case (a keyless claim still held)
+    /// in straight-line code: one clock read, the engine's fast ack, the
+    /// counter, the wake-up, one due-time compare for maintenance. Anything
+    /// else (a keyed claim, a claim no longer held, a forged token, a lost
+    /// race, a handle that cannot write) runs [`Queue::settle`], which
+    /// builds the same errors. `claimed_ns` and `enqueued_ns`, when known,
+    /// feed the latency histograms.
+    #[inline]
+    pub fn ack_token(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        let Ok((me, engine)) = self.me("ack") else {
+            return self.ack_slow(token, claimed_ns, enqueued_ns);
+        };
         let now = self.now();
-        let mut precise = None;
-        let mut acked = 0;
-        for m in messages {
-            match engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
-                Ok(_) => {
-                    acked += 1;
-                    if let Some(rec) = self.recorder() {
-                        rec.add(Counter::Acked, 1);
-                        if m.claim.sampled {
-                            let t = *precise.get_or_insert_with(|| self.precise());
-                            rec.record(Histogram::Processing, t.saturating_sub(m.claimed_ns));
-                            rec.record(Histogram::EndToEnd, t.saturating_sub(m.claim.enqueued_ns));
-                        }
-                    }
-                }
-                Err(e) if e.status() == Status::LeaseLost => self.count(Counter::LeaseLost, 1),
-                Err(e) => return Err(self.err("ack_batch", e)),
+        if engine.ack_fast(me, token, now).is_none() {
+            return self.ack_slow(token, claimed_ns, enqueued_ns);
+        }
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Acked, 1);
+            if claimed_ns.is_some() || enqueued_ns.is_some() {
+                self.record_acked(&rec, self.precise(), claimed_ns, enqueued_ns);
             }
         }
-        if acked > 0 {
+        self.notify(Point::NotFull);
+        self.tick(now);
+        self.checked("ack", Ok(()))
+    }
+
+    /// The general ack, for whatever [`Queue::ack_token`] does not do
+    /// itself (having changed nothing).
+    #[cold]
+    #[inline(never)]
+    fn ack_slow(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        self.settle(token, &Outcome::Ack, claimed_ns, enqueued_ns)
+            .map(|_| ())
+    }
+
+    /// Records the latencies of one acked message at precise time `t`.
+    #[inline]
+    fn record_acked(
+        &self,
+        rec: &Recorder<'_, Mapping>,
+        t: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) {
+        if let Some(c) = claimed_ns {
+            rec.record(Histogram::Processing, t.saturating_sub(c));
+        }
+        if let Some(e) = enqueued_ns {
+            rec.record(Histogram::EndToEnd, t.saturating_sub(e));
+        }
+    }
+
+    /// Acks `count` claims, the `i`th named by `claim(i)` (its token, and
+    /// its claim and enqueue times when known, for the latency histograms;
+    /// called once per claim, in order, right before its ack): what
+    /// [`Queue::ack_token`] does for each, with the checks, the clock read,
+    /// the counter, the wake-up and the maintenance compare once per batch.
+    /// Returns how many were acked: a claim no longer held is skipped (not
+    /// an error, counted as a lost lease); any other error stops the batch
+    /// and is returned (the claims acked before it stay acked, and are
+    /// counted). Errors name the operation `ack`, as [`Queue::ack_token`]'s.
+    pub fn ack_tokens(
+        &self,
+        count: usize,
+        claim: impl FnMut(usize) -> (u64, Option<u64>, Option<u64>),
+    ) -> Result<usize> {
+        self.ack_many("ack", count, claim)
+    }
+
+    fn ack_many(
+        &self,
+        op: &'static str,
+        count: usize,
+        mut claim: impl FnMut(usize) -> (u64, Option<u64>, Option<u64>),
+    ) -> Result<usize> {
+        let (me, engine) = match self.me(op) {
+            Ok(x) => x,
+            Err(e) => return self.checked(op, Err(e)),
+        };
+        let now = self.now();
+        let rec = self.recorder();
+        let mut precise = None;
+        // Acked here, and by the general path (which counts and wakes for
+        // its own acks).
+        let mut fast = 0u64;
+        let mut acked = 0usize;
+        let mut failed = None;
+        for i in 0..count {
+            let (token, claimed_ns, enqueued_ns) = claim(i);
+            if engine.ack_fast(me, token, now).is_some() {
+                fast += 1;
+                acked += 1;
+                if let Some(rec) = &rec {
+                    if claimed_ns.is_some() || enqueued_ns.is_some() {
+                        let t = *precise.get_or_insert_with(|| self.precise());
+                        self.record_acked(rec, t, claimed_ns, enqueued_ns);
+                    }
+                }
+                continue;
+            }
+            match self.ack_general(op, token, claimed_ns, enqueued_ns) {
+                Ok(()) => acked += 1,
+                Err(e) if e.status() == Status::LeaseLost => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if fast > 0 {
+            if let Some(rec) = &rec {
+                rec.add(Counter::Acked, fast);
+            }
             self.notify(Point::NotFull);
         }
         self.tick(now);
-        Ok(acked)
+        match failed {
+            Some(e) => self.checked(op, Err(e)),
+            None => self.checked(op, Ok(acked)),
+        }
+    }
+
+    /// One ack of a batch that the fast path did not take: the general
+    /// path, which counts it (or its lost lease) and wakes for it.
+    #[cold]
+    #[inline(never)]
+    fn ack_general(
+        &self,
+        op: &str,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        self.settle_unchecked(op, token, &Outcome::Ack, claimed_ns, enqueued_ns)
+            .map(|_| ())
+    }
+
+    /// Acks several claims; returns how many were acked (a lost lease is
+    /// skipped, not an error, and not counted).
+    pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
+        self.ack_many("ack_batch", messages.len(), |i| {
+            let m = &messages[i];
+            let sampled = m.claim.sampled;
+            (
+                m.claim.token(),
+                sampled.then_some(m.claimed_ns),
+                sampled.then_some(m.claim.enqueued_ns),
+            )
+        })
     }
 }
 

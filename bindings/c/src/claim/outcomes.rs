@@ -8,8 +8,8 @@ use super::super::queue::{shmq_queue, with_queue, Inner};
 use super::super::send::{opt_out, put};
 use super::super::status::{invalid, shmq_status};
 use engine::internals::sys::monotonic_ns;
+use engine::Error;
 use engine::Outcome;
-use engine::{Error, Status};
 
 use super::{read_msg, read_own, shmq_message};
 
@@ -38,7 +38,8 @@ pub unsafe extern "C" fn shmq_ack(q: *mut shmq_queue, msg: *const shmq_message) 
     with_queue(q, OP, |inner| {
         // SAFETY: forwarded from the caller.
         let m = unsafe { read_msg(inner, msg, OP) }?;
-        settle(inner, m.token, &Outcome::Ack)
+        let (claimed_ns, enqueued_ns) = inner.take_claim(m.token);
+        inner.queue().ack_token(m.token, claimed_ns, enqueued_ns)
     })
 }
 
@@ -151,16 +152,20 @@ pub unsafe extern "C" fn shmq_ack_batch(
             // SAFETY: i < count entries, from the caller; aligned as `msgs`.
             unsafe { read_own(inner, msgs.add(i), OP, &format_args!("msgs[{i}]")) }?;
         }
-        let mut acked = 0;
-        for i in 0..count {
-            // SAFETY: i < count entries, from the caller, checked above.
-            let m = unsafe { msgs.add(i).read() };
-            match settle(inner, m.token, &Outcome::Ack) {
-                Ok(()) => acked += 1,
-                Err(e) if e.status() == Status::LeaseLost => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let acked = if count == 0 {
+            0
+        } else {
+            // SAFETY: the queue lives as long as `inner`, which outlives this
+            // use; borrowed apart from `inner.claims`, which the acks take
+            // the claim times from.
+            let queue = unsafe { inner.queue_static() };
+            queue.ack_tokens(count, |i| {
+                // SAFETY: i < count entries, from the caller, checked above.
+                let token = unsafe { (*msgs.add(i)).token };
+                let (claimed_ns, enqueued_ns) = inner.take_claim(token);
+                (token, claimed_ns, enqueued_ns)
+            })?
+        };
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_acked, acked) };
         Ok(())
