@@ -133,7 +133,7 @@ impl<M: Memory> Engine<M> {
     /// `now`): frees its slot. `None`: not the common case (a keyed claim,
     /// a claim no longer held, a race lost), nothing changed; run
     /// [`Engine::settle`], which also builds the errors.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
         let (i, generation) = self.split_token(token)?;
         let s = self.at(i);
@@ -159,6 +159,26 @@ impl<M: Memory> Engine<M> {
         }
         // As `transit_free`: counted before the CAS, taken back if it fails.
         self.tally(me, part::FREED);
+        // The first try of `transit` (the same word, the same orderings:
+        // SeqCst, as `cas_slot` says why), in line; a CAS that fails (the
+        // lap moved, or the claim was lost) runs `transit` itself.
+        let free = w.transition(state::FREE, 0);
+        if self
+            .field(s, slot::WORD)
+            .compare_exchange(w.0, free.0, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok()
+        {
+            return Some(Settled::Acked);
+        }
+        self.ack_fast_retry(me, i, w)
+    }
+
+    /// The rest of [`Engine::ack_fast`] after its first compare-and-swap
+    /// failed: [`Engine::transit`] from the same word (which retries while
+    /// only the lap moved), the tally taken back if the slot left the claim.
+    #[cold]
+    #[inline(never)]
+    fn ack_fast_retry(&self, me: u64, i: u64, w: SlotWord) -> Option<Settled> {
         if self.transit(i, w, state::FREE, 0).is_some() {
             return Some(Settled::Acked);
         }
