@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::format::part;
 use crate::format::slot::{self, lap_diff, LeaseWord};
 use crate::memory::Memory;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// What a fast path found.
 pub(super) enum Fast<T> {
@@ -135,6 +135,28 @@ impl<M: Memory> Engine<M> {
     /// [`Engine::settle`], which also builds the errors.
     #[inline(always)]
     pub(crate) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
+        self.ack_fast_tallied(me, token, now, None)
+    }
+
+    /// The word `me`'s freed slots are tallied in (see [`Engine::tally`]),
+    /// found once for a batch of [`Engine::ack_fast_tallied`]; `None` for
+    /// a participant index past the table (which `tally` counts apart).
+    #[inline]
+    pub(crate) fn freed_tally(&self, me: u64) -> Option<&AtomicU64> {
+        (me < self.layout.params.participant_capacity)
+            .then(|| self.mem.u64_at(self.layout.participant(me) + part::FREED))
+    }
+
+    /// [`Engine::ack_fast`], tallying in `freed` (`me`'s word, from
+    /// [`Engine::freed_tally`]) when given, as [`Engine::tally`] would.
+    #[inline(always)]
+    pub(crate) fn ack_fast_tallied(
+        &self,
+        me: u64,
+        token: u64,
+        now: u64,
+        freed: Option<&AtomicU64>,
+    ) -> Option<Settled> {
         let (i, generation) = self.split_token(token)?;
         let s = self.at(i);
         // Relaxed: decides only which path runs; a keyed claim takes the
@@ -158,7 +180,11 @@ impl<M: Memory> Engine<M> {
             return None;
         }
         // As `transit_free`: counted before the CAS, taken back if it fails.
-        self.tally(me, part::FREED);
+        match freed {
+            // Relaxed load + store: as in `tally_by` (single writer).
+            Some(t) => t.store(t.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed),
+            None => self.tally(me, part::FREED),
+        }
         // The first try of `transit` (the same word, the same orderings:
         // SeqCst, as `cas_slot` says why), in line; a CAS that fails (the
         // lap moved, or the claim was lost) runs `transit` itself.

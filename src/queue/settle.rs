@@ -178,6 +178,7 @@ impl Queue {
             Err(e) => return self.checked(op, Err(e)),
         };
         let now = self.now();
+        let freed = engine.freed_tally(me);
         let rec = self.recorder();
         let mut precise = None;
         // Acked here, and by the general path (which counts and wakes for
@@ -187,7 +188,7 @@ impl Queue {
         let mut failed = None;
         for i in 0..count {
             let (token, claimed_ns, enqueued_ns) = claim(i);
-            if engine.ack_fast(me, token, now).is_some() {
+            if engine.ack_fast_tallied(me, token, now, freed).is_some() {
                 fast += 1;
                 acked += 1;
                 if let Some(rec) = &rec {
