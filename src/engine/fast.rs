@@ -164,7 +164,10 @@ impl<M: Memory> Engine<M> {
         if self.field(s, slot::KEY).load(Ordering::Relaxed) != 0 {
             return None;
         }
-        let w = self.word_at(s);
+        // The slot word, found once for the load and the CAS below.
+        let word = self.field(s, slot::WORD);
+        // Acquire: as in `word_at` (`held` loads it so).
+        let w = SlotWord(word.load(Ordering::Acquire));
         // Acquire: as in `held`, whose checks these are.
         let c = ClaimWord(self.field(s, slot::CLAIM).load(Ordering::Acquire));
         // Relaxed: as in `held` and `settle`.
@@ -189,8 +192,7 @@ impl<M: Memory> Engine<M> {
         // SeqCst, as `cas_slot` says why), in line; a CAS that fails (the
         // lap moved, or the claim was lost) runs `transit` itself.
         let free = w.transition(state::FREE, 0);
-        if self
-            .field(s, slot::WORD)
+        if word
             .compare_exchange(w.0, free.0, Ordering::SeqCst, Ordering::Acquire)
             .is_ok()
         {

@@ -265,7 +265,13 @@ impl<'q> Message<'q> {
 
     /// Done: the message is deleted.
     pub fn ack(self) -> Result<()> {
-        self.settle(&Outcome::Ack).map(|_| ())
+        // Only a sampled message is timed (see `Queue::sample`).
+        let sampled = self.claim.sampled;
+        self.q.ack_token(
+            self.claim.token(),
+            sampled.then_some(self.claimed_ns),
+            sampled.then_some(self.claim.enqueued_ns),
+        )
     }
 
     /// Try again after `delay` (counts as a failed delivery; dead-lettered

@@ -63,6 +63,16 @@ unsafe fn own_token_refused(
     unsafe { read_own(inner, msg, op, what) }.map(|m| m.token)
 }
 
+/// `msgs[i]`, as an error names the message of a batch: written only when
+/// an error is built.
+struct MsgAt(usize);
+
+impl std::fmt::Display for MsgAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "msgs[{}]", self.0)
+    }
+}
+
 fn settle(inner: &mut Inner, token: u64, outcome: &Outcome<'_>) -> Result<(), Error> {
     let times = match outcome {
         Outcome::Extend { .. } => (None, None),
@@ -204,7 +214,7 @@ pub unsafe extern "C" fn shmq_ack_batch(
         }
         for i in 0..count {
             // SAFETY: i < count entries, from the caller; aligned as `msgs`.
-            unsafe { own_token(inner, msgs.add(i), OP, &format_args!("msgs[{i}]")) }?;
+            unsafe { own_token(inner, msgs.add(i), OP, &MsgAt(i)) }?;
         }
         let acked = if count == 0 {
             0
