@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use super::wait::Point;
-use super::{Mapping, Message, Queue};
+use super::{Mapping, Message, Queue, Store};
 use crate::error::{Result, Status};
 use crate::metrics::{Counter, Histogram, Recorder};
-use crate::ring::{Outcome, Settled};
+use crate::ring::{Engine, Outcome, Settled};
 
 impl Queue {
     /// Gives the outcome of the claim named by `token`. `claimed_ns`, when
@@ -104,6 +104,41 @@ impl Queue {
         let Ok((me, engine)) = self.me("ack") else {
             return self.ack_slow(token, claimed_ns, enqueued_ns);
         };
+        self.ack_token_with(me, engine, token, claimed_ns, enqueued_ns)
+    }
+
+    /// [`Queue::ack_token`] for a caller that ran [`Queue::check_intact`]
+    /// just before, on this thread, touching nothing of the mapping since
+    /// (the C library's entry does so for every call): the checks at the
+    /// start are not repeated (those at the end are). Anything else than
+    /// the common case runs [`Queue::settle`], which checks everything.
+    #[doc(hidden)]
+    #[inline]
+    pub fn ack_token_entered(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        match (self.me, &self.store) {
+            (Some(me), Store::Write(engine)) => {
+                self.ack_token_with(me, engine, token, claimed_ns, enqueued_ns)
+            }
+            _ => self.ack_slow(token, claimed_ns, enqueued_ns),
+        }
+    }
+
+    /// [`Queue::ack_token`] once the handle's checks passed: `me` and
+    /// `engine` are this handle's.
+    #[inline(always)]
+    fn ack_token_with(
+        &self,
+        me: u64,
+        engine: &Engine<Mapping>,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
         let now = self.now();
         if engine.ack_fast(me, token, now).is_none() {
             return self.ack_slow(token, claimed_ns, enqueued_ns);

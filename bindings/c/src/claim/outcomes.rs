@@ -103,7 +103,10 @@ pub unsafe extern "C" fn shmq_ack(q: *mut shmq_queue, msg: *const shmq_message) 
         // SAFETY: non-null and aligned; readable as the caller guarantees.
         let token = unsafe { own_token(inner, msg, OP, &"msg") }?;
         let (claimed_ns, enqueued_ns) = inner.take_claim(token);
-        inner.queue().ack_token(token, claimed_ns, enqueued_ns)
+        // `with_queue` checked the handle just before (`check_intact`).
+        inner
+            .queue()
+            .ack_token_entered(token, claimed_ns, enqueued_ns)
     })
 }
 
