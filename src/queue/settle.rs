@@ -143,7 +143,9 @@ impl Queue {
         if engine.ack_fast(me, token, now).is_none() {
             return self.ack_slow(token, claimed_ns, enqueued_ns);
         }
-        if let Some(rec) = self.recorder() {
+        // `recorder()`, whose other tests `me` and `engine` passed.
+        if self.metrics.get() {
+            let rec = engine.recorder(me);
             rec.add(Counter::Acked, 1);
             if claimed_ns.is_some() || enqueued_ns.is_some() {
                 self.record_acked(&rec, self.precise(), claimed_ns, enqueued_ns);
@@ -214,7 +216,8 @@ impl Queue {
         };
         let now = self.now();
         let freed = engine.freed_tally(me);
-        let rec = self.recorder();
+        // `recorder()`, whose other tests `me` and `engine` passed.
+        let rec = self.metrics.get().then(|| engine.recorder(me));
         let mut precise = None;
         // Acked here, and by the general path (which counts and wakes for
         // its own acks).
