@@ -285,3 +285,62 @@ fn each_file_gets_its_own_nonzero_file_id() {
     std::fs::remove_file(&a).unwrap();
     std::fs::remove_file(&b).unwrap();
 }
+
+#[test]
+fn acks_by_token_take_the_fast_path_or_the_general_one_and_skip_lost_leases() {
+    let p = path("ack-tokens");
+    let q = Queue::create(
+        &p,
+        &Options {
+            key_capacity: 4,
+            ..small()
+        },
+    )
+    .unwrap();
+    q.send(b"a", Timeout::TryOnce).unwrap();
+    // A keyed claim is acked by the general path (it records its version).
+    q.send_with(b"k", &SendOptions::new().key(3).version(5))
+        .unwrap();
+    q.send(b"b", Timeout::TryOnce).unwrap();
+    let got = q.claim_batch(8, Timeout::TryOnce).unwrap();
+    assert_eq!(got.len(), 3);
+    let tokens: Vec<u64> = got.iter().map(|m| m.token()).collect();
+    // The first is acked alone: in the batch its lease is lost, skipped.
+    q.ack_token(tokens[0], None, None).unwrap();
+    let mut asked = Vec::new();
+    let acked = q
+        .ack_tokens(tokens.len(), |i| {
+            asked.push(i);
+            (tokens[i], None, None)
+        })
+        .unwrap();
+    assert_eq!((acked, asked), (2, vec![0, 1, 2]));
+    assert_eq!(q.latest_acked_version(3), 5);
+    let s = q.stats();
+    assert_eq!(s.counter(Counter::Acked), 3);
+    assert_eq!(s.counter(Counter::LeaseLost), 1);
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+    // An ack of a claim no longer held is the general path's error, and a
+    // forged token stops a batch before the claims after it.
+    let e = q.ack_token(tokens[1], None, None).unwrap_err();
+    assert_eq!(e.status(), Status::LeaseLost);
+    assert!(e.message().contains(": ack: "), "{e}");
+    q.send(b"c", Timeout::TryOnce).unwrap();
+    let c = q.claim(Timeout::TryOnce).unwrap();
+    let e = q
+        .ack_tokens(2, |i| {
+            if i == 0 {
+                (0, None, None)
+            } else {
+                (c.token(), None, None)
+            }
+        })
+        .unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument, "{e}");
+    assert!(e.message().contains(": ack: "), "{e}");
+    c.ack().unwrap();
+    assert_eq!(q.stats().counter(Counter::Acked), 4);
+    drop(got);
+    drop(q);
+    std::fs::remove_file(&p).unwrap();
+}

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::format::part;
 use crate::format::slot::{self, lap_diff, LeaseWord};
 use crate::memory::Memory;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// What a fast path found.
 pub(super) enum Fast<T> {
@@ -133,8 +133,30 @@ impl<M: Memory> Engine<M> {
     /// `now`): frees its slot. `None`: not the common case (a keyed claim,
     /// a claim no longer held, a race lost), nothing changed; run
     /// [`Engine::settle`], which also builds the errors.
+    #[inline(always)]
+    pub(crate) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
+        self.ack_fast_tallied(me, token, now, None)
+    }
+
+    /// The word `me`'s freed slots are tallied in (see [`Engine::tally`]),
+    /// found once for a batch of [`Engine::ack_fast_tallied`]; `None` for
+    /// a participant index past the table (which `tally` counts apart).
     #[inline]
-    pub(super) fn ack_fast(&self, me: u64, token: u64, now: u64) -> Option<Settled> {
+    pub(crate) fn freed_tally(&self, me: u64) -> Option<&AtomicU64> {
+        (me < self.layout.params.participant_capacity)
+            .then(|| self.mem.u64_at(self.layout.participant(me) + part::FREED))
+    }
+
+    /// [`Engine::ack_fast`], tallying in `freed` (`me`'s word, from
+    /// [`Engine::freed_tally`]) when given, as [`Engine::tally`] would.
+    #[inline(always)]
+    pub(crate) fn ack_fast_tallied(
+        &self,
+        me: u64,
+        token: u64,
+        now: u64,
+        freed: Option<&AtomicU64>,
+    ) -> Option<Settled> {
         let (i, generation) = self.split_token(token)?;
         let s = self.at(i);
         // Relaxed: decides only which path runs; a keyed claim takes the
@@ -142,7 +164,10 @@ impl<M: Memory> Engine<M> {
         if self.field(s, slot::KEY).load(Ordering::Relaxed) != 0 {
             return None;
         }
-        let w = self.word_at(s);
+        // The slot word, found once for the load and the CAS below.
+        let word = self.field(s, slot::WORD);
+        // Acquire: as in `word_at` (`held` loads it so).
+        let w = SlotWord(word.load(Ordering::Acquire));
         // Acquire: as in `held`, whose checks these are.
         let c = ClaimWord(self.field(s, slot::CLAIM).load(Ordering::Acquire));
         // Relaxed: as in `held` and `settle`.
@@ -158,7 +183,30 @@ impl<M: Memory> Engine<M> {
             return None;
         }
         // As `transit_free`: counted before the CAS, taken back if it fails.
-        self.tally(me, part::FREED);
+        match freed {
+            // Relaxed load + store: as in `tally_by` (single writer).
+            Some(t) => t.store(t.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed),
+            None => self.tally(me, part::FREED),
+        }
+        // The first try of `transit` (the same word, the same orderings:
+        // SeqCst, as `cas_slot` says why), in line; a CAS that fails (the
+        // lap moved, or the claim was lost) runs `transit` itself.
+        let free = w.transition(state::FREE, 0);
+        if word
+            .compare_exchange(w.0, free.0, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok()
+        {
+            return Some(Settled::Acked);
+        }
+        self.ack_fast_retry(me, i, w)
+    }
+
+    /// The rest of [`Engine::ack_fast`] after its first compare-and-swap
+    /// failed: [`Engine::transit`] from the same word (which retries while
+    /// only the lap moved), the tally taken back if the slot left the claim.
+    #[cold]
+    #[inline(never)]
+    fn ack_fast_retry(&self, me: u64, i: u64, w: SlotWord) -> Option<Settled> {
         if self.transit(i, w, state::FREE, 0).is_some() {
             return Some(Settled::Acked);
         }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use super::wait::Point;
-use super::{Message, Queue};
+use super::{Mapping, Message, Queue, Store};
 use crate::error::{Result, Status};
-use crate::metrics::{Counter, Histogram};
-use crate::ring::{Outcome, Settled};
+use crate::metrics::{Counter, Histogram, Recorder};
+use crate::ring::{Engine, Outcome, Settled};
 
 impl Queue {
     /// Gives the outcome of the claim named by `token`. `claimed_ns`, when
@@ -86,39 +86,206 @@ impl Queue {
         Ok(r)
     }
 
-    /// Acks several claims; returns how many were acked (a lost lease is
-    /// skipped, not an error, and not counted).
-    pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
-        self.checked("ack_batch", self.ack_batch_unchecked(messages))
+    /// Acks the claim named by `token`: what [`Queue::settle`] does with
+    /// [`Outcome::Ack`], with the common case (a keyless claim still held)
+    /// in straight-line code: one clock read, the engine's fast ack, the
+    /// counter, the wake-up, one due-time compare for maintenance. Anything
+    /// else (a keyed claim, a claim no longer held, a forged token, a lost
+    /// race, a handle that cannot write) runs [`Queue::settle`], which
+    /// builds the same errors. `claimed_ns` and `enqueued_ns`, when known,
+    /// feed the latency histograms.
+    #[inline]
+    pub fn ack_token(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        let Ok((me, engine)) = self.me("ack") else {
+            return self.ack_slow(token, claimed_ns, enqueued_ns);
+        };
+        self.ack_token_with(me, engine, token, claimed_ns, enqueued_ns)
     }
 
-    fn ack_batch_unchecked(&self, messages: &[Message<'_>]) -> Result<usize> {
-        let (me, engine) = self.me("ack_batch")?;
+    /// [`Queue::ack_token`] for a caller that ran [`Queue::check_intact`]
+    /// just before, on this thread, touching nothing of the mapping since
+    /// (the C library's entry does so for every call): the checks at the
+    /// start are not repeated (those at the end are). Anything else than
+    /// the common case runs [`Queue::settle`], which checks everything.
+    #[doc(hidden)]
+    #[inline]
+    pub fn ack_token_entered(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        match (self.me, &self.store) {
+            (Some(me), Store::Write(engine)) => {
+                self.ack_token_with(me, engine, token, claimed_ns, enqueued_ns)
+            }
+            _ => self.ack_slow(token, claimed_ns, enqueued_ns),
+        }
+    }
+
+    /// [`Queue::ack_token`] once the handle's checks passed: `me` and
+    /// `engine` are this handle's.
+    #[inline(always)]
+    fn ack_token_with(
+        &self,
+        me: u64,
+        engine: &Engine<Mapping>,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
         let now = self.now();
-        let mut precise = None;
-        let mut acked = 0;
-        for m in messages {
-            match engine.settle(me, m.claim.token(), &Outcome::Ack, now) {
-                Ok(_) => {
-                    acked += 1;
-                    if let Some(rec) = self.recorder() {
-                        rec.add(Counter::Acked, 1);
-                        if m.claim.sampled {
-                            let t = *precise.get_or_insert_with(|| self.precise());
-                            rec.record(Histogram::Processing, t.saturating_sub(m.claimed_ns));
-                            rec.record(Histogram::EndToEnd, t.saturating_sub(m.claim.enqueued_ns));
-                        }
-                    }
-                }
-                Err(e) if e.status() == Status::LeaseLost => self.count(Counter::LeaseLost, 1),
-                Err(e) => return Err(self.err("ack_batch", e)),
+        if engine.ack_fast(me, token, now).is_none() {
+            return self.ack_slow(token, claimed_ns, enqueued_ns);
+        }
+        // `recorder()`, whose other tests `me` and `engine` passed.
+        if self.metrics.get() {
+            let rec = engine.recorder(me);
+            rec.add(Counter::Acked, 1);
+            if claimed_ns.is_some() || enqueued_ns.is_some() {
+                self.record_acked(&rec, self.precise(), claimed_ns, enqueued_ns);
             }
         }
-        if acked > 0 {
+        self.notify(Point::NotFull);
+        self.tick(now);
+        self.checked("ack", Ok(()))
+    }
+
+    /// The general ack, for whatever [`Queue::ack_token`] does not do
+    /// itself (having changed nothing).
+    #[cold]
+    #[inline(never)]
+    fn ack_slow(
+        &self,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        self.settle(token, &Outcome::Ack, claimed_ns, enqueued_ns)
+            .map(|_| ())
+    }
+
+    /// Records the latencies of one acked message at precise time `t`.
+    #[inline]
+    fn record_acked(
+        &self,
+        rec: &Recorder<'_, Mapping>,
+        t: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) {
+        if let Some(c) = claimed_ns {
+            rec.record(Histogram::Processing, t.saturating_sub(c));
+        }
+        if let Some(e) = enqueued_ns {
+            rec.record(Histogram::EndToEnd, t.saturating_sub(e));
+        }
+    }
+
+    /// Acks `count` claims, the `i`th named by `claim(i)` (its token, and
+    /// its claim and enqueue times when known, for the latency histograms;
+    /// called once per claim, in order, right before its ack): what
+    /// [`Queue::ack_token`] does for each, with the checks, the clock read,
+    /// the counter, the wake-up and the maintenance compare once per batch.
+    /// Returns how many were acked: a claim no longer held is skipped (not
+    /// an error, counted as a lost lease); any other error stops the batch
+    /// and is returned (the claims acked before it stay acked, and are
+    /// counted). Errors name the operation `ack`, as [`Queue::ack_token`]'s.
+    pub fn ack_tokens(
+        &self,
+        count: usize,
+        claim: impl FnMut(usize) -> (u64, Option<u64>, Option<u64>),
+    ) -> Result<usize> {
+        self.ack_many("ack", count, claim)
+    }
+
+    fn ack_many(
+        &self,
+        op: &'static str,
+        count: usize,
+        mut claim: impl FnMut(usize) -> (u64, Option<u64>, Option<u64>),
+    ) -> Result<usize> {
+        let (me, engine) = match self.me(op) {
+            Ok(x) => x,
+            Err(e) => return self.checked(op, Err(e)),
+        };
+        let now = self.now();
+        let freed = engine.freed_tally(me);
+        // `recorder()`, whose other tests `me` and `engine` passed.
+        let rec = self.metrics.get().then(|| engine.recorder(me));
+        let mut precise = None;
+        // Acked here, and by the general path (which counts and wakes for
+        // its own acks).
+        let mut fast = 0u64;
+        let mut acked = 0usize;
+        let mut failed = None;
+        for i in 0..count {
+            let (token, claimed_ns, enqueued_ns) = claim(i);
+            if engine.ack_fast_tallied(me, token, now, freed).is_some() {
+                fast += 1;
+                acked += 1;
+                if let Some(rec) = &rec {
+                    if claimed_ns.is_some() || enqueued_ns.is_some() {
+                        let t = *precise.get_or_insert_with(|| self.precise());
+                        self.record_acked(rec, t, claimed_ns, enqueued_ns);
+                    }
+                }
+                continue;
+            }
+            match self.ack_general(op, token, claimed_ns, enqueued_ns) {
+                Ok(()) => acked += 1,
+                Err(e) if e.status() == Status::LeaseLost => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if fast > 0 {
+            if let Some(rec) = &rec {
+                rec.add(Counter::Acked, fast);
+            }
             self.notify(Point::NotFull);
         }
         self.tick(now);
-        Ok(acked)
+        match failed {
+            Some(e) => self.checked(op, Err(e)),
+            None => self.checked(op, Ok(acked)),
+        }
+    }
+
+    /// One ack of a batch that the fast path did not take: the general
+    /// path, which counts it (or its lost lease) and wakes for it.
+    #[cold]
+    #[inline(never)]
+    fn ack_general(
+        &self,
+        op: &str,
+        token: u64,
+        claimed_ns: Option<u64>,
+        enqueued_ns: Option<u64>,
+    ) -> Result<()> {
+        self.settle_unchecked(op, token, &Outcome::Ack, claimed_ns, enqueued_ns)
+            .map(|_| ())
+    }
+
+    /// Acks several claims; returns how many were acked (a lost lease is
+    /// skipped, not an error, and not counted).
+    pub fn ack_batch(&self, messages: &[Message<'_>]) -> Result<usize> {
+        self.ack_many("ack_batch", messages.len(), |i| {
+            let m = &messages[i];
+            let sampled = m.claim.sampled;
+            (
+                m.claim.token(),
+                sampled.then_some(m.claimed_ns),
+                sampled.then_some(m.claim.enqueued_ns),
+            )
+        })
     }
 }
 
@@ -136,7 +303,13 @@ impl<'q> Message<'q> {
 
     /// Done: the message is deleted.
     pub fn ack(self) -> Result<()> {
-        self.settle(&Outcome::Ack).map(|_| ())
+        // Only a sampled message is timed (see `Queue::sample`).
+        let sampled = self.claim.sampled;
+        self.q.ack_token(
+            self.claim.token(),
+            sampled.then_some(self.claimed_ns),
+            sampled.then_some(self.claim.enqueued_ns),
+        )
     }
 
     /// Try again after `delay` (counts as a failed delivery; dead-lettered

@@ -8,10 +8,70 @@ use super::super::queue::{shmq_queue, with_queue, Inner};
 use super::super::send::{opt_out, put};
 use super::super::status::{invalid, shmq_status};
 use engine::internals::sys::monotonic_ns;
+use engine::Error;
 use engine::Outcome;
-use engine::{Error, Status};
 
-use super::{read_msg, read_own, shmq_message};
+use super::{read_msg, read_own, shmq_message, MESSAGE_SIZE};
+
+/// The token of the caller's message `what` once it passed [`read_own`]'s
+/// checks, reading only the words they look at and the token; a message
+/// that fails them goes through `read_own` itself, which builds the error.
+///
+/// # Safety
+/// As [`read_own`]: `msg` is non-null, aligned, and readable for its
+/// `size` (at least 4 bytes).
+#[inline(always)]
+unsafe fn own_token(
+    inner: &Inner,
+    msg: *const shmq_message,
+    op: &str,
+    what: &dyn std::fmt::Display,
+) -> Result<u64, Error> {
+    // SAFETY: every shmq_message begins with its u32 size; the caller
+    // guarantees those 4 bytes.
+    if unsafe { msg.cast::<u32>().read() } == MESSAGE_SIZE {
+        // SAFETY: the caller's struct is `size` = sizeof(shmq_message)
+        // bytes, aligned; each field is read in place.
+        let (reserved, handle_id, token) = unsafe {
+            (
+                std::ptr::addr_of!((*msg).reserved).read(),
+                std::ptr::addr_of!((*msg).handle_id).read(),
+                std::ptr::addr_of!((*msg).token).read(),
+            )
+        };
+        if reserved == [0; 3] && handle_id == inner.id {
+            return Ok(token);
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { own_token_refused(inner, msg, op, what) }
+}
+
+/// [`own_token`] for a message its checks refuse: [`read_own`]'s error.
+///
+/// # Safety
+/// As [`own_token`].
+#[cold]
+#[inline(never)]
+unsafe fn own_token_refused(
+    inner: &Inner,
+    msg: *const shmq_message,
+    op: &str,
+    what: &dyn std::fmt::Display,
+) -> Result<u64, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { read_own(inner, msg, op, what) }.map(|m| m.token)
+}
+
+/// `msgs[i]`, as an error names the message of a batch: written only when
+/// an error is built.
+struct MsgAt(usize);
+
+impl std::fmt::Display for MsgAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "msgs[{}]", self.0)
+    }
+}
 
 fn settle(inner: &mut Inner, token: u64, outcome: &Outcome<'_>) -> Result<(), Error> {
     let times = match outcome {
@@ -36,9 +96,17 @@ fn settle(inner: &mut Inner, token: u64, outcome: &Outcome<'_>) -> Result<(), Er
 pub unsafe extern "C" fn shmq_ack(q: *mut shmq_queue, msg: *const shmq_message) -> shmq_status {
     const OP: &str = "shmq_ack";
     with_queue(q, OP, |inner| {
-        // SAFETY: forwarded from the caller.
-        let m = unsafe { read_msg(inner, msg, OP) }?;
-        settle(inner, m.token, &Outcome::Ack)
+        if msg.is_null() || !msg.is_aligned() {
+            // SAFETY: forwarded from the caller (`read_msg` refuses it).
+            return unsafe { read_msg(inner, msg, OP) }.map(|_| ());
+        }
+        // SAFETY: non-null and aligned; readable as the caller guarantees.
+        let token = unsafe { own_token(inner, msg, OP, &"msg") }?;
+        let (claimed_ns, enqueued_ns) = inner.take_claim(token);
+        // `with_queue` checked the handle just before (`check_intact`).
+        inner
+            .queue()
+            .ack_token_entered(token, claimed_ns, enqueued_ns)
     })
 }
 
@@ -149,18 +217,22 @@ pub unsafe extern "C" fn shmq_ack_batch(
         }
         for i in 0..count {
             // SAFETY: i < count entries, from the caller; aligned as `msgs`.
-            unsafe { read_own(inner, msgs.add(i), OP, &format_args!("msgs[{i}]")) }?;
+            unsafe { own_token(inner, msgs.add(i), OP, &MsgAt(i)) }?;
         }
-        let mut acked = 0;
-        for i in 0..count {
-            // SAFETY: i < count entries, from the caller, checked above.
-            let m = unsafe { msgs.add(i).read() };
-            match settle(inner, m.token, &Outcome::Ack) {
-                Ok(()) => acked += 1,
-                Err(e) if e.status() == Status::LeaseLost => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let acked = if count == 0 {
+            0
+        } else {
+            // SAFETY: the queue lives as long as `inner`, which outlives this
+            // use; borrowed apart from `inner.claims`, which the acks take
+            // the claim times from.
+            let queue = unsafe { inner.queue_static() };
+            queue.ack_tokens(count, |i| {
+                // SAFETY: i < count entries, from the caller, checked above.
+                let token = unsafe { (*msgs.add(i)).token };
+                let (claimed_ns, enqueued_ns) = inner.take_claim(token);
+                (token, claimed_ns, enqueued_ns)
+            })?
+        };
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_acked, acked) };
         Ok(())

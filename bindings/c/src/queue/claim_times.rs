@@ -79,10 +79,18 @@ impl ClaimTable {
     }
 
     /// The claim and enqueue times of `token`, if remembered; forgets them.
+    /// In line up to the usual answer (no entry in use: nothing to look up).
+    #[inline(always)]
     pub(super) fn take(&mut self, token: u64) -> (Option<u64>, Option<u64>) {
         if self.live == 0 {
             return (None, None);
         }
+        self.take_kept(token)
+    }
+
+    /// [`ClaimTable::take`] when some entry is in use.
+    #[inline(never)]
+    fn take_kept(&mut self, token: u64) -> (Option<u64>, Option<u64>) {
         let mask = self.entries.len() - 1;
         let home = self.home(token);
         for k in 0..CLAIM_PROBES {

@@ -161,6 +161,7 @@ impl Inner {
     }
 
     /// The claim and enqueue times of `token`, if remembered; forgets them.
+    #[inline(always)]
     pub fn take_claim(&mut self, token: u64) -> (Option<u64>, Option<u64>) {
         self.claims.take(token)
     }
