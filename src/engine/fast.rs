@@ -91,7 +91,9 @@ impl<M: Memory> Engine<M> {
 
     /// Reserves the slot of the next position in ring order if it is free
     /// for it: what [`Engine::reserve`] would reserve, in one step.
-    #[inline]
+    // Always inlined: into a send's fast path, where the reservation, the
+    // copy and the commit are then one straight-line body.
+    #[inline(always)]
     pub(super) fn reserve_fast(&self, me: u64, now: u64, len: usize) -> Fast<Reservation> {
         let tail = self.word(hdr::TAIL);
         let p = self.tail_view.start(tail);
@@ -127,6 +129,95 @@ impl<M: Memory> Engine<M> {
             seq: mine.seq(),
             position: p,
         })
+    }
+
+    /// A whole send of a plain message (no key, no delay, no time to live:
+    /// neither its own nor the queue's), in one step: the reservation of
+    /// [`Engine::reserve_fast`], the copy, and the commit that
+    /// [`Engine::send`] makes of such a message (`commit_from` with the
+    /// constants folded in). `stamp` as in [`Engine::send`], asked once the
+    /// message has a place. `None`: not the common case (a payload over the
+    /// maximum, a queue with a default time to live, the next slot not free
+    /// for its position, a race lost), nothing changed; run the general
+    /// path. `Some(Err(Abandoned))` as [`Engine::commit`] (the reservation
+    /// stalled past its timeout between the two steps). `Some(Ok(p))`: sent
+    /// at ring position `p`.
+    #[inline(always)]
+    pub fn send_fast(
+        &self,
+        me: u64,
+        now: u64,
+        payload: &[u8],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> Option<Result<u64>> {
+        if payload.len() as u64 > self.layout.params.max_message_size
+            || self.config.message_ttl_ns != 0
+        {
+            return None;
+        }
+        self.send_one_fast(me, now, payload, stamp)
+    }
+
+    /// [`Engine::send_fast`] of each message of `run` in turn, all committed
+    /// at `now`, the first one sampled if `stamp` says so (as a batch does).
+    /// Stops at the first message that is not the common case, having
+    /// changed nothing for it: returns how many it sent (a prefix of `run`),
+    /// and the error of a commit found abandoned, which ends the run too.
+    /// Also returns the bytes it sent. The queue's check (no default time
+    /// to live) is made once per run.
+    #[inline]
+    pub fn send_run_fast<B: AsRef<[u8]>>(
+        &self,
+        me: u64,
+        now: u64,
+        run: &[B],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> (usize, u64, Result<()>) {
+        let mut bytes = 0u64;
+        if self.config.message_ttl_ns != 0 {
+            return (0, bytes, Ok(()));
+        }
+        let max = self.layout.params.max_message_size;
+        let mut stamp = Some(stamp);
+        for (n, m) in run.iter().enumerate() {
+            let payload = m.as_ref();
+            if payload.len() as u64 > max {
+                return (n, bytes, Ok(()));
+            }
+            let first = stamp.take();
+            match self.send_one_fast(me, now, payload, || first.and_then(|f| f())) {
+                None => return (n, bytes, Ok(())),
+                Some(Ok(_)) => bytes += payload.len() as u64,
+                Some(Err(e)) => return (n, bytes, Err(e)),
+            }
+        }
+        (run.len(), bytes, Ok(()))
+    }
+
+    /// [`Engine::send_fast`] once the queue-wide conditions are checked (a
+    /// payload within the maximum, no default time to live).
+    #[inline(always)]
+    fn send_one_fast(
+        &self,
+        me: u64,
+        now: u64,
+        payload: &[u8],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> Option<Result<u64>> {
+        let Fast::Done(r) = self.reserve_fast(me, now, payload.len()) else {
+            return None;
+        };
+        // SAFETY: `r` was just reserved here and is committed only below;
+        // the payload is at most max_message_size (checked by the callers).
+        unsafe { self.write_payload(&r, payload) };
+        let (len, enqueued) = super::send::enqueue_stamp(payload.len(), now, stamp());
+        // What `Engine::send` commits for a message without key, version,
+        // delay or deadline (`commit_stamped`, whose key bookkeeping is
+        // nothing without a key).
+        Some(
+            self.commit_from(me, &r, len.0 as usize, 0, 0, None, now, enqueued, false)
+                .map(|_| r.position),
+        )
     }
 
     /// Acks the keyless claim `token` held by `me` (its lease not over at

@@ -460,13 +460,14 @@ impl<M: Memory> Engine<M> {
     /// Counts a slot taken from or returned to `FREE` in `me`'s entry (a
     /// plain store: only `me` writes it), or in a shared header word for a
     /// repair that runs outside any entry.
-    #[inline]
+    #[inline(always)]
     pub(super) fn tally(&self, me: u64, field: usize) {
         self.tally_by(me, field, 1);
     }
 
     /// [`Engine::tally`] by `delta` (wrapping: -1 takes one back).
-    #[inline]
+    // Always inlined: a few instructions, on every reservation and free.
+    #[inline(always)]
     pub(super) fn tally_by(&self, me: u64, field: usize, delta: u64) {
         if me < self.layout.params.participant_capacity {
             let w = self.mem.u64_at(self.layout.participant(me) + field);
