@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::format::part;
 use crate::format::slot::{self, lap_diff, LeaseWord};
 use crate::memory::Memory;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// What a fast path found.
 pub(super) enum Fast<T> {
@@ -28,6 +28,14 @@ pub(super) enum Fast<T> {
     /// Not the common case, or a race lost: nothing changed; run the
     /// general path.
     Slow,
+}
+
+/// What a run of reservations reads once (see [`Engine::producer_run`]).
+struct ProducerRun<'a> {
+    /// The word `me`'s reservations are tallied in, if any.
+    took: Option<&'a AtomicU64>,
+    /// [`Engine::lazy_every`].
+    lazy: u64,
 }
 
 impl<M: Memory> Engine<M> {
@@ -95,6 +103,31 @@ impl<M: Memory> Engine<M> {
     // copy and the commit are then one straight-line body.
     #[inline(always)]
     pub(super) fn reserve_fast(&self, me: u64, now: u64, len: usize) -> Fast<Reservation> {
+        self.reserve_fast_in(&self.producer_run(me), me, now, len)
+    }
+
+    /// What the reservations of `me` read of the handle and the layout,
+    /// read once for a run of them ([`Engine::send_run_fast`]).
+    #[inline(always)]
+    fn producer_run(&self, me: u64) -> ProducerRun<'_> {
+        ProducerRun {
+            // What `tally(me, part::TOOK)` counts in: `me`'s entry, or
+            // nothing for a handle outside the table (see `tally_by`).
+            took: (me < self.layout.params.participant_capacity)
+                .then(|| self.mem.u64_at(self.layout.participant(me) + part::TOOK)),
+            lazy: self.lazy_every(),
+        }
+    }
+
+    /// [`Engine::reserve_fast`] with what it reads once per run in `run`.
+    #[inline(always)]
+    fn reserve_fast_in(
+        &self,
+        run: &ProducerRun<'_>,
+        me: u64,
+        now: u64,
+        len: usize,
+    ) -> Fast<Reservation> {
         let tail = self.word(hdr::TAIL);
         let p = self.tail_view.start(tail);
         let (i, lap) = self.split(p);
@@ -108,8 +141,15 @@ impl<M: Memory> Engine<M> {
             return Fast::Slow;
         }
         // What `reserve_from` does after its CAS, and `reserve` after it
-        // (the cursor moves last, as there).
-        self.tally(me, part::TOOK);
+        // (the cursor moves last, as there): the tally first, as
+        // `tally(me, part::TOOK)`. Relaxed load + store: as in `tally_by`
+        // (single writer, read only by `occupied`, whose answer is a hint).
+        if let Some(took) = run.took {
+            took.store(
+                took.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
         // Relaxed stores: we own the slot; the commit CAS publishes.
         self.field(s, slot::POSITION).store(p, Ordering::Relaxed);
         self.field(s, slot::LEASE).store(
@@ -122,8 +162,7 @@ impl<M: Memory> Engine<M> {
         );
         self.field(s, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
-        self.tail_view
-            .leave(tail, p.wrapping_add(1), self.lazy_every());
+        self.tail_view.leave(tail, p.wrapping_add(1), run.lazy);
         Fast::Done(Reservation {
             slot: i,
             seq: mine.seq(),
@@ -155,7 +194,7 @@ impl<M: Memory> Engine<M> {
         {
             return None;
         }
-        self.send_one_fast(me, now, payload, stamp)
+        self.send_one_fast(&self.producer_run(me), me, now, payload, stamp)
     }
 
     /// [`Engine::send_fast`] of each message of `run` in turn, all committed
@@ -178,6 +217,7 @@ impl<M: Memory> Engine<M> {
             return (0, bytes, Ok(()));
         }
         let max = self.layout.params.max_message_size;
+        let producer = self.producer_run(me);
         let mut stamp = Some(stamp);
         for (n, m) in run.iter().enumerate() {
             let payload = m.as_ref();
@@ -185,7 +225,7 @@ impl<M: Memory> Engine<M> {
                 return (n, bytes, Ok(()));
             }
             let first = stamp.take();
-            match self.send_one_fast(me, now, payload, || first.and_then(|f| f())) {
+            match self.send_one_fast(&producer, me, now, payload, || first.and_then(|f| f())) {
                 None => return (n, bytes, Ok(())),
                 Some(Ok(_)) => bytes += payload.len() as u64,
                 Some(Err(e)) => return (n, bytes, Err(e)),
@@ -199,12 +239,13 @@ impl<M: Memory> Engine<M> {
     #[inline(always)]
     fn send_one_fast(
         &self,
+        producer: &ProducerRun<'_>,
         me: u64,
         now: u64,
         payload: &[u8],
         stamp: impl FnOnce() -> Option<u64>,
     ) -> Option<Result<u64>> {
-        let Fast::Done(r) = self.reserve_fast(me, now, payload.len()) else {
+        let Fast::Done(r) = self.reserve_fast_in(producer, me, now, payload.len()) else {
             return None;
         };
         // SAFETY: `r` was just reserved here and is committed only below;

@@ -54,22 +54,38 @@ impl Queue {
         let (me, engine) = self.me("send").ok()?;
         let now = self.now();
         let r = match engine.send_fast(me, now, data, || self.stamp(now))? {
-            Ok(position) => Ok(self.committed(
-                Committed {
+            Ok(position) => {
+                self.sent_plain(1, data.len() as u64, now);
+                Ok(Sent {
                     position,
                     version: 0,
-                    replaced: false,
-                },
-                data.len(),
-                now,
-            )),
+                })
+            }
             Err(e) => {
                 // As `send_spec_unchecked`: the reservation was given back.
                 self.notify(Point::NotFull);
                 Err(self.keyed_err("send", e))
             }
         };
-        Some(self.checked("send", r))
+        // As `checked`, inlined.
+        Some(match self.intact("send") {
+            Ok(()) => r,
+            Err(e) => Err(e),
+        })
+    }
+
+    /// The handle's bookkeeping after `n` plain messages of `bytes` bytes
+    /// in all were committed at `now` (as [`Queue::committed`] does for
+    /// each, without a replacement to count).
+    #[inline(always)]
+    fn sent_plain(&self, n: u64, bytes: u64, now: u64) {
+        self.notify(Point::NotEmpty);
+        self.note_role(ROLE_PRODUCER);
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Sent, n);
+            rec.add(Counter::BytesSent, bytes);
+        }
+        self.tick(now);
     }
 
     fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
@@ -281,13 +297,7 @@ impl Queue {
             }
             return Ok(0);
         }
-        self.notify(Point::NotEmpty);
-        self.note_role(ROLE_PRODUCER);
-        if let Some(rec) = self.recorder() {
-            rec.add(Counter::Sent, sent as u64);
-            rec.add(Counter::BytesSent, bytes);
-        }
-        self.tick(now);
+        self.sent_plain(sent as u64, bytes, now);
         Ok(sent)
     }
 }
