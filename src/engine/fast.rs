@@ -103,7 +103,11 @@ impl<M: Memory> Engine<M> {
     // copy and the commit are then one straight-line body.
     #[inline(always)]
     pub(super) fn reserve_fast(&self, me: u64, now: u64, len: usize) -> Fast<Reservation> {
-        self.reserve_fast_in(&self.producer_run(me), me, now, len)
+        match self.reserve_fast_in(&self.producer_run(me), me, now, len) {
+            Fast::Done((r, _)) => Fast::Done(r),
+            Fast::Empty => Fast::Empty,
+            Fast::Slow => Fast::Slow,
+        }
     }
 
     /// What the reservations of `me` read of the handle and the layout,
@@ -119,7 +123,8 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// [`Engine::reserve_fast`] with what it reads once per run in `run`.
+    /// [`Engine::reserve_fast`] with what it reads once per run in `run`;
+    /// also gives the reserved slot's location, for its commit.
     #[inline(always)]
     fn reserve_fast_in(
         &self,
@@ -127,7 +132,7 @@ impl<M: Memory> Engine<M> {
         me: u64,
         now: u64,
         len: usize,
-    ) -> Fast<Reservation> {
+    ) -> Fast<(Reservation, SlotAt)> {
         let tail = self.word(hdr::TAIL);
         let p = self.tail_view.start(tail);
         let (i, lap) = self.split(p);
@@ -137,7 +142,7 @@ impl<M: Memory> Engine<M> {
             return Fast::Slow;
         }
         let mine = SlotWord::new(state::RESERVED, me, w.seq() + 1, lap + 1);
-        if !self.cas_slot(i, w, mine) {
+        if !self.cas_slot_at(s, w, mine) {
             return Fast::Slow;
         }
         // What `reserve_from` does after its CAS, and `reserve` after it
@@ -163,11 +168,14 @@ impl<M: Memory> Engine<M> {
         self.field(s, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
         self.tail_view.leave(tail, p.wrapping_add(1), run.lazy);
-        Fast::Done(Reservation {
-            slot: i,
-            seq: mine.seq(),
-            position: p,
-        })
+        Fast::Done((
+            Reservation {
+                slot: i,
+                seq: mine.seq(),
+                position: p,
+            },
+            s,
+        ))
     }
 
     /// A whole send of a plain message (no key, no delay, no time to live:
@@ -245,7 +253,7 @@ impl<M: Memory> Engine<M> {
         payload: &[u8],
         stamp: impl FnOnce() -> Option<u64>,
     ) -> Option<Result<u64>> {
-        let Fast::Done(r) = self.reserve_fast_in(producer, me, now, payload.len()) else {
+        let Fast::Done((r, s)) = self.reserve_fast_in(producer, me, now, payload.len()) else {
             return None;
         };
         // SAFETY: `r` was just reserved here and is committed only below;
@@ -256,7 +264,7 @@ impl<M: Memory> Engine<M> {
         // delay or deadline (`commit_stamped`, whose key bookkeeping is
         // nothing without a key).
         Some(
-            self.commit_from(me, &r, len.0 as usize, 0, 0, None, now, enqueued, false)
+            self.commit_in(s, me, &r, len.0 as usize, 0, 0, None, now, enqueued, false)
                 .map(|_| r.position),
         )
     }
