@@ -3,13 +3,19 @@
 //! A keyless message at the head of the ring, with nothing on the side path,
 //! is claimed without the general walk ([`Engine::claim_head`]): one slot
 //! read, one compare-and-swap, the claim stamped. A keyless claim is acked
-//! with its check and one compare-and-swap. Each function makes exactly the
+//! with its check and one compare-and-swap. A plain message (no key, delay
+//! or time to live) is sent in one body ([`Engine::send_fast`], and
+//! [`Engine::send_run_fast`] for a batch): the reservation of the free slot
+//! at the tail, the copy, the commit, with what a run of them reads of the
+//! layout read once. Each function makes exactly the
 //! transitions the general path makes, with the same orderings, and answers
 //! `None` at the first thing that is not the common case (a key, a delay,
 //! a message off ring order, a lost race, a reservation at the head), having
 //! changed nothing: the caller then runs the general path, which handles
 //! every case. The general entry points call these first, so every test and
-//! model of the general path runs them too.
+//! model of the general path runs them too (a whole send is called first by
+//! the handle's sends instead; its steps are the reservation and commit
+//! that the engine's own entry points run).
 
 use super::*;
 use crate::error::Result;
