@@ -109,7 +109,7 @@ impl<M: Memory> Engine<M> {
     // copy and the commit are then one straight-line body.
     #[inline(always)]
     pub(super) fn reserve_fast(&self, me: u64, now: u64, len: usize) -> Fast<Reservation> {
-        match self.reserve_fast_in(&self.producer_run(me), me, now, len) {
+        match self.reserve_fast_in(None, me, now, len) {
             Fast::Done((r, _)) => Fast::Done(r),
             Fast::Empty => Fast::Empty,
             Fast::Slow => Fast::Slow,
@@ -129,12 +129,14 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// [`Engine::reserve_fast`] with what it reads once per run in `run`;
-    /// also gives the reserved slot's location, for its commit.
+    /// [`Engine::reserve_fast`] with what it reads once per run in `run`
+    /// (`None`: read here, once the slot is ours, so that a reservation that
+    /// fails reads none of it); also gives the reserved slot's location,
+    /// for its commit.
     #[inline(always)]
     fn reserve_fast_in(
         &self,
-        run: &ProducerRun<'_>,
+        run: Option<&ProducerRun<'_>>,
         me: u64,
         now: u64,
         len: usize,
@@ -155,6 +157,14 @@ impl<M: Memory> Engine<M> {
         // (the cursor moves last, as there): the tally first, as
         // `tally(me, part::TOOK)`. Relaxed load + store: as in `tally_by`
         // (single writer, read only by `occupied`, whose answer is a hint).
+        let here;
+        let run = match run {
+            Some(run) => run,
+            None => {
+                here = self.producer_run(me);
+                &here
+            }
+        };
         if let Some(took) = run.took {
             took.store(
                 took.load(Ordering::Relaxed).wrapping_add(1),
@@ -259,7 +269,8 @@ impl<M: Memory> Engine<M> {
         payload: &[u8],
         stamp: impl FnOnce() -> Option<u64>,
     ) -> Option<Result<u64>> {
-        let Fast::Done((r, s)) = self.reserve_fast_in(producer, me, now, payload.len()) else {
+        let Fast::Done((r, s)) = self.reserve_fast_in(Some(producer), me, now, payload.len())
+        else {
             return None;
         };
         // SAFETY: `r` was just reserved here and is committed only below;

@@ -175,50 +175,38 @@ pub unsafe extern "C" fn shmq_send_batch(
                 return Err(inner.err(invalid(OP, "msgs is misaligned")));
             }
         }
-        // Every buffer is checked before anything is sent; the batch then
-        // goes down as the caller's array itself, each entry read as a
-        // slice where the engine copies it (no gathering).
+        // A batch of up to STACK_BATCH is gathered on the stack (only its
+        // first `count` entries are written and read), a larger one in a Vec.
+        let mut stack = [MaybeUninit::<&[u8]>::uninit(); STACK_BATCH];
+        let mut heap = Vec::new();
+        if count > STACK_BATCH {
+            heap.reserve_exact(count);
+        }
         for i in 0..count {
             // SAFETY: i < count, within the caller's array.
             let m = unsafe { msgs.add(i).read() };
             // SAFETY: the caller's buffer.
-            unsafe { bytes(m.data, m.len, "msgs[i].data") }
+            let d = unsafe { bytes(m.data, m.len, "msgs[i].data") }
                 .map_err(|c| inner.err(invalid(OP, format!("message {i}: {c}"))))?;
+            match stack.get_mut(i) {
+                Some(slot) if count <= STACK_BATCH => {
+                    slot.write(d);
+                }
+                _ => heap.push(d),
+            }
         }
-        let v: &[CheckedIovec] = if count == 0 {
-            &[]
+        let v: &[&[u8]] = if count <= STACK_BATCH {
+            // SAFETY: the first `count` entries were written above, and
+            // MaybeUninit<T> has the layout of T.
+            unsafe { std::slice::from_raw_parts(stack.as_ptr().cast(), count) }
         } else {
-            // SAFETY: `count` entries, non-null and aligned (checked above),
-            // readable for the call; every one checked by `bytes` just now,
-            // which is what `CheckedIovec` stands for; `CheckedIovec` is a
-            // transparent `shmq_iovec`.
-            unsafe { std::slice::from_raw_parts(msgs.cast::<CheckedIovec>(), count) }
+            &heap
         };
         let n = send_all(inner, v, timeout_ns)?;
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_sent, n) };
         Ok(())
     })
-}
-
-/// An entry of a batch that `shmq_send_batch` checked with [`bytes`]: its
-/// buffer is non-null or empty, of a possible length, and readable (by the
-/// caller's contract) for the call the slice of it lives in. Only made from
-/// the caller's array after that check.
-#[repr(transparent)]
-struct CheckedIovec(shmq_iovec);
-
-impl AsRef<[u8]> for CheckedIovec {
-    #[inline(always)]
-    fn as_ref(&self) -> &[u8] {
-        if self.0.len == 0 {
-            return &[];
-        }
-        // SAFETY: checked by `bytes` before this value was made (see the
-        // type): non-null, at most isize::MAX, readable for the call, which
-        // the borrow of `self` does not outlive.
-        unsafe { std::slice::from_raw_parts(self.0.data.cast::<u8>(), self.0.len) }
-    }
 }
 
 /// Batches of up to this many messages are gathered on the stack: a batch
@@ -229,7 +217,7 @@ fn size_of_iovec() -> usize {
     std::mem::size_of::<shmq_iovec>()
 }
 
-fn send_all<B: AsRef<[u8]>>(inner: &Inner, v: &[B], timeout_ns: i64) -> Result<usize, Error> {
+fn send_all(inner: &Inner, v: &[&[u8]], timeout_ns: i64) -> Result<usize, Error> {
     if v.is_empty() {
         return Ok(0);
     }
