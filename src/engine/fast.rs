@@ -197,8 +197,8 @@ impl<M: Memory> Engine<M> {
     /// A whole send of a plain message (no key, no delay, no time to live:
     /// neither its own nor the queue's), in one step: the reservation of
     /// [`Engine::reserve_fast`], the copy, and the commit that
-    /// [`Engine::send`] makes of such a message (`commit_from` with the
-    /// constants folded in). `stamp` as in [`Engine::send`], asked once the
+    /// [`Engine::send`] makes of such a message (its commit, with the
+    /// constants folded in and the slot located once for both steps). `stamp` as in [`Engine::send`], asked once the
     /// message has a place. `None`: not the common case (a payload over the
     /// maximum, a queue with a default time to live, the next slot not free
     /// for its position, a race lost), nothing changed; run the general
