@@ -3,13 +3,19 @@
 //! A keyless message at the head of the ring, with nothing on the side path,
 //! is claimed without the general walk ([`Engine::claim_head`]): one slot
 //! read, one compare-and-swap, the claim stamped. A keyless claim is acked
-//! with its check and one compare-and-swap. Each function makes exactly the
+//! with its check and one compare-and-swap. A plain message (no key, delay
+//! or time to live) is sent in one body ([`Engine::send_fast`], and
+//! [`Engine::send_run_fast`] for a batch): the reservation of the free slot
+//! at the tail, the copy, the commit, with what a run of them reads of the
+//! layout read once. Each function makes exactly the
 //! transitions the general path makes, with the same orderings, and answers
 //! `None` at the first thing that is not the common case (a key, a delay,
 //! a message off ring order, a lost race, a reservation at the head), having
 //! changed nothing: the caller then runs the general path, which handles
 //! every case. The general entry points call these first, so every test and
-//! model of the general path runs them too.
+//! model of the general path runs them too (a whole send is called first by
+//! the handle's sends instead; its steps are the reservation and commit
+//! that the engine's own entry points run).
 
 use super::*;
 use crate::error::Result;
@@ -28,6 +34,14 @@ pub(super) enum Fast<T> {
     /// Not the common case, or a race lost: nothing changed; run the
     /// general path.
     Slow,
+}
+
+/// What a run of reservations reads once (see [`Engine::producer_run`]).
+struct ProducerRun<'a> {
+    /// The word `me`'s reservations are tallied in, if any.
+    took: Option<&'a AtomicU64>,
+    /// [`Engine::lazy_every`].
+    lazy: u64,
 }
 
 impl<M: Memory> Engine<M> {
@@ -91,8 +105,42 @@ impl<M: Memory> Engine<M> {
 
     /// Reserves the slot of the next position in ring order if it is free
     /// for it: what [`Engine::reserve`] would reserve, in one step.
-    #[inline]
+    // Always inlined: into a send's fast path, where the reservation, the
+    // copy and the commit are then one straight-line body.
+    #[inline(always)]
     pub(super) fn reserve_fast(&self, me: u64, now: u64, len: usize) -> Fast<Reservation> {
+        match self.reserve_fast_in(None, me, now, len) {
+            Fast::Done((r, _)) => Fast::Done(r),
+            Fast::Empty => Fast::Empty,
+            Fast::Slow => Fast::Slow,
+        }
+    }
+
+    /// What the reservations of `me` read of the handle and the layout,
+    /// read once for a run of them ([`Engine::send_run_fast`]).
+    #[inline(always)]
+    fn producer_run(&self, me: u64) -> ProducerRun<'_> {
+        ProducerRun {
+            // What `tally(me, part::TOOK)` counts in: `me`'s entry, or
+            // nothing for a handle outside the table (see `tally_by`).
+            took: (me < self.layout.params.participant_capacity)
+                .then(|| self.mem.u64_at(self.layout.participant(me) + part::TOOK)),
+            lazy: self.lazy_every(),
+        }
+    }
+
+    /// [`Engine::reserve_fast`] with what it reads once per run in `run`
+    /// (`None`: read here, once the slot is ours, so that a reservation that
+    /// fails reads none of it); also gives the reserved slot's location,
+    /// for its commit.
+    #[inline(always)]
+    fn reserve_fast_in(
+        &self,
+        run: Option<&ProducerRun<'_>>,
+        me: u64,
+        now: u64,
+        len: usize,
+    ) -> Fast<(Reservation, SlotAt)> {
         let tail = self.word(hdr::TAIL);
         let p = self.tail_view.start(tail);
         let (i, lap) = self.split(p);
@@ -102,12 +150,27 @@ impl<M: Memory> Engine<M> {
             return Fast::Slow;
         }
         let mine = SlotWord::new(state::RESERVED, me, w.seq() + 1, lap + 1);
-        if !self.cas_slot(i, w, mine) {
+        if !self.cas_slot_at(s, w, mine) {
             return Fast::Slow;
         }
         // What `reserve_from` does after its CAS, and `reserve` after it
-        // (the cursor moves last, as there).
-        self.tally(me, part::TOOK);
+        // (the cursor moves last, as there): the tally first, as
+        // `tally(me, part::TOOK)`. Relaxed load + store: as in `tally_by`
+        // (single writer, read only by `occupied`, whose answer is a hint).
+        let here;
+        let run = match run {
+            Some(run) => run,
+            None => {
+                here = self.producer_run(me);
+                &here
+            }
+        };
+        if let Some(took) = run.took {
+            took.store(
+                took.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
         // Relaxed stores: we own the slot; the commit CAS publishes.
         self.field(s, slot::POSITION).store(p, Ordering::Relaxed);
         self.field(s, slot::LEASE).store(
@@ -120,13 +183,107 @@ impl<M: Memory> Engine<M> {
         );
         self.field(s, slot::LEN)
             .store(len as u64, Ordering::Relaxed);
-        self.tail_view
-            .leave(tail, p.wrapping_add(1), self.lazy_every());
-        Fast::Done(Reservation {
-            slot: i,
-            seq: mine.seq(),
-            position: p,
-        })
+        self.tail_view.leave(tail, p.wrapping_add(1), run.lazy);
+        Fast::Done((
+            Reservation {
+                slot: i,
+                seq: mine.seq(),
+                position: p,
+            },
+            s,
+        ))
+    }
+
+    /// A whole send of a plain message (no key, no delay, no time to live:
+    /// neither its own nor the queue's), in one step: the reservation of
+    /// [`Engine::reserve_fast`], the copy, and the commit that
+    /// [`Engine::send`] makes of such a message (its commit, with the
+    /// constants folded in and the slot located once for both steps). `stamp` as in [`Engine::send`], asked once the
+    /// message has a place. `None`: not the common case (a payload over the
+    /// maximum, a queue with a default time to live, the next slot not free
+    /// for its position, a race lost), nothing changed; run the general
+    /// path. `Some(Err(Abandoned))` as [`Engine::commit`] (the reservation
+    /// stalled past its timeout between the two steps). `Some(Ok(p))`: sent
+    /// at ring position `p`.
+    #[inline(always)]
+    pub fn send_fast(
+        &self,
+        me: u64,
+        now: u64,
+        payload: &[u8],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> Option<Result<u64>> {
+        if payload.len() as u64 > self.layout.params.max_message_size
+            || self.config.message_ttl_ns != 0
+        {
+            return None;
+        }
+        self.send_one_fast(&self.producer_run(me), me, now, payload, stamp)
+    }
+
+    /// [`Engine::send_fast`] of each message of `run` in turn, all committed
+    /// at `now`, the first one sampled if `stamp` says so (as a batch does).
+    /// Stops at the first message that is not the common case, having
+    /// changed nothing for it: returns how many it sent (a prefix of `run`),
+    /// and the error of a commit found abandoned, which ends the run too.
+    /// Also returns the bytes it sent. The queue's check (no default time
+    /// to live) is made once per run.
+    #[inline]
+    pub fn send_run_fast<B: AsRef<[u8]>>(
+        &self,
+        me: u64,
+        now: u64,
+        run: &[B],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> (usize, u64, Result<()>) {
+        let mut bytes = 0u64;
+        if self.config.message_ttl_ns != 0 {
+            return (0, bytes, Ok(()));
+        }
+        let max = self.layout.params.max_message_size;
+        let producer = self.producer_run(me);
+        let mut stamp = Some(stamp);
+        for (n, m) in run.iter().enumerate() {
+            let payload = m.as_ref();
+            if payload.len() as u64 > max {
+                return (n, bytes, Ok(()));
+            }
+            let first = stamp.take();
+            match self.send_one_fast(&producer, me, now, payload, || first.and_then(|f| f())) {
+                None => return (n, bytes, Ok(())),
+                Some(Ok(_)) => bytes += payload.len() as u64,
+                Some(Err(e)) => return (n, bytes, Err(e)),
+            }
+        }
+        (run.len(), bytes, Ok(()))
+    }
+
+    /// [`Engine::send_fast`] once the queue-wide conditions are checked (a
+    /// payload within the maximum, no default time to live).
+    #[inline(always)]
+    fn send_one_fast(
+        &self,
+        producer: &ProducerRun<'_>,
+        me: u64,
+        now: u64,
+        payload: &[u8],
+        stamp: impl FnOnce() -> Option<u64>,
+    ) -> Option<Result<u64>> {
+        let Fast::Done((r, s)) = self.reserve_fast_in(Some(producer), me, now, payload.len())
+        else {
+            return None;
+        };
+        // SAFETY: `r` was just reserved here and is committed only below;
+        // the payload is at most max_message_size (checked by the callers).
+        unsafe { self.write_payload(&r, payload) };
+        let (len, enqueued) = super::send::enqueue_stamp(payload.len(), now, stamp());
+        // What `Engine::send` commits for a message without key, version,
+        // delay or deadline (`commit_stamped`, whose key bookkeeping is
+        // nothing without a key).
+        Some(
+            self.commit_in(s, me, &r, len.0 as usize, 0, 0, None, now, enqueued, false)
+                .map(|_| r.position),
+        )
     }
 
     /// Acks the keyless claim `token` held by `me` (its lease not over at

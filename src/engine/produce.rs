@@ -297,8 +297,38 @@ impl<M: Memory> Engine<M> {
         enqueued_ns: u64,
         replacing: bool,
     ) -> Result<u64> {
-        let i = r.slot;
-        let s = self.at(i);
+        self.commit_in(
+            self.at(r.slot),
+            me,
+            r,
+            len,
+            key,
+            version,
+            not_before_ns,
+            now,
+            enqueued_ns,
+            replacing,
+        )
+    }
+
+    /// [`Engine::commit_from`] with the reservation's slot located already
+    /// (`s`, [`Engine::at`] of `r.slot`): a send's fast path locates it once
+    /// for the reservation and the commit.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the message's metadata, written once
+    pub(super) fn commit_in(
+        &self,
+        s: SlotAt,
+        me: u64,
+        r: &Reservation,
+        len: usize,
+        key: u64,
+        version: u64,
+        not_before_ns: Option<u64>,
+        now: u64,
+        enqueued_ns: u64,
+        replacing: bool,
+    ) -> Result<u64> {
         // Relaxed stores: we own the slot while it is ours; the commit CAS
         // (release) publishes them. If the reservation was abandoned, these
         // writes land on a free slot whose next producer overwrites them.
@@ -375,7 +405,7 @@ impl<M: Memory> Engine<M> {
             if new.state() == state::PENDING {
                 self.pending_entered(key);
             }
-            if self.cas_slot(i, w, new) {
+            if self.cas_slot_at(s, w, new) {
                 if new.state() == state::DELAYED {
                     self.delay_entered(not_before_ns.unwrap_or(now));
                 } else if new.state() == state::PENDING {
@@ -388,6 +418,15 @@ impl<M: Memory> Engine<M> {
             }
             // The lap moved (a skip) or consumers passed us: read again.
         }
+    }
+
+    /// [`Engine::cas_slot`] of the slot at `s` (located once by the caller).
+    #[inline(always)]
+    pub(super) fn cas_slot_at(&self, s: SlotAt, old: SlotWord, new: SlotWord) -> bool {
+        // SeqCst, Acquire: as in `cas_slot`, which this is.
+        self.field(s, slot::WORD)
+            .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Frees our reservation's slot if it was abandoned (quarantined) while
@@ -460,13 +499,14 @@ impl<M: Memory> Engine<M> {
     /// Counts a slot taken from or returned to `FREE` in `me`'s entry (a
     /// plain store: only `me` writes it), or in a shared header word for a
     /// repair that runs outside any entry.
-    #[inline]
+    #[inline(always)]
     pub(super) fn tally(&self, me: u64, field: usize) {
         self.tally_by(me, field, 1);
     }
 
     /// [`Engine::tally`] by `delta` (wrapping: -1 takes one back).
-    #[inline]
+    // Always inlined: a few instructions, on every reservation and free.
+    #[inline(always)]
     pub(super) fn tally_by(&self, me: u64, field: usize, delta: u64) {
         if me < self.layout.params.participant_capacity {
             let w = self.mem.u64_at(self.layout.participant(me) + field);

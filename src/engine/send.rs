@@ -368,7 +368,7 @@ impl<M: Memory> Engine<M> {
 /// The length word (with the sampling flag) and enqueue time of a
 /// `len`-byte message committed at `now`, sampled at `precise` if given.
 #[inline]
-fn enqueue_stamp(len: usize, now: u64, precise: Option<u64>) -> (LenWord, u64) {
+pub(super) fn enqueue_stamp(len: usize, now: u64, precise: Option<u64>) -> (LenWord, u64) {
     match precise {
         Some(t) => (LenWord::new(len as u64, true), t),
         None => (LenWord::new(len as u64, false), now),

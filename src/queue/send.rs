@@ -20,6 +20,9 @@ pub struct Sent {
 impl Queue {
     /// Sends one message without a key, waiting for room up to `timeout`.
     pub fn send(&self, data: &[u8], timeout: impl Into<Timeout>) -> Result<Sent> {
+        if let Some(r) = self.send_fast(data) {
+            return r;
+        }
         // No options to convert: the spec of a plain message, as is.
         let plain = SendSpec {
             latest_only: self.latest_only,
@@ -37,6 +40,52 @@ impl Queue {
     /// mode a waiting (unclaimed) message of the key is replaced in place.
     pub fn send_with(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
         self.checked("send", self.send_with_unchecked(data, opts))
+    }
+
+    /// The common case of [`Queue::send`], in straight-line code: the
+    /// handle's checks, one clock read, the engine's fast send
+    /// ([`Engine::send_fast`]), the bookkeeping of [`Queue::committed`].
+    /// `None`: not the common case (a check failed, the message is too
+    /// large, the ring has no room at its next slot, ...), nothing
+    /// changed: the general path runs, builds the errors and waits.
+    #[inline(always)]
+    fn send_fast(&self, data: &[u8]) -> Option<Result<Sent>> {
+        // The checks of `me`; its error is built again by the general path.
+        let (me, engine) = self.me("send").ok()?;
+        let now = self.now();
+        let r = match engine.send_fast(me, now, data, || self.stamp(now))? {
+            Ok(position) => {
+                self.sent_plain(1, data.len() as u64, now);
+                Ok(Sent {
+                    position,
+                    version: 0,
+                })
+            }
+            Err(e) => {
+                // As `send_spec_unchecked`: the reservation was given back.
+                self.notify(Point::NotFull);
+                Err(self.keyed_err("send", e))
+            }
+        };
+        // As `checked`, inlined.
+        Some(match self.intact("send") {
+            Ok(()) => r,
+            Err(e) => Err(e),
+        })
+    }
+
+    /// The handle's bookkeeping after `n` plain messages of `bytes` bytes
+    /// in all were committed at `now` (as [`Queue::committed`] does for
+    /// each, without a replacement to count).
+    #[inline(always)]
+    fn sent_plain(&self, n: u64, bytes: u64, now: u64) {
+        self.notify(Point::NotEmpty);
+        self.note_role(ROLE_PRODUCER);
+        if let Some(rec) = self.recorder() {
+            rec.add(Counter::Sent, n);
+            rec.add(Counter::BytesSent, bytes);
+        }
+        self.tick(now);
     }
 
     fn send_with_unchecked(&self, data: &[u8], opts: &SendOptions) -> Result<Sent> {
@@ -140,6 +189,7 @@ impl Queue {
 
     /// The handle's bookkeeping after the engine committed `c`, a message
     /// of `len` bytes, at `now`.
+    #[inline]
     pub(super) fn committed(&self, c: Committed, len: usize, now: u64) -> Sent {
         if c.replaced {
             self.count(Counter::Conflated, 1);
@@ -195,11 +245,21 @@ impl Queue {
         timeout: Timeout,
     ) -> Result<usize> {
         let (me, engine) = self.me("send_batch")?;
-        let mut sent = 0usize;
-        let mut bytes = 0u64;
         let mut now = self.now();
-        let mut failed = None;
-        for m in messages {
+        // The common case first: the messages that fit now, one engine
+        // call for the run, the first possibly sampled. It stops at the
+        // first message that is not the common case (the ring without room
+        // at its next slot, a message too large, ...), which the general
+        // loop below then takes up.
+        let (mut sent, mut bytes, run) =
+            engine.send_run_fast(me, now, messages, || self.stamp(now));
+        let mut failed = run.err().map(|e| self.err_once("send_batch", e));
+        let rest = if failed.is_some() {
+            &messages[..0]
+        } else {
+            &messages[sent..]
+        };
+        for m in rest {
             let data = m.as_ref();
             if let Err(e) = self.check_len(data.len(), "send_batch") {
                 failed = Some(e);
@@ -237,13 +297,7 @@ impl Queue {
             }
             return Ok(0);
         }
-        self.notify(Point::NotEmpty);
-        self.note_role(ROLE_PRODUCER);
-        if let Some(rec) = self.recorder() {
-            rec.add(Counter::Sent, sent as u64);
-            rec.add(Counter::BytesSent, bytes);
-        }
-        self.tick(now);
+        self.sent_plain(sent as u64, bytes, now);
         Ok(sent)
     }
 }
