@@ -19,7 +19,7 @@ use crate::memory::Memory;
 use crate::sync::Ordering;
 
 /// What a fast path found.
-pub(super) enum Fast<T> {
+pub(crate) enum Fast<T> {
     /// It did the operation.
     Done(T),
     /// It found, as the general path would, that there is nothing to do
@@ -87,6 +87,30 @@ impl<M: Memory> Engine<M> {
             Some(c) => Fast::Done(c),
             None => Fast::Slow,
         })
+    }
+
+    /// The handle's fast claim (the C ABI's copying claims call it first):
+    /// [`Engine::claim_fast`], unless this handle's fast claims are off
+    /// (keyed traffic, as in [`Engine::claim_counted`]). A claim of a
+    /// message past its deadline is disposed of as `claim_counted` does
+    /// (counted in `tally`) and answers `Slow`: the general path then looks
+    /// for the next message, as `claim_counted` goes on to.
+    #[inline]
+    pub(crate) fn claim_quick(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Fast<Claim>> {
+        // Relaxed: a handle-private hint (see `fast_claims_off`).
+        if self
+            .fast_claims_off
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(Fast::Slow);
+        }
+        match self.claim_fast(me, now)? {
+            Fast::Done(c) if c.expired() => {
+                self.expire_claimed(me, &c, now, tally)?;
+                Ok(Fast::Slow)
+            }
+            f => Ok(f),
+        }
     }
 
     /// Reserves the slot of the next position in ring order if it is free

@@ -119,6 +119,7 @@ mod tests;
 pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally, PASS_AFTER_NS};
+pub(crate) use fast::Fast;
 use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
 pub use handle_words::{Quiet, WaitOn};
 pub use inspect::{
