@@ -480,20 +480,29 @@ impl<M: Memory> Engine<M> {
             token: self.token_of(i, generation),
         };
         if len > self.layout.params.max_message_size {
-            // A scribbled length: never hand it out; dead-letter the message.
-            let reason = format!("corrupt length {len} in slot {i}");
-            self.settle(
-                w.owner(),
-                claim.token(),
-                &Outcome::Reject { reason: &reason },
-                now,
-            )?;
-            return Err(Error::new(
-                Status::Corrupt,
-                format!("{reason}: the message was moved to the dead letters"),
-            ));
+            return Err(self.corrupt_length(w.owner(), &claim, now));
         }
         Ok(Some(claim))
+    }
+
+    /// A claim of a message with a scribbled length, which is never
+    /// handed out: dead-letters the message and builds the error.
+    #[cold]
+    #[inline(never)]
+    fn corrupt_length(&self, me: u64, claim: &Claim, now: u64) -> Error {
+        let reason = format!("corrupt length {} in slot {}", claim.len, claim.slot);
+        if let Err(e) = self.settle(
+            me,
+            claim.token(),
+            &Outcome::Reject { reason: &reason },
+            now,
+        ) {
+            return e;
+        }
+        Error::new(
+            Status::Corrupt,
+            format!("{reason}: the message was moved to the dead letters"),
+        )
     }
 
     /// [`Engine::count_attempt`] for a message with a deadline: 0, and no

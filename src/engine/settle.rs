@@ -144,7 +144,24 @@ impl<M: Memory> Engine<M> {
         // (the seqlock reader's rule), so a claim lost during the copy is
         // seen.
         crate::sync::fence(Ordering::Acquire);
-        self.held(me, c.token, None).map_err(lost_during_copy)?;
+        // What `held` checks, knowing the claim: the slot word still at the
+        // step of our claim (a claim ends only with a transition, which
+        // moves the step), and the claim word stamped for that step with
+        // our generation (which never repeats: a word that came back to
+        // the same step after its sequence wrapped is not taken for ours).
+        let s = self.at(c.slot);
+        let w = self.word_at(s);
+        // Acquire: as in `held`.
+        let cw = ClaimWord(self.field(s, slot::CLAIM).load(Ordering::Acquire));
+        let held = w.is(state::CLAIMED, me, c.seq)
+            && cw.stamped_for(c.seq)
+            && self
+                .split_token(c.token)
+                .is_some_and(|(_, generation)| self.same_generation(cw.generation(), generation));
+        if !held {
+            // Built by `held`, as `read_claimed` builds it.
+            self.held(me, c.token, None).map_err(lost_during_copy)?;
+        }
         Ok(len)
     }
 
