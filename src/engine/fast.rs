@@ -34,7 +34,7 @@ impl<M: Memory> Engine<M> {
     /// Claims the message at the head of the ring if it is a keyless
     /// message in ring order and nothing waits on the side path: what
     /// [`Engine::claim_counted`] would claim, found in one step.
-    #[inline]
+    #[inline(always)]
     pub(super) fn claim_fast(&self, me: u64, now: u64) -> Result<Fast<Claim>> {
         // Acquire: as in `side_needed`, whose test this is, keeping the
         // epoch to compare again before the claim (as `claim_counted` does).
@@ -95,7 +95,7 @@ impl<M: Memory> Engine<M> {
     /// message past its deadline is disposed of as `claim_counted` does
     /// (counted in `tally`) and answers `Slow`: the general path then looks
     /// for the next message, as `claim_counted` goes on to.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn claim_quick(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Fast<Claim>> {
         // Relaxed: a handle-private hint (see `fast_claims_off`).
         if self

@@ -168,9 +168,10 @@ impl Queue {
 
     /// Claims the next message like [`Queue::claim`] and copies its payload
     /// into `buf` like [`Message::read_into`], in one call down (the C
-    /// ABI's `shmq_claim_copy`; behind the `internals` door). Returns the
-    /// claim and the payload length. `buf` should hold max_message_size
-    /// bytes (else a longer payload is claimed and then `TooLarge`).
+    /// ABI's `shmq_claim_copy`; behind the `internals` door). On success
+    /// calls `done(message, len)` (and only then: a failed call gives the
+    /// caller nothing). `buf` should hold max_message_size bytes (else a
+    /// longer payload is claimed and then refused, `TooLarge`).
     ///
     /// The common case (a keyless message at the head, see
     /// [`ring::Engine::claim_quick`]) reads the clock once, claims, copies
@@ -182,7 +183,8 @@ impl Queue {
         &self,
         buf: &mut [u8],
         timeout: impl Into<Timeout>,
-    ) -> Result<(Message<'_>, usize)> {
+        done: impl FnOnce(&Message<'_>, usize),
+    ) -> Result<()> {
         if let Ok((me, engine)) = self.me("claim") {
             let now = self.now();
             let mut tally = ring::Tally::default();
@@ -190,10 +192,14 @@ impl Queue {
                 Ok(Fast::Done(c)) => {
                     self.tick(now);
                     let m = self.claimed(c, now);
-                    let r = engine
-                        .read_fresh(me, &m.claim, buf)
-                        .map_err(|e| self.err("read", e));
-                    return self.checked("read", r.map(|n| (m, n)));
+                    return match engine.read_fresh(me, &m.claim, buf) {
+                        Ok(n) => {
+                            self.intact("read")?;
+                            done(&m, n);
+                            Ok(())
+                        }
+                        Err(e) => self.checked("read", Err(self.err("read", e))),
+                    };
                 }
                 Ok(_) => self.account_tally(&tally),
                 Err(e) => {
@@ -204,7 +210,8 @@ impl Queue {
         }
         let m = self.claim(timeout)?;
         let n = m.read_into(buf)?;
-        Ok((m, n))
+        done(&m, n);
+        Ok(())
     }
 
     /// Claims up to `max` messages like [`Queue::claim_batch`] and copies

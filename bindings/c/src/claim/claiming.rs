@@ -136,16 +136,17 @@ pub unsafe extern "C" fn shmq_claim_copy(
         }
         // SAFETY: the message(s) are dropped at the end of this call, while
         // `inner` lives.
-        let (m, n) = unsafe { inner.queue_static() }.claim_copy(b, Timeout::from_nanos(timeout_ns))?;
-        let mut c = to_c(inner, &m, buf.cast::<u8>());
-        c.len = n;
-        // Only a sampled claim is timed (as the Rust API does).
-        if m.sampled() {
-            inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
-        }
-        // SAFETY: checked non-null and aligned.
-        unsafe { msg.write(c) };
-        Ok(())
+        let q = unsafe { inner.queue_static() };
+        q.claim_copy(b, Timeout::from_nanos(timeout_ns), |m, n| {
+            let mut c = to_c(inner, m, buf.cast::<u8>());
+            c.len = n;
+            // Only a sampled claim is timed (as the Rust API does).
+            if m.sampled() {
+                inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+            }
+            // SAFETY: checked non-null and aligned.
+            unsafe { msg.write(c) };
+        })
     })
 }
 
