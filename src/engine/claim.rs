@@ -491,12 +491,7 @@ impl<M: Memory> Engine<M> {
     #[inline(never)]
     fn corrupt_length(&self, me: u64, claim: &Claim, now: u64) -> Error {
         let reason = format!("corrupt length {} in slot {}", claim.len, claim.slot);
-        if let Err(e) = self.settle(
-            me,
-            claim.token(),
-            &Outcome::Reject { reason: &reason },
-            now,
-        ) {
+        if let Err(e) = self.settle(me, claim.token(), &Outcome::Reject { reason: &reason }, now) {
             return e;
         }
         Error::new(

@@ -36,14 +36,32 @@ impl<M: Memory> Engine<M> {
     /// [`Engine::claim_counted`] would claim, found in one step.
     #[inline(always)]
     pub(super) fn claim_fast(&self, me: u64, now: u64) -> Result<Fast<Claim>> {
+        let Some(dirty) = self.side_clean(now) else {
+            return Ok(Fast::Slow);
+        };
+        self.claim_head_fast(me, now, dirty)
+    }
+
+    /// The side path's epoch if nothing waits there at `now` (no message
+    /// off ring order, no delayed one due): then the next message in ring
+    /// order is the one to claim.
+    #[inline(always)]
+    fn side_clean(&self, now: u64) -> Option<u64> {
         // Acquire: as in `side_needed`, whose test this is, keeping the
         // epoch to compare again before the claim (as `claim_counted` does).
         let dirty = self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
         if dirty != self.word(hdr::SIDE_CLEAN).load(Ordering::Acquire)
             || now >= self.word(hdr::SIDE_NEXT_DUE).load(Ordering::Relaxed)
         {
-            return Ok(Fast::Slow);
+            return None;
         }
+        Some(dirty)
+    }
+
+    /// [`Engine::claim_fast`] once the side path was found clean at epoch
+    /// `dirty`: the epoch is compared again before the claim's CAS.
+    #[inline(always)]
+    fn claim_head_fast(&self, me: u64, now: u64, dirty: u64) -> Result<Fast<Claim>> {
         let head = self.word(hdr::HEAD);
         let p = self.head_view.start(head);
         let (i, lap) = self.split(p);
@@ -111,6 +129,52 @@ impl<M: Memory> Engine<M> {
             }
             f => Ok(f),
         }
+    }
+
+    /// A run of fast claims for a batch: up to `max` claims like
+    /// [`Engine::claim_quick`]'s, each given to `push`, with the side path
+    /// checked once for the run (each claim still compares its epoch before
+    /// its CAS, as `claim_fast` does: a message that entered the side path
+    /// or a delay that fell due meanwhile moves it). Returns how many it
+    /// claimed and what stopped it: `Done` at `max`, `Empty` when nothing
+    /// more is in ring order, `Slow` at the first message that is not the
+    /// common case (a claim of a message past its deadline disposed of as
+    /// in `claim_quick`): the general claim takes the next one.
+    #[inline]
+    pub(crate) fn claim_fast_run(
+        &self,
+        me: u64,
+        now: u64,
+        max: usize,
+        tally: &mut Tally,
+        mut push: impl FnMut(Claim),
+    ) -> Result<(usize, Fast<()>)> {
+        // Relaxed: a handle-private hint (see `fast_claims_off`).
+        if self
+            .fast_claims_off
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok((0, Fast::Slow));
+        }
+        let Some(dirty) = self.side_clean(now) else {
+            return Ok((0, Fast::Slow));
+        };
+        let mut n = 0;
+        while n < max {
+            match self.claim_head_fast(me, now, dirty)? {
+                Fast::Done(c) if c.expired() => {
+                    self.expire_claimed(me, &c, now, tally)?;
+                    return Ok((n, Fast::Slow));
+                }
+                Fast::Done(c) => {
+                    push(c);
+                    n += 1;
+                }
+                Fast::Empty => return Ok((n, Fast::Empty)),
+                Fast::Slow => return Ok((n, Fast::Slow)),
+            }
+        }
+        Ok((n, Fast::Done(())))
     }
 
     /// Reserves the slot of the next position in ring order if it is free

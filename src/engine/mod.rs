@@ -119,8 +119,8 @@ mod tests;
 pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally, PASS_AFTER_NS};
-pub(crate) use fast::Fast;
 use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub(crate) use fast::Fast;
 pub use handle_words::{Quiet, WaitOn};
 pub use inspect::{
     DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,
