@@ -19,7 +19,7 @@ use crate::memory::Memory;
 use crate::sync::Ordering;
 
 /// What a fast path found.
-pub(crate) enum Fast<T> {
+pub enum Fast<T> {
     /// It did the operation.
     Done(T),
     /// It found, as the general path would, that there is nothing to do
@@ -141,7 +141,7 @@ impl<M: Memory> Engine<M> {
     /// common case (a claim of a message past its deadline disposed of as
     /// in `claim_quick`): the general claim takes the next one.
     #[inline]
-    pub(crate) fn claim_fast_run(
+    pub fn claim_fast_run(
         &self,
         me: u64,
         now: u64,

@@ -174,7 +174,7 @@ impl Queue {
     /// longer payload is claimed and then refused, `TooLarge`).
     ///
     /// The common case (a keyless message at the head, see
-    /// [`ring::Engine::claim_quick`]) reads the clock once, claims, copies
+    /// `Engine::claim_quick`) reads the clock once, claims, copies
     /// with one check after the copy, and counts; anything else takes the
     /// general path, which the fast one left untouched.
     #[cfg(feature = "internals")]
@@ -224,8 +224,8 @@ impl Queue {
     /// error only when every copy was lost. Returns how many were given to
     /// `each`.
     ///
-    /// The common case claims every message with
-    /// [`ring::Engine::claim_quick`] on one clock read, counts them once,
+    /// The common case claims the messages in one fast run
+    /// (`Engine::claim_fast_run`) on one clock read, counts them once,
     /// runs the maintenance check once, and checks each claim once after
     /// its copy. Nothing is copied unless every claim succeeded, as in the
     /// general path.
