@@ -264,10 +264,7 @@ impl Queue {
                 };
             }
         };
-        let (me, engine) = match self.me("read") {
-            Ok(x) => x,
-            Err(e) => return Err(e),
-        };
+        let (me, engine) = self.me("read")?;
         let (mut at, mut n, mut lost) = (0usize, 0usize, None);
         for m in &claims {
             match engine.read_fresh(me, &m.claim, &mut buf[at..]) {
