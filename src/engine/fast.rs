@@ -94,8 +94,17 @@ impl<M: Memory> Engine<M> {
         if self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire) != dirty {
             return Ok(Fast::Slow);
         }
-        let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
-            return Ok(Fast::Slow);
+        // The claim's CAS, inline, as `transit` makes it; a word that moved
+        // meanwhile (a lost race, or only its lap: producers skipping the
+        // slot) goes through `transit`, which retries or gives up.
+        let next = w.transition(state::CLAIMED, me);
+        let mine = if self.cas_slot(i, w, next) {
+            next
+        } else {
+            let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
+                return Ok(Fast::Slow);
+            };
+            mine
         };
         let claimed = self.finish_claim(i, mine, now);
         // The cursor moves after the claim is stamped, as in `claim_head`.
