@@ -461,9 +461,9 @@ impl<M: Memory> Engine<M> {
         let deliveries = if len_word.expires() {
             self.count_attempt_unless_expired(i, seq, now)
         } else {
-            self.count_attempt(i, seq)
+            self.count_attempt_at(s, seq)
         };
-        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
+        self.stamp_at(s, seq, now.saturating_add(self.config.lease_ns));
         let len = len_word.length();
         let claim = Claim {
             slot: i,
@@ -474,9 +474,7 @@ impl<M: Memory> Engine<M> {
             key: self.field(s, slot::KEY).load(Ordering::Relaxed),
             version: self.field(s, slot::VERSION).load(Ordering::Relaxed),
             deliveries,
-            enqueued_ns: self
-                .slot_field(i, slot::ENQUEUED_NS)
-                .load(Ordering::Relaxed),
+            enqueued_ns: self.field(s, slot::ENQUEUED_NS).load(Ordering::Relaxed),
             token: self.token_of(i, generation),
         };
         if len > self.layout.params.max_message_size {
@@ -527,7 +525,12 @@ impl<M: Memory> Engine<M> {
     /// Counts the delivery of claim `seq` unless someone already did; returns
     /// the delivery count.
     pub(super) fn count_attempt(&self, i: u64, seq: u64) -> u32 {
-        let s = self.at(i);
+        self.count_attempt_at(self.at(i), seq)
+    }
+
+    /// [`Engine::count_attempt`] of the slot at `s`.
+    #[inline]
+    fn count_attempt_at(&self, s: SlotAt, seq: u64) -> u32 {
         let f = self.field(s, slot::ATTEMPTS);
         let a = AttemptsWord(f.load(Ordering::Relaxed));
         if let Some(n) = a.count_for(seq) {
@@ -542,7 +545,12 @@ impl<M: Memory> Engine<M> {
 
     /// Stamps the deadline of state `seq` unless someone already did.
     pub(super) fn stamp(&self, i: u64, seq: u64, deadline: u64) -> u64 {
-        let s = self.at(i);
+        self.stamp_at(self.at(i), seq, deadline)
+    }
+
+    /// [`Engine::stamp`] of the slot at `s`.
+    #[inline]
+    fn stamp_at(&self, s: SlotAt, seq: u64, deadline: u64) -> u64 {
         let f = self.field(s, slot::LEASE);
         if let Some(stamped) = LeaseWord(f.load(Ordering::Relaxed)).time_for(seq) {
             return stamped;
