@@ -45,7 +45,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use shmq::internals::layout::{hdr, Layout, Params};
 use shmq::internals::memory::{Loads, LoomMemory, Memory};
-use shmq::internals::ring::{state, Claim, Engine, Outcome, Repairs, Settled};
+use shmq::internals::ring::{state, Claim, Engine, Fast, Outcome, Repairs, Settled, Tally};
 use shmq::internals::wait::{Futex, WaitPoint};
 use shmq::Status;
 use std::cell::{Cell, RefCell};
@@ -300,6 +300,52 @@ fn consumer_thread(
 ///   abandoned, and only when m = sent;
 /// - the consumer crashed: see [`check_accounted`].
 fn send_claim(budget: Option<u64>, crash_producer: bool, capacity: u64) -> bool {
+    send_claim_with(budget, crash_producer, capacity, consumer_thread)
+}
+
+/// [`consumer_thread`] claiming in runs, as a batch of the C ABI's
+/// `shmq_claim_packed` does: [`Engine::claim_fast_run`] (the side path
+/// checked once for the run), and the general claim when the run stops at
+/// something that is not the common case.
+fn run_consumer_thread(
+    e: Shared,
+    budget: Option<u64>,
+    tries: usize,
+) -> thread::JoinHandle<ConsumerEnd> {
+    thread::spawn(move || {
+        let seen = Seen::default();
+        let done = participant(budget, || {
+            for _ in 0..tries {
+                let mut got = Vec::new();
+                let mut tally = Tally::default();
+                let (n, stop) = e
+                    .claim_fast_run(CONSUMER, 0, SENDS as usize, &mut tally, |c| got.push(c))
+                    .unwrap();
+                assert_eq!(n, got.len());
+                if n == 0 && matches!(stop, Fast::Slow) {
+                    got.extend(e.claim(CONSUMER, 0).unwrap());
+                }
+                if got.is_empty() {
+                    thread::yield_now();
+                }
+                for c in got {
+                    seen.consume(&e, CONSUMER, c);
+                }
+            }
+        });
+        let repair = done
+            .is_none()
+            .then(|| e.repair(OTHER, 0, &|o| o == CONSUMER).unwrap());
+        seen.end(repair)
+    })
+}
+
+fn send_claim_with(
+    budget: Option<u64>,
+    crash_producer: bool,
+    capacity: u64,
+    consumer_thread: fn(Shared, Option<u64>, usize) -> thread::JoinHandle<ConsumerEnd>,
+) -> bool {
     let e = engine(capacity);
     let (pb, cb) = if crash_producer {
         (budget, None)
@@ -385,6 +431,27 @@ fn send_claim_producer_crash() {
 #[test]
 fn send_claim_consumer_crash() {
     check_crashes("send_claim_consumer_crash", |b| send_claim(b, false, 2));
+}
+
+#[test]
+fn send_claim_runs_no_crash() {
+    check("send_claim_runs_no_crash", |b| {
+        send_claim_with(b, true, 2, run_consumer_thread)
+    });
+}
+
+#[test]
+fn send_claim_runs_capacity_1_no_crash() {
+    check("send_claim_runs_capacity_1_no_crash", |b| {
+        send_claim_with(b, true, 1, run_consumer_thread)
+    });
+}
+
+#[test]
+fn send_claim_runs_consumer_crash() {
+    check_crashes("send_claim_runs_consumer_crash", |b| {
+        send_claim_with(b, false, 2, run_consumer_thread)
+    });
 }
 
 // ---------------------------------------------------------------------

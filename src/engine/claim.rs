@@ -461,9 +461,9 @@ impl<M: Memory> Engine<M> {
         let deliveries = if len_word.expires() {
             self.count_attempt_unless_expired(i, seq, now)
         } else {
-            self.count_attempt(i, seq)
+            self.count_attempt_at(s, seq)
         };
-        self.stamp(i, seq, now.saturating_add(self.config.lease_ns));
+        self.stamp_at(s, seq, now.saturating_add(self.config.lease_ns));
         let len = len_word.length();
         let claim = Claim {
             slot: i,
@@ -474,26 +474,28 @@ impl<M: Memory> Engine<M> {
             key: self.field(s, slot::KEY).load(Ordering::Relaxed),
             version: self.field(s, slot::VERSION).load(Ordering::Relaxed),
             deliveries,
-            enqueued_ns: self
-                .slot_field(i, slot::ENQUEUED_NS)
-                .load(Ordering::Relaxed),
+            enqueued_ns: self.field(s, slot::ENQUEUED_NS).load(Ordering::Relaxed),
             token: self.token_of(i, generation),
         };
         if len > self.layout.params.max_message_size {
-            // A scribbled length: never hand it out; dead-letter the message.
-            let reason = format!("corrupt length {len} in slot {i}");
-            self.settle(
-                w.owner(),
-                claim.token(),
-                &Outcome::Reject { reason: &reason },
-                now,
-            )?;
-            return Err(Error::new(
-                Status::Corrupt,
-                format!("{reason}: the message was moved to the dead letters"),
-            ));
+            return Err(self.corrupt_length(w.owner(), &claim, now));
         }
         Ok(Some(claim))
+    }
+
+    /// A claim of a message with a scribbled length, which is never
+    /// handed out: dead-letters the message and builds the error.
+    #[cold]
+    #[inline(never)]
+    fn corrupt_length(&self, me: u64, claim: &Claim, now: u64) -> Error {
+        let reason = format!("corrupt length {} in slot {}", claim.len, claim.slot);
+        if let Err(e) = self.settle(me, claim.token(), &Outcome::Reject { reason: &reason }, now) {
+            return e;
+        }
+        Error::new(
+            Status::Corrupt,
+            format!("{reason}: the message was moved to the dead letters"),
+        )
     }
 
     /// [`Engine::count_attempt`] for a message with a deadline: 0, and no
@@ -523,7 +525,12 @@ impl<M: Memory> Engine<M> {
     /// Counts the delivery of claim `seq` unless someone already did; returns
     /// the delivery count.
     pub(super) fn count_attempt(&self, i: u64, seq: u64) -> u32 {
-        let s = self.at(i);
+        self.count_attempt_at(self.at(i), seq)
+    }
+
+    /// [`Engine::count_attempt`] of the slot at `s`.
+    #[inline]
+    fn count_attempt_at(&self, s: SlotAt, seq: u64) -> u32 {
         let f = self.field(s, slot::ATTEMPTS);
         let a = AttemptsWord(f.load(Ordering::Relaxed));
         if let Some(n) = a.count_for(seq) {
@@ -538,7 +545,12 @@ impl<M: Memory> Engine<M> {
 
     /// Stamps the deadline of state `seq` unless someone already did.
     pub(super) fn stamp(&self, i: u64, seq: u64, deadline: u64) -> u64 {
-        let s = self.at(i);
+        self.stamp_at(self.at(i), seq, deadline)
+    }
+
+    /// [`Engine::stamp`] of the slot at `s`.
+    #[inline]
+    fn stamp_at(&self, s: SlotAt, seq: u64, deadline: u64) -> u64 {
         let f = self.field(s, slot::LEASE);
         if let Some(stamped) = LeaseWord(f.load(Ordering::Relaxed)).time_for(seq) {
             return stamped;

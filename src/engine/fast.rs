@@ -25,7 +25,7 @@ use crate::memory::Memory;
 use crate::sync::{AtomicU64, Ordering};
 
 /// What a fast path found.
-pub(super) enum Fast<T> {
+pub enum Fast<T> {
     /// It did the operation.
     Done(T),
     /// It found, as the general path would, that there is nothing to do
@@ -48,16 +48,34 @@ impl<M: Memory> Engine<M> {
     /// Claims the message at the head of the ring if it is a keyless
     /// message in ring order and nothing waits on the side path: what
     /// [`Engine::claim_counted`] would claim, found in one step.
-    #[inline]
+    #[inline(always)]
     pub(super) fn claim_fast(&self, me: u64, now: u64) -> Result<Fast<Claim>> {
+        let Some(dirty) = self.side_clean(now) else {
+            return Ok(Fast::Slow);
+        };
+        self.claim_head_fast(me, now, dirty)
+    }
+
+    /// The side path's epoch if nothing waits there at `now` (no message
+    /// off ring order, no delayed one due): then the next message in ring
+    /// order is the one to claim.
+    #[inline(always)]
+    fn side_clean(&self, now: u64) -> Option<u64> {
         // Acquire: as in `side_needed`, whose test this is, keeping the
         // epoch to compare again before the claim (as `claim_counted` does).
         let dirty = self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire);
         if dirty != self.word(hdr::SIDE_CLEAN).load(Ordering::Acquire)
             || now >= self.word(hdr::SIDE_NEXT_DUE).load(Ordering::Relaxed)
         {
-            return Ok(Fast::Slow);
+            return None;
         }
+        Some(dirty)
+    }
+
+    /// [`Engine::claim_fast`] once the side path was found clean at epoch
+    /// `dirty`: the epoch is compared again before the claim's CAS.
+    #[inline(always)]
+    fn claim_head_fast(&self, me: u64, now: u64, dirty: u64) -> Result<Fast<Claim>> {
         let head = self.word(hdr::HEAD);
         let p = self.head_view.start(head);
         let (i, lap) = self.split(p);
@@ -90,8 +108,17 @@ impl<M: Memory> Engine<M> {
         if self.word(hdr::SIDE_DIRTY).load(Ordering::Acquire) != dirty {
             return Ok(Fast::Slow);
         }
-        let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
-            return Ok(Fast::Slow);
+        // The claim's CAS, inline, as `transit` makes it; a word that moved
+        // meanwhile (a lost race, or only its lap: producers skipping the
+        // slot) goes through `transit`, which retries or gives up.
+        let next = w.transition(state::CLAIMED, me);
+        let mine = if self.cas_slot(i, w, next) {
+            next
+        } else {
+            let Some(mine) = self.transit(i, w, state::CLAIMED, me) else {
+                return Ok(Fast::Slow);
+            };
+            mine
         };
         let claimed = self.finish_claim(i, mine, now);
         // The cursor moves after the claim is stamped, as in `claim_head`.
@@ -101,6 +128,76 @@ impl<M: Memory> Engine<M> {
             Some(c) => Fast::Done(c),
             None => Fast::Slow,
         })
+    }
+
+    /// The handle's fast claim (the C ABI's copying claims call it first):
+    /// [`Engine::claim_fast`], unless this handle's fast claims are off
+    /// (keyed traffic, as in [`Engine::claim_counted`]). A claim of a
+    /// message past its deadline is disposed of as `claim_counted` does
+    /// (counted in `tally`) and answers `Slow`: the general path then looks
+    /// for the next message, as `claim_counted` goes on to.
+    #[inline(always)]
+    pub(crate) fn claim_quick(&self, me: u64, now: u64, tally: &mut Tally) -> Result<Fast<Claim>> {
+        // Relaxed: a handle-private hint (see `fast_claims_off`).
+        if self
+            .fast_claims_off
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(Fast::Slow);
+        }
+        match self.claim_fast(me, now)? {
+            Fast::Done(c) if c.expired() => {
+                self.expire_claimed(me, &c, now, tally)?;
+                Ok(Fast::Slow)
+            }
+            f => Ok(f),
+        }
+    }
+
+    /// A run of fast claims for a batch: up to `max` claims like
+    /// [`Engine::claim_quick`]'s, each given to `push`, with the side path
+    /// checked once for the run (each claim still compares its epoch before
+    /// its CAS, as `claim_fast` does: a message that entered the side path
+    /// or a delay that fell due meanwhile moves it). Returns how many it
+    /// claimed and what stopped it: `Done` at `max`, `Empty` when nothing
+    /// more is in ring order, `Slow` at the first message that is not the
+    /// common case (a claim of a message past its deadline disposed of as
+    /// in `claim_quick`): the general claim takes the next one.
+    #[inline]
+    pub fn claim_fast_run(
+        &self,
+        me: u64,
+        now: u64,
+        max: usize,
+        tally: &mut Tally,
+        mut push: impl FnMut(Claim),
+    ) -> Result<(usize, Fast<()>)> {
+        // Relaxed: a handle-private hint (see `fast_claims_off`).
+        if self
+            .fast_claims_off
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok((0, Fast::Slow));
+        }
+        let Some(dirty) = self.side_clean(now) else {
+            return Ok((0, Fast::Slow));
+        };
+        let mut n = 0;
+        while n < max {
+            match self.claim_head_fast(me, now, dirty)? {
+                Fast::Done(c) if c.expired() => {
+                    self.expire_claimed(me, &c, now, tally)?;
+                    return Ok((n, Fast::Slow));
+                }
+                Fast::Done(c) => {
+                    push(c);
+                    n += 1;
+                }
+                Fast::Empty => return Ok((n, Fast::Empty)),
+                Fast::Slow => return Ok((n, Fast::Slow)),
+            }
+        }
+        Ok((n, Fast::Done(())))
     }
 
     /// Reserves the slot of the next position in ring order if it is free

@@ -120,6 +120,7 @@ pub use crate::format::dlq::DeadLetterWord;
 pub use crate::format::slot::{state, SlotState, SlotWord, LAP_BITS, SEQ_BITS, SEQ_MASK};
 pub use claim::{Claim, Tally, PASS_AFTER_NS};
 use cursor::{FullSearch, HeadWait, LazyCursor, FULL_SEARCH_EVERY, LAZY_CURSOR_EVERY};
+pub use fast::Fast;
 pub use handle_words::{Quiet, WaitOn};
 pub use inspect::{
     DeadLetterRecord, HeaderCounters, HeaderIdentity, KeyEntrySnapshot, ParticipantSnapshot,

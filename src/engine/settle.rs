@@ -114,29 +114,54 @@ impl<M: Memory> Engine<M> {
         let len = LenWord(self.field(s, slot::LEN).load(Ordering::Relaxed))
             .length_within(self.layout.params.max_message_size) as usize;
         if buf.len() < len {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "read: buffer of {} bytes for a {len}-byte payload",
-                    buf.len()
-                ),
-            ));
+            return Err(too_small(buf.len(), len));
         }
         self.mem.read_bytes(self.payload_offset(i), &mut buf[..len]);
         // Acquire fence: the copy above is ordered before the check below
         // (the seqlock reader's rule), so a claim lost during the copy is
         // seen.
         crate::sync::fence(Ordering::Acquire);
-        self.held(me, token, None).map_err(|e| {
-            if e.status() == Status::LeaseLost {
-                Error::new(
-                    Status::LeaseLost,
-                    "the claim was lost during the copy; the copy may be torn",
-                )
-            } else {
-                e
-            }
-        })?;
+        self.held(me, token, None).map_err(lost_during_copy)?;
+        Ok(len)
+    }
+
+    /// [`Engine::read_claimed`] of the claim `c` that `me` made in this
+    /// very call (the C ABI's copying claims): the claim is held when the
+    /// copy starts (nothing ran since it was stamped), so only the check
+    /// after the copy is made. A claim lost between the claim and the copy
+    /// is the same race as one lost during the copy, and refused the same
+    /// way (`LeaseLost`). Its length was checked against max_message_size
+    /// when it was claimed.
+    #[inline]
+    pub fn read_fresh(&self, me: u64, c: &Claim, buf: &mut [u8]) -> Result<usize> {
+        let len = c.len;
+        if buf.len() < len {
+            return Err(too_small(buf.len(), len));
+        }
+        self.mem
+            .read_bytes(self.payload_offset(c.slot), &mut buf[..len]);
+        // Acquire fence: the copy above is ordered before the check below
+        // (the seqlock reader's rule), so a claim lost during the copy is
+        // seen.
+        crate::sync::fence(Ordering::Acquire);
+        // What `held` checks, knowing the claim: the slot word still at the
+        // step of our claim (a claim ends only with a transition, which
+        // moves the step), and the claim word stamped for that step with
+        // our generation (which never repeats: a word that came back to
+        // the same step after its sequence wrapped is not taken for ours).
+        let s = self.at(c.slot);
+        let w = self.word_at(s);
+        // Acquire: as in `held`.
+        let cw = ClaimWord(self.field(s, slot::CLAIM).load(Ordering::Acquire));
+        let held = w.is(state::CLAIMED, me, c.seq)
+            && cw.stamped_for(c.seq)
+            && self
+                .split_token(c.token)
+                .is_some_and(|(_, generation)| self.same_generation(cw.generation(), generation));
+        if !held {
+            // Built by `held`, as `read_claimed` builds it.
+            self.held(me, c.token, None).map_err(lost_during_copy)?;
+        }
         Ok(len)
     }
 
@@ -270,4 +295,29 @@ fn no_such_token(token: u64) -> Error {
         Status::InvalidArgument,
         format!("token {token:#x} names no claim of this queue"),
     )
+}
+
+/// `TooLarge` for a read into a buffer of `have` bytes of a `len`-byte
+/// payload.
+#[cold]
+#[inline(never)]
+fn too_small(have: usize, len: usize) -> Error {
+    Error::new(
+        Status::TooLarge,
+        format!("read: buffer of {have} bytes for a {len}-byte payload"),
+    )
+}
+
+/// The error of a read whose claim was found lost after the copy.
+#[cold]
+#[inline(never)]
+fn lost_during_copy(e: Error) -> Error {
+    if e.status() == Status::LeaseLost {
+        Error::new(
+            Status::LeaseLost,
+            "the claim was lost during the copy; the copy may be torn",
+        )
+    } else {
+        e
+    }
 }

@@ -4,9 +4,9 @@
 use super::wait::Point;
 use super::{Mapping, Queue, Store, ROLE_CONSUMER};
 use crate::error::{Error, Result, Status};
-use crate::metrics::{Counter, Histogram};
+use crate::metrics::{Counter, Histogram, Recorder};
 use crate::options::Timeout;
-use crate::ring::{self, Claim, Engine};
+use crate::ring::{self, Claim, Engine, Fast};
 
 impl Queue {
     pub(super) fn claim_once(
@@ -17,6 +17,13 @@ impl Queue {
     ) -> Result<Option<Claim>> {
         let mut tally = ring::Tally::default();
         let got = engine.claim_patiently(me, now, &mut tally, || self.precise());
+        self.account_tally(&tally);
+        got
+    }
+
+    /// Counts what a claim skipped on its way (see [`ring::Tally`]).
+    #[inline]
+    fn account_tally(&self, tally: &ring::Tally) {
         if tally.stale > 0 {
             self.count(Counter::Stale, tally.stale);
             self.notify(Point::NotFull);
@@ -30,19 +37,37 @@ impl Queue {
             self.count(Counter::DeadLettered, tally.expired_dead_lettered);
             self.notify(Point::NotFull);
         }
-        got
     }
 
     pub(super) fn claimed(&self, c: Claim, now: u64) -> Message<'_> {
         self.note_role(ROLE_CONSUMER);
-        // A sampled message is timed precisely from here to its ack.
+        let rec = self.recorder();
+        if let Some(rec) = &rec {
+            rec.add(Counter::Claimed, 1);
+        }
+        let mut claimed_ns = now;
+        if c.deliveries > 1 || c.sampled {
+            claimed_ns = self.claimed_rare(rec.as_ref(), &c, now);
+        }
+        Message {
+            q: self,
+            claim: c,
+            claimed_ns,
+        }
+    }
+
+    /// What [`Queue::claimed`] does for a redelivery or a sampled message:
+    /// counts the redelivery, or times the sampled message precisely from
+    /// here to its ack and records its lead time. Returns the claim time.
+    #[cold]
+    #[inline(never)]
+    fn claimed_rare(&self, rec: Option<&Recorder<'_, Mapping>>, c: &Claim, now: u64) -> u64 {
         let claimed_ns = if c.sampled && self.metrics.get() {
             self.precise()
         } else {
             now
         };
-        if let Some(rec) = self.recorder() {
-            rec.add(Counter::Claimed, 1);
+        if let Some(rec) = rec {
             if c.deliveries > 1 {
                 rec.add(Counter::Redelivered, 1);
             } else if c.sampled {
@@ -52,11 +77,7 @@ impl Queue {
                 );
             }
         }
-        Message {
-            q: self,
-            claim: c,
-            claimed_ns,
-        }
+        claimed_ns
     }
 
     /// Claims the next message, waiting up to `timeout`. `Empty` when
@@ -143,6 +164,210 @@ impl Queue {
             }
         }
         Ok(n)
+    }
+
+    /// Claims the next message like [`Queue::claim`] and copies its payload
+    /// into `buf` like [`Message::read_into`], in one call down (the C
+    /// ABI's `shmq_claim_copy`; behind the `internals` door). On success
+    /// calls `done(message, len)` (and only then: a failed call gives the
+    /// caller nothing). `buf` should hold max_message_size bytes (else a
+    /// longer payload is claimed and then refused, `TooLarge`).
+    ///
+    /// The common case (a keyless message at the head, see
+    /// `Engine::claim_quick`) reads the clock once, claims, copies
+    /// with one check after the copy, and counts; anything else takes the
+    /// general path, which the fast one left untouched.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn claim_copy(
+        &self,
+        buf: &mut [u8],
+        timeout: impl Into<Timeout>,
+        done: impl FnOnce(&Message<'_>, usize),
+    ) -> Result<()> {
+        if let Ok((me, engine)) = self.me("claim") {
+            let now = self.now();
+            let mut tally = ring::Tally::default();
+            match engine.claim_quick(me, now, &mut tally) {
+                Ok(Fast::Done(c)) => {
+                    self.tick(now);
+                    let m = self.claimed(c, now);
+                    return match engine.read_fresh(me, &m.claim, buf) {
+                        Ok(n) => {
+                            self.intact("read")?;
+                            done(&m, n);
+                            Ok(())
+                        }
+                        Err(e) => self.checked("read", Err(self.err("read", e))),
+                    };
+                }
+                Ok(_) => self.account_tally(&tally),
+                Err(e) => {
+                    self.account_tally(&tally);
+                    return self.checked("claim", Err(self.err_once("claim", e)));
+                }
+            }
+        }
+        let m = self.claim(timeout)?;
+        let n = m.read_into(buf)?;
+        done(&m, n);
+        Ok(())
+    }
+
+    /// Claims up to `max` messages like [`Queue::claim_batch`] and copies
+    /// their payloads one after another into `buf` like
+    /// [`Message::read_into`] (the C ABI's `shmq_claim_packed`; behind the
+    /// `internals` door). `buf` should hold `max` payloads of
+    /// max_message_size. Calls `each(message, offset, len)` for each copy
+    /// that is whole, in order; a message whose claim was lost during its
+    /// copy is left out (it is redelivered), and the call fails with that
+    /// error only when every copy was lost. Returns how many were given to
+    /// `each`.
+    ///
+    /// The common case claims the messages in one fast run
+    /// (`Engine::claim_fast_run`) on one clock read, counts them once,
+    /// runs the maintenance check once, and checks each claim once after
+    /// its copy. Nothing is copied unless every claim succeeded, as in the
+    /// general path.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn claim_packed(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        timeout: impl Into<Timeout>,
+        mut each: impl FnMut(&Message<'_>, usize, usize),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let claims = match self.claim_run(max) {
+            Some(Ok(claims)) => claims,
+            Some(Err(e)) => return Err(e),
+            None => {
+                // The general path: claim, then copy each.
+                let got = self.claim_batch(max, timeout)?;
+                let (mut at, mut n, mut lost) = (0usize, 0usize, None);
+                for m in &got {
+                    match m.read_into(&mut buf[at..]) {
+                        Ok(len) => {
+                            each(m, at, len);
+                            at += len;
+                            n += 1;
+                        }
+                        Err(e) => lost = Some(e),
+                    }
+                }
+                return match lost {
+                    Some(e) if n == 0 => Err(e),
+                    _ => Ok(n),
+                };
+            }
+        };
+        let (me, engine) = self.me("read")?;
+        let (mut at, mut n, mut lost) = (0usize, 0usize, None);
+        for m in &claims {
+            match engine.read_fresh(me, &m.claim, &mut buf[at..]) {
+                Ok(len) => {
+                    each(m, at, len);
+                    at += len;
+                    n += 1;
+                }
+                Err(e) => lost = Some(self.err("read", e)),
+            }
+        }
+        match lost {
+            Some(e) if n == 0 => self.checked("read", Err(e)),
+            _ => self.checked("read", Ok(n)),
+        }
+    }
+
+    /// The claims of [`Queue::claim_packed`]'s common case: `None` when the
+    /// first message is not the common case (nothing changed but what the
+    /// general path would count: run it); after that, a message that is
+    /// not takes the general claim, as [`Queue::claim_batch`] takes it.
+    #[cfg(feature = "internals")]
+    fn claim_run(&self, max: usize) -> Option<Result<Vec<Message<'_>>>> {
+        let (me, engine) = self.me("claim_batch").ok()?;
+        // One clock read for the batch: the coarse clock, on which leases
+        // and delays are stamped.
+        let now = self.now();
+        let mut tally = ring::Tally::default();
+        let mut claims = Vec::with_capacity(max.min(1024));
+        let mut failed = None;
+        loop {
+            let run = engine.claim_fast_run(me, now, max - claims.len(), &mut tally, |c| {
+                claims.push(self.unclaimed(c, now))
+            });
+            match run {
+                Ok((0, Fast::Slow | Fast::Empty)) if claims.is_empty() => {
+                    // The first claim is not the common case: the general
+                    // path makes it (it may wait for one).
+                    self.account_tally(&tally);
+                    return None;
+                }
+                Err(e) if claims.is_empty() => {
+                    self.account_tally(&tally);
+                    let e = self.err_once("claim", e);
+                    return Some(self.checked("claim_batch", Err(e)));
+                }
+                Ok((_, Fast::Slow)) if claims.len() < max => {
+                    // The general claim takes the next one, as in
+                    // `claim_batch`, then the fast run goes on.
+                    match self.claim_once(engine, me, now) {
+                        Ok(Some(c)) => claims.push(self.unclaimed(c, now)),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(self.err("claim_batch", e));
+                            break;
+                        }
+                    }
+                    if claims.len() == max {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    failed = Some(self.err("claim_batch", e));
+                    break;
+                }
+            }
+        }
+        self.account_tally(&tally);
+        self.tick(now);
+        // Counted as the general path counts them: every claim made, also
+        // those of a batch that fails.
+        self.claimed_run(&mut claims, now);
+        if let Some(e) = failed {
+            return Some(self.checked("claim_batch", Err(e)));
+        }
+        Some(self.checked("claim_batch", Ok(claims)))
+    }
+
+    /// A claim made at `now`, not counted yet (see [`Queue::claimed_run`]).
+    #[cfg(feature = "internals")]
+    #[inline]
+    fn unclaimed(&self, c: Claim, now: u64) -> Message<'_> {
+        Message {
+            q: self,
+            claim: c,
+            claimed_ns: now,
+        }
+    }
+
+    /// [`Queue::claimed`] of a run of claims made at `now`, counted at once.
+    #[cfg(feature = "internals")]
+    fn claimed_run(&self, claims: &mut [Message<'_>], now: u64) {
+        self.note_role(ROLE_CONSUMER);
+        let rec = self.recorder();
+        if let Some(rec) = &rec {
+            rec.add(Counter::Claimed, claims.len() as u64);
+        }
+        for m in claims {
+            if m.claim.deliveries > 1 || m.claim.sampled {
+                m.claimed_ns = self.claimed_rare(rec.as_ref(), &m.claim, now);
+            }
+        }
     }
 
     /// Copies the payload of a claim we hold into `buf` and checks that the

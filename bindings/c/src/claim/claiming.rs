@@ -136,17 +136,17 @@ pub unsafe extern "C" fn shmq_claim_copy(
         }
         // SAFETY: the message(s) are dropped at the end of this call, while
         // `inner` lives.
-        let m = unsafe { inner.queue_static() }.claim(Timeout::from_nanos(timeout_ns))?;
-        let n = m.read_into(b)?;
-        let mut c = to_c(inner, &m, buf.cast::<u8>());
-        c.len = n;
-        // Only a sampled claim is timed (as the Rust API does).
-        if m.sampled() {
-            inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
-        }
-        // SAFETY: checked non-null and aligned.
-        unsafe { msg.write(c) };
-        Ok(())
+        let q = unsafe { inner.queue_static() };
+        q.claim_copy(b, Timeout::from_nanos(timeout_ns), |m, n| {
+            let mut c = to_c(inner, m, buf.cast::<u8>());
+            c.len = n;
+            // Only a sampled claim is timed (as the Rust API does).
+            if m.sampled() {
+                inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
+            }
+            // SAFETY: checked non-null and aligned.
+            unsafe { msg.write(c) };
+        })
     })
 }
 
@@ -267,34 +267,20 @@ pub unsafe extern "C" fn shmq_claim_packed(
         }
         // SAFETY: the message(s) are dropped at the end of this call, while
         // `inner` lives.
-        let got =
-            unsafe { inner.queue_static() }.claim_batch(fit, Timeout::from_nanos(timeout_ns))?;
-        let mut at = 0usize;
+        let q = unsafe { inner.queue_static() };
         let mut n = 0usize;
-        let mut lost = None;
-        for m in &got {
-            match m.read_into(&mut b[at..]) {
-                Ok(len) => {
-                    // SAFETY: `at <= buf_len`, inside the caller's buffer.
-                    let mut c = to_c(inner, m, unsafe { buf.cast::<u8>().add(at) });
-                    c.len = len;
-                    // Only a sampled claim is timed (as the Rust API does).
-                    if m.sampled() {
-                        inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
-                    }
-                    // SAFETY: n < got.len() <= max entries, from the caller.
-                    unsafe { msgs.add(n).write(c) };
-                    at += len;
-                    n += 1;
-                }
-                Err(e) => lost = Some(e),
+        q.claim_packed(b, fit, Timeout::from_nanos(timeout_ns), |m, at, len| {
+            // SAFETY: `at <= buf_len`, inside the caller's buffer.
+            let mut c = to_c(inner, m, unsafe { buf.cast::<u8>().add(at) });
+            c.len = len;
+            // Only a sampled claim is timed (as the Rust API does).
+            if m.sampled() {
+                inner.note_claim(c.token, m.claimed_ns(), c.enqueued_ns);
             }
-        }
-        if n == 0 {
-            if let Some(e) = lost {
-                return Err(e);
-            }
-        }
+            // SAFETY: n < fit <= max entries, from the caller.
+            unsafe { msgs.add(n).write(c) };
+            n += 1;
+        })?;
         // SAFETY: NULL or writable, from the caller.
         unsafe { put(out_count, n) };
         Ok(())
