@@ -305,11 +305,20 @@ impl<'q> Message<'q> {
     pub fn ack(self) -> Result<()> {
         // Only a sampled message is timed (see `Queue::sample`).
         let sampled = self.claim.sampled;
-        self.q.ack_token(
-            self.claim.token(),
+        let (claimed_ns, enqueued_ns) = (
             sampled.then_some(self.claimed_ns),
             sampled.then_some(self.claim.enqueued_ns),
-        )
+        );
+        if self.claim.key != 0 {
+            // A keyed ack records its version and releases its key: the
+            // general path's work, which the fast ack would only find out.
+            return self
+                .q
+                .settle(self.claim.token(), &Outcome::Ack, claimed_ns, enqueued_ns)
+                .map(|_| ());
+        }
+        self.q
+            .ack_token(self.claim.token(), claimed_ns, enqueued_ns)
     }
 
     /// Try again after `delay` (counts as a failed delivery; dead-lettered
